@@ -1,0 +1,210 @@
+// ledgerctl: the operator's and developer's command line.
+//
+//   ledgerctl keygen --out FILE
+//   ledgerctl cluster init --replicas N --clients M --out DIR
+//                          [--base-port P] [--host H] [--f F]
+//   ledgerctl --config FILE config check
+//
+// Every command takes --json for machine-readable output. Exit status: 0 on
+// success, 1 on failure (the message names the field or file), 2 on usage
+// errors.
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "client/cluster_init.h"
+#include "common/config.h"
+#include "common/flags.h"
+#include "common/keyfile.h"
+
+ABSL_FLAG(std::string, config, "", "Cluster config file (cluster.json).");
+ABSL_FLAG(std::string, key, "", "This client's private key file.");
+ABSL_FLAG(bool, json, false, "Print machine-readable JSON.");
+ABSL_FLAG(std::string, out, "",
+          "Output file (keygen) or directory (cluster init).");
+ABSL_FLAG(uint32_t, replicas, 4, "cluster init: number of replicas.");
+ABSL_FLAG(uint32_t, clients, 1, "cluster init: number of clients.");
+ABSL_FLAG(uint32_t, base_port, 7000, "cluster init: first replica port.");
+ABSL_FLAG(std::string, host, "127.0.0.1", "cluster init: replicas' host.");
+ABSL_FLAG(uint32_t, f, 0,
+          "cluster init: faults tolerated (0: largest possible).");
+ABSL_FLAG(std::string, cluster_id, "",
+          "cluster init: cluster id (default random).");
+ABSL_FLAG(uint64_t, genesis_balance, 1'000'000'000,
+          "cluster init: each client's genesis balance on ledger 1.");
+ABSL_FLAG(bool, force, false, "Overwrite existing files.");
+
+namespace ledger {
+namespace {
+
+constexpr char kUsage[] =
+    "ledgerctl [flags] <command> ...\n"
+    "commands:\n"
+    "  keygen --out FILE                      write a new Ed25519 key file\n"
+    "  cluster init --replicas N --clients M --out DIR [--base-port P] [--host "
+    "H]\n"
+    "                                         write cluster.json and key "
+    "files\n"
+    "  config check --config FILE             load and validate a cluster "
+    "config\n";
+
+// Escapes a string for a JSON value.
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+int Fail(const absl::Status& s) {
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":false,\"code\":"
+              << JsonString(absl::StatusCodeToString(s.code()))
+              << ",\"error\":" << JsonString(s.message()) << "}\n";
+  } else {
+    std::cerr << "ledgerctl: " << s.message() << "\n";
+  }
+  return 1;
+}
+
+int Usage(const std::string& why) {
+  std::cerr << "ledgerctl: " << why << "\n\n" << kUsage;
+  return 2;
+}
+
+int Keygen(const std::vector<std::string>&) {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) return Usage("keygen: --out FILE is required");
+  crypto::SecretKey key = crypto::SecretKey::Generate();
+  absl::Status s = WriteKeyFile(out, key, absl::GetFlag(FLAGS_force));
+  if (!s.ok()) return Fail(s);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"key_file\":" << JsonString(out)
+              << ",\"public_key\":" << JsonString(key.public_key().ToBase64())
+              << "}\n";
+  } else {
+    std::cout << "wrote " << out
+              << " (mode 0600)\npublic key: " << key.public_key().ToBase64()
+              << "\n";
+  }
+  return 0;
+}
+
+int ClusterCmd(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "init")
+    return Usage("cluster: expected 'cluster init'");
+  ClusterInitOptions o;
+  o.replicas = absl::GetFlag(FLAGS_replicas);
+  o.clients = absl::GetFlag(FLAGS_clients);
+  o.out_dir = absl::GetFlag(FLAGS_out);
+  o.host = absl::GetFlag(FLAGS_host);
+  o.base_port = absl::GetFlag(FLAGS_base_port);
+  o.f = absl::GetFlag(FLAGS_f);
+  o.cluster_id = absl::GetFlag(FLAGS_cluster_id);
+  o.genesis_balance = absl::GetFlag(FLAGS_genesis_balance);
+  o.force = absl::GetFlag(FLAGS_force);
+  if (o.out_dir.empty()) return Usage("cluster init: --out DIR is required");
+  absl::StatusOr<v1::ClusterConfig> config = InitCluster(o);
+  if (!config.ok()) return Fail(config.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"config\":"
+              << JsonString(o.out_dir + "/cluster.json")
+              << ",\"cluster_id\":" << JsonString(config->cluster_id())
+              << ",\"replicas\":" << config->replicas_size()
+              << ",\"clients\":" << config->clients_size()
+              << ",\"f\":" << config->f() << "}\n";
+  } else {
+    std::cout << "cluster " << config->cluster_id() << ": "
+              << config->replicas_size() << " replicas (f=" << config->f()
+              << "), " << config->clients_size()
+              << " clients\n  config: " << o.out_dir
+              << "/cluster.json\n  keys:   " << o.out_dir
+              << "/keys/ (mode 0600)\n";
+    for (const v1::ReplicaConfig& r : config->replicas()) {
+      std::cout << "  replica " << r.id() << " at " << r.address() << "\n";
+    }
+  }
+  return 0;
+}
+
+int ConfigCmd(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "check")
+    return Usage("config: expected 'config check'");
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) return Usage("config check: --config FILE is required");
+  absl::StatusOr<Cluster> cluster = Cluster::LoadFile(path);
+  if (!cluster.ok()) return Fail(cluster.status());
+  if (!absl::GetFlag(FLAGS_key).empty()) {
+    absl::StatusOr<crypto::SecretKey> key =
+        ReadKeyFile(absl::GetFlag(FLAGS_key));
+    if (!key.ok()) return Fail(key.status());
+    if (cluster->client_by_key(key->public_key()) == nullptr &&
+        cluster->replica_by_key(key->public_key()) < 0) {
+      return Fail(absl::NotFoundError(absl::StrCat(
+          absl::GetFlag(FLAGS_key), ": its public key is registered in ", path,
+          " neither as a client nor as a replica")));
+    }
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"cluster_id\":"
+              << JsonString(cluster->cluster_id())
+              << ",\"replicas\":" << cluster->n() << ",\"f\":" << cluster->f()
+              << ",\"quorum\":" << cluster->quorum()
+              << ",\"clients\":" << cluster->config().clients_size() << "}\n";
+  } else {
+    std::cout << path << ": ok: cluster " << cluster->cluster_id() << ", "
+              << cluster->n() << " replicas, f=" << cluster->f() << ", quorum "
+              << cluster->quorum() << ", " << cluster->config().clients_size()
+              << " clients\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace ledger
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args =
+      ledger::ParseFlags(argc, argv, ledger::kUsage);
+  if (args.size() < 2) return ledger::Usage("no command given");
+  const std::map<std::string,
+                 std::function<int(const std::vector<std::string>&)>>
+      commands = {
+          {"keygen", ledger::Keygen},
+          {"cluster", ledger::ClusterCmd},
+          {"config", ledger::ConfigCmd},
+      };
+  auto it = commands.find(args[1]);
+  if (it == commands.end())
+    return ledger::Usage("unknown command '" + args[1] + "'");
+  return it->second(std::vector<std::string>(args.begin() + 2, args.end()));
+}

@@ -1,0 +1,83 @@
+// Always-on assertions for programming errors (never for bad input: that is
+// an absl::Status, and Byzantine input is dropped and counted).
+//
+//   CHECK(cond);             aborts with file, line and the expression
+//   CHECK_EQ(a, b);          ... and both values (also _NE _LT _LE _GT _GE)
+//   CHECK_OK(status);        ... and the status message
+//
+// They stay on in release builds: a replica that continues past a broken
+// invariant can sign a conflicting vote; one that aborts cannot.
+#ifndef PBFT_LEDGER_COMMON_CHECK_H_
+#define PBFT_LEDGER_COMMON_CHECK_H_
+
+#include <concepts>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "absl/base/optimization.h"
+#include "absl/status/status.h"
+
+namespace ledger::internal {
+
+[[noreturn]] void CheckFailed(const char* file, int line, const char* expr,
+                              const std::string& detail);
+
+template <typename T>
+std::string CheckValueString(const T& v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_integral_v<T> || std::is_floating_point_v<T>) {
+    return std::to_string(v);
+  } else if constexpr (requires(std::ostream & os) { os << v; }) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  } else {
+    return "<unprintable>";
+  }
+}
+
+template <typename A, typename B>
+[[noreturn]] ABSL_ATTRIBUTE_NOINLINE void CheckOpFailed(
+    const char* file, int line, const char* expr, const A& a, const B& b) {
+  CheckFailed(file, line, expr,
+              "(" + CheckValueString(a) + " vs. " + CheckValueString(b) + ")");
+}
+
+}  // namespace ledger::internal
+
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (ABSL_PREDICT_FALSE(!(cond))) {                                \
+      ::ledger::internal::CheckFailed(__FILE__, __LINE__, #cond, ""); \
+    }                                                                 \
+  } while (0)
+
+#define LEDGER_CHECK_OP_(a, op, b)                                             \
+  do {                                                                         \
+    const auto& check_a_ = (a);                                                \
+    const auto& check_b_ = (b);                                                \
+    if (ABSL_PREDICT_FALSE(!(check_a_ op check_b_))) {                         \
+      ::ledger::internal::CheckOpFailed(__FILE__, __LINE__, #a " " #op " " #b, \
+                                        check_a_, check_b_);                   \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_EQ(a, b) LEDGER_CHECK_OP_(a, ==, b)
+#define CHECK_NE(a, b) LEDGER_CHECK_OP_(a, !=, b)
+#define CHECK_LT(a, b) LEDGER_CHECK_OP_(a, <, b)
+#define CHECK_LE(a, b) LEDGER_CHECK_OP_(a, <=, b)
+#define CHECK_GT(a, b) LEDGER_CHECK_OP_(a, >, b)
+#define CHECK_GE(a, b) LEDGER_CHECK_OP_(a, >=, b)
+
+#define CHECK_OK(expr)                                           \
+  do {                                                           \
+    const ::absl::Status check_status_ = (expr);                 \
+    if (ABSL_PREDICT_FALSE(!check_status_.ok())) {               \
+      ::ledger::internal::CheckFailed(__FILE__, __LINE__, #expr, \
+                                      check_status_.ToString()); \
+    }                                                            \
+  } while (0)
+
+#endif  // PBFT_LEDGER_COMMON_CHECK_H_

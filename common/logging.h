@@ -1,0 +1,34 @@
+// Process logging for the shell and the tools (spdlog). The PBFT core and
+// the ledger state machine do not log: they report through their outputs.
+//
+//   InitLogging({.level = "info", .json = true, .component = "ledgerd"});
+//   LOG_INFO("replica {} entered view {}", id, view);
+//
+// JSON mode writes one object per line: {"ts", "level", "component", "msg"}.
+#ifndef PBFT_LEDGER_COMMON_LOGGING_H_
+#define PBFT_LEDGER_COMMON_LOGGING_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "spdlog/spdlog.h"
+
+namespace ledger {
+
+struct LoggingOptions {
+  std::string level = "info";  // trace, debug, info, warn, error, off.
+  bool json = false;
+  std::string component = "pbft-ledger";
+};
+
+// Fails with INVALID_ARGUMENT naming the level if it is unknown.
+absl::Status InitLogging(const LoggingOptions& options);
+
+}  // namespace ledger
+
+#define LOG_DEBUG(...) SPDLOG_DEBUG(__VA_ARGS__)
+#define LOG_INFO(...) SPDLOG_INFO(__VA_ARGS__)
+#define LOG_WARN(...) SPDLOG_WARN(__VA_ARGS__)
+#define LOG_ERROR(...) SPDLOG_ERROR(__VA_ARGS__)
+
+#endif  // PBFT_LEDGER_COMMON_LOGGING_H_

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds into build/, runs every
+# test. Exits non-zero on any failure. `.ci/run` calls exactly this.
+#
+#   tests/run.sh                  everything (CI)
+#   SANITIZE=0 tests/run.sh       skip the ASan+UBSan build
+#   JOBS=N tests/run.sh           build parallelism (default: nproc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${JOBS:-$(nproc)}
+SANITIZE=${SANITIZE:-1}
+start=$(date +%s)
+
+log() { echo "== tests/run.sh: $*"; }
+
+log "dependencies"
+bash deploy/install-deps.sh
+
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+
+log "configure + build (build/)"
+cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$JOBS"
+built=$(date +%s)
+log "build took $((built - start)) s"
+
+log "unit, simulation and integration tests (ctest)"
+(cd build && ctest --output-on-failure -j "$JOBS" --timeout 600)
+
+log "proto lint (buf)"
+bash tests/lint_proto.sh
+
+if [[ "$SANITIZE" == "1" ]]; then
+  log "ASan + UBSan build (build-asan/) and tests"
+  cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DPBFT_LEDGER_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j "$JOBS"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+     ctest --output-on-failure -j "$JOBS" --timeout 900 -LE no_sanitize)
+fi
+
+log "all tests passed in $(( $(date +%s) - start )) s"
