@@ -1,0 +1,719 @@
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <queue>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/check.h"
+#include "common/config.h"
+#include "common/envelope.h"
+#include "common/keyfile.h"
+#include "ledger/v1/service.grpc.pb.h"
+
+namespace ledger {
+namespace {
+
+constexpr char kOutcomeUnknownUrl[] = "type.pbft-ledger/outcome-unknown";
+// Room for gRPC framing above the largest payload the cluster accepts.
+constexpr int kMessageSlackBytes = 64 << 10;
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      s.error_message());
+}
+
+// Errors that retrying cannot fix: the request itself is bad.
+bool IsPermanent(grpc::StatusCode c) {
+  return c == grpc::StatusCode::INVALID_ARGUMENT ||
+         c == grpc::StatusCode::UNAUTHENTICATED ||
+         c == grpc::StatusCode::PERMISSION_DENIED;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     const std::string& field) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(field, ": cannot read ", path));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+uint64_t NowMicros() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+// Runs callbacks at given times on one thread; retries use it.
+class TimerThread {
+ public:
+  TimerThread() : thread_([this] { Run(); }) {}
+  ~TimerThread() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void At(std::chrono::steady_clock::time_point when,
+          std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push({when, seq_++, std::move(fn)});
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  struct Item {
+    std::chrono::steady_clock::time_point when;
+    uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Item& o) const {
+      return std::tie(when, seq) > std::tie(o.when, o.seq);
+    }
+  };
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      if (queue_.empty()) {
+        cv_.wait(l);
+        continue;
+      }
+      auto when = queue_.top().when;
+      if (std::chrono::steady_clock::now() < when) {
+        cv_.wait_until(l, when);
+        continue;
+      }
+      std::function<void()> fn = std::move(const_cast<Item&>(queue_.top()).fn);
+      queue_.pop();
+      l.unlock();
+      fn();
+      l.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_;
+  uint64_t seq_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+class GrpcClient;
+
+// One logical call (a Submit or a Query) fanned out to every replica.
+// Owned by shared_ptr: each in-flight RPC and timer holds a reference.
+class FanOut : public std::enable_shared_from_this<FanOut> {
+ public:
+  enum class Kind { kSubmit, kQuery };
+  using Done = std::function<void(absl::StatusOr<std::string> /*payload*/)>;
+
+  FanOut(GrpcClient* client, Kind kind, pbft::v1::Envelope request,
+         uint64_t request_number, absl::Time deadline, uint32_t needed,
+         uint32_t weak_quorum, Done done)
+      : client_(client),
+        client_weak_quorum_(weak_quorum),
+        kind_(kind),
+        request_(std::move(request)),
+        request_number_(request_number),
+        deadline_(deadline),
+        needed_(needed),
+        done_(std::move(done)) {}
+
+  ~FanOut() { Finish(absl::DeadlineExceededError("")); }
+
+  void Start();
+
+ private:
+  void Send(uint32_t replica, absl::Duration backoff);
+  void OnReply(uint32_t replica, absl::Duration backoff, const grpc::Status& s,
+               const pbft::v1::Envelope& reply);
+  void Retry(uint32_t replica, absl::Duration backoff, std::string why);
+  void Finish(absl::StatusOr<std::string> result);
+  // Checks a reply envelope; returns the bytes that must match (the
+  // result, or the answer) or an error.
+  absl::StatusOr<std::string> MatchKey(uint32_t replica,
+                                       const pbft::v1::Envelope& reply,
+                                       bool* rejected);
+
+  GrpcClient* client_;
+  uint32_t client_weak_quorum_;
+  Kind kind_;
+  pbft::v1::Envelope request_;
+  uint64_t request_number_;
+  absl::Time deadline_;
+  uint32_t needed_;
+  Done done_;
+
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Match key -> replicas that sent it; one vote per replica.
+  std::map<std::string, std::set<uint32_t>> votes_ ABSL_GUARDED_BY(mu_);
+  std::set<uint32_t> voted_ ABSL_GUARDED_BY(mu_);
+  std::map<grpc::StatusCode, std::set<uint32_t>> permanent_
+      ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
+};
+
+class GrpcClient final : public Client {
+ public:
+  GrpcClient(Cluster cluster, uint64_t client_id, crypto::SecretKey key,
+             const ClientOptions& options,
+             std::shared_ptr<grpc::ChannelCredentials> creds)
+      : Client(client_id, cluster.n()),
+        cluster_(std::move(cluster)),
+        signer_(cluster_.cluster_id(), client_id, std::move(key)),
+        verifier_(cluster_.MakeVerifier()),
+        options_(options),
+        next_request_number_(NowMicros()) {
+    default_deadline_ = options.default_deadline;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(
+        static_cast<int>(cluster_.protocol().message_bytes_max) +
+        kMessageSlackBytes);
+    args.SetMaxSendMessageSize(
+        static_cast<int>(cluster_.protocol().message_bytes_max) +
+        kMessageSlackBytes);
+    for (uint32_t i = 0; i < cluster_.n(); ++i) {
+      stubs_.push_back(v1::LedgerService::NewStub(grpc::CreateCustomChannel(
+          cluster_.replica(ReplicaId(i)).address(), creds, args)));
+    }
+  }
+
+  absl::StatusOr<v1::OperationResults> Submit(
+      const v1::OperationBatch& batch, absl::Duration deadline) override {
+    std::promise<absl::StatusOr<v1::OperationResults>> p;
+    auto f = p.get_future();
+    SubmitAsync(batch, deadline, [&p](absl::StatusOr<v1::OperationResults> r) {
+      p.set_value(std::move(r));
+    });
+    return f.get();
+  }
+
+  void SubmitAsync(const v1::OperationBatch& batch, absl::Duration deadline,
+                   ResultCallback done) override {
+    if (batch.operations_size() == 0) {
+      done(absl::InvalidArgumentError("batch.operations: must not be empty"));
+      return;
+    }
+    if (static_cast<uint32_t>(batch.operations_size()) >
+        cluster_.protocol().request_operations_max) {
+      done(absl::InvalidArgumentError(
+          absl::StrCat("batch.operations: ", batch.operations_size(),
+                       " exceeds the cluster's limit of ",
+                       cluster_.protocol().request_operations_max)));
+      return;
+    }
+    const uint64_t t = NextRequestNumber();
+    pbft::v1::Request req;
+    req.set_client_id(client_id());
+    req.set_request_number(t);
+    batch.SerializeToString(req.mutable_operation());
+    pbft::v1::Envelope env =
+        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+    auto call = std::make_shared<FanOut>(
+        this, FanOut::Kind::kSubmit, std::move(env), t,
+        absl::Now() + Deadline(deadline), cluster_.weak_quorum(),
+        cluster_.weak_quorum(),
+        [done = std::move(done)](absl::StatusOr<std::string> r) {
+          if (!r.ok()) return done(r.status());
+          v1::OperationResults results;
+          if (!results.ParseFromString(*r)) {
+            return done(absl::DataLossError(
+                "reply.result: f+1 replicas sent undecodable results"));
+          }
+          done(std::move(results));
+        });
+    call->Start();
+  }
+
+  absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
+                                       absl::Duration deadline) override {
+    const uint64_t t = NextRequestNumber();
+    pbft::v1::Request req;
+    req.set_client_id(client_id());
+    req.set_request_number(t);
+    req.set_read_only(true);
+    query.SerializeToString(req.mutable_operation());
+    pbft::v1::Envelope env =
+        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+    std::promise<absl::StatusOr<std::string>> p;
+    auto f = p.get_future();
+    auto call = std::make_shared<FanOut>(
+        this, FanOut::Kind::kQuery, std::move(env), t,
+        absl::Now() + Deadline(deadline), cluster_.quorum(),
+        cluster_.weak_quorum(),
+        [&p](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
+    call->Start();
+    absl::StatusOr<std::string> r = f.get();
+    if (!r.ok()) return r.status();
+    v1::QueryReply reply;
+    if (!reply.ParseFromString(*r)) {
+      return absl::DataLossError("query reply: undecodable answer");
+    }
+    return reply;
+  }
+
+  absl::StatusOr<v1::StatusResponse> ReplicaStatus(
+      uint32_t replica_id, absl::Duration deadline) override {
+    if (replica_id >= stubs_.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("replica id ", replica_id, " is not in the cluster"));
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    v1::StatusRequest req;
+    v1::StatusResponse resp;
+    grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    return resp;
+  }
+
+  ~GrpcClient() override {
+    // Cancel what is in flight and wait for every callback to finish: they
+    // use this object.
+    absl::MutexLock l(&inflight_mu_);
+    closing_ = true;
+    for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
+    inflight_mu_.Await(absl::Condition(
+        +[](std::set<grpc::ClientContext*>* s) { return s->empty(); },
+        &inflight_));
+  }
+
+  // Registers an RPC about to start; false if the client is closing.
+  bool BeginRpc(grpc::ClientContext* ctx) {
+    absl::MutexLock l(&inflight_mu_);
+    if (closing_) return false;
+    inflight_.insert(ctx);
+    return true;
+  }
+  void EndRpc(grpc::ClientContext* ctx) {
+    absl::MutexLock l(&inflight_mu_);
+    inflight_.erase(ctx);
+  }
+
+  const EnvelopeVerifier& verifier() const { return verifier_; }
+  const ClientOptions& options() const { return options_; }
+  v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
+  TimerThread& timers() { return timers_; }
+
+ private:
+  uint64_t NextRequestNumber() {
+    // Strictly increasing, and above anything an earlier process of this
+    // client used (that one counted from its own start time).
+    uint64_t now = NowMicros();
+    uint64_t prev = next_request_number_.load();
+    uint64_t next;
+    do {
+      next = std::max(prev + 1, now);
+    } while (!next_request_number_.compare_exchange_weak(prev, next));
+    return next;
+  }
+
+  Cluster cluster_;
+  EnvelopeSigner signer_;
+  EnvelopeVerifier verifier_;
+  ClientOptions options_;
+  std::atomic<uint64_t> next_request_number_;
+  std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs_;
+  absl::Mutex inflight_mu_;
+  bool closing_ ABSL_GUARDED_BY(inflight_mu_) = false;
+  std::set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(inflight_mu_);
+  TimerThread timers_;  // Declared last: joins before the stubs go away.
+};
+
+void FanOut::Start() {
+  for (uint32_t r = 0; r < client_->replica_count(); ++r) {
+    Send(r, client_->options().retry_initial);
+  }
+  // The deadline finishes the call even if an RPC hangs. The timer holds
+  // only a weak reference: a call whose RPCs all ended is destroyed at once
+  // (and, if unfinished, reports its outcome as unknown then).
+  std::weak_ptr<FanOut> weak = weak_from_this();
+  client_->timers().At(std::chrono::steady_clock::now() +
+                           absl::ToChronoNanoseconds(std::max(
+                               deadline_ - absl::Now(), absl::ZeroDuration())),
+                       [weak] {
+                         if (auto self = weak.lock())
+                           self->Finish(absl::DeadlineExceededError(""));
+                       });
+}
+
+void FanOut::Send(uint32_t replica, absl::Duration backoff) {
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+  }
+  if (absl::Now() >= deadline_) return;
+  struct Attempt {
+    grpc::ClientContext ctx;
+    v1::SubmitRequest submit;
+    v1::SubmitResponse submit_response;
+    v1::QueryRequest query;
+    v1::QueryResponse query_response;
+  };
+  auto attempt = std::make_shared<Attempt>();
+  attempt->ctx.set_deadline(absl::ToChronoTime(deadline_));
+  auto self = shared_from_this();
+  if (!client_->BeginRpc(&attempt->ctx)) return;
+  if (kind_ == Kind::kSubmit) {
+    *attempt->submit.mutable_request() = request_;
+    client_->stub(replica)->async()->Submit(
+        &attempt->ctx, &attempt->submit, &attempt->submit_response,
+        [self, attempt, replica, backoff](grpc::Status s) {
+          self->OnReply(replica, backoff, s, attempt->submit_response.reply());
+          self->client_->EndRpc(&attempt->ctx);
+        });
+  } else {
+    *attempt->query.mutable_query() = request_;
+    client_->stub(replica)->async()->Query(
+        &attempt->ctx, &attempt->query, &attempt->query_response,
+        [self, attempt, replica, backoff](grpc::Status s) {
+          self->OnReply(replica, backoff, s, attempt->query_response.reply());
+          self->client_->EndRpc(&attempt->ctx);
+        });
+  }
+}
+
+absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
+                                             const pbft::v1::Envelope& reply,
+                                             bool* rejected) {
+  *rejected = false;
+  const pbft::v1::MessageType want = kind_ == Kind::kSubmit
+                                         ? pbft::v1::MESSAGE_TYPE_REPLY
+                                         : pbft::v1::MESSAGE_TYPE_QUERY_REPLY;
+  if (reply.type() != want || reply.sender() != replica) {
+    return absl::InvalidArgumentError("reply: wrong type or sender");
+  }
+  absl::Status v = client_->verifier().Verify(reply);
+  if (!v.ok()) return v;
+  if (kind_ == Kind::kSubmit) {
+    pbft::v1::Reply r;
+    if (!r.ParseFromString(reply.payload())) {
+      return absl::InvalidArgumentError("reply: undecodable payload");
+    }
+    if (r.client_id() != client_->client_id() ||
+        r.request_number() != request_number_ || r.replica_id() != replica) {
+      return absl::InvalidArgumentError("reply: for another request");
+    }
+    if (r.rejected() != pbft::v1::REJECT_REASON_UNSPECIFIED) {
+      *rejected = true;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("replica refused the request: ",
+                       pbft::v1::RejectReason_Name(r.rejected())));
+    }
+    return r.result();
+  }
+  v1::QueryReply q;
+  if (!q.ParseFromString(reply.payload())) {
+    return absl::InvalidArgumentError("query reply: undecodable payload");
+  }
+  if (q.client_id() != client_->client_id() ||
+      q.request_number() != request_number_ || q.replica_id() != replica) {
+    return absl::InvalidArgumentError("query reply: for another query");
+  }
+  q.clear_replica_id();  // Everything else must match across replicas.
+  std::string key;
+  google::protobuf::io::StringOutputStream sos(&key);
+  google::protobuf::io::CodedOutputStream cos(&sos);
+  cos.SetSerializationDeterministic(true);
+  q.SerializeToCodedStream(&cos);
+  cos.Trim();
+  return key;
+}
+
+void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
+                     const grpc::Status& s, const pbft::v1::Envelope& reply) {
+  if (!s.ok() && !IsPermanent(s.error_code())) {
+    Retry(replica, backoff, s.error_message());
+    return;
+  }
+  std::string key;
+  if (s.ok()) {
+    bool rejected = false;
+    absl::StatusOr<std::string> k = MatchKey(replica, reply, &rejected);
+    if (!k.ok()) {
+      Retry(replica, backoff, std::string(k.status().message()));
+      return;
+    }
+    key = *std::move(k);
+  }
+
+  Done done;
+  absl::StatusOr<std::string> outcome = absl::UnknownError("");
+  bool ask_again = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || !voted_.insert(replica).second) return;
+    if (!s.ok()) {
+      // f+1 replicas agree that the request itself is bad: at least one of
+      // them is correct, so it is.
+      std::set<uint32_t>& set = permanent_[s.error_code()];
+      set.insert(replica);
+      if (set.size() >= client_weak_quorum_) {
+        finished_ = true;
+        done = std::move(done_);
+        outcome = absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                               s.error_message());
+      }
+    } else {
+      std::set<uint32_t>& v = votes_[key];
+      v.insert(replica);
+      if (v.size() >= needed_) {
+        finished_ = true;
+        done = std::move(done_);
+        outcome = key;
+      }
+    }
+    // A query whose answers split (replicas at different heights) is asked
+    // again once every replica has answered.
+    if (!finished_ && kind_ == Kind::kQuery &&
+        voted_.size() == client_->replica_count()) {
+      voted_.clear();
+      votes_.clear();
+      permanent_.clear();
+      ask_again = true;
+    }
+  }
+  if (done) {
+    // For a query the match key is the answer less the replica id: a
+    // complete QueryReply that the caller decodes.
+    done(std::move(outcome));
+    return;
+  }
+  if (ask_again) {
+    auto self = shared_from_this();
+    absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
+    client_->timers().At(
+        std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(backoff),
+        [self, next] {
+          for (uint32_t r = 0; r < self->client_->replica_count(); ++r) {
+            self->Send(r, next);
+          }
+        });
+  }
+}
+
+void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    last_error_[replica] = std::move(why);
+  }
+  absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
+  auto self = shared_from_this();
+  client_->timers().At(
+      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(backoff),
+      [self, replica, next] { self->Send(replica, next); });
+}
+
+void FanOut::Finish(absl::StatusOr<std::string> result) {
+  Done done;
+  std::string detail;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    done = std::move(done_);
+    size_t best = 0;
+    for (const auto& [k, v] : votes_) best = std::max(best, v.size());
+    detail = absl::StrCat(best, " of ", needed_, " matching replies");
+    for (const auto& [r, e] : last_error_) {
+      absl::StrAppend(&detail, "; replica ", r, ": ", e);
+    }
+  }
+  if (result.ok()) return done(std::move(result));
+  absl::Status s = absl::DeadlineExceededError(absl::StrCat(
+      kind_ == Kind::kSubmit ? "outcome unknown: " : "no quorum answer: ",
+      "deadline passed with ", detail));
+  if (kind_ == Kind::kSubmit) s.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
+  done(s);
+}
+
+}  // namespace
+
+bool IsOutcomeUnknown(const absl::Status& s) {
+  return s.GetPayload(kOutcomeUnknownUrl).has_value();
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
+  absl::StatusOr<Cluster> cluster = Cluster::LoadFile(o.config_path);
+  if (!cluster.ok()) return cluster.status();
+  absl::StatusOr<crypto::SecretKey> key = ReadKeyFile(o.key_path);
+  if (!key.ok()) return key.status();
+  const v1::ClientConfig* me = cluster->client_by_key(key->public_key());
+  if (me == nullptr) {
+    return absl::UnauthenticatedError(
+        absl::StrCat(o.key_path, ": this key is not a registered client in ",
+                     o.config_path));
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      grpc::InsecureChannelCredentials();
+  const v1::TlsConfig& tls = cluster->config().tls();
+  std::string ca = o.tls_ca_file.empty() ? tls.ca_file() : o.tls_ca_file;
+  std::string cert =
+      o.tls_cert_file.empty() ? tls.cert_file() : o.tls_cert_file;
+  std::string pkey = o.tls_key_file.empty() ? tls.key_file() : o.tls_key_file;
+  if (!ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    absl::StatusOr<std::string> ca_pem = ReadFile(ca, "tls.ca_file");
+    if (!ca_pem.ok()) return ca_pem.status();
+    ssl.pem_root_certs = *ca_pem;
+    if (!cert.empty()) {
+      absl::StatusOr<std::string> c = ReadFile(cert, "tls.cert_file");
+      if (!c.ok()) return c.status();
+      absl::StatusOr<std::string> k = ReadFile(pkey, "tls.key_file");
+      if (!k.ok()) return k.status();
+      ssl.pem_cert_chain = *c;
+      ssl.pem_private_key = *k;
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  const uint64_t id = me->id();
+  return std::unique_ptr<Client>(new GrpcClient(
+      *std::move(cluster), id, *std::move(key), o, std::move(creds)));
+}
+
+std::future<absl::StatusOr<v1::OperationResults>> Client::SubmitFuture(
+    const v1::OperationBatch& batch, absl::Duration deadline) {
+  auto p =
+      std::make_shared<std::promise<absl::StatusOr<v1::OperationResults>>>();
+  auto f = p->get_future();
+  SubmitAsync(batch, Deadline(deadline),
+              [p](absl::StatusOr<v1::OperationResults> r) {
+                p->set_value(std::move(r));
+              });
+  return f;
+}
+
+absl::StatusOr<v1::OperationResults> Client::CreateAccounts(
+    const std::vector<v1::CreateAccount>& accounts, absl::Duration deadline) {
+  v1::OperationBatch b;
+  for (const auto& a : accounts)
+    *b.add_operations()->mutable_create_account() = a;
+  return Submit(b, deadline);
+}
+
+absl::StatusOr<v1::OperationResults> Client::Transfers(
+    const std::vector<v1::Transfer>& transfers, absl::Duration deadline) {
+  v1::OperationBatch b;
+  for (const auto& t : transfers) *b.add_operations()->mutable_transfer() = t;
+  return Submit(b, deadline);
+}
+
+absl::StatusOr<v1::OperationResults> Client::Mint(const v1::Mint& mint,
+                                                  absl::Duration deadline) {
+  v1::OperationBatch b;
+  *b.add_operations()->mutable_mint() = mint;
+  return Submit(b, deadline);
+}
+
+namespace {
+absl::Status NotFound(const v1::QueryReply& r) {
+  return absl::NotFoundError(r.not_found());
+}
+}  // namespace
+
+absl::StatusOr<v1::Account> Client::GetAccount(const v1::Uint128& id,
+                                               absl::Duration deadline) {
+  v1::Query q;
+  *q.mutable_get_account()->mutable_id() = id;
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_account()) return NotFound(*r);
+  return r->account();
+}
+
+absl::StatusOr<v1::TransferRecord> Client::GetTransfer(
+    const v1::Uint128& id, absl::Duration deadline) {
+  v1::Query q;
+  *q.mutable_get_transfer()->mutable_id() = id;
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_transfer()) return NotFound(*r);
+  return r->transfer();
+}
+
+absl::StatusOr<v1::HistoryPage> Client::History(const v1::Uint128& account_id,
+                                                uint32_t limit, uint64_t cursor,
+                                                absl::Duration deadline) {
+  v1::Query q;
+  *q.mutable_get_history()->mutable_account_id() = account_id;
+  q.mutable_get_history()->set_limit(limit);
+  q.mutable_get_history()->set_cursor(cursor);
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_history()) return NotFound(*r);
+  return r->history();
+}
+
+absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
+                                           absl::Duration deadline) {
+  v1::Query q;
+  q.mutable_get_block()->set_height(height);
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_block()) return NotFound(*r);
+  return r->block();
+}
+
+absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {
+  v1::Query q;
+  q.mutable_get_head();
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_head()) return NotFound(*r);
+  return r->head();
+}
+
+v1::Uint128 MakeId(uint64_t high, uint64_t low) {
+  v1::Uint128 id;
+  id.set_high(high);
+  id.set_low(low);
+  return id;
+}
+
+absl::StatusOr<v1::Uint128> ParseId(const std::string& text,
+                                    const std::string& field) {
+  uint64_t high = 0, low = 0;
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  bool ok = false;
+  if (parts.size() == 2) {
+    ok = absl::SimpleAtoi(parts[0], &high) && absl::SimpleAtoi(parts[1], &low);
+  } else if (text.rfind("0x", 0) == 0) {
+    ok = text.size() > 2 && text.size() <= 18 &&
+         absl::SimpleHexAtoi(text.substr(2), &low);
+  } else {
+    ok = absl::SimpleAtoi(text, &low);
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": '", text, "' is not an id (decimal, 0xHEX, or HIGH:LOW)"));
+  }
+  return MakeId(high, low);
+}
+
+std::string IdToString(const v1::Uint128& id) {
+  if (id.high() == 0) return absl::StrCat(id.low());
+  return absl::StrCat(id.high(), ":", id.low());
+}
+
+}  // namespace ledger

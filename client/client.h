@@ -1,0 +1,138 @@
+// ledger::Client: the C++ SDK for application developers.
+//
+//   absl::StatusOr<std::unique_ptr<ledger::Client>> c =
+//       ledger::Client::Create({.config_path = "cluster.json",
+//                               .key_path = "keys/client-1.key"});
+//   ledger::v1::Transfer t = ...;
+//   absl::StatusOr<ledger::v1::OperationResults> r = (*c)->Transfers({t});
+//
+// A result is accepted only when f+1 replicas sent correctly signed replies
+// that match byte for byte: at least one of them is correct, so the result
+// is the cluster's. Every request goes to every replica; a replica that
+// fails or refuses is retried with back-off until the call's deadline.
+//
+// Exactly-once: each request carries (client id, request number); request
+// numbers strictly increase, also across a client restart (they start from
+// the wall clock in microseconds), and replicas execute each at most once.
+// When the deadline passes without f+1 matching replies the call fails with
+// an "outcome unknown" status (IsOutcomeUnknown): the request may or may not
+// have executed. Resubmitting the same transfer ids is safe: an executed id
+// comes back as RESULT_CODE_EXISTS with the original outcome.
+//
+// Queries (§5.1 read-only optimisation) go to every replica and are accepted
+// on 2f+1 matching signed answers; if replicas disagree (some are behind)
+// the client retries until the deadline.
+//
+// Thread-safe: one Client may be shared by many threads.
+#ifndef PBFT_LEDGER_CLIENT_CLIENT_H_
+#define PBFT_LEDGER_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ledger/v1/ledger.pb.h"
+#include "ledger/v1/service.pb.h"
+
+namespace ledger {
+
+struct ClientOptions {
+  std::string config_path;  // cluster.json
+  std::string key_path;     // this client's private key file (mode 0600)
+  // Per-call deadline when a call does not give one.
+  absl::Duration default_deadline = absl::Seconds(10);
+  // Back-off before re-sending to a replica that failed or refused.
+  absl::Duration retry_initial = absl::Milliseconds(50);
+  absl::Duration retry_max = absl::Seconds(1);
+  // TLS: when the config names TLS material, the client uses it unless
+  // these override it (PEM file paths).
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
+};
+
+// True if `s` means the request may or may not have executed.
+bool IsOutcomeUnknown(const absl::Status& s);
+
+class Client {
+ public:
+  using ResultCallback =
+      std::function<void(absl::StatusOr<v1::OperationResults>)>;
+
+  static absl::StatusOr<std::unique_ptr<Client>> Create(
+      const ClientOptions& options);
+  virtual ~Client() = default;
+
+  uint64_t client_id() const { return client_id_; }
+  uint32_t replica_count() const { return replica_count_; }
+
+  // Orders and executes a batch of operations. Blocks until f+1 matching
+  // replies or the deadline (absl::ZeroDuration(): the default deadline).
+  virtual absl::StatusOr<v1::OperationResults> Submit(
+      const v1::OperationBatch& batch,
+      absl::Duration deadline = absl::ZeroDuration()) = 0;
+  // Asynchronous: `done` runs once, on a gRPC thread; keep it short.
+  virtual void SubmitAsync(const v1::OperationBatch& batch,
+                           absl::Duration deadline, ResultCallback done) = 0;
+  std::future<absl::StatusOr<v1::OperationResults>> SubmitFuture(
+      const v1::OperationBatch& batch,
+      absl::Duration deadline = absl::ZeroDuration());
+
+  // Conveniences over Submit.
+  absl::StatusOr<v1::OperationResults> CreateAccounts(
+      const std::vector<v1::CreateAccount>& accounts,
+      absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::OperationResults> Transfers(
+      const std::vector<v1::Transfer>& transfers,
+      absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::OperationResults> Mint(
+      const v1::Mint& mint, absl::Duration deadline = absl::ZeroDuration());
+
+  // Read-only queries: NOT_FOUND when 2f+1 replicas agree it is absent.
+  absl::StatusOr<v1::Account> GetAccount(
+      const v1::Uint128& id, absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::TransferRecord> GetTransfer(
+      const v1::Uint128& id, absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::HistoryPage> History(
+      const v1::Uint128& account_id, uint32_t limit, uint64_t cursor = 0,
+      absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::Block> GetBlock(
+      uint64_t height, absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<v1::ChainHead> GetHead(
+      absl::Duration deadline = absl::ZeroDuration());
+  // The raw query: 2f+1 matching signed answers.
+  virtual absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
+                                               absl::Duration deadline) = 0;
+
+  // One replica's status (not a quorum answer; for operators).
+  virtual absl::StatusOr<v1::StatusResponse> ReplicaStatus(
+      uint32_t replica_id, absl::Duration deadline = absl::Seconds(2)) = 0;
+
+ protected:
+  Client(uint64_t client_id, uint32_t replica_count)
+      : client_id_(client_id), replica_count_(replica_count) {}
+
+  absl::Duration Deadline(absl::Duration d) const {
+    return d == absl::ZeroDuration() ? default_deadline_ : d;
+  }
+  absl::Duration default_deadline_ = absl::Seconds(10);
+
+ private:
+  uint64_t client_id_;
+  uint32_t replica_count_;
+};
+
+// Helpers for 128-bit ids.
+v1::Uint128 MakeId(uint64_t high, uint64_t low);
+// Parses "123", "0x1f" or "HIGH:LOW" (decimal). Names `field` on error.
+absl::StatusOr<v1::Uint128> ParseId(const std::string& text,
+                                    const std::string& field);
+std::string IdToString(const v1::Uint128& id);
+
+}  // namespace ledger
+
+#endif  // PBFT_LEDGER_CLIENT_CLIENT_H_

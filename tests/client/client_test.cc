@@ -1,0 +1,342 @@
+// ledger::Client against in-process fake replicas on loopback: f+1 matching
+// signed replies, Byzantine and unreachable replicas, retransmission,
+// outcome-unknown, permanent errors, read-only quorum, thread safety.
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "common/config.h"
+#include "common/envelope.h"
+#include "common/keyfile.h"
+#include "gtest/gtest.h"
+#include "ledger/v1/service.grpc.pb.h"
+#include "tests/unit/test_util.h"
+
+namespace ledger {
+namespace {
+
+enum class Behaviour {
+  kHonest,
+  kWrongResult,     // Byzantine: signs a different result.
+  kBadSignature,    // Byzantine: garbage signature.
+  kDown,            // UNAVAILABLE on every call.
+  kFlaky,           // UNAVAILABLE on the first call, then honest.
+  kRejectArgument,  // INVALID_ARGUMENT (as if the request were malformed).
+};
+
+class FakeReplica final : public v1::LedgerService::Service {
+ public:
+  FakeReplica(uint32_t id, crypto::SecretKey key, Behaviour b)
+      : id_(id), key_(std::move(key)), behaviour_(b) {}
+
+  void Init(const Cluster& cluster) {
+    signer_ = std::make_unique<EnvelopeSigner>(cluster.cluster_id(), id_, key_);
+    verifier_ = std::make_unique<EnvelopeVerifier>(cluster.MakeVerifier());
+  }
+
+  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
+                      v1::SubmitResponse* resp) override {
+    calls_.fetch_add(1);
+    if (grpc::Status s = Gate(); !s.ok()) return s;
+    if (!verifier_->Verify(req->request()).ok()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "bad request signature");
+    }
+    pbft::v1::Request r;
+    r.ParseFromString(req->request().payload());
+    v1::OperationBatch batch;
+    batch.ParseFromString(r.operation());
+    v1::OperationResults results;
+    results.set_seq(r.request_number());
+    for (int i = 0; i < batch.operations_size(); ++i) {
+      results.add_results()->set_code(behaviour_ == Behaviour::kWrongResult
+                                          ? v1::RESULT_CODE_INSUFFICIENT_FUNDS
+                                          : v1::RESULT_CODE_OK);
+    }
+    pbft::v1::Reply reply;
+    reply.set_request_number(r.request_number());
+    reply.set_client_id(r.client_id());
+    reply.set_replica_id(id_);
+    results.SerializeToString(reply.mutable_result());
+    *resp->mutable_reply() =
+        signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply);
+    if (behaviour_ == Behaviour::kBadSignature) {
+      resp->mutable_reply()->set_signature(std::string(64, 'x'));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest* req,
+                     v1::QueryResponse* resp) override {
+    if (grpc::Status s = Gate(); !s.ok()) return s;
+    pbft::v1::Request r;
+    r.ParseFromString(req->query().payload());
+    v1::QueryReply q;
+    q.set_replica_id(id_);
+    q.set_client_id(r.client_id());
+    q.set_request_number(r.request_number());
+    q.mutable_head()->set_height(behaviour_ == Behaviour::kWrongResult ? 999
+                                                                       : 42);
+    *resp->mutable_reply() =
+        signer_->SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, q);
+    return grpc::Status::OK;
+  }
+
+  int calls() const { return calls_.load(); }
+
+ private:
+  grpc::Status Gate() {
+    if (behaviour_ == Behaviour::kDown) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+    }
+    if (behaviour_ == Behaviour::kFlaky && !flaked_.exchange(true)) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "flaky");
+    }
+    if (behaviour_ == Behaviour::kRejectArgument) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "batch.operations[0]: bad");
+    }
+    return grpc::Status::OK;
+  }
+
+  uint32_t id_;
+  crypto::SecretKey key_;
+  Behaviour behaviour_;
+  std::unique_ptr<EnvelopeSigner> signer_;
+  std::unique_ptr<EnvelopeVerifier> verifier_;
+  std::atomic<int> calls_{0};
+  std::atomic<bool> flaked_{false};
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  // Starts 4 fake replicas (f = 1) with the given behaviours and writes the
+  // cluster config + a client key.
+  void StartCluster(std::vector<Behaviour> behaviours) {
+    v1::ClusterConfig config;
+    config.set_cluster_id("client-test");
+    config.set_f(1);
+    for (uint32_t i = 0; i < behaviours.size(); ++i) {
+      crypto::SecretKey key = crypto::SecretKey::Generate();
+      replicas_.push_back(std::make_unique<FakeReplica>(i, key, behaviours[i]));
+      grpc::ServerBuilder b;
+      int port = 0;
+      b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                         &port);
+      b.RegisterService(replicas_.back().get());
+      servers_.push_back(b.BuildAndStart());
+      ASSERT_GT(port, 0);
+      v1::ReplicaConfig* r = config.add_replicas();
+      r->set_id(i);
+      r->set_address("127.0.0.1:" + std::to_string(port));
+      r->set_public_key(key.public_key().ToBytes());
+    }
+    crypto::SecretKey client_key = crypto::SecretKey::Generate();
+    v1::ClientConfig* c = config.add_clients();
+    c->set_id(5);
+    c->set_public_key(client_key.public_key().ToBytes());
+    absl::StatusOr<Cluster> cluster = Cluster::FromProto(config, "test");
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    for (auto& r : replicas_) r->Init(*cluster);
+    std::ofstream(dir_.file("cluster.json")) << ClusterConfigToJson(config);
+    ASSERT_TRUE(WriteKeyFile(dir_.file("client.key"), client_key).ok());
+  }
+
+  std::unique_ptr<Client> NewClient() {
+    ClientOptions o;
+    o.config_path = dir_.file("cluster.json");
+    o.key_path = dir_.file("client.key");
+    o.default_deadline = absl::Seconds(5);
+    o.retry_initial = absl::Milliseconds(5);
+    absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  static v1::Transfer SomeTransfer() {
+    v1::Transfer t;
+    *t.mutable_id() = MakeId(0, 77);
+    *t.mutable_debit_account_id() = MakeId(0, 1);
+    *t.mutable_credit_account_id() = MakeId(0, 2);
+    t.set_amount(10);
+    t.set_ledger(1);
+    return t;
+  }
+
+  void TearDown() override {
+    for (auto& s : servers_) s->Shutdown(std::chrono::system_clock::now());
+  }
+
+  testing::TempDir dir_;
+  std::vector<std::unique_ptr<FakeReplica>> replicas_;
+  std::vector<std::unique_ptr<grpc::Server>> servers_;
+};
+
+using B = Behaviour;
+
+TEST_F(ClientTest, HonestClusterReturnsResult) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->client_id(), 5u);
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer(), SomeTransfer()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->results_size(), 2);
+  EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+}
+
+TEST_F(ClientTest, ByzantineReplicaCannotChangeTheResult) {
+  // f = 1: one lying replica never reaches f+1 = 2 matching replies.
+  StartCluster({B::kWrongResult, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+  }
+}
+
+TEST_F(ClientTest, BadSignaturesDoNotCount) {
+  // Two honest replies still make f+1; the forged ones are ignored.
+  StartCluster({B::kBadSignature, B::kBadSignature, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+}
+
+TEST_F(ClientTest, OneHonestReplyIsNotEnoughOutcomeUnknown) {
+  StartCluster({B::kDown, B::kWrongResult, B::kDown, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(IsOutcomeUnknown(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("outcome unknown"), std::string::npos);
+  // Down replicas were retried, not asked once.
+  EXPECT_GT(replicas_[0]->calls(), 1);
+}
+
+TEST_F(ClientTest, RetransmitsToAFailedReplica) {
+  StartCluster({B::kFlaky, B::kDown, B::kDown, B::kFlaky});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(replicas_[0]->calls(), 2);
+}
+
+TEST_F(ClientTest, PermanentErrorFromFPlusOneIsReturned) {
+  StartCluster({B::kRejectArgument, B::kRejectArgument, B::kDown, B::kDown});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(IsOutcomeUnknown(r.status()));
+}
+
+TEST_F(ClientTest, LocalValidationBeforeSending) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r = c->Submit(v1::OperationBatch());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(replicas_[0]->calls(), 0);
+}
+
+TEST_F(ClientTest, ReadOnlyQueryNeedsTwoFPlusOneMatching) {
+  StartCluster({B::kWrongResult, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::ChainHead> head = c->GetHead();
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->height(), 42u);
+}
+
+TEST_F(ClientTest, ReadOnlyQueryWithoutQuorumFails) {
+  // Only 2 honest answers: f+1, not 2f+1.
+  StartCluster({B::kWrongResult, B::kDown, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::ChainHead> head = c->GetHead(absl::Milliseconds(300));
+  ASSERT_FALSE(head.ok());
+  EXPECT_EQ(head.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  // The fake echoes the request number as seq. Two client instances one
+  // after the other (a restart) must keep the numbers strictly increasing,
+  // or replicas would drop the new process's requests as old.
+  std::vector<uint64_t> seen;
+  for (int round = 0; round < 2; ++round) {
+    auto c = NewClient();
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+      ASSERT_TRUE(r.ok()) << r.status();
+      seen.push_back(r->seq());
+    }
+  }
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_LT(seen[i - 1], seen[i]) << "request " << i;
+  }
+}
+
+TEST_F(ClientTest, ManyThreadsShareOneClient) {
+  StartCluster({B::kHonest, B::kHonest, B::kWrongResult, B::kHonest});
+  auto c = NewClient();
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+        if (r.ok() && r->results(0).code() == v1::RESULT_CODE_OK)
+          ok.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+TEST_F(ClientTest, AsyncFutures) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  v1::OperationBatch b;
+  *b.add_operations()->mutable_transfer() = SomeTransfer();
+  std::vector<std::future<absl::StatusOr<v1::OperationResults>>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(c->SubmitFuture(b));
+  for (auto& f : fs) {
+    absl::StatusOr<v1::OperationResults> r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+}
+
+TEST_F(ClientTest, UnregisteredKeyIsRefusedAtCreate) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  ASSERT_TRUE(
+      WriteKeyFile(dir_.file("stranger.key"), crypto::SecretKey::Generate())
+          .ok());
+  ClientOptions o;
+  o.config_path = dir_.file("cluster.json");
+  o.key_path = dir_.file("stranger.key");
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(IdTest, ParseAndFormat) {
+  EXPECT_EQ(IdToString(*ParseId("42", "id")), "42");
+  EXPECT_EQ(IdToString(*ParseId("0x10", "id")), "16");
+  EXPECT_EQ(IdToString(*ParseId("1:2", "id")), "1:2");
+  absl::StatusOr<v1::Uint128> bad = ParseId("abc", "--from");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--from"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ledger
