@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -118,6 +119,21 @@ class TimerThread {
 };
 
 class GrpcClient;
+
+// One RPC to one replica, on the client's completion queue. Owned by the
+// client from StartRpc until its completion has been handled.
+struct RpcAttempt {
+  grpc::ClientContext ctx;
+  grpc::Status status;
+  v1::SubmitRequest submit;
+  v1::SubmitResponse submit_response;
+  v1::QueryRequest query;
+  v1::QueryResponse query_response;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::SubmitResponse>>
+      submit_rpc;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::QueryResponse>> query_rpc;
+  std::function<void()> on_done;
+};
 
 // One logical call (a Submit or a Query) fanned out to every replica.
 // Owned by shared_ptr: each in-flight RPC and timer holds a reference.
@@ -288,26 +304,39 @@ class GrpcClient final : public Client {
   }
 
   ~GrpcClient() override {
-    // Cancel what is in flight and wait for every callback to finish: they
-    // use this object.
-    absl::MutexLock l(&inflight_mu_);
-    closing_ = true;
-    for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
-    inflight_mu_.Await(absl::Condition(
-        +[](std::set<grpc::ClientContext*>* s) { return s->empty(); },
-        &inflight_));
+    // Cancel what is in flight and wait until every completion has been
+    // handled (handlers use this object); then stop the poller.
+    {
+      absl::MutexLock l(&inflight_mu_);
+      closing_ = true;
+      for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
+      inflight_mu_.Await(absl::Condition(
+          +[](InflightMap* m) { return m->empty(); }, &inflight_));
+    }
+    cq_.Shutdown();
+    poller_.join();
   }
 
-  // Registers an RPC about to start; false if the client is closing.
-  bool BeginRpc(grpc::ClientContext* ctx) {
-    absl::MutexLock l(&inflight_mu_);
-    if (closing_) return false;
-    inflight_.insert(ctx);
-    return true;
-  }
-  void EndRpc(grpc::ClientContext* ctx) {
-    absl::MutexLock l(&inflight_mu_);
-    inflight_.erase(ctx);
+  // Starts `attempt` to `replica` unless the client is closing.
+  void StartRpc(uint32_t replica, bool submit,
+                std::unique_ptr<RpcAttempt> attempt) {
+    RpcAttempt* a = attempt.get();
+    {
+      absl::MutexLock l(&inflight_mu_);
+      if (closing_) return;
+      inflight_.emplace(a, std::move(attempt));
+    }
+    if (submit) {
+      a->submit_rpc =
+          stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
+      a->submit_rpc->StartCall();
+      a->submit_rpc->Finish(&a->submit_response, &a->status, a);
+    } else {
+      a->query_rpc =
+          stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
+      a->query_rpc->StartCall();
+      a->query_rpc->Finish(&a->query_response, &a->status, a);
+    }
   }
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
@@ -334,9 +363,27 @@ class GrpcClient final : public Client {
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
   std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs_;
+  using InflightMap = std::map<RpcAttempt*, std::unique_ptr<RpcAttempt>>;
+  void Poll() {
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+      auto* a = static_cast<RpcAttempt*>(tag);
+      a->on_done();
+      std::unique_ptr<RpcAttempt> done;  // Freed after the lock is released.
+      absl::MutexLock l(&inflight_mu_);
+      auto it = inflight_.find(a);
+      CHECK(it != inflight_.end());
+      done = std::move(it->second);
+      inflight_.erase(it);
+    }
+  }
+
   absl::Mutex inflight_mu_;
   bool closing_ ABSL_GUARDED_BY(inflight_mu_) = false;
-  std::set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(inflight_mu_);
+  InflightMap inflight_ ABSL_GUARDED_BY(inflight_mu_);
+  grpc::CompletionQueue cq_;
+  std::thread poller_{[this] { Poll(); }};
   TimerThread timers_;  // Declared last: joins before the stubs go away.
 };
 
@@ -363,34 +410,21 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
     if (finished_) return;
   }
   if (absl::Now() >= deadline_) return;
-  struct Attempt {
-    grpc::ClientContext ctx;
-    v1::SubmitRequest submit;
-    v1::SubmitResponse submit_response;
-    v1::QueryRequest query;
-    v1::QueryResponse query_response;
-  };
-  auto attempt = std::make_shared<Attempt>();
+  auto attempt = std::make_unique<RpcAttempt>();
   attempt->ctx.set_deadline(absl::ToChronoTime(deadline_));
   auto self = shared_from_this();
-  if (!client_->BeginRpc(&attempt->ctx)) return;
+  RpcAttempt* a = attempt.get();
+  a->on_done = [self, a, replica, backoff] {
+    self->OnReply(replica, backoff, a->status,
+                  self->kind_ == Kind::kSubmit ? a->submit_response.reply()
+                                               : a->query_response.reply());
+  };
   if (kind_ == Kind::kSubmit) {
-    *attempt->submit.mutable_request() = request_;
-    client_->stub(replica)->async()->Submit(
-        &attempt->ctx, &attempt->submit, &attempt->submit_response,
-        [self, attempt, replica, backoff](grpc::Status s) {
-          self->OnReply(replica, backoff, s, attempt->submit_response.reply());
-          self->client_->EndRpc(&attempt->ctx);
-        });
+    a->submit.mutable_request()->CopyFrom(request_);
   } else {
-    *attempt->query.mutable_query() = request_;
-    client_->stub(replica)->async()->Query(
-        &attempt->ctx, &attempt->query, &attempt->query_response,
-        [self, attempt, replica, backoff](grpc::Status s) {
-          self->OnReply(replica, backoff, s, attempt->query_response.reply());
-          self->client_->EndRpc(&attempt->ctx);
-        });
+    a->query.mutable_query()->CopyFrom(request_);
   }
+  client_->StartRpc(replica, kind_ == Kind::kSubmit, std::move(attempt));
 }
 
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
@@ -555,6 +589,15 @@ bool IsOutcomeUnknown(const absl::Status& s) {
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
+  // Keep gRPC initialised for the life of the process. Without this, the
+  // last gRPC object's destruction shuts the library down and the next
+  // client re-initialises it, a cycle that gRPC 1.51's callback-queue
+  // thread does not survive (seen as "assertion failed: prior > 0").
+  static const bool grpc_initialized = [] {
+    grpc_init();
+    return true;
+  }();
+  (void)grpc_initialized;
   absl::StatusOr<Cluster> cluster = Cluster::LoadFile(o.config_path);
   if (!cluster.ok()) return cluster.status();
   absl::StatusOr<crypto::SecretKey> key = ReadKeyFile(o.key_path);
