@@ -1,0 +1,346 @@
+#include "replica/net/client_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace ledger::net {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+// A completion-queue tag: runs `fn(ok)` once, then deletes itself.
+struct Tag {
+  std::function<void(bool)> fn;
+  static Tag* Make(std::function<void(bool)> fn) {
+    return new Tag{std::move(fn)};
+  }
+};
+
+}  // namespace
+
+// Life cycle shared by the three calls: the object frees itself once its
+// "done" notification (call finished or cancelled) has arrived and, if it
+// sent an answer, that answer's completion too.
+class ClientService::Call {
+ public:
+  explicit Call(ClientService* owner) : owner_(owner) {}
+  virtual ~Call() = default;
+
+ protected:
+  // Arms the done notification; must precede the Request* call.
+  void ArmDone() {
+    ctx_.AsyncNotifyWhenDone(Tag::Make([this](bool) {
+      OnDone();
+      Release();
+    }));
+  }
+  // For a call that never started (server shutting down): no done tag.
+  void DropUnstarted() { delete this; }
+  virtual void OnDone() {}
+  void Hold() {
+    absl::MutexLock l(&mu_);
+    ++refs_;
+  }
+  void Release() {
+    bool last;
+    {
+      absl::MutexLock l(&mu_);
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
+  }
+  // True the first time only: one answer per call.
+  bool ClaimAnswer() {
+    absl::MutexLock l(&mu_);
+    if (answered_) return false;
+    answered_ = true;
+    ++refs_;  // Released when the answer's completion arrives.
+    return true;
+  }
+
+  ClientService* owner_;
+  grpc::ServerContext ctx_;
+  absl::Mutex mu_;
+  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // The done notification.
+  bool answered_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class ClientService::SubmitCall final : public Call {
+ public:
+  explicit SubmitCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
+    ArmDone();
+    owner_->service_.RequestSubmit(
+        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
+        Tag::Make([this](bool ok) { OnArrived(ok); }));
+  }
+
+  void Answer(const pbft::v1::Envelope& reply) {
+    if (!ClaimAnswer()) return;
+    v1::SubmitResponse resp;
+    *resp.mutable_reply() = reply;
+    responder_.Finish(resp, grpc::Status::OK,
+                      Tag::Make([this](bool) { Release(); }));
+  }
+
+  void Fail(const absl::Status& s) {
+    if (!ClaimAnswer()) return;
+    responder_.FinishWithError(ToGrpc(s),
+                               Tag::Make([this](bool) { Release(); }));
+  }
+
+ private:
+  void OnArrived(bool ok) {
+    if (!ok) return DropUnstarted();
+    new SubmitCall(owner_);  // Keep accepting.
+    Hold();  // The done notification may run concurrently on another thread.
+    Process();
+    Release();
+  }
+
+  void Process() {
+    absl::Status s =
+        owner_->Admit(request_.request(), /*read_only=*/false, &decoded_);
+    if (!s.ok()) return Fail(s);
+    key_ = {decoded_.client_id(), decoded_.request_number()};
+    // Register before handing over: the reply may come at once (e.g. the
+    // stored reply of an already executed request).
+    switch (owner_->AddPending(key_, this)) {
+      case AddResult::kAdded:
+        break;
+      case AddResult::kCallDone:
+        return;  // The client is gone.
+      case AddResult::kFull:
+        owner_->CountRejected(absl::StatusCode::kResourceExhausted);
+        return Fail(absl::ResourceExhaustedError(
+            "replica: too many requests waiting for execution; retry later"));
+    }
+    absl::Status accepted =
+        owner_->handlers_.submit(request_.request(), decoded_);
+    if (!accepted.ok()) {
+      owner_->CountRejected(accepted.code());
+      owner_->RemovePending(key_, this);
+      Fail(accepted);
+    }
+  }
+
+  void OnDone() override { owner_->RemovePending(key_, this); }
+
+  friend class ClientService;
+  v1::SubmitRequest request_;
+  pbft::v1::Request decoded_;
+  std::pair<uint64_t, uint64_t> key_;
+  // Guarded by owner_->mu_: whether the call is in pending_, and whether
+  // its done notification has run (then it must never be added).
+  bool registered_ = false;
+  bool done_ = false;
+  grpc::ServerAsyncResponseWriter<v1::SubmitResponse> responder_;
+};
+
+class ClientService::QueryCall final : public Call {
+ public:
+  explicit QueryCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
+    ArmDone();
+    owner_->service_.RequestQuery(
+        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
+        Tag::Make([this](bool ok) { OnArrived(ok); }));
+  }
+
+ private:
+  void OnArrived(bool ok) {
+    if (!ok) return DropUnstarted();
+    new QueryCall(owner_);
+    absl::Status s =
+        owner_->Admit(request_.query(), /*read_only=*/true, &decoded_);
+    if (!s.ok()) return Answer(s);
+    Hold();  // Until `done` runs.
+    owner_->handlers_.query(request_.query(), decoded_,
+                            [this](absl::StatusOr<pbft::v1::Envelope> r) {
+                              Answer(std::move(r));
+                              Release();
+                            });
+  }
+
+  void Answer(absl::StatusOr<pbft::v1::Envelope> r) {
+    if (!ClaimAnswer()) return;
+    if (!r.ok()) {
+      responder_.FinishWithError(ToGrpc(r.status()),
+                                 Tag::Make([this](bool) { Release(); }));
+      return;
+    }
+    v1::QueryResponse resp;
+    *resp.mutable_reply() = *std::move(r);
+    responder_.Finish(resp, grpc::Status::OK,
+                      Tag::Make([this](bool) { Release(); }));
+  }
+
+  v1::QueryRequest request_;
+  pbft::v1::Request decoded_;
+  grpc::ServerAsyncResponseWriter<v1::QueryResponse> responder_;
+};
+
+class ClientService::StatusCall final : public Call {
+ public:
+  explicit StatusCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
+    ArmDone();
+    owner_->service_.RequestStatus(
+        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
+        Tag::Make([this](bool ok) { OnArrived(ok); }));
+  }
+
+ private:
+  void OnArrived(bool ok) {
+    if (!ok) return DropUnstarted();
+    new StatusCall(owner_);
+    ClaimAnswer();
+    responder_.Finish(owner_->handlers_.status(), grpc::Status::OK,
+                      Tag::Make([this](bool) { Release(); }));
+  }
+
+  v1::StatusRequest request_;
+  grpc::ServerAsyncResponseWriter<v1::StatusResponse> responder_;
+};
+
+ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
+                             size_t pending_max, size_t operation_bytes_max)
+    : verifier_(verifier),
+      handlers_(std::move(handlers)),
+      pending_max_(pending_max),
+      operation_bytes_max_(operation_bytes_max) {}
+
+ClientService::~ClientService() { Shutdown(); }
+
+void ClientService::Register(grpc::ServerBuilder* builder) {
+  builder->RegisterService(&service_);
+  cq_ = builder->AddCompletionQueue();
+}
+
+void ClientService::Start(int threads) {
+  CHECK(cq_ != nullptr);
+  new SubmitCall(this);
+  new QueryCall(this);
+  new StatusCall(this);
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Poll(); });
+}
+
+void ClientService::Shutdown() {
+  if (shut_down_ || cq_ == nullptr) return;
+  shut_down_ = true;
+  cq_->Shutdown();
+  for (std::thread& t : threads_) t.join();
+  // Drain what is left (only possible if Start was never called).
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+    Tag* t = static_cast<Tag*>(tag);
+    t->fn(false);
+    delete t;
+  }
+}
+
+void ClientService::Poll() {
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+    Tag* t = static_cast<Tag*>(tag);
+    t->fn(ok);
+    delete t;
+  }
+}
+
+absl::Status ClientService::Admit(const pbft::v1::Envelope& e, bool read_only,
+                                  pbft::v1::Request* request) {
+  if (e.type() != pbft::v1::MESSAGE_TYPE_REQUEST) {
+    CountRejected(absl::StatusCode::kInvalidArgument);
+    return absl::InvalidArgumentError(
+        "request.type: must be MESSAGE_TYPE_REQUEST");
+  }
+  absl::Status s = verifier_->VerifyNow(e);
+  if (!s.ok()) {
+    CountRejected(s.code());
+    return s;
+  }
+  if (!request->ParseFromString(e.payload())) {
+    CountRejected(absl::StatusCode::kInvalidArgument);
+    return absl::InvalidArgumentError("request.payload: not a pbft.v1.Request");
+  }
+  if (request->client_id() != e.sender()) {
+    CountRejected(absl::StatusCode::kInvalidArgument);
+    return absl::InvalidArgumentError(
+        absl::StrCat("request.client_id: ", request->client_id(),
+                     " differs from the signer ", e.sender()));
+  }
+  if (request->request_number() == 0) {
+    CountRejected(absl::StatusCode::kInvalidArgument);
+    return absl::InvalidArgumentError("request.request_number: must not be 0");
+  }
+  if (request->read_only() != read_only) {
+    CountRejected(absl::StatusCode::kInvalidArgument);
+    return absl::InvalidArgumentError(
+        read_only
+            ? "request.read_only: must be set for Query"
+            : "request.read_only: must not be set for Submit (use Query)");
+  }
+  if (request->operation().size() > operation_bytes_max_) {
+    CountRejected(absl::StatusCode::kResourceExhausted);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request.operation: ", request->operation().size(),
+                     " bytes exceeds the limit of ", operation_bytes_max_));
+  }
+  return absl::OkStatus();
+}
+
+ClientService::AddResult ClientService::AddPending(
+    std::pair<uint64_t, uint64_t> key, SubmitCall* call) {
+  absl::MutexLock l(&mu_);
+  if (call->done_) return AddResult::kCallDone;
+  if (pending_.size() >= pending_max_) return AddResult::kFull;
+  pending_.emplace(key, call);
+  call->registered_ = true;
+  return AddResult::kAdded;
+}
+
+void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
+                                  SubmitCall* call) {
+  absl::MutexLock l(&mu_);
+  call->done_ = true;
+  if (!call->registered_) return;
+  call->registered_ = false;
+  auto [begin, end] = pending_.equal_range(key);
+  for (auto it = begin; it != end; ++it) {
+    if (it->second == call) {
+      pending_.erase(it);
+      return;
+    }
+  }
+}
+
+int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
+                                const pbft::v1::Envelope& reply) {
+  // Answer under the lock: a call's done notification removes it from the
+  // map under this lock before the call can be freed.
+  absl::MutexLock l(&mu_);
+  auto [begin, end] = pending_.equal_range({client_id, request_number});
+  int n = 0;
+  for (auto it = begin; it != end; ++it, ++n) it->second->Answer(reply);
+  return n;
+}
+
+size_t ClientService::pending() const {
+  absl::MutexLock l(&mu_);
+  return pending_.size();
+}
+
+void ClientService::CountRejected(absl::StatusCode code) {
+  size_t i = static_cast<size_t>(code);
+  if (i < rejected_.size()) rejected_[i].fetch_add(1);
+}
+
+uint64_t ClientService::rejected(absl::StatusCode code) const {
+  size_t i = static_cast<size_t>(code);
+  return i < rejected_.size() ? rejected_[i].load() : 0;
+}
+
+}  // namespace ledger::net

@@ -1,0 +1,106 @@
+// The client API of a replica (ledger.v1.LedgerService) on gRPC's
+// completion-queue API, so that thousands of clients waiting for their
+// requests to execute cost no thread each.
+//
+// Submit: the envelope is verified here (UNAUTHENTICATED for an unknown
+// client or a bad signature, INVALID_ARGUMENT for a malformed request);
+// then the call waits, registered under (client id, request number), until
+// the owner calls DeliverReply for that key, or the client gives up. The
+// number of waiting calls is bounded: beyond it, RESOURCE_EXHAUSTED.
+// Query: verified the same way and answered asynchronously by the owner.
+// Status: answered at once by the owner's callback.
+//
+// Thread-safe. Owns its completion-queue threads; Shutdown() stops them
+// (call it after the grpc::Server has been shut down).
+#ifndef PBFT_LEDGER_REPLICA_NET_CLIENT_SERVICE_H_
+#define PBFT_LEDGER_REPLICA_NET_CLIENT_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "ledger/v1/service.grpc.pb.h"
+#include "replica/net/verify_pool.h"
+
+namespace ledger::net {
+
+class ClientService {
+ public:
+  struct Handlers {
+    // A verified, decoded request to order. OK: accepted (the reply comes
+    // later through DeliverReply); otherwise the status goes to the client.
+    std::function<absl::Status(const pbft::v1::Envelope& envelope,
+                               const pbft::v1::Request& request)>
+        submit;
+    // A verified read-only query; call `done` exactly once, on any thread.
+    std::function<void(
+        const pbft::v1::Envelope& envelope, const pbft::v1::Request& request,
+        std::function<void(absl::StatusOr<pbft::v1::Envelope>)> done)>
+        query;
+    std::function<v1::StatusResponse()> status;
+  };
+
+  ClientService(VerifyPool* verifier, Handlers handlers, size_t pending_max,
+                size_t operation_bytes_max);
+  ~ClientService();
+
+  // Registers the service with `builder` and adds its completion queue.
+  void Register(grpc::ServerBuilder* builder);
+  // Starts `threads` completion-queue threads; after the server is built.
+  void Start(int threads);
+  // Completes every waiting Submit for (client, request number) with
+  // `reply`. Returns how many calls it completed.
+  int DeliverReply(uint64_t client_id, uint64_t request_number,
+                   const pbft::v1::Envelope& reply);
+  // Stops the threads; call after grpc::Server::Shutdown().
+  void Shutdown();
+
+  size_t pending() const;
+  uint64_t rejected(absl::StatusCode code) const;
+
+ private:
+  class Call;
+  class SubmitCall;
+  class QueryCall;
+  class StatusCall;
+  friend class SubmitCall;
+  friend class QueryCall;
+  friend class StatusCall;
+
+  // Verifies and decodes a client envelope; the status is the gRPC answer.
+  absl::Status Admit(const pbft::v1::Envelope& e, bool read_only,
+                     pbft::v1::Request* request);
+  enum class AddResult { kAdded, kFull, kCallDone };
+  AddResult AddPending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
+  // Also marks the call done: it will not be added again.
+  void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
+  void CountRejected(absl::StatusCode code);
+  void Poll();
+
+  VerifyPool* verifier_;
+  Handlers handlers_;
+  const size_t pending_max_;
+  const size_t operation_bytes_max_;
+  v1::LedgerService::AsyncService service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::vector<std::thread> threads_;
+  bool shut_down_ = false;
+
+  mutable absl::Mutex mu_;
+  std::multimap<std::pair<uint64_t, uint64_t>, SubmitCall*> pending_
+      ABSL_GUARDED_BY(mu_);
+  std::array<std::atomic<uint64_t>, 17> rejected_{};
+};
+
+}  // namespace ledger::net
+
+#endif  // PBFT_LEDGER_REPLICA_NET_CLIENT_SERVICE_H_

@@ -1,0 +1,101 @@
+#include "replica/net/peer_sender.h"
+
+#include <chrono>
+
+namespace ledger::net {
+
+PeerSender::PeerSender(uint32_t peer_id, std::string address,
+                       std::shared_ptr<grpc::ChannelCredentials> creds,
+                       PeerSenderOptions options)
+    : peer_id_(peer_id),
+      address_(std::move(address)),
+      options_(options),
+      queue_(options.queue_max) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(options_.message_bytes_max);
+  // Notice a dead peer within seconds even when idle.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  stub_ = v1::ReplicaService::NewStub(
+      grpc::CreateCustomChannel(address_, std::move(creds), args));
+  thread_ = std::thread([this] { Run(); });
+}
+
+PeerSender::~PeerSender() {
+  stopping_ = true;
+  queue_.Close();
+  {
+    absl::MutexLock l(&ctx_mu_);
+    if (ctx_ != nullptr) ctx_->TryCancel();
+  }
+  thread_.join();
+}
+
+bool PeerSender::Send(pbft::v1::Envelope e) {
+  if (queue_.TryPush(std::move(e))) return true;
+  dropped_.fetch_add(1);
+  return false;
+}
+
+void PeerSender::Run() {
+  absl::Duration backoff = options_.backoff_initial;
+  while (!stopping_) {
+    grpc::ClientContext ctx;
+    {
+      absl::MutexLock l(&ctx_mu_);
+      if (stopping_) break;
+      ctx_ = &ctx;
+    }
+    std::unique_ptr<
+        grpc::ClientReaderWriter<v1::StreamRequest, v1::StreamResponse>>
+        stream = stub_->Stream(&ctx);
+    bool healthy = true;
+    while (healthy && !stopping_) {
+      std::vector<pbft::v1::Envelope> batch;
+      if (queue_.PopMany(&batch, options_.batch_envelopes_max,
+                         absl::Milliseconds(200)) == 0) {
+        continue;
+      }
+      // Chunk by bytes so one stream message stays within limits.
+      std::vector<v1::StreamRequest> chunks(1);
+      size_t bytes = 0;
+      for (pbft::v1::Envelope& e : batch) {
+        if (bytes > 0 &&
+            bytes + e.payload().size() > options_.batch_bytes_max) {
+          chunks.emplace_back();
+          bytes = 0;
+        }
+        bytes += e.payload().size();
+        *chunks.back().add_envelopes() = std::move(e);
+      }
+      for (const v1::StreamRequest& chunk : chunks) {
+        const auto count = static_cast<uint64_t>(chunk.envelopes_size());
+        if (!healthy || !stream->Write(chunk)) {
+          healthy = false;
+          dropped_.fetch_add(count);
+          continue;
+        }
+        sent_.fetch_add(count);
+        connected_ = true;
+        backoff = options_.backoff_initial;
+      }
+    }
+    connected_ = false;
+    {
+      absl::MutexLock l(&ctx_mu_);
+      ctx_ = nullptr;
+    }
+    ctx.TryCancel();
+    stream->Finish();
+    if (stopping_) break;
+    reconnects_.fetch_add(1);
+    // Back off; wake early only to stop.
+    absl::Time until = absl::Now() + backoff;
+    while (!stopping_ && absl::Now() < until)
+      absl::SleepFor(absl::Milliseconds(20));
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
+}
+
+}  // namespace ledger::net

@@ -1,0 +1,36 @@
+// The inbound half of replica-to-replica transport: the ReplicaService
+// stream handler. Every envelope read goes to the verification pool; the
+// stream itself carries no authority (each envelope is signed).
+//
+// Thread-safe (gRPC runs one handler thread per open stream).
+#ifndef PBFT_LEDGER_REPLICA_NET_REPLICA_SERVICE_H_
+#define PBFT_LEDGER_REPLICA_NET_REPLICA_SERVICE_H_
+
+#include <atomic>
+
+#include "ledger/v1/service.grpc.pb.h"
+#include "replica/net/verify_pool.h"
+
+namespace ledger::net {
+
+class ReplicaServiceImpl final : public v1::ReplicaService::Service {
+ public:
+  explicit ReplicaServiceImpl(VerifyPool* pool) : pool_(pool) {}
+
+  grpc::Status Stream(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
+      override;
+
+  int open_streams() const { return open_streams_.load(); }
+  uint64_t received() const { return received_.load(); }
+
+ private:
+  VerifyPool* pool_;
+  std::atomic<int> open_streams_{0};
+  std::atomic<uint64_t> received_{0};
+};
+
+}  // namespace ledger::net
+
+#endif  // PBFT_LEDGER_REPLICA_NET_REPLICA_SERVICE_H_

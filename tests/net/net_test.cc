@@ -1,0 +1,375 @@
+// The replica transport over loopback: verification pool, peer streams,
+// and the client API server's admission, waiting and limits.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/envelope.h"
+#include "gtest/gtest.h"
+#include "ledger/v1/service.grpc.pb.h"
+#include "replica/net/client_service.h"
+#include "replica/net/peer_sender.h"
+#include "replica/net/replica_service.h"
+#include "replica/net/verify_pool.h"
+
+namespace ledger::net {
+namespace {
+
+using pbft::v1::Envelope;
+
+// Polls `cond` until it holds or `timeout` passes (bounded; no fixed sleep
+// decides the outcome).
+template <typename F>
+bool Eventually(F cond, absl::Duration timeout = absl::Seconds(10)) {
+  absl::Time until = absl::Now() + timeout;
+  while (!cond()) {
+    if (absl::Now() >= until) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+class Keys {
+ public:
+  Keys()
+      : r0(crypto::SecretKey::Generate()),
+        r1(crypto::SecretKey::Generate()),
+        client(crypto::SecretKey::Generate()),
+        verifier("net-test", {r0.public_key(), r1.public_key()},
+                 {{9, client.public_key()}}, 1 << 20),
+        s0("net-test", 0, r0),
+        s1("net-test", 1, r1),
+        sc("net-test", 9, client) {}
+  crypto::SecretKey r0, r1, client;
+  EnvelopeVerifier verifier;
+  EnvelopeSigner s0, s1, sc;
+
+  Envelope Request(uint64_t number, bool read_only = false) const {
+    pbft::v1::Request r;
+    r.set_client_id(9);
+    r.set_request_number(number);
+    r.set_operation("op");
+    r.set_read_only(read_only);
+    return sc.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r);
+  }
+};
+
+// Collects delivered envelopes.
+class Sink {
+ public:
+  void Put(Envelope e) {
+    absl::MutexLock l(&mu_);
+    got_.push_back(std::move(e));
+  }
+  // Waits (bounded) until `n` envelopes arrived.
+  bool WaitFor(size_t n, absl::Duration timeout = absl::Seconds(10)) {
+    return Eventually([&] { return size() >= n; }, timeout);
+  }
+  size_t size() {
+    absl::MutexLock l(&mu_);
+    return got_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Envelope> got_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
+  Keys k;
+  Sink sink;
+  {
+    VerifyPool pool(&k.verifier, 2, 100,
+                    [&](Envelope e) { sink.Put(std::move(e)); });
+    pbft::v1::Prepare p;
+    p.set_view(1);
+    Envelope good = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+    Envelope forged = good;
+    forged.set_sender(1);  // Claims replica 1 with replica 0's signature.
+    Envelope tampered = good;
+    tampered.set_payload("x");
+
+    pbft::v1::PrePrepare pp;
+    *pp.add_requests() = k.Request(1);
+    Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    Envelope bad_request = k.Request(2);
+    bad_request.set_payload(bad_request.payload() + "!");
+    *pp.add_requests() = bad_request;
+    Envelope forged_request_pp =
+        k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    Envelope garbage_pp =
+        k.s0.Sign(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, "\xff\xff\xff");
+
+    for (const Envelope& e :
+         {good, forged, tampered, good_pp, forged_request_pp, garbage_pp}) {
+      EXPECT_TRUE(pool.Submit(e));
+    }
+    ASSERT_TRUE(sink.WaitFor(2));
+    ASSERT_TRUE(Eventually([&] {
+      return pool.dropped(DropReason::kBadEnvelope) +
+                 pool.dropped(DropReason::kBadNestedRequest) +
+                 pool.dropped(DropReason::kMalformedPayload) ==
+             4;
+    }));
+    EXPECT_EQ(pool.dropped(DropReason::kBadEnvelope), 2u);
+    EXPECT_EQ(pool.dropped(DropReason::kBadNestedRequest), 1u);
+    EXPECT_EQ(pool.dropped(DropReason::kMalformedPayload), 1u);
+  }
+  EXPECT_EQ(sink.size(), 2u);
+}
+
+TEST(VerifyPoolTest, FullQueueRefusesAndCounts) {
+  Keys k;
+  absl::Notification release;
+  VerifyPool pool(&k.verifier, 1, 2,
+                  [&](Envelope) { release.WaitForNotification(); });
+  pbft::v1::Prepare p;
+  Envelope e = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+  int refused = 0;
+  for (int i = 0; i < 10; ++i) refused += pool.Submit(e) ? 0 : 1;
+  EXPECT_GE(refused, 7);  // One in the worker, two queued.
+  EXPECT_EQ(pool.dropped(DropReason::kQueueFull),
+            static_cast<uint64_t>(refused));
+  release.Notify();
+}
+
+TEST(VerifyPoolTest, RequestVerifiedOnceIsCached) {
+  Keys k;
+  VerifyPool pool(&k.verifier, 1, 10, [](Envelope) {});
+  Envelope r = k.Request(5);
+  EXPECT_TRUE(pool.VerifyNow(r).ok());
+  EXPECT_TRUE(pool.VerifyNow(r).ok());
+  EXPECT_EQ(pool.cache_hits(), 1u);
+  Envelope bad = r;
+  bad.set_signature(std::string(64, 'z'));
+  EXPECT_EQ(pool.VerifyNow(bad).code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
+  Keys k;
+  Sink sink;
+  VerifyPool pool(&k.verifier, 1, 1000,
+                  [&](Envelope e) { sink.Put(std::move(e)); });
+  auto start_server = [&](ReplicaServiceImpl* svc, int* port,
+                          const std::string& addr) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort(addr, grpc::InsecureServerCredentials(), port);
+    b.RegisterService(svc);
+    return b.BuildAndStart();
+  };
+  ReplicaServiceImpl svc(&pool);
+  int port = 0;
+  auto server = start_server(&svc, &port, "127.0.0.1:0");
+  ASSERT_GT(port, 0);
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+
+  PeerSenderOptions o;
+  o.backoff_initial = absl::Milliseconds(10);
+  PeerSender sender(1, addr, grpc::InsecureChannelCredentials(), o);
+  pbft::v1::Commit c;
+  for (int i = 0; i < 50; ++i) {
+    c.set_seq(static_cast<uint64_t>(i));
+    ASSERT_TRUE(
+        sender.Send(k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_COMMIT, c)));
+  }
+  ASSERT_TRUE(sink.WaitFor(50));
+  EXPECT_TRUE(Eventually([&] { return sender.connected(); }));
+
+  // The peer restarts on the same port: the sender reconnects by itself.
+  server->Shutdown(std::chrono::system_clock::now());
+  server.reset();
+  ReplicaServiceImpl svc2(&pool);
+  int port2 = 0;
+  auto server2 = start_server(&svc2, &port2, addr);
+  ASSERT_EQ(port2, port);
+  // Messages sent while the stream is broken may be lost (PBFT tolerates
+  // loss); keep sending until some arrive over the new stream.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        sender.Send(k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_COMMIT, c));
+        return svc2.received() > 0;
+      },
+      absl::Seconds(20)));
+  EXPECT_GE(sender.reconnects(), 1u);
+  server2->Shutdown(std::chrono::system_clock::now());
+}
+
+class ClientServiceTest : public ::testing::Test {
+ protected:
+  void Start(size_t pending_max) {
+    pool_ = std::make_unique<VerifyPool>(&k_.verifier, 1, 100, [](Envelope) {});
+    ClientService::Handlers h;
+    h.submit = [this](const Envelope&, const pbft::v1::Request& r) {
+      if (r.request_number() == 666) {
+        return absl::ResourceExhaustedError("request queue full");
+      }
+      absl::MutexLock l(&mu_);
+      submitted_.push_back(r.request_number());
+      return absl::OkStatus();
+    };
+    h.query = [this](const Envelope&, const pbft::v1::Request& r,
+                     std::function<void(absl::StatusOr<Envelope>)> done) {
+      pbft::v1::Reply reply;
+      reply.set_request_number(r.request_number());
+      done(k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
+    };
+    h.status = [] {
+      v1::StatusResponse s;
+      s.set_view(3);
+      return s;
+    };
+    service_ = std::make_unique<ClientService>(pool_.get(), std::move(h),
+                                               pending_max, 1024);
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    service_->Register(&b);
+    server_ = b.BuildAndStart();
+    service_->Start(2);
+    stub_ = v1::LedgerService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                            grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    if (service_) service_->Shutdown();
+  }
+  grpc::Status Submit(const Envelope& e, v1::SubmitResponse* resp,
+                      absl::Duration deadline = absl::Seconds(10)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    v1::SubmitRequest req;
+    *req.mutable_request() = e;
+    return stub_->Submit(&ctx, req, resp);
+  }
+  bool WaitSubmitted(size_t n) {
+    return Eventually([&] {
+      absl::MutexLock l(&mu_);
+      return submitted_.size() >= n;
+    });
+  }
+
+  Keys k_;
+  std::unique_ptr<VerifyPool> pool_;
+  std::unique_ptr<ClientService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::LedgerService::Stub> stub_;
+  absl::Mutex mu_;
+  std::vector<uint64_t> submitted_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ClientServiceTest, SubmitWaitsForItsReply) {
+  Start(100);
+  v1::SubmitResponse resp;
+  grpc::Status status;
+  std::thread t([&] { status = Submit(k_.Request(7), &resp); });
+  ASSERT_TRUE(WaitSubmitted(1));
+  // Wait until the call is registered, then deliver.
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 1; }));
+  pbft::v1::Reply reply;
+  reply.set_request_number(7);
+  EXPECT_EQ(service_->DeliverReply(
+                9, 8, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+            0);
+  EXPECT_EQ(service_->DeliverReply(
+                9, 7, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+            1);
+  t.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  pbft::v1::Reply got;
+  ASSERT_TRUE(got.ParseFromString(resp.reply().payload()));
+  EXPECT_EQ(got.request_number(), 7u);
+  // The finished call leaves the pending set once its done notification
+  // has run on the server.
+  EXPECT_TRUE(Eventually([&] { return service_->pending() == 0; }));
+}
+
+TEST_F(ClientServiceTest, BadInputGetsClearErrors) {
+  Start(100);
+  v1::SubmitResponse resp;
+  Envelope forged = k_.Request(1);
+  forged.set_signature(std::string(64, 'q'));
+  grpc::Status s = Submit(forged, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  Envelope stranger =
+      EnvelopeSigner("net-test", 12, crypto::SecretKey::Generate())
+          .Sign(pbft::v1::MESSAGE_TYPE_REQUEST, "x");
+  s = Submit(stranger, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(s.error_message().find("not a registered client"),
+            std::string::npos);
+
+  s = Submit(k_.sc.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, "\xff\x01garbage"),
+             &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("request.payload"), std::string::npos);
+
+  pbft::v1::Request other;
+  other.set_client_id(10);  // Not the signer.
+  other.set_request_number(1);
+  s = Submit(k_.sc.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, other), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("request.client_id"), std::string::npos);
+
+  pbft::v1::Request big;
+  big.set_client_id(9);
+  big.set_request_number(2);
+  big.set_operation(std::string(2000, 'o'));
+  s = Submit(k_.sc.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, big), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  s = Submit(k_.Request(3, /*read_only=*/true), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  s = Submit(k_.Request(666), &resp);  // The owner refuses (queue full).
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->pending(), 0u);
+  EXPECT_GE(service_->rejected(absl::StatusCode::kUnauthenticated), 2u);
+  EXPECT_GE(service_->rejected(absl::StatusCode::kInvalidArgument), 3u);
+}
+
+TEST_F(ClientServiceTest, PendingLimitAndCancellation) {
+  Start(2);
+  std::vector<std::thread> waiting;
+  std::atomic<int> deadline_exceeded{0};
+  for (uint64_t i = 1; i <= 2; ++i) {
+    waiting.emplace_back([&, i] {
+      v1::SubmitResponse resp;
+      if (Submit(k_.Request(i), &resp, absl::Milliseconds(500)).error_code() ==
+          grpc::StatusCode::DEADLINE_EXCEEDED) {
+        deadline_exceeded.fetch_add(1);
+      }
+    });
+  }
+  ASSERT_TRUE(WaitSubmitted(2));
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 2; }));
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit(k_.Request(3), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  for (auto& t : waiting) t.join();
+  EXPECT_EQ(deadline_exceeded.load(), 2);
+  // The clients gave up: their calls are no longer pending.
+  EXPECT_TRUE(Eventually([&] { return service_->pending() == 0; }));
+}
+
+TEST_F(ClientServiceTest, QueryAndStatus) {
+  Start(10);
+  grpc::ClientContext ctx;
+  v1::QueryRequest q;
+  *q.mutable_query() = k_.Request(11, /*read_only=*/true);
+  v1::QueryResponse qr;
+  ASSERT_TRUE(stub_->Query(&ctx, q, &qr).ok());
+  EXPECT_EQ(qr.reply().type(), pbft::v1::MESSAGE_TYPE_QUERY_REPLY);
+
+  grpc::ClientContext ctx2;
+  v1::StatusResponse st;
+  ASSERT_TRUE(stub_->Status(&ctx2, v1::StatusRequest(), &st).ok());
+  EXPECT_EQ(st.view(), 3u);
+}
+
+}  // namespace
+}  // namespace ledger::net
