@@ -27,6 +27,7 @@ import type * as apps from "kubernetes-types/apps/v1";
 import type * as policy from "kubernetes-types/policy/v1";
 import type * as networking from "kubernetes-types/networking/v1";
 export type V1_ConfigMap = core.ConfigMap;
+export type V1_Namespace = core.Namespace;
 export type V1_Secret = core.Secret;
 export type V1_Service = core.Service;
 export type V1_ServiceAccount = core.ServiceAccount;

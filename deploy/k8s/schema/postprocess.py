@@ -19,6 +19,7 @@ import sys
 # "apiVersion/kind" -> name of the exported alias in generate.sh's types.ts.
 KINDS = {
     "v1/ConfigMap": "V1_ConfigMap",
+    "v1/Namespace": "V1_Namespace",
     "v1/Secret": "V1_Secret",
     "v1/Service": "V1_Service",
     "v1/ServiceAccount": "V1_ServiceAccount",
