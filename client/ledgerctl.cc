@@ -3,6 +3,9 @@
 //   ledgerctl keygen --out FILE
 //   ledgerctl cluster init --replicas N --clients M --out DIR
 //                          [--base-port P] [--host H] [--f F]
+//   ledgerctl cluster init --k8s --replicas N --clients M --out DIR
+//                          [--namespace NS] [--cluster-domain D]
+//                          [--external-domain D] [--own-replicas 0,2]
 //   ledgerctl --config FILE config check
 //
 // Every command takes --json for machine-readable output. Exit status: 0 on
@@ -16,8 +19,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "client/cluster_init.h"
 #include "common/config.h"
@@ -40,6 +45,20 @@ ABSL_FLAG(std::string, cluster_id, "",
 ABSL_FLAG(uint64_t, genesis_balance, 1'000'000'000,
           "cluster init: each client's genesis balance on ledger 1.");
 ABSL_FLAG(bool, force, false, "Overwrite existing files.");
+ABSL_FLAG(bool, k8s, false,
+          "cluster init: Kubernetes DNS names and mount paths, plus a "
+          "kustomize component for deploy/k8s overlays (docs/operations.md).");
+ABSL_FLAG(std::string, namespace, "pbft-ledger",
+          "cluster init --k8s: the replicas' Kubernetes namespace.");
+ABSL_FLAG(std::string, cluster_domain, "cluster.local",
+          "cluster init --k8s: the Kubernetes cluster's DNS domain.");
+ABSL_FLAG(std::string, external_domain, "",
+          "cluster init --k8s: replica i's address is ledger-<i>.DOMAIN "
+          "(organisations in different clusters) instead of its in-cluster "
+          "Service name.");
+ABSL_FLAG(std::string, own_replicas, "",
+          "cluster init --k8s: comma-separated replica ids whose key and TLS "
+          "Secrets the component generates (default: all).");
 
 namespace ledger {
 namespace {
@@ -52,6 +71,12 @@ constexpr char kUsage[] =
     "H]\n"
     "                                         write cluster.json and key "
     "files\n"
+    "  cluster init --k8s ... [--namespace NS] [--cluster-domain D]\n"
+    "               [--external-domain D] [--own-replicas 0,2]\n"
+    "                                         the same for deploy/k8s, plus "
+    "a\n"
+    "                                         kustomize component "
+    "(DIR/kustomization.yaml)\n"
     "  config check --config FILE             load and validate a cluster "
     "config\n";
 
@@ -132,6 +157,22 @@ int ClusterCmd(const std::vector<std::string>& args) {
   o.cluster_id = absl::GetFlag(FLAGS_cluster_id);
   o.genesis_balance = absl::GetFlag(FLAGS_genesis_balance);
   o.force = absl::GetFlag(FLAGS_force);
+  o.k8s = absl::GetFlag(FLAGS_k8s);
+  o.k8s_namespace = absl::GetFlag(FLAGS_namespace);
+  o.k8s_cluster_domain = absl::GetFlag(FLAGS_cluster_domain);
+  o.k8s_external_domain = absl::GetFlag(FLAGS_external_domain);
+  const std::string own = absl::GetFlag(FLAGS_own_replicas);
+  if (!own.empty()) {
+    if (!o.k8s) return Usage("cluster init: --own-replicas needs --k8s");
+    for (absl::string_view id : absl::StrSplit(own, ',')) {
+      uint32_t r = 0;
+      if (!absl::SimpleAtoi(id, &r)) {
+        return Usage(
+            absl::StrCat("--own-replicas: '", id, "' is not a replica id"));
+      }
+      o.k8s_own_replicas.push_back(r);
+    }
+  }
   if (o.out_dir.empty()) return Usage("cluster init: --out DIR is required");
   absl::StatusOr<v1::ClusterConfig> config = InitCluster(o);
   if (!config.ok()) return Fail(config.status());
@@ -149,6 +190,11 @@ int ClusterCmd(const std::vector<std::string>& args) {
               << " clients\n  config: " << o.out_dir
               << "/cluster.json\n  keys:   " << o.out_dir
               << "/keys/ (mode 0600)\n";
+    if (o.k8s) {
+      std::cout << "  kustomize component: " << o.out_dir
+                << "/kustomization.yaml (put the TLS files in " << o.out_dir
+                << "/tls/)\n";
+    }
     for (const v1::ReplicaConfig& r : config->replicas()) {
       std::cout << "  replica " << r.id() << " at " << r.address() << "\n";
     }

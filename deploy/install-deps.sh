@@ -19,8 +19,9 @@ PACKAGES=(
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Tools the test suite uses: openssl (TLS material), python3 + jsonschema
-  # (manifest validation), kubectl (kustomize rendering) when available.
-  openssl python3 python3-jsonschema
+  # + yaml (manifest validation; kubectl, which renders the overlays, comes
+  # with the machine image: Debian 12 has only kubectl 1.20, too old).
+  openssl python3 python3-jsonschema python3-yaml
 )
 
 missing=()
