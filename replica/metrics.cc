@@ -1,0 +1,139 @@
+#include "replica/metrics.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ledger {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
+}  // namespace
+
+// Members are initialised from the registry in declaration order.
+Metrics::Metrics(uint32_t replica_id)
+    : view(BuildGauge()
+               .Name("ledger_view")
+               .Help("Current PBFT view.")
+               .Register(*registry_)
+               .Add({{"replica", std::to_string(replica_id)}})),
+      last_executed_seq(BuildGauge()
+                            .Name("ledger_last_executed_seq")
+                            .Help("Highest sequence number executed into the ledger.")
+                            .Register(*registry_)
+                            .Add({})),
+      last_committed_seq(BuildGauge()
+                             .Name("ledger_last_committed_seq")
+                             .Help("Highest sequence number committed and handed to execution.")
+                             .Register(*registry_)
+                             .Add({})),
+      stable_checkpoint_seq(BuildGauge()
+                                .Name("ledger_stable_checkpoint_seq")
+                                .Help("Sequence number of the last stable checkpoint (low watermark).")
+                                .Register(*registry_)
+                                .Add({})),
+      queued_requests(BuildGauge()
+                          .Name("ledger_queued_requests")
+                          .Help("Client requests queued in the core, not yet ordered.")
+                          .Register(*registry_)
+                          .Add({})),
+      waiting_client_calls(BuildGauge()
+                               .Name("ledger_waiting_client_calls")
+                               .Help("Submit calls waiting for their request to execute.")
+                               .Register(*registry_)
+                               .Add({})),
+      caught_up(BuildGauge()
+                    .Name("ledger_caught_up")
+                    .Help("1 when the replica is caught up with the cluster (readiness).")
+                    .Register(*registry_)
+                    .Add({})),
+      view_changes(BuildCounter()
+                       .Name("ledger_view_changes_total")
+                       .Help("Views this replica has entered after view 0.")
+                       .Register(*registry_)
+                       .Add({})),
+      blocks_executed(BuildCounter()
+                          .Name("ledger_blocks_executed_total")
+                          .Help("Blocks (committed batches, null ones included) executed.")
+                          .Register(*registry_)
+                          .Add({})),
+      batch_requests(BuildHistogram()
+                         .Name("ledger_batch_requests")
+                         .Help("Client requests per executed block.")
+                         .Register(*registry_)
+                         .Add({}, Histogram::BucketBoundaries{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000})),
+      request_latency_seconds(BuildHistogram()
+                                  .Name("ledger_request_latency_seconds")
+                                  .Help("From a client request's arrival at this replica to its reply.")
+                                  .Register(*registry_)
+                                  .Add({}, LatencyBuckets())),
+      ledger_write_seconds(BuildHistogram()
+                               .Name("ledger_storage_write_seconds")
+                               .Help("Synced storage writes, by store.")
+                               .Register(*registry_)
+                               .Add({{"store", "ledger"}}, LatencyBuckets())),
+      protocol_write_seconds(
+          BuildHistogram()
+              .Name("ledger_storage_write_seconds")
+              .Help("Synced storage writes, by store.")
+              .Register(*registry_)
+              .Add({{"store", "protocol"}}, LatencyBuckets())),
+      exposer_(nullptr),
+      received_(BuildCounter()
+                    .Name("ledger_messages_received_total")
+                    .Help("Verified messages handed to the core, by type.")
+                    .Register(*registry_)),
+      dropped_(BuildCounter()
+                   .Name("ledger_messages_dropped_total")
+                   .Help("Messages dropped, by layer (verify, core, net) and reason.")
+                   .Register(*registry_)),
+      results_(BuildCounter()
+                   .Name("ledger_operations_total")
+                   .Help("Executed ledger operations by result code.")
+                   .Register(*registry_)),
+      peers_(BuildGauge()
+                 .Name("ledger_peer_connected")
+                 .Help("1 when the outbound stream to the peer is up.")
+                 .Register(*registry_)) {}
+
+absl::Status Metrics::Serve(const std::string& address) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("metrics_address ", address, ": cannot listen: ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  return absl::OkStatus();
+}
+
+void Metrics::MessageReceived(const std::string& type) {
+  received_.Add({{"type", type}}).Increment();
+}
+
+void Metrics::TransferResult(const std::string& code, uint64_t n) {
+  results_.Add({{"result", code}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::SetPeerConnected(uint32_t peer, bool connected) {
+  peers_.Add({{"peer", std::to_string(peer)}}).Set(connected ? 1 : 0);
+}
+
+void Metrics::MirrorDropped(const std::string& layer, const std::string& reason,
+                            uint64_t total) {
+  absl::MutexLock l(&mu_);
+  uint64_t& last = mirrored_[{layer, reason}];
+  if (total > last) {
+    dropped_.Add({{"layer", layer}, {"reason", reason}})
+        .Increment(static_cast<double>(total - last));
+    last = total;
+  }
+}
+
+}  // namespace ledger

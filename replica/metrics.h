@@ -1,0 +1,79 @@
+// A replica's Prometheus metrics (prometheus-cpp), served at /metrics on the
+// replica's metrics address. Every name starts with "ledger_"; each is
+// documented in docs/operations.md.
+//
+// Counters kept elsewhere as plain atomics (the verification pool's drops,
+// the core's drop reasons) are mirrored here by Mirror(), which the owner
+// calls about once a second: counters only ever grow.
+//
+// Thread-safe (prometheus-cpp metrics are).
+#ifndef PBFT_LEDGER_REPLICA_METRICS_H_
+#define PBFT_LEDGER_REPLICA_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+
+namespace ledger {
+
+class Metrics {
+ private:
+  // First: every metric below is registered in it during construction.
+  std::shared_ptr<prometheus::Registry> registry_ =
+      std::make_shared<prometheus::Registry>();
+
+ public:
+  explicit Metrics(uint32_t replica_id);
+
+  // Serves /metrics on host:port. Fails naming the address.
+  absl::Status Serve(const std::string& address);
+  prometheus::Registry& registry() { return *registry_; }
+
+  // Protocol state.
+  prometheus::Gauge& view;
+  prometheus::Gauge& last_executed_seq;
+  prometheus::Gauge& last_committed_seq;
+  prometheus::Gauge& stable_checkpoint_seq;
+  prometheus::Gauge& queued_requests;
+  prometheus::Gauge& waiting_client_calls;
+  prometheus::Gauge& caught_up;
+  prometheus::Counter& view_changes;
+  prometheus::Counter& blocks_executed;
+
+  // Latencies and sizes.
+  prometheus::Histogram& batch_requests;          // Requests per block.
+  prometheus::Histogram& request_latency_seconds;  // Arrival to reply.
+  prometheus::Histogram& ledger_write_seconds;     // ApplyBlock (synced).
+  prometheus::Histogram& protocol_write_seconds;   // Protocol store (synced).
+
+  void MessageReceived(const std::string& type);
+  void TransferResult(const std::string& code, uint64_t n = 1);
+  void SetPeerConnected(uint32_t peer, bool connected);
+  // Sets counter {layer, reason} to `total` (monotonic; see file comment).
+  void MirrorDropped(const std::string& layer, const std::string& reason,
+                     uint64_t total);
+
+ private:
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  prometheus::Family<prometheus::Counter>& received_;
+  prometheus::Family<prometheus::Counter>& dropped_;
+  prometheus::Family<prometheus::Counter>& results_;
+  prometheus::Family<prometheus::Gauge>& peers_;
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, uint64_t> mirrored_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ledger
+
+#endif  // PBFT_LEDGER_REPLICA_METRICS_H_
