@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/codec.h"
+#include "common/merkle.h"
 
 namespace ledger {
 
@@ -108,24 +109,42 @@ absl::Status EnvelopeVerifier::Verify(const pbft::v1::Envelope& e) const {
   return absl::InternalError("unreachable");
 }
 
+Digest RequestLeafHash(const pbft::v1::Envelope& request) {
+  crypto::Sha256Hasher h;
+  std::string prefix;
+  codec::Writer w(&prefix);
+  w.PutU8(0x00);  // Merkle leaf domain (common/merkle.h).
+  w.PutU64(request.sender());
+  h.Update(prefix);
+  h.Update(request.payload());
+  return h.Finish();
+}
+
+Digest RequestsRoot(
+    const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& requests) {
+  std::vector<Digest> leaves;
+  leaves.reserve(static_cast<size_t>(requests.size()));
+  for (const pbft::v1::Envelope& r : requests) {
+    leaves.push_back(RequestLeafHash(r));
+  }
+  return merkle::Root(leaves);
+}
+
+Digest BatchDigestFromRoot(uint32_t count, const Digest& requests_root) {
+  if (count == 0) return NullBatchDigest();
+  std::string bytes;
+  codec::Writer w(&bytes);
+  w.PutRaw("pbft-ledger/batch/v2");
+  w.PutU32(count);
+  w.PutRaw(requests_root.view());
+  return crypto::Sha256(bytes);
+}
+
 Digest BatchDigest(
     const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& requests) {
   if (requests.empty()) return NullBatchDigest();
-  crypto::Sha256Hasher h;
-  std::string head;
-  codec::Writer w(&head);
-  w.PutRaw("pbft-ledger/batch/v1");
-  w.PutU32(static_cast<uint32_t>(requests.size()));
-  h.Update(head);
-  for (const pbft::v1::Envelope& r : requests) {
-    std::string prefix;
-    codec::Writer pw(&prefix);
-    pw.PutU64(r.sender());
-    pw.PutU32(static_cast<uint32_t>(r.payload().size()));
-    h.Update(prefix);
-    h.Update(r.payload());
-  }
-  return h.Finish();
+  return BatchDigestFromRoot(static_cast<uint32_t>(requests.size()),
+                             RequestsRoot(requests));
 }
 
 const Digest& NullBatchDigest() {

@@ -87,12 +87,22 @@ class EnvelopeVerifier {
   size_t message_bytes_max_;
 };
 
-// The digest of a batch of client request envelopes, in order:
-//   SHA-256("pbft-ledger/batch/v1" || u32 count ||
-//           for each: u64 sender || u32 len || payload)
-// The empty batch has the null digest (the null request of §4.4).
+// The digest of a batch of client request envelopes, in order. The batch is
+// a Merkle tree (common/merkle.h) whose leaves are the requests, so a single
+// request can be proven part of a certified batch without the others
+// (receipts):
+//   leaf(r)        = merkle::LeafHash(u64 sender || payload)
+//   requests_root  = merkle::Root(leaf(r_0), ..., leaf(r_{n-1}))
+//   BatchDigest    = SHA-256("pbft-ledger/batch/v2" || u32 n || requests_root)
+// Signatures are not part of it. The empty batch has the null digest (the
+// null request of §4.4).
 Digest BatchDigest(
     const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& requests);
+Digest RequestLeafHash(const pbft::v1::Envelope& request);
+Digest RequestsRoot(
+    const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& requests);
+// BatchDigest from the tree's size and root (count 0: the null digest).
+Digest BatchDigestFromRoot(uint32_t count, const Digest& requests_root);
 const Digest& NullBatchDigest();
 
 }  // namespace ledger

@@ -1,0 +1,234 @@
+// exec-bench: ledger execution throughput, and offline verify time.
+//
+//   exec-bench [--blocks 60] [--transfers-per-block 1000]
+//              [--requests-per-block 10] [--accounts 10000]
+//              [--verify-blocks 10000] [--verify-transfers-per-block 10]
+//              [--data-dir DIR]
+//
+// Part 1 applies blocks of transfers (random pairs among --accounts accounts,
+// spread over 8 clients) into LevelDB on disk with sync=true, one thread,
+// state digest on; blocks are built and signed beforehand, so the timing is
+// execution + storage only. Part 2 builds a chain of --verify-blocks
+// certified blocks and times VerifyDataDir over it (certificates, client and
+// primary signatures, Merkle roots, re-execution, full state comparison).
+// Prints progress, then one JSON line.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/flags.h"
+#include "replica/ledger/ledger.h"
+#include "replica/ledger/verify.h"
+#include "tests/ledger/block_factory.h"
+
+ABSL_FLAG(uint32_t, blocks, 60, "Timed blocks.");
+ABSL_FLAG(uint32_t, transfers_per_block, 1000, "Transfers per block.");
+ABSL_FLAG(uint32_t, requests_per_block, 10, "Requests per block.");
+ABSL_FLAG(uint32_t, accounts, 10000, "Accounts transfers move between.");
+ABSL_FLAG(uint32_t, verify_blocks, 10000, "Blocks in the verify chain.");
+ABSL_FLAG(uint32_t, verify_transfers_per_block, 10,
+          "Transfers per block in the verify chain (one request).");
+ABSL_FLAG(std::string, data_dir, "", "Scratch directory (default: /tmp).");
+
+namespace ledger {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using testing::BlockFactory;
+using testing::Id;
+
+constexpr uint64_t kClients = 8;
+constexpr uint64_t kAccountIdBase = 1'000'000;
+
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// Account a (0-based) belongs to client 1 + a % kClients.
+uint64_t Owner(uint32_t a) { return 1 + a % kClients; }
+
+// Setup blocks: every client creates its accounts; the issuer funds them.
+std::vector<BlockInput> SetupBlocks(BlockFactory* f, uint32_t accounts) {
+  std::vector<BlockInput> blocks;
+  for (uint32_t start = 0; start < accounts; start += 1000) {
+    const uint32_t end = std::min(accounts, start + 1000);
+    std::map<uint64_t, std::vector<v1::Operation>> creates;
+    std::vector<v1::Operation> mints;
+    for (uint32_t a = start; a < end; ++a) {
+      creates[Owner(a)].push_back(
+          testing::CreateAccountOp(Id(kAccountIdBase + a)));
+      mints.push_back(
+          testing::MintOp(Id(a + 1, 1), Id(kAccountIdBase + a), 1'000'000'000));
+    }
+    std::vector<pbft::v1::Envelope> requests;
+    for (auto& [client, ops] : creates) {
+      requests.push_back(f->Request(client, testing::Ops(std::move(ops))));
+    }
+    blocks.push_back(f->NextBlock(std::move(requests)));
+    blocks.push_back(
+        f->NextBlock({f->Request(1, testing::Ops(std::move(mints)))}));
+  }
+  return blocks;
+}
+
+std::vector<BlockInput> TransferBlocks(BlockFactory* f, std::mt19937_64* rng,
+                                       uint32_t blocks, uint32_t transfers,
+                                       uint32_t requests, uint32_t accounts,
+                                       uint64_t* next_id) {
+  std::vector<BlockInput> out;
+  const uint32_t per_request = std::max(1u, transfers / requests);
+  for (uint32_t b = 0; b < blocks; ++b) {
+    std::vector<pbft::v1::Envelope> envs;
+    for (uint32_t r = 0; r < requests; ++r) {
+      const uint64_t client = 1 + (b * requests + r) % kClients;
+      std::vector<v1::Operation> ops;
+      for (uint32_t i = 0; i < per_request; ++i) {
+        // A debit account owned by `client`, any other credit account.
+        uint32_t debit = static_cast<uint32_t>((*rng)() % accounts);
+        debit = debit - debit % kClients + static_cast<uint32_t>(client - 1);
+        if (debit >= accounts) debit = static_cast<uint32_t>(client - 1);
+        uint32_t credit = static_cast<uint32_t>((*rng)() % accounts);
+        if (credit == debit) credit = (credit + 1) % accounts;
+        ops.push_back(testing::TransferOp(
+            Id((*next_id)++, 2), Id(kAccountIdBase + debit),
+            Id(kAccountIdBase + credit), 1 + (*rng)() % 100, 1, "bench"));
+      }
+      envs.push_back(f->Request(client, testing::Ops(std::move(ops))));
+    }
+    out.push_back(f->NextBlock(std::move(envs)));
+  }
+  return out;
+}
+
+int Run() {
+  const uint32_t blocks = absl::GetFlag(FLAGS_blocks);
+  const uint32_t transfers = absl::GetFlag(FLAGS_transfers_per_block);
+  const uint32_t requests = absl::GetFlag(FLAGS_requests_per_block);
+  const uint32_t accounts =
+      std::max<uint32_t>(absl::GetFlag(FLAGS_accounts), 2 * kClients);
+  std::string base = absl::GetFlag(FLAGS_data_dir);
+  if (base.empty()) {
+    base = (std::filesystem::temp_directory_path() /
+            absl::StrCat("exec-bench-", ::getpid()))
+               .string();
+  }
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+
+  testing::FactoryOptions fo;
+  fo.clients = kClients;
+  BlockFactory factory(fo);
+  std::mt19937_64 rng(42);
+  uint64_t next_id = 1;
+
+  // Part 1: execution throughput.
+  std::printf(
+      "exec-bench: building %u accounts and %u blocks of %u transfers "
+      "(%u requests each)\n",
+      accounts, blocks, transfers, requests);
+  std::vector<BlockInput> setup = SetupBlocks(&factory, accounts);
+  std::vector<BlockInput> timed = TransferBlocks(
+      &factory, &rng, blocks, transfers, requests, accounts, &next_id);
+  LedgerOptions lo;
+  lo.sync = true;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::Open(factory.cluster(), base + "/exec", lo);
+  CHECK_OK(ledger.status());
+  for (const BlockInput& b : setup) CHECK_OK((*ledger)->ApplyBlock(b).status());
+  std::vector<double> block_ms;
+  uint64_t ok_transfers = 0;
+  const Clock::time_point start = Clock::now();
+  for (const BlockInput& b : timed) {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<BlockResult> r = (*ledger)->ApplyBlock(b);
+    CHECK_OK(r.status());
+    block_ms.push_back(Seconds(Clock::now() - t0) * 1000);
+    for (const RequestOutcome& o : r->outcomes) {
+      v1::OperationResults res;
+      CHECK(res.ParseFromString(o.result));
+      for (const v1::OperationResult& x : res.results()) {
+        ok_transfers += x.code() == v1::RESULT_CODE_OK;
+      }
+    }
+  }
+  const double exec_s = Seconds(Clock::now() - start);
+  const uint64_t total = static_cast<uint64_t>(blocks) * requests *
+                         std::max(1u, transfers / requests);
+  std::sort(block_ms.begin(), block_ms.end());
+  auto pct = [&](double p) {
+    return block_ms.empty()
+               ? 0.0
+               : block_ms[std::min(block_ms.size() - 1,
+                                   static_cast<size_t>(p * block_ms.size()))];
+  };
+  const double tps = total / exec_s;
+  std::printf(
+      "  %llu transfers (%llu ok) in %.3f s: %.0f transfers/s, block "
+      "p50 %.2f ms p99 %.2f ms\n",
+      static_cast<unsigned long long>(total),
+      static_cast<unsigned long long>(ok_transfers), exec_s, tps, pct(0.5),
+      pct(0.99));
+  ledger->reset();
+
+  // Part 2: verify a chain of verify_blocks blocks.
+  const uint32_t vblocks = absl::GetFlag(FLAGS_verify_blocks);
+  const uint32_t vtransfers = absl::GetFlag(FLAGS_verify_transfers_per_block);
+  std::printf(
+      "exec-bench: building a %u-block chain (%u transfers per "
+      "block)\n",
+      vblocks, vtransfers);
+  BlockFactory vfactory(fo);
+  LedgerOptions vo;
+  vo.sync = false;  // Building the chain is not what is measured.
+  absl::StatusOr<std::unique_ptr<Ledger>> chain =
+      Ledger::Open(vfactory.cluster(), base + "/chain", vo);
+  CHECK_OK(chain.status());
+  const uint32_t vaccounts = std::min<uint32_t>(accounts, 1000);
+  for (const BlockInput& b : SetupBlocks(&vfactory, vaccounts)) {
+    CHECK_OK((*chain)->ApplyBlock(b).status());
+  }
+  while (vfactory.last_seq() < vblocks) {
+    for (const BlockInput& b :
+         TransferBlocks(&vfactory, &rng,
+                        std::min<uint32_t>(100, vblocks - vfactory.last_seq()),
+                        vtransfers, 1, vaccounts, &next_id)) {
+      CHECK_OK((*chain)->ApplyBlock(b).status());
+    }
+  }
+  chain->reset();
+  const Clock::time_point v0 = Clock::now();
+  ChainVerifyReport report = VerifyDataDir(base + "/chain", nullptr, {});
+  const double verify_s = Seconds(Clock::now() - v0);
+  std::printf("  verify: %s, %llu blocks in %.3f s (%.0f blocks/s)\n",
+              report.ok ? "ok" : report.error.c_str(),
+              static_cast<unsigned long long>(report.blocks_verified), verify_s,
+              report.blocks_verified / verify_s);
+  std::filesystem::remove_all(base);
+
+  std::printf(
+      "{\"transfers_per_s\":%.0f,\"transfers\":%llu,\"blocks\":%u,"
+      "\"transfers_per_block\":%u,\"requests_per_block\":%u,\"accounts\":%u,"
+      "\"sync\":true,\"block_p50_ms\":%.3f,\"block_p99_ms\":%.3f,"
+      "\"verify_blocks\":%llu,\"verify_transfers_per_block\":%u,"
+      "\"verify_s\":%.3f,\"verify_ok\":%s}\n",
+      tps, static_cast<unsigned long long>(total), blocks, transfers, requests,
+      accounts, pct(0.5), pct(0.99),
+      static_cast<unsigned long long>(report.blocks_verified), vtransfers,
+      verify_s, report.ok ? "true" : "false");
+  return report.ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ledger
+
+int main(int argc, char** argv) {
+  ledger::ParseFlags(argc, argv, "exec-bench [flags]");
+  return ledger::Run();
+}

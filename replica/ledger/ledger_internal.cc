@@ -1,0 +1,251 @@
+#include "replica/ledger/ledger_internal.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/codec.h"
+
+namespace ledger::internal {
+namespace {
+
+constexpr size_t kAccountBytes = 8 + 32 + 4 + 4 + 8 * 6;
+static_assert(kAccountBytes == 96);
+
+std::string KeyWithId(char prefix, const U128& id) {
+  std::string k(1, prefix);
+  PutU64(&k, id.high);
+  PutU64(&k, id.low);
+  return k;
+}
+
+absl::Status Corrupt(absl::string_view what, absl::string_view why) {
+  return absl::DataLossError(absl::StrCat(what, " record is corrupt: ", why));
+}
+
+}  // namespace
+
+void PutU32(std::string* out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (24 - 8 * i));
+  out->append(b, 4);
+}
+
+void PutU64(std::string* out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (56 - 8 * i));
+  out->append(b, 8);
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+std::string AccountKey(const U128& id) { return KeyWithId(kAccountPrefix, id); }
+std::string TransferKey(const U128& id) {
+  return KeyWithId(kTransferPrefix, id);
+}
+std::string HistoryKey(const U128& account, uint64_t transfer_number) {
+  std::string k = KeyWithId(kHistoryPrefix, account);
+  PutU64(&k, transfer_number);
+  return k;
+}
+std::string ClientKey(uint64_t client_id) {
+  std::string k(1, kClientPrefix);
+  PutU64(&k, client_id);
+  return k;
+}
+std::string SupplyKey(uint32_t ledger) {
+  std::string k(1, kSupplyPrefix);
+  PutU32(&k, ledger);
+  return k;
+}
+std::string BlockKey(uint64_t height) {
+  std::string k(1, kBlockPrefix);
+  PutU64(&k, height);
+  return k;
+}
+
+std::string EncodeAccount(const AccountValue& a) {
+  std::string out;
+  out.reserve(kAccountBytes);
+  PutU64(&out, a.owner_client_id);
+  const absl::string_view key = a.owner_key.view();
+  out.append(key.data(), key.size());
+  PutU32(&out, a.ledger);
+  PutU32(&out, a.code);
+  PutU64(&out, a.user_data);
+  PutU64(&out, a.balance);
+  PutU64(&out, a.debits_posted);
+  PutU64(&out, a.credits_posted);
+  PutU64(&out, a.created_seq);
+  PutU64(&out, a.created_timestamp_ms);
+  return out;
+}
+
+absl::StatusOr<AccountValue> DecodeAccount(absl::string_view b) {
+  if (b.size() != kAccountBytes) {
+    return Corrupt("account", absl::StrCat("length ", b.size()));
+  }
+  const char* p = b.data();
+  AccountValue a;
+  a.owner_client_id = GetU64(p);
+  absl::StatusOr<crypto::PublicKey> key =
+      crypto::PublicKey::FromBytes(b.substr(8, 32));
+  if (!key.ok()) return Corrupt("account", key.status().message());
+  a.owner_key = *key;
+  p += 40;
+  a.ledger = GetU32(p);
+  a.code = GetU32(p + 4);
+  p += 8;
+  a.user_data = GetU64(p);
+  a.balance = GetU64(p + 8);
+  a.debits_posted = GetU64(p + 16);
+  a.credits_posted = GetU64(p + 24);
+  a.created_seq = GetU64(p + 32);
+  a.created_timestamp_ms = GetU64(p + 40);
+  return a;
+}
+
+v1::Account AccountToProto(const U128& id, const AccountValue& a) {
+  v1::Account p;
+  *p.mutable_id() = ToProto(id);
+  p.set_owner_client_id(a.owner_client_id);
+  p.set_owner_public_key(a.owner_key.ToBytes());
+  p.set_ledger(a.ledger);
+  p.set_code(a.code);
+  p.set_user_data(a.user_data);
+  p.set_balance(a.balance);
+  p.set_debits_posted(a.debits_posted);
+  p.set_credits_posted(a.credits_posted);
+  p.set_created_seq(a.created_seq);
+  p.set_created_timestamp_ms(a.created_timestamp_ms);
+  return p;
+}
+
+std::string EncodeTransfer(const TransferValue& t) {
+  std::string out;
+  out.reserve(1 + 32 + 8 + 4 + 4 + t.memo.size() + 4 + 32);
+  out.push_back(static_cast<char>(t.kind));
+  PutU64(&out, t.debit.high);
+  PutU64(&out, t.debit.low);
+  PutU64(&out, t.credit.high);
+  PutU64(&out, t.credit.low);
+  PutU64(&out, t.amount);
+  PutU32(&out, t.ledger);
+  PutU32(&out, static_cast<uint32_t>(t.memo.size()));
+  out.append(t.memo);
+  PutU32(&out, static_cast<uint32_t>(t.result));
+  PutU64(&out, t.seq);
+  PutU64(&out, t.timestamp_ms);
+  PutU64(&out, t.client_id);
+  PutU64(&out, t.transfer_number);
+  return out;
+}
+
+absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view b) {
+  constexpr size_t kFixed = 1 + 32 + 8 + 4 + 4 + 4 + 32;
+  if (b.size() < kFixed) return Corrupt("transfer", "too short");
+  const char* p = b.data();
+  TransferValue t;
+  const uint8_t kind = static_cast<uint8_t>(p[0]);
+  if (kind != 1 && kind != 2) return Corrupt("transfer", "unknown kind");
+  t.kind = static_cast<TransferKind>(kind);
+  p += 1;
+  t.debit = {GetU64(p), GetU64(p + 8)};
+  t.credit = {GetU64(p + 16), GetU64(p + 24)};
+  t.amount = GetU64(p + 32);
+  t.ledger = GetU32(p + 40);
+  const uint32_t memo_len = GetU32(p + 44);
+  if (b.size() != kFixed + memo_len) return Corrupt("transfer", "length");
+  p += 48;
+  t.memo.assign(p, memo_len);
+  p += memo_len;
+  const uint32_t result = GetU32(p);
+  if (!v1::ResultCode_IsValid(static_cast<int>(result))) {
+    return Corrupt("transfer", "unknown result code");
+  }
+  t.result = static_cast<v1::ResultCode>(result);
+  t.seq = GetU64(p + 4);
+  t.timestamp_ms = GetU64(p + 12);
+  t.client_id = GetU64(p + 20);
+  t.transfer_number = GetU64(p + 28);
+  return t;
+}
+
+v1::TransferRecord TransferToProto(const U128& id, const TransferValue& t) {
+  v1::TransferRecord r;
+  *r.mutable_id() = ToProto(id);
+  if (t.kind == TransferKind::kTransfer) {
+    *r.mutable_debit_account_id() = ToProto(t.debit);
+  }
+  *r.mutable_credit_account_id() = ToProto(t.credit);
+  r.set_amount(t.amount);
+  r.set_ledger(t.ledger);
+  r.set_memo(t.memo);
+  r.set_result(t.result);
+  r.set_seq(t.seq);
+  r.set_timestamp_ms(t.timestamp_ms);
+  r.set_client_id(t.client_id);
+  r.set_is_mint(t.kind == TransferKind::kMint);
+  return r;
+}
+
+std::string EncodeClient(const ClientValue& c) {
+  std::string out;
+  PutU64(&out, c.request_number);
+  out.append(c.result);
+  return out;
+}
+
+absl::StatusOr<ClientValue> DecodeClient(absl::string_view b) {
+  if (b.size() < 8) return Corrupt("client", "too short");
+  ClientValue c;
+  c.request_number = GetU64(b.data());
+  c.result.assign(b.data() + 8, b.size() - 8);
+  return c;
+}
+
+std::string EncodeHead(const HeadValue& h) {
+  std::string out;
+  PutU64(&out, h.height);
+  out.append(h.block_hash.view().data(), Digest::kSize);
+  out.append(h.state_digest.view().data(), Digest::kSize);
+  PutU64(&out, h.transfer_count);
+  out.append(h.state_hash);
+  return out;
+}
+
+absl::StatusOr<HeadValue> DecodeHead(absl::string_view b) {
+  if (b.size() < 8 + 32 + 32 + 8) return Corrupt("head", "too short");
+  HeadValue h;
+  h.height = GetU64(b.data());
+  h.block_hash = *Digest::FromBytes(b.substr(8, 32));
+  h.state_digest = *Digest::FromBytes(b.substr(40, 32));
+  h.transfer_count = GetU64(b.data() + 72);
+  h.state_hash = std::string(b.substr(80));
+  return h;
+}
+
+Digest HeaderHash(const v1::BlockHeader& header) {
+  std::string bytes;
+  codec::Writer w(&bytes);
+  w.PutRaw("pbft-ledger/block/v1");
+  w.PutU64(header.height());
+  w.PutU64(header.view());
+  // Hashes are 32 bytes in a valid header; length-prefix them anyway so a
+  // malformed header can never alias a well-formed one.
+  w.PutBytes(header.previous_hash());
+  w.PutBytes(header.requests_root());
+  w.PutBytes(header.batch_digest());
+  w.PutBytes(header.state_digest());
+  w.PutU64(header.timestamp_ms());
+  return crypto::Sha256(bytes);
+}
+
+}  // namespace ledger::internal

@@ -1,0 +1,141 @@
+// Internals of the ledger shared by ledger.cc, verify.cc and tests: the
+// LevelDB key layout and the canonical value encodings
+// (docs/storage_format.md). Not for use outside replica/ledger/ and its tests.
+#ifndef PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_
+#define PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/crypto.h"
+#include "common/types.h"
+#include "ledger/v1/ledger.pb.h"
+
+namespace ledger::internal {
+
+// A 128-bit id, ordered as (high, low): the big-endian key order.
+struct U128 {
+  uint64_t high = 0;
+  uint64_t low = 0;
+  bool IsZero() const { return high == 0 && low == 0; }
+  friend auto operator<=>(const U128&, const U128&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const U128& v) {
+    return H::combine(std::move(h), v.high, v.low);
+  }
+};
+inline U128 FromProto(const v1::Uint128& v) { return {v.high(), v.low()}; }
+inline v1::Uint128 ToProto(const U128& v) {
+  v1::Uint128 p;
+  p.set_high(v.high);
+  p.set_low(v.low);
+  return p;
+}
+
+// Key prefixes. State (hashed into the state digest): accounts, transfers,
+// client table, supply. Derived or chain data (not hashed): history, blocks,
+// meta.
+inline constexpr char kAccountPrefix = 'a';
+inline constexpr char kTransferPrefix = 't';
+inline constexpr char kClientPrefix = 'c';
+inline constexpr char kSupplyPrefix = 's';
+inline constexpr char kHistoryPrefix = 'h';
+inline constexpr char kBlockPrefix = 'b';
+inline constexpr absl::string_view kMetaHead = "m/head";
+inline constexpr absl::string_view kMetaConfig = "m/config";
+inline constexpr absl::string_view kMetaFormat = "m/format";
+inline constexpr absl::string_view kMetaGenesis = "m/genesis";
+inline constexpr uint32_t kFormatVersion = 1;
+
+inline bool IsStateKey(absl::string_view key) {
+  return !key.empty() &&
+         (key[0] == kAccountPrefix || key[0] == kTransferPrefix ||
+          key[0] == kClientPrefix || key[0] == kSupplyPrefix);
+}
+
+void PutU32(std::string* out, uint32_t v);
+void PutU64(std::string* out, uint64_t v);
+uint32_t GetU32(const char* p);
+uint64_t GetU64(const char* p);
+
+std::string AccountKey(const U128& id);
+std::string TransferKey(const U128& id);
+std::string HistoryKey(const U128& account, uint64_t transfer_number);
+std::string ClientKey(uint64_t client_id);
+std::string SupplyKey(uint32_t ledger);
+std::string BlockKey(uint64_t height);
+
+// An account as stored: fixed 96 bytes after the key.
+struct AccountValue {
+  uint64_t owner_client_id = 0;
+  crypto::PublicKey owner_key;
+  uint32_t ledger = 0;
+  uint32_t code = 0;
+  uint64_t user_data = 0;
+  uint64_t balance = 0;
+  uint64_t debits_posted = 0;
+  uint64_t credits_posted = 0;
+  uint64_t created_seq = 0;
+  uint64_t created_timestamp_ms = 0;
+};
+std::string EncodeAccount(const AccountValue& a);
+absl::StatusOr<AccountValue> DecodeAccount(absl::string_view bytes);
+v1::Account AccountToProto(const U128& id, const AccountValue& a);
+
+enum class TransferKind : uint8_t { kTransfer = 1, kMint = 2 };
+
+// A transfer or mint as recorded (with its outcome).
+struct TransferValue {
+  TransferKind kind = TransferKind::kTransfer;
+  U128 debit;  // Zero for a mint.
+  U128 credit;
+  uint64_t amount = 0;
+  uint32_t ledger = 0;
+  std::string memo;
+  v1::ResultCode result = v1::RESULT_CODE_UNSPECIFIED;
+  uint64_t seq = 0;
+  uint64_t timestamp_ms = 0;
+  uint64_t client_id = 0;
+  uint64_t transfer_number = 0;  // History position; 0 unless result is OK.
+
+  // The fields a retry must repeat exactly to get RESULT_CODE_EXISTS.
+  bool SameFields(const TransferValue& o) const {
+    return kind == o.kind && debit == o.debit && credit == o.credit &&
+           amount == o.amount && ledger == o.ledger && memo == o.memo;
+  }
+};
+std::string EncodeTransfer(const TransferValue& t);
+absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view bytes);
+v1::TransferRecord TransferToProto(const U128& id, const TransferValue& t);
+
+// The per-client last-reply table (exactly-once across restarts).
+struct ClientValue {
+  uint64_t request_number = 0;
+  std::string result;  // OperationResults bytes.
+};
+std::string EncodeClient(const ClientValue& c);
+absl::StatusOr<ClientValue> DecodeClient(absl::string_view bytes);
+
+// The chain head as stored under kMetaHead.
+struct HeadValue {
+  uint64_t height = 0;
+  Digest block_hash;
+  Digest state_digest;
+  uint64_t transfer_count = 0;
+  std::string state_hash;  // StateHash::Serialize().
+};
+std::string EncodeHead(const HeadValue& h);
+absl::StatusOr<HeadValue> DecodeHead(absl::string_view bytes);
+
+// SHA-256 over the canonical header encoding:
+//   "pbft-ledger/block/v1" || u64 height || u64 view || bytes previous_hash ||
+//   bytes requests_root || bytes batch_digest || bytes state_digest ||
+//   u64 timestamp_ms
+// (bytes = u32 length, then the bytes: common/codec.h).
+Digest HeaderHash(const v1::BlockHeader& header);
+
+}  // namespace ledger::internal
+
+#endif  // PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_

@@ -1,0 +1,82 @@
+#include "replica/ledger/state_hash.h"
+
+#include <sodium.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/codec.h"
+#include "common/crypto.h"
+
+namespace ledger {
+
+static_assert(StateHash::kBytes == 2048);
+static_assert(crypto_stream_chacha20_ietf_KEYBYTES == Digest::kSize);
+
+void StateHash::Expand(absl::string_view key, absl::string_view value,
+                       Lanes* out) {
+  crypto::Sha256Hasher h;
+  std::string head;
+  codec::Writer w(&head);
+  w.PutRaw("pbft-ledger/lthash/v1");
+  w.PutU32(static_cast<uint32_t>(key.size()));
+  h.Update(head);
+  h.Update(key);
+  h.Update(value);
+  const Digest seed = h.Finish();
+  unsigned char bytes[kBytes];
+  const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  CHECK_EQ(crypto_stream_chacha20_ietf(bytes, sizeof bytes, nonce,
+                                       seed.bytes().data()),
+           0);
+  for (size_t i = 0; i < kLanes; ++i) {
+    (*out)[i] = static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+  }
+}
+
+void StateHash::Add(absl::string_view key, absl::string_view value) {
+  Lanes e;
+  Expand(key, value, &e);
+  for (size_t i = 0; i < kLanes; ++i) {
+    lanes_[i] = static_cast<uint16_t>(lanes_[i] + e[i]);
+  }
+}
+
+void StateHash::Remove(absl::string_view key, absl::string_view value) {
+  Lanes e;
+  Expand(key, value, &e);
+  for (size_t i = 0; i < kLanes; ++i) {
+    lanes_[i] = static_cast<uint16_t>(lanes_[i] - e[i]);
+  }
+}
+
+std::string StateHash::Serialize() const {
+  std::string out(kBytes, '\0');
+  for (size_t i = 0; i < kLanes; ++i) {
+    out[2 * i] = static_cast<char>(lanes_[i] & 0xff);
+    out[2 * i + 1] = static_cast<char>(lanes_[i] >> 8);
+  }
+  return out;
+}
+
+absl::StatusOr<StateHash> StateHash::Parse(absl::string_view bytes) {
+  if (bytes.size() != kBytes) {
+    return absl::DataLossError(absl::StrCat("state hash must be ", kBytes,
+                                            " bytes, got ", bytes.size()));
+  }
+  StateHash s;
+  for (size_t i = 0; i < kLanes; ++i) {
+    s.lanes_[i] =
+        static_cast<uint16_t>(static_cast<uint8_t>(bytes[2 * i]) |
+                              (static_cast<uint8_t>(bytes[2 * i + 1]) << 8));
+  }
+  return s;
+}
+
+Digest StateHash::ToDigest() const {
+  crypto::Sha256Hasher h;
+  h.Update("pbft-ledger/state/v1");
+  h.Update(Serialize());
+  return h.Finish();
+}
+
+}  // namespace ledger

@@ -1,0 +1,493 @@
+// The ledger's operations, every result code, idempotency, exactly-once,
+// blocks and queries (docs/api.md is the specification).
+#include "replica/ledger/ledger.h"
+
+#include "common/envelope.h"
+#include "gtest/gtest.h"
+#include "replica/ledger/ledger_internal.h"
+#include "tests/ledger/ledger_test_util.h"
+
+namespace ledger {
+namespace {
+
+using testing::CreateAccountOp;
+using testing::Id;
+using testing::MemLedger;
+using testing::MintOp;
+using testing::Ops;
+using testing::TransferOp;
+
+constexpr uint64_t kGenesis = 1'000'000;
+
+TEST(LedgerGenesis, AccountsAndSupplyFromConfig) {
+  MemLedger m;
+  EXPECT_EQ(m.ledger().last_executed(), 0u);
+  for (uint64_t c = 1; c <= 3; ++c) {
+    absl::StatusOr<v1::Account> a = m.ledger().GetAccount(Id(c));
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->balance(), kGenesis);
+    EXPECT_EQ(a->owner_client_id(), c);
+    EXPECT_EQ(a->ledger(), 1u);
+    EXPECT_EQ(a->created_seq(), 0u);
+  }
+  EXPECT_EQ(m.ledger().Supply(1), 3 * kGenesis);
+  EXPECT_EQ(m.ledger().state_digest(), m.ledger().genesis_state_digest());
+  EXPECT_EQ(*m.ledger().TEST_RecomputeStateDigest(), m.ledger().state_digest());
+}
+
+TEST(LedgerGenesis, RefusesAnotherClusterDataDir) {
+  MemLedger m;
+  m.Close();
+  testing::FactoryOptions other;
+  other.cluster_id = "another-cluster";
+  testing::BlockFactory f(other);
+  LedgerOptions o;
+  o.env = m.env();
+  absl::StatusOr<std::unique_ptr<Ledger>> l =
+      Ledger::Open(f.cluster(), m.path(), o);
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(l.status().message().find("another-cluster"), std::string::npos);
+}
+
+TEST(LedgerGenesis, OpenExistingUsesStoredConfig) {
+  MemLedger m;
+  m.Close();
+  LedgerOptions o;
+  o.env = m.env();
+  absl::StatusOr<std::unique_ptr<Ledger>> l = Ledger::OpenExisting(m.path(), o);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ((*l)->cluster().cluster_id(), "test-cluster");
+  EXPECT_FALSE(Ledger::OpenExisting("/nothing-here", o).ok());
+}
+
+TEST(LedgerTransfer, OkMovesMoneyAndRecords) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(100), Id(1), Id(2), 250, 1, "rent")),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 250);
+  EXPECT_EQ(m.Balance(Id(2)), kGenesis + 250);
+  absl::StatusOr<v1::TransferRecord> t = m.ledger().GetTransfer(Id(100));
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->result(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(t->seq(), 1u);
+  EXPECT_EQ(t->memo(), "rent");
+  EXPECT_EQ(t->client_id(), 1u);
+  EXPECT_FALSE(t->is_mint());
+  absl::StatusOr<v1::Account> a = m.ledger().GetAccount(Id(1));
+  EXPECT_EQ(a->debits_posted(), 250u);
+  EXPECT_EQ(a->credits_posted(), kGenesis);
+}
+
+// One test per result code of docs/api.md.
+TEST(LedgerResultCodes, IdMustNotBeZero) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(0), Id(1), Id(2), 1)),
+            v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO);
+  EXPECT_EQ(m.RunOne(1, CreateAccountOp(Id(0))),
+            v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(0), Id(1), 5)),
+            v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO);
+}
+
+TEST(LedgerResultCodes, AmountMustBePositive) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 0)),
+            v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(8), Id(1), 0)),
+            v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE);
+  // Static failures do not take the id.
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetTransfer(Id(7)).status()));
+}
+
+TEST(LedgerResultCodes, AccountsMustBeDifferent) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(1), 5)),
+            v1::RESULT_CODE_ACCOUNTS_MUST_BE_DIFFERENT);
+}
+
+TEST(LedgerResultCodes, DebitAccountNotFound) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(999), Id(2), 5)),
+            v1::RESULT_CODE_DEBIT_ACCOUNT_NOT_FOUND);
+  EXPECT_EQ(m.ledger().GetTransfer(Id(7))->result(),
+            v1::RESULT_CODE_DEBIT_ACCOUNT_NOT_FOUND);
+}
+
+TEST(LedgerResultCodes, CreditAccountNotFound) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(999), 5)),
+            v1::RESULT_CODE_CREDIT_ACCOUNT_NOT_FOUND);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis);
+}
+
+TEST(LedgerResultCodes, LedgerMismatch) {
+  MemLedger m;
+  ASSERT_EQ(m.RunOne(2, CreateAccountOp(Id(50), 2)), v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(50), 5, 1)),
+            v1::RESULT_CODE_LEDGER_MISMATCH);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(8), Id(1), Id(2), 5, 2)),
+            v1::RESULT_CODE_LEDGER_MISMATCH);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(9), Id(1), 5, 2)),
+            v1::RESULT_CODE_LEDGER_MISMATCH);
+}
+
+TEST(LedgerResultCodes, NotOwner) {
+  MemLedger m;
+  // Client 2 tries to move client 1's money.
+  EXPECT_EQ(m.RunOne(2, TransferOp(Id(7), Id(1), Id(2), 5)),
+            v1::RESULT_CODE_NOT_OWNER);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis);
+  // Authorization failures do not take the id: the owner can still use it.
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5)),
+            v1::RESULT_CODE_OK);
+}
+
+TEST(LedgerResultCodes, InsufficientFunds) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), kGenesis + 1)),
+            v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(8), Id(1), Id(2), kGenesis)),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.Balance(Id(1)), 0u);
+}
+
+TEST(LedgerResultCodes, Overflow) {
+  MemLedger m;
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(7), Id(1), max)),
+            v1::RESULT_CODE_OVERFLOW);  // Supply would overflow.
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(8), Id(1), max - 3 * kGenesis)),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(9), Id(2), 1)), v1::RESULT_CODE_OVERFLOW);
+  EXPECT_EQ(m.ledger().Supply(1), max);
+  // credits_posted is cumulative and can overflow even when balances fit.
+  const uint64_t x = max - 3 * kGenesis;
+  ASSERT_EQ(m.RunOne(1, TransferOp(Id(10), Id(1), Id(2), x)),
+            v1::RESULT_CODE_OK);
+  ASSERT_EQ(m.RunOne(2, TransferOp(Id(11), Id(2), Id(3), x)),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(3, TransferOp(Id(12), Id(3), Id(2), x)),
+            v1::RESULT_CODE_OVERFLOW);
+  EXPECT_EQ(m.ledger().GetTransfer(Id(12))->result(), v1::RESULT_CODE_OVERFLOW);
+  EXPECT_EQ(*m.ledger().TEST_SumBalances(1), max);
+}
+
+TEST(LedgerResultCodes, ExistsWithOriginalOutcome) {
+  MemLedger m;
+  ASSERT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5)),
+            v1::RESULT_CODE_OK);
+  v1::OperationResults r = m.Run(1, {TransferOp(Id(7), Id(1), Id(2), 5)});
+  EXPECT_EQ(r.results(0).code(), v1::RESULT_CODE_EXISTS);
+  EXPECT_EQ(r.results(0).original_code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r.results(0).original_seq(), 1u);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 5);  // Applied once.
+  // A recorded failure is the original outcome of its retries too.
+  ASSERT_EQ(m.RunOne(1, TransferOp(Id(8), Id(1), Id(2), 10 * kGenesis)),
+            v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  r = m.Run(1, {TransferOp(Id(8), Id(1), Id(2), 10 * kGenesis)});
+  EXPECT_EQ(r.results(0).code(), v1::RESULT_CODE_EXISTS);
+  EXPECT_EQ(r.results(0).original_code(), v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  // Accounts too.
+  ASSERT_EQ(m.RunOne(2, CreateAccountOp(Id(60), 1, 3, 9)), v1::RESULT_CODE_OK);
+  r = m.Run(2, {CreateAccountOp(Id(60), 1, 3, 9)});
+  EXPECT_EQ(r.results(0).code(), v1::RESULT_CODE_EXISTS);
+  EXPECT_EQ(r.results(0).original_code(), v1::RESULT_CODE_OK);
+}
+
+TEST(LedgerResultCodes, ExistsWithDifferentFields) {
+  MemLedger m;
+  ASSERT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5, 1, "a")),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 6, 1, "a")),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(3), 5, 1, "a")),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5, 1, "b")),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  // Mints share the id space with transfers.
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(7), Id(2), 5)),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 5);
+  ASSERT_EQ(m.RunOne(2, CreateAccountOp(Id(60), 1, 3)), v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(2, CreateAccountOp(Id(60), 1, 4)),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  // Same fields but another owner is different too.
+  EXPECT_EQ(m.RunOne(3, CreateAccountOp(Id(60), 1, 3)),
+            v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+}
+
+TEST(LedgerResultCodes, NotIssuer) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(2, MintOp(Id(7), Id(2), 5)), v1::RESULT_CODE_NOT_ISSUER);
+  // Client 1 is an issuer on ledgers 1 and 2 only.
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(8), Id(1), 5, 3)),
+            v1::RESULT_CODE_NOT_ISSUER);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(9), Id(2), 5)), v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.Balance(Id(2)), kGenesis + 5);
+  EXPECT_EQ(m.ledger().Supply(1), 3 * kGenesis + 5);
+  EXPECT_TRUE(m.ledger().GetTransfer(Id(9))->is_mint());
+}
+
+TEST(LedgerResultCodes, LedgerMustNotBeZero) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, CreateAccountOp(Id(60), 0)),
+            v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5, 0)),
+            v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(8), Id(1), 5, 0)),
+            v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO);
+}
+
+TEST(LedgerResultCodes, MemoTooLong) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(7), Id(1), Id(2), 5, 1,
+                                   std::string(kMemoBytesMax + 1, 'x'))),
+            v1::RESULT_CODE_MEMO_TOO_LONG);
+  EXPECT_EQ(m.RunOne(1, TransferOp(Id(8), Id(1), Id(2), 5, 1,
+                                   std::string(kMemoBytesMax, 'x'))),
+            v1::RESULT_CODE_OK);
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(9), Id(1), 5, 1,
+                               std::string(kMemoBytesMax + 1, 'x'))),
+            v1::RESULT_CODE_MEMO_TOO_LONG);
+}
+
+TEST(LedgerResultCodes, OperationEmpty) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, v1::Operation()), v1::RESULT_CODE_OPERATION_EMPTY);
+}
+
+TEST(LedgerResultCodes, AccountNotFoundForMint) {
+  MemLedger m;
+  EXPECT_EQ(m.RunOne(1, MintOp(Id(7), Id(999), 5)),
+            v1::RESULT_CODE_ACCOUNT_NOT_FOUND);
+  EXPECT_EQ(m.ledger().Supply(1), 3 * kGenesis);
+}
+
+TEST(LedgerResultCodes, MalformedBatch) {
+  MemLedger m;
+  pbft::v1::Request r;
+  r.set_client_id(1);
+  r.set_request_number(1);
+  r.set_operation("\xff\xff\xff garbage");
+  BlockResult b = m.Apply(
+      {m.factory().client(1).SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r)});
+  v1::OperationResults res;
+  ASSERT_TRUE(res.ParseFromString(b.outcomes[0].result));
+  ASSERT_EQ(res.results_size(), 1);
+  EXPECT_EQ(res.results(0).code(), v1::RESULT_CODE_MALFORMED_BATCH);
+  // A request whose client_id is not its signer is malformed too.
+  r.set_client_id(2);
+  r.set_operation(
+      Ops({TransferOp(Id(7), Id(2), Id(1), 5)}).SerializeAsString());
+  b = m.Apply(
+      {m.factory().client(1).SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r)});
+  ASSERT_TRUE(res.ParseFromString(b.outcomes[0].result));
+  EXPECT_EQ(res.results(0).code(), v1::RESULT_CODE_MALFORMED_BATCH);
+  EXPECT_EQ(m.Balance(Id(2)), kGenesis);
+}
+
+TEST(LedgerResultCodes, TooManyOperations) {
+  testing::FactoryOptions o;
+  o.request_operations_max = 4;
+  MemLedger m(o);
+  std::vector<v1::Operation> ops;
+  for (int i = 0; i < 5; ++i) {
+    ops.push_back(TransferOp(Id(100 + i), Id(1), Id(2), 1));
+  }
+  v1::OperationResults r = m.Run(1, ops);
+  ASSERT_EQ(r.results_size(), 1);
+  EXPECT_EQ(r.results(0).code(), v1::RESULT_CODE_TOO_MANY_OPERATIONS);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis);  // Nothing executed.
+  ops.pop_back();
+  EXPECT_EQ(m.Run(1, ops).results_size(), 4);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 4);
+}
+
+TEST(LedgerBatch, OperationsExecuteInOrderEachWithItsCode) {
+  MemLedger m;
+  v1::OperationResults r = m.Run(
+      2, {CreateAccountOp(Id(70)), TransferOp(Id(1001), Id(2), Id(70), 40),
+          TransferOp(Id(1002), Id(70), Id(3), 30),
+          TransferOp(Id(1003), Id(70), Id(3), 30),  // Only 10 left.
+          TransferOp(Id(1004), Id(1), Id(3), 1)});  // Not the owner.
+  ASSERT_EQ(r.results_size(), 5);
+  EXPECT_EQ(r.seq(), 1u);
+  EXPECT_EQ(r.results(0).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r.results(1).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r.results(2).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r.results(3).code(), v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  EXPECT_EQ(r.results(4).code(), v1::RESULT_CODE_NOT_OWNER);
+  EXPECT_EQ(m.Balance(Id(70)), 10u);
+  EXPECT_EQ(m.Balance(Id(3)), kGenesis + 30);
+  absl::StatusOr<v1::Account> a = m.ledger().GetAccount(Id(70));
+  EXPECT_EQ(a->owner_client_id(), 2u);
+  EXPECT_EQ(a->created_seq(), 1u);
+}
+
+TEST(LedgerBatch, SameIdTwiceInOneBlockAppliesOnce) {
+  MemLedger m;
+  auto& f = m.factory();
+  BlockResult b =
+      m.Apply({f.Request(1, Ops({TransferOp(Id(7), Id(1), Id(2), 5)})),
+               f.Request(1, Ops({TransferOp(Id(7), Id(1), Id(2), 5)}))});
+  v1::OperationResults second;
+  ASSERT_TRUE(second.ParseFromString(b.outcomes[1].result));
+  EXPECT_EQ(second.results(0).code(), v1::RESULT_CODE_EXISTS);
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 5);
+  EXPECT_EQ(*m.ledger().TEST_RecomputeStateDigest(), b.state_digest);
+}
+
+// Castro–Liskov §4.1: a replica keeps the last reply per client and never
+// executes a request number twice.
+TEST(LedgerExactlyOnce, DuplicateAndOldRequestsAreNotExecuted) {
+  MemLedger m;
+  auto& f = m.factory();
+  const auto ops = Ops({TransferOp(Id(7), Id(1), Id(2), 5)});
+  BlockResult first = m.Apply({f.SignRequest(1, 5, ops)});
+  EXPECT_FALSE(first.outcomes[0].duplicate);
+  BlockResult again = m.Apply({f.SignRequest(1, 5, ops)});
+  EXPECT_TRUE(again.outcomes[0].duplicate);
+  EXPECT_EQ(again.outcomes[0].result, first.outcomes[0].result);
+  BlockResult older =
+      m.Apply({f.SignRequest(1, 4, Ops({TransferOp(Id(8), Id(1), Id(2), 5)}))});
+  EXPECT_TRUE(older.outcomes[0].duplicate);
+  EXPECT_TRUE(older.outcomes[0].result.empty());
+  EXPECT_EQ(m.Balance(Id(1)), kGenesis - 5);
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetTransfer(Id(8)).status()));
+
+  // The table survives a restart.
+  m.Reopen();
+  absl::StatusOr<std::vector<ClientReply>> table = m.ledger().ClientTable();
+  ASSERT_TRUE(table.ok());
+  ASSERT_EQ(table->size(), 1u);
+  EXPECT_EQ((*table)[0].client_id, 1u);
+  EXPECT_EQ((*table)[0].request_number, 5u);
+  EXPECT_EQ((*table)[0].result, first.outcomes[0].result);
+  BlockResult after = m.Apply({f.SignRequest(1, 5, ops)});
+  EXPECT_TRUE(after.outcomes[0].duplicate);
+  EXPECT_EQ(after.outcomes[0].result, first.outcomes[0].result);
+}
+
+TEST(LedgerBlocks, SeqMustBeNext) {
+  MemLedger m;
+  auto& f = m.factory();
+  absl::StatusOr<BlockResult> r = m.ledger().ApplyBlock(f.MakeBlock(2, {}));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  m.Apply({});
+  r = m.ledger().ApplyBlock(f.MakeBlock(1, {}));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(LedgerBlocks, InconsistentInputRefused) {
+  MemLedger m;
+  auto& f = m.factory();
+  BlockInput in = f.MakeBlock(1, {f.Request(1, Ops({}))});
+  in.batch_digest = NullBatchDigest();
+  EXPECT_EQ(m.ledger().ApplyBlock(in).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  in = f.MakeBlock(1, {});
+  in.timestamp_ms += 1;
+  EXPECT_EQ(m.ledger().ApplyBlock(in).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.ledger().last_executed(), 0u);
+}
+
+TEST(LedgerBlocks, NullBatchIsAnEmptyLinkedBlock) {
+  MemLedger m;
+  BlockResult b1 = m.Apply({});
+  BlockResult b2 = m.Apply({});
+  EXPECT_EQ(b1.state_digest, m.ledger().genesis_state_digest());
+  EXPECT_NE(b1.block_hash, b2.block_hash);
+  absl::StatusOr<v1::Block> block = m.ledger().GetBlock(2);
+  ASSERT_TRUE(block.ok());
+  EXPECT_EQ(block->header().height(), 2u);
+  EXPECT_EQ(block->header().previous_hash(), b1.block_hash.ToBytes());
+  EXPECT_EQ(block->header().batch_digest(), NullBatchDigest().ToBytes());
+  EXPECT_EQ(block->requests_size(), 0);
+  EXPECT_EQ(internal::HeaderHash(block->header()), b2.block_hash);
+  absl::StatusOr<v1::Block> first = m.ledger().GetBlock(1);
+  EXPECT_EQ(first->header().previous_hash(), std::string(32, '\0'));
+}
+
+TEST(LedgerBlocks, HeaderCertificateAndQueries) {
+  MemLedger m;
+  auto& f = m.factory();
+  BlockInput in =
+      f.MakeBlock(1,
+                  {f.Request(1, Ops({TransferOp(Id(7), Id(1), Id(2), 5)})),
+                   f.Request(2, Ops({TransferOp(Id(8), Id(2), Id(3), 6)}))},
+                  /*view=*/5, /*timestamp_ms=*/1234);
+  absl::StatusOr<BlockResult> r = m.ledger().ApplyBlock(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<v1::Block> b = m.ledger().GetBlock(1);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->header().view(), 5u);
+  EXPECT_EQ(b->header().timestamp_ms(), 1234u);
+  EXPECT_EQ(b->header().batch_digest(), in.batch_digest.ToBytes());
+  EXPECT_EQ(b->header().state_digest(), r->state_digest.ToBytes());
+  EXPECT_EQ(b->requests_size(), 2);
+  EXPECT_EQ(b->results_size(), 2);
+  EXPECT_EQ(b->certificate().commits_size(), 3);
+  EXPECT_EQ(b->header().requests_root(), RequestsRoot(b->requests()).ToBytes());
+  v1::ChainHead head = m.ledger().head();
+  EXPECT_EQ(head.height(), 1u);
+  EXPECT_EQ(head.block_hash(), r->block_hash.ToBytes());
+  absl::StatusOr<pbft::v1::CertifiedBatch> cb = m.ledger().GetCertifiedBatch(1);
+  ASSERT_TRUE(cb.ok());
+  EXPECT_EQ(cb->pre_prepare().payload(), in.pre_prepare.payload());
+
+  v1::Query q;
+  v1::QueryReply reply;
+  q.mutable_get_transfer()->mutable_id()->set_low(8);
+  ASSERT_TRUE(m.ledger().Answer(q, &reply).ok());
+  EXPECT_EQ(reply.transfer().seq(), 1u);
+  q.mutable_get_block()->set_height(9);
+  ASSERT_TRUE(m.ledger().Answer(q, &reply).ok());
+  EXPECT_EQ(reply.answer_case(), v1::QueryReply::kNotFound);
+  q.mutable_get_head();
+  ASSERT_TRUE(m.ledger().Answer(q, &reply).ok());
+  EXPECT_EQ(reply.head().height(), 1u);
+  EXPECT_FALSE(m.ledger().Answer(v1::Query(), &reply).ok());
+}
+
+TEST(LedgerQueries, HistoryNewestFirstPaginated) {
+  MemLedger m;
+  for (uint64_t i = 1; i <= 7; ++i) {
+    ASSERT_EQ(m.RunOne(1, TransferOp(Id(100 + i), Id(1), Id(1 + i % 2 + 1), i)),
+              v1::RESULT_CODE_OK);
+  }
+  // A failed transfer is recorded but is not history.
+  ASSERT_EQ(m.RunOne(1, TransferOp(Id(200), Id(1), Id(2), 10 * kGenesis)),
+            v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  std::vector<uint64_t> seen;
+  uint64_t cursor = 0;
+  for (int page = 0; page < 10; ++page) {
+    absl::StatusOr<v1::HistoryPage> p = m.ledger().GetHistory(Id(1), 3, cursor);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_LE(p->entries_size(), 3);
+    for (const v1::TransferRecord& t : p->entries())
+      seen.push_back(t.id().low());
+    cursor = p->next_cursor();
+    if (cursor == 0) break;
+  }
+  EXPECT_EQ(seen, (std::vector<uint64_t>{107, 106, 105, 104, 103, 102, 101}));
+  absl::StatusOr<v1::HistoryPage> p2 = m.ledger().GetHistory(Id(2), 0, 0);
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(p2->entries_size(), 3);  // i = 2, 4, 6 credited account 2.
+  EXPECT_EQ(p2->entries(0).id().low(), 106u);
+  EXPECT_EQ(p2->next_cursor(), 0u);
+  EXPECT_EQ(
+      m.ledger().GetHistory(Id(1), kHistoryLimitMax + 1, 0).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.ledger().GetHistory(Id(999), 10, 0)->entries_size(), 0);
+}
+
+TEST(LedgerQueries, NotFound) {
+  MemLedger m;
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetAccount(Id(999)).status()));
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetTransfer(Id(999)).status()));
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetBlock(1).status()));
+}
+
+}  // namespace
+}  // namespace ledger
