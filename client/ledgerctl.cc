@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "client/cluster_init.h"
+#include "client/ledgerctl_client.h"
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/keyfile.h"
@@ -122,7 +123,7 @@ int Fail(const absl::Status& s) {
 }
 
 int Usage(const std::string& why) {
-  std::cerr << "ledgerctl: " << why << "\n\n" << kUsage;
+  std::cerr << "ledgerctl: " << why << "\n\n" << kUsage << kClientCommandsUsage;
   return 2;
 }
 
@@ -242,13 +243,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> args =
       ledger::ParseFlags(argc, argv, ledger::kUsage);
   if (args.size() < 2) return ledger::Usage("no command given");
-  const std::map<std::string,
-                 std::function<int(const std::vector<std::string>&)>>
+  std::map<std::string, std::function<int(const std::vector<std::string>&)>>
       commands = {
           {"keygen", ledger::Keygen},
           {"cluster", ledger::ClusterCmd},
           {"config", ledger::ConfigCmd},
       };
+  for (auto& [name, fn] : ledger::ClientCommands()) commands.emplace(name, fn);
   auto it = commands.find(args[1]);
   if (it == commands.end())
     return ledger::Usage("unknown command '" + args[1] + "'");
