@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -92,7 +93,7 @@ std::string GenesisIdentity(const v1::ClusterConfig& c) {
 struct Ledger::CachedAccount {
   std::string encoded;
   AccountValue value;
-  StateHash::Lanes lanes;  // Expand(AccountKey(id), encoded).
+  std::unique_ptr<StateHash::Lanes> lanes;  // Expand(AccountKey(id), encoded).
 };
 
 // The overlay of one block's execution: every record the block reads is
@@ -193,7 +194,7 @@ Ledger::Execution::AccountSlot* Ledger::Execution::LoadAccount(const U128& id) {
       slot.exists = slot.existed = true;
       slot.original = cached->second->encoded;
       slot.value = cached->second->value;
-      slot.original_lanes = &cached->second->lanes;
+      slot.original_lanes = cached->second->lanes.get();
       return &slot;
     }
     std::string bytes;
@@ -544,11 +545,15 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
   }
   std::sort(transfers.begin(), transfers.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
+  internal::TransferGroupHasher group;
   for (const auto* entry : transfers) {
     const std::string key = internal::TransferKey(entry->first);
     const std::string value = internal::EncodeTransfer(entry->second.value);
-    hash->Add(key, value);
+    group.Add(key, value);
     batch->Put(key, value);
+  }
+  if (!group.empty()) {
+    hash->Add(internal::TransferGroupKey(seq_), group.Finish().view());
   }
 
   for (const auto& [key, id] : history_) {
@@ -602,7 +607,7 @@ void Ledger::Execution::UpdateCache() {
     if (entry == nullptr) entry = std::make_unique<CachedAccount>();
     entry->encoded = std::move(slot.encoded);
     entry->value = slot.value;
-    entry->lanes = *slot.lanes;
+    entry->lanes = std::move(slot.lanes);
   }
 }
 
@@ -1113,13 +1118,25 @@ absl::StatusOr<Digest> Ledger::TEST_RecomputeStateDigest() const {
   leveldb::ReadOptions ro;
   ro.verify_checksums = true;
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(ro));
+  // Transfer records by the block that created them (ascending id within).
+  std::map<uint64_t, internal::TransferGroupHasher> groups;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const absl::string_view key(it->key().data(), it->key().size());
+    const absl::string_view value(it->value().data(), it->value().size());
     if (!internal::IsStateKey(key)) continue;
-    hash.Add(key, absl::string_view(it->value().data(), it->value().size()));
+    if (key[0] == internal::kTransferPrefix) {
+      absl::StatusOr<TransferValue> t = internal::DecodeTransfer(value);
+      if (!t.ok()) return t.status();
+      groups[t->seq].Add(key, value);
+      continue;
+    }
+    hash.Add(key, value);
   }
   absl::Status s = FromLevelDb(it->status(), "state scan");
   if (!s.ok()) return s;
+  for (auto& [seq, group] : groups) {
+    hash.Add(internal::TransferGroupKey(seq), group.Finish().view());
+  }
   return hash.ToDigest();
 }
 
