@@ -7,14 +7,21 @@
 //                          [--namespace NS] [--cluster-domain D]
 //                          [--external-domain D] [--own-replicas 0,2]
 //   ledgerctl --config FILE config check
+//   ledgerctl verify --data-dir DIR [--config FILE]
+//   ledgerctl receipt --data-dir DIR --transfer ID --out FILE
+//   ledgerctl verify-receipt FILE --config FILE
 //
 // Every command takes --json for machine-readable output. Exit status: 0 on
 // success, 1 on failure (the message names the field or file), 2 on usage
 // errors.
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +36,9 @@
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/keyfile.h"
+#include "google/protobuf/util/json_util.h"
+#include "replica/ledger/ledger.h"
+#include "replica/ledger/verify.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config file (cluster.json).");
 ABSL_FLAG(std::string, key, "", "This client's private key file.");
@@ -60,6 +70,10 @@ ABSL_FLAG(std::string, external_domain, "",
 ABSL_FLAG(std::string, own_replicas, "",
           "cluster init --k8s: comma-separated replica ids whose key and TLS "
           "Secrets the component generates (default: all).");
+ABSL_FLAG(std::string, data_dir, "",
+          "A replica's data directory (verify, receipt).");
+ABSL_FLAG(std::string, transfer, "",
+          "receipt: transfer id, decimal (low 64 bits) or HIGH:LOW.");
 
 namespace ledger {
 namespace {
@@ -79,7 +93,12 @@ constexpr char kUsage[] =
     "                                         kustomize component "
     "(DIR/kustomization.yaml)\n"
     "  config check --config FILE             load and validate a cluster "
-    "config\n";
+    "config\n"
+    "  verify --data-dir DIR [--config FILE]  verify a replica's chain "
+    "offline\n"
+    "  receipt --data-dir DIR --transfer ID --out FILE\n"
+    "                                         write a transfer's receipt\n"
+    "  verify-receipt FILE --config FILE      check a receipt offline\n";
 
 // Escapes a string for a JSON value.
 std::string JsonString(absl::string_view s) {
@@ -236,6 +255,161 @@ int ConfigCmd(const std::vector<std::string>& args) {
   return 0;
 }
 
+// verify: the chain of a data directory against a trust root (the config
+// given with --config, else the copy stored in the data directory).
+int VerifyCmd(const std::vector<std::string>&) {
+  const std::string dir = absl::GetFlag(FLAGS_data_dir);
+  if (dir.empty()) return Usage("verify: --data-dir DIR is required");
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  std::optional<Cluster> trust;
+  std::string trust_root = "stored config in " + dir;
+  if (!config_path.empty()) {
+    absl::StatusOr<Cluster> c = Cluster::LoadFile(config_path);
+    if (!c.ok()) return Fail(c.status());
+    trust = std::move(*c);
+    trust_root = config_path;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ChainVerifyReport r =
+      VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":" << (r.ok ? "true" : "false")
+              << ",\"data_dir\":" << JsonString(dir)
+              << ",\"trust_root\":" << JsonString(trust_root)
+              << ",\"cluster_id\":" << JsonString(r.cluster_id)
+              << ",\"head_height\":" << r.head_height
+              << ",\"blocks_verified\":" << r.blocks_verified
+              << ",\"requests\":" << r.requests;
+    if (r.ok) {
+      std::cout << ",\"head_hash\":" << JsonString(r.head_hash.ToHex())
+                << ",\"state_digest\":" << JsonString(r.state_digest.ToHex());
+    } else {
+      std::cout << ",\"failed_height\":" << r.failed_height
+                << ",\"failed_check\":" << JsonString(r.failed_check)
+                << ",\"error\":" << JsonString(r.error);
+    }
+    std::cout << ",\"seconds\":" << seconds << "}\n";
+  } else if (r.ok) {
+    std::cout << "verify: ok: " << r.blocks_verified << " blocks, "
+              << r.requests << " requests, head " << r.head_hash.ToHex()
+              << ", state " << r.state_digest.ToHex()
+              << " (trust root: " << trust_root << ", " << seconds << " s)\n";
+  } else {
+    std::cout << "verify: FAILED at height " << r.failed_height << " ("
+              << r.failed_check << "): " << r.error
+              << " (trust root: " << trust_root << ")\n";
+  }
+  return r.ok ? 0 : 1;
+}
+
+absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
+  v1::Uint128 id;
+  std::vector<absl::string_view> parts = absl::StrSplit(text, ':');
+  uint64_t high = 0, low = 0;
+  const bool ok = parts.size() == 1   ? absl::SimpleAtoi(parts[0], &low)
+                  : parts.size() == 2 ? absl::SimpleAtoi(parts[0], &high) &&
+                                            absl::SimpleAtoi(parts[1], &low)
+                                      : false;
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transfer: '", text, "' is not a number or HIGH:LOW"));
+  }
+  id.set_high(high);
+  id.set_low(low);
+  return id;
+}
+
+// receipt: built from a local data directory (the network variant asks the
+// cluster).
+int ReceiptCmd(const std::vector<std::string>&) {
+  const std::string dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (dir.empty() || out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
+    return Usage("receipt: --data-dir DIR --transfer ID --out FILE required");
+  }
+  absl::StatusOr<v1::Uint128> id =
+      ParseTransferId(absl::GetFlag(FLAGS_transfer));
+  if (!id.ok()) return Fail(id.status());
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::OpenExisting(dir, LedgerOptions{});
+  if (!ledger.ok()) return Fail(ledger.status());
+  absl::StatusOr<v1::Receipt> receipt = (*ledger)->BuildReceipt(*id);
+  if (!receipt.ok()) return Fail(receipt.status());
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(*receipt, &json, opts)
+           .ok()) {
+    return Fail(absl::InternalError("receipt: cannot encode as JSON"));
+  }
+  std::ofstream f(out, std::ios::trunc);
+  f << json;
+  f.close();
+  if (!f) return Fail(absl::UnavailableError(out + ": cannot write"));
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"receipt\":" << JsonString(out)
+              << ",\"height\":" << receipt->header().height()
+              << ",\"bytes\":" << json.size() << "}\n";
+  } else {
+    std::cout << "wrote " << out << ": transfer in block "
+              << receipt->header().height() << " (" << json.size()
+              << " bytes)\n";
+  }
+  return 0;
+}
+
+// verify-receipt: checks a receipt file (JSON or binary) against a config.
+int VerifyReceiptCmd(const std::vector<std::string>& args) {
+  if (args.size() != 1) return Usage("verify-receipt: expected one FILE");
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    return Usage("verify-receipt: --config FILE (the trust root) is required");
+  }
+  absl::StatusOr<Cluster> cluster = Cluster::LoadFile(config_path);
+  if (!cluster.ok()) return Fail(cluster.status());
+  std::ifstream in(args[0], std::ios::binary);
+  if (!in) return Fail(absl::NotFoundError(args[0] + ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  v1::Receipt receipt;
+  if (!google::protobuf::util::JsonStringToMessage(text, &receipt).ok() &&
+      !receipt.ParseFromString(text)) {
+    return Fail(absl::InvalidArgumentError(
+        args[0] + ": not a receipt (neither JSON nor binary)"));
+  }
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(*cluster, receipt);
+  if (absl::GetFlag(FLAGS_json)) {
+    if (!s.ok()) return Fail(s.status());
+    std::cout << "{\"ok\":true,\"height\":" << s->height
+              << ",\"view\":" << s->view
+              << ",\"transfer_low\":" << s->transfer.id().low()
+              << ",\"transfer_high\":" << s->transfer.id().high()
+              << ",\"amount\":" << s->transfer.amount() << ",\"result\":"
+              << JsonString(v1::ResultCode_Name(s->transfer.result()))
+              << ",\"result_certified\":"
+              << (s->result_certified ? "true" : "false")
+              << ",\"trust_root\":" << JsonString(config_path) << "}\n";
+    return 0;
+  }
+  if (!s.ok()) {
+    std::cout << "verify-receipt: FAILED: " << s.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "verify-receipt: ok: transfer " << s->transfer.id().high() << ":"
+            << s->transfer.id().low() << " committed at height " << s->height
+            << " (view " << s->view << ") by a quorum of " << config_path
+            << "; result " << v1::ResultCode_Name(s->transfer.result())
+            << (s->result_certified ? " (certified by f+1 replies)"
+                                    : " (as recorded by the replica)")
+            << "\n";
+  return 0;
+}
+
 }  // namespace
 }  // namespace ledger
 
@@ -248,6 +422,9 @@ int main(int argc, char** argv) {
           {"keygen", ledger::Keygen},
           {"cluster", ledger::ClusterCmd},
           {"config", ledger::ConfigCmd},
+          {"verify", ledger::VerifyCmd},
+          {"receipt", ledger::ReceiptCmd},
+          {"verify-receipt", ledger::VerifyReceiptCmd},
       };
   for (auto& [name, fn] : ledger::ClientCommands()) commands.emplace(name, fn);
   auto it = commands.find(args[1]);

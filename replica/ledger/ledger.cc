@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -89,6 +90,12 @@ std::string GenesisIdentity(const v1::ClusterConfig& c) {
 
 }  // namespace
 
+struct Ledger::CachedAccount {
+  std::string encoded;
+  AccountValue value;
+  std::unique_ptr<StateHash::Lanes> lanes;  // Expand(AccountKey(id), encoded).
+};
+
 // The overlay of one block's execution: every record the block reads is
 // loaded once, changed in memory, and written (and hashed) once at Finish().
 class Ledger::Execution {
@@ -104,6 +111,9 @@ class Ledger::Execution {
 
   const absl::Status& io_status() const { return io_status_; }
 
+  // After the block is durable: the dirty accounts enter the cache.
+  void UpdateCache();
+
  private:
   struct AccountSlot {
     bool exists = false;   // Now.
@@ -111,6 +121,11 @@ class Ledger::Execution {
     bool dirty = false;
     std::string original;  // Encoding before the block (if existed).
     AccountValue value;
+    // The cached expansion of `original`, if the cache had it (the cache
+    // does not change until the block is written).
+    const StateHash::Lanes* original_lanes = nullptr;
+    std::string encoded;  // Set by Finish() for dirty slots.
+    std::unique_ptr<StateHash::Lanes> lanes;  // Expansion of `encoded`.
   };
   struct TransferSlot {
     bool exists = false;
@@ -174,6 +189,14 @@ Ledger::Execution::AccountSlot* Ledger::Execution::LoadAccount(const U128& id) {
   auto [it, inserted] = accounts_.try_emplace(id);
   AccountSlot& slot = it->second;
   if (inserted) {
+    auto cached = ledger_->account_cache_.find({id.high, id.low});
+    if (cached != ledger_->account_cache_.end()) {
+      slot.exists = slot.existed = true;
+      slot.original = cached->second->encoded;
+      slot.value = cached->second->value;
+      slot.original_lanes = cached->second->lanes.get();
+      return &slot;
+    }
     std::string bytes;
     if (Get(internal::AccountKey(id), &bytes)) {
       absl::StatusOr<AccountValue> a = internal::DecodeAccount(bytes);
@@ -493,18 +516,27 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
                                    StateHash* hash) {
   // Sorted, so the batch is the same on every replica (the hash is
   // order-independent anyway).
-  std::vector<const std::pair<const U128, AccountSlot>*> accounts;
-  for (const auto& entry : accounts_) {
+  std::vector<std::pair<const U128, AccountSlot>*> accounts;
+  for (auto& entry : accounts_) {
     if (entry.second.dirty) accounts.push_back(&entry);
   }
   std::sort(accounts.begin(), accounts.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
-  for (const auto* entry : accounts) {
+  for (auto* entry : accounts) {
+    AccountSlot& slot = entry->second;
     const std::string key = internal::AccountKey(entry->first);
-    const std::string value = internal::EncodeAccount(entry->second.value);
-    if (entry->second.existed) hash->Remove(key, entry->second.original);
-    hash->Add(key, value);
-    batch->Put(key, value);
+    slot.encoded = internal::EncodeAccount(slot.value);
+    if (slot.existed) {
+      if (slot.original_lanes != nullptr) {
+        hash->RemoveLanes(*slot.original_lanes);
+      } else {
+        hash->Remove(key, slot.original);
+      }
+    }
+    slot.lanes = std::make_unique<StateHash::Lanes>();
+    StateHash::Expand(key, slot.encoded, slot.lanes.get());
+    hash->AddLanes(*slot.lanes);
+    batch->Put(key, slot.encoded);
   }
 
   std::vector<const std::pair<const U128, TransferSlot>*> transfers;
@@ -513,11 +545,15 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
   }
   std::sort(transfers.begin(), transfers.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
+  internal::TransferGroupHasher group;
   for (const auto* entry : transfers) {
     const std::string key = internal::TransferKey(entry->first);
     const std::string value = internal::EncodeTransfer(entry->second.value);
-    hash->Add(key, value);
+    group.Add(key, value);
     batch->Put(key, value);
+  }
+  if (!group.empty()) {
+    hash->Add(internal::TransferGroupKey(seq_), group.Finish().view());
   }
 
   for (const auto& [key, id] : history_) {
@@ -560,6 +596,19 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
     batch->Put(key, value);
   }
   return counted_ ? transfer_count_ : ledger_->transfer_count_;
+}
+
+void Ledger::Execution::UpdateCache() {
+  auto& cache = ledger_->account_cache_;
+  for (auto& [id, slot] : accounts_) {
+    if (!slot.dirty) continue;
+    if (cache.size() >= kAccountCacheMax) cache.clear();  // Bounded.
+    auto& entry = cache[{id.high, id.low}];
+    if (entry == nullptr) entry = std::make_unique<CachedAccount>();
+    entry->encoded = std::move(slot.encoded);
+    entry->value = slot.value;
+    entry->lanes = std::move(slot.lanes);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -830,8 +879,10 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
   leveldb::Status s = db_->Write(SyncWrite(options_.sync), &batch);
   if (!s.ok()) {
     broken_ = true;
+    account_cache_.clear();
     return FromLevelDb(s, absl::StrCat("block ", input.seq, " write"));
   }
+  execution.UpdateCache();
   state_hash_ = hash;
   transfer_count_ = transfer_count;
   absl::MutexLock lock(&mu_);
@@ -1067,13 +1118,25 @@ absl::StatusOr<Digest> Ledger::TEST_RecomputeStateDigest() const {
   leveldb::ReadOptions ro;
   ro.verify_checksums = true;
   std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(ro));
+  // Transfer records by the block that created them (ascending id within).
+  std::map<uint64_t, internal::TransferGroupHasher> groups;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const absl::string_view key(it->key().data(), it->key().size());
+    const absl::string_view value(it->value().data(), it->value().size());
     if (!internal::IsStateKey(key)) continue;
-    hash.Add(key, absl::string_view(it->value().data(), it->value().size()));
+    if (key[0] == internal::kTransferPrefix) {
+      absl::StatusOr<TransferValue> t = internal::DecodeTransfer(value);
+      if (!t.ok()) return t.status();
+      groups[t->seq].Add(key, value);
+      continue;
+    }
+    hash.Add(key, value);
   }
   absl::Status s = FromLevelDb(it->status(), "state scan");
   if (!s.ok()) return s;
+  for (auto& [seq, group] : groups) {
+    hash.Add(internal::TransferGroupKey(seq), group.Finish().view());
+  }
   return hash.ToDigest();
 }
 

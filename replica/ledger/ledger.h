@@ -97,6 +97,9 @@ inline constexpr uint32_t kHistoryLimitDefault = 100;
 inline constexpr uint32_t kHistoryLimitMax = 1000;
 // Memo bytes allowed in a transfer or mint.
 inline constexpr size_t kMemoBytesMax = 64;
+// Accounts kept decoded in memory with their state-hash element
+// (about 2.2 KB each: 16384 entries is about 36 MB).
+inline constexpr size_t kAccountCacheMax = 16384;
 
 class Ledger {
  public:
@@ -191,6 +194,13 @@ class Ledger {
   Digest genesis_digest_ ABSL_GUARDED_BY(mu_);
   // Owned by the ApplyBlock thread; mu_ only orders it against readers.
   StateHash state_hash_;
+  // Accounts as last written, with the state-hash expansion of that value
+  // (so a block removes a hot account's old element without hashing), at
+  // most kAccountCacheMax entries (cleared when full). Look-ups only.
+  struct CachedAccount;
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>,
+                      std::unique_ptr<CachedAccount>>
+      account_cache_;
   uint64_t transfer_count_ = 0;
   bool broken_ = false;  // A block write failed: fail-stop.
 };

@@ -232,6 +232,30 @@ absl::StatusOr<HeadValue> DecodeHead(absl::string_view b) {
   return h;
 }
 
+std::string TransferGroupKey(uint64_t seq) {
+  std::string k = "T";
+  PutU64(&k, seq);
+  return k;
+}
+
+TransferGroupHasher::TransferGroupHasher() {
+  hasher_.Update("pbft-ledger/transfers/v1");
+}
+
+void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
+  std::string len;
+  PutU32(&len, static_cast<uint32_t>(key.size()));
+  hasher_.Update(len);
+  hasher_.Update(key);
+  len.clear();
+  PutU32(&len, static_cast<uint32_t>(value.size()));
+  hasher_.Update(len);
+  hasher_.Update(value);
+  ++count_;
+}
+
+Digest TransferGroupHasher::Finish() { return hasher_.Finish(); }
+
 Digest HeaderHash(const v1::BlockHeader& header) {
   std::string bytes;
   codec::Writer w(&bytes);

@@ -129,6 +129,27 @@ struct HeadValue {
 std::string EncodeHead(const HeadValue& h);
 absl::StatusOr<HeadValue> DecodeHead(absl::string_view bytes);
 
+// Transfer records never change once written, so the state hash takes them
+// per block rather than one by one: the records created at `seq` (sorted by
+// id) form one element
+//   key   = "T" || u64 seq
+//   value = SHA-256("pbft-ledger/transfers/v1" ||
+//                   for each: bytes key || bytes value)
+// which is still a function of the state (every record carries its seq)
+// and costs one expansion per block instead of one per transfer.
+std::string TransferGroupKey(uint64_t seq);
+class TransferGroupHasher {
+ public:
+  TransferGroupHasher();
+  void Add(absl::string_view key, absl::string_view value);
+  bool empty() const { return count_ == 0; }
+  Digest Finish();
+
+ private:
+  crypto::Sha256Hasher hasher_;
+  uint64_t count_ = 0;
+};
+
 // SHA-256 over the canonical header encoding:
 //   "pbft-ledger/block/v1" || u64 height || u64 view || bytes previous_hash ||
 //   bytes requests_root || bytes batch_digest || bytes state_digest ||

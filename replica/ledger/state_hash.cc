@@ -10,43 +10,56 @@
 namespace ledger {
 
 static_assert(StateHash::kBytes == 2048);
-static_assert(crypto_stream_chacha20_ietf_KEYBYTES == Digest::kSize);
+static_assert(crypto_stream_chacha20_ietf_KEYBYTES == 32);
 
 void StateHash::Expand(absl::string_view key, absl::string_view value,
                        Lanes* out) {
-  crypto::Sha256Hasher h;
+  crypto::EnsureInitialized();  // Picks libsodium's SIMD ChaCha20.
   std::string head;
   codec::Writer w(&head);
   w.PutRaw("pbft-ledger/lthash/v1");
   w.PutU32(static_cast<uint32_t>(key.size()));
-  h.Update(head);
-  h.Update(key);
-  h.Update(value);
-  const Digest seed = h.Finish();
-  unsigned char bytes[kBytes];
+  crypto_generichash_state state;
+  unsigned char seed[crypto_stream_chacha20_ietf_KEYBYTES];
+  CHECK_EQ(crypto_generichash_init(&state, nullptr, 0, sizeof seed), 0);
+  auto update = [&](absl::string_view d) {
+    crypto_generichash_update(
+        &state, reinterpret_cast<const unsigned char*>(d.data()), d.size());
+  };
+  update(head);
+  update(key);
+  update(value);
+  CHECK_EQ(crypto_generichash_final(&state, seed, sizeof seed), 0);
+  alignas(64) unsigned char bytes[kBytes];
   const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
-  CHECK_EQ(crypto_stream_chacha20_ietf(bytes, sizeof bytes, nonce,
-                                       seed.bytes().data()),
-           0);
+  CHECK_EQ(crypto_stream_chacha20_ietf(bytes, sizeof bytes, nonce, seed), 0);
   for (size_t i = 0; i < kLanes; ++i) {
     (*out)[i] = static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+  }
+}
+
+void StateHash::AddLanes(const Lanes& e) {
+  for (size_t i = 0; i < kLanes; ++i) {
+    lanes_[i] = static_cast<uint16_t>(lanes_[i] + e[i]);
+  }
+}
+
+void StateHash::RemoveLanes(const Lanes& e) {
+  for (size_t i = 0; i < kLanes; ++i) {
+    lanes_[i] = static_cast<uint16_t>(lanes_[i] - e[i]);
   }
 }
 
 void StateHash::Add(absl::string_view key, absl::string_view value) {
   Lanes e;
   Expand(key, value, &e);
-  for (size_t i = 0; i < kLanes; ++i) {
-    lanes_[i] = static_cast<uint16_t>(lanes_[i] + e[i]);
-  }
+  AddLanes(e);
 }
 
 void StateHash::Remove(absl::string_view key, absl::string_view value) {
   Lanes e;
   Expand(key, value, &e);
-  for (size_t i = 0; i < kLanes; ++i) {
-    lanes_[i] = static_cast<uint16_t>(lanes_[i] - e[i]);
-  }
+  RemoveLanes(e);
 }
 
 std::string StateHash::Serialize() const {

@@ -5,7 +5,8 @@
 //
 // The state is a set of (key, value) elements. Each element expands to a
 // vector of 1024 16-bit lanes:
-//   seed    = SHA-256("pbft-ledger/lthash/v1" || u32 len(key) || key || value)
+//   seed    = BLAKE2b-256("pbft-ledger/lthash/v1" || u32 len(key) || key ||
+//                         value)
 //   lanes   = ChaCha20-IETF keystream(key = seed, nonce = 0), 2048 bytes,
 //             read as little-endian u16
 // and the set hash is the lane-wise sum modulo 2^16 of its elements. Adding
@@ -41,10 +42,18 @@ class StateHash {
   static constexpr size_t kLanes = 1024;
   static constexpr size_t kBytes = kLanes * 2;
 
+  using Lanes = std::array<uint16_t, kLanes>;
+
   StateHash() : lanes_{} {}
 
   void Add(absl::string_view key, absl::string_view value);
   void Remove(absl::string_view key, absl::string_view value);
+  // With an element already expanded (the ledger caches the expansions of
+  // hot accounts, so removing their old value costs no hashing).
+  void AddLanes(const Lanes& element);
+  void RemoveLanes(const Lanes& element);
+  static void Expand(absl::string_view key, absl::string_view value,
+                     Lanes* out);
 
   // The published 32-byte digest.
   Digest ToDigest() const;
@@ -56,10 +65,6 @@ class StateHash {
   friend bool operator==(const StateHash&, const StateHash&) = default;
 
  private:
-  using Lanes = std::array<uint16_t, kLanes>;
-  static void Expand(absl::string_view key, absl::string_view value,
-                     Lanes* out);
-
   Lanes lanes_;
 };
 
