@@ -58,6 +58,9 @@ enum class Behaviour {
   kFuture,
   kGarbage,
   kMixed,
+  // Only for the primary (scenario corrupt-primary): each PRE-PREPARE goes
+  // to one backup with its batch altered under the original digest.
+  kCorruptBatch,
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -77,6 +80,8 @@ const char* BehaviourName(Behaviour b) {
       return "garbage";
     case Behaviour::kMixed:
       return "mixed";
+    case Behaviour::kCorruptBatch:
+      return "corrupt-batch";
   }
   return "?";
 }
@@ -85,8 +90,9 @@ const std::vector<Behaviour> kAllBehaviours = {
     Behaviour::kEquivocate, Behaviour::kReplay,      Behaviour::kFuture,
     Behaviour::kGarbage,    Behaviour::kMixed};
 
-const std::vector<std::string> kScenarios = {"fair", "lossy", "byzantine",
-                                             "small-window", "queue-full"};
+const std::vector<std::string> kScenarios = {"fair",       "lossy",
+                                             "byzantine",  "small-window",
+                                             "queue-full", "corrupt-primary"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -268,6 +274,7 @@ void Simulation::Setup() {
   const std::string& sc = opt_.scenario;
   const bool lossy = sc != "fair" && sc != "queue-full";
   const bool byzantine = sc == "byzantine" || sc == "small-window";
+  // corrupt-primary: a lossy network and a Byzantine primary (below).
   uint32_t K = static_cast<uint32_t>(rng_.Pick<uint64_t>({4, 8, 16}));
   if (sc == "small-window") K = static_cast<uint32_t>(rng_.Range(1, 3));
   params_.checkpoint_interval = K;
@@ -299,6 +306,9 @@ void Simulation::Setup() {
   for (uint32_t i = 1; i < n_; ++i) backups.push_back(i);
   std::set<uint32_t> byz_ids;
   while (byz_ids.size() < byz) byz_ids.insert(rng_.Pick(backups));
+  // A primary that corrupts the batch for one backup at a time: the only
+  // Byzantine replica, so the others keep quorums without a view change.
+  if (sc == "corrupt-primary") byz_ids = {0};
 
   Options o;
   o.n = n_;
@@ -314,7 +324,8 @@ void Simulation::Setup() {
     r->clock_offset_ms = static_cast<int64_t>(rng_.Range(0, 100)) - 50;
     if (byz_ids.count(i)) {
       r->byzantine = true;
-      r->behaviour = rng_.Pick(kAllBehaviours);
+      r->behaviour =
+          i == 0 ? Behaviour::kCorruptBatch : rng_.Pick(kAllBehaviours);
       absl::StrAppend(&byz_desc, byz_desc.empty() ? "" : ",", i, ":",
                       BehaviourName(r->behaviour));
     }
@@ -426,7 +437,11 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
     --it;
     *resp.mutable_stable_checkpoint() = it->second;
   }
-  if (r.byzantine && resp.batches_size() > 0 && Pick(r) != Behaviour::kReplay) {
+  // A corrupting primary serves honestly: without a view change (next
+  // issue) the backups it cheated can only recover through fetching.
+  if (r.byzantine && resp.batches_size() > 0 &&
+      r.behaviour != Behaviour::kCorruptBatch &&
+      Pick(r) != Behaviour::kReplay) {
     // Serve garbage: a certificate with one commit duplicated.
     v1::CommitCertificate* cert =
         resp.mutable_batches(0)->mutable_certificate();
@@ -683,6 +698,26 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
   switch (b) {
     case Behaviour::kSilent:
       return;
+    case Behaviour::kCorruptBatch:
+      if (o.envelope.type() == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast) {
+        v1::PrePrepare pp;
+        if (pp.ParseFromString(o.envelope.payload())) {
+          // Same digest, other requests: reversed, or none at all.
+          if (pp.requests_size() > 1) {
+            std::reverse(pp.mutable_requests()->begin(),
+                         pp.mutable_requests()->end());
+          } else {
+            pp.clear_requests();
+          }
+          const uint32_t victim = rng_.Pick(targets);
+          EnvPtr bad = std::make_shared<v1::Envelope>(r.signer->Sign(
+              v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+          EnvPtr good = std::make_shared<v1::Envelope>(std::move(o.envelope));
+          for (uint32_t t : targets) SendToReplica(t, t == victim ? bad : good);
+          return;
+        }
+      }
+      break;
     case Behaviour::kWrongDigest:
       if (vote) o.envelope = Tamper(r, o.envelope, 0, 0, true);
       break;
@@ -872,6 +907,12 @@ SimResult Simulation::Run() {
                       opt_.max_ticks, " ticks"));
   }
   for (const auto& r : replicas_) {
+    if (opt_.verbose && r->byzantine) {
+      std::printf("  byzantine %u: executed=%llu retransmits=%llu pp=%llu\n",
+                  r->id, (unsigned long long)r->ledger.height(),
+                  (unsigned long long)r->core->stats().retransmissions,
+                  (unsigned long long)r->core->stats().pre_prepares_sent);
+    }
     if (r->byzantine) continue;
     result_.core_drops += r->core->stats().dropped_total();
     result_.fetches += r->core->stats().fetches_sent;
