@@ -1,0 +1,1056 @@
+#include "replica/core/core.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/envelope.h"
+
+namespace pbft {
+namespace {
+
+bool ParseDigest(const std::string& bytes, Digest* out) {
+  auto d = Digest::FromBytes(bytes);
+  if (!d.ok()) return false;
+  *out = *d;
+  return true;
+}
+
+size_t RequestBytes(const v1::Envelope& e) {
+  return e.payload().size() + e.signature().size() + 16;
+}
+
+}  // namespace
+
+const char* DropReasonName(DropReason reason) {
+  switch (reason) {
+    case DropReason::kMalformed:
+      return "malformed";
+    case DropReason::kWrongSender:
+      return "wrong_sender";
+    case DropReason::kWrongView:
+      return "wrong_view";
+    case DropReason::kOutOfWindow:
+      return "out_of_window";
+    case DropReason::kConflictingPrePrepare:
+      return "conflicting_pre_prepare";
+    case DropReason::kDigestMismatch:
+      return "digest_mismatch";
+    case DropReason::kBadRequest:
+      return "bad_request";
+    case DropReason::kBatchTooLarge:
+      return "batch_too_large";
+    case DropReason::kTimestamp:
+      return "timestamp";
+    case DropReason::kConflictingVote:
+      return "conflicting_vote";
+    case DropReason::kBadCertificate:
+      return "bad_certificate";
+    case DropReason::kStaleRequest:
+      return "stale_request";
+    case DropReason::kQueueFull:
+      return "queue_full";
+    case DropReason::kUnsupported:
+      return "unsupported";
+    case DropReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+uint64_t Stats::dropped_total() const {
+  uint64_t t = 0;
+  for (uint64_t d : dropped) t += d;
+  return t;
+}
+
+absl::Status Options::Validate() const {
+  if (f == 0 && n != 1) {
+    if (n < 1) return absl::InvalidArgumentError("options.n: must be >= 1");
+  }
+  if (n != 3 * f + 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
+  }
+  if (id.value() >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.id: ", id.value(), " is not below n = ", n));
+  }
+  const auto& p = params;
+  if (p.checkpoint_interval == 0) {
+    return absl::InvalidArgumentError(
+        "options.params.checkpoint_interval: must be > 0");
+  }
+  if (p.watermark_window % p.checkpoint_interval != 0 ||
+      p.watermark_window < 2 * p.checkpoint_interval) {
+    return absl::InvalidArgumentError(
+        "options.params.watermark_window: must be a multiple of "
+        "checkpoint_interval and at least twice it");
+  }
+  if (p.batch_requests_max == 0 || p.batch_bytes_max == 0) {
+    return absl::InvalidArgumentError(
+        "options.params.batch_requests_max/batch_bytes_max: must be > 0");
+  }
+  if (p.request_queue_max == 0) {
+    return absl::InvalidArgumentError(
+        "options.params.request_queue_max: must be > 0");
+  }
+  if (p.view_change_timeout_ticks == 0 || retransmit_ticks == 0 ||
+      fetch_interval_ticks == 0 || fetch_blocks_max == 0) {
+    return absl::InvalidArgumentError(
+        "options: view_change_timeout_ticks, retransmit_ticks, "
+        "fetch_interval_ticks and fetch_blocks_max must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+Core::Core(Options options, const Signer* signer, const Verifier* verifier)
+    : options_(std::move(options)),
+      signer_(signer),
+      verifier_(verifier),
+      quorum_(2 * options_.f + 1),
+      view_change_timeout_ticks_(options_.params.view_change_timeout_ticks),
+      highest_seq_seen_(options_.n) {
+  CHECK_OK(options_.Validate());
+  CHECK(signer_ != nullptr);
+  CHECK(verifier_ != nullptr);
+  stable_proof_.set_seq(0);
+}
+
+Ready Core::TakeReady() {
+  Ready out = std::move(ready_);
+  ready_ = Ready();
+  return out;
+}
+
+void Core::Broadcast(v1::Envelope e) {
+  Outbound o;
+  o.broadcast = true;
+  o.envelope = std::move(e);
+  ready_.messages.push_back(std::move(o));
+}
+
+void Core::SendTo(ReplicaId to, v1::Envelope e) {
+  CHECK_NE(to, options_.id);
+  Outbound o;
+  o.to = to;
+  o.envelope = std::move(e);
+  ready_.messages.push_back(std::move(o));
+}
+
+void Core::NoteSeq(uint64_t sender, Seq s) {
+  if (sender >= options_.n) return;
+  Seq& h = highest_seq_seen_[sender];
+  if (s > h) h = s;
+}
+
+// The (f+1)-th highest seq reported by distinct replicas: at least one
+// correct replica has seen a seq this high, so f liars cannot fake it.
+Seq Core::BehindEvidence() const {
+  std::vector<Seq> seen = highest_seq_seen_;
+  std::sort(seen.begin(), seen.end(), std::greater<Seq>());
+  return seen[options_.f];
+}
+
+// --- Inputs -----------------------------------------------------------------
+
+void Core::Step(const v1::Envelope& e) {
+  if (e.type() == v1::MESSAGE_TYPE_REQUEST) {
+    OnRequest(e);
+    return;
+  }
+  if (e.sender() >= options_.n || e.sender() == options_.id.value()) {
+    Drop(DropReason::kWrongSender);
+    return;
+  }
+  switch (e.type()) {
+    case v1::MESSAGE_TYPE_PRE_PREPARE:
+      HandlePrePrepare(e);
+      break;
+    case v1::MESSAGE_TYPE_PREPARE:
+      HandlePrepare(e);
+      break;
+    case v1::MESSAGE_TYPE_COMMIT:
+      HandleCommit(e);
+      break;
+    case v1::MESSAGE_TYPE_CHECKPOINT:
+      HandleCheckpoint(e);
+      break;
+    case v1::MESSAGE_TYPE_FETCH_RESPONSE:
+      HandleFetchResponse(e);
+      break;
+    default:
+      Drop(DropReason::kUnsupported);
+      break;
+  }
+}
+
+void Core::OnRequest(const v1::Envelope& e) {
+  v1::Request r;
+  if (e.type() != v1::MESSAGE_TYPE_REQUEST || !r.ParseFromString(e.payload()) ||
+      r.client_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  if (r.read_only()) {  // §5.1 read-only requests: not in this core yet.
+    Drop(DropReason::kUnsupported);
+    return;
+  }
+  const ClientId c(r.client_id());
+  const RequestNumber t(r.request_number());
+  auto cit = clients_.find(c.value());
+  if (cit != clients_.end()) {
+    ClientRecord& rec = cit->second;
+    // PBFT.md, client requests: equal to the last executed -> resend the
+    // stored reply; lower -> ignore; higher -> order it.
+    if (t == rec.last_executed && rec.reply) {
+      ready_.replies.push_back({c, *rec.reply});
+      return;
+    }
+    if (t < rec.last_executed) {
+      Drop(DropReason::kStaleRequest);
+      return;
+    }
+    if (t <= rec.last_ordered) return;  // Being executed now.
+  }
+  const RequestKey key{c.value(), t.value()};
+  const bool queued = queue_index_.contains(key);
+  if (!queued) {
+    const size_t bytes = RequestBytes(e);
+    if (bytes > options_.params.batch_bytes_max) {
+      Reject(r, v1::REJECT_REASON_MALFORMED);
+      return;
+    }
+    if (queue_.size() >= options_.params.request_queue_max) {
+      Drop(DropReason::kQueueFull);
+      Reject(r, v1::REJECT_REASON_QUEUE_FULL);
+      return;
+    }
+    // A request this primary already put in a batch is not queued again.
+    if (is_primary() && assigned_.contains(key)) return;
+    const uint64_t arrival = next_arrival_++;
+    queue_[arrival] = Queued{e, c, t, tick_, bytes};
+    queue_index_[key] = arrival;
+    queue_bytes_ += bytes;
+  }
+  if (is_primary()) {
+    MaybeCutBatches();
+  } else {
+    // PBFT.md: a backup forwards a request it has not seen executed to the
+    // primary (and holds it for its view-change timer).
+    SendTo(primary(), e);
+    ++stats_.requests_forwarded;
+    UpdateViewChangeTimer(false);
+  }
+}
+
+void Core::Tick(uint64_t now_ms) {
+  ++tick_;
+  now_ms_ = now_ms;
+  if (is_primary()) MaybeCutBatches();
+  if (tick_ % options_.retransmit_ticks == 0) Retransmit();
+  if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
+  if (view_change_timer_ticks_ > 0 && --view_change_timer_ticks_ == 0) {
+    // §4.4: here the next issue starts the view change to v+1. Until then
+    // the expiry is counted and the timer restarted.
+    ++stats_.view_change_timer_expiries;
+    UpdateViewChangeTimer(true);
+  }
+}
+
+void Core::RestoreClient(ClientId client_id, RequestNumber request_number,
+                         std::string result) {
+  ClientRecord& rec = clients_[client_id.value()];
+  if (request_number < rec.last_executed) return;
+  rec.last_executed = request_number;
+  rec.last_ordered = std::max(rec.last_ordered, request_number);
+  rec.result = std::move(result);
+  SignReply(client_id, &rec);  // Stored; resent on a duplicate request.
+}
+
+void Core::OnExecuted(Seq seq, const Digest& state_digest,
+                      std::vector<ExecutedReply> replies) {
+  CHECK_EQ(seq, last_executed_.next());
+  CHECK_LE(seq, last_handed_out_);
+  auto it = log_.find(seq);
+  CHECK(it != log_.end());
+  last_executed_ = seq;
+  last_executed_timestamp_ms_ =
+      std::max(last_executed_timestamp_ms_, it->second.timestamp_ms);
+  for (ExecutedReply& r : replies) {
+    ClientRecord& rec = clients_[r.client_id.value()];
+    if (r.request_number < rec.last_executed) continue;
+    if (r.request_number > rec.last_executed || !rec.reply) {
+      rec.last_executed = r.request_number;
+      rec.last_ordered = std::max(rec.last_ordered, r.request_number);
+      rec.result = std::move(r.result);
+      SignReply(r.client_id, &rec);
+      ready_.replies.push_back({r.client_id, *rec.reply});
+    } else {
+      ready_.replies.push_back({r.client_id, *rec.reply});
+    }
+  }
+  if (seq.value() % options_.params.checkpoint_interval == 0) {
+    TakeCheckpoint(seq, state_digest);
+  }
+}
+
+// --- Requests and batching (§4.2 step 1) ------------------------------------
+
+void Core::SignReply(ClientId client, ClientRecord* rec) {
+  v1::Reply reply;
+  reply.set_view(view_.value());
+  reply.set_request_number(rec->last_executed.value());
+  reply.set_client_id(client.value());
+  reply.set_replica_id(options_.id.value());
+  reply.set_result(rec->result);
+  rec->reply = signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString());
+}
+
+void Core::Reject(const v1::Request& request, v1::RejectReason reason) {
+  v1::Reply reply;
+  reply.set_view(view_.value());
+  reply.set_request_number(request.request_number());
+  reply.set_client_id(request.client_id());
+  reply.set_replica_id(options_.id.value());
+  reply.set_rejected(reason);
+  ready_.replies.push_back(
+      {ClientId(request.client_id()),
+       signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+}
+
+void Core::RemoveQueued(ClientId c, RequestNumber t) {
+  auto it = queue_index_.find(RequestKey{c.value(), t.value()});
+  if (it == queue_index_.end()) return;
+  auto q = queue_.find(it->second);
+  CHECK(q != queue_.end());
+  queue_bytes_ -= q->second.bytes;
+  queue_.erase(q);
+  queue_index_.erase(it);
+}
+
+void Core::MaybeCutBatches() {
+  CHECK(is_primary());
+  const auto& p = options_.params;
+  while (!queue_.empty() && last_assigned_.next() <= high_watermark()) {
+    const bool full = queue_.size() >= p.batch_requests_max ||
+                      queue_bytes_ >= p.batch_bytes_max;
+    const bool waited =
+        tick_ >= queue_.begin()->second.arrival_tick + p.batch_delay_ticks;
+    if (!full && !waited) return;
+    SendPrePrepare();
+  }
+}
+
+void Core::SendPrePrepare() {
+  const auto& p = options_.params;
+  const Seq s = last_assigned_.next();
+  CHECK(InWindow(s));
+  v1::PrePrepare pp;
+  pp.set_view(view_.value());
+  pp.set_seq(s.value());
+  // §4.2 timestamp rule: never goes back.
+  last_assigned_timestamp_ms_ = std::max(last_assigned_timestamp_ms_, now_ms_);
+  pp.set_timestamp_ms(last_assigned_timestamp_ms_);
+  Slot slot;
+  size_t bytes = 0;
+  while (!queue_.empty() &&
+         static_cast<uint32_t>(pp.requests_size()) < p.batch_requests_max) {
+    auto it = queue_.begin();
+    Queued& q = it->second;
+    auto rec = clients_.find(q.client.value());
+    const bool stale =
+        rec != clients_.end() && q.number <= rec->second.last_ordered;
+    if (!stale) {
+      if (bytes + q.bytes > p.batch_bytes_max && pp.requests_size() > 0) break;
+      bytes += q.bytes;
+      slot.requests.emplace_back(q.client, q.number);
+      assigned_.insert(RequestKey{q.client.value(), q.number.value()});
+      *pp.add_requests() = std::move(q.envelope);
+    }
+    queue_bytes_ -= q.bytes;
+    queue_index_.erase(RequestKey{q.client.value(), q.number.value()});
+    queue_.erase(it);
+  }
+  if (pp.requests_size() == 0) return;  // Everything queued was stale.
+  const Digest d = ledger::BatchDigest(pp.requests());
+  pp.set_batch_digest(d.ToBytes());
+  slot.view = view_;
+  slot.created_tick = tick_;
+  slot.has_pre_prepare = true;
+  slot.digest = d;
+  slot.timestamp_ms = pp.timestamp_ms();
+  slot.pre_prepare =
+      signer_->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  // Keep any early votes that arrived before the pre-prepare was cut.
+  auto existing = log_.find(s);
+  if (existing != log_.end()) {
+    slot.prepares = std::move(existing->second.prepares);
+    slot.commits = std::move(existing->second.commits);
+  }
+  last_assigned_ = s;
+  ++stats_.pre_prepares_sent;
+  ready_.persist.entries.push_back(slot.pre_prepare);
+  Broadcast(slot.pre_prepare);
+  log_[s] = std::move(slot);
+  CheckPrepared(s);
+}
+
+// --- Normal case (§4.2 steps 2-5) -------------------------------------------
+
+bool Core::CheckBatch(
+    const v1::PrePrepare& pp, const Digest& digest,
+    std::vector<std::pair<ClientId, RequestNumber>>* requests) {
+  const auto& p = options_.params;
+  if (static_cast<uint32_t>(pp.requests_size()) > p.batch_requests_max) {
+    Drop(DropReason::kBatchTooLarge);
+    return false;
+  }
+  // The digest must match the batch it names (§4.2: "d is the digest of m").
+  const Digest computed = ledger::BatchDigest(pp.requests());
+  if (computed != digest) {
+    Drop(DropReason::kDigestMismatch);
+    return false;
+  }
+  size_t bytes = 0;
+  requests->clear();
+  requests->reserve(pp.requests_size());
+  for (const v1::Envelope& re : pp.requests()) {
+    bytes += RequestBytes(re);
+    v1::Request r;
+    if (re.type() != v1::MESSAGE_TYPE_REQUEST ||
+        !r.ParseFromString(re.payload()) || r.client_id() != re.sender() ||
+        r.read_only()) {
+      Drop(DropReason::kBadRequest);
+      return false;
+    }
+    const ClientId c(r.client_id());
+    const RequestNumber t(r.request_number());
+    for (const auto& prev : *requests) {
+      if (prev.first == c && prev.second == t) {
+        Drop(DropReason::kBadRequest);
+        return false;
+      }
+    }
+    // A primary must not be able to forge requests: check the client's
+    // signature, unless this exact envelope already arrived from the client
+    // (the shell verified it then).
+    auto qi = queue_index_.find(RequestKey{c.value(), t.value()});
+    bool known = false;
+    if (qi != queue_index_.end()) {
+      const v1::Envelope& mine = queue_.at(qi->second).envelope;
+      known =
+          mine.payload() == re.payload() && mine.signature() == re.signature();
+    }
+    if (!known && !verifier_->Verify(re)) {
+      Drop(DropReason::kBadRequest);
+      return false;
+    }
+    requests->emplace_back(c, t);
+  }
+  if (bytes > p.batch_bytes_max) {
+    Drop(DropReason::kBatchTooLarge);
+    return false;
+  }
+  return true;
+}
+
+// §4.2 timestamp rule: timestamps never go back along seq order, and stay
+// within timestamp_skew_max_ms of this replica's clock.
+bool Core::CheckTimestamp(Seq s, uint64_t ts) const {
+  const uint64_t skew = options_.params.timestamp_skew_max_ms;
+  if (ts + skew < now_ms_ || ts > now_ms_ + skew) return false;
+  if (ts < last_executed_timestamp_ms_) return false;
+  for (const auto& [seq, slot] : log_) {
+    if (!slot.has_pre_prepare) continue;
+    if (seq < s && slot.timestamp_ms > ts) return false;
+    if (seq > s && slot.timestamp_ms < ts) return false;
+  }
+  return true;
+}
+
+void Core::HandlePrePrepare(const v1::Envelope& e) {
+  v1::PrePrepare pp;
+  Digest d;
+  if (!pp.ParseFromString(e.payload()) || !ParseDigest(pp.batch_digest(), &d)) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(pp.view());
+  const Seq s(pp.seq());
+  // §4.2: accept only from primary(v), in view v, with h < s <= H.
+  if (v != view_) {
+    Drop(DropReason::kWrongView);
+    return;
+  }
+  if (e.sender() != PrimaryOf(v).value()) {
+    Drop(DropReason::kWrongSender);
+    return;
+  }
+  NoteSeq(e.sender(), s);
+  if (!InWindow(s)) {
+    Drop(DropReason::kOutOfWindow);
+    return;
+  }
+  auto it = log_.find(s);
+  if (it != log_.end() && it->second.has_pre_prepare) {
+    // §4.2: never a second pre-prepare for (v, s) with another digest.
+    if (it->second.digest != d) Drop(DropReason::kConflictingPrePrepare);
+    return;
+  }
+  if (s <= last_handed_out_) return;  // Committed already (fetched).
+  std::vector<std::pair<ClientId, RequestNumber>> requests;
+  if (!CheckBatch(pp, d, &requests)) return;
+  if (!CheckTimestamp(s, pp.timestamp_ms())) {
+    Drop(DropReason::kTimestamp);
+    return;
+  }
+  Slot& slot = log_[s];
+  if (it == log_.end()) slot.created_tick = tick_;
+  slot.view = v;
+  slot.has_pre_prepare = true;
+  slot.pre_prepare = e;
+  slot.digest = d;
+  slot.timestamp_ms = pp.timestamp_ms();
+  slot.requests = std::move(requests);
+  v1::Prepare prepare;
+  prepare.set_view(v.value());
+  prepare.set_seq(s.value());
+  prepare.set_batch_digest(d.ToBytes());
+  prepare.set_replica_id(options_.id.value());
+  v1::Envelope pe =
+      signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
+  slot.prepares[options_.id] = Vote{d, pe};
+  slot.own_prepare = pe;
+  ready_.persist.entries.push_back(e);
+  ready_.persist.entries.push_back(pe);
+  Broadcast(std::move(pe));
+  CheckPrepared(s);
+}
+
+void Core::HandlePrepare(const v1::Envelope& e) {
+  v1::Prepare m;
+  Digest d;
+  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.batch_digest(), &d) ||
+      m.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(m.view());
+  const Seq s(m.seq());
+  if (v != view_) {
+    Drop(DropReason::kWrongView);
+    return;
+  }
+  // §4.2 step 4: prepares come from backups; the primary's vote is its
+  // pre-prepare.
+  if (e.sender() == PrimaryOf(v).value()) {
+    Drop(DropReason::kWrongSender);
+    return;
+  }
+  NoteSeq(e.sender(), s);
+  if (!InWindow(s)) {
+    Drop(DropReason::kOutOfWindow);
+    return;
+  }
+  if (s <= last_handed_out_) return;
+  Slot& slot = log_[s];
+  if (slot.created_tick == 0) slot.created_tick = tick_;
+  slot.view = v;
+  const ReplicaId sender(static_cast<uint32_t>(e.sender()));
+  auto [vit, inserted] = slot.prepares.try_emplace(sender, Vote{d, e});
+  if (!inserted) {
+    if (vit->second.digest != d) Drop(DropReason::kConflictingVote);
+    return;
+  }
+  CheckPrepared(s);
+}
+
+void Core::HandleCommit(const v1::Envelope& e) {
+  v1::Commit m;
+  Digest d;
+  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.batch_digest(), &d) ||
+      m.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(m.view());
+  const Seq s(m.seq());
+  if (v != view_) {
+    Drop(DropReason::kWrongView);
+    return;
+  }
+  NoteSeq(e.sender(), s);
+  if (!InWindow(s)) {
+    Drop(DropReason::kOutOfWindow);
+    return;
+  }
+  if (s <= last_handed_out_) return;
+  Slot& slot = log_[s];
+  if (slot.created_tick == 0) slot.created_tick = tick_;
+  slot.view = v;
+  const ReplicaId sender(static_cast<uint32_t>(e.sender()));
+  auto [vit, inserted] = slot.commits.try_emplace(sender, Vote{d, e});
+  if (!inserted) {
+    if (vit->second.digest != d) Drop(DropReason::kConflictingVote);
+    return;
+  }
+  CheckCommitted(s);
+}
+
+// §4.2 step 4: prepared(v, s, d) = pre-prepare + 2f matching prepares from
+// distinct backups. Then multicast COMMIT.
+void Core::CheckPrepared(Seq s) {
+  auto it = log_.find(s);
+  CHECK(it != log_.end());
+  Slot& slot = it->second;
+  if (!slot.has_pre_prepare || slot.prepared) return;
+  uint32_t matching = 0;
+  for (const auto& [sender, vote] : slot.prepares) {
+    if (sender != PrimaryOf(slot.view) && vote.digest == slot.digest) {
+      ++matching;
+    }
+  }
+  if (matching < quorum_ - 1) return;
+  slot.prepared = true;
+  v1::Commit commit;
+  commit.set_view(slot.view.value());
+  commit.set_seq(s.value());
+  commit.set_batch_digest(slot.digest.ToBytes());
+  commit.set_replica_id(options_.id.value());
+  v1::Envelope ce =
+      signer_->Sign(v1::MESSAGE_TYPE_COMMIT, commit.SerializeAsString());
+  // Our own commit replaces anything stored under our id (there is none
+  // unless a peer replayed a forged one, which the signature prevents).
+  slot.commits[options_.id] = Vote{slot.digest, ce};
+  slot.own_commit = ce;
+  ready_.persist.entries.push_back(ce);
+  Broadcast(std::move(ce));
+  CheckCommitted(s);
+}
+
+// §4.2 step 5: committed-local = prepared + 2f+1 matching commits from
+// distinct replicas (own included). They are the commit certificate.
+void Core::CheckCommitted(Seq s) {
+  auto it = log_.find(s);
+  CHECK(it != log_.end());
+  Slot& slot = it->second;
+  if (!slot.prepared || slot.committed) return;
+  std::vector<const v1::Envelope*> matching;
+  for (const auto& [sender, vote] : slot.commits) {
+    if (vote.digest == slot.digest) matching.push_back(&vote.envelope);
+  }
+  if (matching.size() < quorum_) return;
+  slot.committed = true;
+  slot.certificate.Clear();
+  for (uint32_t i = 0; i < quorum_; ++i) {
+    *slot.certificate.add_commits() = *matching[i];
+  }
+  ++stats_.batches_committed;
+  HandOutCommitted();
+}
+
+// §4.2 step 6: execute strictly in seq order.
+void Core::HandOutCommitted() {
+  bool handed = false;
+  while (true) {
+    auto it = log_.find(last_handed_out_.next());
+    if (it == log_.end() || !it->second.committed) break;
+    Slot& slot = it->second;
+    CommittedBatch b;
+    b.view = slot.view;
+    b.seq = it->first;
+    b.timestamp_ms = slot.timestamp_ms;
+    b.batch_digest = slot.digest;
+    b.pre_prepare = slot.pre_prepare;
+    b.certificate = slot.certificate;
+    for (const auto& [c, t] : slot.requests) {
+      RemoveQueued(c, t);
+      assigned_.erase(RequestKey{c.value(), t.value()});
+      ClientRecord& rec = clients_[c.value()];
+      rec.last_ordered = std::max(rec.last_ordered, t);
+    }
+    last_handed_out_ = it->first;
+    if (last_assigned_ < last_handed_out_) last_assigned_ = last_handed_out_;
+    ready_.execute.push_back(std::move(b));
+    handed = true;
+  }
+  if (handed) {
+    UpdateViewChangeTimer(true);
+    if (is_primary()) MaybeCutBatches();
+  }
+}
+
+// --- Checkpoints and garbage collection (§4.3) ------------------------------
+
+void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
+  v1::Checkpoint cp;
+  cp.set_seq(s.value());
+  cp.set_state_digest(state_digest.ToBytes());
+  cp.set_replica_id(options_.id.value());
+  v1::Envelope e =
+      signer_->Sign(v1::MESSAGE_TYPE_CHECKPOINT, cp.SerializeAsString());
+  checkpoints_[s][options_.id] = Vote{state_digest, e};
+  ready_.persist.entries.push_back(e);
+  Broadcast(std::move(e));
+  auto fp = fetched_proofs_.find(s);
+  if (fp != fetched_proofs_.end()) {
+    Digest d;
+    CHECK(ParseDigest(fp->second.state_digest(), &d));
+    if (d == state_digest) {
+      std::vector<v1::Envelope> cps(fp->second.checkpoints().begin(),
+                                    fp->second.checkpoints().end());
+      MakeStable(s, d, std::move(cps));
+      return;
+    }
+    Drop(DropReason::kBadCertificate);  // Our state disagrees with a proof.
+  }
+  CheckStable(s);
+}
+
+void Core::HandleCheckpoint(const v1::Envelope& e) {
+  v1::Checkpoint m;
+  Digest d;
+  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.state_digest(), &d) ||
+      m.replica_id() != e.sender() || m.seq() == 0 ||
+      m.seq() % options_.params.checkpoint_interval != 0) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const Seq s(m.seq());
+  NoteSeq(e.sender(), s);
+  if (s <= low_watermark_) return;  // Old: already stable here.
+  if (s > high_watermark()) {
+    Drop(DropReason::kOutOfWindow);
+    return;
+  }
+  auto& votes = checkpoints_[s];
+  const ReplicaId sender(static_cast<uint32_t>(e.sender()));
+  auto [vit, inserted] = votes.try_emplace(sender, Vote{d, e});
+  if (!inserted) {
+    if (vit->second.digest != d) Drop(DropReason::kConflictingVote);
+    return;
+  }
+  CheckStable(s);
+}
+
+// §4.3: stable at 2f+1 matching CHECKPOINTs, own included (a replica that
+// has not reached s is behind and catches up by fetching).
+void Core::CheckStable(Seq s) {
+  if (s <= low_watermark_) return;
+  auto it = checkpoints_.find(s);
+  if (it == checkpoints_.end()) return;
+  auto own = it->second.find(options_.id);
+  if (own == it->second.end()) return;
+  const Digest d = own->second.digest;
+  std::vector<v1::Envelope> proof;
+  for (const auto& [sender, vote] : it->second) {
+    if (vote.digest == d) proof.push_back(vote.envelope);
+  }
+  if (proof.size() < quorum_) return;
+  proof.resize(quorum_);
+  MakeStable(s, d, std::move(proof));
+}
+
+void Core::MakeStable(Seq s, const Digest& digest,
+                      std::vector<v1::Envelope> checkpoints) {
+  CHECK_GT(s, low_watermark_);
+  CHECK_LE(s, last_executed_);
+  CHECK_GE(checkpoints.size(), quorum_);
+  stable_proof_.Clear();
+  stable_proof_.set_seq(s.value());
+  stable_proof_.set_state_digest(digest.ToBytes());
+  for (v1::Envelope& e : checkpoints) {
+    *stable_proof_.add_checkpoints() = std::move(e);
+  }
+  low_watermark_ = s;
+  // Discard the log and older checkpoints at or below s.
+  log_.erase(log_.begin(), log_.upper_bound(s));
+  checkpoints_.erase(checkpoints_.begin(), checkpoints_.lower_bound(s));
+  fetched_proofs_.erase(fetched_proofs_.begin(),
+                        fetched_proofs_.upper_bound(s));
+  if (last_assigned_ < s) last_assigned_ = s;
+  ++stats_.checkpoints_stable;
+  ready_.persist.stable_checkpoint = stable_proof_;
+  if (is_primary()) MaybeCutBatches();
+}
+
+// --- Loss recovery: retransmission and fetching ------------------------------
+
+void Core::Retransmit() {
+  for (const auto& [s, slot] : log_) {
+    if (s <= last_executed_) continue;
+    if (slot.view != view_) continue;
+    if (tick_ < slot.created_tick + options_.retransmit_ticks) continue;
+    if (slot.has_pre_prepare && is_primary()) {
+      Broadcast(slot.pre_prepare);
+      ++stats_.retransmissions;
+    }
+    if (slot.own_prepare) {
+      Broadcast(*slot.own_prepare);
+      ++stats_.retransmissions;
+    }
+    if (slot.own_commit) {
+      Broadcast(*slot.own_commit);
+      ++stats_.retransmissions;
+    }
+  }
+  for (const auto& [s, votes] : checkpoints_) {
+    auto own = votes.find(options_.id);
+    if (own == votes.end()) continue;
+    Broadcast(own->second.envelope);
+    ++stats_.retransmissions;
+  }
+}
+
+void Core::MaybeFetch() {
+  const bool stalled = last_executed_ == executed_at_last_fetch_check_;
+  executed_at_last_fetch_check_ = last_executed_;
+  if (!stalled || last_handed_out_ != last_executed_) return;
+  if (BehindEvidence() <= last_executed_) return;
+  v1::FetchRequest req;
+  req.set_replica_id(options_.id.value());
+  req.set_from_seq(last_executed_.value() + 1);
+  req.set_max_blocks(options_.fetch_blocks_max);
+  fetch_peer_ = (fetch_peer_ + 1) % options_.n;
+  if (fetch_peer_ == options_.id.value()) {
+    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
+  }
+  SendTo(ReplicaId(fetch_peer_), signer_->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
+                                               req.SerializeAsString()));
+  ++stats_.fetches_sent;
+}
+
+bool Core::VerifyCheckpointProof(const v1::CheckpointProof& proof,
+                                 Digest* digest) const {
+  if (!ParseDigest(proof.state_digest(), digest) || proof.seq() == 0 ||
+      proof.seq() % options_.params.checkpoint_interval != 0) {
+    return false;
+  }
+  std::vector<uint64_t> senders;
+  for (const v1::Envelope& e : proof.checkpoints()) {
+    v1::Checkpoint cp;
+    if (e.type() != v1::MESSAGE_TYPE_CHECKPOINT || e.sender() >= options_.n ||
+        !cp.ParseFromString(e.payload()) || cp.replica_id() != e.sender() ||
+        cp.seq() != proof.seq() || cp.state_digest() != proof.state_digest() ||
+        std::find(senders.begin(), senders.end(), e.sender()) !=
+            senders.end() ||
+        !verifier_->Verify(e)) {
+      return false;
+    }
+    senders.push_back(e.sender());
+  }
+  return senders.size() >= quorum_;
+}
+
+// A certified batch is committed at 2f+1 replicas' word: the PRE-PREPARE
+// signed by the primary of its view, the batch matching its digest, and
+// 2f+1 valid COMMITs from distinct replicas for (view, seq, digest). The
+// client signatures inside are not re-checked: f+1 correct replicas
+// prepared the batch, and they checked them.
+bool Core::VerifyCertifiedBatch(const v1::CertifiedBatch& b, v1::PrePrepare* pp,
+                                Digest* d) {
+  const v1::Envelope& pe = b.pre_prepare();
+  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
+      !pp->ParseFromString(pe.payload()) ||
+      !ParseDigest(pp->batch_digest(), d) ||
+      pe.sender() != PrimaryOf(View(pp->view())).value() ||
+      ledger::BatchDigest(pp->requests()) != *d || !verifier_->Verify(pe)) {
+    return false;
+  }
+  std::vector<uint64_t> senders;
+  for (const v1::Envelope& e : b.certificate().commits()) {
+    v1::Commit c;
+    if (e.type() != v1::MESSAGE_TYPE_COMMIT || e.sender() >= options_.n ||
+        !c.ParseFromString(e.payload()) || c.replica_id() != e.sender() ||
+        c.view() != pp->view() || c.seq() != pp->seq() ||
+        c.batch_digest() != pp->batch_digest() ||
+        std::find(senders.begin(), senders.end(), e.sender()) !=
+            senders.end() ||
+        !verifier_->Verify(e)) {
+      return false;
+    }
+    senders.push_back(e.sender());
+  }
+  return senders.size() >= quorum_;
+}
+
+// State transfer, limited form (§4.3): a replica that fell behind adopts
+// certified batches from a peer. Batches above its window are accepted only
+// up to a verified stable checkpoint proof from the same peer, so the log
+// stays bounded by L + fetch_blocks_max and no one can push it further.
+void Core::HandleFetchResponse(const v1::Envelope& e) {
+  v1::FetchResponse resp;
+  if (!resp.ParseFromString(e.payload()) || resp.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  if (resp.has_stable_checkpoint() &&
+      Seq(resp.stable_checkpoint().seq()) > low_watermark_) {
+    Digest d;
+    const Seq s(resp.stable_checkpoint().seq());
+    if (!VerifyCheckpointProof(resp.stable_checkpoint(), &d)) {
+      Drop(DropReason::kBadCertificate);
+      return;  // Trust nothing else from this response.
+    }
+    if (s <= last_executed_) {
+      auto cit = checkpoints_.find(s);
+      if (cit != checkpoints_.end()) {
+        auto own = cit->second.find(options_.id);
+        if (own != cit->second.end() && own->second.digest == d) {
+          std::vector<v1::Envelope> cps(
+              resp.stable_checkpoint().checkpoints().begin(),
+              resp.stable_checkpoint().checkpoints().end());
+          MakeStable(s, d, std::move(cps));
+        }
+      }
+    } else if (s <= high_watermark() + options_.fetch_blocks_max) {
+      fetched_proofs_[s] = resp.stable_checkpoint();
+    }
+  }
+  const Seq limit = FetchLimit();
+  for (const v1::CertifiedBatch& b : resp.batches()) {
+    v1::PrePrepare pp;
+    Digest d;
+    if (!VerifyCertifiedBatch(b, &pp, &d)) {
+      Drop(DropReason::kBadCertificate);
+      break;
+    }
+    const Seq s(pp.seq());
+    if (s <= last_handed_out_) continue;
+    if (s > limit) break;
+    std::vector<std::pair<ClientId, RequestNumber>> requests;
+    bool ok = true;
+    for (const v1::Envelope& re : pp.requests()) {
+      v1::Request r;
+      if (!r.ParseFromString(re.payload())) {
+        ok = false;
+        break;
+      }
+      requests.emplace_back(ClientId(r.client_id()),
+                            RequestNumber(r.request_number()));
+    }
+    if (!ok) {
+      Drop(DropReason::kBadCertificate);
+      break;
+    }
+    Slot& slot = log_[s];
+    if (slot.created_tick == 0) slot.created_tick = tick_;
+    slot.view = View(pp.view());
+    slot.has_pre_prepare = true;
+    slot.pre_prepare = b.pre_prepare();
+    slot.digest = d;
+    slot.timestamp_ms = pp.timestamp_ms();
+    slot.requests = std::move(requests);
+    slot.prepared = true;
+    slot.committed = true;
+    slot.fetched = true;
+    slot.certificate = b.certificate();
+    ++stats_.batches_fetched;
+  }
+  HandOutCommitted();
+}
+
+Seq Core::FetchLimit() const {
+  Seq limit = high_watermark();
+  if (!fetched_proofs_.empty()) {
+    limit = std::max(limit, fetched_proofs_.rbegin()->first);
+  }
+  return limit;
+}
+
+// §4.4 timer: runs while this backup holds a request not yet executed;
+// restarted when a request executes and others are still held.
+void Core::UpdateViewChangeTimer(bool executed_one) {
+  if (is_primary() || queue_.empty()) {
+    view_change_timer_ticks_ = 0;
+    return;
+  }
+  if (view_change_timer_ticks_ == 0 || executed_one) {
+    view_change_timer_ticks_ = view_change_timeout_ticks_;
+  }
+}
+
+// --- Observation -------------------------------------------------------------
+
+std::vector<Core::PreparedEntry> Core::PreparedEntries() const {
+  std::vector<PreparedEntry> out;
+  for (const auto& [s, slot] : log_) {
+    if (slot.prepared && !slot.fetched) {
+      out.push_back({slot.view, s, slot.digest});
+    }
+  }
+  return out;
+}
+
+absl::Status Core::Invariants() const {
+  auto fail = [](auto&&... args) {
+    return absl::InternalError(absl::StrCat("invariant: ", args...));
+  };
+  const uint32_t K = options_.params.checkpoint_interval;
+  if (low_watermark_.value() % K != 0) {
+    return fail("low watermark ", low_watermark_.value(),
+                " not a multiple of K");
+  }
+  if (!(low_watermark_ <= last_executed_ &&
+        last_executed_ <= last_handed_out_ &&
+        last_handed_out_ <= FetchLimit())) {
+    return fail("h=", low_watermark_.value(),
+                " <= executed=", last_executed_.value(),
+                " <= handed_out=", last_handed_out_.value(),
+                " <= limit=", FetchLimit().value());
+  }
+  if (is_primary() && last_assigned_ > FetchLimit()) {
+    return fail("assigned seq ", last_assigned_.value(), " above H");
+  }
+  if (queue_.size() > options_.params.request_queue_max ||
+      queue_.size() != queue_index_.size()) {
+    return fail("request queue size ", queue_.size());
+  }
+  if (Seq(stable_proof_.seq()) != low_watermark_) {
+    return fail("stable proof seq ", stable_proof_.seq(), " != h");
+  }
+  for (const auto& [s, slot] : log_) {
+    if (s <= low_watermark_ || s > FetchLimit()) {
+      return fail("slot ", s.value(), " outside (h, limit]");
+    }
+    if (slot.committed && !slot.prepared) {
+      return fail("slot ", s.value(), " committed but not prepared");
+    }
+    if (slot.prepared && !slot.has_pre_prepare) {
+      return fail("slot ", s.value(), " prepared without pre-prepare");
+    }
+    if (s <= last_handed_out_ && !slot.committed) {
+      return fail("slot ", s.value(), " executed but not committed");
+    }
+    if (slot.prepares.size() > options_.n || slot.commits.size() > options_.n) {
+      return fail("slot ", s.value(), " holds more votes than replicas");
+    }
+    if (slot.prepared && !slot.fetched) {
+      uint32_t matching = 0;
+      for (const auto& [sender, vote] : slot.prepares) {
+        if (sender != PrimaryOf(slot.view) && vote.digest == slot.digest) {
+          ++matching;
+        }
+      }
+      if (matching < quorum_ - 1) {
+        return fail("slot ", s.value(), " prepared with ", matching,
+                    " matching prepares");
+      }
+    }
+    if (slot.committed) {
+      if (static_cast<uint32_t>(slot.certificate.commits_size()) < quorum_) {
+        return fail("slot ", s.value(), " committed with a certificate of ",
+                    slot.certificate.commits_size());
+      }
+    }
+  }
+  for (const auto& [s, votes] : checkpoints_) {
+    if (s < low_watermark_ || s > FetchLimit()) {
+      return fail("checkpoint votes at ", s.value(), " outside [h, limit]");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pbft

@@ -1,0 +1,374 @@
+// The PBFT core: one replica's protocol logic (Castro & Liskov, OSDI '99,
+// signature variant) as a pure, deterministic state machine.
+//
+// Inputs: Step(envelope) for a replica message or a client request whose
+// envelope signature the shell has already checked; OnRequest(envelope) for
+// a client request; Tick(now_ms) once per tick; OnExecuted(seq, digest,
+// replies) when the shell has applied a batch. Output: one Ready value
+// (TakeReady) that says what to persist, what to send, what to execute and
+// which replies to deliver. The core never touches a socket, a file, a
+// thread or a clock; wall time enters only as `now_ms` data in Tick, and
+// crypto through the Signer and Verifier interfaces below.
+//
+// The content of every message is treated as possibly Byzantine: what does
+// not fit the rules is dropped and counted in Stats, never asserted on.
+//
+// Ownership: the Core borrows `signer` and `verifier`; they must outlive it.
+// Thread-compatible: one owner thread calls every method.
+#ifndef PBFT_LEDGER_REPLICA_CORE_CORE_H_
+#define PBFT_LEDGER_REPLICA_CORE_CORE_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "common/config.h"
+#include "common/types.h"
+#include "pbft/v1/pbft.pb.h"
+
+namespace pbft {
+
+using ledger::ClientId;
+using ledger::Digest;
+using ledger::ReplicaId;
+using ledger::RequestNumber;
+using ledger::Seq;
+using ledger::View;
+
+// Signs the messages this replica originates (Ed25519 in production:
+// EnvelopeSigner; a cheap deterministic fake in the simulator).
+class Signer {
+ public:
+  virtual ~Signer() = default;
+  virtual v1::Envelope Sign(v1::MessageType type,
+                            std::string payload) const = 0;
+};
+
+// Checks sender and signature of an envelope nested inside another message
+// (client requests inside a PRE-PREPARE, COMMITs in a certificate,
+// CHECKPOINTs in a proof). True iff the envelope is authentic.
+class Verifier {
+ public:
+  virtual ~Verifier() = default;
+  virtual bool Verify(const v1::Envelope& envelope) const = 0;
+};
+
+struct Options {
+  ReplicaId id;
+  uint32_t n = 4;
+  uint32_t f = 1;
+  ledger::ProtocolParams params;
+  // Own PRE-PREPARE/PREPARE/COMMIT for a seq not yet executed here are sent
+  // again every retransmit_ticks (the network may drop them), and so are
+  // own CHECKPOINTs at or above the low watermark.
+  uint32_t retransmit_ticks = 20;
+  // A replica that executed nothing for fetch_interval_ticks while f+1
+  // peers showed higher seqs asks one peer (round robin) for the certified
+  // batches it lacks.
+  uint32_t fetch_interval_ticks = 40;
+  uint32_t fetch_blocks_max = 64;
+
+  // Fails naming the field (n != 3f+1, L not a multiple of K, ...).
+  absl::Status Validate() const;
+};
+
+// One message to send. `broadcast` means every replica except this one.
+struct Outbound {
+  bool broadcast = false;
+  ReplicaId to;
+  v1::Envelope envelope;
+};
+
+// A batch that is committed-local and ready to be applied (the seam with
+// the ledger: see docs/protocol.md).
+struct CommittedBatch {
+  View view;
+  Seq seq;
+  uint64_t timestamp_ms = 0;
+  Digest batch_digest;  // NullBatchDigest() for a null batch.
+  // The signed PRE-PREPARE envelope; its PrePrepare payload carries the
+  // client request envelopes exactly as the clients signed them.
+  v1::Envelope pre_prepare;
+  // 2f+1 signed COMMIT envelopes for (view, seq, batch_digest) from
+  // distinct replicas, exactly as received.
+  v1::CommitCertificate certificate;
+};
+
+// What the ledger reports per executed request (opaque result bytes).
+struct ExecutedReply {
+  ClientId client_id;
+  RequestNumber request_number;
+  std::string result;
+};
+
+// A signed REPLY for a client.
+struct ClientReply {
+  ClientId client_id;
+  v1::Envelope envelope;
+};
+
+// What must be durable before any message of the same Ready leaves.
+struct Persist {
+  // Set when this replica's view changed.
+  std::optional<View> view;
+  // The facts that bind this replica's votes: PRE-PREPAREs it accepted or
+  // sent, and its own PREPARE, COMMIT and CHECKPOINT envelopes, in order.
+  std::vector<v1::Envelope> entries;
+  // Set when a checkpoint became stable: its 2f+1 proof. Persisted entries
+  // with seq <= stable_checkpoint->seq() may be deleted afterwards.
+  std::optional<v1::CheckpointProof> stable_checkpoint;
+
+  bool empty() const { return !view && entries.empty() && !stable_checkpoint; }
+};
+
+// The core's output. The shell handles the fields in this order.
+struct Ready {
+  // 1. Write `persist` durably (synced) BEFORE sending any message of
+  //    `messages`: a replica must never send a vote it could forget in a
+  //    crash (PBFT.md, crash recovery).
+  Persist persist;
+  // 2. Then send `messages` (any order; the protocol tolerates reordering).
+  std::vector<Outbound> messages;
+  // 3. Apply `execute` strictly in seq order, each seq exactly once (null
+  //    batches included); seqs are contiguous across successive Readys.
+  //    After applying each batch call OnExecuted(seq, ...) in that order.
+  std::vector<CommittedBatch> execute;
+  // 4. Deliver `replies` to their clients (best effort).
+  std::vector<ClientReply> replies;
+
+  bool empty() const {
+    return persist.empty() && messages.empty() && execute.empty() &&
+           replies.empty();
+  }
+};
+
+// Why an input was dropped; metric labels.
+enum class DropReason {
+  kMalformed,              // Undecodable payload or field out of range.
+  kWrongSender,            // Sender may not send this (e.g. not the primary).
+  kWrongView,              // Not for the current view.
+  kOutOfWindow,            // seq outside (h, h+L].
+  kConflictingPrePrepare,  // Another digest already accepted at (v, s).
+  kDigestMismatch,         // Batch digest does not match the batch.
+  kBadRequest,             // A request in a batch is invalid.
+  kBatchTooLarge,          // Batch over batch_requests_max / batch_bytes_max.
+  kTimestamp,              // PRE-PREPARE timestamp goes back or is too skewed.
+  kConflictingVote,        // Sender voted for another digest at (v, s).
+  kBadCertificate,         // Fetched batch or proof failed verification.
+  kStaleRequest,           // Request number below the client's last executed.
+  kQueueFull,              // Request refused: queue at request_queue_max.
+  kUnsupported,            // Message type not handled by this core (yet).
+  kCount,
+};
+const char* DropReasonName(DropReason reason);
+
+struct Stats {
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> dropped{};
+  uint64_t pre_prepares_sent = 0;
+  uint64_t batches_committed = 0;
+  uint64_t batches_fetched = 0;
+  uint64_t requests_forwarded = 0;
+  uint64_t retransmissions = 0;
+  uint64_t fetches_sent = 0;
+  uint64_t checkpoints_stable = 0;
+  uint64_t view_change_timer_expiries = 0;
+
+  uint64_t dropped_total() const;
+};
+
+class Core {
+ public:
+  // CHECK-fails on invalid options (validate them first) or null pointers.
+  Core(Options options, const Signer* signer, const Verifier* verifier);
+
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  // --- Inputs -------------------------------------------------------------
+  // A replica message (or a client REQUEST, which goes to OnRequest) whose
+  // envelope signature is valid. FETCH_REQUEST is the shell's to answer
+  // from its ledger; VIEW_CHANGE and NEW_VIEW are counted as unsupported.
+  void Step(const v1::Envelope& envelope);
+  // A client request envelope with a valid client signature.
+  void OnRequest(const v1::Envelope& request);
+  // One tick of logical time; `now_ms` is the shell's wall clock, used only
+  // for PRE-PREPARE timestamps (§4.2 timestamp rule).
+  void Tick(uint64_t now_ms);
+  // The shell applied the batch at `seq` (the next one handed out).
+  void OnExecuted(Seq seq, const Digest& state_digest,
+                  std::vector<ExecutedReply> replies);
+  // Seeds the per-client table at start-up (from the ledger).
+  void RestoreClient(ClientId client_id, RequestNumber request_number,
+                     std::string result);
+
+  // --- Output -------------------------------------------------------------
+  bool HasReady() const { return !ready_.empty(); }
+  Ready TakeReady();
+
+  // --- Observation --------------------------------------------------------
+  // Cheap consistency checks of the core's state (the simulator runs this
+  // after every step). OK or INTERNAL naming the broken invariant.
+  absl::Status Invariants() const;
+
+  ReplicaId id() const { return options_.id; }
+  View view() const { return view_; }
+  ReplicaId primary() const { return PrimaryOf(view_); }
+  bool is_primary() const { return primary() == options_.id; }
+  Seq low_watermark() const { return low_watermark_; }
+  Seq high_watermark() const {
+    return low_watermark_ + options_.params.watermark_window;
+  }
+  Seq last_executed() const { return last_executed_; }
+  Seq last_handed_out() const { return last_handed_out_; }
+  size_t queued_requests() const { return queue_.size(); }
+  const Stats& stats() const { return stats_; }
+  const v1::CheckpointProof& stable_checkpoint() const { return stable_proof_; }
+
+  struct PreparedEntry {
+    View view;
+    Seq seq;
+    Digest digest;
+  };
+  // Every (view, seq, digest) this replica holds as prepared, ascending.
+  std::vector<PreparedEntry> PreparedEntries() const;
+
+ private:
+  struct Vote {
+    Digest digest;
+    v1::Envelope envelope;
+  };
+  // Everything about one seq in (h, h+L].
+  struct Slot {
+    View view;
+    uint64_t created_tick = 0;
+    bool has_pre_prepare = false;
+    v1::Envelope pre_prepare;
+    Digest digest;
+    uint64_t timestamp_ms = 0;
+    std::vector<std::pair<ClientId, RequestNumber>> requests;
+    std::map<ReplicaId, Vote> prepares;  // One per sender; first wins.
+    std::map<ReplicaId, Vote> commits;
+    std::optional<v1::Envelope> own_prepare;
+    std::optional<v1::Envelope> own_commit;
+    bool prepared = false;
+    bool committed = false;
+    bool fetched = false;  // Committed from a fetched certificate.
+    v1::CommitCertificate certificate;
+  };
+  struct ClientRecord {
+    RequestNumber last_executed;
+    RequestNumber last_ordered;  // Highest handed out for execution.
+    std::string result;
+    std::optional<v1::Envelope> reply;  // Signed reply for last_executed.
+  };
+  struct Queued {
+    v1::Envelope envelope;
+    ClientId client;
+    RequestNumber number;
+    uint64_t arrival_tick = 0;
+    size_t bytes = 0;
+  };
+  using RequestKey = std::pair<uint64_t, uint64_t>;  // (client, number)
+
+  ReplicaId PrimaryOf(View v) const {
+    return ReplicaId(static_cast<uint32_t>(v.value() % options_.n));
+  }
+  bool InWindow(Seq s) const {
+    return s > low_watermark_ && s <= high_watermark();
+  }
+  void Drop(DropReason reason) {
+    ++stats_.dropped[static_cast<size_t>(reason)];
+  }
+  void NoteSeq(uint64_t sender, Seq s);
+  Seq BehindEvidence() const;
+  // Highest seq a fetched batch may have: H, or a verified fetched proof.
+  Seq FetchLimit() const;
+
+  // Handlers: filter, assert, mutate, emit.
+  void HandlePrePrepare(const v1::Envelope& e);
+  void HandlePrepare(const v1::Envelope& e);
+  void HandleCommit(const v1::Envelope& e);
+  void HandleCheckpoint(const v1::Envelope& e);
+  void HandleFetchResponse(const v1::Envelope& e);
+
+  // PRE-PREPARE batch checks shared by acceptance paths.
+  bool CheckBatch(const v1::PrePrepare& pp, const Digest& digest,
+                  std::vector<std::pair<ClientId, RequestNumber>>* requests);
+  bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
+  bool VerifyCertifiedBatch(const v1::CertifiedBatch& batch, v1::PrePrepare* pp,
+                            Digest* digest);
+  bool VerifyCheckpointProof(const v1::CheckpointProof& proof,
+                             Digest* digest) const;
+
+  void MaybeCutBatches();
+  void SendPrePrepare();
+  void CheckPrepared(Seq s);
+  void CheckCommitted(Seq s);
+  void HandOutCommitted();
+  void TakeCheckpoint(Seq s, const Digest& state_digest);
+  void CheckStable(Seq s);
+  void MakeStable(Seq s, const Digest& digest,
+                  std::vector<v1::Envelope> checkpoints);
+  void Retransmit();
+  void MaybeFetch();
+  void UpdateViewChangeTimer(bool executed_one);
+  void SignReply(ClientId client, ClientRecord* record);
+  void Reject(const v1::Request& request, v1::RejectReason reason);
+  void Broadcast(v1::Envelope e);
+  void SendTo(ReplicaId to, v1::Envelope e);
+  void RemoveQueued(ClientId c, RequestNumber t);
+
+  const Options options_;
+  const Signer* const signer_;
+  const Verifier* const verifier_;
+  const uint32_t quorum_;  // 2f+1.
+
+  // Protocol state.
+  View view_{0};
+  Seq low_watermark_{0};  // h: seq of the last stable checkpoint.
+  Seq last_assigned_{0};  // Primary: last seq it pre-prepared.
+  Seq last_handed_out_{0};
+  Seq last_executed_{0};
+  uint64_t last_executed_timestamp_ms_ = 0;
+  uint64_t last_assigned_timestamp_ms_ = 0;
+  std::map<Seq, Slot> log_;  // Keys in (h, h+L].
+  // Checkpoint votes with seq >= h: seq -> sender -> vote.
+  std::map<Seq, std::map<ReplicaId, Vote>> checkpoints_;
+  v1::CheckpointProof stable_proof_;
+  // Verified proofs from fetch responses for seqs not yet executed here.
+  std::map<Seq, v1::CheckpointProof> fetched_proofs_;
+
+  // Clients and requests. Hash maps are only looked up, never iterated.
+  absl::flat_hash_map<uint64_t, ClientRecord> clients_;
+  std::map<uint64_t, Queued> queue_;  // Arrival order -> request.
+  absl::flat_hash_map<RequestKey, uint64_t> queue_index_;
+  absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
+  uint64_t next_arrival_ = 0;
+  size_t queue_bytes_ = 0;
+
+  // Time and timers (ticks).
+  uint64_t tick_ = 0;
+  uint64_t now_ms_ = 0;
+  // View-change timer (§4.4): remaining ticks, 0 = stopped. On expiry the
+  // next issue starts a view change; timeout doubles on each failed view
+  // change and returns to base after progress.
+  uint64_t view_change_timer_ticks_ = 0;
+  uint64_t view_change_timeout_ticks_;
+  Seq executed_at_last_fetch_check_{0};
+  uint32_t fetch_peer_ = 0;
+  std::vector<Seq> highest_seq_seen_;  // Per replica.
+
+  Ready ready_;
+  Stats stats_;
+};
+
+}  // namespace pbft
+
+#endif  // PBFT_LEDGER_REPLICA_CORE_CORE_H_

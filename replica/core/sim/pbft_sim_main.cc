@@ -1,0 +1,119 @@
+// pbft-sim: runs the deterministic PBFT cluster simulator over many seeds.
+//
+//   pbft-sim --seeds N [--first-seed S] [--replicas 4|7] [--scenario NAME]
+//            [--real-crypto] [--verbose]
+//
+// Exit 0 only if every seed passed. A failing seed prints its replay
+// command. The last line is one JSON object.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/crypto.h"
+#include "common/flags.h"
+#include "replica/core/sim/sim.h"
+
+ABSL_FLAG(uint64_t, seeds, 100, "Number of seeds to run.");
+ABSL_FLAG(uint64_t, first_seed, 1, "First seed.");
+ABSL_FLAG(uint32_t, replicas, 4, "Cluster size n = 3f+1 (4 or 7).");
+ABSL_FLAG(std::string, scenario, "byzantine",
+          "fair | lossy | byzantine | small-window | queue-full");
+ABSL_FLAG(bool, real_crypto, false,
+          "Sign with Ed25519 instead of the simulator's keyed-hash fake.");
+ABSL_FLAG(bool, verbose, false, "Print every seed's set-up and outcome.");
+ABSL_FLAG(uint64_t, max_ticks, 60000,
+          "Give up on a seed after this many ticks.");
+
+int main(int argc, char** argv) {
+  ledger::ParseFlags(argc, argv,
+                     "pbft-sim --seeds N [--first-seed S] [--replicas 4|7] "
+                     "[--scenario NAME]");
+  pbft::sim::SimOptions o;
+  o.replicas = absl::GetFlag(FLAGS_replicas);
+  o.scenario = absl::GetFlag(FLAGS_scenario);
+  o.real_crypto = absl::GetFlag(FLAGS_real_crypto);
+  o.verbose = absl::GetFlag(FLAGS_verbose);
+  o.max_ticks = absl::GetFlag(FLAGS_max_ticks);
+  if (!pbft::sim::IsScenario(o.scenario)) {
+    std::fprintf(stderr, "--scenario: unknown '%s' (one of: %s)\n",
+                 o.scenario.c_str(),
+                 absl::StrJoin(pbft::sim::ScenarioNames(), ", ").c_str());
+    return 2;
+  }
+  if (o.replicas < 4 || (o.replicas - 1) % 3 != 0 || o.replicas > 31) {
+    std::fprintf(stderr, "--replicas: must be 3f+1 in [4, 31], got %u\n",
+                 o.replicas);
+    return 2;
+  }
+  const uint64_t seeds = absl::GetFlag(FLAGS_seeds);
+  const uint64_t first = absl::GetFlag(FLAGS_first_seed);
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
+           dropped = 0, fetches = 0, max_latency = 0;
+  ledger::crypto::Sha256Hasher all;
+  std::string last_digest;
+  for (uint64_t seed = first; seed < first + seeds; ++seed) {
+    o.seed = seed;
+    const pbft::sim::SimResult r = pbft::sim::RunSimulation(o);
+    ticks += r.ticks;
+    requests += r.requests_completed;
+    batches += r.batches_executed;
+    messages += r.messages_sent;
+    dropped += r.messages_dropped;
+    fetches += r.fetches;
+    max_latency = std::max(max_latency, r.max_latency_ticks);
+    all.Update(r.trace_digest);
+    last_digest = r.trace_digest;
+    if (o.verbose || seeds == 1 || !r.ok) {
+      std::printf(
+          "seed %llu %s: %s | ticks=%llu requests=%llu/%llu "
+          "rejected=%llu batches=%llu messages=%llu net_dropped=%llu "
+          "core_drops=%llu fetches=%llu trace=%s\n",
+          static_cast<unsigned long long>(seed), r.ok ? "ok" : "FAILED",
+          r.setup.c_str(), static_cast<unsigned long long>(r.ticks),
+          static_cast<unsigned long long>(r.requests_completed),
+          static_cast<unsigned long long>(r.requests_submitted),
+          static_cast<unsigned long long>(r.requests_rejected),
+          static_cast<unsigned long long>(r.batches_executed),
+          static_cast<unsigned long long>(r.messages_sent),
+          static_cast<unsigned long long>(r.messages_dropped),
+          static_cast<unsigned long long>(r.core_drops),
+          static_cast<unsigned long long>(r.fetches), r.trace_digest.c_str());
+    }
+    if (!r.ok) {
+      ++failed;
+      std::printf("  failure: %s\n", r.failure.c_str());
+      std::printf(
+          "  replay: build/bin/pbft-sim --seeds 1 --first-seed %llu "
+          "--replicas %u --scenario %s%s\n",
+          static_cast<unsigned long long>(seed), o.replicas, o.scenario.c_str(),
+          o.real_crypto ? " --real-crypto" : "");
+    }
+    std::fflush(stdout);
+  }
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  const std::string digest = seeds == 1 ? last_digest : all.Finish().ToHex();
+  std::printf(
+      "{\"seeds\":%llu,\"failed\":%llu,\"scenario\":\"%s\",\"replicas\":%u,"
+      "\"first_seed\":%llu,\"ticks\":%llu,\"requests\":%llu,\"batches\":%llu,"
+      "\"messages\":%llu,\"net_dropped\":%llu,\"fetches\":%llu,"
+      "\"max_latency_ticks\":%llu,\"real_crypto\":%s,\"wall_s\":%.3f,"
+      "\"trace_digest\":\"%s\"}\n",
+      static_cast<unsigned long long>(seeds),
+      static_cast<unsigned long long>(failed), o.scenario.c_str(), o.replicas,
+      static_cast<unsigned long long>(first),
+      static_cast<unsigned long long>(ticks),
+      static_cast<unsigned long long>(requests),
+      static_cast<unsigned long long>(batches),
+      static_cast<unsigned long long>(messages),
+      static_cast<unsigned long long>(dropped),
+      static_cast<unsigned long long>(fetches),
+      static_cast<unsigned long long>(max_latency),
+      o.real_crypto ? "true" : "false", wall, digest.c_str());
+  return failed == 0 ? 0 : 1;
+}

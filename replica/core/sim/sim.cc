@@ -1,0 +1,959 @@
+#include "replica/core/sim/sim.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <queue>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/codec.h"
+#include "common/crypto.h"
+#include "common/envelope.h"
+#include "replica/core/core.h"
+#include "replica/core/sim/sim_crypto.h"
+
+namespace pbft::sim {
+namespace {
+
+using ledger::crypto::Sha256;
+
+// SplitMix64: tiny, fast, and its output is fixed by its definition (the
+// standard library's distributions are not portable across platforms).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n).
+  uint64_t Below(uint64_t n) { return n == 0 ? 0 : Next() % n; }
+  // Uniform in [lo, hi].
+  uint64_t Range(uint64_t lo, uint64_t hi) { return lo + Below(hi - lo + 1); }
+  bool Chance(double p) {
+    return static_cast<double>(Next() >> 11) * 0x1.0p-53 < p;
+  }
+  template <typename T>
+  const T& Pick(const std::vector<T>& v) {
+    return v[Below(v.size())];
+  }
+
+ private:
+  uint64_t state_;
+};
+
+enum class Behaviour {
+  kSilent,
+  kFakePrimary,
+  kWrongDigest,
+  kEquivocate,
+  kReplay,
+  kFuture,
+  kGarbage,
+  kMixed,
+  // Only for the primary (scenario corrupt-primary): each PRE-PREPARE goes
+  // to one backup with its batch altered under the original digest.
+  kCorruptBatch,
+};
+const char* BehaviourName(Behaviour b) {
+  switch (b) {
+    case Behaviour::kSilent:
+      return "silent";
+    case Behaviour::kFakePrimary:
+      return "fake-primary";
+    case Behaviour::kWrongDigest:
+      return "wrong-digest";
+    case Behaviour::kEquivocate:
+      return "equivocate";
+    case Behaviour::kReplay:
+      return "replay";
+    case Behaviour::kFuture:
+      return "future";
+    case Behaviour::kGarbage:
+      return "garbage";
+    case Behaviour::kMixed:
+      return "mixed";
+    case Behaviour::kCorruptBatch:
+      return "corrupt-batch";
+  }
+  return "?";
+}
+const std::vector<Behaviour> kAllBehaviours = {
+    Behaviour::kSilent,     Behaviour::kFakePrimary, Behaviour::kWrongDigest,
+    Behaviour::kEquivocate, Behaviour::kReplay,      Behaviour::kFuture,
+    Behaviour::kGarbage,    Behaviour::kMixed};
+
+const std::vector<std::string> kScenarios = {"fair",       "lossy",
+                                             "byzantine",  "small-window",
+                                             "queue-full", "corrupt-primary"};
+
+using EnvPtr = std::shared_ptr<const v1::Envelope>;
+
+// The ledger stand-in: a hash chain over executed requests, with the
+// per-client dedup table of the real ledger (seam.md).
+class MemLedger {
+ public:
+  struct Outcome {
+    std::vector<ExecutedReply> replies;
+    std::vector<std::pair<uint64_t, uint64_t>> executed;  // Non-duplicates.
+  };
+
+  Outcome Apply(const CommittedBatch& b) {
+    Outcome out;
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(b.pre_prepare.payload()));
+    ledger::crypto::Sha256Hasher h;
+    std::string head;
+    ledger::codec::Writer w(&head);
+    w.PutRaw(state_.view());
+    w.PutU64(b.seq.value());
+    w.PutRaw(b.batch_digest.view());
+    w.PutU64(b.timestamp_ms);
+    h.Update(head);
+    for (const v1::Envelope& re : pp.requests()) {
+      v1::Request r;
+      CHECK(r.ParseFromString(re.payload()));
+      auto& [last, result] = clients_[r.client_id()];
+      if (r.request_number() < last) continue;  // Duplicate: no reply.
+      if (r.request_number() == last) {         // Duplicate: stored reply.
+        out.replies.push_back(
+            {ClientId(r.client_id()), RequestNumber(last), result});
+        continue;
+      }
+      last = r.request_number();
+      result = Sha256(absl::StrCat(state_.ToHex(), "/", r.client_id(), "/",
+                                   last, "/", r.operation()))
+                   .ToHex()
+                   .substr(0, 16);
+      h.Update(re.payload());
+      out.replies.push_back(
+          {ClientId(r.client_id()), RequestNumber(last), result});
+      out.executed.emplace_back(r.client_id(), last);
+    }
+    state_ = h.Finish();
+    ++height_;
+    return out;
+  }
+  const Digest& state() const { return state_; }
+  uint64_t height() const { return height_; }
+
+ private:
+  Digest state_;
+  uint64_t height_ = 0;
+  std::map<uint64_t, std::pair<uint64_t, std::string>> clients_;
+};
+
+struct SimReplica {
+  uint32_t id = 0;
+  bool byzantine = false;
+  Behaviour behaviour = Behaviour::kSilent;
+  std::unique_ptr<Signer> signer;
+  std::unique_ptr<Core> core;
+  MemLedger ledger;
+  std::vector<CommittedBatch> blocks;  // blocks[i] is seq i+1.
+  std::map<uint64_t, v1::CheckpointProof> proofs;
+  int64_t clock_offset_ms = 0;
+  std::deque<EnvPtr> heard;                          // Byzantine replay buffer.
+  std::set<std::pair<uint64_t, uint64_t>> executed;  // Exactly-once.
+};
+
+struct SimClient {
+  uint64_t id = 0;
+  std::unique_ptr<Signer> signer;
+  uint64_t next_number = 1;
+  uint64_t total = 0;
+  uint64_t completed = 0;
+  bool outstanding = false;
+  EnvPtr request;
+  uint64_t number = 0;
+  uint64_t first_sent_tick = 0;
+  uint64_t last_sent_tick = 0;
+  std::map<uint32_t, std::string> replies;  // replica -> result
+};
+
+struct Packet {
+  uint64_t at = 0;
+  uint64_t order = 0;
+  bool to_client = false;
+  uint64_t to = 0;
+  EnvPtr envelope;
+  bool operator>(const Packet& o) const {
+    return std::tie(at, order) > std::tie(o.at, o.order);
+  }
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& o)
+      : opt_(o), rng_(o.seed * 0x2545F4914F6CDD1DULL + o.replicas) {}
+
+  SimResult Run();
+
+ private:
+  void Setup();
+  void Fail(std::string why) {
+    if (result_.ok) {
+      result_.ok = false;
+      result_.failure = absl::StrCat("tick ", tick_, ": ", why);
+    }
+  }
+  uint64_t NowMs(const SimReplica& r) const {
+    return static_cast<uint64_t>(static_cast<int64_t>(tick_ * kTickMs) +
+                                 r.clock_offset_ms + 1000000);
+  }
+
+  // Network.
+  void SendToReplica(uint32_t to, EnvPtr e);
+  void SendToClient(uint64_t to, EnvPtr e);
+  void Enqueue(bool to_client, uint64_t to, EnvPtr e);
+  void Deliver(const Packet& p);
+
+  // Replicas.
+  void DeliverToReplica(SimReplica& r, const EnvPtr& e);
+  void Drain(SimReplica& r);
+  void Route(SimReplica& r, Outbound o);
+  void ServeFetch(SimReplica& r, const v1::Envelope& e);
+  void Execute(SimReplica& r, const CommittedBatch& b);
+  void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
+  void CheckPrepared();
+
+  // Byzantine behaviour.
+  Behaviour Pick(const SimReplica& r) {
+    return r.behaviour == Behaviour::kMixed
+               ? kAllBehaviours[rng_.Below(kAllBehaviours.size() - 1)]
+               : r.behaviour;
+  }
+  void ByzantineSend(SimReplica& r, Outbound o);
+  void ByzantineOnReceive(SimReplica& r, const EnvPtr& e);
+  void ByzantineTick(SimReplica& r);
+  v1::Envelope Tamper(const SimReplica& r, const v1::Envelope& e,
+                      int64_t view_delta, int64_t seq_delta, bool digest);
+
+  // Clients.
+  void ClientTick(SimClient& c);
+  void ClientReceive(SimClient& c, const v1::Envelope& e);
+
+  static constexpr uint64_t kTickMs = 10;
+
+  const SimOptions opt_;
+  Rng rng_;
+  SimResult result_;
+  uint32_t n_ = 4;
+  uint32_t f_ = 1;
+  ledger::ProtocolParams params_;
+  double drop_ = 0, dup_ = 0;
+  uint64_t delay_max_ = 1;
+  uint64_t client_timeout_ticks_ = 40;
+  uint64_t liveness_ticks_ = 4000;
+  std::unique_ptr<SimCrypto> crypto_;
+  std::vector<std::unique_ptr<SimReplica>> replicas_;
+  std::vector<std::unique_ptr<SimClient>> clients_;
+  std::priority_queue<Packet, std::vector<Packet>, std::greater<Packet>> net_;
+  uint64_t order_ = 0;
+  uint64_t tick_ = 0;
+  ledger::crypto::Sha256Hasher trace_;
+
+  // Checker state.
+  std::map<uint64_t, Digest> agreed_batch_;  // seq -> batch digest
+  std::map<uint64_t, Digest> agreed_state_;  // seq -> state digest
+  std::map<std::pair<uint64_t, uint64_t>, Digest> submitted_;  // op hash
+  std::map<std::pair<uint64_t, uint64_t>, std::string> results_;
+  std::map<std::pair<uint64_t, uint64_t>, Digest> prepared_;  // (v,s) -> d
+};
+
+void Simulation::Setup() {
+  n_ = opt_.replicas;
+  f_ = (n_ - 1) / 3;
+  const std::string& sc = opt_.scenario;
+  const bool lossy = sc != "fair" && sc != "queue-full";
+  const bool byzantine = sc == "byzantine" || sc == "small-window";
+  // corrupt-primary: a lossy network and a Byzantine primary (below).
+  uint32_t K = static_cast<uint32_t>(rng_.Pick<uint64_t>({4, 8, 16}));
+  if (sc == "small-window") K = static_cast<uint32_t>(rng_.Range(1, 3));
+  params_.checkpoint_interval = K;
+  params_.watermark_window = K * (rng_.Chance(0.5) ? 2 : 4);
+  params_.batch_requests_max =
+      static_cast<uint32_t>(rng_.Pick<uint64_t>({1, 2, 5, 10, 32}));
+  params_.batch_bytes_max =
+      rng_.Chance(0.2) ? 600 : ledger::ProtocolParams::kDefaultBatchBytesMax;
+  params_.batch_delay_ticks = static_cast<uint32_t>(rng_.Range(0, 4));
+  params_.tick_ms = kTickMs;
+  params_.request_queue_max = 1000;
+  const uint32_t clients = static_cast<uint32_t>(rng_.Range(1, 8));
+  if (sc == "queue-full") {
+    params_.request_queue_max = static_cast<uint32_t>(rng_.Range(1, 2));
+  }
+  if (lossy) {
+    drop_ = static_cast<double>(rng_.Range(0, 20)) / 100.0;
+    dup_ = static_cast<double>(rng_.Range(0, 10)) / 100.0;
+    delay_max_ = rng_.Range(2, 12);
+  } else {
+    delay_max_ = rng_.Range(1, 3);
+  }
+  crypto_ = std::make_unique<SimCrypto>(n_, clients, opt_.real_crypto);
+
+  uint32_t byz = 0;
+  if (byzantine)
+    byz = rng_.Chance(0.75) ? f_ : static_cast<uint32_t>(rng_.Range(1, f_));
+  std::vector<uint32_t> backups;
+  for (uint32_t i = 1; i < n_; ++i) backups.push_back(i);
+  std::set<uint32_t> byz_ids;
+  while (byz_ids.size() < byz) byz_ids.insert(rng_.Pick(backups));
+  // A primary that corrupts the batch for one backup at a time: the only
+  // Byzantine replica, so the others keep quorums without a view change.
+  if (sc == "corrupt-primary") byz_ids = {0};
+
+  Options o;
+  o.n = n_;
+  o.f = f_;
+  o.params = params_;
+  std::string byz_desc;
+  for (uint32_t i = 0; i < n_; ++i) {
+    auto r = std::make_unique<SimReplica>();
+    r->id = i;
+    r->signer = crypto_->ReplicaSigner(i);
+    o.id = ReplicaId(i);
+    r->core = std::make_unique<Core>(o, r->signer.get(), &crypto_->verifier());
+    r->clock_offset_ms = static_cast<int64_t>(rng_.Range(0, 100)) - 50;
+    if (byz_ids.count(i)) {
+      r->byzantine = true;
+      r->behaviour =
+          i == 0 ? Behaviour::kCorruptBatch : rng_.Pick(kAllBehaviours);
+      absl::StrAppend(&byz_desc, byz_desc.empty() ? "" : ",", i, ":",
+                      BehaviourName(r->behaviour));
+    }
+    replicas_.push_back(std::move(r));
+  }
+  for (uint32_t c = 1; c <= clients; ++c) {
+    auto cl = std::make_unique<SimClient>();
+    cl->id = c;
+    cl->signer = crypto_->ClientSigner(c);
+    cl->total = rng_.Range(4, 16);
+    clients_.push_back(std::move(cl));
+  }
+  result_.setup = absl::StrCat(
+      "n=", n_, " K=", K, " L=", params_.watermark_window,
+      " batch=", params_.batch_requests_max, "/", params_.batch_bytes_max,
+      "B delay=", params_.batch_delay_ticks,
+      " queue=", params_.request_queue_max, " clients=", clients,
+      " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
+      byz_desc, "]");
+}
+
+// --- Network -----------------------------------------------------------------
+
+void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e) {
+  ++result_.messages_sent;
+  if (rng_.Chance(drop_)) {
+    ++result_.messages_dropped;
+    return;
+  }
+  const int copies = rng_.Chance(dup_) ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    Packet p;
+    p.at = tick_ + rng_.Range(1, delay_max_);
+    p.order = order_++;
+    p.to_client = to_client;
+    p.to = to;
+    p.envelope = e;
+    net_.push(std::move(p));
+  }
+}
+
+void Simulation::SendToReplica(uint32_t to, EnvPtr e) {
+  CHECK_LT(to, n_);
+  Enqueue(false, to, std::move(e));
+}
+
+void Simulation::SendToClient(uint64_t to, EnvPtr e) {
+  Enqueue(true, to, std::move(e));
+}
+
+void Simulation::Deliver(const Packet& p) {
+  const v1::Envelope& e = *p.envelope;
+  std::string head;
+  ledger::codec::Writer w(&head);
+  w.PutU64(tick_);
+  w.PutU8(p.to_client ? 1 : 0);
+  w.PutU64(p.to);
+  w.PutU32(static_cast<uint32_t>(e.type()));
+  w.PutU64(e.sender());
+  w.PutU32(static_cast<uint32_t>(e.payload().size()));
+  trace_.Update(head);
+  trace_.Update(e.payload());
+  // The shell verifies every envelope before the core sees it.
+  if (!crypto_->verifier().Verify(e)) return;
+  if (p.to_client) {
+    if (p.to >= 1 && p.to <= clients_.size()) {
+      ClientReceive(*clients_[p.to - 1], e);
+    }
+    return;
+  }
+  DeliverToReplica(*replicas_[p.to], p.envelope);
+}
+
+// --- Replicas
+// -----------------------------------------------------------------
+
+void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
+  if (r.byzantine) ByzantineOnReceive(r, e);
+  if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
+    ServeFetch(r, *e);
+    return;
+  }
+  r.core->Step(*e);
+  Drain(r);
+}
+
+void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
+  v1::FetchRequest req;
+  if (!req.ParseFromString(e.payload()) || req.replica_id() != e.sender() ||
+      e.sender() >= n_) {
+    return;
+  }
+  if (r.byzantine && Pick(r) == Behaviour::kSilent) return;
+  v1::FetchResponse resp;
+  resp.set_replica_id(r.id);
+  const uint64_t from = std::max<uint64_t>(req.from_seq(), 1);
+  const uint64_t count = std::min<uint32_t>(req.max_blocks(), 64);
+  uint64_t last = 0;
+  for (uint64_t s = from; s < from + count && s <= r.blocks.size(); ++s) {
+    const CommittedBatch& b = r.blocks[s - 1];
+    v1::CertifiedBatch* cb = resp.add_batches();
+    *cb->mutable_pre_prepare() = b.pre_prepare;
+    *cb->mutable_certificate() = b.certificate;
+    last = s;
+  }
+  // The proof of the highest stable checkpoint the batches reach.
+  auto it = r.proofs.upper_bound(std::max(last, from));
+  if (it != r.proofs.begin()) {
+    --it;
+    *resp.mutable_stable_checkpoint() = it->second;
+  }
+  // A corrupting primary serves honestly: without a view change (next
+  // issue) the backups it cheated can only recover through fetching.
+  if (r.byzantine && resp.batches_size() > 0 &&
+      r.behaviour != Behaviour::kCorruptBatch &&
+      Pick(r) != Behaviour::kReplay) {
+    // Serve garbage: a certificate with one commit duplicated.
+    v1::CommitCertificate* cert =
+        resp.mutable_batches(0)->mutable_certificate();
+    if (cert->commits_size() > 1) *cert->mutable_commits(1) = cert->commits(0);
+  }
+  SendToReplica(
+      static_cast<uint32_t>(e.sender()),
+      std::make_shared<v1::Envelope>(r.signer->Sign(
+          v1::MESSAGE_TYPE_FETCH_RESPONSE, resp.SerializeAsString())));
+}
+
+void Simulation::Drain(SimReplica& r) {
+  while (r.core->HasReady()) {
+    Ready rd = r.core->TakeReady();
+    // Persist before send: nothing survives a crash here (no crashes in
+    // this simulator yet), but keep the proofs to serve fetches.
+    if (rd.persist.stable_checkpoint) {
+      r.proofs[rd.persist.stable_checkpoint->seq()] =
+          *rd.persist.stable_checkpoint;
+    }
+    for (Outbound& o : rd.messages) Route(r, std::move(o));
+    for (const CommittedBatch& b : rd.execute) Execute(r, b);
+    for (ClientReply& cr : rd.replies) {
+      if (r.byzantine) {
+        const Behaviour b = Pick(r);
+        if (b == Behaviour::kSilent) continue;
+        if (b == Behaviour::kWrongDigest || b == Behaviour::kGarbage) {
+          v1::Reply rep;
+          if (rep.ParseFromString(cr.envelope.payload())) {
+            rep.set_result("forged-result");
+            cr.envelope =
+                r.signer->Sign(v1::MESSAGE_TYPE_REPLY, rep.SerializeAsString());
+          }
+        }
+      }
+      SendToClient(cr.client_id.value(),
+                   std::make_shared<v1::Envelope>(std::move(cr.envelope)));
+    }
+    if (!r.byzantine) {
+      absl::Status s = r.core->Invariants();
+      if (!s.ok()) Fail(absl::StrCat("replica ", r.id, ": ", s.message()));
+    }
+  }
+}
+
+void Simulation::Route(SimReplica& r, Outbound o) {
+  if (r.byzantine) {
+    ByzantineSend(r, std::move(o));
+    return;
+  }
+  EnvPtr e = std::make_shared<v1::Envelope>(std::move(o.envelope));
+  if (o.broadcast) {
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) SendToReplica(i, e);
+    }
+  } else {
+    SendToReplica(o.to.value(), e);
+  }
+}
+
+void Simulation::CheckCertifiedBatch(const SimReplica& r,
+                                     const CommittedBatch& b) {
+  const Verifier& ver = crypto_->verifier();
+  const std::string who =
+      absl::StrCat("replica ", r.id, " seq ", b.seq.value());
+  v1::PrePrepare pp;
+  if (!ver.Verify(b.pre_prepare) ||
+      b.pre_prepare.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
+      !pp.ParseFromString(b.pre_prepare.payload())) {
+    Fail(who + ": executed a batch without a valid pre-prepare");
+    return;
+  }
+  if (b.pre_prepare.sender() != b.view.value() % n_) {
+    Fail(absl::StrCat(who, ": pre-prepare signed by ", b.pre_prepare.sender(),
+                      ", not the primary of view ", b.view.value()));
+  }
+  if (pp.view() != b.view.value() || pp.seq() != b.seq.value() ||
+      pp.timestamp_ms() != b.timestamp_ms ||
+      pp.batch_digest() != b.batch_digest.ToBytes()) {
+    Fail(who + ": batch fields differ from its pre-prepare");
+  }
+  if (ledger::BatchDigest(pp.requests()) != b.batch_digest) {
+    Fail(who + ": batch digest does not match the requests");
+  }
+  std::set<uint64_t> senders;
+  for (const v1::Envelope& c : b.certificate.commits()) {
+    v1::Commit m;
+    if (!ver.Verify(c) || c.type() != v1::MESSAGE_TYPE_COMMIT ||
+        !m.ParseFromString(c.payload()) || m.replica_id() != c.sender() ||
+        m.view() != b.view.value() || m.seq() != b.seq.value() ||
+        m.batch_digest() != b.batch_digest.ToBytes()) {
+      Fail(who + ": certificate holds a commit that does not match");
+      return;
+    }
+    senders.insert(c.sender());
+  }
+  if (senders.size() < 2 * f_ + 1) {
+    Fail(absl::StrCat(who, ": certificate has ", senders.size(),
+                      " distinct commits"));
+  }
+  // Validity: only requests that clients submitted execute.
+  for (const v1::Envelope& re : pp.requests()) {
+    v1::Request req;
+    if (!ver.Verify(re) || !req.ParseFromString(re.payload())) {
+      Fail(who + ": executes a request without a valid client signature");
+      return;
+    }
+    auto it = submitted_.find({req.client_id(), req.request_number()});
+    if (it == submitted_.end() || it->second != Sha256(req.operation())) {
+      Fail(absl::StrCat(who, ": executes request (", req.client_id(), ", ",
+                        req.request_number(), ") that was never submitted"));
+    }
+  }
+}
+
+void Simulation::Execute(SimReplica& r, const CommittedBatch& b) {
+  const uint64_t s = b.seq.value();
+  if (s != r.ledger.height() + 1) {
+    Fail(absl::StrCat("replica ", r.id, " executes seq ", s, " after ",
+                      r.ledger.height()));
+    return;
+  }
+  if (!r.byzantine) {
+    CheckCertifiedBatch(r, b);
+    auto [it, fresh] = agreed_batch_.emplace(s, b.batch_digest);
+    if (!fresh && it->second != b.batch_digest) {
+      Fail(absl::StrCat("agreement: replica ", r.id, " executes ",
+                        b.batch_digest.ToHex().substr(0, 12), " at seq ", s,
+                        ", another correct replica executed ",
+                        it->second.ToHex().substr(0, 12)));
+    }
+  }
+  MemLedger::Outcome out = r.ledger.Apply(b);
+  std::string head;
+  ledger::codec::Writer w(&head);
+  w.PutU32(r.id);
+  w.PutU64(s);
+  w.PutRaw(r.ledger.state().view());
+  trace_.Update(head);
+  if (!r.byzantine) {
+    ++result_.batches_executed;
+    auto [it, fresh] = agreed_state_.emplace(s, r.ledger.state());
+    if (!fresh && it->second != r.ledger.state()) {
+      Fail(absl::StrCat("agreement: replica ", r.id,
+                        " has a different state digest after seq ", s));
+    }
+    for (const auto& key : out.executed) {
+      if (!r.executed.insert(key).second) {
+        Fail(absl::StrCat("exactly-once: replica ", r.id, " executed (",
+                          key.first, ", ", key.second, ") twice"));
+      }
+    }
+    for (const ExecutedReply& rep : out.replies) {
+      const auto key =
+          std::make_pair(rep.client_id.value(), rep.request_number.value());
+      auto [it2, fresh2] = results_.emplace(key, rep.result);
+      if (!fresh2 && it2->second != rep.result) {
+        Fail(absl::StrCat("agreement: replica ", r.id,
+                          " produced another result for (", key.first, ", ",
+                          key.second, ")"));
+      }
+    }
+  }
+  r.blocks.push_back(b);
+  r.core->OnExecuted(b.seq, r.ledger.state(), std::move(out.replies));
+}
+
+// No two correct replicas hold prepared certificates for one (view, seq)
+// with different digests (§4.2 safety of the prepare phase).
+void Simulation::CheckPrepared() {
+  for (const auto& r : replicas_) {
+    if (r->byzantine) continue;
+    for (const Core::PreparedEntry& p : r->core->PreparedEntries()) {
+      auto [it, fresh] = prepared_.emplace(
+          std::make_pair(p.view.value(), p.seq.value()), p.digest);
+      if (!fresh && it->second != p.digest) {
+        Fail(absl::StrCat("prepared certificates conflict at view ",
+                          p.view.value(), " seq ", p.seq.value(), " (replica ",
+                          r->id, ")"));
+      }
+    }
+  }
+}
+
+// --- Byzantine backups ------------------------------------------------------
+
+// Re-signs `e` (one of r's own prepare/commit/checkpoint/pre-prepare) with
+// its view and seq shifted and, if `digest`, a random digest.
+v1::Envelope Simulation::Tamper(const SimReplica& r, const v1::Envelope& e,
+                                int64_t view_delta, int64_t seq_delta,
+                                bool digest) {
+  const std::string random_digest =
+      Sha256(absl::StrCat("bogus", rng_.Next())).ToBytes();
+  auto shift = [](uint64_t v, int64_t d) {
+    return static_cast<uint64_t>(
+        std::max<int64_t>(0, static_cast<int64_t>(v) + d));
+  };
+  std::string payload;
+  switch (e.type()) {
+    case v1::MESSAGE_TYPE_PREPARE: {
+      v1::Prepare m;
+      if (!m.ParseFromString(e.payload())) return e;
+      m.set_view(shift(m.view(), view_delta));
+      m.set_seq(shift(m.seq(), seq_delta));
+      if (digest) m.set_batch_digest(random_digest);
+      payload = m.SerializeAsString();
+      break;
+    }
+    case v1::MESSAGE_TYPE_COMMIT: {
+      v1::Commit m;
+      if (!m.ParseFromString(e.payload())) return e;
+      m.set_view(shift(m.view(), view_delta));
+      m.set_seq(shift(m.seq(), seq_delta));
+      if (digest) m.set_batch_digest(random_digest);
+      payload = m.SerializeAsString();
+      break;
+    }
+    case v1::MESSAGE_TYPE_CHECKPOINT: {
+      v1::Checkpoint m;
+      if (!m.ParseFromString(e.payload())) return e;
+      if (digest) m.set_state_digest(random_digest);
+      payload = m.SerializeAsString();
+      break;
+    }
+    case v1::MESSAGE_TYPE_PRE_PREPARE: {
+      v1::PrePrepare m;
+      if (!m.ParseFromString(e.payload())) return e;
+      m.set_view(shift(m.view(), view_delta));
+      m.set_seq(shift(m.seq(), seq_delta));
+      if (digest) m.set_batch_digest(random_digest);
+      payload = m.SerializeAsString();
+      break;
+    }
+    default:
+      return e;
+  }
+  (void)r;
+  return r.signer->Sign(e.type(), std::move(payload));
+}
+
+void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
+  std::vector<uint32_t> targets;
+  if (o.broadcast) {
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) targets.push_back(i);
+    }
+  } else {
+    targets.push_back(o.to.value());
+  }
+  const bool vote = o.envelope.type() == v1::MESSAGE_TYPE_PREPARE ||
+                    o.envelope.type() == v1::MESSAGE_TYPE_COMMIT ||
+                    o.envelope.type() == v1::MESSAGE_TYPE_CHECKPOINT;
+  const Behaviour b = Pick(r);
+  switch (b) {
+    case Behaviour::kSilent:
+      return;
+    case Behaviour::kCorruptBatch:
+      if (o.envelope.type() == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast) {
+        v1::PrePrepare pp;
+        if (pp.ParseFromString(o.envelope.payload())) {
+          // Same digest, other requests: reversed, or none at all.
+          if (pp.requests_size() > 1) {
+            std::reverse(pp.mutable_requests()->begin(),
+                         pp.mutable_requests()->end());
+          } else {
+            pp.clear_requests();
+          }
+          const uint32_t victim = rng_.Pick(targets);
+          EnvPtr bad = std::make_shared<v1::Envelope>(r.signer->Sign(
+              v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+          EnvPtr good = std::make_shared<v1::Envelope>(std::move(o.envelope));
+          for (uint32_t t : targets) SendToReplica(t, t == victim ? bad : good);
+          return;
+        }
+      }
+      break;
+    case Behaviour::kWrongDigest:
+      if (vote) o.envelope = Tamper(r, o.envelope, 0, 0, true);
+      break;
+    case Behaviour::kEquivocate:
+      if (vote) {
+        // Conflicting votes: the truth to some, another digest to others.
+        EnvPtr honest = std::make_shared<v1::Envelope>(o.envelope);
+        EnvPtr lie =
+            std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 0, true));
+        for (uint32_t t : targets) {
+          SendToReplica(t, rng_.Chance(0.5) ? honest : lie);
+        }
+        return;
+      }
+      break;
+    case Behaviour::kFuture:
+      if (vote) {
+        const int64_t L = params_.watermark_window;
+        const std::vector<std::pair<int64_t, int64_t>> shifts = {
+            {1, 0}, {3, 0}, {0, L}, {0, 2 * L}, {0, -L}, {1, L}};
+        const auto& [dv, ds] = rng_.Pick(shifts);
+        EnvPtr odd = std::make_shared<v1::Envelope>(
+            Tamper(r, o.envelope, dv, ds, false));
+        for (uint32_t t : targets) SendToReplica(t, odd);
+      }
+      break;
+    default:
+      break;
+  }
+  EnvPtr e = std::make_shared<v1::Envelope>(std::move(o.envelope));
+  for (uint32_t t : targets) SendToReplica(t, e);
+}
+
+void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
+  r.heard.push_back(e);
+  if (r.heard.size() > 128) r.heard.pop_front();
+  if (e->type() != v1::MESSAGE_TYPE_PRE_PREPARE) return;
+  const Behaviour b = Pick(r);
+  // React only to the real primary's pre-prepares (not to other fakes,
+  // which would amplify without bound).
+  v1::PrePrepare orig;
+  if (!orig.ParseFromString(e->payload()) || e->sender() != orig.view() % n_) {
+    return;
+  }
+  if (b != Behaviour::kFakePrimary) return;
+  // Pose as the primary: the same requests in another batch at the same
+  // seq, and again at later seqs, signed by this backup.
+  v1::PrePrepare pp;
+  if (!pp.ParseFromString(e->payload())) return;
+  std::vector<v1::PrePrepare> fakes;
+  v1::PrePrepare alt = pp;
+  if (alt.requests_size() > 1) {
+    std::reverse(alt.mutable_requests()->begin(),
+                 alt.mutable_requests()->end());
+  } else {
+    alt.clear_requests();
+  }
+  alt.set_batch_digest(ledger::BatchDigest(alt.requests()).ToBytes());
+  fakes.push_back(alt);
+  v1::PrePrepare later = pp;
+  later.set_seq(pp.seq() + rng_.Range(1, 3));
+  fakes.push_back(later);
+  for (const v1::PrePrepare& fake : fakes) {
+    EnvPtr fe = std::make_shared<v1::Envelope>(
+        r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, fake.SerializeAsString()));
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) SendToReplica(i, fe);
+    }
+  }
+}
+
+void Simulation::ByzantineTick(SimReplica& r) {
+  const Behaviour b = Pick(r);
+  if (b == Behaviour::kReplay && !r.heard.empty() && rng_.Chance(0.3)) {
+    // Replay old messages (still validly signed by their senders).
+    for (uint64_t i = rng_.Range(1, 3); i > 0; --i) {
+      SendToReplica(static_cast<uint32_t>(rng_.Below(n_)),
+                    r.heard[rng_.Below(r.heard.size())]);
+    }
+  }
+  if (b == Behaviour::kGarbage && rng_.Chance(0.2)) {
+    const std::vector<v1::MessageType> types = {
+        v1::MESSAGE_TYPE_PRE_PREPARE, v1::MESSAGE_TYPE_PREPARE,
+        v1::MESSAGE_TYPE_COMMIT,      v1::MESSAGE_TYPE_CHECKPOINT,
+        v1::MESSAGE_TYPE_VIEW_CHANGE, v1::MESSAGE_TYPE_FETCH_RESPONSE};
+    std::string junk;
+    for (uint64_t i = rng_.Range(0, 40); i > 0; --i) {
+      junk.push_back(static_cast<char>(rng_.Next()));
+    }
+    SendToReplica(static_cast<uint32_t>(rng_.Below(n_)),
+                  std::make_shared<v1::Envelope>(
+                      r.signer->Sign(rng_.Pick(types), std::move(junk))));
+  }
+}
+
+// --- Clients
+// -------------------------------------------------------------------
+
+void Simulation::ClientTick(SimClient& c) {
+  if (!c.outstanding) {
+    if (c.completed >= c.total || !rng_.Chance(0.3)) return;
+    v1::Request req;
+    req.set_client_id(c.id);
+    req.set_request_number(c.next_number++);
+    std::string op = absl::StrCat("op-", c.id, "-", req.request_number(), "-");
+    for (uint64_t i = rng_.Range(0, 64); i > 0; --i) op.push_back('x');
+    req.set_operation(op);
+    submitted_[{c.id, req.request_number()}] = Sha256(op);
+    c.request = std::make_shared<v1::Envelope>(
+        c.signer->Sign(v1::MESSAGE_TYPE_REQUEST, req.SerializeAsString()));
+    c.number = req.request_number();
+    c.outstanding = true;
+    c.replies.clear();
+    c.first_sent_tick = c.last_sent_tick = tick_;
+    ++result_.requests_submitted;
+    SendToReplica(0, c.request);  // The primary of view 0.
+    return;
+  }
+  if (tick_ - c.first_sent_tick > liveness_ticks_) {
+    Fail(absl::StrCat("liveness: client ", c.id, " request ", c.number,
+                      " not complete after ", liveness_ticks_, " ticks"));
+    return;
+  }
+  if (tick_ - c.last_sent_tick >= client_timeout_ticks_) {
+    // PBFT.md: on timeout the client sends to all replicas.
+    c.last_sent_tick = tick_;
+    for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, c.request);
+  }
+}
+
+void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
+  v1::Reply rep;
+  if (e.type() != v1::MESSAGE_TYPE_REPLY || !rep.ParseFromString(e.payload()) ||
+      rep.replica_id() != e.sender() || rep.client_id() != c.id) {
+    return;
+  }
+  if (!c.outstanding || rep.request_number() != c.number) return;
+  if (rep.rejected() != v1::REJECT_REASON_UNSPECIFIED) {
+    ++result_.requests_rejected;
+    return;
+  }
+  c.replies[rep.replica_id()] = rep.result();
+  uint32_t matching = 0;
+  for (const auto& [replica, result] : c.replies) {
+    if (result == rep.result()) ++matching;
+  }
+  if (matching < f_ + 1) return;
+  // Accepted with f+1 matching replies: it must be what correct replicas
+  // computed (exactly-once and agreement as the client sees them).
+  auto it = results_.find({c.id, c.number});
+  if (it == results_.end() || it->second != rep.result()) {
+    Fail(absl::StrCat("client ", c.id, " accepted a result for request ",
+                      c.number, " that no correct replica produced"));
+  }
+  const uint64_t latency = tick_ - c.first_sent_tick;
+  result_.max_latency_ticks = std::max(result_.max_latency_ticks, latency);
+  ++result_.requests_completed;
+  ++c.completed;
+  c.outstanding = false;
+}
+
+SimResult Simulation::Run() {
+  Setup();
+  bool done = false;
+  for (tick_ = 1; tick_ <= opt_.max_ticks && result_.ok; ++tick_) {
+    for (auto& c : clients_) ClientTick(*c);
+    while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
+      Packet p = net_.top();
+      net_.pop();
+      Deliver(p);
+    }
+    for (auto& r : replicas_) {
+      r->core->Tick(NowMs(*r));
+      if (r->byzantine) ByzantineTick(*r);
+      Drain(*r);
+    }
+    CheckPrepared();
+    done = true;
+    for (const auto& c : clients_) {
+      if (c->completed < c->total) done = false;
+    }
+    if (done) break;
+  }
+  result_.ticks = std::min(tick_, opt_.max_ticks);
+  if (result_.ok && !done) {
+    Fail(absl::StrCat("liveness: not every request completed within ",
+                      opt_.max_ticks, " ticks"));
+  }
+  for (const auto& r : replicas_) {
+    if (opt_.verbose && r->byzantine) {
+      std::printf("  byzantine %u: executed=%llu retransmits=%llu pp=%llu\n",
+                  r->id, (unsigned long long)r->ledger.height(),
+                  (unsigned long long)r->core->stats().retransmissions,
+                  (unsigned long long)r->core->stats().pre_prepares_sent);
+    }
+    if (r->byzantine) continue;
+    result_.core_drops += r->core->stats().dropped_total();
+    result_.fetches += r->core->stats().fetches_sent;
+    if (opt_.verbose) {
+      std::string drops;
+      for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+        const uint64_t d = r->core->stats().dropped[i];
+        if (d > 0) {
+          absl::StrAppend(&drops, " ",
+                          DropReasonName(static_cast<DropReason>(i)), "=", d);
+        }
+      }
+      std::printf(
+          "  replica %u: executed=%llu h=%llu fetched=%llu retransmits=%llu "
+          "drops:%s\n",
+          r->id, static_cast<unsigned long long>(r->ledger.height()),
+          static_cast<unsigned long long>(r->core->low_watermark().value()),
+          static_cast<unsigned long long>(r->core->stats().batches_fetched),
+          static_cast<unsigned long long>(r->core->stats().retransmissions),
+          drops.c_str());
+    }
+  }
+  result_.trace_digest = trace_.Finish().ToHex();
+  return result_;
+}
+
+}  // namespace
+
+std::vector<std::string> ScenarioNames() { return kScenarios; }
+
+bool IsScenario(const std::string& name) {
+  return std::find(kScenarios.begin(), kScenarios.end(), name) !=
+         kScenarios.end();
+}
+
+SimResult RunSimulation(const SimOptions& options) {
+  CHECK(IsScenario(options.scenario));
+  CHECK_GE(options.replicas, 4u);
+  CHECK_EQ((options.replicas - 1) % 3, 0u);
+  Simulation sim(options);
+  return sim.Run();
+}
+
+}  // namespace pbft::sim
