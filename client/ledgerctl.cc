@@ -16,6 +16,7 @@
 // errors.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -257,8 +258,19 @@ int ConfigCmd(const std::vector<std::string>& args) {
 
 // verify: the chain of a data directory against a trust root (the config
 // given with --config, else the copy stored in the data directory).
+// A replica's data directory holds its ledger in ledger/ (and its protocol
+// state in protocol/); a bare ledger directory is accepted as well.
+std::string LedgerDir(const std::string& data_dir) {
+  if (data_dir.empty()) return data_dir;
+  const std::filesystem::path nested =
+      std::filesystem::path(data_dir) / "ledger";
+  std::error_code ec;
+  if (std::filesystem::exists(nested / "CURRENT", ec)) return nested.string();
+  return data_dir;
+}
+
 int VerifyCmd(const std::vector<std::string>&) {
-  const std::string dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
   if (dir.empty()) return Usage("verify: --data-dir DIR is required");
   const std::string config_path = absl::GetFlag(FLAGS_config);
   std::optional<Cluster> trust;
@@ -325,7 +337,7 @@ absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
 // receipt: built from a local data directory (the network variant asks the
 // cluster).
 int ReceiptCmd(const std::vector<std::string>&) {
-  const std::string dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
   const std::string out = absl::GetFlag(FLAGS_out);
   if (dir.empty() || out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
     return Usage("receipt: --data-dir DIR --transfer ID --out FILE required");

@@ -11,7 +11,8 @@ using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
-  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 }
 
 }  // namespace
@@ -23,34 +24,41 @@ Metrics::Metrics(uint32_t replica_id)
                .Help("Current PBFT view.")
                .Register(*registry_)
                .Add({{"replica", std::to_string(replica_id)}})),
-      last_executed_seq(BuildGauge()
-                            .Name("ledger_last_executed_seq")
-                            .Help("Highest sequence number executed into the ledger.")
-                            .Register(*registry_)
-                            .Add({})),
-      last_committed_seq(BuildGauge()
-                             .Name("ledger_last_committed_seq")
-                             .Help("Highest sequence number committed and handed to execution.")
-                             .Register(*registry_)
-                             .Add({})),
+      last_executed_seq(
+          BuildGauge()
+              .Name("ledger_last_executed_seq")
+              .Help("Highest sequence number executed into the ledger.")
+              .Register(*registry_)
+              .Add({})),
+      last_committed_seq(
+          BuildGauge()
+              .Name("ledger_last_committed_seq")
+              .Help(
+                  "Highest sequence number committed and handed to execution.")
+              .Register(*registry_)
+              .Add({})),
       stable_checkpoint_seq(BuildGauge()
                                 .Name("ledger_stable_checkpoint_seq")
-                                .Help("Sequence number of the last stable checkpoint (low watermark).")
+                                .Help("Sequence number of the last stable "
+                                      "checkpoint (low watermark).")
                                 .Register(*registry_)
                                 .Add({})),
-      queued_requests(BuildGauge()
-                          .Name("ledger_queued_requests")
-                          .Help("Client requests queued in the core, not yet ordered.")
-                          .Register(*registry_)
-                          .Add({})),
-      waiting_client_calls(BuildGauge()
-                               .Name("ledger_waiting_client_calls")
-                               .Help("Submit calls waiting for their request to execute.")
-                               .Register(*registry_)
-                               .Add({})),
+      queued_requests(
+          BuildGauge()
+              .Name("ledger_queued_requests")
+              .Help("Client requests queued in the core, not yet ordered.")
+              .Register(*registry_)
+              .Add({})),
+      waiting_client_calls(
+          BuildGauge()
+              .Name("ledger_waiting_client_calls")
+              .Help("Submit calls waiting for their request to execute.")
+              .Register(*registry_)
+              .Add({})),
       caught_up(BuildGauge()
                     .Name("ledger_caught_up")
-                    .Help("1 when the replica is caught up with the cluster (readiness).")
+                    .Help("1 when the replica is caught up with the cluster "
+                          "(readiness).")
                     .Register(*registry_)
                     .Add({})),
       view_changes(BuildCounter()
@@ -58,19 +66,23 @@ Metrics::Metrics(uint32_t replica_id)
                        .Help("Views this replica has entered after view 0.")
                        .Register(*registry_)
                        .Add({})),
-      blocks_executed(BuildCounter()
-                          .Name("ledger_blocks_executed_total")
-                          .Help("Blocks (committed batches, null ones included) executed.")
-                          .Register(*registry_)
-                          .Add({})),
-      batch_requests(BuildHistogram()
-                         .Name("ledger_batch_requests")
-                         .Help("Client requests per executed block.")
-                         .Register(*registry_)
-                         .Add({}, Histogram::BucketBoundaries{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000})),
+      blocks_executed(
+          BuildCounter()
+              .Name("ledger_blocks_executed_total")
+              .Help("Blocks (committed batches, null ones included) executed.")
+              .Register(*registry_)
+              .Add({})),
+      batch_requests(
+          BuildHistogram()
+              .Name("ledger_batch_requests")
+              .Help("Client requests per executed block.")
+              .Register(*registry_)
+              .Add({}, Histogram::BucketBoundaries{0, 1, 2, 5, 10, 20, 50, 100,
+                                                   200, 500, 1000})),
       request_latency_seconds(BuildHistogram()
                                   .Name("ledger_request_latency_seconds")
-                                  .Help("From a client request's arrival at this replica to its reply.")
+                                  .Help("From a client request's arrival at "
+                                        "this replica to its reply.")
                                   .Register(*registry_)
                                   .Add({}, LatencyBuckets())),
       ledger_write_seconds(BuildHistogram()
@@ -89,10 +101,12 @@ Metrics::Metrics(uint32_t replica_id)
                     .Name("ledger_messages_received_total")
                     .Help("Verified messages handed to the core, by type.")
                     .Register(*registry_)),
-      dropped_(BuildCounter()
-                   .Name("ledger_messages_dropped_total")
-                   .Help("Messages dropped, by layer (verify, core, net) and reason.")
-                   .Register(*registry_)),
+      dropped_(
+          BuildCounter()
+              .Name("ledger_messages_dropped_total")
+              .Help(
+                  "Messages dropped, by layer (verify, core, net) and reason.")
+              .Register(*registry_)),
       results_(BuildCounter()
                    .Name("ledger_operations_total")
                    .Help("Executed ledger operations by result code.")
@@ -106,8 +120,8 @@ absl::Status Metrics::Serve(const std::string& address) {
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(address);
   } catch (const std::exception& e) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("metrics_address ", address, ": cannot listen: ", e.what()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "metrics_address ", address, ": cannot listen: ", e.what()));
   }
   exposer_->RegisterCollectable(registry_);
   return absl::OkStatus();

@@ -51,7 +51,7 @@ class Metrics {
   prometheus::Counter& blocks_executed;
 
   // Latencies and sizes.
-  prometheus::Histogram& batch_requests;          // Requests per block.
+  prometheus::Histogram& batch_requests;           // Requests per block.
   prometheus::Histogram& request_latency_seconds;  // Arrival to reply.
   prometheus::Histogram& ledger_write_seconds;     // ApplyBlock (synced).
   prometheus::Histogram& protocol_write_seconds;   // Protocol store (synced).

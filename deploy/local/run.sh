@@ -1,23 +1,57 @@
 #!/usr/bin/env bash
-# The README run command: installs what is missing, builds, generates a
-# 4-replica cluster on loopback and shows its configuration.
-#
-# (The full local demo - four ledgerd processes, a workload through the
-# client SDK, balances and a verified chain - lands with ledgerd.)
+# The README run command. On a fresh Debian 12 machine, as root:
+#   1. installs what is missing and builds (build/),
+#   2. starts a 4-replica cluster on loopback (build/local-cluster/),
+#   3. runs a demo workload through the C++ SDK and ledgerctl,
+#   4. shows balances and the cluster's status, verifies every replica's
+#      chain offline, and stops the cluster (KEEP_RUNNING=1 leaves it up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-$(pwd)/build/local-cluster}
-BASE_PORT=${BASE_PORT:-7000}
+ROOT=$(pwd)
+DIR=${OUT:-$ROOT/build/local-cluster}
+BIN=$ROOT/build/bin
 
 bash deploy/install-deps.sh
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target ledgerctl
+cmake --build build -j "$(nproc)" --target ledgerd ledgerctl ledger-bench transfer_example
 
-build/bin/ledgerctl cluster init --replicas 4 --clients 2 --out "$OUT" \
-  --base-port "$BASE_PORT" --force
-build/bin/ledgerctl --config "$OUT/cluster.json" --key "$OUT/keys/client-1.key" config check
-echo
-echo "cluster config ($OUT/cluster.json):"
-cat "$OUT/cluster.json"
+source tests/integration/lib.sh
+if [[ -d "$DIR/pids" ]]; then stop_all "$DIR"; fi
+rm -rf "$DIR"
+cluster_init "$DIR" 4 2
+echo "== cluster config: $DIR/cluster.json (keys in $DIR/keys, mode 0600)"
+for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
+if [[ -z "${KEEP_RUNNING:-}" ]]; then trap 'stop_all "$DIR"' EXIT; fi
+wait_ready "$DIR" 4 60 || { echo "cluster did not become ready; logs in $DIR/logs" >&2; exit 1; }
+echo "== 4 replicas ready"
+ctl status
+
+echo "== demo workload"
+ctl create-account --id 1000 --ledger 1
+ctl transfer --id 1 --from 1 --to 1000 --amount 2500 --memo "rent"
+CLIENT=2 ctl transfer --id 2 --from 2 --to 1000 --amount 500 --memo "groceries"
+echo "-- retrying transfer 1 is safe (idempotent):"
+ctl transfer --id 1 --from 1 --to 1000 --amount 2500 --memo "rent"
+echo "-- an overdraft is refused with its own result code:"
+ctl transfer --id 3 --from 1000 --to 1 --amount 999999 || true
+echo "-- the SDK example program:"
+"$BIN/transfer_example" "$DIR/cluster.json" "$DIR/keys/client-1.key"
+echo "-- load: 2 clients x 50 transfers per request for 5 s:"
+"$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 2 --batch 50 --duration 5 2>/dev/null | tail -1
+
+echo "== balances"
+for a in 1 2 1000; do ctl balance --account "$a"; done
+ctl history --account 1000 --limit 5
+ctl status
+
+echo "== offline verification of every replica's chain"
+stop_all "$DIR"
+for i in 0 1 2 3; do
+  "$BIN/ledgerctl" verify --data-dir "$DIR/data-$i" --config "$DIR/cluster.json"
+done
+if [[ -n "${KEEP_RUNNING:-}" ]]; then
+  for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
+  echo "== cluster restarted and left running; stop it with: kill \$(cat $DIR/pids/*)"
+fi

@@ -1053,4 +1053,31 @@ absl::Status Core::Invariants() const {
   return absl::OkStatus();
 }
 
+// --- Restart -----------------------------------------------------------------
+
+absl::Status Core::RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
+                                   const v1::CheckpointProof* stable) {
+  CHECK(last_executed_ == Seq(0) && log_.empty());
+  const uint64_t K = options_.params.checkpoint_interval;
+  const Seq h(stable != nullptr ? stable->seq() : 0);
+  if (h.value() % K != 0 || h > last_executed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stored stable checkpoint ", h.value(), " does not fit the ledger at ",
+        last_executed.value()));
+  }
+  if (last_executed > h + options_.params.watermark_window) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ledger at ", last_executed.value(), " is beyond the window of the stored "
+        "stable checkpoint ", h.value()));
+  }
+  if (stable != nullptr) stable_proof_ = *stable;
+  low_watermark_ = h;
+  last_executed_ = last_executed;
+  last_handed_out_ = last_executed;
+  last_assigned_ = last_executed;
+  last_executed_timestamp_ms_ = last_timestamp_ms;
+  last_assigned_timestamp_ms_ = last_timestamp_ms;
+  return absl::OkStatus();
+}
+
 }  // namespace pbft

@@ -207,6 +207,13 @@ class Core {
   // Seeds the per-client table at start-up (from the ledger).
   void RestoreClient(ClientId client_id, RequestNumber request_number,
                      std::string result);
+  // Restart: resume after the ledger's last executed block. `stable` is the
+  // last stable checkpoint proof this replica persisted (null if none);
+  // the window restarts at it. Call before any other input. Fails, changing
+  // nothing, if the stored facts do not fit together (a proof above the
+  // executed seq, or the executed seq beyond the window).
+  absl::Status RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
+                               const v1::CheckpointProof* stable);
 
   // --- Output -------------------------------------------------------------
   bool HasReady() const { return !ready_.empty(); }

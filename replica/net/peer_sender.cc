@@ -17,8 +17,8 @@ PeerSender::PeerSender(uint32_t peer_id, std::string address,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  stub_ = v1::ReplicaService::NewStub(
-      grpc::CreateCustomChannel(address_, std::move(creds), args));
+  channel_ = grpc::CreateCustomChannel(address_, std::move(creds), args);
+  stub_ = v1::ReplicaService::NewStub(channel_);
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -30,6 +30,10 @@ PeerSender::~PeerSender() {
     if (ctx_ != nullptr) ctx_->TryCancel();
   }
   thread_.join();
+}
+
+bool PeerSender::connected() const {
+  return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY;
 }
 
 bool PeerSender::Send(pbft::v1::Envelope e) {
@@ -77,11 +81,9 @@ void PeerSender::Run() {
           continue;
         }
         sent_.fetch_add(count);
-        connected_ = true;
         backoff = options_.backoff_initial;
       }
     }
-    connected_ = false;
     {
       absl::MutexLock l(&ctx_mu_);
       ctx_ = nullptr;

@@ -48,7 +48,9 @@ class PeerSender {
   bool Send(pbft::v1::Envelope e);
 
   uint32_t peer_id() const { return peer_id_; }
-  bool connected() const { return connected_.load(); }
+  // The channel to the peer is up (asking also starts connecting, so an
+  // idle replica still learns when its peers are reachable).
+  bool connected() const;
   uint64_t sent() const { return sent_.load(); }
   uint64_t dropped() const { return dropped_.load(); }
   uint64_t reconnects() const { return reconnects_.load(); }
@@ -59,10 +61,10 @@ class PeerSender {
   const uint32_t peer_id_;
   const std::string address_;
   const PeerSenderOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ReplicaService::Stub> stub_;
   BoundedQueue<pbft::v1::Envelope> queue_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> connected_{false};
   std::atomic<uint64_t> sent_{0}, dropped_{0}, reconnects_{0};
   absl::Mutex ctx_mu_;
   grpc::ClientContext* ctx_ ABSL_GUARDED_BY(ctx_mu_) = nullptr;

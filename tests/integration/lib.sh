@@ -2,7 +2,8 @@
 # loopback with ports chosen at run time. Source it; set BIN first.
 #   cluster_init DIR N CLIENTS     writes DIR/cluster.json + keys
 #   start_replica DIR I            starts ledgerd I (pid in DIR/pids/I)
-#   stop_replica DIR I [SIG]       SIGTERM (default) or SIGKILL, waits
+#   stop_replica DIR I [SIG]       SIGTERM (default) or SIGKILL, waits;
+#                                  the exit status is left in STOP_RC
 #   wait_ready DIR N SECONDS       until N replicas report ready
 #   stop_all DIR                   SIGTERM every replica still running
 set -euo pipefail
@@ -43,19 +44,19 @@ start_replica() {
 stop_replica() {
   local dir=$1 i=$2 sig=${3:-TERM}
   local pid
+  STOP_RC=
   pid=$(cat "$dir/pids/$i" 2>/dev/null) || return 0
   kill -"$sig" "$pid" 2>/dev/null || true
-  local rc=0
-  wait "$pid" 2>/dev/null || rc=$?
+  STOP_RC=0
+  wait "$pid" 2>/dev/null || STOP_RC=$?
   rm -f "$dir/pids/$i"
-  echo "$rc"
 }
 
 stop_all() {
   local dir=$1
   for p in "$dir"/pids/*; do
     [[ -e "$p" ]] || continue
-    stop_replica "$dir" "$(basename "$p")" TERM >/dev/null
+    stop_replica "$dir" "$(basename "$p")" TERM
   done
 }
 

@@ -1,0 +1,56 @@
+// ReplicaServer: the shell that runs one replica. It owns the threads and
+// wires the pure PBFT core to the ledger, the protocol store and gRPC:
+//
+//   peers --stream--> VerifyPool (N threads) --+
+//   clients --Submit--> ClientService (CQ)  ---+--> inbox --> core thread
+//                                                    |  Step/OnRequest/Tick
+//                                                    v
+//                          Ready: persist (synced) -> send -> execute
+//                                 (Ledger::ApplyBlock, synced) -> replies
+//
+// Only the core thread touches the core; only verified envelopes reach it.
+// Every queue is bounded: a full inbox answers clients RESOURCE_EXHAUSTED
+// and drops (counts) peer messages, which PBFT tolerates.
+//
+// Thread-safe: Status() may be called from any thread; Stop() once.
+#ifndef PBFT_LEDGER_REPLICA_REPLICA_SERVER_H_
+#define PBFT_LEDGER_REPLICA_REPLICA_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ledger/v1/service.pb.h"
+
+namespace ledger {
+
+struct ReplicaServerOptions {
+  std::string config_path;
+  uint32_t id = 0;
+  std::string data_dir;
+  // Default: <dir of config>/keys/replica-<id>.key.
+  std::string key_path;
+  // Host to bind; default the host of this replica's configured address.
+  std::string listen_host;
+  int verify_threads = 2;
+  int client_threads = 2;
+  bool serve_metrics = true;
+};
+
+class ReplicaServer {
+ public:
+  // Loads and checks everything, opens storage, starts serving. Errors name
+  // the file, field or address at fault.
+  static absl::StatusOr<std::unique_ptr<ReplicaServer>> Start(
+      const ReplicaServerOptions& options);
+  virtual ~ReplicaServer() = default;
+
+  // Graceful stop: refuse new work, let the core thread finish the Ready in
+  // hand (its synced writes), close storage. Idempotent.
+  virtual void Stop() = 0;
+  virtual v1::StatusResponse Status() const = 0;
+};
+
+}  // namespace ledger
+
+#endif  // PBFT_LEDGER_REPLICA_REPLICA_SERVER_H_
