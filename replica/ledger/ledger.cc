@@ -59,6 +59,8 @@ std::string SerializeDeterministic(const Message& m) {
   return out;
 }
 
+leveldb::Slice Slice(absl::string_view s) { return {s.data(), s.size()}; }
+
 leveldb::WriteOptions SyncWrite(bool sync) {
   leveldb::WriteOptions w;
   w.sync = sync;  // Explicit: LevelDB's default is false.
@@ -119,13 +121,20 @@ class Ledger::Execution {
     bool exists = false;   // Now.
     bool existed = false;  // Before the block.
     bool dirty = false;
-    std::string original;  // Encoding before the block (if existed).
     AccountValue value;
-    // The cached expansion of `original`, if the cache had it (the cache
-    // does not change until the block is written).
-    const StateHash::Lanes* original_lanes = nullptr;
-    std::string encoded;  // Set by Finish() for dirty slots.
+    // The cache entry of the account before the block (its encoding and
+    // expansion), if the cache had it: the cache does not change until the
+    // block is written.
+    const CachedAccount* cached = nullptr;
+    std::string original;  // Encoding before the block, if existed && !cached.
+    char encoded[internal::kAccountBytes];    // Set by Finish() if dirty.
     std::unique_ptr<StateHash::Lanes> lanes;  // Expansion of `encoded`.
+  };
+  // An OK transfer's entry in the history index of one account.
+  struct HistoryEntry {
+    U128 account;
+    uint64_t transfer_number = 0;
+    U128 transfer_id;
   };
   struct TransferSlot {
     bool exists = false;
@@ -149,7 +158,7 @@ class Ledger::Execution {
   TransferSlot* LoadTransfer(const U128& id);
   ClientSlot* LoadClient(uint64_t client_id);
   SupplySlot* LoadSupply(uint32_t ledger);
-  bool Get(const std::string& key, std::string* value);
+  bool Get(absl::string_view key, std::string* value);
 
   v1::OperationResult CreateAccount(const v1::CreateAccount& op,
                                     uint64_t client_id,
@@ -173,11 +182,12 @@ class Ledger::Execution {
   absl::flat_hash_map<U128, TransferSlot> transfers_;
   absl::flat_hash_map<uint64_t, ClientSlot> clients_;
   absl::flat_hash_map<uint32_t, SupplySlot> supply_;
-  std::vector<std::pair<std::string, U128>> history_;  // key -> transfer id.
+  std::vector<HistoryEntry> history_;
 };
 
-bool Ledger::Execution::Get(const std::string& key, std::string* value) {
-  leveldb::Status s = ledger_->db_->Get(leveldb::ReadOptions(), key, value);
+bool Ledger::Execution::Get(absl::string_view key, std::string* value) {
+  leveldb::Status s = ledger_->db_->Get(
+      leveldb::ReadOptions(), leveldb::Slice(key.data(), key.size()), value);
   if (s.ok()) return true;
   if (!s.IsNotFound() && io_status_.ok()) {
     io_status_ = FromLevelDb(s, "ledger read");
@@ -192,13 +202,12 @@ Ledger::Execution::AccountSlot* Ledger::Execution::LoadAccount(const U128& id) {
     auto cached = ledger_->account_cache_.find({id.high, id.low});
     if (cached != ledger_->account_cache_.end()) {
       slot.exists = slot.existed = true;
-      slot.original = cached->second->encoded;
       slot.value = cached->second->value;
-      slot.original_lanes = cached->second->lanes.get();
+      slot.cached = cached->second.get();
       return &slot;
     }
     std::string bytes;
-    if (Get(internal::AccountKey(id), &bytes)) {
+    if (Get(internal::KeyBuf::Account(id).view(), &bytes)) {
       absl::StatusOr<AccountValue> a = internal::DecodeAccount(bytes);
       if (a.ok()) {
         slot.exists = slot.existed = true;
@@ -218,7 +227,7 @@ Ledger::Execution::TransferSlot* Ledger::Execution::LoadTransfer(
   TransferSlot& slot = it->second;
   if (inserted) {
     std::string bytes;
-    if (Get(internal::TransferKey(id), &bytes)) {
+    if (Get(internal::KeyBuf::Transfer(id).view(), &bytes)) {
       absl::StatusOr<TransferValue> t = internal::DecodeTransfer(bytes);
       if (t.ok()) {
         slot.exists = true;
@@ -374,11 +383,9 @@ void Ledger::Execution::Record(const U128& id, TransferValue value) {
     }
     value.transfer_number = ++transfer_count_;
     if (value.kind == TransferKind::kTransfer) {
-      history_.emplace_back(
-          internal::HistoryKey(value.debit, value.transfer_number), id);
+      history_.push_back({value.debit, value.transfer_number, id});
     }
-    history_.emplace_back(
-        internal::HistoryKey(value.credit, value.transfer_number), id);
+    history_.push_back({value.credit, value.transfer_number, id});
   }
   TransferSlot& slot = transfers_[id];
   slot.exists = true;
@@ -524,19 +531,20 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
             [](auto* a, auto* b) { return a->first < b->first; });
   for (auto* entry : accounts) {
     AccountSlot& slot = entry->second;
-    const std::string key = internal::AccountKey(entry->first);
-    slot.encoded = internal::EncodeAccount(slot.value);
+    const internal::KeyBuf key = internal::KeyBuf::Account(entry->first);
+    internal::EncodeAccountTo(slot.value, slot.encoded);
+    const absl::string_view encoded(slot.encoded, sizeof slot.encoded);
     if (slot.existed) {
-      if (slot.original_lanes != nullptr) {
-        hash->RemoveLanes(*slot.original_lanes);
+      if (slot.cached != nullptr) {
+        hash->RemoveLanes(*slot.cached->lanes);
       } else {
-        hash->Remove(key, slot.original);
+        hash->Remove(key.view(), slot.original);
       }
     }
     slot.lanes = std::make_unique<StateHash::Lanes>();
-    StateHash::Expand(key, slot.encoded, slot.lanes.get());
+    StateHash::Expand(key.view(), encoded, slot.lanes.get());
     hash->AddLanes(*slot.lanes);
-    batch->Put(key, slot.encoded);
+    batch->Put(Slice(key.view()), Slice(encoded));
   }
 
   std::vector<const std::pair<const U128, TransferSlot>*> transfers;
@@ -547,20 +555,22 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
             [](auto* a, auto* b) { return a->first < b->first; });
   internal::TransferGroupHasher group;
   for (const auto* entry : transfers) {
-    const std::string key = internal::TransferKey(entry->first);
+    const internal::KeyBuf key = internal::KeyBuf::Transfer(entry->first);
     const std::string value = internal::EncodeTransfer(entry->second.value);
-    group.Add(key, value);
-    batch->Put(key, value);
+    group.Add(key.view(), value);
+    batch->Put(Slice(key.view()), value);
   }
   if (!group.empty()) {
     hash->Add(internal::TransferGroupKey(seq_), group.Finish().view());
   }
 
-  for (const auto& [key, id] : history_) {
-    std::string value;
-    internal::PutU64(&value, id.high);
-    internal::PutU64(&value, id.low);
-    batch->Put(key, value);
+  for (const HistoryEntry& h : history_) {
+    const internal::KeyBuf key =
+        internal::KeyBuf::History(h.account, h.transfer_number);
+    char value[16];
+    internal::StoreU64(value, h.transfer_id.high);
+    internal::StoreU64(value + 8, h.transfer_id.low);
+    batch->Put(Slice(key.view()), leveldb::Slice(value, sizeof value));
   }
 
   std::vector<const std::pair<const uint64_t, ClientSlot>*> clients;
@@ -605,7 +615,7 @@ void Ledger::Execution::UpdateCache() {
     if (cache.size() >= kAccountCacheMax) cache.clear();  // Bounded.
     auto& entry = cache[{id.high, id.low}];
     if (entry == nullptr) entry = std::make_unique<CachedAccount>();
-    entry->encoded = std::move(slot.encoded);
+    entry->encoded.assign(slot.encoded, sizeof slot.encoded);
     entry->value = slot.value;
     entry->lanes = std::move(slot.lanes);
   }
@@ -621,7 +631,8 @@ Ledger::Ledger(Cluster cluster,
       filter_(std::move(filter)),
       cache_(std::move(cache)),
       db_(std::move(db)),
-      options_(options) {
+      options_(options),
+      write_batch_(std::make_unique<leveldb::WriteBatch>()) {
   for (const v1::ClientConfig& c : cluster_.config().clients()) {
     absl::StatusOr<crypto::PublicKey> k =
         crypto::PublicKey::FromBytes(c.public_key());
@@ -849,7 +860,9 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
     return execution.io_status();
   }
 
-  leveldb::WriteBatch batch;
+  // Reused: its buffer keeps its capacity (hundreds of KB per block).
+  leveldb::WriteBatch& batch = *write_batch_;
+  batch.Clear();
   StateHash hash = state_hash_;
   const uint64_t transfer_count = execution.Finish(&batch, &hash);
   result.state_digest = hash.ToDigest();

@@ -39,6 +39,7 @@ class Cache;
 class DB;
 class Env;
 class FilterPolicy;
+class WriteBatch;
 }  // namespace leveldb
 
 namespace ledger {
@@ -202,6 +203,8 @@ class Ledger {
                       std::unique_ptr<CachedAccount>>
       account_cache_;
   uint64_t transfer_count_ = 0;
+  // The block's WriteBatch, reused (ApplyBlock thread only).
+  std::unique_ptr<leveldb::WriteBatch> write_batch_;
   bool broken_ = false;  // A block write failed: fail-stop.
 };
 
