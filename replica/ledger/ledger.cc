@@ -12,6 +12,7 @@
 #include "common/check.h"
 #include "common/envelope.h"
 #include "common/merkle.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "leveldb/cache.h"
@@ -104,8 +105,13 @@ struct Ledger::CachedAccount {
 // loaded once, changed in memory, and written (and hashed) once at Finish().
 class Ledger::Execution {
  public:
-  Execution(Ledger* ledger, uint64_t seq, uint64_t timestamp_ms)
-      : ledger_(ledger), seq_(seq), timestamp_ms_(timestamp_ms) {}
+  // `arena` holds the parsed requests; it outlives the execution.
+  Execution(Ledger* ledger, uint64_t seq, uint64_t timestamp_ms,
+            google::protobuf::Arena* arena)
+      : ledger_(ledger),
+        seq_(seq),
+        timestamp_ms_(timestamp_ms),
+        arena_(arena) {}
 
   RequestOutcome ExecuteRequest(const pbft::v1::Envelope& envelope);
 
@@ -178,6 +184,7 @@ class Ledger::Execution {
   Ledger* ledger_;
   const uint64_t seq_;
   const uint64_t timestamp_ms_;
+  google::protobuf::Arena* const arena_;
   absl::Status io_status_;
   uint64_t transfer_count_ = 0;  // Set from the ledger on first use.
   bool counted_ = false;
@@ -287,11 +294,15 @@ RequestOutcome Ledger::Execution::ExecuteRequest(
     const pbft::v1::Envelope& envelope) {
   RequestOutcome out;
   out.client_id = envelope.sender();
-  v1::OperationResults results;
+  // The request's messages live on the block's arena: one OperationBatch
+  // of 100 transfers is ~400 small messages, freed at once with the block.
+  v1::OperationResults& results =
+      *google::protobuf::Arena::CreateMessage<v1::OperationResults>(arena_);
   results.set_seq(seq_);
   results.set_timestamp_ms(timestamp_ms_);
 
-  pbft::v1::Request request;
+  pbft::v1::Request& request =
+      *google::protobuf::Arena::CreateMessage<pbft::v1::Request>(arena_);
   const bool parsed = envelope.type() == pbft::v1::MESSAGE_TYPE_REQUEST &&
                       request.ParseFromString(envelope.payload());
   auto signer = ledger_->client_keys_.find(envelope.sender());
@@ -317,7 +328,8 @@ RequestOutcome Ledger::Execution::ExecuteRequest(
     return out;
   }
 
-  v1::OperationBatch batch;
+  v1::OperationBatch& batch =
+      *google::protobuf::Arena::CreateMessage<v1::OperationBatch>(arena_);
   if (!batch.ParseFromString(request.operation())) {
     *results.add_results() = Code(v1::RESULT_CODE_MALFORMED_BATCH);
   } else if (static_cast<uint64_t>(batch.operations_size()) >
@@ -853,7 +865,13 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
         absl::StrCat("ledger: block seq ", input.seq,
                      " is not the next one (last executed ", height, ")"));
   }
-  pbft::v1::PrePrepare pp;
+  // The block's parsed messages live on one arena, freed with the block.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 256 << 10;
+  google::protobuf::Arena arena(arena_options);
+  pbft::v1::PrePrepare& pp =
+      *google::protobuf::Arena::CreateMessage<pbft::v1::PrePrepare>(&arena);
   if (input.pre_prepare.type() != pbft::v1::MESSAGE_TYPE_PRE_PREPARE ||
       !pp.ParseFromString(input.pre_prepare.payload())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -883,7 +901,7 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
   BlockResult result;
   result.seq = input.seq;
   v1::Block block;
-  Execution execution(this, input.seq, input.timestamp_ms);
+  Execution execution(this, input.seq, input.timestamp_ms, &arena);
   for (const pbft::v1::Envelope& request : pp.requests()) {
     result.outcomes.push_back(execution.ExecuteRequest(request));
     block.add_results(result.outcomes.back().result);
