@@ -6,7 +6,8 @@
 //              [--data-dir DIR]
 //
 // Part 1 applies blocks of transfers (random pairs among --accounts accounts,
-// spread over 8 clients) into LevelDB on disk with sync=true, one thread,
+// spread over 8 clients) into LevelDB on disk with sync=true, one executing
+// thread (plus the state-hash helper unless --parallel-state-hash=false),
 // state digest on; blocks are built and signed beforehand, so the timing is
 // execution + storage only. Part 2 builds a chain of --verify-blocks
 // certified blocks and times VerifyDataDir over it (certificates, client and
