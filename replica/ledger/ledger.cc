@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -11,6 +12,7 @@
 #include "common/check.h"
 #include "common/envelope.h"
 #include "common/merkle.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "leveldb/cache.h"
@@ -18,6 +20,7 @@
 #include "leveldb/filter_policy.h"
 #include "leveldb/write_batch.h"
 #include "replica/ledger/ledger_internal.h"
+#include "replica/ledger/parallel_expand.h"
 
 namespace ledger {
 
@@ -58,6 +61,8 @@ std::string SerializeDeterministic(const Message& m) {
   }
   return out;
 }
+
+leveldb::Slice Slice(absl::string_view s) { return {s.data(), s.size()}; }
 
 leveldb::WriteOptions SyncWrite(bool sync) {
   leveldb::WriteOptions w;
@@ -100,8 +105,13 @@ struct Ledger::CachedAccount {
 // loaded once, changed in memory, and written (and hashed) once at Finish().
 class Ledger::Execution {
  public:
-  Execution(Ledger* ledger, uint64_t seq, uint64_t timestamp_ms)
-      : ledger_(ledger), seq_(seq), timestamp_ms_(timestamp_ms) {}
+  // `arena` holds the parsed requests; it outlives the execution.
+  Execution(Ledger* ledger, uint64_t seq, uint64_t timestamp_ms,
+            google::protobuf::Arena* arena)
+      : ledger_(ledger),
+        seq_(seq),
+        timestamp_ms_(timestamp_ms),
+        arena_(arena) {}
 
   RequestOutcome ExecuteRequest(const pbft::v1::Envelope& envelope);
 
@@ -119,13 +129,24 @@ class Ledger::Execution {
     bool exists = false;   // Now.
     bool existed = false;  // Before the block.
     bool dirty = false;
-    std::string original;  // Encoding before the block (if existed).
     AccountValue value;
-    // The cached expansion of `original`, if the cache had it (the cache
-    // does not change until the block is written).
-    const StateHash::Lanes* original_lanes = nullptr;
-    std::string encoded;  // Set by Finish() for dirty slots.
+    // The cache entry of the account before the block (its encoding and
+    // expansion), if the cache had it: the cache does not change until the
+    // block is written.
+    const CachedAccount* cached = nullptr;
+    std::string original;  // Encoding before the block, if existed && !cached.
+    // Set by Finish() for dirty slots.
+    internal::KeyBuf key;
+    char encoded[internal::kAccountBytes];
     std::unique_ptr<StateHash::Lanes> lanes;  // Expansion of `encoded`.
+    // Expansion of `original` (when not cached).
+    std::unique_ptr<StateHash::Lanes> original_lanes;
+  };
+  // An OK transfer's entry in the history index of one account.
+  struct HistoryEntry {
+    U128 account;
+    uint64_t transfer_number = 0;
+    U128 transfer_id;
   };
   struct TransferSlot {
     bool exists = false;
@@ -149,7 +170,7 @@ class Ledger::Execution {
   TransferSlot* LoadTransfer(const U128& id);
   ClientSlot* LoadClient(uint64_t client_id);
   SupplySlot* LoadSupply(uint32_t ledger);
-  bool Get(const std::string& key, std::string* value);
+  bool Get(absl::string_view key, std::string* value);
 
   v1::OperationResult CreateAccount(const v1::CreateAccount& op,
                                     uint64_t client_id,
@@ -163,6 +184,7 @@ class Ledger::Execution {
   Ledger* ledger_;
   const uint64_t seq_;
   const uint64_t timestamp_ms_;
+  google::protobuf::Arena* const arena_;
   absl::Status io_status_;
   uint64_t transfer_count_ = 0;  // Set from the ledger on first use.
   bool counted_ = false;
@@ -173,11 +195,12 @@ class Ledger::Execution {
   absl::flat_hash_map<U128, TransferSlot> transfers_;
   absl::flat_hash_map<uint64_t, ClientSlot> clients_;
   absl::flat_hash_map<uint32_t, SupplySlot> supply_;
-  std::vector<std::pair<std::string, U128>> history_;  // key -> transfer id.
+  std::vector<HistoryEntry> history_;
 };
 
-bool Ledger::Execution::Get(const std::string& key, std::string* value) {
-  leveldb::Status s = ledger_->db_->Get(leveldb::ReadOptions(), key, value);
+bool Ledger::Execution::Get(absl::string_view key, std::string* value) {
+  leveldb::Status s = ledger_->db_->Get(
+      leveldb::ReadOptions(), leveldb::Slice(key.data(), key.size()), value);
   if (s.ok()) return true;
   if (!s.IsNotFound() && io_status_.ok()) {
     io_status_ = FromLevelDb(s, "ledger read");
@@ -192,13 +215,12 @@ Ledger::Execution::AccountSlot* Ledger::Execution::LoadAccount(const U128& id) {
     auto cached = ledger_->account_cache_.find({id.high, id.low});
     if (cached != ledger_->account_cache_.end()) {
       slot.exists = slot.existed = true;
-      slot.original = cached->second->encoded;
       slot.value = cached->second->value;
-      slot.original_lanes = cached->second->lanes.get();
+      slot.cached = cached->second.get();
       return &slot;
     }
     std::string bytes;
-    if (Get(internal::AccountKey(id), &bytes)) {
+    if (Get(internal::KeyBuf::Account(id).view(), &bytes)) {
       absl::StatusOr<AccountValue> a = internal::DecodeAccount(bytes);
       if (a.ok()) {
         slot.exists = slot.existed = true;
@@ -218,7 +240,7 @@ Ledger::Execution::TransferSlot* Ledger::Execution::LoadTransfer(
   TransferSlot& slot = it->second;
   if (inserted) {
     std::string bytes;
-    if (Get(internal::TransferKey(id), &bytes)) {
+    if (Get(internal::KeyBuf::Transfer(id).view(), &bytes)) {
       absl::StatusOr<TransferValue> t = internal::DecodeTransfer(bytes);
       if (t.ok()) {
         slot.exists = true;
@@ -272,11 +294,15 @@ RequestOutcome Ledger::Execution::ExecuteRequest(
     const pbft::v1::Envelope& envelope) {
   RequestOutcome out;
   out.client_id = envelope.sender();
-  v1::OperationResults results;
+  // The request's messages live on the block's arena: one OperationBatch
+  // of 100 transfers is ~400 small messages, freed at once with the block.
+  v1::OperationResults& results =
+      *google::protobuf::Arena::CreateMessage<v1::OperationResults>(arena_);
   results.set_seq(seq_);
   results.set_timestamp_ms(timestamp_ms_);
 
-  pbft::v1::Request request;
+  pbft::v1::Request& request =
+      *google::protobuf::Arena::CreateMessage<pbft::v1::Request>(arena_);
   const bool parsed = envelope.type() == pbft::v1::MESSAGE_TYPE_REQUEST &&
                       request.ParseFromString(envelope.payload());
   auto signer = ledger_->client_keys_.find(envelope.sender());
@@ -302,7 +328,8 @@ RequestOutcome Ledger::Execution::ExecuteRequest(
     return out;
   }
 
-  v1::OperationBatch batch;
+  v1::OperationBatch& batch =
+      *google::protobuf::Arena::CreateMessage<v1::OperationBatch>(arena_);
   if (!batch.ParseFromString(request.operation())) {
     *results.add_results() = Code(v1::RESULT_CODE_MALFORMED_BATCH);
   } else if (static_cast<uint64_t>(batch.operations_size()) >
@@ -374,11 +401,9 @@ void Ledger::Execution::Record(const U128& id, TransferValue value) {
     }
     value.transfer_number = ++transfer_count_;
     if (value.kind == TransferKind::kTransfer) {
-      history_.emplace_back(
-          internal::HistoryKey(value.debit, value.transfer_number), id);
+      history_.push_back({value.debit, value.transfer_number, id});
     }
-    history_.emplace_back(
-        internal::HistoryKey(value.credit, value.transfer_number), id);
+    history_.push_back({value.credit, value.transfer_number, id});
   }
   TransferSlot& slot = transfers_[id];
   slot.exists = true;
@@ -522,21 +547,31 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
   }
   std::sort(accounts.begin(), accounts.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
+  // The accounts' expansions (one or two each: ~1.5 us apiece, the largest
+  // cost of the digest) go to the expander, whose helper thread starts on
+  // them while this thread builds the batch and hashes the other records.
+  std::vector<internal::ParallelExpander::Job> jobs;
+  jobs.reserve(accounts.size() + 8);
   for (auto* entry : accounts) {
     AccountSlot& slot = entry->second;
-    const std::string key = internal::AccountKey(entry->first);
-    slot.encoded = internal::EncodeAccount(slot.value);
-    if (slot.existed) {
-      if (slot.original_lanes != nullptr) {
-        hash->RemoveLanes(*slot.original_lanes);
-      } else {
-        hash->Remove(key, slot.original);
-      }
-    }
+    slot.key = internal::KeyBuf::Account(entry->first);
+    internal::EncodeAccountTo(slot.value, slot.encoded);
     slot.lanes = std::make_unique<StateHash::Lanes>();
-    StateHash::Expand(key, slot.encoded, slot.lanes.get());
-    hash->AddLanes(*slot.lanes);
-    batch->Put(key, slot.encoded);
+    jobs.push_back({slot.key.view(),
+                    absl::string_view(slot.encoded, sizeof slot.encoded),
+                    slot.lanes.get()});
+    if (slot.existed && slot.cached == nullptr) {
+      slot.original_lanes = std::make_unique<StateHash::Lanes>();
+      jobs.push_back(
+          {slot.key.view(), slot.original, slot.original_lanes.get()});
+    }
+  }
+  internal::ParallelExpander& expander = *ledger_->expander_;
+  expander.Start(&jobs);
+  for (auto* entry : accounts) {
+    const AccountSlot& slot = entry->second;
+    batch->Put(Slice(slot.key.view()),
+               leveldb::Slice(slot.encoded, sizeof slot.encoded));
   }
 
   std::vector<const std::pair<const U128, TransferSlot>*> transfers;
@@ -547,20 +582,28 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
             [](auto* a, auto* b) { return a->first < b->first; });
   internal::TransferGroupHasher group;
   for (const auto* entry : transfers) {
-    const std::string key = internal::TransferKey(entry->first);
+    const internal::KeyBuf key = internal::KeyBuf::Transfer(entry->first);
     const std::string value = internal::EncodeTransfer(entry->second.value);
-    group.Add(key, value);
-    batch->Put(key, value);
+    group.Add(key.view(), value);
+    batch->Put(Slice(key.view()), value);
   }
   if (!group.empty()) {
     hash->Add(internal::TransferGroupKey(seq_), group.Finish().view());
   }
 
-  for (const auto& [key, id] : history_) {
-    std::string value;
-    internal::PutU64(&value, id.high);
-    internal::PutU64(&value, id.low);
-    batch->Put(key, value);
+  // Key order: the memtable inserts walk neighbouring skip-list paths.
+  std::sort(history_.begin(), history_.end(),
+            [](const HistoryEntry& a, const HistoryEntry& b) {
+              return std::tie(a.account, a.transfer_number) <
+                     std::tie(b.account, b.transfer_number);
+            });
+  for (const HistoryEntry& h : history_) {
+    const internal::KeyBuf key =
+        internal::KeyBuf::History(h.account, h.transfer_number);
+    char value[16];
+    internal::StoreU64(value, h.transfer_id.high);
+    internal::StoreU64(value + 8, h.transfer_id.low);
+    batch->Put(Slice(key.view()), leveldb::Slice(value, sizeof value));
   }
 
   std::vector<const std::pair<const uint64_t, ClientSlot>*> clients;
@@ -595,6 +638,16 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
     hash->Add(key, value);
     batch->Put(key, value);
   }
+
+  expander.Finish();
+  for (auto* entry : accounts) {
+    const AccountSlot& slot = entry->second;
+    if (slot.existed) {
+      hash->RemoveLanes(slot.cached != nullptr ? *slot.cached->lanes
+                                               : *slot.original_lanes);
+    }
+    hash->AddLanes(*slot.lanes);
+  }
   return counted_ ? transfer_count_ : ledger_->transfer_count_;
 }
 
@@ -605,7 +658,7 @@ void Ledger::Execution::UpdateCache() {
     if (cache.size() >= kAccountCacheMax) cache.clear();  // Bounded.
     auto& entry = cache[{id.high, id.low}];
     if (entry == nullptr) entry = std::make_unique<CachedAccount>();
-    entry->encoded = std::move(slot.encoded);
+    entry->encoded.assign(slot.encoded, sizeof slot.encoded);
     entry->value = slot.value;
     entry->lanes = std::move(slot.lanes);
   }
@@ -621,7 +674,10 @@ Ledger::Ledger(Cluster cluster,
       filter_(std::move(filter)),
       cache_(std::move(cache)),
       db_(std::move(db)),
-      options_(options) {
+      options_(options),
+      write_batch_(std::make_unique<leveldb::WriteBatch>()),
+      expander_(std::make_unique<internal::ParallelExpander>(
+          options.parallel_state_hash)) {
   for (const v1::ClientConfig& c : cluster_.config().clients()) {
     absl::StatusOr<crypto::PublicKey> k =
         crypto::PublicKey::FromBytes(c.public_key());
@@ -809,7 +865,13 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
         absl::StrCat("ledger: block seq ", input.seq,
                      " is not the next one (last executed ", height, ")"));
   }
-  pbft::v1::PrePrepare pp;
+  // The block's parsed messages live on one arena, freed with the block.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 256 << 10;
+  google::protobuf::Arena arena(arena_options);
+  pbft::v1::PrePrepare& pp =
+      *google::protobuf::Arena::CreateMessage<pbft::v1::PrePrepare>(&arena);
   if (input.pre_prepare.type() != pbft::v1::MESSAGE_TYPE_PRE_PREPARE ||
       !pp.ParseFromString(input.pre_prepare.payload())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -839,7 +901,7 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
   BlockResult result;
   result.seq = input.seq;
   v1::Block block;
-  Execution execution(this, input.seq, input.timestamp_ms);
+  Execution execution(this, input.seq, input.timestamp_ms, &arena);
   for (const pbft::v1::Envelope& request : pp.requests()) {
     result.outcomes.push_back(execution.ExecuteRequest(request));
     block.add_results(result.outcomes.back().result);
@@ -849,7 +911,9 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
     return execution.io_status();
   }
 
-  leveldb::WriteBatch batch;
+  // Reused: its buffer keeps its capacity (hundreds of KB per block).
+  leveldb::WriteBatch& batch = *write_batch_;
+  batch.Clear();
   StateHash hash = state_hash_;
   const uint64_t transfer_count = execution.Finish(&batch, &hash);
   result.state_digest = hash.ToDigest();
@@ -890,6 +954,10 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
   block_hash_ = result.block_hash;
   state_digest_ = result.state_digest;
   return result;
+}
+
+size_t Ledger::TEST_helper_expansions() const {
+  return expander_->helper_jobs();
 }
 
 uint64_t Ledger::last_executed() const {

@@ -39,9 +39,13 @@ class Cache;
 class DB;
 class Env;
 class FilterPolicy;
+class WriteBatch;
 }  // namespace leveldb
 
 namespace ledger {
+namespace internal {
+class ParallelExpander;
+}  // namespace internal
 
 // One committed batch, as the core's Ready.execute hands it out.
 struct BlockInput {
@@ -90,6 +94,10 @@ struct LedgerOptions {
   size_t write_buffer_bytes = 32 << 20;
   // Also check LevelDB checksums on every read (verify uses it).
   bool paranoid_checks = false;
+  // Compute a block's state-hash expansions on a helper thread as well as
+  // the ApplyBlock thread (docs/storage_format.md "State digest"). The
+  // digest is the same bit for bit either way; false: one thread only.
+  bool parallel_state_hash = true;
 };
 
 // Limits of the query API.
@@ -164,6 +172,9 @@ class Ledger {
   // Sum of balances of all accounts on `ledger`.
   absl::StatusOr<uint64_t> TEST_SumBalances(uint32_t ledger) const;
   leveldb::DB* TEST_db() const { return db_.get(); }
+  // State-hash expansions the helper thread computed so far (ApplyBlock
+  // thread only; see LedgerOptions::parallel_state_hash).
+  size_t TEST_helper_expansions() const;
 
  private:
   class Execution;
@@ -202,6 +213,10 @@ class Ledger {
                       std::unique_ptr<CachedAccount>>
       account_cache_;
   uint64_t transfer_count_ = 0;
+  // The block's WriteBatch, reused (ApplyBlock thread only).
+  std::unique_ptr<leveldb::WriteBatch> write_batch_;
+  // Expands the block's changed accounts on a helper thread too.
+  std::unique_ptr<internal::ParallelExpander> expander_;
   bool broken_ = false;  // A block write failed: fail-stop.
 };
 

@@ -1,13 +1,15 @@
 #include "replica/ledger/ledger_internal.h"
 
+#include <openssl/evp.h>
+
+#include <array>
+
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/codec.h"
 
 namespace ledger::internal {
 namespace {
-
-constexpr size_t kAccountBytes = 8 + 32 + 4 + 4 + 8 * 6;
-static_assert(kAccountBytes == 96);
 
 std::string KeyWithId(char prefix, const U128& id) {
   std::string k(1, prefix);
@@ -21,30 +23,6 @@ absl::Status Corrupt(absl::string_view what, absl::string_view why) {
 }
 
 }  // namespace
-
-void PutU32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (24 - 8 * i));
-  out->append(b, 4);
-}
-
-void PutU64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (56 - 8 * i));
-  out->append(b, 8);
-}
-
-uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-uint64_t GetU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
 
 std::string AccountKey(const U128& id) { return KeyWithId(kAccountPrefix, id); }
 std::string TransferKey(const U128& id) {
@@ -71,21 +49,29 @@ std::string BlockKey(uint64_t height) {
   return k;
 }
 
-std::string EncodeAccount(const AccountValue& a) {
-  std::string out;
-  out.reserve(kAccountBytes);
-  PutU64(&out, a.owner_client_id);
+void EncodeAccountTo(const AccountValue& a, char (&out)[kAccountBytes]) {
+  char* p = out;
+  StoreU64(p, a.owner_client_id);
   const absl::string_view key = a.owner_key.view();
-  out.append(key.data(), key.size());
-  PutU32(&out, a.ledger);
-  PutU32(&out, a.code);
-  PutU64(&out, a.user_data);
-  PutU64(&out, a.balance);
-  PutU64(&out, a.debits_posted);
-  PutU64(&out, a.credits_posted);
-  PutU64(&out, a.created_seq);
-  PutU64(&out, a.created_timestamp_ms);
-  return out;
+  CHECK_EQ(key.size(), 32u);
+  std::memcpy(p + 8, key.data(), 32);
+  p += 40;
+  StoreU32(p, a.ledger);
+  StoreU32(p + 4, a.code);
+  p += 8;
+  StoreU64(p, a.user_data);
+  StoreU64(p + 8, a.balance);
+  StoreU64(p + 16, a.debits_posted);
+  StoreU64(p + 24, a.credits_posted);
+  StoreU64(p + 32, a.created_seq);
+  StoreU64(p + 40, a.created_timestamp_ms);
+  CHECK_EQ(p + 48 - out, static_cast<ptrdiff_t>(kAccountBytes));
+}
+
+std::string EncodeAccount(const AccountValue& a) {
+  char out[kAccountBytes];
+  EncodeAccountTo(a, out);
+  return std::string(out, kAccountBytes);
 }
 
 absl::StatusOr<AccountValue> DecodeAccount(absl::string_view b) {
@@ -238,23 +224,54 @@ std::string TransferGroupKey(uint64_t seq) {
   return k;
 }
 
-TransferGroupHasher::TransferGroupHasher() {
-  hasher_.Update("pbft-ledger/transfers/v1");
+struct TransferGroupHasher::Context {
+  EVP_MD_CTX* md = nullptr;
+};
+
+TransferGroupHasher::TransferGroupHasher() : ctx_(new Context) {
+  ctx_->md = EVP_MD_CTX_new();
+  CHECK(ctx_->md != nullptr);
+  CHECK_EQ(EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr), 1);
+  Update("pbft-ledger/transfers/v1");
+}
+
+TransferGroupHasher::~TransferGroupHasher() {
+  if (ctx_ == nullptr) return;
+  EVP_MD_CTX_free(ctx_->md);
+  delete ctx_;
+}
+
+TransferGroupHasher::TransferGroupHasher(TransferGroupHasher&& other) noexcept
+    : ctx_(other.ctx_),
+      buffer_(std::move(other.buffer_)),
+      count_(other.count_) {
+  other.ctx_ = nullptr;
+}
+
+void TransferGroupHasher::Update(absl::string_view bytes) {
+  CHECK(ctx_ != nullptr);
+  CHECK_EQ(EVP_DigestUpdate(ctx_->md, bytes.data(), bytes.size()), 1);
 }
 
 void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
-  std::string len;
-  PutU32(&len, static_cast<uint32_t>(key.size()));
-  hasher_.Update(len);
-  hasher_.Update(key);
-  len.clear();
-  PutU32(&len, static_cast<uint32_t>(value.size()));
-  hasher_.Update(len);
-  hasher_.Update(value);
+  // One hash update per record (the same bytes as four).
+  buffer_.clear();
+  PutU32(&buffer_, static_cast<uint32_t>(key.size()));
+  buffer_.append(key.data(), key.size());
+  PutU32(&buffer_, static_cast<uint32_t>(value.size()));
+  buffer_.append(value.data(), value.size());
+  Update(buffer_);
   ++count_;
 }
 
-Digest TransferGroupHasher::Finish() { return hasher_.Finish(); }
+Digest TransferGroupHasher::Finish() {
+  CHECK(ctx_ != nullptr);
+  std::array<uint8_t, Digest::kSize> out;
+  unsigned int size = 0;
+  CHECK_EQ(EVP_DigestFinal_ex(ctx_->md, out.data(), &size), 1);
+  CHECK_EQ(size, Digest::kSize);
+  return Digest(out);
+}
 
 Digest HeaderHash(const v1::BlockHeader& header) {
   std::string bytes;

@@ -5,6 +5,7 @@
 #define PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -55,10 +56,33 @@ inline bool IsStateKey(absl::string_view key) {
           key[0] == kClientPrefix || key[0] == kSupplyPrefix);
 }
 
-void PutU32(std::string* out, uint32_t v);
-void PutU64(std::string* out, uint64_t v);
-uint32_t GetU32(const char* p);
-uint64_t GetU64(const char* p);
+// Big-endian integers (inline: the block hot path encodes thousands).
+inline void StoreU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (24 - 8 * i));
+}
+inline void StoreU64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (56 - 8 * i));
+}
+inline void PutU32(std::string* out, uint32_t v) {
+  char b[4];
+  StoreU32(b, v);
+  out->append(b, 4);
+}
+inline void PutU64(std::string* out, uint64_t v) {
+  char b[8];
+  StoreU64(b, v);
+  out->append(b, 8);
+}
+inline uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+inline uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
 
 std::string AccountKey(const U128& id);
 std::string TransferKey(const U128& id);
@@ -66,6 +90,36 @@ std::string HistoryKey(const U128& account, uint64_t transfer_number);
 std::string ClientKey(uint64_t client_id);
 std::string SupplyKey(uint32_t ledger);
 std::string BlockKey(uint64_t height);
+
+// The same keys built on the stack, for the block hot path (a 17- or
+// 25-byte std::string is a heap allocation). Bytes equal the functions
+// above.
+class KeyBuf {
+ public:
+  static constexpr size_t kMax = 1 + 16 + 8;
+  absl::string_view view() const { return {data_, size_}; }
+
+  static KeyBuf Account(const U128& id) { return WithId(kAccountPrefix, id); }
+  static KeyBuf Transfer(const U128& id) { return WithId(kTransferPrefix, id); }
+  static KeyBuf History(const U128& account, uint64_t transfer_number) {
+    KeyBuf k = WithId(kHistoryPrefix, account);
+    StoreU64(k.data_ + 17, transfer_number);
+    k.size_ = 25;
+    return k;
+  }
+
+ private:
+  static KeyBuf WithId(char prefix, const U128& id) {
+    KeyBuf k;
+    k.data_[0] = prefix;
+    StoreU64(k.data_ + 1, id.high);
+    StoreU64(k.data_ + 9, id.low);
+    k.size_ = 17;
+    return k;
+  }
+  char data_[kMax];
+  size_t size_ = 0;
+};
 
 // An account as stored: fixed 96 bytes after the key.
 struct AccountValue {
@@ -80,7 +134,11 @@ struct AccountValue {
   uint64_t created_seq = 0;
   uint64_t created_timestamp_ms = 0;
 };
+inline constexpr size_t kAccountBytes = 8 + 32 + 4 + 4 + 8 * 6;
+static_assert(kAccountBytes == 96);
 std::string EncodeAccount(const AccountValue& a);
+// The same bytes into a fixed buffer.
+void EncodeAccountTo(const AccountValue& a, char (&out)[kAccountBytes]);
 absl::StatusOr<AccountValue> DecodeAccount(absl::string_view bytes);
 v1::Account AccountToProto(const U128& id, const AccountValue& a);
 
@@ -141,12 +199,22 @@ std::string TransferGroupKey(uint64_t seq);
 class TransferGroupHasher {
  public:
   TransferGroupHasher();
+  ~TransferGroupHasher();
+  TransferGroupHasher(const TransferGroupHasher&) = delete;
+  TransferGroupHasher& operator=(const TransferGroupHasher&) = delete;
+  TransferGroupHasher(TransferGroupHasher&& other) noexcept;
   void Add(absl::string_view key, absl::string_view value);
   bool empty() const { return count_ == 0; }
+  // Once only.
   Digest Finish();
 
  private:
-  crypto::Sha256Hasher hasher_;
+  void Update(absl::string_view bytes);
+  // OpenSSL's SHA-256 (hardware-accelerated; the same function as
+  // crypto::Sha256Hasher). Owned; an EVP_MD_CTX.
+  struct Context;
+  Context* ctx_ = nullptr;
+  std::string buffer_;  // One record's framed bytes.
   uint64_t count_ = 0;
 };
 

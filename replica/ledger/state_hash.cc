@@ -2,6 +2,9 @@
 
 #include <sodium.h>
 
+#include <bit>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/codec.h"
@@ -15,10 +18,14 @@ static_assert(crypto_stream_chacha20_ietf_KEYBYTES == 32);
 void StateHash::Expand(absl::string_view key, absl::string_view value,
                        Lanes* out) {
   crypto::EnsureInitialized();  // Picks libsodium's SIMD ChaCha20.
-  std::string head;
-  codec::Writer w(&head);
-  w.PutRaw("pbft-ledger/lthash/v1");
-  w.PutU32(static_cast<uint32_t>(key.size()));
+  // "pbft-ledger/lthash/v1" || u32 len(key), big-endian (codec.h).
+  static constexpr absl::string_view kDomain = "pbft-ledger/lthash/v1";
+  char head[kDomain.size() + 4];
+  std::memcpy(head, kDomain.data(), kDomain.size());
+  const uint32_t key_size = static_cast<uint32_t>(key.size());
+  for (int i = 0; i < 4; ++i) {
+    head[kDomain.size() + i] = static_cast<char>(key_size >> (24 - 8 * i));
+  }
   crypto_generichash_state state;
   unsigned char seed[crypto_stream_chacha20_ietf_KEYBYTES];
   CHECK_EQ(crypto_generichash_init(&state, nullptr, 0, sizeof seed), 0);
@@ -26,15 +33,24 @@ void StateHash::Expand(absl::string_view key, absl::string_view value,
     crypto_generichash_update(
         &state, reinterpret_cast<const unsigned char*>(d.data()), d.size());
   };
-  update(head);
+  update(absl::string_view(head, sizeof head));
   update(key);
   update(value);
   CHECK_EQ(crypto_generichash_final(&state, seed, sizeof seed), 0);
-  alignas(64) unsigned char bytes[kBytes];
   const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
-  CHECK_EQ(crypto_stream_chacha20_ietf(bytes, sizeof bytes, nonce, seed), 0);
-  for (size_t i = 0; i < kLanes; ++i) {
-    (*out)[i] = static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+  if constexpr (std::endian::native == std::endian::little) {
+    // The lanes are little-endian u16: the keystream goes straight in.
+    static_assert(sizeof(Lanes) == kBytes);
+    CHECK_EQ(
+        crypto_stream_chacha20_ietf(
+            reinterpret_cast<unsigned char*>(out->data()), kBytes, nonce, seed),
+        0);
+  } else {
+    alignas(64) unsigned char bytes[kBytes];
+    CHECK_EQ(crypto_stream_chacha20_ietf(bytes, sizeof bytes, nonce, seed), 0);
+    for (size_t i = 0; i < kLanes; ++i) {
+      (*out)[i] = static_cast<uint16_t>(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+    }
   }
 }
 

@@ -41,5 +41,21 @@ TEST(StateHashTest, SerializeRoundTrip) {
   EXPECT_FALSE(StateHash::Parse("short").ok());
 }
 
+// A fixed answer for the element expansion and the digest
+// (docs/storage_format.md "State digest"): an optimisation of Expand that
+// changed a single lane would change every replica's digest history.
+TEST(StateHashTest, KnownAnswer) {
+  StateHash::Lanes e;
+  StateHash::Expand("key", "value", &e);
+  EXPECT_EQ(e[0], 33853);
+  EXPECT_EQ(e[1], 7387);
+  EXPECT_EQ(e[1023], 36538);
+  StateHash h;
+  h.Add("a\x01", std::string(96, 'x'));
+  h.Add("", "");
+  EXPECT_EQ(h.ToDigest().ToHex(),
+            "6995b2420192b717877f073a2e7e0770d962ee0f3f89fc27487b39874c107a7f");
+}
+
 }  // namespace
 }  // namespace ledger

@@ -1,0 +1,70 @@
+#include "replica/ledger/parallel_expand.h"
+
+#include "common/check.h"
+
+namespace ledger::internal {
+
+ParallelExpander::ParallelExpander(bool use_helper) : use_helper_(use_helper) {}
+
+ParallelExpander::~ParallelExpander() {
+  {
+    absl::MutexLock lock(&mu_);
+    CHECK(!pending_ && !active_);  // Start() without Finish().
+    stop_ = true;
+  }
+  if (helper_.joinable()) helper_.join();
+}
+
+void ParallelExpander::Start(const std::vector<Job>* jobs) {
+  CHECK(jobs != nullptr);
+  CHECK(jobs_ == nullptr);  // Start() twice without Finish().
+  jobs_ = jobs;
+  next_.store(0);
+  if (!use_helper_ || jobs->size() < kParallelJobsMin) return;
+  if (!helper_.joinable()) helper_ = std::thread([this] { HelperLoop(); });
+  absl::MutexLock lock(&mu_);  // Publishes jobs_ and next_ to the helper.
+  pending_ = true;
+}
+
+void ParallelExpander::Finish() {
+  CHECK(jobs_ != nullptr);  // Finish() without Start().
+  Drain();
+  {
+    absl::MutexLock lock(&mu_);
+    // Not picked up yet: withdrawn, the helper never sees these jobs.
+    pending_ = false;
+    // Picked up: it may still be expanding a job it claimed.
+    mu_.Await(absl::Condition(this, &ParallelExpander::HelperIdle));
+  }
+  CHECK_GE(next_.load(), jobs_->size());
+  jobs_ = nullptr;
+}
+
+size_t ParallelExpander::Drain() {
+  const std::vector<Job>& jobs = *jobs_;
+  size_t done = 0;
+  for (size_t i = next_.fetch_add(1); i < jobs.size(); i = next_.fetch_add(1)) {
+    StateHash::Expand(jobs[i].key, jobs[i].value, jobs[i].out);
+    ++done;
+  }
+  return done;
+}
+
+void ParallelExpander::HelperLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &ParallelExpander::HelperHasWork));
+      if (stop_) return;
+      pending_ = false;
+      active_ = true;
+    }
+    // The lock hand-over orders Start()'s writes (jobs_, next_, the job
+    // inputs) before these reads, and these writes before Finish()'s reads.
+    helper_jobs_.fetch_add(Drain());
+    absl::MutexLock lock(&mu_);
+    active_ = false;
+  }
+}
+
+}  // namespace ledger::internal
