@@ -13,7 +13,7 @@ PACKAGES=(
   # Wire format and RPC: protobuf runtime + compiler, gRPC C++ + its plugin.
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   # Crypto, storage, base library.
-  libsodium-dev libleveldb-dev libsnappy-dev libabsl-dev
+  libsodium-dev libssl-dev libleveldb-dev libsnappy-dev libabsl-dev
   # Logging, metrics.
   libspdlog-dev prometheus-cpp-dev
   # Tests and benchmarks.
