@@ -65,9 +65,6 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (f == 0 && n != 1) {
-    if (n < 1) return absl::InvalidArgumentError("options.n: must be >= 1");
-  }
   if (n != 3 * f + 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
