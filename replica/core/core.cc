@@ -65,9 +65,6 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (f == 0 && n != 1) {
-    if (n < 1) return absl::InvalidArgumentError("options.n: must be >= 1");
-  }
   if (n != 3 * f + 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
@@ -214,7 +211,7 @@ void Core::OnRequest(const v1::Envelope& e) {
     if (t <= rec.last_ordered) return;  // Being executed now.
   }
   const RequestKey key{c.value(), t.value()};
-  const bool queued = queue_index_.contains(key);
+  const bool queued = queue_index_.count(key) > 0;
   if (!queued) {
     const size_t bytes = RequestBytes(e);
     if (bytes > options_.params.batch_bytes_max) {
@@ -319,14 +316,16 @@ void Core::Reject(const v1::Request& request, v1::RejectReason reason) {
        signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
 }
 
-void Core::RemoveQueued(ClientId c, RequestNumber t) {
-  auto it = queue_index_.find(RequestKey{c.value(), t.value()});
-  if (it == queue_index_.end()) return;
-  auto q = queue_.find(it->second);
-  CHECK(q != queue_.end());
-  queue_bytes_ -= q->second.bytes;
-  queue_.erase(q);
-  queue_index_.erase(it);
+void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
+  auto it = queue_index_.lower_bound(RequestKey{c.value(), 0});
+  while (it != queue_index_.end() && it->first.first == c.value() &&
+         it->first.second <= t.value()) {
+    auto q = queue_.find(it->second);
+    CHECK(q != queue_.end());
+    queue_bytes_ -= q->second.bytes;
+    queue_.erase(q);
+    it = queue_index_.erase(it);
+  }
 }
 
 void Core::MaybeCutBatches() {
@@ -665,7 +664,7 @@ void Core::HandOutCommitted() {
     b.pre_prepare = slot.pre_prepare;
     b.certificate = slot.certificate;
     for (const auto& [c, t] : slot.requests) {
-      RemoveQueued(c, t);
+      RemoveQueuedUpTo(c, t);
       assigned_.erase(RequestKey{c.value(), t.value()});
       ClientRecord& rec = clients_[c.value()];
       rec.last_ordered = std::max(rec.last_ordered, t);

@@ -330,7 +330,9 @@ class Core {
   void Reject(const v1::Request& request, v1::RejectReason reason);
   void Broadcast(v1::Envelope e);
   void SendTo(ReplicaId to, v1::Envelope e);
-  void RemoveQueued(ClientId c, RequestNumber t);
+  // Removes the client's queued requests numbered <= t (they are ordered
+  // now, or stale).
+  void RemoveQueuedUpTo(ClientId c, RequestNumber t);
 
   const Options options_;
   const Signer* const signer_;
@@ -355,7 +357,9 @@ class Core {
   // Clients and requests. Hash maps are only looked up, never iterated.
   absl::flat_hash_map<uint64_t, ClientRecord> clients_;
   std::map<uint64_t, Queued> queue_;  // Arrival order -> request.
-  absl::flat_hash_map<RequestKey, uint64_t> queue_index_;
+  // (client, number) -> arrival; ordered so that HandOutCommitted can drop
+  // a client's older queued requests in one range.
+  std::map<RequestKey, uint64_t> queue_index_;
   absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
   uint64_t next_arrival_ = 0;
   size_t queue_bytes_ = 0;

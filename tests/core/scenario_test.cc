@@ -349,6 +349,47 @@ TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
   EXPECT_EQ(s.core().queued_requests(), 3u);
 }
 
+TEST(Requests, BackupDropsOlderQueuedRequestsOnceANewerOneIsOrdered_4_1) {
+  Scenario s(1);
+  s.Step(s.Request(1, 1));
+  s.Step(s.Request(1, 2));
+  EXPECT_EQ(s.core().queued_requests(), 2u);
+  // The primary ordered only request 2 (request 1 is then stale).
+  ASSERT_EQ(
+      s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 2)}), 1).size(),
+      1u);
+  EXPECT_EQ(s.core().queued_requests(), 0u);
+}
+
+TEST(Requests, RestoredClientGetsItsStoredReply_4_1) {
+  Scenario s(2);
+  s.core().RestoreClient(ClientId(3), RequestNumber(9), "restored");
+  s.Take();
+  EXPECT_TRUE(s.ready().replies.empty());
+  s.Step(s.Request(3, 9));
+  ASSERT_EQ(s.ready().replies.size(), 1u);
+  v1::Reply reply;
+  ASSERT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  EXPECT_EQ(reply.result(), "restored");
+  EXPECT_EQ(reply.request_number(), 9u);
+  EXPECT_EQ(reply.replica_id(), 2u);
+}
+
+TEST(ViewChangeTimer, RunsWhileABackupHoldsAnUnexecutedRequest_4_4) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.view_change_timeout_ticks = 5;
+  Scenario s(1, p);
+  for (int i = 0; i < 10; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 0u);  // Idle.
+  s.Step(s.Request(1, 1));
+  for (int i = 0; i < 5; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 1u);
+  // Executing the request stops it.
+  s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 1)}), 1);
+  for (int i = 0; i < 20; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 1u);
+}
+
 // --- Batching and pipelining (§4.2 step 1) -----------------------------------
 
 TEST(Primary, BatchesUpToTheLimitAndPipelinesWithinTheWindow_4_2) {

@@ -162,6 +162,9 @@ struct SimReplica {
   int64_t clock_offset_ms = 0;
   std::deque<EnvPtr> heard;                          // Byzantine replay buffer.
   std::set<std::pair<uint64_t, uint64_t>> executed;  // Exactly-once.
+  // Digests of the envelopes this replica's Readys listed in persist, for
+  // the persist-before-send check.
+  std::set<Digest> persisted;
 };
 
 struct SimClient {
@@ -456,11 +459,28 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
 void Simulation::Drain(SimReplica& r) {
   while (r.core->HasReady()) {
     Ready rd = r.core->TakeReady();
-    // Persist before send: nothing survives a crash here (no crashes in
-    // this simulator yet), but keep the proofs to serve fetches.
+    // Persist before send. Nothing crashes in this simulator yet, but every
+    // vote a correct replica sends must have been listed for persisting in
+    // this Ready or an earlier one; keep the proofs to serve fetches.
     if (rd.persist.stable_checkpoint) {
       r.proofs[rd.persist.stable_checkpoint->seq()] =
           *rd.persist.stable_checkpoint;
+    }
+    if (!r.byzantine) {
+      for (const v1::Envelope& e : rd.persist.entries) {
+        if (e.sender() == r.id) r.persisted.insert(Sha256(e.payload()));
+      }
+      for (const Outbound& o : rd.messages) {
+        const v1::MessageType t = o.envelope.type();
+        if ((t == v1::MESSAGE_TYPE_PRE_PREPARE ||
+             t == v1::MESSAGE_TYPE_PREPARE || t == v1::MESSAGE_TYPE_COMMIT ||
+             t == v1::MESSAGE_TYPE_CHECKPOINT) &&
+            !r.persisted.count(Sha256(o.envelope.payload()))) {
+          Fail(absl::StrCat("persist-before-send: replica ", r.id, " sends a ",
+                            v1::MessageType_Name(t),
+                            " it never listed in Ready.persist"));
+        }
+      }
     }
     for (Outbound& o : rd.messages) Route(r, std::move(o));
     for (const CommittedBatch& b : rd.execute) Execute(r, b);
