@@ -201,6 +201,7 @@ class GrpcClient final : public Client {
         options_(options),
         next_request_number_(NowMicros()) {
     default_deadline_ = options.default_deadline;
+    linearizable_reads_ = options.linearizable_reads;
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(
         static_cast<int>(cluster_.protocol().message_bytes_max) +
@@ -675,11 +676,36 @@ absl::Status NotFound(const v1::QueryReply& r) {
 }
 }  // namespace
 
+absl::StatusOr<v1::QueryReply> Client::OrderedQuery(const v1::Query& query,
+                                                    absl::Duration deadline) {
+  v1::OperationBatch b;
+  *b.add_operations()->mutable_query() = query;
+  absl::StatusOr<v1::OperationResults> r = Submit(b, deadline);
+  if (!r.ok()) return r.status();
+  if (r->results_size() != 1 || r->results(0).code() != v1::RESULT_CODE_OK) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ordered query: ", r->results_size() == 1
+                               ? v1::ResultCode_Name(r->results(0).code())
+                               : "malformed results"));
+  }
+  if (!r->results(0).has_answer()) {
+    // Only a resent duplicate reply lacks its answer; ask again.
+    return absl::UnavailableError("ordered query: reply without answer; retry");
+  }
+  return r->results(0).answer();
+}
+
+absl::StatusOr<v1::QueryReply> Client::Read(const v1::Query& query,
+                                            absl::Duration deadline) {
+  return linearizable_reads_ ? OrderedQuery(query, Deadline(deadline))
+                             : Query(query, Deadline(deadline));
+}
+
 absl::StatusOr<v1::Account> Client::GetAccount(const v1::Uint128& id,
                                                absl::Duration deadline) {
   v1::Query q;
   *q.mutable_get_account()->mutable_id() = id;
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_account()) return NotFound(*r);
   return r->account();
@@ -689,7 +715,7 @@ absl::StatusOr<v1::TransferRecord> Client::GetTransfer(
     const v1::Uint128& id, absl::Duration deadline) {
   v1::Query q;
   *q.mutable_get_transfer()->mutable_id() = id;
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_transfer()) return NotFound(*r);
   return r->transfer();
@@ -702,7 +728,7 @@ absl::StatusOr<v1::HistoryPage> Client::History(const v1::Uint128& account_id,
   *q.mutable_get_history()->mutable_account_id() = account_id;
   q.mutable_get_history()->set_limit(limit);
   q.mutable_get_history()->set_cursor(cursor);
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_history()) return NotFound(*r);
   return r->history();
@@ -712,7 +738,7 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
                                            absl::Duration deadline) {
   v1::Query q;
   q.mutable_get_block()->set_height(height);
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_block()) return NotFound(*r);
   return r->block();
@@ -721,7 +747,7 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
 absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {
   v1::Query q;
   q.mutable_get_head();
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_head()) return NotFound(*r);
   return r->head();

@@ -53,6 +53,12 @@ struct ClientOptions {
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).
   std::string tls_ca_file, tls_cert_file, tls_key_file;
+  // Route GetAccount, GetTransfer, History, GetBlock and GetHead through
+  // OrderedQuery (linearizable, one ordering round) instead of the
+  // read-only quorum query (faster; sees a state at least as new as 2f+1
+  // replicas agree on, which may miss a write that completed elsewhere
+  // moments ago).
+  bool linearizable_reads = false;
 };
 
 // True if `s` means the request may or may not have executed.
@@ -107,6 +113,12 @@ class Client {
   // The raw query: 2f+1 matching signed answers.
   virtual absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
                                                absl::Duration deadline) = 0;
+  // A linearizable read: the query is ordered like a transfer and answered
+  // from the state right after the block that ordered it; accepted on f+1
+  // matching replies. It reflects every operation that completed before
+  // the call began.
+  absl::StatusOr<v1::QueryReply> OrderedQuery(
+      const v1::Query& query, absl::Duration deadline = absl::ZeroDuration());
 
   // One replica's status (not a quorum answer; for operators).
   virtual absl::StatusOr<v1::StatusResponse> ReplicaStatus(
@@ -120,8 +132,12 @@ class Client {
     return d == absl::ZeroDuration() ? default_deadline_ : d;
   }
   absl::Duration default_deadline_ = absl::Seconds(10);
+  bool linearizable_reads_ = false;
 
  private:
+  absl::StatusOr<v1::QueryReply> Read(const v1::Query& query,
+                                      absl::Duration deadline);
+
   uint64_t client_id_;
   uint32_t replica_count_;
 };

@@ -30,9 +30,15 @@ ABSL_FLAG(uint64_t, cursor, 0,
           "history: continue from a previous page's next_cursor.");
 ABSL_FLAG(uint64_t, height, 0, "block: height (0: the chain head).");
 ABSL_FLAG(double, deadline, 10, "Seconds to wait for the cluster's answer.");
-ABSL_FLAG(std::string, tls_ca, "", "TLS: CA certificate (PEM); default the config's tls.ca_file.");
-ABSL_FLAG(std::string, tls_cert, "", "TLS: client certificate (PEM); default tls.cert_file.");
-ABSL_FLAG(std::string, tls_key, "", "TLS: client private key (PEM); default tls.key_file.");
+ABSL_FLAG(bool, linearizable, false,
+          "Reads: order the query like a transfer (sees every completed write) "
+          "instead of the faster 2f+1 read-only query.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: CA certificate (PEM); default the config's tls.ca_file.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS: client certificate (PEM); default tls.cert_file.");
+ABSL_FLAG(std::string, tls_key, "",
+          "TLS: client private key (PEM); default tls.key_file.");
 
 namespace ledger {
 
@@ -89,6 +95,7 @@ absl::StatusOr<std::unique_ptr<Client>> Connect() {
   o.config_path = absl::GetFlag(FLAGS_config);
   o.key_path = absl::GetFlag(FLAGS_key);
   o.default_deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
+  o.linearizable_reads = absl::GetFlag(FLAGS_linearizable);
   o.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);

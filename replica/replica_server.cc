@@ -457,8 +457,21 @@ void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
   metrics_.blocks_executed.Increment();
   metrics_.batch_requests.Observe(static_cast<double>(result->outcomes.size()));
   std::vector<pbft::ExecutedReply> replies;
-  for (const RequestOutcome& o : result->outcomes) {
+  pbft::v1::PrePrepare pp;  // Parsed only if a request holds a query.
+  for (size_t i = 0; i < result->outcomes.size(); ++i) {
+    RequestOutcome& o = result->outcomes[i];
     if (o.duplicate) continue;  // Its stored reply stands (PBFT.md §4.2).
+    if (o.has_query) {
+      // Ordered reads: answered from the state after this block, the same
+      // on every correct replica.
+      if (pp.requests_size() == 0)
+        CHECK(pp.ParseFromString(b.pre_prepare.payload()));
+      CHECK_LT(i, static_cast<size_t>(pp.requests_size()));
+      absl::Status s = ledger_->FillQueryAnswers(
+          pp.requests(static_cast<int>(i)), &o.result);
+      if (!s.ok())
+        Fatal(s, absl::StrCat("answering ordered queries in block ", in.seq));
+    }
     v1::OperationResults rs;
     if (rs.ParseFromString(o.result)) {
       for (const v1::OperationResult& r : rs.results()) {

@@ -351,6 +351,11 @@ RequestOutcome Ledger::Execution::ExecuteRequest(
         case v1::Operation::kMint:
           *results.add_results() = Mint(op.mint(), client_id);
           break;
+        case v1::Operation::kQuery:
+          // Answered by the shell from the state after this block.
+          *results.add_results() = Code(v1::RESULT_CODE_OK);
+          out.has_query = true;
+          break;
         case v1::Operation::KIND_NOT_SET:
           *results.add_results() = Code(v1::RESULT_CODE_OPERATION_EMPTY);
           break;
@@ -1102,6 +1107,33 @@ absl::StatusOr<pbft::v1::CertifiedBatch> Ledger::GetCertifiedBatch(
   *cb.mutable_pre_prepare() = std::move(*block->mutable_pre_prepare());
   *cb.mutable_certificate() = std::move(*block->mutable_certificate());
   return cb;
+}
+
+absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
+                                      std::string* result) const {
+  pbft::v1::Request r;
+  v1::OperationBatch batch;
+  v1::OperationResults results;
+  if (!r.ParseFromString(request.payload()) ||
+      !batch.ParseFromString(r.operation()) ||
+      !results.ParseFromString(*result) ||
+      results.results_size() != batch.operations_size()) {
+    return absl::InternalError(
+        "query answers: request and results do not match");
+  }
+  for (int i = 0; i < batch.operations_size(); ++i) {
+    if (!batch.operations(i).has_query()) continue;
+    v1::QueryReply* answer = results.mutable_results(i)->mutable_answer();
+    absl::Status s = Answer(batch.operations(i).query(), answer);
+    if (absl::IsInvalidArgument(s)) {
+      // A malformed query gets its reason, like a not-found.
+      answer->set_not_found(std::string(s.message()));
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  *result = SerializeDeterministic(results);
+  return absl::OkStatus();
 }
 
 absl::Status Ledger::Answer(const v1::Query& query,

@@ -66,6 +66,9 @@ struct RequestOutcome {
   // one: empty.
   std::string result;
   bool duplicate = false;  // Not executed again (exactly-once).
+  // The request holds query operations: their answers are to be filled in
+  // from the state after the block (Ledger::FillQueryAnswers).
+  bool has_query = false;
 };
 
 struct BlockResult {
@@ -161,6 +164,12 @@ class Ledger {
   // Receipt for the transfer or mint `transfer_id` (docs/api.md).
   absl::StatusOr<v1::Receipt> BuildReceipt(
       const v1::Uint128& transfer_id) const;
+  // For a request whose outcome has_query: answers each query operation
+  // of `request` (a pbft.v1.Request) from the current state into `result`
+  // (serialized OperationResults), deterministically. Call right after the
+  // block that executed it, before the next.
+  absl::Status FillQueryAnswers(const pbft::v1::Envelope& request,
+                                std::string* result) const;
   // The last-reply table, ascending by client id.
   absl::StatusOr<std::vector<ClientReply>> ClientTable() const;
   // Total money on `ledger`: genesis plus minted.

@@ -25,6 +25,8 @@ ctl transfer --id 5001 --from 1 --to 100 --amount 250 --memo "first" | grep -q R
   || fail "transfer"
 ctl balance --account 100 | grep -q "balance 250" || fail "balance after transfer"
 ctl balance --account 1 | grep -q "balance 999999750" || fail "debit after transfer"
+# A linearizable (ordered) read sees the same.
+ctl balance --account 100 --linearizable | grep -q "balance 250" || fail "linearizable read"
 
 # Retrying the same transfer id is idempotent: EXISTS, no second debit.
 ctl transfer --id 5001 --from 1 --to 100 --amount 250 --memo "first" | grep -q RESULT_CODE_EXISTS \

@@ -491,3 +491,60 @@ TEST(LedgerQueries, NotFound) {
 
 }  // namespace
 }  // namespace ledger
+
+namespace ledger {
+namespace {
+
+v1::Operation QueryAccountOp(const v1::Uint128& id) {
+  v1::Operation op;
+  *op.mutable_query()->mutable_get_account()->mutable_id() = id;
+  return op;
+}
+
+// An ordered query changes nothing, is recorded as OK, and is answered from
+// the state after its block: later operations of the same block included
+// (the read is linearized at the end of the block).
+TEST(LedgerOrderedQuery, AnsweredFromTheStateAfterItsBlock) {
+  MemLedger m;
+  const Digest before = m.ledger().state_digest();
+  pbft::v1::Envelope query_req =
+      m.factory().Request(1, Ops({QueryAccountOp(Id(2))}));
+  pbft::v1::Envelope transfer_req =
+      m.factory().Request(2, Ops({TransferOp(Id(700), Id(2), Id(1), 40)}));
+  BlockResult r = m.Apply({query_req, transfer_req});
+  ASSERT_EQ(r.outcomes.size(), 2u);
+  ASSERT_TRUE(r.outcomes[0].has_query);
+  EXPECT_FALSE(r.outcomes[1].has_query);
+  EXPECT_NE(m.ledger().state_digest(), before);  // The transfer's doing.
+
+  std::string result = r.outcomes[0].result;
+  v1::OperationResults stored;
+  ASSERT_TRUE(stored.ParseFromString(result));
+  ASSERT_EQ(stored.results_size(), 1);
+  EXPECT_EQ(stored.results(0).code(), v1::RESULT_CODE_OK);
+  EXPECT_FALSE(stored.results(0).has_answer());
+
+  ASSERT_TRUE(m.ledger().FillQueryAnswers(query_req, &result).ok());
+  v1::OperationResults answered;
+  ASSERT_TRUE(answered.ParseFromString(result));
+  ASSERT_TRUE(answered.results(0).answer().has_account());
+  EXPECT_EQ(answered.results(0).answer().account().balance(), kGenesis - 40);
+
+  // Deterministic: a second replica's answer is the same bytes.
+  std::string again = r.outcomes[0].result;
+  ASSERT_TRUE(m.ledger().FillQueryAnswers(query_req, &again).ok());
+  EXPECT_EQ(again, result);
+
+  // A query for something absent answers not_found, still OK.
+  pbft::v1::Envelope missing =
+      m.factory().Request(1, Ops({QueryAccountOp(Id(999))}));
+  BlockResult r2 = m.Apply({missing});
+  std::string res2 = r2.outcomes[0].result;
+  ASSERT_TRUE(m.ledger().FillQueryAnswers(missing, &res2).ok());
+  v1::OperationResults a2;
+  ASSERT_TRUE(a2.ParseFromString(res2));
+  EXPECT_FALSE(a2.results(0).answer().not_found().empty());
+}
+
+}  // namespace
+}  // namespace ledger
