@@ -61,6 +61,7 @@ void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
   out->message_bytes_max = pick(p.message_bytes_max(), out->message_bytes_max);
   out->request_operations_max =
       pick(p.request_operations_max(), out->request_operations_max);
+  out->batch_wait_when_idle = p.batch_wait_when_idle();
 
   if (out->checkpoint_interval > kCheckpointIntervalMax) {
     errors->Add("protocol.checkpoint_interval",

@@ -53,6 +53,10 @@ struct ProtocolParams {
   uint32_t timestamp_skew_max_ms = kDefaultTimestampSkewMaxMs;
   uint32_t message_bytes_max = kDefaultMessageBytesMax;
   uint32_t request_operations_max = kDefaultRequestOperationsMax;
+  // false (default): the primary cuts a batch at once when none is in
+  // flight, and batches up while one is. true: always wait for a full batch
+  // or batch_delay_ticks.
+  bool batch_wait_when_idle = false;
 };
 
 class Cluster {

@@ -336,7 +336,12 @@ void Core::MaybeCutBatches() {
                       queue_bytes_ >= p.batch_bytes_max;
     const bool waited =
         tick_ >= queue_.begin()->second.arrival_tick + p.batch_delay_ticks;
-    if (!full && !waited) return;
+    // Adaptive batching: with nothing in flight, waiting only adds latency;
+    // while a batch is in flight, requests accumulate until it is handed
+    // out (which calls this again), the batch fills, or the delay passes.
+    const bool idle =
+        !p.batch_wait_when_idle && last_assigned_ == last_handed_out_;
+    if (!full && !waited && !idle) return;
     SendPrePrepare();
   }
 }
@@ -1054,20 +1059,23 @@ absl::Status Core::Invariants() const {
 
 // --- Restart -----------------------------------------------------------------
 
-absl::Status Core::RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
+absl::Status Core::RestoreExecuted(Seq last_executed,
+                                   uint64_t last_timestamp_ms,
                                    const v1::CheckpointProof* stable) {
   CHECK(last_executed_ == Seq(0) && log_.empty());
   const uint64_t K = options_.params.checkpoint_interval;
   const Seq h(stable != nullptr ? stable->seq() : 0);
   if (h.value() % K != 0 || h > last_executed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stored stable checkpoint ", h.value(), " does not fit the ledger at ",
-        last_executed.value()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("stored stable checkpoint ", h.value(),
+                     " does not fit the ledger at ", last_executed.value()));
   }
   if (last_executed > h + options_.params.watermark_window) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "ledger at ", last_executed.value(), " is beyond the window of the stored "
-        "stable checkpoint ", h.value()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("ledger at ", last_executed.value(),
+                     " is beyond the window of the stored "
+                     "stable checkpoint ",
+                     h.value()));
   }
   if (stable != nullptr) stable_proof_ = *stable;
   low_watermark_ = h;

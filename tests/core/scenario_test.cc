@@ -336,6 +336,7 @@ TEST(Requests, BackupForwardsRequestToPrimary_4_1) {
 TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
   ledger::ProtocolParams p = Scenario::Params();
   p.batch_delay_ticks = 100;  // Keep them queued.
+  p.batch_wait_when_idle = true;
   p.batch_requests_max = 10;
   Scenario s(0, p);
   for (uint64_t c = 1; c <= 3; ++c) s.Step(s.Request(c, 1));
@@ -395,7 +396,8 @@ TEST(ViewChangeTimer, RunsWhileABackupHoldsAnUnexecutedRequest_4_4) {
 TEST(Primary, BatchesUpToTheLimitAndPipelinesWithinTheWindow_4_2) {
   ledger::ProtocolParams p = Scenario::Params();
   p.request_queue_max = 100;
-  Scenario s(0, p);  // batch_requests_max 2, delay 1 tick, L = 8.
+  p.batch_wait_when_idle = true;  // The delay rule alone.
+  Scenario s(0, p);               // batch_requests_max 2, delay 1 tick, L = 8.
   s.Step(s.Request(1, 1));
   EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE).empty());  // Waits.
   s.Step(s.Request(2, 1));  // Full batch: cut at once.
@@ -419,6 +421,28 @@ TEST(Primary, BatchesUpToTheLimitAndPipelinesWithinTheWindow_4_2) {
   }
   EXPECT_EQ(sent, 8u);
   EXPECT_EQ(s.core().stats().pre_prepares_sent, 8u);
+}
+
+// §4.2 step 1, batching policy: with no batch in flight the primary cuts at
+// once (no added latency); while one is in flight, requests accumulate into
+// the next batch.
+TEST(Primary, AdaptiveBatchingCutsAtOnceWhenIdleAndBatchesWhileBusy_4_2) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.request_queue_max = 100;
+  p.batch_requests_max = 10;
+  p.batch_delay_ticks = 50;
+  Scenario s(0, p);
+  s.Step(s.Request(1, 1));
+  auto pps = s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE);
+  ASSERT_EQ(pps.size(), 1u);  // Idle: cut at once, a batch of one.
+  v1::PrePrepare pp;
+  ASSERT_TRUE(pp.ParseFromString(pps[0].envelope.payload()));
+  EXPECT_EQ(pp.requests_size(), 1);
+  s.Step(s.Request(2, 1));
+  s.Step(s.Request(3, 1));
+  s.Step(s.Request(1, 2));
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE).empty());  // Busy: wait.
+  EXPECT_EQ(s.core().queued_requests(), 3u);
 }
 
 // --- Checkpoints and garbage collection (§4.3)
