@@ -223,6 +223,11 @@ absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
     config.mutable_tls()->set_key_file(kK8sTlsKeyFile);
   }
 
+  if (o.checkpoint_interval != 0) {
+    config.mutable_protocol()->set_checkpoint_interval(o.checkpoint_interval);
+    config.mutable_protocol()->set_watermark_window(2 * o.checkpoint_interval);
+  }
+
   // What we write must load: validate before it reaches the disk.
   absl::StatusOr<Cluster> check =
       Cluster::FromProto(config, config_path.string());

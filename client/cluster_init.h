@@ -43,6 +43,8 @@ struct ClusterInitOptions {
   // Every client gets one genesis account on ledger 1 (id = client id)
   // with this balance; client 1 is an issuer on ledger 1.
   uint64_t genesis_balance = 1'000'000'000;
+  // Checkpoint interval K (0: the default); the window L is set to 2K.
+  uint32_t checkpoint_interval = 0;
   bool force = false;  // Overwrite an existing cluster.json and keys.
 
   // Kubernetes mode. Replica i's API address is

@@ -54,6 +54,8 @@ ABSL_FLAG(uint32_t, f, 0,
           "cluster init: faults tolerated (0: largest possible).");
 ABSL_FLAG(std::string, cluster_id, "",
           "cluster init: cluster id (default random).");
+ABSL_FLAG(uint32_t, checkpoint_interval, 0,
+          "cluster init: checkpoint interval K (0: default); window L = 2K.");
 ABSL_FLAG(uint64_t, genesis_balance, 1'000'000'000,
           "cluster init: each client's genesis balance on ledger 1.");
 ABSL_FLAG(bool, force, false, "Overwrite existing files.");
@@ -177,6 +179,7 @@ int ClusterCmd(const std::vector<std::string>& args) {
   o.f = absl::GetFlag(FLAGS_f);
   o.cluster_id = absl::GetFlag(FLAGS_cluster_id);
   o.genesis_balance = absl::GetFlag(FLAGS_genesis_balance);
+  o.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
   o.force = absl::GetFlag(FLAGS_force);
   o.k8s = absl::GetFlag(FLAGS_k8s);
   o.k8s_namespace = absl::GetFlag(FLAGS_namespace);

@@ -4,9 +4,10 @@
 # codes, idempotent retries, a crashed replica, a graceful restart of the
 # whole cluster from its data directories, and offline verification of
 # every replica's chain.
-#   cluster_test.sh BIN_DIR
+#   cluster_test.sh BIN_DIR [TESTS_DIR]
 set -euo pipefail
 BIN=$1
+TESTS=${2:-$BIN/../tests}
 source "$(dirname "$0")/lib.sh"
 DIR=$(mktemp -d)
 trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
@@ -45,6 +46,12 @@ set -e
 ctl get-transfer --id 5001 | grep -q "amount 250" || fail "get-transfer"
 ctl history --account 100 --json | grep -q '"amount":"250"' || fail "history"
 
+# Hand-built requests on the wire: tampered signature, unregistered key,
+# malformed and oversize requests refused; a retransmission gets the same
+# reply and executes once.
+CLUSTER_DIR="$DIR" "$TESTS/wire_test" >"$DIR/wire.out" 2>&1 || fail "wire_test: $(tail -30 "$DIR/wire.out")"
+grep -q "PASSED.*4 tests" "$DIR/wire.out" || fail "wire_test did not run its 4 tests: $(tail -5 "$DIR/wire.out")"
+
 # A short closed-loop load.
 "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 2 --batch 20 --duration 3 \
   --warmup 0.5 >"$DIR/bench.out" 2>"$DIR/bench.err" || fail "bench: $(tail -5 "$DIR/bench.err")"
@@ -56,27 +63,47 @@ stop_replica "$DIR" 3 KILL
 ctl transfer --id 5004 --from 1 --to 100 --amount 5 | grep -q RESULT_CODE_OK \
   || fail "transfer with one replica down"
 
+# The killed backup restarts and catches up within the window: new blocks
+# tell it how far behind it is; it fetches the certified blocks it missed
+# up to the next stable checkpoint (K = 16 here) and then follows along.
+ctl transfer --id 5006 --from 1 --to 100 --amount 1 | grep -q RESULT_CODE_OK || fail "transfer"
+start_replica "$DIR" 3
+wait_ready "$DIR" 4 60 || fail "restarted replica 3 not ready"
+for t in $(seq 5007 5026); do
+  ctl transfer --id "$t" --from 1 --to 100 --amount 1 | grep -q RESULT_CODE_OK || fail "transfer $t"
+done
+target=$(executed_of 0)
+[[ -n "$target" ]] || fail "no status from replica 0"
+caught=0
+deadline=$(( $(date +%s) + 60 ))
+while (( $(date +%s) < deadline )); do
+  got=$(executed_of 3)
+  if [[ -n "$got" && "$got" -ge "$target" ]]; then caught=1; break; fi
+  sleep 0.2
+done
+(( caught )) || fail "restarted replica 3 did not catch up to $target (at ${got:-?})"
+echo "replica 3 caught up to $target"
+
 # Graceful stop of everyone: SIGTERM exits 0.
-for i in 0 1 2; do
+for i in 0 1 2 3; do
   stop_replica "$DIR" "$i" TERM
   [[ "$STOP_RC" == 0 ]] || fail "replica $i exited $STOP_RC on SIGTERM"
 done
 
-# Every replica's chain verifies offline, and the three that saw every
-# block agree on the head.
+# Every replica's chain verifies offline, and they agree on the head.
 for i in 0 1 2 3; do
   "$BIN/ledgerctl" verify --data-dir "$DIR/data-$i" --json >"$DIR/verify-$i" 2>&1 \
     || fail "verify replica $i: $(cat "$DIR/verify-$i")"
 done
 h0=$(grep -o '"head_hash":"[0-9a-f]*"' "$DIR/verify-0") || fail "verify output: $(cat "$DIR/verify-0")"
-for i in 1 2; do
+for i in 1 2 3; do
   [[ "$(grep -o '"head_hash":"[0-9a-f]*"' "$DIR/verify-$i")" == "$h0" ]] || fail "replica $i head differs"
 done
 
 # Restart the whole cluster from its data directories: same ledger.
 for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
-wait_ready "$DIR" 3 60 || fail "restarted cluster not ready"
-ctl balance --account 100 | grep -q "balance 255" || fail "balance after restart"
+wait_ready "$DIR" 4 60 || fail "restarted cluster not ready"
+ctl balance --account 100 | grep -q "balance 276" || fail "balance after restart"
 ctl transfer --id 5005 --from 1 --to 100 --amount 1 | grep -q RESULT_CODE_OK \
   || fail "transfer after restart"
 ctl transfer --id 5001 --from 1 --to 100 --amount 250 --memo "first" | grep -q RESULT_CODE_EXISTS \

@@ -7,6 +7,7 @@
 #   wait_ready DIR N SECONDS       until N replicas report ready
 #   stop_all DIR                   SIGTERM every replica still running
 set -euo pipefail
+BIN=$(cd "$BIN" && pwd)  # Absolute: replicas run in their own directories.
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -30,14 +31,17 @@ cluster_init() {
   local base
   base=$(free_base_port) || fail "no free ports"
   "$BIN/ledgerctl" cluster init --replicas "$n" --clients "$clients" --out "$dir" \
-    --base-port "$base" --cluster-id "itest-$$" >/dev/null
+    --base-port "$base" --cluster-id "itest-$$" \
+    --checkpoint-interval "${CHECKPOINT_INTERVAL:-16}" >/dev/null
   mkdir -p "$dir/pids" "$dir/logs"
 }
 
 start_replica() {
   local dir=$1 i=$2
-  "$BIN/ledgerd" --config "$dir/cluster.json" --id "$i" --data-dir "$dir/data-$i" \
-    --key "$dir/keys/replica-$i.key" --log-level info >>"$dir/logs/replica-$i.log" 2>&1 &
+  mkdir -p "$dir/run-$i"
+  # Core dumps land in the replica's own directory ("core" pattern).
+  (ulimit -c unlimited 2>/dev/null || true; cd "$dir/run-$i" && exec "$BIN/ledgerd" --config "$dir/cluster.json" --id "$i" --data-dir "$dir/data-$i" \
+    --key "$dir/keys/replica-$i.key" --log-level info >>"$dir/logs/replica-$i.log" 2>&1) &
   echo $! >"$dir/pids/$i"
 }
 
@@ -50,6 +54,15 @@ stop_replica() {
   STOP_RC=0
   wait "$pid" 2>/dev/null || STOP_RC=$?
   rm -f "$dir/pids/$i"
+  # A replica that died of a signal we did not send is a bug: say so loudly.
+  if [[ "$sig" != KILL && "$STOP_RC" -gt 128 ]]; then
+    echo "replica $i died with signal $((STOP_RC - 128)); log tail:" >&2
+    tail -n 20 "$dir/logs/replica-$i.log" >&2
+    if [[ -f "$dir/run-$i/core" ]] && command -v gdb >/dev/null; then
+      gdb -batch -ex "thread apply all bt 15" "$BIN/ledgerd" "$dir/run-$i/core" 2>/dev/null \
+        | grep -E "^#|^Thread" | head -80 >&2
+    fi
+  fi
 }
 
 stop_all() {
@@ -57,6 +70,7 @@ stop_all() {
   for p in "$dir"/pids/*; do
     [[ -e "$p" ]] || continue
     stop_replica "$dir" "$(basename "$p")" TERM
+    ANY_BAD_EXIT=$(( ${ANY_BAD_EXIT:-0} + (STOP_RC != 0) ))
   done
 }
 
@@ -77,4 +91,19 @@ wait_ready() {
   done
   ctl status >&2 || true
   return 1
+}
+
+# last_executed_seq of replica I (empty if unreachable).
+executed_of() {
+  local i=$1
+  { ctl status --json 2>/dev/null || true; } | python3 -c '
+import json, sys
+i = int(sys.argv[1])
+try:
+    for r in json.load(sys.stdin):
+        if int(r.get("replica_id", -1)) == i and "error" not in r:
+            print(int(r.get("last_executed_seq", 0)))
+except ValueError:
+    pass
+' "$i"
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 BIN=$1
 source "$(dirname "$0")/lib.sh"
 DIR=$(mktemp -d)
-trap 'stop_all "$DIR"; rm -rf "$DIR"' EXIT
+trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
 command -v openssl >/dev/null || fail "openssl is required (deploy/install-deps.sh installs it)"
 
 cluster_init "$DIR" 4 1
