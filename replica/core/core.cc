@@ -244,6 +244,7 @@ void Core::OnRequest(const v1::Envelope& e) {
   if (!view_active_) return;  // Held; forwarded once the new view starts.
   if (is_primary()) {
     MaybeCutBatches();
+    UpdateViewChangeTimer(false);
   } else {
     // PBFT.md: a backup forwards a request it has not seen executed to the
     // primary (and holds it for its view-change timer).
@@ -506,6 +507,7 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   }
   const View v(pp.view());
   const Seq s(pp.seq());
+  if (e.sender() == PrimaryOf(v).value()) NoteSeq(e.sender(), s);
   // §4.2: accept only from primary(v), in view v, with h < s <= H; §4.4:
   // nothing while changing views.
   if (v != view_ || !view_active_) {
@@ -516,7 +518,6 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
     Drop(DropReason::kWrongSender);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
@@ -567,6 +568,9 @@ void Core::HandlePrepare(const v1::Envelope& e) {
   }
   const View v(m.view());
   const Seq s(m.seq());
+  // Evidence of how far the others are, whatever their view: a replica in
+  // another view (or changing views) still catches up by fetching.
+  NoteSeq(e.sender(), s);
   if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return;
@@ -577,7 +581,6 @@ void Core::HandlePrepare(const v1::Envelope& e) {
     Drop(DropReason::kWrongSender);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
@@ -608,11 +611,13 @@ void Core::HandleCommit(const v1::Envelope& e) {
   }
   const View v(m.view());
   const Seq s(m.seq());
+  // Evidence of how far the others are, whatever their view: a replica in
+  // another view (or changing views) still catches up by fetching.
+  NoteSeq(e.sender(), s);
   if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
@@ -1060,9 +1065,17 @@ Seq Core::FetchLimit() const {
 
 // §4.4 timer: runs while this backup holds a request not yet executed;
 // restarted when a request executes and others are still held.
+//
+// Departure: the primary runs the timer too, while it holds requests or
+// batches not yet executed. A primary left alone in its view (the others
+// moved on while it was cut off) otherwise never leaves it, and with f
+// replicas stuck like that the rest cannot form a quorum for the next view
+// (pbft-sim byzantine-view-change seed 3). Leaving a view it cannot finish
+// costs a correct primary nothing in safety.
 void Core::UpdateViewChangeTimer(bool executed_one) {
   if (!view_active_) return;  // The view-change timer runs instead.
-  if (is_primary() || queue_.empty()) {
+  const bool holds = !queue_.empty() || (is_primary() && !assigned_.empty());
+  if (!holds) {
     view_change_timer_ticks_ = 0;
     return;
   }
@@ -1297,12 +1310,15 @@ void Core::MaybeJoin() {
 }
 
 // §4.4 liveness (b): with 2f+1 VIEW-CHANGEs for the view we move to, wait
-// one timeout for its NEW-VIEW, then move on.
+// one timeout for its NEW-VIEW, then move on. A VIEW-CHANGE for a higher
+// view counts too: its sender has left the old view as well (without this,
+// f replicas that went one view further, and one lost VIEW-CHANGE, leave
+// the others waiting for good: pbft-sim byzantine-view-change seed 18).
 void Core::MaybeStartNewViewTimer() {
   if (view_active_ || view_change_timer_ticks_ > 0) return;
   uint32_t count = 0;
   for (const auto& [id, m] : view_changes_) {
-    if (m.view == view_) ++count;
+    if (m.view >= view_) ++count;
   }
   if (count >= quorum_) view_change_timer_ticks_ = view_change_timeout_ticks_;
 }
