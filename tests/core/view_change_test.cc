@@ -19,7 +19,8 @@ constexpr uint64_t kNowMs = 1'000'000;
 class Cluster {
  public:
   Cluster() : crypto_(4, 2, /*real=*/false) {
-    for (uint32_t i = 0; i < 4; ++i) signer_.push_back(crypto_.ReplicaSigner(i));
+    for (uint32_t i = 0; i < 4; ++i)
+      signer_.push_back(crypto_.ReplicaSigner(i));
     client_ = crypto_.ClientSigner(1);
     durable_.resize(4);
     executed_.resize(4);
@@ -229,15 +230,15 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOSetDoesNotMatch_4_4) {
   pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
   *m.mutable_pre_prepares(0) =
       c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
-  c.Inject(1, 3, c.signer(1).Sign(v1::MESSAGE_TYPE_NEW_VIEW,
-                                  m.SerializeAsString()));
+  c.Inject(1, 3,
+           c.signer(1).Sign(v1::MESSAGE_TYPE_NEW_VIEW, m.SerializeAsString()));
   c.Run([](uint32_t from, uint32_t to, const v1::Envelope&) {
     return from == 1 && to == 3;
   });
   EXPECT_FALSE(c.core(3).view_active());
-  EXPECT_EQ(c.core(3).stats().dropped[static_cast<size_t>(
-                DropReason::kBadNewView)],
-            1u);
+  EXPECT_EQ(
+      c.core(3).stats().dropped[static_cast<size_t>(DropReason::kBadNewView)],
+      1u);
 }
 
 TEST(ViewChange, JoinsOnFPlusOneHigherViewChanges_4_4) {
@@ -304,10 +305,11 @@ TEST(CrashRecovery, RestartDuringViewChangeStaysOutOfTheOldView_4_4) {
   p.set_seq(1);
   p.set_batch_digest(ledger::NullBatchDigest().ToBytes());
   p.set_replica_id(1);
-  c.core(2).Step(c.signer(1).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString()));
-  EXPECT_GE(c.core(2).stats().dropped[static_cast<size_t>(
-                DropReason::kWrongView)],
-            1u);
+  c.core(2).Step(
+      c.signer(1).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString()));
+  EXPECT_GE(
+      c.core(2).stats().dropped[static_cast<size_t>(DropReason::kWrongView)],
+      1u);
 }
 
 }  // namespace

@@ -76,12 +76,11 @@ TEST(ProtocolStoreTest, KeepsTheLatestNewViewAcrossCheckpoints) {
     auto store = ProtocolStore::Open("/p", env.get());
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->Append(1, {new_view(1)}, std::nullopt).ok());
-    ASSERT_TRUE((*store)
-                    ->Append(2,
-                             {new_view(2), Vote(pbft::v1::MESSAGE_TYPE_PREPARE,
-                                                7)},
-                             std::nullopt)
-                    .ok());
+    ASSERT_TRUE(
+        (*store)
+            ->Append(2, {new_view(2), Vote(pbft::v1::MESSAGE_TYPE_PREPARE, 7)},
+                     std::nullopt)
+            .ok());
     pbft::v1::CheckpointProof proof;
     proof.set_seq(10);
     ASSERT_TRUE((*store)->Append(std::nullopt, {}, proof).ok());

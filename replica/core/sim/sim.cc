@@ -6,9 +6,9 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <queue>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -127,10 +127,16 @@ const std::vector<Behaviour> kViewChangeBehaviours = {
     Behaviour::kStaleViewChange, Behaviour::kForgedViewChange,
     Behaviour::kBadNewView};
 
-const std::vector<std::string> kScenarios = {
-    "fair",      "lossy",           "byzantine",        "small-window",
-    "queue-full", "corrupt-primary", "crash",           "partition",
-    "byzantine-primary", "byzantine-view-change"};
+const std::vector<std::string> kScenarios = {"fair",
+                                             "lossy",
+                                             "byzantine",
+                                             "small-window",
+                                             "queue-full",
+                                             "corrupt-primary",
+                                             "crash",
+                                             "partition",
+                                             "byzantine-primary",
+                                             "byzantine-view-change"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -238,7 +244,7 @@ struct SimClient {
   uint64_t number = 0;
   uint64_t first_sent_tick = 0;
   uint64_t last_sent_tick = 0;
-  uint64_t view_hint = 0;  // Highest view seen in replies.
+  uint64_t view_hint = 0;                   // Highest view seen in replies.
   std::map<uint32_t, std::string> replies;  // replica -> result
 };
 
@@ -330,7 +336,7 @@ class Simulation {
   uint64_t liveness_ticks_ = 4000;
   // Faults of the crash / partition scenarios.
   bool crashes_ = false, wipes_ = false, partitions_ = false;
-  bool partition_primary_ = false;  // Episodes that isolate the primary.
+  bool partition_primary_ = false;   // Episodes that isolate the primary.
   bool serve_latest_proof_ = false;  // Fetch answers as ledgerd does.
   std::vector<std::vector<bool>> blocked_;  // [from][to] among replicas.
   uint64_t partition_until_ = 0;
@@ -434,8 +440,8 @@ void Simulation::Setup() {
     byz_ids.clear();
     for (uint32_t i = 1; i <= f_; ++i) {
       byz_ids.insert(i);
-      chosen[i] = i == 1 ? Behaviour::kBadNewView
-                         : rng_.Pick(kViewChangeBehaviours);
+      chosen[i] =
+          i == 1 ? Behaviour::kBadNewView : rng_.Pick(kViewChangeBehaviours);
     }
     if (rng_.Chance(0.5)) chosen[1] = rng_.Pick(kViewChangeBehaviours);
   }
@@ -652,8 +658,9 @@ void Simulation::Persist(SimReplica& r, const struct Persist& p) {
   }
   if (p.stable_checkpoint) {
     d.stable = *p.stable_checkpoint;
-    d.entries.erase(d.entries.begin(),
-                    d.entries.lower_bound({p.stable_checkpoint->seq() + 1, 0, 0}));
+    d.entries.erase(
+        d.entries.begin(),
+        d.entries.lower_bound({p.stable_checkpoint->seq() + 1, 0, 0}));
   }
 }
 
@@ -865,7 +872,8 @@ void Simulation::CheckPrepared() {
   }
 }
 
-// --- Crashes and partitions ---------------------------------------------------
+// --- Crashes and partitions
+// ---------------------------------------------------
 
 void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
@@ -1071,9 +1079,8 @@ void Simulation::FinalCheck() {
     for (const auto& r : replicas_) {
       if (r->byzantine) continue;
       if (!r->executed.count(key)) {
-        Fail(absl::StrCat("acknowledged request (", key.first, ", ",
-                          key.second, ") lost: not executed at replica ",
-                          r->id));
+        Fail(absl::StrCat("acknowledged request (", key.first, ", ", key.second,
+                          ") lost: not executed at replica ", r->id));
         return;
       }
     }
@@ -1156,7 +1163,8 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
     r.own_view_changes.push_back(std::make_shared<v1::Envelope>(o.envelope));
     if (r.own_view_changes.size() > 8) r.own_view_changes.pop_front();
     if (r.own_view_changes.size() > 1 && rng_.Chance(0.7)) {
-      EnvPtr old = r.own_view_changes[rng_.Below(r.own_view_changes.size() - 1)];
+      EnvPtr old =
+          r.own_view_changes[rng_.Below(r.own_view_changes.size() - 1)];
       for (uint32_t t : targets) SendToReplica(t, old);
       return;
     }
@@ -1168,11 +1176,10 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
   if (type == v1::MESSAGE_TYPE_NEW_VIEW && b == Behaviour::kBadNewView) {
     o.envelope = ForgeNewView(r, o.envelope);
   }
-  if (pre_prepare && (b == Behaviour::kPrimaryEquivocate ||
-                      b == Behaviour::kPrimaryBadDigest ||
-                      b == Behaviour::kPrimarySkipSeq ||
-                      b == Behaviour::kPrimaryReuseSeq ||
-                      b == Behaviour::kPrimarySlow)) {
+  if (pre_prepare &&
+      (b == Behaviour::kPrimaryEquivocate ||
+       b == Behaviour::kPrimaryBadDigest || b == Behaviour::kPrimarySkipSeq ||
+       b == Behaviour::kPrimaryReuseSeq || b == Behaviour::kPrimarySlow)) {
     EnvPtr real = std::make_shared<v1::Envelope>(o.envelope);
     if (b == Behaviour::kPrimarySlow) {
       // Just under the view-change timeout: slow, never slow enough.
@@ -1217,8 +1224,8 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
         pp.clear_requests();
       }
       pp.set_batch_digest(ledger::BatchDigest(pp.requests()).ToBytes());
-      EnvPtr other = std::make_shared<v1::Envelope>(r.signer->Sign(
-          v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+      EnvPtr other = std::make_shared<v1::Envelope>(
+          r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
       for (size_t i = 0; i < targets.size(); ++i) {
         SendToReplica(targets[i], i % 2 == 0 ? real : other);
       }
@@ -1318,8 +1325,8 @@ v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
   const uint64_t how = rng_.Below(4);
   if (how == 0 && nv.pre_prepares_size() > 0) {
     v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(nv.pre_prepares(nv.pre_prepares_size() - 1)
-                                 .payload()));
+    CHECK(pp.ParseFromString(
+        nv.pre_prepares(nv.pre_prepares_size() - 1).payload()));
     pp.clear_requests();
     pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
     *nv.mutable_pre_prepares(nv.pre_prepares_size() - 1) =
@@ -1535,8 +1542,7 @@ SimResult Simulation::Run() {
           static_cast<unsigned long long>(r->core->stats().batches_fetched),
           static_cast<unsigned long long>(r->core->stats().retransmissions),
           r->core->queued_requests(),
-          static_cast<unsigned long long>(
-              r->core->view_change_timeout_ticks()),
+          static_cast<unsigned long long>(r->core->view_change_timeout_ticks()),
           drops.c_str());
     }
   }
