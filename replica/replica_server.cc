@@ -157,19 +157,25 @@ absl::Status ReplicaServerImpl::Init() {
   // window at the last stable checkpoint it persisted.
   absl::StatusOr<storage::ProtocolState> persisted = store_->Load();
   if (!persisted.ok()) return persisted.status();
-  if (ledger_->last_executed() > 0 ||
-      persisted->stable_checkpoint.has_value()) {
-    uint64_t last_ts = 0;
+  {
+    // Crash recovery (core.h, Core::Restore): the view, the votes and the
+    // prepared certificates above the stable checkpoint, the NEW-VIEW of
+    // the view entered, and the ledger head.
+    pbft::RestoreState restore;
     if (ledger_->last_executed() > 0) {
       absl::StatusOr<v1::Block> head =
           ledger_->GetStoredBlock(ledger_->last_executed());
       if (!head.ok()) return head.status();
-      last_ts = head->header().timestamp_ms();
+      restore.last_timestamp_ms = head->header().timestamp_ms();
     }
-    absl::Status r = core_->RestoreExecuted(
-        Seq(ledger_->last_executed()), last_ts,
-        persisted->stable_checkpoint ? &*persisted->stable_checkpoint
-                                     : nullptr);
+    restore.last_executed = Seq(ledger_->last_executed());
+    restore.view = pbft::View(persisted->view);
+    restore.stable_checkpoint = persisted->stable_checkpoint;
+    restore.entries = std::move(persisted->entries);
+    if (persisted->new_view) {
+      restore.entries.push_back(std::move(*persisted->new_view));
+    }
+    absl::Status r = core_->Restore(restore);
     if (!r.ok()) {
       return absl::DataLossError(
           absl::StrCat(options_.data_dir, ": ", r.message()));

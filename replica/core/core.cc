@@ -52,6 +52,10 @@ const char* DropReasonName(DropReason reason) {
       return "queue_full";
     case DropReason::kUnsupported:
       return "unsupported";
+    case DropReason::kBadViewChange:
+      return "bad_view_change";
+    case DropReason::kBadNewView:
+      return "bad_new_view";
     case DropReason::kCount:
       break;
   }
@@ -108,6 +112,7 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
       quorum_(2 * options_.f + 1),
       view_change_timeout_ticks_(options_.params.view_change_timeout_ticks),
       highest_seq_seen_(options_.n) {
+  fetch_bad_until_.assign(options_.n, 0);
   CHECK_OK(options_.Validate());
   CHECK(signer_ != nullptr);
   CHECK(verifier_ != nullptr);
@@ -176,6 +181,12 @@ void Core::Step(const v1::Envelope& e) {
     case v1::MESSAGE_TYPE_FETCH_RESPONSE:
       HandleFetchResponse(e);
       break;
+    case v1::MESSAGE_TYPE_VIEW_CHANGE:
+      HandleViewChange(e);
+      break;
+    case v1::MESSAGE_TYPE_NEW_VIEW:
+      HandleNewView(e);
+      break;
     default:
       Drop(DropReason::kUnsupported);
       break;
@@ -230,8 +241,10 @@ void Core::OnRequest(const v1::Envelope& e) {
     queue_index_[key] = arrival;
     queue_bytes_ += bytes;
   }
+  if (!view_active_) return;  // Held; forwarded once the new view starts.
   if (is_primary()) {
     MaybeCutBatches();
+    UpdateViewChangeTimer(false);
   } else {
     // PBFT.md: a backup forwards a request it has not seen executed to the
     // primary (and holds it for its view-change timer).
@@ -244,14 +257,18 @@ void Core::OnRequest(const v1::Envelope& e) {
 void Core::Tick(uint64_t now_ms) {
   ++tick_;
   now_ms_ = now_ms;
-  if (is_primary()) MaybeCutBatches();
+  if (view_active_ && is_primary()) MaybeCutBatches();
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
   if (view_change_timer_ticks_ > 0 && --view_change_timer_ticks_ == 0) {
-    // §4.4: here the next issue starts the view change to v+1. Until then
-    // the expiry is counted and the timer restarted.
+    // §4.4: a request held too long in view v, or no NEW-VIEW for the view
+    // being changed to: move to the next view with a doubled timeout.
     ++stats_.view_change_timer_expiries;
-    UpdateViewChangeTimer(true);
+    view_change_timeout_ticks_ =
+        std::min(view_change_timeout_ticks_ * 2,
+                 uint64_t{options_.params.view_change_timeout_ticks} *
+                     kViewChangeBackoffMax);
+    StartViewChange(view_.next());
   }
 }
 
@@ -287,8 +304,20 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
       ready_.replies.push_back({r.client_id, *rec.reply});
     }
   }
+  // State transfer beyond the window: executed batches above H were
+  // fetched and are not needed any more (no vote refers to them).
+  if (seq > high_watermark()) log_.erase(it);
   if (seq.value() % options_.params.checkpoint_interval == 0) {
     TakeCheckpoint(seq, state_digest);
+  }
+  // Pipelined catch-up: everything fetched so far is applied and peers are
+  // still ahead, so ask the same peer for the next blocks at once.
+  if (fetch_continue_ && last_executed_ == last_handed_out_) {
+    fetch_continue_ = false;
+    const bool behind = BehindEvidence() > last_executed_ ||
+                        (!fetched_proofs_.empty() &&
+                         fetched_proofs_.rbegin()->first > last_executed_);
+    if (behind) SendFetch();
   }
 }
 
@@ -330,6 +359,7 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
 
 void Core::MaybeCutBatches() {
   CHECK(is_primary());
+  CHECK(view_active_);
   const auto& p = options_.params;
   while (!queue_.empty() && last_assigned_.next() <= high_watermark()) {
     const bool full = queue_.size() >= p.batch_requests_max ||
@@ -482,8 +512,10 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   }
   const View v(pp.view());
   const Seq s(pp.seq());
-  // §4.2: accept only from primary(v), in view v, with h < s <= H.
-  if (v != view_) {
+  if (e.sender() == PrimaryOf(v).value()) NoteSeq(e.sender(), s);
+  // §4.2: accept only from primary(v), in view v, with h < s <= H; §4.4:
+  // nothing while changing views.
+  if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return;
   }
@@ -491,7 +523,6 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
     Drop(DropReason::kWrongSender);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
@@ -542,7 +573,10 @@ void Core::HandlePrepare(const v1::Envelope& e) {
   }
   const View v(m.view());
   const Seq s(m.seq());
-  if (v != view_) {
+  // Evidence of how far the others are, whatever their view: a replica in
+  // another view (or changing views) still catches up by fetching.
+  NoteSeq(e.sender(), s);
+  if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return;
   }
@@ -552,13 +586,15 @@ void Core::HandlePrepare(const v1::Envelope& e) {
     Drop(DropReason::kWrongSender);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
   }
   if (s <= last_handed_out_) return;
   Slot& slot = log_[s];
+  // Committed already (kept across a view change, or fetched): its
+  // certificate stands; votes of a later view change nothing.
+  if (slot.committed) return;
   if (slot.created_tick == 0) slot.created_tick = tick_;
   slot.view = v;
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
@@ -580,17 +616,22 @@ void Core::HandleCommit(const v1::Envelope& e) {
   }
   const View v(m.view());
   const Seq s(m.seq());
-  if (v != view_) {
+  // Evidence of how far the others are, whatever their view: a replica in
+  // another view (or changing views) still catches up by fetching.
+  NoteSeq(e.sender(), s);
+  if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return;
   }
-  NoteSeq(e.sender(), s);
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
     return;
   }
   if (s <= last_handed_out_) return;
   Slot& slot = log_[s];
+  // Committed already (kept across a view change, or fetched): its
+  // certificate stands; votes of a later view change nothing.
+  if (slot.committed) return;
   if (slot.created_tick == 0) slot.created_tick = tick_;
   slot.view = v;
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
@@ -617,6 +658,7 @@ void Core::CheckPrepared(Seq s) {
   }
   if (matching < quorum_ - 1) return;
   slot.prepared = true;
+  RecordPreparedCert(s, slot);
   v1::Commit commit;
   commit.set_view(slot.view.value());
   commit.set_seq(s.value());
@@ -680,14 +722,22 @@ void Core::HandOutCommitted() {
     handed = true;
   }
   if (handed) {
-    UpdateViewChangeTimer(true);
-    if (is_primary()) MaybeCutBatches();
+    if (view_active_) {
+      // §4.4 liveness: the timeout returns to its base after progress.
+      view_change_timeout_ticks_ = options_.params.view_change_timeout_ticks;
+      UpdateViewChangeTimer(true);
+      if (is_primary()) MaybeCutBatches();
+    }
   }
 }
 
 // --- Checkpoints and garbage collection (§4.3) ------------------------------
 
 void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
+  auto fp = fetched_proofs_.find(s);
+  // Beyond the window (state transfer): no vote, unless a fetched proof
+  // for this seq lets the checkpoint become stable at once.
+  if (s > high_watermark() && fp == fetched_proofs_.end()) return;
   v1::Checkpoint cp;
   cp.set_seq(s.value());
   cp.set_state_digest(state_digest.ToBytes());
@@ -697,7 +747,6 @@ void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
   checkpoints_[s][options_.id] = Vote{state_digest, e};
   ready_.persist.entries.push_back(e);
   Broadcast(std::move(e));
-  auto fp = fetched_proofs_.find(s);
   if (fp != fetched_proofs_.end()) {
     Digest d;
     CHECK(ParseDigest(fp->second.state_digest(), &d));
@@ -773,16 +822,26 @@ void Core::MakeStable(Seq s, const Digest& digest,
   checkpoints_.erase(checkpoints_.begin(), checkpoints_.lower_bound(s));
   fetched_proofs_.erase(fetched_proofs_.begin(),
                         fetched_proofs_.upper_bound(s));
+  prepared_certs_.erase(prepared_certs_.begin(),
+                        prepared_certs_.upper_bound(s));
   if (last_assigned_ < s) last_assigned_ = s;
   ++stats_.checkpoints_stable;
   ready_.persist.stable_checkpoint = stable_proof_;
-  if (is_primary()) MaybeCutBatches();
+  if (view_active_) {
+    InstallPendingO();
+    if (is_primary()) MaybeCutBatches();
+  }
 }
 
 // --- Loss recovery: retransmission and fetching ------------------------------
 
 void Core::Retransmit() {
+  if (!view_active_ && own_view_change_) {
+    Broadcast(*own_view_change_);
+    ++stats_.retransmissions;
+  }
   for (const auto& [s, slot] : log_) {
+    if (!view_active_) break;
     if (s <= last_executed_) continue;
     if (slot.view != view_) continue;
     if (tick_ < slot.created_tick + options_.retransmit_ticks) continue;
@@ -811,17 +870,33 @@ void Core::MaybeFetch() {
   const bool stalled = last_executed_ == executed_at_last_fetch_check_;
   executed_at_last_fetch_check_ = last_executed_;
   if (!stalled || last_handed_out_ != last_executed_) return;
-  if (BehindEvidence() <= last_executed_) return;
+  const bool proof_ahead = !fetched_proofs_.empty() &&
+                           fetched_proofs_.rbegin()->first > last_executed_;
+  if (BehindEvidence() <= last_executed_ && !proof_ahead) return;
+  // A new peer each time (trusting none), skipping peers that recently
+  // served a response that failed verification.
+  for (uint32_t i = 0; i < options_.n; ++i) {
+    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
+    if (fetch_peer_ != options_.id.value() &&
+        fetch_bad_until_[fetch_peer_] <= tick_) {
+      break;
+    }
+  }
+  if (fetch_peer_ == options_.id.value()) {
+    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
+  }
+  SendFetch();
+}
+
+void Core::SendFetch() {
+  CHECK_NE(fetch_peer_, options_.id.value());
   v1::FetchRequest req;
   req.set_replica_id(options_.id.value());
   req.set_from_seq(last_executed_.value() + 1);
   req.set_max_blocks(options_.fetch_blocks_max);
-  fetch_peer_ = (fetch_peer_ + 1) % options_.n;
-  if (fetch_peer_ == options_.id.value()) {
-    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
-  }
   SendTo(ReplicaId(fetch_peer_), signer_->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
                                                req.SerializeAsString()));
+  fetch_outstanding_ = true;
   ++stats_.fetches_sent;
 }
 
@@ -889,12 +964,31 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     Drop(DropReason::kMalformed);
     return;
   }
+  const bool asked = fetch_outstanding_ && e.sender() == fetch_peer_;
+  if (asked) fetch_outstanding_ = false;
+  // A peer that serves garbage is counted, skipped for a while, and (if
+  // this was the answer we waited for) another peer is asked at once.
+  auto bad_peer = [&]() {
+    Drop(DropReason::kBadCertificate);
+    ++stats_.fetch_bad_responses;
+    fetch_bad_until_[e.sender()] = tick_ + kFetchBadPeerTicks;
+    if (asked && last_handed_out_ == last_executed_) {
+      for (uint32_t i = 0; i < options_.n; ++i) {
+        fetch_peer_ = (fetch_peer_ + 1) % options_.n;
+        if (fetch_peer_ != options_.id.value() &&
+            fetch_bad_until_[fetch_peer_] <= tick_) {
+          SendFetch();
+          return;
+        }
+      }
+    }
+  };
   if (resp.has_stable_checkpoint() &&
       Seq(resp.stable_checkpoint().seq()) > low_watermark_) {
     Digest d;
     const Seq s(resp.stable_checkpoint().seq());
     if (!VerifyCheckpointProof(resp.stable_checkpoint(), &d)) {
-      Drop(DropReason::kBadCertificate);
+      bad_peer();
       return;  // Trust nothing else from this response.
     }
     if (s <= last_executed_) {
@@ -908,21 +1002,30 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
           MakeStable(s, d, std::move(cps));
         }
       }
-    } else if (s <= high_watermark() + options_.fetch_blocks_max) {
+    } else {
+      // Possibly far beyond the window (state transfer): batches up to it
+      // may be adopted, checked one by one by their commit certificates.
       fetched_proofs_[s] = resp.stable_checkpoint();
+      while (fetched_proofs_.size() > kFetchedProofsMax) {
+        fetched_proofs_.erase(fetched_proofs_.begin());
+      }
     }
   }
   const Seq limit = FetchLimit();
+  // Beyond H only a bounded run past what is executed (the log stays
+  // bounded by L + 2 * fetch_blocks_max).
+  const Seq far_limit(last_executed_.value() + 2 * options_.fetch_blocks_max);
+  bool adopted = false;
   for (const v1::CertifiedBatch& b : resp.batches()) {
     v1::PrePrepare pp;
     Digest d;
     if (!VerifyCertifiedBatch(b, &pp, &d)) {
-      Drop(DropReason::kBadCertificate);
+      bad_peer();
       break;
     }
     const Seq s(pp.seq());
     if (s <= last_handed_out_) continue;
-    if (s > limit) break;
+    if (s > limit || (s > high_watermark() && s > far_limit)) break;
     std::vector<std::pair<ClientId, RequestNumber>> requests;
     bool ok = true;
     for (const v1::Envelope& re : pp.requests()) {
@@ -935,7 +1038,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
                             RequestNumber(r.request_number()));
     }
     if (!ok) {
-      Drop(DropReason::kBadCertificate);
+      bad_peer();
       break;
     }
     Slot& slot = log_[s];
@@ -951,7 +1054,9 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     slot.fetched = true;
     slot.certificate = b.certificate();
     ++stats_.batches_fetched;
+    adopted = true;
   }
+  if (asked && adopted) fetch_continue_ = true;
   HandOutCommitted();
 }
 
@@ -965,13 +1070,501 @@ Seq Core::FetchLimit() const {
 
 // §4.4 timer: runs while this backup holds a request not yet executed;
 // restarted when a request executes and others are still held.
+//
+// Departure: the primary runs the timer too, while it holds requests or
+// batches not yet executed. A primary left alone in its view (the others
+// moved on while it was cut off) otherwise never leaves it, and with f
+// replicas stuck like that the rest cannot form a quorum for the next view
+// (pbft-sim byzantine-view-change seed 3). Leaving a view it cannot finish
+// costs a correct primary nothing in safety.
 void Core::UpdateViewChangeTimer(bool executed_one) {
-  if (is_primary() || queue_.empty()) {
+  if (!view_active_) return;  // The view-change timer runs instead.
+  const bool holds = !queue_.empty() || (is_primary() && !assigned_.empty());
+  if (!holds) {
     view_change_timer_ticks_ = 0;
     return;
   }
   if (view_change_timer_ticks_ == 0 || executed_one) {
     view_change_timer_ticks_ = view_change_timeout_ticks_;
+  }
+}
+
+// --- View change (§4.4)
+// -------------------------------------------------------
+
+void Core::RecordPreparedCert(Seq s, const Slot& slot) {
+  PreparedCert pc;
+  pc.view = slot.view;
+  pc.digest = slot.digest;
+  *pc.cert.mutable_pre_prepare() = slot.pre_prepare;
+  for (const auto& [sender, vote] : slot.prepares) {
+    if (sender == PrimaryOf(slot.view) || vote.digest != slot.digest) continue;
+    *pc.cert.add_prepares() = vote.envelope;
+    // Crash recovery: the certificate must survive a restart so that a
+    // later VIEW-CHANGE still carries it; our own PREPARE is durable
+    // already, the others' become durable with the COMMIT this enables.
+    if (sender != options_.id) ready_.persist.entries.push_back(vote.envelope);
+    if (static_cast<uint32_t>(pc.cert.prepares_size()) == quorum_ - 1) break;
+  }
+  prepared_certs_[s] = std::move(pc);
+}
+
+v1::Envelope Core::BuildViewChange() const {
+  v1::ViewChange vc;
+  vc.set_new_view(view_.value());
+  *vc.mutable_stable_checkpoint() = stable_proof_;
+  for (const auto& [s, pc] : prepared_certs_) {
+    if (s > low_watermark_) *vc.add_prepared() = pc.cert;
+  }
+  vc.set_replica_id(options_.id.value());
+  return signer_->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString());
+}
+
+// §4.4 start: stop taking part in view v, make the new view durable, and
+// multicast VIEW-CHANGE ⟨v', s*, C, P, i⟩.
+void Core::StartViewChange(View target) {
+  CHECK_GT(target, view_);
+  view_ = target;
+  view_active_ = false;
+  new_view_.reset();
+  pending_o_.clear();
+  assigned_.clear();
+  view_change_timer_ticks_ = 0;
+  fetch_continue_ = false;
+  ready_.persist.view = view_;
+  for (auto it = view_changes_.begin(); it != view_changes_.end();) {
+    it = it->second.view < target ? view_changes_.erase(it) : std::next(it);
+  }
+  v1::Envelope e = BuildViewChange();
+  ViewChangeMsg m;
+  m.view = target;
+  m.envelope = e;
+  CHECK(m.vc.ParseFromString(e.payload()));
+  view_changes_[options_.id] = std::move(m);
+  own_view_change_ = e;
+  ++stats_.view_changes_started;
+  Broadcast(std::move(e));
+  MaybeStartNewViewTimer();
+  MaybeSendNewView();
+  if (!view_active_) MaybeJoin();
+}
+
+// A prepared certificate is well formed: the PRE-PREPARE signed by the
+// primary of its view (< target), its batch matching its digest, seq in
+// (low, low + L], and 2f matching PREPAREs from distinct backups.
+bool Core::VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
+                              Seq low) const {
+  const v1::Envelope& pe = cert.pre_prepare();
+  v1::PrePrepare pp;
+  Digest d;
+  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
+      !pp.ParseFromString(pe.payload()) ||
+      !ParseDigest(pp.batch_digest(), &d)) {
+    return false;
+  }
+  const View v(pp.view());
+  const Seq s(pp.seq());
+  if (v >= target || pe.sender() != PrimaryOf(v).value() || s <= low ||
+      s > low + options_.params.watermark_window ||
+      static_cast<uint32_t>(pp.requests_size()) >
+          options_.params.batch_requests_max ||
+      static_cast<uint32_t>(cert.prepares_size()) > options_.n ||
+      ledger::BatchDigest(pp.requests()) != d || !verifier_->Verify(pe)) {
+    return false;
+  }
+  std::vector<uint64_t> senders;
+  for (const v1::Envelope& e : cert.prepares()) {
+    v1::Prepare m;
+    if (e.type() != v1::MESSAGE_TYPE_PREPARE || e.sender() >= options_.n ||
+        e.sender() == PrimaryOf(v).value() || !m.ParseFromString(e.payload()) ||
+        m.replica_id() != e.sender() || m.view() != pp.view() ||
+        m.seq() != pp.seq() || m.batch_digest() != pp.batch_digest() ||
+        std::find(senders.begin(), senders.end(), e.sender()) !=
+            senders.end() ||
+        !verifier_->Verify(e)) {
+      return false;
+    }
+    senders.push_back(e.sender());
+  }
+  return senders.size() >= quorum_ - 1;
+}
+
+// §4.4 valid VIEW-CHANGE: C proves s* (none for s* = 0), every certificate
+// in P is well formed, at most one per seq, ascending, within (s*, s*+L].
+bool Core::VerifyViewChange(const v1::Envelope& e, View target,
+                            v1::ViewChange* vc) const {
+  if (e.type() != v1::MESSAGE_TYPE_VIEW_CHANGE || e.sender() >= options_.n ||
+      !vc->ParseFromString(e.payload()) || vc->replica_id() != e.sender() ||
+      View(vc->new_view()) != target) {
+    return false;
+  }
+  const v1::CheckpointProof& proof = vc->stable_checkpoint();
+  const Seq low(proof.seq());
+  if (low == Seq(0)) {
+    if (proof.checkpoints_size() != 0) return false;
+  } else {
+    Digest d;
+    if (!VerifyCheckpointProof(proof, &d)) return false;
+  }
+  if (static_cast<uint32_t>(vc->prepared_size()) >
+      options_.params.watermark_window) {
+    return false;
+  }
+  Seq prev = low;
+  for (const v1::PreparedCertificate& cert : vc->prepared()) {
+    if (!VerifyPreparedCert(cert, target, low)) return false;
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(cert.pre_prepare().payload()));
+    if (Seq(pp.seq()) <= prev) return false;
+    prev = Seq(pp.seq());
+  }
+  return true;
+}
+
+// §4.4: min-s = the highest s*; max-s = the highest certified seq; for each
+// seq between, the digest of the highest-view certificate, else null.
+void Core::ComputeO(const std::vector<const v1::ViewChange*>& vcs, Seq* min_s,
+                    const v1::CheckpointProof** min_proof,
+                    std::vector<OEntry>* o) const {
+  CHECK(!vcs.empty());
+  *min_s = Seq(0);
+  *min_proof = nullptr;
+  for (const v1::ViewChange* vc : vcs) {
+    if (*min_proof == nullptr || Seq(vc->stable_checkpoint().seq()) > *min_s) {
+      *min_s = Seq(vc->stable_checkpoint().seq());
+      *min_proof = &vc->stable_checkpoint();
+    }
+  }
+  struct Best {
+    View view;
+    Digest digest;
+    uint64_t timestamp_ms;
+    const v1::Envelope* pre_prepare;
+  };
+  std::map<Seq, Best> best;
+  for (const v1::ViewChange* vc : vcs) {
+    for (const v1::PreparedCertificate& cert : vc->prepared()) {
+      v1::PrePrepare pp;
+      Digest d;
+      CHECK(pp.ParseFromString(cert.pre_prepare().payload()));
+      CHECK(ParseDigest(pp.batch_digest(), &d));
+      const Seq s(pp.seq());
+      if (s <= *min_s) continue;
+      auto it = best.find(s);
+      if (it == best.end() || View(pp.view()) > it->second.view) {
+        best[s] =
+            Best{View(pp.view()), d, pp.timestamp_ms(), &cert.pre_prepare()};
+      }
+    }
+  }
+  Seq max_s = *min_s;
+  if (!best.empty()) max_s = std::max(max_s, best.rbegin()->first);
+  o->clear();
+  uint64_t ts = 0;  // A null batch takes the timestamp of the one before.
+  for (Seq s = min_s->next(); s <= max_s; s = s.next()) {
+    auto it = best.find(s);
+    if (it != best.end()) {
+      ts = std::max(ts, it->second.timestamp_ms);
+      o->push_back({s, it->second.digest, it->second.timestamp_ms,
+                    it->second.pre_prepare});
+    } else {
+      o->push_back({s, ledger::NullBatchDigest(), ts, nullptr});
+    }
+  }
+}
+
+void Core::HandleViewChange(const v1::Envelope& e) {
+  v1::ViewChange peek;
+  if (!peek.ParseFromString(e.payload()) || peek.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View target(peek.new_view());
+  const ReplicaId sender(static_cast<uint32_t>(e.sender()));
+  if (target < view_ || (target == view_ && view_active_)) {
+    // The sender is behind (restarted, partitioned): the primary of the
+    // current view sends it the NEW-VIEW that let everyone in.
+    if (view_active_ && is_primary() && new_view_) SendTo(sender, *new_view_);
+    return;
+  }
+  auto it = view_changes_.find(sender);
+  if (it != view_changes_.end() && it->second.view >= target) return;
+  ViewChangeMsg m;
+  m.view = target;
+  m.envelope = e;
+  if (!VerifyViewChange(e, target, &m.vc)) {
+    Drop(DropReason::kBadViewChange);
+    return;
+  }
+  NoteSeq(e.sender(), Seq(m.vc.stable_checkpoint().seq()));
+  view_changes_[sender] = std::move(m);
+  MaybeJoin();
+  MaybeStartNewViewTimer();
+  MaybeSendNewView();
+}
+
+// §4.4 liveness (a): f+1 distinct replicas asking for views above ours mean
+// at least one correct replica does: move to the smallest of them at once.
+void Core::MaybeJoin() {
+  std::vector<View> higher;
+  for (const auto& [id, m] : view_changes_) {
+    if (id != options_.id && m.view > view_) higher.push_back(m.view);
+  }
+  if (higher.size() < options_.f + 1) return;
+  StartViewChange(*std::min_element(higher.begin(), higher.end()));
+}
+
+// §4.4 liveness (b): with 2f+1 VIEW-CHANGEs for the view we move to, wait
+// one timeout for its NEW-VIEW, then move on. A VIEW-CHANGE for a higher
+// view counts too: its sender has left the old view as well (without this,
+// f replicas that went one view further, and one lost VIEW-CHANGE, leave
+// the others waiting for good: pbft-sim byzantine-view-change seed 18).
+void Core::MaybeStartNewViewTimer() {
+  if (view_active_ || view_change_timer_ticks_ > 0) return;
+  uint32_t count = 0;
+  for (const auto& [id, m] : view_changes_) {
+    if (m.view >= view_) ++count;
+  }
+  if (count >= quorum_) view_change_timer_ticks_ = view_change_timeout_ticks_;
+}
+
+// §4.4 new primary: with 2f+1 valid VIEW-CHANGEs for its view, compute O,
+// multicast NEW-VIEW ⟨v, V, O⟩ and enter the view.
+void Core::MaybeSendNewView() {
+  if (view_active_ || !is_primary()) return;
+  std::vector<const ViewChangeMsg*> set;
+  for (const auto& [id, m] : view_changes_) {
+    if (m.view == view_ && set.size() < quorum_) set.push_back(&m);
+  }
+  if (set.size() < quorum_) return;
+  std::vector<const v1::ViewChange*> vcs;
+  for (const ViewChangeMsg* m : set) vcs.push_back(&m->vc);
+  Seq min_s;
+  const v1::CheckpointProof* min_proof = nullptr;
+  std::vector<OEntry> o;
+  ComputeO(vcs, &min_s, &min_proof, &o);
+  v1::NewView nv;
+  nv.set_view(view_.value());
+  for (const ViewChangeMsg* m : set) *nv.add_view_changes() = m->envelope;
+  std::vector<v1::Envelope> pps;
+  for (const OEntry& oe : o) {
+    v1::PrePrepare pp;
+    if (oe.source != nullptr) CHECK(pp.ParseFromString(oe.source->payload()));
+    pp.set_view(view_.value());
+    pp.set_seq(oe.seq.value());
+    pp.set_timestamp_ms(oe.timestamp_ms);
+    pp.set_batch_digest(oe.digest.ToBytes());
+    pps.push_back(
+        signer_->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+    *nv.add_pre_prepares() = pps.back();
+  }
+  const v1::CheckpointProof proof = *min_proof;  // view_changes_ changes.
+  v1::Envelope ne =
+      signer_->Sign(v1::MESSAGE_TYPE_NEW_VIEW, nv.SerializeAsString());
+  ++stats_.new_views_sent;
+  Broadcast(ne);
+  EnterView(view_, ne, std::move(pps), min_s, proof);
+}
+
+// §4.4 backups: accept NEW-VIEW for v only if signed by primary(v), V holds
+// 2f+1 valid VIEW-CHANGEs for v from distinct replicas, and recomputing O
+// from V gives exactly O.
+void Core::HandleNewView(const v1::Envelope& e) {
+  v1::NewView nv;
+  if (!nv.ParseFromString(e.payload())) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(nv.view());
+  if (e.sender() != PrimaryOf(v).value()) {
+    Drop(DropReason::kWrongSender);
+    return;
+  }
+  if (v < view_ || (v == view_ && view_active_)) return;  // Old news.
+  if (static_cast<uint32_t>(nv.view_changes_size()) < quorum_ ||
+      static_cast<uint32_t>(nv.view_changes_size()) > options_.n ||
+      static_cast<uint64_t>(nv.pre_prepares_size()) >
+          options_.params.watermark_window) {
+    Drop(DropReason::kBadNewView);
+    return;
+  }
+  std::vector<v1::ViewChange> parsed(nv.view_changes_size());
+  std::vector<uint64_t> senders;
+  for (int i = 0; i < nv.view_changes_size(); ++i) {
+    const v1::Envelope& ve = nv.view_changes(i);
+    if (std::find(senders.begin(), senders.end(), ve.sender()) !=
+        senders.end()) {
+      Drop(DropReason::kBadNewView);
+      return;
+    }
+    senders.push_back(ve.sender());
+    // The very envelope we verified already need not be checked again.
+    auto known = view_changes_.find(ReplicaId(
+        static_cast<uint32_t>(std::min<uint64_t>(ve.sender(), options_.n))));
+    if (known != view_changes_.end() && known->second.view == v &&
+        known->second.envelope.signature() == ve.signature() &&
+        known->second.envelope.payload() == ve.payload()) {
+      parsed[i] = known->second.vc;
+      continue;
+    }
+    if (!VerifyViewChange(ve, v, &parsed[i]) || !verifier_->Verify(ve)) {
+      Drop(DropReason::kBadNewView);
+      return;
+    }
+  }
+  std::vector<const v1::ViewChange*> vcs;
+  for (const v1::ViewChange& vc : parsed) vcs.push_back(&vc);
+  Seq min_s;
+  const v1::CheckpointProof* min_proof = nullptr;
+  std::vector<OEntry> o;
+  ComputeO(vcs, &min_s, &min_proof, &o);
+  if (static_cast<size_t>(nv.pre_prepares_size()) != o.size()) {
+    Drop(DropReason::kBadNewView);
+    return;
+  }
+  std::vector<v1::Envelope> pps;
+  for (size_t i = 0; i < o.size(); ++i) {
+    const v1::Envelope& pe = nv.pre_prepares(static_cast<int>(i));
+    v1::PrePrepare pp;
+    Digest d;
+    if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
+        pe.sender() != e.sender() || !pp.ParseFromString(pe.payload()) ||
+        !ParseDigest(pp.batch_digest(), &d) || View(pp.view()) != v ||
+        Seq(pp.seq()) != o[i].seq || d != o[i].digest ||
+        pp.timestamp_ms() != o[i].timestamp_ms ||
+        ledger::BatchDigest(pp.requests()) != d || !verifier_->Verify(pe)) {
+      Drop(DropReason::kBadNewView);
+      return;
+    }
+    pps.push_back(pe);
+  }
+  EnterView(v, e, std::move(pps), min_s, *min_proof);
+}
+
+void Core::EnterView(View v, const v1::Envelope& new_view,
+                     std::vector<v1::Envelope> o, Seq min_s,
+                     const v1::CheckpointProof& min_proof) {
+  CHECK_GE(v, view_);
+  view_ = v;
+  view_active_ = true;
+  ++stats_.views_entered;
+  ready_.persist.view = v;
+  ready_.persist.entries.push_back(new_view);
+  new_view_ = new_view;
+  own_view_change_.reset();
+  pending_o_.clear();
+  assigned_.clear();
+  view_change_timer_ticks_ = 0;
+  for (auto it = view_changes_.begin(); it != view_changes_.end();) {
+    it = it->second.view <= v ? view_changes_.erase(it) : std::next(it);
+  }
+  // Slots of older views go (their prepared certificates stay in
+  // prepared_certs_), except batches already committed here.
+  for (auto it = log_.upper_bound(last_handed_out_); it != log_.end();) {
+    it = it->second.committed ? std::next(it) : log_.erase(it);
+  }
+  // min-s is stable at 2f+1 replicas' word. Adopt it if our state matches,
+  // or fetch up to it if we are behind (PBFT.md: "they fetch state").
+  if (min_s > low_watermark_) {
+    Digest d;
+    CHECK(ParseDigest(min_proof.state_digest(), &d));
+    if (min_s <= last_executed_) {
+      auto cit = checkpoints_.find(min_s);
+      if (cit != checkpoints_.end()) {
+        auto own = cit->second.find(options_.id);
+        if (own != cit->second.end() && own->second.digest == d) {
+          std::vector<v1::Envelope> cps(min_proof.checkpoints().begin(),
+                                        min_proof.checkpoints().end());
+          MakeStable(min_s, d, std::move(cps));
+        }
+      }
+    } else {
+      fetched_proofs_[min_s] = min_proof;
+      while (fetched_proofs_.size() > kFetchedProofsMax) {
+        fetched_proofs_.erase(fetched_proofs_.begin());
+      }
+    }
+  }
+  Seq max_s = min_s;
+  for (v1::Envelope& pe : o) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(pe.payload()));
+    const Seq s(pp.seq());
+    max_s = std::max(max_s, s);
+    last_assigned_timestamp_ms_ =
+        std::max(last_assigned_timestamp_ms_, pp.timestamp_ms());
+    if (s > last_handed_out_) pending_o_[s] = std::move(pe);
+  }
+  // New proposals start right after O: seqs above max-s prepared nowhere
+  // that counts, so the new primary reuses them.
+  last_assigned_ = std::max(max_s, last_handed_out_);
+  InstallPendingO();
+  if (is_primary()) {
+    MaybeCutBatches();
+  } else {
+    // PBFT.md: backups re-send the requests they hold to the new primary.
+    for (const auto& [arrival, q] : queue_) {
+      SendTo(primary(), q.envelope);
+      ++stats_.requests_forwarded;
+    }
+    UpdateViewChangeTimer(false);
+  }
+}
+
+// Puts the current view's O entries that fit the window into the log: the
+// PRE-PREPARE is durable, and a backup multicasts its PREPARE (§4.4).
+void Core::InstallPendingO() {
+  while (!pending_o_.empty()) {
+    auto it = pending_o_.begin();
+    const Seq s = it->first;
+    if (s > high_watermark()) break;
+    v1::Envelope pe = std::move(it->second);
+    pending_o_.erase(it);
+    if (s <= last_handed_out_) continue;
+    auto lit = log_.find(s);
+    if (lit != log_.end() && lit->second.committed) continue;
+    v1::PrePrepare pp;
+    Digest d;
+    CHECK(pp.ParseFromString(pe.payload()));
+    CHECK(ParseDigest(pp.batch_digest(), &d));
+    Slot slot;
+    if (lit != log_.end()) {  // Early votes of this view.
+      slot.prepares = std::move(lit->second.prepares);
+      slot.commits = std::move(lit->second.commits);
+    }
+    slot.view = view_;
+    slot.created_tick = tick_;
+    slot.has_pre_prepare = true;
+    slot.digest = d;
+    slot.timestamp_ms = pp.timestamp_ms();
+    for (const v1::Envelope& re : pp.requests()) {
+      v1::Request r;
+      if (!r.ParseFromString(re.payload())) continue;
+      const ClientId c(r.client_id());
+      const RequestNumber t(r.request_number());
+      slot.requests.emplace_back(c, t);
+      if (is_primary()) {
+        RemoveQueuedUpTo(c, t);
+        assigned_.insert(RequestKey{c.value(), t.value()});
+      }
+    }
+    ready_.persist.entries.push_back(pe);
+    slot.pre_prepare = std::move(pe);
+    if (!is_primary()) {
+      v1::Prepare prepare;
+      prepare.set_view(view_.value());
+      prepare.set_seq(s.value());
+      prepare.set_batch_digest(d.ToBytes());
+      prepare.set_replica_id(options_.id.value());
+      v1::Envelope own =
+          signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
+      slot.prepares[options_.id] = Vote{d, own};
+      slot.own_prepare = own;
+      ready_.persist.entries.push_back(own);
+      Broadcast(std::move(own));
+    }
+    log_[s] = std::move(slot);
+    CheckPrepared(s);
   }
 }
 
@@ -1004,7 +1597,10 @@ absl::Status Core::Invariants() const {
                 " <= handed_out=", last_handed_out_.value(),
                 " <= limit=", FetchLimit().value());
   }
-  if (is_primary() && last_assigned_ > FetchLimit()) {
+  const Seq assign_limit =
+      pending_o_.empty() ? FetchLimit()
+                         : std::max(FetchLimit(), pending_o_.rbegin()->first);
+  if (view_active_ && is_primary() && last_assigned_ > assign_limit) {
     return fail("assigned seq ", last_assigned_.value(), " above H");
   }
   if (queue_.size() > options_.params.request_queue_max ||
@@ -1049,6 +1645,19 @@ absl::Status Core::Invariants() const {
       }
     }
   }
+  for (const auto& [s, pc] : prepared_certs_) {
+    if (s <= low_watermark_ || s > high_watermark() ||
+        static_cast<uint32_t>(pc.cert.prepares_size()) < quorum_ - 1) {
+      return fail("prepared certificate at ", s.value(),
+                  " outside (h, H] or short");
+    }
+  }
+  if (!view_active_ && !own_view_change_) {
+    return fail("changing to view ", view_.value(), " without a VIEW-CHANGE");
+  }
+  if (view_changes_.size() > options_.n) {
+    return fail("more VIEW-CHANGEs than replicas");
+  }
   for (const auto& [s, votes] : checkpoints_) {
     if (s < low_watermark_ || s > FetchLimit()) {
       return fail("checkpoint votes at ", s.value(), " outside [h, limit]");
@@ -1062,28 +1671,193 @@ absl::Status Core::Invariants() const {
 absl::Status Core::RestoreExecuted(Seq last_executed,
                                    uint64_t last_timestamp_ms,
                                    const v1::CheckpointProof* stable) {
-  CHECK(last_executed_ == Seq(0) && log_.empty());
+  RestoreState state;
+  state.last_executed = last_executed;
+  state.last_timestamp_ms = last_timestamp_ms;
+  if (stable != nullptr) state.stable_checkpoint = *stable;
+  return Restore(state);
+}
+
+absl::Status Core::Restore(const RestoreState& state) {
+  CHECK(last_executed_ == Seq(0) && log_.empty() && view_ == View(0) &&
+        view_active_);
   const uint64_t K = options_.params.checkpoint_interval;
-  const Seq h(stable != nullptr ? stable->seq() : 0);
+  const Seq h(state.stable_checkpoint ? state.stable_checkpoint->seq() : 0);
+  const Seq last_executed = state.last_executed;
+  auto bad = [](auto&&... args) {
+    return absl::FailedPreconditionError(absl::StrCat(args...));
+  };
   if (h.value() % K != 0 || h > last_executed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("stored stable checkpoint ", h.value(),
-                     " does not fit the ledger at ", last_executed.value()));
+    return bad("stored stable checkpoint ", h.value(),
+               " does not fit the ledger at ", last_executed.value());
   }
   if (last_executed > h + options_.params.watermark_window) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("ledger at ", last_executed.value(),
-                     " is beyond the window of the stored "
-                     "stable checkpoint ",
-                     h.value()));
+    return bad("ledger at ", last_executed.value(),
+               " is beyond the window of the stored stable checkpoint ",
+               h.value());
   }
-  if (stable != nullptr) stable_proof_ = *stable;
+  // Decode everything first: on failure nothing has changed.
+  struct Votes {
+    std::optional<v1::Envelope> pre_prepare;
+    Digest digest;
+    uint64_t timestamp_ms = 0;
+    std::map<ReplicaId, Vote> prepares;
+    std::optional<v1::Envelope> own_commit;
+  };
+  std::map<std::pair<Seq, View>, Votes> by_slot;
+  std::map<Seq, Vote> own_checkpoints;
+  std::optional<v1::Envelope> new_view;
+  const View view = state.view;
+  for (const v1::Envelope& e : state.entries) {
+    const ReplicaId sender(static_cast<uint32_t>(e.sender()));
+    Digest d;
+    switch (e.type()) {
+      case v1::MESSAGE_TYPE_PRE_PREPARE: {
+        v1::PrePrepare m;
+        if (!m.ParseFromString(e.payload()) ||
+            !ParseDigest(m.batch_digest(), &d) ||
+            sender != PrimaryOf(View(m.view()))) {
+          return bad("stored PRE-PREPARE does not decode");
+        }
+        Votes& v = by_slot[{Seq(m.seq()), View(m.view())}];
+        v.pre_prepare = e;
+        v.digest = d;
+        v.timestamp_ms = m.timestamp_ms();
+        break;
+      }
+      case v1::MESSAGE_TYPE_PREPARE: {
+        v1::Prepare m;
+        if (!m.ParseFromString(e.payload()) ||
+            !ParseDigest(m.batch_digest(), &d)) {
+          return bad("stored PREPARE does not decode");
+        }
+        by_slot[{Seq(m.seq()), View(m.view())}].prepares[sender] = Vote{d, e};
+        break;
+      }
+      case v1::MESSAGE_TYPE_COMMIT: {
+        v1::Commit m;
+        if (!m.ParseFromString(e.payload()) ||
+            !ParseDigest(m.batch_digest(), &d)) {
+          return bad("stored COMMIT does not decode");
+        }
+        if (sender == options_.id) {
+          by_slot[{Seq(m.seq()), View(m.view())}].own_commit = e;
+        }
+        break;
+      }
+      case v1::MESSAGE_TYPE_CHECKPOINT: {
+        v1::Checkpoint m;
+        if (!m.ParseFromString(e.payload()) ||
+            !ParseDigest(m.state_digest(), &d)) {
+          return bad("stored CHECKPOINT does not decode");
+        }
+        if (sender == options_.id) own_checkpoints[Seq(m.seq())] = Vote{d, e};
+        break;
+      }
+      case v1::MESSAGE_TYPE_NEW_VIEW: {
+        v1::NewView m;
+        if (!m.ParseFromString(e.payload())) {
+          return bad("stored NEW-VIEW does not decode");
+        }
+        if (View(m.view()) == view && sender == PrimaryOf(view)) new_view = e;
+        break;
+      }
+      default:
+        return bad("stored entry of type ", v1::MessageType_Name(e.type()),
+                   " is not one the core persists");
+    }
+  }
+  if (state.stable_checkpoint) stable_proof_ = *state.stable_checkpoint;
   low_watermark_ = h;
   last_executed_ = last_executed;
   last_handed_out_ = last_executed;
   last_assigned_ = last_executed;
-  last_executed_timestamp_ms_ = last_timestamp_ms;
-  last_assigned_timestamp_ms_ = last_timestamp_ms;
+  last_executed_timestamp_ms_ = state.last_timestamp_ms;
+  last_assigned_timestamp_ms_ = state.last_timestamp_ms;
+  view_ = view;
+  // Active in the view only if we entered it (its NEW-VIEW is durable).
+  view_active_ = view == View(0) || new_view.has_value();
+  std::vector<Seq> to_check;
+  for (auto& [key, votes] : by_slot) {
+    const auto [s, v] = key;
+    if (s <= h || !votes.pre_prepare) continue;
+    uint32_t matching = 0;
+    for (const auto& [sender, vote] : votes.prepares) {
+      if (sender != PrimaryOf(v) && vote.digest == votes.digest) ++matching;
+    }
+    Slot slot;
+    slot.view = v;
+    slot.has_pre_prepare = true;
+    slot.pre_prepare = *votes.pre_prepare;
+    slot.digest = votes.digest;
+    slot.timestamp_ms = votes.timestamp_ms;
+    slot.prepares = votes.prepares;
+    if (matching >= quorum_ - 1) {
+      auto it = prepared_certs_.find(s);
+      if (it == prepared_certs_.end() || it->second.view < v) {
+        // Rebuilds the certificate (the entries are durable already).
+        RecordPreparedCert(s, slot);
+      }
+    }
+    if (v != view_ || !view_active_ || s <= last_executed_) continue;
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(slot.pre_prepare.payload()));
+    for (const v1::Envelope& re : pp.requests()) {
+      v1::Request r;
+      if (r.ParseFromString(re.payload())) {
+        slot.requests.emplace_back(ClientId(r.client_id()),
+                                   RequestNumber(r.request_number()));
+      }
+    }
+    auto own = slot.prepares.find(options_.id);
+    if (own != slot.prepares.end()) slot.own_prepare = own->second.envelope;
+    if (votes.own_commit) {
+      slot.own_commit = votes.own_commit;
+      slot.commits[options_.id] = Vote{votes.digest, *votes.own_commit};
+      slot.prepared = matching >= quorum_ - 1;
+    } else {
+      to_check.push_back(s);  // May have prepared without committing yet.
+    }
+    if (PrimaryOf(v) == options_.id) {
+      last_assigned_ = std::max(last_assigned_, s);
+      last_assigned_timestamp_ms_ =
+          std::max(last_assigned_timestamp_ms_, votes.timestamp_ms);
+    }
+    log_[s] = std::move(slot);
+  }
+  ready_.persist.entries.clear();  // RecordPreparedCert's are durable.
+  for (const auto& [s, vote] : own_checkpoints) {
+    if (s >= h && s <= last_executed_) checkpoints_[s][options_.id] = vote;
+  }
+  if (view_active_ && new_view) {
+    new_view_ = new_view;
+    v1::NewView nv;
+    CHECK(nv.ParseFromString(new_view->payload()));
+    for (const v1::Envelope& pe : nv.pre_prepares()) {
+      v1::PrePrepare pp;
+      if (!pp.ParseFromString(pe.payload())) continue;
+      const Seq s(pp.seq());
+      if (is_primary()) last_assigned_ = std::max(last_assigned_, s);
+      if (s > last_executed_ && !log_.count(s)) pending_o_[s] = pe;
+    }
+  }
+  if (!view_active_) {
+    // Still changing to `view`: the same VIEW-CHANGE again (rebuilt from
+    // the same prepared certificates; no vote in between).
+    v1::Envelope e = BuildViewChange();
+    ViewChangeMsg m;
+    m.view = view_;
+    m.envelope = e;
+    CHECK(m.vc.ParseFromString(e.payload()));
+    view_changes_[options_.id] = std::move(m);
+    own_view_change_ = e;
+    Broadcast(std::move(e));
+  } else {
+    InstallPendingO();
+    for (Seq s : to_check) {
+      if (log_.count(s)) CheckPrepared(s);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -116,10 +116,16 @@ struct ClientReply {
 
 // What must be durable before any message of the same Ready leaves.
 struct Persist {
-  // Set when this replica's view changed.
+  // Set when this replica's view changed: the view it entered or, when it
+  // starts a view change, the view it is moving to (durable before its
+  // VIEW-CHANGE leaves, so a restart never goes back to an older view).
   std::optional<View> view;
-  // The facts that bind this replica's votes: PRE-PREPAREs it accepted or
-  // sent, and its own PREPARE, COMMIT and CHECKPOINT envelopes, in order.
+  // The facts that bind this replica's votes, in order: PRE-PREPAREs it
+  // accepted or sent (including the O set of a NEW-VIEW), its own PREPARE,
+  // COMMIT and CHECKPOINT envelopes, the 2f PREPAREs of others that make a
+  // prepared certificate (so that a VIEW-CHANGE after a restart still
+  // carries it), and the NEW-VIEW envelope of a view it entered (the store
+  // keeps only the latest NEW-VIEW, whatever its seq).
   std::vector<v1::Envelope> entries;
   // Set when a checkpoint became stable: its 2f+1 proof. Persisted entries
   // with seq <= stable_checkpoint->seq() may be deleted afterwards.
@@ -165,6 +171,8 @@ enum class DropReason {
   kStaleRequest,           // Request number below the client's last executed.
   kQueueFull,              // Request refused: queue at request_queue_max.
   kUnsupported,            // Message type not handled by this core (yet).
+  kBadViewChange,          // VIEW-CHANGE failed validation (§4.4).
+  kBadNewView,             // NEW-VIEW failed validation or recomputation.
   kCount,
 };
 const char* DropReasonName(DropReason reason);
@@ -179,8 +187,27 @@ struct Stats {
   uint64_t fetches_sent = 0;
   uint64_t checkpoints_stable = 0;
   uint64_t view_change_timer_expiries = 0;
+  uint64_t view_changes_started = 0;  // VIEW-CHANGEs this replica sent.
+  uint64_t views_entered = 0;         // NEW-VIEWs accepted or sent.
+  uint64_t new_views_sent = 0;
+  uint64_t fetch_bad_responses = 0;  // Fetch responses that failed checks.
 
   uint64_t dropped_total() const;
+};
+
+// What a restarted replica reloads (Core::Restore). The shell fills it from
+// its protocol store (every Ready.persist it wrote) and its ledger.
+struct RestoreState {
+  // The ledger's last applied seq and that block's timestamp.
+  Seq last_executed{0};
+  uint64_t last_timestamp_ms = 0;
+  // The last persisted Persist.view (0 if none).
+  View view{0};
+  // The last persisted Persist.stable_checkpoint, if any.
+  std::optional<v1::CheckpointProof> stable_checkpoint;
+  // Every persisted entry still in the store, any order; include the latest
+  // persisted NEW-VIEW envelope, if any.
+  std::vector<v1::Envelope> entries;
 };
 
 class Core {
@@ -207,11 +234,27 @@ class Core {
   // Seeds the per-client table at start-up (from the ledger).
   void RestoreClient(ClientId client_id, RequestNumber request_number,
                      std::string result);
-  // Restart: resume after the ledger's last executed block. `stable` is the
-  // last stable checkpoint proof this replica persisted (null if none);
-  // the window restarts at it. Call before any other input. Fails, changing
-  // nothing, if the stored facts do not fit together (a proof above the
-  // executed seq, or the executed seq beyond the window).
+  // Restart (PBFT.md, crash recovery). Call once, after RestoreClient and
+  // before any other input, with everything the protocol store returned and
+  // the ledger's head. Afterwards the replica:
+  //  - is in the persisted view: active in it if the NEW-VIEW of that view
+  //    (or view 0) is among the entries, else still changing to it (it
+  //    re-sends its VIEW-CHANGE, rebuilt from the same prepared
+  //    certificates, and never takes part in an older view);
+  //  - holds every persisted PRE-PREPARE and own vote of its view above the
+  //    ledger head, so it never pre-prepares, prepares or commits another
+  //    digest at a (view, seq) where it voted before, and a primary never
+  //    reuses a seq (it resumes after the highest one it assigned);
+  //  - holds its prepared certificates above the stable checkpoint for
+  //    later VIEW-CHANGEs;
+  //  - catches up by fetching if the ledger is behind (an empty ledger and
+  //    store is a fresh replica that rebuilds everything by state transfer).
+  // Fails, changing nothing, if the facts do not fit together (a stable
+  // checkpoint above the ledger head, the head beyond the window of the
+  // stable checkpoint, an undecodable entry).
+  absl::Status Restore(const RestoreState& state);
+  // The older entry point: Restore with only the ledger head and the stable
+  // checkpoint (view 0, no entries).
   absl::Status RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
                                const v1::CheckpointProof* stable);
 
@@ -228,6 +271,12 @@ class Core {
   View view() const { return view_; }
   ReplicaId primary() const { return PrimaryOf(view_); }
   bool is_primary() const { return primary() == options_.id; }
+  // False between sending a VIEW-CHANGE for view() and entering it (§4.4:
+  // no PRE-PREPARE, PREPARE or COMMIT is accepted or sent meanwhile).
+  bool view_active() const { return view_active_; }
+  uint64_t view_change_timeout_ticks() const {
+    return view_change_timeout_ticks_;
+  }
   Seq low_watermark() const { return low_watermark_; }
   Seq high_watermark() const {
     return low_watermark_ + options_.params.watermark_window;
@@ -269,6 +318,26 @@ class Core {
     bool fetched = false;  // Committed from a fetched certificate.
     v1::CommitCertificate certificate;
   };
+  // The prepared certificate of the highest view in which this replica
+  // prepared at a seq (§4.4: the P set of its VIEW-CHANGE).
+  struct PreparedCert {
+    View view;
+    Digest digest;
+    v1::PreparedCertificate cert;
+  };
+  // A valid VIEW-CHANGE, the latest one per sender.
+  struct ViewChangeMsg {
+    View view;
+    v1::Envelope envelope;
+    v1::ViewChange vc;
+  };
+  // One entry of a NEW-VIEW's O set.
+  struct OEntry {
+    Seq seq;
+    Digest digest;
+    uint64_t timestamp_ms = 0;
+    const v1::Envelope* source = nullptr;  // Certificate's PRE-PREPARE; null.
+  };
   struct ClientRecord {
     RequestNumber last_executed;
     RequestNumber last_ordered;  // Highest handed out for execution.
@@ -283,6 +352,14 @@ class Core {
     size_t bytes = 0;
   };
   using RequestKey = std::pair<uint64_t, uint64_t>;  // (client, number)
+
+  // The view-change timeout doubles on each view change that fails and
+  // returns to its base after progress; it stops doubling at this multiple
+  // of the base (a bound the paper does not have; see docs/protocol.md).
+  static constexpr uint64_t kViewChangeBackoffMax = 32;
+  static constexpr size_t kFetchedProofsMax = 4;
+  // A peer whose fetch response failed verification is skipped this long.
+  static constexpr uint64_t kFetchBadPeerTicks = 400;
 
   ReplicaId PrimaryOf(View v) const {
     return ReplicaId(static_cast<uint32_t>(v.value() % options_.n));
@@ -304,6 +381,28 @@ class Core {
   void HandleCommit(const v1::Envelope& e);
   void HandleCheckpoint(const v1::Envelope& e);
   void HandleFetchResponse(const v1::Envelope& e);
+  void HandleViewChange(const v1::Envelope& e);
+  void HandleNewView(const v1::Envelope& e);
+
+  // View change (§4.4).
+  void StartViewChange(View target);
+  v1::Envelope BuildViewChange() const;
+  bool VerifyViewChange(const v1::Envelope& e, View target,
+                        v1::ViewChange* vc) const;
+  bool VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
+                          Seq low) const;
+  // min-s, its proof and O from a set of valid VIEW-CHANGEs (§4.4).
+  void ComputeO(const std::vector<const v1::ViewChange*>& vcs, Seq* min_s,
+                const v1::CheckpointProof** min_proof,
+                std::vector<OEntry>* o) const;
+  void MaybeJoin();
+  void MaybeStartNewViewTimer();
+  void MaybeSendNewView();
+  void EnterView(View v, const v1::Envelope& new_view,
+                 std::vector<v1::Envelope> o, Seq min_s,
+                 const v1::CheckpointProof& min_proof);
+  void InstallPendingO();
+  void SendFetch();
 
   // PRE-PREPARE batch checks shared by acceptance paths.
   bool CheckBatch(const v1::PrePrepare& pp, const Digest& digest,
@@ -324,6 +423,7 @@ class Core {
   void MakeStable(Seq s, const Digest& digest,
                   std::vector<v1::Envelope> checkpoints);
   void Retransmit();
+  void RecordPreparedCert(Seq s, const Slot& slot);
   void MaybeFetch();
   void UpdateViewChangeTimer(bool executed_one);
   void SignReply(ClientId client, ClientRecord* record);
@@ -341,6 +441,7 @@ class Core {
 
   // Protocol state.
   View view_{0};
+  bool view_active_ = true;
   Seq low_watermark_{0};  // h: seq of the last stable checkpoint.
   Seq last_assigned_{0};  // Primary: last seq it pre-prepared.
   Seq last_handed_out_{0};
@@ -351,8 +452,16 @@ class Core {
   // Checkpoint votes with seq >= h: seq -> sender -> vote.
   std::map<Seq, std::map<ReplicaId, Vote>> checkpoints_;
   v1::CheckpointProof stable_proof_;
-  // Verified proofs from fetch responses for seqs not yet executed here.
+  // Verified proofs (fetch responses, NEW-VIEW) above the executed seq;
+  // at most kFetchedProofsMax, the highest kept.
   std::map<Seq, v1::CheckpointProof> fetched_proofs_;
+  std::map<Seq, PreparedCert> prepared_certs_;       // Keys in (h, H].
+  std::map<ReplicaId, ViewChangeMsg> view_changes_;  // At most n.
+  std::optional<v1::Envelope> own_view_change_;
+  std::optional<v1::Envelope> new_view_;  // The NEW-VIEW of view_.
+  // O entries of the current view not yet in the log (above H when the
+  // view was entered): installed as the window moves.
+  std::map<Seq, v1::Envelope> pending_o_;
 
   // Clients and requests. Hash maps are only looked up, never iterated.
   absl::flat_hash_map<uint64_t, ClientRecord> clients_;
@@ -374,7 +483,10 @@ class Core {
   uint64_t view_change_timeout_ticks_;
   Seq executed_at_last_fetch_check_{0};
   uint32_t fetch_peer_ = 0;
-  std::vector<Seq> highest_seq_seen_;  // Per replica.
+  bool fetch_outstanding_ = false;         // Awaiting fetch_peer_'s response.
+  bool fetch_continue_ = false;            // Fetch again once all is executed.
+  std::vector<uint64_t> fetch_bad_until_;  // Per replica: skip until tick.
+  std::vector<Seq> highest_seq_seen_;      // Per replica.
 
   Ready ready_;
   Stats stats_;

@@ -9,6 +9,7 @@ namespace {
 
 constexpr char kViewKey[] = "v";
 constexpr char kStableKey[] = "c";
+constexpr char kNewViewKey[] = "n";  // The latest NEW-VIEW the core entered.
 constexpr char kEntryPrefix = 'e';
 
 std::string EntryKey(uint64_t seq, uint32_t type, uint64_t counter) {
@@ -99,6 +100,17 @@ absl::Status ProtocolStore::Append(
     batch.Put(kViewKey, v);
   }
   for (const pbft::v1::Envelope& e : entries) {
+    if (e.type() == pbft::v1::MESSAGE_TYPE_NEW_VIEW) {
+      pbft::v1::NewView nv;
+      if (!nv.ParseFromString(e.payload())) {
+        return absl::InvalidArgumentError(
+            "protocol store: cannot persist an undecodable NEW_VIEW");
+      }
+      // Not filed by seq: it must outlive stable checkpoints until the next
+      // view is entered, and only the latest one matters.
+      batch.Put(kNewViewKey, e.SerializeAsString());
+      continue;
+    }
     absl::StatusOr<uint64_t> seq = EntrySeq(e);
     if (!seq.ok()) return seq.status();
     batch.Put(EntryKey(*seq, static_cast<uint32_t>(e.type()), counter_++),
@@ -144,6 +156,16 @@ absl::StatusOr<ProtocolState> ProtocolStore::Load() const {
     state.stable_checkpoint = std::move(proof);
   } else if (!s.IsNotFound()) {
     return FromLevelDb(s, "read stable checkpoint");
+  }
+  s = db_->Get(leveldb::ReadOptions(), kNewViewKey, &v);
+  if (s.ok()) {
+    pbft::v1::Envelope nv;
+    if (!nv.ParseFromString(v)) {
+      return absl::DataLossError("protocol store: corrupt NEW-VIEW record");
+    }
+    state.new_view = std::move(nv);
+  } else if (!s.IsNotFound()) {
+    return FromLevelDb(s, "read new view");
   }
   std::unique_ptr<leveldb::Iterator> it(
       db_->NewIterator(leveldb::ReadOptions()));

@@ -6,6 +6,7 @@
 // Key layout (all integers big-endian):
 //   "v"                                 -> u64 view
 //   "c"                                 -> pbft.v1.CheckpointProof
+//   "n"                                 -> pbft.v1.Envelope (latest NEW-VIEW)
 //   "e" u64(seq) u32(type) u64(counter) -> pbft.v1.Envelope
 // Every Append is one WriteBatch with sync = true, so a Ready's persist
 // part is durable, all or nothing, before its messages are sent.
@@ -32,6 +33,9 @@ struct ProtocolState {
   uint64_t view = 0;
   std::optional<pbft::v1::CheckpointProof> stable_checkpoint;
   std::vector<pbft::v1::Envelope> entries;  // Ascending by seq.
+  // The NEW-VIEW of the last view the core entered (Persist.entries of type
+  // NEW_VIEW; only the latest is kept, whatever the stable checkpoint).
+  std::optional<pbft::v1::Envelope> new_view;
 };
 
 class ProtocolStore {

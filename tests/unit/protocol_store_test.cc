@@ -58,6 +58,45 @@ TEST(ProtocolStoreTest, SurvivesReopenAndCollectsGarbageAtStableCheckpoint) {
   for (const auto& e : st->entries) EXPECT_EQ(*EntrySeq(e), 12u);
 }
 
+// Crash recovery (PBFT.md): the NEW-VIEW of the view a replica entered is
+// what tells a restarted replica it is active in that view; it survives
+// stable checkpoints and only the latest is kept.
+TEST(ProtocolStoreTest, KeepsTheLatestNewViewAcrossCheckpoints) {
+  std::unique_ptr<leveldb::Env> env(
+      leveldb::NewMemEnv(leveldb::Env::Default()));
+  auto new_view = [](uint64_t view) {
+    pbft::v1::NewView nv;
+    nv.set_view(view);
+    pbft::v1::Envelope e;
+    e.set_type(pbft::v1::MESSAGE_TYPE_NEW_VIEW);
+    e.set_payload(nv.SerializeAsString());
+    return e;
+  };
+  {
+    auto store = ProtocolStore::Open("/p", env.get());
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Append(1, {new_view(1)}, std::nullopt).ok());
+    ASSERT_TRUE(
+        (*store)
+            ->Append(2, {new_view(2), Vote(pbft::v1::MESSAGE_TYPE_PREPARE, 7)},
+                     std::nullopt)
+            .ok());
+    pbft::v1::CheckpointProof proof;
+    proof.set_seq(10);
+    ASSERT_TRUE((*store)->Append(std::nullopt, {}, proof).ok());
+  }
+  auto store = ProtocolStore::Open("/p", env.get());
+  ASSERT_TRUE(store.ok());
+  absl::StatusOr<ProtocolState> st = (*store)->Load();
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->view, 2u);
+  EXPECT_TRUE(st->entries.empty());
+  ASSERT_TRUE(st->new_view.has_value());
+  pbft::v1::NewView nv;
+  ASSERT_TRUE(nv.ParseFromString(st->new_view->payload()));
+  EXPECT_EQ(nv.view(), 2u);
+}
+
 TEST(ProtocolStoreTest, RefusesWhatItCannotFile) {
   std::unique_ptr<leveldb::Env> env(
       leveldb::NewMemEnv(leveldb::Env::Default()));

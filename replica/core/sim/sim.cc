@@ -5,8 +5,10 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +63,16 @@ enum class Behaviour {
   // Only for the primary (scenario corrupt-primary): each PRE-PREPARE goes
   // to one backup with its batch altered under the original digest.
   kCorruptBatch,
+  // Byzantine primaries (scenario byzantine-primary), honest otherwise.
+  kPrimaryEquivocate,  // Different batches to different backups, one seq.
+  kPrimaryBadDigest,   // PRE-PREPAREs whose digest matches no batch.
+  kPrimarySkipSeq,     // PRE-PREPAREs one seq ahead: leaves a gap.
+  kPrimaryReuseSeq,    // The batch again at an already used seq.
+  kPrimarySlow,        // Every PRE-PREPARE just under the view timeout late.
+  // Byzantine replicas in view change (scenario byzantine-view-change).
+  kStaleViewChange,   // Replays its older VIEW-CHANGEs instead of new ones.
+  kForgedViewChange,  // Broken certificates, unproven s*, absurd views.
+  kBadNewView,        // As primary: a NEW-VIEW whose O does not match V.
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -82,6 +94,22 @@ const char* BehaviourName(Behaviour b) {
       return "mixed";
     case Behaviour::kCorruptBatch:
       return "corrupt-batch";
+    case Behaviour::kPrimaryEquivocate:
+      return "primary-equivocate";
+    case Behaviour::kPrimaryBadDigest:
+      return "primary-bad-digest";
+    case Behaviour::kPrimarySkipSeq:
+      return "primary-skip-seq";
+    case Behaviour::kPrimaryReuseSeq:
+      return "primary-reuse-seq";
+    case Behaviour::kPrimarySlow:
+      return "primary-slow";
+    case Behaviour::kStaleViewChange:
+      return "stale-view-change";
+    case Behaviour::kForgedViewChange:
+      return "forged-view-change";
+    case Behaviour::kBadNewView:
+      return "bad-new-view";
   }
   return "?";
 }
@@ -90,9 +118,25 @@ const std::vector<Behaviour> kAllBehaviours = {
     Behaviour::kEquivocate, Behaviour::kReplay,      Behaviour::kFuture,
     Behaviour::kGarbage,    Behaviour::kMixed};
 
-const std::vector<std::string> kScenarios = {"fair",       "lossy",
-                                             "byzantine",  "small-window",
-                                             "queue-full", "corrupt-primary"};
+const std::vector<Behaviour> kPrimaryBehaviours = {
+    Behaviour::kSilent,           Behaviour::kPrimaryEquivocate,
+    Behaviour::kPrimaryBadDigest, Behaviour::kPrimarySkipSeq,
+    Behaviour::kPrimaryReuseSeq,  Behaviour::kPrimarySlow,
+    Behaviour::kCorruptBatch};
+const std::vector<Behaviour> kViewChangeBehaviours = {
+    Behaviour::kStaleViewChange, Behaviour::kForgedViewChange,
+    Behaviour::kBadNewView};
+
+const std::vector<std::string> kScenarios = {"fair",
+                                             "lossy",
+                                             "byzantine",
+                                             "small-window",
+                                             "queue-full",
+                                             "corrupt-primary",
+                                             "crash",
+                                             "partition",
+                                             "byzantine-primary",
+                                             "byzantine-view-change"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -139,12 +183,19 @@ class MemLedger {
     }
     state_ = h.Finish();
     ++height_;
+    last_timestamp_ms_ = b.timestamp_ms;
     return out;
   }
   const Digest& state() const { return state_; }
   uint64_t height() const { return height_; }
+  uint64_t last_timestamp_ms() const { return last_timestamp_ms_; }
+  // client -> (last executed request number, its result).
+  const std::map<uint64_t, std::pair<uint64_t, std::string>>& clients() const {
+    return clients_;
+  }
 
  private:
+  uint64_t last_timestamp_ms_ = 0;
   Digest state_;
   uint64_t height_ = 0;
   std::map<uint64_t, std::pair<uint64_t, std::string>> clients_;
@@ -165,6 +216,21 @@ struct SimReplica {
   // Digests of the envelopes this replica's Readys listed in persist, for
   // the persist-before-send check.
   std::set<Digest> persisted;
+  // The in-memory protocol store: exactly what Ready.persist said, with the
+  // semantics of replica/storage/protocol_store (entries at or below a new
+  // stable checkpoint deleted; only the latest NEW-VIEW kept).
+  struct Durable {
+    uint64_t view = 0;
+    std::optional<v1::CheckpointProof> stable;
+    std::map<std::tuple<uint64_t, uint32_t, uint64_t>, v1::Envelope> entries;
+    std::optional<v1::Envelope> new_view;
+    uint64_t counter = 0;
+  } durable;
+  bool down = false;
+  uint64_t down_until = 0;
+  bool crash_mid_ready = false;  // Crash after the next persist.
+  bool wipe_on_crash = false;
+  std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 };
 
 struct SimClient {
@@ -178,6 +244,7 @@ struct SimClient {
   uint64_t number = 0;
   uint64_t first_sent_tick = 0;
   uint64_t last_sent_tick = 0;
+  uint64_t view_hint = 0;                   // Highest view seen in replies.
   std::map<uint32_t, std::string> replies;  // replica -> result
 };
 
@@ -215,7 +282,7 @@ class Simulation {
   // Network.
   void SendToReplica(uint32_t to, EnvPtr e);
   void SendToClient(uint64_t to, EnvPtr e);
-  void Enqueue(bool to_client, uint64_t to, EnvPtr e);
+  void Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra = 0);
   void Deliver(const Packet& p);
 
   // Replicas.
@@ -226,6 +293,15 @@ class Simulation {
   void Execute(SimReplica& r, const CommittedBatch& b);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
+  void Persist(SimReplica& r, const Persist& p);
+  void Crash(SimReplica& r);
+  void Restart(SimReplica& r);
+  void FaultTick();
+  void Heal();
+  void FinalCheck();
+  uint32_t CurrentPrimary() const;
+  v1::Envelope ForgeViewChange(SimReplica& r, const v1::Envelope& e);
+  v1::Envelope ForgeNewView(SimReplica& r, const v1::Envelope& e);
 
   // Byzantine behaviour.
   Behaviour Pick(const SimReplica& r) {
@@ -244,6 +320,9 @@ class Simulation {
   void ClientReceive(SimClient& c, const v1::Envelope& e);
 
   static constexpr uint64_t kTickMs = 10;
+  // No new crash or partition starts after this tick: liveness is owed
+  // once the last one ends.
+  static constexpr uint64_t kFaultsEndTick = 8000;
 
   const SimOptions opt_;
   Rng rng_;
@@ -255,6 +334,17 @@ class Simulation {
   uint64_t delay_max_ = 1;
   uint64_t client_timeout_ticks_ = 40;
   uint64_t liveness_ticks_ = 4000;
+  // Faults of the crash / partition scenarios.
+  bool crashes_ = false, wipes_ = false, partitions_ = false;
+  bool partition_primary_ = false;   // Episodes that isolate the primary.
+  bool serve_latest_proof_ = false;  // Fetch answers as ledgerd does.
+  std::vector<std::vector<bool>> blocked_;  // [from][to] among replicas.
+  uint64_t partition_until_ = 0;
+  uint64_t last_disturbance_ = 0;  // Tick of the last fault start or end.
+  uint32_t from_ = UINT32_MAX;     // Replica now sending (UINT32_MAX: none).
+  bool final_phase_ = false;
+  uint64_t crashes_done_ = 0, partitions_done_ = 0;
+  uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
   std::unique_ptr<SimCrypto> crypto_;
   std::vector<std::unique_ptr<SimReplica>> replicas_;
   std::vector<std::unique_ptr<SimClient>> clients_;
@@ -269,6 +359,8 @@ class Simulation {
   std::map<std::pair<uint64_t, uint64_t>, Digest> submitted_;  // op hash
   std::map<std::pair<uint64_t, uint64_t>, std::string> results_;
   std::map<std::pair<uint64_t, uint64_t>, Digest> prepared_;  // (v,s) -> d
+  // Results clients accepted with f+1 matching replies.
+  std::map<std::pair<uint64_t, uint64_t>, std::string> acknowledged_;
 };
 
 void Simulation::Setup() {
@@ -301,6 +393,25 @@ void Simulation::Setup() {
     delay_max_ = rng_.Range(1, 3);
   }
   crypto_ = std::make_unique<SimCrypto>(n_, clients, opt_.real_crypto);
+  // Drawn after everything the older scenarios draw, so their seeds keep
+  // their set-ups.
+  const bool fault_scenario = sc == "crash" || sc == "partition" ||
+                              sc == "byzantine-primary" ||
+                              sc == "byzantine-view-change";
+  if (fault_scenario) {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    crashes_ = sc == "crash";
+    wipes_ = crashes_ && rng_.Chance(0.5);
+    partitions_ = sc == "partition" || sc == "byzantine-view-change" ||
+                  (sc == "crash" && rng_.Chance(0.3));
+    partition_primary_ = sc == "byzantine-view-change";
+    // Liveness is owed once faults end: allow for the back-off of the
+    // view-change timer (capped at 32x) and a few view changes.
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
+  blocked_.assign(n_, std::vector<bool>(n_, false));
 
   uint32_t byz = 0;
   if (byzantine)
@@ -312,6 +423,28 @@ void Simulation::Setup() {
   // A primary that corrupts the batch for one backup at a time: the only
   // Byzantine replica, so the others keep quorums without a view change.
   if (sc == "corrupt-primary") byz_ids = {0};
+  // The primary of view 0 is Byzantine (and of views n, 2n, ...); with
+  // n >= 7 some backups also lie in view changes.
+  std::map<uint32_t, Behaviour> chosen;
+  if (sc == "byzantine-primary") {
+    byz_ids = {0};
+    chosen[0] = rng_.Pick(kPrimaryBehaviours);
+    for (uint32_t i = 1; i < f_ && rng_.Chance(0.7); ++i) {
+      byz_ids.insert(i);  // Primaries of views 1.. : bad NEW-VIEWs too.
+      chosen[i] = rng_.Pick(kViewChangeBehaviours);
+    }
+  }
+  // Replica 1 (primary of view 1) and others lie in view changes; the
+  // honest primary of view 0 is cut off now and then to force them.
+  if (sc == "byzantine-view-change") {
+    byz_ids.clear();
+    for (uint32_t i = 1; i <= f_; ++i) {
+      byz_ids.insert(i);
+      chosen[i] =
+          i == 1 ? Behaviour::kBadNewView : rng_.Pick(kViewChangeBehaviours);
+    }
+    if (rng_.Chance(0.5)) chosen[1] = rng_.Pick(kViewChangeBehaviours);
+  }
 
   Options o;
   o.n = n_;
@@ -327,8 +460,12 @@ void Simulation::Setup() {
     r->clock_offset_ms = static_cast<int64_t>(rng_.Range(0, 100)) - 50;
     if (byz_ids.count(i)) {
       r->byzantine = true;
-      r->behaviour =
-          i == 0 ? Behaviour::kCorruptBatch : rng_.Pick(kAllBehaviours);
+      if (chosen.count(i)) {
+        r->behaviour = chosen[i];
+      } else {
+        r->behaviour =
+            i == 0 ? Behaviour::kCorruptBatch : rng_.Pick(kAllBehaviours);
+      }
       absl::StrAppend(&byz_desc, byz_desc.empty() ? "" : ",", i, ":",
                       BehaviourName(r->behaviour));
     }
@@ -348,12 +485,24 @@ void Simulation::Setup() {
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
+  if (fault_scenario) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    crashes_ ? " crashes" : "", wipes_ ? "+wipes" : "",
+                    partitions_ ? " partitions" : "",
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
 }
 
 // --- Network -----------------------------------------------------------------
 
-void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e) {
+void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e,
+                         uint64_t extra) {
   ++result_.messages_sent;
+  if (!to_client && from_ < n_ && blocked_[from_][to]) {
+    ++result_.messages_dropped;  // Partitioned.
+    return;
+  }
   if (rng_.Chance(drop_)) {
     ++result_.messages_dropped;
     return;
@@ -361,7 +510,7 @@ void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e) {
   const int copies = rng_.Chance(dup_) ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
     Packet p;
-    p.at = tick_ + rng_.Range(1, delay_max_);
+    p.at = tick_ + rng_.Range(1, delay_max_) + extra;
     p.order = order_++;
     p.to_client = to_client;
     p.to = to;
@@ -399,6 +548,7 @@ void Simulation::Deliver(const Packet& p) {
     }
     return;
   }
+  if (replicas_[p.to]->down) return;
   DeliverToReplica(*replicas_[p.to], p.envelope);
 }
 
@@ -406,6 +556,7 @@ void Simulation::Deliver(const Packet& p) {
 // -----------------------------------------------------------------
 
 void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
+  from_ = r.id;
   if (r.byzantine) ByzantineOnReceive(r, e);
   if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
     ServeFetch(r, *e);
@@ -434,11 +585,18 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
     *cb->mutable_certificate() = b.certificate;
     last = s;
   }
-  // The proof of the highest stable checkpoint the batches reach.
-  auto it = r.proofs.upper_bound(std::max(last, from));
-  if (it != r.proofs.begin()) {
-    --it;
-    *resp.mutable_stable_checkpoint() = it->second;
+  if (serve_latest_proof_) {
+    // As ledgerd does: the current stable checkpoint, however far ahead.
+    if (r.core->stable_checkpoint().seq() > 0) {
+      *resp.mutable_stable_checkpoint() = r.core->stable_checkpoint();
+    }
+  } else {
+    // The proof of the highest stable checkpoint the batches reach.
+    auto it = r.proofs.upper_bound(std::max(last, from));
+    if (it != r.proofs.begin()) {
+      --it;
+      *resp.mutable_stable_checkpoint() = it->second;
+    }
   }
   // A corrupting primary serves honestly: without a view change (next
   // issue) the backups it cheated can only recover through fetching.
@@ -456,9 +614,65 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
           v1::MESSAGE_TYPE_FETCH_RESPONSE, resp.SerializeAsString())));
 }
 
+// The in-memory protocol store, with protocol_store.cc's semantics.
+void Simulation::Persist(SimReplica& r, const struct Persist& p) {
+  SimReplica::Durable& d = r.durable;
+  if (p.view) d.view = p.view->value();
+  for (const v1::Envelope& e : p.entries) {
+    if (e.sender() == r.id) r.persisted.insert(Sha256(e.payload()));
+    uint64_t seq = 0;
+    switch (e.type()) {
+      case v1::MESSAGE_TYPE_PRE_PREPARE: {
+        v1::PrePrepare m;
+        CHECK(m.ParseFromString(e.payload()));
+        seq = m.seq();
+        break;
+      }
+      case v1::MESSAGE_TYPE_PREPARE: {
+        v1::Prepare m;
+        CHECK(m.ParseFromString(e.payload()));
+        seq = m.seq();
+        break;
+      }
+      case v1::MESSAGE_TYPE_COMMIT: {
+        v1::Commit m;
+        CHECK(m.ParseFromString(e.payload()));
+        seq = m.seq();
+        break;
+      }
+      case v1::MESSAGE_TYPE_CHECKPOINT: {
+        v1::Checkpoint m;
+        CHECK(m.ParseFromString(e.payload()));
+        seq = m.seq();
+        break;
+      }
+      case v1::MESSAGE_TYPE_NEW_VIEW:
+        d.new_view = e;
+        continue;
+      default:
+        Fail(absl::StrCat("replica ", r.id, " persists a ",
+                          v1::MessageType_Name(e.type())));
+        continue;
+    }
+    d.entries[{seq, static_cast<uint32_t>(e.type()), d.counter++}] = e;
+  }
+  if (p.stable_checkpoint) {
+    d.stable = *p.stable_checkpoint;
+    d.entries.erase(
+        d.entries.begin(),
+        d.entries.lower_bound({p.stable_checkpoint->seq() + 1, 0, 0}));
+  }
+}
+
 void Simulation::Drain(SimReplica& r) {
-  while (r.core->HasReady()) {
+  from_ = r.id;
+  while (!r.down && r.core->HasReady()) {
     Ready rd = r.core->TakeReady();
+    Persist(r, rd.persist);
+    if (r.crash_mid_ready) {  // Durable, but nothing of it left the box.
+      Crash(r);
+      return;
+    }
     // Persist before send. Nothing crashes in this simulator yet, but every
     // vote a correct replica sends must have been listed for persisting in
     // this Ready or an earlier one; keep the proofs to serve fetches.
@@ -467,11 +681,23 @@ void Simulation::Drain(SimReplica& r) {
           *rd.persist.stable_checkpoint;
     }
     if (!r.byzantine) {
-      for (const v1::Envelope& e : rd.persist.entries) {
-        if (e.sender() == r.id) r.persisted.insert(Sha256(e.payload()));
-      }
       for (const Outbound& o : rd.messages) {
         const v1::MessageType t = o.envelope.type();
+        if (t == v1::MESSAGE_TYPE_VIEW_CHANGE) {
+          v1::ViewChange vc;
+          CHECK(vc.ParseFromString(o.envelope.payload()));
+          if (vc.new_view() > r.durable.view) {
+            Fail(absl::StrCat("persist-before-send: replica ", r.id,
+                              " sends VIEW-CHANGE for ", vc.new_view(),
+                              " with view ", r.durable.view, " durable"));
+          }
+        }
+        if (t == v1::MESSAGE_TYPE_NEW_VIEW &&
+            (!r.durable.new_view ||
+             r.durable.new_view->payload() != o.envelope.payload())) {
+          Fail(absl::StrCat("persist-before-send: replica ", r.id,
+                            " sends a NEW-VIEW that is not durable"));
+        }
         if ((t == v1::MESSAGE_TYPE_PRE_PREPARE ||
              t == v1::MESSAGE_TYPE_PREPARE || t == v1::MESSAGE_TYPE_COMMIT ||
              t == v1::MESSAGE_TYPE_CHECKPOINT) &&
@@ -633,7 +859,7 @@ void Simulation::Execute(SimReplica& r, const CommittedBatch& b) {
 // with different digests (§4.2 safety of the prepare phase).
 void Simulation::CheckPrepared() {
   for (const auto& r : replicas_) {
-    if (r->byzantine) continue;
+    if (r->byzantine || r->down) continue;
     for (const Core::PreparedEntry& p : r->core->PreparedEntries()) {
       auto [it, fresh] = prepared_.emplace(
           std::make_pair(p.view.value(), p.seq.value()), p.digest);
@@ -641,6 +867,221 @@ void Simulation::CheckPrepared() {
         Fail(absl::StrCat("prepared certificates conflict at view ",
                           p.view.value(), " seq ", p.seq.value(), " (replica ",
                           r->id, ")"));
+      }
+    }
+  }
+}
+
+// --- Crashes and partitions
+// ---------------------------------------------------
+
+void Simulation::Crash(SimReplica& r) {
+  CHECK(!r.down);
+  r.down = true;
+  r.crash_mid_ready = false;
+  r.core.reset();  // Everything not durable is gone.
+  last_disturbance_ = tick_;
+  ++crashes_done_;
+  if (r.wipe_on_crash) {
+    // A wiped data dir: no protocol store, no ledger. The replica comes
+    // back as a new one and rebuilds everything by state transfer; what it
+    // voted before is forgotten (so wipes only run without Byzantine
+    // replicas, where that cannot be exploited).
+    r.wipe_on_crash = false;
+    r.durable = SimReplica::Durable();
+    r.ledger = MemLedger();
+    r.blocks.clear();
+    r.proofs.clear();
+    r.executed.clear();
+    r.persisted.clear();
+  }
+}
+
+void Simulation::Restart(SimReplica& r) {
+  CHECK(r.down);
+  Options o;
+  o.id = ReplicaId(r.id);
+  o.n = n_;
+  o.f = f_;
+  o.params = params_;
+  r.core = std::make_unique<Core>(o, r.signer.get(), &crypto_->verifier());
+  for (const auto& [client, rec] : r.ledger.clients()) {
+    r.core->RestoreClient(ClientId(client), RequestNumber(rec.first),
+                          rec.second);
+  }
+  RestoreState st;
+  st.last_executed = Seq(r.ledger.height());
+  st.last_timestamp_ms = r.ledger.last_timestamp_ms();
+  st.view = View(r.durable.view);
+  st.stable_checkpoint = r.durable.stable;
+  for (const auto& [key, e] : r.durable.entries) st.entries.push_back(e);
+  if (r.durable.new_view) st.entries.push_back(*r.durable.new_view);
+  absl::Status s = r.core->Restore(st);
+  if (!s.ok()) {
+    Fail(absl::StrCat("replica ", r.id, " cannot restart: ", s.message()));
+    return;
+  }
+  r.down = false;
+  last_disturbance_ = tick_;
+  Drain(r);
+}
+
+// The primary of the highest view a correct, running replica is in.
+uint32_t Simulation::CurrentPrimary() const {
+  uint64_t v = 0;
+  for (const auto& r : replicas_) {
+    if (!r->down && !r->byzantine) v = std::max(v, r->core->view().value());
+  }
+  return static_cast<uint32_t>(v % n_);
+}
+
+void Simulation::Heal() {
+  for (auto& row : blocked_) std::fill(row.begin(), row.end(), false);
+  partition_until_ = 0;
+  last_disturbance_ = tick_;
+}
+
+void Simulation::FaultTick() {
+  if (partition_until_ != 0 && tick_ >= partition_until_) Heal();
+  for (auto& r : replicas_) {
+    if (r->down && tick_ >= r->down_until) Restart(*r);
+  }
+  if (crashes_) {
+    uint32_t down = 0;
+    for (const auto& r : replicas_) down += r->down ? 1 : 0;
+    if (next_crash_ == 0) next_crash_ = rng_.Range(10, 200);
+    if (down < f_ && tick_ >= next_crash_ && tick_ < kFaultsEndTick) {
+      next_crash_ = tick_ + rng_.Range(50, 800);
+      // The primary half the time: the view change is what is tested.
+      uint32_t victim = rng_.Chance(0.5)
+                            ? CurrentPrimary()
+                            : static_cast<uint32_t>(rng_.Below(n_));
+      SimReplica& r = *replicas_[victim];
+      if (!r.down && !r.byzantine) {
+        r.down_until = tick_ + rng_.Range(30, 1500);
+        r.wipe_on_crash = wipes_ && rng_.Chance(0.3);
+        if (rng_.Chance(0.3)) {
+          r.crash_mid_ready = true;  // At its next Ready, after persisting.
+          r.down_until += 1;
+        } else {
+          Crash(r);
+        }
+      }
+    }
+  }
+  if (partitions_ && next_partition_ == 0) {
+    next_partition_ = rng_.Range(10, 300);
+  }
+  if (partitions_ && partition_until_ == 0 && tick_ >= next_partition_ &&
+      tick_ < kFaultsEndTick) {
+    next_partition_ = tick_ + rng_.Range(100, 1000);
+    const uint64_t kind = partition_primary_ ? 0 : rng_.Below(4);
+    std::vector<uint32_t> ids;
+    for (uint32_t i = 0; i < n_; ++i) ids.push_back(i);
+    for (uint32_t i = n_ - 1; i > 0; --i) {  // Shuffle.
+      std::swap(ids[i], ids[rng_.Below(i + 1)]);
+    }
+    std::set<uint32_t> side;
+    if (kind == 0) {  // Minority: f replicas, the primary among them.
+      side.insert(CurrentPrimary());
+      for (uint32_t i = 0; side.size() < f_; ++i) side.insert(ids[i]);
+    } else if (kind == 1) {  // Majority lost: two halves, neither a quorum.
+      for (uint32_t i = 0; i < n_ / 2; ++i) side.insert(ids[i]);
+    } else {  // Minority of random replicas (maybe not the primary).
+      for (uint32_t i = 0; i < rng_.Range(1, f_); ++i) side.insert(ids[i]);
+    }
+    for (uint32_t a = 0; a < n_; ++a) {
+      for (uint32_t b = 0; b < n_; ++b) {
+        if (side.count(a) == side.count(b)) continue;
+        if (kind == 3) {
+          // Asymmetric: the cut-off side still hears the others but is not
+          // heard (or the reverse).
+          blocked_[a][b] = side.count(a) > 0;
+        } else {
+          blocked_[a][b] = true;
+        }
+      }
+    }
+    if (kind == 3 && rng_.Chance(0.5)) {
+      for (uint32_t a = 0; a < n_; ++a) {
+        for (uint32_t b = 0; b < a; ++b) {
+          const bool ab = blocked_[a][b];
+          blocked_[a][b] = blocked_[b][a];
+          blocked_[b][a] = ab;
+        }
+      }
+    }
+    partition_until_ = tick_ + rng_.Range(50, 1500);
+    last_disturbance_ = tick_;
+    ++partitions_done_;
+  }
+}
+
+// After the workload: heal everything, restart what is down, and require
+// (liveness after healing) one more request to complete and every correct
+// replica to catch up; then no acknowledged request may be missing from
+// any correct replica's executed history.
+void Simulation::FinalCheck() {
+  final_phase_ = true;
+  Heal();
+  drop_ = 0;
+  dup_ = 0;
+  for (auto& r : replicas_) {
+    r->crash_mid_ready = false;
+    if (r->down) Restart(*r);
+  }
+  if (!result_.ok) return;
+  SimClient& probe = *clients_[0];
+  probe.total = probe.completed + 1;
+  const uint64_t start = tick_;
+  const uint64_t bound = liveness_ticks_ + 4000;
+  for (; tick_ <= start + bound && result_.ok; ++tick_) {
+    for (auto& c : clients_) ClientTick(*c);
+    while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
+      Packet p = net_.top();
+      net_.pop();
+      Deliver(p);
+    }
+    for (auto& r : replicas_) {
+      from_ = r->id;
+      r->core->Tick(NowMs(*r));
+      if (r->byzantine) ByzantineTick(*r);
+      Drain(*r);
+    }
+    CheckPrepared();
+    if (probe.completed < probe.total) continue;
+    uint64_t top = 0;
+    for (const auto& r : replicas_) {
+      if (!r->byzantine) top = std::max(top, r->ledger.height());
+    }
+    bool caught_up = true;
+    for (const auto& r : replicas_) {
+      if (!r->byzantine && r->ledger.height() < top) caught_up = false;
+    }
+    if (caught_up) break;
+  }
+  if (!result_.ok) return;
+  if (tick_ > start + bound) {
+    std::string heights;
+    for (const auto& r : replicas_) {
+      absl::StrAppend(&heights, " ", r->id, ":", r->ledger.height());
+      if (!r->down) {
+        absl::StrAppend(&heights, "/v", r->core->view().value(),
+                        r->core->view_active() ? "" : "*");
+      }
+    }
+    Fail(absl::StrCat("liveness after healing: not done within ", bound,
+                      " ticks (probe ", probe.completed, "/", probe.total,
+                      "; heights", heights, ")"));
+    return;
+  }
+  for (const auto& [key, result] : acknowledged_) {
+    for (const auto& r : replicas_) {
+      if (r->byzantine) continue;
+      if (!r->executed.count(key)) {
+        Fail(absl::StrCat("acknowledged request (", key.first, ", ", key.second,
+                          ") lost: not executed at replica ", r->id));
+        return;
       }
     }
   }
@@ -715,6 +1156,82 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
                     o.envelope.type() == v1::MESSAGE_TYPE_COMMIT ||
                     o.envelope.type() == v1::MESSAGE_TYPE_CHECKPOINT;
   const Behaviour b = Pick(r);
+  const v1::MessageType type = o.envelope.type();
+  const bool pre_prepare = type == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast;
+  if (type == v1::MESSAGE_TYPE_VIEW_CHANGE &&
+      b == Behaviour::kStaleViewChange) {
+    r.own_view_changes.push_back(std::make_shared<v1::Envelope>(o.envelope));
+    if (r.own_view_changes.size() > 8) r.own_view_changes.pop_front();
+    if (r.own_view_changes.size() > 1 && rng_.Chance(0.7)) {
+      EnvPtr old =
+          r.own_view_changes[rng_.Below(r.own_view_changes.size() - 1)];
+      for (uint32_t t : targets) SendToReplica(t, old);
+      return;
+    }
+  }
+  if (type == v1::MESSAGE_TYPE_VIEW_CHANGE &&
+      b == Behaviour::kForgedViewChange) {
+    o.envelope = ForgeViewChange(r, o.envelope);
+  }
+  if (type == v1::MESSAGE_TYPE_NEW_VIEW && b == Behaviour::kBadNewView) {
+    o.envelope = ForgeNewView(r, o.envelope);
+  }
+  if (pre_prepare &&
+      (b == Behaviour::kPrimaryEquivocate ||
+       b == Behaviour::kPrimaryBadDigest || b == Behaviour::kPrimarySkipSeq ||
+       b == Behaviour::kPrimaryReuseSeq || b == Behaviour::kPrimarySlow)) {
+    EnvPtr real = std::make_shared<v1::Envelope>(o.envelope);
+    if (b == Behaviour::kPrimarySlow) {
+      // Just under the view-change timeout: slow, never slow enough.
+      const uint64_t late = params_.view_change_timeout_ticks > 20
+                                ? params_.view_change_timeout_ticks - 20
+                                : 0;
+      for (uint32_t t : targets) {
+        ++result_.messages_sent;
+        Enqueue(false, t, real, late);
+        --result_.messages_sent;
+      }
+      return;
+    }
+    if (b == Behaviour::kPrimaryBadDigest) {
+      EnvPtr bad =
+          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 0, true));
+      for (uint32_t t : targets) SendToReplica(t, bad);
+      return;
+    }
+    if (b == Behaviour::kPrimarySkipSeq) {
+      EnvPtr ahead =
+          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 1, false));
+      for (uint32_t t : targets) SendToReplica(t, ahead);
+      return;
+    }
+    if (b == Behaviour::kPrimaryReuseSeq) {
+      EnvPtr again =
+          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, -1, false));
+      for (uint32_t t : targets) {
+        SendToReplica(t, real);
+        SendToReplica(t, again);
+      }
+      return;
+    }
+    // Equivocate: another valid batch for the same seq to half the backups.
+    v1::PrePrepare pp;
+    if (pp.ParseFromString(o.envelope.payload())) {
+      if (pp.requests_size() > 1) {
+        std::reverse(pp.mutable_requests()->begin(),
+                     pp.mutable_requests()->end());
+      } else {
+        pp.clear_requests();
+      }
+      pp.set_batch_digest(ledger::BatchDigest(pp.requests()).ToBytes());
+      EnvPtr other = std::make_shared<v1::Envelope>(
+          r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+      for (size_t i = 0; i < targets.size(); ++i) {
+        SendToReplica(targets[i], i % 2 == 0 ? real : other);
+      }
+      return;
+    }
+  }
   switch (b) {
     case Behaviour::kSilent:
       return;
@@ -769,6 +1286,64 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
   }
   EnvPtr e = std::make_shared<v1::Envelope>(std::move(o.envelope));
   for (uint32_t t : targets) SendToReplica(t, e);
+}
+
+// A VIEW-CHANGE that lies: an unproven s*, a broken certificate, its
+// certificates left out (a lie no check can catch), or an absurd view.
+v1::Envelope Simulation::ForgeViewChange(SimReplica& r, const v1::Envelope& e) {
+  v1::ViewChange vc;
+  if (!vc.ParseFromString(e.payload())) return e;
+  switch (rng_.Below(4)) {
+    case 0:
+      vc.mutable_stable_checkpoint()->set_seq(vc.stable_checkpoint().seq() +
+                                              params_.checkpoint_interval);
+      break;
+    case 1:
+      if (vc.prepared_size() > 0 && vc.prepared(0).prepares_size() > 1) {
+        auto* cert = vc.mutable_prepared(0);
+        *cert->mutable_prepares(1) = cert->prepares(0);
+      } else {
+        vc.mutable_stable_checkpoint()->clear_checkpoints();
+        vc.mutable_stable_checkpoint()->set_seq(params_.checkpoint_interval);
+      }
+      break;
+    case 2:
+      vc.clear_prepared();
+      break;
+    default:
+      vc.set_new_view(vc.new_view() + 1000);
+      break;
+  }
+  return r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString());
+}
+
+// A NEW-VIEW whose O does not match its V: an entry made null, one left
+// out, one added, or a VIEW-CHANGE removed from V.
+v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
+  v1::NewView nv;
+  if (!nv.ParseFromString(e.payload())) return e;
+  const uint64_t how = rng_.Below(4);
+  if (how == 0 && nv.pre_prepares_size() > 0) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(
+        nv.pre_prepares(nv.pre_prepares_size() - 1).payload()));
+    pp.clear_requests();
+    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    *nv.mutable_pre_prepares(nv.pre_prepares_size() - 1) =
+        r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  } else if (how == 1 && nv.pre_prepares_size() > 0) {
+    nv.mutable_pre_prepares()->erase(nv.mutable_pre_prepares()->begin());
+  } else if (how == 2) {
+    v1::PrePrepare pp;
+    pp.set_view(nv.view());
+    pp.set_seq(nv.pre_prepares_size() + 1000);
+    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    *nv.add_pre_prepares() =
+        r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  } else {
+    nv.mutable_view_changes()->RemoveLast();
+  }
+  return r.signer->Sign(v1::MESSAGE_TYPE_NEW_VIEW, nv.SerializeAsString());
 }
 
 void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
@@ -837,6 +1412,7 @@ void Simulation::ByzantineTick(SimReplica& r) {
 // -------------------------------------------------------------------
 
 void Simulation::ClientTick(SimClient& c) {
+  from_ = UINT32_MAX;
   if (!c.outstanding) {
     if (c.completed >= c.total || !rng_.Chance(0.3)) return;
     v1::Request req;
@@ -853,10 +1429,14 @@ void Simulation::ClientTick(SimClient& c) {
     c.replies.clear();
     c.first_sent_tick = c.last_sent_tick = tick_;
     ++result_.requests_submitted;
-    SendToReplica(0, c.request);  // The primary of view 0.
+    // The primary of the highest view the replies named.
+    SendToReplica(static_cast<uint32_t>(c.view_hint % n_), c.request);
     return;
   }
-  if (tick_ - c.first_sent_tick > liveness_ticks_) {
+  // Liveness is owed from submission, or from the end of the last fault
+  // (crash, restart, partition, heal) if that came later.
+  if (tick_ - std::max(c.first_sent_tick, last_disturbance_) >
+      liveness_ticks_) {
     Fail(absl::StrCat("liveness: client ", c.id, " request ", c.number,
                       " not complete after ", liveness_ticks_, " ticks"));
     return;
@@ -874,6 +1454,7 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
       rep.replica_id() != e.sender() || rep.client_id() != c.id) {
     return;
   }
+  c.view_hint = std::max(c.view_hint, rep.view());
   if (!c.outstanding || rep.request_number() != c.number) return;
   if (rep.rejected() != v1::REJECT_REASON_UNSPECIFIED) {
     ++result_.requests_rejected;
@@ -892,6 +1473,7 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
     Fail(absl::StrCat("client ", c.id, " accepted a result for request ",
                       c.number, " that no correct replica produced"));
   }
+  acknowledged_[{c.id, c.number}] = rep.result();
   const uint64_t latency = tick_ - c.first_sent_tick;
   result_.max_latency_ticks = std::max(result_.max_latency_ticks, latency);
   ++result_.requests_completed;
@@ -909,7 +1491,10 @@ SimResult Simulation::Run() {
       net_.pop();
       Deliver(p);
     }
+    if (crashes_ || partitions_) FaultTick();
     for (auto& r : replicas_) {
+      if (r->down) continue;
+      from_ = r->id;
       r->core->Tick(NowMs(*r));
       if (r->byzantine) ByzantineTick(*r);
       Drain(*r);
@@ -921,12 +1506,14 @@ SimResult Simulation::Run() {
     }
     if (done) break;
   }
-  result_.ticks = std::min(tick_, opt_.max_ticks);
   if (result_.ok && !done) {
     Fail(absl::StrCat("liveness: not every request completed within ",
                       opt_.max_ticks, " ticks"));
   }
+  if (result_.ok) FinalCheck();
+  result_.ticks = tick_;
   for (const auto& r : replicas_) {
+    if (r->down) continue;
     if (opt_.verbose && r->byzantine) {
       std::printf("  byzantine %u: executed=%llu retransmits=%llu pp=%llu\n",
                   r->id, (unsigned long long)r->ledger.height(),
@@ -946,12 +1533,16 @@ SimResult Simulation::Run() {
         }
       }
       std::printf(
-          "  replica %u: executed=%llu h=%llu fetched=%llu retransmits=%llu "
-          "drops:%s\n",
-          r->id, static_cast<unsigned long long>(r->ledger.height()),
+          "  replica %u: view=%llu%s executed=%llu h=%llu fetched=%llu "
+          "retransmits=%llu queued=%zu vc_timeout=%llu drops:%s\n",
+          r->id, static_cast<unsigned long long>(r->core->view().value()),
+          r->core->view_active() ? "" : "*",
+          static_cast<unsigned long long>(r->ledger.height()),
           static_cast<unsigned long long>(r->core->low_watermark().value()),
           static_cast<unsigned long long>(r->core->stats().batches_fetched),
           static_cast<unsigned long long>(r->core->stats().retransmissions),
+          r->core->queued_requests(),
+          static_cast<unsigned long long>(r->core->view_change_timeout_ticks()),
           drops.c_str());
     }
   }
