@@ -118,6 +118,25 @@ class TimerThread {
   std::thread thread_;
 };
 
+// gRPC channels shared by every Client of the process with the same
+// address and credentials: one connection per replica, not one per Client.
+std::shared_ptr<grpc::Channel> SharedChannel(
+    const std::string& address, const std::string& creds_key,
+    const std::shared_ptr<grpc::ChannelCredentials>& creds,
+    const grpc::ChannelArguments& args) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache =
+      new std::map<std::string, std::weak_ptr<grpc::Channel>>();
+  absl::MutexLock l(&mu);
+  std::weak_ptr<grpc::Channel>& slot = (*cache)[address + "\n" + creds_key];
+  std::shared_ptr<grpc::Channel> ch = slot.lock();
+  if (ch == nullptr) {
+    ch = grpc::CreateCustomChannel(address, creds, args);
+    slot = ch;
+  }
+  return ch;
+}
+
 class GrpcClient;
 
 // One RPC to one replica, on the client's completion queue. Owned by the
@@ -183,6 +202,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // Match key -> replicas that sent it; one vote per replica.
   std::map<std::string, std::set<uint32_t>> votes_ ABSL_GUARDED_BY(mu_);
+  // Replies not yet signature-checked, by match key.
+  std::map<std::string, std::vector<std::pair<uint32_t, pbft::v1::Envelope>>>
+      unverified_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> voted_ ABSL_GUARDED_BY(mu_);
   std::map<grpc::StatusCode, std::set<uint32_t>> permanent_
       ABSL_GUARDED_BY(mu_);
@@ -193,7 +215,8 @@ class GrpcClient final : public Client {
  public:
   GrpcClient(Cluster cluster, uint64_t client_id, crypto::SecretKey key,
              const ClientOptions& options,
-             std::shared_ptr<grpc::ChannelCredentials> creds)
+             std::shared_ptr<grpc::ChannelCredentials> creds,
+             std::string creds_key)
       : Client(client_id, cluster.n()),
         cluster_(std::move(cluster)),
         signer_(cluster_.cluster_id(), client_id, std::move(key)),
@@ -210,8 +233,8 @@ class GrpcClient final : public Client {
         static_cast<int>(cluster_.protocol().message_bytes_max) +
         kMessageSlackBytes);
     for (uint32_t i = 0; i < cluster_.n(); ++i) {
-      stubs_.push_back(v1::LedgerService::NewStub(grpc::CreateCustomChannel(
-          cluster_.replica(ReplicaId(i)).address(), creds, args)));
+      stubs_.push_back(v1::LedgerService::NewStub(SharedChannel(
+          cluster_.replica(ReplicaId(i)).address(), creds_key, creds, args)));
     }
   }
 
@@ -438,8 +461,8 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
   if (reply.type() != want || reply.sender() != replica) {
     return absl::InvalidArgumentError("reply: wrong type or sender");
   }
-  absl::Status v = client_->verifier().Verify(reply);
-  if (!v.ok()) return v;
+  // The signature is checked later, only for replies that could complete a
+  // quorum (OnReply): most calls then verify f+1 replies, not n.
   if (kind_ == Kind::kSubmit) {
     pbft::v1::Reply r;
     if (!r.ParseFromString(reply.payload())) {
@@ -495,9 +518,27 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   Done done;
   absl::StatusOr<std::string> outcome = absl::UnknownError("");
   bool ask_again = false;
+  // Replies are handled on the client's single poller thread, so no other
+  // OnReply runs while this one verifies outside the lock.
+  std::vector<std::pair<uint32_t, pbft::v1::Envelope>> to_verify;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || !voted_.insert(replica).second) return;
+    if (s.ok()) {
+      auto& pending = unverified_[key];
+      pending.emplace_back(replica, reply);
+      if (votes_[key].size() + pending.size() >= needed_)
+        to_verify.swap(pending);
+    }
+  }
+  std::vector<uint32_t> verified;
+  for (const auto& [r, env] : to_verify) {
+    if (client_->verifier().Check(env) == EnvelopeError::kOk)
+      verified.push_back(r);
+  }
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
     if (!s.ok()) {
       // f+1 replicas agree that the request itself is bad: at least one of
       // them is correct, so it is.
@@ -511,7 +552,10 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       }
     } else {
       std::set<uint32_t>& v = votes_[key];
-      v.insert(replica);
+      v.insert(verified.begin(), verified.end());
+      if (verified.size() < to_verify.size()) {
+        last_error_[replica] = "a reply's signature does not verify";
+      }
       if (v.size() >= needed_) {
         finished_ = true;
         done = std::move(done_);
@@ -524,6 +568,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
         voted_.size() == client_->replica_count()) {
       voted_.clear();
       votes_.clear();
+      unverified_.clear();
       permanent_.clear();
       ask_again = true;
     }
@@ -632,8 +677,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
     creds = grpc::SslCredentials(ssl);
   }
   const uint64_t id = me->id();
-  return std::unique_ptr<Client>(new GrpcClient(
-      *std::move(cluster), id, *std::move(key), o, std::move(creds)));
+  std::string creds_key = absl::StrCat(ca, "|", cert, "|", pkey);
+  return std::unique_ptr<Client>(
+      new GrpcClient(*std::move(cluster), id, *std::move(key), o,
+                     std::move(creds), std::move(creds_key)));
 }
 
 std::future<absl::StatusOr<v1::OperationResults>> Client::SubmitFuture(

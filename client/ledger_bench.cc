@@ -21,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/crypto.h"
@@ -83,6 +84,22 @@ int Run() {
             << " transfers/request, " << absl::FormatDuration(duration)
             << " against " << replicas << " replicas\n";
 
+  // With one client there is no peer account to credit: it creates its own
+  // (idempotent across runs: RESULT_CODE_OK or EXISTS).
+  const v1::Uint128 solo_sink = MakeId(sdk[0]->client_id(), 0xb3ac);
+  if (clients == 1) {
+    v1::CreateAccount a;
+    *a.mutable_id() = solo_sink;
+    a.set_ledger(1);
+    absl::StatusOr<v1::OperationResults> r =
+        sdk[0]->CreateAccounts({a}, deadline);
+    if (!r.ok()) {
+      std::cerr << "ledger-bench: creating the sink account: "
+                << r.status().message() << "\n";
+      return 1;
+    }
+  }
+
   Stats stats;
   std::atomic<bool> stop{false};
   std::atomic<bool> measuring{false};
@@ -104,7 +121,7 @@ int Run() {
           *t.mutable_id() = MakeId(me, ++counter);
           *t.mutable_debit_account_id() = MakeId(0, me);
           *t.mutable_credit_account_id() =
-              MakeId(0, clients == 1 ? me + 1 : peer);
+              clients == 1 ? solo_sink : MakeId(0, peer);
           t.set_amount(1);
           t.set_ledger(1);
         }

@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "replica/replica_server.h"

@@ -32,13 +32,18 @@ class ClientService::Call {
  protected:
   // Arms the done notification; must precede the Request* call.
   void ArmDone() {
-    ctx_.AsyncNotifyWhenDone(Tag::Make([this](bool) {
+    done_tag_ = Tag::Make([this](bool) {
       OnDone();
       Release();
-    }));
+    });
+    ctx_.AsyncNotifyWhenDone(done_tag_);
   }
-  // For a call that never started (server shutting down): no done tag.
-  void DropUnstarted() { delete this; }
+  // For a call that never started (server shutting down), gRPC never
+  // delivers the done tag: free it with the call.
+  void DropUnstarted() {
+    delete done_tag_;
+    delete this;
+  }
   virtual void OnDone() {}
   void Hold() {
     absl::MutexLock l(&mu_);
@@ -62,6 +67,7 @@ class ClientService::Call {
   }
 
   ClientService* owner_;
+  Tag* done_tag_ = nullptr;
   grpc::ServerContext ctx_;
   absl::Mutex mu_;
   int refs_ ABSL_GUARDED_BY(mu_) = 1;  // The done notification.
