@@ -4,8 +4,17 @@
 #   2. starts a 4-replica cluster on loopback (build/local-cluster/),
 #   3. runs a demo workload through the C++ SDK and ledgerctl,
 #   4. shows balances and the cluster's status, verifies every replica's
-#      chain offline, and stops the cluster (KEEP_RUNNING=1 leaves it up).
+#      chain offline, and stops the cluster.
+#   deploy/local/run.sh [--keep]   --keep: restart the cluster afterwards and
+#                                  leave it running (prints how to use it)
 set -euo pipefail
+KEEP_RUNNING=""
+for a in "$@"; do
+  case $a in
+    --keep) KEEP_RUNNING=1 ;;
+    *) echo "usage: deploy/local/run.sh [--keep]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 DIR=${OUT:-$ROOT/build/local-cluster}
@@ -23,7 +32,7 @@ rm -rf "$DIR"
 cluster_init "$DIR" 4 2
 echo "== cluster config: $DIR/cluster.json (keys in $DIR/keys, mode 0600)"
 for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
-if [[ -z "${KEEP_RUNNING:-}" ]]; then trap 'stop_all "$DIR"' EXIT; fi
+trap 'if [[ -z "$KEEP_RUNNING" ]]; then stop_all "$DIR"; fi' EXIT
 wait_ready "$DIR" 4 60 || { echo "cluster did not become ready; logs in $DIR/logs" >&2; exit 1; }
 echo "== 4 replicas ready"
 ctl status
@@ -51,7 +60,12 @@ stop_all "$DIR"
 for i in 0 1 2 3; do
   "$BIN/ledgerctl" verify --data-dir "$DIR/data-$i" --config "$DIR/cluster.json"
 done
-if [[ -n "${KEEP_RUNNING:-}" ]]; then
+if [[ -n "$KEEP_RUNNING" ]]; then
   for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
-  echo "== cluster restarted and left running; stop it with: kill \$(cat $DIR/pids/*)"
+  wait_ready "$DIR" 4 60 || { echo "cluster did not become ready" >&2; exit 1; }
+  echo "== the cluster is running. Talk to it:"
+  echo "   $BIN/ledgerctl --config $DIR/cluster.json --key $DIR/keys/client-1.key status"
+  echo "   $BIN/ledgerctl --config $DIR/cluster.json --key $DIR/keys/client-1.key balance --account 1"
+  echo "   stop it: kill \$(cat $DIR/pids/*)"
 fi
+echo "== done"
