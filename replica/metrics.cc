@@ -114,7 +114,12 @@ Metrics::Metrics(uint32_t replica_id)
       peers_(BuildGauge()
                  .Name("ledger_peer_connected")
                  .Help("1 when the outbound stream to the peer is up.")
-                 .Register(*registry_)) {}
+                 .Register(*registry_)),
+      core_events_(BuildCounter()
+                       .Name("ledger_protocol_events_total")
+                       .Help("PBFT core events, by kind (view changes, "
+                             "fetches, retransmissions, checkpoints).")
+                       .Register(*registry_)) {}
 
 absl::Status Metrics::Serve(const std::string& address) {
   try {
@@ -137,6 +142,16 @@ void Metrics::TransferResult(const std::string& code, uint64_t n) {
 
 void Metrics::SetPeerConnected(uint32_t peer, bool connected) {
   peers_.Add({{"peer", std::to_string(peer)}}).Set(connected ? 1 : 0);
+}
+
+void Metrics::MirrorCoreEvent(const std::string& event, uint64_t total) {
+  absl::MutexLock l(&mu_);
+  uint64_t& last = mirrored_[{"event", event}];
+  if (total > last) {
+    core_events_.Add({{"event", event}})
+        .Increment(static_cast<double>(total - last));
+    last = total;
+  }
 }
 
 void Metrics::MirrorDropped(const std::string& layer, const std::string& reason,

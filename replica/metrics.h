@@ -62,6 +62,8 @@ class Metrics {
   // Sets counter {layer, reason} to `total` (monotonic; see file comment).
   void MirrorDropped(const std::string& layer, const std::string& reason,
                      uint64_t total);
+  // Sets the protocol event counter {event} to `total` (monotonic).
+  void MirrorCoreEvent(const std::string& event, uint64_t total);
 
  private:
   std::unique_ptr<prometheus::Exposer> exposer_;
@@ -69,6 +71,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& dropped_;
   prometheus::Family<prometheus::Counter>& results_;
   prometheus::Family<prometheus::Gauge>& peers_;
+  prometheus::Family<prometheus::Counter>& core_events_;
   absl::Mutex mu_;
   std::map<std::pair<std::string, std::string>, uint64_t> mirrored_
       ABSL_GUARDED_BY(mu_);

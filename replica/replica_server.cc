@@ -579,6 +579,23 @@ void ReplicaServerImpl::MirrorCounters() {
                            pool_->dropped(reason));
   }
   const pbft::Stats& st = core_->stats();
+  for (const auto& [event, value] :
+       std::initializer_list<std::pair<const char*, uint64_t>>{
+           {"pre_prepare_sent", st.pre_prepares_sent},
+           {"batch_committed", st.batches_committed},
+           {"batch_fetched", st.batches_fetched},
+           {"request_forwarded", st.requests_forwarded},
+           {"retransmission", st.retransmissions},
+           {"fetch_sent", st.fetches_sent},
+           {"fetch_bad_response", st.fetch_bad_responses},
+           {"checkpoint_stable", st.checkpoints_stable},
+           {"view_change_timer_expiry", st.view_change_timer_expiries},
+           {"view_change_started", st.view_changes_started},
+           {"view_entered", st.views_entered},
+           {"new_view_sent", st.new_views_sent},
+       }) {
+    metrics_.MirrorCoreEvent(event, value);
+  }
   for (size_t r = 0; r < st.dropped.size(); ++r) {
     metrics_.MirrorDropped(
         "core", pbft::DropReasonName(static_cast<pbft::DropReason>(r)),
