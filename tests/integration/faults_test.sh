@@ -22,7 +22,13 @@ for r in json.load(sys.stdin):
 ' "$1"
 }
 
-wait_caught_up() {  # wait_caught_up REPLICA REFERENCE SECONDS
+# Waits until replica WHO has executed what REF had executed when the wait
+# began. Transfers keep flowing meanwhile: a lagging replica learns how far
+# behind it is from new traffic and fetches certified blocks up to the next
+# stable checkpoint (K = 16 here), so an idle cluster would leave it a few
+# blocks short until traffic resumes (docs/protocol.md).
+NEXT_ID=20000
+wait_caught_up() {  # wait_caught_up WHO REF SECONDS
   local who=$1 ref=$2 secs=$3
   local target got
   target=$(executed_of "$ref")
@@ -31,7 +37,8 @@ wait_caught_up() {  # wait_caught_up REPLICA REFERENCE SECONDS
   while (( $(date +%s) < deadline )); do
     got=$(executed_of "$who")
     if [[ -n "$got" && "$got" -ge "$target" ]]; then echo "replica $who caught up to $target"; return 0; fi
-    sleep 0.3
+    NEXT_ID=$((NEXT_ID + 1))
+    ctl transfer --id "$NEXT_ID" --from 1 --to 2 --amount 1 >/dev/null 2>&1 || true
   done
   fail "replica $who did not catch up to $target (at ${got:-?})"
 }
