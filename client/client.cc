@@ -744,8 +744,14 @@ absl::StatusOr<v1::QueryReply> Client::OrderedQuery(const v1::Query& query,
 
 absl::StatusOr<v1::QueryReply> Client::Read(const v1::Query& query,
                                             absl::Duration deadline) {
-  return linearizable_reads_ ? OrderedQuery(query, Deadline(deadline))
-                             : Query(query, Deadline(deadline));
+  const absl::Duration d = Deadline(deadline);
+  if (linearizable_reads_) return OrderedQuery(query, d);
+  // PBFT.md §5.1: the read-only answer needs 2f+1 matching replies; when
+  // replicas disagree (some are behind) or too few answer, retry as an
+  // ordered request, which needs only f+1.
+  absl::StatusOr<v1::QueryReply> r = Query(query, d / 2);
+  if (r.ok() || !absl::IsDeadlineExceeded(r.status())) return r;
+  return OrderedQuery(query, d / 2);
 }
 
 absl::StatusOr<v1::Account> Client::GetAccount(const v1::Uint128& id,

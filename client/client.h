@@ -21,7 +21,8 @@
 //
 // Queries (§5.1 read-only optimisation) go to every replica and are accepted
 // on 2f+1 matching signed answers; if replicas disagree (some are behind)
-// the client retries until the deadline.
+// or too few answer within half the deadline, the query is retried as an
+// ordered request (f+1 matching replies), as §5.1 prescribes.
 //
 // Thread-safe: one Client may be shared by many threads.
 #ifndef PBFT_LEDGER_CLIENT_CLIENT_H_

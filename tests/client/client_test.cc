@@ -54,9 +54,15 @@ class FakeReplica final : public v1::LedgerService::Service {
     v1::OperationResults results;
     results.set_seq(r.request_number());
     for (int i = 0; i < batch.operations_size(); ++i) {
-      results.add_results()->set_code(behaviour_ == Behaviour::kWrongResult
-                                          ? v1::RESULT_CODE_INSUFFICIENT_FUNDS
-                                          : v1::RESULT_CODE_OK);
+      v1::OperationResult* res = results.add_results();
+      res->set_code(behaviour_ == Behaviour::kWrongResult
+                        ? v1::RESULT_CODE_INSUFFICIENT_FUNDS
+                        : v1::RESULT_CODE_OK);
+      if (batch.operations(i).has_query()) {  // An ordered read.
+        res->set_code(v1::RESULT_CODE_OK);
+        res->mutable_answer()->mutable_head()->set_height(
+            behaviour_ == Behaviour::kWrongResult ? 999 : 42);
+      }
     }
     pbft::v1::Reply reply;
     reply.set_request_number(r.request_number());
@@ -257,13 +263,26 @@ TEST_F(ClientTest, ReadOnlyQueryNeedsTwoFPlusOneMatching) {
   EXPECT_EQ(head->height(), 42u);
 }
 
-TEST_F(ClientTest, ReadOnlyQueryWithoutQuorumFails) {
+TEST_F(ClientTest, ReadOnlyQueryWithoutQuorumFailsAsReadOnly) {
   // Only 2 honest answers: f+1, not 2f+1.
   StartCluster({B::kWrongResult, B::kDown, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::ChainHead> head = c->GetHead(absl::Milliseconds(300));
-  ASSERT_FALSE(head.ok());
-  EXPECT_EQ(head.status().code(), absl::StatusCode::kDeadlineExceeded);
+  v1::Query q;
+  q.mutable_get_head();
+  absl::StatusOr<v1::QueryReply> r = c->Query(q, absl::Milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
+  // §5.1: no 2f+1 matching read-only answers -> retry as an ordered
+  // request, accepted on f+1 matching replies (the liar cannot win).
+  StartCluster({B::kWrongResult, B::kDown, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::ChainHead> head = c->GetHead(absl::Seconds(2));
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->height(), 42u);
+  EXPECT_GT(replicas_[2]->calls(), 0);  // It went through Submit.
 }
 
 TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
