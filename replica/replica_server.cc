@@ -41,6 +41,25 @@ constexpr size_t kInboxSlack = 4096;
 // Arrival times kept for the request latency histogram.
 constexpr size_t kLatencyTrackMax = 100000;
 
+// The core's check of nested envelopes (client requests inside a
+// PRE-PREPARE, votes inside certificates). Most of them were verified on
+// the pool's threads when they arrived, so it asks the pool's cache first
+// and runs Ed25519 on the core thread only for what it has not seen.
+class PoolVerifier final : public pbft::Verifier {
+ public:
+  explicit PoolVerifier(const EnvelopeVerifier* direct) : direct_(direct) {}
+  // Set once, before the core thread starts.
+  void set_pool(net::VerifyPool* pool) { pool_ = pool; }
+  bool Verify(const pbft::v1::Envelope& e) const override {
+    if (pool_ != nullptr) return pool_->VerifyNow(e).ok();
+    return direct_->Check(e) == EnvelopeError::kOk;
+  }
+
+ private:
+  const EnvelopeVerifier* direct_;
+  net::VerifyPool* pool_ = nullptr;
+};
+
 // What the core thread consumes.
 struct InboxItem {
   enum class Kind { kPeer, kClientRequest };
@@ -103,7 +122,7 @@ class ReplicaServerImpl final : public ReplicaServer {
   EnvelopeSigner signer_;
   EnvelopeVerifier verifier_;
   pbft::Ed25519Signer core_signer_;
-  pbft::Ed25519Verifier core_verifier_;
+  PoolVerifier core_verifier_;
   Metrics metrics_;
   SystemClock clock_;
 
@@ -194,6 +213,7 @@ absl::Status ReplicaServerImpl::Init() {
                                  0);  // Ensure the series exists.
         }
       });
+  core_verifier_.set_pool(pool_.get());
   replica_service_ = std::make_unique<net::ReplicaServiceImpl>(pool_.get());
   net::ClientService::Handlers h;
   h.submit = [this](const pbft::v1::Envelope& e, const pbft::v1::Request& r) {

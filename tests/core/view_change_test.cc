@@ -9,7 +9,7 @@
 #include "common/envelope.h"
 #include "gtest/gtest.h"
 #include "replica/core/core.h"
-#include "replica/core/sim/sim_crypto.h"
+#include "tests/sim/sim_crypto.h"
 
 namespace pbft {
 namespace {

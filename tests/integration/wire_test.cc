@@ -20,24 +20,27 @@ class WireTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* dir = std::getenv("CLUSTER_DIR");
-    if (dir == nullptr) GTEST_SKIP() << "CLUSTER_DIR not set (run by cluster_test.sh)";
+    if (dir == nullptr)
+      GTEST_SKIP() << "CLUSTER_DIR not set (run by cluster_test.sh)";
     dir_ = dir;
     absl::StatusOr<Cluster> c = Cluster::LoadFile(dir_ + "/cluster.json");
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = std::make_unique<Cluster>(*std::move(c));
-    absl::StatusOr<crypto::SecretKey> k = ReadKeyFile(dir_ + "/keys/client-1.key");
+    absl::StatusOr<crypto::SecretKey> k =
+        ReadKeyFile(dir_ + "/keys/client-1.key");
     ASSERT_TRUE(k.ok()) << k.status();
     signer_ = std::make_unique<EnvelopeSigner>(cluster_->cluster_id(), 1, *k);
     for (uint32_t i = 0; i < cluster_->n(); ++i) {
-      stubs_.push_back(v1::LedgerService::NewStub(grpc::CreateChannel(
-          cluster_->replica(ReplicaId(i)).address(), grpc::InsecureChannelCredentials())));
+      stubs_.push_back(v1::LedgerService::NewStub(
+          grpc::CreateChannel(cluster_->replica(ReplicaId(i)).address(),
+                              grpc::InsecureChannelCredentials())));
     }
     std::random_device rd;
     id_base_ = (static_cast<uint64_t>(rd()) << 20) | 1;
   }
 
-  pbft::v1::Envelope SignedTransfer(uint64_t request_number, uint64_t transfer_low,
-                                    uint64_t amount) {
+  pbft::v1::Envelope SignedTransfer(uint64_t request_number,
+                                    uint64_t transfer_low, uint64_t amount) {
     v1::OperationBatch b;
     v1::Transfer* t = b.add_operations()->mutable_transfer();
     *t->mutable_id() = MakeId(7, transfer_low);
@@ -55,7 +58,8 @@ class WireTest : public ::testing::Test {
   grpc::Status Submit(uint32_t replica, const pbft::v1::Envelope& e,
                       v1::SubmitResponse* resp) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(15));
     v1::SubmitRequest req;
     *req.mutable_request() = e;
     return stubs_[replica]->Submit(&ctx, req, resp);
@@ -63,7 +67,8 @@ class WireTest : public ::testing::Test {
 
   uint64_t NextRequestNumber() {
     // Above anything the SDK used for client 1 (it counts microseconds).
-    return static_cast<uint64_t>(absl::ToUnixMicros(absl::Now())) + (++counter_);
+    return static_cast<uint64_t>(absl::ToUnixMicros(absl::Now())) +
+           (++counter_);
   }
 
   std::string dir_;
@@ -80,24 +85,32 @@ TEST_F(WireTest, TamperedSignatureIsRefused) {
   for (uint32_t r = 0; r < cluster_->n(); ++r) {
     v1::SubmitResponse resp;
     grpc::Status s = Submit(r, e, &resp);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "replica " << r;
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << "replica " << r;
   }
-  pbft::v1::Envelope body = SignedTransfer(NextRequestNumber(), id_base_ + 1, 1);
-  body.set_payload(body.payload() + "x");  // Tampered payload, original signature.
+  pbft::v1::Envelope body =
+      SignedTransfer(NextRequestNumber(), id_base_ + 1, 1);
+  body.set_payload(body.payload() +
+                   "x");  // Tampered payload, original signature.
   v1::SubmitResponse resp;
-  EXPECT_EQ(Submit(0, body, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Submit(0, body, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(WireTest, UnregisteredClientKeyIsRefused) {
-  EnvelopeSigner stranger(cluster_->cluster_id(), 99, crypto::SecretKey::Generate());
-  EnvelopeSigner impostor(cluster_->cluster_id(), 1, crypto::SecretKey::Generate());
+  EnvelopeSigner stranger(cluster_->cluster_id(), 99,
+                          crypto::SecretKey::Generate());
+  EnvelopeSigner impostor(cluster_->cluster_id(), 1,
+                          crypto::SecretKey::Generate());
   pbft::v1::Request r;
   r.set_client_id(99);
   r.set_request_number(1);
   v1::SubmitResponse resp;
-  grpc::Status s = Submit(1, stranger.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r), &resp);
+  grpc::Status s =
+      Submit(1, stranger.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_NE(s.error_message().find("not a registered client"), std::string::npos);
+  EXPECT_NE(s.error_message().find("not a registered client"),
+            std::string::npos);
   r.set_client_id(1);
   s = Submit(1, impostor.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -105,13 +118,15 @@ TEST_F(WireTest, UnregisteredClientKeyIsRefused) {
 
 TEST_F(WireTest, MalformedAndOversizeRequestsAreRefused) {
   v1::SubmitResponse resp;
-  grpc::Status s = Submit(2, signer_->Sign(pbft::v1::MESSAGE_TYPE_REQUEST, "\x0a\xff\xff"), &resp);
+  grpc::Status s = Submit(
+      2, signer_->Sign(pbft::v1::MESSAGE_TYPE_REQUEST, "\x0a\xff\xff"), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   pbft::v1::Request big;
   big.set_client_id(1);
   big.set_request_number(NextRequestNumber());
   big.set_operation(std::string(cluster_->protocol().batch_bytes_max + 1, 'x'));
-  s = Submit(2, signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, big), &resp);
+  s = Submit(2, signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, big),
+             &resp);
   EXPECT_TRUE(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
               s.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
       << s.error_code() << " " << s.error_message();
@@ -126,13 +141,15 @@ TEST_F(WireTest, RetransmittedRequestGetsTheSameReplyAndExecutesOnce) {
   absl::StatusOr<v1::Account> before = (*reader)->GetAccount(MakeId(0, 2));
   ASSERT_TRUE(before.ok()) << before.status();
 
-  const pbft::v1::Envelope e = SignedTransfer(NextRequestNumber(), id_base_ + 2, 3);
+  const pbft::v1::Envelope e =
+      SignedTransfer(NextRequestNumber(), id_base_ + 2, 3);
   std::vector<std::string> first(cluster_->n()), second(cluster_->n());
   for (int round = 0; round < 2; ++round) {
     for (uint32_t r = 0; r < cluster_->n(); ++r) {
       v1::SubmitResponse resp;
       grpc::Status s = Submit(r, e, &resp);
-      ASSERT_TRUE(s.ok()) << "round " << round << " replica " << r << ": " << s.error_message();
+      ASSERT_TRUE(s.ok()) << "round " << round << " replica " << r << ": "
+                          << s.error_message();
       pbft::v1::Reply reply;
       ASSERT_TRUE(reply.ParseFromString(resp.reply().payload()));
       (round == 0 ? first : second)[r] = reply.result();

@@ -11,8 +11,8 @@
 //  - NullSigner/NullVerifier: no crypto at all (core-bench).
 //
 // Principals: replica i and client c (ids >= 1). Immutable; thread-safe.
-#ifndef PBFT_LEDGER_REPLICA_CORE_SIM_SIM_CRYPTO_H_
-#define PBFT_LEDGER_REPLICA_CORE_SIM_SIM_CRYPTO_H_
+#ifndef PBFT_LEDGER_TESTS_SIM_SIM_CRYPTO_H_
+#define PBFT_LEDGER_TESTS_SIM_SIM_CRYPTO_H_
 
 #include <cstdint>
 #include <memory>
@@ -80,4 +80,4 @@ class NullVerifier : public Verifier {
 
 }  // namespace pbft::sim
 
-#endif  // PBFT_LEDGER_REPLICA_CORE_SIM_SIM_CRYPTO_H_
+#endif  // PBFT_LEDGER_TESTS_SIM_SIM_CRYPTO_H_

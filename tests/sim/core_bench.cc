@@ -21,7 +21,7 @@
 #include "common/crypto.h"
 #include "common/flags.h"
 #include "replica/core/core.h"
-#include "replica/core/sim/sim_crypto.h"
+#include "tests/sim/sim_crypto.h"
 
 ABSL_FLAG(uint64_t, requests, 200000, "Requests per batch size.");
 ABSL_FLAG(uint32_t, clients, 1000, "Distinct client ids.");

@@ -14,13 +14,15 @@
 #include "absl/strings/str_join.h"
 #include "common/crypto.h"
 #include "common/flags.h"
-#include "replica/core/sim/sim.h"
+#include "tests/sim/sim.h"
 
 ABSL_FLAG(uint64_t, seeds, 100, "Number of seeds to run.");
 ABSL_FLAG(uint64_t, first_seed, 1, "First seed.");
 ABSL_FLAG(uint32_t, replicas, 4, "Cluster size n = 3f+1 (4 or 7).");
-ABSL_FLAG(std::string, scenario, "byzantine",
-          "fair | lossy | byzantine | small-window | queue-full | corrupt-primary | crash | partition | byzantine-primary | byzantine-view-change");
+ABSL_FLAG(
+    std::string, scenario, "byzantine",
+    "fair | lossy | byzantine | small-window | queue-full | corrupt-primary | "
+    "crash | partition | byzantine-primary | byzantine-view-change");
 ABSL_FLAG(bool, real_crypto, false,
           "Sign with Ed25519 instead of the simulator's keyed-hash fake.");
 ABSL_FLAG(bool, verbose, false, "Print every seed's set-up and outcome.");

@@ -1,4 +1,4 @@
-#include "replica/core/sim/sim.h"
+#include "tests/sim/sim.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -17,7 +17,7 @@
 #include "common/crypto.h"
 #include "common/envelope.h"
 #include "replica/core/core.h"
-#include "replica/core/sim/sim_crypto.h"
+#include "tests/sim/sim_crypto.h"
 
 namespace pbft::sim {
 namespace {

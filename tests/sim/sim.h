@@ -8,8 +8,8 @@
 //
 // Same options -> same run, bit for bit: the trace digest (SHA-256 over
 // every delivered message and executed block) proves it.
-#ifndef PBFT_LEDGER_REPLICA_CORE_SIM_SIM_H_
-#define PBFT_LEDGER_REPLICA_CORE_SIM_SIM_H_
+#ifndef PBFT_LEDGER_TESTS_SIM_SIM_H_
+#define PBFT_LEDGER_TESTS_SIM_SIM_H_
 
 #include <cstdint>
 #include <string>
@@ -51,4 +51,4 @@ SimResult RunSimulation(const SimOptions& options);
 
 }  // namespace pbft::sim
 
-#endif  // PBFT_LEDGER_REPLICA_CORE_SIM_SIM_H_
+#endif  // PBFT_LEDGER_TESTS_SIM_SIM_H_

@@ -1,4 +1,4 @@
-#include "replica/core/sim/sim_crypto.h"
+#include "tests/sim/sim_crypto.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
