@@ -1,9 +1,12 @@
 #include "common/crypto.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -19,7 +22,6 @@ static_assert(kSeedSize == crypto_sign_SEEDBYTES);
 static_assert(kSignatureSize == crypto_sign_BYTES);
 static_assert(crypto_sign_SECRETKEYBYTES == 64);
 static_assert(Digest::kSize == crypto_hash_sha256_BYTES);
-static_assert(sizeof(crypto_hash_sha256_state) <= 128);
 
 void EnsureInitialized() {
   static std::once_flag once;
@@ -127,30 +129,81 @@ std::string SigningBytes(uint32_t type, absl::string_view cluster_id,
   return out;
 }
 
-Digest Sha256(absl::string_view data) {
-  EnsureInitialized();
+namespace {
+
+// Fetched once: EVP_sha256() would look the implementation up again in
+// every EVP_DigestInit_ex (OpenSSL 3).
+const EVP_MD* Sha256Md() {
+  static const EVP_MD* const md = [] {
+    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    CHECK(fetched != nullptr);
+    return fetched;
+  }();
+  return md;
+}
+
+EVP_MD_CTX* NewSha256Context() {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  CHECK(ctx != nullptr);
+  CHECK_EQ(EVP_DigestInit_ex(ctx, Sha256Md(), nullptr), 1);
+  return ctx;
+}
+
+Digest FinishSha256(EVP_MD_CTX* ctx) {
   std::array<uint8_t, Digest::kSize> out;
-  crypto_hash_sha256(out.data(), reinterpret_cast<const uint8_t*>(data.data()),
-                     data.size());
+  unsigned int size = 0;
+  CHECK_EQ(EVP_DigestFinal_ex(ctx, out.data(), &size), 1);
+  CHECK_EQ(size, Digest::kSize);
   return Digest(out);
 }
 
-Sha256Hasher::Sha256Hasher() {
-  EnsureInitialized();
-  crypto_hash_sha256_init(reinterpret_cast<crypto_hash_sha256_state*>(state_));
+struct ContextDeleter {
+  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+};
+
+// One context per thread for one-shot digests (no allocation per call).
+EVP_MD_CTX* ThreadContext() {
+  thread_local std::unique_ptr<EVP_MD_CTX, ContextDeleter> ctx(
+      NewSha256Context());
+  CHECK_EQ(EVP_DigestInit_ex(ctx.get(), Sha256Md(), nullptr), 1);
+  return ctx.get();
+}
+
+}  // namespace
+
+Digest Sha256(absl::string_view data) { return Sha256Of({data}); }
+
+Digest Sha256Of(std::initializer_list<absl::string_view> parts) {
+  EVP_MD_CTX* ctx = ThreadContext();
+  for (absl::string_view part : parts) {
+    CHECK_EQ(EVP_DigestUpdate(ctx, part.data(), part.size()), 1);
+  }
+  return FinishSha256(ctx);
+}
+
+Sha256Hasher::Sha256Hasher() : ctx_(NewSha256Context()) {}
+
+Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(ctx_); }
+
+Sha256Hasher::Sha256Hasher(Sha256Hasher&& other) noexcept
+    : ctx_(std::exchange(other.ctx_, nullptr)) {}
+
+Sha256Hasher& Sha256Hasher::operator=(Sha256Hasher&& other) noexcept {
+  if (this != &other) {
+    EVP_MD_CTX_free(ctx_);
+    ctx_ = std::exchange(other.ctx_, nullptr);
+  }
+  return *this;
 }
 
 void Sha256Hasher::Update(absl::string_view data) {
-  crypto_hash_sha256_update(reinterpret_cast<crypto_hash_sha256_state*>(state_),
-                            reinterpret_cast<const uint8_t*>(data.data()),
-                            data.size());
+  CHECK(ctx_ != nullptr);  // Moved from.
+  CHECK_EQ(EVP_DigestUpdate(ctx_, data.data(), data.size()), 1);
 }
 
 Digest Sha256Hasher::Finish() {
-  std::array<uint8_t, Digest::kSize> out;
-  crypto_hash_sha256_final(reinterpret_cast<crypto_hash_sha256_state*>(state_),
-                           out.data());
-  return Digest(out);
+  CHECK(ctx_ != nullptr);  // Moved from.
+  return FinishSha256(ctx_);
 }
 
 std::string RandomBytes(size_t n) {

@@ -15,12 +15,16 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/types.h"
+
+// OpenSSL's EVP_MD_CTX (openssl/types.h), without its headers here.
+struct evp_md_ctx_st;
 
 namespace ledger::crypto {
 
@@ -89,17 +93,29 @@ bool Verify(const PublicKey& key, absl::string_view message,
 std::string SigningBytes(uint32_t type, absl::string_view cluster_id,
                          absl::string_view payload);
 
+// SHA-256 is OpenSSL's: it uses the CPU's SHA extensions where there are
+// some (several times libsodium's portable code, which matters for the
+// request digests every replica computes for every message).
 Digest Sha256(absl::string_view data);
+// SHA-256 of the concatenation of `parts`, without concatenating them.
+Digest Sha256Of(std::initializer_list<absl::string_view> parts);
 
-// Incremental SHA-256.
+// Incremental SHA-256. Move-only.
 class Sha256Hasher {
  public:
   Sha256Hasher();
+  ~Sha256Hasher();
+  Sha256Hasher(Sha256Hasher&& other) noexcept;
+  Sha256Hasher& operator=(Sha256Hasher&& other) noexcept;
+  Sha256Hasher(const Sha256Hasher&) = delete;
+  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+
   void Update(absl::string_view data);
+  // Once per hasher.
   Digest Finish();
 
  private:
-  alignas(64) unsigned char state_[128];  // >= crypto_hash_sha256_state.
+  evp_md_ctx_st* ctx_;
 };
 
 // Cryptographically secure random bytes.

@@ -110,14 +110,11 @@ absl::Status EnvelopeVerifier::Verify(const pbft::v1::Envelope& e) const {
 }
 
 Digest RequestLeafHash(const pbft::v1::Envelope& request) {
-  crypto::Sha256Hasher h;
   std::string prefix;
   codec::Writer w(&prefix);
   w.PutU8(0x00);  // Merkle leaf domain (common/merkle.h).
   w.PutU64(request.sender());
-  h.Update(prefix);
-  h.Update(request.payload());
-  return h.Finish();
+  return crypto::Sha256Of({prefix, request.payload()});
 }
 
 Digest RequestsRoot(

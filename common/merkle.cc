@@ -37,18 +37,11 @@ void PathOf(const Digest* leaves, uint64_t n, uint64_t m,
 }  // namespace
 
 Digest LeafHash(absl::string_view data) {
-  crypto::Sha256Hasher h;
-  h.Update(absl::string_view("\x00", 1));
-  h.Update(data);
-  return h.Finish();
+  return crypto::Sha256Of({absl::string_view("\x00", 1), data});
 }
 
 Digest NodeHash(const Digest& left, const Digest& right) {
-  crypto::Sha256Hasher h;
-  h.Update(absl::string_view("\x01", 1));
-  h.Update(left.view());
-  h.Update(right.view());
-  return h.Finish();
+  return crypto::Sha256Of({"\x01", left.view(), right.view()});
 }
 
 Digest Root(const std::vector<Digest>& leaves) {

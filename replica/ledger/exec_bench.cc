@@ -1,6 +1,6 @@
 // exec-bench: ledger execution throughput, and offline verify time.
 //
-//   exec-bench [--blocks 60] [--transfers-per-block 1000]
+//   exec-bench [--blocks 1000] [--transfers-per-block 1000]
 //              [--requests-per-block 10] [--accounts 10000]
 //              [--verify-blocks 10000] [--verify-transfers-per-block 10]
 //              [--data-dir DIR]
@@ -30,7 +30,8 @@
 #include "replica/ledger/verify.h"
 #include "tests/ledger/block_factory.h"
 
-ABSL_FLAG(uint32_t, blocks, 60, "Timed blocks.");
+ABSL_FLAG(uint32_t, blocks, 1000,
+          "Timed blocks (enough for LevelDB to reach steady compaction).");
 ABSL_FLAG(uint32_t, transfers_per_block, 1000, "Transfers per block.");
 ABSL_FLAG(uint32_t, requests_per_block, 10, "Requests per block.");
 ABSL_FLAG(uint32_t, accounts, 10000, "Accounts transfers move between.");

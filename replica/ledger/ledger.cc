@@ -96,7 +96,6 @@ std::string GenesisIdentity(const v1::ClusterConfig& c) {
 }  // namespace
 
 struct Ledger::CachedAccount {
-  std::string encoded;
   AccountValue value;
   std::unique_ptr<StateHash::Lanes> lanes;  // Expand(AccountKey(id), encoded).
 };
@@ -112,6 +111,10 @@ class Ledger::Execution {
         seq_(seq),
         timestamp_ms_(timestamp_ms),
         arena_(arena) {}
+  // Hands the expansions the cache did not take back to the ledger's pool.
+  ~Execution();
+  Execution(const Execution&) = delete;
+  Execution& operator=(const Execution&) = delete;
 
   RequestOutcome ExecuteRequest(const pbft::v1::Envelope& envelope);
 
@@ -139,8 +142,6 @@ class Ledger::Execution {
     internal::KeyBuf key;
     char encoded[internal::kAccountBytes];
     std::unique_ptr<StateHash::Lanes> lanes;  // Expansion of `encoded`.
-    // Expansion of `original` (when not cached).
-    std::unique_ptr<StateHash::Lanes> original_lanes;
   };
   // An OK transfer's entry in the history index of one account.
   struct HistoryEntry {
@@ -197,6 +198,12 @@ class Ledger::Execution {
   absl::flat_hash_map<uint32_t, SupplySlot> supply_;
   std::vector<HistoryEntry> history_;
 };
+
+Ledger::Execution::~Execution() {
+  for (auto& [id, slot] : accounts_) {
+    ledger_->ReturnLanes(std::move(slot.lanes));
+  }
+}
 
 bool Ledger::Execution::Get(absl::string_view key, std::string* value) {
   leveldb::Status s = ledger_->db_->Get(
@@ -552,24 +559,33 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
   }
   std::sort(accounts.begin(), accounts.end(),
             [](auto* a, auto* b) { return a->first < b->first; });
-  // The accounts' expansions (one or two each: ~1.5 us apiece, the largest
-  // cost of the digest) go to the expander, whose helper thread starts on
-  // them while this thread builds the batch and hashes the other records.
-  std::vector<internal::ParallelExpander::Job> jobs;
-  jobs.reserve(accounts.size() + 8);
+  // The accounts' state-hash updates (the old element out, the new one in:
+  // an expansion of ~1.5 us each, the largest cost of the digest, unless the
+  // cache kept the old one) go to the expander, whose helper thread starts
+  // on them while this thread builds the batch and hashes the other records.
+  using Job = internal::ParallelExpander::Job;
+  std::vector<Job> jobs;
+  jobs.reserve(2 * accounts.size());
   for (auto* entry : accounts) {
     AccountSlot& slot = entry->second;
     slot.key = internal::KeyBuf::Account(entry->first);
     internal::EncodeAccountTo(slot.value, slot.encoded);
-    slot.lanes = std::make_unique<StateHash::Lanes>();
-    jobs.push_back({slot.key.view(),
-                    absl::string_view(slot.encoded, sizeof slot.encoded),
-                    slot.lanes.get()});
-    if (slot.existed && slot.cached == nullptr) {
-      slot.original_lanes = std::make_unique<StateHash::Lanes>();
-      jobs.push_back(
-          {slot.key.view(), slot.original, slot.original_lanes.get()});
+    slot.lanes = ledger_->TakeLanes();
+    Job add;
+    add.key = slot.key.view();
+    add.value = absl::string_view(slot.encoded, sizeof slot.encoded);
+    add.out = slot.lanes.get();  // Kept: the cache's copy after the block.
+    jobs.push_back(add);
+    if (!slot.existed) continue;
+    Job remove;
+    remove.remove = true;
+    if (slot.cached != nullptr) {
+      remove.expanded = slot.cached->lanes.get();
+    } else {
+      remove.key = slot.key.view();
+      remove.value = slot.original;
     }
+    jobs.push_back(remove);
   }
   internal::ParallelExpander& expander = *ledger_->expander_;
   expander.Start(&jobs);
@@ -644,15 +660,7 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
     batch->Put(key, value);
   }
 
-  expander.Finish();
-  for (auto* entry : accounts) {
-    const AccountSlot& slot = entry->second;
-    if (slot.existed) {
-      hash->RemoveLanes(slot.cached != nullptr ? *slot.cached->lanes
-                                               : *slot.original_lanes);
-    }
-    hash->AddLanes(*slot.lanes);
-  }
+  expander.Finish(hash);
   return counted_ ? transfer_count_ : ledger_->transfer_count_;
 }
 
@@ -663,9 +671,22 @@ void Ledger::Execution::UpdateCache() {
     if (cache.size() >= kAccountCacheMax) cache.clear();  // Bounded.
     auto& entry = cache[{id.high, id.low}];
     if (entry == nullptr) entry = std::make_unique<CachedAccount>();
-    entry->encoded.assign(slot.encoded, sizeof slot.encoded);
     entry->value = slot.value;
-    entry->lanes = std::move(slot.lanes);
+    // The displaced expansion goes back to the pool with the slot's.
+    std::swap(entry->lanes, slot.lanes);
+  }
+}
+
+std::unique_ptr<StateHash::Lanes> Ledger::TakeLanes() {
+  if (spare_lanes_.empty()) return std::make_unique<StateHash::Lanes>();
+  std::unique_ptr<StateHash::Lanes> lanes = std::move(spare_lanes_.back());
+  spare_lanes_.pop_back();
+  return lanes;
+}
+
+void Ledger::ReturnLanes(std::unique_ptr<StateHash::Lanes> lanes) {
+  if (lanes != nullptr && spare_lanes_.size() < kSpareLanesMax) {
+    spare_lanes_.push_back(std::move(lanes));
   }
 }
 

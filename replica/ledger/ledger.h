@@ -94,7 +94,10 @@ struct LedgerOptions {
   // false: fail if the data directory holds no ledger yet.
   bool create_if_missing = true;
   size_t block_cache_bytes = 32 << 20;
-  size_t write_buffer_bytes = 32 << 20;
+  // LevelDB's memtable. 8-16 MB is fastest for block execution here: a
+  // larger skip list costs a cache miss per level on every insert, a smaller
+  // one more flushes and compactions (docs/benchmarks.md).
+  size_t write_buffer_bytes = 16 << 20;
   // Also check LevelDB checksums on every read (verify uses it).
   bool paranoid_checks = false;
   // Compute a block's state-hash expansions on a helper thread as well as
@@ -197,6 +200,11 @@ class Ledger {
       const LedgerOptions& options);
   absl::Status WriteGenesis();
   absl::Status LoadHead();
+  // A block expands one or two 2 KB lane vectors per changed account: they
+  // are recycled instead of allocated and freed every block.
+  std::unique_ptr<StateHash::Lanes> TakeLanes();
+  void ReturnLanes(std::unique_ptr<StateHash::Lanes> lanes);
+  static constexpr size_t kSpareLanesMax = 4096;  // 8 MB.
 
   Cluster cluster_;
   // The DB uses filter_ and cache_: declared first, destroyed last.
@@ -224,6 +232,8 @@ class Ledger {
   uint64_t transfer_count_ = 0;
   // The block's WriteBatch, reused (ApplyBlock thread only).
   std::unique_ptr<leveldb::WriteBatch> write_batch_;
+  // Recycled lane vectors (ApplyBlock thread only; TakeLanes()).
+  std::vector<std::unique_ptr<StateHash::Lanes>> spare_lanes_;
   // Expands the block's changed accounts on a helper thread too.
   std::unique_ptr<internal::ParallelExpander> expander_;
   bool broken_ = false;  // A block write failed: fail-stop.

@@ -1,7 +1,5 @@
 #include "replica/ledger/ledger_internal.h"
 
-#include <openssl/evp.h>
-
 #include <array>
 
 #include "absl/strings/str_cat.h"
@@ -224,33 +222,8 @@ std::string TransferGroupKey(uint64_t seq) {
   return k;
 }
 
-struct TransferGroupHasher::Context {
-  EVP_MD_CTX* md = nullptr;
-};
-
-TransferGroupHasher::TransferGroupHasher() : ctx_(new Context) {
-  ctx_->md = EVP_MD_CTX_new();
-  CHECK(ctx_->md != nullptr);
-  CHECK_EQ(EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr), 1);
-  Update("pbft-ledger/transfers/v1");
-}
-
-TransferGroupHasher::~TransferGroupHasher() {
-  if (ctx_ == nullptr) return;
-  EVP_MD_CTX_free(ctx_->md);
-  delete ctx_;
-}
-
-TransferGroupHasher::TransferGroupHasher(TransferGroupHasher&& other) noexcept
-    : ctx_(other.ctx_),
-      buffer_(std::move(other.buffer_)),
-      count_(other.count_) {
-  other.ctx_ = nullptr;
-}
-
-void TransferGroupHasher::Update(absl::string_view bytes) {
-  CHECK(ctx_ != nullptr);
-  CHECK_EQ(EVP_DigestUpdate(ctx_->md, bytes.data(), bytes.size()), 1);
+TransferGroupHasher::TransferGroupHasher() {
+  sha_.Update("pbft-ledger/transfers/v1");
 }
 
 void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
@@ -260,18 +233,11 @@ void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
   buffer_.append(key.data(), key.size());
   PutU32(&buffer_, static_cast<uint32_t>(value.size()));
   buffer_.append(value.data(), value.size());
-  Update(buffer_);
+  sha_.Update(buffer_);
   ++count_;
 }
 
-Digest TransferGroupHasher::Finish() {
-  CHECK(ctx_ != nullptr);
-  std::array<uint8_t, Digest::kSize> out;
-  unsigned int size = 0;
-  CHECK_EQ(EVP_DigestFinal_ex(ctx_->md, out.data(), &size), 1);
-  CHECK_EQ(size, Digest::kSize);
-  return Digest(out);
-}
+Digest TransferGroupHasher::Finish() { return sha_.Finish(); }
 
 Digest HeaderHash(const v1::BlockHeader& header) {
   std::string bytes;

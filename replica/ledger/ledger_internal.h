@@ -199,21 +199,13 @@ std::string TransferGroupKey(uint64_t seq);
 class TransferGroupHasher {
  public:
   TransferGroupHasher();
-  ~TransferGroupHasher();
-  TransferGroupHasher(const TransferGroupHasher&) = delete;
-  TransferGroupHasher& operator=(const TransferGroupHasher&) = delete;
-  TransferGroupHasher(TransferGroupHasher&& other) noexcept;
   void Add(absl::string_view key, absl::string_view value);
   bool empty() const { return count_ == 0; }
   // Once only.
   Digest Finish();
 
  private:
-  void Update(absl::string_view bytes);
-  // OpenSSL's SHA-256 (hardware-accelerated; the same function as
-  // crypto::Sha256Hasher). Owned; an EVP_MD_CTX.
-  struct Context;
-  Context* ctx_ = nullptr;
+  crypto::Sha256Hasher sha_;
   std::string buffer_;  // One record's framed bytes.
   uint64_t count_ = 0;
 };

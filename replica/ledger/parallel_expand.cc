@@ -26,9 +26,9 @@ void ParallelExpander::Start(const std::vector<Job>* jobs) {
   pending_ = true;
 }
 
-void ParallelExpander::Finish() {
+void ParallelExpander::Finish(StateHash* hash) {
   CHECK(jobs_ != nullptr);  // Finish() without Start().
-  Drain();
+  Drain(hash);
   {
     absl::MutexLock lock(&mu_);
     // Not picked up yet: withdrawn, the helper never sees these jobs.
@@ -37,14 +37,28 @@ void ParallelExpander::Finish() {
     mu_.Await(absl::Condition(this, &ParallelExpander::HelperIdle));
   }
   CHECK_GE(next_.load(), jobs_->size());
+  hash->Merge(helper_sum_);
+  helper_sum_ = StateHash();
   jobs_ = nullptr;
 }
 
-size_t ParallelExpander::Drain() {
+size_t ParallelExpander::Drain(StateHash* sum) {
   const std::vector<Job>& jobs = *jobs_;
   size_t done = 0;
+  StateHash::Lanes scratch;
   for (size_t i = next_.fetch_add(1); i < jobs.size(); i = next_.fetch_add(1)) {
-    StateHash::Expand(jobs[i].key, jobs[i].value, jobs[i].out);
+    const Job& job = jobs[i];
+    const StateHash::Lanes* element = job.expanded;
+    if (element == nullptr) {
+      StateHash::Lanes* out = job.out != nullptr ? job.out : &scratch;
+      StateHash::Expand(job.key, job.value, out);
+      element = out;
+    }
+    if (job.remove) {
+      sum->RemoveLanes(*element);
+    } else {
+      sum->AddLanes(*element);
+    }
     ++done;
   }
   return done;
@@ -61,7 +75,7 @@ void ParallelExpander::HelperLoop() {
     }
     // The lock hand-over orders Start()'s writes (jobs_, next_, the job
     // inputs) before these reads, and these writes before Finish()'s reads.
-    helper_jobs_.fetch_add(Drain());
+    helper_jobs_.fetch_add(Drain(&helper_sum_));
     absl::MutexLock lock(&mu_);
     active_ = false;
   }

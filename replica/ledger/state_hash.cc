@@ -54,16 +54,36 @@ void StateHash::Expand(absl::string_view key, absl::string_view value,
   }
 }
 
-void StateHash::AddLanes(const Lanes& e) {
-  for (size_t i = 0; i < kLanes; ++i) {
-    lanes_[i] = static_cast<uint16_t>(lanes_[i] + e[i]);
+namespace {
+
+// Eight 16-bit lanes at once: SSE2 on x86-64, NEON on ARM (GCC and Clang
+// vector extensions; the -O2 build does not auto-vectorize the plain loop,
+// which made these sums a tenth of a block's execution time). Lane-wise
+// arithmetic wraps modulo 2^16, exactly like the scalar loop.
+using Vec = uint16_t __attribute__((vector_size(16)));
+constexpr size_t kVecLanes = sizeof(Vec) / sizeof(uint16_t);
+static_assert(StateHash::kLanes % (4 * kVecLanes) == 0);
+
+template <bool kAdd>
+void Combine(uint16_t* acc, const uint16_t* e) {
+  for (size_t i = 0; i < StateHash::kLanes; i += 4 * kVecLanes) {
+    Vec a[4];
+    Vec b[4];
+    std::memcpy(a, acc + i, sizeof a);
+    std::memcpy(b, e + i, sizeof b);
+    for (int j = 0; j < 4; ++j) a[j] = kAdd ? a[j] + b[j] : a[j] - b[j];
+    std::memcpy(acc + i, a, sizeof a);
   }
 }
 
+}  // namespace
+
+void StateHash::AddLanes(const Lanes& e) {
+  Combine<true>(lanes_.data(), e.data());
+}
+
 void StateHash::RemoveLanes(const Lanes& e) {
-  for (size_t i = 0; i < kLanes; ++i) {
-    lanes_[i] = static_cast<uint16_t>(lanes_[i] - e[i]);
-  }
+  Combine<false>(lanes_.data(), e.data());
 }
 
 void StateHash::Add(absl::string_view key, absl::string_view value) {
@@ -102,10 +122,7 @@ absl::StatusOr<StateHash> StateHash::Parse(absl::string_view bytes) {
 }
 
 Digest StateHash::ToDigest() const {
-  crypto::Sha256Hasher h;
-  h.Update("pbft-ledger/state/v1");
-  h.Update(Serialize());
-  return h.Finish();
+  return crypto::Sha256Of({"pbft-ledger/state/v1", Serialize()});
 }
 
 }  // namespace ledger

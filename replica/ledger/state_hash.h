@@ -52,6 +52,8 @@ class StateHash {
   // hot accounts, so removing their old value costs no hashing).
   void AddLanes(const Lanes& element);
   void RemoveLanes(const Lanes& element);
+  // Adds another sum of elements (a partial sum built on another thread).
+  void Merge(const StateHash& other) { AddLanes(other.lanes_); }
   static void Expand(absl::string_view key, absl::string_view value,
                      Lanes* out);
 

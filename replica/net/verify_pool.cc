@@ -9,16 +9,12 @@ constexpr size_t kVerifiedCacheMax = 1 << 16;
 }  // namespace
 
 Digest VerifiedCache::Key(const pbft::v1::Envelope& e) {
-  crypto::Sha256Hasher h;
   std::string head;
   codec::Writer w(&head);
   w.PutU32(static_cast<uint32_t>(e.type()));
   w.PutU64(e.sender());
   w.PutU32(static_cast<uint32_t>(e.payload().size()));
-  h.Update(head);
-  h.Update(e.payload());
-  h.Update(e.signature());
-  return h.Finish();
+  return crypto::Sha256Of({head, e.payload(), e.signature()});
 }
 
 bool VerifiedCache::Contains(const Digest& key) const {

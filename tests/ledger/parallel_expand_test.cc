@@ -25,12 +25,15 @@ std::string RandomBytes(std::mt19937_64* rng, size_t max_size) {
   return s;
 }
 
-// Random rounds of every size around the helper threshold: each job's
-// output equals StateHash::Expand on the calling thread.
+// Random rounds of every size around the helper threshold, mixing the
+// three kinds of job (expand and add, expand and remove, remove an element
+// expanded earlier): each kept output equals StateHash::Expand on the
+// calling thread, and the hash equals the one summed sequentially.
 TEST(ParallelExpanderTest, EqualsSequentialExpansion) {
   std::mt19937_64 rng(7);
   for (bool use_helper : {true, false}) {
     ParallelExpander expander(use_helper);
+    StateHash parallel, sequential;
     for (size_t n :
          {size_t{0}, size_t{1}, ParallelExpander::kParallelJobsMin - 1,
           ParallelExpander::kParallelJobsMin, size_t{200}, size_t{1500}}) {
@@ -38,23 +41,50 @@ TEST(ParallelExpanderTest, EqualsSequentialExpansion) {
         SCOPED_TRACE(::testing::Message() << "helper " << use_helper << " n "
                                           << n << " round " << round);
         std::vector<std::string> keys, values;
+        std::vector<StateHash::Lanes> earlier(n);
         for (size_t i = 0; i < n; ++i) {
           keys.push_back(RandomBytes(&rng, 25));
           values.push_back(RandomBytes(&rng, 200));
+          StateHash::Expand(RandomBytes(&rng, 25), RandomBytes(&rng, 96),
+                            &earlier[i]);
         }
         std::vector<StateHash::Lanes> out(n);
         std::vector<ParallelExpander::Job> jobs;
-        for (size_t i = 0; i < n; ++i)
-          jobs.push_back({keys[i], values[i], &out[i]});
-        expander.Start(&jobs);
-        expander.Finish();
         for (size_t i = 0; i < n; ++i) {
+          ParallelExpander::Job job;
+          switch (i % 3) {
+            case 0:  // Expand, keep, add.
+              job.key = keys[i];
+              job.value = values[i];
+              job.out = &out[i];
+              sequential.Add(keys[i], values[i]);
+              break;
+            case 1:  // Expand and remove, output not kept.
+              job.key = keys[i];
+              job.value = values[i];
+              job.remove = true;
+              sequential.Remove(keys[i], values[i]);
+              break;
+            case 2:  // Remove an element expanded earlier.
+              job.expanded = &earlier[i];
+              job.remove = true;
+              sequential.RemoveLanes(earlier[i]);
+              break;
+          }
+          jobs.push_back(job);
+        }
+        expander.Start(&jobs);
+        expander.Finish(&parallel);
+        ASSERT_EQ(parallel, sequential);
+        for (size_t i = 0; i < n; i += 3) {
           StateHash::Lanes expected;
           StateHash::Expand(keys[i], values[i], &expected);
           ASSERT_EQ(out[i], expected) << "job " << i;
         }
       }
     }
+    EXPECT_NE(parallel, StateHash());
+    // With the helper, how many it took depends on the scheduler.
     if (!use_helper) {
       EXPECT_EQ(expander.helper_jobs(), 0u);
     }

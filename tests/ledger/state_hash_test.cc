@@ -57,5 +57,30 @@ TEST(StateHashTest, KnownAnswer) {
             "6995b2420192b717877f073a2e7e0770d962ee0f3f89fc27487b39874c107a7f");
 }
 
+// The vectorised lane sums against the definition: lane-wise, modulo 2^16,
+// every lane (wrap-around included).
+TEST(StateHashTest, LaneSumsMatchTheScalarDefinition) {
+  StateHash::Lanes a, b;
+  for (size_t i = 0; i < StateHash::kLanes; ++i) {
+    a[i] = static_cast<uint16_t>(i * 40503u + 65000u);
+    b[i] = static_cast<uint16_t>(65535u - i * 7u);
+  }
+  StateHash h;
+  h.AddLanes(a);
+  h.AddLanes(b);
+  h.RemoveLanes(a);
+  h.AddLanes(b);
+  std::string want(StateHash::kBytes, '\0');
+  for (size_t i = 0; i < StateHash::kLanes; ++i) {
+    const uint16_t lane = static_cast<uint16_t>(2u * b[i]);
+    want[2 * i] = static_cast<char>(lane & 0xff);
+    want[2 * i + 1] = static_cast<char>(lane >> 8);
+  }
+  EXPECT_EQ(h.Serialize(), want);
+  h.RemoveLanes(b);
+  h.RemoveLanes(b);
+  EXPECT_EQ(h, StateHash());
+}
+
 }  // namespace
 }  // namespace ledger
