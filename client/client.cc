@@ -775,12 +775,13 @@ absl::StatusOr<v1::TransferRecord> Client::GetTransfer(
 }
 
 absl::StatusOr<v1::HistoryPage> Client::History(const v1::Uint128& account_id,
-                                                uint32_t limit, uint64_t cursor,
+                                                uint32_t limit,
+                                                const v1::Uint128& cursor,
                                                 absl::Duration deadline) {
   v1::Query q;
   *q.mutable_get_history()->mutable_account_id() = account_id;
   q.mutable_get_history()->set_limit(limit);
-  q.mutable_get_history()->set_cursor(cursor);
+  *q.mutable_get_history()->mutable_cursor() = cursor;
   absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_history()) return NotFound(*r);

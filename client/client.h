@@ -105,7 +105,8 @@ class Client {
   absl::StatusOr<v1::TransferRecord> GetTransfer(
       const v1::Uint128& id, absl::Duration deadline = absl::ZeroDuration());
   absl::StatusOr<v1::HistoryPage> History(
-      const v1::Uint128& account_id, uint32_t limit, uint64_t cursor = 0,
+      const v1::Uint128& account_id, uint32_t limit,
+      const v1::Uint128& cursor = v1::Uint128(),
       absl::Duration deadline = absl::ZeroDuration());
   absl::StatusOr<v1::Block> GetBlock(
       uint64_t height, absl::Duration deadline = absl::ZeroDuration());

@@ -26,8 +26,9 @@ ABSL_FLAG(uint32_t, code, 0,
 ABSL_FLAG(uint64_t, user_data, 0, "create-account: opaque application data.");
 ABSL_FLAG(std::string, memo, "", "transfer, mint: memo (at most 64 bytes).");
 ABSL_FLAG(uint32_t, limit, 20, "history: entries per page.");
-ABSL_FLAG(uint64_t, cursor, 0,
-          "history: continue from a previous page's next_cursor.");
+ABSL_FLAG(std::string, cursor, "",
+          "history: continue after this entry (a previous page's "
+          "next_cursor, a transfer id).");
 ABSL_FLAG(uint64_t, height, 0, "block: height (0: the chain head).");
 ABSL_FLAG(double, deadline, 10, "Seconds to wait for the cluster's answer.");
 ABSL_FLAG(bool, linearizable, false,
@@ -237,15 +238,23 @@ int History(const std::vector<std::string>&) {
   if (!id.ok()) return Fail(id.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  absl::StatusOr<v1::HistoryPage> h = (*c)->History(
-      *id, absl::GetFlag(FLAGS_limit), absl::GetFlag(FLAGS_cursor));
+  v1::Uint128 cursor;
+  if (!absl::GetFlag(FLAGS_cursor).empty()) {
+    absl::StatusOr<v1::Uint128> parsed =
+        ParseId(absl::GetFlag(FLAGS_cursor), "--cursor");
+    if (!parsed.ok()) return Fail(parsed.status());
+    cursor = *parsed;
+  }
+  absl::StatusOr<v1::HistoryPage> h =
+      (*c)->History(*id, absl::GetFlag(FLAGS_limit), cursor);
   if (!h.ok()) return Fail(h.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*h) << "\n";
   } else {
     for (const v1::TransferRecord& t : h->entries()) PrintTransfer(t);
-    if (h->next_cursor() != 0)
-      std::cout << "more: --cursor " << h->next_cursor() << "\n";
+    if (h->has_next_cursor()) {
+      std::cout << "more: --cursor " << IdToString(h->next_cursor()) << "\n";
+    }
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -143,12 +144,7 @@ class Ledger::Execution {
     char encoded[internal::kAccountBytes];
     std::unique_ptr<StateHash::Lanes> lanes;  // Expansion of `encoded`.
   };
-  // An OK transfer's entry in the history index of one account.
-  struct HistoryEntry {
-    U128 account;
-    uint64_t transfer_number = 0;
-    U128 transfer_id;
-  };
+
   struct TransferSlot {
     bool exists = false;
     bool created = false;  // In this block.
@@ -179,8 +175,10 @@ class Ledger::Execution {
   v1::OperationResult Transfer(const v1::Transfer& op, uint64_t client_id,
                                const crypto::PublicKey& signer);
   v1::OperationResult Mint(const v1::Mint& op, uint64_t client_id);
-  // Records a transfer/mint outcome under its id.
-  void Record(const U128& id, TransferValue value);
+  // Records a transfer/mint outcome under its id; an OK one becomes the
+  // newest history entry of `debit` (nullptr for a mint) and `credit`.
+  void Record(const U128& id, TransferValue value, AccountSlot* debit = nullptr,
+              AccountSlot* credit = nullptr);
 
   Ledger* ledger_;
   const uint64_t seq_;
@@ -196,7 +194,6 @@ class Ledger::Execution {
   absl::flat_hash_map<U128, TransferSlot> transfers_;
   absl::flat_hash_map<uint64_t, ClientSlot> clients_;
   absl::flat_hash_map<uint32_t, SupplySlot> supply_;
-  std::vector<HistoryEntry> history_;
 };
 
 Ledger::Execution::~Execution() {
@@ -403,7 +400,8 @@ v1::OperationResult Ledger::Execution::CreateAccount(
   return Code(v1::RESULT_CODE_OK);
 }
 
-void Ledger::Execution::Record(const U128& id, TransferValue value) {
+void Ledger::Execution::Record(const U128& id, TransferValue value,
+                               AccountSlot* debit, AccountSlot* credit) {
   value.seq = seq_;
   value.timestamp_ms = timestamp_ms_;
   if (value.result == v1::RESULT_CODE_OK) {
@@ -412,10 +410,15 @@ void Ledger::Execution::Record(const U128& id, TransferValue value) {
       counted_ = true;
     }
     value.transfer_number = ++transfer_count_;
-    if (value.kind == TransferKind::kTransfer) {
-      history_.push_back({value.debit, value.transfer_number, id});
+    // Push onto both accounts' history lists (their slots are dirty: the
+    // balances changed).
+    if (debit != nullptr) {
+      value.debit_previous = debit->value.history_head;
+      debit->value.history_head = id;
     }
-    history_.push_back({value.credit, value.transfer_number, id});
+    CHECK(credit != nullptr);
+    value.credit_previous = credit->value.history_head;
+    credit->value.history_head = id;
   }
   TransferSlot& slot = transfers_[id];
   slot.exists = true;
@@ -491,7 +494,7 @@ v1::OperationResult Ledger::Execution::Transfer(
     credit->dirty = true;
   }
   t.result = code;
-  Record(id, std::move(t));
+  Record(id, std::move(t), debit, credit);
   return Code(code);
 }
 
@@ -545,7 +548,7 @@ v1::OperationResult Ledger::Execution::Mint(const v1::Mint& op,
     supply->dirty = true;
   }
   t.result = code;
-  Record(id, std::move(t));
+  Record(id, std::move(t), nullptr, account);
   return Code(code);
 }
 
@@ -610,21 +613,6 @@ uint64_t Ledger::Execution::Finish(leveldb::WriteBatch* batch,
   }
   if (!group.empty()) {
     hash->Add(internal::TransferGroupKey(seq_), group.Finish().view());
-  }
-
-  // Key order: the memtable inserts walk neighbouring skip-list paths.
-  std::sort(history_.begin(), history_.end(),
-            [](const HistoryEntry& a, const HistoryEntry& b) {
-              return std::tie(a.account, a.transfer_number) <
-                     std::tie(b.account, b.transfer_number);
-            });
-  for (const HistoryEntry& h : history_) {
-    const internal::KeyBuf key =
-        internal::KeyBuf::History(h.account, h.transfer_number);
-    char value[16];
-    internal::StoreU64(value, h.transfer_id.high);
-    internal::StoreU64(value + 8, h.transfer_id.low);
-    batch->Put(Slice(key.view()), leveldb::Slice(value, sizeof value));
   }
 
   std::vector<const std::pair<const uint64_t, ClientSlot>*> clients;
@@ -1042,52 +1030,84 @@ absl::StatusOr<v1::TransferRecord> Ledger::GetTransfer(
 }
 
 absl::StatusOr<v1::HistoryPage> Ledger::GetHistory(
-    const v1::Uint128& account_id, uint32_t limit, uint64_t cursor) const {
+    const v1::Uint128& account_id, uint32_t limit,
+    const v1::Uint128& cursor) const {
   if (limit == 0) limit = kHistoryLimitDefault;
   if (limit > kHistoryLimitMax) {
     return absl::InvalidArgumentError(
         absl::StrCat("history: limit ", limit, " exceeds ", kHistoryLimitMax));
   }
   const U128 account = internal::FromProto(account_id);
-  const std::string prefix = internal::HistoryKey(account, 0).substr(0, 17);
+  const std::string account_name =
+      absl::StrCat("account ", account.high, ":", account.low);
+  // One snapshot: the page shows the ledger before or after a block.
   leveldb::ReadOptions ro;
   ro.snapshot = db_->GetSnapshot();
-  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(ro));
-  // Entries strictly below `cursor` (0: below everything, i.e. all).
-  it->Seek(internal::HistoryKey(account, cursor == 0 ? kU64Max : cursor));
-  if (it->Valid()) {
-    it->Prev();
-  } else {
-    it->SeekToLast();
+  absl::Cleanup release = [&] { db_->ReleaseSnapshot(ro.snapshot); };
+  auto read = [&](const std::string& key, absl::string_view what,
+                  std::string* bytes) -> absl::Status {
+    leveldb::Status s = db_->Get(ro, key, bytes);
+    if (s.IsNotFound()) {
+      return absl::NotFoundError(absl::StrCat(what, " not found"));
+    }
+    return FromLevelDb(s, what);
+  };
+  // The transfer `id` of this account's history, and the id of the entry
+  // after it (older; zero at the end).
+  auto entry = [&](const U128& id, absl::string_view what,
+                   TransferValue* t) -> absl::StatusOr<U128> {
+    std::string bytes;
+    absl::Status s = read(internal::TransferKey(id), what, &bytes);
+    if (!s.ok()) return s;
+    absl::StatusOr<TransferValue> v = internal::DecodeTransfer(bytes);
+    if (!v.ok()) return v.status();
+    *t = std::move(*v);
+    if (t->result == v1::RESULT_CODE_OK) {
+      if (t->kind == TransferKind::kTransfer && t->debit == account) {
+        return t->debit_previous;
+      }
+      if (t->credit == account) return t->credit_previous;
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not in the history of ", account_name));
+  };
+
+  std::string bytes;
+  absl::Status s = read(internal::AccountKey(account), account_name, &bytes);
+  if (!s.ok()) return s;
+  absl::StatusOr<AccountValue> a = internal::DecodeAccount(bytes);
+  if (!a.ok()) return a.status();
+  U128 next = a->history_head;
+  const U128 after = internal::FromProto(cursor);
+  if (!after.IsZero()) {
+    // Continue after the cursor's entry (the previous page's last).
+    TransferValue t;
+    absl::StatusOr<U128> older = entry(
+        after, absl::StrCat("history cursor ", after.high, ":", after.low), &t);
+    if (!older.ok()) {
+      return absl::IsNotFound(older.status())
+                 ? absl::InvalidArgumentError(older.status().message())
+                 : older.status();
+    }
+    next = *older;
   }
   v1::HistoryPage page;
-  uint64_t last_number = 0;
-  auto in_prefix = [&] { return it->Valid() && it->key().starts_with(prefix); };
-  absl::Status status;
-  while (in_prefix() && static_cast<uint32_t>(page.entries_size()) < limit) {
-    last_number = internal::GetU64(it->key().data() + 17);
-    const leveldb::Slice v = it->value();
-    if (v.size() != 16) {
-      status = absl::DataLossError("history record is corrupt");
-      break;
+  while (!next.IsZero() && static_cast<uint32_t>(page.entries_size()) < limit) {
+    TransferValue t;
+    absl::StatusOr<U128> older = entry(
+        next, absl::StrCat("history entry ", next.high, ":", next.low), &t);
+    if (!older.ok()) {
+      // The list is part of the state: a broken link is damage, whatever
+      // the read said.
+      return absl::DataLossError(
+          absl::StrCat(account_name, " history: ", older.status().message()));
     }
-    v1::Uint128 id;
-    id.set_high(internal::GetU64(v.data()));
-    id.set_low(internal::GetU64(v.data() + 8));
-    absl::StatusOr<v1::TransferRecord> t = GetTransfer(id);
-    if (!t.ok()) {
-      status = t.status();
-      break;
-    }
-    *page.add_entries() = std::move(*t);
-    it->Prev();
+    *page.add_entries() = internal::TransferToProto(next, t);
+    next = *older;
   }
-  const bool more = in_prefix();
-  if (status.ok()) status = FromLevelDb(it->status(), "history scan");
-  it.reset();
-  db_->ReleaseSnapshot(ro.snapshot);
-  if (!status.ok()) return status;
-  page.set_next_cursor(more ? last_number : 0);
+  if (!next.IsZero() && page.entries_size() > 0) {
+    *page.mutable_next_cursor() = page.entries(page.entries_size() - 1).id();
+  }
   return page;
 }
 
@@ -1184,7 +1204,7 @@ absl::Status Ledger::Answer(const v1::Query& query,
       const v1::GetHistoryQuery& q = query.get_history();
       absl::StatusOr<v1::HistoryPage> p =
           GetHistory(q.account_id(), q.limit(), q.cursor());
-      if (!p.ok()) return p.status();
+      if (!p.ok()) return not_found(p.status());
       *reply->mutable_history() = std::move(*p);
       return absl::OkStatus();
     }

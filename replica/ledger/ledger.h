@@ -149,11 +149,15 @@ class Ledger {
   // Queries. NOT_FOUND names what was not found.
   absl::StatusOr<v1::Account> GetAccount(const v1::Uint128& id) const;
   absl::StatusOr<v1::TransferRecord> GetTransfer(const v1::Uint128& id) const;
-  // Newest first. limit 0 means kHistoryLimitDefault; above
-  // kHistoryLimitMax is INVALID_ARGUMENT. cursor 0 starts at the newest.
-  absl::StatusOr<v1::HistoryPage> GetHistory(const v1::Uint128& account_id,
-                                             uint32_t limit,
-                                             uint64_t cursor) const;
+  // The OK transfers and mints that moved the account, newest first. limit
+  // 0 means kHistoryLimitDefault; above kHistoryLimitMax is
+  // INVALID_ARGUMENT. cursor zero starts at the newest entry; otherwise it
+  // is the id of an entry of this history (a page's next_cursor) and the
+  // page continues after it (INVALID_ARGUMENT if it is not an entry).
+  // NOT_FOUND if the account does not exist.
+  absl::StatusOr<v1::HistoryPage> GetHistory(
+      const v1::Uint128& account_id, uint32_t limit,
+      const v1::Uint128& cursor = v1::Uint128()) const;
   // The block with its requests filled in from the pre-prepare.
   absl::StatusOr<v1::Block> GetBlock(uint64_t height) const;
   // The block as stored (requests only inside pre_prepare).

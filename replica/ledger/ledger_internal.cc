@@ -26,11 +26,6 @@ std::string AccountKey(const U128& id) { return KeyWithId(kAccountPrefix, id); }
 std::string TransferKey(const U128& id) {
   return KeyWithId(kTransferPrefix, id);
 }
-std::string HistoryKey(const U128& account, uint64_t transfer_number) {
-  std::string k = KeyWithId(kHistoryPrefix, account);
-  PutU64(&k, transfer_number);
-  return k;
-}
 std::string ClientKey(uint64_t client_id) {
   std::string k(1, kClientPrefix);
   PutU64(&k, client_id);
@@ -63,7 +58,9 @@ void EncodeAccountTo(const AccountValue& a, char (&out)[kAccountBytes]) {
   StoreU64(p + 24, a.credits_posted);
   StoreU64(p + 32, a.created_seq);
   StoreU64(p + 40, a.created_timestamp_ms);
-  CHECK_EQ(p + 48 - out, static_cast<ptrdiff_t>(kAccountBytes));
+  StoreU64(p + 48, a.history_head.high);
+  StoreU64(p + 56, a.history_head.low);
+  CHECK_EQ(p + 64 - out, static_cast<ptrdiff_t>(kAccountBytes));
 }
 
 std::string EncodeAccount(const AccountValue& a) {
@@ -93,6 +90,7 @@ absl::StatusOr<AccountValue> DecodeAccount(absl::string_view b) {
   a.credits_posted = GetU64(p + 24);
   a.created_seq = GetU64(p + 32);
   a.created_timestamp_ms = GetU64(p + 40);
+  a.history_head = {GetU64(p + 48), GetU64(p + 56)};
   return a;
 }
 
@@ -114,7 +112,7 @@ v1::Account AccountToProto(const U128& id, const AccountValue& a) {
 
 std::string EncodeTransfer(const TransferValue& t) {
   std::string out;
-  out.reserve(1 + 32 + 8 + 4 + 4 + t.memo.size() + 4 + 32);
+  out.reserve(1 + 32 + 8 + 4 + 4 + t.memo.size() + 4 + 32 + 32);
   out.push_back(static_cast<char>(t.kind));
   PutU64(&out, t.debit.high);
   PutU64(&out, t.debit.low);
@@ -129,11 +127,15 @@ std::string EncodeTransfer(const TransferValue& t) {
   PutU64(&out, t.timestamp_ms);
   PutU64(&out, t.client_id);
   PutU64(&out, t.transfer_number);
+  PutU64(&out, t.debit_previous.high);
+  PutU64(&out, t.debit_previous.low);
+  PutU64(&out, t.credit_previous.high);
+  PutU64(&out, t.credit_previous.low);
   return out;
 }
 
 absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view b) {
-  constexpr size_t kFixed = 1 + 32 + 8 + 4 + 4 + 4 + 32;
+  constexpr size_t kFixed = 1 + 32 + 8 + 4 + 4 + 4 + 32 + 32;
   if (b.size() < kFixed) return Corrupt("transfer", "too short");
   const char* p = b.data();
   TransferValue t;
@@ -159,6 +161,8 @@ absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view b) {
   t.timestamp_ms = GetU64(p + 12);
   t.client_id = GetU64(p + 20);
   t.transfer_number = GetU64(p + 28);
+  t.debit_previous = {GetU64(p + 36), GetU64(p + 44)};
+  t.credit_previous = {GetU64(p + 52), GetU64(p + 60)};
   return t;
 }
 

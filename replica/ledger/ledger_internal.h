@@ -36,19 +36,21 @@ inline v1::Uint128 ToProto(const U128& v) {
 }
 
 // Key prefixes. State (hashed into the state digest): accounts, transfers,
-// client table, supply. Derived or chain data (not hashed): history, blocks,
-// meta.
+// client table, supply. Chain data (not hashed): blocks, meta. An account's
+// history is a list linked through the state itself (AccountValue::
+// history_head, TransferValue::*_previous): no index records.
 inline constexpr char kAccountPrefix = 'a';
 inline constexpr char kTransferPrefix = 't';
 inline constexpr char kClientPrefix = 'c';
 inline constexpr char kSupplyPrefix = 's';
-inline constexpr char kHistoryPrefix = 'h';
 inline constexpr char kBlockPrefix = 'b';
 inline constexpr absl::string_view kMetaHead = "m/head";
 inline constexpr absl::string_view kMetaConfig = "m/config";
 inline constexpr absl::string_view kMetaFormat = "m/format";
 inline constexpr absl::string_view kMetaGenesis = "m/genesis";
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: history linked through accounts and transfer records (1 had an 'h'
+// index record per history entry).
+inline constexpr uint32_t kFormatVersion = 2;
 
 inline bool IsStateKey(absl::string_view key) {
   return !key.empty() &&
@@ -86,27 +88,19 @@ inline uint64_t GetU64(const char* p) {
 
 std::string AccountKey(const U128& id);
 std::string TransferKey(const U128& id);
-std::string HistoryKey(const U128& account, uint64_t transfer_number);
 std::string ClientKey(uint64_t client_id);
 std::string SupplyKey(uint32_t ledger);
 std::string BlockKey(uint64_t height);
 
-// The same keys built on the stack, for the block hot path (a 17- or
-// 25-byte std::string is a heap allocation). Bytes equal the functions
-// above.
+// The same keys built on the stack, for the block hot path (a 17-byte
+// std::string is a heap allocation). Bytes equal the functions above.
 class KeyBuf {
  public:
-  static constexpr size_t kMax = 1 + 16 + 8;
+  static constexpr size_t kMax = 1 + 16;
   absl::string_view view() const { return {data_, size_}; }
 
   static KeyBuf Account(const U128& id) { return WithId(kAccountPrefix, id); }
   static KeyBuf Transfer(const U128& id) { return WithId(kTransferPrefix, id); }
-  static KeyBuf History(const U128& account, uint64_t transfer_number) {
-    KeyBuf k = WithId(kHistoryPrefix, account);
-    StoreU64(k.data_ + 17, transfer_number);
-    k.size_ = 25;
-    return k;
-  }
 
  private:
   static KeyBuf WithId(char prefix, const U128& id) {
@@ -121,7 +115,7 @@ class KeyBuf {
   size_t size_ = 0;
 };
 
-// An account as stored: fixed 96 bytes after the key.
+// An account as stored: fixed 112 bytes after the key.
 struct AccountValue {
   uint64_t owner_client_id = 0;
   crypto::PublicKey owner_key;
@@ -133,9 +127,12 @@ struct AccountValue {
   uint64_t credits_posted = 0;
   uint64_t created_seq = 0;
   uint64_t created_timestamp_ms = 0;
+  // The newest OK transfer or mint that moved this account's balance (zero:
+  // none): the head of its history list.
+  U128 history_head;
 };
-inline constexpr size_t kAccountBytes = 8 + 32 + 4 + 4 + 8 * 6;
-static_assert(kAccountBytes == 96);
+inline constexpr size_t kAccountBytes = 8 + 32 + 4 + 4 + 8 * 6 + 16;
+static_assert(kAccountBytes == 112);
 std::string EncodeAccount(const AccountValue& a);
 // The same bytes into a fixed buffer.
 void EncodeAccountTo(const AccountValue& a, char (&out)[kAccountBytes]);
@@ -156,7 +153,13 @@ struct TransferValue {
   uint64_t seq = 0;
   uint64_t timestamp_ms = 0;
   uint64_t client_id = 0;
-  uint64_t transfer_number = 0;  // History position; 0 unless result is OK.
+  uint64_t transfer_number = 0;  // Global order of OK ones; 0 otherwise.
+  // OK only: the history heads of the debit and credit accounts before this
+  // transfer (zero: it is the account's first entry; debit_previous is zero
+  // for a mint). Following them from an account's history_head lists its
+  // history newest first.
+  U128 debit_previous;
+  U128 credit_previous;
 
   // The fields a retry must repeat exactly to get RESULT_CODE_EXISTS.
   bool SameFields(const TransferValue& o) const {

@@ -173,7 +173,7 @@ absl::Status VerifyBlockRecord(const Cluster& cluster,
 
 namespace {
 
-// Compares the stored state (and history index) with the re-executed one,
+// Compares the stored state with the re-executed one,
 // key by key, naming the first difference.
 absl::Status CompareState(leveldb::DB* stored, leveldb::DB* replayed) {
   leveldb::ReadOptions ro;
@@ -181,8 +181,7 @@ absl::Status CompareState(leveldb::DB* stored, leveldb::DB* replayed) {
   std::unique_ptr<leveldb::Iterator> a(stored->NewIterator(ro));
   std::unique_ptr<leveldb::Iterator> b(replayed->NewIterator(ro));
   auto relevant = [](const leveldb::Slice& k) {
-    return internal::IsStateKey(absl::string_view(k.data(), k.size())) ||
-           (k.size() > 0 && k[0] == internal::kHistoryPrefix);
+    return internal::IsStateKey(absl::string_view(k.data(), k.size()));
   };
   auto skip = [&](leveldb::Iterator* it) {
     while (it->Valid() && !relevant(it->key())) it->Next();

@@ -112,4 +112,16 @@ ctl transfer --id 5005 --from 1 --to 100 --amount 1 | grep -q RESULT_CODE_OK \
   || fail "transfer after restart"
 ctl transfer --id 5001 --from 1 --to 100 --amount 250 --memo "first" | grep -q RESULT_CODE_EXISTS \
   || fail "exactly-once across restart"
+
+# History pages: newest first; the cursor a page prints continues it.
+ctl history --account 100 --limit 2 >"$DIR/page1" || fail "history page 1"
+grep -q "^more: --cursor " "$DIR/page1" || fail "history page 1 has no cursor: $(cat "$DIR/page1")"
+cursor=$(sed -n 's/^more: --cursor //p' "$DIR/page1")
+ctl history --account 100 --limit 1000 --cursor "$cursor" --json >"$DIR/page2" || fail "history page 2"
+grep -q '"low":"5001"' "$DIR/page2" || fail "oldest entry not on the last page: $(head -c 300 "$DIR/page2")"
+grep -q '"next_cursor"' "$DIR/page2" && fail "last history page has a cursor"
+set +e
+ctl history --account 2 --cursor 5001 >"$DIR/out" 2>&1; rc=$?
+set -e
+[[ $rc != 0 ]] && grep -q "not in the history" "$DIR/out" || fail "foreign cursor: rc=$rc $(cat "$DIR/out")"
 echo "cluster_test: ok"

@@ -460,26 +460,46 @@ TEST(LedgerQueries, HistoryNewestFirstPaginated) {
   ASSERT_EQ(m.RunOne(1, TransferOp(Id(200), Id(1), Id(2), 10 * kGenesis)),
             v1::RESULT_CODE_INSUFFICIENT_FUNDS);
   std::vector<uint64_t> seen;
-  uint64_t cursor = 0;
+  v1::Uint128 cursor;
+  std::vector<int> page_sizes;
   for (int page = 0; page < 10; ++page) {
     absl::StatusOr<v1::HistoryPage> p = m.ledger().GetHistory(Id(1), 3, cursor);
     ASSERT_TRUE(p.ok()) << p.status();
-    EXPECT_LE(p->entries_size(), 3);
+    page_sizes.push_back(p->entries_size());
     for (const v1::TransferRecord& t : p->entries())
       seen.push_back(t.id().low());
+    if (!p->has_next_cursor()) break;
+    EXPECT_EQ(p->next_cursor().low(), seen.back());  // The page's last entry.
     cursor = p->next_cursor();
-    if (cursor == 0) break;
   }
   EXPECT_EQ(seen, (std::vector<uint64_t>{107, 106, 105, 104, 103, 102, 101}));
-  absl::StatusOr<v1::HistoryPage> p2 = m.ledger().GetHistory(Id(2), 0, 0);
+  EXPECT_EQ(page_sizes, (std::vector<int>{3, 3, 1}));
+  // An exact last page says there is nothing older.
+  absl::StatusOr<v1::HistoryPage> exact = m.ledger().GetHistory(Id(1), 7);
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->entries_size(), 7);
+  EXPECT_FALSE(exact->has_next_cursor());
+  absl::StatusOr<v1::HistoryPage> p2 = m.ledger().GetHistory(Id(2), 0);
   ASSERT_TRUE(p2.ok());
   EXPECT_EQ(p2->entries_size(), 3);  // i = 2, 4, 6 credited account 2.
   EXPECT_EQ(p2->entries(0).id().low(), 106u);
-  EXPECT_EQ(p2->next_cursor(), 0u);
-  EXPECT_EQ(
-      m.ledger().GetHistory(Id(1), kHistoryLimitMax + 1, 0).status().code(),
-      absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(m.ledger().GetHistory(Id(999), 10, 0)->entries_size(), 0);
+  EXPECT_FALSE(p2->has_next_cursor());
+  // A cursor from the other account's history continues the right list.
+  absl::StatusOr<v1::HistoryPage> p3 = m.ledger().GetHistory(Id(2), 0, Id(106));
+  ASSERT_TRUE(p3.ok()) << p3.status();
+  ASSERT_EQ(p3->entries_size(), 2);
+  EXPECT_EQ(p3->entries(0).id().low(), 104u);
+  EXPECT_EQ(p3->entries(1).id().low(), 102u);
+  EXPECT_EQ(m.ledger().GetHistory(Id(1), kHistoryLimitMax + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Cursors that are not entries of this history: a transfer of another
+  // account, a failed transfer, an unknown id.
+  for (uint64_t bad : {107u, 200u, 999u}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(m.ledger().GetHistory(Id(2), 10, Id(bad)).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(absl::IsNotFound(m.ledger().GetHistory(Id(999), 10).status()));
 }
 
 TEST(LedgerQueries, NotFound) {

@@ -203,9 +203,10 @@ TEST_F(VerifyTest, AccountBalanceInState) {
   ExpectFail(kBlocks, "state");
 }
 
-TEST_F(VerifyTest, HistoryEntryDeleted) {
-  Rewrite(dir_, internal::HistoryKey({0, 2}, 3),
-          [](std::string* v) { v->clear(); });
+TEST_F(VerifyTest, HistoryLinkInAccount) {
+  // The history head: bytes 96..111 of the account record.
+  Rewrite(dir_, internal::AccountKey({0, 2}),
+          [](std::string* v) { Flip(v, 100); });
   ExpectFail(kBlocks, "state");
 }
 
