@@ -607,6 +607,7 @@ void ReplicaServerImpl::MirrorCounters() {
            {"request_forwarded", st.requests_forwarded},
            {"retransmission", st.retransmissions},
            {"fetch_sent", st.fetches_sent},
+           {"fetch_probe", st.fetch_probes},
            {"fetch_bad_response", st.fetch_bad_responses},
            {"checkpoint_stable", st.checkpoints_stable},
            {"view_change_timer_expiry", st.view_change_timer_expiries},

@@ -97,10 +97,12 @@ absl::Status Options::Validate() const {
         "options.params.request_queue_max: must be > 0");
   }
   if (p.view_change_timeout_ticks == 0 || retransmit_ticks == 0 ||
-      fetch_interval_ticks == 0 || fetch_blocks_max == 0) {
+      fetch_interval_ticks == 0 || fetch_blocks_max == 0 ||
+      idle_probe_interval_ticks == 0) {
     return absl::InvalidArgumentError(
         "options: view_change_timeout_ticks, retransmit_ticks, "
-        "fetch_interval_ticks and fetch_blocks_max must be > 0");
+        "fetch_interval_ticks, fetch_blocks_max and idle_probe_interval_ticks "
+        "must be > 0");
   }
   return absl::OkStatus();
 }
@@ -234,8 +236,12 @@ void Core::OnRequest(const v1::Envelope& e) {
       Reject(r, v1::REJECT_REASON_QUEUE_FULL);
       return;
     }
-    // A request this primary already put in a batch is not queued again.
-    if (is_primary() && assigned_.contains(key)) return;
+    // A request this primary already put in a batch is not queued again
+    // (the batch keeps the view-change timer running).
+    if (is_primary() && assigned_.contains(key)) {
+      UpdateViewChangeTimer(false);
+      return;
+    }
     const uint64_t arrival = next_arrival_++;
     queue_[arrival] = Queued{e, c, t, tick_, bytes};
     queue_index_[key] = arrival;
@@ -316,7 +322,8 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
     fetch_continue_ = false;
     const bool behind = BehindEvidence() > last_executed_ ||
                         (!fetched_proofs_.empty() &&
-                         fetched_proofs_.rbegin()->first > last_executed_);
+                         fetched_proofs_.rbegin()->first > last_executed_) ||
+                        fetch_response_full_;
     if (behind) SendFetch();
   }
 }
@@ -872,7 +879,12 @@ void Core::MaybeFetch() {
   if (!stalled || last_handed_out_ != last_executed_) return;
   const bool proof_ahead = !fetched_proofs_.empty() &&
                            fetched_proofs_.rbegin()->first > last_executed_;
-  if (BehindEvidence() <= last_executed_ && !proof_ahead) return;
+  if (BehindEvidence() <= last_executed_ && !proof_ahead) {
+    // No sign of being behind: probe now and then (Options).
+    if (tick_ < next_probe_tick_) return;
+    next_probe_tick_ = tick_ + options_.idle_probe_interval_ticks;
+    ++stats_.fetch_probes;
+  }
   // A new peer each time (trusting none), skipping peers that recently
   // served a response that failed verification.
   for (uint32_t i = 0; i < options_.n; ++i) {
@@ -1016,6 +1028,10 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
   // bounded by L + 2 * fetch_blocks_max).
   const Seq far_limit(last_executed_.value() + 2 * options_.fetch_blocks_max);
   bool adopted = false;
+  if (asked) {
+    fetch_response_full_ =
+        static_cast<uint64_t>(resp.batches_size()) >= options_.fetch_blocks_max;
+  }
   for (const v1::CertifiedBatch& b : resp.batches()) {
     v1::PrePrepare pp;
     Digest d;
@@ -1507,8 +1523,12 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
       SendTo(primary(), q.envelope);
       ++stats_.requests_forwarded;
     }
-    UpdateViewChangeTimer(false);
   }
+  // The new primary too: the batches of O it re-proposed are held until
+  // they execute (pbft-sim byzantine-view-change seeds 586 and 876: a
+  // primary whose O never committed, because the others had moved on to
+  // other views, otherwise stayed in its view for good).
+  UpdateViewChangeTimer(false);
 }
 
 // Puts the current view's O entries that fit the window into the log: the

@@ -74,6 +74,14 @@ struct Options {
   // batches it lacks.
   uint32_t fetch_interval_ticks = 40;
   uint32_t fetch_blocks_max = 64;
+  // A replica that executed nothing for fetch_interval_ticks WITHOUT such
+  // evidence (an idle cluster gives none) still asks one peer, at most once
+  // per idle_probe_interval_ticks: a replica that restarted or missed the
+  // last commits a few blocks short of the others would otherwise wait for
+  // new traffic to learn it is behind. Adopting what comes back is safe
+  // (every batch carries its commit certificate); an up-to-date peer
+  // answers with nothing.
+  uint32_t idle_probe_interval_ticks = 400;
 
   // Fails naming the field (n != 3f+1, L not a multiple of K, ...).
   absl::Status Validate() const;
@@ -185,6 +193,7 @@ struct Stats {
   uint64_t requests_forwarded = 0;
   uint64_t retransmissions = 0;
   uint64_t fetches_sent = 0;
+  uint64_t fetch_probes = 0;  // Of fetches_sent: idle probes.
   uint64_t checkpoints_stable = 0;
   uint64_t view_change_timer_expiries = 0;
   uint64_t view_changes_started = 0;  // VIEW-CHANGEs this replica sent.
@@ -483,8 +492,12 @@ class Core {
   uint64_t view_change_timeout_ticks_;
   Seq executed_at_last_fetch_check_{0};
   uint32_t fetch_peer_ = 0;
-  bool fetch_outstanding_ = false;         // Awaiting fetch_peer_'s response.
-  bool fetch_continue_ = false;            // Fetch again once all is executed.
+  bool fetch_outstanding_ = false;  // Awaiting fetch_peer_'s response.
+  bool fetch_continue_ = false;     // Fetch again once all is executed.
+  // The last asked-for response was full (fetch_blocks_max batches): there
+  // may be more even without evidence (a probe's answer).
+  bool fetch_response_full_ = false;
+  uint64_t next_probe_tick_ = 0;  // Earliest tick for the next idle probe.
   std::vector<uint64_t> fetch_bad_until_;  // Per replica: skip until tick.
   std::vector<Seq> highest_seq_seen_;      // Per replica.
 

@@ -520,6 +520,40 @@ TEST(CatchUp, AdoptsCertifiedBatchAndRejectsForgedCertificate_4_3) {
   EXPECT_EQ(s.ready().execute[0].batch_digest, d);
 }
 
+// Nothing tells an idle replica that it is behind: it asks a peer anyway
+// (docs/protocol.md "Catching up in an idle cluster"), a different one each
+// time, at most once per idle_probe_interval_ticks.
+TEST(CatchUp, IdleReplicaProbesAPeerAtMostOncePerInterval_4_3) {
+  Scenario s(3);
+  const Options defaults;
+  std::vector<uint64_t> probe_ticks;
+  std::vector<uint64_t> peers;
+  const uint64_t ticks = 3 * defaults.idle_probe_interval_ticks;
+  for (uint64_t t = 2; t <= ticks; ++t) {
+    s.Tick();
+    for (const Outbound& o : s.Sent(v1::MESSAGE_TYPE_FETCH_REQUEST)) {
+      v1::FetchRequest req;
+      ASSERT_TRUE(req.ParseFromString(o.envelope.payload()));
+      EXPECT_EQ(req.from_seq(), 1u);  // After the last executed (none).
+      EXPECT_EQ(req.replica_id(), 3u);
+      EXPECT_FALSE(o.broadcast);
+      EXPECT_NE(o.to.value(), 3u);
+      peers.push_back(o.to.value());
+      probe_ticks.push_back(t);
+    }
+  }
+  // The first within a fetch interval or two, then one per probe interval.
+  ASSERT_EQ(probe_ticks.size(), 3u);
+  EXPECT_LE(probe_ticks[0], 2u * defaults.fetch_interval_ticks);
+  for (size_t i = 1; i < probe_ticks.size(); ++i) {
+    EXPECT_GE(probe_ticks[i] - probe_ticks[i - 1],
+              defaults.idle_probe_interval_ticks);
+  }
+  EXPECT_NE(peers[0], peers[1]);
+  EXPECT_EQ(s.core().stats().fetch_probes, 3u);
+  EXPECT_EQ(s.core().stats().fetches_sent, 3u);
+}
+
 // --- The simulator
 // ------------------------------------------------------------
 

@@ -241,6 +241,104 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOSetDoesNotMatch_4_4) {
       1u);
 }
 
+// V must hold 2f+1 VIEW-CHANGEs: with 2f, the new primary could have missed
+// the one correct replica of a commit quorum that prepared a batch, and
+// reassign its seq. Here the real NEW-VIEW, minus one VIEW-CHANGE and
+// re-signed by the new primary, is refused although its O still matches.
+TEST(ViewChange, BackupRefusesNewViewWithOnlyTwoFViewChanges_4_4) {
+  Cluster c;
+  c.Inject(99, 0, c.Request(1));
+  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
+  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
+    return e.type() != v1::MESSAGE_TYPE_COMMIT;
+  });
+  c.Run(
+      [](uint32_t from, uint32_t to, const v1::Envelope& e) {
+        return from != 0 && to != 0 &&
+               !(to == 3 && e.type() == v1::MESSAGE_TYPE_NEW_VIEW);
+      },
+      /*ticks=*/12);
+  ASSERT_FALSE(c.core(3).view_active());
+  v1::NewView m;
+  ASSERT_TRUE(
+      m.ParseFromString(c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW)[0].payload()));
+  ASSERT_EQ(m.view_changes_size(), 3);
+  m.mutable_view_changes()->RemoveLast();
+  c.Inject(1, 3,
+           c.signer(1).Sign(v1::MESSAGE_TYPE_NEW_VIEW, m.SerializeAsString()));
+  c.Run([](uint32_t from, uint32_t to, const v1::Envelope&) {
+    return from == 1 && to == 3;
+  });
+  EXPECT_FALSE(c.core(3).view_active());
+  EXPECT_EQ(
+      c.core(3).stats().dropped[static_cast<size_t>(DropReason::kBadNewView)],
+      1u);
+}
+
+// The new primary waits for 2f+1 VIEW-CHANGEs (its own counts) before it
+// sends NEW-VIEW.
+TEST(ViewChange, NewPrimaryWaitsForTwoFPlusOneViewChanges_4_4) {
+  Cluster c;
+  // Replicas 1 and 2 hold the request and time out; replica 3 hears
+  // nothing at first.
+  c.Inject(99, 1, c.Request(1));
+  c.Inject(99, 2, c.Request(1));
+  c.Run(
+      [](uint32_t from, uint32_t to, const v1::Envelope&) {
+        return from == 99 || (from != 0 && to != 0 && from != 3 && to != 3);
+      },
+      /*ticks=*/40);
+  EXPECT_FALSE(c.sent_by(1, v1::MESSAGE_TYPE_VIEW_CHANGE).empty());
+  EXPECT_FALSE(c.sent_by(2, v1::MESSAGE_TYPE_VIEW_CHANGE).empty());
+  EXPECT_TRUE(c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW).empty())
+      << "NEW-VIEW from 2f VIEW-CHANGEs";
+  EXPECT_FALSE(c.core(1).view_active());
+  // Replica 3 hears them, joins (f+1), and its VIEW-CHANGE completes V.
+  c.Run(NotFrom0, /*ticks=*/40);
+  EXPECT_FALSE(c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW).empty());
+  for (uint32_t b = 1; b < 4; ++b) {
+    EXPECT_TRUE(c.core(b).view_active()) << b;
+    EXPECT_GE(c.core(b).view(), View(1)) << b;
+  }
+}
+
+// A new primary holds the batches its NEW-VIEW re-proposed until they
+// execute: if they never commit (here no PREPARE or COMMIT gets through),
+// its own view-change timer moves it on. It cannot join the others (no
+// VIEW-CHANGE or NEW-VIEW for a later view reaches it), so only its timer
+// can. (The timer starts on entering the view, and again when the backups
+// resend the request; either suffices here, the test fails without both.)
+TEST(ViewChange, NewPrimaryTimesOutWhenItsReproposedBatchNeverCommits_4_4) {
+  Cluster c;
+  c.Inject(99, 0, c.Request(1));
+  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
+  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
+    return e.type() != v1::MESSAGE_TYPE_COMMIT;
+  });
+  c.Run(
+      [](uint32_t from, uint32_t to, const v1::Envelope& e) {
+        if (from == 0 || to == 0) return false;
+        if (e.type() == v1::MESSAGE_TYPE_PREPARE ||
+            e.type() == v1::MESSAGE_TYPE_COMMIT) {
+          return false;
+        }
+        // Nothing about later views reaches replica 1.
+        if (to == 1 && e.type() == v1::MESSAGE_TYPE_VIEW_CHANGE) {
+          v1::ViewChange vc;
+          return vc.ParseFromString(e.payload()) && vc.new_view() <= 1;
+        }
+        if (to == 1 && e.type() == v1::MESSAGE_TYPE_NEW_VIEW) {
+          v1::NewView nv;
+          return nv.ParseFromString(e.payload()) && nv.view() <= 1;
+        }
+        return true;
+      },
+      /*ticks=*/200);
+  ASSERT_FALSE(c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW).empty());  // Led 1.
+  EXPECT_EQ(c.executed(1), 0u);
+  EXPECT_GE(c.core(1).view(), View(2));
+}
+
 TEST(ViewChange, JoinsOnFPlusOneHigherViewChanges_4_4) {
   Cluster c;
   // Replicas 1 and 2 time out (they hold the request); 3 holds nothing.

@@ -23,10 +23,8 @@ for r in json.load(sys.stdin):
 }
 
 # Waits until replica WHO has executed what REF had executed when the wait
-# began. Transfers keep flowing meanwhile: a lagging replica learns how far
-# behind it is from new traffic and fetches certified blocks up to the next
-# stable checkpoint (K = 16 here), so an idle cluster would leave it a few
-# blocks short until traffic resumes (docs/protocol.md).
+# began. Transfers keep flowing meanwhile: a lagging replica catching up in
+# a busy cluster (cluster_test.sh checks the idle case).
 NEXT_ID=20000
 wait_caught_up() {  # wait_caught_up WHO REF SECONDS
   local who=$1 ref=$2 secs=$3

@@ -299,6 +299,11 @@ class Simulation {
   void FaultTick();
   void Heal();
   void FinalCheck();
+  void IdleCatchUpCheck();
+  // Ticks the cluster (clients too if `clients`; down replicas stay down)
+  // until done() or `bound` ticks passed; returns done().
+  template <typename Done>
+  bool TickUntil(uint64_t bound, bool clients, Done done);
   uint32_t CurrentPrimary() const;
   v1::Envelope ForgeViewChange(SimReplica& r, const v1::Envelope& e);
   v1::Envelope ForgeNewView(SimReplica& r, const v1::Envelope& e);
@@ -1087,6 +1092,80 @@ void Simulation::FinalCheck() {
   }
 }
 
+template <typename Done>
+bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
+  const uint64_t start = tick_;
+  for (; tick_ <= start + bound && result_.ok; ++tick_) {
+    if (clients) {
+      for (auto& c : clients_) ClientTick(*c);
+    }
+    while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
+      Packet p = net_.top();
+      net_.pop();
+      Deliver(p);
+    }
+    for (auto& r : replicas_) {
+      if (r->down) continue;
+      from_ = r->id;
+      r->core->Tick(NowMs(*r));
+      if (r->byzantine) ByzantineTick(*r);
+      Drain(*r);
+    }
+    CheckPrepared();
+    if (done()) return true;
+  }
+  return result_.ok && done();
+}
+
+// After the final check, without Byzantine replicas: one replica crashes,
+// the others order 1-3 more requests, the clients go quiet, and the replica
+// restarts a few blocks behind, usually below the next checkpoint, with no
+// traffic to tell it so. It must catch up on its own (docs/protocol.md
+// "Catching up in an idle cluster").
+void Simulation::IdleCatchUpCheck() {
+  for (const auto& r : replicas_) {
+    if (r->byzantine) return;
+  }
+  SimReplica& lagging = *replicas_[rng_.Below(n_)];
+  lagging.wipe_on_crash = false;
+  Crash(lagging);
+  SimClient& client = *clients_[rng_.Below(clients_.size())];
+  client.total = client.completed + rng_.Range(1, 3);
+  auto top = [&] {
+    uint64_t h = 0;
+    for (const auto& r : replicas_) h = std::max(h, r->ledger.height());
+    return h;
+  };
+  // The others finish the requests and all reach the same height.
+  const bool ordered = TickUntil(liveness_ticks_ + 4000, true, [&] {
+    if (client.completed < client.total) return false;
+    for (const auto& r : replicas_) {
+      if (!r->down && r->ledger.height() < top()) return false;
+    }
+    return true;
+  });
+  if (!result_.ok) return;
+  if (!ordered) {
+    Fail(absl::StrCat("idle catch-up: requests not ordered with replica ",
+                      lagging.id, " down"));
+    return;
+  }
+  const uint64_t before = lagging.ledger.height();
+  Restart(lagging);
+  if (!result_.ok) return;
+  // No client traffic from here on.
+  const uint64_t bound = 8ull * params_.view_change_timeout_ticks + 2000;
+  const bool caught_up =
+      TickUntil(bound, false, [&] { return lagging.ledger.height() >= top(); });
+  if (!result_.ok) return;
+  if (!caught_up) {
+    Fail(absl::StrCat("idle catch-up: replica ", lagging.id,
+                      " restarted at height ", before, " is at ",
+                      lagging.ledger.height(), " after ", bound,
+                      " idle ticks; the others are at ", top()));
+  }
+}
+
 // --- Byzantine backups ------------------------------------------------------
 
 // Re-signs `e` (one of r's own prepare/commit/checkpoint/pre-prepare) with
@@ -1511,6 +1590,7 @@ SimResult Simulation::Run() {
                       opt_.max_ticks, " ticks"));
   }
   if (result_.ok) FinalCheck();
+  if (result_.ok) IdleCatchUpCheck();
   result_.ticks = tick_;
   for (const auto& r : replicas_) {
     if (r->down) continue;
