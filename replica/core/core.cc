@@ -571,55 +571,34 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
 }
 
 void Core::HandlePrepare(const v1::Envelope& e) {
-  v1::Prepare m;
-  Digest d;
-  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.batch_digest(), &d) ||
-      m.replica_id() != e.sender()) {
-    Drop(DropReason::kMalformed);
-    return;
-  }
-  const View v(m.view());
-  const Seq s(m.seq());
-  // Evidence of how far the others are, whatever their view: a replica in
-  // another view (or changing views) still catches up by fetching.
-  NoteSeq(e.sender(), s);
-  if (v != view_ || !view_active_) {
-    Drop(DropReason::kWrongView);
-    return;
-  }
   // §4.2 step 4: prepares come from backups; the primary's vote is its
   // pre-prepare.
-  if (e.sender() == PrimaryOf(v).value()) {
-    Drop(DropReason::kWrongSender);
-    return;
+  if (std::optional<Seq> s =
+          AcceptVote<v1::Prepare>(e, &Slot::prepares, /*backups_only=*/true)) {
+    CheckPrepared(*s);
   }
-  if (!InWindow(s)) {
-    Drop(DropReason::kOutOfWindow);
-    return;
-  }
-  if (s <= last_handed_out_) return;
-  Slot& slot = log_[s];
-  // Committed already (kept across a view change, or fetched): its
-  // certificate stands; votes of a later view change nothing.
-  if (slot.committed) return;
-  if (slot.created_tick == 0) slot.created_tick = tick_;
-  slot.view = v;
-  const ReplicaId sender(static_cast<uint32_t>(e.sender()));
-  auto [vit, inserted] = slot.prepares.try_emplace(sender, Vote{d, e});
-  if (!inserted) {
-    if (vit->second.digest != d) Drop(DropReason::kConflictingVote);
-    return;
-  }
-  CheckPrepared(s);
 }
 
 void Core::HandleCommit(const v1::Envelope& e) {
-  v1::Commit m;
+  if (std::optional<Seq> s = AcceptVote<v1::Commit>(e, &Slot::commits,
+                                                    /*backups_only=*/false)) {
+    CheckCommitted(*s);
+  }
+}
+
+// PREPARE and COMMIT carry the same fields (view, seq, batch_digest,
+// replica_id) and pass the same filters; the vote goes into `votes` of its
+// slot, one per sender (the first wins).
+template <typename VoteMessage>
+std::optional<Seq> Core::AcceptVote(const v1::Envelope& e,
+                                    std::map<ReplicaId, Vote> Slot::*votes,
+                                    bool backups_only) {
+  VoteMessage m;
   Digest d;
   if (!m.ParseFromString(e.payload()) || !ParseDigest(m.batch_digest(), &d) ||
       m.replica_id() != e.sender()) {
     Drop(DropReason::kMalformed);
-    return;
+    return std::nullopt;
   }
   const View v(m.view());
   const Seq s(m.seq());
@@ -628,26 +607,30 @@ void Core::HandleCommit(const v1::Envelope& e) {
   NoteSeq(e.sender(), s);
   if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
-    return;
+    return std::nullopt;
+  }
+  if (backups_only && e.sender() == PrimaryOf(v).value()) {
+    Drop(DropReason::kWrongSender);
+    return std::nullopt;
   }
   if (!InWindow(s)) {
     Drop(DropReason::kOutOfWindow);
-    return;
+    return std::nullopt;
   }
-  if (s <= last_handed_out_) return;
+  if (s <= last_handed_out_) return std::nullopt;
   Slot& slot = log_[s];
   // Committed already (kept across a view change, or fetched): its
   // certificate stands; votes of a later view change nothing.
-  if (slot.committed) return;
+  if (slot.committed) return std::nullopt;
   if (slot.created_tick == 0) slot.created_tick = tick_;
   slot.view = v;
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
-  auto [vit, inserted] = slot.commits.try_emplace(sender, Vote{d, e});
+  auto [vit, inserted] = (slot.*votes).try_emplace(sender, Vote{d, e});
   if (!inserted) {
     if (vit->second.digest != d) Drop(DropReason::kConflictingVote);
-    return;
+    return std::nullopt;
   }
-  CheckCommitted(s);
+  return s;
 }
 
 // §4.2 step 4: prepared(v, s, d) = pre-prepare + 2f matching prepares from

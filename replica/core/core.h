@@ -388,6 +388,13 @@ class Core {
   void HandlePrePrepare(const v1::Envelope& e);
   void HandlePrepare(const v1::Envelope& e);
   void HandleCommit(const v1::Envelope& e);
+  // The shared filters of PREPARE and COMMIT; records the vote in `votes`
+  // of its slot and returns the slot's seq, or nullopt if it was dropped
+  // or changes nothing.
+  template <typename VoteMessage>
+  std::optional<Seq> AcceptVote(const v1::Envelope& e,
+                                std::map<ReplicaId, Vote> Slot::*votes,
+                                bool backups_only);
   void HandleCheckpoint(const v1::Envelope& e);
   void HandleFetchResponse(const v1::Envelope& e);
   void HandleViewChange(const v1::Envelope& e);

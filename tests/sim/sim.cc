@@ -341,6 +341,7 @@ class Simulation {
   uint64_t liveness_ticks_ = 4000;
   // Faults of the crash / partition scenarios.
   bool crashes_ = false, wipes_ = false, partitions_ = false;
+  std::set<uint32_t> wiped_;         // Replicas wiped so far (at most f).
   bool partition_primary_ = false;   // Episodes that isolate the primary.
   bool serve_latest_proof_ = false;  // Fetch answers as ledgerd does.
   std::vector<std::vector<bool>> blocked_;  // [from][to] among replicas.
@@ -888,6 +889,7 @@ void Simulation::Crash(SimReplica& r) {
   last_disturbance_ = tick_;
   ++crashes_done_;
   if (r.wipe_on_crash) {
+    wiped_.insert(r.id);
     // A wiped data dir: no protocol store, no ledger. The replica comes
     // back as a new one and rebuilds everything by state transfer; what it
     // voted before is forgotten (so wipes only run without Byzantine
@@ -964,7 +966,12 @@ void Simulation::FaultTick() {
       SimReplica& r = *replicas_[victim];
       if (!r.down && !r.byzantine) {
         r.down_until = tick_ + rng_.Range(30, 1500);
-        r.wipe_on_crash = wipes_ && rng_.Chance(0.3);
+        // A wiped replica forgets its votes: it is a faulty replica, so at
+        // most f distinct replicas are ever wiped (PBFT promises nothing
+        // beyond f faulty ones; docs/operations.md, lost data directory).
+        const bool wipe = wipes_ && rng_.Chance(0.3);
+        r.wipe_on_crash =
+            wipe && (wiped_.size() < f_ || wiped_.count(r.id) > 0);
         if (rng_.Chance(0.3)) {
           r.crash_mid_ready = true;  // At its next Ready, after persisting.
           r.down_until += 1;
