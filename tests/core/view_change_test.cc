@@ -326,6 +326,48 @@ TEST(ViewChange, NewPrimaryTimesOutWhenItsReproposedBatchNeverCommits_4_4) {
   EXPECT_GE(c.core(1).view(), View(2));
 }
 
+// §4.4: the new primary proposes new batches only after O. Here it enters
+// its view behind on checkpoints (min-s = 4 from the others' VIEW-CHANGEs is
+// above its own low watermark) while holding a request: adopting min-s must
+// not let it cut a batch at seq 5, which O re-proposes.
+TEST(ViewChange, NewPrimaryProposesNothingAtSeqsOfO_4_4) {
+  Cluster c;
+  auto no_checkpoints_to_1 = [](uint32_t, uint32_t to, const v1::Envelope& e) {
+    return !(to == 1 && e.type() == v1::MESSAGE_TYPE_CHECKPOINT);
+  };
+  for (uint64_t t = 1; t <= 4; ++t) {  // Seqs 1-4: checkpoint 4 (K = 4).
+    c.Inject(99, 0, c.Request(t));
+    c.Run(no_checkpoints_to_1);
+  }
+  ASSERT_EQ(c.executed(1), 4u);
+  ASSERT_EQ(c.core(1).low_watermark(), Seq(0));
+  ASSERT_EQ(c.core(2).low_watermark(), Seq(4));
+  // Seq 5 prepares everywhere, commits nowhere.
+  for (uint32_t r = 0; r < 4; ++r) c.Inject(99, r, c.Request(5));
+  c.Run([&](uint32_t from, uint32_t to, const v1::Envelope& e) {
+    return no_checkpoints_to_1(from, to, e) &&
+           e.type() != v1::MESSAGE_TYPE_COMMIT;
+  });
+  // Replica 1 holds one more request; primary 0 goes silent.
+  c.Inject(99, 1, c.Request(6));
+  c.Run(
+      [&](uint32_t from, uint32_t to, const v1::Envelope& e) {
+        return from != 0 && to != 0 && no_checkpoints_to_1(from, to, e);
+      },
+      /*ticks=*/40);
+  ASSERT_EQ(c.core(1).view(), View(1));
+  ASSERT_TRUE(c.core(1).view_active());
+  // Its own PRE-PREPAREs of view 1 all come after O (seq 5).
+  for (const v1::Envelope& e : c.sent_by(1, v1::MESSAGE_TYPE_PRE_PREPARE)) {
+    v1::PrePrepare pp;
+    ASSERT_TRUE(pp.ParseFromString(e.payload()));
+    if (pp.view() == 1) {
+      EXPECT_GT(pp.seq(), 5u);
+    }
+  }
+  for (uint32_t r = 1; r < 4; ++r) EXPECT_EQ(c.executed(r), 6u) << r;
+}
+
 TEST(ViewChange, JoinsOnFPlusOneHigherViewChanges_4_4) {
   Cluster c;
   // Replicas 1 and 2 time out (they hold the request); 3 holds nothing.
