@@ -22,8 +22,12 @@ struct Tag {
 }  // namespace
 
 // Life cycle shared by the three calls: the object frees itself once its
-// "done" notification (call finished or cancelled) has arrived and, if it
-// sent an answer, that answer's completion too.
+// "done" notification (call finished or cancelled) has arrived, its arrival
+// has been handled, and, if it sent an answer, that answer's completion has
+// arrived too. The completion queue has several threads, and a client that
+// cancels (the SDK does once it has its quorum) makes the done notification
+// run on one thread while the arrival is still being handled on another:
+// both hold a reference from the start.
 class ClientService::Call {
  public:
   explicit Call(ClientService* owner) : owner_(owner) {}
@@ -70,7 +74,8 @@ class ClientService::Call {
   Tag* done_tag_ = nullptr;
   grpc::ServerContext ctx_;
   absl::Mutex mu_;
-  int refs_ ABSL_GUARDED_BY(mu_) = 1;  // The done notification.
+  // The done notification and the arrival.
+  int refs_ ABSL_GUARDED_BY(mu_) = 2;
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -101,9 +106,8 @@ class ClientService::SubmitCall final : public Call {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     new SubmitCall(owner_);  // Keep accepting.
-    Hold();  // The done notification may run concurrently on another thread.
     Process();
-    Release();
+    Release();  // The arrival's reference.
   }
 
   void Process() {
@@ -160,13 +164,17 @@ class ClientService::QueryCall final : public Call {
     new QueryCall(owner_);
     absl::Status s =
         owner_->Admit(request_.query(), /*read_only=*/true, &decoded_);
-    if (!s.ok()) return Answer(s);
-    Hold();  // Until `done` runs.
-    owner_->handlers_.query(request_.query(), decoded_,
-                            [this](absl::StatusOr<pbft::v1::Envelope> r) {
-                              Answer(std::move(r));
-                              Release();
-                            });
+    if (!s.ok()) {
+      Answer(s);
+    } else {
+      Hold();  // Until `done` runs.
+      owner_->handlers_.query(request_.query(), decoded_,
+                              [this](absl::StatusOr<pbft::v1::Envelope> r) {
+                                Answer(std::move(r));
+                                Release();
+                              });
+    }
+    Release();  // The arrival's reference.
   }
 
   void Answer(absl::StatusOr<pbft::v1::Envelope> r) {
@@ -203,6 +211,7 @@ class ClientService::StatusCall final : public Call {
     ClaimAnswer();
     responder_.Finish(owner_->handlers_.status(), grpc::Status::OK,
                       Tag::Make([this](bool) { Release(); }));
+    Release();  // The arrival's reference.
   }
 
   v1::StatusRequest request_;

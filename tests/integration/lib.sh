@@ -59,8 +59,10 @@ stop_replica() {
     echo "replica $i died with signal $((STOP_RC - 128)); log tail:" >&2
     tail -n 20 "$dir/logs/replica-$i.log" >&2
     if [[ -f "$dir/run-$i/core" ]] && command -v gdb >/dev/null; then
-      gdb -batch -ex "thread apply all bt 15" "$BIN/ledgerd" "$dir/run-$i/core" 2>/dev/null \
-        | grep -E "^#|^Thread" | head -80 >&2
+      # The thread that died first, then every thread.
+      gdb -batch -ex "bt 40" -ex "thread apply all bt 15" "$BIN/ledgerd" \
+          "$dir/run-$i/core" 2>/dev/null \
+        | grep -E "^#|^Thread" | head -160 >&2
     fi
   fi
 }
