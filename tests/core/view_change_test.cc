@@ -79,6 +79,15 @@ class Cluster {
   }
   static bool All(uint32_t, uint32_t, const v1::Envelope&) { return true; }
 
+  // Request `number` reaches every replica and everything but COMMITs gets
+  // through: its batch prepares everywhere and commits nowhere.
+  void PrepareEverywhere(uint64_t number) {
+    for (uint32_t r = 0; r < 4; ++r) Inject(99, r, Request(number));
+    Run([](uint32_t, uint32_t, const v1::Envelope& e) {
+      return e.type() != v1::MESSAGE_TYPE_COMMIT;
+    });
+  }
+
   // Crash: everything not made durable by a Ready is lost. Restart
   // restores from what was persisted and the executed height.
   void Crash(uint32_t i) {
@@ -179,12 +188,7 @@ TEST(ViewChange, BackupsReplaceASilentPrimary_4_4) {
 
 TEST(ViewChange, APreparedBatchKeepsItsSeqInTheNewView_4_4) {
   Cluster c;
-  c.Inject(99, 0, c.Request(1));
-  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
-  // Everything but COMMITs: seq 1 prepares everywhere, commits nowhere.
-  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
-    return e.type() != v1::MESSAGE_TYPE_COMMIT;
-  });
+  c.PrepareEverywhere(1);
   ASSERT_EQ(c.executed(1), 0u);
   // Then the primary goes silent; the backups change view.
   c.Run(NotFrom0, /*ticks=*/40);
@@ -212,11 +216,7 @@ TEST(ViewChange, APreparedBatchKeepsItsSeqInTheNewView_4_4) {
 void ExpectAlteredNewViewRefused(
     const std::function<void(const Cluster&, v1::NewView*)>& alter) {
   Cluster c;
-  c.Inject(99, 0, c.Request(1));
-  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
-  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
-    return e.type() != v1::MESSAGE_TYPE_COMMIT;
-  });
+  c.PrepareEverywhere(1);
   c.Run(
       [](uint32_t from, uint32_t to, const v1::Envelope& e) {
         return from != 0 && to != 0 &&
@@ -297,11 +297,7 @@ TEST(ViewChange, NewPrimaryWaitsForTwoFPlusOneViewChanges_4_4) {
 // resend the request; either suffices here, the test fails without both.)
 TEST(ViewChange, NewPrimaryTimesOutWhenItsReproposedBatchNeverCommits_4_4) {
   Cluster c;
-  c.Inject(99, 0, c.Request(1));
-  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
-  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
-    return e.type() != v1::MESSAGE_TYPE_COMMIT;
-  });
+  c.PrepareEverywhere(1);
   c.Run(
       [](uint32_t from, uint32_t to, const v1::Envelope& e) {
         if (from == 0 || to == 0) return false;
