@@ -1045,35 +1045,20 @@ void Simulation::FinalCheck() {
   if (!result_.ok) return;
   SimClient& probe = *clients_[0];
   probe.total = probe.completed + 1;
-  const uint64_t start = tick_;
   const uint64_t bound = liveness_ticks_ + 4000;
-  for (; tick_ <= start + bound && result_.ok; ++tick_) {
-    for (auto& c : clients_) ClientTick(*c);
-    while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
-      Packet p = net_.top();
-      net_.pop();
-      Deliver(p);
-    }
-    for (auto& r : replicas_) {
-      from_ = r->id;
-      r->core->Tick(NowMs(*r));
-      if (r->byzantine) ByzantineTick(*r);
-      Drain(*r);
-    }
-    CheckPrepared();
-    if (probe.completed < probe.total) continue;
+  const bool done = TickUntil(bound, true, [&] {
+    if (probe.completed < probe.total) return false;
     uint64_t top = 0;
     for (const auto& r : replicas_) {
       if (!r->byzantine) top = std::max(top, r->ledger.height());
     }
-    bool caught_up = true;
     for (const auto& r : replicas_) {
-      if (!r->byzantine && r->ledger.height() < top) caught_up = false;
+      if (!r->byzantine && r->ledger.height() < top) return false;
     }
-    if (caught_up) break;
-  }
+    return true;
+  });
   if (!result_.ok) return;
-  if (tick_ > start + bound) {
+  if (!done) {
     std::string heights;
     for (const auto& r : replicas_) {
       absl::StrAppend(&heights, " ", r->id, ":", r->ledger.height());
@@ -1182,43 +1167,34 @@ v1::Envelope Simulation::Tamper(const SimReplica& r, const v1::Envelope& e,
                                 bool digest) {
   const std::string random_digest =
       Sha256(absl::StrCat("bogus", rng_.Next())).ToBytes();
-  auto shift = [](uint64_t v, int64_t d) {
-    return static_cast<uint64_t>(
-        std::max<int64_t>(0, static_cast<int64_t>(v) + d));
-  };
   std::string payload;
+  // PRE-PREPARE, PREPARE and COMMIT: view, seq and batch digest.
+  auto ordered = [&](auto m) {
+    if (!m.ParseFromString(e.payload())) return false;
+    auto shift = [](uint64_t v, int64_t d) {
+      return static_cast<uint64_t>(
+          std::max<int64_t>(0, static_cast<int64_t>(v) + d));
+    };
+    m.set_view(shift(m.view(), view_delta));
+    m.set_seq(shift(m.seq(), seq_delta));
+    if (digest) m.set_batch_digest(random_digest);
+    payload = m.SerializeAsString();
+    return true;
+  };
   switch (e.type()) {
-    case v1::MESSAGE_TYPE_PREPARE: {
-      v1::Prepare m;
-      if (!m.ParseFromString(e.payload())) return e;
-      m.set_view(shift(m.view(), view_delta));
-      m.set_seq(shift(m.seq(), seq_delta));
-      if (digest) m.set_batch_digest(random_digest);
-      payload = m.SerializeAsString();
+    case v1::MESSAGE_TYPE_PREPARE:
+      if (!ordered(v1::Prepare())) return e;
       break;
-    }
-    case v1::MESSAGE_TYPE_COMMIT: {
-      v1::Commit m;
-      if (!m.ParseFromString(e.payload())) return e;
-      m.set_view(shift(m.view(), view_delta));
-      m.set_seq(shift(m.seq(), seq_delta));
-      if (digest) m.set_batch_digest(random_digest);
-      payload = m.SerializeAsString();
+    case v1::MESSAGE_TYPE_COMMIT:
+      if (!ordered(v1::Commit())) return e;
       break;
-    }
+    case v1::MESSAGE_TYPE_PRE_PREPARE:
+      if (!ordered(v1::PrePrepare())) return e;
+      break;
     case v1::MESSAGE_TYPE_CHECKPOINT: {
       v1::Checkpoint m;
       if (!m.ParseFromString(e.payload())) return e;
       if (digest) m.set_state_digest(random_digest);
-      payload = m.SerializeAsString();
-      break;
-    }
-    case v1::MESSAGE_TYPE_PRE_PREPARE: {
-      v1::PrePrepare m;
-      if (!m.ParseFromString(e.payload())) return e;
-      m.set_view(shift(m.view(), view_delta));
-      m.set_seq(shift(m.seq(), seq_delta));
-      if (digest) m.set_batch_digest(random_digest);
       payload = m.SerializeAsString();
       break;
     }
