@@ -43,6 +43,9 @@ struct Stats {
   std::mutex mu;
   std::vector<double> latencies_ms;
   uint64_t requests = 0, transfers = 0, errors = 0, not_ok = 0;
+  // The longest time without a completed request while measuring.
+  absl::Time last_done;
+  double max_gap_ms = 0;
 };
 
 int Run() {
@@ -138,6 +141,11 @@ int Run() {
           }
           continue;
         }
+        const absl::Time done = absl::Now();
+        stats.max_gap_ms =
+            std::max(stats.max_gap_ms,
+                     absl::ToDoubleMilliseconds(done - stats.last_done));
+        stats.last_done = done;
         ++stats.requests;
         stats.transfers += batch;
         stats.latencies_ms.push_back(ms);
@@ -149,8 +157,12 @@ int Run() {
   }
 
   absl::SleepFor(warmup);
-  measuring = true;
   const absl::Time begin = absl::Now();
+  {
+    std::lock_guard<std::mutex> l(stats.mu);
+    stats.last_done = begin;
+  }
+  measuring = true;
   uint64_t last = 0;
   for (int s = 1; absl::Now() - begin < duration; ++s) {
     absl::SleepFor(
@@ -162,7 +174,13 @@ int Run() {
     last = stats.requests;
   }
   measuring = false;
-  const double secs = absl::ToDoubleSeconds(absl::Now() - begin);
+  const absl::Time end = absl::Now();
+  const double secs = absl::ToDoubleSeconds(end - begin);
+  {
+    std::lock_guard<std::mutex> l(stats.mu);
+    stats.max_gap_ms = std::max(
+        stats.max_gap_ms, absl::ToDoubleMilliseconds(end - stats.last_done));
+  }
   stop = true;
   for (std::thread& t : loops) t.join();
 
@@ -181,13 +199,14 @@ int Run() {
       json, sizeof json,
       "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
-      "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,\"not_ok\":%llu}",
+      "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,\"not_ok\":%llu,"
+      "\"max_gap_ms\":%.0f}",
       static_cast<double>(stats.transfers) / secs,
       static_cast<double>(stats.requests) / secs, pct(0.50), pct(0.99),
       replicas, clients, batch, secs,
       static_cast<unsigned long long>(stats.requests),
       static_cast<unsigned long long>(stats.errors),
-      static_cast<unsigned long long>(stats.not_ok));
+      static_cast<unsigned long long>(stats.not_ok), stats.max_gap_ms);
   std::cout << json << std::endl;
   return stats.requests > 0 ? 0 : 1;
 }

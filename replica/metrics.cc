@@ -119,7 +119,12 @@ Metrics::Metrics(uint32_t replica_id)
                        .Name("ledger_protocol_events_total")
                        .Help("PBFT core events, by kind (view changes, "
                              "fetches, retransmissions, checkpoints).")
-                       .Register(*registry_)) {}
+                       .Register(*registry_)),
+      peer_refused_(BuildCounter()
+                        .Name("ledger_peer_messages_refused_total")
+                        .Help("Messages from a peer replica refused or "
+                              "throttled, by peer and reason.")
+                        .Register(*registry_)) {}
 
 absl::Status Metrics::Serve(const std::string& address) {
   try {
@@ -152,6 +157,19 @@ void Metrics::MirrorCoreEvent(const std::string& event, uint64_t total) {
         .Increment(static_cast<double>(total - last));
     last = total;
   }
+}
+
+uint64_t Metrics::MirrorPeerRefused(uint32_t peer, const std::string& reason,
+                                    uint64_t total) {
+  absl::MutexLock l(&mu_);
+  const std::string who = std::to_string(peer);
+  uint64_t& last = mirrored_[{"peer/" + who, reason}];
+  if (total <= last) return 0;
+  const uint64_t grew = total - last;
+  peer_refused_.Add({{"peer", who}, {"reason", reason}})
+      .Increment(static_cast<double>(grew));
+  last = total;
+  return grew;
 }
 
 void Metrics::MirrorDropped(const std::string& layer, const std::string& reason,

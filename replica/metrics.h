@@ -64,6 +64,10 @@ class Metrics {
                      uint64_t total);
   // Sets the protocol event counter {event} to `total` (monotonic).
   void MirrorCoreEvent(const std::string& event, uint64_t total);
+  // Sets ledger_peer_messages_refused_total{peer, reason} to `total`
+  // (monotonic); returns how much it grew since the last call.
+  uint64_t MirrorPeerRefused(uint32_t peer, const std::string& reason,
+                             uint64_t total);
 
  private:
   std::unique_ptr<prometheus::Exposer> exposer_;
@@ -72,6 +76,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& results_;
   prometheus::Family<prometheus::Gauge>& peers_;
   prometheus::Family<prometheus::Counter>& core_events_;
+  prometheus::Family<prometheus::Counter>& peer_refused_;
   absl::Mutex mu_;
   std::map<std::pair<std::string, std::string>, uint64_t> mirrored_
       ABSL_GUARDED_BY(mu_);

@@ -14,15 +14,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "common/bounded_queue.h"
 #include "common/check.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/envelope.h"
+#include "common/fair_queue.h"
 #include "common/keyfile.h"
 #include "common/logging.h"
+#include "common/wire_limits.h"
 #include "replica/core/core.h"
 #include "replica/core/crypto.h"
+#include "replica/fetch_server.h"
 #include "replica/ledger/ledger.h"
 #include "replica/metrics.h"
 #include "replica/net/client_service.h"
@@ -35,9 +37,8 @@ namespace ledger {
 namespace {
 
 constexpr char kReadyService[] = "pbft-ledger.ready";
-// Blocks served per FETCH_REQUEST, and their total payload.
-constexpr uint32_t kFetchBlocksMax = 64;
-constexpr size_t kInboxSlack = 4096;
+// Messages queued per peer (each also bounded in bytes).
+constexpr size_t kPeerQueueMax = 4096;
 // Arrival times kept for the request latency histogram.
 constexpr size_t kLatencyTrackMax = 100000;
 
@@ -60,12 +61,36 @@ class PoolVerifier final : public pbft::Verifier {
   net::VerifyPool* pool_ = nullptr;
 };
 
-// What the core thread consumes.
-struct InboxItem {
-  enum class Kind { kPeer, kClientRequest };
-  Kind kind;
-  pbft::v1::Envelope envelope;
+// What the core thread consumes: verified peer messages, each peer in its
+// own share, and client requests in one more.
+using Inbox = FairQueue<pbft::v1::Envelope>;
+
+// Refusals the shell counts per peer, beside the verification pool's.
+enum class ShellRefusal {
+  kInboxFull,
+  kFetchThrottled,
+  kFetchMalformed,
+  kCount
 };
+const char* ShellRefusalName(ShellRefusal r) {
+  switch (r) {
+    case ShellRefusal::kInboxFull:
+      return "inbox_full";
+    case ShellRefusal::kFetchThrottled:
+      return "fetch_throttled";
+    case ShellRefusal::kFetchMalformed:
+      return "fetch_malformed";
+    case ShellRefusal::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+QueueShare PeerShare(const Cluster& c, const ReplicaServerOptions& o) {
+  return {std::max<size_t>(kPeerQueueMax, c.protocol().request_queue_max),
+          std::max<size_t>(o.peer_queue_bytes_max,
+                           c.protocol().message_bytes_max + (1 << 20))};
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path,
                                      absl::string_view field) {
@@ -88,7 +113,11 @@ class ReplicaServerImpl final : public ReplicaServer {
         core_signer_(&signer_),
         core_verifier_(&verifier_),
         metrics_(options_.id),
-        inbox_(cluster_.protocol().request_queue_max + kInboxSlack) {}
+        limits_(WireLimits::For(cluster_.n(), cluster_.protocol())),
+        inbox_(cluster_.n() + 1, PeerShare(cluster_, options_),
+               Inbox::Overflow::kRefuseNew),
+        shell_refused_(cluster_.n() *
+                       static_cast<size_t>(ShellRefusal::kCount)) {}
 
   ~ReplicaServerImpl() override { Stop(); }
 
@@ -100,13 +129,15 @@ class ReplicaServerImpl final : public ReplicaServer {
   absl::Status OpenStorage();
   absl::Status StartServers();
   void CoreLoop();
-  void Handle(InboxItem item);
+  void Admit(pbft::v1::Envelope e);
+  void Refused(uint64_t peer, ShellRefusal r);
+  void MirrorRefusals();
+  void Handle(pbft::v1::Envelope e);
   void Drain();
   void Persist(const pbft::Persist& p);
   void Send(const pbft::Outbound& m);
   void Execute(const pbft::CommittedBatch& b);
   void Deliver(const pbft::ClientReply& r);
-  void AnswerFetch(const pbft::v1::Envelope& e);
   void Publish();
   void MirrorCounters();
   bool CaughtUp() const;
@@ -125,12 +156,17 @@ class ReplicaServerImpl final : public ReplicaServer {
   PoolVerifier core_verifier_;
   Metrics metrics_;
   SystemClock clock_;
+  const WireLimits limits_;
 
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<storage::ProtocolStore> store_;
   std::unique_ptr<pbft::Core> core_;  // Core thread only.
 
-  BoundedQueue<InboxItem> inbox_;
+  Inbox inbox_;
+  // Per peer x ShellRefusal.
+  std::vector<std::atomic<uint64_t>> shell_refused_;
+  std::unique_ptr<FetchServer> fetch_;
+  uint64_t published_stable_ = ~0ull;  // Core thread only.
   std::unique_ptr<net::VerifyPool> pool_;
   std::unique_ptr<net::ReplicaServiceImpl> replica_service_;
   std::unique_ptr<net::ClientService> client_service_;
@@ -204,15 +240,22 @@ absl::Status ReplicaServerImpl::Init() {
            options_.id, cluster_.cluster_id(), ledger_->last_executed(),
            cluster_.n(), cluster_.f());
 
-  pool_ = std::make_unique<net::VerifyPool>(
-      &verifier_, options_.verify_threads,
-      cluster_.protocol().request_queue_max + kInboxSlack,
-      [this](pbft::v1::Envelope e) {
-        if (!inbox_.TryPush({InboxItem::Kind::kPeer, std::move(e)})) {
-          metrics_.MirrorDropped("inbox", "full",
-                                 0);  // Ensure the series exists.
-        }
+  FetchServerOptions fo;
+  fo.self = options_.id;
+  fo.n = cluster_.n();
+  fo.response_bytes_max = limits_.fetch_response_max;
+  fo.blocks_max = kFetchBlocksMax;
+  fo.rate_per_s = options_.fetch_rate_per_s;
+  fo.burst = options_.fetch_burst;
+  fetch_ = std::make_unique<FetchServer>(
+      fo, ledger_.get(), &signer_, [this](uint32_t peer, pbft::v1::Envelope e) {
+        if (peer < peers_.size() && peers_[peer] != nullptr)
+          peers_[peer]->Send(std::move(e));
       });
+  pool_ = std::make_unique<net::VerifyPool>(
+      &verifier_, options_.verify_threads, limits_,
+      PeerShare(cluster_, options_),
+      [this](pbft::v1::Envelope e) { Admit(std::move(e)); });
   core_verifier_.set_pool(pool_.get());
   replica_service_ = std::make_unique<net::ReplicaServiceImpl>(pool_.get());
   net::ClientService::Handlers h;
@@ -289,6 +332,19 @@ absl::Status ReplicaServerImpl::StartServers() {
 
   const int max_msg =
       static_cast<int>(cluster_.protocol().message_bytes_max) + (1 << 20);
+  // Senders first: the fetch server may answer a peer as soon as the
+  // server below starts.
+  net::PeerSenderOptions po;
+  po.message_bytes_max = max_msg;
+  po.queue_max = kPeerQueueMax;
+  po.queue_bytes_max = PeerShare(cluster_, options_).bytes_max;
+  po.batch_bytes_max = cluster_.protocol().batch_bytes_max;
+  peers_.resize(cluster_.n());
+  for (uint32_t i = 0; i < cluster_.n(); ++i) {
+    if (i == options_.id) continue;
+    peers_[i] = std::make_unique<net::PeerSender>(
+        i, cluster_.replica(ReplicaId(i)).address(), peer_creds, po);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder b;
@@ -342,15 +398,6 @@ absl::Status ReplicaServerImpl::StartServers() {
     if (!s.ok()) return s;
   }
 
-  net::PeerSenderOptions po;
-  po.message_bytes_max = max_msg;
-  po.batch_bytes_max = cluster_.protocol().batch_bytes_max;
-  peers_.resize(cluster_.n());
-  for (uint32_t i = 0; i < cluster_.n(); ++i) {
-    if (i == options_.id) continue;
-    peers_[i] = std::make_unique<net::PeerSender>(
-        i, cluster_.replica(ReplicaId(i)).address(), peer_creds, po);
-  }
   LOG_INFO("replica {} listening on {}:{} (health {}, metrics {}){}",
            options_.id, bind_host, port, me.health_address(),
            me.metrics_address(), tls.ca_file().empty() ? "" : " with mTLS");
@@ -366,11 +413,40 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
       arrivals_.try_emplace({r.client_id(), r.request_number()}, absl::Now());
     }
   }
-  if (!inbox_.TryPush({InboxItem::Kind::kClientRequest, e})) {
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  if (!inbox_.Push(cluster_.n(), e, bytes).accepted) {
     return absl::ResourceExhaustedError(
         "replica: request queue is full; retry later");
   }
   return absl::OkStatus();
+}
+
+// A verified message from a peer (verification pool thread): FETCHes go to
+// the fetch server, everything else to the peer's share of the intake.
+void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
+  const uint64_t from = e.sender();
+  if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
+    switch (fetch_->Offer(e)) {
+      case FetchServer::Admit::kThrottled:
+        return Refused(from, ShellRefusal::kFetchThrottled);
+      case FetchServer::Admit::kMalformed:
+        return Refused(from, ShellRefusal::kFetchMalformed);
+      default:
+        return;
+    }
+  }
+  const size_t source =
+      e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : from;
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  if (!inbox_.Push(source, std::move(e), bytes).accepted)
+    Refused(from, ShellRefusal::kInboxFull);
+}
+
+void ReplicaServerImpl::Refused(uint64_t peer, ShellRefusal r) {
+  if (peer >= cluster_.n()) return;  // Forwarded client requests.
+  shell_refused_[peer * static_cast<size_t>(ShellRefusal::kCount) +
+                 static_cast<size_t>(r)]
+      .fetch_add(1);
 }
 
 void ReplicaServerImpl::OnQuery(
@@ -394,12 +470,12 @@ void ReplicaServerImpl::CoreLoop() {
   const absl::Duration tick = absl::Milliseconds(cluster_.protocol().tick_ms);
   absl::Time next_tick = absl::Now();
   absl::Time next_mirror = absl::Now();
-  std::vector<InboxItem> items;
+  std::vector<pbft::v1::Envelope> items;
   while (!stopping_) {
     items.clear();
     inbox_.PopMany(&items, 1024,
                    std::max(absl::ZeroDuration(), next_tick - absl::Now()));
-    for (InboxItem& item : items) Handle(std::move(item));
+    for (pbft::v1::Envelope& e : items) Handle(std::move(e));
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       core_->Tick(clock_.NowMs());
@@ -418,13 +494,10 @@ void ReplicaServerImpl::CoreLoop() {
   Drain();
 }
 
-void ReplicaServerImpl::Handle(InboxItem item) {
-  const pbft::v1::Envelope& e = item.envelope;
+void ReplicaServerImpl::Handle(pbft::v1::Envelope e) {
   metrics_.MessageReceived(pbft::v1::MessageType_Name(e.type()));
   if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
     core_->OnRequest(e);
-  } else if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
-    AnswerFetch(e);
   } else {
     core_->Step(e);
   }
@@ -524,35 +597,6 @@ void ReplicaServerImpl::Deliver(const pbft::ClientReply& r) {
   }
 }
 
-void ReplicaServerImpl::AnswerFetch(const pbft::v1::Envelope& e) {
-  pbft::v1::FetchRequest req;
-  if (!req.ParseFromString(e.payload()) || req.replica_id() != e.sender() ||
-      e.sender() >= cluster_.n() || e.sender() == options_.id) {
-    metrics_.MirrorDropped("shell", "malformed_fetch", 0);
-    return;
-  }
-  pbft::v1::FetchResponse resp;
-  resp.set_replica_id(options_.id);
-  *resp.mutable_stable_checkpoint() = core_->stable_checkpoint();
-  const uint64_t last = ledger_->last_executed();
-  const uint32_t count =
-      std::min(req.max_blocks() == 0 ? kFetchBlocksMax : req.max_blocks(),
-               kFetchBlocksMax);
-  size_t bytes = 0;
-  for (uint64_t h = std::max<uint64_t>(req.from_seq(), 1);
-       h <= last && h < req.from_seq() + count; ++h) {
-    absl::StatusOr<pbft::v1::CertifiedBatch> cb = ledger_->GetCertifiedBatch(h);
-    if (!cb.ok()) break;
-    bytes += cb->ByteSizeLong();
-    if (bytes > cluster_.protocol().message_bytes_max / 2 &&
-        resp.batches_size() > 0)
-      break;
-    *resp.add_batches() = *std::move(cb);
-  }
-  peers_[e.sender()]->Send(
-      signer_.SignMessage(pbft::v1::MESSAGE_TYPE_FETCH_RESPONSE, resp));
-}
-
 bool ReplicaServerImpl::CaughtUp() const {
   // Connected to enough peers to form a quorum with itself, and not behind
   // its own stable checkpoint.
@@ -573,6 +617,10 @@ void ReplicaServerImpl::Publish() {
   last_executed_ = core_->last_executed().value();
   last_committed_ = core_->last_handed_out().value();
   stable_seq_ = core_->low_watermark().value();
+  if (stable_seq_ != published_stable_) {
+    published_stable_ = stable_seq_;
+    fetch_->SetStableCheckpoint(core_->stable_checkpoint());
+  }
   const bool up = CaughtUp();
   if (up != caught_up_.exchange(up)) {
     for (grpc::Server* s : {server_.get(), health_server_.get()}) {
@@ -598,6 +646,7 @@ void ReplicaServerImpl::MirrorCounters() {
     metrics_.MirrorDropped("verify", net::DropReasonName(reason),
                            pool_->dropped(reason));
   }
+  MirrorRefusals();
   const pbft::Stats& st = core_->stats();
   for (const auto& [event, value] :
        std::initializer_list<std::pair<const char*, uint64_t>>{
@@ -629,6 +678,35 @@ void ReplicaServerImpl::MirrorCounters() {
     net_dropped += peers_[i]->dropped();
   }
   metrics_.MirrorDropped("net", "send", net_dropped);
+}
+
+// Per-peer refusals: one metric series per peer and reason, and one
+// warning line per peer and reason per second at most, naming the peer, so
+// an operator sees which member's replica misbehaves.
+void ReplicaServerImpl::MirrorRefusals() {
+  uint64_t inbox_full = 0;
+  for (uint32_t peer = 0; peer < cluster_.n(); ++peer) {
+    if (peer == options_.id) continue;
+    auto note = [&](const char* reason, uint64_t total) {
+      const uint64_t grew = metrics_.MirrorPeerRefused(peer, reason, total);
+      if (grew > 0) {
+        LOG_WARN("replica {}: refused {} message(s) from replica {}: {}",
+                 options_.id, grew, peer, reason);
+      }
+    };
+    for (size_t r = 0; r < static_cast<size_t>(net::DropReason::kCount); ++r) {
+      const auto reason = static_cast<net::DropReason>(r);
+      note(net::DropReasonName(reason), pool_->dropped_from(peer, reason));
+    }
+    for (size_t r = 0; r < static_cast<size_t>(ShellRefusal::kCount); ++r) {
+      const uint64_t total =
+          shell_refused_[peer * static_cast<size_t>(ShellRefusal::kCount) + r];
+      note(ShellRefusalName(static_cast<ShellRefusal>(r)), total);
+      if (static_cast<ShellRefusal>(r) == ShellRefusal::kInboxFull)
+        inbox_full += total;
+    }
+  }
+  metrics_.MirrorDropped("inbox", "full", inbox_full);
 }
 
 v1::StatusResponse ReplicaServerImpl::Status() const {
@@ -668,8 +746,9 @@ void ReplicaServerImpl::Stop() {
   inbox_.Close();
   if (core_thread_.joinable()) core_thread_.join();
   // 3. Then the rest, storage last.
-  peers_.clear();
   pool_.reset();
+  fetch_.reset();
+  peers_.clear();
   store_.reset();
   ledger_.reset();
   LOG_INFO("replica {}: stopped", options_.id);

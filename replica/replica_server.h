@@ -35,6 +35,13 @@ struct ReplicaServerOptions {
   int verify_threads = 2;
   int client_threads = 2;
   bool serve_metrics = true;
+  // Memory budget of peer traffic (docs/operations.md, "Memory"): bytes
+  // queued per peer in each of the verification queue, the core's intake
+  // and the send queue. At least the largest peer message.
+  size_t peer_queue_bytes_max = 24 << 20;
+  // FETCH requests served per peer: sustained rate and burst.
+  double fetch_rate_per_s = 20;
+  double fetch_burst = 10;
 };
 
 class ReplicaServer {

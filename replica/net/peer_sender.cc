@@ -10,7 +10,8 @@ PeerSender::PeerSender(uint32_t peer_id, std::string address,
     : peer_id_(peer_id),
       address_(std::move(address)),
       options_(options),
-      queue_(options.queue_max) {
+      queue_(1, {options.queue_max, options.queue_bytes_max},
+             FairQueue<pbft::v1::Envelope>::Overflow::kDropOldest) {
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(options_.message_bytes_max);
   // Notice a dead peer within seconds even when idle.
@@ -37,9 +38,11 @@ bool PeerSender::connected() const {
 }
 
 bool PeerSender::Send(pbft::v1::Envelope e) {
-  if (queue_.TryPush(std::move(e))) return true;
-  dropped_.fetch_add(1);
-  return false;
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  FairQueue<pbft::v1::Envelope>::PushResult r =
+      queue_.Push(0, std::move(e), bytes);
+  dropped_.fetch_add(r.dropped_oldest + (r.accepted ? 0 : 1));
+  return r.accepted;
 }
 
 void PeerSender::Run() {

@@ -3,9 +3,10 @@
 // dedicated thread, reconnecting with exponential back-off.
 //
 // PBFT tolerates lost messages (retransmission happens at the protocol
-// level: view change, checkpoints, state transfer), so a full queue or a
-// broken stream drops messages and counts them rather than buffering
-// without bound; a slow peer never blocks the others or the core.
+// level: view change, checkpoints, state transfer), so the queue is bounded
+// in messages and in bytes; when a peer stops reading, its oldest queued
+// messages are dropped and counted rather than buffered without bound. A
+// slow peer never blocks the others or the core.
 //
 // Thread-safe. Owns its thread; the destructor cancels the stream and joins.
 #ifndef PBFT_LEDGER_REPLICA_NET_PEER_SENDER_H_
@@ -20,7 +21,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/bounded_queue.h"
+#include "common/fair_queue.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "pbft/v1/pbft.pb.h"
 
@@ -28,9 +29,10 @@ namespace ledger::net {
 
 struct PeerSenderOptions {
   size_t queue_max = 4096;
-  size_t batch_envelopes_max = 256;  // Envelopes per stream message.
-  size_t batch_bytes_max = 4 << 20;  // Payload bytes per stream message.
-  int message_bytes_max = 16 << 20;  // gRPC max send size.
+  size_t queue_bytes_max = 16 << 20;  // Payload + signature bytes queued.
+  size_t batch_envelopes_max = 256;   // Envelopes per stream message.
+  size_t batch_bytes_max = 4 << 20;   // Payload bytes per stream message.
+  int message_bytes_max = 16 << 20;   // gRPC max send size.
   absl::Duration backoff_initial = absl::Milliseconds(50);
   absl::Duration backoff_max = absl::Seconds(2);
 };
@@ -44,7 +46,8 @@ class PeerSender {
   PeerSender(const PeerSender&) = delete;
   PeerSender& operator=(const PeerSender&) = delete;
 
-  // Queues `e`; false (and counted) if the queue is full.
+  // Queues `e`, dropping (and counting) the oldest queued messages when the
+  // queue is over its count or byte limit. False once stopped.
   bool Send(pbft::v1::Envelope e);
 
   uint32_t peer_id() const { return peer_id_; }
@@ -63,7 +66,7 @@ class PeerSender {
   const PeerSenderOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ReplicaService::Stub> stub_;
-  BoundedQueue<pbft::v1::Envelope> queue_;
+  FairQueue<pbft::v1::Envelope> queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> sent_{0}, dropped_{0}, reconnects_{0};
   absl::Mutex ctx_mu_;

@@ -1,5 +1,6 @@
 #include "replica/net/verify_pool.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/codec.h"
 #include "common/crypto.h"
 
@@ -42,6 +43,12 @@ const char* DropReasonName(DropReason r) {
       return "malformed_payload";
     case DropReason::kBadNestedRequest:
       return "bad_nested_request";
+    case DropReason::kOversizeForType:
+      return "oversize_for_type";
+    case DropReason::kNonCanonical:
+      return "non_canonical";
+    case DropReason::kTooManyEntries:
+      return "too_many_entries";
     case DropReason::kCount:
       break;
   }
@@ -49,11 +56,17 @@ const char* DropReasonName(DropReason r) {
 }
 
 VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
-                       size_t queue_max, Deliver deliver)
+                       const WireLimits& limits, QueueShare share,
+                       Deliver deliver)
     : verifier_(verifier),
+      limits_(limits),
       deliver_(std::move(deliver)),
-      queue_(queue_max),
-      cache_(kVerifiedCacheMax) {
+      queue_(limits.n + 1, share,
+             FairQueue<pbft::v1::Envelope>::Overflow::kRefuseNew),
+      cache_(kVerifiedCacheMax),
+      by_sender_(new std::atomic<uint64_t>[(limits.n + 1) *
+                                           static_cast<size_t>(
+                                               DropReason::kCount)]()) {
   CHECK_GT(threads, 0);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
@@ -63,9 +76,30 @@ VerifyPool::~VerifyPool() {
   for (std::thread& t : threads_) t.join();
 }
 
+size_t VerifyPool::Source(const pbft::v1::Envelope& e) const {
+  if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST || e.sender() >= limits_.n)
+    return limits_.n;
+  return static_cast<size_t>(e.sender());
+}
+
+uint64_t VerifyPool::dropped(DropReason r) const {
+  uint64_t total = 0;
+  for (size_t s = 0; s <= limits_.n; ++s) total += by_sender_[Slot(s, r)];
+  return total;
+}
+
 bool VerifyPool::Submit(pbft::v1::Envelope e) {
-  if (queue_.TryPush(std::move(e))) return true;
-  dropped_[static_cast<size_t>(DropReason::kQueueFull)].fetch_add(1);
+  // Cheap first: a payload over its type's limit is never queued.
+  const size_t max = limits_.PayloadMax(e.type());
+  if (e.payload().size() > max) {
+    Count(e,
+          max == 0 ? DropReason::kBadEnvelope : DropReason::kOversizeForType);
+    return false;
+  }
+  const size_t source = Source(e);
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  if (queue_.Push(source, std::move(e), bytes).accepted) return true;
+  by_sender_[Slot(source, DropReason::kQueueFull)]++;
   return false;
 }
 
@@ -87,6 +121,17 @@ absl::Status VerifyPool::VerifyNow(const pbft::v1::Envelope& e) {
     return absl::OkStatus();
   }
   absl::Status s = verifier_->Verify(e);
+  // A request that backups would refuse inside a PRE-PREPARE must not
+  // reach the primary's batch (it would stall the view).
+  if (const WireError w = CheckWireMessage(e, limits_);
+      s.ok() && w != WireError::kOk) {
+    s = w == WireError::kOversize
+            ? absl::ResourceExhaustedError(
+                  "request.payload: over the request size limit")
+            : absl::InvalidArgumentError(absl::StrCat(
+                  "request.payload: ", WireErrorName(w),
+                  " (unknown fields or a non-canonical protobuf encoding)"));
+  }
   if (s.ok()) {
     cache_.Insert(key);
     verified_.fetch_add(1);
@@ -96,6 +141,19 @@ absl::Status VerifyPool::VerifyNow(const pbft::v1::Envelope& e) {
 
 DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
   if (!CheckOne(e)) return DropReason::kBadEnvelope;
+  switch (CheckWireMessage(e, limits_)) {
+    case WireError::kOk:
+      break;
+    case WireError::kOversize:
+      return DropReason::kOversizeForType;
+    case WireError::kNonCanonical:
+      return DropReason::kNonCanonical;
+    case WireError::kTooMany:
+      return DropReason::kTooManyEntries;
+    case WireError::kMalformed:
+    case WireError::kCount:
+      return DropReason::kMalformedPayload;
+  }
   if (e.type() == pbft::v1::MESSAGE_TYPE_PRE_PREPARE) {
     pbft::v1::PrePrepare pp;
     if (!pp.ParseFromString(e.payload())) return DropReason::kMalformedPayload;
@@ -109,19 +167,21 @@ DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
 }
 
 void VerifyPool::Run() {
+  std::vector<pbft::v1::Envelope> one;
   while (true) {
-    std::optional<pbft::v1::Envelope> e = queue_.Pop(absl::Seconds(1));
-    if (!e.has_value()) {
+    one.clear();
+    if (queue_.PopMany(&one, 1, absl::Seconds(1)) == 0) {
       if (queue_.closed()) return;
       continue;
     }
-    DropReason r = Check(*e);
+    pbft::v1::Envelope& e = one.front();
+    DropReason r = Check(e);
     if (r != DropReason::kCount) {
-      dropped_[static_cast<size_t>(r)].fetch_add(1);
+      Count(e, r);
       continue;
     }
     verified_.fetch_add(1);
-    deliver_(*std::move(e));
+    deliver_(std::move(e));
   }
 }
 

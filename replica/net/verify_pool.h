@@ -6,6 +6,13 @@
 // verified envelopes to `deliver`. What fails is dropped and counted by
 // reason; nothing unverified reaches the core.
 //
+// Before a signature is checked, a message over its type's byte limit is
+// refused; after, its payload must be canonical and within its type's
+// limits, nested envelopes included (common/wire_limits.h). Each claimed
+// sender has its own share of the queue (common/fair_queue.h), so a peer
+// that floods fills only its own share; every refusal is counted by sender
+// and reason.
+//
 // A bounded cache remembers envelopes already verified (keyed by a SHA-256
 // of type, sender, payload and signature), so a client request verified
 // when it arrived by Submit is not verified again inside the pre-prepare.
@@ -18,13 +25,15 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "common/bounded_queue.h"
 #include "common/envelope.h"
+#include "common/fair_queue.h"
+#include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
 
 namespace ledger::net {
@@ -46,10 +55,13 @@ class VerifiedCache {
 
 // Why a message was dropped before the core; metric labels.
 enum class DropReason {
-  kQueueFull,
+  kQueueFull,         // The sender's share of the queue is full.
   kBadEnvelope,       // Unknown type or sender, bad signature, oversize.
-  kMalformedPayload,  // Payload does not decode.
+  kMalformedPayload,  // Payload does not decode (or wrong nested type).
   kBadNestedRequest,  // A request inside a pre-prepare fails to verify.
+  kOversizeForType,   // Over its message type's byte limit.
+  kNonCanonical,      // Unknown fields or not the canonical encoding.
+  kTooManyEntries,    // More nested entries than its type allows.
   kCount,
 };
 const char* DropReasonName(DropReason r);
@@ -59,21 +71,26 @@ class VerifyPool {
   using Deliver = std::function<void(pbft::v1::Envelope)>;
 
   // `verifier` must outlive the pool. `deliver` runs on a worker thread.
-  VerifyPool(const EnvelopeVerifier* verifier, int threads, size_t queue_max,
-             Deliver deliver);
+  // Senders 0..limits.n-1 each have `share` of the queue; anything claiming
+  // another sender shares one more.
+  VerifyPool(const EnvelopeVerifier* verifier, int threads,
+             const WireLimits& limits, QueueShare share, Deliver deliver);
   ~VerifyPool();
   VerifyPool(const VerifyPool&) = delete;
   VerifyPool& operator=(const VerifyPool&) = delete;
 
-  // Queues `e` for verification; false (and counted) if the queue is full.
+  // Queues `e` for verification; false (and counted) if it is over its
+  // type's limit or its sender's share is full.
   bool Submit(pbft::v1::Envelope e);
 
   // Verifies synchronously on the caller's thread (client Submit path) and
   // remembers the result in the cache.
   absl::Status VerifyNow(const pbft::v1::Envelope& e);
 
-  uint64_t dropped(DropReason r) const {
-    return dropped_[static_cast<size_t>(r)].load();
+  uint64_t dropped(DropReason r) const;
+  // Refusals of what claimed to come from replica `sender` (< limits.n).
+  uint64_t dropped_from(uint32_t sender, DropReason r) const {
+    return by_sender_[Slot(sender < limits_.n ? sender : limits_.n, r)].load();
   }
   uint64_t verified() const { return verified_.load(); }
   uint64_t cache_hits() const { return cache_hits_.load(); }
@@ -81,16 +98,27 @@ class VerifyPool {
 
  private:
   void Run();
+  // Replica messages are charged to their claimed sender; client requests
+  // (forwarded by peers) and unknown senders share one more slot.
+  size_t Source(const pbft::v1::Envelope& e) const;
+  size_t Slot(size_t source, DropReason r) const {
+    return source * static_cast<size_t>(DropReason::kCount) +
+           static_cast<size_t>(r);
+  }
+  void Count(const pbft::v1::Envelope& e, DropReason r) {
+    by_sender_[Slot(Source(e), r)]++;
+  }
   // kCount means "ok".
   DropReason Check(const pbft::v1::Envelope& e);
   bool CheckOne(const pbft::v1::Envelope& e);
 
   const EnvelopeVerifier* verifier_;
+  const WireLimits limits_;
   Deliver deliver_;
-  BoundedQueue<pbft::v1::Envelope> queue_;
+  FairQueue<pbft::v1::Envelope> queue_;
   VerifiedCache cache_;
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(DropReason::kCount)>
-      dropped_{};
+  // (limits.n + 1) x DropReason::kCount counters.
+  std::unique_ptr<std::atomic<uint64_t>[]> by_sender_;
   std::atomic<uint64_t> verified_{0};
   std::atomic<uint64_t> cache_hits_{0};
   std::vector<std::thread> threads_;

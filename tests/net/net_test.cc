@@ -57,6 +57,9 @@ class Keys {
   }
 };
 
+WireLimits Limits() { return WireLimits::For(2, ProtocolParams{}); }
+QueueShare Share(size_t count) { return {count, 1 << 20}; }
+
 // Collects delivered envelopes.
 class Sink {
  public:
@@ -82,7 +85,7 @@ TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
   Keys k;
   Sink sink;
   {
-    VerifyPool pool(&k.verifier, 2, 100,
+    VerifyPool pool(&k.verifier, 2, Limits(), Share(100),
                     [&](Envelope e) { sink.Put(std::move(e)); });
     pbft::v1::Prepare p;
     p.set_view(1);
@@ -96,7 +99,7 @@ TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
     *pp.add_requests() = k.Request(1);
     Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
     Envelope bad_request = k.Request(2);
-    bad_request.set_payload(bad_request.payload() + "!");
+    bad_request.set_signature(std::string(64, 'z'));
     *pp.add_requests() = bad_request;
     Envelope forged_request_pp =
         k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
@@ -124,7 +127,7 @@ TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
 TEST(VerifyPoolTest, FullQueueRefusesAndCounts) {
   Keys k;
   absl::Notification release;
-  VerifyPool pool(&k.verifier, 1, 2,
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(2),
                   [&](Envelope) { release.WaitForNotification(); });
   pbft::v1::Prepare p;
   Envelope e = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
@@ -136,9 +139,61 @@ TEST(VerifyPoolTest, FullQueueRefusesAndCounts) {
   release.Notify();
 }
 
+// One peer flooding fills only its own share: another peer's votes still
+// get through, and the refusals are counted against the flooder.
+TEST(VerifyPoolTest, AFloodingPeerDoesNotCrowdOutAnother) {
+  Keys k;
+  absl::Notification release;
+  Sink sink;
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(4), [&](Envelope e) {
+    release.WaitForNotification();
+    sink.Put(std::move(e));
+  });
+  pbft::v1::Prepare p;
+  p.set_view(1);
+  const Envelope flood = k.s1.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+  int refused = 0;
+  for (int i = 0; i < 1000; ++i) refused += pool.Submit(flood) ? 0 : 1;
+  EXPECT_GE(refused, 995);
+  EXPECT_TRUE(pool.Submit(k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p)));
+  EXPECT_EQ(pool.dropped_from(1, DropReason::kQueueFull),
+            static_cast<uint64_t>(refused));
+  EXPECT_EQ(pool.dropped_from(0, DropReason::kQueueFull), 0u);
+  release.Notify();
+  EXPECT_TRUE(sink.WaitFor(static_cast<size_t>(1000 - refused + 1)));
+}
+
+// A validly signed vote padded with an unknown field never reaches the
+// core: over its type's limit it is refused before verification, and a
+// small pad is refused as non-canonical after it.
+TEST(VerifyPoolTest, PaddedVotesAreRefusedAndCountedBySender) {
+  Keys k;
+  Sink sink;
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(100),
+                  [&](Envelope e) { sink.Put(std::move(e)); });
+  pbft::v1::Commit c;
+  c.set_view(1);
+  c.set_seq(2);
+  c.set_batch_digest(std::string(32, 'd'));
+  const std::string vote = c.SerializeAsString();
+  const std::string big_pad = std::string("\x7a\x80\x80\x01", 4) +
+                              std::string(1 << 14, 'p');  // Field 15.
+  const std::string small_pad = std::string("\x7a\x02pp", 4);
+  EXPECT_FALSE(
+      pool.Submit(k.s1.Sign(pbft::v1::MESSAGE_TYPE_COMMIT, vote + big_pad)));
+  EXPECT_TRUE(
+      pool.Submit(k.s1.Sign(pbft::v1::MESSAGE_TYPE_COMMIT, vote + small_pad)));
+  EXPECT_TRUE(pool.Submit(k.s1.Sign(pbft::v1::MESSAGE_TYPE_COMMIT, vote)));
+  ASSERT_TRUE(sink.WaitFor(1));
+  ASSERT_TRUE(Eventually(
+      [&] { return pool.dropped_from(1, DropReason::kNonCanonical) == 1; }));
+  EXPECT_EQ(pool.dropped_from(1, DropReason::kOversizeForType), 1u);
+  EXPECT_EQ(sink.size(), 1u);
+}
+
 TEST(VerifyPoolTest, RequestVerifiedOnceIsCached) {
   Keys k;
-  VerifyPool pool(&k.verifier, 1, 10, [](Envelope) {});
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(10), [](Envelope) {});
   Envelope r = k.Request(5);
   EXPECT_TRUE(pool.VerifyNow(r).ok());
   EXPECT_TRUE(pool.VerifyNow(r).ok());
@@ -151,7 +206,7 @@ TEST(VerifyPoolTest, RequestVerifiedOnceIsCached) {
 TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
   Keys k;
   Sink sink;
-  VerifyPool pool(&k.verifier, 1, 1000,
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(1000),
                   [&](Envelope e) { sink.Put(std::move(e)); });
   auto start_server = [&](ReplicaServiceImpl* svc, int* port,
                           const std::string& addr) {
@@ -200,7 +255,8 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
 class ClientServiceTest : public ::testing::Test {
  protected:
   void Start(size_t pending_max) {
-    pool_ = std::make_unique<VerifyPool>(&k_.verifier, 1, 100, [](Envelope) {});
+    pool_ = std::make_unique<VerifyPool>(&k_.verifier, 1, Limits(), Share(100),
+                                         [](Envelope) {});
     ClientService::Handlers h;
     h.submit = [this](const Envelope&, const pbft::v1::Request& r) {
       if (r.request_number() == 666) {

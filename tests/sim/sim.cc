@@ -16,6 +16,7 @@
 #include "common/codec.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
+#include "common/wire_limits.h"
 #include "replica/core/core.h"
 #include "tests/sim/sim_crypto.h"
 
@@ -73,6 +74,10 @@ enum class Behaviour {
   kStaleViewChange,   // Replays its older VIEW-CHANGEs instead of new ones.
   kForgedViewChange,  // Broken certificates, unproven s*, absurd views.
   kBadNewView,        // As primary: a NEW-VIEW whose O does not match V.
+  // Scenario padding: honest content, but every message it signs padded
+  // with an unknown protobuf field (small, or over its type's limit), then
+  // silent from pad_silent_tick_ on.
+  kPadVotes,
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -110,6 +115,8 @@ const char* BehaviourName(Behaviour b) {
       return "forged-view-change";
     case Behaviour::kBadNewView:
       return "bad-new-view";
+    case Behaviour::kPadVotes:
+      return "pad-votes";
   }
   return "?";
 }
@@ -136,7 +143,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "crash",
                                              "partition",
                                              "byzantine-primary",
-                                             "byzantine-view-change"};
+                                             "byzantine-view-change",
+                                             "padding"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -310,6 +318,8 @@ class Simulation {
 
   // Byzantine behaviour.
   Behaviour Pick(const SimReplica& r) {
+    if (r.behaviour == Behaviour::kPadVotes && tick_ >= pad_silent_tick_)
+      return Behaviour::kSilent;
     return r.behaviour == Behaviour::kMixed
                ? kAllBehaviours[rng_.Below(kAllBehaviours.size() - 1)]
                : r.behaviour;
@@ -339,6 +349,10 @@ class Simulation {
   uint64_t delay_max_ = 1;
   uint64_t client_timeout_ticks_ = 40;
   uint64_t liveness_ticks_ = 4000;
+  // What the shell refuses before the core (common/wire_limits.h), and
+  // the bound every certificate and proof a correct replica keeps obeys.
+  ledger::WireLimits limits_;
+  uint64_t pad_silent_tick_ = 0;
   // Faults of the crash / partition scenarios.
   bool crashes_ = false, wipes_ = false, partitions_ = false;
   std::set<uint32_t> wiped_;         // Replicas wiped so far (at most f).
@@ -403,7 +417,7 @@ void Simulation::Setup() {
   // their set-ups.
   const bool fault_scenario = sc == "crash" || sc == "partition" ||
                               sc == "byzantine-primary" ||
-                              sc == "byzantine-view-change";
+                              sc == "byzantine-view-change" || sc == "padding";
   if (fault_scenario) {
     params_.view_change_timeout_ticks =
         static_cast<uint32_t>(rng_.Range(60, 200));
@@ -451,6 +465,18 @@ void Simulation::Setup() {
     }
     if (rng_.Chance(0.5)) chosen[1] = rng_.Pick(kViewChangeBehaviours);
   }
+
+  // f replicas, the primary of view 0 possibly among them, pad everything
+  // they sign, then fall silent.
+  if (sc == "padding") {
+    std::vector<uint32_t> all;
+    for (uint32_t i = 0; i < n_; ++i) all.push_back(i);
+    byz_ids.clear();
+    while (byz_ids.size() < f_) byz_ids.insert(rng_.Pick(all));
+    for (uint32_t i : byz_ids) chosen[i] = Behaviour::kPadVotes;
+    pad_silent_tick_ = rng_.Range(300, 1500);
+  }
+  limits_ = ledger::WireLimits::For(n_, params_);
 
   Options o;
   o.n = n_;
@@ -546,8 +572,13 @@ void Simulation::Deliver(const Packet& p) {
   w.PutU32(static_cast<uint32_t>(e.payload().size()));
   trace_.Update(head);
   trace_.Update(e.payload());
-  // The shell verifies every envelope before the core sees it.
+  // The shell verifies every envelope before the core sees it, and
+  // refuses what is over its type's limit or not canonical.
   if (!crypto_->verifier().Verify(e)) return;
+  if (!p.to_client &&
+      ledger::CheckWireMessage(e, limits_) != ledger::WireError::kOk) {
+    return;
+  }
   if (p.to_client) {
     if (p.to >= 1 && p.to <= clients_.size()) {
       ClientReceive(*clients_[p.to - 1], e);
@@ -685,6 +716,12 @@ void Simulation::Drain(SimReplica& r) {
     if (rd.persist.stable_checkpoint) {
       r.proofs[rd.persist.stable_checkpoint->seq()] =
           *rd.persist.stable_checkpoint;
+      const size_t bytes = rd.persist.stable_checkpoint->ByteSizeLong();
+      if (!r.byzantine && bytes > limits_.checkpoint_proof_max) {
+        Fail(absl::StrCat("replica ", r.id, ": stable checkpoint proof of ",
+                          bytes, " bytes, over its bound of ",
+                          limits_.checkpoint_proof_max));
+      }
     }
     if (!r.byzantine) {
       for (const Outbound& o : rd.messages) {
@@ -793,6 +830,11 @@ void Simulation::CheckCertifiedBatch(const SimReplica& r,
   if (senders.size() < 2 * f_ + 1) {
     Fail(absl::StrCat(who, ": certificate has ", senders.size(),
                       " distinct commits"));
+  }
+  if (b.certificate.ByteSizeLong() > limits_.commit_certificate_max) {
+    Fail(absl::StrCat(who, ": certificate of ", b.certificate.ByteSizeLong(),
+                      " bytes, over its bound of ",
+                      limits_.commit_certificate_max));
   }
   // Validity: only requests that clients submitted execute.
   for (const v1::Envelope& re : pp.requests()) {
@@ -1320,6 +1362,20 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
     case Behaviour::kWrongDigest:
       if (vote) o.envelope = Tamper(r, o.envelope, 0, 0, true);
       break;
+    case Behaviour::kPadVotes: {
+      // An unknown length-delimited field (number 15): a few bytes (not
+      // canonical) or more than any vote may hold (over its limit).
+      const uint64_t pad = rng_.Pick<uint64_t>({1, 2, 100, 3000, 70000});
+      std::string payload = o.envelope.payload();
+      payload.push_back(static_cast<char>((15 << 3) | 2));
+      for (uint64_t len = pad;; len >>= 7) {
+        payload.push_back(static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
+        if (len < 0x80) break;
+      }
+      payload.append(pad, 'p');
+      o.envelope = r.signer->Sign(type, std::move(payload));
+      break;
+    }
     case Behaviour::kEquivocate:
       if (vote) {
         // Conflicting votes: the truth to some, another digest to others.

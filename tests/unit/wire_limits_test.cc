@@ -1,0 +1,199 @@
+// Per-type limits and the canonical-encoding rule for peer messages
+// (common/wire_limits.h).
+#include "common/wire_limits.h"
+
+#include <gtest/gtest.h>
+
+#include "common/envelope.h"
+
+namespace ledger {
+namespace {
+
+namespace pb = pbft::v1;
+
+WireLimits Limits() {
+  ProtocolParams p;
+  return WireLimits::For(4, p);
+}
+
+EnvelopeSigner Signer(uint64_t id = 1) {
+  return EnvelopeSigner("wire-test", id, crypto::SecretKey::Generate());
+}
+
+pb::Commit Vote() {
+  pb::Commit c;
+  c.set_view(3);
+  c.set_seq(17);
+  c.set_batch_digest(std::string(32, 'd'));
+  c.set_replica_id(1);
+  return c;
+}
+
+// An unknown length-delimited field (number 15) of `n` bytes.
+std::string UnknownField(size_t n) {
+  std::string s;
+  s.push_back(static_cast<char>((15 << 3) | 2));
+  while (n >= 0x80) {
+    s.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  s.push_back(static_cast<char>(n));
+  return s + std::string(n, 'p');
+}
+
+TEST(WireLimitsTest, NormalVotesPass) {
+  const WireLimits l = Limits();
+  const pb::Envelope e = Signer().SignMessage(pb::MESSAGE_TYPE_COMMIT, Vote());
+  EXPECT_EQ(CheckWireMessage(e, l), WireError::kOk);
+  pb::Commit max = Vote();
+  max.set_view(~0ull);
+  max.set_seq(~0ull);
+  max.set_replica_id(~0u);
+  EXPECT_LE(max.ByteSizeLong(), kVotePayloadBytesMax);
+  EXPECT_EQ(
+      CheckWireMessage(Signer().SignMessage(pb::MESSAGE_TYPE_COMMIT, max), l),
+      WireError::kOk);
+}
+
+TEST(WireLimitsTest, PaddedVoteIsOversizeForItsType) {
+  const WireLimits l = Limits();
+  const pb::Envelope e =
+      Signer().Sign(pb::MESSAGE_TYPE_COMMIT,
+                    Vote().SerializeAsString() + UnknownField(1 << 20));
+  EXPECT_EQ(CheckWireMessage(e, l), WireError::kOversize);
+}
+
+TEST(WireLimitsTest, SmallUnknownFieldIsNonCanonical) {
+  const WireLimits l = Limits();
+  for (pb::MessageType t :
+       {pb::MESSAGE_TYPE_PREPARE, pb::MESSAGE_TYPE_COMMIT}) {
+    const pb::Envelope e =
+        Signer().Sign(t, Vote().SerializeAsString() + UnknownField(2));
+    EXPECT_EQ(CheckWireMessage(e, l), WireError::kNonCanonical) << t;
+  }
+  // On the envelope itself.
+  pb::Envelope e = Signer().SignMessage(pb::MESSAGE_TYPE_COMMIT, Vote());
+  pb::Envelope padded;
+  ASSERT_TRUE(padded.ParseFromString(e.SerializeAsString() + UnknownField(4)));
+  EXPECT_EQ(CheckWireMessage(padded, l), WireError::kNonCanonical);
+}
+
+TEST(WireLimitsTest, NonMinimalVarintAndFieldOrderAreNonCanonical) {
+  const WireLimits l = Limits();
+  // view = 3 encoded in two bytes (0x83 0x00) instead of one.
+  std::string b = Vote().SerializeAsString();
+  ASSERT_EQ(b[0], 0x08);
+  ASSERT_EQ(b[1], 0x03);
+  std::string longer = b;
+  longer.replace(1, 1, std::string("\x83\x00", 2));
+  EXPECT_EQ(CheckWireMessage(Signer().Sign(pb::MESSAGE_TYPE_COMMIT, longer), l),
+            WireError::kNonCanonical);
+  // seq before view.
+  pb::Commit only_view, rest = Vote();
+  only_view.set_view(3);
+  rest.clear_view();
+  const std::string swapped =
+      rest.SerializeAsString() + only_view.SerializeAsString();
+  EXPECT_EQ(
+      CheckWireMessage(Signer().Sign(pb::MESSAGE_TYPE_COMMIT, swapped), l),
+      WireError::kNonCanonical);
+  // An explicit default value (replica_id = 0 written out).
+  pb::Commit zero = Vote();
+  zero.set_replica_id(0);
+  std::string explicit_zero =
+      zero.SerializeAsString() + std::string("\x20\x00", 2);
+  EXPECT_EQ(CheckWireMessage(
+                Signer().Sign(pb::MESSAGE_TYPE_COMMIT, explicit_zero), l),
+            WireError::kNonCanonical);
+}
+
+TEST(WireLimitsTest, GarbageIsMalformed) {
+  const WireLimits l = Limits();
+  EXPECT_EQ(
+      CheckWireMessage(Signer().Sign(pb::MESSAGE_TYPE_PREPARE, "\xff\xff"), l),
+      WireError::kMalformed);
+  EXPECT_EQ(
+      CheckWireMessage(Signer().Sign(pb::MESSAGE_TYPE_UNSPECIFIED, ""), l),
+      WireError::kMalformed);
+}
+
+// A padded vote nested in a commit certificate of a fetch response, or in a
+// checkpoint proof of a VIEW-CHANGE, is refused with the whole message.
+TEST(WireLimitsTest, PaddedVotesNestedInCertificatesAreRefused) {
+  const WireLimits l = Limits();
+  const EnvelopeSigner s = Signer();
+  const pb::Envelope good = s.SignMessage(pb::MESSAGE_TYPE_COMMIT, Vote());
+  const pb::Envelope bad = s.Sign(pb::MESSAGE_TYPE_COMMIT,
+                                  Vote().SerializeAsString() + UnknownField(3));
+
+  pb::PrePrepare pp;
+  pp.set_view(3);
+  pp.set_seq(17);
+  pp.set_batch_digest(std::string(32, 'd'));
+  pb::FetchResponse r;
+  r.set_replica_id(2);
+  pb::CertifiedBatch* cb = r.add_batches();
+  *cb->mutable_pre_prepare() = s.SignMessage(pb::MESSAGE_TYPE_PRE_PREPARE, pp);
+  *cb->mutable_certificate()->add_commits() = good;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_FETCH_RESPONSE, r), l),
+      WireError::kOk);
+  *cb->mutable_certificate()->add_commits() = bad;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_FETCH_RESPONSE, r), l),
+      WireError::kNonCanonical);
+
+  pb::Checkpoint c;
+  c.set_seq(16);
+  c.set_state_digest(std::string(32, 's'));
+  pb::ViewChange vc;
+  vc.set_new_view(4);
+  vc.mutable_stable_checkpoint()->set_seq(16);
+  *vc.mutable_stable_checkpoint()->add_checkpoints() = s.Sign(
+      pb::MESSAGE_TYPE_CHECKPOINT, c.SerializeAsString() + UnknownField(100));
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_VIEW_CHANGE, vc), l),
+      WireError::kOversize);
+}
+
+TEST(WireLimitsTest, NestedCountsAreBounded) {
+  const WireLimits l = Limits();
+  const EnvelopeSigner s = Signer();
+  pb::CheckpointProof proof;
+  pb::Checkpoint c;
+  c.set_seq(16);
+  c.set_state_digest(std::string(32, 's'));
+  pb::ViewChange vc;
+  vc.set_new_view(4);
+  vc.mutable_stable_checkpoint()->set_seq(16);
+  for (uint32_t i = 0; i <= l.n; ++i) {
+    *vc.mutable_stable_checkpoint()->add_checkpoints() =
+        s.SignMessage(pb::MESSAGE_TYPE_CHECKPOINT, c);
+  }
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_VIEW_CHANGE, vc), l),
+      WireError::kTooMany);
+  // A nested envelope of the wrong type.
+  vc.mutable_stable_checkpoint()->clear_checkpoints();
+  *vc.mutable_stable_checkpoint()->add_checkpoints() =
+      s.SignMessage(pb::MESSAGE_TYPE_COMMIT, Vote());
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_VIEW_CHANGE, vc), l),
+      WireError::kMalformed);
+}
+
+TEST(WireLimitsTest, LimitsFollowTheClusterShape) {
+  ProtocolParams p;
+  const WireLimits four = WireLimits::For(4, p);
+  const WireLimits seven = WireLimits::For(7, p);
+  EXPECT_LT(four.commit_certificate_max, seven.commit_certificate_max);
+  EXPECT_LE(seven.commit_certificate_max, 7 * 256u);
+  EXPECT_LE(four.view_change_max, p.message_bytes_max);
+  EXPECT_LE(four.new_view_max, p.message_bytes_max);
+  EXPECT_GE(four.pre_prepare_max, p.batch_bytes_max);
+  EXPECT_EQ(four.PayloadMax(pb::MESSAGE_TYPE_COMMIT), kVotePayloadBytesMax);
+  EXPECT_EQ(four.PayloadMax(pb::MESSAGE_TYPE_QUERY_REPLY), 0u);
+}
+
+}  // namespace
+}  // namespace ledger
