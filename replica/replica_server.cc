@@ -617,6 +617,8 @@ void ReplicaServerImpl::Publish() {
   last_executed_ = core_->last_executed().value();
   last_committed_ = core_->last_handed_out().value();
   stable_seq_ = core_->low_watermark().value();
+  pool_->SetWindow(core_->low_watermark().value(),
+                   core_->high_watermark().value());
   if (stable_seq_ != published_stable_) {
     published_stable_ = stable_seq_;
     fetch_->SetStableCheckpoint(core_->stable_checkpoint());
