@@ -7,7 +7,7 @@
 //                          [--namespace NS] [--cluster-domain D]
 //                          [--external-domain D] [--own-replicas 0,2]
 //   ledgerctl --config FILE config check
-//   ledgerctl verify --data-dir DIR [--config FILE]
+//   ledgerctl verify --data-dir DIR [--compare DIR2,...] [--config FILE]
 //   ledgerctl receipt --data-dir DIR --transfer ID --out FILE
 //   ledgerctl verify-receipt FILE --config FILE
 //
@@ -75,6 +75,9 @@ ABSL_FLAG(std::string, own_replicas, "",
           "Secrets the component generates (default: all).");
 ABSL_FLAG(std::string, data_dir, "",
           "A replica's data directory (verify, receipt).");
+ABSL_FLAG(std::string, compare, "",
+          "verify: more data directories (comma-separated) to verify and "
+          "compare block hash for block hash with --data-dir's.");
 ABSL_FLAG(std::string, transfer, "",
           "receipt: transfer id, decimal (low 64 bits) or HIGH:LOW.");
 
@@ -99,6 +102,10 @@ constexpr char kUsage[] =
     "config\n"
     "  verify --data-dir DIR [--config FILE]  verify a replica's chain "
     "offline\n"
+    "  verify --data-dir DIR --compare DIR2,DIR3 [--config FILE]\n"
+    "                                         verify each and check that "
+    "their\n"
+    "                                         block hashes agree\n"
     "  receipt --data-dir DIR --transfer ID --out FILE\n"
     "                                         write a transfer's receipt\n"
     "  verify-receipt FILE --config FILE      check a receipt offline\n";
@@ -272,52 +279,121 @@ std::string LedgerDir(const std::string& data_dir) {
   return data_dir;
 }
 
-int VerifyCmd(const std::vector<std::string>&) {
-  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
-  if (dir.empty()) return Usage("verify: --data-dir DIR is required");
-  const std::string config_path = absl::GetFlag(FLAGS_config);
-  std::optional<Cluster> trust;
-  std::string trust_root = "stored config in " + dir;
-  if (!config_path.empty()) {
-    absl::StatusOr<Cluster> c = Cluster::LoadFile(config_path);
-    if (!c.ok()) return Fail(c.status());
-    trust = std::move(*c);
-    trust_root = config_path;
+// One verified data directory, as a JSON object.
+std::string VerifyJson(const ChainVerifyReport& r, const std::string& dir,
+                       const std::string& trust_root, double seconds) {
+  std::ostringstream o;
+  o << "{\"ok\":" << (r.ok ? "true" : "false")
+    << ",\"data_dir\":" << JsonString(dir)
+    << ",\"trust_root\":" << JsonString(trust_root)
+    << ",\"cluster_id\":" << JsonString(r.cluster_id)
+    << ",\"head_height\":" << r.head_height
+    << ",\"blocks_verified\":" << r.blocks_verified
+    << ",\"requests\":" << r.requests;
+  if (r.ok) {
+    o << ",\"head_hash\":" << JsonString(r.head_hash.ToHex())
+      << ",\"state_digest\":" << JsonString(r.state_digest.ToHex());
+  } else {
+    o << ",\"failed_height\":" << r.failed_height
+      << ",\"failed_check\":" << JsonString(r.failed_check)
+      << ",\"error\":" << JsonString(r.error);
   }
-  const auto start = std::chrono::steady_clock::now();
-  ChainVerifyReport r =
-      VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{});
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  if (absl::GetFlag(FLAGS_json)) {
-    std::cout << "{\"ok\":" << (r.ok ? "true" : "false")
-              << ",\"data_dir\":" << JsonString(dir)
-              << ",\"trust_root\":" << JsonString(trust_root)
-              << ",\"cluster_id\":" << JsonString(r.cluster_id)
-              << ",\"head_height\":" << r.head_height
-              << ",\"blocks_verified\":" << r.blocks_verified
-              << ",\"requests\":" << r.requests;
-    if (r.ok) {
-      std::cout << ",\"head_hash\":" << JsonString(r.head_hash.ToHex())
-                << ",\"state_digest\":" << JsonString(r.state_digest.ToHex());
-    } else {
-      std::cout << ",\"failed_height\":" << r.failed_height
-                << ",\"failed_check\":" << JsonString(r.failed_check)
-                << ",\"error\":" << JsonString(r.error);
-    }
-    std::cout << ",\"seconds\":" << seconds << "}\n";
-  } else if (r.ok) {
-    std::cout << "verify: ok: " << r.blocks_verified << " blocks, "
+  o << ",\"seconds\":" << seconds << "}";
+  return o.str();
+}
+
+void PrintVerifyText(const ChainVerifyReport& r, const std::string& dir,
+                     const std::string& trust_root, double seconds,
+                     bool name_dir) {
+  const std::string who = name_dir ? "verify " + dir : "verify";
+  if (r.ok) {
+    std::cout << who << ": ok: " << r.blocks_verified << " blocks, "
               << r.requests << " requests, head " << r.head_hash.ToHex()
               << ", state " << r.state_digest.ToHex()
               << " (trust root: " << trust_root << ", " << seconds << " s)\n";
   } else {
-    std::cout << "verify: FAILED at height " << r.failed_height << " ("
+    std::cout << who << ": FAILED at height " << r.failed_height << " ("
               << r.failed_check << "): " << r.error
               << " (trust root: " << trust_root << ")\n";
   }
-  return r.ok ? 0 : 1;
+}
+
+// verify --compare: do the verified chains agree block hash for block hash?
+bool ReportComparison(const std::vector<ChainVerifyReport>& reports,
+                      const std::vector<std::string>& dirs, std::string* json) {
+  const ChainComparison c = CompareChains(reports);
+  std::ostringstream o;
+  o << "{\"agree\":" << (c.agree ? "true" : "false")
+    << ",\"common_height\":" << c.common_height;
+  if (c.agree) {
+    o << ",\"common_hash\":" << JsonString(c.common_hash.ToHex()) << "}";
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::cout << "compare: ok: " << dirs.size()
+                << " chains agree up to height " << c.common_height << " (hash "
+                << c.common_hash.ToHex() << ")\n";
+    }
+  } else {
+    o << ",\"fork_height\":" << c.fork_height << ",\"fork\":["
+      << JsonString(dirs[c.fork_first]) << ","
+      << JsonString(dirs[c.fork_second]) << "]}";
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::cout << "compare: FAILED: " << dirs[c.fork_first] << " and "
+                << dirs[c.fork_second] << " differ from height "
+                << c.fork_height << " on\n";
+    }
+  }
+  *json = o.str();
+  return c.agree;
+}
+
+int VerifyCmd(const std::vector<std::string>&) {
+  std::vector<std::string> dirs;
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
+    dirs.push_back(LedgerDir(absl::GetFlag(FLAGS_data_dir)));
+  }
+  const std::string compare = absl::GetFlag(FLAGS_compare);
+  for (absl::string_view d : absl::StrSplit(compare, ',', absl::SkipEmpty())) {
+    dirs.push_back(LedgerDir(std::string(d)));
+  }
+  if (dirs.empty()) return Usage("verify: --data-dir DIR is required");
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  std::optional<Cluster> trust;
+  if (!config_path.empty()) {
+    absl::StatusOr<Cluster> c = Cluster::LoadFile(config_path);
+    if (!c.ok()) return Fail(c.status());
+    trust = std::move(*c);
+  }
+  std::vector<ChainVerifyReport> reports;
+  std::vector<std::string> json;
+  bool ok = true;
+  for (const std::string& dir : dirs) {
+    const std::string trust_root =
+        trust ? config_path : "stored config in " + dir;
+    const auto start = std::chrono::steady_clock::now();
+    reports.push_back(
+        VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{}));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    const ChainVerifyReport& r = reports.back();
+    ok = ok && r.ok;
+    json.push_back(VerifyJson(r, dir, trust_root, seconds));
+    if (!absl::GetFlag(FLAGS_json)) {
+      PrintVerifyText(r, dir, trust_root, seconds, dirs.size() > 1);
+    }
+  }
+  if (compare.empty()) {
+    if (absl::GetFlag(FLAGS_json)) std::cout << json[0] << "\n";
+    return ok ? 0 : 1;
+  }
+  std::string comparison = "null";
+  if (ok) ok = ReportComparison(reports, dirs, &comparison);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":" << (ok ? "true" : "false") << ",\"data_dirs\":["
+              << absl::StrJoin(json, ",") << "],\"compare\":" << comparison
+              << "}\n";
+  }
+  return ok ? 0 : 1;
 }
 
 absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {

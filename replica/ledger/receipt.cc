@@ -94,6 +94,7 @@ absl::StatusOr<v1::Receipt> Ledger::BuildReceipt(
   v1::Receipt receipt;
   *receipt.mutable_header() = block->header();
   *receipt.mutable_certificate() = block->certificate();
+  receipt.set_view(block->view());
   *receipt.mutable_request() = pp.requests(found);
   receipt.set_request_index(static_cast<uint32_t>(found));
   receipt.set_request_count(static_cast<uint32_t>(pp.requests_size()));
@@ -176,13 +177,13 @@ absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
   }
 
   // 3. 2f+1 replicas committed that batch at (view, height).
-  s = VerifyCommitCertificate(cluster, verifier, h.view(), h.height(),
+  s = VerifyCommitCertificate(cluster, verifier, receipt.view(), h.height(),
                               *batch_digest, receipt.certificate());
   if (!s.ok()) return Bad(s.message());
 
   ReceiptSummary summary;
   summary.height = h.height();
-  summary.view = h.view();
+  summary.view = receipt.view();
   summary.transfer = t;
 
   // 4. Optional: f+1 replicas replied this result.

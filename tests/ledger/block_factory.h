@@ -212,6 +212,7 @@ class BlockFactory {
     r.set_result(result);
     return replica(i).SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, r);
   }
+  const FactoryOptions& options() const { return options_; }
 
  private:
   crypto::SecretKey Key(uint64_t n) const {

@@ -194,7 +194,31 @@ TEST_F(VerifyTest, RequestPayload) {
 
 TEST_F(VerifyTest, StoredResult) {
   RewriteBlock(dir_, 2, [](v1::Block* b) { Flip(b->mutable_results(0), 6); });
+  ExpectFail(2, "results_root");
+}
+
+TEST_F(VerifyTest, StoredResultWithItsRoot) {
+  // The header's results root recomputed over the flipped result: the
+  // record is consistent, re-execution still disagrees.
+  RewriteBlock(dir_, 2, [](v1::Block* b) {
+    Flip(b->mutable_results(1), 3);
+    b->mutable_header()->set_results_root(ResultsRoot(b->results()).ToBytes());
+  });
   ExpectFail(2, "results");
+}
+
+TEST_F(VerifyTest, ResultsRoot) {
+  RewriteBlock(dir_, 6, [](v1::Block* b) {
+    Flip(b->mutable_header()->mutable_results_root(), 17);
+  });
+  ExpectFail(6, "results_root");
+}
+
+TEST_F(VerifyTest, ViewBesideTheHeader) {
+  // The view is not hashed, but the pre-prepare and the certificate must be
+  // of that view.
+  RewriteBlock(dir_, 5, [](v1::Block* b) { b->set_view(b->view() + 4); });
+  ExpectFail(5, "pre_prepare");
 }
 
 TEST_F(VerifyTest, AccountBalanceInState) {
@@ -352,6 +376,7 @@ TEST_F(ReceiptTest, EveryFlippedByteIsRejected) {
   auto certified_part = [](v1::Receipt r) {
     r.mutable_header()->clear_previous_hash();
     r.mutable_header()->clear_state_digest();
+    r.mutable_header()->clear_results_root();
     r.clear_result();
     r.DiscardUnknownFields();
     return r.SerializeAsString();
