@@ -9,7 +9,7 @@
 //   ledgerctl --config FILE config check
 //   ledgerctl verify --data-dir DIR [--compare DIR2,...] [--config FILE]
 //   ledgerctl receipt --data-dir DIR --transfer ID --out FILE
-//   ledgerctl verify-receipt FILE --config FILE
+//   ledgerctl verify-receipt FILE --config FILE [--data-dir DIR]
 //
 // Every command takes --json for machine-readable output. Exit status: 0 on
 // success, 1 on failure (the message names the field or file), 2 on usage
@@ -108,7 +108,10 @@ constexpr char kUsage[] =
     "                                         block hashes agree\n"
     "  receipt --data-dir DIR --transfer ID --out FILE\n"
     "                                         write a transfer's receipt\n"
-    "  verify-receipt FILE --config FILE      check a receipt offline\n";
+    "  verify-receipt FILE --config FILE [--data-dir DIR]\n"
+    "                                         check a receipt offline (and "
+    "its\n"
+    "                                         header against DIR's chain)\n";
 
 // Escapes a string for a JSON value.
 std::string JsonString(absl::string_view s) {
@@ -453,6 +456,50 @@ int ReceiptCmd(const std::vector<std::string>&) {
   return 0;
 }
 
+// Is the receipt's header the block at its height in `dir`'s chain?
+absl::Status ReceiptInChain(const ReceiptSummary& s, const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::OpenExisting(dir, LedgerOptions{});
+  if (!ledger.ok()) return ledger.status();
+  absl::StatusOr<v1::Block> block = (*ledger)->GetStoredBlock(s.height);
+  if (!block.ok()) return block.status();
+  if (BlockHash(block->header()) != s.block_hash) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("receipt: its header is not block ", s.height, " of ", dir,
+                     "'s chain (hash ", s.block_hash.ToHex(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+void PrintReceiptSummary(const ReceiptSummary& s, const std::string& config,
+                         const std::string& dir) {
+  const std::string result = v1::ResultCode_Name(s.transfer.result());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"height\":" << s.height
+              << ",\"view\":" << s.view
+              << ",\"transfer_low\":" << s.transfer.id().low()
+              << ",\"transfer_high\":" << s.transfer.id().high()
+              << ",\"amount\":" << s.transfer.amount()
+              << ",\"result\":" << JsonString(result)
+              << ",\"block_hash\":" << JsonString(s.block_hash.ToHex())
+              << ",\"in_chain_of\":" << (dir.empty() ? "null" : JsonString(dir))
+              << ",\"result_certified\":"
+              << (s.result_certified ? "true" : "false")
+              << ",\"trust_root\":" << JsonString(config) << "}\n";
+    return;
+  }
+  std::cout << "verify-receipt: ok: transfer " << s.transfer.id().high() << ":"
+            << s.transfer.id().low() << " committed at height " << s.height
+            << " (view " << s.view << ") by a quorum of " << config
+            << "; result " << result << " in block " << s.block_hash.ToHex()
+            << (dir.empty() ? " (compare that hash with a replica's block "
+                              "at this height, or pass --data-dir)"
+                            : ", which is block " + std::to_string(s.height) +
+                                  " of " + dir + "'s chain")
+            << (s.result_certified ? "; result certified by f+1 replies" : "")
+            << "\n";
+}
+
 // verify-receipt: checks a receipt file (JSON or binary) against a config.
 int VerifyReceiptCmd(const std::vector<std::string>& args) {
   if (args.size() != 1) return Usage("verify-receipt: expected one FILE");
@@ -474,30 +521,23 @@ int VerifyReceiptCmd(const std::vector<std::string>& args) {
         args[0] + ": not a receipt (neither JSON nor binary)"));
   }
   absl::StatusOr<ReceiptSummary> s = VerifyReceipt(*cluster, receipt);
-  if (absl::GetFlag(FLAGS_json)) {
-    if (!s.ok()) return Fail(s.status());
-    std::cout << "{\"ok\":true,\"height\":" << s->height
-              << ",\"view\":" << s->view
-              << ",\"transfer_low\":" << s->transfer.id().low()
-              << ",\"transfer_high\":" << s->transfer.id().high()
-              << ",\"amount\":" << s->transfer.amount() << ",\"result\":"
-              << JsonString(v1::ResultCode_Name(s->transfer.result()))
-              << ",\"result_certified\":"
-              << (s->result_certified ? "true" : "false")
-              << ",\"trust_root\":" << JsonString(config_path) << "}\n";
-    return 0;
-  }
   if (!s.ok()) {
+    if (absl::GetFlag(FLAGS_json)) return Fail(s.status());
     std::cout << "verify-receipt: FAILED: " << s.status().message() << "\n";
     return 1;
   }
-  std::cout << "verify-receipt: ok: transfer " << s->transfer.id().high() << ":"
-            << s->transfer.id().low() << " committed at height " << s->height
-            << " (view " << s->view << ") by a quorum of " << config_path
-            << "; result " << v1::ResultCode_Name(s->transfer.result())
-            << (s->result_certified ? " (certified by f+1 replies)"
-                                    : " (as recorded by the replica)")
-            << "\n";
+  // The header against a replica's chain: its hash must be that replica's
+  // block hash at the height (every correct replica has the same).
+  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
+  if (!dir.empty()) {
+    absl::Status c = ReceiptInChain(*s, dir);
+    if (!c.ok()) {
+      if (absl::GetFlag(FLAGS_json)) return Fail(c);
+      std::cout << "verify-receipt: FAILED: " << c.message() << "\n";
+      return 1;
+    }
+  }
+  PrintReceiptSummary(*s, config_path, dir);
   return 0;
 }
 

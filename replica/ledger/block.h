@@ -1,8 +1,8 @@
-// Blocks without storage: the block hash, the results root, and the checks
-// that a batch was committed (the commit certificate and the primary's
-// PRE-PREPARE). Shared by the ledger, offline verification, the SDK (which
-// verifies the certificate of a block or receipt it is given) and the
-// simulator. No LevelDB, no gRPC.
+// Blocks and receipts without storage: the block hash, the results root,
+// the checks that a batch was committed (the commit certificate and the
+// primary's PRE-PREPARE), and receipt verification. Shared by the ledger,
+// offline verification, the SDK (which verifies the certificate of a block
+// or receipt it is given) and the simulator. No LevelDB, no gRPC.
 //
 // Pure functions of their inputs; thread-safe.
 #ifndef PBFT_LEDGER_REPLICA_LEDGER_BLOCK_H_
@@ -63,6 +63,32 @@ absl::Status VerifyBlockCommit(const Cluster& cluster,
                                const pbft::v1::Envelope& pre_prepare,
                                const pbft::v1::CommitCertificate& certificate,
                                pbft::v1::PrePrepare* parsed = nullptr);
+
+// Index of the first transfer or mint operation with id `id` in `batch` at
+// or after index `from`, or -1.
+int FindTransferOperation(const v1::OperationBatch& batch,
+                          const v1::Uint128& id, int from = 0);
+
+struct ReceiptSummary {
+  uint64_t height = 0;
+  uint64_t view = 0;
+  v1::TransferRecord transfer;
+  // The hash of the receipt's header: equal to the block hash at `height`
+  // on every correct replica iff the header (and so its results root, which
+  // the result was checked against) is genuine.
+  Digest block_hash;
+  // True when f+1 signed replies also certify the result.
+  bool result_certified = false;
+};
+
+// Checks a receipt offline against the cluster config (docs/api.md
+// "Receipts"): the request's signature and transfer, its path to the
+// header's requests_root, the batch digest, the commit certificate for
+// (view, height, batch_digest), the result's path to the header's
+// results_root, and any replies. FAILED_PRECONDITION "receipt: ..." names
+// what broke.
+absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
+                                             const v1::Receipt& receipt);
 
 }  // namespace ledger
 

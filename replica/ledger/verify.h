@@ -1,4 +1,4 @@
-// Offline verification of certified blocks, chains and receipts, with only
+// Offline verification of certified blocks and chains, with only
 // the cluster config (the replicas' and clients' public keys) as the trust
 // root. No network. Used by `ledgerctl verify` / `verify-receipt` and by
 // state transfer to check fetched blocks.
@@ -81,19 +81,6 @@ struct ChainComparison {
   size_t fork_second = 0;
 };
 ChainComparison CompareChains(const std::vector<ChainVerifyReport>& reports);
-
-struct ReceiptSummary {
-  uint64_t height = 0;
-  uint64_t view = 0;
-  v1::TransferRecord transfer;
-  // True when f+1 signed replies certify the result; otherwise the result
-  // is the serving replica's word (inclusion and order are certified).
-  bool result_certified = false;
-};
-
-// Checks a receipt offline (docs/api.md "Receipts").
-absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
-                                             const v1::Receipt& receipt);
 
 }  // namespace ledger
 

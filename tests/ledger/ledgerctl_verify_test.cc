@@ -133,6 +133,31 @@ TEST_F(LedgerctlVerifyTest, CompareReplicasChains) {
   EXPECT_NE(r.out.find("differ from height 3 on"), std::string::npos) << r.out;
 }
 
+// A receipt built from one replica proves its outcome against any correct
+// replica's chain (the same block hashes), and not against another chain.
+TEST_F(LedgerctlVerifyTest, ReceiptAgainstAnotherReplicasChain) {
+  const std::string other = tmp_.file("other");
+  const std::string forked = tmp_.file("forked");
+  BuildReplica(factory_, other, 4, /*fork_at=*/99);
+  BuildReplica(factory_, forked, 4, /*fork_at=*/2);
+  const std::string file = tmp_.file("receipt.json");
+  ASSERT_EQ(
+      Ledgerctl("receipt --data-dir " + dir_ + " --transfer 3 --out " + file)
+          .exit_code,
+      0);
+  CliRun r = Ledgerctl("verify-receipt " + file + " --config " + config_ +
+                       " --data-dir " + other);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("result RESULT_CODE_OK in block"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("which is block 3 of " + other), std::string::npos)
+      << r.out;
+  r = Ledgerctl("verify-receipt " + file + " --config " + config_ +
+                " --data-dir " + forked + " --json");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("is not block 3 of"), std::string::npos) << r.out;
+}
+
 TEST_F(LedgerctlVerifyTest, ReceiptRoundTripAndTamper) {
   const std::string file = tmp_.file("receipt.json");
   CliRun r =
