@@ -23,6 +23,7 @@
 #include "common/envelope.h"
 #include "common/keyfile.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "replica/ledger/block.h"
 
 namespace ledger {
 namespace {
@@ -184,10 +185,17 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
-  // result, or the answer) or an error.
+  // result, or the answer) or an error. A query answer's per-replica part
+  // (QueryReply.block_commit) is not matched: it goes to `commit`.
   absl::StatusOr<std::string> MatchKey(uint32_t replica,
                                        const pbft::v1::Envelope& reply,
-                                       bool* rejected);
+                                       bool* rejected, v1::BlockCommit* commit);
+  // The outcome of a query whose matching answers (`key`, from `voters`) are
+  // a block: the key with the first voter's block_commit that verifies
+  // against the config (one suffices: docs/api.md "Blocks").
+  absl::StatusOr<std::string> WithBlockCommit(const std::string& key,
+                                              const std::set<uint32_t>& voters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   GrpcClient* client_;
   uint32_t client_weak_quorum_;
@@ -209,6 +217,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   std::map<grpc::StatusCode, std::set<uint32_t>> permanent_
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
+  // Queries: each replica's block_commit, if its answer had one.
+  std::map<uint32_t, v1::BlockCommit> block_commits_ ABSL_GUARDED_BY(mu_);
 };
 
 class GrpcClient final : public Client {
@@ -364,6 +374,7 @@ class GrpcClient final : public Client {
   }
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
+  const Cluster& cluster() const { return cluster_; }
   const ClientOptions& options() const { return options_; }
   v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
   TimerThread& timers() { return timers_; }
@@ -453,7 +464,8 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
 
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
                                              const pbft::v1::Envelope& reply,
-                                             bool* rejected) {
+                                             bool* rejected,
+                                             v1::BlockCommit* commit) {
   *rejected = false;
   const pbft::v1::MessageType want = kind_ == Kind::kSubmit
                                          ? pbft::v1::MESSAGE_TYPE_REPLY
@@ -488,7 +500,12 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
       q.request_number() != request_number_ || q.replica_id() != replica) {
     return absl::InvalidArgumentError("query reply: for another query");
   }
-  q.clear_replica_id();  // Everything else must match across replicas.
+  q.clear_replica_id();  // Everything else must match across replicas,
+  // except how each replica saw a block committed (verified instead).
+  if (q.has_block_commit()) {
+    *commit = std::move(*q.mutable_block_commit());
+    q.clear_block_commit();
+  }
   std::string key;
   google::protobuf::io::StringOutputStream sos(&key);
   google::protobuf::io::CodedOutputStream cos(&sos);
@@ -505,9 +522,11 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   std::string key;
+  v1::BlockCommit commit;
   if (s.ok()) {
     bool rejected = false;
-    absl::StatusOr<std::string> k = MatchKey(replica, reply, &rejected);
+    absl::StatusOr<std::string> k =
+        MatchKey(replica, reply, &rejected, &commit);
     if (!k.ok()) {
       Retry(replica, backoff, std::string(k.status().message()));
       return;
@@ -525,6 +544,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     absl::MutexLock l(&mu_);
     if (finished_ || !voted_.insert(replica).second) return;
     if (s.ok()) {
+      if (commit.has_certificate()) block_commits_[replica] = std::move(commit);
       auto& pending = unverified_[key];
       pending.emplace_back(replica, reply);
       if (votes_[key].size() + pending.size() >= needed_)
@@ -559,7 +579,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       if (v.size() >= needed_) {
         finished_ = true;
         done = std::move(done_);
-        outcome = key;
+        outcome = kind_ == Kind::kQuery ? WithBlockCommit(key, v) : key;
       }
     }
     // A query whose answers split (replicas at different heights) is asked
@@ -590,6 +610,33 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
           }
         });
   }
+}
+
+absl::StatusOr<std::string> FanOut::WithBlockCommit(
+    const std::string& key, const std::set<uint32_t>& voters) {
+  v1::QueryReply q;
+  if (!q.ParseFromString(key) || !q.has_block()) return key;
+  const v1::BlockHeader& header = q.block().header();
+  std::string why = "no answer carried one";
+  for (uint32_t r : voters) {
+    auto it = block_commits_.find(r);
+    if (it == block_commits_.end()) continue;
+    const v1::BlockCommit& c = it->second;
+    absl::Status s =
+        VerifyBlockCommit(client_->cluster(), client_->verifier(), header,
+                          c.view(), c.pre_prepare(), c.certificate());
+    if (!s.ok()) {
+      why = absl::StrCat("replica ", r, "'s: ", s.message());
+      continue;
+    }
+    *q.mutable_block_commit() = c;
+    return q.SerializeAsString();
+  }
+  // 2f+1 matching answers include f+1 correct replicas, each with a valid
+  // certificate: none valid means the answers cannot be trusted.
+  return absl::DataLossError(absl::StrCat(
+      "block ", header.height(),
+      ": no valid commit certificate among the matching answers (", why, ")"));
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
@@ -795,7 +842,17 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
   absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_block()) return NotFound(*r);
-  return r->block();
+  // A read-only answer carries a commit certificate the SDK verified; an
+  // ordered one (the fallback) is certified by f+1 matching replies instead
+  // and has none (docs/api.md "Blocks").
+  v1::Block block = std::move(*r->mutable_block());
+  if (r->has_block_commit()) {
+    v1::BlockCommit* c = r->mutable_block_commit();
+    block.set_view(c->view());
+    *block.mutable_pre_prepare() = std::move(*c->mutable_pre_prepare());
+    *block.mutable_certificate() = std::move(*c->mutable_certificate());
+  }
+  return block;
 }
 
 absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {

@@ -276,7 +276,7 @@ int Block(const std::vector<std::string>&) {
     std::cout << ToJson(*b) << "\n";
   } else {
     const v1::BlockHeader& h = b->header();
-    std::cout << "block " << h.height() << " (view " << h.view() << ", "
+    std::cout << "block " << h.height() << " (view " << b->view() << ", "
               << b->requests_size() << " requests, timestamp_ms "
               << h.timestamp_ms() << ")\n  previous "
               << absl::BytesToHexString(h.previous_hash()) << "\n  state    "

@@ -20,6 +20,7 @@
 #include "leveldb/db.h"
 #include "leveldb/filter_policy.h"
 #include "leveldb/write_batch.h"
+#include "replica/ledger/block.h"
 #include "replica/ledger/ledger_internal.h"
 #include "replica/ledger/parallel_expand.h"
 
@@ -754,11 +755,21 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
     return ledger;
   }
   if (!s.ok()) return FromLevelDb(s, absl::StrCat(path, ": format record"));
-  if (format.size() != 4 ||
-      internal::GetU32(format.data()) != internal::kFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": unsupported ledger format (expected version ",
-                     internal::kFormatVersion, ")"));
+  if (format.size() != 4) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": format record is not 4 bytes"));
+  }
+  const uint32_t version = internal::GetU32(format.data());
+  const bool migrate = version == 2 && options.create_if_missing;
+  if (version != internal::kFormatVersion && !migrate) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": ledger format version ", version,
+        ", this build reads version ", internal::kFormatVersion,
+        version == 2 ? " (opened read-only: start ledgerd once to migrate it)"
+        : version < 2
+            ? " (too old to migrate: start the replica with an empty data "
+              "directory, it refills by state transfer)"
+            : " (written by a newer build)"));
   }
   std::string config_bytes;
   s = db->Get(ro, std::string(internal::kMetaConfig), &config_bytes);
@@ -777,6 +788,12 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
         path, ": the ledger was created for cluster '", stored.cluster_id(),
         "' with another genesis; config names cluster '", cluster->cluster_id(),
         "'"));
+  }
+  if (migrate) {
+    // Format 2 hashed the committing view into block headers; rewrite the
+    // chain once (docs/storage_format.md "Versions").
+    absl::Status m = internal::MigrateFormat2To3(db.get(), options.sync);
+    if (!m.ok()) return m;
   }
   std::unique_ptr<Ledger> ledger(
       new Ledger(cluster != nullptr ? *cluster : *stored_cluster,
@@ -934,13 +951,16 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
 
   v1::BlockHeader* header = block.mutable_header();
   header->set_height(input.seq);
-  header->set_view(input.view);
   header->set_previous_hash(previous_hash.ToBytes());
   header->set_requests_root(requests_root.ToBytes());
   header->set_batch_digest(input.batch_digest.ToBytes());
+  header->set_results_root(ResultsRoot(block.results()).ToBytes());
   header->set_state_digest(result.state_digest.ToBytes());
   header->set_timestamp_ms(input.timestamp_ms);
-  result.block_hash = internal::HeaderHash(*header);
+  result.block_hash = BlockHash(*header);
+  // Beside the header, not hashed: replicas may commit the batch in
+  // different views with different certificates.
+  block.set_view(input.view);
   *block.mutable_certificate() = input.certificate;
   *block.mutable_pre_prepare() = input.pre_prepare;
   batch.Put(internal::BlockKey(input.seq), SerializeDeterministic(block));
@@ -1166,6 +1186,9 @@ absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
     if (!batch.operations(i).has_query()) continue;
     v1::QueryReply* answer = results.mutable_results(i)->mutable_answer();
     absl::Status s = Answer(batch.operations(i).query(), answer);
+    // Replies are matched byte for byte: only what every correct replica
+    // has (an ordered block answer is certified by f+1 matching replies).
+    answer->clear_block_commit();
     if (absl::IsInvalidArgument(s)) {
       // A malformed query gets its reason, like a not-found.
       answer->set_not_found(std::string(s.message()));
@@ -1211,6 +1234,16 @@ absl::Status Ledger::Answer(const v1::Query& query,
     case v1::Query::kGetBlock: {
       absl::StatusOr<v1::Block> b = GetBlock(query.get_block().height());
       if (!b.ok()) return not_found(b.status());
+      // The block as every correct replica has it, and beside it how this
+      // replica saw it committed (clients match the first, verify the
+      // second: docs/api.md "Blocks").
+      v1::BlockCommit* commit = reply->mutable_block_commit();
+      commit->set_view(b->view());
+      *commit->mutable_pre_prepare() = std::move(*b->mutable_pre_prepare());
+      *commit->mutable_certificate() = std::move(*b->mutable_certificate());
+      b->clear_view();
+      b->clear_pre_prepare();
+      b->clear_certificate();
       *reply->mutable_block() = std::move(*b);
       return absl::OkStatus();
     }

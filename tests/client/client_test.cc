@@ -15,6 +15,11 @@
 #include "common/keyfile.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "leveldb/env.h"
+#include "leveldb/helpers/memenv.h"
+#include "replica/ledger/block.h"
+#include "replica/ledger/ledger.h"
+#include "tests/ledger/block_factory.h"
 #include "tests/unit/test_util.h"
 
 namespace ledger {
@@ -86,14 +91,26 @@ class FakeReplica final : public v1::LedgerService::Service {
     q.set_replica_id(id_);
     q.set_client_id(r.client_id());
     q.set_request_number(r.request_number());
-    q.mutable_head()->set_height(behaviour_ == Behaviour::kWrongResult ? 999
-                                                                       : 42);
+    v1::Query query;
+    if (answer_ && query.ParseFromString(r.operation())) {
+      answer_(query, &q);
+    } else {
+      q.mutable_head()->set_height(behaviour_ == Behaviour::kWrongResult ? 999
+                                                                         : 42);
+    }
     *resp->mutable_reply() =
         signer_->SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, q);
     return grpc::Status::OK;
   }
 
+  // Submit calls (ordered requests) so far.
   int calls() const { return calls_.load(); }
+  // Answers read-only queries with `answer` instead of a fixed head. Set
+  // before the first query.
+  void SetAnswer(
+      std::function<void(const v1::Query&, v1::QueryReply*)> answer) {
+    answer_ = std::move(answer);
+  }
 
  private:
   grpc::Status Gate() {
@@ -117,18 +134,27 @@ class FakeReplica final : public v1::LedgerService::Service {
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
   std::atomic<bool> flaked_{false};
+  std::function<void(const v1::Query&, v1::QueryReply*)> answer_;
 };
 
 class ClientTest : public ::testing::Test {
  protected:
   // Starts 4 fake replicas (f = 1) with the given behaviours and writes the
-  // cluster config + a client key.
-  void StartCluster(std::vector<Behaviour> behaviours) {
+  // cluster config + a client key. With `factory`: its cluster (keys,
+  // clients, genesis) and its client 3 as the SDK's key.
+  void StartCluster(std::vector<Behaviour> behaviours,
+                    const testing::BlockFactory* factory = nullptr) {
     v1::ClusterConfig config;
     config.set_cluster_id("client-test");
     config.set_f(1);
+    if (factory != nullptr) {
+      config = factory->config();
+      config.clear_replicas();
+    }
     for (uint32_t i = 0; i < behaviours.size(); ++i) {
-      crypto::SecretKey key = crypto::SecretKey::Generate();
+      crypto::SecretKey key = factory != nullptr
+                                  ? factory->replica_key(i)
+                                  : crypto::SecretKey::Generate();
       replicas_.push_back(std::make_unique<FakeReplica>(i, key, behaviours[i]));
       grpc::ServerBuilder b;
       int port = 0;
@@ -142,10 +168,14 @@ class ClientTest : public ::testing::Test {
       r->set_address("127.0.0.1:" + std::to_string(port));
       r->set_public_key(key.public_key().ToBytes());
     }
-    crypto::SecretKey client_key = crypto::SecretKey::Generate();
-    v1::ClientConfig* c = config.add_clients();
-    c->set_id(5);
-    c->set_public_key(client_key.public_key().ToBytes());
+    crypto::SecretKey client_key = factory != nullptr
+                                       ? factory->client_key(3)
+                                       : crypto::SecretKey::Generate();
+    if (factory == nullptr) {
+      v1::ClientConfig* c = config.add_clients();
+      c->set_id(5);
+      c->set_public_key(client_key.public_key().ToBytes());
+    }
     absl::StatusOr<Cluster> cluster = Cluster::FromProto(config, "test");
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     for (auto& r : replicas_) r->Init(*cluster);
@@ -283,6 +313,57 @@ TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
   ASSERT_TRUE(head.ok()) << head.status();
   EXPECT_EQ(head->height(), 42u);
   EXPECT_GT(replicas_[2]->calls(), 0);  // It went through Submit.
+}
+
+// Replicas that committed the same block in different views, so with
+// different pre-prepares and certificates, answer a read-only GetBlock
+// identically but for block_commit: the SDK completes on 2f+1 matching
+// answers without the ordered fallback, skips a replica's invalid
+// certificate and returns the block with one it verified (docs/api.md
+// "Blocks").
+TEST_F(ClientTest, ReadOnlyGetBlockMatchesAcrossViews) {
+  testing::BlockFactory f;
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest}, &f);
+  const std::vector<pbft::v1::Envelope> requests = {
+      f.Request(1, testing::Ops({testing::TransferOp(
+                       testing::Id(7), testing::Id(1), testing::Id(2), 5)}))};
+  std::vector<std::unique_ptr<leveldb::Env>> envs;
+  std::vector<std::unique_ptr<Ledger>> ledgers;
+  for (uint32_t i = 0; i < 4; ++i) {
+    envs.push_back(std::unique_ptr<leveldb::Env>(
+        leveldb::NewMemEnv(leveldb::Env::Default())));
+    LedgerOptions o;
+    o.env = envs.back().get();
+    ledgers.push_back(*Ledger::Open(f.cluster(), "/ledger", o));
+    // Replica i committed the batch in view i, with a certificate of 3 or 4.
+    ASSERT_TRUE(ledgers.back()
+                    ->ApplyBlock(f.MakeBlock(1, requests, /*view=*/i, 0,
+                                             /*commits=*/3 + i % 2))
+                    .ok());
+    Ledger* l = ledgers.back().get();
+    const bool forge = i == 0;  // Its certificate does not verify.
+    replicas_[i]->SetAnswer([l, forge](const v1::Query& q, v1::QueryReply* r) {
+      ASSERT_TRUE(l->Answer(q, r).ok());
+      if (forge && r->has_block_commit()) {
+        r->mutable_block_commit()
+            ->mutable_certificate()
+            ->mutable_commits(0)
+            ->mutable_signature()
+            ->back() ^= 1;
+      }
+    });
+  }
+  auto c = NewClient();
+  absl::StatusOr<v1::Block> b = c->GetBlock(1, absl::Seconds(4));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(BlockHash(b->header()).ToBytes(), ledgers[1]->head().block_hash());
+  EXPECT_EQ(b->requests_size(), 1);
+  EXPECT_NE(b->view(), 0u);  // Replica 0's forged certificate was skipped.
+  EXPECT_TRUE(VerifyBlockCommit(f.cluster(), f.cluster().MakeVerifier(),
+                                b->header(), b->view(), b->pre_prepare(),
+                                b->certificate())
+                  .ok());
+  for (const auto& r : replicas_) EXPECT_EQ(r->calls(), 0);  // No fallback.
 }
 
 TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {

@@ -18,6 +18,7 @@
 #include "common/envelope.h"
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
+#include "replica/ledger/block.h"
 #include "tests/sim/sim_crypto.h"
 
 namespace pbft::sim {
@@ -307,6 +308,7 @@ class Simulation {
   void FaultTick();
   void Heal();
   void FinalCheck();
+  void ChainCheck();
   void IdleCatchUpCheck();
   // Ticks the cluster (clients too if `clients`; down replicas stay down)
   // until done() or `bound` ticks passed; returns done().
@@ -1126,6 +1128,48 @@ void Simulation::FinalCheck() {
   }
 }
 
+// Every correct replica holds the same block hash at every height two of
+// them share (docs/storage_format.md "Block header and hash"). Headers are
+// built as the ledger builds them, from the batches each replica executed
+// (whatever view it committed them in), the agreed state digests, and a
+// results root over the stand-in ledger's agreed per-request results.
+void Simulation::ChainCheck() {
+  std::map<uint64_t, std::pair<uint32_t, Digest>> agreed;  // seq -> by, hash
+  for (const auto& r : replicas_) {
+    if (r->byzantine) continue;
+    Digest previous;  // Zero before seq 1.
+    for (const CommittedBatch& b : r->blocks) {
+      v1::PrePrepare pp;
+      CHECK(pp.ParseFromString(b.pre_prepare.payload()));
+      google::protobuf::RepeatedPtrField<std::string> results;
+      for (const v1::Envelope& re : pp.requests()) {
+        v1::Request req;
+        CHECK(req.ParseFromString(re.payload()));
+        auto it = results_.find({req.client_id(), req.request_number()});
+        *results.Add() = it == results_.end() ? "" : it->second;
+      }
+      ledger::v1::BlockHeader h;
+      h.set_height(b.seq.value());
+      h.set_previous_hash(previous.ToBytes());
+      h.set_requests_root(ledger::RequestsRoot(pp.requests()).ToBytes());
+      h.set_batch_digest(b.batch_digest.ToBytes());
+      h.set_results_root(ledger::ResultsRoot(results).ToBytes());
+      h.set_state_digest(agreed_state_.at(b.seq.value()).ToBytes());
+      h.set_timestamp_ms(b.timestamp_ms);
+      previous = ledger::BlockHash(h);
+      auto [it, fresh] =
+          agreed.emplace(b.seq.value(), std::make_pair(r->id, previous));
+      if (!fresh && it->second.second != previous) {
+        Fail(absl::StrCat("chain: replicas ", it->second.first, " and ", r->id,
+                          " have different block hashes at height ",
+                          b.seq.value(), " (this one committed it in view ",
+                          b.view.value(), ")"));
+        return;
+      }
+    }
+  }
+}
+
 template <typename Done>
 bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
   const uint64_t start = tick_;
@@ -1630,6 +1674,7 @@ SimResult Simulation::Run() {
   }
   if (result_.ok) FinalCheck();
   if (result_.ok) IdleCatchUpCheck();
+  if (result_.ok) ChainCheck();
   result_.ticks = tick_;
   for (const auto& r : replicas_) {
     if (r->down) continue;
