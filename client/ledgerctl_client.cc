@@ -313,8 +313,13 @@ int Status(const std::vector<std::string>&) {
                      : absl::StrCat("{\"replica_id\":", r, ",\"error\":\"",
                                     absl::CEscape(s.status().message()), "\"}");
     } else if (s.ok()) {
-      std::cout << "replica " << r << ": view " << s->view() << ", executed "
-                << s->last_executed_seq() << ", committed "
+      std::cout << "replica " << r << ": view " << s->view()
+                << (s->view_changing() ? " (changing)" : "")
+                << (s->in_cluster_view()
+                        ? ""
+                        : absl::StrCat(", cluster view ", s->cluster_view()))
+                << ", executed " << s->last_executed_seq() << " ("
+                << s->seqs_behind() << " behind), committed "
                 << s->last_committed_seq() << ", stable checkpoint "
                 << s->stable_checkpoint_seq() << ", peers "
                 << s->peers_connected()

@@ -181,6 +181,9 @@ class ReplicaServerImpl final : public ReplicaServer {
   std::atomic<uint64_t> view_{0}, last_executed_{0}, last_committed_{0},
       stable_seq_{0}, view_changes_{0};
   std::atomic<bool> caught_up_{false};
+  // Where the cluster is (Core::cluster_view/cluster_head), for Status.
+  std::atomic<uint64_t> cluster_view_{0}, cluster_head_{0};
+  std::atomic<bool> view_changing_{false}, in_cluster_view_{false};
 
   absl::Mutex latency_mu_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, absl::Time> arrivals_
@@ -422,7 +425,9 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
 }
 
 // A verified message from a peer (verification pool thread): FETCHes go to
-// the fetch server, everything else to the peer's share of the intake.
+// the fetch server (and, unless throttled, to the core, which answers a
+// requester in an older view with its NEW-VIEW); everything goes to the
+// peer's share of the intake.
 void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
   const uint64_t from = e.sender();
   if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
@@ -432,7 +437,7 @@ void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
       case FetchServer::Admit::kMalformed:
         return Refused(from, ShellRefusal::kFetchMalformed);
       default:
-        return;
+        break;  // The core sees it too: it names the requester's view.
     }
   }
   const size_t source =
@@ -598,14 +603,17 @@ void ReplicaServerImpl::Deliver(const pbft::ClientReply& r) {
 }
 
 bool ReplicaServerImpl::CaughtUp() const {
-  // Connected to enough peers to form a quorum with itself, and not behind
-  // its own stable checkpoint.
+  // Connected to enough peers to form a quorum with itself, active in the
+  // cluster's current view, and executing within one watermark window of
+  // the cluster's head (docs/operations.md, readiness).
   uint32_t connected = 1;
   for (const auto& p : peers_) {
     if (p != nullptr && p->connected()) ++connected;
   }
-  return connected >= cluster_.quorum() &&
-         core_->last_executed() >= core_->low_watermark();
+  const uint64_t behind =
+      core_->cluster_head().value() - core_->last_executed().value();
+  return connected >= cluster_.quorum() && core_->in_cluster_view() &&
+         behind <= cluster_.protocol().watermark_window;
 }
 
 void ReplicaServerImpl::Publish() {
@@ -623,6 +631,10 @@ void ReplicaServerImpl::Publish() {
     published_stable_ = stable_seq_;
     fetch_->SetStableCheckpoint(core_->stable_checkpoint());
   }
+  cluster_view_ = core_->cluster_view().value();
+  cluster_head_ = core_->cluster_head().value();
+  view_changing_ = !core_->view_active();
+  in_cluster_view_ = core_->in_cluster_view();
   const bool up = CaughtUp();
   if (up != caught_up_.exchange(up)) {
     for (grpc::Server* s : {server_.get(), health_server_.get()}) {
@@ -643,6 +655,11 @@ void ReplicaServerImpl::MirrorCounters() {
   metrics_.waiting_client_calls.Set(
       static_cast<double>(client_service_->pending()));
   metrics_.caught_up.Set(caught_up_.load() ? 1 : 0);
+  metrics_.in_cluster_view.Set(in_cluster_view_.load() ? 1 : 0);
+  metrics_.cluster_view.Set(static_cast<double>(cluster_view_.load()));
+  const uint64_t head = cluster_head_.load();
+  metrics_.seqs_behind.Set(
+      static_cast<double>(head - std::min(head, last_executed_.load())));
   for (size_t r = 0; r < static_cast<size_t>(net::DropReason::kCount); ++r) {
     const auto reason = static_cast<net::DropReason>(r);
     metrics_.MirrorDropped("verify", net::DropReasonName(reason),
@@ -665,6 +682,8 @@ void ReplicaServerImpl::MirrorCounters() {
            {"view_change_started", st.view_changes_started},
            {"view_entered", st.views_entered},
            {"new_view_sent", st.new_views_sent},
+           {"view_probe", st.view_probes},
+           {"new_view_offered", st.new_views_offered},
        }) {
     metrics_.MirrorCoreEvent(event, value);
   }
@@ -724,6 +743,12 @@ v1::StatusResponse ReplicaServerImpl::Status() const {
   }
   s.set_peers_connected(connected);
   s.set_caught_up(caught_up_.load());
+  s.set_view_changing(view_changing_.load());
+  s.set_in_cluster_view(in_cluster_view_.load());
+  s.set_cluster_view(cluster_view_.load());
+  const uint64_t head = cluster_head_.load();
+  s.set_cluster_head_seq(head);
+  s.set_seqs_behind(head - std::min(head, last_executed_.load()));
   return s;
 }
 

@@ -1,6 +1,7 @@
 #include "replica/core/core.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -113,7 +114,10 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
       verifier_(verifier),
       quorum_(2 * options_.f + 1),
       view_change_timeout_ticks_(options_.params.view_change_timeout_ticks),
-      highest_seq_seen_(options_.n) {
+      highest_seq_seen_(options_.n),
+      highest_commit_seen_(options_.n),
+      highest_view_seen_(options_.n),
+      new_view_offered_until_(options_.n, 0) {
   fetch_bad_until_.assign(options_.n, 0);
   CHECK_OK(options_.Validate());
   CHECK(signer_ != nullptr);
@@ -142,18 +146,57 @@ void Core::SendTo(ReplicaId to, v1::Envelope e) {
   ready_.messages.push_back(std::move(o));
 }
 
-void Core::NoteSeq(uint64_t sender, Seq s) {
+void Core::NoteSeq(uint64_t sender, Seq s, std::vector<Seq>* seen) {
   if (sender >= options_.n) return;
-  Seq& h = highest_seq_seen_[sender];
+  Seq& h = (*seen)[sender];
   if (s > h) h = s;
 }
 
 // The (f+1)-th highest seq reported by distinct replicas: at least one
 // correct replica has seen a seq this high, so f liars cannot fake it.
-Seq Core::BehindEvidence() const {
-  std::vector<Seq> seen = highest_seq_seen_;
+Seq Core::HighestSeenBy(const std::vector<Seq>& per_replica) const {
+  std::vector<Seq> seen = per_replica;
   std::sort(seen.begin(), seen.end(), std::greater<Seq>());
   return seen[options_.f];
+}
+
+void Core::NoteView(uint64_t sender, View v) {
+  if (sender >= options_.n) return;
+  View& seen = highest_view_seen_[sender];
+  if (v > seen) seen = v;
+}
+
+// A correct replica sends PRE-PREPARE, PREPARE, COMMIT and FETCH_REQUEST of
+// view v only while active in v, and 2f+1 COMMITs of view v prove that f+1
+// correct replicas were: either way a valid NEW-VIEW for v exists.
+View Core::ProvenView() const {
+  std::vector<View> seen = highest_view_seen_;
+  std::sort(seen.begin(), seen.end(), std::greater<View>());
+  return std::max(seen[options_.f], certified_view_);
+}
+
+View Core::cluster_view() const {
+  return view_active_ ? std::max(view_, ProvenView()) : ProvenView();
+}
+
+Seq Core::cluster_head() const {
+  Seq head = std::max(last_executed_, BehindEvidence());
+  if (!fetched_proofs_.empty()) {
+    head = std::max(head, fetched_proofs_.rbegin()->first);
+  }
+  return head;
+}
+
+// Rejoining the current view (docs/protocol.md): the NEW-VIEW is
+// self-proving (signed by its primary, O recomputed from V by the
+// receiver), so any replica that holds it may pass it on.
+void Core::OfferNewView(ReplicaId to) {
+  if (!view_active_ || !new_view_ || to == options_.id) return;
+  uint64_t& until = new_view_offered_until_[to.value()];
+  if (tick_ < until) return;
+  until = tick_ + options_.retransmit_ticks;
+  ++stats_.new_views_offered;
+  SendTo(to, *new_view_);
 }
 
 // --- Inputs -----------------------------------------------------------------
@@ -179,6 +222,9 @@ void Core::Step(const v1::Envelope& e) {
       break;
     case v1::MESSAGE_TYPE_CHECKPOINT:
       HandleCheckpoint(e);
+      break;
+    case v1::MESSAGE_TYPE_FETCH_REQUEST:
+      HandleFetchRequest(e);
       break;
     case v1::MESSAGE_TYPE_FETCH_RESPONSE:
       HandleFetchResponse(e);
@@ -267,15 +313,34 @@ void Core::Tick(uint64_t now_ms) {
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
   if (view_change_timer_ticks_ > 0 && --view_change_timer_ticks_ == 0) {
-    // §4.4: a request held too long in view v, or no NEW-VIEW for the view
-    // being changed to: move to the next view with a doubled timeout.
-    ++stats_.view_change_timer_expiries;
-    view_change_timeout_ticks_ =
-        std::min(view_change_timeout_ticks_ * 2,
-                 uint64_t{options_.params.view_change_timeout_ticks} *
-                     kViewChangeBackoffMax);
-    StartViewChange(view_.next());
+    OnViewChangeTimer();
   }
+}
+
+void Core::OnViewChangeTimer() {
+  if (view_active_ && !timer_deferred_ &&
+      HighestSeenBy(highest_commit_seen_) > last_executed_) {
+    // Departure: f+1 replicas sent COMMITs past what this one executed, so
+    // the requests it holds may have executed there. Fetch first and give
+    // the answer half a timeout (once per stall: executing a batch re-arms
+    // this). A replica that moves to the next view alone stays there until
+    // f others want it too (pbft-sim stall-through-view-change seed 26
+    // before this: a backup 7 batches behind timed out alone).
+    timer_deferred_ = true;
+    view_change_timer_ticks_ =
+        std::max<uint64_t>(1, view_change_timeout_ticks_ / 2);
+    NextFetchPeer();
+    SendFetch();
+    return;
+  }
+  // §4.4: a request held too long in view v, or no NEW-VIEW for the view
+  // being changed to: move to the next view with a doubled timeout.
+  ++stats_.view_change_timer_expiries;
+  view_change_timeout_ticks_ =
+      std::min(view_change_timeout_ticks_ * 2,
+               uint64_t{options_.params.view_change_timeout_ticks} *
+                   kViewChangeBackoffMax);
+  StartViewChange(view_.next());
 }
 
 void Core::RestoreClient(ClientId client_id, RequestNumber request_number,
@@ -292,6 +357,7 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
                       std::vector<ExecutedReply> replies) {
   CHECK_EQ(seq, last_executed_.next());
   CHECK_LE(seq, last_handed_out_);
+  timer_deferred_ = false;
   auto it = log_.find(seq);
   CHECK(it != log_.end());
   last_executed_ = seq;
@@ -519,7 +585,10 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   }
   const View v(pp.view());
   const Seq s(pp.seq());
-  if (e.sender() == PrimaryOf(v).value()) NoteSeq(e.sender(), s);
+  if (e.sender() == PrimaryOf(v).value()) {
+    NoteSeq(e.sender(), s, &highest_seq_seen_);
+    NoteView(e.sender(), v);
+  }
   // §4.2: accept only from primary(v), in view v, with h < s <= H; §4.4:
   // nothing while changing views.
   if (v != view_ || !view_active_) {
@@ -604,7 +673,11 @@ std::optional<Seq> Core::AcceptVote(const v1::Envelope& e,
   const Seq s(m.seq());
   // Evidence of how far the others are, whatever their view: a replica in
   // another view (or changing views) still catches up by fetching.
-  NoteSeq(e.sender(), s);
+  NoteSeq(e.sender(), s, &highest_seq_seen_);
+  if constexpr (std::is_same_v<VoteMessage, v1::Commit>) {
+    NoteSeq(e.sender(), s, &highest_commit_seen_);
+  }
+  NoteView(e.sender(), v);
   if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return std::nullopt;
@@ -761,7 +834,7 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
     return;
   }
   const Seq s(m.seq());
-  NoteSeq(e.sender(), s);
+  NoteSeq(e.sender(), s, &highest_seq_seen_);
   if (s <= low_watermark_) return;  // Old: already stable here.
   if (s > high_watermark()) {
     Drop(DropReason::kOutOfWindow);
@@ -859,6 +932,15 @@ void Core::Retransmit() {
 void Core::MaybeFetch() {
   const bool stalled = last_executed_ == executed_at_last_fetch_check_;
   executed_at_last_fetch_check_ = last_executed_;
+  if (MissedNewView()) {
+    // Out of the cluster's view: executing fetched batches must not hide
+    // it. Ask a peer (each request names our view; one in a higher view
+    // answers with its NEW-VIEW), busy or idle.
+    ++stats_.view_probes;
+    NextFetchPeer();
+    SendFetch();
+    return;
+  }
   if (!stalled || last_handed_out_ != last_executed_) return;
   const bool proof_ahead = !fetched_proofs_.empty() &&
                            fetched_proofs_.rbegin()->first > last_executed_;
@@ -868,19 +950,28 @@ void Core::MaybeFetch() {
     next_probe_tick_ = tick_ + options_.idle_probe_interval_ticks;
     ++stats_.fetch_probes;
   }
-  // A new peer each time (trusting none), skipping peers that recently
-  // served a response that failed verification.
-  for (uint32_t i = 0; i < options_.n; ++i) {
-    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
-    if (fetch_peer_ != options_.id.value() &&
-        fetch_bad_until_[fetch_peer_] <= tick_) {
-      break;
+  NextFetchPeer();
+  SendFetch();
+}
+
+// A new peer each time (trusting none), skipping peers that recently
+// served a response that failed verification, and preferring one that
+// showed a seq above what this replica executed (one that is down or
+// behind as well would answer nothing useful).
+void Core::NextFetchPeer() {
+  for (const bool ahead_only : {true, false}) {
+    for (uint32_t i = 1; i <= options_.n; ++i) {
+      const uint32_t p = (fetch_peer_ + i) % options_.n;
+      if (p != options_.id.value() && fetch_bad_until_[p] <= tick_ &&
+          (!ahead_only || highest_seq_seen_[p] > last_executed_)) {
+        fetch_peer_ = p;
+        return;
+      }
     }
   }
   if (fetch_peer_ == options_.id.value()) {
     fetch_peer_ = (fetch_peer_ + 1) % options_.n;
   }
-  SendFetch();
 }
 
 void Core::SendFetch() {
@@ -889,6 +980,8 @@ void Core::SendFetch() {
   req.set_replica_id(options_.id.value());
   req.set_from_seq(last_executed_.value() + 1);
   req.set_max_blocks(options_.fetch_blocks_max);
+  req.set_view(view_.value());
+  req.set_view_changing(!view_active_);
   SendTo(ReplicaId(fetch_peer_), signer_->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
                                                req.SerializeAsString()));
   fetch_outstanding_ = true;
@@ -1022,6 +1115,8 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
       bad_peer();
       break;
     }
+    // 2f+1 replicas committed in this view: the cluster reached it.
+    certified_view_ = std::max(certified_view_, View(pp.view()));
     const Seq s(pp.seq());
     if (s <= last_handed_out_) continue;
     if (s > limit || (s > high_watermark() && s > far_limit)) break;
@@ -1057,6 +1152,21 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
   }
   if (asked && adopted) fetch_continue_ = true;
   HandOutCommitted();
+}
+
+// The shell answers the blocks; the core answers the view: a requester in
+// an older view (or still changing to ours) gets our NEW-VIEW.
+void Core::HandleFetchRequest(const v1::Envelope& e) {
+  v1::FetchRequest req;
+  if (!req.ParseFromString(e.payload()) || req.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(req.view());
+  if (!req.view_changing()) NoteView(e.sender(), v);
+  if (v < view_ || (v == view_ && req.view_changing())) {
+    OfferNewView(ReplicaId(static_cast<uint32_t>(e.sender())));
+  }
 }
 
 Seq Core::FetchLimit() const {
@@ -1282,8 +1392,9 @@ void Core::HandleViewChange(const v1::Envelope& e) {
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
   if (target < view_ || (target == view_ && view_active_)) {
     // The sender is behind (restarted, partitioned): the primary of the
-    // current view sends it the NEW-VIEW that let everyone in.
-    if (view_active_ && is_primary() && new_view_) SendTo(sender, *new_view_);
+    // current view sends it the NEW-VIEW that let everyone in (the others
+    // answer its FETCH_REQUESTs, which name its view).
+    if (is_primary()) OfferNewView(sender);
     return;
   }
   auto it = view_changes_.find(sender);
@@ -1295,7 +1406,7 @@ void Core::HandleViewChange(const v1::Envelope& e) {
     Drop(DropReason::kBadViewChange);
     return;
   }
-  NoteSeq(e.sender(), Seq(m.vc.stable_checkpoint().seq()));
+  NoteSeq(e.sender(), Seq(m.vc.stable_checkpoint().seq()), &highest_seq_seen_);
   view_changes_[sender] = std::move(m);
   MaybeJoin();
   MaybeStartNewViewTimer();

@@ -72,7 +72,10 @@ class Cluster {
       auto [from, to, e] = queue_.front();
       queue_.erase(queue_.begin());
       if (down_[to] || !pass(from, to, e)) continue;
-      if (e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST) continue;
+      if (e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
+        if (!serve_fetches_) continue;
+        ServeFetch(to, e);  // The shell's part; then the core's.
+      }
       core_[to]->Step(e);
     }
     FAIL() << "messages did not settle";
@@ -105,6 +108,10 @@ class Cluster {
     return core_[i]->Restore(st);
   }
 
+  // Fetch requests are answered from the executed blocks, as ledgerd does,
+  // and passed to the core (before this, they are dropped).
+  void ServeFetches() { serve_fetches_ = true; }
+
   uint64_t executed(uint32_t i) const { return executed_[i]; }
   std::vector<v1::Envelope> sent_by(uint32_t i, v1::MessageType t) const {
     std::vector<v1::Envelope> out;
@@ -127,6 +134,23 @@ class Cluster {
     uint32_t from, to;
     v1::Envelope e;
   };
+  void ServeFetch(uint32_t at, const v1::Envelope& e) {
+    v1::FetchRequest req;
+    ASSERT_TRUE(req.ParseFromString(e.payload()));
+    v1::FetchResponse resp;
+    resp.set_replica_id(at);
+    *resp.mutable_stable_checkpoint() = core_[at]->stable_checkpoint();
+    for (uint64_t s = std::max<uint64_t>(req.from_seq(), 1);
+         s <= blocks_[at].size() && s < req.from_seq() + req.max_blocks();
+         ++s) {
+      v1::CertifiedBatch* b = resp.add_batches();
+      *b->mutable_pre_prepare() = blocks_[at][s - 1].pre_prepare;
+      *b->mutable_certificate() = blocks_[at][s - 1].certificate;
+    }
+    queue_.push_back({at, static_cast<uint32_t>(e.sender()),
+                      signer_[at]->Sign(v1::MESSAGE_TYPE_FETCH_RESPONSE,
+                                        resp.SerializeAsString())});
+  }
   void Collect() {
     for (uint32_t i = 0; i < 4; ++i) {
       if (down_[i]) continue;
@@ -150,6 +174,7 @@ class Cluster {
         for (const CommittedBatch& b : rd.execute) {
           ASSERT_EQ(b.seq.value(), executed_[i] + 1);
           executed_[i] = b.seq.value();
+          blocks_[i].push_back(b);
           Digest state = ledger::crypto::Sha256(
               absl::StrCat(b.batch_digest.ToHex(), b.seq.value()));
           core_[i]->OnExecuted(b.seq, state, {});
@@ -164,6 +189,8 @@ class Cluster {
   std::vector<std::unique_ptr<Core>> core_;
   std::vector<Durable> durable_;
   std::vector<uint64_t> executed_;
+  std::vector<CommittedBatch> blocks_[4];
+  bool serve_fetches_ = false;
   bool down_[4] = {false, false, false, false};
   std::vector<Msg> queue_;
   std::vector<v1::Envelope> sent_[4];
@@ -433,6 +460,89 @@ TEST(CrashRecovery, RestartDuringViewChangeStaysOutOfTheOldView_4_4) {
   EXPECT_GE(
       c.core(2).stats().dropped[static_cast<size_t>(DropReason::kWrongView)],
       1u);
+}
+
+}  // namespace
+}  // namespace pbft
+
+namespace pbft {
+namespace {
+
+// Rejoining the current view (docs/protocol.md): primary 0 is cut off while
+// the backups replace it, then comes back to an idle cluster. Its idle
+// probe names view 0; the peer it asks answers with the NEW-VIEW of view 1,
+// which it checks (O recomputed from V) and enters.
+TEST(Rejoin, FormerPrimaryJoinsTheNewViewOfAnIdleCluster_4_4) {
+  Cluster c;
+  c.ServeFetches();
+  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
+  c.Run(NotFrom0, /*ticks=*/40);
+  ASSERT_EQ(c.core(1).view(), View(1));
+  ASSERT_EQ(c.core(0).view(), View(0));
+  ASSERT_TRUE(c.core(0).view_active());
+  // Back, no traffic: only its own probes can tell it.
+  c.Run(Cluster::All, /*ticks=*/500);
+  EXPECT_EQ(c.core(0).view(), View(1));
+  EXPECT_TRUE(c.core(0).view_active());
+  EXPECT_TRUE(c.core(0).in_cluster_view());
+  EXPECT_EQ(c.executed(0), 1u);
+  EXPECT_GE(c.core(0).stats().views_entered, 1u);
+  uint64_t offered = 0;
+  for (uint32_t b = 1; b < 4; ++b)
+    offered += c.core(b).stats().new_views_offered;
+  EXPECT_GE(offered, 1u);
+}
+
+// A fetched commit certificate of view 1 proves the cluster is there: the
+// replica asks at its next fetch interval, without waiting for an idle
+// probe, and executing the fetched batch does not hide that it is out of
+// view.
+TEST(Rejoin, FetchedCertificateOfAHigherViewTriggersAProbe_4_4) {
+  Cluster c;
+  c.ServeFetches();
+  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
+  c.Run(NotFrom0, /*ticks=*/40);
+  ASSERT_EQ(c.core(1).view(), View(1));
+  // Replica 0 gets only fetch traffic, no NEW-VIEW: it adopts the batch
+  // committed in view 1 and is then out of view on proof.
+  auto fetch_only = [](uint32_t from, uint32_t to, const v1::Envelope& e) {
+    if (from != 0 && to != 0) return true;
+    return e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST ||
+           e.type() == v1::MESSAGE_TYPE_FETCH_RESPONSE;
+  };
+  c.Run(fetch_only, /*ticks=*/440);
+  ASSERT_EQ(c.executed(0), 1u);
+  EXPECT_EQ(c.core(0).cluster_view(), View(1));
+  EXPECT_FALSE(c.core(0).in_cluster_view());
+  const uint64_t probes = c.core(0).stats().view_probes;
+  EXPECT_GE(probes, 1u);
+  // Now NEW-VIEWs get through too: within two fetch intervals it is in.
+  c.Run(Cluster::All, /*ticks=*/80);
+  EXPECT_EQ(c.core(0).view(), View(1));
+  EXPECT_TRUE(c.core(0).in_cluster_view());
+}
+
+// f replicas' messages of a higher view are no evidence (they may lie);
+// f+1 are.
+TEST(Rejoin, FHigherViewPreparesAreNoEvidenceFPlusOneAre_4_4) {
+  Cluster c;
+  auto prepare = [&](uint32_t from, uint64_t view) {
+    v1::Prepare p;
+    p.set_view(view);
+    p.set_seq(1);
+    p.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    p.set_replica_id(from);
+    return c.signer(from).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString());
+  };
+  c.Inject(1, 0, prepare(1, 7));
+  c.Run(Cluster::All);
+  EXPECT_EQ(c.core(0).cluster_view(), View(0));
+  EXPECT_TRUE(c.core(0).in_cluster_view());
+  c.Inject(2, 0, prepare(2, 5));
+  c.Run(Cluster::All);
+  EXPECT_EQ(c.core(0).cluster_view(), View(5)) << "the (f+1)-th highest";
+  EXPECT_FALSE(c.core(0).in_cluster_view());
+  EXPECT_EQ(c.core(0).view(), View(0)) << "evidence never moves the view";
 }
 
 }  // namespace

@@ -145,6 +145,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "partition",
                                              "byzantine-primary",
                                              "byzantine-view-change",
+                                             "restart-during-view-change",
+                                             "stall-through-view-change",
                                              "padding"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
@@ -238,6 +240,10 @@ struct SimReplica {
   bool down = false;
   uint64_t down_until = 0;
   bool crash_mid_ready = false;  // Crash after the next persist.
+  // Stalled (SIGSTOP): no ticks; what arrives waits in `held` (at most
+  // held_max, the rest lost as by a full stream) until it resumes.
+  bool stalled = false;
+  std::deque<EnvPtr> held;
   bool wipe_on_crash = false;
   std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 };
@@ -310,6 +316,17 @@ class Simulation {
   void FinalCheck();
   void ChainCheck();
   void IdleCatchUpCheck();
+  // Every correct replica is running and active in the cluster's view (the
+  // highest view a correct replica is active in), or changing to a higher
+  // one alone; counts the latter in *ahead (docs/protocol.md "Rejoining the
+  // current view").
+  bool ViewsSettled(uint64_t* ahead) const;
+  void ViewCheck();
+  // Scenarios restart-during-view-change and stall-through-view-change.
+  bool RejoinRun();
+  void ForceViewChange(SimReplica& victim);
+  void Resume(SimReplica& r);
+  std::string Views() const;
   // Ticks the cluster (clients too if `clients`; down replicas stay down)
   // until done() or `bound` ticks passed; returns done().
   template <typename Done>
@@ -355,6 +372,11 @@ class Simulation {
   // the bound every certificate and proof a correct replica keeps obeys.
   ledger::WireLimits limits_;
   uint64_t pad_silent_tick_ = 0;
+  // Rejoin scenarios: how the victim is taken out, and whether the clients
+  // keep sending after it returns.
+  bool rejoin_ = false, stall_ = false, busy_ = false;
+  double held_drop_ = 0;
+  uint64_t held_max_ = 0;
   // Faults of the crash / partition scenarios.
   bool crashes_ = false, wipes_ = false, partitions_ = false;
   std::set<uint32_t> wiped_;         // Replicas wiped so far (at most f).
@@ -431,6 +453,18 @@ void Simulation::Setup() {
     partition_primary_ = sc == "byzantine-view-change";
     // Liveness is owed once faults end: allow for the back-off of the
     // view-change timer (capped at 32x) and a few view changes.
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
+  rejoin_ =
+      sc == "restart-during-view-change" || sc == "stall-through-view-change";
+  if (rejoin_) {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    stall_ = sc == "stall-through-view-change";
+    busy_ = rng_.Chance(0.5);
+    held_drop_ = rng_.Chance(0.5) ? 0 : 0.5;
+    held_max_ = rng_.Pick<uint64_t>({0, 16, 256, UINT64_MAX});
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
   blocked_.assign(n_, std::vector<bool>(n_, false));
@@ -519,6 +553,12 @@ void Simulation::Setup() {
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
+  if (rejoin_) {
+    absl::StrAppend(
+        &result_.setup, " vc_timeout=", params_.view_change_timeout_ticks,
+        busy_ ? " busy" : " idle", " held_drop=", held_drop_,
+        " held_max=", held_max_, serve_latest_proof_ ? " latest-proof" : "");
+  }
   if (fault_scenario) {
     absl::StrAppend(&result_.setup,
                     " vc_timeout=", params_.view_change_timeout_ticks,
@@ -587,8 +627,13 @@ void Simulation::Deliver(const Packet& p) {
     }
     return;
   }
-  if (replicas_[p.to]->down) return;
-  DeliverToReplica(*replicas_[p.to], p.envelope);
+  SimReplica& r = *replicas_[p.to];
+  if (r.down) return;
+  if (r.stalled) {
+    if (r.held.size() < held_max_) r.held.push_back(p.envelope);
+    return;
+  }
+  DeliverToReplica(r, p.envelope);
 }
 
 // --- Replicas
@@ -597,10 +642,9 @@ void Simulation::Deliver(const Packet& p) {
 void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
   from_ = r.id;
   if (r.byzantine) ByzantineOnReceive(r, e);
-  if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
-    ServeFetch(r, *e);
-    return;
-  }
+  // The shell answers a FETCH_REQUEST from its ledger; the core sees it too
+  // (a requester in an older view gets the NEW-VIEW).
+  if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) ServeFetch(r, *e);
   r.core->Step(*e);
   Drain(r);
 }
@@ -1183,7 +1227,7 @@ bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
       Deliver(p);
     }
     for (auto& r : replicas_) {
-      if (r->down) continue;
+      if (r->down || r->stalled) continue;
       from_ = r->id;
       r->core->Tick(NowMs(*r));
       if (r->byzantine) ByzantineTick(*r);
@@ -1242,6 +1286,156 @@ void Simulation::IdleCatchUpCheck() {
                       lagging.ledger.height(), " after ", bound,
                       " idle ticks; the others are at ", top()));
   }
+}
+
+// --- Views
+// --------------------------------------------------------------------
+
+// A replica whose timer expired while it was cut off moves to the next view
+// alone and stays there: f+1 replicas must want a view change before the
+// others follow (§4.4 liveness (c)), and it cannot go back (its VIEW-CHANGE
+// may still enter a NEW-VIEW). That is allowed; being left behind is not.
+bool Simulation::ViewsSettled(uint64_t* ahead) const {
+  uint64_t cluster = 0;
+  bool any = false;
+  for (const auto& r : replicas_) {
+    if (r->byzantine || r->down || r->stalled) continue;
+    if (r->core->view_active()) {
+      cluster = std::max(cluster, r->core->view().value());
+      any = true;
+    }
+  }
+  *ahead = 0;
+  for (const auto& r : replicas_) {
+    if (r->byzantine) continue;
+    if (!any || r->down || r->stalled) return false;
+    const uint64_t v = r->core->view().value();
+    if (!r->core->view_active() && v > cluster) {
+      ++*ahead;
+    } else if (!r->core->view_active() || v != cluster) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Simulation::Views() const {
+  std::string out;
+  for (const auto& r : replicas_) {
+    absl::StrAppend(&out, " ", r->id, ":");
+    if (r->down) {
+      absl::StrAppend(&out, "down");
+    } else {
+      absl::StrAppend(&out, "v", r->core->view().value(),
+                      r->core->view_active() ? "" : "*",
+                      r->byzantine ? "(byzantine)" : "");
+    }
+  }
+  return out;
+}
+
+// After healing, with no traffic: every correct replica ends active in the
+// cluster's view. One that missed a view change must learn it on its own
+// (an idle probe names its view; a peer answers with its NEW-VIEW).
+void Simulation::ViewCheck() {
+  const uint64_t bound = 2ull * Options().idle_probe_interval_ticks +
+                         8ull * params_.view_change_timeout_ticks + 1000;
+  uint64_t ahead = 0;
+  const bool one =
+      TickUntil(bound, false, [&] { return ViewsSettled(&ahead); });
+  result_.ahead_alone += ahead;
+  if (result_.ok && !one) {
+    Fail(absl::StrCat("view: a correct replica is behind the cluster's view ",
+                      bound, " idle ticks after healing:", Views()));
+  }
+}
+
+void Simulation::Resume(SimReplica& r) {
+  CHECK(r.stalled);
+  r.stalled = false;
+  last_disturbance_ = tick_;
+  std::deque<EnvPtr> held;
+  held.swap(r.held);
+  for (const EnvPtr& e : held) {
+    if (r.down || !result_.ok) break;
+    if (rng_.Chance(held_drop_)) continue;  // A stream that overflowed.
+    DeliverToReplica(r, e);
+  }
+}
+
+// A backup victim: the primary is cut off (both ways) so that the backups
+// change views, and the victim is taken out at a random point of that.
+void Simulation::ForceViewChange(SimReplica& victim) {
+  const uint32_t primary = CurrentPrimary();
+  if (victim.id != primary) {
+    for (uint32_t i = 0; i < n_; ++i) {
+      blocked_[primary][i] = blocked_[i][primary] = i != primary;
+    }
+    last_disturbance_ = tick_;
+    TickUntil(rng_.Range(0, 2ull * params_.view_change_timeout_ticks), true,
+              [] { return false; });
+  }
+  if (stall_) {
+    victim.stalled = true;
+  } else {
+    victim.wipe_on_crash = false;
+    Crash(victim);
+  }
+  last_disturbance_ = tick_;
+}
+
+// Scenarios restart-during-view-change and stall-through-view-change: a
+// replica (the primary most of the time) crashes or stalls while the others
+// change views, and returns at a random point (before their NEW-VIEW, or
+// long after). The clients keep sending after it returns (busy) or have
+// stopped before (idle). It must then be active in the others' view, busy
+// or idle, however many fetched batches it executes meanwhile.
+bool Simulation::RejoinRun() {
+  for (auto& c : clients_) c->total = UINT64_MAX / 2;
+  auto stop_clients = [&] {
+    for (auto& c : clients_) c->total = c->completed + (c->outstanding ? 1 : 0);
+  };
+  auto never = [] { return false; };
+  TickUntil(rng_.Range(50, 400), true, never);
+  const uint32_t primary = CurrentPrimary();
+  const uint32_t victim_id =
+      rng_.Chance(0.7)
+          ? primary
+          : (primary + 1 + static_cast<uint32_t>(rng_.Below(n_ - 1))) % n_;
+  SimReplica& victim = *replicas_[victim_id];
+  if (!result_.ok) return false;
+  ForceViewChange(victim);
+  const uint64_t away = rng_.Range(30, 1500);
+  const uint64_t heal_at =
+      tick_ + rng_.Range(0, params_.view_change_timeout_ticks);
+  const uint64_t idle_at = busy_ ? UINT64_MAX : tick_ + rng_.Range(0, away);
+  TickUntil(away, true, [&] {
+    if (tick_ >= heal_at) Heal();
+    if (tick_ >= idle_at) stop_clients();
+    return false;
+  });
+  if (!result_.ok) return false;
+  Heal();
+  if (!busy_) stop_clients();
+  if (stall_) {
+    Resume(victim);
+  } else {
+    Restart(victim);
+  }
+  const uint64_t back = tick_;
+  uint64_t ahead = 0;
+  const bool joined =
+      TickUntil(liveness_ticks_, true, [&] { return ViewsSettled(&ahead); });
+  if (!result_.ok) return false;
+  if (!joined) {
+    Fail(absl::StrCat("rejoin: a correct replica is behind the cluster's view ",
+                      tick_ - back, " ticks after replica ", victim.id,
+                      " returned (", busy_ ? "busy" : "idle", "):", Views()));
+    return false;
+  }
+  result_.max_rejoin_ticks = std::max(result_.max_rejoin_ticks, tick_ - back);
+  stop_clients();
+  return true;
 }
 
 // --- Byzantine backups ------------------------------------------------------
@@ -1646,7 +1840,9 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
 SimResult Simulation::Run() {
   Setup();
   bool done = false;
-  for (tick_ = 1; tick_ <= opt_.max_ticks && result_.ok; ++tick_) {
+  tick_ = 1;
+  if (rejoin_) done = RejoinRun();
+  for (; !rejoin_ && tick_ <= opt_.max_ticks && result_.ok; ++tick_) {
     for (auto& c : clients_) ClientTick(*c);
     while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
       Packet p = net_.top();
@@ -1655,7 +1851,7 @@ SimResult Simulation::Run() {
     }
     if (crashes_ || partitions_) FaultTick();
     for (auto& r : replicas_) {
-      if (r->down) continue;
+      if (r->down || r->stalled) continue;
       from_ = r->id;
       r->core->Tick(NowMs(*r));
       if (r->byzantine) ByzantineTick(*r);
@@ -1673,6 +1869,7 @@ SimResult Simulation::Run() {
                       opt_.max_ticks, " ticks"));
   }
   if (result_.ok) FinalCheck();
+  if (result_.ok) ViewCheck();
   if (result_.ok) IdleCatchUpCheck();
   if (result_.ok) ChainCheck();
   result_.ticks = tick_;
