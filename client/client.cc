@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <queue>
@@ -29,6 +30,11 @@ namespace ledger {
 namespace {
 
 constexpr char kOutcomeUnknownUrl[] = "type.pbft-ledger/outcome-unknown";
+// On a call that f+1 replicas refused as stale: the request number the
+// client must exceed (decimal).
+constexpr char kStaleUrl[] = "type.pbft-ledger/stale-request-number";
+// How many times one call is renumbered after stale rejections.
+constexpr int kRenumberMax = 3;
 // Room for gRPC framing above the largest payload the cluster accepts.
 constexpr int kMessageSlackBytes = 64 << 10;
 
@@ -189,13 +195,19 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // (QueryReply.block_commit) is not matched: it goes to `commit`.
   absl::StatusOr<std::string> MatchKey(uint32_t replica,
                                        const pbft::v1::Envelope& reply,
-                                       bool* rejected, v1::BlockCommit* commit);
+                                       pbft::v1::Reply* rejection,
+                                       v1::BlockCommit* commit);
   // The outcome of a query whose matching answers (`key`, from `voters`) are
   // a block: the key with the first voter's block_commit that verifies
   // against the config (one suffices: docs/api.md "Blocks").
   absl::StatusOr<std::string> WithBlockCommit(const std::string& key,
                                               const std::set<uint32_t>& voters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A signed rejection that retrying the same request cannot change
+  // (stale number, too large): counted per replica; f+1 of them finish
+  // the call. True if it was such a rejection.
+  bool OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
+                        const pbft::v1::Reply& rejection);
 
   GrpcClient* client_;
   uint32_t client_weak_quorum_;
@@ -219,6 +231,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
   // Queries: each replica's block_commit, if its answer had one.
   std::map<uint32_t, v1::BlockCommit> block_commits_ ABSL_GUARDED_BY(mu_);
+  // Verified final rejections: reason -> replica -> last_request_number.
+  std::map<int, std::map<uint32_t, uint64_t>> final_rejections_
+      ABSL_GUARDED_BY(mu_);
 };
 
 class GrpcClient final : public Client {
@@ -272,106 +287,26 @@ class GrpcClient final : public Client {
                        cluster_.protocol().request_operations_max)));
       return;
     }
-    const uint64_t t = NextRequestNumber();
-    pbft::v1::Request req;
-    req.set_client_id(client_id());
-    req.set_request_number(t);
-    batch.SerializeToString(req.mutable_operation());
-    pbft::v1::Envelope env =
-        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
-    auto call = std::make_shared<FanOut>(
-        this, FanOut::Kind::kSubmit, std::move(env), t,
-        absl::Now() + Deadline(deadline), cluster_.weak_quorum(),
-        cluster_.weak_quorum(),
-        [done = std::move(done)](absl::StatusOr<std::string> r) {
-          if (!r.ok()) return done(r.status());
-          v1::OperationResults results;
-          if (!results.ParseFromString(*r)) {
-            return done(absl::DataLossError(
-                "reply.result: f+1 replicas sent undecodable results"));
-          }
-          done(std::move(results));
-        });
-    call->Start();
+    auto p = std::make_shared<Ordered>();
+    batch.SerializeToString(&p->operation);
+    p->deadline = absl::Now() + Deadline(deadline);
+    p->done = std::move(done);
+    {
+      absl::MutexLock l(&order_mu_);
+      order_waiting_.push_back(std::move(p));
+    }
+    SendNextOrdered();
   }
 
   absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
-                                       absl::Duration deadline) override {
-    const uint64_t t = NextRequestNumber();
-    pbft::v1::Request req;
-    req.set_client_id(client_id());
-    req.set_request_number(t);
-    req.set_read_only(true);
-    query.SerializeToString(req.mutable_operation());
-    pbft::v1::Envelope env =
-        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
-    std::promise<absl::StatusOr<std::string>> p;
-    auto f = p.get_future();
-    auto call = std::make_shared<FanOut>(
-        this, FanOut::Kind::kQuery, std::move(env), t,
-        absl::Now() + Deadline(deadline), cluster_.quorum(),
-        cluster_.weak_quorum(),
-        [&p](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
-    call->Start();
-    absl::StatusOr<std::string> r = f.get();
-    if (!r.ok()) return r.status();
-    v1::QueryReply reply;
-    if (!reply.ParseFromString(*r)) {
-      return absl::DataLossError("query reply: undecodable answer");
-    }
-    return reply;
-  }
-
+                                       absl::Duration deadline) override;
   absl::StatusOr<v1::StatusResponse> ReplicaStatus(
-      uint32_t replica_id, absl::Duration deadline) override {
-    if (replica_id >= stubs_.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("replica id ", replica_id, " is not in the cluster"));
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    v1::StatusRequest req;
-    v1::StatusResponse resp;
-    grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
-    if (!s.ok()) return FromGrpc(s);
-    return resp;
-  }
-
-  ~GrpcClient() override {
-    // Cancel what is in flight and wait until every completion has been
-    // handled (handlers use this object); then stop the poller.
-    {
-      absl::MutexLock l(&inflight_mu_);
-      closing_ = true;
-      for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
-      inflight_mu_.Await(absl::Condition(
-          +[](InflightMap* m) { return m->empty(); }, &inflight_));
-    }
-    cq_.Shutdown();
-    poller_.join();
-  }
+      uint32_t replica_id, absl::Duration deadline) override;
+  ~GrpcClient() override;
 
   // Starts `attempt` to `replica` unless the client is closing.
   void StartRpc(uint32_t replica, bool submit,
-                std::unique_ptr<RpcAttempt> attempt) {
-    RpcAttempt* a = attempt.get();
-    {
-      absl::MutexLock l(&inflight_mu_);
-      if (closing_) return;
-      inflight_.emplace(a, std::move(attempt));
-    }
-    if (submit) {
-      a->submit_rpc =
-          stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
-      a->submit_rpc->StartCall();
-      a->submit_rpc->Finish(&a->submit_response, &a->status, a);
-    } else {
-      a->query_rpc =
-          stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
-      a->query_rpc->StartCall();
-      a->query_rpc->Finish(&a->query_response, &a->status, a);
-    }
-  }
+                std::unique_ptr<RpcAttempt> attempt);
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const { return cluster_; }
@@ -380,6 +315,19 @@ class GrpcClient final : public Client {
   TimerThread& timers() { return timers_; }
 
  private:
+  // An ordered request waiting for its turn or in flight.
+  struct Ordered {
+    std::string operation;  // ledger.v1.OperationBatch bytes.
+    absl::Time deadline;
+    ResultCallback done;
+    int renumbered = 0;
+  };
+  void SendNextOrdered();
+  void SendOrdered(std::shared_ptr<Ordered> p);
+  void OnOrderedDone(std::shared_ptr<Ordered> p, absl::StatusOr<std::string> r);
+  void FinishOrdered(const std::shared_ptr<Ordered>& p,
+                     absl::StatusOr<v1::OperationResults> r);
+
   uint64_t NextRequestNumber() {
     // Strictly increasing, and above anything an earlier process of this
     // client used (that one counted from its own start time).
@@ -391,6 +339,20 @@ class GrpcClient final : public Client {
     } while (!next_request_number_.compare_exchange_weak(prev, next));
     return next;
   }
+
+  // Numbers above `last` from now on (learned from stale rejections).
+  void RaiseRequestNumber(uint64_t last) {
+    uint64_t prev = next_request_number_.load();
+    while (prev < last &&
+           !next_request_number_.compare_exchange_weak(prev, last)) {
+    }
+  }
+
+  absl::Mutex order_mu_;
+  std::deque<std::shared_ptr<Ordered>> order_waiting_
+      ABSL_GUARDED_BY(order_mu_);
+  bool order_sending_ ABSL_GUARDED_BY(order_mu_) = false;
+  bool order_closing_ ABSL_GUARDED_BY(order_mu_) = false;
 
   Cluster cluster_;
   EnvelopeSigner signer_;
@@ -421,6 +383,176 @@ class GrpcClient final : public Client {
   std::thread poller_{[this] { Poll(); }};
   TimerThread timers_;  // Declared last: joins before the stubs go away.
 };
+
+absl::StatusOr<v1::QueryReply> GrpcClient::Query(const v1::Query& query,
+                                                 absl::Duration deadline) {
+  const uint64_t t = NextRequestNumber();
+  pbft::v1::Request req;
+  req.set_client_id(client_id());
+  req.set_request_number(t);
+  req.set_read_only(true);
+  query.SerializeToString(req.mutable_operation());
+  pbft::v1::Envelope env =
+      signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+  std::promise<absl::StatusOr<std::string>> p;
+  auto f = p.get_future();
+  auto call = std::make_shared<FanOut>(
+      this, FanOut::Kind::kQuery, std::move(env), t,
+      absl::Now() + Deadline(deadline), cluster_.quorum(),
+      cluster_.weak_quorum(),
+      [&p](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
+  call->Start();
+  absl::StatusOr<std::string> r = f.get();
+  if (!r.ok()) return r.status();
+  v1::QueryReply reply;
+  if (!reply.ParseFromString(*r)) {
+    return absl::DataLossError("query reply: undecodable answer");
+  }
+  return reply;
+}
+
+absl::StatusOr<v1::StatusResponse> GrpcClient::ReplicaStatus(
+    uint32_t replica_id, absl::Duration deadline) {
+  if (replica_id >= stubs_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replica id ", replica_id, " is not in the cluster"));
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::StatusRequest req;
+  v1::StatusResponse resp;
+  grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp;
+}
+
+GrpcClient::~GrpcClient() {
+  // Ordered requests not sent yet fail at once; then cancel what is in
+  // flight and wait until every completion has been handled (handlers use
+  // this object); then stop the poller.
+  std::deque<std::shared_ptr<Ordered>> waiting;
+  {
+    absl::MutexLock l(&order_mu_);
+    order_closing_ = true;
+    waiting.swap(order_waiting_);
+  }
+  for (auto& p : waiting) {
+    p->done(absl::CancelledError("client closed; the request was not sent"));
+  }
+  {
+    absl::MutexLock l(&inflight_mu_);
+    closing_ = true;
+    for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
+    inflight_mu_.Await(absl::Condition(
+        +[](InflightMap* m) { return m->empty(); }, &inflight_));
+  }
+  cq_.Shutdown();
+  poller_.join();
+}
+
+void GrpcClient::StartRpc(uint32_t replica, bool submit,
+                          std::unique_ptr<RpcAttempt> attempt) {
+  RpcAttempt* a = attempt.get();
+  {
+    absl::MutexLock l(&inflight_mu_);
+    if (closing_) return;
+    inflight_.emplace(a, std::move(attempt));
+  }
+  if (submit) {
+    a->submit_rpc =
+        stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
+    a->submit_rpc->StartCall();
+    a->submit_rpc->Finish(&a->submit_response, &a->status, a);
+  } else {
+    a->query_rpc = stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
+    a->query_rpc->StartCall();
+    a->query_rpc->Finish(&a->query_response, &a->status, a);
+  }
+}
+
+// Ordered requests (docs/protocol.md, "Request numbers"): one at a time per
+// Client, each numbered when it is sent, so that no number of this client
+// can be overtaken by a higher one while in flight and turn stale.
+void GrpcClient::SendNextOrdered() {
+  std::shared_ptr<Ordered> next;
+  {
+    absl::MutexLock l(&order_mu_);
+    if (order_sending_ || order_waiting_.empty() || order_closing_) return;
+    order_sending_ = true;
+    next = std::move(order_waiting_.front());
+    order_waiting_.pop_front();
+  }
+  SendOrdered(std::move(next));
+}
+
+void GrpcClient::SendOrdered(std::shared_ptr<Ordered> p) {
+  bool closing;
+  {
+    absl::MutexLock l(&order_mu_);
+    closing = order_closing_;
+  }
+  if (closing) {
+    return FinishOrdered(
+        p, absl::CancelledError("client closed; the request was not sent"));
+  }
+  if (absl::Now() >= p->deadline) {
+    // Never sent: it did not execute (not an unknown outcome).
+    return FinishOrdered(
+        p, absl::DeadlineExceededError(
+               "deadline passed while earlier requests of this client were "
+               "in flight; the request was not sent"));
+  }
+  const uint64_t t = NextRequestNumber();
+  pbft::v1::Request req;
+  req.set_client_id(client_id());
+  req.set_request_number(t);
+  req.set_operation(p->operation);
+  pbft::v1::Envelope env =
+      signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+  auto call = std::make_shared<FanOut>(
+      this, FanOut::Kind::kSubmit, std::move(env), t, p->deadline,
+      cluster_.weak_quorum(), cluster_.weak_quorum(),
+      [this, p](absl::StatusOr<std::string> r) {
+        OnOrderedDone(p, std::move(r));
+      });
+  call->Start();
+}
+
+void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
+                               absl::StatusOr<std::string> r) {
+  if (!r.ok()) {
+    auto stale = r.status().GetPayload(kStaleUrl);
+    uint64_t last = 0;
+    if (stale && absl::SimpleAtoi(std::string(*stale), &last) &&
+        p->renumbered < kRenumberMax) {
+      // f+1 replicas refused the number as stale before executing it (this
+      // Client had nothing else in flight, so the higher number is another
+      // process's or an earlier run's): renumber above it and send again.
+      ++p->renumbered;
+      RaiseRequestNumber(last);
+      return SendOrdered(std::move(p));
+    }
+    return FinishOrdered(p, r.status());
+  }
+  v1::OperationResults results;
+  if (!results.ParseFromString(*r)) {
+    return FinishOrdered(
+        p, absl::DataLossError("reply.result: f+1 replicas sent undecodable "
+                               "results"));
+  }
+  FinishOrdered(p, std::move(results));
+}
+
+void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
+                               absl::StatusOr<v1::OperationResults> r) {
+  ResultCallback done = std::move(p->done);
+  {
+    absl::MutexLock l(&order_mu_);
+    order_sending_ = false;
+  }
+  done(std::move(r));
+  SendNextOrdered();
+}
 
 void FanOut::Start() {
   for (uint32_t r = 0; r < client_->replica_count(); ++r) {
@@ -464,9 +596,8 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
 
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
                                              const pbft::v1::Envelope& reply,
-                                             bool* rejected,
+                                             pbft::v1::Reply* rejection,
                                              v1::BlockCommit* commit) {
-  *rejected = false;
   const pbft::v1::MessageType want = kind_ == Kind::kSubmit
                                          ? pbft::v1::MESSAGE_TYPE_REPLY
                                          : pbft::v1::MESSAGE_TYPE_QUERY_REPLY;
@@ -485,7 +616,7 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
       return absl::InvalidArgumentError("reply: for another request");
     }
     if (r.rejected() != pbft::v1::REJECT_REASON_UNSPECIFIED) {
-      *rejected = true;
+      *rejection = r;
       return absl::ResourceExhaustedError(
           absl::StrCat("replica refused the request: ",
                        pbft::v1::RejectReason_Name(r.rejected())));
@@ -524,10 +655,11 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   std::string key;
   v1::BlockCommit commit;
   if (s.ok()) {
-    bool rejected = false;
+    pbft::v1::Reply rejection;
     absl::StatusOr<std::string> k =
-        MatchKey(replica, reply, &rejected, &commit);
+        MatchKey(replica, reply, &rejection, &commit);
     if (!k.ok()) {
+      if (OnFinalRejection(replica, reply, rejection)) return;
       Retry(replica, backoff, std::string(k.status().message()));
       return;
     }
@@ -637,6 +769,48 @@ absl::StatusOr<std::string> FanOut::WithBlockCommit(
   return absl::DataLossError(absl::StrCat(
       "block ", header.height(),
       ": no valid commit certificate among the matching answers (", why, ")"));
+}
+
+bool FanOut::OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
+                              const pbft::v1::Reply& rejection) {
+  const pbft::v1::RejectReason reason = rejection.rejected();
+  const bool stale = reason == pbft::v1::REJECT_REASON_STALE_REQUEST_NUMBER &&
+                     rejection.last_request_number() > request_number_;
+  if (!stale && reason != pbft::v1::REJECT_REASON_TOO_LARGE) return false;
+  // Acted upon, so checked at once (a rare path).
+  if (client_->verifier().Check(reply) != EnvelopeError::kOk) return false;
+  Done done;
+  absl::Status outcome;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || !voted_.insert(replica).second) return true;
+    auto& by_replica = final_rejections_[reason];
+    by_replica[replica] = rejection.last_request_number();
+    last_error_[replica] = pbft::v1::RejectReason_Name(reason);
+    if (by_replica.size() < client_weak_quorum_) return true;
+    finished_ = true;
+    done = std::move(done_);
+    if (stale) {
+      // The (f+1)-th highest number named: at least one correct replica
+      // vouches for it, so no faulty replica can push the client's numbers
+      // up on its own.
+      std::vector<uint64_t> lasts;
+      for (const auto& [r, last] : by_replica) lasts.push_back(last);
+      std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
+      const uint64_t last = lasts[client_weak_quorum_ - 1];
+      outcome = absl::FailedPreconditionError(
+          absl::StrCat("request number ", request_number_,
+                       " is stale: the client's last request number is ", last,
+                       " (f+1 replicas say so)"));
+      outcome.SetPayload(kStaleUrl, absl::Cord(absl::StrCat(last)));
+    } else {
+      outcome = absl::ResourceExhaustedError(
+          "request refused by f+1 replicas: larger than the cluster's "
+          "batch_bytes_max; it was not executed");
+    }
+  }
+  done(outcome);
+  return true;
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {

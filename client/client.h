@@ -24,6 +24,14 @@
 // or too few answer within half the deadline, the query is retried as an
 // ordered request (f+1 matching replies), as §5.1 prescribes.
 //
+// Request numbers: one ordered request (Submit, OrderedQuery) is in flight
+// per Client at a time, numbered when it is sent, so none can be overtaken
+// by a higher number and never execute. Calls from many threads are sent in
+// call order; for parallel load use one Client (one key) per stream. When
+// f+1 replicas reject a request as stale (another process used this key, or
+// the clock stepped back) the request is renumbered above the number they
+// name and sent again, without an "outcome unknown".
+//
 // Thread-safe: one Client may be shared by many threads.
 #ifndef PBFT_LEDGER_CLIENT_CLIENT_H_
 #define PBFT_LEDGER_CLIENT_CLIENT_H_

@@ -564,7 +564,13 @@ void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
   pbft::v1::PrePrepare pp;  // Parsed only if a request holds a query.
   for (size_t i = 0; i < result->outcomes.size(); ++i) {
     RequestOutcome& o = result->outcomes[i];
-    if (o.duplicate) continue;  // Its stored reply stands (PBFT.md §4.2).
+    if (o.duplicate) {
+      // Not executed again: the core resends the stored reply (same
+      // number) or answers with a stale rejection (lower number).
+      replies.push_back(
+          {ClientId(o.client_id), RequestNumber(o.request_number), ""});
+      continue;
+    }
     if (o.has_query) {
       // Ordered reads: answered from the state after this block, the same
       // on every correct replica.

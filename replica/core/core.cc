@@ -254,44 +254,25 @@ void Core::OnRequest(const v1::Envelope& e) {
   }
   const ClientId c(r.client_id());
   const RequestNumber t(r.request_number());
-  auto cit = clients_.find(c.value());
-  if (cit != clients_.end()) {
-    ClientRecord& rec = cit->second;
-    // PBFT.md, client requests: equal to the last executed -> resend the
-    // stored reply; lower -> ignore; higher -> order it.
-    if (t == rec.last_executed && rec.reply) {
-      ready_.replies.push_back({c, *rec.reply});
-      return;
-    }
-    if (t < rec.last_executed) {
-      Drop(DropReason::kStaleRequest);
-      return;
-    }
-    if (t <= rec.last_ordered) return;  // Being executed now.
-  }
+  if (!AdmitNumber(c, t)) return;
   const RequestKey key{c.value(), t.value()};
-  const bool queued = queue_index_.count(key) > 0;
-  if (!queued) {
-    const size_t bytes = RequestBytes(e);
-    if (bytes > options_.params.batch_bytes_max) {
-      Reject(r, v1::REJECT_REASON_MALFORMED);
+  auto qi = queue_index_.find(key);
+  if (qi != queue_index_.end()) {
+    // A copy of a queued request waits for that request's reply; another
+    // request under the same number never executes: say so.
+    if (queue_.at(qi->second).envelope.payload() != e.payload()) {
+      Drop(DropReason::kBadRequest);
+      Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
-    if (queue_.size() >= options_.params.request_queue_max) {
-      Drop(DropReason::kQueueFull);
-      Reject(r, v1::REJECT_REASON_QUEUE_FULL);
-      return;
-    }
+  } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).
     if (is_primary() && assigned_.contains(key)) {
       UpdateViewChangeTimer(false);
       return;
     }
-    const uint64_t arrival = next_arrival_++;
-    queue_[arrival] = Queued{e, c, t, tick_, bytes};
-    queue_index_[key] = arrival;
-    queue_bytes_ += bytes;
+    if (!Enqueue(e, c, t)) return;
   }
   if (!view_active_) return;  // Held; forwarded once the new view starts.
   if (is_primary()) {
@@ -304,6 +285,61 @@ void Core::OnRequest(const v1::Envelope& e) {
     ++stats_.requests_forwarded;
     UpdateViewChangeTimer(false);
   }
+}
+
+// PBFT.md, client requests: equal to the last executed -> resend the stored
+// reply; lower, or at or below a number already committed for execution ->
+// it never executes: answer at once with a stale rejection naming the last
+// number (never silence); higher -> order it. True if it may be ordered.
+bool Core::AdmitNumber(ClientId c, RequestNumber t) {
+  auto cit = clients_.find(c.value());
+  if (cit == clients_.end()) return true;
+  ClientRecord& rec = cit->second;
+  if (t == rec.last_executed && rec.reply) {
+    ready_.replies.push_back({c, *rec.reply});
+    return false;
+  }
+  if (t > rec.last_ordered) return true;
+  // Committed for execution here and not executed yet: its reply (or its
+  // stale rejection, if a higher number of the client runs first) comes
+  // from OnExecuted.
+  if (t > rec.last_executed && HandedOut(c, t)) return false;
+  Drop(DropReason::kStaleRequest);
+  RejectStale(c, t);
+  return false;
+}
+
+// Whether the request (c, t) is in a batch handed out for
+// execution and not yet executed. At most L slots are looked at.
+bool Core::HandedOut(ClientId c, RequestNumber t) const {
+  for (auto it = log_.upper_bound(last_executed_);
+       it != log_.end() && it->first <= last_handed_out_; ++it) {
+    for (const auto& [rc, rt] : it->second.requests) {
+      if (rc == c && rt == t) return true;
+    }
+  }
+  return false;
+}
+
+// Queues a new request unless it cannot be ordered (too large, queue full);
+// those are rejected at once. True if queued.
+bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
+  const size_t bytes = RequestBytes(e);
+  if (bytes > options_.params.batch_bytes_max) {
+    Drop(DropReason::kBatchTooLarge);
+    Reject(c, t, v1::REJECT_REASON_TOO_LARGE);
+    return false;
+  }
+  if (queue_.size() >= options_.params.request_queue_max) {
+    Drop(DropReason::kQueueFull);
+    Reject(c, t, v1::REJECT_REASON_QUEUE_FULL);
+    return false;
+  }
+  const uint64_t arrival = next_arrival_++;
+  queue_[arrival] = Queued{e, c, t, tick_, bytes};
+  queue_index_[RequestKey{c.value(), t.value()}] = arrival;
+  queue_bytes_ += bytes;
+  return true;
 }
 
 void Core::Tick(uint64_t now_ms) {
@@ -365,7 +401,11 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
       std::max(last_executed_timestamp_ms_, it->second.timestamp_ms);
   for (ExecutedReply& r : replies) {
     ClientRecord& rec = clients_[r.client_id.value()];
-    if (r.request_number < rec.last_executed) continue;
+    if (r.request_number < rec.last_executed) {
+      // Skipped by the ledger: a higher number of this client ran first.
+      RejectStale(r.client_id, r.request_number);
+      continue;
+    }
     if (r.request_number > rec.last_executed || !rec.reply) {
       rec.last_executed = r.request_number;
       rec.last_ordered = std::max(rec.last_ordered, r.request_number);
@@ -406,16 +446,26 @@ void Core::SignReply(ClientId client, ClientRecord* rec) {
   rec->reply = signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString());
 }
 
-void Core::Reject(const v1::Request& request, v1::RejectReason reason) {
+void Core::Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+                  RequestNumber last) {
   v1::Reply reply;
   reply.set_view(view_.value());
-  reply.set_request_number(request.request_number());
-  reply.set_client_id(request.client_id());
+  reply.set_request_number(t.value());
+  reply.set_client_id(c.value());
   reply.set_replica_id(options_.id.value());
   reply.set_rejected(reason);
+  if (reason == v1::REJECT_REASON_STALE_REQUEST_NUMBER) {
+    reply.set_last_request_number(last.value());
+  }
   ready_.replies.push_back(
-      {ClientId(request.client_id()),
-       signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+      {c, signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+}
+
+void Core::RejectStale(ClientId c, RequestNumber t) {
+  const ClientRecord& rec = clients_[c.value()];
+  const RequestNumber last = std::max(rec.last_executed, rec.last_ordered);
+  CHECK_LT(t, last);
+  Reject(c, t, v1::REJECT_REASON_STALE_REQUEST_NUMBER, last);
 }
 
 void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
@@ -424,9 +474,13 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
          it->first.second <= t.value()) {
     auto q = queue_.find(it->second);
     CHECK(q != queue_.end());
+    const RequestNumber number = q->second.number;
     queue_bytes_ -= q->second.bytes;
     queue_.erase(q);
     it = queue_index_.erase(it);
+    // Below a number committed for execution: it never executes.
+    if (number < t)
+      Reject(c, number, v1::REJECT_REASON_STALE_REQUEST_NUMBER, t);
   }
 }
 
@@ -468,7 +522,9 @@ void Core::SendPrePrepare() {
     auto rec = clients_.find(q.client.value());
     const bool stale =
         rec != clients_.end() && q.number <= rec->second.last_ordered;
-    if (!stale) {
+    if (stale) {
+      RejectStale(q.client, q.number);
+    } else {
       if (bytes + q.bytes > p.batch_bytes_max && pp.requests_size() > 0) break;
       bytes += q.bytes;
       slot.requests.emplace_back(q.client, q.number);

@@ -477,11 +477,18 @@ class Core {
   void UpdateViewChangeTimer(bool executed_one);
   void OnViewChangeTimer();
   void SignReply(ClientId client, ClientRecord* record);
-  void Reject(const v1::Request& request, v1::RejectReason reason);
+  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+              RequestNumber last = RequestNumber(0));
+  // Rejects (c, t) as stale, naming the client's last executed or
+  // committed number (which must be above t).
+  void RejectStale(ClientId c, RequestNumber t);
+  bool AdmitNumber(ClientId c, RequestNumber t);
+  bool HandedOut(ClientId c, RequestNumber t) const;
+  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
   void Broadcast(v1::Envelope e);
   void SendTo(ReplicaId to, v1::Envelope e);
   // Removes the client's queued requests numbered <= t (they are ordered
-  // now, or stale).
+  // now, or stale: those below t get a stale rejection).
   void RemoveQueuedUpTo(ClientId c, RequestNumber t);
 
   const Options options_;

@@ -32,7 +32,15 @@ enum class Behaviour {
   kDown,            // UNAVAILABLE on every call.
   kFlaky,           // UNAVAILABLE on the first call, then honest.
   kRejectArgument,  // INVALID_ARGUMENT (as if the request were malformed).
+  // Honest, but the client's last number here is kStaleFloor (another
+  // process of the same key ran ahead): lower numbers get a signed stale
+  // rejection naming it, as ledgerd sends.
+  kStaleFloor,
+  kLyingStale,  // Byzantine: refuses everything as stale below 2^63.
 };
+
+// A client number far above any wall clock in microseconds.
+constexpr uint64_t kStaleFloor = uint64_t{1} << 60;
 
 class FakeReplica final : public v1::LedgerService::Service {
  public:
@@ -54,6 +62,21 @@ class FakeReplica final : public v1::LedgerService::Service {
     }
     pbft::v1::Request r;
     r.ParseFromString(req->request().payload());
+    if (behaviour_ == Behaviour::kLyingStale ||
+        (behaviour_ == Behaviour::kStaleFloor &&
+         r.request_number() <= kStaleFloor)) {
+      pbft::v1::Reply reply;
+      reply.set_request_number(r.request_number());
+      reply.set_client_id(r.client_id());
+      reply.set_replica_id(id_);
+      reply.set_rejected(pbft::v1::REJECT_REASON_STALE_REQUEST_NUMBER);
+      reply.set_last_request_number(behaviour_ == Behaviour::kLyingStale
+                                        ? uint64_t{1} << 63
+                                        : kStaleFloor);
+      *resp->mutable_reply() =
+          signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply);
+      return grpc::Status::OK;
+    }
     v1::OperationBatch batch;
     batch.ParseFromString(r.operation());
     v1::OperationResults results;
@@ -382,6 +405,49 @@ TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
   }
   for (size_t i = 1; i < seen.size(); ++i) {
     EXPECT_LT(seen[i - 1], seen[i]) << "request " << i;
+  }
+}
+
+TEST_F(ClientTest, StaleRejectionsFromFPlusOneRenumberTheRequest) {
+  // Another process of this key ran ahead of our clock: f+1 signed stale
+  // rejections name its last number; the SDK renumbers above it and the
+  // request executes, with no "outcome unknown".
+  StartCluster({B::kStaleFloor, B::kStaleFloor, B::kStaleFloor, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->seq(), kStaleFloor);  // The fake echoes the number.
+  // The next request starts above it at once.
+  r = c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->seq(), kStaleFloor + 1);
+}
+
+TEST_F(ClientTest, OneLyingStaleRejectionCannotPushTheNumber) {
+  StartCluster({B::kLyingStale, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LT(r->seq(), kStaleFloor);  // Still a wall-clock number.
+}
+
+TEST_F(ClientTest, PipelinedCallsOfOneClientAreNumberedInSendingOrder) {
+  // Many async calls at once: each number is assigned when the call goes
+  // out, one at a time, so no call can overtake another and turn stale.
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  std::vector<std::future<absl::StatusOr<v1::OperationResults>>> fs;
+  v1::OperationBatch b;
+  *b.add_operations()->mutable_transfer() = SomeTransfer();
+  for (int i = 0; i < 20; ++i) fs.push_back(c->SubmitFuture(b));
+  uint64_t prev = 0;
+  for (auto& f : fs) {
+    absl::StatusOr<v1::OperationResults> r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->seq(), prev);  // Completed in submission order.
+    prev = r->seq();
   }
 }
 

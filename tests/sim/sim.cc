@@ -147,7 +147,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "byzantine-view-change",
                                              "restart-during-view-change",
                                              "stall-through-view-change",
-                                             "padding"};
+                                             "padding",
+                                             "stale-numbers"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -158,6 +159,9 @@ class MemLedger {
   struct Outcome {
     std::vector<ExecutedReply> replies;
     std::vector<std::pair<uint64_t, uint64_t>> executed;  // Non-duplicates.
+    // Skipped below the client's last number: no result, and no agreement
+    // check (an executed request ordered again is skipped too).
+    std::vector<ExecutedReply> stale;
   };
 
   Outcome Apply(const CommittedBatch& b) {
@@ -176,8 +180,12 @@ class MemLedger {
       v1::Request r;
       CHECK(r.ParseFromString(re.payload()));
       auto& [last, result] = clients_[r.client_id()];
-      if (r.request_number() < last) continue;  // Duplicate: no reply.
-      if (r.request_number() == last) {         // Duplicate: stored reply.
+      if (r.request_number() < last) {  // Stale: the core rejects it.
+        out.stale.push_back(
+            {ClientId(r.client_id()), RequestNumber(r.request_number()), ""});
+        continue;
+      }
+      if (r.request_number() == last) {  // Duplicate: stored reply.
         out.replies.push_back(
             {ClientId(r.client_id()), RequestNumber(last), result});
         continue;
@@ -261,6 +269,12 @@ struct SimClient {
   uint64_t last_sent_tick = 0;
   uint64_t view_hint = 0;                   // Highest view seen in replies.
   std::map<uint32_t, std::string> replies;  // replica -> result
+  // Scenario stale-numbers: the operation of the outstanding request, the
+  // numbers used, and the stale rejections it got (replica -> last number).
+  std::string op;
+  std::set<uint64_t> used;
+  uint64_t last_completed = 0;
+  std::map<uint32_t, uint64_t> stale;
 };
 
 struct Packet {
@@ -352,6 +366,14 @@ class Simulation {
   // Clients.
   void ClientTick(SimClient& c);
   void ClientReceive(SimClient& c, const v1::Envelope& e);
+  // Signs and sends request `number` carrying `op` for client c.
+  EnvPtr ClientSend(SimClient& c, uint64_t number, const std::string& op);
+  // Scenario stale-numbers: the number of a new request, which may be one
+  // below the client's last (clock stepped back) or overtaken by a higher
+  // one sent just before it (pipelining).
+  uint64_t StaleScenarioNumber(SimClient& c, const std::string& op);
+  // f+1 stale rejections: check the number they name, renumber above it.
+  void OnStaleRejection(SimClient& c, const v1::Reply& rep);
 
   static constexpr uint64_t kTickMs = 10;
   // No new crash or partition starts after this tick: liveness is owed
@@ -389,6 +411,7 @@ class Simulation {
   bool final_phase_ = false;
   uint64_t crashes_done_ = 0, partitions_done_ = 0;
   uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
+  bool stale_numbers_ = false;                    // Scenario stale-numbers.
   std::unique_ptr<SimCrypto> crypto_;
   std::vector<std::unique_ptr<SimReplica>> replicas_;
   std::vector<std::unique_ptr<SimClient>> clients_;
@@ -429,6 +452,7 @@ void Simulation::Setup() {
   if (sc == "queue-full") {
     params_.request_queue_max = static_cast<uint32_t>(rng_.Range(1, 2));
   }
+  stale_numbers_ = sc == "stale-numbers";
   if (lossy) {
     drop_ = static_cast<double>(rng_.Range(0, 20)) / 100.0;
     dup_ = static_cast<double>(rng_.Range(0, 10)) / 100.0;
@@ -946,6 +970,7 @@ void Simulation::Execute(SimReplica& r, const CommittedBatch& b) {
     }
   }
   r.blocks.push_back(b);
+  for (ExecutedReply& st : out.stale) out.replies.push_back(std::move(st));
   r.core->OnExecuted(b.seq, r.ledger.state(), std::move(out.replies));
 }
 
@@ -1767,26 +1792,81 @@ void Simulation::ByzantineTick(SimReplica& r) {
 // --- Clients
 // -------------------------------------------------------------------
 
+EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
+                              const std::string& op) {
+  v1::Request req;
+  req.set_client_id(c.id);
+  req.set_request_number(number);
+  req.set_operation(op);
+  submitted_[{c.id, number}] = Sha256(op);
+  c.used.insert(number);
+  EnvPtr e = std::make_shared<v1::Envelope>(
+      c.signer->Sign(v1::MESSAGE_TYPE_REQUEST, req.SerializeAsString()));
+  c.request = e;
+  c.number = number;
+  c.op = op;
+  c.outstanding = true;
+  c.replies.clear();
+  c.stale.clear();
+  c.last_sent_tick = tick_;
+  // The primary of the highest view the replies named.
+  SendToReplica(static_cast<uint32_t>(c.view_hint % n_), e);
+  return e;
+}
+
+uint64_t Simulation::StaleScenarioNumber(SimClient& c, const std::string& op) {
+  if (c.last_completed > 1 && rng_.Chance(0.3)) {
+    // Clock stepped back: an unused number below the last completed one.
+    for (int i = 0; i < 8; ++i) {
+      const uint64_t t = rng_.Range(1, c.last_completed - 1);
+      if (!c.used.count(t)) return t;
+    }
+  }
+  const uint64_t t = c.next_number++;
+  if (rng_.Chance(0.3)) {
+    // Pipelined: t+1 (its result never awaited) leaves just before t, so
+    // t may be ordered after it, and then never executes.
+    ClientSend(c, c.next_number++, absl::StrCat(op, "-overtaking"));
+  }
+  return t;
+}
+
+void Simulation::OnStaleRejection(SimClient& c, const v1::Reply& rep) {
+  if (rep.last_request_number() <= c.number) {
+    Fail(absl::StrCat("replica ", rep.replica_id(), " rejected request ",
+                      c.number, " of client ", c.id, " as stale below ",
+                      rep.last_request_number()));
+    return;
+  }
+  c.stale[rep.replica_id()] = rep.last_request_number();
+  if (c.stale.size() < f_ + 1) return;
+  std::vector<uint64_t> lasts;
+  for (const auto& [r, last] : c.stale) lasts.push_back(last);
+  std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
+  const uint64_t last = lasts[f_];
+  // Correct replicas name only numbers this client used.
+  if (!c.used.count(last)) {
+    Fail(absl::StrCat("client ", c.id, " was told its last number is ", last,
+                      ", which it never used"));
+    return;
+  }
+  // The SDK's recovery: renumber above it and send the same operation.
+  c.next_number = std::max(c.next_number, last + 1);
+  ++result_.requests_rejected;
+  ClientSend(c, c.next_number++, c.op);
+}
+
 void Simulation::ClientTick(SimClient& c) {
   from_ = UINT32_MAX;
   if (!c.outstanding) {
     if (c.completed >= c.total || !rng_.Chance(0.3)) return;
-    v1::Request req;
-    req.set_client_id(c.id);
-    req.set_request_number(c.next_number++);
-    std::string op = absl::StrCat("op-", c.id, "-", req.request_number(), "-");
+    std::string op = absl::StrCat("op-", c.id, "-", c.next_number, "-");
     for (uint64_t i = rng_.Range(0, 64); i > 0; --i) op.push_back('x');
-    req.set_operation(op);
-    submitted_[{c.id, req.request_number()}] = Sha256(op);
-    c.request = std::make_shared<v1::Envelope>(
-        c.signer->Sign(v1::MESSAGE_TYPE_REQUEST, req.SerializeAsString()));
-    c.number = req.request_number();
-    c.outstanding = true;
-    c.replies.clear();
-    c.first_sent_tick = c.last_sent_tick = tick_;
+    const uint64_t number =
+        stale_numbers_ ? StaleScenarioNumber(c, op) : c.next_number++;
+    c.first_sent_tick = tick_;
     ++result_.requests_submitted;
-    // The primary of the highest view the replies named.
-    SendToReplica(static_cast<uint32_t>(c.view_hint % n_), c.request);
+    ClientSend(c, number, op);
     return;
   }
   // Liveness is owed from submission, or from the end of the last fault
@@ -1812,6 +1892,15 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
   }
   c.view_hint = std::max(c.view_hint, rep.view());
   if (!c.outstanding || rep.request_number() != c.number) return;
+  if (rep.rejected() == v1::REJECT_REASON_STALE_REQUEST_NUMBER) {
+    if (!stale_numbers_) {
+      Fail(absl::StrCat("client ", c.id, " request ", c.number,
+                        " rejected as stale outside stale-numbers"));
+      return;
+    }
+    OnStaleRejection(c, rep);
+    return;
+  }
   if (rep.rejected() != v1::REJECT_REASON_UNSPECIFIED) {
     ++result_.requests_rejected;
     return;
@@ -1834,6 +1923,7 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
   result_.max_latency_ticks = std::max(result_.max_latency_ticks, latency);
   ++result_.requests_completed;
   ++c.completed;
+  c.last_completed = std::max(c.last_completed, c.number);
   c.outstanding = false;
 }
 
