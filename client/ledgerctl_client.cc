@@ -345,4 +345,10 @@ std::map<std::string, LedgerctlCommand> ClientCommands() {
   };
 }
 
+absl::StatusOr<v1::Receipt> FetchReceipt(const v1::Uint128& transfer_id) {
+  absl::StatusOr<std::unique_ptr<Client>> c = Connect();
+  if (!c.ok()) return c.status();
+  return (*c)->GetReceipt(transfer_id);
+}
+
 }  // namespace ledger
