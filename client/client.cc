@@ -594,6 +594,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       votes_.clear();
       unverified_.clear();
       permanent_.clear();
+      block_commits_.clear();
       ask_again = true;
     }
   }
