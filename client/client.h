@@ -111,6 +111,12 @@ class Client {
       const v1::Uint128& account_id, uint32_t limit,
       const v1::Uint128& cursor = v1::Uint128(),
       absl::Duration deadline = absl::ZeroDuration());
+  // The block at `height`: 2f+1 matching answers of the block every correct
+  // replica holds, with the view, pre-prepare and commit certificate of one
+  // replica that the SDK verified against the config (DATA_LOSS if none
+  // verifies). From the ordered fallback (or with linearizable_reads) the
+  // block has no view, pre-prepare or certificate: f+1 matching replies
+  // certify it instead (docs/api.md "Blocks").
   absl::StatusOr<v1::Block> GetBlock(
       uint64_t height, absl::Duration deadline = absl::ZeroDuration());
   absl::StatusOr<v1::ChainHead> GetHead(
