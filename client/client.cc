@@ -208,6 +208,10 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // the call. True if it was such a rejection.
   bool OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
                         const pbft::v1::Reply& rejection);
+  // Does `c` certify the block of answer `q` (a block or a receipt)?
+  absl::Status VerifyAnswerCommit(const v1::QueryReply& q,
+                                  const v1::BlockHeader& header,
+                                  const v1::BlockCommit& c) const;
 
   GrpcClient* client_;
   uint32_t client_weak_quorum_;
@@ -309,7 +313,7 @@ class GrpcClient final : public Client {
                 std::unique_ptr<RpcAttempt> attempt);
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
-  const Cluster& cluster() const { return cluster_; }
+  const Cluster& cluster() const override { return cluster_; }
   const ClientOptions& options() const { return options_; }
   v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
   TimerThread& timers() { return timers_; }
@@ -722,6 +726,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       votes_.clear();
       unverified_.clear();
       permanent_.clear();
+      block_commits_.clear();
       ask_again = true;
     }
   }
@@ -747,21 +752,21 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
 absl::StatusOr<std::string> FanOut::WithBlockCommit(
     const std::string& key, const std::set<uint32_t>& voters) {
   v1::QueryReply q;
-  if (!q.ParseFromString(key) || !q.has_block()) return key;
-  const v1::BlockHeader& header = q.block().header();
+  if (!q.ParseFromString(key) || (!q.has_block() && !q.has_receipt())) {
+    return key;
+  }
+  const v1::BlockHeader& header =
+      q.has_block() ? q.block().header() : q.receipt().header();
   std::string why = "no answer carried one";
   for (uint32_t r : voters) {
     auto it = block_commits_.find(r);
     if (it == block_commits_.end()) continue;
-    const v1::BlockCommit& c = it->second;
-    absl::Status s =
-        VerifyBlockCommit(client_->cluster(), client_->verifier(), header,
-                          c.view(), c.pre_prepare(), c.certificate());
+    absl::Status s = VerifyAnswerCommit(q, header, it->second);
     if (!s.ok()) {
       why = absl::StrCat("replica ", r, "'s: ", s.message());
       continue;
     }
-    *q.mutable_block_commit() = c;
+    *q.mutable_block_commit() = it->second;
     return q.SerializeAsString();
   }
   // 2f+1 matching answers include f+1 correct replicas, each with a valid
@@ -811,6 +816,22 @@ bool FanOut::OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
   }
   done(outcome);
   return true;
+}
+
+absl::Status FanOut::VerifyAnswerCommit(const v1::QueryReply& q,
+                                        const v1::BlockHeader& header,
+                                        const v1::BlockCommit& c) const {
+  if (q.has_block()) {
+    return VerifyBlockCommit(client_->cluster(), client_->verifier(), header,
+                             c.view(), c.pre_prepare(), c.certificate());
+  }
+  // A receipt: the certificate of its batch (the header's timestamp is
+  // bound by the transfer record and result, VerifyReceipt).
+  absl::StatusOr<Digest> digest = Digest::FromBytes(header.batch_digest());
+  if (!digest.ok()) return absl::InvalidArgumentError("batch_digest");
+  return VerifyCommitCertificate(client_->cluster(), client_->verifier(),
+                                 c.view(), header.height(), *digest,
+                                 c.certificate());
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
@@ -1027,6 +1048,27 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
     *block.mutable_certificate() = std::move(*c->mutable_certificate());
   }
   return block;
+}
+
+absl::StatusOr<v1::Receipt> Client::GetReceipt(const v1::Uint128& transfer_id,
+                                               absl::Duration deadline) {
+  v1::Query q;
+  *q.mutable_get_receipt()->mutable_transfer_id() = transfer_id;
+  // Read-only only: an ordered answer would carry no certificate.
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_receipt()) return NotFound(*r);
+  v1::Receipt receipt = std::move(*r->mutable_receipt());
+  receipt.set_view(r->block_commit().view());
+  *receipt.mutable_certificate() =
+      std::move(*r->mutable_block_commit()->mutable_certificate());
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(cluster(), receipt);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("receipt from 2f+1 matching answers does not verify: ",
+                     s.status().message()));
+  }
+  return receipt;
 }
 
 absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {

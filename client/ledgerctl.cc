@@ -9,6 +9,7 @@
 //   ledgerctl --config FILE config check
 //   ledgerctl verify --data-dir DIR [--compare DIR2,...] [--config FILE]
 //   ledgerctl receipt --data-dir DIR --transfer ID --out FILE
+//   ledgerctl --config FILE --key FILE receipt --transfer ID --out FILE
 //   ledgerctl verify-receipt FILE --config FILE [--data-dir DIR]
 //
 // Every command takes --json for machine-readable output. Exit status: 0 on
@@ -108,6 +109,9 @@ constexpr char kUsage[] =
     "                                         block hashes agree\n"
     "  receipt --data-dir DIR --transfer ID --out FILE\n"
     "                                         write a transfer's receipt\n"
+    "  receipt --config FILE --key FILE --transfer ID --out FILE\n"
+    "                                         the same from the running "
+    "cluster\n"
     "  verify-receipt FILE --config FILE [--data-dir DIR]\n"
     "                                         check a receipt offline (and "
     "its\n"
@@ -416,21 +420,30 @@ absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
   return id;
 }
 
-// receipt: built from a local data directory (the network variant asks the
-// cluster).
+// A receipt from a local data directory.
+absl::StatusOr<v1::Receipt> LocalReceipt(const std::string& dir,
+                                         const v1::Uint128& id) {
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::OpenExisting(dir, LedgerOptions{});
+  if (!ledger.ok()) return ledger.status();
+  return (*ledger)->BuildReceipt(id);
+}
+
+// receipt: built from a local data directory, or (without --data-dir)
+// fetched from the running cluster with --config and --key.
 int ReceiptCmd(const std::vector<std::string>&) {
   const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (dir.empty() || out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
-    return Usage("receipt: --data-dir DIR --transfer ID --out FILE required");
+  if (out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
+    return Usage(
+        "receipt: --transfer ID --out FILE and --data-dir DIR (or --config "
+        "FILE --key FILE) required");
   }
   absl::StatusOr<v1::Uint128> id =
       ParseTransferId(absl::GetFlag(FLAGS_transfer));
   if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::OpenExisting(dir, LedgerOptions{});
-  if (!ledger.ok()) return Fail(ledger.status());
-  absl::StatusOr<v1::Receipt> receipt = (*ledger)->BuildReceipt(*id);
+  absl::StatusOr<v1::Receipt> receipt =
+      dir.empty() ? FetchReceipt(*id) : LocalReceipt(dir, *id);
   if (!receipt.ok()) return Fail(receipt.status());
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = true;

@@ -95,6 +95,52 @@ std::string GenesisIdentity(const v1::ClusterConfig& c) {
   return SerializeDeterministic(g);
 }
 
+// A block answer: the block as every correct replica has it, and beside it
+// how this replica saw it committed (clients match the first and verify the
+// second: docs/api.md "Blocks").
+void AnswerBlock(v1::Block block, v1::QueryReply* reply) {
+  v1::BlockCommit* commit = reply->mutable_block_commit();
+  commit->set_view(block.view());
+  *commit->mutable_pre_prepare() = std::move(*block.mutable_pre_prepare());
+  *commit->mutable_certificate() = std::move(*block.mutable_certificate());
+  block.clear_view();
+  block.clear_pre_prepare();
+  block.clear_certificate();
+  *reply->mutable_block() = std::move(block);
+}
+
+// The same for a receipt (view and certificate only).
+void AnswerReceipt(v1::Receipt receipt, v1::QueryReply* reply) {
+  v1::BlockCommit* commit = reply->mutable_block_commit();
+  commit->set_view(receipt.view());
+  *commit->mutable_certificate() = std::move(*receipt.mutable_certificate());
+  receipt.clear_view();
+  receipt.clear_certificate();
+  *reply->mutable_receipt() = std::move(receipt);
+}
+
+// The format record `format` of the ledger at `path`: true if it is
+// version 2 and may be migrated (ledgerd opens it), false if current, an
+// error naming the version otherwise.
+absl::StatusOr<bool> NeedsMigration(const std::string& path,
+                                    const std::string& format, bool may_write) {
+  if (format.size() != 4) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": format record is not 4 bytes"));
+  }
+  const uint32_t version = internal::GetU32(format.data());
+  if (version == internal::kFormatVersion) return false;
+  if (version == 2 && may_write) return true;
+  return absl::FailedPreconditionError(absl::StrCat(
+      path, ": ledger format version ", version, ", this build reads version ",
+      internal::kFormatVersion,
+      version == 2 ? " (opened read-only: start ledgerd once to migrate it)"
+      : version < 2
+          ? " (too old to migrate: start the replica with an empty data "
+            "directory, it refills by state transfer)"
+          : " (written by a newer build)"));
+}
+
 }  // namespace
 
 struct Ledger::CachedAccount {
@@ -755,22 +801,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
     return ledger;
   }
   if (!s.ok()) return FromLevelDb(s, absl::StrCat(path, ": format record"));
-  if (format.size() != 4) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": format record is not 4 bytes"));
-  }
-  const uint32_t version = internal::GetU32(format.data());
-  const bool migrate = version == 2 && options.create_if_missing;
-  if (version != internal::kFormatVersion && !migrate) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": ledger format version ", version,
-        ", this build reads version ", internal::kFormatVersion,
-        version == 2 ? " (opened read-only: start ledgerd once to migrate it)"
-        : version < 2
-            ? " (too old to migrate: start the replica with an empty data "
-              "directory, it refills by state transfer)"
-            : " (written by a newer build)"));
-  }
+  absl::StatusOr<bool> migrate =
+      NeedsMigration(path, format, options.create_if_missing);
+  if (!migrate.ok()) return migrate.status();
   std::string config_bytes;
   s = db->Get(ro, std::string(internal::kMetaConfig), &config_bytes);
   if (!s.ok()) return FromLevelDb(s, absl::StrCat(path, ": stored config"));
@@ -789,7 +822,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
         "' with another genesis; config names cluster '", cluster->cluster_id(),
         "'"));
   }
-  if (migrate) {
+  if (*migrate) {
     // Format 2 hashed the committing view into block headers; rewrite the
     // chain once (docs/storage_format.md "Versions").
     absl::Status m = internal::MigrateFormat2To3(db.get(), options.sync);
@@ -1234,22 +1267,19 @@ absl::Status Ledger::Answer(const v1::Query& query,
     case v1::Query::kGetBlock: {
       absl::StatusOr<v1::Block> b = GetBlock(query.get_block().height());
       if (!b.ok()) return not_found(b.status());
-      // The block as every correct replica has it, and beside it how this
-      // replica saw it committed (clients match the first, verify the
-      // second: docs/api.md "Blocks").
-      v1::BlockCommit* commit = reply->mutable_block_commit();
-      commit->set_view(b->view());
-      *commit->mutable_pre_prepare() = std::move(*b->mutable_pre_prepare());
-      *commit->mutable_certificate() = std::move(*b->mutable_certificate());
-      b->clear_view();
-      b->clear_pre_prepare();
-      b->clear_certificate();
-      *reply->mutable_block() = std::move(*b);
+      AnswerBlock(std::move(*b), reply);
       return absl::OkStatus();
     }
     case v1::Query::kGetHead:
       *reply->mutable_head() = head();
       return absl::OkStatus();
+    case v1::Query::kGetReceipt: {
+      absl::StatusOr<v1::Receipt> r =
+          BuildReceipt(query.get_receipt().transfer_id());
+      if (!r.ok()) return not_found(r.status());
+      AnswerReceipt(std::move(*r), reply);
+      return absl::OkStatus();
+    }
     case v1::Query::KIND_NOT_SET:
       break;
   }

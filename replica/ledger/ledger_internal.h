@@ -219,6 +219,11 @@ class TransferGroupHasher {
   uint64_t count_ = 0;
 };
 
+// Progress of a format 2 -> 3 migration: u64 height || hash (32) of the
+// last block rewritten; written with every kMigrateBlocksPerWrite blocks.
+inline constexpr absl::string_view kMetaMigrate = "m/migrate-3";
+inline constexpr uint64_t kMigrateBlocksPerWrite = 512;
+
 // Rewrites a format-2 ledger in `db` as format 3: every block's header
 // loses the view (kept beside it, in Block.view) and gains the results
 // root, the chain is re-linked, the head's hash updated and the format

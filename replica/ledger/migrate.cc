@@ -9,10 +9,6 @@
 namespace ledger::internal {
 namespace {
 
-constexpr absl::string_view kMetaMigrate = "m/migrate-3";
-// Blocks rewritten per synced write.
-constexpr uint64_t kMigrateBlocksPerWrite = 512;
-
 absl::Status Io(const leveldb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   return absl::DataLossError(

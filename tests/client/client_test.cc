@@ -338,55 +338,93 @@ TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
   EXPECT_GT(replicas_[2]->calls(), 0);  // It went through Submit.
 }
 
-// Replicas that committed the same block in different views, so with
-// different pre-prepares and certificates, answer a read-only GetBlock
-// identically but for block_commit: the SDK completes on 2f+1 matching
-// answers without the ordered fallback, skips a replica's invalid
-// certificate and returns the block with one it verified (docs/api.md
-// "Blocks").
-TEST_F(ClientTest, ReadOnlyGetBlockMatchesAcrossViews) {
-  testing::BlockFactory f;
-  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest}, &f);
-  const std::vector<pbft::v1::Envelope> requests = {
-      f.Request(1, testing::Ops({testing::TransferOp(
-                       testing::Id(7), testing::Id(1), testing::Id(2), 5)}))};
-  std::vector<std::unique_ptr<leveldb::Env>> envs;
-  std::vector<std::unique_ptr<Ledger>> ledgers;
-  for (uint32_t i = 0; i < 4; ++i) {
-    envs.push_back(std::unique_ptr<leveldb::Env>(
-        leveldb::NewMemEnv(leveldb::Env::Default())));
-    LedgerOptions o;
-    o.env = envs.back().get();
-    ledgers.push_back(*Ledger::Open(f.cluster(), "/ledger", o));
-    // Replica i committed the batch in view i, with a certificate of 3 or 4.
-    ASSERT_TRUE(ledgers.back()
-                    ->ApplyBlock(f.MakeBlock(1, requests, /*view=*/i, 0,
-                                             /*commits=*/3 + i % 2))
-                    .ok());
-    Ledger* l = ledgers.back().get();
-    const bool forge = i == 0;  // Its certificate does not verify.
-    replicas_[i]->SetAnswer([l, forge](const v1::Query& q, v1::QueryReply* r) {
-      ASSERT_TRUE(l->Answer(q, r).ok());
-      if (forge && r->has_block_commit()) {
-        r->mutable_block_commit()
-            ->mutable_certificate()
-            ->mutable_commits(0)
-            ->mutable_signature()
-            ->back() ^= 1;
-      }
-    });
+// Four fake replicas answering read-only queries from real ledgers that
+// committed the same block (a transfer 7 from account 1 to 2) in different
+// views, so with different pre-prepares and certificates. `tamper` may
+// change replica i's answer.
+class LedgerClusterTest : public ClientTest {
+ protected:
+  using Tamper = std::function<void(uint32_t, v1::QueryReply*)>;
+  void StartLedgers(const Tamper& tamper) {
+    StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest}, &f_);
+    const std::vector<pbft::v1::Envelope> requests = {f_.Request(
+        1, testing::Ops({testing::TransferOp(testing::Id(7), testing::Id(1),
+                                             testing::Id(2), 5)}))};
+    for (uint32_t i = 0; i < 4; ++i) {
+      envs_.emplace_back(leveldb::NewMemEnv(leveldb::Env::Default()));
+      LedgerOptions o;
+      o.env = envs_.back().get();
+      ledgers_.push_back(*Ledger::Open(f_.cluster(), "/ledger", o));
+      // Replica i committed the batch in view i, with 3 or 4 commits.
+      ASSERT_TRUE(ledgers_.back()
+                      ->ApplyBlock(f_.MakeBlock(1, requests, /*view=*/i, 0,
+                                                /*commits=*/3 + i % 2))
+                      .ok());
+      Ledger* l = ledgers_.back().get();
+      replicas_[i]->SetAnswer(
+          [l, i, tamper](const v1::Query& q, v1::QueryReply* r) {
+            ASSERT_TRUE(l->Answer(q, r).ok());
+            tamper(i, r);
+          });
+    }
   }
+
+  testing::BlockFactory f_;
+  std::vector<std::unique_ptr<leveldb::Env>> envs_;
+  std::vector<std::unique_ptr<Ledger>> ledgers_;
+};
+
+// Correct replicas answer a read-only GetBlock identically but for
+// block_commit: the SDK completes on 2f+1 matching answers without the
+// ordered fallback, skips a replica's invalid certificate and returns the
+// block with one it verified (docs/api.md "Blocks").
+TEST_F(LedgerClusterTest, ReadOnlyGetBlockMatchesAcrossViews) {
+  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+    if (i == 0 && r->has_block_commit()) {  // A certificate that fails.
+      r->mutable_block_commit()
+          ->mutable_certificate()
+          ->mutable_commits(0)
+          ->mutable_signature()
+          ->back() ^= 1;
+    }
+  });
   auto c = NewClient();
   absl::StatusOr<v1::Block> b = c->GetBlock(1, absl::Seconds(4));
   ASSERT_TRUE(b.ok()) << b.status();
-  EXPECT_EQ(BlockHash(b->header()).ToBytes(), ledgers[1]->head().block_hash());
+  EXPECT_EQ(BlockHash(b->header()).ToBytes(), ledgers_[1]->head().block_hash());
   EXPECT_EQ(b->requests_size(), 1);
   EXPECT_NE(b->view(), 0u);  // Replica 0's forged certificate was skipped.
-  EXPECT_TRUE(VerifyBlockCommit(f.cluster(), f.cluster().MakeVerifier(),
+  EXPECT_TRUE(VerifyBlockCommit(f_.cluster(), f_.cluster().MakeVerifier(),
                                 b->header(), b->view(), b->pre_prepare(),
                                 b->certificate())
                   .ok());
   for (const auto& r : replicas_) EXPECT_EQ(r->calls(), 0);  // No fallback.
+}
+
+// A receipt fetched from the cluster: one lying replica (another outcome)
+// is outvoted, the SDK verifies the certificate and the whole receipt, and
+// the receipt's header is every replica's block 1.
+TEST_F(LedgerClusterTest, GetReceiptFromTheCluster) {
+  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+    if (i == 2 && r->has_receipt()) {
+      r->mutable_receipt()->mutable_transfer()->set_result(
+          v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+    }
+  });
+  auto c = NewClient();
+  absl::StatusOr<v1::Receipt> receipt =
+      c->GetReceipt(testing::Id(7), absl::Seconds(4));
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_EQ(receipt->transfer().result(), v1::RESULT_CODE_OK);
+  EXPECT_GE(receipt->certificate().commits_size(), 3);
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(f_.cluster(), *receipt);
+  ASSERT_TRUE(s.ok()) << s.status();
+  for (const auto& l : ledgers_) {
+    EXPECT_EQ(s->block_hash.ToBytes(), l->head().block_hash());
+  }
+  absl::StatusOr<v1::Receipt> none =
+      c->GetReceipt(testing::Id(99), absl::Seconds(4));
+  EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
 }
 
 TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {

@@ -1,6 +1,7 @@
 // Ledger format 2 -> 3: a format-2 data directory (the committing view
 // hashed into block headers, no results root) is rewritten at open into the
 // chain a format-3 ledger builds from the same blocks.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "common/crypto.h"
 #include "gtest/gtest.h"
 #include "leveldb/db.h"
+#include "leveldb/write_batch.h"
 #include "replica/ledger/block.h"
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/ledger_internal.h"
@@ -24,6 +26,22 @@ using testing::Ops;
 using testing::TransferOp;
 
 constexpr uint64_t kBlocks = 5;
+
+// Builds `count` blocks in views 0, 1, 1, 2, 2, ...; returns the head.
+v1::ChainHead BuildChain(testing::BlockFactory* f, const std::string& dir,
+                         uint64_t count, std::vector<uint64_t>* views) {
+  LedgerOptions o;
+  o.sync = false;  // Test data: durability is not what is tested here.
+  std::unique_ptr<Ledger> l = *Ledger::Open(f->cluster(), dir, o);
+  for (uint64_t seq = 1; seq <= count; ++seq) {
+    views->push_back(seq / 2);
+    std::vector<pbft::v1::Envelope> requests = {
+        f->Request(1, Ops({TransferOp(Id(seq), Id(1), Id(2), seq)}))};
+    CHECK_OK(
+        l->ApplyBlock(f->MakeBlock(seq, requests, views->back())).status());
+  }
+  return l->head();
+}
 
 // The format-2 block hash.
 Digest Format2Hash(const v1::BlockHeader& h, uint64_t view) {
@@ -41,14 +59,14 @@ Digest Format2Hash(const v1::BlockHeader& h, uint64_t view) {
 }
 
 // Rewrites a format-3 data directory as format 2 would have written it.
-void Downgrade(const std::string& dir) {
+void Downgrade(const std::string& dir, uint64_t blocks = kBlocks) {
   leveldb::DB* raw = nullptr;
   ASSERT_TRUE(leveldb::DB::Open(leveldb::Options(), dir, &raw).ok());
   std::unique_ptr<leveldb::DB> db(raw);
   leveldb::WriteOptions wo;
   wo.sync = true;
   Digest previous;
-  for (uint64_t height = 1; height <= kBlocks; ++height) {
+  for (uint64_t height = 1; height <= blocks; ++height) {
     std::string bytes;
     ASSERT_TRUE(
         db->Get(leveldb::ReadOptions(), internal::BlockKey(height), &bytes)
@@ -84,18 +102,7 @@ TEST(LedgerMigrate, Format2ChainIsRewrittenAsFormat3) {
   const std::string dir = tmp.file("ledger");
   testing::BlockFactory f;
   std::vector<uint64_t> views;
-  v1::ChainHead built;
-  {
-    std::unique_ptr<Ledger> l =
-        *Ledger::Open(f.cluster(), dir, LedgerOptions{});
-    for (uint64_t seq = 1; seq <= kBlocks; ++seq) {
-      views.push_back(seq / 2);  // Views 0, 1, 1, 2, 2.
-      std::vector<pbft::v1::Envelope> requests = {
-          f.Request(1, Ops({TransferOp(Id(seq), Id(1), Id(2), seq)}))};
-      ASSERT_TRUE(l->ApplyBlock(f.MakeBlock(seq, requests, views.back())).ok());
-    }
-    built = l->head();
-  }
+  const v1::ChainHead built = BuildChain(&f, dir, kBlocks, &views);
   Downgrade(dir);
 
   // Read-only openers (verify) refuse it with the reason.
@@ -122,6 +129,58 @@ TEST(LedgerMigrate, Format2ChainIsRewrittenAsFormat3) {
   ChainVerifyReport r = VerifyDataDir(dir, &f.cluster(), {});
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.head_hash.ToBytes(), built.block_hash());
+}
+
+// A migration interrupted after its first synced write (the first
+// kMigrateBlocksPerWrite blocks rewritten, the progress record set)
+// completes at the next open with the same chain, and removes the record.
+TEST(LedgerMigrate, InterruptedMigrationResumes) {
+  ::ledger::testing::TempDir tmp;
+  const std::string dir = tmp.file("ledger");
+  testing::BlockFactory f;
+  std::vector<uint64_t> views;
+  const uint64_t blocks = internal::kMigrateBlocksPerWrite + 40;
+  const v1::ChainHead built = BuildChain(&f, dir, blocks, &views);
+  // The format-3 records of the first batch, and its progress record.
+  std::map<std::string, std::string> first_write;
+  {
+    std::unique_ptr<Ledger> l = *Ledger::OpenExisting(dir, LedgerOptions{});
+    for (uint64_t h = 1; h <= internal::kMigrateBlocksPerWrite; ++h) {
+      first_write[internal::BlockKey(h)] =
+          l->GetStoredBlock(h)->SerializeAsString();
+    }
+    std::string progress;
+    internal::PutU64(&progress, internal::kMigrateBlocksPerWrite);
+    progress +=
+        BlockHash(l->GetStoredBlock(internal::kMigrateBlocksPerWrite)->header())
+            .ToBytes();
+    first_write[std::string(internal::kMetaMigrate)] = progress;
+  }
+  Downgrade(dir, blocks);
+  {
+    leveldb::DB* raw = nullptr;
+    ASSERT_TRUE(leveldb::DB::Open(leveldb::Options(), dir, &raw).ok());
+    std::unique_ptr<leveldb::DB> db(raw);
+    leveldb::WriteBatch batch;
+    for (const auto& [k, v] : first_write) batch.Put(k, v);
+    leveldb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Write(wo, &batch).ok());
+  }
+  {
+    absl::StatusOr<std::unique_ptr<Ledger>> l =
+        Ledger::Open(f.cluster(), dir, LedgerOptions{});
+    ASSERT_TRUE(l.ok()) << l.status();
+    EXPECT_EQ((*l)->head().SerializeAsString(), built.SerializeAsString());
+    std::string progress;
+    EXPECT_TRUE((*l)->TEST_db()
+                    ->Get(leveldb::ReadOptions(),
+                          std::string(internal::kMetaMigrate), &progress)
+                    .IsNotFound());
+  }
+  ChainVerifyReport r = VerifyDataDir(dir, &f.cluster(), {});
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.blocks_verified, blocks);
 }
 
 TEST(LedgerMigrate, RefusesUnknownFormats) {
