@@ -235,6 +235,13 @@ struct SimReplica {
   // held_max, the rest lost as by a full stream) until it resumes.
   bool stalled = false;
   std::deque<EnvPtr> held;
+  // Rule checkers: the highest VIEW-CHANGE target delivered per sender,
+  // the timer expiries and the view seen at the last Drain.
+  std::map<uint64_t, uint64_t> view_change_heard;
+  // Prepared certificates held when it crashed (checked after restart).
+  std::vector<Core::PreparedEntry> certs_at_crash;
+  uint64_t timer_expiries_seen = 0;
+  uint64_t view_seen = 0;
   bool wipe_on_crash = false;
   std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 };
@@ -299,6 +306,13 @@ class Simulation {
   void Execute(SimReplica& r, const CommittedBatch& b);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
+  // Rules of §4.4 restated, checked after every Drain of a correct replica.
+  void CheckViewRules(SimReplica& r, const Ready& rd);
+  void CheckNewView(const SimReplica& r, const v1::Envelope& e);
+  // Crash recovery: every prepared certificate above the stable checkpoint
+  // a replica held when it crashed is held again after its restart (the
+  // same or a higher view), so its next VIEW-CHANGE still carries it.
+  void CheckCertsSurvived(const SimReplica& r);
   void Persist(SimReplica& r, const Persist& p);
   void Crash(SimReplica& r);
   void Restart(SimReplica& r);
@@ -312,6 +326,8 @@ class Simulation {
   // current view").
   bool ViewsSettled(uint64_t* ahead) const;
   void ViewCheck();
+  // Views reached stay below a bound linear in the faults injected.
+  void ViewBoundCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
   bool RejoinRun();
   void ForceViewChange(SimReplica& victim);
@@ -345,6 +361,9 @@ class Simulation {
   // No new crash or partition starts after this tick: liveness is owed
   // once the last one ends.
   static constexpr uint64_t kFaultsEndTick = 8000;
+  // ViewBoundCheck: views a run may reach without faults, and per fault.
+  static constexpr uint64_t kViewsFree = 4;
+  static constexpr uint64_t kViewsPerFault = 4;
 
   const SimOptions opt_;
   Rng rng_;
@@ -612,6 +631,13 @@ void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
   // The shell answers a FETCH_REQUEST from its ledger; the core sees it too
   // (a requester in an older view gets the NEW-VIEW).
   if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) ServeFetch(r, *e);
+  if (e->type() == v1::MESSAGE_TYPE_VIEW_CHANGE) {
+    v1::ViewChange vc;
+    if (vc.ParseFromString(e->payload()) && vc.replica_id() == e->sender()) {
+      uint64_t& heard = r.view_change_heard[e->sender()];
+      heard = std::max<uint64_t>(heard, vc.new_view());
+    }
+  }
   r.core->Step(*e);
   Drain(r);
 }
@@ -719,6 +745,7 @@ void Simulation::Drain(SimReplica& r) {
   while (!r.down && r.core->HasReady()) {
     Ready rd = r.core->TakeReady();
     Persist(r, rd.persist);
+    if (!r.byzantine) CheckViewRules(r, rd);  // Before a crash loses it.
     if (r.crash_mid_ready) {  // Durable, but nothing of it left the box.
       Crash(r);
       return;
@@ -922,6 +949,132 @@ void Simulation::CheckPrepared() {
   }
 }
 
+// §4.4 restated from the outside, per Ready of a correct replica:
+// - it enters a view only through a NEW-VIEW whose O is the one recomputed
+//   from its V (a new primary's own included);
+// - it moves to a higher view without a NEW-VIEW only on its own timer or
+//   on VIEW-CHANGEs for that view or higher from f+1 distinct others;
+// - once it has executed a batch of its current view (active), its
+//   view-change timeout is back at its base.
+void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
+  const Core& core = *r.core;
+  const std::string who = absl::StrCat("replica ", r.id, ": ");
+  for (const v1::Envelope& e : rd.persist.entries) {
+    if (e.type() == v1::MESSAGE_TYPE_NEW_VIEW) CheckNewView(r, e);
+  }
+  const uint64_t expiries = core.stats().view_change_timer_expiries;
+  const bool timer = expiries > r.timer_expiries_seen;
+  r.timer_expiries_seen = expiries;
+  const uint64_t view = core.view().value();
+  if (view > r.view_seen && !core.view_active() && !timer) {
+    uint32_t asking = 0;
+    for (const auto& [sender, target] : r.view_change_heard) {
+      if (sender != r.id && target >= view) ++asking;
+    }
+    if (asking < f_ + 1) {
+      Fail(absl::StrCat(who, "moved to view ", view, " on ", asking,
+                        " VIEW-CHANGEs and no timer expiry (§4.4: f+1)"));
+    }
+  }
+  r.view_seen = std::max(r.view_seen, view);
+  const uint64_t base = params_.view_change_timeout_ticks;
+  for (const CommittedBatch& b : rd.execute) {
+    if (core.view_active() && b.view.value() == view &&
+        core.view_change_timeout_ticks() != base) {
+      Fail(absl::StrCat(who, "executed a batch of its view ", view,
+                        " but its view-change timeout is ",
+                        core.view_change_timeout_ticks(), ", base ", base));
+    }
+  }
+}
+
+// The NEW-VIEW a correct replica entered by: signed by primary(v), V holds
+// 2f+1 validly signed VIEW-CHANGEs for v from distinct replicas, and O is
+// what §4.4 computes from V: min-s the highest s*, and for every seq up to
+// the highest certified one the batch of the highest-view certificate
+// (timestamp kept), else a null batch with the timestamp before it.
+void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
+  const Verifier& ver = crypto_->verifier();
+  const std::string who = absl::StrCat("replica ", r.id, " entered by a ");
+  v1::NewView nv;
+  if (!ver.Verify(e) || !nv.ParseFromString(e.payload()) ||
+      e.sender() != nv.view() % n_) {
+    Fail(who + "NEW-VIEW not signed by the primary of its view");
+    return;
+  }
+  std::set<uint64_t> senders;
+  uint64_t min_s = 0;
+  // seq -> (view, digest, timestamp) of the highest-view certificate.
+  std::map<uint64_t, std::tuple<uint64_t, std::string, uint64_t>> best;
+  for (const v1::Envelope& ve : nv.view_changes()) {
+    v1::ViewChange vc;
+    if (!ver.Verify(ve) || !vc.ParseFromString(ve.payload()) ||
+        vc.new_view() != nv.view() || vc.replica_id() != ve.sender()) {
+      Fail(who + "NEW-VIEW with an invalid VIEW-CHANGE in V");
+      return;
+    }
+    senders.insert(ve.sender());
+    min_s = std::max(min_s, vc.stable_checkpoint().seq());
+    for (const v1::PreparedCertificate& cert : vc.prepared()) {
+      v1::PrePrepare pp;
+      CHECK(pp.ParseFromString(cert.pre_prepare().payload()));
+      auto it = best.find(pp.seq());
+      if (it == best.end() || pp.view() > std::get<0>(it->second)) {
+        best[pp.seq()] = {pp.view(), pp.batch_digest(), pp.timestamp_ms()};
+      }
+    }
+  }
+  if (senders.size() < 2 * f_ + 1 ||
+      senders.size() != static_cast<size_t>(nv.view_changes_size())) {
+    Fail(absl::StrCat(who, "NEW-VIEW whose V holds ", senders.size(),
+                      " distinct VIEW-CHANGEs"));
+    return;
+  }
+  best.erase(best.begin(), best.upper_bound(min_s));
+  const uint64_t max_s = best.empty() ? min_s : best.rbegin()->first;
+  if (static_cast<uint64_t>(nv.pre_prepares_size()) != max_s - min_s) {
+    Fail(absl::StrCat(who, "NEW-VIEW with ", nv.pre_prepares_size(),
+                      " O entries; V gives ", max_s - min_s));
+    return;
+  }
+  uint64_t ts = 0;
+  for (uint64_t s = min_s + 1; s <= max_s; ++s) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(nv.pre_prepares(s - min_s - 1).payload()));
+    auto it = best.find(s);
+    std::string digest = ledger::NullBatchDigest().ToBytes();
+    if (it != best.end()) {
+      digest = std::get<1>(it->second);
+      ts = std::max(ts, std::get<2>(it->second));
+    }
+    const uint64_t want_ts = it != best.end() ? std::get<2>(it->second) : ts;
+    if (pp.seq() != s || pp.view() != nv.view() ||
+        pp.batch_digest() != digest || pp.timestamp_ms() != want_ts) {
+      Fail(absl::StrCat(who, "NEW-VIEW whose O entry at seq ", s,
+                        " differs from the one V gives"));
+      return;
+    }
+  }
+}
+
+void Simulation::CheckCertsSurvived(const SimReplica& r) {
+  std::map<uint64_t, Core::PreparedEntry> now;
+  for (const Core::PreparedEntry& p : r.core->PreparedCertificates()) {
+    now.emplace(p.seq.value(), p);
+  }
+  for (const Core::PreparedEntry& p : r.certs_at_crash) {
+    if (p.seq <= r.core->low_watermark()) continue;
+    auto it = now.find(p.seq.value());
+    if (it == now.end() || it->second.view < p.view ||
+        (it->second.view == p.view && it->second.digest != p.digest)) {
+      Fail(absl::StrCat("replica ", r.id, " lost its prepared certificate at ",
+                        "seq ", p.seq.value(), " (view ", p.view.value(),
+                        ") in a crash and restart"));
+      return;
+    }
+  }
+}
+
 // --- Crashes and partitions
 // ---------------------------------------------------
 
@@ -929,6 +1082,7 @@ void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
   r.down = true;
   r.crash_mid_ready = false;
+  r.certs_at_crash = r.core->PreparedCertificates();
   r.core.reset();  // Everything not durable is gone.
   last_disturbance_ = tick_;
   ++crashes_done_;
@@ -945,6 +1099,7 @@ void Simulation::Crash(SimReplica& r) {
     r.proofs.clear();
     r.executed.clear();
     r.persisted.clear();
+    r.certs_at_crash.clear();  // A wiped replica is faulty.
   }
 }
 
@@ -956,6 +1111,7 @@ void Simulation::Restart(SimReplica& r) {
   o.f = f_;
   o.params = params_;
   r.core = std::make_unique<Core>(o, r.signer.get(), &crypto_->verifier());
+  r.timer_expiries_seen = 0;  // A new core counts from zero.
   for (const auto& [client, rec] : r.ledger.clients()) {
     r.core->RestoreClient(ClientId(client), RequestNumber(rec.first),
                           rec.second);
@@ -974,6 +1130,7 @@ void Simulation::Restart(SimReplica& r) {
   }
   r.down = false;
   last_disturbance_ = tick_;
+  CheckCertsSurvived(r);
   Drain(r);
 }
 
@@ -1261,6 +1418,32 @@ void Simulation::ViewCheck() {
   if (result_.ok && !one) {
     Fail(absl::StrCat("view: a correct replica is behind the cluster's view ",
                       bound, " idle ticks after healing:", Views()));
+  }
+}
+
+// Each crash, partition or stall may cost a few view changes (a timeout,
+// a NEW-VIEW lost, a new primary that is down); nothing else may, in the
+// scenarios whose primaries are correct: f replicas asking for view changes
+// (unprovoked-view-change) must not move anyone. The bound leaves room for
+// a lossy network's timeouts.
+void Simulation::ViewBoundCheck() {
+  const uint64_t faults = crashes_done_ + partitions_done_ + (rejoin_ ? 2 : 0);
+  result_.faults = faults;
+  for (const auto& r : replicas_) {
+    if (!r->byzantine && !r->down) {
+      result_.max_view = std::max(result_.max_view, r->core->view().value());
+    }
+  }
+  const std::string& sc = opt_.scenario;
+  if (sc == "byzantine-primary" || sc == "byzantine-view-change" ||
+      sc == "corrupt-primary") {
+    return;  // Byzantine primaries cause view changes on purpose.
+  }
+  const uint64_t bound = kViewsFree + kViewsPerFault * faults;
+  if (result_.max_view > bound) {
+    Fail(absl::StrCat("views: a correct replica reached view ",
+                      result_.max_view, " with ", faults,
+                      " faults injected (bound ", bound, "):", Views()));
   }
 }
 
@@ -1771,6 +1954,7 @@ SimResult Simulation::Run() {
   if (result_.ok) FinalCheck();
   if (result_.ok) ViewCheck();
   if (result_.ok) IdleCatchUpCheck();
+  if (result_.ok) ViewBoundCheck();
   result_.ticks = tick_;
   for (const auto& r : replicas_) {
     if (r->down) continue;
