@@ -73,6 +73,10 @@ enum class Behaviour {
   kStaleViewChange,   // Replays its older VIEW-CHANGEs instead of new ones.
   kForgedViewChange,  // Broken certificates, unproven s*, absurd views.
   kBadNewView,        // As primary: a NEW-VIEW whose O does not match V.
+  // Scenario unprovoked-view-change: valid VIEW-CHANGEs (its real stable
+  // checkpoint, no certificates) for view+1 or far-future views, now and
+  // then, while the primary is correct.
+  kUnprovokedViewChange,
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -110,6 +114,8 @@ const char* BehaviourName(Behaviour b) {
       return "forged-view-change";
     case Behaviour::kBadNewView:
       return "bad-new-view";
+    case Behaviour::kUnprovokedViewChange:
+      return "unprovoked-view-change";
   }
   return "?";
 }
@@ -138,7 +144,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "byzantine-primary",
                                              "byzantine-view-change",
                                              "restart-during-view-change",
-                                             "stall-through-view-change"};
+                                             "stall-through-view-change",
+                                             "unprovoked-view-change"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -492,6 +499,13 @@ void Simulation::Setup() {
       byz_ids.insert(i);  // Primaries of views 1.. : bad NEW-VIEWs too.
       chosen[i] = rng_.Pick(kViewChangeBehaviours);
     }
+  }
+  // f backups ask for view changes nobody needs; nothing else goes wrong
+  // (apart from a lossy network).
+  if (sc == "unprovoked-view-change") {
+    byz_ids.clear();
+    while (byz_ids.size() < f_) byz_ids.insert(rng_.Pick(backups));
+    for (uint32_t i : byz_ids) chosen[i] = Behaviour::kUnprovokedViewChange;
   }
   // Replica 1 (primary of view 1) and others lie in view changes; the
   // honest primary of view 0 is cut off now and then to force them.
@@ -1756,19 +1770,25 @@ v1::Envelope Simulation::ForgeViewChange(SimReplica& r, const v1::Envelope& e) {
   return r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString());
 }
 
-// A NEW-VIEW whose O does not match its V: an entry made null, one left
-// out, one added, or a VIEW-CHANGE removed from V.
+// A NEW-VIEW whose O does not match its V: an entry (the first, a middle
+// one or the last) made null or given another timestamp, one left out, one
+// added, or a VIEW-CHANGE removed from V.
 v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
   v1::NewView nv;
   if (!nv.ParseFromString(e.payload())) return e;
   const uint64_t how = rng_.Below(4);
   if (how == 0 && nv.pre_prepares_size() > 0) {
+    const int last = nv.pre_prepares_size() - 1;
+    const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(
-        nv.pre_prepares(nv.pre_prepares_size() - 1).payload()));
-    pp.clear_requests();
-    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
-    *nv.mutable_pre_prepares(nv.pre_prepares_size() - 1) =
+    CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
+    if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
+      pp.clear_requests();
+      pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    } else {
+      pp.set_timestamp_ms(pp.timestamp_ms() + 1);
+    }
+    *nv.mutable_pre_prepares(at) =
         r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   } else if (how == 1 && nv.pre_prepares_size() > 0) {
     nv.mutable_pre_prepares()->erase(nv.mutable_pre_prepares()->begin());
@@ -1825,6 +1845,18 @@ void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
 
 void Simulation::ByzantineTick(SimReplica& r) {
   const Behaviour b = Pick(r);
+  if (b == Behaviour::kUnprovokedViewChange && rng_.Chance(0.02)) {
+    v1::ViewChange vc;
+    const uint64_t view = r.core->view().value();
+    vc.set_new_view(rng_.Chance(0.5) ? view + 1 : view + rng_.Range(2, 1000));
+    *vc.mutable_stable_checkpoint() = r.core->stable_checkpoint();
+    vc.set_replica_id(r.id);
+    EnvPtr e = std::make_shared<v1::Envelope>(
+        r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString()));
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) SendToReplica(i, e);
+    }
+  }
   if (b == Behaviour::kReplay && !r.heard.empty() && rng_.Chance(0.3)) {
     // Replay old messages (still validly signed by their senders).
     for (uint64_t i = rng_.Range(1, 3); i > 0; --i) {
