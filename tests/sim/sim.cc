@@ -145,7 +145,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "byzantine-view-change",
                                              "restart-during-view-change",
                                              "stall-through-view-change",
-                                             "unprovoked-view-change"};
+                                             "unprovoked-view-change",
+                                             "power-loss"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -333,6 +334,7 @@ class Simulation {
   // current view").
   bool ViewsSettled(uint64_t* ahead) const;
   void ViewCheck();
+  void PowerLossTick();
   // Views reached stay below a bound linear in the faults injected.
   void ViewBoundCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
@@ -385,6 +387,10 @@ class Simulation {
   // Rejoin scenarios: how the victim is taken out, and whether the clients
   // keep sending after it returns.
   bool rejoin_ = false, stall_ = false, busy_ = false;
+  // Scenario power-loss: episodes so far and in all; then one forced view
+  // change (the primary cut off).
+  uint64_t power_losses_ = 0, power_losses_max_ = 0;
+  bool view_change_forced_ = false;
   double held_drop_ = 0;
   uint64_t held_max_ = 0;
   // Faults of the crash / partition scenarios.
@@ -463,6 +469,13 @@ void Simulation::Setup() {
     partition_primary_ = sc == "byzantine-view-change";
     // Liveness is owed once faults end: allow for the back-off of the
     // view-change timer (capped at 32x) and a few view changes.
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
+  if (sc == "power-loss") {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    power_losses_max_ = rng_.Range(2, 5);
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
   rejoin_ =
@@ -548,7 +561,7 @@ void Simulation::Setup() {
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
-    cl->total = rng_.Range(4, 16);
+    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40) : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
   result_.setup = absl::StrCat(
@@ -558,6 +571,12 @@ void Simulation::Setup() {
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
+  if (power_losses_max_ > 0) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    " power_losses=", power_losses_max_,
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
   if (rejoin_) {
     absl::StrAppend(
         &result_.setup, " vc_timeout=", params_.view_change_timeout_ticks,
@@ -1461,6 +1480,52 @@ void Simulation::ViewBoundCheck() {
   }
 }
 
+// Scenario power-loss: every replica, or 2f+1 of them, lose power at once
+// (each at a random point: between two steps, or right after persisting a
+// Ready whose messages never leave) and restart from their durable state
+// 30-500 ticks later; 2-5 times, 200-1,200 ticks apart. Not a Byzantine
+// fault: safety must hold whatever the number. Then the primary is cut off
+// for 2-4 view timeouts, forcing a view change on the restored state.
+void Simulation::PowerLossTick() {
+  for (auto& r : replicas_) {
+    if (r->down && tick_ >= r->down_until) Restart(*r);
+  }
+  if (partition_until_ != 0 && tick_ >= partition_until_) Heal();
+  if (next_crash_ == 0) next_crash_ = rng_.Range(50, 400);
+  if (tick_ < next_crash_ || view_change_forced_) return;
+  for (const auto& r : replicas_) {
+    if (r->down || r->crash_mid_ready) return;  // Episode still running.
+  }
+  next_crash_ = tick_ + rng_.Range(200, 1200);
+  if (power_losses_ == power_losses_max_) {
+    const uint32_t primary = CurrentPrimary();
+    for (uint32_t i = 0; i < n_; ++i) {
+      blocked_[primary][i] = blocked_[i][primary] = i != primary;
+    }
+    partition_until_ =
+        tick_ + rng_.Range(2, 4) * params_.view_change_timeout_ticks;
+    last_disturbance_ = tick_;
+    view_change_forced_ = true;
+    return;
+  }
+  ++power_losses_;
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < n_; ++i) ids.push_back(i);
+  for (uint32_t i = n_ - 1; i > 0; --i) {
+    std::swap(ids[i], ids[rng_.Below(i + 1)]);
+  }
+  if (rng_.Chance(0.5)) ids.resize(2 * f_ + 1);
+  for (uint32_t i : ids) {
+    SimReplica& r = *replicas_[i];
+    r.down_until = tick_ + rng_.Range(30, 500);
+    if (rng_.Chance(0.4)) {
+      r.crash_mid_ready = true;
+    } else {
+      Crash(r);
+    }
+  }
+}
+
 void Simulation::Resume(SimReplica& r) {
   CHECK(r.stalled);
   r.stalled = false;
@@ -1965,6 +2030,7 @@ SimResult Simulation::Run() {
       Deliver(p);
     }
     if (crashes_ || partitions_) FaultTick();
+    if (power_losses_max_ > 0) PowerLossTick();
     for (auto& r : replicas_) {
       if (r->down || r->stalled) continue;
       from_ = r->id;
