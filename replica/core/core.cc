@@ -1754,6 +1754,14 @@ std::vector<Core::PreparedEntry> Core::PreparedEntries() const {
   return out;
 }
 
+std::vector<Core::PreparedEntry> Core::PreparedCertificates() const {
+  std::vector<PreparedEntry> out;
+  for (const auto& [s, pc] : prepared_certs_) {
+    if (s > low_watermark_) out.push_back({pc.view, s, pc.digest});
+  }
+  return out;
+}
+
 absl::Status Core::Invariants() const {
   auto fail = [](auto&&... args) {
     return absl::InternalError(absl::StrCat("invariant: ", args...));

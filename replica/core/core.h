@@ -321,6 +321,9 @@ class Core {
   };
   // Every (view, seq, digest) this replica holds as prepared, ascending.
   std::vector<PreparedEntry> PreparedEntries() const;
+  // The prepared certificates its VIEW-CHANGE would carry now (the
+  // highest view per seq above h), ascending by seq.
+  std::vector<PreparedEntry> PreparedCertificates() const;
 
  private:
   struct Vote {

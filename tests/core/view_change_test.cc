@@ -547,3 +547,158 @@ TEST(Rejoin, FHigherViewPreparesAreNoEvidenceFPlusOneAre_4_4) {
 
 }  // namespace
 }  // namespace pbft
+
+namespace pbft {
+namespace {
+
+// Hand-built §4.4 messages for the boundary scenarios: a prepared
+// certificate of view 0 (PRE-PREPARE by replica 0, PREPAREs by backups 2
+// and 3) for a one-request batch at `seq`, and a VIEW-CHANGE for view 1.
+v1::PreparedCertificate Certificate(const Cluster& c, uint64_t seq,
+                                    const v1::Envelope& request) {
+  v1::PrePrepare pp;
+  pp.set_view(0);
+  pp.set_seq(seq);
+  pp.set_timestamp_ms(kNowMs);
+  *pp.add_requests() = request;
+  const std::string d = ledger::BatchDigest(pp.requests()).ToBytes();
+  pp.set_batch_digest(d);
+  v1::PreparedCertificate cert;
+  *cert.mutable_pre_prepare() =
+      c.signer(0).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  for (uint32_t b : {2u, 3u}) {
+    v1::Prepare p;
+    p.set_view(0);
+    p.set_seq(seq);
+    p.set_batch_digest(d);
+    p.set_replica_id(b);
+    *cert.add_prepares() =
+        c.signer(b).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString());
+  }
+  return cert;
+}
+
+v1::Envelope ViewChangeTo1(const Cluster& c, uint32_t from,
+                           std::vector<v1::PreparedCertificate> certs) {
+  v1::ViewChange vc;
+  vc.set_new_view(1);
+  vc.mutable_stable_checkpoint()->set_seq(0);
+  for (auto& cert : certs) *vc.add_prepared() = std::move(cert);
+  vc.set_replica_id(from);
+  return c.signer(from).Sign(v1::MESSAGE_TYPE_VIEW_CHANGE,
+                             vc.SerializeAsString());
+}
+
+// Only what reaches replica 1 (primary of view 1) counts.
+bool To1(uint32_t, uint32_t to, const v1::Envelope&) { return to == 1; }
+
+std::vector<v1::PrePrepare> NewViewO(const Cluster& c) {
+  std::vector<v1::PrePrepare> out;
+  auto nv = c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW);
+  if (nv.empty()) return out;
+  v1::NewView m;
+  EXPECT_TRUE(m.ParseFromString(nv[0].payload()));
+  for (const v1::Envelope& e : m.pre_prepares()) {
+    out.emplace_back();
+    EXPECT_TRUE(out.back().ParseFromString(e.payload()));
+  }
+  return out;
+}
+
+// §4.4 valid VIEW-CHANGE: certificates with seq in (s*, s* + L]. With
+// s* = 0 and L = 8, seq 8 is carried into the new view's O.
+TEST(ViewChangeBounds, CertificateAtExactlyHPlusLIsCarried_4_4) {
+  Cluster c;
+  const uint64_t L = Cluster::Params().watermark_window;
+  c.Inject(2, 1, ViewChangeTo1(c, 2, {Certificate(c, L, c.Request(1))}));
+  c.Inject(3, 1, ViewChangeTo1(c, 3, {}));
+  c.Run(To1);
+  EXPECT_EQ(c.core(1)
+                .stats()
+                .dropped[static_cast<size_t>(DropReason::kBadViewChange)],
+            0u);
+  const std::vector<v1::PrePrepare> o = NewViewO(c);
+  ASSERT_EQ(o.size(), L) << "seqs 1..L-1 null, L the batch";
+  EXPECT_EQ(o.back().seq(), L);
+  EXPECT_EQ(o.back().requests_size(), 1);
+  EXPECT_EQ(o.front().batch_digest(), ledger::NullBatchDigest().ToBytes());
+  EXPECT_TRUE(c.core(1).view_active());
+  EXPECT_EQ(c.core(1).view(), View(1));
+}
+
+// ... and one at seq L + 1 makes the VIEW-CHANGE invalid: refused and
+// counted; with one valid VIEW-CHANGE from others (f), replica 1 does not
+// move.
+TEST(ViewChangeBounds, CertificateAtHPlusLPlusOneIsRefused_4_4) {
+  Cluster c;
+  const uint64_t L = Cluster::Params().watermark_window;
+  c.Inject(2, 1, ViewChangeTo1(c, 2, {Certificate(c, L + 1, c.Request(1))}));
+  c.Inject(3, 1, ViewChangeTo1(c, 3, {}));
+  c.Run(To1);
+  EXPECT_EQ(c.core(1)
+                .stats()
+                .dropped[static_cast<size_t>(DropReason::kBadViewChange)],
+            1u);
+  EXPECT_EQ(c.core(1).view(), View(0));
+  EXPECT_TRUE(c.core(1).view_active());
+  EXPECT_TRUE(NewViewO(c).empty());
+}
+
+// Several prepared seqs, from different VIEW-CHANGEs: every one is
+// re-proposed at its seq, the gaps are null, and max-s is the highest.
+TEST(ViewChangeBounds, SeveralPreparedSeqsAreAllReproposed_4_4) {
+  Cluster c;
+  c.Inject(2, 1,
+           ViewChangeTo1(c, 2,
+                         {Certificate(c, 2, c.Request(1)),
+                          Certificate(c, 5, c.Request(3))}));
+  c.Inject(3, 1, ViewChangeTo1(c, 3, {Certificate(c, 3, c.Request(2))}));
+  c.Run(To1);
+  const std::vector<v1::PrePrepare> o = NewViewO(c);
+  ASSERT_EQ(o.size(), 5u);
+  const std::string null = ledger::NullBatchDigest().ToBytes();
+  const std::vector<uint64_t> request_at = {0, 1, 2, 0, 3};  // 0: null.
+  for (size_t i = 0; i < o.size(); ++i) {
+    EXPECT_EQ(o[i].seq(), i + 1);
+    if (request_at[i] == 0) {
+      EXPECT_EQ(o[i].batch_digest(), null) << "seq " << i + 1;
+      continue;
+    }
+    ASSERT_EQ(o[i].requests_size(), 1) << "seq " << i + 1;
+    v1::Request r;
+    ASSERT_TRUE(r.ParseFromString(o[i].requests(0).payload()));
+    EXPECT_EQ(r.request_number(), request_at[i]) << "seq " << i + 1;
+  }
+}
+
+// §4.4 liveness (c): f VIEW-CHANGEs for a higher view (here one, for view
+// 1 and for a far view) do not move a correct replica; f+1 do.
+TEST(ViewChangeBounds, FHigherViewChangesDoNotMoveAReplica_4_4) {
+  Cluster c;
+  c.Inject(3, 1, ViewChangeTo1(c, 3, {}));
+  c.Run(To1, /*ticks=*/30);
+  EXPECT_EQ(c.core(1).view(), View(0));
+  EXPECT_TRUE(c.core(1).view_active());
+  EXPECT_EQ(c.core(1).stats().view_changes_started, 0u);
+  c.Inject(2, 1, ViewChangeTo1(c, 2, {}));
+  c.Run(To1);
+  EXPECT_EQ(c.core(1).view(), View(1));
+}
+
+// §4.4 liveness (b): the timeout doubles on the expiry that starts a view
+// change and is back at its base once a batch executes in the new view.
+TEST(ViewChangeBounds, TimeoutReturnsToBaseAfterProgress_4_4) {
+  Cluster c;
+  const uint64_t base = Cluster::Params().view_change_timeout_ticks;
+  for (uint32_t b = 1; b < 4; ++b) c.Inject(99, b, c.Request(1));
+  c.Run(NotFrom0, /*ticks=*/40);
+  for (uint32_t b = 1; b < 4; ++b) {
+    ASSERT_EQ(c.core(b).view(), View(1)) << b;
+    ASSERT_EQ(c.executed(b), 1u) << b;
+    EXPECT_GE(c.core(b).stats().view_change_timer_expiries, 1u) << b;
+    EXPECT_EQ(c.core(b).view_change_timeout_ticks(), base) << b;
+  }
+}
+
+}  // namespace
+}  // namespace pbft

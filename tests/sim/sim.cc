@@ -79,6 +79,10 @@ enum class Behaviour {
   // with an unknown protobuf field (small, or over its type's limit), then
   // silent from pad_silent_tick_ on.
   kPadVotes,
+  // Scenario unprovoked-view-change: valid VIEW-CHANGEs (its real stable
+  // checkpoint, no certificates) for view+1 or far-future views, now and
+  // then, while the primary is correct.
+  kUnprovokedViewChange,
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -118,6 +122,8 @@ const char* BehaviourName(Behaviour b) {
       return "bad-new-view";
     case Behaviour::kPadVotes:
       return "pad-votes";
+    case Behaviour::kUnprovokedViewChange:
+      return "unprovoked-view-change";
   }
   return "?";
 }
@@ -148,7 +154,9 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "restart-during-view-change",
                                              "stall-through-view-change",
                                              "padding",
-                                             "stale-numbers"};
+                                             "stale-numbers",
+                                             "unprovoked-view-change",
+                                             "power-loss"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -252,6 +260,13 @@ struct SimReplica {
   // held_max, the rest lost as by a full stream) until it resumes.
   bool stalled = false;
   std::deque<EnvPtr> held;
+  // Rule checkers: the highest VIEW-CHANGE target delivered per sender,
+  // the timer expiries and the view seen at the last Drain.
+  std::map<uint64_t, uint64_t> view_change_heard;
+  // Prepared certificates held when it crashed (checked after restart).
+  std::vector<Core::PreparedEntry> certs_at_crash;
+  uint64_t timer_expiries_seen = 0;
+  uint64_t view_seen = 0;
   bool wipe_on_crash = false;
   std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 };
@@ -322,6 +337,13 @@ class Simulation {
   void Execute(SimReplica& r, const CommittedBatch& b);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
+  // Rules of §4.4 restated, checked after every Drain of a correct replica.
+  void CheckViewRules(SimReplica& r, const Ready& rd);
+  void CheckNewView(const SimReplica& r, const v1::Envelope& e);
+  // Crash recovery: every prepared certificate above the stable checkpoint
+  // a replica held when it crashed is held again after its restart (the
+  // same or a higher view), so its next VIEW-CHANGE still carries it.
+  void CheckCertsSurvived(const SimReplica& r);
   void Persist(SimReplica& r, const Persist& p);
   void Crash(SimReplica& r);
   void Restart(SimReplica& r);
@@ -336,6 +358,9 @@ class Simulation {
   // current view").
   bool ViewsSettled(uint64_t* ahead) const;
   void ViewCheck();
+  void PowerLossTick();
+  // Views reached stay below a bound linear in the faults injected.
+  void ViewBoundCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
   bool RejoinRun();
   void ForceViewChange(SimReplica& victim);
@@ -379,6 +404,9 @@ class Simulation {
   // No new crash or partition starts after this tick: liveness is owed
   // once the last one ends.
   static constexpr uint64_t kFaultsEndTick = 8000;
+  // ViewBoundCheck: views a run may reach without faults, and per fault.
+  static constexpr uint64_t kViewsFree = 4;
+  static constexpr uint64_t kViewsPerFault = 4;
 
   const SimOptions opt_;
   Rng rng_;
@@ -397,6 +425,10 @@ class Simulation {
   // Rejoin scenarios: how the victim is taken out, and whether the clients
   // keep sending after it returns.
   bool rejoin_ = false, stall_ = false, busy_ = false;
+  // Scenario power-loss: episodes so far and in all; then one forced view
+  // change (the primary cut off).
+  uint64_t power_losses_ = 0, power_losses_max_ = 0;
+  bool view_change_forced_ = false;
   double held_drop_ = 0;
   uint64_t held_max_ = 0;
   // Faults of the crash / partition scenarios.
@@ -479,6 +511,13 @@ void Simulation::Setup() {
     // view-change timer (capped at 32x) and a few view changes.
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
+  if (sc == "power-loss") {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    power_losses_max_ = rng_.Range(2, 5);
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
   rejoin_ =
       sc == "restart-during-view-change" || sc == "stall-through-view-change";
   if (rejoin_) {
@@ -513,6 +552,13 @@ void Simulation::Setup() {
       byz_ids.insert(i);  // Primaries of views 1.. : bad NEW-VIEWs too.
       chosen[i] = rng_.Pick(kViewChangeBehaviours);
     }
+  }
+  // f backups ask for view changes nobody needs; nothing else goes wrong
+  // (apart from a lossy network).
+  if (sc == "unprovoked-view-change") {
+    byz_ids.clear();
+    while (byz_ids.size() < f_) byz_ids.insert(rng_.Pick(backups));
+    for (uint32_t i : byz_ids) chosen[i] = Behaviour::kUnprovokedViewChange;
   }
   // Replica 1 (primary of view 1) and others lie in view changes; the
   // honest primary of view 0 is cut off now and then to force them.
@@ -567,7 +613,7 @@ void Simulation::Setup() {
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
-    cl->total = rng_.Range(4, 16);
+    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40) : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
   result_.setup = absl::StrCat(
@@ -577,6 +623,12 @@ void Simulation::Setup() {
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
+  if (power_losses_max_ > 0) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    " power_losses=", power_losses_max_,
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
   if (rejoin_) {
     absl::StrAppend(
         &result_.setup, " vc_timeout=", params_.view_change_timeout_ticks,
@@ -669,6 +721,13 @@ void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
   // The shell answers a FETCH_REQUEST from its ledger; the core sees it too
   // (a requester in an older view gets the NEW-VIEW).
   if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) ServeFetch(r, *e);
+  if (e->type() == v1::MESSAGE_TYPE_VIEW_CHANGE) {
+    v1::ViewChange vc;
+    if (vc.ParseFromString(e->payload()) && vc.replica_id() == e->sender()) {
+      uint64_t& heard = r.view_change_heard[e->sender()];
+      heard = std::max<uint64_t>(heard, vc.new_view());
+    }
+  }
   r.core->Step(*e);
   Drain(r);
 }
@@ -776,6 +835,7 @@ void Simulation::Drain(SimReplica& r) {
   while (!r.down && r.core->HasReady()) {
     Ready rd = r.core->TakeReady();
     Persist(r, rd.persist);
+    if (!r.byzantine) CheckViewRules(r, rd);  // Before a crash loses it.
     if (r.crash_mid_ready) {  // Durable, but nothing of it left the box.
       Crash(r);
       return;
@@ -991,6 +1051,132 @@ void Simulation::CheckPrepared() {
   }
 }
 
+// §4.4 restated from the outside, per Ready of a correct replica:
+// - it enters a view only through a NEW-VIEW whose O is the one recomputed
+//   from its V (a new primary's own included);
+// - it moves to a higher view without a NEW-VIEW only on its own timer or
+//   on VIEW-CHANGEs for that view or higher from f+1 distinct others;
+// - once it has executed a batch of its current view (active), its
+//   view-change timeout is back at its base.
+void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
+  const Core& core = *r.core;
+  const std::string who = absl::StrCat("replica ", r.id, ": ");
+  for (const v1::Envelope& e : rd.persist.entries) {
+    if (e.type() == v1::MESSAGE_TYPE_NEW_VIEW) CheckNewView(r, e);
+  }
+  const uint64_t expiries = core.stats().view_change_timer_expiries;
+  const bool timer = expiries > r.timer_expiries_seen;
+  r.timer_expiries_seen = expiries;
+  const uint64_t view = core.view().value();
+  if (view > r.view_seen && !core.view_active() && !timer) {
+    uint32_t asking = 0;
+    for (const auto& [sender, target] : r.view_change_heard) {
+      if (sender != r.id && target >= view) ++asking;
+    }
+    if (asking < f_ + 1) {
+      Fail(absl::StrCat(who, "moved to view ", view, " on ", asking,
+                        " VIEW-CHANGEs and no timer expiry (§4.4: f+1)"));
+    }
+  }
+  r.view_seen = std::max(r.view_seen, view);
+  const uint64_t base = params_.view_change_timeout_ticks;
+  for (const CommittedBatch& b : rd.execute) {
+    if (core.view_active() && b.view.value() == view &&
+        core.view_change_timeout_ticks() != base) {
+      Fail(absl::StrCat(who, "executed a batch of its view ", view,
+                        " but its view-change timeout is ",
+                        core.view_change_timeout_ticks(), ", base ", base));
+    }
+  }
+}
+
+// The NEW-VIEW a correct replica entered by: signed by primary(v), V holds
+// 2f+1 validly signed VIEW-CHANGEs for v from distinct replicas, and O is
+// what §4.4 computes from V: min-s the highest s*, and for every seq up to
+// the highest certified one the batch of the highest-view certificate
+// (timestamp kept), else a null batch with the timestamp before it.
+void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
+  const Verifier& ver = crypto_->verifier();
+  const std::string who = absl::StrCat("replica ", r.id, " entered by a ");
+  v1::NewView nv;
+  if (!ver.Verify(e) || !nv.ParseFromString(e.payload()) ||
+      e.sender() != nv.view() % n_) {
+    Fail(who + "NEW-VIEW not signed by the primary of its view");
+    return;
+  }
+  std::set<uint64_t> senders;
+  uint64_t min_s = 0;
+  // seq -> (view, digest, timestamp) of the highest-view certificate.
+  std::map<uint64_t, std::tuple<uint64_t, std::string, uint64_t>> best;
+  for (const v1::Envelope& ve : nv.view_changes()) {
+    v1::ViewChange vc;
+    if (!ver.Verify(ve) || !vc.ParseFromString(ve.payload()) ||
+        vc.new_view() != nv.view() || vc.replica_id() != ve.sender()) {
+      Fail(who + "NEW-VIEW with an invalid VIEW-CHANGE in V");
+      return;
+    }
+    senders.insert(ve.sender());
+    min_s = std::max(min_s, vc.stable_checkpoint().seq());
+    for (const v1::PreparedCertificate& cert : vc.prepared()) {
+      v1::PrePrepare pp;
+      CHECK(pp.ParseFromString(cert.pre_prepare().payload()));
+      auto it = best.find(pp.seq());
+      if (it == best.end() || pp.view() > std::get<0>(it->second)) {
+        best[pp.seq()] = {pp.view(), pp.batch_digest(), pp.timestamp_ms()};
+      }
+    }
+  }
+  if (senders.size() < 2 * f_ + 1 ||
+      senders.size() != static_cast<size_t>(nv.view_changes_size())) {
+    Fail(absl::StrCat(who, "NEW-VIEW whose V holds ", senders.size(),
+                      " distinct VIEW-CHANGEs"));
+    return;
+  }
+  best.erase(best.begin(), best.upper_bound(min_s));
+  const uint64_t max_s = best.empty() ? min_s : best.rbegin()->first;
+  if (static_cast<uint64_t>(nv.pre_prepares_size()) != max_s - min_s) {
+    Fail(absl::StrCat(who, "NEW-VIEW with ", nv.pre_prepares_size(),
+                      " O entries; V gives ", max_s - min_s));
+    return;
+  }
+  uint64_t ts = 0;
+  for (uint64_t s = min_s + 1; s <= max_s; ++s) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(nv.pre_prepares(s - min_s - 1).payload()));
+    auto it = best.find(s);
+    std::string digest = ledger::NullBatchDigest().ToBytes();
+    if (it != best.end()) {
+      digest = std::get<1>(it->second);
+      ts = std::max(ts, std::get<2>(it->second));
+    }
+    const uint64_t want_ts = it != best.end() ? std::get<2>(it->second) : ts;
+    if (pp.seq() != s || pp.view() != nv.view() ||
+        pp.batch_digest() != digest || pp.timestamp_ms() != want_ts) {
+      Fail(absl::StrCat(who, "NEW-VIEW whose O entry at seq ", s,
+                        " differs from the one V gives"));
+      return;
+    }
+  }
+}
+
+void Simulation::CheckCertsSurvived(const SimReplica& r) {
+  std::map<uint64_t, Core::PreparedEntry> now;
+  for (const Core::PreparedEntry& p : r.core->PreparedCertificates()) {
+    now.emplace(p.seq.value(), p);
+  }
+  for (const Core::PreparedEntry& p : r.certs_at_crash) {
+    if (p.seq <= r.core->low_watermark()) continue;
+    auto it = now.find(p.seq.value());
+    if (it == now.end() || it->second.view < p.view ||
+        (it->second.view == p.view && it->second.digest != p.digest)) {
+      Fail(absl::StrCat("replica ", r.id, " lost its prepared certificate at ",
+                        "seq ", p.seq.value(), " (view ", p.view.value(),
+                        ") in a crash and restart"));
+      return;
+    }
+  }
+}
+
 // --- Crashes and partitions
 // ---------------------------------------------------
 
@@ -998,6 +1184,7 @@ void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
   r.down = true;
   r.crash_mid_ready = false;
+  r.certs_at_crash = r.core->PreparedCertificates();
   r.core.reset();  // Everything not durable is gone.
   last_disturbance_ = tick_;
   ++crashes_done_;
@@ -1014,6 +1201,7 @@ void Simulation::Crash(SimReplica& r) {
     r.proofs.clear();
     r.executed.clear();
     r.persisted.clear();
+    r.certs_at_crash.clear();  // A wiped replica is faulty.
   }
 }
 
@@ -1025,6 +1213,7 @@ void Simulation::Restart(SimReplica& r) {
   o.f = f_;
   o.params = params_;
   r.core = std::make_unique<Core>(o, r.signer.get(), &crypto_->verifier());
+  r.timer_expiries_seen = 0;  // A new core counts from zero.
   for (const auto& [client, rec] : r.ledger.clients()) {
     r.core->RestoreClient(ClientId(client), RequestNumber(rec.first),
                           rec.second);
@@ -1043,6 +1232,7 @@ void Simulation::Restart(SimReplica& r) {
   }
   r.down = false;
   last_disturbance_ = tick_;
+  CheckCertsSurvived(r);
   Drain(r);
 }
 
@@ -1375,6 +1565,78 @@ void Simulation::ViewCheck() {
   }
 }
 
+// Each crash, partition or stall may cost a few view changes (a timeout,
+// a NEW-VIEW lost, a new primary that is down); nothing else may, in the
+// scenarios whose primaries are correct: f replicas asking for view changes
+// (unprovoked-view-change) must not move anyone. The bound leaves room for
+// a lossy network's timeouts.
+void Simulation::ViewBoundCheck() {
+  const uint64_t faults = crashes_done_ + partitions_done_ + (rejoin_ ? 2 : 0);
+  result_.faults = faults;
+  for (const auto& r : replicas_) {
+    if (!r->byzantine && !r->down) {
+      result_.max_view = std::max(result_.max_view, r->core->view().value());
+    }
+  }
+  const std::string& sc = opt_.scenario;
+  if (sc == "byzantine-primary" || sc == "byzantine-view-change" ||
+      sc == "corrupt-primary") {
+    return;  // Byzantine primaries cause view changes on purpose.
+  }
+  const uint64_t bound = kViewsFree + kViewsPerFault * faults;
+  if (result_.max_view > bound) {
+    Fail(absl::StrCat("views: a correct replica reached view ",
+                      result_.max_view, " with ", faults,
+                      " faults injected (bound ", bound, "):", Views()));
+  }
+}
+
+// Scenario power-loss: every replica, or 2f+1 of them, lose power at once
+// (each at a random point: between two steps, or right after persisting a
+// Ready whose messages never leave) and restart from their durable state
+// 30-500 ticks later; 2-5 times, 200-1,200 ticks apart. Not a Byzantine
+// fault: safety must hold whatever the number. Then the primary is cut off
+// for 2-4 view timeouts, forcing a view change on the restored state.
+void Simulation::PowerLossTick() {
+  for (auto& r : replicas_) {
+    if (r->down && tick_ >= r->down_until) Restart(*r);
+  }
+  if (partition_until_ != 0 && tick_ >= partition_until_) Heal();
+  if (next_crash_ == 0) next_crash_ = rng_.Range(50, 400);
+  if (tick_ < next_crash_ || view_change_forced_) return;
+  for (const auto& r : replicas_) {
+    if (r->down || r->crash_mid_ready) return;  // Episode still running.
+  }
+  next_crash_ = tick_ + rng_.Range(200, 1200);
+  if (power_losses_ == power_losses_max_) {
+    const uint32_t primary = CurrentPrimary();
+    for (uint32_t i = 0; i < n_; ++i) {
+      blocked_[primary][i] = blocked_[i][primary] = i != primary;
+    }
+    partition_until_ =
+        tick_ + rng_.Range(2, 4) * params_.view_change_timeout_ticks;
+    last_disturbance_ = tick_;
+    view_change_forced_ = true;
+    return;
+  }
+  ++power_losses_;
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < n_; ++i) ids.push_back(i);
+  for (uint32_t i = n_ - 1; i > 0; --i) {
+    std::swap(ids[i], ids[rng_.Below(i + 1)]);
+  }
+  if (rng_.Chance(0.5)) ids.resize(2 * f_ + 1);
+  for (uint32_t i : ids) {
+    SimReplica& r = *replicas_[i];
+    r.down_until = tick_ + rng_.Range(30, 500);
+    if (rng_.Chance(0.4)) {
+      r.crash_mid_ready = true;
+    } else {
+      Crash(r);
+    }
+  }
+}
+
 void Simulation::Resume(SimReplica& r) {
   CHECK(r.stalled);
   r.stalled = false;
@@ -1698,19 +1960,25 @@ v1::Envelope Simulation::ForgeViewChange(SimReplica& r, const v1::Envelope& e) {
   return r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString());
 }
 
-// A NEW-VIEW whose O does not match its V: an entry made null, one left
-// out, one added, or a VIEW-CHANGE removed from V.
+// A NEW-VIEW whose O does not match its V: an entry (the first, a middle
+// one or the last) made null or given another timestamp, one left out, one
+// added, or a VIEW-CHANGE removed from V.
 v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
   v1::NewView nv;
   if (!nv.ParseFromString(e.payload())) return e;
   const uint64_t how = rng_.Below(4);
   if (how == 0 && nv.pre_prepares_size() > 0) {
+    const int last = nv.pre_prepares_size() - 1;
+    const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(
-        nv.pre_prepares(nv.pre_prepares_size() - 1).payload()));
-    pp.clear_requests();
-    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
-    *nv.mutable_pre_prepares(nv.pre_prepares_size() - 1) =
+    CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
+    if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
+      pp.clear_requests();
+      pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    } else {
+      pp.set_timestamp_ms(pp.timestamp_ms() + 1);
+    }
+    *nv.mutable_pre_prepares(at) =
         r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   } else if (how == 1 && nv.pre_prepares_size() > 0) {
     nv.mutable_pre_prepares()->erase(nv.mutable_pre_prepares()->begin());
@@ -1767,6 +2035,18 @@ void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
 
 void Simulation::ByzantineTick(SimReplica& r) {
   const Behaviour b = Pick(r);
+  if (b == Behaviour::kUnprovokedViewChange && rng_.Chance(0.02)) {
+    v1::ViewChange vc;
+    const uint64_t view = r.core->view().value();
+    vc.set_new_view(rng_.Chance(0.5) ? view + 1 : view + rng_.Range(2, 1000));
+    *vc.mutable_stable_checkpoint() = r.core->stable_checkpoint();
+    vc.set_replica_id(r.id);
+    EnvPtr e = std::make_shared<v1::Envelope>(
+        r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString()));
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) SendToReplica(i, e);
+    }
+  }
   if (b == Behaviour::kReplay && !r.heard.empty() && rng_.Chance(0.3)) {
     // Replay old messages (still validly signed by their senders).
     for (uint64_t i = rng_.Range(1, 3); i > 0; --i) {
@@ -1940,6 +2220,7 @@ SimResult Simulation::Run() {
       Deliver(p);
     }
     if (crashes_ || partitions_) FaultTick();
+    if (power_losses_max_ > 0) PowerLossTick();
     for (auto& r : replicas_) {
       if (r->down || r->stalled) continue;
       from_ = r->id;
@@ -1962,6 +2243,7 @@ SimResult Simulation::Run() {
   if (result_.ok) ViewCheck();
   if (result_.ok) IdleCatchUpCheck();
   if (result_.ok) ChainCheck();
+  if (result_.ok) ViewBoundCheck();
   result_.ticks = tick_;
   for (const auto& r : replicas_) {
     if (r->down) continue;

@@ -47,6 +47,10 @@ struct SimResult {
   // Correct replicas that ended changing to a view above the cluster's
   // alone (their timer expired while cut off; docs/protocol.md).
   uint64_t ahead_alone = 0;
+  // Highest view a correct replica reached, and the faults that may cause
+  // view changes (crashes, partitions, stalls) injected.
+  uint64_t max_view = 0;
+  uint64_t faults = 0;
 };
 
 // The scenario names --scenario accepts.
