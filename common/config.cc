@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -38,6 +39,44 @@ class Errors {
   std::string first_;
 };
 
+// Per-client shares: each at most the shared limit it divides, and room for
+// one request of the largest size.
+void ApplyClientShares(const v1::ProtocolConfig& p, ProtocolParams* out,
+                       Errors* errors) {
+  auto pick = [](uint32_t v, uint64_t def) {
+    return v == 0 ? static_cast<uint32_t>(std::min<uint64_t>(def, UINT32_MAX))
+                  : v;
+  };
+  out->client_calls_max =
+      pick(p.client_calls_max(),
+           std::min(out->client_calls_max, out->request_queue_max));
+  out->client_queue_max =
+      pick(p.client_queue_max(),
+           std::min(out->client_queue_max, out->request_queue_max));
+  out->client_queue_bytes_max =
+      pick(p.client_queue_bytes_max(), 4ull * out->batch_bytes_max);
+  out->request_queue_bytes_max =
+      pick(p.request_queue_bytes_max(), 64ull * out->batch_bytes_max);
+  if (out->client_queue_max > out->request_queue_max) {
+    errors->Add("protocol.client_queue_max",
+                absl::StrCat("must be at most request_queue_max (",
+                             out->request_queue_max, ")"));
+  }
+  if (out->client_calls_max > out->request_queue_max) {
+    errors->Add("protocol.client_calls_max",
+                absl::StrCat("must be at most request_queue_max (",
+                             out->request_queue_max, ")"));
+  }
+  if (out->client_queue_bytes_max < out->batch_bytes_max ||
+      out->client_queue_bytes_max > out->request_queue_bytes_max) {
+    errors->Add(
+        "protocol.client_queue_bytes_max",
+        absl::StrCat("must be between batch_bytes_max (", out->batch_bytes_max,
+                     ") and request_queue_bytes_max (",
+                     out->request_queue_bytes_max, ")"));
+  }
+}
+
 void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
                    Errors* errors) {
   auto pick = [](uint32_t v, uint32_t def) { return v == 0 ? def : v; };
@@ -62,6 +101,7 @@ void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
   out->request_operations_max =
       pick(p.request_operations_max(), out->request_operations_max);
   out->batch_wait_when_idle = p.batch_wait_when_idle();
+  ApplyClientShares(p, out, errors);
 
   if (out->checkpoint_interval > kCheckpointIntervalMax) {
     errors->Add("protocol.checkpoint_interval",

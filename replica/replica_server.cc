@@ -225,9 +225,12 @@ absl::Status ReplicaServerImpl::Init() {
     OnQuery(e, r, std::move(done));
   };
   h.status = [this] { return Status(); };
+  const ProtocolParams& pp = cluster_.protocol();
   client_service_ = std::make_unique<net::ClientService>(
-      pool_.get(), std::move(h), cluster_.protocol().request_queue_max,
-      cluster_.protocol().batch_bytes_max);
+      pool_.get(), std::move(h),
+      net::ClientService::Limits{pp.request_queue_max, pp.client_calls_max,
+                                 pp.batch_bytes_max,
+                                 pp.request_operations_max});
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
   core_thread_ = std::thread([this] { CoreLoop(); });
@@ -627,6 +630,15 @@ void ReplicaServerImpl::MirrorCounters() {
     metrics_.MirrorDropped(
         "core", pbft::DropReasonName(static_cast<pbft::DropReason>(r)),
         st.dropped[r]);
+  }
+  // Client intake refusals (per-client shares, sizes, signatures).
+  for (const auto& [code, name] :
+       std::initializer_list<std::pair<absl::StatusCode, const char*>>{
+           {absl::StatusCode::kResourceExhausted, "resource_exhausted"},
+           {absl::StatusCode::kInvalidArgument, "invalid_argument"},
+           {absl::StatusCode::kUnauthenticated, "unauthenticated"},
+       }) {
+    metrics_.MirrorDropped("client", name, client_service_->rejected(code));
   }
   uint64_t net_dropped = 0;
   for (size_t i = 0; i < peers_.size(); ++i) {
