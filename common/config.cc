@@ -102,6 +102,21 @@ void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
       pick(p.request_operations_max(), out->request_operations_max);
   out->batch_wait_when_idle = p.batch_wait_when_idle();
   ApplyClientShares(p, out, errors);
+  const uint32_t reply_default = out->message_bytes_max > (2u << 20)
+                                     ? out->message_bytes_max - (1u << 20)
+                                     : out->message_bytes_max / 2;
+  out->reply_bytes_max = pick(p.reply_bytes_max(), reply_default);
+  out->answer_bytes_max = pick(p.answer_bytes_max(), out->reply_bytes_max);
+  if (out->reply_bytes_max >= out->message_bytes_max) {
+    errors->Add("protocol.reply_bytes_max",
+                absl::StrCat("must be below message_bytes_max (",
+                             out->message_bytes_max, ")"));
+  }
+  if (out->answer_bytes_max > out->reply_bytes_max) {
+    errors->Add("protocol.answer_bytes_max",
+                absl::StrCat("must be at most reply_bytes_max (",
+                             out->reply_bytes_max, ")"));
+  }
 
   if (out->checkpoint_interval > kCheckpointIntervalMax) {
     errors->Add("protocol.checkpoint_interval",

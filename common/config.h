@@ -65,6 +65,11 @@ struct ProtocolParams {
   uint32_t client_queue_bytes_max = 4 * kDefaultBatchBytesMax;
   // The request queue's bytes (default 64 x batch_bytes_max).
   uint32_t request_queue_bytes_max = 64 * kDefaultBatchBytesMax;
+  // Byte budgets of query answers (docs/api.md, "Answer budgets"): one
+  // answer, and all answers of one reply. Default for both:
+  // message_bytes_max - 1 MiB (room for the results and the envelope).
+  uint32_t answer_bytes_max = kDefaultMessageBytesMax - (1 << 20);
+  uint32_t reply_bytes_max = kDefaultMessageBytesMax - (1 << 20);
   // false (default): the primary cuts a batch at once when none is in
   // flight, and batches up while one is. true: always wait for a full batch
   // or batch_delay_ticks.

@@ -387,6 +387,13 @@ void ReplicaServerImpl::OnQuery(
   v1::QueryReply reply;
   absl::Status s = ledger_->Answer(q, &reply);
   if (!s.ok()) return done(s);
+  // The answer budget (docs/api.md): refused the same on every replica.
+  const size_t bytes = ledger_->AnswerBudgetBytes(reply);
+  if (bytes > cluster_.protocol().answer_bytes_max) {
+    return done(absl::OutOfRangeError(absl::StrCat(
+        "query: the answer (", bytes, " bytes) exceeds answer_bytes_max (",
+        cluster_.protocol().answer_bytes_max, "); ANSWER_TOO_LARGE")));
+  }
   reply.set_replica_id(options_.id);
   reply.set_client_id(r.client_id());
   reply.set_request_number(r.request_number());
