@@ -157,6 +157,12 @@ absl::Status CheckKey(absl::string_view bytes, absl::string_view field,
 
 }  // namespace
 
+absl::Status ValidateReplicaCount(uint32_t n, uint32_t f) {
+  if (static_cast<uint64_t>(n) == 3ull * f + 1) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "f = ", f, " needs exactly 3f+1 = ", 3ull * f + 1, " replicas; got ", n));
+}
+
 absl::Status ParseHostPort(absl::string_view address, absl::string_view field,
                            std::string* host, uint16_t* port) {
   size_t colon = address.rfind(':');
@@ -216,10 +222,8 @@ absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
     errors.Add("replicas", "must list at least one replica");
   } else if (n > kReplicasMax) {
     errors.Add("replicas", absl::StrCat("at most ", kReplicasMax, " replicas"));
-  } else if (static_cast<uint64_t>(n) < 3ull * config.f() + 1) {
-    errors.Add("f", absl::StrCat("f = ", config.f(), " needs at least ",
-                                 3ull * config.f() + 1,
-                                 " replicas (n >= 3f+1); got ", n));
+  } else if (absl::Status s = ValidateReplicaCount(n, config.f()); !s.ok()) {
+    errors.Add("f", s.message());
   }
 
   // Replicas: ids dense 0..n-1 in order, unique addresses and keys.

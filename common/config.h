@@ -125,6 +125,10 @@ class Cluster {
 // The protobuf JSON mapping, pretty-printed, field names as in the proto.
 std::string ClusterConfigToJson(const v1::ClusterConfig& config);
 
+// n = 3f+1 exactly: the one rule the config loader (and so `ledgerctl config
+// check`) and ledgerd's core (pbft::Options::Validate) both apply.
+absl::Status ValidateReplicaCount(uint32_t n, uint32_t f);
+
 // Splits "host:port"; fails naming `field` if malformed.
 absl::Status ParseHostPort(absl::string_view address, absl::string_view field,
                            std::string* host, uint16_t* port);

@@ -67,9 +67,8 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (n != 3 * f + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
+  if (absl::Status s = ledger::ValidateReplicaCount(n, f); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("options.n: ", s.message()));
   }
   if (id.value() >= n) {
     return absl::InvalidArgumentError(
