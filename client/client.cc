@@ -46,6 +46,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 // Errors that retrying cannot fix: the request itself is bad.
 bool IsPermanent(grpc::StatusCode c) {
   return c == grpc::StatusCode::INVALID_ARGUMENT ||
+         c == grpc::StatusCode::OUT_OF_RANGE ||  // Answer over its budget.
          c == grpc::StatusCode::UNAUTHENTICATED ||
          c == grpc::StatusCode::PERMISSION_DENIED;
 }

@@ -271,9 +271,12 @@ absl::Status ReplicaServerImpl::Init() {
     OnQuery(e, r, std::move(done));
   };
   h.status = [this] { return Status(); };
+  const ProtocolParams& pp = cluster_.protocol();
   client_service_ = std::make_unique<net::ClientService>(
-      pool_.get(), std::move(h), cluster_.protocol().request_queue_max,
-      cluster_.protocol().batch_bytes_max);
+      pool_.get(), std::move(h),
+      net::ClientService::Limits{pp.request_queue_max, pp.client_calls_max,
+                                 pp.batch_bytes_max,
+                                 pp.request_operations_max});
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
   core_thread_ = std::thread([this] { CoreLoop(); });
@@ -465,6 +468,13 @@ void ReplicaServerImpl::OnQuery(
   v1::QueryReply reply;
   absl::Status s = ledger_->Answer(q, &reply);
   if (!s.ok()) return done(s);
+  // The answer budget (docs/api.md): refused the same on every replica.
+  const size_t bytes = ledger_->AnswerBudgetBytes(reply);
+  if (bytes > cluster_.protocol().answer_bytes_max) {
+    return done(absl::OutOfRangeError(absl::StrCat(
+        "query: the answer (", bytes, " bytes) exceeds answer_bytes_max (",
+        cluster_.protocol().answer_bytes_max, "); ANSWER_TOO_LARGE")));
+  }
   reply.set_replica_id(options_.id);
   reply.set_client_id(r.client_id());
   reply.set_request_number(r.request_number());
@@ -697,6 +707,15 @@ void ReplicaServerImpl::MirrorCounters() {
     metrics_.MirrorDropped(
         "core", pbft::DropReasonName(static_cast<pbft::DropReason>(r)),
         st.dropped[r]);
+  }
+  // Client intake refusals (per-client shares, sizes, signatures).
+  for (const auto& [code, name] :
+       std::initializer_list<std::pair<absl::StatusCode, const char*>>{
+           {absl::StatusCode::kResourceExhausted, "resource_exhausted"},
+           {absl::StatusCode::kInvalidArgument, "invalid_argument"},
+           {absl::StatusCode::kUnauthenticated, "unauthenticated"},
+       }) {
+    metrics_.MirrorDropped("client", name, client_service_->rejected(code));
   }
   uint64_t net_dropped = 0;
   for (size_t i = 0; i < peers_.size(); ++i) {

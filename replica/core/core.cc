@@ -17,9 +17,7 @@ bool ParseDigest(const std::string& bytes, Digest* out) {
   return true;
 }
 
-size_t RequestBytes(const v1::Envelope& e) {
-  return e.payload().size() + e.signature().size() + 16;
-}
+using ledger::RequestBytes;
 
 }  // namespace
 
@@ -70,9 +68,8 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (n != 3 * f + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
+  if (absl::Status s = ledger::ValidateReplicaCount(n, f); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("options.n: ", s.message()));
   }
   if (id.value() >= n) {
     return absl::InvalidArgumentError(
@@ -330,7 +327,19 @@ bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
     Reject(c, t, v1::REJECT_REASON_TOO_LARGE);
     return false;
   }
-  if (queue_.size() >= options_.params.request_queue_max) {
+  const auto& p = options_.params;
+  // One client's share first: a client over it is refused, nobody else.
+  ClientShare& share = queued_by_client_[c.value()];
+  if (share.requests >= std::min(p.client_queue_max, p.request_queue_max) ||
+      share.bytes + bytes > p.client_queue_bytes_max) {
+    if (share.requests == 0) queued_by_client_.erase(c.value());
+    Drop(DropReason::kQueueFull);
+    Reject(c, t, v1::REJECT_REASON_CLIENT_SHARE_FULL);
+    return false;
+  }
+  if (queue_.size() >= p.request_queue_max ||
+      queue_bytes_ + bytes > p.request_queue_bytes_max) {
+    if (share.requests == 0) queued_by_client_.erase(c.value());
     Drop(DropReason::kQueueFull);
     Reject(c, t, v1::REJECT_REASON_QUEUE_FULL);
     return false;
@@ -339,7 +348,22 @@ bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
   queue_[arrival] = Queued{e, c, t, tick_, bytes};
   queue_index_[RequestKey{c.value(), t.value()}] = arrival;
   queue_bytes_ += bytes;
+  ++share.requests;
+  share.bytes += bytes;
   return true;
+}
+
+void Core::Dequeue(std::map<uint64_t, Queued>::iterator it) {
+  const Queued& q = it->second;
+  auto share = queued_by_client_.find(q.client.value());
+  CHECK(share != queued_by_client_.end());
+  CHECK_GE(share->second.bytes, q.bytes);
+  CHECK_GT(share->second.requests, 0u);
+  share->second.bytes -= q.bytes;
+  if (--share->second.requests == 0) queued_by_client_.erase(share);
+  queue_bytes_ -= q.bytes;
+  queue_index_.erase(RequestKey{q.client.value(), q.number.value()});
+  queue_.erase(it);
 }
 
 void Core::Tick(uint64_t now_ms) {
@@ -475,9 +499,8 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
     auto q = queue_.find(it->second);
     CHECK(q != queue_.end());
     const RequestNumber number = q->second.number;
-    queue_bytes_ -= q->second.bytes;
-    queue_.erase(q);
-    it = queue_index_.erase(it);
+    ++it;  // Dequeue erases the index entry.
+    Dequeue(q);
     // Below a number committed for execution: it never executes.
     if (number < t)
       Reject(c, number, v1::REJECT_REASON_STALE_REQUEST_NUMBER, t);
@@ -531,9 +554,7 @@ void Core::SendPrePrepare() {
       assigned_.insert(RequestKey{q.client.value(), q.number.value()});
       *pp.add_requests() = std::move(q.envelope);
     }
-    queue_bytes_ -= q.bytes;
-    queue_index_.erase(RequestKey{q.client.value(), q.number.value()});
-    queue_.erase(it);
+    Dequeue(it);
   }
   if (pp.requests_size() == 0) return;  // Everything queued was stale.
   const Digest d = ledger::BatchDigest(pp.requests());
@@ -1788,6 +1809,16 @@ absl::Status Core::Invariants() const {
   if (queue_.size() > options_.params.request_queue_max ||
       queue_.size() != queue_index_.size()) {
     return fail("request queue size ", queue_.size());
+  }
+  size_t shared_requests = 0, shared_bytes = 0;
+  for (const auto& [client, share] : queued_by_client_) {
+    shared_requests += share.requests;
+    shared_bytes += share.bytes;
+  }
+  if (shared_requests != queue_.size() || shared_bytes != queue_bytes_) {
+    return fail("per-client queue shares ", shared_requests, " requests ",
+                shared_bytes, " bytes; queue ", queue_.size(), " requests ",
+                queue_bytes_, " bytes");
   }
   if (Seq(stable_proof_.seq()) != low_watermark_) {
     return fail("stable proof seq ", stable_proof_.seq(), " != h");

@@ -488,6 +488,8 @@ class Core {
   bool AdmitNumber(ClientId c, RequestNumber t);
   bool HandedOut(ClientId c, RequestNumber t) const;
   bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
+  // Removes one queued request (and its share of its client's quota).
+  void Dequeue(std::map<uint64_t, Queued>::iterator it);
   void Broadcast(v1::Envelope e);
   void SendTo(ReplicaId to, v1::Envelope e);
   // Removes the client's queued requests numbered <= t (they are ordered
@@ -532,6 +534,13 @@ class Core {
   absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
   uint64_t next_arrival_ = 0;
   size_t queue_bytes_ = 0;
+  // Each client's share of the queue (clients with something queued only).
+  // Iterated only by Invariants, where order does not matter.
+  struct ClientShare {
+    size_t requests = 0;
+    size_t bytes = 0;
+  };
+  absl::flat_hash_map<uint64_t, ClientShare> queued_by_client_;
 
   // Time and timers (ticks).
   uint64_t tick_ = 0;

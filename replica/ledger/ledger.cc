@@ -1203,6 +1203,19 @@ absl::StatusOr<pbft::v1::CertifiedBatch> Ledger::GetCertifiedBatch(
   return cb;
 }
 
+size_t Ledger::AnswerBudgetBytes(const v1::QueryReply& answer) const {
+  if (!answer.has_block()) return answer.ByteSizeLong();
+  // A block answer carries the requests twice (in the block and in its
+  // pre-prepare) and a commit certificate and view that differ between
+  // replicas: counted from the requests alone, with a fixed allowance for
+  // the rest, so that every correct replica counts the same.
+  size_t requests = 0;
+  for (const pbft::v1::Envelope& r : answer.block().requests()) {
+    requests += r.ByteSizeLong() + 8;
+  }
+  return 2 * requests + 4096 + size_t{cluster_.quorum()} * 256;
+}
+
 absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
                                       std::string* result) const {
   pbft::v1::Request r;
@@ -1215,9 +1228,15 @@ absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
     return absl::InternalError(
         "query answers: request and results do not match");
   }
+  // Answer budgets (docs/api.md): answers are built one at a time and each
+  // is kept only if it fits both budgets, so a request that asks for more
+  // costs at most one answer beyond what the reply may carry.
+  const ProtocolParams& params = cluster_.protocol();
+  size_t reply_left = params.reply_bytes_max;
   for (int i = 0; i < batch.operations_size(); ++i) {
     if (!batch.operations(i).has_query()) continue;
-    v1::QueryReply* answer = results.mutable_results(i)->mutable_answer();
+    v1::OperationResult* result = results.mutable_results(i);
+    v1::QueryReply* answer = result->mutable_answer();
     absl::Status s = Answer(batch.operations(i).query(), answer);
     // Replies are matched byte for byte: only what every correct replica
     // has (an ordered block answer is certified by f+1 matching replies).
@@ -1228,6 +1247,13 @@ absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
     } else if (!s.ok()) {
       return s;
     }
+    const size_t bytes = AnswerBudgetBytes(*answer);
+    if (bytes > params.answer_bytes_max || bytes > reply_left) {
+      result->clear_answer();
+      result->set_code(v1::RESULT_CODE_ANSWER_TOO_LARGE);
+      continue;
+    }
+    reply_left -= bytes;
   }
   *result = SerializeDeterministic(results);
   return absl::OkStatus();

@@ -416,6 +416,36 @@ TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
   EXPECT_EQ(s.core().queued_requests(), 3u);
 }
 
+TEST(Requests, OneClientOverItsQueueShareIsRefusedOthersAreNot) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.batch_delay_ticks = 100;  // Keep them queued.
+  p.batch_wait_when_idle = true;
+  p.batch_requests_max = 10;
+  p.request_queue_max = 10;
+  p.client_queue_max = 2;
+  Scenario s(0, p);
+  s.Step(s.Request(1, 1));
+  s.Step(s.Request(1, 2));
+  s.Step(s.Request(1, 3));  // Over client 1's share.
+  v1::Reply reply = OnlyReply(s);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_CLIENT_SHARE_FULL);
+  EXPECT_EQ(reply.request_number(), 3u);
+  s.Step(s.Request(2, 1));  // Client 2 is still served.
+  EXPECT_TRUE(s.ready().replies.empty());
+  EXPECT_EQ(s.core().queued_requests(), 3u);
+  // The share also counts bytes.
+  ledger::ProtocolParams pb = p;
+  pb.client_queue_max = 10;
+  pb.client_queue_bytes_max = 300;
+  Scenario b(0, pb);
+  b.Step(b.Request(1, 1, std::string(150, 'x')));
+  b.Step(b.Request(1, 2, std::string(150, 'x')));
+  reply = OnlyReply(b);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_CLIENT_SHARE_FULL);
+  b.Step(b.Request(2, 1, std::string(150, 'x')));
+  EXPECT_TRUE(b.ready().replies.empty());
+}
+
 TEST(Requests, BackupRejectsOlderQueuedRequestsOnceANewerOneIsOrdered_4_1) {
   Scenario s(1);
   s.Step(s.Request(1, 1));
