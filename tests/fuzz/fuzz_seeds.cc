@@ -22,6 +22,8 @@
 #include "common/envelope.h"
 #include "common/keyfile.h"
 #include "pbft/v1/pbft.pb.h"
+#include "replica/ledger/ledger.h"
+#include "tests/ledger/block_factory.h"
 
 namespace fs = std::filesystem;
 
@@ -125,6 +127,37 @@ void WriteWireSeeds(const fs::path& corpus) {
                 pbft::v1::MESSAGE_TYPE_FETCH_REQUEST, fetch)));
 }
 
+// Receipts that `Ledger::BuildReceipt` makes for a 3-block chain executed
+// with tests/ledger/block_factory.h's deterministic cluster (receipt_fuzz
+// verifies against the same cluster): transfers and a mint, the last block
+// committed in view 1.
+void WriteReceiptSeeds(const fs::path& corpus, const fs::path& tmp) {
+  using ledger::testing::Id;
+  ledger::testing::BlockFactory factory;
+  auto opened = ledger::Ledger::Open(
+      factory.cluster(), (tmp / "chain").string(), ledger::LedgerOptions{});
+  CHECK_OK(opened.status());
+  std::unique_ptr<ledger::Ledger> chain = std::move(*opened);
+  uint64_t id = 1;
+  for (uint64_t b = 1; b <= 3; ++b) {
+    std::vector<pbft::v1::Envelope> requests;
+    for (uint64_t c = 1; c <= 2; ++c) {
+      std::vector<ledger::v1::Operation> ops = {
+          ledger::testing::TransferOp(Id(id++), Id(c), Id(3 - c), 10 + b)};
+      if (c == 1) ops.push_back(ledger::testing::MintOp(Id(id++), Id(2), 7));
+      requests.push_back(factory.Request(c, ledger::testing::Ops(ops)));
+    }
+    CHECK_OK(chain->ApplyBlock(factory.MakeBlock(b, requests, b == 3 ? 1 : 0))
+                 .status());
+  }
+  for (uint64_t transfer : {1, 2, 5, 7}) {
+    auto receipt = chain->BuildReceipt(Id(transfer));
+    CHECK_OK(receipt.status());
+    WriteSeed(corpus / "receipt_fuzz", absl::StrCat("transfer", transfer),
+              receipt->SerializeAsString());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +170,7 @@ int main(int argc, char** argv) {
       fs::temp_directory_path() / absl::StrCat("fuzz-seeds.", ::getpid());
   WriteConfigSeeds(corpus, tmp);
   WriteWireSeeds(corpus);
+  WriteReceiptSeeds(corpus, tmp);
   fs::remove_all(tmp);
   return 0;
 }
