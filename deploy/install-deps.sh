@@ -18,6 +18,9 @@ PACKAGES=(
   libspdlog-dev prometheus-cpp-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
+  # The fuzz build (tests/fuzz): clang 14 with libFuzzer and the sanitizer
+  # runtimes.
+  clang-14 libclang-rt-14-dev
   # Tools the test suite uses: openssl (TLS material), python3 + jsonschema
   # + yaml (manifest validation; kubectl, which renders the overlays, comes
   # with the machine image: Debian 12 has only kubectl 1.20, too old).
