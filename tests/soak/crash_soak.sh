@@ -213,7 +213,7 @@ echo "load: $(tail -1 "$DIR/load.out")" >&2
 settle
 VIEW_END=$(cluster_view)
 kill "$MONITOR" 2>/dev/null || true; wait "$MONITOR" 2>/dev/null || true; MONITOR=
-"$TESTS_BIN/soak-driver" check --config "$DIR/cluster.json" --writers 4 --out "$DIR" \
+timeout 900 "$TESTS_BIN/soak-driver" check --config "$DIR/cluster.json" --writers 4 --out "$DIR" \
   >"$DIR/check.out" 2>"$DIR/check.err" || violation "ledger check: $(head -20 "$DIR/check.err") $(tail -1 "$DIR/check.out")"
 echo "check: $(tail -1 "$DIR/check.out")" >&2
 verify_all
