@@ -45,7 +45,7 @@ trap cleanup EXIT
 
 KILL_PERIOD=10 STALL_PERIOD=120 REJOIN_MAX=60
 (( SHORT )) && KILL_PERIOD=20 STALL_PERIOD=$(( MINUTES * 30 )) REJOIN_MAX=90
-VIOLATIONS=0 RESTARTS=0 STALLS=0 PRIMARY_KILLS=0
+VIOLATIONS=0 RESTARTS=0 STALLS=0 PRIMARY_KILLS=0 BROKEN=0
 violation() { echo "VIOLATION: $*" >&2; VIOLATIONS=$((VIOLATIONS + 1)); }
 event() { echo "$(date +%s.%N) $*" >>"$DIR/events"; }
 CLIENT=5  # Nudges and status: not one of the writers.
@@ -104,6 +104,7 @@ wait_rejoined() {  # wait_rejoined I SINCE KIND
     sleep 0.3
   done
   violation "replica $i not back in the cluster's view ${REJOIN_MAX}s after its $kind: $(ctl status 2>&1 | tr '\n' ';')"
+  BROKEN=1  # One replica is faulty for good: no more faults (never > f).
 }
 
 now() { date +%s.%N; }
@@ -140,7 +141,7 @@ stall_one() {
 
 fault_schedule() {  # until END (unix seconds)
   local end=$1 kills=0 next_stall=$(( $(date +%s) + STALL_PERIOD ))
-  while (( $(date +%s) + KILL_PERIOD < end )); do
+  while (( BROKEN == 0 && $(date +%s) + KILL_PERIOD < end )); do
     local t0; t0=$(date +%s)
     if (( t0 >= next_stall )); then
       stall_one; next_stall=$(( t0 + STALL_PERIOD ))
