@@ -1170,10 +1170,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     } else {
       // Possibly far beyond the window (state transfer): batches up to it
       // may be adopted, checked one by one by their commit certificates.
-      fetched_proofs_[s] = resp.stable_checkpoint();
-      while (fetched_proofs_.size() > kFetchedProofsMax) {
-        fetched_proofs_.erase(fetched_proofs_.begin());
-      }
+      AdoptFetchedProof(s, resp.stable_checkpoint());
     }
   }
   const Seq limit = FetchLimit();
@@ -1243,6 +1240,18 @@ void Core::HandleFetchRequest(const v1::Envelope& e) {
   if (!req.view_changing()) NoteView(e.sender(), v);
   if (v < view_ || (v == view_ && req.view_changing())) {
     OfferNewView(ReplicaId(static_cast<uint32_t>(e.sender())));
+  }
+}
+
+void Core::AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof) {
+  if (fetched_proofs_.count(s)) return;
+  fetched_proofs_[s] = proof;
+  // Durable before any batch beyond H executes (Ready: persist first).
+  for (const v1::Envelope& c : proof.checkpoints()) {
+    ready_.persist.entries.push_back(c);
+  }
+  while (fetched_proofs_.size() > kFetchedProofsMax) {
+    fetched_proofs_.erase(fetched_proofs_.begin());
   }
 }
 
@@ -1683,10 +1692,7 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
         }
       }
     } else {
-      fetched_proofs_[min_s] = min_proof;
-      while (fetched_proofs_.size() > kFetchedProofsMax) {
-        fetched_proofs_.erase(fetched_proofs_.begin());
-      }
+      AdoptFetchedProof(min_s, min_proof);
     }
   }
   InstallPendingO();
@@ -1904,11 +1910,6 @@ absl::Status Core::Restore(const RestoreState& state) {
     return bad("stored stable checkpoint ", h.value(),
                " does not fit the ledger at ", last_executed.value());
   }
-  if (last_executed > h + options_.params.watermark_window) {
-    return bad("ledger at ", last_executed.value(),
-               " is beyond the window of the stored stable checkpoint ",
-               h.value());
-  }
   // Decode everything first: on failure nothing has changed.
   struct Votes {
     std::optional<v1::Envelope> pre_prepare;
@@ -1919,6 +1920,9 @@ absl::Status Core::Restore(const RestoreState& state) {
   };
   std::map<std::pair<Seq, View>, Votes> by_slot;
   std::map<Seq, Vote> own_checkpoints;
+  // CHECKPOINTs of proofs adopted from fetch responses (AdoptFetchedProof).
+  std::map<std::pair<Seq, Digest>, std::map<ReplicaId, v1::Envelope>>
+      stored_checkpoints;
   std::optional<v1::Envelope> new_view;
   const View view = state.view;
   for (const v1::Envelope& e : state.entries) {
@@ -1965,6 +1969,7 @@ absl::Status Core::Restore(const RestoreState& state) {
           return bad("stored CHECKPOINT does not decode");
         }
         if (sender == options_.id) own_checkpoints[Seq(m.seq())] = Vote{d, e};
+        stored_checkpoints[{Seq(m.seq()), d}][sender] = e;
         break;
       }
       case v1::MESSAGE_TYPE_NEW_VIEW: {
@@ -1980,7 +1985,29 @@ absl::Status Core::Restore(const RestoreState& state) {
                    " is not one the core persists");
     }
   }
+  // A replica that crashed while executing fetched batches beyond its
+  // window stored the proof it was executing towards: rebuild it.
+  std::map<Seq, v1::CheckpointProof> proofs_ahead;
+  for (const auto& [key, by_sender] : stored_checkpoints) {
+    if (key.first <= h || by_sender.size() < quorum_) continue;
+    v1::CheckpointProof& p = proofs_ahead[key.first];
+    p.set_seq(key.first.value());
+    p.set_state_digest(key.second.ToBytes());
+    for (const auto& [sender, e] : by_sender) *p.add_checkpoints() = e;
+  }
+  const Seq window_end =
+      std::max(h + options_.params.watermark_window,
+               proofs_ahead.empty() ? h : proofs_ahead.rbegin()->first);
+  if (last_executed > window_end) {
+    return bad("ledger at ", last_executed.value(),
+               " is beyond the window of the stored stable checkpoint ",
+               h.value(), " and of every stored proof ahead of it");
+  }
   if (state.stable_checkpoint) stable_proof_ = *state.stable_checkpoint;
+  for (auto& [seq, p] : proofs_ahead) fetched_proofs_[seq] = std::move(p);
+  while (fetched_proofs_.size() > kFetchedProofsMax) {
+    fetched_proofs_.erase(fetched_proofs_.begin());
+  }
   low_watermark_ = h;
   last_executed_ = last_executed;
   last_handed_out_ = last_executed;

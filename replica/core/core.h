@@ -472,6 +472,10 @@ class Core {
   void HandOutCommitted();
   void TakeCheckpoint(Seq s, const Digest& state_digest);
   void CheckStable(Seq s);
+  // Keeps a verified stable proof beyond the window (state transfer) and
+  // lists its CHECKPOINTs for persisting, so that batches executed up to it
+  // are still inside the window Restore rebuilds after a crash.
+  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
   void MakeStable(Seq s, const Digest& digest,
                   std::vector<v1::Envelope> checkpoints);
   void Retransmit();

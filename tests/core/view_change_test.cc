@@ -41,8 +41,11 @@ class Cluster {
     Options o;
     o.id = ReplicaId(i);
     o.params = Params();
+    if (fetch_blocks_max_ > 0) o.fetch_blocks_max = fetch_blocks_max_;
     return std::make_unique<Core>(o, signer_[i].get(), &crypto_.verifier());
   }
+  // Blocks per FETCH for cores made from now on (0: the default).
+  void SetFetchBlocksMax(uint32_t n) { fetch_blocks_max_ = n; }
 
   Core& core(uint32_t i) { return *core_[i]; }
   const Signer& signer(uint32_t i) const { return *signer_[i]; }
@@ -191,6 +194,7 @@ class Cluster {
   std::vector<uint64_t> executed_;
   std::vector<CommittedBatch> blocks_[4];
   bool serve_fetches_ = false;
+  uint32_t fetch_blocks_max_ = 0;
   bool down_[4] = {false, false, false, false};
   std::vector<Msg> queue_;
   std::vector<v1::Envelope> sent_[4];
@@ -698,6 +702,55 @@ TEST(ViewChangeBounds, TimeoutReturnsToBaseAfterProgress_4_4) {
     EXPECT_GE(c.core(b).stats().view_change_timer_expiries, 1u) << b;
     EXPECT_EQ(c.core(b).view_change_timeout_ticks(), base) << b;
   }
+}
+
+}  // namespace
+}  // namespace pbft
+
+namespace pbft {
+namespace {
+
+// State transfer beyond the window (docs/protocol.md "State transfer"): a
+// replica that was cut off adopts a far stable proof from a fetch response
+// and executes fetched batches past h + L towards it. Killed there, it must
+// restart from its data dir: the proof it was executing towards is durable
+// (its CHECKPOINTs were persisted before any batch past H executed), so the
+// ledger is inside the window Restore rebuilds.
+TEST(StateTransfer, CrashWhileExecutingPastTheWindowRestarts_4_4) {
+  Cluster c;
+  c.ServeFetches();
+  auto cut3 = [](uint32_t from, uint32_t to, const v1::Envelope&) {
+    return from != 3 && to != 3;
+  };
+  for (uint64_t t = 1; t <= 30; ++t) {
+    for (uint32_t b = 0; b < 3; ++b) c.Inject(99, b, c.Request(t));
+    c.Run(cut3, /*ticks=*/2);
+  }
+  ASSERT_GE(c.executed(0), 30u);
+  // Replica 3 restarts empty, asking for 10 blocks at a time; it gets one
+  // fetch response (blocks 1..10 and the responder's proof far ahead).
+  c.Crash(3);
+  c.SetFetchBlocksMax(10);
+  c.Crash(3);
+  ASSERT_TRUE(c.Restart(3).ok());
+  int responses = 0;
+  c.Run(
+      [&](uint32_t from, uint32_t to, const v1::Envelope& e) {
+        if (to != 3 && from != 3) return true;
+        if (e.type() == v1::MESSAGE_TYPE_FETCH_RESPONSE) return ++responses == 1;
+        return e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST;
+      },
+      /*ticks=*/60);
+  ASSERT_EQ(responses >= 1, true);
+  ASSERT_GT(c.executed(3), Cluster::Params().watermark_window);
+  ASSERT_LT(c.executed(3), c.executed(0));
+  // Killed there: it restarts from what it made durable.
+  c.Crash(3);
+  absl::Status s = c.Restart(3);
+  ASSERT_TRUE(s.ok()) << s.message();
+  // And catches up the rest.
+  c.Run(Cluster::All, /*ticks=*/200);
+  EXPECT_GE(c.executed(3), 30u);
 }
 
 }  // namespace
