@@ -47,14 +47,6 @@ attack() {  # attack ATTACKS ATTACK_S SILENT_S
     >"$DIR/attacker-$1.out" 2>"$DIR/attacker-$1.err" &
   ATTACKER=$!
 }
-view_of() {
-  { ctl status --json 2>/dev/null || true; } | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if int(r.get("replica_id", -1)) == int(sys.argv[1]) and "error" not in r:
-        print(int(r.get("view", 0)))
-' "$1"
-}
 peak_rss_mb() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$(cat "$DIR/pids/$1")/status"; }
 
 cluster_init "$DIR" 4 4
