@@ -284,7 +284,7 @@ void Core::OnRequest(const v1::Envelope& e) {
   }
 }
 
-// PBFT.md, client requests: equal to the last executed -> resend the stored
+// Castro–Liskov §4.1, client requests: equal to the last executed -> resend the stored
 // reply; lower, or at or below a number already committed for execution ->
 // it never executes: answer at once with a stale rejection naming the last
 // number (never silence); higher -> order it. True if it may be ordered.
