@@ -284,9 +284,9 @@ void Core::OnRequest(const v1::Envelope& e) {
   }
 }
 
-// Castro–Liskov §4.1, client requests: equal to the last executed -> resend the stored
-// reply; lower, or at or below a number already committed for execution ->
-// it never executes: answer at once with a stale rejection naming the last
+// Castro–Liskov §4.1, client requests: equal to the last executed -> resend the
+// stored reply; lower, or at or below a number already committed for execution
+// -> it never executes: answer at once with a stale rejection naming the last
 // number (never silence); higher -> order it. True if it may be ordered.
 bool Core::AdmitNumber(ClientId c, RequestNumber t) {
   auto cit = clients_.find(c.value());
