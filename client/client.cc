@@ -989,7 +989,7 @@ absl::StatusOr<v1::QueryReply> Client::Read(const v1::Query& query,
                                             absl::Duration deadline) {
   const absl::Duration d = Deadline(deadline);
   if (linearizable_reads_) return OrderedQuery(query, d);
-  // PBFT.md §5.1: the read-only answer needs 2f+1 matching replies; when
+  // Castro–Liskov §5.1: the read-only answer needs 2f+1 matching replies; when
   // replicas disagree (some are behind) or too few answer, retry as an
   // ordered request, which needs only f+1.
   absl::StatusOr<v1::QueryReply> r = Query(query, d / 2);

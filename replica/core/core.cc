@@ -276,8 +276,8 @@ void Core::OnRequest(const v1::Envelope& e) {
     MaybeCutBatches();
     UpdateViewChangeTimer(false);
   } else {
-    // PBFT.md: a backup forwards a request it has not seen executed to the
-    // primary (and holds it for its view-change timer).
+    // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
+    // to the primary (and holds it for its view-change timer).
     SendTo(primary(), e);
     ++stats_.requests_forwarded;
     UpdateViewChangeTimer(false);
@@ -1677,7 +1677,8 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   // was known reassigned seqs O covers (pbft-sim partition n=4 seed 12566,
   // crash n=7 seed 1795: a primary re-proposing at seqs it had committed).
   // min-s is stable at 2f+1 replicas' word. Adopt it if our state matches,
-  // or fetch up to it if we are behind (PBFT.md: "they fetch state").
+  // or fetch up to it if we are behind (§4.4: "they fetch state";
+  // docs/protocol.md, state transfer).
   if (min_s > low_watermark_) {
     Digest d;
     CHECK(ParseDigest(min_proof.state_digest(), &d));
@@ -1699,7 +1700,8 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   if (is_primary()) {
     MaybeCutBatches();
   } else {
-    // PBFT.md: backups re-send the requests they hold to the new primary.
+    // docs/protocol.md, view change: backups re-send the requests they hold to
+    // the new primary.
     for (const auto& [arrival, q] : queue_) {
       SendTo(primary(), q.envelope);
       ++stats_.requests_forwarded;

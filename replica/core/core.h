@@ -151,7 +151,7 @@ struct Persist {
 struct Ready {
   // 1. Write `persist` durably (synced) BEFORE sending any message of
   //    `messages`: a replica must never send a vote it could forget in a
-  //    crash (PBFT.md, crash recovery).
+  //    crash (docs/protocol.md, crash recovery).
   Persist persist;
   // 2. Then send `messages` (any order; the protocol tolerates reordering).
   std::vector<Outbound> messages;
@@ -251,8 +251,8 @@ class Core {
   // Seeds the per-client table at start-up (from the ledger).
   void RestoreClient(ClientId client_id, RequestNumber request_number,
                      std::string result);
-  // Restart (PBFT.md, crash recovery). Call once, after RestoreClient and
-  // before any other input, with everything the protocol store returned and
+  // Restart (docs/protocol.md, crash recovery). Call once, after RestoreClient
+  // and before any other input, with everything the protocol store returned and
   // the ledger's head. Afterwards the replica:
   //  - is in the persisted view: active in it if the NEW-VIEW of that view
   //    (or view 0) is among the entries, else still changing to it (it

@@ -2,8 +2,8 @@
 //
 // Envelopes from peers and clients are queued here; worker threads check the
 // envelope signature and, for a PRE-PREPARE, every client request inside it
-// (a primary must not be able to forge requests, PBFT.md §4.2), and hand only
-// verified envelopes to `deliver`. What fails is dropped and counted by
+// (a primary must not be able to forge requests, Castro–Liskov §4.2), and hand
+// only verified envelopes to `deliver`. What fails is dropped and counted by
 // reason; nothing unverified reaches the core.
 //
 // Before a signature is checked, a message over its type's byte limit is

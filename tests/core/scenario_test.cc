@@ -305,7 +305,7 @@ TEST(NormalCase, ExecutionIsStrictlyInSeqOrder_4_2) {
   EXPECT_EQ(executed[1].seq, Seq(2));
 }
 
-// --- Client requests (PBFT.md "Client requests", §4.1)
+// --- Client requests (Castro–Liskov §4.1; docs/protocol.md)
 // ------------------------
 
 // The one reply of the last Ready, decoded.

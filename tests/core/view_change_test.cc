@@ -737,7 +737,8 @@ TEST(StateTransfer, CrashWhileExecutingPastTheWindowRestarts_4_4) {
   c.Run(
       [&](uint32_t from, uint32_t to, const v1::Envelope& e) {
         if (to != 3 && from != 3) return true;
-        if (e.type() == v1::MESSAGE_TYPE_FETCH_RESPONSE) return ++responses == 1;
+        if (e.type() == v1::MESSAGE_TYPE_FETCH_RESPONSE)
+          return ++responses == 1;
         return e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST;
       },
       /*ticks=*/60);

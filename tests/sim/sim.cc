@@ -161,7 +161,7 @@ const std::vector<std::string> kScenarios = {"fair",
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
 // The ledger stand-in: a hash chain over executed requests, with the
-// per-client dedup table of the real ledger (seam.md).
+// per-client dedup table of the real ledger (docs/storage_format.md).
 class MemLedger {
  public:
   struct Outcome {
@@ -1896,7 +1896,8 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
       std::string payload = o.envelope.payload();
       payload.push_back(static_cast<char>((15 << 3) | 2));
       for (uint64_t len = pad;; len >>= 7) {
-        payload.push_back(static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
+        payload.push_back(
+            static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
         if (len < 0x80) break;
       }
       payload.append(pad, 'p');
@@ -2160,7 +2161,7 @@ void Simulation::ClientTick(SimClient& c) {
     return;
   }
   if (tick_ - c.last_sent_tick >= client_timeout_ticks_) {
-    // PBFT.md: on timeout the client sends to all replicas.
+    // Castro–Liskov §4.1: on timeout the client sends to all replicas.
     c.last_sent_tick = tick_;
     for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, c.request);
   }
