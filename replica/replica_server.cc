@@ -139,6 +139,7 @@ class ReplicaServerImpl final : public ReplicaServer {
   void Execute(const pbft::CommittedBatch& b);
   void Deliver(const pbft::ClientReply& r);
   void Publish();
+  void LogViewTransition();
   void MirrorCounters();
   bool CaughtUp() const;
   [[noreturn]] void Fatal(const absl::Status& s, absl::string_view what);
@@ -184,6 +185,7 @@ class ReplicaServerImpl final : public ReplicaServer {
   // Where the cluster is (Core::cluster_view/cluster_head), for Status.
   std::atomic<uint64_t> cluster_view_{0}, cluster_head_{0};
   std::atomic<bool> view_changing_{false}, in_cluster_view_{false};
+  uint64_t logged_view_ = 0;  // Core thread only.
 
   absl::Mutex latency_mu_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, absl::Time> arrivals_
@@ -649,6 +651,7 @@ void ReplicaServerImpl::Publish() {
   }
   cluster_view_ = core_->cluster_view().value();
   cluster_head_ = core_->cluster_head().value();
+  LogViewTransition();
   view_changing_ = !core_->view_active();
   in_cluster_view_ = core_->in_cluster_view();
   const bool up = CaughtUp();
@@ -659,6 +662,28 @@ void ReplicaServerImpl::Publish() {
     }
     LOG_INFO("replica {}: {}", options_.id,
              up ? "caught up (ready)" : "not ready");
+  }
+}
+
+// One line per view change started and per view entered, with what the
+// replica knew then: an operator reading one replica's log can tell a
+// failover from a replica that timed out alone while it was behind.
+void ReplicaServerImpl::LogViewTransition() {
+  const bool changing = !core_->view_active();
+  const uint64_t view = core_->view().value();
+  if (changing == view_changing_.load() && view == logged_view_) return;
+  logged_view_ = view;
+  const pbft::Stats& st = core_->stats();
+  if (changing) {
+    LOG_INFO(
+        "replica {}: changing to view {} (timer expiries {}, executed {}, "
+        "cluster head {}, cluster view {}, queued requests {})",
+        options_.id, view, st.view_change_timer_expiries,
+        core_->last_executed().value(), core_->cluster_head().value(),
+        core_->cluster_view().value(), core_->queued_requests());
+  } else {
+    LOG_INFO("replica {}: in view {} (primary {}, executed {})", options_.id,
+             view, core_->primary().value(), core_->last_executed().value());
   }
 }
 
@@ -699,6 +724,8 @@ void ReplicaServerImpl::MirrorCounters() {
            {"view_entered", st.views_entered},
            {"new_view_sent", st.new_views_sent},
            {"view_probe", st.view_probes},
+           {"timer_probe", st.timer_probes},
+           {"view_change_timer_held", st.view_change_timer_held},
            {"new_view_offered", st.new_views_offered},
        }) {
     metrics_.MirrorCoreEvent(event, value);

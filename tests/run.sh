@@ -6,7 +6,7 @@
 #   SANITIZE=0 tests/run.sh       skip the ASan+UBSan build
 #   FUZZ=0 tests/run.sh           skip the libFuzzer build and its brief runs
 #   JOBS=N tests/run.sh           build parallelism (default: nproc)
-#   SOAK=1 tests/run.sh           also the 2-minute crash soak (ctest -L soak)
+#   SOAK=0 tests/run.sh           skip the 2-minute crash soak (ctest -L soak)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,12 +30,10 @@ built=$(date +%s)
 log "build took $((built - start)) s"
 
 log "unit, simulation and integration tests (ctest)"
-# The 2-minute crash soak (label soak) runs only with SOAK=1 until a known
-# liveness gap is closed: a restarted replica whose view-change timer fires
-# alone moves to the next view by itself and stays out of the cluster's
-# view until the cluster's next view change (docs/soak.md, "Findings").
-SOAK_FILTER=(-LE soak)
-[[ "${SOAK:-0}" == "1" ]] && SOAK_FILTER=()
+# The 2-minute crash soak (label soak) runs with everything else; SOAK=0
+# leaves it out (a quicker local run).
+SOAK_FILTER=()
+[[ "${SOAK:-1}" == "0" ]] && SOAK_FILTER=(-LE soak)
 (cd build && ctest --output-on-failure -j "$JOBS" --timeout 600 "${SOAK_FILTER[@]}")
 
 log "proto lint (buf)"

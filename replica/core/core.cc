@@ -116,6 +116,7 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
       highest_view_seen_(options_.n),
       new_view_offered_until_(options_.n, 0) {
   fetch_bad_until_.assign(options_.n, 0);
+  heard_.assign(options_.n, false);
   CHECK_OK(options_.Validate());
   CHECK(signer_ != nullptr);
   CHECK(verifier_ != nullptr);
@@ -207,6 +208,7 @@ void Core::Step(const v1::Envelope& e) {
     Drop(DropReason::kWrongSender);
     return;
   }
+  NoteHeard(e.sender());
   switch (e.type()) {
     case v1::MESSAGE_TYPE_PRE_PREPARE:
       HandlePrePrepare(e);
@@ -372,16 +374,65 @@ void Core::Tick(uint64_t now_ms) {
   if (view_active_ && is_primary()) MaybeCutBatches();
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
-  if (view_change_timer_ticks_ > 0 && --view_change_timer_ticks_ == 0) {
-    OnViewChangeTimer();
+  if (view_change_timer_ticks_ > 0) {
+    --view_change_timer_ticks_;
+    if (view_change_timer_ticks_ == 0) {
+      OnViewChangeTimer();
+    } else if (view_active_ && !timer_deferred_ &&
+               view_change_timer_ticks_ == view_change_timeout_ticks_ / 2) {
+      ProbeBeforeTimeout();
+    }
+  }
+}
+
+void Core::NoteHeard(uint32_t sender) {
+  if (heard_[sender]) return;
+  heard_[sender] = true;
+  ++heard_count_;
+}
+
+void Core::ProbeBeforeTimeout() {
+  ++stats_.timer_probes;
+  NextFetchPeer();
+  SendFetch();
+  if (is_primary()) return;
+  // The forward may have been lost (§4.1: the backup holds the request for
+  // its timer); the primary ignores a copy it already has.
+  for (const auto& [arrival, q] : queue_) {
+    SendTo(primary(), q.envelope);
+    ++stats_.requests_forwarded;
   }
 }
 
 void Core::OnViewChangeTimer() {
+  if (!HeardFromQuorum()) {
+    // Just started: the peers' links to this replica are still coming up
+    // (a restarted replica hears nothing for a while), so it cannot tell a
+    // stuck primary from its own deafness, and a VIEW-CHANGE could not
+    // gather 2f+1 anyway. Ask a peer not heard from yet, and wait (ledgerd
+    // soak: a replica restarted under load timed out alone before its
+    // first message arrived, and stayed in the next view by itself).
+    ++stats_.view_change_timer_held;
+    view_change_timer_ticks_ = std::max<uint64_t>(
+        1, std::min<uint64_t>(options_.fetch_interval_ticks,
+                              view_change_timeout_ticks_ / 4));
+    for (uint32_t i = 1; i < options_.n; ++i) {
+      const uint32_t p = (fetch_peer_ + i) % options_.n;
+      if (p != options_.id.value() && !heard_[p]) {
+        fetch_peer_ = p;
+        break;
+      }
+    }
+    SendFetch();
+    return;
+  }
   if (view_active_ && !timer_deferred_ &&
-      HighestSeenBy(highest_commit_seen_) > last_executed_) {
-    // Departure: f+1 replicas sent COMMITs past what this one executed, so
-    // the requests it holds may have executed there. Fetch first and give
+      (HighestSeenBy(highest_commit_seen_) > last_executed_ ||
+       BehindEvidence() > high_watermark())) {
+    // Departure: f+1 replicas sent COMMITs past what this one executed, or
+    // messages past its high watermark (their windows moved on, so a
+    // stable checkpoint beyond it exists), so the requests it holds may
+    // have executed there. Fetch first and give
     // the answer half a timeout (once per stall: executing a batch re-arms
     // this). A replica that moves to the next view alone stays there until
     // f others want it too (pbft-sim stall-through-view-change seed 26

@@ -207,6 +207,10 @@ struct Stats {
   uint64_t fetch_bad_responses = 0;  // Fetch responses that failed checks.
   uint64_t view_probes = 0;  // Of fetches_sent: asked for a missed NEW-VIEW.
   uint64_t new_views_offered = 0;  // NEW-VIEWs sent to a peer in an older view.
+  // View-change timer expiries held because this replica had not yet heard
+  // from 2f other replicas since it started (its links were coming up).
+  uint64_t view_change_timer_held = 0;
+  uint64_t timer_probes = 0;  // Of fetches_sent: half-way through the timer.
 
   uint64_t dropped_total() const;
 };
@@ -483,6 +487,14 @@ class Core {
   void MaybeFetch();
   void UpdateViewChangeTimer(bool executed_one);
   void OnViewChangeTimer();
+  // Half-way through the view-change timer: ask a peer for what this replica
+  // may have missed, so that a replica that is merely behind catches up
+  // before it would time out alone.
+  void ProbeBeforeTimeout();
+  // Since it started, this replica heard from 2f other replicas (any message
+  // that passed the shell's checks): it knows where the cluster is.
+  bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
+  void NoteHeard(uint32_t sender);
   void SignReply(ClientId client, ClientRecord* record);
   void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
               RequestNumber last = RequestNumber(0));
@@ -557,6 +569,9 @@ class Core {
   // The timer expired once while this replica was behind and it fetched
   // instead of changing views; cleared when a batch executes.
   bool timer_deferred_ = false;
+  // Per replica: a message from it reached this core since it started.
+  std::vector<bool> heard_;
+  uint32_t heard_count_ = 0;
   Seq executed_at_last_fetch_check_{0};
   uint32_t fetch_peer_ = 0;
   bool fetch_outstanding_ = false;  // Awaiting fetch_peer_'s response.

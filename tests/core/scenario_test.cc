@@ -34,7 +34,22 @@ class Scenario {
     o.params = params;
     core_ = std::make_unique<Core>(o, replica_[me].get(), &crypto_.verifier());
     core_->Tick(kNowMs);
+    // The links are up: every peer was heard from (a core that has not
+    // heard from 2f peers holds its view-change timer).
+    for (uint32_t i = 0; i < 4; ++i) {
+      if (i != me) core_->Step(FetchRequest(i));
+    }
     Take();
+  }
+
+  // An idle probe from `from` in view 0: the core only notes its view.
+  v1::Envelope FetchRequest(uint32_t from) {
+    v1::FetchRequest req;
+    req.set_replica_id(from);
+    req.set_from_seq(1);
+    req.set_max_blocks(1);
+    return replica_[from]->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
+                                req.SerializeAsString());
   }
 
   static ledger::ProtocolParams Params() {
@@ -496,6 +511,55 @@ TEST(ViewChangeTimer, RunsWhileABackupHoldsAnUnexecutedRequest_4_4) {
   s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 1)}), 1);
   for (int i = 0; i < 20; ++i) s.Tick();
   EXPECT_EQ(s.core().stats().view_change_timer_expiries, 1u);
+}
+
+// Half-way through the timer a backup asks a peer for what it may have
+// missed and forwards what it holds to the primary again (the first
+// forward may have been lost): a backup that is merely behind catches up
+// instead of timing out alone.
+TEST(ViewChangeTimer, ProbesAndForwardsAgainHalfWay_4_4) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.view_change_timeout_ticks = 10;
+  Scenario s(1, p);
+  s.Step(s.Request(1, 1));
+  bool probed = false;
+  bool forwarded_again = false;
+  for (int i = 0; i < 5; ++i) {
+    s.Tick();
+    for (const Outbound& o : s.ready().messages) {
+      probed |= o.envelope.type() == v1::MESSAGE_TYPE_FETCH_REQUEST;
+      forwarded_again |= o.envelope.type() == v1::MESSAGE_TYPE_REQUEST &&
+                         !o.broadcast && o.to == ReplicaId(0);
+    }
+  }
+  EXPECT_TRUE(probed);
+  EXPECT_TRUE(forwarded_again);
+  EXPECT_EQ(s.core().stats().timer_probes, 1u);
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 0u);
+  for (int i = 0; i < 5; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 1u);
+  EXPECT_EQ(s.core().stats().timer_probes, 1u) << "once per timeout";
+}
+
+// f+1 replicas sent CHECKPOINTs past this replica's high watermark: their
+// windows moved on, so a stable checkpoint beyond it exists and it is
+// behind, not the primary stuck. It fetches and waits half a timeout more
+// before it would change views (once per stall).
+TEST(ViewChangeTimer, WaitsWhenFPlusOnePeersAreBeyondItsWindow_4_4) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.view_change_timeout_ticks = 10;
+  Scenario s(1, p);
+  s.Step(s.Request(1, 1));
+  const Digest d = ledger::crypto::Sha256("state at 16");
+  s.Step(s.Checkpoint(2, 16, d));
+  s.Step(s.Checkpoint(3, 16, d));
+  ASSERT_GT(Seq(16), s.core().high_watermark());
+  for (int i = 0; i < 10; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 0u);
+  EXPECT_TRUE(s.core().view_active());
+  for (int i = 0; i < 5; ++i) s.Tick();
+  EXPECT_EQ(s.core().stats().view_change_timer_expiries, 1u)
+      << "nothing fetched in half a timeout: it changes views";
 }
 
 // --- Batching and pipelining (§4.2 step 1) -----------------------------------

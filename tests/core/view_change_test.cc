@@ -25,6 +25,22 @@ class Cluster {
     durable_.resize(4);
     executed_.resize(4);
     for (uint32_t i = 0; i < 4; ++i) core_.push_back(NewCore(i));
+    for (uint32_t i = 0; i < 4; ++i) HearFromAll(i);
+  }
+
+  // The links are up: core i heard from every peer (an idle probe of view
+  // 0, which it only notes). A core that has not heard from 2f peers since
+  // it started holds its view-change timer.
+  void HearFromAll(uint32_t i) {
+    for (uint32_t from = 0; from < 4; ++from) {
+      if (from == i) continue;
+      v1::FetchRequest req;
+      req.set_replica_id(from);
+      req.set_from_seq(1);
+      req.set_max_blocks(1);
+      core_[i]->Step(signer_[from]->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
+                                         req.SerializeAsString()));
+    }
   }
 
   static ledger::ProtocolParams Params() {
@@ -75,8 +91,7 @@ class Cluster {
       auto [from, to, e] = queue_.front();
       queue_.erase(queue_.begin());
       if (down_[to] || !pass(from, to, e)) continue;
-      if (e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
-        if (!serve_fetches_) continue;
+      if (e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST && serve_fetches_) {
         ServeFetch(to, e);  // The shell's part; then the core's.
       }
       core_[to]->Step(e);
@@ -111,8 +126,8 @@ class Cluster {
     return core_[i]->Restore(st);
   }
 
-  // Fetch requests are answered from the executed blocks, as ledgerd does,
-  // and passed to the core (before this, they are dropped).
+  // Fetch requests are answered from the executed blocks, as ledgerd does
+  // (before this, only the core sees them).
   void ServeFetches() { serve_fetches_ = true; }
 
   uint64_t executed(uint32_t i) const { return executed_[i]; }
@@ -154,6 +169,19 @@ class Cluster {
                       signer_[at]->Sign(v1::MESSAGE_TYPE_FETCH_RESPONSE,
                                         resp.SerializeAsString())});
   }
+  // What the ledger answers for each request of an executed batch.
+  static std::vector<ExecutedReply> RepliesOf(const CommittedBatch& b) {
+    v1::PrePrepare pp;
+    EXPECT_TRUE(pp.ParseFromString(b.pre_prepare.payload()));
+    std::vector<ExecutedReply> out;
+    for (const v1::Envelope& e : pp.requests()) {
+      v1::Request r;
+      EXPECT_TRUE(r.ParseFromString(e.payload()));
+      out.push_back(
+          {ClientId(r.client_id()), RequestNumber(r.request_number()), "done"});
+    }
+    return out;
+  }
   void Collect() {
     for (uint32_t i = 0; i < 4; ++i) {
       if (down_[i]) continue;
@@ -180,7 +208,7 @@ class Cluster {
           blocks_[i].push_back(b);
           Digest state = ledger::crypto::Sha256(
               absl::StrCat(b.batch_digest.ToHex(), b.seq.value()));
-          core_[i]->OnExecuted(b.seq, state, {});
+          core_[i]->OnExecuted(b.seq, state, RepliesOf(b));
         }
       }
     }
@@ -441,6 +469,33 @@ TEST(CrashRecovery, RestartedBackupNeverPreparesAnotherDigest_4_4) {
   v1::ViewChange vc;
   ASSERT_TRUE(vc.ParseFromString(vcs[0].payload()));
   EXPECT_EQ(vc.prepared_size(), 1);
+}
+
+// A restarted replica hears nothing from its peers until their links to it
+// are back (gRPC reconnects with back-off), while clients already reach
+// it. It cannot tell a stuck primary from its own deafness, so its timer
+// waits until it has heard from 2f peers; asking them brings the batch it
+// missed, and nobody changes views.
+TEST(CrashRecovery, RestartedReplicaWaitsToHearFromItsPeers_4_4) {
+  Cluster c;
+  c.Crash(3);
+  ASSERT_TRUE(c.Restart(3).ok());
+  c.Inject(99, 3, c.Request(1));
+  c.Run([](uint32_t from, uint32_t to,
+           const v1::Envelope&) { return from == 99 || to != 3; },
+        /*ticks=*/30);
+  EXPECT_TRUE(c.sent_by(3, v1::MESSAGE_TYPE_VIEW_CHANGE).empty());
+  EXPECT_GE(c.core(3).stats().view_change_timer_held, 1u);
+  EXPECT_FALSE(c.sent_by(3, v1::MESSAGE_TYPE_FETCH_REQUEST).empty());
+  EXPECT_EQ(c.executed(0), 1u) << "the others ordered the forwarded request";
+  c.ServeFetches();
+  c.Run(Cluster::All, /*ticks=*/40);
+  EXPECT_EQ(c.executed(3), 1u);
+  for (uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(c.core(i).view(), View(0)) << i;
+    EXPECT_TRUE(c.core(i).view_active()) << i;
+    EXPECT_TRUE(c.sent_by(i, v1::MESSAGE_TYPE_VIEW_CHANGE).empty()) << i;
+  }
 }
 
 TEST(CrashRecovery, RestartDuringViewChangeStaysOutOfTheOldView_4_4) {

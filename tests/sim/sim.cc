@@ -255,6 +255,10 @@ struct SimReplica {
   } durable;
   bool down = false;
   uint64_t down_until = 0;
+  // After a restart, until this tick, nothing from the other replicas
+  // arrives: their links to it are still coming up (gRPC's reconnect
+  // back-off), while clients already reach it.
+  uint64_t deaf_until = 0;
   bool crash_mid_ready = false;  // Crash after the next persist.
   // Stalled (SIGSTOP): no ticks; what arrives waits in `held` (at most
   // held_max, the rest lost as by a full stream) until it resumes.
@@ -705,6 +709,7 @@ void Simulation::Deliver(const Packet& p) {
   }
   SimReplica& r = *replicas_[p.to];
   if (r.down) return;
+  if (tick_ < r.deaf_until && e.type() != v1::MESSAGE_TYPE_REQUEST) return;
   if (r.stalled) {
     if (r.held.size() < held_max_) r.held.push_back(p.envelope);
     return;
@@ -1231,6 +1236,8 @@ void Simulation::Restart(SimReplica& r) {
     return;
   }
   r.down = false;
+  r.deaf_until =
+      tick_ + rng_.Range(0, 2ull * params_.view_change_timeout_ticks);
   last_disturbance_ = tick_;
   CheckCertsSurvived(r);
   Drain(r);
