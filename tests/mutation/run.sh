@@ -299,6 +299,7 @@ for p in "${patches[@]}"; do
 done
 restore_tree
 build > "$LOGS/restore.build.log" 2>&1 || true
+[[ ${#ROWS[@]} -gt 0 ]] || { echo "no patch matches --only" >&2; exit 2; }
 
 echo
 echo "| bug | caught by | checker: message | first seed | s |"
