@@ -22,6 +22,9 @@
 # in --work (default build/mutation, ignored by git).
 #
 #   tests/mutation/run.sh [--work DIR] [--only SUBSTRING]... [--jobs N]
+#                         [--sim-only] [--patches DIR]
+# --sim-only skips the scripted tests: which seed and checker catch a bug.
+# --patches takes the patches from DIR instead of tests/mutation/patches.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,7 @@ PATCH_DIR="$REPO/tests/mutation/patches"
 WORK="$REPO/build/mutation"
 JOBS=2
 ONLY=()
+SIM_ONLY=0
 RUN_TIMEOUT=300 # Seconds per test binary run, as ctest's TIMEOUT.
 
 usage() {
@@ -40,6 +44,8 @@ while [[ $# -gt 0 ]]; do
     --work) WORK=$2; shift 2 ;;
     --only) ONLY+=("$2"); shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
+    --sim-only) SIM_ONLY=1; shift ;;
+    --patches) PATCH_DIR=$(cd "$2" && pwd); shift 2 ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -153,7 +159,10 @@ run_scripted() {
   [[ $rc -eq 0 ]] && return 0
   local name msg
   name=$(sed -n 's/^\[  FAILED  \] \([^ ,]*\).*/\1/p' "$log" | head -1)
-  msg=$(awk '/: Failure$/ { getline; print; exit }' "$log")
+  # The assertion: up to three lines after "Failure", on one line.
+  msg=$(awk '/: Failure$/ { for (i = 0; i < 3 && (getline l) > 0 && l != ""; ++i)
+                              m = m (i ? " / " : "") l; print m; exit }' "$log" |
+    sed 's/  */ /g' | cut -c1-200)
   if [[ -z "$name" ]]; then
     name=$(sed -n 's/^\[ RUN      \] //p' "$log" | tail -1)
     msg=$([[ $rc -eq 124 ]] && echo "timeout after ${RUN_TIMEOUT}s" ||
@@ -212,8 +221,8 @@ row() { # bug caught-by message first-seed seconds verdict
 hunt() {
   local name=$1 out
   local bin_test="$BUILD/tests/core_scenario_test" bin_sim="$BUILD/bin/pbft-sim"
-  LIVE="" LIVE_SEED="-"
-  out=$(run_scripted "$bin_test" "$LOGS/$name.scripted.log")
+  LIVE="" LIVE_SEED="-" out=""
+  [[ $SIM_ONLY -eq 1 ]] || out=$(run_scripted "$bin_test" "$LOGS/$name.scripted.log")
   if [[ -n "$out" ]]; then
     CAUGHT_BY="${out%%$'\t'*}"; MSG=${out#*$'\t'}; SEED="-"; KIND="scripted test"
     if is_liveness "$MSG"; then LIVE="$CAUGHT_BY: $MSG"; else VERDICT=caught; return; fi
