@@ -433,12 +433,12 @@ class Simulation {
   // change (the primary cut off).
   uint64_t power_losses_ = 0, power_losses_max_ = 0;
   bool view_change_forced_ = false;
-  // Scenario full-window: COMMITs among replicas are lost (all, or all but
+  // Scenario full-window: COMMITs above the cut are lost (all, or all but
   // those to commit_receiver_) from blackout_tick_ until the backups have
   // left view 0; the primary crashes once every backup holds prepared
-  // certificates for the whole window. Phases: 0 before the blackout, 1
-  // filling, 2 primary down, 3 blackout over, 4 a view change came before
-  // the window was full (the seed fails). max_o_ is the largest O of a
+  // certificates for the whole window above the cut. Phases: 0 before the
+  // blackout, 1 filling, 2 primary down, 3 blackout over, 4 a view change came
+  // before the window was full (the seed fails). max_o_ is the largest O of a
   // NEW-VIEW a correct replica entered by.
   bool full_window_ = false, commit_blackout_ = false;
   uint64_t full_window_phase_ = 0, blackout_tick_ = 0, max_o_ = 0;
