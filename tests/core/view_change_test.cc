@@ -310,6 +310,20 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOSetDoesNotMatch_4_4) {
   });
 }
 
+// O kept the prepared batch but gave it another timestamp: the timestamp
+// is part of the entry O recomputed from V must match (the batch digest
+// does not cover it).
+TEST(ViewChange, BackupRefusesNewViewWhoseOTimestampDiffers_4_4) {
+  ExpectAlteredNewViewRefused([](const Cluster& c, v1::NewView* m) {
+    v1::PrePrepare pp;
+    ASSERT_TRUE(pp.ParseFromString(m->pre_prepares(0).payload()));
+    ASSERT_EQ(pp.requests_size(), 1);
+    pp.set_timestamp_ms(pp.timestamp_ms() + 1);
+    *m->mutable_pre_prepares(0) =
+        c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  });
+}
+
 // V must hold 2f+1 VIEW-CHANGEs: with 2f, the new primary could have missed
 // the one correct replica of a commit quorum that prepared a batch, and
 // reassign its seq. One VIEW-CHANGE less is refused although O still

@@ -1,7 +1,7 @@
 // pbft-sim: runs the deterministic PBFT cluster simulator over many seeds.
 //
 //   pbft-sim --seeds N [--first-seed S] [--replicas 4|7] [--scenario NAME]
-//            [--real-crypto] [--verbose]
+//            [--real-crypto] [--verbose] [--stop-at-failure]
 //
 // Exit 0 only if every seed passed. A failing seed prints its replay
 // command. The last line is one JSON object.
@@ -28,6 +28,8 @@ ABSL_FLAG(bool, real_crypto, false,
 ABSL_FLAG(bool, verbose, false, "Print every seed's set-up and outcome.");
 ABSL_FLAG(uint64_t, max_ticks, 60000,
           "Give up on a seed after this many ticks.");
+ABSL_FLAG(bool, stop_at_failure, false,
+          "Stop after the first failing seed (tests/mutation/run.sh).");
 
 int main(int argc, char** argv) {
   ledger::ParseFlags(argc, argv,
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
           o.real_crypto ? " --real-crypto" : "");
     }
     std::fflush(stdout);
+    if (!r.ok && absl::GetFlag(FLAGS_stop_at_failure)) break;
   }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)

@@ -156,7 +156,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "padding",
                                              "stale-numbers",
                                              "unprovoked-view-change",
-                                             "power-loss"};
+                                             "power-loss",
+                                             "full-window"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -363,6 +364,9 @@ class Simulation {
   bool ViewsSettled(uint64_t* ahead) const;
   void ViewCheck();
   void PowerLossTick();
+  void FullWindowTick();
+  bool FullWindowDrops(const v1::Envelope& e, uint64_t to);
+  bool WindowFullAtBackups() const;
   // Views reached stay below a bound linear in the faults injected.
   void ViewBoundCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
@@ -433,6 +437,19 @@ class Simulation {
   // change (the primary cut off).
   uint64_t power_losses_ = 0, power_losses_max_ = 0;
   bool view_change_forced_ = false;
+  // Scenario full-window: COMMITs above the cut are lost (all, or all but
+  // those to commit_receiver_) from blackout_tick_ until the backups have
+  // left view 0; the primary crashes once every backup holds prepared
+  // certificates for the whole window above the cut. Phases: 0 before the
+  // blackout, 1 filling, 2 primary down, 3 blackout over, 4 a view change came
+  // before the window was full (the seed fails). max_o_ is the largest O of a
+  // NEW-VIEW a correct replica entered by.
+  bool full_window_ = false, commit_blackout_ = false;
+  uint64_t full_window_phase_ = 0, blackout_tick_ = 0, max_o_ = 0;
+  // The checkpoint at or above the highest seq pre-prepared before the
+  // blackout: COMMITs up to it pass.
+  uint64_t blackout_cut_ = 0;
+  uint32_t commit_receiver_ = UINT32_MAX;
   double held_drop_ = 0;
   uint64_t held_max_ = 0;
   // Faults of the crash / partition scenarios.
@@ -479,12 +496,25 @@ void Simulation::Setup() {
   params_.watermark_window = K * (rng_.Chance(0.5) ? 2 : 4);
   params_.batch_requests_max =
       static_cast<uint32_t>(rng_.Pick<uint64_t>({1, 2, 5, 10, 32}));
+  full_window_ = sc == "full-window";
+  if (full_window_) {
+    // One request per batch and more clients than the window has seqs
+    // (each has one request outstanding): the primary can fill it.
+    K = static_cast<uint32_t>(rng_.Range(1, 4));
+    params_.checkpoint_interval = K;
+    params_.watermark_window = K * (rng_.Chance(0.5) ? 2 : 4);
+    params_.batch_requests_max = 1;
+  }
   params_.batch_bytes_max =
       rng_.Chance(0.2) ? 600 : ledger::ProtocolParams::kDefaultBatchBytesMax;
   params_.batch_delay_ticks = static_cast<uint32_t>(rng_.Range(0, 4));
   params_.tick_ms = kTickMs;
   params_.request_queue_max = 1000;
-  const uint32_t clients = static_cast<uint32_t>(rng_.Range(1, 8));
+  uint32_t clients = static_cast<uint32_t>(rng_.Range(1, 8));
+  if (full_window_) {  // Enough for the cut's checkpoint and the window.
+    clients =
+        K + params_.watermark_window + static_cast<uint32_t>(rng_.Range(1, 4));
+  }
   if (sc == "queue-full") {
     params_.request_queue_max = static_cast<uint32_t>(rng_.Range(1, 2));
   }
@@ -513,6 +543,16 @@ void Simulation::Setup() {
     partition_primary_ = sc == "byzantine-view-change";
     // Liveness is owed once faults end: allow for the back-off of the
     // view-change timer (capped at 32x) and a few view changes.
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
+  if (full_window_) {
+    // Long enough for the window to fill before a backup's timer expires.
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(200, 400));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    blackout_tick_ = rng_.Range(1, 50);
+    if (rng_.Chance(0.5))
+      commit_receiver_ = static_cast<uint32_t>(rng_.Range(1, n_ - 1));
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
   if (sc == "power-loss") {
@@ -617,7 +657,9 @@ void Simulation::Setup() {
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
-    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40) : rng_.Range(4, 16);
+    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40)
+                : full_window_        ? rng_.Range(8, 12)
+                                      : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
   result_.setup = absl::StrCat(
@@ -631,6 +673,14 @@ void Simulation::Setup() {
     absl::StrAppend(&result_.setup,
                     " vc_timeout=", params_.view_change_timeout_ticks,
                     " power_losses=", power_losses_max_,
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
+  if (full_window_) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    " blackout_tick=", blackout_tick_, " commits_to=",
+                    commit_receiver_ < n_ ? absl::StrCat(commit_receiver_)
+                                          : std::string("none"),
                     serve_latest_proof_ ? " latest-proof" : "");
   }
   if (rejoin_) {
@@ -655,6 +705,10 @@ void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e,
   ++result_.messages_sent;
   if (!to_client && from_ < n_ && blocked_[from_][to]) {
     ++result_.messages_dropped;  // Partitioned.
+    return;
+  }
+  if (full_window_ && !to_client && FullWindowDrops(*e, to)) {
+    ++result_.messages_dropped;
     return;
   }
   if (rng_.Chance(drop_)) {
@@ -1162,6 +1216,7 @@ void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
       return;
     }
   }
+  max_o_ = std::max<uint64_t>(max_o_, nv.pre_prepares_size());
 }
 
 void Simulation::CheckCertsSurvived(const SimReplica& r) {
@@ -1646,6 +1701,95 @@ void Simulation::PowerLossTick() {
   }
 }
 
+// Scenario full-window: from blackout_tick_ on, COMMITs above the cut (the
+// checkpoint at or above the last seq pre-prepared) are lost, in half the
+// seeds all but those to one backup, which commits and executes the window
+// alone; the cut becomes stable, nothing above it executes elsewhere, and
+// the primary fills its window h+1..h+L. Once every backup holds prepared
+// certificates for all of it, the primary crashes (restarting 30-1,500 ticks
+// later): the VIEW-CHANGEs carry a full window and the NEW-VIEW re-proposes L
+// batches. COMMITs flow again once every other replica has left view 0.
+void Simulation::FullWindowTick() {
+  for (auto& r : replicas_) {
+    if (r->down && tick_ >= r->down_until) Restart(*r);
+  }
+  if (full_window_phase_ == 0 && tick_ >= blackout_tick_) {
+    // Up to the checkpoint at or above what was pre-prepared, everything
+    // commits: that checkpoint becomes stable and the window above it fills.
+    const uint64_t k = params_.checkpoint_interval;
+    blackout_cut_ = (blackout_cut_ + k - 1) / k * k;
+    commit_blackout_ = true;
+    last_disturbance_ = tick_;
+    full_window_phase_ = 1;
+  } else if (full_window_phase_ == 1) {
+    for (const auto& r : replicas_) {
+      if (r->core->view().value() != 0 || !r->core->view_active()) {
+        // A view change before the window filled: not the case under test
+        // (the seed fails at the end); COMMITs flow again.
+        commit_blackout_ = false;
+        full_window_phase_ = 4;
+        return;
+      }
+    }
+    if (!WindowFullAtBackups()) return;
+    SimReplica& primary = *replicas_[0];
+    primary.down_until = tick_ + rng_.Range(30, 1500);
+    primary.wipe_on_crash = false;
+    Crash(primary);
+    full_window_phase_ = 2;
+  } else if (full_window_phase_ == 2) {
+    for (uint32_t i = 1; i < n_; ++i) {
+      if (replicas_[i]->down || replicas_[i]->core->view().value() == 0) {
+        return;
+      }
+    }
+    commit_blackout_ = false;
+    last_disturbance_ = tick_;
+    full_window_phase_ = 3;
+  }
+}
+
+// Scenario full-window, on the network: before the blackout, notes the
+// highest seq pre-prepared; during it, loses the COMMITs above the cut
+// (except those to commit_receiver_) and commit_receiver_'s FETCH_RESPONSEs,
+// so that the others neither commit nor fetch the window.
+bool Simulation::FullWindowDrops(const v1::Envelope& e, uint64_t to) {
+  if (!commit_blackout_) {
+    v1::PrePrepare pp;
+    if (e.type() == v1::MESSAGE_TYPE_PRE_PREPARE &&
+        pp.ParseFromString(e.payload())) {
+      blackout_cut_ = std::max(blackout_cut_, pp.seq());
+    }
+    return false;
+  }
+  if (e.type() == v1::MESSAGE_TYPE_FETCH_RESPONSE) {
+    return from_ == commit_receiver_;
+  }
+  v1::Commit c;
+  return e.type() == v1::MESSAGE_TYPE_COMMIT && to != commit_receiver_ &&
+         c.ParseFromString(e.payload()) && c.seq() > blackout_cut_;
+}
+
+// Every backup, in view 0 with its stable checkpoint at the cut, holds a
+// prepared certificate for each seq of its window (low, low + L].
+bool Simulation::WindowFullAtBackups() const {
+  for (uint32_t i = 1; i < n_; ++i) {
+    const Core& core = *replicas_[i]->core;
+    if (replicas_[i]->down || core.view().value() != 0) return false;
+    const uint64_t low = core.low_watermark().value();
+    if (low != blackout_cut_) return false;
+    std::set<uint64_t> seqs;
+    for (const Core::PreparedEntry& p : core.PreparedCertificates()) {
+      if (p.seq.value() > low) seqs.insert(p.seq.value());
+    }
+    if (seqs.size() != params_.watermark_window ||
+        *seqs.rbegin() != low + params_.watermark_window) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Simulation::Resume(SimReplica& r) {
   CHECK(r.stalled);
   r.stalled = false;
@@ -1971,8 +2115,9 @@ v1::Envelope Simulation::ForgeViewChange(SimReplica& r, const v1::Envelope& e) {
 }
 
 // A NEW-VIEW whose O does not match its V: an entry (the first, a middle
-// one or the last) made null or given another timestamp, one left out, one
-// added, or a VIEW-CHANGE removed from V.
+// one or the last) made null or given another timestamp (a batch kept under
+// its digest, or a null entry), one left out, one added, or a VIEW-CHANGE
+// removed from V.
 v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
   v1::NewView nv;
   if (!nv.ParseFromString(e.payload())) return e;
@@ -1982,11 +2127,15 @@ v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
     const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
     CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
-    if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
+    // A batch is made null or keeps its digest under another timestamp
+    // (the seq's parity decides); a null entry gets another timestamp.
+    if (pp.requests_size() > 0 && pp.seq() % 2 == 1) {
       pp.clear_requests();
       pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
-    } else {
+    } else if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
       pp.set_timestamp_ms(pp.timestamp_ms() + 1);
+    } else {
+      pp.set_timestamp_ms(pp.timestamp_ms() > 0 ? pp.timestamp_ms() - 1 : 1);
     }
     *nv.mutable_pre_prepares(at) =
         r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
@@ -2231,6 +2380,7 @@ SimResult Simulation::Run() {
     }
     if (crashes_ || partitions_) FaultTick();
     if (power_losses_max_ > 0) PowerLossTick();
+    if (full_window_) FullWindowTick();
     for (auto& r : replicas_) {
       if (r->down || r->stalled) continue;
       from_ = r->id;
@@ -2248,6 +2398,12 @@ SimResult Simulation::Run() {
   if (result_.ok && !done) {
     Fail(absl::StrCat("liveness: not every request completed within ",
                       opt_.max_ticks, " ticks"));
+  }
+  if (result_.ok && full_window_ &&
+      (full_window_phase_ != 3 || max_o_ < params_.watermark_window)) {
+    Fail(absl::StrCat("full-window: no view change with a full window (phase ",
+                      full_window_phase_, ", largest O ", max_o_, ", L ",
+                      params_.watermark_window, ")"));
   }
   if (result_.ok) FinalCheck();
   if (result_.ok) ViewCheck();
