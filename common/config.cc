@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/check.h"
+#include "common/wire_limits.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace ledger {
@@ -337,6 +338,11 @@ absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
   }
 
   ApplyProtocol(config.protocol(), &c.protocol_, &errors);
+  if (n > 0 && n <= kReplicasMax) {
+    if (absl::Status s = ValidateWireLimits(n, c.protocol_); !s.ok()) {
+      errors.Add("protocol.watermark_window", s.message());
+    }
+  }
 
   const v1::TlsConfig& tls = config.tls();
   const bool any_tls = !tls.ca_file().empty() || !tls.cert_file().empty() ||

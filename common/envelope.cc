@@ -153,4 +153,10 @@ const Digest& NullBatchDigest() {
   return d;
 }
 
+const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& BatchOf(
+    const pbft::v1::Envelope& pre_prepare, const pbft::v1::PrePrepare& header) {
+  return header.legacy_requests_size() > 0 ? header.legacy_requests()
+                                           : pre_prepare.batch();
+}
+
 }  // namespace ledger

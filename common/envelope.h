@@ -105,6 +105,12 @@ Digest RequestsRoot(
 Digest BatchDigestFromRoot(uint32_t count, const Digest& requests_root);
 const Digest& NullBatchDigest();
 
+// The batch of a PRE-PREPARE envelope whose payload decoded to `header`:
+// the one beside the signed header (Envelope.batch), or, in a block stored
+// by an earlier version, the one inside it (PrePrepare.legacy_requests).
+const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& BatchOf(
+    const pbft::v1::Envelope& pre_prepare, const pbft::v1::PrePrepare& header);
+
 // What one client request counts against batch_bytes_max and the request
 // queue's byte limits: its payload, its signature and a fixed overhead. A
 // request whose cost exceeds batch_bytes_max can never be ordered.

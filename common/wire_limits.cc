@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace ledger {
 namespace {
 
@@ -35,10 +37,21 @@ WireError ParseCanonical(const std::string& bytes, size_t max, M* m) {
   return out == bytes ? WireError::kOk : WireError::kNonCanonical;
 }
 
+// Where a PRE-PREPARE appears decides what it may carry beside its header.
+enum class BatchPlace {
+  kBeside,     // Normal path: the batch beside the header (or none).
+  kNone,       // VIEW-CHANGE and NEW-VIEW (§4.4): the signed header only.
+  kAnyStored,  // A fetched block or body: beside, or inside (older blocks).
+};
+
+WireError CheckEnvelope(const pb::Envelope& e, const WireLimits& l,
+                        BatchPlace batch);
+
 WireError CheckNested(const pb::Envelope& e, pb::MessageType want,
-                      const WireLimits& l) {
+                      const WireLimits& l,
+                      BatchPlace batch = BatchPlace::kNone) {
   if (e.type() != want) return WireError::kMalformed;
-  return CheckWireMessage(e, l);
+  return CheckEnvelope(e, l, batch);
 }
 
 template <typename Envelopes>
@@ -63,21 +76,47 @@ WireError CheckPrepared(const pb::PreparedCertificate& c, const WireLimits& l) {
   return CheckAll(c.prepares(), l.n, pb::MESSAGE_TYPE_PREPARE, l);
 }
 
-WireError CheckPayload(const pb::Envelope& e, const WireLimits& l) {
+// A PRE-PREPARE: the signed header, and the batch where `batch` allows
+// one: beside it (bounded like the batch it is) or, in a block an earlier
+// version stored, inside it.
+WireError CheckPrePrepare(const pb::Envelope& e, const WireLimits& l,
+                          BatchPlace batch) {
+  const bool inside_ok = batch == BatchPlace::kAnyStored;
+  const size_t max =
+      l.pre_prepare_max + (inside_ok ? l.pre_prepare_batch_max : 0);
+  pb::PrePrepare m;
+  if (WireError r = ParseCanonical(e.payload(), max, &m); r != WireError::kOk)
+    return r;
+  if (m.legacy_requests_size() > 0 && (!inside_ok || e.batch_size() > 0))
+    return WireError::kMalformed;
+  if (e.batch_size() > 0 && batch == BatchPlace::kNone)
+    return WireError::kMalformed;
+  if (WireError r = CheckAll(m.legacy_requests(), l.batch_requests_max,
+                             pb::MESSAGE_TYPE_REQUEST, l);
+      r != WireError::kOk)
+    return r;
+  size_t bytes = 0;
+  for (const pb::Envelope& q : e.batch()) {
+    bytes += kLengthPrefixBytesMax + q.ByteSizeLong();
+  }
+  if (bytes > l.pre_prepare_batch_max) return WireError::kOversize;
+  return CheckAll(e.batch(), l.batch_requests_max, pb::MESSAGE_TYPE_REQUEST, l);
+}
+
+WireError CheckPayload(const pb::Envelope& e, const WireLimits& l,
+                       BatchPlace batch) {
   const std::string& b = e.payload();
   const size_t max = l.PayloadMax(e.type());
   WireError r = WireError::kOk;
+  if (e.type() != pb::MESSAGE_TYPE_PRE_PREPARE && e.batch_size() > 0)
+    return WireError::kMalformed;  // Only a PRE-PREPARE has a batch beside.
   switch (e.type()) {
     case pb::MESSAGE_TYPE_REQUEST: {
       pb::Request m;
       return ParseCanonical(b, max, &m);
     }
-    case pb::MESSAGE_TYPE_PRE_PREPARE: {
-      pb::PrePrepare m;
-      if ((r = ParseCanonical(b, max, &m)) != WireError::kOk) return r;
-      return CheckAll(m.requests(), l.batch_requests_max,
-                      pb::MESSAGE_TYPE_REQUEST, l);
-    }
+    case pb::MESSAGE_TYPE_PRE_PREPARE:
+      return CheckPrePrepare(e, l, batch);
     case pb::MESSAGE_TYPE_PREPARE: {
       pb::Prepare m;
       return ParseCanonical(b, max, &m);
@@ -121,8 +160,8 @@ WireError CheckPayload(const pb::Envelope& e, const WireLimits& l) {
       if (m.batches_size() > static_cast<int>(kFetchBlocksMax))
         return WireError::kTooMany;
       for (const pb::CertifiedBatch& cb : m.batches()) {
-        if ((r = CheckNested(cb.pre_prepare(), pb::MESSAGE_TYPE_PRE_PREPARE,
-                             l)) != WireError::kOk ||
+        if ((r = CheckNested(cb.pre_prepare(), pb::MESSAGE_TYPE_PRE_PREPARE, l,
+                             BatchPlace::kAnyStored)) != WireError::kOk ||
             (r = CheckAll(cb.certificate().commits(), l.n,
                           pb::MESSAGE_TYPE_COMMIT, l)) != WireError::kOk)
           return r;
@@ -130,8 +169,8 @@ WireError CheckPayload(const pb::Envelope& e, const WireLimits& l) {
       if ((r = CheckProof(m.stable_checkpoint(), l)) != WireError::kOk)
         return r;
       if (!m.has_batch_pre_prepare()) return WireError::kOk;
-      return CheckNested(m.batch_pre_prepare(), pb::MESSAGE_TYPE_PRE_PREPARE,
-                         l);
+      return CheckNested(m.batch_pre_prepare(), pb::MESSAGE_TYPE_PRE_PREPARE, l,
+                         BatchPlace::kAnyStored);
     }
     case pb::MESSAGE_TYPE_REPLY: {
       pb::Reply m;
@@ -152,26 +191,17 @@ WireLimits WireLimits::For(uint32_t n, const ProtocolParams& p) {
   l.message_max = p.message_bytes_max;
   auto cap = [&](size_t v) { return std::min<size_t>(v, l.message_max); };
   l.request_payload_max = cap(p.batch_bytes_max);
-  // View, seq, digest and timestamp, then the requests: their payloads and
-  // signatures are what batch_bytes_max counts, plus each one's framing.
-  l.pre_prepare_max =
-      cap(3 * kU64FieldBytesMax + kDigestFieldBytesMax + p.batch_bytes_max +
-          size_t{p.batch_requests_max} * Nested(0));
-  l.checkpoint_proof_max =
-      kU64FieldBytesMax + kDigestFieldBytesMax +
-      size_t{n} * (kLengthPrefixBytesMax + kCheckpointEnvelopeBytesMax);
+  l.pre_prepare_max = kPrePrepareHeaderBytesMax;
+  // The requests' payloads and signatures are what batch_bytes_max counts;
+  // plus each one's framing.
+  l.pre_prepare_batch_max =
+      cap(p.batch_bytes_max + size_t{p.batch_requests_max} * Nested(0));
+  l.checkpoint_proof_max = CheckpointProofBytesMax(n);
   l.commit_certificate_max =
       size_t{n} * (kLengthPrefixBytesMax + kVoteEnvelopeBytesMax);
-  l.prepared_certificate_max =
-      cap(Nested(l.pre_prepare_max) +
-          size_t{n} * (kLengthPrefixBytesMax + kVoteEnvelopeBytesMax));
-  l.view_change_max = cap(
-      kU64FieldBytesMax + kLengthPrefixBytesMax + l.checkpoint_proof_max +
-      size_t{l.window} * (kLengthPrefixBytesMax + l.prepared_certificate_max) +
-      kU32FieldBytesMax);
-  l.new_view_max =
-      cap(kU64FieldBytesMax + size_t{n} * Nested(l.view_change_max) +
-          size_t{l.window} * Nested(l.pre_prepare_max));
+  l.prepared_certificate_max = PreparedCertificateBytesMax(n);
+  l.view_change_max = ViewChangeBytesMax(n, l.window);
+  l.new_view_max = NewViewBytesMax(n, l.window);
   // Responses are cut by bytes to fit (replica/fetch_server.h).
   l.fetch_response_max = l.message_max;
   return l;
@@ -221,13 +251,32 @@ const char* WireErrorName(WireError e) {
   return "unknown";
 }
 
-WireError CheckWireMessage(const pbft::v1::Envelope& e,
-                           const WireLimits& limits) {
+namespace {
+
+WireError CheckEnvelope(const pb::Envelope& e, const WireLimits& l,
+                        BatchPlace batch) {
   // Unknown fields on the envelope itself would travel with it into
   // certificates as surely as unknown fields in its payload.
   if (!e.GetReflection()->GetUnknownFields(e).empty())
     return WireError::kNonCanonical;
-  return CheckPayload(e, limits);
+  return CheckPayload(e, l, batch);
+}
+
+}  // namespace
+
+WireError CheckWireMessage(const pbft::v1::Envelope& e,
+                           const WireLimits& limits) {
+  return CheckEnvelope(e, limits, BatchPlace::kBeside);
+}
+
+absl::Status ValidateWireLimits(uint32_t n, const ProtocolParams& params) {
+  const size_t nv = NewViewBytesMax(n, params.watermark_window);
+  if (nv <= params.message_bytes_max) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("a NEW-VIEW of ", n, " replicas with a window of ",
+                   params.watermark_window, " may take ", nv,
+                   " bytes, over message_bytes_max (", params.message_bytes_max,
+                   "): lower the window or raise message_bytes_max"));
 }
 
 }  // namespace ledger

@@ -8,11 +8,13 @@
 namespace ledger {
 
 FetchServer::FetchServer(FetchServerOptions options, const Ledger* ledger,
-                         const EnvelopeSigner* signer, Send send)
+                         const EnvelopeSigner* signer, Send send,
+                         FindBody find_body)
     : options_(options),
       ledger_(ledger),
       signer_(signer),
       send_(std::move(send)),
+      find_body_(std::move(find_body)),
       peers_(options.n) {
   CHECK_GT(options_.n, 0u);
   CHECK_GT(options_.response_bytes_max, 0u);
@@ -89,6 +91,10 @@ pbft::v1::FetchResponse FetchServer::Build(
     absl::MutexLock l(&mu_);
     *resp.mutable_stable_checkpoint() = stable_;
   }
+  if (!req.batch_digest().empty()) {
+    BuildBody(req, &resp);
+    return resp;
+  }
   // Room left for blocks, with each repeated entry's tag and length.
   size_t bytes = resp.ByteSizeLong();
   const uint64_t last = ledger_->last_executed();
@@ -105,6 +111,27 @@ pbft::v1::FetchResponse FetchServer::Build(
     *resp.add_batches() = *std::move(cb);
   }
   return resp;
+}
+
+void FetchServer::BuildBody(const pbft::v1::FetchRequest& req,
+                            pbft::v1::FetchResponse* resp) const {
+  std::optional<pbft::v1::Envelope> body;
+  if (find_body_) body = find_body_(req.from_seq(), req.batch_digest());
+  if (!body && req.from_seq() >= 1 &&
+      req.from_seq() <= ledger_->last_executed()) {
+    absl::StatusOr<pbft::v1::CertifiedBatch> cb =
+        ledger_->GetCertifiedBatch(req.from_seq());
+    pbft::v1::PrePrepare pp;
+    if (cb.ok() && pp.ParseFromString(cb->pre_prepare().payload()) &&
+        pp.batch_digest() == req.batch_digest()) {
+      body = std::move(*cb->mutable_pre_prepare());
+    }
+  }
+  // A body is at most batch_bytes_max (< message_bytes_max) and a header.
+  if (body && resp->ByteSizeLong() + body->ByteSizeLong() + 6 <=
+                  options_.response_bytes_max) {
+    *resp->mutable_batch_pre_prepare() = *std::move(body);
+  }
 }
 
 void FetchServer::Run() {

@@ -10,6 +10,12 @@
 // Peers are served in turn. A response is cut by bytes so that its payload
 // never exceeds `response_bytes_max` (the peers' limit for the type).
 //
+// A request naming a batch digest asks for one batch body (a NEW-VIEW's O
+// entry the requester lacks, Castro–Liskov §4.4): answered with a
+// PRE-PREPARE of that seq and digest with its batch beside it, from the
+// `find_body` source (the protocol store) or the ledger's block, and no
+// blocks; with an empty response if neither holds it.
+//
 // Thread-safe: Offer() and SetStableCheckpoint() from any thread. Owns its
 // thread; the destructor stops and joins it.
 #ifndef PBFT_LEDGER_REPLICA_FETCH_SERVER_H_
@@ -18,6 +24,7 @@
 #include <atomic>
 #include <functional>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,12 +48,17 @@ struct FetchServerOptions {
 class FetchServer {
  public:
   using Send = std::function<void(uint32_t peer, pbft::v1::Envelope)>;
+  // A PRE-PREPARE with its batch beside it for (seq, batch digest), if held.
+  using FindBody = std::function<std::optional<pbft::v1::Envelope>(
+      uint64_t seq, const std::string& batch_digest)>;
   enum class Admit { kQueued, kReplaced, kThrottled, kMalformed };
 
   // `ledger` and `signer` must outlive the server. `send` runs on the
   // server's thread.
+  // `find_body` runs on the server's thread; it may be empty.
   FetchServer(FetchServerOptions options, const Ledger* ledger,
-              const EnvelopeSigner* signer, Send send);
+              const EnvelopeSigner* signer, Send send,
+              FindBody find_body = nullptr);
   ~FetchServer();
   FetchServer(const FetchServer&) = delete;
   FetchServer& operator=(const FetchServer&) = delete;
@@ -71,12 +83,16 @@ class FetchServer {
     uint64_t throttled = 0, replaced = 0;
   };
   void Run();
+  // Answers a body request (FetchRequest.batch_digest) into `resp`.
+  void BuildBody(const pbft::v1::FetchRequest& req,
+                 pbft::v1::FetchResponse* resp) const;
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FetchServerOptions options_;
   const Ledger* ledger_;
   const EnvelopeSigner* signer_;
   Send send_;
+  FindBody find_body_;
   mutable absl::Mutex mu_;
   std::vector<Peer> peers_ ABSL_GUARDED_BY(mu_);
   pbft::v1::CheckpointProof stable_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -253,9 +254,21 @@ absl::Status ReplicaServerImpl::Init() {
   fo.rate_per_s = options_.fetch_rate_per_s;
   fo.burst = options_.fetch_burst;
   fetch_ = std::make_unique<FetchServer>(
-      fo, ledger_.get(), &signer_, [this](uint32_t peer, pbft::v1::Envelope e) {
+      fo, ledger_.get(), &signer_,
+      [this](uint32_t peer, pbft::v1::Envelope e) {
         if (peer < peers_.size() && peers_[peer] != nullptr)
           peers_[peer]->Send(std::move(e));
+      },
+      [this](uint64_t seq,
+             const std::string& digest) -> std::optional<pbft::v1::Envelope> {
+        absl::StatusOr<std::optional<pbft::v1::Envelope>> body =
+            store_->FindBody(seq, digest);
+        if (!body.ok()) {
+          LOG_WARN("serving a batch body at seq {}: {}", seq,
+                   body.status().ToString());
+          return std::nullopt;
+        }
+        return *std::move(body);
       });
   pool_ = std::make_unique<net::VerifyPool>(
       &verifier_, options_.verify_threads, limits_,
@@ -573,7 +586,8 @@ void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
   metrics_.blocks_executed.Increment();
   metrics_.batch_requests.Observe(static_cast<double>(result->outcomes.size()));
   std::vector<pbft::ExecutedReply> replies;
-  pbft::v1::PrePrepare pp;  // Parsed only if a request holds a query.
+  // Parsed only if a request holds a query.
+  std::optional<pbft::v1::PrePrepare> pp;
   for (size_t i = 0; i < result->outcomes.size(); ++i) {
     RequestOutcome& o = result->outcomes[i];
     if (o.duplicate) {
@@ -586,11 +600,14 @@ void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
     if (o.has_query) {
       // Ordered reads: answered from the state after this block, the same
       // on every correct replica.
-      if (pp.requests_size() == 0)
-        CHECK(pp.ParseFromString(b.pre_prepare.payload()));
-      CHECK_LT(i, static_cast<size_t>(pp.requests_size()));
-      absl::Status s = ledger_->FillQueryAnswers(
-          pp.requests(static_cast<int>(i)), &o.result);
+      if (!pp.has_value()) {
+        pp.emplace();
+        CHECK(pp->ParseFromString(b.pre_prepare.payload()));
+      }
+      const auto& requests = BatchOf(b.pre_prepare, *pp);
+      CHECK_LT(i, static_cast<size_t>(requests.size()));
+      absl::Status s =
+          ledger_->FillQueryAnswers(requests[static_cast<int>(i)], &o.result);
       if (!s.ok())
         Fatal(s, absl::StrCat("answering ordered queries in block ", in.seq));
     }
@@ -727,6 +744,8 @@ void ReplicaServerImpl::MirrorCounters() {
            {"timer_probe", st.timer_probes},
            {"view_change_timer_held", st.view_change_timer_held},
            {"new_view_offered", st.new_views_offered},
+           {"body_fetch_sent", st.body_fetches_sent},
+           {"body_fetched", st.bodies_fetched},
        }) {
     metrics_.MirrorCoreEvent(event, value);
   }

@@ -17,7 +17,33 @@ bool ParseDigest(const std::string& bytes, Digest* out) {
   return true;
 }
 
+using ledger::BatchOf;
 using ledger::RequestBytes;
+
+// The signed header of a PRE-PREPARE, without the batch beside it: what a
+// prepared certificate and a NEW-VIEW's O carry (§4.4).
+v1::Envelope Header(const v1::Envelope& pre_prepare) {
+  v1::Envelope h;
+  h.set_type(pre_prepare.type());
+  h.set_sender(pre_prepare.sender());
+  h.set_payload(pre_prepare.payload());
+  h.set_signature(pre_prepare.signature());
+  return h;
+}
+
+// The (client, number) of each request of a batch whose envelopes were
+// checked (by this replica, or by the f+1 correct ones that prepared it).
+std::vector<std::pair<ClientId, RequestNumber>> RequestKeys(
+    const google::protobuf::RepeatedPtrField<v1::Envelope>& batch) {
+  std::vector<std::pair<ClientId, RequestNumber>> out;
+  for (const v1::Envelope& re : batch) {
+    v1::Request r;
+    if (!r.ParseFromString(re.payload())) continue;
+    out.emplace_back(ClientId(r.client_id()),
+                     RequestNumber(r.request_number()));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -374,6 +400,7 @@ void Core::Tick(uint64_t now_ms) {
   if (view_active_ && is_primary()) MaybeCutBatches();
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
+  if (tick_ % kBodyFetchIntervalTicks == 0) MaybeFetchBody();
   if (view_change_timer_ticks_ > 0) {
     --view_change_timer_ticks_;
     if (view_change_timer_ticks_ == 0) {
@@ -561,6 +588,9 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
 void Core::MaybeCutBatches() {
   CHECK(is_primary());
   CHECK(view_active_);
+  // Not before every O entry has its body: the requests it orders are not
+  // known until then, and would be proposed again at new seqs.
+  if (BodiesMissing()) return;
   const auto& p = options_.params;
   while (!queue_.empty() && last_assigned_.next() <= high_watermark()) {
     const bool full = queue_.size() >= p.batch_requests_max ||
@@ -589,8 +619,9 @@ void Core::SendPrePrepare() {
   pp.set_timestamp_ms(last_assigned_timestamp_ms_);
   Slot slot;
   size_t bytes = 0;
+  google::protobuf::RepeatedPtrField<v1::Envelope> batch;
   while (!queue_.empty() &&
-         static_cast<uint32_t>(pp.requests_size()) < p.batch_requests_max) {
+         static_cast<uint32_t>(batch.size()) < p.batch_requests_max) {
     auto it = queue_.begin();
     Queued& q = it->second;
     auto rec = clients_.find(q.client.value());
@@ -599,24 +630,28 @@ void Core::SendPrePrepare() {
     if (stale) {
       RejectStale(q.client, q.number);
     } else {
-      if (bytes + q.bytes > p.batch_bytes_max && pp.requests_size() > 0) break;
+      if (bytes + q.bytes > p.batch_bytes_max && !batch.empty()) break;
       bytes += q.bytes;
       slot.requests.emplace_back(q.client, q.number);
       assigned_.insert(RequestKey{q.client.value(), q.number.value()});
-      *pp.add_requests() = std::move(q.envelope);
+      *batch.Add() = std::move(q.envelope);
     }
     Dequeue(it);
   }
-  if (pp.requests_size() == 0) return;  // Everything queued was stale.
-  const Digest d = ledger::BatchDigest(pp.requests());
+  if (batch.empty()) return;  // Everything queued was stale.
+  const Digest d = ledger::BatchDigest(batch);
   pp.set_batch_digest(d.ToBytes());
   slot.view = view_;
   slot.created_tick = tick_;
   slot.has_pre_prepare = true;
+  slot.has_body = true;
   slot.digest = d;
   slot.timestamp_ms = pp.timestamp_ms();
+  // §4.2: the primary signs ⟨PRE-PREPARE, v, n, d⟩; the batch goes beside.
   slot.pre_prepare =
       signer_->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  slot.pre_prepare.mutable_batch()->Swap(&batch);
+  KeepBody(s, d, view_, slot.pre_prepare);
   // Keep any early votes that arrived before the pre-prepare was cut.
   auto existing = log_.find(s);
   if (existing != log_.end()) {
@@ -634,23 +669,24 @@ void Core::SendPrePrepare() {
 // --- Normal case (§4.2 steps 2-5) -------------------------------------------
 
 bool Core::CheckBatch(
-    const v1::PrePrepare& pp, const Digest& digest,
+    const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
+    const Digest& digest,
     std::vector<std::pair<ClientId, RequestNumber>>* requests) {
   const auto& p = options_.params;
-  if (static_cast<uint32_t>(pp.requests_size()) > p.batch_requests_max) {
+  if (static_cast<uint32_t>(batch.size()) > p.batch_requests_max) {
     Drop(DropReason::kBatchTooLarge);
     return false;
   }
   // The digest must match the batch it names (§4.2: "d is the digest of m").
-  const Digest computed = ledger::BatchDigest(pp.requests());
+  const Digest computed = ledger::BatchDigest(batch);
   if (computed != digest) {
     Drop(DropReason::kDigestMismatch);
     return false;
   }
   size_t bytes = 0;
   requests->clear();
-  requests->reserve(pp.requests_size());
-  for (const v1::Envelope& re : pp.requests()) {
+  requests->reserve(batch.size());
+  for (const v1::Envelope& re : batch) {
     bytes += RequestBytes(re);
     v1::Request r;
     if (re.type() != v1::MESSAGE_TYPE_REQUEST ||
@@ -707,7 +743,8 @@ bool Core::CheckTimestamp(Seq s, uint64_t ts) const {
 void Core::HandlePrePrepare(const v1::Envelope& e) {
   v1::PrePrepare pp;
   Digest d;
-  if (!pp.ParseFromString(e.payload()) || !ParseDigest(pp.batch_digest(), &d)) {
+  if (!pp.ParseFromString(e.payload()) || !ParseDigest(pp.batch_digest(), &d) ||
+      pp.legacy_requests_size() > 0) {
     Drop(DropReason::kMalformed);
     return;
   }
@@ -734,12 +771,16 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   auto it = log_.find(s);
   if (it != log_.end() && it->second.has_pre_prepare) {
     // §4.2: never a second pre-prepare for (v, s) with another digest.
-    if (it->second.digest != d) Drop(DropReason::kConflictingPrePrepare);
+    if (it->second.digest != d) {
+      Drop(DropReason::kConflictingPrePrepare);
+    } else if (!it->second.has_body && e.batch_size() > 0) {
+      HandleFetchedBody(e, e.sender());  // The primary re-sent an O entry.
+    }
     return;
   }
   if (s <= last_handed_out_) return;  // Committed already (fetched).
   std::vector<std::pair<ClientId, RequestNumber>> requests;
-  if (!CheckBatch(pp, d, &requests)) return;
+  if (!CheckBatch(e.batch(), d, &requests)) return;
   if (!CheckTimestamp(s, pp.timestamp_ms())) {
     Drop(DropReason::kTimestamp);
     return;
@@ -748,10 +789,12 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   if (it == log_.end()) slot.created_tick = tick_;
   slot.view = v;
   slot.has_pre_prepare = true;
+  slot.has_body = true;
   slot.pre_prepare = e;
   slot.digest = d;
   slot.timestamp_ms = pp.timestamp_ms();
   slot.requests = std::move(requests);
+  KeepBody(s, d, v, e);
   v1::Prepare prepare;
   prepare.set_view(v.value());
   prepare.set_seq(s.value());
@@ -840,7 +883,8 @@ void Core::CheckPrepared(Seq s) {
   auto it = log_.find(s);
   CHECK(it != log_.end());
   Slot& slot = it->second;
-  if (!slot.has_pre_prepare || slot.prepared) return;
+  // §4.4: never prepare (so never commit or execute) without the body.
+  if (!slot.has_pre_prepare || !slot.has_body || slot.prepared) return;
   uint32_t matching = 0;
   for (const auto& [sender, vote] : slot.prepares) {
     if (sender != PrimaryOf(slot.view) && vote.digest == slot.digest) {
@@ -894,6 +938,7 @@ void Core::HandOutCommitted() {
     auto it = log_.find(last_handed_out_.next());
     if (it == log_.end() || !it->second.committed) break;
     Slot& slot = it->second;
+    CHECK(slot.has_body);
     CommittedBatch b;
     b.view = slot.view;
     b.seq = it->first;
@@ -1015,6 +1060,7 @@ void Core::MakeStable(Seq s, const Digest& digest,
                         fetched_proofs_.upper_bound(s));
   prepared_certs_.erase(prepared_certs_.begin(),
                         prepared_certs_.upper_bound(s));
+  bodies_.erase(bodies_.begin(), bodies_.upper_bound(s));
   if (last_assigned_ < s) last_assigned_ = s;
   ++stats_.checkpoints_stable;
   ready_.persist.stable_checkpoint = stable_proof_;
@@ -1150,7 +1196,7 @@ bool Core::VerifyCertifiedBatch(const v1::CertifiedBatch& b, v1::PrePrepare* pp,
       !pp->ParseFromString(pe.payload()) ||
       !ParseDigest(pp->batch_digest(), d) ||
       pe.sender() != PrimaryOf(View(pp->view())).value() ||
-      ledger::BatchDigest(pp->requests()) != *d || !verifier_->Verify(pe)) {
+      ledger::BatchDigest(BatchOf(pe, *pp)) != *d || !verifier_->Verify(pe)) {
     return false;
   }
   std::vector<uint64_t> senders;
@@ -1245,18 +1291,10 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     const Seq s(pp.seq());
     if (s <= last_handed_out_) continue;
     if (s > limit || (s > high_watermark() && s > far_limit)) break;
-    std::vector<std::pair<ClientId, RequestNumber>> requests;
-    bool ok = true;
-    for (const v1::Envelope& re : pp.requests()) {
-      v1::Request r;
-      if (!r.ParseFromString(re.payload())) {
-        ok = false;
-        break;
-      }
-      requests.emplace_back(ClientId(r.client_id()),
-                            RequestNumber(r.request_number()));
-    }
-    if (!ok) {
+    const auto& batch = BatchOf(b.pre_prepare(), pp);
+    std::vector<std::pair<ClientId, RequestNumber>> requests =
+        RequestKeys(batch);
+    if (requests.size() != static_cast<size_t>(batch.size())) {
       bad_peer();
       break;
     }
@@ -1264,6 +1302,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     if (slot.created_tick == 0) slot.created_tick = tick_;
     slot.view = View(pp.view());
     slot.has_pre_prepare = true;
+    slot.has_body = true;
     slot.pre_prepare = b.pre_prepare();
     slot.digest = d;
     slot.timestamp_ms = pp.timestamp_ms();
@@ -1276,6 +1315,9 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     adopted = true;
   }
   if (asked && adopted) fetch_continue_ = true;
+  if (resp.has_batch_pre_prepare()) {
+    HandleFetchedBody(resp.batch_pre_prepare(), e.sender());
+  }
   HandOutCommitted();
 }
 
@@ -1342,7 +1384,8 @@ void Core::RecordPreparedCert(Seq s, const Slot& slot) {
   PreparedCert pc;
   pc.view = slot.view;
   pc.digest = slot.digest;
-  *pc.cert.mutable_pre_prepare() = slot.pre_prepare;
+  // §4.4: the certificate carries the signed header; the body stays here.
+  *pc.cert.mutable_pre_prepare() = Header(slot.pre_prepare);
   for (const auto& [sender, vote] : slot.prepares) {
     if (sender == PrimaryOf(slot.view) || vote.digest != slot.digest) continue;
     *pc.cert.add_prepares() = vote.envelope;
@@ -1395,16 +1438,16 @@ void Core::StartViewChange(View target) {
   if (!view_active_) MaybeJoin();
 }
 
-// A prepared certificate is well formed: the PRE-PREPARE signed by the
-// primary of its view (< target), its batch matching its digest, seq in
-// (low, low + L], and 2f matching PREPAREs from distinct backups.
+// A prepared certificate is well formed: the PRE-PREPARE header (no batch)
+// signed by the primary of its view (< target), seq in (low, low + L], and
+// 2f matching PREPAREs from distinct backups.
 bool Core::VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
                               Seq low) const {
   const v1::Envelope& pe = cert.pre_prepare();
   v1::PrePrepare pp;
   Digest d;
-  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
-      !pp.ParseFromString(pe.payload()) ||
+  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE || pe.batch_size() > 0 ||
+      !pp.ParseFromString(pe.payload()) || pp.legacy_requests_size() > 0 ||
       !ParseDigest(pp.batch_digest(), &d)) {
     return false;
   }
@@ -1412,10 +1455,8 @@ bool Core::VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
   const Seq s(pp.seq());
   if (v >= target || pe.sender() != PrimaryOf(v).value() || s <= low ||
       s > low + options_.params.watermark_window ||
-      static_cast<uint32_t>(pp.requests_size()) >
-          options_.params.batch_requests_max ||
       static_cast<uint32_t>(cert.prepares_size()) > options_.n ||
-      ledger::BatchDigest(pp.requests()) != d || !verifier_->Verify(pe)) {
+      !verifier_->Verify(pe)) {
     return false;
   }
   std::vector<uint64_t> senders;
@@ -1675,11 +1716,11 @@ void Core::HandleNewView(const v1::Envelope& e) {
     v1::PrePrepare pp;
     Digest d;
     if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
-        pe.sender() != e.sender() || !pp.ParseFromString(pe.payload()) ||
+        pe.sender() != e.sender() || pe.batch_size() > 0 ||
+        !pp.ParseFromString(pe.payload()) || pp.legacy_requests_size() > 0 ||
         !ParseDigest(pp.batch_digest(), &d) || View(pp.view()) != v ||
         Seq(pp.seq()) != o[i].seq || d != o[i].digest ||
-        pp.timestamp_ms() != o[i].timestamp_ms ||
-        ledger::BatchDigest(pp.requests()) != d || !verifier_->Verify(pe)) {
+        pp.timestamp_ms() != o[i].timestamp_ms || !verifier_->Verify(pe)) {
       Drop(DropReason::kBadNewView);
       return;
     }
@@ -1766,7 +1807,8 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
 }
 
 // Puts the current view's O entries that fit the window into the log: the
-// PRE-PREPARE is durable, and a backup multicasts its PREPARE (§4.4).
+// PRE-PREPARE is durable, and a backup that holds the batch multicasts its
+// PREPARE (§4.4); one that does not fetches the body first.
 void Core::InstallPendingO() {
   while (!pending_o_.empty()) {
     auto it = pending_o_.begin();
@@ -1791,35 +1833,164 @@ void Core::InstallPendingO() {
     slot.has_pre_prepare = true;
     slot.digest = d;
     slot.timestamp_ms = pp.timestamp_ms();
-    for (const v1::Envelope& re : pp.requests()) {
-      v1::Request r;
-      if (!r.ParseFromString(re.payload())) continue;
-      const ClientId c(r.client_id());
-      const RequestNumber t(r.request_number());
-      slot.requests.emplace_back(c, t);
-      if (is_primary()) {
-        RemoveQueuedUpTo(c, t);
-        assigned_.insert(RequestKey{c.value(), t.value()});
-      }
-    }
     ready_.persist.entries.push_back(pe);
     slot.pre_prepare = std::move(pe);
-    if (!is_primary()) {
-      v1::Prepare prepare;
-      prepare.set_view(view_.value());
-      prepare.set_seq(s.value());
-      prepare.set_batch_digest(d.ToBytes());
-      prepare.set_replica_id(options_.id.value());
-      v1::Envelope own =
-          signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
-      slot.prepares[options_.id] = Vote{d, own};
-      slot.own_prepare = own;
-      ready_.persist.entries.push_back(own);
-      Broadcast(std::move(own));
+    Slot& installed = log_[s] = std::move(slot);
+    if (AttachBody(s, &installed)) {
+      OnBodyAttached(s, &installed, /*send_prepare=*/!is_primary());
     }
-    log_[s] = std::move(slot);
-    CheckPrepared(s);
   }
+}
+
+// --- Batch bodies (§4.4)
+// ------------------------------------------------------
+
+void Core::KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe) {
+  if (pe.batch_size() == 0 || s <= low_watermark_ || FindBody(s, d)) return;
+  std::vector<Body>& at = bodies_[s];
+  if (at.size() >= kBodiesPerSeqMax) {
+    at.erase(std::min_element(
+        at.begin(), at.end(),
+        [](const Body& a, const Body& b) { return a.view < b.view; }));
+  }
+  at.push_back(Body{d, v, pe});
+}
+
+const Core::Body* Core::FindBody(Seq s, const Digest& d) const {
+  auto it = bodies_.find(s);
+  if (it == bodies_.end()) return nullptr;
+  for (const Body& b : it->second) {
+    if (b.digest == d) return &b;
+  }
+  return nullptr;
+}
+
+bool Core::BodiesMissing() const {
+  for (auto it = log_.upper_bound(last_handed_out_); it != log_.end(); ++it) {
+    if (it->second.has_pre_prepare && !it->second.has_body) return true;
+  }
+  return false;
+}
+
+bool Core::AttachBody(Seq s, Slot* slot) {
+  CHECK(slot->has_pre_prepare);
+  if (slot->has_body) return true;
+  if (slot->digest == ledger::NullBatchDigest()) {
+    slot->has_body = true;  // The null batch has no body.
+    return true;
+  }
+  const Body* body = FindBody(s, slot->digest);
+  if (body == nullptr) return false;
+  *slot->pre_prepare.mutable_batch() = body->pre_prepare.batch();
+  slot->has_body = true;
+  return true;
+}
+
+void Core::OnBodyAttached(Seq s, Slot* slot, bool send_prepare) {
+  CHECK(slot->has_body);
+  slot->requests = RequestKeys(slot->pre_prepare.batch());
+  if (is_primary() && slot->view == view_) {
+    for (const auto& [c, t] : slot->requests) {
+      RemoveQueuedUpTo(c, t);
+      assigned_.insert(RequestKey{c.value(), t.value()});
+    }
+  }
+  if (send_prepare && !slot->own_prepare) {
+    v1::Prepare prepare;
+    prepare.set_view(slot->view.value());
+    prepare.set_seq(s.value());
+    prepare.set_batch_digest(slot->digest.ToBytes());
+    prepare.set_replica_id(options_.id.value());
+    v1::Envelope own =
+        signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
+    slot->prepares[options_.id] = Vote{slot->digest, own};
+    slot->own_prepare = own;
+    ready_.persist.entries.push_back(own);
+    Broadcast(std::move(own));
+  }
+  CheckPrepared(s);
+}
+
+// An O entry whose batch this replica lacks: ask the next peer for it by
+// (seq, digest), one request per kBodyFetchIntervalTicks, going through the
+// missing seqs in turn (the peers answer off their core thread).
+void Core::MaybeFetchBody() {
+  if (!view_active_) return;
+  auto next = log_.end();
+  for (int pass = 0; pass < 2 && next == log_.end(); ++pass) {
+    for (auto it = log_.lower_bound(pass == 0 ? body_fetch_next_ : Seq(0));
+         it != log_.end(); ++it) {
+      if (it->second.has_pre_prepare && !it->second.has_body &&
+          it->first > last_handed_out_) {
+        next = it;
+        break;
+      }
+    }
+  }
+  if (next == log_.end()) return;
+  body_fetch_next_ = next->first.next();
+  body_fetch_peer_ = (body_fetch_peer_ + 1) % options_.n;
+  if (body_fetch_peer_ == options_.id.value()) {
+    body_fetch_peer_ = (body_fetch_peer_ + 1) % options_.n;
+  }
+  v1::FetchRequest req;
+  req.set_replica_id(options_.id.value());
+  req.set_from_seq(next->first.value());
+  req.set_batch_digest(next->second.digest.ToBytes());
+  req.set_view(view_.value());
+  SendTo(
+      ReplicaId(body_fetch_peer_),
+      signer_->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST, req.SerializeAsString()));
+  ++stats_.body_fetches_sent;
+}
+
+// A body for an O entry (from a fetch response, or the primary's PRE-PREPARE
+// of the entry with its batch): adopted only if the batch matches the
+// entry's digest (§4.4); whose header it came with does not matter.
+void Core::HandleFetchedBody(const v1::Envelope& pe, uint64_t from) {
+  v1::PrePrepare pp;
+  Digest d;
+  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
+      !pp.ParseFromString(pe.payload()) ||
+      !ParseDigest(pp.batch_digest(), &d)) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const Seq s(pp.seq());
+  auto it = log_.find(s);
+  if (it == log_.end() || it->second.has_body || it->second.digest != d ||
+      !it->second.has_pre_prepare || s <= last_handed_out_) {
+    return;  // Not missing (any more).
+  }
+  const auto& batch = BatchOf(pe, pp);
+  // The digest covers the requests but not their signatures: those are
+  // checked here, so that what executes is what clients signed.
+  auto signed_by_clients = [&] {
+    for (const v1::Envelope& re : batch) {
+      if (re.type() != v1::MESSAGE_TYPE_REQUEST || !verifier_->Verify(re))
+        return false;
+    }
+    return true;
+  };
+  if (static_cast<uint32_t>(batch.size()) >
+          options_.params.batch_requests_max ||
+      ledger::BatchDigest(batch) != d ||
+      RequestKeys(batch).size() != static_cast<size_t>(batch.size()) ||
+      !signed_by_clients()) {
+    Drop(DropReason::kDigestMismatch);
+    if (from < options_.n) fetch_bad_until_[from] = tick_ + kFetchBadPeerTicks;
+    return;
+  }
+  Slot& slot = it->second;
+  *slot.pre_prepare.mutable_batch() = batch;
+  slot.has_body = true;
+  KeepBody(s, d, slot.view, slot.pre_prepare);
+  // Durable with the header it completes: a restart prepares it again.
+  ready_.persist.entries.push_back(slot.pre_prepare);
+  ++stats_.bodies_fetched;
+  OnBodyAttached(s, &slot,
+                 /*send_prepare=*/PrimaryOf(slot.view) != options_.id);
+  if (is_primary() && view_active_) MaybeCutBatches();
 }
 
 // --- Observation -------------------------------------------------------------
@@ -1889,6 +2060,9 @@ absl::Status Core::Invariants() const {
     if (slot.committed && !slot.prepared) {
       return fail("slot ", s.value(), " committed but not prepared");
     }
+    if (slot.prepared && !slot.has_body) {
+      return fail("slot ", s.value(), " prepared without its batch");
+    }
     if (slot.prepared && !slot.has_pre_prepare) {
       return fail("slot ", s.value(), " prepared without pre-prepare");
     }
@@ -1917,7 +2091,15 @@ absl::Status Core::Invariants() const {
       }
     }
   }
+  for (const auto& [s, at] : bodies_) {
+    if (s <= low_watermark_ || at.size() > kBodiesPerSeqMax) {
+      return fail("bodies at ", s.value(), ": ", at.size(), " at or below h");
+    }
+  }
   for (const auto& [s, pc] : prepared_certs_) {
+    if (pc.cert.pre_prepare().batch_size() > 0) {
+      return fail("prepared certificate at ", s.value(), " carries a batch");
+    }
     if (s <= low_watermark_ || s > high_watermark() ||
         static_cast<uint32_t>(pc.cert.prepares_size()) < quorum_ - 1) {
       return fail("prepared certificate at ", s.value(),
@@ -1989,8 +2171,12 @@ absl::Status Core::Restore(const RestoreState& state) {
             sender != PrimaryOf(View(m.view()))) {
           return bad("stored PRE-PREPARE does not decode");
         }
+        // Written by an earlier version (batch inside the signed header):
+        // no VIEW-CHANGE may carry it now (docs/storage_format.md).
+        if (m.legacy_requests_size() > 0) break;
         Votes& v = by_slot[{Seq(m.seq()), View(m.view())}];
-        v.pre_prepare = e;
+        // An O entry is stored as a header, then again with its body.
+        if (!v.pre_prepare || e.batch_size() > 0) v.pre_prepare = e;
         v.digest = d;
         v.timestamp_ms = m.timestamp_ms();
         break;
@@ -2070,6 +2256,11 @@ absl::Status Core::Restore(const RestoreState& state) {
   view_ = view;
   // Active in the view only if we entered it (its NEW-VIEW is durable).
   view_active_ = view == View(0) || new_view.has_value();
+  for (const auto& [key, votes] : by_slot) {
+    if (votes.pre_prepare) {
+      KeepBody(key.first, votes.digest, key.second, *votes.pre_prepare);
+    }
+  }
   std::vector<Seq> to_check;
   for (auto& [key, votes] : by_slot) {
     const auto [s, v] = key;
@@ -2093,14 +2284,8 @@ absl::Status Core::Restore(const RestoreState& state) {
       }
     }
     if (v != view_ || !view_active_ || s <= last_executed_) continue;
-    v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(slot.pre_prepare.payload()));
-    for (const v1::Envelope& re : pp.requests()) {
-      v1::Request r;
-      if (r.ParseFromString(re.payload())) {
-        slot.requests.emplace_back(ClientId(r.client_id()),
-                                   RequestNumber(r.request_number()));
-      }
+    if (AttachBody(s, &slot)) {
+      slot.requests = RequestKeys(slot.pre_prepare.batch());
     }
     auto own = slot.prepares.find(options_.id);
     if (own != slot.prepares.end()) slot.own_prepare = own->second.envelope;

@@ -106,8 +106,9 @@ struct CommittedBatch {
   Seq seq;
   uint64_t timestamp_ms = 0;
   Digest batch_digest;  // NullBatchDigest() for a null batch.
-  // The signed PRE-PREPARE envelope; its PrePrepare payload carries the
-  // client request envelopes exactly as the clients signed them.
+  // The signed PRE-PREPARE envelope with its batch beside the header
+  // (Envelope.batch: the client request envelopes exactly as the clients
+  // signed them; ledger::BatchOf reads it). Never handed out without it.
   v1::Envelope pre_prepare;
   // 2f+1 signed COMMIT envelopes for (view, seq, batch_digest) from
   // distinct replicas, exactly as received.
@@ -134,7 +135,9 @@ struct Persist {
   // VIEW-CHANGE leaves, so a restart never goes back to an older view).
   std::optional<View> view;
   // The facts that bind this replica's votes, in order: PRE-PREPAREs it
-  // accepted or sent (including the O set of a NEW-VIEW), its own PREPARE,
+  // accepted or sent, with their batches beside them (including the O set
+  // of a NEW-VIEW: headers first, then each again with its body once this
+  // replica holds it), its own PREPARE,
   // COMMIT and CHECKPOINT envelopes, the 2f PREPAREs of others that make a
   // prepared certificate (so that a VIEW-CHANGE after a restart still
   // carries it), and the NEW-VIEW envelope of a view it entered (the store
@@ -211,6 +214,8 @@ struct Stats {
   // from 2f other replicas since it started (its links were coming up).
   uint64_t view_change_timer_held = 0;
   uint64_t timer_probes = 0;  // Of fetches_sent: half-way through the timer.
+  uint64_t body_fetches_sent = 0;  // FETCH_REQUESTs for a batch body (§4.4).
+  uint64_t bodies_fetched = 0;     // Bodies adopted from fetch responses.
 
   uint64_t dropped_total() const;
 };
@@ -339,6 +344,10 @@ class Core {
     View view;
     uint64_t created_tick = 0;
     bool has_pre_prepare = false;
+    // The batch is beside pre_prepare (or it is the null batch). An O entry
+    // of a NEW-VIEW arrives without it: the slot neither prepares nor
+    // commits until the body is fetched and matches the digest (§4.4).
+    bool has_body = false;
     v1::Envelope pre_prepare;
     Digest digest;
     uint64_t timestamp_ms = 0;
@@ -358,6 +367,14 @@ class Core {
     View view;
     Digest digest;
     v1::PreparedCertificate cert;
+  };
+  // A batch body this replica received for (seq, digest), in a PRE-PREPARE
+  // of any view: kept until seq is stable, so that it can prepare an O entry
+  // of a later view with that digest without fetching (§4.4).
+  struct Body {
+    Digest digest;
+    View view;
+    v1::Envelope pre_prepare;  // Its batch beside it.
   };
   // A valid VIEW-CHANGE, the latest one per sender.
   struct ViewChangeMsg {
@@ -394,6 +411,12 @@ class Core {
   static constexpr size_t kFetchedProofsMax = 4;
   // A peer whose fetch response failed verification is skipped this long.
   static constexpr uint64_t kFetchBadPeerTicks = 400;
+  // Bodies kept per seq (one per view a PRE-PREPARE was accepted in; the
+  // oldest view goes first).
+  static constexpr size_t kBodiesPerSeqMax = 4;
+  // One FETCH_REQUEST for a missing body every this many ticks, to the next
+  // peer in turn (peers rate-limit fetches: replica/fetch_server.h).
+  static constexpr uint64_t kBodyFetchIntervalTicks = 2;
 
   ReplicaId PrimaryOf(View v) const {
     return ReplicaId(static_cast<uint32_t>(v.value() % options_.n));
@@ -456,12 +479,26 @@ class Core {
                  std::vector<v1::Envelope> o, Seq min_s,
                  const v1::CheckpointProof& min_proof);
   void InstallPendingO();
+  // Batch bodies (§4.4: O carries digests; bodies are fetched by digest).
+  void KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe);
+  const Body* FindBody(Seq s, const Digest& d) const;
+  // Puts the batch beside the slot's PRE-PREPARE if it is known here (the
+  // null batch always is); then the slot may prepare.
+  bool AttachBody(Seq s, Slot* slot);
+  // A slot above the last handed-out seq holds a PRE-PREPARE without body.
+  bool BodiesMissing() const;
+  // The slot's batch arrived: note its requests; a backup multicasts its
+  // PREPARE for an O entry; check whether it prepared.
+  void OnBodyAttached(Seq s, Slot* slot, bool send_prepare);
+  void MaybeFetchBody();
+  void HandleFetchedBody(const v1::Envelope& pe, uint64_t from);
   void SendFetch();
   // Moves fetch_peer_ to the next peer not recently caught serving garbage.
   void NextFetchPeer();
 
   // PRE-PREPARE batch checks shared by acceptance paths.
-  bool CheckBatch(const v1::PrePrepare& pp, const Digest& digest,
+  bool CheckBatch(const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
+                  const Digest& digest,
                   std::vector<std::pair<ClientId, RequestNumber>>* requests);
   bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
   bool VerifyCertifiedBatch(const v1::CertifiedBatch& batch, v1::PrePrepare* pp,
@@ -540,6 +577,10 @@ class Core {
   // O entries of the current view not yet in the log (above H when the
   // view was entered): installed as the window moves.
   std::map<Seq, v1::Envelope> pending_o_;
+  // Bodies by seq in (h, H] (Body); at most kBodiesPerSeqMax per seq.
+  std::map<Seq, std::vector<Body>> bodies_;
+  uint32_t body_fetch_peer_ = 0;
+  Seq body_fetch_next_{0};  // Seq after the last body asked for.
 
   // Clients and requests. Hash maps are only looked up, never iterated.
   absl::flat_hash_map<uint64_t, ClientRecord> clients_;

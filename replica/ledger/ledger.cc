@@ -949,14 +949,15 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
         ": pre_prepare view/seq/timestamp/batch_digest do not match the "
         "block input"));
   }
-  if (static_cast<uint64_t>(pp.requests_size()) >
+  const auto& requests = BatchOf(input.pre_prepare, pp);
+  if (static_cast<uint64_t>(requests.size()) >
       cluster_.protocol().batch_requests_max) {
     return absl::InvalidArgumentError(
-        absl::StrCat("block ", input.seq, ": ", pp.requests_size(),
+        absl::StrCat("block ", input.seq, ": ", requests.size(),
                      " requests exceed batch_requests_max"));
   }
-  const Digest requests_root = RequestsRoot(pp.requests());
-  if (BatchDigestFromRoot(static_cast<uint32_t>(pp.requests_size()),
+  const Digest requests_root = RequestsRoot(requests);
+  if (BatchDigestFromRoot(static_cast<uint32_t>(requests.size()),
                           requests_root) != input.batch_digest) {
     return absl::InvalidArgumentError(absl::StrCat(
         "block ", input.seq, ": batch_digest does not match the requests"));
@@ -966,7 +967,7 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
   result.seq = input.seq;
   v1::Block block;
   Execution execution(this, input.seq, input.timestamp_ms, &arena);
-  for (const pbft::v1::Envelope& request : pp.requests()) {
+  for (const pbft::v1::Envelope& request : requests) {
     result.outcomes.push_back(execution.ExecuteRequest(request));
     block.add_results(result.outcomes.back().result);
   }
@@ -1189,7 +1190,7 @@ absl::StatusOr<v1::Block> Ledger::GetBlock(uint64_t height) const {
     return absl::DataLossError(
         absl::StrCat("block ", height, ": stored pre-prepare does not parse"));
   }
-  *block->mutable_requests() = std::move(*pp.mutable_requests());
+  *block->mutable_requests() = BatchOf(block->pre_prepare(), pp);
   return block;
 }
 

@@ -23,8 +23,9 @@ absl::StatusOr<v1::Receipt> Ledger::BuildReceipt(
   // The request that recorded the transfer: the first one in the block from
   // its client with an operation of that id whose result is the recorded one.
   int found = -1;
-  for (int i = 0; i < pp.requests_size() && found < 0; ++i) {
-    const pbft::v1::Envelope& e = pp.requests(i);
+  const auto& requests = BatchOf(block->pre_prepare(), pp);
+  for (int i = 0; i < requests.size() && found < 0; ++i) {
+    const pbft::v1::Envelope& e = requests[i];
     pbft::v1::Request request;
     v1::OperationBatch batch;
     v1::OperationResults results;
@@ -49,16 +50,16 @@ absl::StatusOr<v1::Receipt> Ledger::BuildReceipt(
         "block ", record->seq(), ": no request holds the recorded transfer"));
   }
   std::vector<Digest> leaves;
-  for (const pbft::v1::Envelope& e : pp.requests()) {
+  for (const pbft::v1::Envelope& e : requests) {
     leaves.push_back(RequestLeafHash(e));
   }
   v1::Receipt receipt;
   *receipt.mutable_header() = block->header();
   *receipt.mutable_certificate() = block->certificate();
   receipt.set_view(block->view());
-  *receipt.mutable_request() = pp.requests(found);
+  *receipt.mutable_request() = requests[found];
   receipt.set_request_index(static_cast<uint32_t>(found));
-  receipt.set_request_count(static_cast<uint32_t>(pp.requests_size()));
+  receipt.set_request_count(static_cast<uint32_t>(requests.size()));
   for (const Digest& d : merkle::Proof(leaves, static_cast<uint64_t>(found))) {
     receipt.add_proof(d.ToBytes());
   }

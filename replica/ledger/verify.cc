@@ -69,22 +69,23 @@ absl::Status VerifyBlockRecord(const Cluster& cluster,
       VerifyBlockCommit(cluster, verifier, h, block.view(), block.pre_prepare(),
                         block.certificate(), &pp);
   if (!s.ok()) return s;
-  const Digest root = RequestsRoot(pp.requests());
+  const auto& requests = BatchOf(block.pre_prepare(), pp);
+  const Digest root = RequestsRoot(requests);
   if (root.view() != h.requests_root()) {
     return Fail(
         "merkle_root",
         absl::StrCat("requests_root ", Hex(h.requests_root()),
-                     " is not the root of the block's ", pp.requests_size(),
+                     " is not the root of the block's ", requests.size(),
                      " requests (", Hex(root.view()), ")"));
   }
-  if (BatchDigestFromRoot(static_cast<uint32_t>(pp.requests_size()), root) !=
+  if (BatchDigestFromRoot(static_cast<uint32_t>(requests.size()), root) !=
       *batch_digest) {
     return Fail("batch_digest",
                 "header batch_digest is not the digest of the requests");
   }
-  if (block.results_size() != pp.requests_size()) {
+  if (block.results_size() != requests.size()) {
     return Fail("results", absl::StrCat(block.results_size(), " results for ",
-                                        pp.requests_size(), " requests"));
+                                        requests.size(), " requests"));
   }
   const Digest results_root = ResultsRoot(block.results());
   if (results_root.view() != h.results_root()) {
@@ -94,8 +95,8 @@ absl::Status VerifyBlockRecord(const Cluster& cluster,
                              Hex(results_root.view()), ")"));
   }
   if (client_signatures) {
-    for (int i = 0; i < pp.requests_size(); ++i) {
-      const pbft::v1::Envelope& r = pp.requests(i);
+    for (int i = 0; i < requests.size(); ++i) {
+      const pbft::v1::Envelope& r = requests[i];
       s = r.type() == pbft::v1::MESSAGE_TYPE_REQUEST
               ? verifier.Verify(r)
               : absl::InvalidArgumentError("not a REQUEST envelope");

@@ -207,7 +207,7 @@ DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
   if (e.type() == pbft::v1::MESSAGE_TYPE_PRE_PREPARE) {
     pbft::v1::PrePrepare pp;
     if (!pp.ParseFromString(e.payload())) return DropReason::kMalformedPayload;
-    for (const pbft::v1::Envelope& r : pp.requests()) {
+    for (const pbft::v1::Envelope& r : ledger::BatchOf(e, pp)) {
       if (r.type() != pbft::v1::MESSAGE_TYPE_REQUEST || !CheckOne(r)) {
         return DropReason::kBadNestedRequest;
       }

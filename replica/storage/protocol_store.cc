@@ -182,4 +182,25 @@ absl::StatusOr<ProtocolState> ProtocolStore::Load() const {
   return state;
 }
 
+absl::StatusOr<std::optional<pbft::v1::Envelope>> ProtocolStore::FindBody(
+    uint64_t seq, const std::string& batch_digest) const {
+  const std::string from = EntryKey(seq, pbft::v1::MESSAGE_TYPE_PRE_PREPARE, 0);
+  const std::string to =
+      EntryKey(seq, pbft::v1::MESSAGE_TYPE_PRE_PREPARE + 1, 0);
+  std::unique_ptr<leveldb::Iterator> it(
+      db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
+    pbft::v1::Envelope e;
+    pbft::v1::PrePrepare pp;
+    if (!e.ParseFromArray(it->value().data(),
+                          static_cast<int>(it->value().size())) ||
+        !pp.ParseFromString(e.payload())) {
+      return absl::DataLossError("protocol store: corrupt entry");
+    }
+    if (e.batch_size() > 0 && pp.batch_digest() == batch_digest) return e;
+  }
+  if (!it->status().ok()) return FromLevelDb(it->status(), "find body");
+  return std::nullopt;
+}
+
 }  // namespace ledger::storage

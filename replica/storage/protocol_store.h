@@ -11,7 +11,8 @@
 // Every Append is one WriteBatch with sync = true, so a Ready's persist
 // part is durable, all or nothing, before its messages are sent.
 //
-// Thread-compatible: the core's owner thread uses it.
+// Thread-compatible: the core's owner thread uses it; FindBody may be called
+// from any thread at the same time (LevelDB reads are thread-safe).
 #ifndef PBFT_LEDGER_REPLICA_STORAGE_PROTOCOL_STORE_H_
 #define PBFT_LEDGER_REPLICA_STORAGE_PROTOCOL_STORE_H_
 
@@ -52,6 +53,12 @@ class ProtocolStore {
                       const std::optional<pbft::v1::CheckpointProof>& stable);
 
   absl::StatusOr<ProtocolState> Load() const;
+
+  // A stored PRE-PREPARE (any view) for `seq` whose batch digest is
+  // `batch_digest` and whose batch is beside it (docs/protocol.md, "Batch
+  // bodies"); nullopt if none.
+  absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
+      uint64_t seq, const std::string& batch_digest) const;
 
   uint64_t writes() const { return writes_; }
 

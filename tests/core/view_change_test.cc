@@ -3,10 +3,12 @@
 // Signed with the simulator's fake signer; f = 1, quorum 3.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/envelope.h"
+#include "common/wire_limits.h"
 #include "gtest/gtest.h"
 #include "replica/core/core.h"
 #include "tests/sim/sim_crypto.h"
@@ -18,7 +20,8 @@ constexpr uint64_t kNowMs = 1'000'000;
 
 class Cluster {
  public:
-  Cluster() : crypto_(4, 2, /*real=*/false) {
+  explicit Cluster(ledger::ProtocolParams params = Params())
+      : params_(params), crypto_(4, 2, /*real=*/false) {
     for (uint32_t i = 0; i < 4; ++i)
       signer_.push_back(crypto_.ReplicaSigner(i));
     client_ = crypto_.ClientSigner(1);
@@ -56,15 +59,20 @@ class Cluster {
   std::unique_ptr<Core> NewCore(uint32_t i) {
     Options o;
     o.id = ReplicaId(i);
-    o.params = Params();
+    o.params = params_;
     if (fetch_blocks_max_ > 0) o.fetch_blocks_max = fetch_blocks_max_;
     return std::make_unique<Core>(o, signer_[i].get(), &crypto_.verifier());
   }
+  // From now on, what is over its type's limit or not canonical is refused
+  // before the core sees it (common/wire_limits.h), as the shell does.
+  void CheckWire() { limits_ = ledger::WireLimits::For(4, params_); }
+
   // Blocks per FETCH for cores made from now on (0: the default).
   void SetFetchBlocksMax(uint32_t n) { fetch_blocks_max_ = n; }
 
   Core& core(uint32_t i) { return *core_[i]; }
   const Signer& signer(uint32_t i) const { return *signer_[i]; }
+  const Signer& client_signer() const { return *client_; }
 
   v1::Envelope Request(uint64_t number) {
     v1::Request r;
@@ -91,6 +99,11 @@ class Cluster {
       auto [from, to, e] = queue_.front();
       queue_.erase(queue_.begin());
       if (down_[to] || !pass(from, to, e)) continue;
+      if (limits_ &&
+          ledger::CheckWireMessage(e, *limits_) != ledger::WireError::kOk) {
+        ++refused_by_wire_;
+        continue;
+      }
       if (e.type() == v1::MESSAGE_TYPE_FETCH_REQUEST && serve_fetches_) {
         ServeFetch(to, e);  // The shell's part; then the core's.
       }
@@ -126,11 +139,15 @@ class Cluster {
     return core_[i]->Restore(st);
   }
 
-  // Fetch requests are answered from the executed blocks, as ledgerd does
-  // (before this, only the core sees them).
+  // Fetch requests are answered from the executed blocks (and bodies from
+  // the durable PRE-PREPAREs), as ledgerd does (before this, only the core
+  // sees them).
   void ServeFetches() { serve_fetches_ = true; }
+  // Replica `i` answers body requests with a client signature forged.
+  void CorruptBodiesFrom(uint32_t i) { corrupt_bodies_from_ = i; }
 
   uint64_t executed(uint32_t i) const { return executed_[i]; }
+  uint64_t refused_by_wire() const { return refused_by_wire_; }
   std::vector<v1::Envelope> sent_by(uint32_t i, v1::MessageType t) const {
     std::vector<v1::Envelope> out;
     for (const auto& e : sent_[i]) {
@@ -158,6 +175,24 @@ class Cluster {
     v1::FetchResponse resp;
     resp.set_replica_id(at);
     *resp.mutable_stable_checkpoint() = core_[at]->stable_checkpoint();
+    if (!req.batch_digest().empty()) {  // A body, from the durable entries.
+      for (const v1::Envelope& d : durable_[at].entries) {
+        v1::PrePrepare pp;
+        if (d.type() == v1::MESSAGE_TYPE_PRE_PREPARE && d.batch_size() > 0 &&
+            pp.ParseFromString(d.payload()) && pp.seq() == req.from_seq() &&
+            pp.batch_digest() == req.batch_digest()) {
+          *resp.mutable_batch_pre_prepare() = d;
+          if (corrupt_bodies_from_ == at) {
+            resp.mutable_batch_pre_prepare()->mutable_batch(0)->set_signature(
+                std::string(64, 'x'));
+          }
+        }
+      }
+      queue_.push_back({at, static_cast<uint32_t>(e.sender()),
+                        signer_[at]->Sign(v1::MESSAGE_TYPE_FETCH_RESPONSE,
+                                          resp.SerializeAsString())});
+      return;
+    }
     for (uint64_t s = std::max<uint64_t>(req.from_seq(), 1);
          s <= blocks_[at].size() && s < req.from_seq() + req.max_blocks();
          ++s) {
@@ -171,10 +206,8 @@ class Cluster {
   }
   // What the ledger answers for each request of an executed batch.
   static std::vector<ExecutedReply> RepliesOf(const CommittedBatch& b) {
-    v1::PrePrepare pp;
-    EXPECT_TRUE(pp.ParseFromString(b.pre_prepare.payload()));
     std::vector<ExecutedReply> out;
-    for (const v1::Envelope& e : pp.requests()) {
+    for (const v1::Envelope& e : b.pre_prepare.batch()) {
       v1::Request r;
       EXPECT_TRUE(r.ParseFromString(e.payload()));
       out.push_back(
@@ -214,6 +247,9 @@ class Cluster {
     }
   }
 
+  const ledger::ProtocolParams params_;
+  std::optional<ledger::WireLimits> limits_;
+  uint64_t refused_by_wire_ = 0;
   sim::SimCrypto crypto_;
   std::vector<std::unique_ptr<Signer>> signer_;
   std::unique_ptr<Signer> client_;
@@ -222,6 +258,7 @@ class Cluster {
   std::vector<uint64_t> executed_;
   std::vector<CommittedBatch> blocks_[4];
   bool serve_fetches_ = false;
+  uint32_t corrupt_bodies_from_ = 99;
   uint32_t fetch_blocks_max_ = 0;
   bool down_[4] = {false, false, false, false};
   std::vector<Msg> queue_;
@@ -265,7 +302,10 @@ TEST(ViewChange, APreparedBatchKeepsItsSeqInTheNewView_4_4) {
   ASSERT_TRUE(pp.ParseFromString(m.pre_prepares(0).payload()));
   EXPECT_EQ(pp.seq(), 1u);
   EXPECT_EQ(pp.view(), 1u);
-  EXPECT_EQ(pp.requests_size(), 1);
+  EXPECT_NE(pp.batch_digest(), ledger::NullBatchDigest().ToBytes());
+  // O carries the signed header only; every backup holds the body.
+  EXPECT_EQ(m.pre_prepares(0).batch_size(), 0);
+  EXPECT_EQ(c.core(2).stats().body_fetches_sent, 0u);
 }
 
 // Seq 1 prepares everywhere and commits nowhere; primary 0 goes silent and
@@ -303,7 +343,6 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOSetDoesNotMatch_4_4) {
   ExpectAlteredNewViewRefused([](const Cluster& c, v1::NewView* m) {
     v1::PrePrepare pp;
     ASSERT_TRUE(pp.ParseFromString(m->pre_prepares(0).payload()));
-    pp.clear_requests();
     pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
     *m->mutable_pre_prepares(0) =
         c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
@@ -317,7 +356,7 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOTimestampDiffers_4_4) {
   ExpectAlteredNewViewRefused([](const Cluster& c, v1::NewView* m) {
     v1::PrePrepare pp;
     ASSERT_TRUE(pp.ParseFromString(m->pre_prepares(0).payload()));
-    ASSERT_EQ(pp.requests_size(), 1);
+    ASSERT_NE(pp.batch_digest(), ledger::NullBatchDigest().ToBytes());
     pp.set_timestamp_ms(pp.timestamp_ms() + 1);
     *m->mutable_pre_prepares(0) =
         c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
@@ -467,10 +506,13 @@ TEST(CrashRecovery, RestartedBackupNeverPreparesAnotherDigest_4_4) {
   pp.set_view(0);
   pp.set_seq(1);
   pp.set_timestamp_ms(kNowMs);
-  *pp.add_requests() = c.Request(2);
-  pp.set_batch_digest(ledger::BatchDigest(pp.requests()).ToBytes());
-  c.core(2).Step(
-      c.signer(0).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+  google::protobuf::RepeatedPtrField<v1::Envelope> batch;
+  *batch.Add() = c.Request(2);
+  pp.set_batch_digest(ledger::BatchDigest(batch).ToBytes());
+  v1::Envelope other =
+      c.signer(0).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
+  *other.mutable_batch() = batch;
+  c.core(2).Step(other);
   EXPECT_EQ(c.core(2).stats().dropped[static_cast<size_t>(
                 DropReason::kConflictingPrePrepare)],
             1u);
@@ -624,6 +666,13 @@ TEST(Rejoin, FHigherViewPreparesAreNoEvidenceFPlusOneAre_4_4) {
 namespace pbft {
 namespace {
 
+// The digest of a batch of one request.
+std::string BatchDigestOf(const v1::Envelope& request) {
+  google::protobuf::RepeatedPtrField<v1::Envelope> batch;
+  *batch.Add() = request;
+  return ledger::BatchDigest(batch).ToBytes();
+}
+
 // Hand-built §4.4 messages for the boundary scenarios: a prepared
 // certificate of view 0 (PRE-PREPARE by replica 0, PREPAREs by backups 2
 // and 3) for a one-request batch at `seq`, and a VIEW-CHANGE for view 1.
@@ -633,8 +682,7 @@ v1::PreparedCertificate Certificate(const Cluster& c, uint64_t seq,
   pp.set_view(0);
   pp.set_seq(seq);
   pp.set_timestamp_ms(kNowMs);
-  *pp.add_requests() = request;
-  const std::string d = ledger::BatchDigest(pp.requests()).ToBytes();
+  const std::string d = BatchDigestOf(request);
   pp.set_batch_digest(d);
   v1::PreparedCertificate cert;
   *cert.mutable_pre_prepare() =
@@ -693,7 +741,7 @@ TEST(ViewChangeBounds, CertificateAtExactlyHPlusLIsCarried_4_4) {
   const std::vector<v1::PrePrepare> o = NewViewO(c);
   ASSERT_EQ(o.size(), L) << "seqs 1..L-1 null, L the batch";
   EXPECT_EQ(o.back().seq(), L);
-  EXPECT_EQ(o.back().requests_size(), 1);
+  EXPECT_EQ(o.back().batch_digest(), BatchDigestOf(c.Request(1)));
   EXPECT_EQ(o.front().batch_digest(), ledger::NullBatchDigest().ToBytes());
   EXPECT_TRUE(c.core(1).view_active());
   EXPECT_EQ(c.core(1).view(), View(1));
@@ -737,10 +785,8 @@ TEST(ViewChangeBounds, SeveralPreparedSeqsAreAllReproposed_4_4) {
       EXPECT_EQ(o[i].batch_digest(), null) << "seq " << i + 1;
       continue;
     }
-    ASSERT_EQ(o[i].requests_size(), 1) << "seq " << i + 1;
-    v1::Request r;
-    ASSERT_TRUE(r.ParseFromString(o[i].requests(0).payload()));
-    EXPECT_EQ(r.request_number(), request_at[i]) << "seq " << i + 1;
+    EXPECT_EQ(o[i].batch_digest(), BatchDigestOf(c.Request(request_at[i])))
+        << "seq " << i + 1;
   }
 }
 
@@ -821,6 +867,159 @@ TEST(StateTransfer, CrashWhileExecutingPastTheWindowRestarts_4_4) {
   // And catches up the rest.
   c.Run(Cluster::All, /*ticks=*/200);
   EXPECT_GE(c.executed(3), 30u);
+}
+
+}  // namespace
+}  // namespace pbft
+
+namespace pbft {
+namespace {
+
+// VIEW-CHANGE and NEW-VIEW carry signed PRE-PREPARE headers, not batches
+// (§4.4; docs/protocol.md "Message limits"): with a full window of batches
+// at batch_bytes_max prepared and none committed, every VIEW-CHANGE and the
+// NEW-VIEW fit their limits, which stay O(n x L) small headers whatever the
+// batch size, and the new view executes every batch.
+TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
+  ledger::ProtocolParams p = Cluster::Params();
+  p.batch_bytes_max = 64 << 10;
+  p.message_bytes_max = 256 << 10;  // Above one batch, below a window of them.
+  Cluster c(p);
+  c.CheckWire();
+  const uint64_t L = p.watermark_window;
+  for (uint64_t t = 1; t <= L; ++t) {
+    v1::Request r;
+    r.set_client_id(1);
+    r.set_request_number(t);
+    r.set_operation(std::string(p.batch_bytes_max - 200, 'x'));
+    const v1::Envelope e =
+        c.client_signer().Sign(v1::MESSAGE_TYPE_REQUEST, r.SerializeAsString());
+    ASSERT_LE(ledger::RequestBytes(e), p.batch_bytes_max);
+    for (uint32_t b = 0; b < 4; ++b) c.Inject(99, b, e);
+  }
+  c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
+    return e.type() != v1::MESSAGE_TYPE_COMMIT;
+  });
+  ASSERT_EQ(c.core(1).PreparedCertificates().size(), L);
+  ASSERT_EQ(c.executed(1), 0u);
+  // The primary goes silent; the backups change view.
+  c.Run(NotFrom0, /*ticks=*/60);
+  const ledger::WireLimits limits = ledger::WireLimits::For(4, p);
+  EXPECT_LT(limits.view_change_max, size_t{p.batch_bytes_max});
+  EXPECT_LE(limits.new_view_max, size_t{p.message_bytes_max});
+  for (uint32_t b = 1; b < 4; ++b) {
+    for (const v1::Envelope& e : c.sent_by(b, v1::MESSAGE_TYPE_VIEW_CHANGE)) {
+      EXPECT_EQ(ledger::CheckWireMessage(e, limits), ledger::WireError::kOk)
+          << "VIEW-CHANGE of " << e.payload().size() << " bytes, limit "
+          << limits.view_change_max;
+    }
+  }
+  const auto nv = c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW);
+  ASSERT_FALSE(nv.empty());
+  RecordProperty("view_change_bytes",
+                 c.sent_by(1, v1::MESSAGE_TYPE_VIEW_CHANGE)[0].ByteSizeLong());
+  RecordProperty("new_view_bytes", nv[0].ByteSizeLong());
+  EXPECT_EQ(ledger::CheckWireMessage(nv[0], limits), ledger::WireError::kOk)
+      << "NEW-VIEW of " << nv[0].payload().size() << " bytes, limit "
+      << limits.new_view_max;
+  EXPECT_EQ(c.refused_by_wire(), 0u);
+  for (uint32_t b = 1; b < 4; ++b) {
+    EXPECT_EQ(c.core(b).view(), View(1)) << b;
+    EXPECT_TRUE(c.core(b).view_active()) << b;
+    EXPECT_EQ(c.executed(b), L) << b;
+  }
+}
+
+}  // namespace
+}  // namespace pbft
+
+namespace pbft {
+namespace {
+
+// §4.4 with bodies fetched separately: replica 1 gets primary 0's
+// PRE-PREPARE for seq 1 without its batch (it drops it: the digest does not
+// match), the others prepare it; then primary 0 goes silent. Replica 1
+// leads view 1 with O = the header of seq 1, which it cannot prepare, let
+// alone execute, until it has fetched the body by (seq, digest) and checked
+// it against the digest. Replica 2 serves bodies with a forged client
+// signature: refused, and another peer is asked.
+TEST(BatchBodies, NewPrimaryFetchesTheBodyOfOBeforeItExecutes_4_4) {
+  Cluster c;
+  c.ServeFetches();
+  c.CorruptBodiesFrom(2);
+  for (uint32_t r = 0; r < 4; ++r) c.Inject(99, r, c.Request(1));
+  c.Run([&](uint32_t from, uint32_t to, const v1::Envelope& e) {
+    if (e.type() == v1::MESSAGE_TYPE_COMMIT) return false;
+    if (from == 0 && to == 1 && e.type() == v1::MESSAGE_TYPE_PRE_PREPARE &&
+        e.batch_size() > 0) {
+      v1::Envelope header = e;
+      header.clear_batch();
+      c.Inject(0, 1, header);
+      return false;
+    }
+    return true;
+  });
+  ASSERT_EQ(c.core(1)
+                .stats()
+                .dropped[static_cast<size_t>(DropReason::kDigestMismatch)],
+            1u);
+  ASSERT_EQ(c.core(2).PreparedCertificates().size(), 1u);
+  ASSERT_TRUE(c.core(1).PreparedCertificates().empty());
+  // Primary 0 goes silent; view 1. Bodies are asked for every other tick.
+  c.Run(NotFrom0, /*ticks=*/60);
+  const auto nv = c.sent_by(1, v1::MESSAGE_TYPE_NEW_VIEW);
+  ASSERT_FALSE(nv.empty());
+  v1::NewView m;
+  ASSERT_TRUE(m.ParseFromString(nv[0].payload()));
+  ASSERT_EQ(m.pre_prepares_size(), 1);
+  EXPECT_EQ(m.pre_prepares(0).batch_size(), 0);
+  const Stats& st = c.core(1).stats();
+  EXPECT_GE(st.body_fetches_sent, 2u);
+  EXPECT_EQ(st.bodies_fetched, 1u);
+  EXPECT_GE(st.dropped[static_cast<size_t>(DropReason::kDigestMismatch)], 2u)
+      << "the forged body from replica 2 is refused";
+  for (uint32_t b = 1; b < 4; ++b) {
+    EXPECT_EQ(c.core(b).view(), View(1)) << b;
+    EXPECT_EQ(c.executed(b), 1u) << b;
+  }
+  EXPECT_EQ(c.core(2).stats().body_fetches_sent, 0u);
+}
+
+// A restart between installing an O entry without its body and fetching
+// it: the header is durable, and the restarted replica fetches the body
+// and executes.
+TEST(BatchBodies, RestartedReplicaFetchesOrKeepsTheBodyOfO_4_4) {
+  Cluster c;
+  c.ServeFetches();
+  for (uint32_t r = 0; r < 4; ++r) c.Inject(99, r, c.Request(1));
+  c.Run([&](uint32_t from, uint32_t to, const v1::Envelope& e) {
+    if (e.type() == v1::MESSAGE_TYPE_COMMIT) return false;
+    if (from == 0 && to == 3 && e.type() == v1::MESSAGE_TYPE_PRE_PREPARE &&
+        e.batch_size() > 0) {
+      v1::Envelope header = e;
+      header.clear_batch();
+      c.Inject(0, 3, header);
+      return false;
+    }
+    return true;
+  });
+  // View 1 without fetches: replica 3 holds O's header only (nothing can
+  // commit: replica 0 is silent and 3 cannot prepare).
+  c.Run(
+      [](uint32_t from, uint32_t to, const v1::Envelope& e) {
+        return from != 0 && to != 0 &&
+               e.type() != v1::MESSAGE_TYPE_FETCH_REQUEST;
+      },
+      /*ticks=*/12);
+  ASSERT_EQ(c.core(3).view(), View(1));
+  ASSERT_TRUE(c.core(3).view_active());
+  ASSERT_GE(c.core(3).stats().body_fetches_sent, 1u);
+  ASSERT_EQ(c.core(3).stats().bodies_fetched, 0u);
+  c.Crash(3);
+  ASSERT_TRUE(c.Restart(3).ok());
+  c.Run(NotFrom0, /*ticks=*/40);
+  EXPECT_EQ(c.core(3).stats().bodies_fetched, 1u);
+  for (uint32_t b = 1; b < 4; ++b) EXPECT_EQ(c.executed(b), 1u) << b;
 }
 
 }  // namespace

@@ -90,12 +90,14 @@ void WriteWireSeeds(const fs::path& corpus) {
   pre_prepare.set_view(0);
   pre_prepare.set_seq(1);
   pre_prepare.set_timestamp_ms(1'700'000'000'000);
-  *pre_prepare.add_requests() = request_env;
-  const ledger::Digest digest = ledger::BatchDigest(pre_prepare.requests());
+  google::protobuf::RepeatedPtrField<pbft::v1::Envelope> batch;
+  *batch.Add() = request_env;
+  const ledger::Digest digest = ledger::BatchDigest(batch);
   pre_prepare.set_batch_digest(digest.ToBytes());
-  WriteSeed(dir, "pre_prepare",
-            Serialize(replicas[0].SignMessage(
-                pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pre_prepare)));
+  pbft::v1::Envelope pre_prepare_env =
+      replicas[0].SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pre_prepare);
+  *pre_prepare_env.mutable_batch() = batch;
+  WriteSeed(dir, "pre_prepare", Serialize(pre_prepare_env));
 
   pbft::v1::Prepare prepare;
   prepare.set_seq(1);

@@ -159,18 +159,22 @@ class BlockFactory {
   }
 
   // A committed batch at `seq`: PRE-PREPARE signed by the primary of `view`
-  // (view mod n), COMMITs from `commits` distinct replicas (0: quorum).
+  // (view mod n) with the batch beside it, COMMITs from `commits` distinct
+  // replicas (0: quorum). `legacy`: the batch inside the signed header, as
+  // earlier versions stored blocks.
   BlockInput MakeBlock(uint64_t seq, std::vector<pbft::v1::Envelope> requests,
                        uint64_t view = 0, uint64_t timestamp_ms = 0,
-                       uint32_t commits = 0) const {
+                       uint32_t commits = 0, bool legacy = false) const {
     if (timestamp_ms == 0) timestamp_ms = 1'700'000'000'000 + seq * 10;
     pbft::v1::PrePrepare pp;
     pp.set_view(view);
     pp.set_seq(seq);
     pp.set_timestamp_ms(timestamp_ms);
-    for (pbft::v1::Envelope& r : requests) *pp.add_requests() = std::move(r);
-    const Digest digest = BatchDigest(pp.requests());
+    google::protobuf::RepeatedPtrField<pbft::v1::Envelope> batch(
+        requests.begin(), requests.end());
+    const Digest digest = BatchDigest(batch);
     pp.set_batch_digest(digest.ToBytes());
+    if (legacy) pp.mutable_legacy_requests()->Swap(&batch);
     BlockInput in;
     in.view = view;
     in.seq = seq;
@@ -178,6 +182,7 @@ class BlockFactory {
     in.batch_digest = digest;
     in.pre_prepare = replica(static_cast<uint32_t>(view % options_.replicas))
                          .SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    in.pre_prepare.mutable_batch()->Swap(&batch);
     const uint32_t count = commits == 0 ? cluster().quorum() : commits;
     for (uint32_t i = 0; i < count; ++i) {
       // Vary which replicas sign, as a real quorum would.

@@ -23,8 +23,10 @@ using testing::TransferOp;
 constexpr int kBlocks = 6;
 
 // Builds a chain of kBlocks blocks (transfers, a mint, a null batch, a view
-// change) in `dir`.
-void BuildChain(testing::BlockFactory* f, const std::string& dir) {
+// change) in `dir`; blocks up to `legacy_to` in the form earlier versions
+// stored (the batch inside the signed PRE-PREPARE header).
+void BuildChain(testing::BlockFactory* f, const std::string& dir,
+                int legacy_to = 0) {
   std::unique_ptr<Ledger> l = *Ledger::Open(f->cluster(), dir, LedgerOptions{});
   uint64_t id = 1;
   for (int b = 1; b <= kBlocks; ++b) {
@@ -40,7 +42,9 @@ void BuildChain(testing::BlockFactory* f, const std::string& dir) {
       }
     }
     // Block 5 and later committed in view 1 (after a view change).
-    CHECK_OK(l->ApplyBlock(f->MakeBlock(b, requests, b >= 5 ? 1 : 0)).status());
+    CHECK_OK(l->ApplyBlock(f->MakeBlock(b, requests, b >= 5 ? 1 : 0, 0, 0,
+                                        /*legacy=*/b <= legacy_to))
+                 .status());
   }
 }
 
@@ -184,12 +188,10 @@ TEST_F(VerifyTest, CommitForAnotherSeq) {
 
 TEST_F(VerifyTest, RequestPayload) {
   RewriteBlock(dir_, 3, [](v1::Block* b) {
-    pbft::v1::PrePrepare pp;
-    ASSERT_TRUE(pp.ParseFromString(b->pre_prepare().payload()));
-    Flip(pp.mutable_requests(1)->mutable_payload(), 20);
-    b->mutable_pre_prepare()->set_payload(pp.SerializeAsString());
+    Flip(b->mutable_pre_prepare()->mutable_batch(1)->mutable_payload(), 20);
   });
-  ExpectFail(3, "pre_prepare");  // The primary's signature no longer holds.
+  // The batch beside the signed header no longer has the header's digest.
+  ExpectFail(3, "merkle_root");
 }
 
 TEST_F(VerifyTest, StoredResult) {
@@ -425,6 +427,50 @@ TEST_F(ReceiptTest, EveryFlippedByteIsRejected) {
   }
   EXPECT_GT(rejected, static_cast<int>(bytes.size()));
   EXPECT_LT(uncertified, static_cast<int>(bytes.size()) / 4);
+}
+
+}  // namespace
+}  // namespace ledger
+
+namespace ledger {
+namespace {
+
+// Data directories written before the batch moved beside the signed header
+// stay readable and verifiable, without migration: blocks 1-3 in the older
+// form, 4-6 in the current one.
+TEST(VerifyOlderForm, MixedChainVerifiesAndServesItsBatches) {
+  ::ledger::testing::TempDir tmp;
+  testing::BlockFactory factory;
+  const std::string dir = tmp.file("chain");
+  BuildChain(&factory, dir, /*legacy_to=*/3);
+  ChainVerifyReport r = VerifyDataDir(dir, nullptr, {});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.blocks_verified, static_cast<uint64_t>(kBlocks));
+  EXPECT_EQ(r.requests, 15u);
+  std::unique_ptr<Ledger> l = *Ledger::OpenExisting(dir, LedgerOptions{});
+  for (uint64_t h : {2u, 5u}) {
+    absl::StatusOr<v1::Block> b = l->GetBlock(h);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->requests_size(), 3) << h;
+    absl::StatusOr<pbft::v1::CertifiedBatch> cb = l->GetCertifiedBatch(h);
+    ASSERT_TRUE(cb.ok());
+    pbft::v1::PrePrepare pp;
+    ASSERT_TRUE(pp.ParseFromString(cb->pre_prepare().payload()));
+    EXPECT_EQ(BatchOf(cb->pre_prepare(), pp).size(), 3) << h;
+    EXPECT_EQ(pp.legacy_requests_size() > 0, h <= 3) << h;
+  }
+  l.reset();
+  // A flipped byte in an older block's batch breaks its signed header.
+  RewriteBlock(dir, 2, [](v1::Block* b) {
+    pbft::v1::PrePrepare pp;
+    ASSERT_TRUE(pp.ParseFromString(b->pre_prepare().payload()));
+    Flip(pp.mutable_legacy_requests(1)->mutable_payload(), 20);
+    b->mutable_pre_prepare()->set_payload(pp.SerializeAsString());
+  });
+  r = VerifyDataDir(dir, nullptr, {});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.failed_height, 2u) << r.error;
+  EXPECT_EQ(r.failed_check, "pre_prepare") << r.error;
 }
 
 }  // namespace

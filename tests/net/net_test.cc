@@ -96,13 +96,12 @@ TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
     tampered.set_payload("x");
 
     pbft::v1::PrePrepare pp;
-    *pp.add_requests() = k.Request(1);
     Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    *good_pp.add_batch() = k.Request(1);
     Envelope bad_request = k.Request(2);
     bad_request.set_signature(std::string(64, 'z'));
-    *pp.add_requests() = bad_request;
-    Envelope forged_request_pp =
-        k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    Envelope forged_request_pp = good_pp;
+    *forged_request_pp.add_batch() = bad_request;
     Envelope garbage_pp =
         k.s0.Sign(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, "\xff\xff\xff");
 

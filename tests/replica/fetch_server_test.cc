@@ -118,5 +118,47 @@ TEST_F(FetchServerTest, RefusesForgedOrSelfRequests) {
   EXPECT_EQ(s->Offer(garbage), FetchServer::Admit::kMalformed);
 }
 
+// A body request (FetchRequest.batch_digest, §4.4): the PRE-PREPARE with
+// its batch beside it, from the protocol store's source first, else the
+// block at that seq if its digest matches; no blocks either way.
+TEST_F(FetchServerTest, BodiesByDigestFromTheStoreOrTheBlock) {
+  FetchServerOptions o;
+  o.self = 0;
+  o.n = 4;
+  o.response_bytes_max = 8 << 20;
+  const pbft::v1::Envelope block3 =
+      m_.ledger().GetCertifiedBatch(3)->pre_prepare();
+  pbft::v1::PrePrepare pp;
+  ASSERT_TRUE(pp.ParseFromString(block3.payload()));
+  const pbft::v1::Envelope stored =
+      m_.ledger().GetCertifiedBatch(4)->pre_prepare();
+  pbft::v1::PrePrepare stored_pp;
+  ASSERT_TRUE(stored_pp.ParseFromString(stored.payload()));
+  FetchServer s(
+      o, &m_.ledger(), &m_.factory().replica(0),
+      [](uint32_t, pbft::v1::Envelope) {},
+      [&](uint64_t seq,
+          const std::string& digest) -> std::optional<pbft::v1::Envelope> {
+        if (seq == 30 && digest == stored_pp.batch_digest()) return stored;
+        return std::nullopt;
+      });
+  pbft::v1::FetchRequest req;
+  req.set_from_seq(3);
+  req.set_max_blocks(64);
+  req.set_batch_digest(pp.batch_digest());
+  pbft::v1::FetchResponse r = s.Build(req);
+  EXPECT_EQ(r.batches_size(), 0);
+  ASSERT_TRUE(r.has_batch_pre_prepare());
+  EXPECT_EQ(r.batch_pre_prepare().payload(), block3.payload());
+  EXPECT_EQ(r.batch_pre_prepare().batch_size(), 1);
+  req.set_from_seq(2);  // Another seq's block: not that digest.
+  EXPECT_FALSE(s.Build(req).has_batch_pre_prepare());
+  req.set_from_seq(30);  // Beyond the ledger: from the store.
+  req.set_batch_digest(stored_pp.batch_digest());
+  r = s.Build(req);
+  ASSERT_TRUE(r.has_batch_pre_prepare());
+  EXPECT_EQ(r.batch_pre_prepare().payload(), stored.payload());
+}
+
 }  // namespace
 }  // namespace ledger

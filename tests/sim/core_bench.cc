@@ -105,11 +105,9 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
       }
       for (const CommittedBatch& b : rd.execute) {
         // The ledger stand-in: count requests, fold the seq into a number.
-        v1::PrePrepare pp;
-        CHECK(pp.ParseFromString(b.pre_prepare.payload()));
         std::vector<ExecutedReply> replies;
-        replies.reserve(pp.requests_size());
-        for (const v1::Envelope& re : pp.requests()) {
+        replies.reserve(b.pre_prepare.batch_size());
+        for (const v1::Envelope& re : b.pre_prepare.batch()) {
           v1::Request r;
           CHECK(r.ParseFromString(re.payload()));
           replies.push_back({ClientId(r.client_id()),

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/codec.h"
 #include "common/crypto.h"
@@ -157,7 +158,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "stale-numbers",
                                              "unprovoked-view-change",
                                              "power-loss",
-                                             "full-window"};
+                                             "full-window",
+                                             "missing-bodies"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
@@ -185,7 +187,7 @@ class MemLedger {
     w.PutRaw(b.batch_digest.view());
     w.PutU64(b.timestamp_ms);
     h.Update(head);
-    for (const v1::Envelope& re : pp.requests()) {
+    for (const v1::Envelope& re : b.pre_prepare.batch()) {
       v1::Request r;
       CHECK(r.ParseFromString(re.payload()));
       auto& [last, result] = clients_[r.client_id()];
@@ -339,6 +341,10 @@ class Simulation {
   void Drain(SimReplica& r);
   void Route(SimReplica& r, Outbound o);
   void ServeFetch(SimReplica& r, const v1::Envelope& e);
+  // A PRE-PREPARE with its batch for (seq, digest), from the replica's
+  // durable entries or its blocks.
+  static bool FindBody(const SimReplica& r, uint64_t seq,
+                       const std::string& digest, v1::Envelope* out);
   void Execute(SimReplica& r, const CommittedBatch& b);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
@@ -367,6 +373,7 @@ class Simulation {
   void FullWindowTick();
   bool FullWindowDrops(const v1::Envelope& e, uint64_t to);
   bool WindowFullAtBackups() const;
+  void MissingBodiesTick();
   // Views reached stay below a bound linear in the faults injected.
   void ViewBoundCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
@@ -465,6 +472,10 @@ class Simulation {
   uint64_t crashes_done_ = 0, partitions_done_ = 0;
   uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
   bool stale_numbers_ = false;                    // Scenario stale-numbers.
+  // Scenario missing-bodies: replicas that get view 0's PRE-PREPAREs
+  // without batches, and the tick primary 0 is cut off.
+  std::set<uint32_t> starved_;
+  uint64_t cut_primary_at_ = 0;
   std::unique_ptr<SimCrypto> crypto_;
   std::vector<std::unique_ptr<SimReplica>> replicas_;
   std::vector<std::unique_ptr<SimClient>> clients_;
@@ -626,6 +637,20 @@ void Simulation::Setup() {
     for (uint32_t i : byz_ids) chosen[i] = Behaviour::kPadVotes;
     pad_silent_tick_ = rng_.Range(300, 1500);
   }
+  // Scenario missing-bodies: f backups, the primary of view 1 among them,
+  // get view 0's PRE-PREPAREs without their batches; then primary 0 is cut
+  // off. The new primary and those backups must fetch the bodies of O.
+  if (sc == "missing-bodies") {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+    starved_ = {1};
+    while (starved_.size() < f_) {
+      starved_.insert(2 + static_cast<uint32_t>(rng_.Below(n_ - 2)));
+    }
+    cut_primary_at_ = rng_.Range(150, 1200);
+  }
   limits_ = ledger::WireLimits::For(n_, params_);
 
   Options o;
@@ -657,9 +682,9 @@ void Simulation::Setup() {
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
-    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40)
-                : full_window_        ? rng_.Range(8, 12)
-                                      : rng_.Range(4, 16);
+    cl->total = power_losses_max_ > 0 || !starved_.empty() ? rng_.Range(20, 40)
+                : full_window_                             ? rng_.Range(8, 12)
+                                                           : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
   result_.setup = absl::StrCat(
@@ -681,6 +706,13 @@ void Simulation::Setup() {
                     " blackout_tick=", blackout_tick_, " commits_to=",
                     commit_receiver_ < n_ ? absl::StrCat(commit_receiver_)
                                           : std::string("none"),
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
+  if (!starved_.empty()) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    " starved=[", absl::StrJoin(starved_, ","),
+                    "] cut_primary_at=", cut_primary_at_,
                     serve_latest_proof_ ? " latest-proof" : "");
   }
   if (rejoin_) {
@@ -729,6 +761,15 @@ void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e,
 
 void Simulation::SendToReplica(uint32_t to, EnvPtr e) {
   CHECK_LT(to, n_);
+  if (starved_.count(to) && e->type() == v1::MESSAGE_TYPE_PRE_PREPARE &&
+      e->sender() == 0 && e->batch_size() > 0) {
+    v1::PrePrepare pp;
+    if (pp.ParseFromString(e->payload()) && pp.view() == 0) {
+      auto header = std::make_shared<v1::Envelope>(*e);
+      header->clear_batch();  // The body is lost on the way.
+      e = std::move(header);
+    }
+  }
   Enqueue(false, to, std::move(e));
 }
 
@@ -800,6 +841,19 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
   if (r.byzantine && Pick(r) == Behaviour::kSilent) return;
   v1::FetchResponse resp;
   resp.set_replica_id(r.id);
+  if (!req.batch_digest().empty()) {
+    // A body by (seq, digest), as ledgerd serves it: from the protocol
+    // store (any view's PRE-PREPARE with its batch), else the block.
+    if (!FindBody(r, req.from_seq(), req.batch_digest(),
+                  resp.mutable_batch_pre_prepare())) {
+      return;
+    }
+    SendToReplica(
+        static_cast<uint32_t>(e.sender()),
+        std::make_shared<v1::Envelope>(r.signer->Sign(
+            v1::MESSAGE_TYPE_FETCH_RESPONSE, resp.SerializeAsString())));
+    return;
+  }
   const uint64_t from = std::max<uint64_t>(req.from_seq(), 1);
   const uint64_t count = std::min<uint32_t>(req.max_blocks(), 64);
   uint64_t last = 0;
@@ -837,6 +891,26 @@ void Simulation::ServeFetch(SimReplica& r, const v1::Envelope& e) {
       static_cast<uint32_t>(e.sender()),
       std::make_shared<v1::Envelope>(r.signer->Sign(
           v1::MESSAGE_TYPE_FETCH_RESPONSE, resp.SerializeAsString())));
+}
+
+bool Simulation::FindBody(const SimReplica& r, uint64_t seq,
+                          const std::string& digest, v1::Envelope* out) {
+  for (auto it = r.durable.entries.lower_bound({seq, 0, 0});
+       it != r.durable.entries.end() && std::get<0>(it->first) == seq; ++it) {
+    v1::PrePrepare pp;
+    const v1::Envelope& e = it->second;
+    if (e.type() == v1::MESSAGE_TYPE_PRE_PREPARE && e.batch_size() > 0 &&
+        pp.ParseFromString(e.payload()) && pp.batch_digest() == digest) {
+      *out = e;
+      return true;
+    }
+  }
+  if (seq >= 1 && seq <= r.blocks.size() &&
+      r.blocks[seq - 1].batch_digest.ToBytes() == digest) {
+    *out = r.blocks[seq - 1].pre_prepare;
+    return true;
+  }
+  return false;
 }
 
 // The in-memory protocol store, with protocol_store.cc's semantics.
@@ -1001,7 +1075,7 @@ void Simulation::CheckCertifiedBatch(const SimReplica& r,
       pp.batch_digest() != b.batch_digest.ToBytes()) {
     Fail(who + ": batch fields differ from its pre-prepare");
   }
-  if (ledger::BatchDigest(pp.requests()) != b.batch_digest) {
+  if (ledger::BatchDigest(b.pre_prepare.batch()) != b.batch_digest) {
     Fail(who + ": batch digest does not match the requests");
   }
   std::set<uint64_t> senders;
@@ -1026,7 +1100,7 @@ void Simulation::CheckCertifiedBatch(const SimReplica& r,
                       limits_.commit_certificate_max));
   }
   // Validity: only requests that clients submitted execute.
-  for (const v1::Envelope& re : pp.requests()) {
+  for (const v1::Envelope& re : b.pre_prepare.batch()) {
     v1::Request req;
     if (!ver.Verify(re) || !req.ParseFromString(re.payload())) {
       Fail(who + ": executes a request without a valid client signature");
@@ -1463,7 +1537,7 @@ void Simulation::ChainCheck() {
       v1::PrePrepare pp;
       CHECK(pp.ParseFromString(b.pre_prepare.payload()));
       google::protobuf::RepeatedPtrField<std::string> results;
-      for (const v1::Envelope& re : pp.requests()) {
+      for (const v1::Envelope& re : b.pre_prepare.batch()) {
         v1::Request req;
         CHECK(req.ParseFromString(re.payload()));
         auto it = results_.find({req.client_id(), req.request_number()});
@@ -1472,7 +1546,8 @@ void Simulation::ChainCheck() {
       ledger::v1::BlockHeader h;
       h.set_height(b.seq.value());
       h.set_previous_hash(previous.ToBytes());
-      h.set_requests_root(ledger::RequestsRoot(pp.requests()).ToBytes());
+      h.set_requests_root(
+          ledger::RequestsRoot(b.pre_prepare.batch()).ToBytes());
       h.set_batch_digest(b.batch_digest.ToBytes());
       h.set_results_root(ledger::ResultsRoot(results).ToBytes());
       h.set_state_digest(agreed_state_.at(b.seq.value()).ToBytes());
@@ -1790,6 +1865,19 @@ bool Simulation::WindowFullAtBackups() const {
   return true;
 }
 
+// Scenario missing-bodies: once, the primary of view 0 is cut off (both
+// ways) for 2-4 view timeouts, so that the others change views while the
+// starved replicas lack the bodies of what view 0 prepared.
+void Simulation::MissingBodiesTick() {
+  if (partition_until_ != 0 && tick_ >= partition_until_) Heal();
+  if (tick_ != cut_primary_at_) return;
+  for (uint32_t i = 1; i < n_; ++i) blocked_[0][i] = blocked_[i][0] = true;
+  partition_until_ =
+      tick_ + rng_.Range(2, 4) * params_.view_change_timeout_ticks;
+  last_disturbance_ = tick_;
+  ++partitions_done_;
+}
+
 void Simulation::Resume(SimReplica& r) {
   CHECK(r.stalled);
   r.stalled = false;
@@ -1921,8 +2009,31 @@ v1::Envelope Simulation::Tamper(const SimReplica& r, const v1::Envelope& e,
     default:
       return e;
   }
-  (void)r;
-  return r.signer->Sign(e.type(), std::move(payload));
+  v1::Envelope out = r.signer->Sign(e.type(), std::move(payload));
+  *out.mutable_batch() = e.batch();  // A PRE-PREPARE's batch stays beside.
+  return out;
+}
+
+// A PRE-PREPARE `header` signed by `r` with `batch` beside it.
+v1::Envelope SignPrePrepare(
+    const SimReplica& r, const v1::PrePrepare& header,
+    google::protobuf::RepeatedPtrField<v1::Envelope> batch) {
+  v1::Envelope e =
+      r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, header.SerializeAsString());
+  e.mutable_batch()->Swap(&batch);
+  return e;
+}
+
+// Another batch of the same requests: reversed, or none at all.
+google::protobuf::RepeatedPtrField<v1::Envelope> OtherBatch(
+    const v1::Envelope& pre_prepare) {
+  google::protobuf::RepeatedPtrField<v1::Envelope> batch = pre_prepare.batch();
+  if (batch.size() > 1) {
+    std::reverse(batch.begin(), batch.end());
+  } else {
+    batch.Clear();
+  }
+  return batch;
 }
 
 void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
@@ -1999,15 +2110,11 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
     // Equivocate: another valid batch for the same seq to half the backups.
     v1::PrePrepare pp;
     if (pp.ParseFromString(o.envelope.payload())) {
-      if (pp.requests_size() > 1) {
-        std::reverse(pp.mutable_requests()->begin(),
-                     pp.mutable_requests()->end());
-      } else {
-        pp.clear_requests();
-      }
-      pp.set_batch_digest(ledger::BatchDigest(pp.requests()).ToBytes());
-      EnvPtr other = std::make_shared<v1::Envelope>(
-          r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+      google::protobuf::RepeatedPtrField<v1::Envelope> batch =
+          OtherBatch(o.envelope);
+      pp.set_batch_digest(ledger::BatchDigest(batch).ToBytes());
+      EnvPtr other =
+          std::make_shared<v1::Envelope>(SignPrePrepare(r, pp, batch));
       for (size_t i = 0; i < targets.size(); ++i) {
         SendToReplica(targets[i], i % 2 == 0 ? real : other);
       }
@@ -2022,15 +2129,9 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
         v1::PrePrepare pp;
         if (pp.ParseFromString(o.envelope.payload())) {
           // Same digest, other requests: reversed, or none at all.
-          if (pp.requests_size() > 1) {
-            std::reverse(pp.mutable_requests()->begin(),
-                         pp.mutable_requests()->end());
-          } else {
-            pp.clear_requests();
-          }
           const uint32_t victim = rng_.Pick(targets);
-          EnvPtr bad = std::make_shared<v1::Envelope>(r.signer->Sign(
-              v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString()));
+          EnvPtr bad = std::make_shared<v1::Envelope>(
+              SignPrePrepare(r, pp, OtherBatch(o.envelope)));
           EnvPtr good = std::make_shared<v1::Envelope>(std::move(o.envelope));
           for (uint32_t t : targets) SendToReplica(t, t == victim ? bad : good);
           return;
@@ -2127,12 +2228,12 @@ v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
     const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
     CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
+    const bool batch = pp.batch_digest() != ledger::NullBatchDigest().ToBytes();
     // A batch is made null or keeps its digest under another timestamp
     // (the seq's parity decides); a null entry gets another timestamp.
-    if (pp.requests_size() > 0 && pp.seq() % 2 == 1) {
-      pp.clear_requests();
+    if (batch && pp.seq() % 2 == 1) {
       pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
-    } else if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
+    } else if (batch || rng_.Chance(0.5)) {
       pp.set_timestamp_ms(pp.timestamp_ms() + 1);
     } else {
       pp.set_timestamp_ms(pp.timestamp_ms() > 0 ? pp.timestamp_ms() - 1 : 1);
@@ -2170,22 +2271,16 @@ void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
   // seq, and again at later seqs, signed by this backup.
   v1::PrePrepare pp;
   if (!pp.ParseFromString(e->payload())) return;
-  std::vector<v1::PrePrepare> fakes;
+  std::vector<v1::Envelope> fakes;
   v1::PrePrepare alt = pp;
-  if (alt.requests_size() > 1) {
-    std::reverse(alt.mutable_requests()->begin(),
-                 alt.mutable_requests()->end());
-  } else {
-    alt.clear_requests();
-  }
-  alt.set_batch_digest(ledger::BatchDigest(alt.requests()).ToBytes());
-  fakes.push_back(alt);
+  google::protobuf::RepeatedPtrField<v1::Envelope> alt_batch = OtherBatch(*e);
+  alt.set_batch_digest(ledger::BatchDigest(alt_batch).ToBytes());
+  fakes.push_back(SignPrePrepare(r, alt, alt_batch));
   v1::PrePrepare later = pp;
   later.set_seq(pp.seq() + rng_.Range(1, 3));
-  fakes.push_back(later);
-  for (const v1::PrePrepare& fake : fakes) {
-    EnvPtr fe = std::make_shared<v1::Envelope>(
-        r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, fake.SerializeAsString()));
+  fakes.push_back(SignPrePrepare(r, later, e->batch()));
+  for (const v1::Envelope& fake : fakes) {
+    EnvPtr fe = std::make_shared<v1::Envelope>(fake);
     for (uint32_t i = 0; i < n_; ++i) {
       if (i != r.id) SendToReplica(i, fe);
     }
@@ -2381,6 +2476,7 @@ SimResult Simulation::Run() {
     if (crashes_ || partitions_) FaultTick();
     if (power_losses_max_ > 0) PowerLossTick();
     if (full_window_) FullWindowTick();
+    if (!starved_.empty()) MissingBodiesTick();
     for (auto& r : replicas_) {
       if (r->down || r->stalled) continue;
       from_ = r->id;
@@ -2422,6 +2518,7 @@ SimResult Simulation::Run() {
     if (r->byzantine) continue;
     result_.core_drops += r->core->stats().dropped_total();
     result_.fetches += r->core->stats().fetches_sent;
+    result_.bodies_fetched += r->core->stats().bodies_fetched;
     if (opt_.verbose) {
       std::string drops;
       for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {

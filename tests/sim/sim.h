@@ -40,6 +40,7 @@ struct SimResult {
   uint64_t messages_dropped = 0;  // By the network.
   uint64_t core_drops = 0;        // Inputs the correct cores refused.
   uint64_t fetches = 0;
+  uint64_t bodies_fetched = 0;  // Batch bodies fetched by correct replicas.
   uint64_t max_latency_ticks = 0;
   // Rejoin scenarios: ticks from the victim's return until every correct
   // replica was active in one view.

@@ -210,6 +210,14 @@ TEST(WireLimitsTest, LargestSmallMessagesFit) {
   EXPECT_EQ(pb::Commit::descriptor()->field_count(), 4);
   EXPECT_EQ(pb::Checkpoint::descriptor()->field_count(), 3);
   EXPECT_EQ(pb::FetchRequest::descriptor()->field_count(), 6);
+  pb::PrePrepare h;
+  h.set_view(~0ull);
+  h.set_seq(~0ull);
+  h.set_batch_digest(std::string(32, 'd'));
+  h.set_timestamp_ms(~0ull);
+  EXPECT_EQ(h.ByteSizeLong(), kPrePrepareHeaderBytesMax);
+  // The fifth is legacy_requests, refused outside a stored block.
+  EXPECT_EQ(pb::PrePrepare::descriptor()->field_count(), 5);
 }
 
 TEST(WireLimitsTest, LimitsFollowTheClusterShape) {
@@ -220,9 +228,86 @@ TEST(WireLimitsTest, LimitsFollowTheClusterShape) {
   EXPECT_LE(seven.commit_certificate_max, 7 * 256u);
   EXPECT_LE(four.view_change_max, p.message_bytes_max);
   EXPECT_LE(four.new_view_max, p.message_bytes_max);
-  EXPECT_GE(four.pre_prepare_max, p.batch_bytes_max);
+  EXPECT_EQ(four.pre_prepare_max, kPrePrepareHeaderBytesMax);
+  EXPECT_GE(four.pre_prepare_batch_max, p.batch_bytes_max);
+  // §4.4 messages carry headers, not batches: their limits do not grow
+  // with the batch size, and are O(n x L).
+  ProtocolParams big = p;
+  big.batch_bytes_max = p.batch_bytes_max / 4;
+  EXPECT_EQ(WireLimits::For(4, big).view_change_max, four.view_change_max);
+  EXPECT_EQ(WireLimits::For(4, big).new_view_max, four.new_view_max);
+  EXPECT_LT(four.view_change_max, size_t{p.watermark_window} * 1024);
+  EXPECT_LT(seven.new_view_max, size_t{7} * p.watermark_window * 2048);
+  EXPECT_TRUE(ValidateWireLimits(7, p).ok());
+  ProtocolParams tight = p;
+  tight.message_bytes_max = static_cast<uint32_t>(four.new_view_max - 1);
+  EXPECT_FALSE(ValidateWireLimits(4, tight).ok());
   EXPECT_EQ(four.PayloadMax(pb::MESSAGE_TYPE_COMMIT), kVotePayloadBytesMax);
   EXPECT_EQ(four.PayloadMax(pb::MESSAGE_TYPE_QUERY_REPLY), 0u);
+}
+
+// The batch travels beside a PRE-PREPARE on the normal path and in fetched
+// blocks and bodies, never inside a VIEW-CHANGE or NEW-VIEW (§4.4), and
+// never beside any other type.
+TEST(WireLimitsTest, BatchesOnlyBesideAPrePrepareOutsideViewChanges) {
+  ProtocolParams p;
+  p.batch_bytes_max = 4096;
+  const WireLimits l = WireLimits::For(4, p);
+  const EnvelopeSigner s = Signer();
+  pb::Request r;
+  r.set_client_id(1);
+  r.set_request_number(1);
+  r.set_operation("op");
+  const pb::Envelope request = s.SignMessage(pb::MESSAGE_TYPE_REQUEST, r);
+  pb::PrePrepare pp;
+  pp.set_view(3);
+  pp.set_seq(17);
+  pp.set_batch_digest(std::string(32, 'd'));
+  pb::Envelope header = s.SignMessage(pb::MESSAGE_TYPE_PRE_PREPARE, pp);
+  pb::Envelope with_batch = header;
+  *with_batch.add_batch() = request;
+  EXPECT_EQ(CheckWireMessage(with_batch, l), WireError::kOk);
+  pb::Envelope vote = s.SignMessage(pb::MESSAGE_TYPE_COMMIT, Vote());
+  *vote.add_batch() = request;
+  EXPECT_EQ(CheckWireMessage(vote, l), WireError::kMalformed);
+  pb::Envelope too_big = header;
+  r.set_operation(std::string(p.batch_bytes_max, 'x'));
+  *too_big.add_batch() = s.SignMessage(pb::MESSAGE_TYPE_REQUEST, r);
+  EXPECT_NE(CheckWireMessage(too_big, l), WireError::kOk);
+
+  pb::ViewChange vc;
+  vc.set_new_view(4);
+  pb::PreparedCertificate* cert = vc.add_prepared();
+  *cert->mutable_pre_prepare() = header;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_VIEW_CHANGE, vc), l),
+      WireError::kOk);
+  *cert->mutable_pre_prepare() = with_batch;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_VIEW_CHANGE, vc), l),
+      WireError::kMalformed);
+  pb::NewView nv;
+  nv.set_view(4);
+  *nv.add_pre_prepares() = with_batch;
+  EXPECT_EQ(CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_NEW_VIEW, nv), l),
+            WireError::kMalformed);
+
+  // The older stored form (the batch inside the signed header): only in a
+  // fetched block.
+  pb::PrePrepare legacy = pp;
+  *legacy.add_legacy_requests() = request;
+  const pb::Envelope old = s.SignMessage(pb::MESSAGE_TYPE_PRE_PREPARE, legacy);
+  EXPECT_EQ(CheckWireMessage(old, l), WireError::kOversize);
+  pb::FetchResponse fr;
+  fr.set_replica_id(2);
+  *fr.add_batches()->mutable_pre_prepare() = old;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_FETCH_RESPONSE, fr), l),
+      WireError::kOk);
+  *fr.mutable_batch_pre_prepare() = with_batch;
+  EXPECT_EQ(
+      CheckWireMessage(s.SignMessage(pb::MESSAGE_TYPE_FETCH_RESPONSE, fr), l),
+      WireError::kOk);
 }
 
 }  // namespace
