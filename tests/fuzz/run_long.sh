@@ -40,6 +40,6 @@ for t in "${targets[@]}"; do
     echo "== $t: FAILED (see $log and $WORK/$t/artifacts)"
     status=1
   fi
-  grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units" "$log" || tail -5 "$log"
+  grep -E "^#[0-9]+[[:space:]]+DONE|stat::" "$log" || tail -5 "$log"
 done
 exit $status
