@@ -26,6 +26,7 @@
 #include "replica/core/core.h"
 #include "replica/core/crypto.h"
 #include "replica/fetch_server.h"
+#include "replica/ledger/client_query.h"
 #include "replica/ledger/ledger.h"
 #include "replica/metrics.h"
 #include "replica/net/client_service.h"
@@ -475,25 +476,10 @@ void ReplicaServerImpl::Refused(uint64_t peer, ShellRefusal r) {
 void ReplicaServerImpl::OnQuery(
     const pbft::v1::Envelope&, const pbft::v1::Request& r,
     std::function<void(absl::StatusOr<pbft::v1::Envelope>)> done) {
-  v1::Query q;
-  if (!q.ParseFromString(r.operation())) {
-    return done(
-        absl::InvalidArgumentError("query.operation: not a ledger.v1.Query"));
-  }
-  v1::QueryReply reply;
-  absl::Status s = ledger_->Answer(q, &reply);
-  if (!s.ok()) return done(s);
-  // The answer budget (docs/api.md): refused the same on every replica.
-  const size_t bytes = ledger_->AnswerBudgetBytes(reply);
-  if (bytes > cluster_.protocol().answer_bytes_max) {
-    return done(absl::OutOfRangeError(absl::StrCat(
-        "query: the answer (", bytes, " bytes) exceeds answer_bytes_max (",
-        cluster_.protocol().answer_bytes_max, "); ANSWER_TOO_LARGE")));
-  }
-  reply.set_replica_id(options_.id);
-  reply.set_client_id(r.client_id());
-  reply.set_request_number(r.request_number());
-  done(signer_.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
+  absl::StatusOr<v1::QueryReply> reply = AnswerClientQuery(
+      *ledger_, r, cluster_.protocol().answer_bytes_max, options_.id);
+  if (!reply.ok()) return done(reply.status());
+  done(signer_.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, *reply));
 }
 
 void ReplicaServerImpl::CoreLoop() {

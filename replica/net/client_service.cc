@@ -250,7 +250,10 @@ class ClientService::StatusCall final : public Call {
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                              Limits limits)
-    : verifier_(verifier), handlers_(std::move(handlers)), limits_(limits) {}
+    : verifier_(verifier),
+      handlers_(std::move(handlers)),
+      limits_(limits),
+      shares_(limits.pending_max, limits.client_pending_max) {}
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                              size_t pending_max, size_t operation_bytes_max)
@@ -332,7 +335,6 @@ absl::Status ClientService::Admit(const pbft::v1::Envelope& e, bool read_only,
             : "request.read_only: must not be set for Submit (use Query)");
   }
   return CheckSize(e, *request);
-  return absl::OkStatus();
 }
 
 // Refuses before ordering what can never be ordered or executed as a whole:
@@ -364,16 +366,14 @@ ClientService::AddResult ClientService::AddPending(
     std::pair<uint64_t, uint64_t> key, SubmitCall* call) {
   absl::MutexLock l(&mu_);
   if (call->done_) return AddResult::kCallDone;
-  size_t& mine = pending_by_client_[key.first];
-  if (mine >= limits_.client_pending_max) {
-    if (mine == 0) pending_by_client_.erase(key.first);
-    return AddResult::kClientFull;
+  switch (shares_.Add(key.first)) {
+    case CallShares::Result::kClientFull:
+      return AddResult::kClientFull;
+    case CallShares::Result::kFull:
+      return AddResult::kFull;
+    case CallShares::Result::kAdded:
+      break;
   }
-  if (pending_.size() >= limits_.pending_max) {
-    if (mine == 0) pending_by_client_.erase(key.first);
-    return AddResult::kFull;
-  }
-  ++mine;
   pending_.emplace(key, call);
   call->registered_ = true;
   return AddResult::kAdded;
@@ -385,9 +385,7 @@ void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
   call->done_ = true;
   if (!call->registered_) return;
   call->registered_ = false;
-  auto mine = pending_by_client_.find(key.first);
-  CHECK(mine != pending_by_client_.end() && mine->second > 0);
-  if (--mine->second == 0) pending_by_client_.erase(mine);
+  shares_.Remove(key.first);
   auto [begin, end] = pending_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
     if (it->second == call) {
@@ -395,6 +393,28 @@ void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
       return;
     }
   }
+}
+
+CallShares::Result CallShares::Add(uint64_t client) {
+  auto mine = by_client_.find(client);
+  const size_t held = mine == by_client_.end() ? 0 : mine->second;
+  if (held >= client_max_) return Result::kClientFull;
+  if (total_ >= total_max_) return Result::kFull;
+  ++by_client_[client];
+  ++total_;
+  return Result::kAdded;
+}
+
+void CallShares::Remove(uint64_t client) {
+  auto mine = by_client_.find(client);
+  CHECK(mine != by_client_.end() && mine->second > 0);
+  if (--mine->second == 0) by_client_.erase(mine);
+  --total_;
+}
+
+size_t CallShares::of(uint64_t client) const {
+  auto mine = by_client_.find(client);
+  return mine == by_client_.end() ? 0 : mine->second;
 }
 
 int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,

@@ -37,6 +37,27 @@
 
 namespace ledger::net {
 
+// The shares of waiting Submit calls: at most `total_max` in all and
+// `client_max` per client. Not thread-safe (ClientService holds its lock).
+class CallShares {
+ public:
+  enum class Result { kAdded, kFull, kClientFull };
+  CallShares(size_t total_max, size_t client_max)
+      : total_max_(total_max), client_max_(client_max) {}
+  // Takes one of `client`'s share, if neither share is full.
+  Result Add(uint64_t client);
+  // Gives back one taken by Add; CHECK-fails if `client` holds none.
+  void Remove(uint64_t client);
+  size_t total() const { return total_; }
+  size_t of(uint64_t client) const;
+
+ private:
+  const size_t total_max_;
+  const size_t client_max_;
+  size_t total_ = 0;
+  std::map<uint64_t, size_t> by_client_;  // Clients holding at least one.
+};
+
 class ClientService {
  public:
   struct Handlers {
@@ -79,6 +100,14 @@ class ClientService {
   size_t pending() const;
   uint64_t rejected(absl::StatusCode code) const;
 
+  // What Submit (read_only false) and Query (true) check before anything
+  // else: the type, the client's signature (cluster id, known sender), the
+  // wire limits, the decoding of the request, its client id and number, and
+  // the size limits. OK fills `request`; otherwise the status is the gRPC
+  // answer (counted in rejected()). Thread-safe.
+  absl::Status Admit(const pbft::v1::Envelope& e, bool read_only,
+                     pbft::v1::Request* request);
+
  private:
   class Call;
   class SubmitCall;
@@ -88,9 +117,6 @@ class ClientService {
   friend class QueryCall;
   friend class StatusCall;
 
-  // Verifies and decodes a client envelope; the status is the gRPC answer.
-  absl::Status Admit(const pbft::v1::Envelope& e, bool read_only,
-                     pbft::v1::Request* request);
   absl::Status CheckSize(const pbft::v1::Envelope& e,
                          const pbft::v1::Request& request);
   enum class AddResult { kAdded, kFull, kClientFull, kCallDone };
@@ -111,8 +137,7 @@ class ClientService {
   mutable absl::Mutex mu_;
   std::multimap<std::pair<uint64_t, uint64_t>, SubmitCall*> pending_
       ABSL_GUARDED_BY(mu_);
-  // Waiting calls per client (clients with at least one only).
-  std::map<uint64_t, size_t> pending_by_client_ ABSL_GUARDED_BY(mu_);
+  CallShares shares_ ABSL_GUARDED_BY(mu_);
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };
 

@@ -102,6 +102,12 @@ class VerifyPool {
   // remembers the result in the cache.
   absl::Status VerifyNow(const pbft::v1::Envelope& e);
 
+  // What a worker checks before it delivers a queued envelope: sender and
+  // signature, then CheckWireMessage, then (PRE-PREPARE) every client
+  // request inside it. DropReason::kCount means it passes. Thread-safe
+  // (the peer-message fuzz target calls it directly).
+  DropReason Check(const pbft::v1::Envelope& e);
+
   uint64_t dropped(DropReason r) const;
   // Refusals of what claimed to come from replica `sender` (< limits.n).
   uint64_t dropped_from(uint32_t sender, DropReason r) const {
@@ -126,8 +132,6 @@ class VerifyPool {
   void Count(const pbft::v1::Envelope& e, DropReason r) {
     by_sender_[Slot(Source(e), r)]++;
   }
-  // kCount means "ok".
-  DropReason Check(const pbft::v1::Envelope& e);
   bool CheckOne(const pbft::v1::Envelope& e);
 
   const EnvelopeVerifier* verifier_;

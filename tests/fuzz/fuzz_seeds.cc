@@ -1,8 +1,13 @@
 // Writes the fuzzers' seed corpora (tests/fuzz/corpus/<target>/seed-*) from
 // real files and messages: a cluster made by `ledgerctl cluster init`'s
 // code, its key files, and signed envelopes of every type peers exchange in
-// the normal case, built with that cluster's keys. Deterministic for a given
-// cluster id, except for the keys (fresh each run).
+// the normal case, built with that cluster's keys; receipts; and, with the
+// fixed keys of tests/ledger/block_factory.h's cluster, the record inputs of
+// the structure-aware targets (fuzz_harness.h): what each replica of an
+// in-process 4-replica cluster received in the normal case, a view change
+// and a state transfer (peer_fuzz, fetch_fuzz), client calls (client_fuzz)
+// and operation batches over three blocks (ledger_fuzz). The config, key
+// and wire seeds use fresh keys each run; the others are deterministic.
 //
 //   build-fuzz/fuzz/fuzz-seeds tests/fuzz/corpus
 #include <unistd.h>
@@ -21,8 +26,10 @@
 #include "common/crypto.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "ledger/v1/service.pb.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/ledger/ledger.h"
+#include "tests/fuzz/fuzz_harness.h"
 #include "tests/ledger/block_factory.h"
 
 namespace fs = std::filesystem;
@@ -160,6 +167,280 @@ void WriteReceiptSeeds(const fs::path& corpus, const fs::path& tmp) {
   }
 }
 
+// A 4-replica cluster of pbft::Cores in one process (fuzz_harness.h's
+// CoreHarness, the fuzz cluster's keys), recording for each replica every
+// input it gets as a peer_fuzz/fetch_fuzz record; a replica that is "down"
+// gets nothing. FETCH_REQUESTs are answered as the shell's FetchServer
+// does, from the batches the peer executed and its stable checkpoint.
+class Sim {
+ public:
+  Sim() {
+    for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
+      cores_.push_back(std::make_unique<ledger::fuzz::CoreHarness>(&tc_, i));
+      cores_.back()->set_keep(true);
+      inputs_.emplace_back(1, static_cast<char>(i));  // Header: the id.
+    }
+  }
+
+  void SetDown(uint32_t i, bool down) { down_[i] = down; }
+
+  void Request(uint64_t client, uint64_t number,
+               const ledger::v1::OperationBatch& ops) {
+    pbft::v1::Request r;
+    r.set_client_id(client);
+    r.set_request_number(number);
+    r.set_operation(ops.SerializeAsString());
+    const auto e =
+        tc_.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, client, r.SerializeAsString());
+    for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) Deliver(i, e);
+    Route();
+  }
+
+  void Tick(uint32_t ticks) {
+    for (uint32_t t = 0; t < ticks; ++t) {
+      for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
+        if (down_[i]) continue;
+        ledger::fuzz::AppendRecord(&inputs_[i], 0, 1, "");
+        cores_[i]->Tick(1);
+      }
+      Route();
+    }
+  }
+
+  ledger::fuzz::CoreHarness& core(uint32_t i) { return *cores_[i]; }
+  const std::string& input(uint32_t i) const { return inputs_[i]; }
+
+ private:
+  void Deliver(uint32_t to, const pbft::v1::Envelope& e) {
+    if (down_[to]) return;
+    ledger::fuzz::AppendRecord(&inputs_[to], static_cast<uint8_t>(e.type()),
+                               static_cast<uint8_t>(e.sender()), e.payload());
+    CHECK(cores_[to]->Deliver(e));
+    if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) Serve(to, e);
+  }
+
+  void Serve(uint32_t self, const pbft::v1::Envelope& e) {
+    pbft::v1::FetchRequest req;
+    CHECK(req.ParseFromString(e.payload()));
+    pbft::v1::FetchResponse resp;
+    resp.set_replica_id(self);
+    const auto& stable = cores_[self]->core().stable_checkpoint();
+    if (stable.seq() > 0) *resp.mutable_stable_checkpoint() = stable;
+    const uint64_t from = std::max<uint64_t>(req.from_seq(), 1);
+    for (const pbft::CommittedBatch& b : cores_[self]->batches()) {
+      const uint64_t s = b.seq.value();
+      if (s < from || s - from >= std::max<uint32_t>(req.max_blocks(), 1))
+        continue;
+      pbft::v1::CertifiedBatch* cb = resp.add_batches();
+      *cb->mutable_pre_prepare() = b.pre_prepare;
+      *cb->mutable_certificate() = b.certificate;
+    }
+    pending_.push_back({static_cast<uint32_t>(e.sender()),
+                        tc_.Sign(pbft::v1::MESSAGE_TYPE_FETCH_RESPONSE, self,
+                                 resp.SerializeAsString())});
+  }
+
+  // Delivers what the cores sent until nothing is left.
+  void Route() {
+    for (bool more = true; more;) {
+      more = false;
+      for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
+        std::vector<pbft::Outbound> out = std::move(cores_[i]->sent());
+        cores_[i]->sent().clear();
+        if (down_[i]) continue;
+        for (const pbft::Outbound& m : out) {
+          more = true;
+          for (uint32_t j = 0; j < ledger::fuzz::kReplicas; ++j) {
+            if (j != i && (m.broadcast || m.to.value() == j))
+              Deliver(j, m.envelope);
+          }
+        }
+      }
+      std::vector<std::pair<uint32_t, pbft::v1::Envelope>> pending;
+      pending.swap(pending_);
+      for (const auto& [to, e] : pending) {
+        more = true;
+        Deliver(to, e);
+      }
+    }
+  }
+
+  ledger::fuzz::TestCluster tc_;
+  std::vector<std::unique_ptr<ledger::fuzz::CoreHarness>> cores_;
+  std::vector<std::string> inputs_;
+  bool down_[ledger::fuzz::kReplicas] = {};
+  std::vector<std::pair<uint32_t, pbft::v1::Envelope>> pending_;
+};
+
+ledger::v1::OperationBatch Transfer(uint64_t id, uint64_t from, uint64_t to) {
+  using ledger::testing::Id;
+  return ledger::testing::Ops(
+      {ledger::testing::TransferOp(Id(id), Id(from), Id(to), 5)});
+}
+
+// A recorded input as a seed: runs of ticks merged (up to 64 a record),
+// with `fetch_only`, only what fetch_fuzz reads (ticks, CHECKPOINTs,
+// FETCH_RESPONSEs). Checked: it fits kRecordsMax and, replayed on a fresh
+// core as peer_fuzz does, executes `executed` batches.
+std::string Seed(const std::string& input, bool fetch_only, uint64_t executed) {
+  uint8_t header;
+  const auto records =
+      ledger::fuzz::ParseRecords(reinterpret_cast<const uint8_t*>(input.data()),
+                                 input.size(), SIZE_MAX, &header);
+  std::vector<ledger::fuzz::Record> kept;
+  for (const ledger::fuzz::Record& r : records) {
+    if (fetch_only && r.kind != 0 &&
+        r.kind != pbft::v1::MESSAGE_TYPE_CHECKPOINT &&
+        r.kind != pbft::v1::MESSAGE_TYPE_FETCH_RESPONSE) {
+      continue;
+    }
+    if (r.kind == 0 && !kept.empty() && kept.back().kind == 0 &&
+        kept.back().sender < 64) {
+      ++kept.back().sender;
+      continue;
+    }
+    kept.push_back(r);
+  }
+  CHECK_LE(kept.size(), ledger::fuzz::kRecordsMax);
+  std::string out(1, static_cast<char>(header));
+  ledger::fuzz::TestCluster tc;
+  ledger::fuzz::CoreHarness replay(&tc, header % ledger::fuzz::kReplicas);
+  for (const ledger::fuzz::Record& r : kept) {
+    ledger::fuzz::AppendRecord(&out, r.kind, r.sender, r.body);
+    replay.Apply(r);
+  }
+  CHECK_EQ(replay.executed(), executed);
+  return out;
+}
+
+// The normal case past a stable checkpoint; a view change with replica 0
+// (the primary of view 0) down; and replica 3 catching up by state
+// transfer after missing ten batches.
+void WriteCoreSeeds(const fs::path& corpus) {
+  {
+    Sim sim;
+    for (uint64_t n = 1; n <= 6; ++n) {
+      sim.Request(n % 3 + 1, n, Transfer(n, n % 3 + 1, 1));
+      sim.Tick(3);
+    }
+    CHECK_GE(sim.core(1).executed(), 5u);
+    WriteSeed(corpus / "peer_fuzz", "normal_backup",
+              Seed(sim.input(1), false, sim.core(1).executed()));
+    WriteSeed(corpus / "peer_fuzz", "normal_primary",
+              Seed(sim.input(0), false, sim.core(0).executed()));
+  }
+  {
+    Sim sim;
+    sim.SetDown(0, true);
+    sim.Request(1, 1, Transfer(1, 1, 2));
+    sim.Tick(60);
+    sim.Request(2, 1, Transfer(2, 2, 3));
+    sim.Tick(5);
+    CHECK_GE(sim.core(2).core().view().value(), 1u);
+    CHECK_GE(sim.core(2).executed(), 1u);
+    WriteSeed(corpus / "peer_fuzz", "view_change_backup",
+              Seed(sim.input(2), false, sim.core(2).executed()));
+    WriteSeed(corpus / "peer_fuzz", "view_change_primary",
+              Seed(sim.input(1), false, sim.core(1).executed()));
+  }
+  {
+    Sim sim;
+    sim.SetDown(3, true);
+    for (uint64_t n = 1; n <= 10; ++n) {
+      sim.Request(1, n, Transfer(n, 1, 2));
+      sim.Tick(2);
+    }
+    sim.SetDown(3, false);
+    sim.Tick(60);
+    CHECK_GE(sim.core(3).executed(), 10u);
+    WriteSeed(corpus / "peer_fuzz", "state_transfer",
+              Seed(sim.input(3), false, sim.core(3).executed()));
+    WriteSeed(corpus / "fetch_fuzz", "state_transfer",
+              Seed(sim.input(3), true, sim.core(3).executed()));
+  }
+}
+
+// client_fuzz records: Submits and Queries signed by the harness, the same
+// as gRPC messages, and a give-up; one client over its share of calls.
+void WriteClientSeeds(const fs::path& corpus) {
+  const fs::path dir = corpus / "client_fuzz";
+  auto request = [](uint64_t client, uint64_t number, bool read_only,
+                    const std::string& operation) {
+    pbft::v1::Request r;
+    r.set_client_id(client);
+    r.set_request_number(number);
+    r.set_read_only(read_only);
+    r.set_operation(operation);
+    return r.SerializeAsString();
+  };
+  ledger::v1::Query account;
+  *account.mutable_get_account()->mutable_id() = ledger::testing::Id(2);
+  ledger::v1::Query block;
+  block.mutable_get_block()->set_height(2);
+  std::string submits(1, '\0');
+  for (uint64_t n = 1; n <= 4; ++n) {
+    ledger::fuzz::AppendRecord(
+        &submits, 0, 1,
+        request(1, n, false, Transfer(n, 1, 2).SerializeAsString()));
+  }
+  ledger::fuzz::AppendRecord(&submits, 4, 1, "");
+  ledger::fuzz::AppendRecord(
+      &submits, 0, 2,
+      request(2, 1, false, Transfer(9, 2, 1).SerializeAsString()));
+  WriteSeed(dir, "submits", submits);
+  std::string queries(1, '\0');
+  ledger::fuzz::AppendRecord(&queries, 1, 2,
+                             request(2, 1, true, account.SerializeAsString()));
+  ledger::fuzz::AppendRecord(&queries, 1, 3,
+                             request(3, 1, true, block.SerializeAsString()));
+  WriteSeed(dir, "queries", queries);
+  ledger::testing::BlockFactory factory;
+  ledger::v1::SubmitRequest submit;
+  *submit.mutable_request() = factory.SignRequest(3, 5, Transfer(5, 3, 1));
+  ledger::v1::QueryRequest query;
+  pbft::v1::Request q;
+  q.set_client_id(1);
+  q.set_request_number(2);
+  q.set_read_only(true);
+  q.set_operation(block.SerializeAsString());
+  *query.mutable_query() =
+      factory.client(1).SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, q);
+  std::string grpc(1, '\0');
+  ledger::fuzz::AppendRecord(&grpc, 2, 0, submit.SerializeAsString());
+  ledger::fuzz::AppendRecord(&grpc, 3, 0, query.SerializeAsString());
+  WriteSeed(dir, "grpc_messages", grpc);
+}
+
+// ledger_fuzz records: accounts, transfers, mints, an ordered query, a
+// malformed batch and a duplicate, over three blocks.
+void WriteLedgerSeeds(const fs::path& corpus) {
+  using ledger::testing::Id;
+  namespace t = ledger::testing;
+  ledger::v1::Operation query;
+  query.mutable_query()->mutable_get_account()->mutable_id()->set_low(2);
+  const std::vector<std::pair<uint8_t, ledger::v1::OperationBatch>> requests = {
+      {0,
+       t::Ops({t::CreateAccountOp(Id(100), 2), t::MintOp(Id(1), Id(100), 50, 2),
+               t::TransferOp(Id(2), Id(1), Id(2), 30)})},
+      {1, t::Ops({t::TransferOp(Id(3), Id(2), Id(3), 10), query})},
+      {2, t::Ops({t::CreateAccountOp(Id(101), 2),
+                  t::TransferOp(Id(4), Id(100), Id(101), 20, 2)})},
+      {0, t::Ops({t::TransferOp(Id(2), Id(1), Id(2), 30),
+                  t::TransferOp(Id(5), Id(1), Id(3), 2'000'000)})},
+  };
+  std::string input(1, '\0');
+  for (size_t i = 0; i < requests.size(); ++i) {
+    // Client sender % 3 + 1; the block ends after every second request.
+    ledger::fuzz::AppendRecord(&input, i % 2, requests[i].first,
+                               requests[i].second.SerializeAsString());
+  }
+  ledger::fuzz::AppendRecord(&input, 1, 0, "\xff\xff not a batch");
+  // Client 1's request number 1 again (kind 0x02 | 1 << 2), then a block end.
+  ledger::fuzz::AppendRecord(&input, 0x07, 0,
+                             requests[0].second.SerializeAsString());
+  WriteSeed(corpus / "ledger_fuzz", "blocks", input);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,6 +454,9 @@ int main(int argc, char** argv) {
   WriteConfigSeeds(corpus, tmp);
   WriteWireSeeds(corpus);
   WriteReceiptSeeds(corpus, tmp);
+  WriteCoreSeeds(corpus);
+  WriteClientSeeds(corpus);
+  WriteLedgerSeeds(corpus);
   fs::remove_all(tmp);
   return 0;
 }

@@ -31,13 +31,15 @@ for t in "${targets[@]}"; do
   mkdir -p "$WORK/$t/corpus" "$WORK/$t/artifacts"
   cp -rn "tests/fuzz/corpus/$t"/. "$WORK/$t/corpus/"
   log="$WORK/$t/fuzz.log"
+  flags=()
+  [[ -f tests/fuzz/flags/$t ]] && read -r -a flags <"tests/fuzz/flags/$t"
   echo "== $t: $seconds s, log $log"
-  if ! nice -n 19 "build-fuzz/fuzz/$t" -max_total_time="$seconds" -timeout=10 \
+  if ! nice -n 19 "build-fuzz/fuzz/$t" "${flags[@]}" -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$WORK/$t/artifacts/" "$WORK/$t/corpus" >"$log" 2>&1; then
     echo "== $t: FAILED (see $log and $WORK/$t/artifacts)"
     status=1
   fi
-  grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units" "$log" || tail -5 "$log"
+  grep -E "^#[0-9]+[[:space:]]+DONE|stat::" "$log" || tail -5 "$log"
 done
 exit $status

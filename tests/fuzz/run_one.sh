@@ -7,13 +7,17 @@
 #   run_one.sh FUZZER CORPUS_DIR SECONDS
 set -euo pipefail
 fuzzer=$1 corpus=$2 seconds=$3
+# Extra libFuzzer flags of this target, if any (tests/fuzz/flags/<target>).
+flags=()
+flags_file="$(dirname "$0")/flags/$(basename "$fuzzer")"
+[[ -f $flags_file ]] && read -r -a flags <"$flags_file"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/fuzz.XXXXXX")
 mkdir "$scratch/corpus" "$scratch/artifacts"
 cp -r "$corpus"/. "$scratch/corpus/"
 echo "fuzzer $fuzzer: scratch $scratch"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-"$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+"$fuzzer" "${flags[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 -artifact_prefix="$scratch/artifacts/" \
   "$scratch/corpus"
 rm -rf "$scratch"

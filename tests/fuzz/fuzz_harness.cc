@@ -1,0 +1,264 @@
+#include "tests/fuzz/fuzz_harness.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "ledger/v1/ledger.pb.h"
+
+namespace ledger::fuzz {
+namespace {
+
+// Signs `e` again; true if its signature changed.
+bool Resigned(const TestCluster& tc, pbft::v1::Envelope* e) {
+  const std::string before = e->signature();
+  tc.Resign(e);
+  return e->signature() != before;
+}
+
+// A PRE-PREPARE envelope with its requests signed again (and, with `fix`,
+// its batch digest made theirs). Its payload is re-encoded only if
+// something changed, so the fuzzer's exact bytes survive otherwise.
+// `*digest` receives the batch digest it names.
+void ResignPrePrepare(const TestCluster& tc, pbft::v1::Envelope* e, bool fix,
+                      std::string* digest) {
+  pbft::v1::PrePrepare pp;
+  if (e->type() == pbft::v1::MESSAGE_TYPE_PRE_PREPARE &&
+      pp.ParseFromString(e->payload())) {
+    bool changed = false;
+    for (pbft::v1::Envelope& r : *pp.mutable_requests()) {
+      changed |= Resigned(tc, &r);
+    }
+    if (fix) {
+      const std::string d = BatchDigest(pp.requests()).ToBytes();
+      changed |= d != pp.batch_digest();
+      pp.set_batch_digest(d);
+    }
+    if (changed) e->set_payload(pp.SerializeAsString());
+    *digest = pp.batch_digest();
+  }
+  tc.Resign(e);
+}
+
+void ResignCommit(const TestCluster& tc, pbft::v1::Envelope* e,
+                  const std::string& digest, bool fix) {
+  pbft::v1::Commit c;
+  if (fix && c.ParseFromString(e->payload()) && c.batch_digest() != digest) {
+    c.set_batch_digest(digest);
+    e->set_payload(c.SerializeAsString());
+  }
+  tc.Resign(e);
+}
+
+std::string ResignFetchResponse(const TestCluster& tc,
+                                const std::string& payload, bool fix) {
+  pbft::v1::FetchResponse resp;
+  if (!resp.ParseFromString(payload)) return payload;
+  const std::string before = resp.SerializeAsString();
+  for (pbft::v1::CertifiedBatch& b : *resp.mutable_batches()) {
+    std::string digest;
+    ResignPrePrepare(tc, b.mutable_pre_prepare(), fix, &digest);
+    for (pbft::v1::Envelope& c : *b.mutable_certificate()->mutable_commits()) {
+      ResignCommit(tc, &c, digest, fix);
+    }
+  }
+  if (resp.has_stable_checkpoint()) {
+    for (pbft::v1::Envelope& c :
+         *resp.mutable_stable_checkpoint()->mutable_checkpoints()) {
+      tc.Resign(&c);
+    }
+  }
+  if (resp.has_batch_pre_prepare()) {
+    std::string digest;
+    ResignPrePrepare(tc, resp.mutable_batch_pre_prepare(), fix, &digest);
+  }
+  std::string after = resp.SerializeAsString();
+  return after == before ? payload : after;
+}
+
+constexpr size_t kRememberedMax = 4096;
+
+}  // namespace
+
+pbft::v1::Envelope TestCluster::Sign(pbft::v1::MessageType type,
+                                     uint64_t sender,
+                                     std::string payload) const {
+  std::string key = absl::StrCat(static_cast<int>(type), ":", sender, ":");
+  key += payload;
+  auto it = signatures_.find(key);
+  if (it != signatures_.end()) {
+    pbft::v1::Envelope e;
+    e.set_type(type);
+    e.set_sender(sender);
+    e.set_payload(std::move(payload));
+    e.set_signature(it->second);
+    return e;
+  }
+  pbft::v1::Envelope e = SignNow(type, sender, std::move(payload));
+  if (signatures_.size() >= kRememberedMax) signatures_.clear();
+  signatures_.emplace(std::move(key), e.signature());
+  return e;
+}
+
+pbft::v1::Envelope TestCluster::SignNow(pbft::v1::MessageType type,
+                                        uint64_t sender,
+                                        std::string payload) const {
+  if (type == pbft::v1::MESSAGE_TYPE_REQUEST && sender >= 1 &&
+      sender <= kClients) {
+    return factory_.client(sender).Sign(type, std::move(payload));
+  }
+  if (type != pbft::v1::MESSAGE_TYPE_REQUEST && sender < kReplicas) {
+    return factory_.replica(static_cast<uint32_t>(sender))
+        .Sign(type, std::move(payload));
+  }
+  EnvelopeSigner impostor(cluster().cluster_id(), sender,
+                          factory_.replica_key(0));
+  return impostor.Sign(type, std::move(payload));
+}
+
+absl::Status TestCluster::VerifyBatch(const v1::BlockHeader& header,
+                                      const pbft::CommittedBatch& b,
+                                      pbft::v1::PrePrepare* pp) {
+  const Digest key = crypto::Sha256(
+      absl::StrCat(header.SerializeAsString(), "/", b.view.value(), "/",
+                   b.pre_prepare.SerializeAsString(), "/",
+                   b.certificate.SerializeAsString()));
+  if (verified_batches_.contains(key)) {
+    CHECK(pp->ParseFromString(b.pre_prepare.payload()));
+    return absl::OkStatus();
+  }
+  absl::Status s =
+      VerifyBlockCommit(cluster(), verifier_, header, b.view.value(),
+                        b.pre_prepare, b.certificate, pp);
+  if (s.ok()) {
+    if (verified_batches_.size() >= kRememberedMax) verified_batches_.clear();
+    verified_batches_.insert(key);
+  }
+  return s;
+}
+
+std::string ResignNested(const TestCluster& tc, pbft::v1::MessageType type,
+                         const std::string& payload, bool fix_digests) {
+  if (type == pbft::v1::MESSAGE_TYPE_FETCH_RESPONSE) {
+    return ResignFetchResponse(tc, payload, fix_digests);
+  }
+  if (type != pbft::v1::MESSAGE_TYPE_PRE_PREPARE) return payload;
+  pbft::v1::Envelope e;
+  e.set_type(type);
+  e.set_payload(payload);
+  std::string digest;
+  ResignPrePrepare(tc, &e, fix_digests, &digest);
+  return e.payload();
+}
+
+CoreHarness::CoreHarness(TestCluster* tc, uint32_t id)
+    : tc_(tc),
+      signer_(&tc->factory().replica(id)),
+      verifier_(&tc->pool()),
+      core_(std::make_unique<pbft::Core>(CoreOptions(id), &signer_,
+                                         &verifier_)) {}
+
+bool CoreHarness::Deliver(const pbft::v1::Envelope& e) {
+  if (tc_->pool().Check(e) != net::DropReason::kCount) return false;
+  if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
+    core_->OnRequest(e);
+  } else {
+    core_->Step(e);
+  }
+  Drain();
+  return true;
+}
+
+bool CoreHarness::Apply(const Record& r) {
+  if ((r.kind & 0x8f) == 0) {
+    Tick(std::min<uint32_t>(r.sender, 64));
+    return false;
+  }
+  pbft::v1::Envelope e;
+  if (r.kind & 0x80) {
+    if (!e.ParseFromString(r.body)) return false;
+  } else {
+    const auto type = static_cast<pbft::v1::MessageType>(r.kind & 0x0f);
+    e = tc_->Sign(type, r.sender,
+                  ResignNested(*tc_, type, r.body, r.kind & 0x40));
+  }
+  return Deliver(e);
+}
+
+void CoreHarness::Request(const pbft::v1::Envelope& e) {
+  core_->OnRequest(e);
+  Drain();
+}
+
+void CoreHarness::Tick(uint32_t ticks) {
+  for (uint32_t i = 0; i < ticks; ++i) {
+    now_ms_ += FuzzParams().tick_ms;
+    core_->Tick(now_ms_);
+    Drain();
+  }
+}
+
+void CoreHarness::Drain() {
+  while (core_->HasReady()) {
+    pbft::Ready ready = core_->TakeReady();
+    for (const pbft::Outbound& m : ready.messages) CheckSent(m);
+    for (const pbft::CommittedBatch& b : ready.execute) CheckBatch(b);
+    for (const pbft::ClientReply& r : ready.replies) {
+      CHECK(tc_->verifier().Check(r.envelope) == EnvelopeError::kOk);
+      pbft::v1::Reply reply;
+      CHECK(reply.ParseFromString(r.envelope.payload()));
+      CHECK_EQ(reply.client_id(), r.client_id.value());
+    }
+  }
+  const absl::Status invariants = core_->Invariants();
+  if (!invariants.ok()) {
+    std::fprintf(stderr, "core invariant broken: %s\n",
+                 invariants.ToString().c_str());
+    CHECK_OK(invariants);
+  }
+}
+
+// A peer's VerifyPool must accept everything a correct core sends.
+void CoreHarness::CheckSent(const pbft::Outbound& m) {
+  const net::DropReason r = tc_->pool().Check(m.envelope);
+  if (r != net::DropReason::kCount) {
+    std::fprintf(stderr, "core sent a %s its peers drop: %s\n",
+                 pbft::v1::MessageType_Name(m.envelope.type()).c_str(),
+                 net::DropReasonName(r));
+    CHECK(false);
+  }
+  CHECK(m.broadcast || m.to.value() < kReplicas);
+  CHECK(m.broadcast || m.to != core_->id());
+  if (keep_) sent_.push_back(m);
+}
+
+// What the ledger and `ledgerctl verify` require of an executed batch.
+void CoreHarness::CheckBatch(const pbft::CommittedBatch& b) {
+  CHECK_EQ(b.seq.value(), executed_ + 1);
+  v1::BlockHeader header;
+  header.set_height(b.seq.value());
+  header.set_batch_digest(b.batch_digest.ToBytes());
+  header.set_timestamp_ms(b.timestamp_ms);
+  pbft::v1::PrePrepare pp;
+  const absl::Status s =
+      VerifyBlockCommit(tc_->cluster(), tc_->verifier(), header, b.view.value(),
+                        b.pre_prepare, b.certificate, &pp);
+  if (!s.ok()) {
+    std::fprintf(stderr, "core executes seq %lu without a valid commit: %s\n",
+                 static_cast<unsigned long>(b.seq.value()),
+                 s.ToString().c_str());
+    CHECK_OK(s);
+  }
+  CHECK(BatchDigest(pp.requests()) == b.batch_digest);
+  std::vector<pbft::ExecutedReply> replies;
+  for (const pbft::v1::Envelope& e : pp.requests()) {
+    pbft::v1::Request r;
+    CHECK(r.ParseFromString(e.payload()));
+    replies.push_back({ClientId(r.client_id()),
+                       RequestNumber(r.request_number()), "executed"});
+  }
+  executed_ = b.seq.value();
+  if (keep_) batches_.push_back(b);
+  core_->OnExecuted(b.seq, StateDigestFor(b.seq.value()), std::move(replies));
+}
+
+}  // namespace ledger::fuzz
