@@ -15,25 +15,24 @@ bool Resigned(const TestCluster& tc, pbft::v1::Envelope* e) {
   return e->signature() != before;
 }
 
-// A PRE-PREPARE envelope with its requests signed again (and, with `fix`,
-// its batch digest made theirs). Its payload is re-encoded only if
-// something changed, so the fuzzer's exact bytes survive otherwise.
+// A PRE-PREPARE envelope with the requests beside it signed again (and,
+// with `fix`, its batch digest made theirs). Its payload is re-encoded only
+// if the digest changed, so the fuzzer's exact bytes survive otherwise.
 // `*digest` receives the batch digest it names.
 void ResignPrePrepare(const TestCluster& tc, pbft::v1::Envelope* e, bool fix,
                       std::string* digest) {
   pbft::v1::PrePrepare pp;
   if (e->type() == pbft::v1::MESSAGE_TYPE_PRE_PREPARE &&
       pp.ParseFromString(e->payload())) {
-    bool changed = false;
-    for (pbft::v1::Envelope& r : *pp.mutable_requests()) {
-      changed |= Resigned(tc, &r);
-    }
+    // The batch travels beside the signed header (Envelope.batch).
+    for (pbft::v1::Envelope& r : *e->mutable_batch()) Resigned(tc, &r);
     if (fix) {
-      const std::string d = BatchDigest(pp.requests()).ToBytes();
-      changed |= d != pp.batch_digest();
-      pp.set_batch_digest(d);
+      const std::string d = BatchDigest(e->batch()).ToBytes();
+      if (d != pp.batch_digest()) {
+        pp.set_batch_digest(d);
+        e->set_payload(pp.SerializeAsString());
+      }
     }
-    if (changed) e->set_payload(pp.SerializeAsString());
     *digest = pp.batch_digest();
   }
   tc.Resign(e);
@@ -248,9 +247,10 @@ void CoreHarness::CheckBatch(const pbft::CommittedBatch& b) {
                  s.ToString().c_str());
     CHECK_OK(s);
   }
-  CHECK(BatchDigest(pp.requests()) == b.batch_digest);
+  const auto& batch = BatchOf(b.pre_prepare, pp);
+  CHECK(BatchDigest(batch) == b.batch_digest);
   std::vector<pbft::ExecutedReply> replies;
-  for (const pbft::v1::Envelope& e : pp.requests()) {
+  for (const pbft::v1::Envelope& e : batch) {
     pbft::v1::Request r;
     CHECK(r.ParseFromString(e.payload()));
     replies.push_back({ClientId(r.client_id()),

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
            dropped = 0, fetches = 0, max_latency = 0, max_rejoin = 0, ahead = 0,
-           max_view = 0, bodies = 0;
+           max_view = 0, bodies = 0, full_window_missed = 0;
   ledger::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     dropped += r.messages_dropped;
     fetches += r.fetches;
     bodies += r.bodies_fetched;
+    full_window_missed += r.full_window_missed;
     max_latency = std::max(max_latency, r.max_latency_ticks);
     max_rejoin = std::max(max_rejoin, r.max_rejoin_ticks);
     ahead += r.ahead_alone;
@@ -132,6 +133,15 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(ahead),
       static_cast<unsigned long long>(max_view),
       o.real_crypto ? "true" : "false", wall, digest.c_str());
+  // A range of the full-window scenario in which more than one seed in ten
+  // changed views before the window filled tests too little of its case.
+  if (o.scenario == "full-window" && full_window_missed * 10 > seeds) {
+    std::printf("full-window: %llu of %llu seeds changed views before the "
+                "window filled\n",
+                static_cast<unsigned long long>(full_window_missed),
+                static_cast<unsigned long long>(seeds));
+    return 1;
+  }
   // A range of the missing-bodies scenario that never fetched a body did
   // not test what it is for.
   if (o.scenario == "missing-bodies" && bodies == 0) {

@@ -2495,8 +2495,10 @@ SimResult Simulation::Run() {
     Fail(absl::StrCat("liveness: not every request completed within ",
                       opt_.max_ticks, " ticks"));
   }
-  if (result_.ok && full_window_ &&
-      (full_window_phase_ != 3 || max_o_ < params_.watermark_window)) {
+  if (full_window_ && full_window_phase_ == 4) {
+    result_.full_window_missed = 1;
+  } else if (result_.ok && full_window_ &&
+             (full_window_phase_ != 3 || max_o_ < params_.watermark_window)) {
     Fail(absl::StrCat("full-window: no view change with a full window (phase ",
                       full_window_phase_, ", largest O ", max_o_, ", L ",
                       params_.watermark_window, ")"));

@@ -41,6 +41,10 @@ struct SimResult {
   uint64_t core_drops = 0;        // Inputs the correct cores refused.
   uint64_t fetches = 0;
   uint64_t bodies_fetched = 0;  // Batch bodies fetched by correct replicas.
+  // Scenario full-window: a view change came before the window filled (a
+  // backup's or the primary's timer ran out first), so the seed ran
+  // without the case under test; it must still pass every other check.
+  uint64_t full_window_missed = 0;
   uint64_t max_latency_ticks = 0;
   // Rejoin scenarios: ticks from the victim's return until every correct
   // replica was active in one view.
