@@ -4,9 +4,11 @@
 # - runc, not crun: crun refuses to start containers on hosts whose cgroups
 #   are in hybrid mode (v1 controllers + v2); runc starts them on both.
 #   PODMAN_RUNTIME overrides it.
-# - Lower default ulimits: podman asks for nofile 1048576, more than many
-#   hosts' hard limit (a container then fails to start). We ask for the
-#   host's own hard limit.
+# - Lower default ulimits: podman asks for nofile 1048576 and a large nproc,
+#   more than many hosts' hard limits (runc then fails with "error setting
+#   rlimit ... operation not permitted"). We ask for the host's own hard
+#   nofile, and for nproc no more than 32768, the hard limit podman 4.3
+#   gives its own process (runc cannot raise it beyond that).
 # shellcheck shell=bash
 
 PODMAN_RUNTIME=${PODMAN_RUNTIME:-$(command -v runc || true)}
@@ -19,10 +21,12 @@ podman_global_args() {
 
 # podman_ulimit_args: --ulimit for `podman run` and `podman build`.
 podman_ulimit_args() {
-  local hard
-  hard=$(ulimit -Hn)
-  [[ "$hard" == unlimited ]] && hard=1048576
-  printf '%s\n' "--ulimit=nofile=$hard:$hard"
+  local nofile nproc
+  nofile=$(ulimit -Hn)
+  [[ "$nofile" == unlimited ]] && nofile=1048576
+  nproc=$(ulimit -Hu)
+  [[ "$nproc" == unlimited || "$nproc" -gt 32768 ]] && nproc=32768
+  printf '%s\n' "--ulimit=nofile=$nofile:$nofile" "--ulimit=nproc=$nproc:$nproc"
 }
 
 # pod: podman with this project's global arguments.
