@@ -37,8 +37,14 @@ for tool in podman mmdebstrap; do
 done
 
 # What debian:bookworm-slim is: the minbase variant (Essential + apt), with
-# the security and point-release updates, as Debian's own images are built.
-MMDEBSTRAP_ARGS=(--variant=minbase --components=main bookworm)
+# the security and point-release updates, without manuals, docs (the
+# copyright files stay) and translations, as Debian's own slim images are.
+SLIM=()
+for d in doc man info locale groff lintian linda; do
+  SLIM+=("--dpkgopt=path-exclude=/usr/share/$d/*")
+done
+SLIM+=("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+MMDEBSTRAP_ARGS=(--variant=minbase --components=main "${SLIM[@]}" bookworm)
 MIRRORS=(
   "deb http://deb.debian.org/debian bookworm main"
   "deb http://deb.debian.org/debian bookworm-updates main"
@@ -54,7 +60,7 @@ build_base() {
     echo "build-image.sh: bootstrapping $BASE from Debian's archive (mmdebstrap, about a minute)"
     mkdir -p "$CACHE"
     rm -f "$tar.part"
-    nice -n 10 mmdebstrap --quiet "${MMDEBSTRAP_ARGS[@]}" "$tar.part" "${MIRRORS[@]}"
+    nice -n 10 mmdebstrap --quiet --format=tar "${MMDEBSTRAP_ARGS[@]}" "$tar.part" "${MIRRORS[@]}"
     mv "$tar.part" "$tar"
   fi
   pod import --change "LABEL $KEY_LABEL=$KEY" --change 'CMD ["bash"]' "$tar" "$BASE" >/dev/null
@@ -80,5 +86,8 @@ mapfile -t global < <(podman_global_args)
 start=$(date +%s)
 nice -n 10 podman "${global[@]}" build --network=host "${ulimits[@]}" \
   -f "$ROOT/deploy/docker/Dockerfile" -t "$TAG" "$ROOT"
+# Build-stage images of earlier builds (untagged, about 1 GB each) are the
+# layer cache; keep a day of them.
+pod image prune --force --filter until=24h >/dev/null || true
 size=$(pod image inspect --format '{{.Size}}' "$TAG")
 echo "build-image.sh: built $TAG in $(($(date +%s) - start)) s, $((size / 1000000)) MB"
