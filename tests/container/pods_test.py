@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -420,6 +421,8 @@ def main():
         log("FAIL: needs root and podman (deploy/install-deps.sh installs it)")
         return 1
     start = time.monotonic()
+    # A timeout's SIGTERM unwinds through the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("container_pods: terminated"))
     h = Harness(os.path.abspath(args.probe))
     try:
         scenario(h, args)
