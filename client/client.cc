@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <queue>
@@ -23,11 +24,17 @@
 #include "common/envelope.h"
 #include "common/keyfile.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "replica/ledger/block.h"
 
 namespace ledger {
 namespace {
 
 constexpr char kOutcomeUnknownUrl[] = "type.pbft-ledger/outcome-unknown";
+// On a call that f+1 replicas refused as stale: the request number the
+// client must exceed (decimal).
+constexpr char kStaleUrl[] = "type.pbft-ledger/stale-request-number";
+// How many times one call is renumbered after stale rejections.
+constexpr int kRenumberMax = 3;
 // Room for gRPC framing above the largest payload the cluster accepts.
 constexpr int kMessageSlackBytes = 64 << 10;
 
@@ -39,6 +46,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 // Errors that retrying cannot fix: the request itself is bad.
 bool IsPermanent(grpc::StatusCode c) {
   return c == grpc::StatusCode::INVALID_ARGUMENT ||
+         c == grpc::StatusCode::OUT_OF_RANGE ||  // Answer over its budget.
          c == grpc::StatusCode::UNAUTHENTICATED ||
          c == grpc::StatusCode::PERMISSION_DENIED;
 }
@@ -184,10 +192,27 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
-  // result, or the answer) or an error.
+  // result, or the answer) or an error. A query answer's per-replica part
+  // (QueryReply.block_commit) is not matched: it goes to `commit`.
   absl::StatusOr<std::string> MatchKey(uint32_t replica,
                                        const pbft::v1::Envelope& reply,
-                                       bool* rejected);
+                                       pbft::v1::Reply* rejection,
+                                       v1::BlockCommit* commit);
+  // The outcome of a query whose matching answers (`key`, from `voters`) are
+  // a block: the key with the first voter's block_commit that verifies
+  // against the config (one suffices: docs/api.md "Blocks").
+  absl::StatusOr<std::string> WithBlockCommit(const std::string& key,
+                                              const std::set<uint32_t>& voters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A signed rejection that retrying the same request cannot change
+  // (stale number, too large): counted per replica; f+1 of them finish
+  // the call. True if it was such a rejection.
+  bool OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
+                        const pbft::v1::Reply& rejection);
+  // Does `c` certify the block of answer `q` (a block or a receipt)?
+  absl::Status VerifyAnswerCommit(const v1::QueryReply& q,
+                                  const v1::BlockHeader& header,
+                                  const v1::BlockCommit& c) const;
 
   GrpcClient* client_;
   uint32_t client_weak_quorum_;
@@ -209,6 +234,11 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   std::map<grpc::StatusCode, std::set<uint32_t>> permanent_
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
+  // Queries: each replica's block_commit, if its answer had one.
+  std::map<uint32_t, v1::BlockCommit> block_commits_ ABSL_GUARDED_BY(mu_);
+  // Verified final rejections: reason -> replica -> last_request_number.
+  std::map<int, std::map<uint32_t, uint64_t>> final_rejections_
+      ABSL_GUARDED_BY(mu_);
 };
 
 class GrpcClient final : public Client {
@@ -262,113 +292,47 @@ class GrpcClient final : public Client {
                        cluster_.protocol().request_operations_max)));
       return;
     }
-    const uint64_t t = NextRequestNumber();
-    pbft::v1::Request req;
-    req.set_client_id(client_id());
-    req.set_request_number(t);
-    batch.SerializeToString(req.mutable_operation());
-    pbft::v1::Envelope env =
-        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
-    auto call = std::make_shared<FanOut>(
-        this, FanOut::Kind::kSubmit, std::move(env), t,
-        absl::Now() + Deadline(deadline), cluster_.weak_quorum(),
-        cluster_.weak_quorum(),
-        [done = std::move(done)](absl::StatusOr<std::string> r) {
-          if (!r.ok()) return done(r.status());
-          v1::OperationResults results;
-          if (!results.ParseFromString(*r)) {
-            return done(absl::DataLossError(
-                "reply.result: f+1 replicas sent undecodable results"));
-          }
-          done(std::move(results));
-        });
-    call->Start();
+    auto p = std::make_shared<Ordered>();
+    batch.SerializeToString(&p->operation);
+    p->deadline = absl::Now() + Deadline(deadline);
+    p->done = std::move(done);
+    {
+      absl::MutexLock l(&order_mu_);
+      order_waiting_.push_back(std::move(p));
+    }
+    SendNextOrdered();
   }
 
   absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
-                                       absl::Duration deadline) override {
-    const uint64_t t = NextRequestNumber();
-    pbft::v1::Request req;
-    req.set_client_id(client_id());
-    req.set_request_number(t);
-    req.set_read_only(true);
-    query.SerializeToString(req.mutable_operation());
-    pbft::v1::Envelope env =
-        signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
-    std::promise<absl::StatusOr<std::string>> p;
-    auto f = p.get_future();
-    auto call = std::make_shared<FanOut>(
-        this, FanOut::Kind::kQuery, std::move(env), t,
-        absl::Now() + Deadline(deadline), cluster_.quorum(),
-        cluster_.weak_quorum(),
-        [&p](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
-    call->Start();
-    absl::StatusOr<std::string> r = f.get();
-    if (!r.ok()) return r.status();
-    v1::QueryReply reply;
-    if (!reply.ParseFromString(*r)) {
-      return absl::DataLossError("query reply: undecodable answer");
-    }
-    return reply;
-  }
-
+                                       absl::Duration deadline) override;
   absl::StatusOr<v1::StatusResponse> ReplicaStatus(
-      uint32_t replica_id, absl::Duration deadline) override {
-    if (replica_id >= stubs_.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("replica id ", replica_id, " is not in the cluster"));
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    v1::StatusRequest req;
-    v1::StatusResponse resp;
-    grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
-    if (!s.ok()) return FromGrpc(s);
-    return resp;
-  }
-
-  ~GrpcClient() override {
-    // Cancel what is in flight and wait until every completion has been
-    // handled (handlers use this object); then stop the poller.
-    {
-      absl::MutexLock l(&inflight_mu_);
-      closing_ = true;
-      for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
-      inflight_mu_.Await(absl::Condition(
-          +[](InflightMap* m) { return m->empty(); }, &inflight_));
-    }
-    cq_.Shutdown();
-    poller_.join();
-  }
+      uint32_t replica_id, absl::Duration deadline) override;
+  ~GrpcClient() override;
 
   // Starts `attempt` to `replica` unless the client is closing.
   void StartRpc(uint32_t replica, bool submit,
-                std::unique_ptr<RpcAttempt> attempt) {
-    RpcAttempt* a = attempt.get();
-    {
-      absl::MutexLock l(&inflight_mu_);
-      if (closing_) return;
-      inflight_.emplace(a, std::move(attempt));
-    }
-    if (submit) {
-      a->submit_rpc =
-          stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
-      a->submit_rpc->StartCall();
-      a->submit_rpc->Finish(&a->submit_response, &a->status, a);
-    } else {
-      a->query_rpc =
-          stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
-      a->query_rpc->StartCall();
-      a->query_rpc->Finish(&a->query_response, &a->status, a);
-    }
-  }
+                std::unique_ptr<RpcAttempt> attempt);
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
+  const Cluster& cluster() const override { return cluster_; }
   const ClientOptions& options() const { return options_; }
   v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
   TimerThread& timers() { return timers_; }
 
  private:
+  // An ordered request waiting for its turn or in flight.
+  struct Ordered {
+    std::string operation;  // ledger.v1.OperationBatch bytes.
+    absl::Time deadline;
+    ResultCallback done;
+    int renumbered = 0;
+  };
+  void SendNextOrdered();
+  void SendOrdered(std::shared_ptr<Ordered> p);
+  void OnOrderedDone(std::shared_ptr<Ordered> p, absl::StatusOr<std::string> r);
+  void FinishOrdered(const std::shared_ptr<Ordered>& p,
+                     absl::StatusOr<v1::OperationResults> r);
+
   uint64_t NextRequestNumber() {
     // Strictly increasing, and above anything an earlier process of this
     // client used (that one counted from its own start time).
@@ -380,6 +344,20 @@ class GrpcClient final : public Client {
     } while (!next_request_number_.compare_exchange_weak(prev, next));
     return next;
   }
+
+  // Numbers above `last` from now on (learned from stale rejections).
+  void RaiseRequestNumber(uint64_t last) {
+    uint64_t prev = next_request_number_.load();
+    while (prev < last &&
+           !next_request_number_.compare_exchange_weak(prev, last)) {
+    }
+  }
+
+  absl::Mutex order_mu_;
+  std::deque<std::shared_ptr<Ordered>> order_waiting_
+      ABSL_GUARDED_BY(order_mu_);
+  bool order_sending_ ABSL_GUARDED_BY(order_mu_) = false;
+  bool order_closing_ ABSL_GUARDED_BY(order_mu_) = false;
 
   Cluster cluster_;
   EnvelopeSigner signer_;
@@ -410,6 +388,176 @@ class GrpcClient final : public Client {
   std::thread poller_{[this] { Poll(); }};
   TimerThread timers_;  // Declared last: joins before the stubs go away.
 };
+
+absl::StatusOr<v1::QueryReply> GrpcClient::Query(const v1::Query& query,
+                                                 absl::Duration deadline) {
+  const uint64_t t = NextRequestNumber();
+  pbft::v1::Request req;
+  req.set_client_id(client_id());
+  req.set_request_number(t);
+  req.set_read_only(true);
+  query.SerializeToString(req.mutable_operation());
+  pbft::v1::Envelope env =
+      signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+  std::promise<absl::StatusOr<std::string>> p;
+  auto f = p.get_future();
+  auto call = std::make_shared<FanOut>(
+      this, FanOut::Kind::kQuery, std::move(env), t,
+      absl::Now() + Deadline(deadline), cluster_.quorum(),
+      cluster_.weak_quorum(),
+      [&p](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
+  call->Start();
+  absl::StatusOr<std::string> r = f.get();
+  if (!r.ok()) return r.status();
+  v1::QueryReply reply;
+  if (!reply.ParseFromString(*r)) {
+    return absl::DataLossError("query reply: undecodable answer");
+  }
+  return reply;
+}
+
+absl::StatusOr<v1::StatusResponse> GrpcClient::ReplicaStatus(
+    uint32_t replica_id, absl::Duration deadline) {
+  if (replica_id >= stubs_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replica id ", replica_id, " is not in the cluster"));
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  v1::StatusRequest req;
+  v1::StatusResponse resp;
+  grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp;
+}
+
+GrpcClient::~GrpcClient() {
+  // Ordered requests not sent yet fail at once; then cancel what is in
+  // flight and wait until every completion has been handled (handlers use
+  // this object); then stop the poller.
+  std::deque<std::shared_ptr<Ordered>> waiting;
+  {
+    absl::MutexLock l(&order_mu_);
+    order_closing_ = true;
+    waiting.swap(order_waiting_);
+  }
+  for (auto& p : waiting) {
+    p->done(absl::CancelledError("client closed; the request was not sent"));
+  }
+  {
+    absl::MutexLock l(&inflight_mu_);
+    closing_ = true;
+    for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
+    inflight_mu_.Await(absl::Condition(
+        +[](InflightMap* m) { return m->empty(); }, &inflight_));
+  }
+  cq_.Shutdown();
+  poller_.join();
+}
+
+void GrpcClient::StartRpc(uint32_t replica, bool submit,
+                          std::unique_ptr<RpcAttempt> attempt) {
+  RpcAttempt* a = attempt.get();
+  {
+    absl::MutexLock l(&inflight_mu_);
+    if (closing_) return;
+    inflight_.emplace(a, std::move(attempt));
+  }
+  if (submit) {
+    a->submit_rpc =
+        stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
+    a->submit_rpc->StartCall();
+    a->submit_rpc->Finish(&a->submit_response, &a->status, a);
+  } else {
+    a->query_rpc = stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
+    a->query_rpc->StartCall();
+    a->query_rpc->Finish(&a->query_response, &a->status, a);
+  }
+}
+
+// Ordered requests (docs/protocol.md, "Request numbers"): one at a time per
+// Client, each numbered when it is sent, so that no number of this client
+// can be overtaken by a higher one while in flight and turn stale.
+void GrpcClient::SendNextOrdered() {
+  std::shared_ptr<Ordered> next;
+  {
+    absl::MutexLock l(&order_mu_);
+    if (order_sending_ || order_waiting_.empty() || order_closing_) return;
+    order_sending_ = true;
+    next = std::move(order_waiting_.front());
+    order_waiting_.pop_front();
+  }
+  SendOrdered(std::move(next));
+}
+
+void GrpcClient::SendOrdered(std::shared_ptr<Ordered> p) {
+  bool closing;
+  {
+    absl::MutexLock l(&order_mu_);
+    closing = order_closing_;
+  }
+  if (closing) {
+    return FinishOrdered(
+        p, absl::CancelledError("client closed; the request was not sent"));
+  }
+  if (absl::Now() >= p->deadline) {
+    // Never sent: it did not execute (not an unknown outcome).
+    return FinishOrdered(
+        p, absl::DeadlineExceededError(
+               "deadline passed while earlier requests of this client were "
+               "in flight; the request was not sent"));
+  }
+  const uint64_t t = NextRequestNumber();
+  pbft::v1::Request req;
+  req.set_client_id(client_id());
+  req.set_request_number(t);
+  req.set_operation(p->operation);
+  pbft::v1::Envelope env =
+      signer_.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, req);
+  auto call = std::make_shared<FanOut>(
+      this, FanOut::Kind::kSubmit, std::move(env), t, p->deadline,
+      cluster_.weak_quorum(), cluster_.weak_quorum(),
+      [this, p](absl::StatusOr<std::string> r) {
+        OnOrderedDone(p, std::move(r));
+      });
+  call->Start();
+}
+
+void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
+                               absl::StatusOr<std::string> r) {
+  if (!r.ok()) {
+    auto stale = r.status().GetPayload(kStaleUrl);
+    uint64_t last = 0;
+    if (stale && absl::SimpleAtoi(std::string(*stale), &last) &&
+        p->renumbered < kRenumberMax) {
+      // f+1 replicas refused the number as stale before executing it (this
+      // Client had nothing else in flight, so the higher number is another
+      // process's or an earlier run's): renumber above it and send again.
+      ++p->renumbered;
+      RaiseRequestNumber(last);
+      return SendOrdered(std::move(p));
+    }
+    return FinishOrdered(p, r.status());
+  }
+  v1::OperationResults results;
+  if (!results.ParseFromString(*r)) {
+    return FinishOrdered(
+        p, absl::DataLossError("reply.result: f+1 replicas sent undecodable "
+                               "results"));
+  }
+  FinishOrdered(p, std::move(results));
+}
+
+void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
+                               absl::StatusOr<v1::OperationResults> r) {
+  ResultCallback done = std::move(p->done);
+  {
+    absl::MutexLock l(&order_mu_);
+    order_sending_ = false;
+  }
+  done(std::move(r));
+  SendNextOrdered();
+}
 
 void FanOut::Start() {
   for (uint32_t r = 0; r < client_->replica_count(); ++r) {
@@ -453,8 +601,8 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
 
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
                                              const pbft::v1::Envelope& reply,
-                                             bool* rejected) {
-  *rejected = false;
+                                             pbft::v1::Reply* rejection,
+                                             v1::BlockCommit* commit) {
   const pbft::v1::MessageType want = kind_ == Kind::kSubmit
                                          ? pbft::v1::MESSAGE_TYPE_REPLY
                                          : pbft::v1::MESSAGE_TYPE_QUERY_REPLY;
@@ -473,7 +621,7 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
       return absl::InvalidArgumentError("reply: for another request");
     }
     if (r.rejected() != pbft::v1::REJECT_REASON_UNSPECIFIED) {
-      *rejected = true;
+      *rejection = r;
       return absl::ResourceExhaustedError(
           absl::StrCat("replica refused the request: ",
                        pbft::v1::RejectReason_Name(r.rejected())));
@@ -488,7 +636,12 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
       q.request_number() != request_number_ || q.replica_id() != replica) {
     return absl::InvalidArgumentError("query reply: for another query");
   }
-  q.clear_replica_id();  // Everything else must match across replicas.
+  q.clear_replica_id();  // Everything else must match across replicas,
+  // except how each replica saw a block committed (verified instead).
+  if (q.has_block_commit()) {
+    *commit = std::move(*q.mutable_block_commit());
+    q.clear_block_commit();
+  }
   std::string key;
   google::protobuf::io::StringOutputStream sos(&key);
   google::protobuf::io::CodedOutputStream cos(&sos);
@@ -505,10 +658,13 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   std::string key;
+  v1::BlockCommit commit;
   if (s.ok()) {
-    bool rejected = false;
-    absl::StatusOr<std::string> k = MatchKey(replica, reply, &rejected);
+    pbft::v1::Reply rejection;
+    absl::StatusOr<std::string> k =
+        MatchKey(replica, reply, &rejection, &commit);
     if (!k.ok()) {
+      if (OnFinalRejection(replica, reply, rejection)) return;
       Retry(replica, backoff, std::string(k.status().message()));
       return;
     }
@@ -525,6 +681,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     absl::MutexLock l(&mu_);
     if (finished_ || !voted_.insert(replica).second) return;
     if (s.ok()) {
+      if (commit.has_certificate()) block_commits_[replica] = std::move(commit);
       auto& pending = unverified_[key];
       pending.emplace_back(replica, reply);
       if (votes_[key].size() + pending.size() >= needed_)
@@ -559,7 +716,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       if (v.size() >= needed_) {
         finished_ = true;
         done = std::move(done_);
-        outcome = key;
+        outcome = kind_ == Kind::kQuery ? WithBlockCommit(key, v) : key;
       }
     }
     // A query whose answers split (replicas at different heights) is asked
@@ -570,6 +727,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       votes_.clear();
       unverified_.clear();
       permanent_.clear();
+      block_commits_.clear();
       ask_again = true;
     }
   }
@@ -590,6 +748,91 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
           }
         });
   }
+}
+
+absl::StatusOr<std::string> FanOut::WithBlockCommit(
+    const std::string& key, const std::set<uint32_t>& voters) {
+  v1::QueryReply q;
+  if (!q.ParseFromString(key) || (!q.has_block() && !q.has_receipt())) {
+    return key;
+  }
+  const v1::BlockHeader& header =
+      q.has_block() ? q.block().header() : q.receipt().header();
+  std::string why = "no answer carried one";
+  for (uint32_t r : voters) {
+    auto it = block_commits_.find(r);
+    if (it == block_commits_.end()) continue;
+    absl::Status s = VerifyAnswerCommit(q, header, it->second);
+    if (!s.ok()) {
+      why = absl::StrCat("replica ", r, "'s: ", s.message());
+      continue;
+    }
+    *q.mutable_block_commit() = it->second;
+    return q.SerializeAsString();
+  }
+  // 2f+1 matching answers include f+1 correct replicas, each with a valid
+  // certificate: none valid means the answers cannot be trusted.
+  return absl::DataLossError(absl::StrCat(
+      "block ", header.height(),
+      ": no valid commit certificate among the matching answers (", why, ")"));
+}
+
+bool FanOut::OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
+                              const pbft::v1::Reply& rejection) {
+  const pbft::v1::RejectReason reason = rejection.rejected();
+  const bool stale = reason == pbft::v1::REJECT_REASON_STALE_REQUEST_NUMBER &&
+                     rejection.last_request_number() > request_number_;
+  if (!stale && reason != pbft::v1::REJECT_REASON_TOO_LARGE) return false;
+  // Acted upon, so checked at once (a rare path).
+  if (client_->verifier().Check(reply) != EnvelopeError::kOk) return false;
+  Done done;
+  absl::Status outcome;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || !voted_.insert(replica).second) return true;
+    auto& by_replica = final_rejections_[reason];
+    by_replica[replica] = rejection.last_request_number();
+    last_error_[replica] = pbft::v1::RejectReason_Name(reason);
+    if (by_replica.size() < client_weak_quorum_) return true;
+    finished_ = true;
+    done = std::move(done_);
+    if (stale) {
+      // The (f+1)-th highest number named: at least one correct replica
+      // vouches for it, so no faulty replica can push the client's numbers
+      // up on its own.
+      std::vector<uint64_t> lasts;
+      for (const auto& [r, last] : by_replica) lasts.push_back(last);
+      std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
+      const uint64_t last = lasts[client_weak_quorum_ - 1];
+      outcome = absl::FailedPreconditionError(
+          absl::StrCat("request number ", request_number_,
+                       " is stale: the client's last request number is ", last,
+                       " (f+1 replicas say so)"));
+      outcome.SetPayload(kStaleUrl, absl::Cord(absl::StrCat(last)));
+    } else {
+      outcome = absl::ResourceExhaustedError(
+          "request refused by f+1 replicas: larger than the cluster's "
+          "batch_bytes_max; it was not executed");
+    }
+  }
+  done(outcome);
+  return true;
+}
+
+absl::Status FanOut::VerifyAnswerCommit(const v1::QueryReply& q,
+                                        const v1::BlockHeader& header,
+                                        const v1::BlockCommit& c) const {
+  if (q.has_block()) {
+    return VerifyBlockCommit(client_->cluster(), client_->verifier(), header,
+                             c.view(), c.pre_prepare(), c.certificate());
+  }
+  // A receipt: the certificate of its batch (the header's timestamp is
+  // bound by the transfer record and result, VerifyReceipt).
+  absl::StatusOr<Digest> digest = Digest::FromBytes(header.batch_digest());
+  if (!digest.ok()) return absl::InvalidArgumentError("batch_digest");
+  return VerifyCommitCertificate(client_->cluster(), client_->verifier(),
+                                 c.view(), header.height(), *digest,
+                                 c.certificate());
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
@@ -746,7 +989,7 @@ absl::StatusOr<v1::QueryReply> Client::Read(const v1::Query& query,
                                             absl::Duration deadline) {
   const absl::Duration d = Deadline(deadline);
   if (linearizable_reads_) return OrderedQuery(query, d);
-  // PBFT.md §5.1: the read-only answer needs 2f+1 matching replies; when
+  // Castro–Liskov §5.1: the read-only answer needs 2f+1 matching replies; when
   // replicas disagree (some are behind) or too few answer, retry as an
   // ordered request, which needs only f+1.
   absl::StatusOr<v1::QueryReply> r = Query(query, d / 2);
@@ -795,7 +1038,38 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
   absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_block()) return NotFound(*r);
-  return r->block();
+  // A read-only answer carries a commit certificate the SDK verified; an
+  // ordered one (the fallback) is certified by f+1 matching replies instead
+  // and has none (docs/api.md "Blocks").
+  v1::Block block = std::move(*r->mutable_block());
+  if (r->has_block_commit()) {
+    v1::BlockCommit* c = r->mutable_block_commit();
+    block.set_view(c->view());
+    *block.mutable_pre_prepare() = std::move(*c->mutable_pre_prepare());
+    *block.mutable_certificate() = std::move(*c->mutable_certificate());
+  }
+  return block;
+}
+
+absl::StatusOr<v1::Receipt> Client::GetReceipt(const v1::Uint128& transfer_id,
+                                               absl::Duration deadline) {
+  v1::Query q;
+  *q.mutable_get_receipt()->mutable_transfer_id() = transfer_id;
+  // Read-only only: an ordered answer would carry no certificate.
+  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  if (!r.ok()) return r.status();
+  if (!r->has_receipt()) return NotFound(*r);
+  v1::Receipt receipt = std::move(*r->mutable_receipt());
+  receipt.set_view(r->block_commit().view());
+  *receipt.mutable_certificate() =
+      std::move(*r->mutable_block_commit()->mutable_certificate());
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(cluster(), receipt);
+  if (!s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("receipt from 2f+1 matching answers does not verify: ",
+                     s.status().message()));
+  }
+  return receipt;
 }
 
 absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {

@@ -24,6 +24,14 @@
 // or too few answer within half the deadline, the query is retried as an
 // ordered request (f+1 matching replies), as §5.1 prescribes.
 //
+// Request numbers: one ordered request (Submit, OrderedQuery) is in flight
+// per Client at a time, numbered when it is sent, so none can be overtaken
+// by a higher number and never execute. Calls from many threads are sent in
+// call order; for parallel load use one Client (one key) per stream. When
+// f+1 replicas reject a request as stale (another process used this key, or
+// the clock stepped back) the request is renumbered above the number they
+// name and sent again, without an "outcome unknown".
+//
 // Thread-safe: one Client may be shared by many threads.
 #ifndef PBFT_LEDGER_CLIENT_CLIENT_H_
 #define PBFT_LEDGER_CLIENT_CLIENT_H_
@@ -38,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/config.h"
 #include "ledger/v1/ledger.pb.h"
 #include "ledger/v1/service.pb.h"
 
@@ -76,6 +85,8 @@ class Client {
 
   uint64_t client_id() const { return client_id_; }
   uint32_t replica_count() const { return replica_count_; }
+  // The cluster config this client trusts (keys, f).
+  virtual const Cluster& cluster() const = 0;
 
   // Orders and executes a batch of operations. Blocks until f+1 matching
   // replies or the deadline (absl::ZeroDuration(): the default deadline).
@@ -108,9 +119,22 @@ class Client {
       const v1::Uint128& account_id, uint32_t limit,
       const v1::Uint128& cursor = v1::Uint128(),
       absl::Duration deadline = absl::ZeroDuration());
+  // The block at `height`: 2f+1 matching answers of the block every correct
+  // replica holds, with the view, pre-prepare and commit certificate of one
+  // replica that the SDK verified against the config (DATA_LOSS if none
+  // verifies). From the ordered fallback (or with linearizable_reads) the
+  // block has no view, pre-prepare or certificate: f+1 matching replies
+  // certify it instead (docs/api.md "Blocks").
   absl::StatusOr<v1::Block> GetBlock(
       uint64_t height, absl::Duration deadline = absl::ZeroDuration());
   absl::StatusOr<v1::ChainHead> GetHead(
+      absl::Duration deadline = absl::ZeroDuration());
+  // The receipt of transfer or mint `transfer_id` (docs/api.md "Receipts"):
+  // 2f+1 matching read-only answers, with a commit certificate the SDK
+  // verified, and VerifyReceipt passed against the config. NOT_FOUND when
+  // 2f+1 replicas agree the transfer does not exist (yet).
+  absl::StatusOr<v1::Receipt> GetReceipt(
+      const v1::Uint128& transfer_id,
       absl::Duration deadline = absl::ZeroDuration());
   // The raw query: 2f+1 matching signed answers.
   virtual absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,

@@ -7,9 +7,10 @@
 //                          [--namespace NS] [--cluster-domain D]
 //                          [--external-domain D] [--own-replicas 0,2]
 //   ledgerctl --config FILE config check
-//   ledgerctl verify --data-dir DIR [--config FILE]
+//   ledgerctl verify --data-dir DIR [--compare DIR2,...] [--config FILE]
 //   ledgerctl receipt --data-dir DIR --transfer ID --out FILE
-//   ledgerctl verify-receipt FILE --config FILE
+//   ledgerctl --config FILE --key FILE receipt --transfer ID --out FILE
+//   ledgerctl verify-receipt FILE --config FILE [--data-dir DIR]
 //
 // Every command takes --json for machine-readable output. Exit status: 0 on
 // success, 1 on failure (the message names the field or file), 2 on usage
@@ -75,6 +76,9 @@ ABSL_FLAG(std::string, own_replicas, "",
           "Secrets the component generates (default: all).");
 ABSL_FLAG(std::string, data_dir, "",
           "A replica's data directory (verify, receipt).");
+ABSL_FLAG(std::string, compare, "",
+          "verify: more data directories (comma-separated) to verify and "
+          "compare block hash for block hash with --data-dir's.");
 ABSL_FLAG(std::string, transfer, "",
           "receipt: transfer id, decimal (low 64 bits) or HIGH:LOW.");
 
@@ -99,9 +103,19 @@ constexpr char kUsage[] =
     "config\n"
     "  verify --data-dir DIR [--config FILE]  verify a replica's chain "
     "offline\n"
+    "  verify --data-dir DIR --compare DIR2,DIR3 [--config FILE]\n"
+    "                                         verify each and check that "
+    "their\n"
+    "                                         block hashes agree\n"
     "  receipt --data-dir DIR --transfer ID --out FILE\n"
     "                                         write a transfer's receipt\n"
-    "  verify-receipt FILE --config FILE      check a receipt offline\n";
+    "  receipt --config FILE --key FILE --transfer ID --out FILE\n"
+    "                                         the same from the running "
+    "cluster\n"
+    "  verify-receipt FILE --config FILE [--data-dir DIR]\n"
+    "                                         check a receipt offline (and "
+    "its\n"
+    "                                         header against DIR's chain)\n";
 
 // Escapes a string for a JSON value.
 std::string JsonString(absl::string_view s) {
@@ -272,52 +286,121 @@ std::string LedgerDir(const std::string& data_dir) {
   return data_dir;
 }
 
-int VerifyCmd(const std::vector<std::string>&) {
-  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
-  if (dir.empty()) return Usage("verify: --data-dir DIR is required");
-  const std::string config_path = absl::GetFlag(FLAGS_config);
-  std::optional<Cluster> trust;
-  std::string trust_root = "stored config in " + dir;
-  if (!config_path.empty()) {
-    absl::StatusOr<Cluster> c = Cluster::LoadFile(config_path);
-    if (!c.ok()) return Fail(c.status());
-    trust = std::move(*c);
-    trust_root = config_path;
+// One verified data directory, as a JSON object.
+std::string VerifyJson(const ChainVerifyReport& r, const std::string& dir,
+                       const std::string& trust_root, double seconds) {
+  std::ostringstream o;
+  o << "{\"ok\":" << (r.ok ? "true" : "false")
+    << ",\"data_dir\":" << JsonString(dir)
+    << ",\"trust_root\":" << JsonString(trust_root)
+    << ",\"cluster_id\":" << JsonString(r.cluster_id)
+    << ",\"head_height\":" << r.head_height
+    << ",\"blocks_verified\":" << r.blocks_verified
+    << ",\"requests\":" << r.requests;
+  if (r.ok) {
+    o << ",\"head_hash\":" << JsonString(r.head_hash.ToHex())
+      << ",\"state_digest\":" << JsonString(r.state_digest.ToHex());
+  } else {
+    o << ",\"failed_height\":" << r.failed_height
+      << ",\"failed_check\":" << JsonString(r.failed_check)
+      << ",\"error\":" << JsonString(r.error);
   }
-  const auto start = std::chrono::steady_clock::now();
-  ChainVerifyReport r =
-      VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{});
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  if (absl::GetFlag(FLAGS_json)) {
-    std::cout << "{\"ok\":" << (r.ok ? "true" : "false")
-              << ",\"data_dir\":" << JsonString(dir)
-              << ",\"trust_root\":" << JsonString(trust_root)
-              << ",\"cluster_id\":" << JsonString(r.cluster_id)
-              << ",\"head_height\":" << r.head_height
-              << ",\"blocks_verified\":" << r.blocks_verified
-              << ",\"requests\":" << r.requests;
-    if (r.ok) {
-      std::cout << ",\"head_hash\":" << JsonString(r.head_hash.ToHex())
-                << ",\"state_digest\":" << JsonString(r.state_digest.ToHex());
-    } else {
-      std::cout << ",\"failed_height\":" << r.failed_height
-                << ",\"failed_check\":" << JsonString(r.failed_check)
-                << ",\"error\":" << JsonString(r.error);
-    }
-    std::cout << ",\"seconds\":" << seconds << "}\n";
-  } else if (r.ok) {
-    std::cout << "verify: ok: " << r.blocks_verified << " blocks, "
+  o << ",\"seconds\":" << seconds << "}";
+  return o.str();
+}
+
+void PrintVerifyText(const ChainVerifyReport& r, const std::string& dir,
+                     const std::string& trust_root, double seconds,
+                     bool name_dir) {
+  const std::string who = name_dir ? "verify " + dir : "verify";
+  if (r.ok) {
+    std::cout << who << ": ok: " << r.blocks_verified << " blocks, "
               << r.requests << " requests, head " << r.head_hash.ToHex()
               << ", state " << r.state_digest.ToHex()
               << " (trust root: " << trust_root << ", " << seconds << " s)\n";
   } else {
-    std::cout << "verify: FAILED at height " << r.failed_height << " ("
+    std::cout << who << ": FAILED at height " << r.failed_height << " ("
               << r.failed_check << "): " << r.error
               << " (trust root: " << trust_root << ")\n";
   }
-  return r.ok ? 0 : 1;
+}
+
+// verify --compare: do the verified chains agree block hash for block hash?
+bool ReportComparison(const std::vector<ChainVerifyReport>& reports,
+                      const std::vector<std::string>& dirs, std::string* json) {
+  const ChainComparison c = CompareChains(reports);
+  std::ostringstream o;
+  o << "{\"agree\":" << (c.agree ? "true" : "false")
+    << ",\"common_height\":" << c.common_height;
+  if (c.agree) {
+    o << ",\"common_hash\":" << JsonString(c.common_hash.ToHex()) << "}";
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::cout << "compare: ok: " << dirs.size()
+                << " chains agree up to height " << c.common_height << " (hash "
+                << c.common_hash.ToHex() << ")\n";
+    }
+  } else {
+    o << ",\"fork_height\":" << c.fork_height << ",\"fork\":["
+      << JsonString(dirs[c.fork_first]) << ","
+      << JsonString(dirs[c.fork_second]) << "]}";
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::cout << "compare: FAILED: " << dirs[c.fork_first] << " and "
+                << dirs[c.fork_second] << " differ from height "
+                << c.fork_height << " on\n";
+    }
+  }
+  *json = o.str();
+  return c.agree;
+}
+
+int VerifyCmd(const std::vector<std::string>&) {
+  std::vector<std::string> dirs;
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
+    dirs.push_back(LedgerDir(absl::GetFlag(FLAGS_data_dir)));
+  }
+  const std::string compare = absl::GetFlag(FLAGS_compare);
+  for (absl::string_view d : absl::StrSplit(compare, ',', absl::SkipEmpty())) {
+    dirs.push_back(LedgerDir(std::string(d)));
+  }
+  if (dirs.empty()) return Usage("verify: --data-dir DIR is required");
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  std::optional<Cluster> trust;
+  if (!config_path.empty()) {
+    absl::StatusOr<Cluster> c = Cluster::LoadFile(config_path);
+    if (!c.ok()) return Fail(c.status());
+    trust = std::move(*c);
+  }
+  std::vector<ChainVerifyReport> reports;
+  std::vector<std::string> json;
+  bool ok = true;
+  for (const std::string& dir : dirs) {
+    const std::string trust_root =
+        trust ? config_path : "stored config in " + dir;
+    const auto start = std::chrono::steady_clock::now();
+    reports.push_back(
+        VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{}));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    const ChainVerifyReport& r = reports.back();
+    ok = ok && r.ok;
+    json.push_back(VerifyJson(r, dir, trust_root, seconds));
+    if (!absl::GetFlag(FLAGS_json)) {
+      PrintVerifyText(r, dir, trust_root, seconds, dirs.size() > 1);
+    }
+  }
+  if (compare.empty()) {
+    if (absl::GetFlag(FLAGS_json)) std::cout << json[0] << "\n";
+    return ok ? 0 : 1;
+  }
+  std::string comparison = "null";
+  if (ok) ok = ReportComparison(reports, dirs, &comparison);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":" << (ok ? "true" : "false") << ",\"data_dirs\":["
+              << absl::StrJoin(json, ",") << "],\"compare\":" << comparison
+              << "}\n";
+  }
+  return ok ? 0 : 1;
 }
 
 absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
@@ -337,21 +420,30 @@ absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
   return id;
 }
 
-// receipt: built from a local data directory (the network variant asks the
-// cluster).
+// A receipt from a local data directory.
+absl::StatusOr<v1::Receipt> LocalReceipt(const std::string& dir,
+                                         const v1::Uint128& id) {
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::OpenExisting(dir, LedgerOptions{});
+  if (!ledger.ok()) return ledger.status();
+  return (*ledger)->BuildReceipt(id);
+}
+
+// receipt: built from a local data directory, or (without --data-dir)
+// fetched from the running cluster with --config and --key.
 int ReceiptCmd(const std::vector<std::string>&) {
   const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (dir.empty() || out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
-    return Usage("receipt: --data-dir DIR --transfer ID --out FILE required");
+  if (out.empty() || absl::GetFlag(FLAGS_transfer).empty()) {
+    return Usage(
+        "receipt: --transfer ID --out FILE and --data-dir DIR (or --config "
+        "FILE --key FILE) required");
   }
   absl::StatusOr<v1::Uint128> id =
       ParseTransferId(absl::GetFlag(FLAGS_transfer));
   if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::OpenExisting(dir, LedgerOptions{});
-  if (!ledger.ok()) return Fail(ledger.status());
-  absl::StatusOr<v1::Receipt> receipt = (*ledger)->BuildReceipt(*id);
+  absl::StatusOr<v1::Receipt> receipt =
+      dir.empty() ? FetchReceipt(*id) : LocalReceipt(dir, *id);
   if (!receipt.ok()) return Fail(receipt.status());
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = true;
@@ -377,6 +469,50 @@ int ReceiptCmd(const std::vector<std::string>&) {
   return 0;
 }
 
+// Is the receipt's header the block at its height in `dir`'s chain?
+absl::Status ReceiptInChain(const ReceiptSummary& s, const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::OpenExisting(dir, LedgerOptions{});
+  if (!ledger.ok()) return ledger.status();
+  absl::StatusOr<v1::Block> block = (*ledger)->GetStoredBlock(s.height);
+  if (!block.ok()) return block.status();
+  if (BlockHash(block->header()) != s.block_hash) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("receipt: its header is not block ", s.height, " of ", dir,
+                     "'s chain (hash ", s.block_hash.ToHex(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+void PrintReceiptSummary(const ReceiptSummary& s, const std::string& config,
+                         const std::string& dir) {
+  const std::string result = v1::ResultCode_Name(s.transfer.result());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << "{\"ok\":true,\"height\":" << s.height
+              << ",\"view\":" << s.view
+              << ",\"transfer_low\":" << s.transfer.id().low()
+              << ",\"transfer_high\":" << s.transfer.id().high()
+              << ",\"amount\":" << s.transfer.amount()
+              << ",\"result\":" << JsonString(result)
+              << ",\"block_hash\":" << JsonString(s.block_hash.ToHex())
+              << ",\"in_chain_of\":" << (dir.empty() ? "null" : JsonString(dir))
+              << ",\"result_certified\":"
+              << (s.result_certified ? "true" : "false")
+              << ",\"trust_root\":" << JsonString(config) << "}\n";
+    return;
+  }
+  std::cout << "verify-receipt: ok: transfer " << s.transfer.id().high() << ":"
+            << s.transfer.id().low() << " committed at height " << s.height
+            << " (view " << s.view << ") by a quorum of " << config
+            << "; result " << result << " in block " << s.block_hash.ToHex()
+            << (dir.empty() ? " (compare that hash with a replica's block "
+                              "at this height, or pass --data-dir)"
+                            : ", which is block " + std::to_string(s.height) +
+                                  " of " + dir + "'s chain")
+            << (s.result_certified ? "; result certified by f+1 replies" : "")
+            << "\n";
+}
+
 // verify-receipt: checks a receipt file (JSON or binary) against a config.
 int VerifyReceiptCmd(const std::vector<std::string>& args) {
   if (args.size() != 1) return Usage("verify-receipt: expected one FILE");
@@ -398,30 +534,23 @@ int VerifyReceiptCmd(const std::vector<std::string>& args) {
         args[0] + ": not a receipt (neither JSON nor binary)"));
   }
   absl::StatusOr<ReceiptSummary> s = VerifyReceipt(*cluster, receipt);
-  if (absl::GetFlag(FLAGS_json)) {
-    if (!s.ok()) return Fail(s.status());
-    std::cout << "{\"ok\":true,\"height\":" << s->height
-              << ",\"view\":" << s->view
-              << ",\"transfer_low\":" << s->transfer.id().low()
-              << ",\"transfer_high\":" << s->transfer.id().high()
-              << ",\"amount\":" << s->transfer.amount() << ",\"result\":"
-              << JsonString(v1::ResultCode_Name(s->transfer.result()))
-              << ",\"result_certified\":"
-              << (s->result_certified ? "true" : "false")
-              << ",\"trust_root\":" << JsonString(config_path) << "}\n";
-    return 0;
-  }
   if (!s.ok()) {
+    if (absl::GetFlag(FLAGS_json)) return Fail(s.status());
     std::cout << "verify-receipt: FAILED: " << s.status().message() << "\n";
     return 1;
   }
-  std::cout << "verify-receipt: ok: transfer " << s->transfer.id().high() << ":"
-            << s->transfer.id().low() << " committed at height " << s->height
-            << " (view " << s->view << ") by a quorum of " << config_path
-            << "; result " << v1::ResultCode_Name(s->transfer.result())
-            << (s->result_certified ? " (certified by f+1 replies)"
-                                    : " (as recorded by the replica)")
-            << "\n";
+  // The header against a replica's chain: its hash must be that replica's
+  // block hash at the height (every correct replica has the same).
+  const std::string dir = LedgerDir(absl::GetFlag(FLAGS_data_dir));
+  if (!dir.empty()) {
+    absl::Status c = ReceiptInChain(*s, dir);
+    if (!c.ok()) {
+      if (absl::GetFlag(FLAGS_json)) return Fail(c);
+      std::cout << "verify-receipt: FAILED: " << c.message() << "\n";
+      return 1;
+    }
+  }
+  PrintReceiptSummary(*s, config_path, dir);
   return 0;
 }
 

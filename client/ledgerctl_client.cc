@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "google/protobuf/util/json_util.h"
+#include "replica/ledger/block.h"
 
 ABSL_DECLARE_FLAG(std::string, config);
 ABSL_DECLARE_FLAG(std::string, key);
@@ -276,12 +277,19 @@ int Block(const std::vector<std::string>&) {
     std::cout << ToJson(*b) << "\n";
   } else {
     const v1::BlockHeader& h = b->header();
-    std::cout << "block " << h.height() << " (view " << h.view() << ", "
-              << b->requests_size() << " requests, timestamp_ms "
-              << h.timestamp_ms() << ")\n  previous "
+    std::cout << "block " << h.height() << " (" << b->requests_size()
+              << " requests, timestamp_ms " << h.timestamp_ms()
+              << ")\n  hash     " << BlockHash(h).ToHex() << "\n  previous "
               << absl::BytesToHexString(h.previous_hash()) << "\n  state    "
-              << absl::BytesToHexString(h.state_digest()) << "\n  commits  "
-              << b->certificate().commits_size() << " signatures\n";
+              << absl::BytesToHexString(h.state_digest()) << "\n  results  "
+              << absl::BytesToHexString(h.results_root()) << "\n";
+    if (b->has_certificate()) {
+      std::cout << "  commits  " << b->certificate().commits_size()
+                << " signatures (view " << b->view() << ", verified)\n";
+    } else {
+      std::cout << "  commits  none (an ordered answer: certified by f+1 "
+                   "matching replies)\n";
+    }
   }
   return 0;
 }
@@ -313,8 +321,13 @@ int Status(const std::vector<std::string>&) {
                      : absl::StrCat("{\"replica_id\":", r, ",\"error\":\"",
                                     absl::CEscape(s.status().message()), "\"}");
     } else if (s.ok()) {
-      std::cout << "replica " << r << ": view " << s->view() << ", executed "
-                << s->last_executed_seq() << ", committed "
+      std::cout << "replica " << r << ": view " << s->view()
+                << (s->view_changing() ? " (changing)" : "")
+                << (s->in_cluster_view()
+                        ? ""
+                        : absl::StrCat(", cluster view ", s->cluster_view()))
+                << ", executed " << s->last_executed_seq() << " ("
+                << s->seqs_behind() << " behind), committed "
                 << s->last_committed_seq() << ", stable checkpoint "
                 << s->stable_checkpoint_seq() << ", peers "
                 << s->peers_connected()
@@ -343,6 +356,12 @@ std::map<std::string, LedgerctlCommand> ClientCommands() {
       {"head", Head},
       {"status", Status},
   };
+}
+
+absl::StatusOr<v1::Receipt> FetchReceipt(const v1::Uint128& transfer_id) {
+  absl::StatusOr<std::unique_ptr<Client>> c = Connect();
+  if (!c.ok()) return c.status();
+  return (*c)->GetReceipt(transfer_id);
 }
 
 }  // namespace ledger

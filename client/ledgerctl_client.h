@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "ledger/v1/ledger.pb.h"
+
 namespace ledger {
 
 using LedgerctlCommand = std::function<int(const std::vector<std::string>&)>;
@@ -18,6 +21,10 @@ std::map<std::string, LedgerctlCommand> ClientCommands();
 
 // Usage lines for these commands.
 extern const char kClientCommandsUsage[];
+
+// `ledgerctl receipt --transfer ID` without --data-dir: the receipt from the
+// running cluster (Client::GetReceipt, with --config and --key).
+absl::StatusOr<v1::Receipt> FetchReceipt(const v1::Uint128& transfer_id);
 
 }  // namespace ledger
 

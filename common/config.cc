@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -38,6 +39,44 @@ class Errors {
   std::string first_;
 };
 
+// Per-client shares: each at most the shared limit it divides, and room for
+// one request of the largest size.
+void ApplyClientShares(const v1::ProtocolConfig& p, ProtocolParams* out,
+                       Errors* errors) {
+  auto pick = [](uint32_t v, uint64_t def) {
+    return v == 0 ? static_cast<uint32_t>(std::min<uint64_t>(def, UINT32_MAX))
+                  : v;
+  };
+  out->client_calls_max =
+      pick(p.client_calls_max(),
+           std::min(out->client_calls_max, out->request_queue_max));
+  out->client_queue_max =
+      pick(p.client_queue_max(),
+           std::min(out->client_queue_max, out->request_queue_max));
+  out->client_queue_bytes_max =
+      pick(p.client_queue_bytes_max(), 4ull * out->batch_bytes_max);
+  out->request_queue_bytes_max =
+      pick(p.request_queue_bytes_max(), 64ull * out->batch_bytes_max);
+  if (out->client_queue_max > out->request_queue_max) {
+    errors->Add("protocol.client_queue_max",
+                absl::StrCat("must be at most request_queue_max (",
+                             out->request_queue_max, ")"));
+  }
+  if (out->client_calls_max > out->request_queue_max) {
+    errors->Add("protocol.client_calls_max",
+                absl::StrCat("must be at most request_queue_max (",
+                             out->request_queue_max, ")"));
+  }
+  if (out->client_queue_bytes_max < out->batch_bytes_max ||
+      out->client_queue_bytes_max > out->request_queue_bytes_max) {
+    errors->Add(
+        "protocol.client_queue_bytes_max",
+        absl::StrCat("must be between batch_bytes_max (", out->batch_bytes_max,
+                     ") and request_queue_bytes_max (",
+                     out->request_queue_bytes_max, ")"));
+  }
+}
+
 void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
                    Errors* errors) {
   auto pick = [](uint32_t v, uint32_t def) { return v == 0 ? def : v; };
@@ -62,6 +101,22 @@ void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
   out->request_operations_max =
       pick(p.request_operations_max(), out->request_operations_max);
   out->batch_wait_when_idle = p.batch_wait_when_idle();
+  ApplyClientShares(p, out, errors);
+  const uint32_t reply_default = out->message_bytes_max > (2u << 20)
+                                     ? out->message_bytes_max - (1u << 20)
+                                     : out->message_bytes_max / 2;
+  out->reply_bytes_max = pick(p.reply_bytes_max(), reply_default);
+  out->answer_bytes_max = pick(p.answer_bytes_max(), out->reply_bytes_max);
+  if (out->reply_bytes_max >= out->message_bytes_max) {
+    errors->Add("protocol.reply_bytes_max",
+                absl::StrCat("must be below message_bytes_max (",
+                             out->message_bytes_max, ")"));
+  }
+  if (out->answer_bytes_max > out->reply_bytes_max) {
+    errors->Add("protocol.answer_bytes_max",
+                absl::StrCat("must be at most reply_bytes_max (",
+                             out->reply_bytes_max, ")"));
+  }
 
   if (out->checkpoint_interval > kCheckpointIntervalMax) {
     errors->Add("protocol.checkpoint_interval",
@@ -101,6 +156,12 @@ absl::Status CheckKey(absl::string_view bytes, absl::string_view field,
 }
 
 }  // namespace
+
+absl::Status ValidateReplicaCount(uint32_t n, uint32_t f) {
+  if (static_cast<uint64_t>(n) == 3ull * f + 1) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "f = ", f, " needs exactly 3f+1 = ", 3ull * f + 1, " replicas; got ", n));
+}
 
 absl::Status ParseHostPort(absl::string_view address, absl::string_view field,
                            std::string* host, uint16_t* port) {
@@ -161,10 +222,8 @@ absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
     errors.Add("replicas", "must list at least one replica");
   } else if (n > kReplicasMax) {
     errors.Add("replicas", absl::StrCat("at most ", kReplicasMax, " replicas"));
-  } else if (static_cast<uint64_t>(n) < 3ull * config.f() + 1) {
-    errors.Add("f", absl::StrCat("f = ", config.f(), " needs at least ",
-                                 3ull * config.f() + 1,
-                                 " replicas (n >= 3f+1); got ", n));
+  } else if (absl::Status s = ValidateReplicaCount(n, config.f()); !s.ok()) {
+    errors.Add("f", s.message());
   }
 
   // Replicas: ids dense 0..n-1 in order, unique addresses and keys.

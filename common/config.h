@@ -38,6 +38,9 @@ struct ProtocolParams {
   static constexpr uint32_t kDefaultTimestampSkewMaxMs = 5000;
   static constexpr uint32_t kDefaultMessageBytesMax = 8 << 20;
   static constexpr uint32_t kDefaultRequestOperationsMax = 8192;
+  // Per-client shares (docs/operations.md, "Per-client limits").
+  static constexpr uint32_t kDefaultClientCallsMax = 256;
+  static constexpr uint32_t kDefaultClientQueueMax = 256;
   static_assert(kDefaultWatermarkWindow % kDefaultCheckpointInterval == 0);
   static_assert(kDefaultWatermarkWindow >= 2 * kDefaultCheckpointInterval);
   static_assert(kDefaultBatchBytesMax < kDefaultMessageBytesMax);
@@ -53,6 +56,20 @@ struct ProtocolParams {
   uint32_t timestamp_skew_max_ms = kDefaultTimestampSkewMaxMs;
   uint32_t message_bytes_max = kDefaultMessageBytesMax;
   uint32_t request_operations_max = kDefaultRequestOperationsMax;
+  // Submit calls one client may have waiting at a replica, requests it may
+  // have in the request queue and their bytes; one client over its share is
+  // refused (RESOURCE_EXHAUSTED / REJECT_REASON_CLIENT_SHARE_FULL), nobody
+  // else is. Zero in the file: the default (bytes: 4 x batch_bytes_max).
+  uint32_t client_calls_max = kDefaultClientCallsMax;
+  uint32_t client_queue_max = kDefaultClientQueueMax;
+  uint32_t client_queue_bytes_max = 4 * kDefaultBatchBytesMax;
+  // The request queue's bytes (default 64 x batch_bytes_max).
+  uint32_t request_queue_bytes_max = 64 * kDefaultBatchBytesMax;
+  // Byte budgets of query answers (docs/api.md, "Answer budgets"): one
+  // answer, and all answers of one reply. Default for both:
+  // message_bytes_max - 1 MiB (room for the results and the envelope).
+  uint32_t answer_bytes_max = kDefaultMessageBytesMax - (1 << 20);
+  uint32_t reply_bytes_max = kDefaultMessageBytesMax - (1 << 20);
   // false (default): the primary cuts a batch at once when none is in
   // flight, and batches up while one is. true: always wait for a full batch
   // or batch_delay_ticks.
@@ -107,6 +124,10 @@ class Cluster {
 
 // The protobuf JSON mapping, pretty-printed, field names as in the proto.
 std::string ClusterConfigToJson(const v1::ClusterConfig& config);
+
+// n = 3f+1 exactly: the one rule the config loader (and so `ledgerctl config
+// check`) and ledgerd's core (pbft::Options::Validate) both apply.
+absl::Status ValidateReplicaCount(uint32_t n, uint32_t f);
 
 // Splits "host:port"; fails naming `field` if malformed.
 absl::Status ParseHostPort(absl::string_view address, absl::string_view field,

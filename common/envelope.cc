@@ -109,6 +109,10 @@ absl::Status EnvelopeVerifier::Verify(const pbft::v1::Envelope& e) const {
   return absl::InternalError("unreachable");
 }
 
+size_t RequestBytes(const pbft::v1::Envelope& request) {
+  return request.payload().size() + request.signature().size() + 16;
+}
+
 Digest RequestLeafHash(const pbft::v1::Envelope& request) {
   std::string prefix;
   codec::Writer w(&prefix);

@@ -105,6 +105,11 @@ Digest RequestsRoot(
 Digest BatchDigestFromRoot(uint32_t count, const Digest& requests_root);
 const Digest& NullBatchDigest();
 
+// What one client request counts against batch_bytes_max and the request
+// queue's byte limits: its payload, its signature and a fixed overhead. A
+// request whose cost exceeds batch_bytes_max can never be ordered.
+size_t RequestBytes(const pbft::v1::Envelope& request);
+
 }  // namespace ledger
 
 #endif  // PBFT_LEDGER_COMMON_ENVELOPE_H_

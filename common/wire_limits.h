@@ -43,9 +43,12 @@ inline constexpr size_t kVotePayloadBytesMax =
 // CHECKPOINT: seq, state digest, replica id.
 inline constexpr size_t kCheckpointPayloadBytesMax =
     kU64FieldBytesMax + kDigestFieldBytesMax + kU32FieldBytesMax;
-// FETCH_REQUEST: replica id, from seq, max blocks, optional digest.
+inline constexpr size_t kBoolFieldBytesMax = 1 + 1;
+// FETCH_REQUEST: replica id, from seq, max blocks, optional digest, the
+// requester's view and whether it is changing to it.
 inline constexpr size_t kFetchRequestPayloadBytesMax =
-    2 * kU32FieldBytesMax + kU64FieldBytesMax + kDigestFieldBytesMax;
+    2 * kU32FieldBytesMax + 2 * kU64FieldBytesMax + kDigestFieldBytesMax +
+    kBoolFieldBytesMax;
 inline constexpr size_t kVoteEnvelopeBytesMax =
     kVotePayloadBytesMax + kEnvelopeOverheadBytesMax;
 inline constexpr size_t kCheckpointEnvelopeBytesMax =

@@ -38,6 +38,9 @@ PACKAGES=(
 TEST_PACKAGES=(
   # Manifest validation: python3 + jsonschema + yaml.
   python3 python3-jsonschema python3-yaml
+  # The fuzz build (tests/fuzz): clang 14 with libFuzzer and the sanitizer
+  # runtimes.
+  clang-14 libclang-rt-14-dev
   # The container tests: podman with runc (crun refuses hosts whose cgroups
   # are in hybrid mode), mmdebstrap for the base image, no registry needed.
   podman runc mmdebstrap

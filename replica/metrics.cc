@@ -61,6 +61,24 @@ Metrics::Metrics(uint32_t replica_id)
                           "(readiness).")
                     .Register(*registry_)
                     .Add({})),
+      in_cluster_view(
+          BuildGauge()
+              .Name("ledger_in_cluster_view")
+              .Help("1 when the replica is active in the cluster's current "
+                    "view (no evidence of a higher one).")
+              .Register(*registry_)
+              .Add({})),
+      cluster_view(BuildGauge()
+                       .Name("ledger_cluster_view")
+                       .Help("Highest view the cluster is proven to be in.")
+                       .Register(*registry_)
+                       .Add({})),
+      seqs_behind(BuildGauge()
+                      .Name("ledger_seqs_behind")
+                      .Help("Sequence numbers between the cluster's head and "
+                            "this replica's last executed one.")
+                      .Register(*registry_)
+                      .Add({})),
       view_changes(BuildCounter()
                        .Name("ledger_view_changes_total")
                        .Help("Views this replica has entered after view 0.")

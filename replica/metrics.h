@@ -47,6 +47,9 @@ class Metrics {
   prometheus::Gauge& queued_requests;
   prometheus::Gauge& waiting_client_calls;
   prometheus::Gauge& caught_up;
+  prometheus::Gauge& in_cluster_view;
+  prometheus::Gauge& cluster_view;
+  prometheus::Gauge& seqs_behind;
   prometheus::Counter& view_changes;
   prometheus::Counter& blocks_executed;
 

@@ -181,6 +181,9 @@ class ReplicaServerImpl final : public ReplicaServer {
   std::atomic<uint64_t> view_{0}, last_executed_{0}, last_committed_{0},
       stable_seq_{0}, view_changes_{0};
   std::atomic<bool> caught_up_{false};
+  // Where the cluster is (Core::cluster_view/cluster_head), for Status.
+  std::atomic<uint64_t> cluster_view_{0}, cluster_head_{0};
+  std::atomic<bool> view_changing_{false}, in_cluster_view_{false};
 
   absl::Mutex latency_mu_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, absl::Time> arrivals_
@@ -268,9 +271,12 @@ absl::Status ReplicaServerImpl::Init() {
     OnQuery(e, r, std::move(done));
   };
   h.status = [this] { return Status(); };
+  const ProtocolParams& pp = cluster_.protocol();
   client_service_ = std::make_unique<net::ClientService>(
-      pool_.get(), std::move(h), cluster_.protocol().request_queue_max,
-      cluster_.protocol().batch_bytes_max);
+      pool_.get(), std::move(h),
+      net::ClientService::Limits{pp.request_queue_max, pp.client_calls_max,
+                                 pp.batch_bytes_max,
+                                 pp.request_operations_max});
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
   core_thread_ = std::thread([this] { CoreLoop(); });
@@ -422,7 +428,9 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
 }
 
 // A verified message from a peer (verification pool thread): FETCHes go to
-// the fetch server, everything else to the peer's share of the intake.
+// the fetch server (and, unless throttled, to the core, which answers a
+// requester in an older view with its NEW-VIEW); everything goes to the
+// peer's share of the intake.
 void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
   const uint64_t from = e.sender();
   if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
@@ -432,7 +440,7 @@ void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
       case FetchServer::Admit::kMalformed:
         return Refused(from, ShellRefusal::kFetchMalformed);
       default:
-        return;
+        break;  // The core sees it too: it names the requester's view.
     }
   }
   const size_t source =
@@ -460,6 +468,13 @@ void ReplicaServerImpl::OnQuery(
   v1::QueryReply reply;
   absl::Status s = ledger_->Answer(q, &reply);
   if (!s.ok()) return done(s);
+  // The answer budget (docs/api.md): refused the same on every replica.
+  const size_t bytes = ledger_->AnswerBudgetBytes(reply);
+  if (bytes > cluster_.protocol().answer_bytes_max) {
+    return done(absl::OutOfRangeError(absl::StrCat(
+        "query: the answer (", bytes, " bytes) exceeds answer_bytes_max (",
+        cluster_.protocol().answer_bytes_max, "); ANSWER_TOO_LARGE")));
+  }
   reply.set_replica_id(options_.id);
   reply.set_client_id(r.client_id());
   reply.set_request_number(r.request_number());
@@ -559,7 +574,13 @@ void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
   pbft::v1::PrePrepare pp;  // Parsed only if a request holds a query.
   for (size_t i = 0; i < result->outcomes.size(); ++i) {
     RequestOutcome& o = result->outcomes[i];
-    if (o.duplicate) continue;  // Its stored reply stands (PBFT.md §4.2).
+    if (o.duplicate) {
+      // Not executed again: the core resends the stored reply (same
+      // number) or answers with a stale rejection (lower number).
+      replies.push_back(
+          {ClientId(o.client_id), RequestNumber(o.request_number), ""});
+      continue;
+    }
     if (o.has_query) {
       // Ordered reads: answered from the state after this block, the same
       // on every correct replica.
@@ -598,14 +619,17 @@ void ReplicaServerImpl::Deliver(const pbft::ClientReply& r) {
 }
 
 bool ReplicaServerImpl::CaughtUp() const {
-  // Connected to enough peers to form a quorum with itself, and not behind
-  // its own stable checkpoint.
+  // Connected to enough peers to form a quorum with itself, active in the
+  // cluster's current view, and executing within one watermark window of
+  // the cluster's head (docs/operations.md, readiness).
   uint32_t connected = 1;
   for (const auto& p : peers_) {
     if (p != nullptr && p->connected()) ++connected;
   }
-  return connected >= cluster_.quorum() &&
-         core_->last_executed() >= core_->low_watermark();
+  const uint64_t behind =
+      core_->cluster_head().value() - core_->last_executed().value();
+  return connected >= cluster_.quorum() && core_->in_cluster_view() &&
+         behind <= cluster_.protocol().watermark_window;
 }
 
 void ReplicaServerImpl::Publish() {
@@ -617,10 +641,16 @@ void ReplicaServerImpl::Publish() {
   last_executed_ = core_->last_executed().value();
   last_committed_ = core_->last_handed_out().value();
   stable_seq_ = core_->low_watermark().value();
+  pool_->SetWindow(core_->low_watermark().value(),
+                   core_->high_watermark().value());
   if (stable_seq_ != published_stable_) {
     published_stable_ = stable_seq_;
     fetch_->SetStableCheckpoint(core_->stable_checkpoint());
   }
+  cluster_view_ = core_->cluster_view().value();
+  cluster_head_ = core_->cluster_head().value();
+  view_changing_ = !core_->view_active();
+  in_cluster_view_ = core_->in_cluster_view();
   const bool up = CaughtUp();
   if (up != caught_up_.exchange(up)) {
     for (grpc::Server* s : {server_.get(), health_server_.get()}) {
@@ -641,6 +671,11 @@ void ReplicaServerImpl::MirrorCounters() {
   metrics_.waiting_client_calls.Set(
       static_cast<double>(client_service_->pending()));
   metrics_.caught_up.Set(caught_up_.load() ? 1 : 0);
+  metrics_.in_cluster_view.Set(in_cluster_view_.load() ? 1 : 0);
+  metrics_.cluster_view.Set(static_cast<double>(cluster_view_.load()));
+  const uint64_t head = cluster_head_.load();
+  metrics_.seqs_behind.Set(
+      static_cast<double>(head - std::min(head, last_executed_.load())));
   for (size_t r = 0; r < static_cast<size_t>(net::DropReason::kCount); ++r) {
     const auto reason = static_cast<net::DropReason>(r);
     metrics_.MirrorDropped("verify", net::DropReasonName(reason),
@@ -663,6 +698,8 @@ void ReplicaServerImpl::MirrorCounters() {
            {"view_change_started", st.view_changes_started},
            {"view_entered", st.views_entered},
            {"new_view_sent", st.new_views_sent},
+           {"view_probe", st.view_probes},
+           {"new_view_offered", st.new_views_offered},
        }) {
     metrics_.MirrorCoreEvent(event, value);
   }
@@ -670,6 +707,15 @@ void ReplicaServerImpl::MirrorCounters() {
     metrics_.MirrorDropped(
         "core", pbft::DropReasonName(static_cast<pbft::DropReason>(r)),
         st.dropped[r]);
+  }
+  // Client intake refusals (per-client shares, sizes, signatures).
+  for (const auto& [code, name] :
+       std::initializer_list<std::pair<absl::StatusCode, const char*>>{
+           {absl::StatusCode::kResourceExhausted, "resource_exhausted"},
+           {absl::StatusCode::kInvalidArgument, "invalid_argument"},
+           {absl::StatusCode::kUnauthenticated, "unauthenticated"},
+       }) {
+    metrics_.MirrorDropped("client", name, client_service_->rejected(code));
   }
   uint64_t net_dropped = 0;
   for (size_t i = 0; i < peers_.size(); ++i) {
@@ -722,6 +768,12 @@ v1::StatusResponse ReplicaServerImpl::Status() const {
   }
   s.set_peers_connected(connected);
   s.set_caught_up(caught_up_.load());
+  s.set_view_changing(view_changing_.load());
+  s.set_in_cluster_view(in_cluster_view_.load());
+  s.set_cluster_view(cluster_view_.load());
+  const uint64_t head = cluster_head_.load();
+  s.set_cluster_head_seq(head);
+  s.set_seqs_behind(head - std::min(head, last_executed_.load()));
   return s;
 }
 

@@ -1,6 +1,7 @@
 #include "replica/core/core.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -16,9 +17,7 @@ bool ParseDigest(const std::string& bytes, Digest* out) {
   return true;
 }
 
-size_t RequestBytes(const v1::Envelope& e) {
-  return e.payload().size() + e.signature().size() + 16;
-}
+using ledger::RequestBytes;
 
 }  // namespace
 
@@ -69,9 +68,8 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (n != 3 * f + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("options.n: must be 3f+1 = ", 3 * f + 1, ", got ", n));
+  if (absl::Status s = ledger::ValidateReplicaCount(n, f); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("options.n: ", s.message()));
   }
   if (id.value() >= n) {
     return absl::InvalidArgumentError(
@@ -113,7 +111,10 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
       verifier_(verifier),
       quorum_(2 * options_.f + 1),
       view_change_timeout_ticks_(options_.params.view_change_timeout_ticks),
-      highest_seq_seen_(options_.n) {
+      highest_seq_seen_(options_.n),
+      highest_commit_seen_(options_.n),
+      highest_view_seen_(options_.n),
+      new_view_offered_until_(options_.n, 0) {
   fetch_bad_until_.assign(options_.n, 0);
   CHECK_OK(options_.Validate());
   CHECK(signer_ != nullptr);
@@ -142,18 +143,57 @@ void Core::SendTo(ReplicaId to, v1::Envelope e) {
   ready_.messages.push_back(std::move(o));
 }
 
-void Core::NoteSeq(uint64_t sender, Seq s) {
+void Core::NoteSeq(uint64_t sender, Seq s, std::vector<Seq>* seen) {
   if (sender >= options_.n) return;
-  Seq& h = highest_seq_seen_[sender];
+  Seq& h = (*seen)[sender];
   if (s > h) h = s;
 }
 
 // The (f+1)-th highest seq reported by distinct replicas: at least one
 // correct replica has seen a seq this high, so f liars cannot fake it.
-Seq Core::BehindEvidence() const {
-  std::vector<Seq> seen = highest_seq_seen_;
+Seq Core::HighestSeenBy(const std::vector<Seq>& per_replica) const {
+  std::vector<Seq> seen = per_replica;
   std::sort(seen.begin(), seen.end(), std::greater<Seq>());
   return seen[options_.f];
+}
+
+void Core::NoteView(uint64_t sender, View v) {
+  if (sender >= options_.n) return;
+  View& seen = highest_view_seen_[sender];
+  if (v > seen) seen = v;
+}
+
+// A correct replica sends PRE-PREPARE, PREPARE, COMMIT and FETCH_REQUEST of
+// view v only while active in v, and 2f+1 COMMITs of view v prove that f+1
+// correct replicas were: either way a valid NEW-VIEW for v exists.
+View Core::ProvenView() const {
+  std::vector<View> seen = highest_view_seen_;
+  std::sort(seen.begin(), seen.end(), std::greater<View>());
+  return std::max(seen[options_.f], certified_view_);
+}
+
+View Core::cluster_view() const {
+  return view_active_ ? std::max(view_, ProvenView()) : ProvenView();
+}
+
+Seq Core::cluster_head() const {
+  Seq head = std::max(last_executed_, BehindEvidence());
+  if (!fetched_proofs_.empty()) {
+    head = std::max(head, fetched_proofs_.rbegin()->first);
+  }
+  return head;
+}
+
+// Rejoining the current view (docs/protocol.md): the NEW-VIEW is
+// self-proving (signed by its primary, O recomputed from V by the
+// receiver), so any replica that holds it may pass it on.
+void Core::OfferNewView(ReplicaId to) {
+  if (!view_active_ || !new_view_ || to == options_.id) return;
+  uint64_t& until = new_view_offered_until_[to.value()];
+  if (tick_ < until) return;
+  until = tick_ + options_.retransmit_ticks;
+  ++stats_.new_views_offered;
+  SendTo(to, *new_view_);
 }
 
 // --- Inputs -----------------------------------------------------------------
@@ -179,6 +219,9 @@ void Core::Step(const v1::Envelope& e) {
       break;
     case v1::MESSAGE_TYPE_CHECKPOINT:
       HandleCheckpoint(e);
+      break;
+    case v1::MESSAGE_TYPE_FETCH_REQUEST:
+      HandleFetchRequest(e);
       break;
     case v1::MESSAGE_TYPE_FETCH_RESPONSE:
       HandleFetchResponse(e);
@@ -208,56 +251,119 @@ void Core::OnRequest(const v1::Envelope& e) {
   }
   const ClientId c(r.client_id());
   const RequestNumber t(r.request_number());
-  auto cit = clients_.find(c.value());
-  if (cit != clients_.end()) {
-    ClientRecord& rec = cit->second;
-    // PBFT.md, client requests: equal to the last executed -> resend the
-    // stored reply; lower -> ignore; higher -> order it.
-    if (t == rec.last_executed && rec.reply) {
-      ready_.replies.push_back({c, *rec.reply});
-      return;
-    }
-    if (t < rec.last_executed) {
-      Drop(DropReason::kStaleRequest);
-      return;
-    }
-    if (t <= rec.last_ordered) return;  // Being executed now.
-  }
+  if (!AdmitNumber(c, t)) return;
   const RequestKey key{c.value(), t.value()};
-  const bool queued = queue_index_.count(key) > 0;
-  if (!queued) {
-    const size_t bytes = RequestBytes(e);
-    if (bytes > options_.params.batch_bytes_max) {
-      Reject(r, v1::REJECT_REASON_MALFORMED);
+  auto qi = queue_index_.find(key);
+  if (qi != queue_index_.end()) {
+    // A copy of a queued request waits for that request's reply; another
+    // request under the same number never executes: say so.
+    if (queue_.at(qi->second).envelope.payload() != e.payload()) {
+      Drop(DropReason::kBadRequest);
+      Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
-    if (queue_.size() >= options_.params.request_queue_max) {
-      Drop(DropReason::kQueueFull);
-      Reject(r, v1::REJECT_REASON_QUEUE_FULL);
-      return;
-    }
+  } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).
     if (is_primary() && assigned_.contains(key)) {
       UpdateViewChangeTimer(false);
       return;
     }
-    const uint64_t arrival = next_arrival_++;
-    queue_[arrival] = Queued{e, c, t, tick_, bytes};
-    queue_index_[key] = arrival;
-    queue_bytes_ += bytes;
+    if (!Enqueue(e, c, t)) return;
   }
   if (!view_active_) return;  // Held; forwarded once the new view starts.
   if (is_primary()) {
     MaybeCutBatches();
     UpdateViewChangeTimer(false);
   } else {
-    // PBFT.md: a backup forwards a request it has not seen executed to the
-    // primary (and holds it for its view-change timer).
+    // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
+    // to the primary (and holds it for its view-change timer).
     SendTo(primary(), e);
     ++stats_.requests_forwarded;
     UpdateViewChangeTimer(false);
   }
+}
+
+// Castro–Liskov §4.1, client requests: equal to the last executed -> resend the
+// stored reply; lower, or at or below a number already committed for execution
+// -> it never executes: answer at once with a stale rejection naming the last
+// number (never silence); higher -> order it. True if it may be ordered.
+bool Core::AdmitNumber(ClientId c, RequestNumber t) {
+  auto cit = clients_.find(c.value());
+  if (cit == clients_.end()) return true;
+  ClientRecord& rec = cit->second;
+  if (t == rec.last_executed && rec.reply) {
+    ready_.replies.push_back({c, *rec.reply});
+    return false;
+  }
+  if (t > rec.last_ordered) return true;
+  // Committed for execution here and not executed yet: its reply (or its
+  // stale rejection, if a higher number of the client runs first) comes
+  // from OnExecuted.
+  if (t > rec.last_executed && HandedOut(c, t)) return false;
+  Drop(DropReason::kStaleRequest);
+  RejectStale(c, t);
+  return false;
+}
+
+// Whether the request (c, t) is in a batch handed out for
+// execution and not yet executed. At most L slots are looked at.
+bool Core::HandedOut(ClientId c, RequestNumber t) const {
+  for (auto it = log_.upper_bound(last_executed_);
+       it != log_.end() && it->first <= last_handed_out_; ++it) {
+    for (const auto& [rc, rt] : it->second.requests) {
+      if (rc == c && rt == t) return true;
+    }
+  }
+  return false;
+}
+
+// Queues a new request unless it cannot be ordered (too large, queue full);
+// those are rejected at once. True if queued.
+bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
+  const size_t bytes = RequestBytes(e);
+  if (bytes > options_.params.batch_bytes_max) {
+    Drop(DropReason::kBatchTooLarge);
+    Reject(c, t, v1::REJECT_REASON_TOO_LARGE);
+    return false;
+  }
+  const auto& p = options_.params;
+  // One client's share first: a client over it is refused, nobody else.
+  ClientShare& share = queued_by_client_[c.value()];
+  if (share.requests >= std::min(p.client_queue_max, p.request_queue_max) ||
+      share.bytes + bytes > p.client_queue_bytes_max) {
+    if (share.requests == 0) queued_by_client_.erase(c.value());
+    Drop(DropReason::kQueueFull);
+    Reject(c, t, v1::REJECT_REASON_CLIENT_SHARE_FULL);
+    return false;
+  }
+  if (queue_.size() >= p.request_queue_max ||
+      queue_bytes_ + bytes > p.request_queue_bytes_max) {
+    if (share.requests == 0) queued_by_client_.erase(c.value());
+    Drop(DropReason::kQueueFull);
+    Reject(c, t, v1::REJECT_REASON_QUEUE_FULL);
+    return false;
+  }
+  const uint64_t arrival = next_arrival_++;
+  queue_[arrival] = Queued{e, c, t, tick_, bytes};
+  queue_index_[RequestKey{c.value(), t.value()}] = arrival;
+  queue_bytes_ += bytes;
+  ++share.requests;
+  share.bytes += bytes;
+  return true;
+}
+
+void Core::Dequeue(std::map<uint64_t, Queued>::iterator it) {
+  const Queued& q = it->second;
+  auto share = queued_by_client_.find(q.client.value());
+  CHECK(share != queued_by_client_.end());
+  CHECK_GE(share->second.bytes, q.bytes);
+  CHECK_GT(share->second.requests, 0u);
+  share->second.bytes -= q.bytes;
+  if (--share->second.requests == 0) queued_by_client_.erase(share);
+  queue_bytes_ -= q.bytes;
+  queue_index_.erase(RequestKey{q.client.value(), q.number.value()});
+  queue_.erase(it);
 }
 
 void Core::Tick(uint64_t now_ms) {
@@ -267,15 +373,34 @@ void Core::Tick(uint64_t now_ms) {
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
   if (view_change_timer_ticks_ > 0 && --view_change_timer_ticks_ == 0) {
-    // §4.4: a request held too long in view v, or no NEW-VIEW for the view
-    // being changed to: move to the next view with a doubled timeout.
-    ++stats_.view_change_timer_expiries;
-    view_change_timeout_ticks_ =
-        std::min(view_change_timeout_ticks_ * 2,
-                 uint64_t{options_.params.view_change_timeout_ticks} *
-                     kViewChangeBackoffMax);
-    StartViewChange(view_.next());
+    OnViewChangeTimer();
   }
+}
+
+void Core::OnViewChangeTimer() {
+  if (view_active_ && !timer_deferred_ &&
+      HighestSeenBy(highest_commit_seen_) > last_executed_) {
+    // Departure: f+1 replicas sent COMMITs past what this one executed, so
+    // the requests it holds may have executed there. Fetch first and give
+    // the answer half a timeout (once per stall: executing a batch re-arms
+    // this). A replica that moves to the next view alone stays there until
+    // f others want it too (pbft-sim stall-through-view-change seed 26
+    // before this: a backup 7 batches behind timed out alone).
+    timer_deferred_ = true;
+    view_change_timer_ticks_ =
+        std::max<uint64_t>(1, view_change_timeout_ticks_ / 2);
+    NextFetchPeer();
+    SendFetch();
+    return;
+  }
+  // §4.4: a request held too long in view v, or no NEW-VIEW for the view
+  // being changed to: move to the next view with a doubled timeout.
+  ++stats_.view_change_timer_expiries;
+  view_change_timeout_ticks_ =
+      std::min(view_change_timeout_ticks_ * 2,
+               uint64_t{options_.params.view_change_timeout_ticks} *
+                   kViewChangeBackoffMax);
+  StartViewChange(view_.next());
 }
 
 void Core::RestoreClient(ClientId client_id, RequestNumber request_number,
@@ -292,6 +417,7 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
                       std::vector<ExecutedReply> replies) {
   CHECK_EQ(seq, last_executed_.next());
   CHECK_LE(seq, last_handed_out_);
+  timer_deferred_ = false;
   auto it = log_.find(seq);
   CHECK(it != log_.end());
   last_executed_ = seq;
@@ -299,7 +425,11 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
       std::max(last_executed_timestamp_ms_, it->second.timestamp_ms);
   for (ExecutedReply& r : replies) {
     ClientRecord& rec = clients_[r.client_id.value()];
-    if (r.request_number < rec.last_executed) continue;
+    if (r.request_number < rec.last_executed) {
+      // Skipped by the ledger: a higher number of this client ran first.
+      RejectStale(r.client_id, r.request_number);
+      continue;
+    }
     if (r.request_number > rec.last_executed || !rec.reply) {
       rec.last_executed = r.request_number;
       rec.last_ordered = std::max(rec.last_ordered, r.request_number);
@@ -340,16 +470,26 @@ void Core::SignReply(ClientId client, ClientRecord* rec) {
   rec->reply = signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString());
 }
 
-void Core::Reject(const v1::Request& request, v1::RejectReason reason) {
+void Core::Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+                  RequestNumber last) {
   v1::Reply reply;
   reply.set_view(view_.value());
-  reply.set_request_number(request.request_number());
-  reply.set_client_id(request.client_id());
+  reply.set_request_number(t.value());
+  reply.set_client_id(c.value());
   reply.set_replica_id(options_.id.value());
   reply.set_rejected(reason);
+  if (reason == v1::REJECT_REASON_STALE_REQUEST_NUMBER) {
+    reply.set_last_request_number(last.value());
+  }
   ready_.replies.push_back(
-      {ClientId(request.client_id()),
-       signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+      {c, signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+}
+
+void Core::RejectStale(ClientId c, RequestNumber t) {
+  const ClientRecord& rec = clients_[c.value()];
+  const RequestNumber last = std::max(rec.last_executed, rec.last_ordered);
+  CHECK_LT(t, last);
+  Reject(c, t, v1::REJECT_REASON_STALE_REQUEST_NUMBER, last);
 }
 
 void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
@@ -358,9 +498,12 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
          it->first.second <= t.value()) {
     auto q = queue_.find(it->second);
     CHECK(q != queue_.end());
-    queue_bytes_ -= q->second.bytes;
-    queue_.erase(q);
-    it = queue_index_.erase(it);
+    const RequestNumber number = q->second.number;
+    ++it;  // Dequeue erases the index entry.
+    Dequeue(q);
+    // Below a number committed for execution: it never executes.
+    if (number < t)
+      Reject(c, number, v1::REJECT_REASON_STALE_REQUEST_NUMBER, t);
   }
 }
 
@@ -402,16 +545,16 @@ void Core::SendPrePrepare() {
     auto rec = clients_.find(q.client.value());
     const bool stale =
         rec != clients_.end() && q.number <= rec->second.last_ordered;
-    if (!stale) {
+    if (stale) {
+      RejectStale(q.client, q.number);
+    } else {
       if (bytes + q.bytes > p.batch_bytes_max && pp.requests_size() > 0) break;
       bytes += q.bytes;
       slot.requests.emplace_back(q.client, q.number);
       assigned_.insert(RequestKey{q.client.value(), q.number.value()});
       *pp.add_requests() = std::move(q.envelope);
     }
-    queue_bytes_ -= q.bytes;
-    queue_index_.erase(RequestKey{q.client.value(), q.number.value()});
-    queue_.erase(it);
+    Dequeue(it);
   }
   if (pp.requests_size() == 0) return;  // Everything queued was stale.
   const Digest d = ledger::BatchDigest(pp.requests());
@@ -519,7 +662,10 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   }
   const View v(pp.view());
   const Seq s(pp.seq());
-  if (e.sender() == PrimaryOf(v).value()) NoteSeq(e.sender(), s);
+  if (e.sender() == PrimaryOf(v).value()) {
+    NoteSeq(e.sender(), s, &highest_seq_seen_);
+    NoteView(e.sender(), v);
+  }
   // §4.2: accept only from primary(v), in view v, with h < s <= H; §4.4:
   // nothing while changing views.
   if (v != view_ || !view_active_) {
@@ -604,7 +750,11 @@ std::optional<Seq> Core::AcceptVote(const v1::Envelope& e,
   const Seq s(m.seq());
   // Evidence of how far the others are, whatever their view: a replica in
   // another view (or changing views) still catches up by fetching.
-  NoteSeq(e.sender(), s);
+  NoteSeq(e.sender(), s, &highest_seq_seen_);
+  if constexpr (std::is_same_v<VoteMessage, v1::Commit>) {
+    NoteSeq(e.sender(), s, &highest_commit_seen_);
+  }
+  NoteView(e.sender(), v);
   if (v != view_ || !view_active_) {
     Drop(DropReason::kWrongView);
     return std::nullopt;
@@ -761,7 +911,7 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
     return;
   }
   const Seq s(m.seq());
-  NoteSeq(e.sender(), s);
+  NoteSeq(e.sender(), s, &highest_seq_seen_);
   if (s <= low_watermark_) return;  // Old: already stable here.
   if (s > high_watermark()) {
     Drop(DropReason::kOutOfWindow);
@@ -859,6 +1009,15 @@ void Core::Retransmit() {
 void Core::MaybeFetch() {
   const bool stalled = last_executed_ == executed_at_last_fetch_check_;
   executed_at_last_fetch_check_ = last_executed_;
+  if (MissedNewView()) {
+    // Out of the cluster's view: executing fetched batches must not hide
+    // it. Ask a peer (each request names our view; one in a higher view
+    // answers with its NEW-VIEW), busy or idle.
+    ++stats_.view_probes;
+    NextFetchPeer();
+    SendFetch();
+    return;
+  }
   if (!stalled || last_handed_out_ != last_executed_) return;
   const bool proof_ahead = !fetched_proofs_.empty() &&
                            fetched_proofs_.rbegin()->first > last_executed_;
@@ -868,19 +1027,28 @@ void Core::MaybeFetch() {
     next_probe_tick_ = tick_ + options_.idle_probe_interval_ticks;
     ++stats_.fetch_probes;
   }
-  // A new peer each time (trusting none), skipping peers that recently
-  // served a response that failed verification.
-  for (uint32_t i = 0; i < options_.n; ++i) {
-    fetch_peer_ = (fetch_peer_ + 1) % options_.n;
-    if (fetch_peer_ != options_.id.value() &&
-        fetch_bad_until_[fetch_peer_] <= tick_) {
-      break;
+  NextFetchPeer();
+  SendFetch();
+}
+
+// A new peer each time (trusting none), skipping peers that recently
+// served a response that failed verification, and preferring one that
+// showed a seq above what this replica executed (one that is down or
+// behind as well would answer nothing useful).
+void Core::NextFetchPeer() {
+  for (const bool ahead_only : {true, false}) {
+    for (uint32_t i = 1; i <= options_.n; ++i) {
+      const uint32_t p = (fetch_peer_ + i) % options_.n;
+      if (p != options_.id.value() && fetch_bad_until_[p] <= tick_ &&
+          (!ahead_only || highest_seq_seen_[p] > last_executed_)) {
+        fetch_peer_ = p;
+        return;
+      }
     }
   }
   if (fetch_peer_ == options_.id.value()) {
     fetch_peer_ = (fetch_peer_ + 1) % options_.n;
   }
-  SendFetch();
 }
 
 void Core::SendFetch() {
@@ -889,6 +1057,8 @@ void Core::SendFetch() {
   req.set_replica_id(options_.id.value());
   req.set_from_seq(last_executed_.value() + 1);
   req.set_max_blocks(options_.fetch_blocks_max);
+  req.set_view(view_.value());
+  req.set_view_changing(!view_active_);
   SendTo(ReplicaId(fetch_peer_), signer_->Sign(v1::MESSAGE_TYPE_FETCH_REQUEST,
                                                req.SerializeAsString()));
   fetch_outstanding_ = true;
@@ -1000,10 +1170,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     } else {
       // Possibly far beyond the window (state transfer): batches up to it
       // may be adopted, checked one by one by their commit certificates.
-      fetched_proofs_[s] = resp.stable_checkpoint();
-      while (fetched_proofs_.size() > kFetchedProofsMax) {
-        fetched_proofs_.erase(fetched_proofs_.begin());
-      }
+      AdoptFetchedProof(s, resp.stable_checkpoint());
     }
   }
   const Seq limit = FetchLimit();
@@ -1022,6 +1189,8 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
       bad_peer();
       break;
     }
+    // 2f+1 replicas committed in this view: the cluster reached it.
+    certified_view_ = std::max(certified_view_, View(pp.view()));
     const Seq s(pp.seq());
     if (s <= last_handed_out_) continue;
     if (s > limit || (s > high_watermark() && s > far_limit)) break;
@@ -1057,6 +1226,33 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
   }
   if (asked && adopted) fetch_continue_ = true;
   HandOutCommitted();
+}
+
+// The shell answers the blocks; the core answers the view: a requester in
+// an older view (or still changing to ours) gets our NEW-VIEW.
+void Core::HandleFetchRequest(const v1::Envelope& e) {
+  v1::FetchRequest req;
+  if (!req.ParseFromString(e.payload()) || req.replica_id() != e.sender()) {
+    Drop(DropReason::kMalformed);
+    return;
+  }
+  const View v(req.view());
+  if (!req.view_changing()) NoteView(e.sender(), v);
+  if (v < view_ || (v == view_ && req.view_changing())) {
+    OfferNewView(ReplicaId(static_cast<uint32_t>(e.sender())));
+  }
+}
+
+void Core::AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof) {
+  if (fetched_proofs_.count(s)) return;
+  fetched_proofs_[s] = proof;
+  // Durable before any batch beyond H executes (Ready: persist first).
+  for (const v1::Envelope& c : proof.checkpoints()) {
+    ready_.persist.entries.push_back(c);
+  }
+  while (fetched_proofs_.size() > kFetchedProofsMax) {
+    fetched_proofs_.erase(fetched_proofs_.begin());
+  }
 }
 
 Seq Core::FetchLimit() const {
@@ -1282,8 +1478,9 @@ void Core::HandleViewChange(const v1::Envelope& e) {
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
   if (target < view_ || (target == view_ && view_active_)) {
     // The sender is behind (restarted, partitioned): the primary of the
-    // current view sends it the NEW-VIEW that let everyone in.
-    if (view_active_ && is_primary() && new_view_) SendTo(sender, *new_view_);
+    // current view sends it the NEW-VIEW that let everyone in (the others
+    // answer its FETCH_REQUESTs, which name its view).
+    if (is_primary()) OfferNewView(sender);
     return;
   }
   auto it = view_changes_.find(sender);
@@ -1295,7 +1492,7 @@ void Core::HandleViewChange(const v1::Envelope& e) {
     Drop(DropReason::kBadViewChange);
     return;
   }
-  NoteSeq(e.sender(), Seq(m.vc.stable_checkpoint().seq()));
+  NoteSeq(e.sender(), Seq(m.vc.stable_checkpoint().seq()), &highest_seq_seen_);
   view_changes_[sender] = std::move(m);
   MaybeJoin();
   MaybeStartNewViewTimer();
@@ -1480,7 +1677,8 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   // was known reassigned seqs O covers (pbft-sim partition n=4 seed 12566,
   // crash n=7 seed 1795: a primary re-proposing at seqs it had committed).
   // min-s is stable at 2f+1 replicas' word. Adopt it if our state matches,
-  // or fetch up to it if we are behind (PBFT.md: "they fetch state").
+  // or fetch up to it if we are behind (§4.4: "they fetch state";
+  // docs/protocol.md, state transfer).
   if (min_s > low_watermark_) {
     Digest d;
     CHECK(ParseDigest(min_proof.state_digest(), &d));
@@ -1495,17 +1693,15 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
         }
       }
     } else {
-      fetched_proofs_[min_s] = min_proof;
-      while (fetched_proofs_.size() > kFetchedProofsMax) {
-        fetched_proofs_.erase(fetched_proofs_.begin());
-      }
+      AdoptFetchedProof(min_s, min_proof);
     }
   }
   InstallPendingO();
   if (is_primary()) {
     MaybeCutBatches();
   } else {
-    // PBFT.md: backups re-send the requests they hold to the new primary.
+    // docs/protocol.md, view change: backups re-send the requests they hold to
+    // the new primary.
     for (const auto& [arrival, q] : queue_) {
       SendTo(primary(), q.envelope);
       ++stats_.requests_forwarded;
@@ -1587,6 +1783,14 @@ std::vector<Core::PreparedEntry> Core::PreparedEntries() const {
   return out;
 }
 
+std::vector<Core::PreparedEntry> Core::PreparedCertificates() const {
+  std::vector<PreparedEntry> out;
+  for (const auto& [s, pc] : prepared_certs_) {
+    if (s > low_watermark_) out.push_back({pc.view, s, pc.digest});
+  }
+  return out;
+}
+
 absl::Status Core::Invariants() const {
   auto fail = [](auto&&... args) {
     return absl::InternalError(absl::StrCat("invariant: ", args...));
@@ -1613,6 +1817,16 @@ absl::Status Core::Invariants() const {
   if (queue_.size() > options_.params.request_queue_max ||
       queue_.size() != queue_index_.size()) {
     return fail("request queue size ", queue_.size());
+  }
+  size_t shared_requests = 0, shared_bytes = 0;
+  for (const auto& [client, share] : queued_by_client_) {
+    shared_requests += share.requests;
+    shared_bytes += share.bytes;
+  }
+  if (shared_requests != queue_.size() || shared_bytes != queue_bytes_) {
+    return fail("per-client queue shares ", shared_requests, " requests ",
+                shared_bytes, " bytes; queue ", queue_.size(), " requests ",
+                queue_bytes_, " bytes");
   }
   if (Seq(stable_proof_.seq()) != low_watermark_) {
     return fail("stable proof seq ", stable_proof_.seq(), " != h");
@@ -1698,11 +1912,6 @@ absl::Status Core::Restore(const RestoreState& state) {
     return bad("stored stable checkpoint ", h.value(),
                " does not fit the ledger at ", last_executed.value());
   }
-  if (last_executed > h + options_.params.watermark_window) {
-    return bad("ledger at ", last_executed.value(),
-               " is beyond the window of the stored stable checkpoint ",
-               h.value());
-  }
   // Decode everything first: on failure nothing has changed.
   struct Votes {
     std::optional<v1::Envelope> pre_prepare;
@@ -1713,6 +1922,9 @@ absl::Status Core::Restore(const RestoreState& state) {
   };
   std::map<std::pair<Seq, View>, Votes> by_slot;
   std::map<Seq, Vote> own_checkpoints;
+  // CHECKPOINTs of proofs adopted from fetch responses (AdoptFetchedProof).
+  std::map<std::pair<Seq, Digest>, std::map<ReplicaId, v1::Envelope>>
+      stored_checkpoints;
   std::optional<v1::Envelope> new_view;
   const View view = state.view;
   for (const v1::Envelope& e : state.entries) {
@@ -1759,6 +1971,7 @@ absl::Status Core::Restore(const RestoreState& state) {
           return bad("stored CHECKPOINT does not decode");
         }
         if (sender == options_.id) own_checkpoints[Seq(m.seq())] = Vote{d, e};
+        stored_checkpoints[{Seq(m.seq()), d}][sender] = e;
         break;
       }
       case v1::MESSAGE_TYPE_NEW_VIEW: {
@@ -1774,7 +1987,29 @@ absl::Status Core::Restore(const RestoreState& state) {
                    " is not one the core persists");
     }
   }
+  // A replica that crashed while executing fetched batches beyond its
+  // window stored the proof it was executing towards: rebuild it.
+  std::map<Seq, v1::CheckpointProof> proofs_ahead;
+  for (const auto& [key, by_sender] : stored_checkpoints) {
+    if (key.first <= h || by_sender.size() < quorum_) continue;
+    v1::CheckpointProof& p = proofs_ahead[key.first];
+    p.set_seq(key.first.value());
+    p.set_state_digest(key.second.ToBytes());
+    for (const auto& [sender, e] : by_sender) *p.add_checkpoints() = e;
+  }
+  const Seq window_end =
+      std::max(h + options_.params.watermark_window,
+               proofs_ahead.empty() ? h : proofs_ahead.rbegin()->first);
+  if (last_executed > window_end) {
+    return bad("ledger at ", last_executed.value(),
+               " is beyond the window of the stored stable checkpoint ",
+               h.value(), " and of every stored proof ahead of it");
+  }
   if (state.stable_checkpoint) stable_proof_ = *state.stable_checkpoint;
+  for (auto& [seq, p] : proofs_ahead) fetched_proofs_[seq] = std::move(p);
+  while (fetched_proofs_.size() > kFetchedProofsMax) {
+    fetched_proofs_.erase(fetched_proofs_.begin());
+  }
   low_watermark_ = h;
   last_executed_ = last_executed;
   last_handed_out_ = last_executed;

@@ -82,6 +82,11 @@ struct Options {
   // (every batch carries its commit certificate); an up-to-date peer
   // answers with nothing.
   uint32_t idle_probe_interval_ticks = 400;
+  // Every FETCH_REQUEST names the requester's view. A replica with proof
+  // that the cluster is in a higher view than its own (a fetched commit
+  // certificate of that view, or f+1 peers' messages of it) fetches every
+  // fetch_interval_ticks, so that a peer answers with its NEW-VIEW; a peer
+  // sends its NEW-VIEW to one replica at most once per retransmit_ticks.
 
   // Fails naming the field (n != 3f+1, L not a multiple of K, ...).
   absl::Status Validate() const;
@@ -146,7 +151,7 @@ struct Persist {
 struct Ready {
   // 1. Write `persist` durably (synced) BEFORE sending any message of
   //    `messages`: a replica must never send a vote it could forget in a
-  //    crash (PBFT.md, crash recovery).
+  //    crash (docs/protocol.md, crash recovery).
   Persist persist;
   // 2. Then send `messages` (any order; the protocol tolerates reordering).
   std::vector<Outbound> messages;
@@ -200,6 +205,8 @@ struct Stats {
   uint64_t views_entered = 0;         // NEW-VIEWs accepted or sent.
   uint64_t new_views_sent = 0;
   uint64_t fetch_bad_responses = 0;  // Fetch responses that failed checks.
+  uint64_t view_probes = 0;  // Of fetches_sent: asked for a missed NEW-VIEW.
+  uint64_t new_views_offered = 0;  // NEW-VIEWs sent to a peer in an older view.
 
   uint64_t dropped_total() const;
 };
@@ -229,8 +236,9 @@ class Core {
 
   // --- Inputs -------------------------------------------------------------
   // A replica message (or a client REQUEST, which goes to OnRequest) whose
-  // envelope signature is valid. FETCH_REQUEST is the shell's to answer
-  // from its ledger; VIEW_CHANGE and NEW_VIEW are counted as unsupported.
+  // envelope signature is valid. The shell answers a FETCH_REQUEST from its
+  // ledger and passes it here too: the core sends the requester the NEW-VIEW
+  // of its view if the request names an older one.
   void Step(const v1::Envelope& envelope);
   // A client request envelope with a valid client signature.
   void OnRequest(const v1::Envelope& request);
@@ -243,8 +251,8 @@ class Core {
   // Seeds the per-client table at start-up (from the ledger).
   void RestoreClient(ClientId client_id, RequestNumber request_number,
                      std::string result);
-  // Restart (PBFT.md, crash recovery). Call once, after RestoreClient and
-  // before any other input, with everything the protocol store returned and
+  // Restart (docs/protocol.md, crash recovery). Call once, after RestoreClient
+  // and before any other input, with everything the protocol store returned and
   // the ledger's head. Afterwards the replica:
   //  - is in the persisted view: active in it if the NEW-VIEW of that view
   //    (or view 0) is among the entries, else still changing to it (it
@@ -292,6 +300,16 @@ class Core {
   }
   Seq last_executed() const { return last_executed_; }
   Seq last_handed_out() const { return last_handed_out_; }
+  // Where the cluster is, on evidence no f replicas can fake: the (f+1)-th
+  // highest seq reported by distinct replicas (or a verified checkpoint
+  // proof), and the highest view proven by a fetched commit certificate or
+  // by f+1 distinct replicas' PRE-PREPARE/PREPARE/COMMIT/FETCH_REQUEST.
+  // Both only grow; right after a restart they start from what is local.
+  Seq cluster_head() const;
+  View cluster_view() const;
+  // Active in view() and no evidence of a higher view: this replica takes
+  // part in the cluster's current view (readiness, docs/protocol.md).
+  bool in_cluster_view() const { return view_active_ && ProvenView() <= view_; }
   size_t queued_requests() const { return queue_.size(); }
   const Stats& stats() const { return stats_; }
   const v1::CheckpointProof& stable_checkpoint() const { return stable_proof_; }
@@ -303,6 +321,9 @@ class Core {
   };
   // Every (view, seq, digest) this replica holds as prepared, ascending.
   std::vector<PreparedEntry> PreparedEntries() const;
+  // The prepared certificates its VIEW-CHANGE would carry now (the
+  // highest view per seq above h), ascending by seq.
+  std::vector<PreparedEntry> PreparedCertificates() const;
 
  private:
   struct Vote {
@@ -379,8 +400,20 @@ class Core {
   void Drop(DropReason reason) {
     ++stats_.dropped[static_cast<size_t>(reason)];
   }
-  void NoteSeq(uint64_t sender, Seq s);
-  Seq BehindEvidence() const;
+  void NoteSeq(uint64_t sender, Seq s, std::vector<Seq>* seen);
+  Seq HighestSeenBy(const std::vector<Seq>& per_replica) const;
+  Seq BehindEvidence() const { return HighestSeenBy(highest_seq_seen_); }
+  void NoteView(uint64_t sender, View v);
+  // The higher of the (f+1)-th highest view reported by distinct replicas
+  // and the highest view of a verified fetched commit certificate.
+  View ProvenView() const;
+  // Evidence says a NEW-VIEW this replica has not accepted exists.
+  bool MissedNewView() const {
+    const View proven = ProvenView();
+    return proven > view_ || (proven == view_ && !view_active_);
+  }
+  // Sends the NEW-VIEW of the current view to `to`, rate-limited per peer.
+  void OfferNewView(ReplicaId to);
   // Highest seq a fetched batch may have: H, or a verified fetched proof.
   Seq FetchLimit() const;
 
@@ -396,6 +429,7 @@ class Core {
                                 std::map<ReplicaId, Vote> Slot::*votes,
                                 bool backups_only);
   void HandleCheckpoint(const v1::Envelope& e);
+  void HandleFetchRequest(const v1::Envelope& e);
   void HandleFetchResponse(const v1::Envelope& e);
   void HandleViewChange(const v1::Envelope& e);
   void HandleNewView(const v1::Envelope& e);
@@ -419,6 +453,8 @@ class Core {
                  const v1::CheckpointProof& min_proof);
   void InstallPendingO();
   void SendFetch();
+  // Moves fetch_peer_ to the next peer not recently caught serving garbage.
+  void NextFetchPeer();
 
   // PRE-PREPARE batch checks shared by acceptance paths.
   bool CheckBatch(const v1::PrePrepare& pp, const Digest& digest,
@@ -436,18 +472,32 @@ class Core {
   void HandOutCommitted();
   void TakeCheckpoint(Seq s, const Digest& state_digest);
   void CheckStable(Seq s);
+  // Keeps a verified stable proof beyond the window (state transfer) and
+  // lists its CHECKPOINTs for persisting, so that batches executed up to it
+  // are still inside the window Restore rebuilds after a crash.
+  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
   void MakeStable(Seq s, const Digest& digest,
                   std::vector<v1::Envelope> checkpoints);
   void Retransmit();
   void RecordPreparedCert(Seq s, const Slot& slot);
   void MaybeFetch();
   void UpdateViewChangeTimer(bool executed_one);
+  void OnViewChangeTimer();
   void SignReply(ClientId client, ClientRecord* record);
-  void Reject(const v1::Request& request, v1::RejectReason reason);
+  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+              RequestNumber last = RequestNumber(0));
+  // Rejects (c, t) as stale, naming the client's last executed or
+  // committed number (which must be above t).
+  void RejectStale(ClientId c, RequestNumber t);
+  bool AdmitNumber(ClientId c, RequestNumber t);
+  bool HandedOut(ClientId c, RequestNumber t) const;
+  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
+  // Removes one queued request (and its share of its client's quota).
+  void Dequeue(std::map<uint64_t, Queued>::iterator it);
   void Broadcast(v1::Envelope e);
   void SendTo(ReplicaId to, v1::Envelope e);
   // Removes the client's queued requests numbered <= t (they are ordered
-  // now, or stale).
+  // now, or stale: those below t get a stale rejection).
   void RemoveQueuedUpTo(ClientId c, RequestNumber t);
 
   const Options options_;
@@ -488,6 +538,13 @@ class Core {
   absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
   uint64_t next_arrival_ = 0;
   size_t queue_bytes_ = 0;
+  // Each client's share of the queue (clients with something queued only).
+  // Iterated only by Invariants, where order does not matter.
+  struct ClientShare {
+    size_t requests = 0;
+    size_t bytes = 0;
+  };
+  absl::flat_hash_map<uint64_t, ClientShare> queued_by_client_;
 
   // Time and timers (ticks).
   uint64_t tick_ = 0;
@@ -497,6 +554,9 @@ class Core {
   // change and returns to base after progress.
   uint64_t view_change_timer_ticks_ = 0;
   uint64_t view_change_timeout_ticks_;
+  // The timer expired once while this replica was behind and it fetched
+  // instead of changing views; cleared when a batch executes.
+  bool timer_deferred_ = false;
   Seq executed_at_last_fetch_check_{0};
   uint32_t fetch_peer_ = 0;
   bool fetch_outstanding_ = false;  // Awaiting fetch_peer_'s response.
@@ -506,7 +566,11 @@ class Core {
   bool fetch_response_full_ = false;
   uint64_t next_probe_tick_ = 0;  // Earliest tick for the next idle probe.
   std::vector<uint64_t> fetch_bad_until_;  // Per replica: skip until tick.
-  std::vector<Seq> highest_seq_seen_;      // Per replica.
+  std::vector<Seq> highest_seq_seen_;      // Per replica, any message.
+  std::vector<Seq> highest_commit_seen_;   // Per replica, COMMITs only.
+  std::vector<View> highest_view_seen_;    // Per replica.
+  View certified_view_{0};  // Highest view of a verified fetched batch.
+  std::vector<uint64_t> new_view_offered_until_;  // Per replica: tick.
 
   Ready ready_;
   Stats stats_;

@@ -20,6 +20,7 @@
 #include "leveldb/db.h"
 #include "leveldb/filter_policy.h"
 #include "leveldb/write_batch.h"
+#include "replica/ledger/block.h"
 #include "replica/ledger/ledger_internal.h"
 #include "replica/ledger/parallel_expand.h"
 
@@ -92,6 +93,52 @@ std::string GenesisIdentity(const v1::ClusterConfig& c) {
   g.set_cluster_id(c.cluster_id());
   *g.mutable_genesis_accounts() = c.genesis_accounts();
   return SerializeDeterministic(g);
+}
+
+// A block answer: the block as every correct replica has it, and beside it
+// how this replica saw it committed (clients match the first and verify the
+// second: docs/api.md "Blocks").
+void AnswerBlock(v1::Block block, v1::QueryReply* reply) {
+  v1::BlockCommit* commit = reply->mutable_block_commit();
+  commit->set_view(block.view());
+  *commit->mutable_pre_prepare() = std::move(*block.mutable_pre_prepare());
+  *commit->mutable_certificate() = std::move(*block.mutable_certificate());
+  block.clear_view();
+  block.clear_pre_prepare();
+  block.clear_certificate();
+  *reply->mutable_block() = std::move(block);
+}
+
+// The same for a receipt (view and certificate only).
+void AnswerReceipt(v1::Receipt receipt, v1::QueryReply* reply) {
+  v1::BlockCommit* commit = reply->mutable_block_commit();
+  commit->set_view(receipt.view());
+  *commit->mutable_certificate() = std::move(*receipt.mutable_certificate());
+  receipt.clear_view();
+  receipt.clear_certificate();
+  *reply->mutable_receipt() = std::move(receipt);
+}
+
+// The format record `format` of the ledger at `path`: true if it is
+// version 2 and may be migrated (ledgerd opens it), false if current, an
+// error naming the version otherwise.
+absl::StatusOr<bool> NeedsMigration(const std::string& path,
+                                    const std::string& format, bool may_write) {
+  if (format.size() != 4) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": format record is not 4 bytes"));
+  }
+  const uint32_t version = internal::GetU32(format.data());
+  if (version == internal::kFormatVersion) return false;
+  if (version == 2 && may_write) return true;
+  return absl::FailedPreconditionError(absl::StrCat(
+      path, ": ledger format version ", version, ", this build reads version ",
+      internal::kFormatVersion,
+      version == 2 ? " (opened read-only: start ledgerd once to migrate it)"
+      : version < 2
+          ? " (too old to migrate: start the replica with an empty data "
+            "directory, it refills by state transfer)"
+          : " (written by a newer build)"));
 }
 
 }  // namespace
@@ -754,12 +801,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
     return ledger;
   }
   if (!s.ok()) return FromLevelDb(s, absl::StrCat(path, ": format record"));
-  if (format.size() != 4 ||
-      internal::GetU32(format.data()) != internal::kFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": unsupported ledger format (expected version ",
-                     internal::kFormatVersion, ")"));
-  }
+  absl::StatusOr<bool> migrate =
+      NeedsMigration(path, format, options.create_if_missing);
+  if (!migrate.ok()) return migrate.status();
   std::string config_bytes;
   s = db->Get(ro, std::string(internal::kMetaConfig), &config_bytes);
   if (!s.ok()) return FromLevelDb(s, absl::StrCat(path, ": stored config"));
@@ -777,6 +821,12 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
         path, ": the ledger was created for cluster '", stored.cluster_id(),
         "' with another genesis; config names cluster '", cluster->cluster_id(),
         "'"));
+  }
+  if (*migrate) {
+    // Format 2 hashed the committing view into block headers; rewrite the
+    // chain once (docs/storage_format.md "Versions").
+    absl::Status m = internal::MigrateFormat2To3(db.get(), options.sync);
+    if (!m.ok()) return m;
   }
   std::unique_ptr<Ledger> ledger(
       new Ledger(cluster != nullptr ? *cluster : *stored_cluster,
@@ -934,13 +984,16 @@ absl::StatusOr<BlockResult> Ledger::ApplyBlock(const BlockInput& input) {
 
   v1::BlockHeader* header = block.mutable_header();
   header->set_height(input.seq);
-  header->set_view(input.view);
   header->set_previous_hash(previous_hash.ToBytes());
   header->set_requests_root(requests_root.ToBytes());
   header->set_batch_digest(input.batch_digest.ToBytes());
+  header->set_results_root(ResultsRoot(block.results()).ToBytes());
   header->set_state_digest(result.state_digest.ToBytes());
   header->set_timestamp_ms(input.timestamp_ms);
-  result.block_hash = internal::HeaderHash(*header);
+  result.block_hash = BlockHash(*header);
+  // Beside the header, not hashed: replicas may commit the batch in
+  // different views with different certificates.
+  block.set_view(input.view);
   *block.mutable_certificate() = input.certificate;
   *block.mutable_pre_prepare() = input.pre_prepare;
   batch.Put(internal::BlockKey(input.seq), SerializeDeterministic(block));
@@ -1150,6 +1203,19 @@ absl::StatusOr<pbft::v1::CertifiedBatch> Ledger::GetCertifiedBatch(
   return cb;
 }
 
+size_t Ledger::AnswerBudgetBytes(const v1::QueryReply& answer) const {
+  if (!answer.has_block()) return answer.ByteSizeLong();
+  // A block answer carries the requests twice (in the block and in its
+  // pre-prepare) and a commit certificate and view that differ between
+  // replicas: counted from the requests alone, with a fixed allowance for
+  // the rest, so that every correct replica counts the same.
+  size_t requests = 0;
+  for (const pbft::v1::Envelope& r : answer.block().requests()) {
+    requests += r.ByteSizeLong() + 8;
+  }
+  return 2 * requests + 4096 + size_t{cluster_.quorum()} * 256;
+}
+
 absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
                                       std::string* result) const {
   pbft::v1::Request r;
@@ -1162,16 +1228,32 @@ absl::Status Ledger::FillQueryAnswers(const pbft::v1::Envelope& request,
     return absl::InternalError(
         "query answers: request and results do not match");
   }
+  // Answer budgets (docs/api.md): answers are built one at a time and each
+  // is kept only if it fits both budgets, so a request that asks for more
+  // costs at most one answer beyond what the reply may carry.
+  const ProtocolParams& params = cluster_.protocol();
+  size_t reply_left = params.reply_bytes_max;
   for (int i = 0; i < batch.operations_size(); ++i) {
     if (!batch.operations(i).has_query()) continue;
-    v1::QueryReply* answer = results.mutable_results(i)->mutable_answer();
+    v1::OperationResult* result = results.mutable_results(i);
+    v1::QueryReply* answer = result->mutable_answer();
     absl::Status s = Answer(batch.operations(i).query(), answer);
+    // Replies are matched byte for byte: only what every correct replica
+    // has (an ordered block answer is certified by f+1 matching replies).
+    answer->clear_block_commit();
     if (absl::IsInvalidArgument(s)) {
       // A malformed query gets its reason, like a not-found.
       answer->set_not_found(std::string(s.message()));
     } else if (!s.ok()) {
       return s;
     }
+    const size_t bytes = AnswerBudgetBytes(*answer);
+    if (bytes > params.answer_bytes_max || bytes > reply_left) {
+      result->clear_answer();
+      result->set_code(v1::RESULT_CODE_ANSWER_TOO_LARGE);
+      continue;
+    }
+    reply_left -= bytes;
   }
   *result = SerializeDeterministic(results);
   return absl::OkStatus();
@@ -1211,12 +1293,19 @@ absl::Status Ledger::Answer(const v1::Query& query,
     case v1::Query::kGetBlock: {
       absl::StatusOr<v1::Block> b = GetBlock(query.get_block().height());
       if (!b.ok()) return not_found(b.status());
-      *reply->mutable_block() = std::move(*b);
+      AnswerBlock(std::move(*b), reply);
       return absl::OkStatus();
     }
     case v1::Query::kGetHead:
       *reply->mutable_head() = head();
       return absl::OkStatus();
+    case v1::Query::kGetReceipt: {
+      absl::StatusOr<v1::Receipt> r =
+          BuildReceipt(query.get_receipt().transfer_id());
+      if (!r.ok()) return not_found(r.status());
+      AnswerReceipt(std::move(*r), reply);
+      return absl::OkStatus();
+    }
     case v1::Query::KIND_NOT_SET:
       break;
   }

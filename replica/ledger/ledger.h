@@ -174,9 +174,14 @@ class Ledger {
   // For a request whose outcome has_query: answers each query operation
   // of `request` (a pbft.v1.Request) from the current state into `result`
   // (serialized OperationResults), deterministically. Call right after the
-  // block that executed it, before the next.
+  // block that executed it, before the next. An answer over the answer
+  // budget, or over what is left of the reply budget, is replaced by
+  // RESULT_CODE_ANSWER_TOO_LARGE (the same on every correct replica).
   absl::Status FillQueryAnswers(const pbft::v1::Envelope& request,
                                 std::string* result) const;
+  // What `answer` counts against the answer budgets: its size, computed
+  // from what every correct replica has in common (docs/api.md).
+  size_t AnswerBudgetBytes(const v1::QueryReply& answer) const;
   // The last-reply table, ascending by client id.
   absl::StatusOr<std::vector<ClientReply>> ClientTable() const;
   // Total money on `ledger`: genesis plus minted.

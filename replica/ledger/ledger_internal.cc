@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/codec.h"
 
 namespace ledger::internal {
 namespace {
@@ -242,21 +241,5 @@ void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
 }
 
 Digest TransferGroupHasher::Finish() { return sha_.Finish(); }
-
-Digest HeaderHash(const v1::BlockHeader& header) {
-  std::string bytes;
-  codec::Writer w(&bytes);
-  w.PutRaw("pbft-ledger/block/v1");
-  w.PutU64(header.height());
-  w.PutU64(header.view());
-  // Hashes are 32 bytes in a valid header; length-prefix them anyway so a
-  // malformed header can never alias a well-formed one.
-  w.PutBytes(header.previous_hash());
-  w.PutBytes(header.requests_root());
-  w.PutBytes(header.batch_digest());
-  w.PutBytes(header.state_digest());
-  w.PutU64(header.timestamp_ms());
-  return crypto::Sha256(bytes);
-}
 
 }  // namespace ledger::internal

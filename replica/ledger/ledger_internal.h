@@ -14,6 +14,10 @@
 #include "common/types.h"
 #include "ledger/v1/ledger.pb.h"
 
+namespace leveldb {
+class DB;
+}  // namespace leveldb
+
 namespace ledger::internal {
 
 // A 128-bit id, ordered as (high, low): the big-endian key order.
@@ -48,9 +52,11 @@ inline constexpr absl::string_view kMetaHead = "m/head";
 inline constexpr absl::string_view kMetaConfig = "m/config";
 inline constexpr absl::string_view kMetaFormat = "m/format";
 inline constexpr absl::string_view kMetaGenesis = "m/genesis";
+// 3: block hashes cover only what every correct replica agrees on (no
+// view; a results root) and the view is stored beside the header.
 // 2: history linked through accounts and transfer records (1 had an 'h'
 // index record per history entry).
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 
 inline bool IsStateKey(absl::string_view key) {
   return !key.empty() &&
@@ -213,12 +219,17 @@ class TransferGroupHasher {
   uint64_t count_ = 0;
 };
 
-// SHA-256 over the canonical header encoding:
-//   "pbft-ledger/block/v1" || u64 height || u64 view || bytes previous_hash ||
-//   bytes requests_root || bytes batch_digest || bytes state_digest ||
-//   u64 timestamp_ms
-// (bytes = u32 length, then the bytes: common/codec.h).
-Digest HeaderHash(const v1::BlockHeader& header);
+// Progress of a format 2 -> 3 migration: u64 height || hash (32) of the
+// last block rewritten; written with every kMigrateBlocksPerWrite blocks.
+inline constexpr absl::string_view kMetaMigrate = "m/migrate-3";
+inline constexpr uint64_t kMigrateBlocksPerWrite = 512;
+
+// Rewrites a format-2 ledger in `db` as format 3: every block's header
+// loses the view (kept beside it, in Block.view) and gains the results
+// root, the chain is re-linked, the head's hash updated and the format
+// record set to 3. Resumable: progress is recorded every few hundred blocks
+// in the same synced writes.
+absl::Status MigrateFormat2To3(leveldb::DB* db, bool sync);
 
 }  // namespace ledger::internal
 

@@ -1,5 +1,6 @@
 #include "replica/ledger/verify.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -43,59 +44,6 @@ Failure Split(const absl::Status& s) {
 
 }  // namespace
 
-absl::Status VerifyCommitCertificate(const Cluster& cluster,
-                                     const EnvelopeVerifier& verifier,
-                                     uint64_t view, uint64_t seq,
-                                     const Digest& batch_digest,
-                                     const pbft::v1::CommitCertificate& cert) {
-  const int count = cert.commits_size();
-  if (static_cast<uint32_t>(count) < cluster.quorum()) {
-    return Fail("certificate",
-                absl::StrCat("has ", count, " commits, needs a quorum of ",
-                             cluster.quorum()));
-  }
-  if (static_cast<uint32_t>(count) > cluster.n()) {
-    return Fail("certificate",
-                absl::StrCat("has ", count, " commits, more than the ",
-                             cluster.n(), " replicas"));
-  }
-  absl::flat_hash_set<uint64_t> senders;
-  for (int i = 0; i < count; ++i) {
-    const pbft::v1::Envelope& e = cert.commits(i);
-    const std::string which =
-        absl::StrCat("commit ", i, " (from replica ", e.sender(), ")");
-    if (e.type() != pbft::v1::MESSAGE_TYPE_COMMIT) {
-      return Fail("certificate", absl::StrCat(which, " is not a COMMIT"));
-    }
-    absl::Status s = verifier.Verify(e);
-    if (!s.ok()) {
-      return Fail("certificate", absl::StrCat(which, ": ", s.message()));
-    }
-    pbft::v1::Commit c;
-    if (!c.ParseFromString(e.payload())) {
-      return Fail("certificate", absl::StrCat(which, " does not parse"));
-    }
-    if (c.replica_id() != e.sender()) {
-      return Fail("certificate",
-                  absl::StrCat(which, " names replica ", c.replica_id()));
-    }
-    if (c.view() != view || c.seq() != seq ||
-        c.batch_digest() != batch_digest.view()) {
-      return Fail(
-          "certificate",
-          absl::StrCat(which, " is for view ", c.view(), " seq ", c.seq(),
-                       " digest ", Hex(c.batch_digest()), ", not view ", view,
-                       " seq ", seq, " digest ", Hex(batch_digest.view())));
-    }
-    if (!senders.insert(e.sender()).second) {
-      return Fail("certificate",
-                  absl::StrCat(which, ": replica ", e.sender(),
-                               " appears twice (commits must be distinct)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status VerifyBlockRecord(const Cluster& cluster,
                                const EnvelopeVerifier& verifier,
                                uint64_t height, const Digest& previous_hash,
@@ -112,29 +60,15 @@ absl::Status VerifyBlockRecord(const Cluster& cluster,
   }
   absl::StatusOr<Digest> batch_digest = Digest::FromBytes(h.batch_digest());
   if (!batch_digest.ok() || h.requests_root().size() != Digest::kSize ||
+      h.results_root().size() != Digest::kSize ||
       h.state_digest().size() != Digest::kSize) {
     return Fail("header", "a digest field is not 32 bytes");
   }
-  const pbft::v1::Envelope& ppe = block.pre_prepare();
-  const uint64_t primary = h.view() % cluster.n();
-  if (ppe.type() != pbft::v1::MESSAGE_TYPE_PRE_PREPARE ||
-      ppe.sender() != primary) {
-    return Fail("pre_prepare",
-                absl::StrCat("is not a PRE-PREPARE from the primary of view ",
-                             h.view(), " (replica ", primary, ")"));
-  }
-  absl::Status s = verifier.Verify(ppe);
-  if (!s.ok()) return Fail("pre_prepare", s.message());
   pbft::v1::PrePrepare pp;
-  if (!pp.ParseFromString(ppe.payload())) {
-    return Fail("pre_prepare", "payload does not parse");
-  }
-  if (pp.view() != h.view() || pp.seq() != height ||
-      pp.timestamp_ms() != h.timestamp_ms() ||
-      pp.batch_digest() != h.batch_digest()) {
-    return Fail("pre_prepare",
-                "view/seq/timestamp/batch_digest differ from the header");
-  }
+  absl::Status s =
+      VerifyBlockCommit(cluster, verifier, h, block.view(), block.pre_prepare(),
+                        block.certificate(), &pp);
+  if (!s.ok()) return s;
   const Digest root = RequestsRoot(pp.requests());
   if (root.view() != h.requests_root()) {
     return Fail(
@@ -148,12 +82,16 @@ absl::Status VerifyBlockRecord(const Cluster& cluster,
     return Fail("batch_digest",
                 "header batch_digest is not the digest of the requests");
   }
-  s = VerifyCommitCertificate(cluster, verifier, h.view(), height,
-                              *batch_digest, block.certificate());
-  if (!s.ok()) return s;
   if (block.results_size() != pp.requests_size()) {
     return Fail("results", absl::StrCat(block.results_size(), " results for ",
                                         pp.requests_size(), " requests"));
+  }
+  const Digest results_root = ResultsRoot(block.results());
+  if (results_root.view() != h.results_root()) {
+    return Fail("results_root",
+                absl::StrCat("results_root ", Hex(h.results_root()),
+                             " is not the root of the block's results (",
+                             Hex(results_root.view()), ")"));
   }
   if (client_signatures) {
     for (int i = 0; i < pp.requests_size(); ++i) {
@@ -277,7 +215,7 @@ ChainVerifyReport VerifyDataDir(const std::string& data_dir,
 
     const v1::BlockHeader& h = block->header();
     BlockInput input;
-    input.view = h.view();
+    input.view = block->view();
     input.seq = height;
     input.timestamp_ms = h.timestamp_ms();
     input.batch_digest = *Digest::FromBytes(h.batch_digest());
@@ -300,8 +238,9 @@ ChainVerifyReport VerifyDataDir(const std::string& data_dir,
                                             ", re-execution gives ",
                                             Hex(result->state_digest.view()))));
     }
-    CHECK_EQ(result->block_hash, internal::HeaderHash(h));  // All fields match.
+    CHECK_EQ(result->block_hash, BlockHash(h));  // All fields match.
     previous = result->block_hash;
+    report.block_hashes.push_back(previous);
     report.blocks_verified = height;
   }
   if (previous.view() != head.block_hash() && head.height() > 0) {
@@ -325,6 +264,40 @@ ChainVerifyReport VerifyDataDir(const std::string& data_dir,
                          : *Digest::FromBytes((*replay)->head().block_hash());
   report.state_digest = (*replay)->state_digest();
   return report;
+}
+
+ChainComparison CompareChains(const std::vector<ChainVerifyReport>& reports) {
+  ChainComparison c;
+  if (reports.empty()) return c;
+  c.common_height = reports[0].blocks_verified;
+  for (const ChainVerifyReport& r : reports) {
+    CHECK(r.ok);
+    CHECK_EQ(r.block_hashes.size(), r.blocks_verified);
+    c.common_height = std::min(c.common_height, r.blocks_verified);
+  }
+  // Hash-linked and verified: equal at common_height means equal below it;
+  // the scan only finds where a fork starts.
+  for (size_t i = 1; i < reports.size(); ++i) {
+    const uint64_t h = c.common_height;
+    if (h == 0 ||
+        reports[i].block_hashes[h - 1] == reports[0].block_hashes[h - 1]) {
+      continue;
+    }
+    uint64_t fork = 1;
+    while (reports[i].block_hashes[fork - 1] ==
+           reports[0].block_hashes[fork - 1]) {
+      ++fork;
+    }
+    c.fork_height = fork;
+    c.fork_first = 0;
+    c.fork_second = i;
+    return c;
+  }
+  c.agree = true;
+  if (c.common_height > 0) {
+    c.common_hash = reports[0].block_hashes[c.common_height - 1];
+  }
+  return c;
 }
 
 }  // namespace ledger

@@ -1,4 +1,4 @@
-// Offline verification of certified blocks, chains and receipts, with only
+// Offline verification of certified blocks and chains, with only
 // the cluster config (the replicas' and clients' public keys) as the trust
 // root. No network. Used by `ledgerctl verify` / `verify-receipt` and by
 // state transfer to check fetched blocks.
@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,25 +19,16 @@
 #include "common/types.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
+#include "replica/ledger/block.h"
 
 namespace ledger {
 
-// A commit certificate (Castro–Liskov §4.2: committed = 2f+1 matching
-// COMMITs from distinct replicas): at least cluster.quorum() COMMIT
-// envelopes, every one validly signed by a distinct replica of the config
-// whose Commit payload names (view, seq, batch_digest) and its own id, and
-// at most n of them. Strict: one bad commit fails the certificate.
-absl::Status VerifyCommitCertificate(const Cluster& cluster,
-                                     const EnvelopeVerifier& verifier,
-                                     uint64_t view, uint64_t seq,
-                                     const Digest& batch_digest,
-                                     const pbft::v1::CommitCertificate& cert);
-
 // The checks on one stored block that need no re-execution: header height,
 // hash link to `previous_hash`, the primary's PRE-PREPARE signature and
-// fields, Merkle root, batch digest, the commit certificate, and (when
-// `client_signatures`) every client request signature. The message names
-// what broke.
+// fields, requests root, batch digest, the commit certificate (for the
+// view stored beside the header), the results root over the stored
+// results, and (when `client_signatures`) every client request signature. The
+// message names what broke.
 absl::Status VerifyBlockRecord(const Cluster& cluster,
                                const EnvelopeVerifier& verifier,
                                uint64_t height, const Digest& previous_hash,
@@ -59,6 +51,8 @@ struct ChainVerifyReport {
   std::string error;
   Digest head_hash;
   Digest state_digest;
+  // The hash of every verified block, block_hashes[i] at height i+1.
+  std::vector<Digest> block_hashes;
   std::string cluster_id;  // Of the trust root used.
 };
 
@@ -71,18 +65,22 @@ ChainVerifyReport VerifyDataDir(const std::string& data_dir,
                                 const Cluster* trust_root,
                                 const ChainVerifyOptions& options);
 
-struct ReceiptSummary {
-  uint64_t height = 0;
-  uint64_t view = 0;
-  v1::TransferRecord transfer;
-  // True when f+1 signed replies certify the result; otherwise the result
-  // is the serving replica's word (inclusion and order are certified).
-  bool result_certified = false;
+// Compares verified chains (reports with ok set, e.g. of several replicas'
+// data directories). Every correct replica has the same block hash at every
+// height (the header holds only what they agree on), so two chains agree
+// iff their hashes agree at the lower head; a chain being shorter (behind)
+// is not a disagreement.
+struct ChainComparison {
+  bool agree = false;
+  uint64_t common_height = 0;  // The lowest head among the chains.
+  Digest common_hash;          // The hash at common_height (if agree).
+  // If !agree: the first height where two chains differ, and which two
+  // (indices into the reports).
+  uint64_t fork_height = 0;
+  size_t fork_first = 0;
+  size_t fork_second = 0;
 };
-
-// Checks a receipt offline (docs/api.md "Receipts").
-absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
-                                             const v1::Receipt& receipt);
+ChainComparison CompareChains(const std::vector<ChainVerifyReport>& reports);
 
 }  // namespace ledger
 

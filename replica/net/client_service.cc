@@ -1,7 +1,11 @@
 #include "replica/net/client_service.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/envelope.h"
 
 namespace ledger::net {
 namespace {
@@ -9,6 +13,26 @@ namespace {
 grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
                       std::string(s.message()));
+}
+
+// The number of operations in ledger.v1.OperationBatch bytes (field 1,
+// repeated), counted from the wire format without decoding them. Bytes that
+// do not scan count as 0: the ledger answers them as MALFORMED_BATCH.
+size_t CountOperations(const std::string& batch) {
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(batch.data()),
+      static_cast<int>(batch.size()));
+  size_t n = 0;
+  while (uint32_t tag = in.ReadTag()) {
+    if (google::protobuf::internal::WireFormatLite::GetTagFieldNumber(tag) ==
+        1) {
+      ++n;
+    }
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) {
+      return 0;
+    }
+  }
+  return n;
 }
 
 // A completion-queue tag: runs `fn(ok)` once, then deletes itself.
@@ -126,6 +150,12 @@ class ClientService::SubmitCall final : public Call {
         owner_->CountRejected(absl::StatusCode::kResourceExhausted);
         return Fail(absl::ResourceExhaustedError(
             "replica: too many requests waiting for execution; retry later"));
+      case AddResult::kClientFull:
+        owner_->CountRejected(absl::StatusCode::kResourceExhausted);
+        return Fail(absl::ResourceExhaustedError(absl::StrCat(
+            "replica: client ", key_.first, " has ",
+            owner_->limits_.client_pending_max,
+            " calls waiting for execution (its share); retry later")));
     }
     absl::Status accepted =
         owner_->handlers_.submit(request_.request(), decoded_);
@@ -219,11 +249,14 @@ class ClientService::StatusCall final : public Call {
 };
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
+                             Limits limits)
+    : verifier_(verifier), handlers_(std::move(handlers)), limits_(limits) {}
+
+ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                              size_t pending_max, size_t operation_bytes_max)
-    : verifier_(verifier),
-      handlers_(std::move(handlers)),
-      pending_max_(pending_max),
-      operation_bytes_max_(operation_bytes_max) {}
+    : ClientService(
+          verifier, std::move(handlers),
+          Limits{pending_max, pending_max, operation_bytes_max, SIZE_MAX}) {}
 
 ClientService::~ClientService() { Shutdown(); }
 
@@ -298,11 +331,31 @@ absl::Status ClientService::Admit(const pbft::v1::Envelope& e, bool read_only,
             ? "request.read_only: must be set for Query"
             : "request.read_only: must not be set for Submit (use Query)");
   }
-  if (request->operation().size() > operation_bytes_max_) {
+  return CheckSize(e, *request);
+  return absl::OkStatus();
+}
+
+// Refuses before ordering what can never be ordered or executed as a whole:
+// a request over the batch byte limit, or (ordered requests) one with more
+// operations than a request may carry.
+absl::Status ClientService::CheckSize(const pbft::v1::Envelope& e,
+                                      const pbft::v1::Request& request) {
+  const size_t bytes = RequestBytes(e);
+  if (bytes > limits_.request_bytes_max) {
     CountRejected(absl::StatusCode::kResourceExhausted);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("request.operation: ", request->operation().size(),
-                     " bytes exceeds the limit of ", operation_bytes_max_));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request: ", bytes, " bytes (operation ", request.operation().size(),
+        " bytes) exceeds the cluster's batch_bytes_max of ",
+        limits_.request_bytes_max));
+  }
+  if (request.read_only()) return absl::OkStatus();
+  const size_t ops = CountOperations(request.operation());
+  if (ops > limits_.request_operations_max) {
+    CountRejected(absl::StatusCode::kResourceExhausted);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request.operation: ", ops,
+        " operations exceed the cluster's request_operations_max of ",
+        limits_.request_operations_max, " (TOO_MANY_OPERATIONS)"));
   }
   return absl::OkStatus();
 }
@@ -311,7 +364,16 @@ ClientService::AddResult ClientService::AddPending(
     std::pair<uint64_t, uint64_t> key, SubmitCall* call) {
   absl::MutexLock l(&mu_);
   if (call->done_) return AddResult::kCallDone;
-  if (pending_.size() >= pending_max_) return AddResult::kFull;
+  size_t& mine = pending_by_client_[key.first];
+  if (mine >= limits_.client_pending_max) {
+    if (mine == 0) pending_by_client_.erase(key.first);
+    return AddResult::kClientFull;
+  }
+  if (pending_.size() >= limits_.pending_max) {
+    if (mine == 0) pending_by_client_.erase(key.first);
+    return AddResult::kFull;
+  }
+  ++mine;
   pending_.emplace(key, call);
   call->registered_ = true;
   return AddResult::kAdded;
@@ -323,6 +385,9 @@ void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
   call->done_ = true;
   if (!call->registered_) return;
   call->registered_ = false;
+  auto mine = pending_by_client_.find(key.first);
+  CHECK(mine != pending_by_client_.end() && mine->second > 0);
+  if (--mine->second == 0) pending_by_client_.erase(mine);
   auto [begin, end] = pending_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
     if (it->second == call) {

@@ -6,7 +6,11 @@
 // client or a bad signature, INVALID_ARGUMENT for a malformed request);
 // then the call waits, registered under (client id, request number), until
 // the owner calls DeliverReply for that key, or the client gives up. The
-// number of waiting calls is bounded: beyond it, RESOURCE_EXHAUSTED.
+// number of waiting calls is bounded, in all and per client: a client over
+// its share gets RESOURCE_EXHAUSTED, and so does everyone once the total is
+// reached. A request larger than a batch, or with more operations than a
+// request may carry, is refused here with RESOURCE_EXHAUSTED before it is
+// ordered.
 // Query: verified the same way and answered asynchronously by the owner.
 // Status: answered at once by the owner's callback.
 //
@@ -49,6 +53,14 @@ class ClientService {
     std::function<v1::StatusResponse()> status;
   };
 
+  struct Limits {
+    size_t pending_max = 10000;            // Waiting Submit calls, in all.
+    size_t client_pending_max = 10000;     // ... of one client.
+    size_t request_bytes_max = 4 << 20;    // RequestBytes of one request.
+    size_t request_operations_max = 8192;  // Operations in one request.
+  };
+  ClientService(VerifyPool* verifier, Handlers handlers, Limits limits);
+  // Older form: no per-client share, no operation count check.
   ClientService(VerifyPool* verifier, Handlers handlers, size_t pending_max,
                 size_t operation_bytes_max);
   ~ClientService();
@@ -79,7 +91,9 @@ class ClientService {
   // Verifies and decodes a client envelope; the status is the gRPC answer.
   absl::Status Admit(const pbft::v1::Envelope& e, bool read_only,
                      pbft::v1::Request* request);
-  enum class AddResult { kAdded, kFull, kCallDone };
+  absl::Status CheckSize(const pbft::v1::Envelope& e,
+                         const pbft::v1::Request& request);
+  enum class AddResult { kAdded, kFull, kClientFull, kCallDone };
   AddResult AddPending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
   // Also marks the call done: it will not be added again.
   void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
@@ -88,8 +102,7 @@ class ClientService {
 
   VerifyPool* verifier_;
   Handlers handlers_;
-  const size_t pending_max_;
-  const size_t operation_bytes_max_;
+  const Limits limits_;
   v1::LedgerService::AsyncService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::vector<std::thread> threads_;
@@ -98,6 +111,8 @@ class ClientService {
   mutable absl::Mutex mu_;
   std::multimap<std::pair<uint64_t, uint64_t>, SubmitCall*> pending_
       ABSL_GUARDED_BY(mu_);
+  // Waiting calls per client (clients with at least one only).
+  std::map<uint64_t, size_t> pending_by_client_ ABSL_GUARDED_BY(mu_);
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };
 

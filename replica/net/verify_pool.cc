@@ -1,6 +1,9 @@
 #include "replica/net/verify_pool.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/codec.h"
 #include "common/crypto.h"
 
@@ -49,6 +52,8 @@ const char* DropReasonName(DropReason r) {
       return "non_canonical";
     case DropReason::kTooManyEntries:
       return "too_many_entries";
+    case DropReason::kOutOfWindowThrottled:
+      return "out_of_window_throttled";
     case DropReason::kCount:
       break;
   }
@@ -64,9 +69,10 @@ VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
       queue_(limits.n + 1, share,
              FairQueue<pbft::v1::Envelope>::Overflow::kRefuseNew),
       cache_(kVerifiedCacheMax),
-      by_sender_(new std::atomic<uint64_t>[(limits.n + 1) *
-                                           static_cast<size_t>(
-                                               DropReason::kCount)]()) {
+      by_sender_(
+          new std::atomic<uint64_t>[(limits.n + 1) *
+                                    static_cast<size_t>(DropReason::kCount)]()),
+      allowance_(limits.n + 1) {
   CHECK_GT(threads, 0);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
@@ -97,10 +103,54 @@ bool VerifyPool::Submit(pbft::v1::Envelope e) {
     return false;
   }
   const size_t source = Source(e);
+  if (!WithinWindowAllowance(e, source)) {
+    by_sender_[Slot(source, DropReason::kOutOfWindowThrottled)]++;
+    return false;
+  }
   const size_t bytes = e.payload().size() + e.signature().size() + 32;
   if (queue_.Push(source, std::move(e), bytes).accepted) return true;
   by_sender_[Slot(source, DropReason::kQueueFull)]++;
   return false;
+}
+
+bool VerifyPool::WithinWindowAllowance(const pbft::v1::Envelope& e,
+                                       size_t source) {
+  const uint64_t high = high_.load();
+  if (high == 0) return true;
+  uint64_t seq = 0;
+  switch (e.type()) {
+    case pbft::v1::MESSAGE_TYPE_PREPARE:
+    case pbft::v1::MESSAGE_TYPE_COMMIT: {
+      pbft::v1::Prepare v;  // COMMIT has the same fields.
+      if (!v.ParseFromString(e.payload())) return true;  // Refused later.
+      seq = v.seq();
+      break;
+    }
+    case pbft::v1::MESSAGE_TYPE_CHECKPOINT: {
+      pbft::v1::Checkpoint c;
+      if (!c.ParseFromString(e.payload())) return true;
+      seq = c.seq();
+      break;
+    }
+    default:
+      return true;
+  }
+  // The core keeps some messages above H while it catches up, so only
+  // what lies beyond a second window counts against the allowance.
+  const uint64_t low = low_.load();
+  if (seq > low && seq <= high + (high - low)) return true;
+  absl::MutexLock l(&allowance_mu_);
+  Allowance& a = allowance_[source];
+  const absl::Time now = absl::Now();
+  if (a.refilled != absl::InfinitePast()) {
+    a.tokens = std::min(kOutOfWindowPerSecond,
+                        a.tokens + kOutOfWindowPerSecond *
+                                       absl::ToDoubleSeconds(now - a.refilled));
+  }
+  a.refilled = now;
+  if (a.tokens < 1.0) return false;
+  a.tokens -= 1.0;
+  return true;
 }
 
 bool VerifyPool::CheckOne(const pbft::v1::Envelope& e) {

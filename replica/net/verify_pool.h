@@ -2,8 +2,8 @@
 //
 // Envelopes from peers and clients are queued here; worker threads check the
 // envelope signature and, for a PRE-PREPARE, every client request inside it
-// (a primary must not be able to forge requests, PBFT.md §4.2), and hand only
-// verified envelopes to `deliver`. What fails is dropped and counted by
+// (a primary must not be able to forge requests, Castro–Liskov §4.2), and hand
+// only verified envelopes to `deliver`. What fails is dropped and counted by
 // reason; nothing unverified reaches the core.
 //
 // Before a signature is checked, a message over its type's byte limit is
@@ -31,6 +31,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/envelope.h"
 #include "common/fair_queue.h"
 #include "common/wire_limits.h"
@@ -62,6 +63,9 @@ enum class DropReason {
   kOversizeForType,   // Over its message type's byte limit.
   kNonCanonical,      // Unknown fields or not the canonical encoding.
   kTooManyEntries,    // More nested entries than its type allows.
+  // A vote or checkpoint outside the receiver's window, beyond the few a
+  // second per sender the core needs to notice that it lags.
+  kOutOfWindowThrottled,
   kCount,
 };
 const char* DropReasonName(DropReason r);
@@ -83,6 +87,17 @@ class VerifyPool {
   // type's limit or its sender's share is full.
   bool Submit(pbft::v1::Envelope e);
 
+  // The core's window (h, H], published by its owner: votes and checkpoints
+  // at or below h or beyond H + (H - h) are useful to the core only as a
+  // sign that it lags, so beyond `kOutOfWindowPerSecond` a second per
+  // sender they are refused before their signature is checked. (0, 0): no
+  // window known yet.
+  void SetWindow(uint64_t low, uint64_t high) {
+    low_ = low;
+    high_ = high;
+  }
+  static constexpr double kOutOfWindowPerSecond = 100;
+
   // Verifies synchronously on the caller's thread (client Submit path) and
   // remembers the result in the cache.
   absl::Status VerifyNow(const pbft::v1::Envelope& e);
@@ -98,6 +113,9 @@ class VerifyPool {
 
  private:
   void Run();
+  // False if `e` is a vote or checkpoint outside the window and its
+  // sender's out-of-window allowance is spent.
+  bool WithinWindowAllowance(const pbft::v1::Envelope& e, size_t source);
   // Replica messages are charged to their claimed sender; client requests
   // (forwarded by peers) and unknown senders share one more slot.
   size_t Source(const pbft::v1::Envelope& e) const;
@@ -119,6 +137,13 @@ class VerifyPool {
   VerifiedCache cache_;
   // (limits.n + 1) x DropReason::kCount counters.
   std::unique_ptr<std::atomic<uint64_t>[]> by_sender_;
+  std::atomic<uint64_t> low_{0}, high_{0};
+  absl::Mutex allowance_mu_;
+  struct Allowance {
+    double tokens = kOutOfWindowPerSecond;
+    absl::Time refilled = absl::InfinitePast();
+  };
+  std::vector<Allowance> allowance_ ABSL_GUARDED_BY(allowance_mu_);
   std::atomic<uint64_t> verified_{0};
   std::atomic<uint64_t> cache_hits_{0};
   std::vector<std::thread> threads_;

@@ -1,5 +1,5 @@
-// What the PBFT core must remember across a crash (PBFT.md, crash
-// recovery): its view, the pre-prepares it accepted or sent and its own
+// What the PBFT core must remember across a crash (docs/protocol.md,
+// crash recovery): its view, the pre-prepares it accepted or sent and its own
 // PREPARE, COMMIT and CHECKPOINT envelopes above the stable checkpoint, and
 // the stable checkpoint's proof. One LevelDB at <data-dir>/protocol.
 //

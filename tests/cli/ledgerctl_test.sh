@@ -8,7 +8,7 @@ DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# cluster init (the DESIGN.md contract) writes a loadable config + keys.
+# cluster init (the contract in docs/operations.md) writes a loadable config + keys.
 "$BIN" cluster init --replicas 4 --clients 2 --out "$DIR/c" --base-port 9300 >/dev/null
 [[ -f "$DIR/c/cluster.json" ]] || fail "no cluster.json"
 for k in replica-0 replica-1 replica-2 replica-3 client-1 client-2; do

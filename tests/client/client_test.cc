@@ -15,6 +15,11 @@
 #include "common/keyfile.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "leveldb/env.h"
+#include "leveldb/helpers/memenv.h"
+#include "replica/ledger/block.h"
+#include "replica/ledger/ledger.h"
+#include "tests/ledger/block_factory.h"
 #include "tests/unit/test_util.h"
 
 namespace ledger {
@@ -27,7 +32,15 @@ enum class Behaviour {
   kDown,            // UNAVAILABLE on every call.
   kFlaky,           // UNAVAILABLE on the first call, then honest.
   kRejectArgument,  // INVALID_ARGUMENT (as if the request were malformed).
+  // Honest, but the client's last number here is kStaleFloor (another
+  // process of the same key ran ahead): lower numbers get a signed stale
+  // rejection naming it, as ledgerd sends.
+  kStaleFloor,
+  kLyingStale,  // Byzantine: refuses everything as stale below 2^63.
 };
+
+// A client number far above any wall clock in microseconds.
+constexpr uint64_t kStaleFloor = uint64_t{1} << 60;
 
 class FakeReplica final : public v1::LedgerService::Service {
  public:
@@ -49,6 +62,21 @@ class FakeReplica final : public v1::LedgerService::Service {
     }
     pbft::v1::Request r;
     r.ParseFromString(req->request().payload());
+    if (behaviour_ == Behaviour::kLyingStale ||
+        (behaviour_ == Behaviour::kStaleFloor &&
+         r.request_number() <= kStaleFloor)) {
+      pbft::v1::Reply reply;
+      reply.set_request_number(r.request_number());
+      reply.set_client_id(r.client_id());
+      reply.set_replica_id(id_);
+      reply.set_rejected(pbft::v1::REJECT_REASON_STALE_REQUEST_NUMBER);
+      reply.set_last_request_number(behaviour_ == Behaviour::kLyingStale
+                                        ? uint64_t{1} << 63
+                                        : kStaleFloor);
+      *resp->mutable_reply() =
+          signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply);
+      return grpc::Status::OK;
+    }
     v1::OperationBatch batch;
     batch.ParseFromString(r.operation());
     v1::OperationResults results;
@@ -86,14 +114,26 @@ class FakeReplica final : public v1::LedgerService::Service {
     q.set_replica_id(id_);
     q.set_client_id(r.client_id());
     q.set_request_number(r.request_number());
-    q.mutable_head()->set_height(behaviour_ == Behaviour::kWrongResult ? 999
-                                                                       : 42);
+    v1::Query query;
+    if (answer_ && query.ParseFromString(r.operation())) {
+      answer_(query, &q);
+    } else {
+      q.mutable_head()->set_height(behaviour_ == Behaviour::kWrongResult ? 999
+                                                                         : 42);
+    }
     *resp->mutable_reply() =
         signer_->SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, q);
     return grpc::Status::OK;
   }
 
+  // Submit calls (ordered requests) so far.
   int calls() const { return calls_.load(); }
+  // Answers read-only queries with `answer` instead of a fixed head. Set
+  // before the first query.
+  void SetAnswer(
+      std::function<void(const v1::Query&, v1::QueryReply*)> answer) {
+    answer_ = std::move(answer);
+  }
 
  private:
   grpc::Status Gate() {
@@ -117,18 +157,27 @@ class FakeReplica final : public v1::LedgerService::Service {
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
   std::atomic<bool> flaked_{false};
+  std::function<void(const v1::Query&, v1::QueryReply*)> answer_;
 };
 
 class ClientTest : public ::testing::Test {
  protected:
   // Starts 4 fake replicas (f = 1) with the given behaviours and writes the
-  // cluster config + a client key.
-  void StartCluster(std::vector<Behaviour> behaviours) {
+  // cluster config + a client key. With `factory`: its cluster (keys,
+  // clients, genesis) and its client 3 as the SDK's key.
+  void StartCluster(std::vector<Behaviour> behaviours,
+                    const testing::BlockFactory* factory = nullptr) {
     v1::ClusterConfig config;
     config.set_cluster_id("client-test");
     config.set_f(1);
+    if (factory != nullptr) {
+      config = factory->config();
+      config.clear_replicas();
+    }
     for (uint32_t i = 0; i < behaviours.size(); ++i) {
-      crypto::SecretKey key = crypto::SecretKey::Generate();
+      crypto::SecretKey key = factory != nullptr
+                                  ? factory->replica_key(i)
+                                  : crypto::SecretKey::Generate();
       replicas_.push_back(std::make_unique<FakeReplica>(i, key, behaviours[i]));
       grpc::ServerBuilder b;
       int port = 0;
@@ -142,10 +191,14 @@ class ClientTest : public ::testing::Test {
       r->set_address("127.0.0.1:" + std::to_string(port));
       r->set_public_key(key.public_key().ToBytes());
     }
-    crypto::SecretKey client_key = crypto::SecretKey::Generate();
-    v1::ClientConfig* c = config.add_clients();
-    c->set_id(5);
-    c->set_public_key(client_key.public_key().ToBytes());
+    crypto::SecretKey client_key = factory != nullptr
+                                       ? factory->client_key(3)
+                                       : crypto::SecretKey::Generate();
+    if (factory == nullptr) {
+      v1::ClientConfig* c = config.add_clients();
+      c->set_id(5);
+      c->set_public_key(client_key.public_key().ToBytes());
+    }
     absl::StatusOr<Cluster> cluster = Cluster::FromProto(config, "test");
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     for (auto& r : replicas_) r->Init(*cluster);
@@ -285,6 +338,95 @@ TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
   EXPECT_GT(replicas_[2]->calls(), 0);  // It went through Submit.
 }
 
+// Four fake replicas answering read-only queries from real ledgers that
+// committed the same block (a transfer 7 from account 1 to 2) in different
+// views, so with different pre-prepares and certificates. `tamper` may
+// change replica i's answer.
+class LedgerClusterTest : public ClientTest {
+ protected:
+  using Tamper = std::function<void(uint32_t, v1::QueryReply*)>;
+  void StartLedgers(const Tamper& tamper) {
+    StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest}, &f_);
+    const std::vector<pbft::v1::Envelope> requests = {f_.Request(
+        1, testing::Ops({testing::TransferOp(testing::Id(7), testing::Id(1),
+                                             testing::Id(2), 5)}))};
+    for (uint32_t i = 0; i < 4; ++i) {
+      envs_.emplace_back(leveldb::NewMemEnv(leveldb::Env::Default()));
+      LedgerOptions o;
+      o.env = envs_.back().get();
+      ledgers_.push_back(*Ledger::Open(f_.cluster(), "/ledger", o));
+      // Replica i committed the batch in view i, with 3 or 4 commits.
+      ASSERT_TRUE(ledgers_.back()
+                      ->ApplyBlock(f_.MakeBlock(1, requests, /*view=*/i, 0,
+                                                /*commits=*/3 + i % 2))
+                      .ok());
+      Ledger* l = ledgers_.back().get();
+      replicas_[i]->SetAnswer(
+          [l, i, tamper](const v1::Query& q, v1::QueryReply* r) {
+            ASSERT_TRUE(l->Answer(q, r).ok());
+            tamper(i, r);
+          });
+    }
+  }
+
+  testing::BlockFactory f_;
+  std::vector<std::unique_ptr<leveldb::Env>> envs_;
+  std::vector<std::unique_ptr<Ledger>> ledgers_;
+};
+
+// Correct replicas answer a read-only GetBlock identically but for
+// block_commit: the SDK completes on 2f+1 matching answers without the
+// ordered fallback, skips a replica's invalid certificate and returns the
+// block with one it verified (docs/api.md "Blocks").
+TEST_F(LedgerClusterTest, ReadOnlyGetBlockMatchesAcrossViews) {
+  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+    if (i == 0 && r->has_block_commit()) {  // A certificate that fails.
+      r->mutable_block_commit()
+          ->mutable_certificate()
+          ->mutable_commits(0)
+          ->mutable_signature()
+          ->back() ^= 1;
+    }
+  });
+  auto c = NewClient();
+  absl::StatusOr<v1::Block> b = c->GetBlock(1, absl::Seconds(4));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(BlockHash(b->header()).ToBytes(), ledgers_[1]->head().block_hash());
+  EXPECT_EQ(b->requests_size(), 1);
+  EXPECT_NE(b->view(), 0u);  // Replica 0's forged certificate was skipped.
+  EXPECT_TRUE(VerifyBlockCommit(f_.cluster(), f_.cluster().MakeVerifier(),
+                                b->header(), b->view(), b->pre_prepare(),
+                                b->certificate())
+                  .ok());
+  for (const auto& r : replicas_) EXPECT_EQ(r->calls(), 0);  // No fallback.
+}
+
+// A receipt fetched from the cluster: one lying replica (another outcome)
+// is outvoted, the SDK verifies the certificate and the whole receipt, and
+// the receipt's header is every replica's block 1.
+TEST_F(LedgerClusterTest, GetReceiptFromTheCluster) {
+  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+    if (i == 2 && r->has_receipt()) {
+      r->mutable_receipt()->mutable_transfer()->set_result(
+          v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+    }
+  });
+  auto c = NewClient();
+  absl::StatusOr<v1::Receipt> receipt =
+      c->GetReceipt(testing::Id(7), absl::Seconds(4));
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  EXPECT_EQ(receipt->transfer().result(), v1::RESULT_CODE_OK);
+  EXPECT_GE(receipt->certificate().commits_size(), 3);
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(f_.cluster(), *receipt);
+  ASSERT_TRUE(s.ok()) << s.status();
+  for (const auto& l : ledgers_) {
+    EXPECT_EQ(s->block_hash.ToBytes(), l->head().block_hash());
+  }
+  absl::StatusOr<v1::Receipt> none =
+      c->GetReceipt(testing::Id(99), absl::Seconds(4));
+  EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
+}
+
 TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   // The fake echoes the request number as seq. Two client instances one
@@ -301,6 +443,49 @@ TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
   }
   for (size_t i = 1; i < seen.size(); ++i) {
     EXPECT_LT(seen[i - 1], seen[i]) << "request " << i;
+  }
+}
+
+TEST_F(ClientTest, StaleRejectionsFromFPlusOneRenumberTheRequest) {
+  // Another process of this key ran ahead of our clock: f+1 signed stale
+  // rejections name its last number; the SDK renumbers above it and the
+  // request executes, with no "outcome unknown".
+  StartCluster({B::kStaleFloor, B::kStaleFloor, B::kStaleFloor, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->seq(), kStaleFloor);  // The fake echoes the number.
+  // The next request starts above it at once.
+  r = c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->seq(), kStaleFloor + 1);
+}
+
+TEST_F(ClientTest, OneLyingStaleRejectionCannotPushTheNumber) {
+  StartCluster({B::kLyingStale, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LT(r->seq(), kStaleFloor);  // Still a wall-clock number.
+}
+
+TEST_F(ClientTest, PipelinedCallsOfOneClientAreNumberedInSendingOrder) {
+  // Many async calls at once: each number is assigned when the call goes
+  // out, one at a time, so no call can overtake another and turn stale.
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  std::vector<std::future<absl::StatusOr<v1::OperationResults>>> fs;
+  v1::OperationBatch b;
+  *b.add_operations()->mutable_transfer() = SomeTransfer();
+  for (int i = 0; i < 20; ++i) fs.push_back(c->SubmitFuture(b));
+  uint64_t prev = 0;
+  for (auto& f : fs) {
+    absl::StatusOr<v1::OperationResults> r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->seq(), prev);  // Completed in submission order.
+    prev = r->seq();
   }
 }
 

@@ -6,9 +6,9 @@
 #   1. replica 2 is down (so the attacker's votes are needed for a quorum);
 #      the attacker sends every vote and checkpoint padded, then plain;
 #   2. replica 2 comes back and must catch up from the two correct peers
-#      that now hold the certificates formed during the attack; the
-#      attacker falls silent and the three correct replicas must keep
-#      ordering without it;
+#      that now hold the certificates formed during the attack; then the
+#      attacker is gone and the three correct replicas must keep ordering
+#      without it;
 #   3. the attacker floods FETCH requests and out-of-window votes while
 #      the three correct replicas order;
 #   4. the attacker stops reading its streams (the others' send queues to
@@ -62,23 +62,18 @@ base_rps=$(field "$base" requests_per_s)
 #    replica 2 goes down, so the attacker's votes are needed for every
 #    quorum, and each of them arrives padded first, plain second.
 stop_replica "$DIR" 3 TERM
-attack pad 14 300
+attack pad 120 10
 sleep 3
 stop_replica "$DIR" 2 TERM
 during=$(bench 6 pad)
 echo "attacker padding (replica 2 down): $during"
 [[ "$(field "$during" requests)" -gt 0 ]] || fail "no request completed while the attacker padded: $during"
 
-# 2. Replica 2 returns while the attacker still votes, then the attacker
-#    falls silent: replica 2 must catch up from the two correct peers that
-#    hold what was certified during the attack, and the three correct
-#    replicas must order without the attacker.
+# 2. Replica 2 returns while the attacker still votes: it must catch up
+#    from the two correct peers that hold what was certified during the
+#    attack. Then the attacker is gone, and the three correct replicas
+#    must order without it.
 start_replica "$DIR" 2
-after=$(bench 14 after-pad)
-echo "after the padding attack, attacker silent: $after"
-[[ "$(field "$after" requests)" -gt 0 ]] || fail "no request completed after the attack: $after"
-gap=$(field "$after" max_gap_ms)
-(( ${gap%.*} <= GAP_MAX_MS )) || fail "stalled ${gap} ms after the attack (max ${GAP_MAX_MS}): $after"
 wait_caught_up_to() {  # WHO REF SECONDS
   local target got deadline
   target=$(executed_of "$2"); deadline=$(( $(date +%s) + $3 ))
@@ -91,15 +86,11 @@ wait_caught_up_to() {  # WHO REF SECONDS
 }
 wait_caught_up_to 2 0 60
 kill -KILL "$ATTACKER" 2>/dev/null || true; wait "$ATTACKER" 2>/dev/null || true; ATTACKER=
-
-view_of() {
-  { ctl status --json 2>/dev/null || true; } | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if int(r.get("replica_id", -1)) == int(sys.argv[1]) and "error" not in r:
-        print(int(r.get("view", 0)))
-' "$1"
-}
+after=$(bench 10 after-pad)
+echo "after the padding attack, attacker gone: $after"
+[[ "$(field "$after" requests)" -gt 0 ]] || fail "no request completed after the attack: $after"
+gap=$(field "$after" max_gap_ms)
+(( ${gap%.*} <= GAP_MAX_MS )) || fail "stalled ${gap} ms after the attack (max ${GAP_MAX_MS}): $after"
 
 # 3. FETCH and vote floods while the three correct replicas order: they
 #    must not slow the primary into a view change.
@@ -144,18 +135,10 @@ echo "requests/s: baseline ${base_rps}; after padding $(field "$after" requests_
 ANY_BAD_EXIT=0
 stop_all "$DIR"
 (( ANY_BAD_EXIT == 0 )) || fail "a replica did not exit cleanly on SIGTERM"
-for i in 0 1 2 3; do
-  "$BIN/ledgerctl" verify --data-dir "$DIR/data-$i" --json >"$DIR/verify-$i" 2>&1 \
-    || fail "verify replica $i: $(cat "$DIR/verify-$i")"
-done
-python3 - "$DIR" <<'EOF' || fail "replicas disagree"
-import json, sys
-d = sys.argv[1]
-v = [json.load(open(f"{d}/verify-{i}")) for i in range(4)]
-h = min(int(x.get("height", x.get("blocks", 0))) for x in v)
-heads = {x["head_hash"] for x in v}
-states = {x["state_digest"] for x in v}
-print("verify:", [(x.get("height", x.get("blocks")), x["head_hash"][:12]) for x in v])
-sys.exit(0 if len(heads) == 1 and len(states) == 1 else 1)
-EOF
+# Every chain verifies, and all four agree (ledgerctl verify --compare).
+"$BIN/ledgerctl" verify --data-dir "$DIR/data-0" \
+  --compare "$DIR/data-1,$DIR/data-2,$DIR/data-3" >"$DIR/verify" 2>&1 \
+  || fail "verify/compare: $(tail -5 "$DIR/verify")"
+grep -q "compare: ok: 4 chains agree" "$DIR/verify" || fail "chains differ: $(tail -5 "$DIR/verify")"
+tail -1 "$DIR/verify"
 echo "byzantine_replica_test: ok"

@@ -13,15 +13,6 @@ source "$(dirname "$0")/lib.sh"
 DIR=$(mktemp -d)
 trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
 
-view_of() {
-  { ctl status --json 2>/dev/null || true; } | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if int(r.get("replica_id", -1)) == int(sys.argv[1]) and "error" not in r:
-        print(int(r.get("view", 0)))
-' "$1"
-}
-
 # Waits until replica WHO has executed what REF had executed when the wait
 # began. Transfers keep flowing meanwhile: a lagging replica catching up in
 # a busy cluster (cluster_test.sh checks the idle case).

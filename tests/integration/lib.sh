@@ -6,6 +6,7 @@
 #                                  the exit status is left in STOP_RC
 #   wait_ready DIR N SECONDS       until N replicas report ready
 #   stop_all DIR                   SIGTERM every replica still running
+#   view_of I                      the view replica I reports
 set -euo pipefail
 BIN=$(cd "$BIN" && pwd)  # Absolute: replicas run in their own directories.
 
@@ -108,4 +109,14 @@ try:
 except ValueError:
     pass
 ' "$i"
+}
+
+# The view replica I reports (empty if unreachable).
+view_of() {
+  { ctl status --json 2>/dev/null || true; } | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    if int(r.get("replica_id", -1)) == int(sys.argv[1]) and "error" not in r:
+        print(int(r.get("view", 0)))
+' "$1"
 }

@@ -212,6 +212,10 @@ class BlockFactory {
     r.set_result(result);
     return replica(i).SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, r);
   }
+  const FactoryOptions& options() const { return options_; }
+  // The keys behind replica(i) and client c's signer (fake servers).
+  crypto::SecretKey replica_key(uint32_t i) const { return Key(0x10000 + i); }
+  crypto::SecretKey client_key(uint64_t c) const { return Key(c); }
 
  private:
   crypto::SecretKey Key(uint64_t n) const {

@@ -4,6 +4,7 @@
 
 #include "common/envelope.h"
 #include "gtest/gtest.h"
+#include "replica/ledger/block.h"
 #include "replica/ledger/ledger_internal.h"
 #include "tests/ledger/ledger_test_util.h"
 
@@ -404,9 +405,101 @@ TEST(LedgerBlocks, NullBatchIsAnEmptyLinkedBlock) {
   EXPECT_EQ(block->header().previous_hash(), b1.block_hash.ToBytes());
   EXPECT_EQ(block->header().batch_digest(), NullBatchDigest().ToBytes());
   EXPECT_EQ(block->requests_size(), 0);
-  EXPECT_EQ(internal::HeaderHash(block->header()), b2.block_hash);
+  EXPECT_EQ(BlockHash(block->header()), b2.block_hash);
   absl::StatusOr<v1::Block> first = m.ledger().GetBlock(1);
   EXPECT_EQ(first->header().previous_hash(), std::string(32, '\0'));
+}
+
+// Replicas may commit one batch in different views with different commit
+// certificates (a batch committed at one replica in view v is re-proposed
+// to the others in view v+1 by the next primary's NEW-VIEW): the block
+// hashes must not depend on either, or correct replicas' chains fork.
+TEST(LedgerBlocks, SameBatchInOtherViewsGivesTheSameHashes) {
+  MemLedger a;
+  MemLedger b;  // Same options: the same cluster, keys and genesis.
+  auto& f = a.factory();
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    std::vector<pbft::v1::Envelope> requests = {
+        f.Request(1, Ops({TransferOp(Id(10 + seq), Id(1), Id(2), seq)})),
+        f.Request(2, Ops({TransferOp(Id(20 + seq), Id(2), Id(9), 1)}))};
+    const uint64_t timestamp_ms = 5000 + seq;
+    BlockInput at_a = f.MakeBlock(seq, requests, /*view=*/0, timestamp_ms);
+    BlockInput at_b =
+        f.MakeBlock(seq, requests, /*view=*/seq, timestamp_ms, /*commits=*/4);
+    ASSERT_NE(at_a.pre_prepare.SerializeAsString(),
+              at_b.pre_prepare.SerializeAsString());
+    absl::StatusOr<BlockResult> ra = a.ledger().ApplyBlock(at_a);
+    absl::StatusOr<BlockResult> rb = b.ledger().ApplyBlock(at_b);
+    ASSERT_TRUE(ra.ok()) << ra.status();
+    ASSERT_TRUE(rb.ok()) << rb.status();
+    EXPECT_EQ(ra->block_hash, rb->block_hash) << "height " << seq;
+    EXPECT_EQ(ra->state_digest, rb->state_digest);
+    absl::StatusOr<v1::Block> ba = a.ledger().GetBlock(seq);
+    absl::StatusOr<v1::Block> bb = b.ledger().GetBlock(seq);
+    ASSERT_TRUE(ba.ok() && bb.ok());
+    // Byte-identical headers; the view and certificate are kept beside.
+    EXPECT_EQ(ba->header().SerializeAsString(),
+              bb->header().SerializeAsString());
+    EXPECT_EQ(ba->view(), 0u);
+    EXPECT_EQ(bb->view(), seq);
+    EXPECT_EQ(ba->certificate().commits_size(), 3);
+    EXPECT_EQ(bb->certificate().commits_size(), 4);
+  }
+  EXPECT_EQ(a.ledger().head().SerializeAsString(),
+            b.ledger().head().SerializeAsString());
+
+  // Read-only GetBlock answers are byte-identical but for block_commit, the
+  // per-replica part that clients verify instead of matching.
+  v1::Query q;
+  q.mutable_get_block()->set_height(2);
+  v1::QueryReply qa, qb;
+  ASSERT_TRUE(a.ledger().Answer(q, &qa).ok());
+  ASSERT_TRUE(b.ledger().Answer(q, &qb).ok());
+  EXPECT_EQ(qa.block_commit().view(), 0u);
+  EXPECT_EQ(qb.block_commit().view(), 2u);
+  EXPECT_EQ(qb.block_commit().certificate().commits_size(), 4);
+  EXPECT_FALSE(qa.block().has_certificate());
+  EXPECT_FALSE(qa.block().has_pre_prepare());
+  EXPECT_EQ(qa.block().requests_size(), 2);
+  qa.clear_block_commit();
+  qb.clear_block_commit();
+  EXPECT_EQ(qa.SerializeAsString(), qb.SerializeAsString());
+
+  // An ordered GetBlock: the reply's result bytes are identical.
+  v1::Operation op;
+  op.mutable_query()->mutable_get_block()->set_height(1);
+  std::vector<pbft::v1::Envelope> requests = {f.Request(3, Ops({op}))};
+  absl::StatusOr<BlockResult> ra =
+      a.ledger().ApplyBlock(f.MakeBlock(4, requests, 0));
+  absl::StatusOr<BlockResult> rb =
+      b.ledger().ApplyBlock(f.MakeBlock(4, requests, 3, 0, 4));
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  std::string result_a = ra->outcomes[0].result;
+  std::string result_b = rb->outcomes[0].result;
+  ASSERT_TRUE(a.ledger().FillQueryAnswers(requests[0], &result_a).ok());
+  ASSERT_TRUE(b.ledger().FillQueryAnswers(requests[0], &result_b).ok());
+  EXPECT_EQ(result_a, result_b);
+  v1::OperationResults parsed;
+  ASSERT_TRUE(parsed.ParseFromString(result_a));
+  EXPECT_EQ(parsed.results(0).answer().block().header().height(), 1u);
+}
+
+// The results root commits the header to each request's outcome.
+TEST(LedgerBlocks, HeaderCommitsToResults) {
+  MemLedger m;
+  auto& f = m.factory();
+  BlockResult r = m.Apply(
+      {f.Request(1, Ops({TransferOp(Id(7), Id(1), Id(2), 5)})),
+       f.Request(2, Ops({TransferOp(Id(8), Id(2), Id(3), 2'000'000)}))});
+  absl::StatusOr<v1::Block> b = m.ledger().GetBlock(1);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->results_size(), 2);
+  EXPECT_EQ(b->results(0), r.outcomes[0].result);
+  EXPECT_EQ(b->header().results_root(), ResultsRoot(b->results()).ToBytes());
+  v1::Block other = *b;
+  other.mutable_results(1)->back() ^= 1;
+  EXPECT_NE(ResultsRoot(other.results()).ToBytes(), b->header().results_root());
+  EXPECT_EQ(BlockHash(b->header()), r.block_hash);
 }
 
 TEST(LedgerBlocks, HeaderCertificateAndQueries) {
@@ -421,7 +514,7 @@ TEST(LedgerBlocks, HeaderCertificateAndQueries) {
   ASSERT_TRUE(r.ok()) << r.status();
   absl::StatusOr<v1::Block> b = m.ledger().GetBlock(1);
   ASSERT_TRUE(b.ok());
-  EXPECT_EQ(b->header().view(), 5u);
+  EXPECT_EQ(b->view(), 5u);
   EXPECT_EQ(b->header().timestamp_ms(), 1234u);
   EXPECT_EQ(b->header().batch_digest(), in.batch_digest.ToBytes());
   EXPECT_EQ(b->header().state_digest(), r->state_digest.ToBytes());

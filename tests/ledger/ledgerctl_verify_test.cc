@@ -94,6 +94,70 @@ TEST_F(LedgerctlVerifyTest, TamperedChainFailsNamingTheHeight) {
   EXPECT_NE(r.out.find("FAILED at height 3"), std::string::npos) << r.out;
 }
 
+// Another replica's data dir: the same batches committed in other views
+// with other certificates (and, from `fork_at`, another batch).
+void BuildReplica(const testing::BlockFactory& f, const std::string& dir,
+                  uint64_t blocks, uint64_t fork_at) {
+  testing::BlockFactory mine(f.options());
+  std::unique_ptr<Ledger> l = *Ledger::Open(f.cluster(), dir, LedgerOptions{});
+  for (uint64_t b = 1; b <= blocks; ++b) {
+    const uint64_t amount = b >= fork_at ? 7 : 100 + b;
+    CHECK_OK(
+        l->ApplyBlock(mine.MakeBlock(
+                          b,
+                          {mine.Request(2, testing::Ops({testing::TransferOp(
+                                               Id(b), Id(2), Id(3), amount)}))},
+                          /*view=*/b, /*timestamp_ms=*/0, /*commits=*/4))
+            .status());
+  }
+}
+
+TEST_F(LedgerctlVerifyTest, CompareReplicasChains) {
+  const std::string same = tmp_.file("same");
+  const std::string behind = tmp_.file("behind");
+  const std::string forked = tmp_.file("forked");
+  BuildReplica(factory_, same, 4, /*fork_at=*/99);
+  BuildReplica(factory_, behind, 2, /*fork_at=*/99);
+  BuildReplica(factory_, forked, 4, /*fork_at=*/3);
+  CliRun r = Ledgerctl("verify --data-dir " + dir_ + " --compare " + same +
+                       "," + behind);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("compare: ok: 3 chains agree up to height 2"),
+            std::string::npos)
+      << r.out;
+  r = Ledgerctl("verify --json --data-dir " + dir_ + " --compare " + forked);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("\"agree\":false"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"fork_height\":3"), std::string::npos) << r.out;
+  r = Ledgerctl("verify --data-dir " + dir_ + " --compare " + forked);
+  EXPECT_NE(r.out.find("differ from height 3 on"), std::string::npos) << r.out;
+}
+
+// A receipt built from one replica proves its outcome against any correct
+// replica's chain (the same block hashes), and not against another chain.
+TEST_F(LedgerctlVerifyTest, ReceiptAgainstAnotherReplicasChain) {
+  const std::string other = tmp_.file("other");
+  const std::string forked = tmp_.file("forked");
+  BuildReplica(factory_, other, 4, /*fork_at=*/99);
+  BuildReplica(factory_, forked, 4, /*fork_at=*/2);
+  const std::string file = tmp_.file("receipt.json");
+  ASSERT_EQ(
+      Ledgerctl("receipt --data-dir " + dir_ + " --transfer 3 --out " + file)
+          .exit_code,
+      0);
+  CliRun r = Ledgerctl("verify-receipt " + file + " --config " + config_ +
+                       " --data-dir " + other);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("result RESULT_CODE_OK in block"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("which is block 3 of " + other), std::string::npos)
+      << r.out;
+  r = Ledgerctl("verify-receipt " + file + " --config " + config_ +
+                " --data-dir " + forked + " --json");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("is not block 3 of"), std::string::npos) << r.out;
+}
+
 TEST_F(LedgerctlVerifyTest, ReceiptRoundTripAndTamper) {
   const std::string file = tmp_.file("receipt.json");
   CliRun r =

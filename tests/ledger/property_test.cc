@@ -235,14 +235,14 @@ std::string ChainFingerprint(uint64_t seed, uint32_t blocks) {
 
 // Fixed answers for the whole chain (state digest definition, record
 // encodings, block hash): a faster execution path must give the same bytes
-// as the one every existing ledger was built with. Ledger format 2 (history
-// links in account and transfer records); a change here is a new format
-// version (internal::kFormatVersion).
+// as the one every existing ledger was built with. Ledger format 3 (history
+// links in account and transfer records; block hash v2: no view, results
+// root); a change here is a new format version (internal::kFormatVersion).
 TEST(LedgerProperty, ChainKnownAnswer) {
   EXPECT_EQ(ChainFingerprint(1, 40),
-            "acc1a756856741467d1dc549636b6e92e5b9fe020b24fe3eeb31e3a59399ca06");
+            "6f4da32fcaf3a7bc7f56c1cb1b9963fc68c66d85c9c168355adf25c8f3f7a3b8");
   EXPECT_EQ(ChainFingerprint(2, 40),
-            "bdb162580a3526936eb556fefac1d90c2dc4ae6df839c7d781a0cdbacae8b746");
+            "b50fb5db1911abcbdad69e7ecffd741adb820ff099e93f460127c2d7e6dc1465");
 }
 
 TEST(LedgerProperty, TwoLedgersAgreeAndMoneyIsConserved) {

@@ -194,7 +194,31 @@ TEST_F(VerifyTest, RequestPayload) {
 
 TEST_F(VerifyTest, StoredResult) {
   RewriteBlock(dir_, 2, [](v1::Block* b) { Flip(b->mutable_results(0), 6); });
+  ExpectFail(2, "results_root");
+}
+
+TEST_F(VerifyTest, StoredResultWithItsRoot) {
+  // The header's results root recomputed over the flipped result: the
+  // record is consistent, re-execution still disagrees.
+  RewriteBlock(dir_, 2, [](v1::Block* b) {
+    Flip(b->mutable_results(1), 3);
+    b->mutable_header()->set_results_root(ResultsRoot(b->results()).ToBytes());
+  });
   ExpectFail(2, "results");
+}
+
+TEST_F(VerifyTest, ResultsRoot) {
+  RewriteBlock(dir_, 6, [](v1::Block* b) {
+    Flip(b->mutable_header()->mutable_results_root(), 17);
+  });
+  ExpectFail(6, "results_root");
+}
+
+TEST_F(VerifyTest, ViewBesideTheHeader) {
+  // The view is not hashed, but the pre-prepare and the certificate must be
+  // of that view.
+  RewriteBlock(dir_, 5, [](v1::Block* b) { b->set_view(b->view() + 4); });
+  ExpectFail(5, "pre_prepare");
 }
 
 TEST_F(VerifyTest, AccountBalanceInState) {
@@ -321,9 +345,36 @@ TEST_F(ReceiptTest, BuildAndVerify) {
     EXPECT_EQ(s->transfer.id().low(), id);
     EXPECT_EQ(s->height, receipt->header().height());
     EXPECT_FALSE(s->result_certified);
+    // The header is the replica's block: same hash as its chain's.
+    EXPECT_EQ(s->block_hash,
+              BlockHash(ledger_->GetStoredBlock(s->height)->header()));
     EXPECT_LT(receipt->ByteSizeLong(), 4096u);  // A few KB at most.
   }
   EXPECT_TRUE(absl::IsNotFound(ledger_->BuildReceipt(Id(999)).status()));
+}
+
+// The outcome is bound to the header: another result for the same
+// request, however well-formed, does not verify.
+TEST_F(ReceiptTest, ResultIsProvenByTheResultsRoot) {
+  v1::Receipt receipt = *ledger_->BuildReceipt(Id(14));
+  ASSERT_GT(receipt.result_proof_size(), 0);
+  ASSERT_TRUE(VerifyReceipt(factory_.cluster(), receipt).ok());
+  v1::OperationResults results;
+  ASSERT_TRUE(results.ParseFromString(receipt.result()));
+  for (v1::OperationResult& r : *results.mutable_results()) {
+    r.set_code(v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  }
+  v1::Receipt forged = receipt;
+  forged.set_result(results.SerializeAsString());
+  forged.mutable_transfer()->set_result(v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(factory_.cluster(), forged);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("results_root"), std::string::npos)
+      << s.status();
+  // A receipt without the path proves nothing about the outcome.
+  forged = receipt;
+  forged.clear_result_proof();
+  EXPECT_FALSE(VerifyReceipt(factory_.cluster(), forged).ok());
 }
 
 TEST_F(ReceiptTest, RepliesCertifyTheResult) {
@@ -344,15 +395,15 @@ TEST_F(ReceiptTest, RepliesCertifyTheResult) {
 
 // Every single-bit flip of a serialized receipt is rejected, except in what
 // a receipt does not certify: the header's previous_hash and state_digest
-// (chain verification covers them) and, without replies, the results of the
-// request's other operations (docs/api.md "Receipts").
+// (chain verification covers them; they change the block hash, which is
+// compared with a replica's chain). The result and its path to the
+// header's results root are certified (docs/api.md "Receipts").
 TEST_F(ReceiptTest, EveryFlippedByteIsRejected) {
   const v1::Receipt receipt = *ledger_->BuildReceipt(Id(23));
   const std::string bytes = receipt.SerializeAsString();
   auto certified_part = [](v1::Receipt r) {
     r.mutable_header()->clear_previous_hash();
     r.mutable_header()->clear_state_digest();
-    r.clear_result();
     r.DiscardUnknownFields();
     return r.SerializeAsString();
   };

@@ -191,6 +191,39 @@ TEST(VerifyPoolTest, PaddedVotesAreRefusedAndCountedBySender) {
   EXPECT_EQ(sink.size(), 1u);
 }
 
+// Votes far outside the window serve the core only as a sign that it lags:
+// a flood of them is refused before any signature check, beyond a small
+// allowance per sender; votes inside the window always pass.
+TEST(VerifyPoolTest, OutOfWindowFloodIsThrottledBeforeVerification) {
+  Keys k;
+  Sink sink;
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(100000),
+                  [&](Envelope e) { sink.Put(std::move(e)); });
+  pool.SetWindow(100, 356);
+  pbft::v1::Prepare p;
+  p.set_view(0);
+  p.set_seq(1'000'000);
+  int refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    p.set_seq(1'000'000 + static_cast<uint64_t>(i));
+    refused += pool.Submit(k.s1.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p))
+                   ? 0
+                   : 1;
+  }
+  EXPECT_GE(refused, 1700);
+  EXPECT_EQ(pool.dropped_from(1, DropReason::kOutOfWindowThrottled),
+            static_cast<uint64_t>(refused));
+  int in_window = 0;
+  for (uint64_t s = 101; s <= 356; ++s) {
+    p.set_seq(s);
+    in_window +=
+        pool.Submit(k.s1.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p)) ? 1
+                                                                         : 0;
+  }
+  EXPECT_EQ(in_window, 256);
+  EXPECT_TRUE(sink.WaitFor(static_cast<size_t>(2000 - refused + 256)));
+}
+
 TEST(VerifyPoolTest, RequestVerifiedOnceIsCached) {
   Keys k;
   VerifyPool pool(&k.verifier, 1, Limits(), Share(10), [](Envelope) {});

@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   const uint64_t first = absl::GetFlag(FLAGS_first_seed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
-           dropped = 0, fetches = 0, max_latency = 0;
+           dropped = 0, fetches = 0, max_latency = 0, max_rejoin = 0, ahead = 0,
+           max_view = 0;
   ledger::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
     dropped += r.messages_dropped;
     fetches += r.fetches;
     max_latency = std::max(max_latency, r.max_latency_ticks);
+    max_rejoin = std::max(max_rejoin, r.max_rejoin_ticks);
+    ahead += r.ahead_alone;
+    max_view = std::max(max_view, r.max_view);
     all.Update(r.trace_digest);
     last_digest = r.trace_digest;
     if (o.verbose || seeds == 1 || !r.ok) {
@@ -104,7 +108,9 @@ int main(int argc, char** argv) {
       "{\"seeds\":%llu,\"failed\":%llu,\"scenario\":\"%s\",\"replicas\":%u,"
       "\"first_seed\":%llu,\"ticks\":%llu,\"requests\":%llu,\"batches\":%llu,"
       "\"messages\":%llu,\"net_dropped\":%llu,\"fetches\":%llu,"
-      "\"max_latency_ticks\":%llu,\"real_crypto\":%s,\"wall_s\":%.3f,"
+      "\"max_latency_ticks\":%llu,\"max_rejoin_ticks\":%llu,"
+      "\"ahead_alone\":%llu,\"max_view\":%llu,\"real_crypto\":%s,"
+      "\"wall_s\":%.3f,"
       "\"trace_digest\":\"%s\"}\n",
       static_cast<unsigned long long>(seeds),
       static_cast<unsigned long long>(failed), o.scenario.c_str(), o.replicas,
@@ -116,6 +122,9 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(dropped),
       static_cast<unsigned long long>(fetches),
       static_cast<unsigned long long>(max_latency),
+      static_cast<unsigned long long>(max_rejoin),
+      static_cast<unsigned long long>(ahead),
+      static_cast<unsigned long long>(max_view),
       o.real_crypto ? "true" : "false", wall, digest.c_str());
   return failed == 0 ? 0 : 1;
 }

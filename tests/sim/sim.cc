@@ -18,6 +18,7 @@
 #include "common/envelope.h"
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
+#include "replica/ledger/block.h"
 #include "tests/sim/sim_crypto.h"
 
 namespace pbft::sim {
@@ -78,6 +79,10 @@ enum class Behaviour {
   // with an unknown protobuf field (small, or over its type's limit), then
   // silent from pad_silent_tick_ on.
   kPadVotes,
+  // Scenario unprovoked-view-change: valid VIEW-CHANGEs (its real stable
+  // checkpoint, no certificates) for view+1 or far-future views, now and
+  // then, while the primary is correct.
+  kUnprovokedViewChange,
 };
 const char* BehaviourName(Behaviour b) {
   switch (b) {
@@ -117,6 +122,8 @@ const char* BehaviourName(Behaviour b) {
       return "bad-new-view";
     case Behaviour::kPadVotes:
       return "pad-votes";
+    case Behaviour::kUnprovokedViewChange:
+      return "unprovoked-view-change";
   }
   return "?";
 }
@@ -144,17 +151,25 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "partition",
                                              "byzantine-primary",
                                              "byzantine-view-change",
-                                             "padding"};
+                                             "restart-during-view-change",
+                                             "stall-through-view-change",
+                                             "padding",
+                                             "stale-numbers",
+                                             "unprovoked-view-change",
+                                             "power-loss"};
 
 using EnvPtr = std::shared_ptr<const v1::Envelope>;
 
 // The ledger stand-in: a hash chain over executed requests, with the
-// per-client dedup table of the real ledger (seam.md).
+// per-client dedup table of the real ledger (docs/storage_format.md).
 class MemLedger {
  public:
   struct Outcome {
     std::vector<ExecutedReply> replies;
     std::vector<std::pair<uint64_t, uint64_t>> executed;  // Non-duplicates.
+    // Skipped below the client's last number: no result, and no agreement
+    // check (an executed request ordered again is skipped too).
+    std::vector<ExecutedReply> stale;
   };
 
   Outcome Apply(const CommittedBatch& b) {
@@ -173,8 +188,12 @@ class MemLedger {
       v1::Request r;
       CHECK(r.ParseFromString(re.payload()));
       auto& [last, result] = clients_[r.client_id()];
-      if (r.request_number() < last) continue;  // Duplicate: no reply.
-      if (r.request_number() == last) {         // Duplicate: stored reply.
+      if (r.request_number() < last) {  // Stale: the core rejects it.
+        out.stale.push_back(
+            {ClientId(r.client_id()), RequestNumber(r.request_number()), ""});
+        continue;
+      }
+      if (r.request_number() == last) {  // Duplicate: stored reply.
         out.replies.push_back(
             {ClientId(r.client_id()), RequestNumber(last), result});
         continue;
@@ -237,6 +256,17 @@ struct SimReplica {
   bool down = false;
   uint64_t down_until = 0;
   bool crash_mid_ready = false;  // Crash after the next persist.
+  // Stalled (SIGSTOP): no ticks; what arrives waits in `held` (at most
+  // held_max, the rest lost as by a full stream) until it resumes.
+  bool stalled = false;
+  std::deque<EnvPtr> held;
+  // Rule checkers: the highest VIEW-CHANGE target delivered per sender,
+  // the timer expiries and the view seen at the last Drain.
+  std::map<uint64_t, uint64_t> view_change_heard;
+  // Prepared certificates held when it crashed (checked after restart).
+  std::vector<Core::PreparedEntry> certs_at_crash;
+  uint64_t timer_expiries_seen = 0;
+  uint64_t view_seen = 0;
   bool wipe_on_crash = false;
   std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 };
@@ -254,6 +284,12 @@ struct SimClient {
   uint64_t last_sent_tick = 0;
   uint64_t view_hint = 0;                   // Highest view seen in replies.
   std::map<uint32_t, std::string> replies;  // replica -> result
+  // Scenario stale-numbers: the operation of the outstanding request, the
+  // numbers used, and the stale rejections it got (replica -> last number).
+  std::string op;
+  std::set<uint64_t> used;
+  uint64_t last_completed = 0;
+  std::map<uint32_t, uint64_t> stale;
 };
 
 struct Packet {
@@ -301,13 +337,35 @@ class Simulation {
   void Execute(SimReplica& r, const CommittedBatch& b);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
+  // Rules of §4.4 restated, checked after every Drain of a correct replica.
+  void CheckViewRules(SimReplica& r, const Ready& rd);
+  void CheckNewView(const SimReplica& r, const v1::Envelope& e);
+  // Crash recovery: every prepared certificate above the stable checkpoint
+  // a replica held when it crashed is held again after its restart (the
+  // same or a higher view), so its next VIEW-CHANGE still carries it.
+  void CheckCertsSurvived(const SimReplica& r);
   void Persist(SimReplica& r, const Persist& p);
   void Crash(SimReplica& r);
   void Restart(SimReplica& r);
   void FaultTick();
   void Heal();
   void FinalCheck();
+  void ChainCheck();
   void IdleCatchUpCheck();
+  // Every correct replica is running and active in the cluster's view (the
+  // highest view a correct replica is active in), or changing to a higher
+  // one alone; counts the latter in *ahead (docs/protocol.md "Rejoining the
+  // current view").
+  bool ViewsSettled(uint64_t* ahead) const;
+  void ViewCheck();
+  void PowerLossTick();
+  // Views reached stay below a bound linear in the faults injected.
+  void ViewBoundCheck();
+  // Scenarios restart-during-view-change and stall-through-view-change.
+  bool RejoinRun();
+  void ForceViewChange(SimReplica& victim);
+  void Resume(SimReplica& r);
+  std::string Views() const;
   // Ticks the cluster (clients too if `clients`; down replicas stay down)
   // until done() or `bound` ticks passed; returns done().
   template <typename Done>
@@ -333,11 +391,22 @@ class Simulation {
   // Clients.
   void ClientTick(SimClient& c);
   void ClientReceive(SimClient& c, const v1::Envelope& e);
+  // Signs and sends request `number` carrying `op` for client c.
+  EnvPtr ClientSend(SimClient& c, uint64_t number, const std::string& op);
+  // Scenario stale-numbers: the number of a new request, which may be one
+  // below the client's last (clock stepped back) or overtaken by a higher
+  // one sent just before it (pipelining).
+  uint64_t StaleScenarioNumber(SimClient& c, const std::string& op);
+  // f+1 stale rejections: check the number they name, renumber above it.
+  void OnStaleRejection(SimClient& c, const v1::Reply& rep);
 
   static constexpr uint64_t kTickMs = 10;
   // No new crash or partition starts after this tick: liveness is owed
   // once the last one ends.
   static constexpr uint64_t kFaultsEndTick = 8000;
+  // ViewBoundCheck: views a run may reach without faults, and per fault.
+  static constexpr uint64_t kViewsFree = 4;
+  static constexpr uint64_t kViewsPerFault = 4;
 
   const SimOptions opt_;
   Rng rng_;
@@ -353,6 +422,15 @@ class Simulation {
   // the bound every certificate and proof a correct replica keeps obeys.
   ledger::WireLimits limits_;
   uint64_t pad_silent_tick_ = 0;
+  // Rejoin scenarios: how the victim is taken out, and whether the clients
+  // keep sending after it returns.
+  bool rejoin_ = false, stall_ = false, busy_ = false;
+  // Scenario power-loss: episodes so far and in all; then one forced view
+  // change (the primary cut off).
+  uint64_t power_losses_ = 0, power_losses_max_ = 0;
+  bool view_change_forced_ = false;
+  double held_drop_ = 0;
+  uint64_t held_max_ = 0;
   // Faults of the crash / partition scenarios.
   bool crashes_ = false, wipes_ = false, partitions_ = false;
   std::set<uint32_t> wiped_;         // Replicas wiped so far (at most f).
@@ -365,6 +443,7 @@ class Simulation {
   bool final_phase_ = false;
   uint64_t crashes_done_ = 0, partitions_done_ = 0;
   uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
+  bool stale_numbers_ = false;                    // Scenario stale-numbers.
   std::unique_ptr<SimCrypto> crypto_;
   std::vector<std::unique_ptr<SimReplica>> replicas_;
   std::vector<std::unique_ptr<SimClient>> clients_;
@@ -405,6 +484,7 @@ void Simulation::Setup() {
   if (sc == "queue-full") {
     params_.request_queue_max = static_cast<uint32_t>(rng_.Range(1, 2));
   }
+  stale_numbers_ = sc == "stale-numbers";
   if (lossy) {
     drop_ = static_cast<double>(rng_.Range(0, 20)) / 100.0;
     dup_ = static_cast<double>(rng_.Range(0, 10)) / 100.0;
@@ -431,6 +511,25 @@ void Simulation::Setup() {
     // view-change timer (capped at 32x) and a few view changes.
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
+  if (sc == "power-loss") {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    power_losses_max_ = rng_.Range(2, 5);
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
+  rejoin_ =
+      sc == "restart-during-view-change" || sc == "stall-through-view-change";
+  if (rejoin_) {
+    params_.view_change_timeout_ticks =
+        static_cast<uint32_t>(rng_.Range(60, 200));
+    serve_latest_proof_ = rng_.Chance(0.5);
+    stall_ = sc == "stall-through-view-change";
+    busy_ = rng_.Chance(0.5);
+    held_drop_ = rng_.Chance(0.5) ? 0 : 0.5;
+    held_max_ = rng_.Pick<uint64_t>({0, 16, 256, UINT64_MAX});
+    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  }
   blocked_.assign(n_, std::vector<bool>(n_, false));
 
   uint32_t byz = 0;
@@ -453,6 +552,13 @@ void Simulation::Setup() {
       byz_ids.insert(i);  // Primaries of views 1.. : bad NEW-VIEWs too.
       chosen[i] = rng_.Pick(kViewChangeBehaviours);
     }
+  }
+  // f backups ask for view changes nobody needs; nothing else goes wrong
+  // (apart from a lossy network).
+  if (sc == "unprovoked-view-change") {
+    byz_ids.clear();
+    while (byz_ids.size() < f_) byz_ids.insert(rng_.Pick(backups));
+    for (uint32_t i : byz_ids) chosen[i] = Behaviour::kUnprovokedViewChange;
   }
   // Replica 1 (primary of view 1) and others lie in view changes; the
   // honest primary of view 0 is cut off now and then to force them.
@@ -507,7 +613,7 @@ void Simulation::Setup() {
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
-    cl->total = rng_.Range(4, 16);
+    cl->total = power_losses_max_ > 0 ? rng_.Range(20, 40) : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
   result_.setup = absl::StrCat(
@@ -517,6 +623,18 @@ void Simulation::Setup() {
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
+  if (power_losses_max_ > 0) {
+    absl::StrAppend(&result_.setup,
+                    " vc_timeout=", params_.view_change_timeout_ticks,
+                    " power_losses=", power_losses_max_,
+                    serve_latest_proof_ ? " latest-proof" : "");
+  }
+  if (rejoin_) {
+    absl::StrAppend(
+        &result_.setup, " vc_timeout=", params_.view_change_timeout_ticks,
+        busy_ ? " busy" : " idle", " held_drop=", held_drop_,
+        " held_max=", held_max_, serve_latest_proof_ ? " latest-proof" : "");
+  }
   if (fault_scenario) {
     absl::StrAppend(&result_.setup,
                     " vc_timeout=", params_.view_change_timeout_ticks,
@@ -585,8 +703,13 @@ void Simulation::Deliver(const Packet& p) {
     }
     return;
   }
-  if (replicas_[p.to]->down) return;
-  DeliverToReplica(*replicas_[p.to], p.envelope);
+  SimReplica& r = *replicas_[p.to];
+  if (r.down) return;
+  if (r.stalled) {
+    if (r.held.size() < held_max_) r.held.push_back(p.envelope);
+    return;
+  }
+  DeliverToReplica(r, p.envelope);
 }
 
 // --- Replicas
@@ -595,9 +718,15 @@ void Simulation::Deliver(const Packet& p) {
 void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
   from_ = r.id;
   if (r.byzantine) ByzantineOnReceive(r, e);
-  if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) {
-    ServeFetch(r, *e);
-    return;
+  // The shell answers a FETCH_REQUEST from its ledger; the core sees it too
+  // (a requester in an older view gets the NEW-VIEW).
+  if (e->type() == v1::MESSAGE_TYPE_FETCH_REQUEST) ServeFetch(r, *e);
+  if (e->type() == v1::MESSAGE_TYPE_VIEW_CHANGE) {
+    v1::ViewChange vc;
+    if (vc.ParseFromString(e->payload()) && vc.replica_id() == e->sender()) {
+      uint64_t& heard = r.view_change_heard[e->sender()];
+      heard = std::max<uint64_t>(heard, vc.new_view());
+    }
   }
   r.core->Step(*e);
   Drain(r);
@@ -706,6 +835,7 @@ void Simulation::Drain(SimReplica& r) {
   while (!r.down && r.core->HasReady()) {
     Ready rd = r.core->TakeReady();
     Persist(r, rd.persist);
+    if (!r.byzantine) CheckViewRules(r, rd);  // Before a crash loses it.
     if (r.crash_mid_ready) {  // Durable, but nothing of it left the box.
       Crash(r);
       return;
@@ -900,6 +1030,7 @@ void Simulation::Execute(SimReplica& r, const CommittedBatch& b) {
     }
   }
   r.blocks.push_back(b);
+  for (ExecutedReply& st : out.stale) out.replies.push_back(std::move(st));
   r.core->OnExecuted(b.seq, r.ledger.state(), std::move(out.replies));
 }
 
@@ -920,6 +1051,132 @@ void Simulation::CheckPrepared() {
   }
 }
 
+// §4.4 restated from the outside, per Ready of a correct replica:
+// - it enters a view only through a NEW-VIEW whose O is the one recomputed
+//   from its V (a new primary's own included);
+// - it moves to a higher view without a NEW-VIEW only on its own timer or
+//   on VIEW-CHANGEs for that view or higher from f+1 distinct others;
+// - once it has executed a batch of its current view (active), its
+//   view-change timeout is back at its base.
+void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
+  const Core& core = *r.core;
+  const std::string who = absl::StrCat("replica ", r.id, ": ");
+  for (const v1::Envelope& e : rd.persist.entries) {
+    if (e.type() == v1::MESSAGE_TYPE_NEW_VIEW) CheckNewView(r, e);
+  }
+  const uint64_t expiries = core.stats().view_change_timer_expiries;
+  const bool timer = expiries > r.timer_expiries_seen;
+  r.timer_expiries_seen = expiries;
+  const uint64_t view = core.view().value();
+  if (view > r.view_seen && !core.view_active() && !timer) {
+    uint32_t asking = 0;
+    for (const auto& [sender, target] : r.view_change_heard) {
+      if (sender != r.id && target >= view) ++asking;
+    }
+    if (asking < f_ + 1) {
+      Fail(absl::StrCat(who, "moved to view ", view, " on ", asking,
+                        " VIEW-CHANGEs and no timer expiry (§4.4: f+1)"));
+    }
+  }
+  r.view_seen = std::max(r.view_seen, view);
+  const uint64_t base = params_.view_change_timeout_ticks;
+  for (const CommittedBatch& b : rd.execute) {
+    if (core.view_active() && b.view.value() == view &&
+        core.view_change_timeout_ticks() != base) {
+      Fail(absl::StrCat(who, "executed a batch of its view ", view,
+                        " but its view-change timeout is ",
+                        core.view_change_timeout_ticks(), ", base ", base));
+    }
+  }
+}
+
+// The NEW-VIEW a correct replica entered by: signed by primary(v), V holds
+// 2f+1 validly signed VIEW-CHANGEs for v from distinct replicas, and O is
+// what §4.4 computes from V: min-s the highest s*, and for every seq up to
+// the highest certified one the batch of the highest-view certificate
+// (timestamp kept), else a null batch with the timestamp before it.
+void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
+  const Verifier& ver = crypto_->verifier();
+  const std::string who = absl::StrCat("replica ", r.id, " entered by a ");
+  v1::NewView nv;
+  if (!ver.Verify(e) || !nv.ParseFromString(e.payload()) ||
+      e.sender() != nv.view() % n_) {
+    Fail(who + "NEW-VIEW not signed by the primary of its view");
+    return;
+  }
+  std::set<uint64_t> senders;
+  uint64_t min_s = 0;
+  // seq -> (view, digest, timestamp) of the highest-view certificate.
+  std::map<uint64_t, std::tuple<uint64_t, std::string, uint64_t>> best;
+  for (const v1::Envelope& ve : nv.view_changes()) {
+    v1::ViewChange vc;
+    if (!ver.Verify(ve) || !vc.ParseFromString(ve.payload()) ||
+        vc.new_view() != nv.view() || vc.replica_id() != ve.sender()) {
+      Fail(who + "NEW-VIEW with an invalid VIEW-CHANGE in V");
+      return;
+    }
+    senders.insert(ve.sender());
+    min_s = std::max(min_s, vc.stable_checkpoint().seq());
+    for (const v1::PreparedCertificate& cert : vc.prepared()) {
+      v1::PrePrepare pp;
+      CHECK(pp.ParseFromString(cert.pre_prepare().payload()));
+      auto it = best.find(pp.seq());
+      if (it == best.end() || pp.view() > std::get<0>(it->second)) {
+        best[pp.seq()] = {pp.view(), pp.batch_digest(), pp.timestamp_ms()};
+      }
+    }
+  }
+  if (senders.size() < 2 * f_ + 1 ||
+      senders.size() != static_cast<size_t>(nv.view_changes_size())) {
+    Fail(absl::StrCat(who, "NEW-VIEW whose V holds ", senders.size(),
+                      " distinct VIEW-CHANGEs"));
+    return;
+  }
+  best.erase(best.begin(), best.upper_bound(min_s));
+  const uint64_t max_s = best.empty() ? min_s : best.rbegin()->first;
+  if (static_cast<uint64_t>(nv.pre_prepares_size()) != max_s - min_s) {
+    Fail(absl::StrCat(who, "NEW-VIEW with ", nv.pre_prepares_size(),
+                      " O entries; V gives ", max_s - min_s));
+    return;
+  }
+  uint64_t ts = 0;
+  for (uint64_t s = min_s + 1; s <= max_s; ++s) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(nv.pre_prepares(s - min_s - 1).payload()));
+    auto it = best.find(s);
+    std::string digest = ledger::NullBatchDigest().ToBytes();
+    if (it != best.end()) {
+      digest = std::get<1>(it->second);
+      ts = std::max(ts, std::get<2>(it->second));
+    }
+    const uint64_t want_ts = it != best.end() ? std::get<2>(it->second) : ts;
+    if (pp.seq() != s || pp.view() != nv.view() ||
+        pp.batch_digest() != digest || pp.timestamp_ms() != want_ts) {
+      Fail(absl::StrCat(who, "NEW-VIEW whose O entry at seq ", s,
+                        " differs from the one V gives"));
+      return;
+    }
+  }
+}
+
+void Simulation::CheckCertsSurvived(const SimReplica& r) {
+  std::map<uint64_t, Core::PreparedEntry> now;
+  for (const Core::PreparedEntry& p : r.core->PreparedCertificates()) {
+    now.emplace(p.seq.value(), p);
+  }
+  for (const Core::PreparedEntry& p : r.certs_at_crash) {
+    if (p.seq <= r.core->low_watermark()) continue;
+    auto it = now.find(p.seq.value());
+    if (it == now.end() || it->second.view < p.view ||
+        (it->second.view == p.view && it->second.digest != p.digest)) {
+      Fail(absl::StrCat("replica ", r.id, " lost its prepared certificate at ",
+                        "seq ", p.seq.value(), " (view ", p.view.value(),
+                        ") in a crash and restart"));
+      return;
+    }
+  }
+}
+
 // --- Crashes and partitions
 // ---------------------------------------------------
 
@@ -927,6 +1184,7 @@ void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
   r.down = true;
   r.crash_mid_ready = false;
+  r.certs_at_crash = r.core->PreparedCertificates();
   r.core.reset();  // Everything not durable is gone.
   last_disturbance_ = tick_;
   ++crashes_done_;
@@ -943,6 +1201,7 @@ void Simulation::Crash(SimReplica& r) {
     r.proofs.clear();
     r.executed.clear();
     r.persisted.clear();
+    r.certs_at_crash.clear();  // A wiped replica is faulty.
   }
 }
 
@@ -954,6 +1213,7 @@ void Simulation::Restart(SimReplica& r) {
   o.f = f_;
   o.params = params_;
   r.core = std::make_unique<Core>(o, r.signer.get(), &crypto_->verifier());
+  r.timer_expiries_seen = 0;  // A new core counts from zero.
   for (const auto& [client, rec] : r.ledger.clients()) {
     r.core->RestoreClient(ClientId(client), RequestNumber(rec.first),
                           rec.second);
@@ -972,6 +1232,7 @@ void Simulation::Restart(SimReplica& r) {
   }
   r.down = false;
   last_disturbance_ = tick_;
+  CheckCertsSurvived(r);
   Drain(r);
 }
 
@@ -1126,6 +1387,48 @@ void Simulation::FinalCheck() {
   }
 }
 
+// Every correct replica holds the same block hash at every height two of
+// them share (docs/storage_format.md "Block header and hash"). Headers are
+// built as the ledger builds them, from the batches each replica executed
+// (whatever view it committed them in), the agreed state digests, and a
+// results root over the stand-in ledger's agreed per-request results.
+void Simulation::ChainCheck() {
+  std::map<uint64_t, std::pair<uint32_t, Digest>> agreed;  // seq -> by, hash
+  for (const auto& r : replicas_) {
+    if (r->byzantine) continue;
+    Digest previous;  // Zero before seq 1.
+    for (const CommittedBatch& b : r->blocks) {
+      v1::PrePrepare pp;
+      CHECK(pp.ParseFromString(b.pre_prepare.payload()));
+      google::protobuf::RepeatedPtrField<std::string> results;
+      for (const v1::Envelope& re : pp.requests()) {
+        v1::Request req;
+        CHECK(req.ParseFromString(re.payload()));
+        auto it = results_.find({req.client_id(), req.request_number()});
+        *results.Add() = it == results_.end() ? "" : it->second;
+      }
+      ledger::v1::BlockHeader h;
+      h.set_height(b.seq.value());
+      h.set_previous_hash(previous.ToBytes());
+      h.set_requests_root(ledger::RequestsRoot(pp.requests()).ToBytes());
+      h.set_batch_digest(b.batch_digest.ToBytes());
+      h.set_results_root(ledger::ResultsRoot(results).ToBytes());
+      h.set_state_digest(agreed_state_.at(b.seq.value()).ToBytes());
+      h.set_timestamp_ms(b.timestamp_ms);
+      previous = ledger::BlockHash(h);
+      auto [it, fresh] =
+          agreed.emplace(b.seq.value(), std::make_pair(r->id, previous));
+      if (!fresh && it->second.second != previous) {
+        Fail(absl::StrCat("chain: replicas ", it->second.first, " and ", r->id,
+                          " have different block hashes at height ",
+                          b.seq.value(), " (this one committed it in view ",
+                          b.view.value(), ")"));
+        return;
+      }
+    }
+  }
+}
+
 template <typename Done>
 bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
   const uint64_t start = tick_;
@@ -1139,7 +1442,7 @@ bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
       Deliver(p);
     }
     for (auto& r : replicas_) {
-      if (r->down) continue;
+      if (r->down || r->stalled) continue;
       from_ = r->id;
       r->core->Tick(NowMs(*r));
       if (r->byzantine) ByzantineTick(*r);
@@ -1198,6 +1501,230 @@ void Simulation::IdleCatchUpCheck() {
                       lagging.ledger.height(), " after ", bound,
                       " idle ticks; the others are at ", top()));
   }
+}
+
+// --- Views
+// --------------------------------------------------------------------
+
+// A replica whose timer expired while it was cut off moves to the next view
+// alone and stays there: f+1 replicas must want a view change before the
+// others follow (§4.4 liveness (c)), and it cannot go back (its VIEW-CHANGE
+// may still enter a NEW-VIEW). That is allowed; being left behind is not.
+bool Simulation::ViewsSettled(uint64_t* ahead) const {
+  uint64_t cluster = 0;
+  bool any = false;
+  for (const auto& r : replicas_) {
+    if (r->byzantine || r->down || r->stalled) continue;
+    if (r->core->view_active()) {
+      cluster = std::max(cluster, r->core->view().value());
+      any = true;
+    }
+  }
+  *ahead = 0;
+  for (const auto& r : replicas_) {
+    if (r->byzantine) continue;
+    if (!any || r->down || r->stalled) return false;
+    const uint64_t v = r->core->view().value();
+    if (!r->core->view_active() && v > cluster) {
+      ++*ahead;
+    } else if (!r->core->view_active() || v != cluster) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Simulation::Views() const {
+  std::string out;
+  for (const auto& r : replicas_) {
+    absl::StrAppend(&out, " ", r->id, ":");
+    if (r->down) {
+      absl::StrAppend(&out, "down");
+    } else {
+      absl::StrAppend(&out, "v", r->core->view().value(),
+                      r->core->view_active() ? "" : "*",
+                      r->byzantine ? "(byzantine)" : "");
+    }
+  }
+  return out;
+}
+
+// After healing, with no traffic: every correct replica ends active in the
+// cluster's view. One that missed a view change must learn it on its own
+// (an idle probe names its view; a peer answers with its NEW-VIEW).
+void Simulation::ViewCheck() {
+  const uint64_t bound = 2ull * Options().idle_probe_interval_ticks +
+                         8ull * params_.view_change_timeout_ticks + 1000;
+  uint64_t ahead = 0;
+  const bool one =
+      TickUntil(bound, false, [&] { return ViewsSettled(&ahead); });
+  result_.ahead_alone += ahead;
+  if (result_.ok && !one) {
+    Fail(absl::StrCat("view: a correct replica is behind the cluster's view ",
+                      bound, " idle ticks after healing:", Views()));
+  }
+}
+
+// Each crash, partition or stall may cost a few view changes (a timeout,
+// a NEW-VIEW lost, a new primary that is down); nothing else may, in the
+// scenarios whose primaries are correct: f replicas asking for view changes
+// (unprovoked-view-change) must not move anyone. The bound leaves room for
+// a lossy network's timeouts.
+void Simulation::ViewBoundCheck() {
+  const uint64_t faults = crashes_done_ + partitions_done_ + (rejoin_ ? 2 : 0);
+  result_.faults = faults;
+  for (const auto& r : replicas_) {
+    if (!r->byzantine && !r->down) {
+      result_.max_view = std::max(result_.max_view, r->core->view().value());
+    }
+  }
+  const std::string& sc = opt_.scenario;
+  // Byzantine primaries cause view changes on purpose (a padding replica's
+  // padded PRE-PREPAREs are refused, so every view it leads changes too).
+  if (sc == "byzantine-primary" || sc == "byzantine-view-change" ||
+      sc == "corrupt-primary" || sc == "padding") {
+    return;
+  }
+  const uint64_t bound = kViewsFree + kViewsPerFault * faults;
+  if (result_.max_view > bound) {
+    Fail(absl::StrCat("views: a correct replica reached view ",
+                      result_.max_view, " with ", faults,
+                      " faults injected (bound ", bound, "):", Views()));
+  }
+}
+
+// Scenario power-loss: every replica, or 2f+1 of them, lose power at once
+// (each at a random point: between two steps, or right after persisting a
+// Ready whose messages never leave) and restart from their durable state
+// 30-500 ticks later; 2-5 times, 200-1,200 ticks apart. Not a Byzantine
+// fault: safety must hold whatever the number. Then the primary is cut off
+// for 2-4 view timeouts, forcing a view change on the restored state.
+void Simulation::PowerLossTick() {
+  for (auto& r : replicas_) {
+    if (r->down && tick_ >= r->down_until) Restart(*r);
+  }
+  if (partition_until_ != 0 && tick_ >= partition_until_) Heal();
+  if (next_crash_ == 0) next_crash_ = rng_.Range(50, 400);
+  if (tick_ < next_crash_ || view_change_forced_) return;
+  for (const auto& r : replicas_) {
+    if (r->down || r->crash_mid_ready) return;  // Episode still running.
+  }
+  next_crash_ = tick_ + rng_.Range(200, 1200);
+  if (power_losses_ == power_losses_max_) {
+    const uint32_t primary = CurrentPrimary();
+    for (uint32_t i = 0; i < n_; ++i) {
+      blocked_[primary][i] = blocked_[i][primary] = i != primary;
+    }
+    partition_until_ =
+        tick_ + rng_.Range(2, 4) * params_.view_change_timeout_ticks;
+    last_disturbance_ = tick_;
+    view_change_forced_ = true;
+    return;
+  }
+  ++power_losses_;
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < n_; ++i) ids.push_back(i);
+  for (uint32_t i = n_ - 1; i > 0; --i) {
+    std::swap(ids[i], ids[rng_.Below(i + 1)]);
+  }
+  if (rng_.Chance(0.5)) ids.resize(2 * f_ + 1);
+  for (uint32_t i : ids) {
+    SimReplica& r = *replicas_[i];
+    r.down_until = tick_ + rng_.Range(30, 500);
+    if (rng_.Chance(0.4)) {
+      r.crash_mid_ready = true;
+    } else {
+      Crash(r);
+    }
+  }
+}
+
+void Simulation::Resume(SimReplica& r) {
+  CHECK(r.stalled);
+  r.stalled = false;
+  last_disturbance_ = tick_;
+  std::deque<EnvPtr> held;
+  held.swap(r.held);
+  for (const EnvPtr& e : held) {
+    if (r.down || !result_.ok) break;
+    if (rng_.Chance(held_drop_)) continue;  // A stream that overflowed.
+    DeliverToReplica(r, e);
+  }
+}
+
+// A backup victim: the primary is cut off (both ways) so that the backups
+// change views, and the victim is taken out at a random point of that.
+void Simulation::ForceViewChange(SimReplica& victim) {
+  const uint32_t primary = CurrentPrimary();
+  if (victim.id != primary) {
+    for (uint32_t i = 0; i < n_; ++i) {
+      blocked_[primary][i] = blocked_[i][primary] = i != primary;
+    }
+    last_disturbance_ = tick_;
+    TickUntil(rng_.Range(0, 2ull * params_.view_change_timeout_ticks), true,
+              [] { return false; });
+  }
+  if (stall_) {
+    victim.stalled = true;
+  } else {
+    victim.wipe_on_crash = false;
+    Crash(victim);
+  }
+  last_disturbance_ = tick_;
+}
+
+// Scenarios restart-during-view-change and stall-through-view-change: a
+// replica (the primary most of the time) crashes or stalls while the others
+// change views, and returns at a random point (before their NEW-VIEW, or
+// long after). The clients keep sending after it returns (busy) or have
+// stopped before (idle). It must then be active in the others' view, busy
+// or idle, however many fetched batches it executes meanwhile.
+bool Simulation::RejoinRun() {
+  for (auto& c : clients_) c->total = UINT64_MAX / 2;
+  auto stop_clients = [&] {
+    for (auto& c : clients_) c->total = c->completed + (c->outstanding ? 1 : 0);
+  };
+  auto never = [] { return false; };
+  TickUntil(rng_.Range(50, 400), true, never);
+  const uint32_t primary = CurrentPrimary();
+  const uint32_t victim_id =
+      rng_.Chance(0.7)
+          ? primary
+          : (primary + 1 + static_cast<uint32_t>(rng_.Below(n_ - 1))) % n_;
+  SimReplica& victim = *replicas_[victim_id];
+  if (!result_.ok) return false;
+  ForceViewChange(victim);
+  const uint64_t away = rng_.Range(30, 1500);
+  const uint64_t heal_at =
+      tick_ + rng_.Range(0, params_.view_change_timeout_ticks);
+  const uint64_t idle_at = busy_ ? UINT64_MAX : tick_ + rng_.Range(0, away);
+  TickUntil(away, true, [&] {
+    if (tick_ >= heal_at) Heal();
+    if (tick_ >= idle_at) stop_clients();
+    return false;
+  });
+  if (!result_.ok) return false;
+  Heal();
+  if (!busy_) stop_clients();
+  if (stall_) {
+    Resume(victim);
+  } else {
+    Restart(victim);
+  }
+  const uint64_t back = tick_;
+  uint64_t ahead = 0;
+  const bool joined =
+      TickUntil(liveness_ticks_, true, [&] { return ViewsSettled(&ahead); });
+  if (!result_.ok) return false;
+  if (!joined) {
+    Fail(absl::StrCat("rejoin: a correct replica is behind the cluster's view ",
+                      tick_ - back, " ticks after replica ", victim.id,
+                      " returned (", busy_ ? "busy" : "idle", "):", Views()));
+    return false;
+  }
+  result_.max_rejoin_ticks = std::max(result_.max_rejoin_ticks, tick_ - back);
+  stop_clients();
+  return true;
 }
 
 // --- Byzantine backups ------------------------------------------------------
@@ -1369,7 +1896,8 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
       std::string payload = o.envelope.payload();
       payload.push_back(static_cast<char>((15 << 3) | 2));
       for (uint64_t len = pad;; len >>= 7) {
-        payload.push_back(static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
+        payload.push_back(
+            static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
         if (len < 0x80) break;
       }
       payload.append(pad, 'p');
@@ -1435,19 +1963,25 @@ v1::Envelope Simulation::ForgeViewChange(SimReplica& r, const v1::Envelope& e) {
   return r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString());
 }
 
-// A NEW-VIEW whose O does not match its V: an entry made null, one left
-// out, one added, or a VIEW-CHANGE removed from V.
+// A NEW-VIEW whose O does not match its V: an entry (the first, a middle
+// one or the last) made null or given another timestamp, one left out, one
+// added, or a VIEW-CHANGE removed from V.
 v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
   v1::NewView nv;
   if (!nv.ParseFromString(e.payload())) return e;
   const uint64_t how = rng_.Below(4);
   if (how == 0 && nv.pre_prepares_size() > 0) {
+    const int last = nv.pre_prepares_size() - 1;
+    const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(
-        nv.pre_prepares(nv.pre_prepares_size() - 1).payload()));
-    pp.clear_requests();
-    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
-    *nv.mutable_pre_prepares(nv.pre_prepares_size() - 1) =
+    CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
+    if (pp.requests_size() > 0 || rng_.Chance(0.5)) {
+      pp.clear_requests();
+      pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    } else {
+      pp.set_timestamp_ms(pp.timestamp_ms() + 1);
+    }
+    *nv.mutable_pre_prepares(at) =
         r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   } else if (how == 1 && nv.pre_prepares_size() > 0) {
     nv.mutable_pre_prepares()->erase(nv.mutable_pre_prepares()->begin());
@@ -1504,6 +2038,18 @@ void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
 
 void Simulation::ByzantineTick(SimReplica& r) {
   const Behaviour b = Pick(r);
+  if (b == Behaviour::kUnprovokedViewChange && rng_.Chance(0.02)) {
+    v1::ViewChange vc;
+    const uint64_t view = r.core->view().value();
+    vc.set_new_view(rng_.Chance(0.5) ? view + 1 : view + rng_.Range(2, 1000));
+    *vc.mutable_stable_checkpoint() = r.core->stable_checkpoint();
+    vc.set_replica_id(r.id);
+    EnvPtr e = std::make_shared<v1::Envelope>(
+        r.signer->Sign(v1::MESSAGE_TYPE_VIEW_CHANGE, vc.SerializeAsString()));
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (i != r.id) SendToReplica(i, e);
+    }
+  }
   if (b == Behaviour::kReplay && !r.heard.empty() && rng_.Chance(0.3)) {
     // Replay old messages (still validly signed by their senders).
     for (uint64_t i = rng_.Range(1, 3); i > 0; --i) {
@@ -1529,26 +2075,81 @@ void Simulation::ByzantineTick(SimReplica& r) {
 // --- Clients
 // -------------------------------------------------------------------
 
+EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
+                              const std::string& op) {
+  v1::Request req;
+  req.set_client_id(c.id);
+  req.set_request_number(number);
+  req.set_operation(op);
+  submitted_[{c.id, number}] = Sha256(op);
+  c.used.insert(number);
+  EnvPtr e = std::make_shared<v1::Envelope>(
+      c.signer->Sign(v1::MESSAGE_TYPE_REQUEST, req.SerializeAsString()));
+  c.request = e;
+  c.number = number;
+  c.op = op;
+  c.outstanding = true;
+  c.replies.clear();
+  c.stale.clear();
+  c.last_sent_tick = tick_;
+  // The primary of the highest view the replies named.
+  SendToReplica(static_cast<uint32_t>(c.view_hint % n_), e);
+  return e;
+}
+
+uint64_t Simulation::StaleScenarioNumber(SimClient& c, const std::string& op) {
+  if (c.last_completed > 1 && rng_.Chance(0.3)) {
+    // Clock stepped back: an unused number below the last completed one.
+    for (int i = 0; i < 8; ++i) {
+      const uint64_t t = rng_.Range(1, c.last_completed - 1);
+      if (!c.used.count(t)) return t;
+    }
+  }
+  const uint64_t t = c.next_number++;
+  if (rng_.Chance(0.3)) {
+    // Pipelined: t+1 (its result never awaited) leaves just before t, so
+    // t may be ordered after it, and then never executes.
+    ClientSend(c, c.next_number++, absl::StrCat(op, "-overtaking"));
+  }
+  return t;
+}
+
+void Simulation::OnStaleRejection(SimClient& c, const v1::Reply& rep) {
+  if (rep.last_request_number() <= c.number) {
+    Fail(absl::StrCat("replica ", rep.replica_id(), " rejected request ",
+                      c.number, " of client ", c.id, " as stale below ",
+                      rep.last_request_number()));
+    return;
+  }
+  c.stale[rep.replica_id()] = rep.last_request_number();
+  if (c.stale.size() < f_ + 1) return;
+  std::vector<uint64_t> lasts;
+  for (const auto& [r, last] : c.stale) lasts.push_back(last);
+  std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
+  const uint64_t last = lasts[f_];
+  // Correct replicas name only numbers this client used.
+  if (!c.used.count(last)) {
+    Fail(absl::StrCat("client ", c.id, " was told its last number is ", last,
+                      ", which it never used"));
+    return;
+  }
+  // The SDK's recovery: renumber above it and send the same operation.
+  c.next_number = std::max(c.next_number, last + 1);
+  ++result_.requests_rejected;
+  ClientSend(c, c.next_number++, c.op);
+}
+
 void Simulation::ClientTick(SimClient& c) {
   from_ = UINT32_MAX;
   if (!c.outstanding) {
     if (c.completed >= c.total || !rng_.Chance(0.3)) return;
-    v1::Request req;
-    req.set_client_id(c.id);
-    req.set_request_number(c.next_number++);
-    std::string op = absl::StrCat("op-", c.id, "-", req.request_number(), "-");
+    std::string op = absl::StrCat("op-", c.id, "-", c.next_number, "-");
     for (uint64_t i = rng_.Range(0, 64); i > 0; --i) op.push_back('x');
-    req.set_operation(op);
-    submitted_[{c.id, req.request_number()}] = Sha256(op);
-    c.request = std::make_shared<v1::Envelope>(
-        c.signer->Sign(v1::MESSAGE_TYPE_REQUEST, req.SerializeAsString()));
-    c.number = req.request_number();
-    c.outstanding = true;
-    c.replies.clear();
-    c.first_sent_tick = c.last_sent_tick = tick_;
+    const uint64_t number =
+        stale_numbers_ ? StaleScenarioNumber(c, op) : c.next_number++;
+    c.first_sent_tick = tick_;
     ++result_.requests_submitted;
-    // The primary of the highest view the replies named.
-    SendToReplica(static_cast<uint32_t>(c.view_hint % n_), c.request);
+    ClientSend(c, number, op);
     return;
   }
   // Liveness is owed from submission, or from the end of the last fault
@@ -1560,7 +2161,7 @@ void Simulation::ClientTick(SimClient& c) {
     return;
   }
   if (tick_ - c.last_sent_tick >= client_timeout_ticks_) {
-    // PBFT.md: on timeout the client sends to all replicas.
+    // Castro–Liskov §4.1: on timeout the client sends to all replicas.
     c.last_sent_tick = tick_;
     for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, c.request);
   }
@@ -1574,6 +2175,15 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
   }
   c.view_hint = std::max(c.view_hint, rep.view());
   if (!c.outstanding || rep.request_number() != c.number) return;
+  if (rep.rejected() == v1::REJECT_REASON_STALE_REQUEST_NUMBER) {
+    if (!stale_numbers_) {
+      Fail(absl::StrCat("client ", c.id, " request ", c.number,
+                        " rejected as stale outside stale-numbers"));
+      return;
+    }
+    OnStaleRejection(c, rep);
+    return;
+  }
   if (rep.rejected() != v1::REJECT_REASON_UNSPECIFIED) {
     ++result_.requests_rejected;
     return;
@@ -1596,13 +2206,16 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
   result_.max_latency_ticks = std::max(result_.max_latency_ticks, latency);
   ++result_.requests_completed;
   ++c.completed;
+  c.last_completed = std::max(c.last_completed, c.number);
   c.outstanding = false;
 }
 
 SimResult Simulation::Run() {
   Setup();
   bool done = false;
-  for (tick_ = 1; tick_ <= opt_.max_ticks && result_.ok; ++tick_) {
+  tick_ = 1;
+  if (rejoin_) done = RejoinRun();
+  for (; !rejoin_ && tick_ <= opt_.max_ticks && result_.ok; ++tick_) {
     for (auto& c : clients_) ClientTick(*c);
     while (!net_.empty() && net_.top().at <= tick_ && result_.ok) {
       Packet p = net_.top();
@@ -1610,8 +2223,9 @@ SimResult Simulation::Run() {
       Deliver(p);
     }
     if (crashes_ || partitions_) FaultTick();
+    if (power_losses_max_ > 0) PowerLossTick();
     for (auto& r : replicas_) {
-      if (r->down) continue;
+      if (r->down || r->stalled) continue;
       from_ = r->id;
       r->core->Tick(NowMs(*r));
       if (r->byzantine) ByzantineTick(*r);
@@ -1629,7 +2243,10 @@ SimResult Simulation::Run() {
                       opt_.max_ticks, " ticks"));
   }
   if (result_.ok) FinalCheck();
+  if (result_.ok) ViewCheck();
   if (result_.ok) IdleCatchUpCheck();
+  if (result_.ok) ChainCheck();
+  if (result_.ok) ViewBoundCheck();
   result_.ticks = tick_;
   for (const auto& r : replicas_) {
     if (r->down) continue;

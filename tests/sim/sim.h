@@ -41,6 +41,16 @@ struct SimResult {
   uint64_t core_drops = 0;        // Inputs the correct cores refused.
   uint64_t fetches = 0;
   uint64_t max_latency_ticks = 0;
+  // Rejoin scenarios: ticks from the victim's return until every correct
+  // replica was active in one view.
+  uint64_t max_rejoin_ticks = 0;
+  // Correct replicas that ended changing to a view above the cluster's
+  // alone (their timer expired while cut off; docs/protocol.md).
+  uint64_t ahead_alone = 0;
+  // Highest view a correct replica reached, and the faults that may cause
+  // view changes (crashes, partitions, stalls) injected.
+  uint64_t max_view = 0;
+  uint64_t faults = 0;
 };
 
 // The scenario names --scenario accepts.

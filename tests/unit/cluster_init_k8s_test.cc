@@ -1,7 +1,8 @@
 // `ledgerctl cluster init --k8s`: the config names the Kubernetes DNS names
 // and pod mount paths of deploy/k8s, and the kustomize component generates
-// exactly the Secrets of the replicas this organisation runs (DESIGN.md,
-// Operations). The rendering itself is checked by tests/deploy.
+// exactly the Secrets of the replicas this organisation runs
+// (docs/operations.md, Kubernetes). The rendering itself is checked by
+// tests/deploy.
 #include <sys/stat.h>
 
 #include <fstream>

@@ -50,11 +50,19 @@ TEST(ConfigTest, ValidConfigLoadsWithDefaults) {
   EXPECT_EQ(c->client(3), nullptr);
 }
 
-TEST(ConfigTest, QuorumIntersectsInFPlusOneForAnyN) {
-  // n = 3f+1 gives 2f+1; larger n keeps any two quorums sharing f+1.
+TEST(ConfigTest, ReplicaCountMustBeExactly3fPlus1) {
+  // The loader (ledgerctl config check) refuses what ledgerd's core would:
+  // one validation function decides for both.
   for (uint32_t f = 0; f <= 3; ++f) {
     for (uint32_t n = 3 * f + 1; n <= 3 * f + 4; ++n) {
       absl::StatusOr<Cluster> c = Cluster::FromProto(ValidConfig(n, f), "x");
+      EXPECT_EQ(ValidateReplicaCount(n, f).ok(), n == 3 * f + 1);
+      if (n != 3 * f + 1) {
+        ASSERT_FALSE(c.ok()) << "n=" << n << " f=" << f;
+        EXPECT_NE(c.status().message().find("x: f: "), std::string::npos)
+            << c.status();
+        continue;
+      }
       ASSERT_TRUE(c.ok()) << c.status();
       EXPECT_GE(2 * c->quorum(), n + f + 1) << "n=" << n << " f=" << f;
       EXPECT_LE(c->quorum(), n - f) << "quorum must be reachable without f";

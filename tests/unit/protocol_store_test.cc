@@ -58,8 +58,8 @@ TEST(ProtocolStoreTest, SurvivesReopenAndCollectsGarbageAtStableCheckpoint) {
   for (const auto& e : st->entries) EXPECT_EQ(*EntrySeq(e), 12u);
 }
 
-// Crash recovery (PBFT.md): the NEW-VIEW of the view a replica entered is
-// what tells a restarted replica it is active in that view; it survives
+// Crash recovery (docs/protocol.md): the NEW-VIEW of the view a replica entered
+// is what tells a restarted replica it is active in that view; it survives
 // stable checkpoints and only the latest is kept.
 TEST(ProtocolStoreTest, KeepsTheLatestNewViewAcrossCheckpoints) {
   std::unique_ptr<leveldb::Env> env(

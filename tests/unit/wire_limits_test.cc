@@ -182,6 +182,36 @@ TEST(WireLimitsTest, NestedCountsAreBounded) {
       WireError::kMalformed);
 }
 
+// Every field of the small messages at its largest encoding still fits
+// its type's limit (a new field must raise the limit with it).
+TEST(WireLimitsTest, LargestSmallMessagesFit) {
+  pb::Prepare p;
+  p.set_view(~0ull);
+  p.set_seq(~0ull);
+  p.set_batch_digest(std::string(32, 'd'));
+  p.set_replica_id(~0u);
+  EXPECT_EQ(p.ByteSizeLong(), kVotePayloadBytesMax);
+  pb::Checkpoint c;
+  c.set_seq(~0ull);
+  c.set_state_digest(std::string(32, 's'));
+  c.set_replica_id(~0u);
+  EXPECT_EQ(c.ByteSizeLong(), kCheckpointPayloadBytesMax);
+  pb::FetchRequest f;
+  f.set_replica_id(~0u);
+  f.set_from_seq(~0ull);
+  f.set_max_blocks(~0u);
+  f.set_batch_digest(std::string(32, 'd'));
+  f.set_view(~0ull);
+  f.set_view_changing(true);
+  EXPECT_EQ(f.ByteSizeLong(), kFetchRequestPayloadBytesMax);
+  // Every field of these messages was set above: a field added to the
+  // schema without raising the limit fails here.
+  EXPECT_EQ(pb::Prepare::descriptor()->field_count(), 4);
+  EXPECT_EQ(pb::Commit::descriptor()->field_count(), 4);
+  EXPECT_EQ(pb::Checkpoint::descriptor()->field_count(), 3);
+  EXPECT_EQ(pb::FetchRequest::descriptor()->field_count(), 6);
+}
+
 TEST(WireLimitsTest, LimitsFollowTheClusterShape) {
   ProtocolParams p;
   const WireLimits four = WireLimits::For(4, p);
