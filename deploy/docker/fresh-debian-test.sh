@@ -11,7 +11,8 @@
 # Inside, the container test is skipped with its reason (podman does not
 # nest here); everything else runs. Not part of tests/run.sh: it rebuilds
 # everything from nothing (tens of minutes on 2 cores). The transcript goes
-# to build/fresh-debian/transcript.log.
+# to build/fresh-debian/transcript.log. The container runs under nice -n 10
+# already: run the script itself without nice (niceness adds up).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$ROOT/deploy/docker/podman-lib.sh"
