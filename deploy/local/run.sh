@@ -20,7 +20,7 @@ ROOT=$(pwd)
 DIR=${OUT:-$ROOT/build/local-cluster}
 BIN=$ROOT/build/bin
 
-bash deploy/install-deps.sh
+bash deploy/install-deps.sh --build
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 cmake -S . -B build "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

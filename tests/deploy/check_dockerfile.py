@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """House rules for deploy/docker/Dockerfile, checked without a container
-engine (none runs on the build machines). Prints "[rule] message" per
+engine (ctest container_pods builds and runs the image itself). Prints "[rule] message" per
 problem; exit 1 if any.
 
   check_dockerfile.py Dockerfile [.dockerignore]
 """
 import json
+import posixpath
 import re
 import sys
+
+# What the runtime image carries: what an operator runs, nothing else.
+RUNTIME_PROGRAMS = {"ledgerd", "ledgerctl"}
 
 DEV_PACKAGES = re.compile(r"(\s|^)(build-essential|cmake|ninja-build|g\+\+|[\w.+-]+-dev)(\s|$)")
 
@@ -85,6 +89,8 @@ def main():
         if i in ("COPY", "ADD") and "--from=" not in a:
             fail("runtime", f"{i} {a}: the runtime stage gets files from the build stage only")
 
+    check_programs(final_ins, fail)
+
     users = [a for _, i, a in final_ins if i == "USER"]
     if not users:
         fail("user", "no USER in the runtime stage: the image would run as root")
@@ -115,6 +121,31 @@ def main():
             if want not in patterns:
                 fail("dockerignore", f"{ignore} does not exclude {want}")
     return report(problems, len(stages))
+
+
+def check_programs(final_ins, fail):
+    """The runtime stage copies, by name, exactly RUNTIME_PROGRAMS into
+    /usr/local/bin: a copied directory would bring whatever the build made."""
+    copied = set()
+    for _, i, a in final_ins:
+        if i != "COPY" or "--from=" not in a:
+            continue
+        words = [w for w in a.split() if not w.startswith("--")]
+        srcs, dest = words[:-1], words[-1]
+        if not dest.rstrip("/").endswith("/bin"):
+            continue
+        for src in srcs:
+            if src.endswith("/") or "*" in src:
+                fail("programs", f"COPY {a}: name each program, a directory or glob copies "
+                     "whatever the build stage made")
+            copied.add(posixpath.basename(src.rstrip("/")))
+    extra = sorted(copied - RUNTIME_PROGRAMS - {"", "bin"})
+    if extra:
+        fail("programs", f"the runtime image carries {', '.join(extra)}: only "
+             f"{', '.join(sorted(RUNTIME_PROGRAMS))} belong there")
+    missing = sorted(RUNTIME_PROGRAMS - copied)
+    if missing and not any(c in ("", "bin") for c in copied):
+        fail("programs", f"the runtime image lacks {', '.join(missing)}")
 
 
 def report(problems, stages=0):

@@ -2,7 +2,8 @@
 # Offline validation of the deployment (ctest: deploy_k8s):
 # 1. `ledgerctl cluster init --k8s` + deploy/k8s/gen-dev-tls.sh write the
 #    inputs of every overlay (in a scratch copy of deploy/k8s);
-# 2. `kubectl kustomize` renders every overlay; check_manifests.py validates
+# 2. `kubectl kustomize` (the one deploy/install-deps.sh installs) renders
+#    every overlay; check_manifests.py validates
 #    each object against deploy/k8s/schema and checks the house rules; the
 #    overlays' kustomization files are linted;
 # 3. every fixture in tests/deploy/broken/ (an overlay on top of dev that
@@ -24,11 +25,17 @@ failed=0
 ok() { passed=$((passed + 1)); echo "ok:   $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
-if ! command -v kubectl >/dev/null; then
-  echo "FAIL: kubectl not found. The offline validation renders the overlays with" >&2
-  echo "      'kubectl kustomize' (kubectl >= 1.27, kustomize v5: components, labels)." >&2
-  echo "      It ships with the machine image; Debian 12's kubernetes-client (1.20," >&2
-  echo "      kustomize v2) is too old for these overlays." >&2
+# kubectl renders the overlays (kustomize v5: components, labels). The one
+# deploy/install-deps.sh installs, never whatever kubectl the PATH has:
+# Debian 12's own (1.20) is too old. KUBECTL=PATH picks another.
+KUBECTL=${KUBECTL:-/usr/local/libexec/pbft-ledger/kubectl}
+if [[ ! -x "$KUBECTL" ]]; then
+  echo "FAIL: $KUBECTL not found: run deploy/install-deps.sh (or set KUBECTL to a kubectl >= 1.27)" >&2
+  exit 1
+fi
+minor=$("$KUBECTL" version --client -o json | "$PY" -c 'import json, sys; print(int(json.load(sys.stdin)["clientVersion"]["minor"].rstrip("+")))')
+if [[ $minor -lt 27 ]]; then
+  echo "FAIL: $KUBECTL is kubectl 1.$minor; the overlays need >= 1.27 (kustomize v5)" >&2
   exit 1
 fi
 if ! "$PY" -c 'import jsonschema, yaml' 2>/dev/null; then
@@ -55,7 +62,7 @@ done
 # 2. Every overlay renders and passes.
 for o in "$T"/k8s/overlays/*/; do
   name=$(basename "$o")
-  if ! kubectl kustomize "$o" > "$T/$name.yaml" 2> "$T/$name.err"; then
+  if ! "$KUBECTL" kustomize "$o" > "$T/$name.yaml" 2> "$T/$name.err"; then
     bad "overlay $name does not render: $(cat "$T/$name.err")"
     continue
   fi
@@ -73,7 +80,7 @@ for d in "$HERE"/broken/*/; do
   cp -r "$d" "$T/k8s/broken/$name"
   want=$(sed -n 's/^# expect: *//p' "$d/kustomization.yaml")
   [[ -n "$want" ]] || { bad "broken/$name: no '# expect: RULE' line"; continue; }
-  if ! kubectl kustomize "$T/k8s/broken/$name" > "$T/b-$name.yaml" 2> "$T/b-$name.err"; then
+  if ! "$KUBECTL" kustomize "$T/k8s/broken/$name" > "$T/b-$name.yaml" 2> "$T/b-$name.err"; then
     bad "broken/$name does not render (a fixture must render and be rejected by the checker): $(cat "$T/b-$name.err")"
     continue
   fi

@@ -1,10 +1,12 @@
 # expect: base
 # syntax=docker/dockerfile:1
-# pbft-ledger container image: ledgerd (the entrypoint), ledgerctl and the
-# other programs on Debian 12, running as the non-root user ledger (10001).
+# pbft-ledger container image: ledgerd (the entrypoint) and ledgerctl on
+# Debian 12, running as the non-root user ledger (10001). Nothing else: the
+# simulator, benchmarks and examples stay in the build tree.
 #
 #   docker build -f deploy/docker/Dockerfile -t pbft-ledger:0.1.0 .
 #   docker run --rm pbft-ledger:0.1.0 --help
+# Without a registry, with podman: deploy/docker/build-image.sh.
 #
 # The build stage does what CI does (deploy/install-deps.sh, then the same
 # CMake build as tests/run.sh, without the tests); the runtime stage gets only
@@ -14,13 +16,12 @@
 FROM debian:bookworm-slim AS build
 WORKDIR /src
 COPY deploy/install-deps.sh deploy/install-deps.sh
-RUN bash deploy/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN bash deploy/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPBFT_LEDGER_TESTS=OFF \
- && cmake --build build -j"$(nproc)" \
+ && cmake --build build -j"$(nproc)" --target ledgerd ledgerctl \
  && mkdir -p /out/bin \
- && find build/bin -maxdepth 1 -type f -perm -u+x -exec install -m 0755 -s {} /out/bin/ \; \
- && test -x /out/bin/ledgerd \
+ && install -m 0755 -s build/bin/ledgerd build/bin/ledgerctl /out/bin/ \
  && bash deploy/docker/runtime-packages.sh /out/bin/* > /out/runtime-packages.txt
 
 FROM ubuntu:24.04
@@ -33,7 +34,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /var/lib/pbft-ledger --shell /usr/sbin/nologin ledger \
  && install -d -o 10001 -g 10001 -m 0700 /var/lib/pbft-ledger
-COPY --from=build /out/bin/ /usr/local/bin/
+COPY --from=build /out/bin/ledgerd /out/bin/ledgerctl /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/pbft-ledger
 VOLUME ["/var/lib/pbft-ledger"]
