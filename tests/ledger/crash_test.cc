@@ -1,4 +1,4 @@
-// Crash consistency (issue 4 "Storage"): every block is one synced
+// Crash consistency (docs/storage_format.md): every block is one synced
 // WriteBatch, so a ledger reopened after a crash at any point is at the
 // state before or after a block, never in between. Runs on LevelDB's
 // in-memory Env wrapped by an Env that tears the N-th write (writes half of
