@@ -136,10 +136,11 @@ int main(int argc, char** argv) {
   // A range of the full-window scenario in which more than one seed in ten
   // changed views before the window filled tests too little of its case.
   if (o.scenario == "full-window" && full_window_missed * 10 > seeds) {
-    std::printf("full-window: %llu of %llu seeds changed views before the "
-                "window filled\n",
-                static_cast<unsigned long long>(full_window_missed),
-                static_cast<unsigned long long>(seeds));
+    std::printf(
+        "full-window: %llu of %llu seeds changed views before the "
+        "window filled\n",
+        static_cast<unsigned long long>(full_window_missed),
+        static_cast<unsigned long long>(seeds));
     return 1;
   }
   // A range of the missing-bodies scenario that never fetched a body did
