@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/envelope.h"
+#include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/ledger/ledger.h"
 
@@ -40,9 +41,9 @@ struct FetchServerOptions {
   uint32_t self = 0;
   uint32_t n = 0;
   size_t response_bytes_max = 0;
-  uint32_t blocks_max = 64;  // Per response.
-  double rate_per_s = 20;    // Per peer, sustained.
-  double burst = 10;         // Per peer.
+  uint32_t blocks_max = ledger::kFetchBlocksMax;  // Per response.
+  double rate_per_s = 20;                         // Per peer, sustained.
+  double burst = 10;                              // Per peer.
 };
 
 class FetchServer {

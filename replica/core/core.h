@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "common/config.h"
 #include "common/types.h"
+#include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
 
 namespace pbft {
@@ -73,7 +74,7 @@ struct Options {
   // peers showed higher seqs asks one peer (round robin) for the certified
   // batches it lacks.
   uint32_t fetch_interval_ticks = 40;
-  uint32_t fetch_blocks_max = 64;
+  uint32_t fetch_blocks_max = ledger::kFetchBlocksMax;
   // A replica that executed nothing for fetch_interval_ticks WITHOUT such
   // evidence (an idle cluster gives none) still asks one peer, at most once
   // per idle_probe_interval_ticks: a replica that restarted or missed the
