@@ -29,7 +29,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "common/config.h"
+#include "common/protocol_params.h"
 #include "common/types.h"
 #include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
