@@ -422,9 +422,12 @@ void Core::ProbeBeforeTimeout() {
   ++stats_.timer_probes;
   NextFetchPeer();
   SendFetch();
-  if (is_primary()) return;
   // The forward may have been lost (§4.1: the backup holds the request for
   // its timer); the primary ignores a copy it already has.
+  if (!is_primary()) ForwardHeldRequests();
+}
+
+void Core::ForwardHeldRequests() {
   for (const auto& [arrival, q] : queue_) {
     SendTo(primary(), q.envelope);
     ++stats_.requests_forwarded;
@@ -1794,10 +1797,7 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   } else {
     // docs/protocol.md, view change: backups re-send the requests they hold to
     // the new primary.
-    for (const auto& [arrival, q] : queue_) {
-      SendTo(primary(), q.envelope);
-      ++stats_.requests_forwarded;
-    }
+    ForwardHeldRequests();
   }
   // The new primary too: the batches of O it re-proposed are held until
   // they execute (pbft-sim byzantine-view-change seeds 586 and 876: a

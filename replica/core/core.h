@@ -529,6 +529,8 @@ class Core {
   // may have missed, so that a replica that is merely behind catches up
   // before it would time out alone.
   void ProbeBeforeTimeout();
+  // A backup sends every request it holds to the current primary.
+  void ForwardHeldRequests();
   // Since it started, this replica heard from 2f other replicas (any message
   // that passed the shell's checks): it knows where the cluster is.
   bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
