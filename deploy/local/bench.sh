@@ -108,6 +108,7 @@ for cell in $CELLS; do
   if (( BOUND )); then
     python3 "$BOUND_PY" scrape "$DIR/cluster.json" >"$DIR/before.json"
     cpu0=$(cpu_seconds "${pids[@]}")
+    wall0=$(date +%s.%N)
   fi
   if [[ -n "$PERF_DIR" ]]; then
     # After the 1 s warm-up, for the measured seconds.
@@ -122,6 +123,7 @@ for cell in $CELLS; do
   line=$(cat "$DIR/line.json")
   if (( BOUND )); then
     cpu1=$(cpu_seconds "${pids[@]}")
+    wall1=$(date +%s.%N)
     python3 "$BOUND_PY" scrape "$DIR/cluster.json" >"$DIR/after.json"
     load=$(cut -d' ' -f1 /proc/loadavg)
   fi
@@ -146,7 +148,7 @@ print(max(1, round((a["batch_requests_sum"] - b["batch_requests_sum"]) / max(n, 
     cpu_s=$(awk -v a="$cpu0" -v z="$cpu1" '{printf "%.3f", z - a + $1 + $2}' "$DIR/bench-time")
     python3 "$BOUND_PY" cell --machine "$WORK/machine.json" --exec "$DIR/exec.json" \
       --result "$DIR/result.json" --before "$DIR/before.json" --after "$DIR/after.json" \
-      --cpu-s "$cpu_s" --nproc "$NPROC" --load "$load" --floor-ms "$FLOOR_MS" \
+      --cpu-s "$cpu_s" --wall-s "$(awk -v a="$wall0" -v z="$wall1" 'BEGIN {print z - a}')" --nproc "$NPROC" --load "$load" --floor-ms "$FLOOR_MS" \
       --checkpoint-interval "$CHECKPOINT"
   fi
   if [[ -n "$PERF_DIR" && -f "$PERF_DIR/perf-$b-$c.data" ]]; then

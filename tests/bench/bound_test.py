@@ -97,6 +97,12 @@ class Bound(unittest.TestCase):
             "verify_x6": 0.3, "hops_x5": 0.25})
         self.assertAlmostEqual(fl["latency_floor_ms"], 5.65)
 
+    def test_floor_with_the_runs_own_writes(self):
+        fl = bound.floor(MACHINE, EXEC, fsync_ms=2.0, execute_ms=1.0)
+        self.assertEqual(fl["parts_ms"]["fsync_x3"], 6.0)
+        self.assertEqual(fl["parts_ms"]["execute_block"], 1.0)
+        self.assertAlmostEqual(fl["latency_floor_ms"], 7.65)
+
 
 class Counters(unittest.TestCase):
     TEXT = """# HELP ledger_messages_received_total x
@@ -105,6 +111,9 @@ ledger_messages_received_total{type="MESSAGE_TYPE_REQUEST"} 70
 ledger_blocks_executed_total 10
 ledger_batch_requests_sum 20
 ledger_batch_requests_count 10
+ledger_storage_write_seconds_bucket{store="protocol",le="0.001"} 3
+ledger_storage_write_seconds_sum{store="protocol"} 0.5
+ledger_storage_write_seconds_count{store="protocol"} 100
 """
 
     def test_parse_and_difference(self):
@@ -118,8 +127,34 @@ ledger_batch_requests_count 10
         self.assertEqual(m["requests_per_block"], 2.0)
         self.assertEqual(m["received_per_block"], {"COMMIT": 6.0,
                                                    "REQUEST": 14.0})
+        self.assertAlmostEqual(m["protocol_write_ms"], 5.0)  # 1 s / 200
+        self.assertIsNone(m["ledger_write_ms"])
         with self.assertRaises(ValueError):
             bound.measured_counts({"replicas": [zero]}, {"replicas": [zero]})
+
+
+class CellLine(unittest.TestCase):
+    def test_ratios(self):
+        zero = bound.parse_metrics("")
+        after = bound.parse_metrics(
+            "ledger_batch_requests_sum 100\nledger_batch_requests_count 100\n"
+            'ledger_messages_received_total{type="MESSAGE_TYPE_COMMIT"} 1200\n')
+        result = {"requests_per_s": 462.35, "transfers_per_s": 462.35,
+                  "p50_ms": 11.3, "batch": 1}
+        line = bound.cell_line(MACHINE, EXEC, result, {"replicas": [zero]},
+                               {"replicas": [after]}, cpu_s=1.0, wall_s=1.0,
+                               nproc=2, load=3.5, n=4, k=128, floor_ms=5.65)
+        self.assertEqual(line["requests_per_block"], 1.0)
+        self.assertAlmostEqual(line["bound_requests_per_s"], 924.7)
+        self.assertAlmostEqual(line["ratio"], 0.5, places=3)
+        # One core of two used: the bound at that core is half.
+        self.assertEqual(line["cores_used"], 1.0)
+        self.assertAlmostEqual(line["ratio_at_cores_used"], 1.0, places=2)
+        self.assertEqual(line["cpu_us_per_request_measured"], 10000.0)
+        self.assertEqual(line["received_per_block"]["COMMIT"],
+                         {"model": 12.0, "measured": 12.0})
+        self.assertEqual(line["p50_over_floor"], 2.0)
+        self.assertNotIn("latency_floor_in_run_ms", line)  # no writes seen
 
 
 if __name__ == "__main__":

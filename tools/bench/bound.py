@@ -10,7 +10,8 @@ latency floor of one request. deploy/local/bench.sh drives it:
   bound.py scrape CONFIG                 replicas' counters, as JSON
   bound.py floor --machine M --exec E    the latency floor line
   bound.py cell --machine M --exec E --result R --before S0 --after S1
-                --cpu-s X --nproc N --load L [--checkpoint-interval K]
+                --cpu-s X --wall-s W --nproc N --load L --floor-ms F
+                [--replicas 4] [--checkpoint-interval K]
 
 Every function below is pure except scrape and main; tests/bench/bound_test.py
 checks them on fixed inputs.
@@ -156,20 +157,24 @@ def bound(m, exec_json, n, requests_per_block, transfers, k, nproc):
     }
 
 
-def floor(m, exec_json, n=4, transfers=1):
+def floor(m, exec_json, n=4, transfers=1, fsync_ms=None, execute_ms=None):
     """Latency floor of one request (one client, a block of one request): the
-    steps that must happen one after another, in ms."""
+    steps that must happen one after another, in ms. fsync_ms and execute_ms
+    replace the machine's fdatasync probe and exec-bench's block time (a
+    run passes its replicas' own mean synced writes)."""
     f = (n - 1) // 3
     req, rep = sizes_for(m, transfers)
     vote = m["vote_bytes"]
     hop = m["grpc_stream_hop_us"] / 1e3
-    fsync = m["fdatasync_ms_p50"]
+    fsync = m["fdatasync_ms_p50"] if fsync_ms is None else fsync_ms
     parts = {
         # PRE-PREPARE at the primary, PRE-PREPARE+PREPARE at a backup,
         # COMMIT: each is persisted before it is sent.
         "fsync_x3": 3 * fsync,
         # Execution and its synced write (exec-bench, 1-request blocks).
-        "execute_block": exec_json["block_p50_ms"],
+        "execute_block": (
+            exec_json["block_p50_ms"] if execute_ms is None else execute_ms
+        ),
         # Client request, PRE-PREPARE, PREPARE, COMMIT, reply.
         "sign_x5": (sign_us(m, req) + 3 * sign_us(m, vote) + sign_us(m, rep)) / 1e3,
         # Request at the primary, the quorum-completing PRE-PREPARE, PREPARE
@@ -214,6 +219,11 @@ def parse_metrics(text):
             out["batch_requests_sum"] = value
         elif name == "ledger_batch_requests_count":
             out["batch_requests_count"] = value
+        elif name.startswith("ledger_storage_write_seconds_"):
+            store = re.search(r'store="([a-z]+)"', labels)
+            if store and name.endswith(("_sum", "_count")):
+                key = "%s_write_%s" % (store.group(1), name.rsplit("_", 1)[1])
+                out[key] = value
     return out
 
 
@@ -229,9 +239,20 @@ def measured_counts(before, after):
     for rb, ra in zip(before["replicas"], after["replicas"]):
         for t, v in ra["received"].items():
             per_block[t] = per_block.get(t, 0.0) + v - rb["received"].get(t, 0.0)
+    def mean_ms(store):
+        """Mean synced write of `store` over the replicas, ms."""
+        total = count = 0.0
+        for rb, ra in zip(before["replicas"], after["replicas"]):
+            total += ra.get(store + "_write_sum", 0) - rb.get(store + "_write_sum", 0)
+            count += ra.get(store + "_write_count", 0) - rb.get(
+                store + "_write_count", 0)
+        return 1e3 * total / count if count > 0 else None
+
     return {
         "blocks": blocks,
         "requests": requests,
+        "protocol_write_ms": mean_ms("protocol"),
+        "ledger_write_ms": mean_ms("ledger"),
         "requests_per_block": requests / blocks,
         "received_per_block": {t: v / blocks for t, v in sorted(per_block.items())},
     }
@@ -251,8 +272,8 @@ def scrape(config_path):
 # --- One result line ----------------------------------------------------------
 
 
-def cell_line(m, exec_json, result, before, after, cpu_s, nproc, load, n, k,
-              floor_ms):
+def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
+              n, k, floor_ms):
     mc = measured_counts(before, after)
     r = mc["requests_per_block"]
     b = result["batch"]
@@ -261,6 +282,11 @@ def cell_line(m, exec_json, result, before, after, cpu_s, nproc, load, n, k,
     out["ratio"] = round(result["requests_per_s"] / out["bound_requests_per_s"], 3)
     out["requests_per_block"] = round(r, 2)
     out["cpu_us_per_request_measured"] = round(cpu_s * 1e6 / mc["requests"], 1)
+    # On a shared machine the run gets fewer than nproc cores: the bound at
+    # the cores it did get (its CPU seconds over the same wall seconds).
+    out["cores_used"] = round(cpu_s / wall_s, 2)
+    out["ratio_at_cores_used"] = round(
+        out["ratio"] * nproc / max(out["cores_used"], 1e-9), 3)
     model = counts(n, r, k)["received_per_block"]
     out["received_per_block"] = {
         t: {"model": round(model.get(t, 0.0), 2), "measured": round(v, 2)}
@@ -268,6 +294,15 @@ def cell_line(m, exec_json, result, before, after, cpu_s, nproc, load, n, k,
     }
     out["latency_floor_ms"] = floor_ms
     out["p50_over_floor"] = round(result["p50_ms"] / floor_ms, 2)
+    # The same floor with this run's own synced writes (the disk of a shared
+    # machine changes by the minute): protocol store for the three votes'
+    # fsyncs, the ledger's whole block write for execution.
+    if mc["protocol_write_ms"] and mc["ledger_write_ms"]:
+        run = floor(m, exec_json, n, 1, mc["protocol_write_ms"], mc["ledger_write_ms"])
+        out["latency_floor_in_run_ms"] = run["latency_floor_ms"]
+        out["latency_floor_in_run_parts_ms"] = run["parts_ms"]
+        out["p50_over_floor_in_run"] = round(
+            result["p50_ms"] / run["latency_floor_ms"], 2)
     out["nproc"] = nproc
     out["load_avg"] = load
     return out
@@ -285,6 +320,7 @@ def main(argv):
     for a in ("machine", "exec", "result", "before", "after"):
         c.add_argument("--" + a, required=True)
     c.add_argument("--cpu-s", type=float, required=True)
+    c.add_argument("--wall-s", type=float, required=True)
     c.add_argument("--nproc", type=int, required=True)
     c.add_argument("--load", type=float, required=True)
     c.add_argument("--floor-ms", type=float, required=True)
@@ -298,7 +334,7 @@ def main(argv):
         out = floor(load(a.machine), load(a.exec))
     else:
         out = cell_line(load(a.machine), load(a.exec), load(a.result),
-                        load(a.before), load(a.after), a.cpu_s, a.nproc,
+                        load(a.before), load(a.after), a.cpu_s, a.wall_s, a.nproc,
                         a.load, a.replicas, a.checkpoint_interval, a.floor_ms)
     print(json.dumps(out, separators=(",", ":")))
 
