@@ -31,7 +31,7 @@ MACHINE = {
     ],
     "grpc_stream_hop_us": 50,
     "grpc_unary": {"client_us": 20, "server_us": 20, "rtt_us": 100},
-    "fdatasync_ms_p50": 1.0,
+    "fdatasync_ms_mean": 1.0,
 }
 EXEC = {"transfers_per_process_cpu_s": 100000, "block_p50_ms": 2.0}
 
@@ -155,6 +155,26 @@ class CellLine(unittest.TestCase):
                          {"model": 12.0, "measured": 12.0})
         self.assertEqual(line["p50_over_floor"], 2.0)
         self.assertNotIn("latency_floor_in_run_ms", line)  # no writes seen
+
+    def test_in_run_floor_only_for_one_client(self):
+        zero = bound.parse_metrics("")
+        after = bound.parse_metrics(
+            "ledger_batch_requests_sum 10\nledger_batch_requests_count 10\n"
+            'ledger_storage_write_seconds_sum{store="protocol"} 0.02\n'
+            'ledger_storage_write_seconds_count{store="protocol"} 10\n'
+            'ledger_storage_write_seconds_sum{store="ledger"} 0.01\n'
+            'ledger_storage_write_seconds_count{store="ledger"} 10\n')
+        args = dict(m=MACHINE, exec_json=EXEC, before={"replicas": [zero]},
+                    after={"replicas": [after]}, cpu_s=1.0, wall_s=1.0,
+                    nproc=2, load=1.0, n=4, k=128, floor_ms=5.65)
+        one = {"requests_per_s": 10, "p50_ms": 7.65, "batch": 1, "clients": 1}
+        line = bound.cell_line(result=one, **args)
+        # 2 ms writes x 3, 1 ms block: the floor of test_floor + 3 - 1.
+        self.assertAlmostEqual(line["latency_floor_in_run_ms"], 7.65)
+        self.assertEqual(line["p50_over_floor_in_run"], 1.0)
+        many = dict(one, clients=64)
+        self.assertNotIn("latency_floor_in_run_ms",
+                         bound.cell_line(result=many, **args))
 
 
 if __name__ == "__main__":
