@@ -19,9 +19,10 @@
 # --cells B1xC1 ...: run exactly these (batch x clients) cells instead of
 #   the batches x clients product.
 # --perf DIR: record `perf record -g` of replica 0 (the primary) during
-#   each cell's measured seconds into DIR/perf-B-C.data and write the top
-#   of `perf report` beside it (needs linux-perf; not installed by
-#   deploy/install-deps.sh).
+#   each cell's measured seconds into DIR/perf-B-C.data, and beside it the
+#   top symbols (perf-B-C.top.txt) and the CPU shares in the model's terms
+#   (perf-B-C.summary.json, tools/bench/perf_summary.py). Needs Debian's
+#   linux-perf, which deploy/install-deps.sh does not install.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=10
@@ -112,7 +113,7 @@ for cell in $CELLS; do
   fi
   if [[ -n "$PERF_DIR" ]]; then
     # After the 1 s warm-up, for the measured seconds.
-    (sleep 1; exec perf record -q -g -F 499 -p "${pids[0]}" \
+    (sleep 1; exec perf record -q -g -F 1999 -p "${pids[0]}" \
       -o "$PERF_DIR/perf-$b-$c.data" -- sleep "$DURATION") >/dev/null 2>&1 &
     perf_pid=$!
   fi
@@ -152,9 +153,11 @@ print(max(1, round((a["batch_requests_sum"] - b["batch_requests_sum"]) / max(n, 
       --checkpoint-interval "$CHECKPOINT"
   fi
   if [[ -n "$PERF_DIR" && -f "$PERF_DIR/perf-$b-$c.data" ]]; then
-    perf report -i "$PERF_DIR/perf-$b-$c.data" --no-children --sort dso \
-      --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25 \
-      >"$PERF_DIR/perf-$b-$c.dso.txt" || true
+    perf report -i "$PERF_DIR/perf-$b-$c.data" --no-children --sort dso,sym -g none \
+      --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 \
+      >"$PERF_DIR/perf-$b-$c.top.txt" || true
+    perf script -i "$PERF_DIR/perf-$b-$c.data" 2>/dev/null \
+      | python3 tools/bench/perf_summary.py >"$PERF_DIR/perf-$b-$c.summary.json"
   fi
   rm -rf "$DIR"
 done

@@ -90,6 +90,19 @@ class Bound(unittest.TestCase):
         self.assertAlmostEqual(b101["bound_transfers_per_s"],
                                101 * b101["bound_requests_per_s"], delta=101 * 0.1)
 
+    def test_primary_split(self):
+        sp = bound.primary_split(MACHINE, EXEC, 4, 1, 1, 128)["us"]
+        # PRE-PREPARE, COMMIT, 1/128 CHECKPOINT of 100 bytes; one reply.
+        self.assertAlmostEqual(sp["sign"], (2 + 1 / 128) * 20 + 20, places=2)
+        # 3 PREPAREs + 3 COMMITs + 3/128 CHECKPOINTs in; the request once.
+        self.assertAlmostEqual(sp["verify"], (6 + 3 / 128) * 50 + 50, places=2)
+        # 4 requests and 6.02 votes received at 5 µs; PRE-PREPARE (200 B,
+        # 5.5 µs) to 3 peers, COMMIT+CHECKPOINT to 3, the reply: 5 µs.
+        self.assertAlmostEqual(
+            sp["grpc"], 4 * 5 + (6 + 3 / 128) * 5 + 3 * 5.5
+            + 3 * (1 + 1 / 128) * 5 + 5, places=2)
+        self.assertAlmostEqual(sp["execute"], 10)
+
     def test_floor(self):
         fl = bound.floor(MACHINE, EXEC)
         self.assertEqual(fl["parts_ms"], {

@@ -54,6 +54,11 @@ def stream_us(m, nbytes):
     )
 
 
+def stream_side_us(m, nbytes, side):
+    """CPU of one stream message on one side: side is "send_us" or "recv_us"."""
+    return interp([(e["bytes"], e[side]) for e in m["grpc_stream"]], nbytes)
+
+
 def sizes_for(m, transfers):
     """Envelope bytes of a request and of a reply with `transfers` transfers."""
     s = m["sizes"]
@@ -142,6 +147,37 @@ def cpu_per_request(m, exec_json, n, requests_per_block, transfers, k):
         unary - stream_us(m, req) - stream_us(m, rep)
     )
     return {k_: round(v, 2) for k_, v in parts.items()}
+
+
+def primary_split(m, exec_json, n, requests_per_block, transfers, k):
+    """The model's CPU µs per request at the primary alone, by kind, and each
+    kind's share: what a profile of the primary is checked against."""
+    r = float(requests_per_block)
+    req, rep = sizes_for(m, transfers)
+    vote = m["vote_bytes"]
+    votes_in = (2 * (n - 1) + (n - 1) / k) / r  # PREPAREs, COMMITs, CHECKPOINTs
+    send, recv = "send_us", "recv_us"
+    split = {
+        # PRE-PREPARE, COMMIT, CHECKPOINT per block; a reply per request.
+        "sign": (2 + 1 / k) / r * sign_us(m, vote) + sign_us(m, rep),
+        "verify": votes_in * verify_us(m, vote) + verify_us(m, req),
+        # The client's request and n-1 forwarded copies in, the votes in;
+        # the PRE-PREPARE and COMMIT to n-1 peers and the reply out.
+        "grpc": (
+            n * stream_side_us(m, req, recv)
+            + votes_in * stream_side_us(m, vote, recv)
+            + (n - 1) / r * stream_side_us(m, vote + r * req, send)
+            + (n - 1) * (1 + 1 / k) / r * stream_side_us(m, vote, send)
+            + stream_side_us(m, rep, send)
+        ),
+        "sha256": m["sha256_us_per_kb"] * ((n + 1) * req + votes_in * vote) / 1024,
+        "execute": transfers * 1e6 / exec_json["transfers_per_process_cpu_s"],
+    }
+    total = sum(split.values())
+    return {
+        "us": {k_: round(v, 2) for k_, v in split.items()},
+        "shares": {k_: round(v / total, 3) for k_, v in split.items()},
+    }
 
 
 def bound(m, exec_json, n, requests_per_block, transfers, k, nproc):
@@ -294,6 +330,7 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
         t: {"model": round(model.get(t, 0.0), 2), "measured": round(v, 2)}
         for t, v in mc["received_per_block"].items()
     }
+    out["primary_model_split"] = primary_split(m, exec_json, n, r, b, k)["shares"]
     out["latency_floor_ms"] = floor_ms
     out["p50_over_floor"] = round(result["p50_ms"] / floor_ms, 2)
     # The same floor with this run's own synced writes (the disk of a shared
