@@ -33,7 +33,8 @@ MACHINE = {
     "grpc_unary": {"client_us": 20, "server_us": 20, "rtt_us": 100},
     "fdatasync_ms_mean": 1.0,
 }
-EXEC = {"transfers_per_process_cpu_s": 100000, "block_p50_ms": 2.0}
+EXEC = {"transfers_per_process_cpu_s": 100000, "transfers_per_cpu_s": 500,
+        "block_p50_ms": 9.0}
 
 
 class Interp(unittest.TestCase):
@@ -105,15 +106,17 @@ class Bound(unittest.TestCase):
 
     def test_floor(self):
         fl = bound.floor(MACHINE, EXEC)
+        # Four 1 ms syncs, 2 ms of execution CPU (500 transfers per CPU-s).
         self.assertEqual(fl["parts_ms"], {
-            "fsync_x3": 3.0, "execute_block": 2.0, "sign_x5": 0.1,
+            "fsync_x4": 4.0, "execute_cpu": 2.0, "sign_x5": 0.1,
             "verify_x6": 0.3, "hops_x5": 0.25})
-        self.assertAlmostEqual(fl["latency_floor_ms"], 5.65)
+        self.assertAlmostEqual(fl["latency_floor_ms"], 6.65)
 
     def test_floor_with_the_runs_own_writes(self):
-        fl = bound.floor(MACHINE, EXEC, fsync_ms=2.0, execute_ms=1.0)
+        fl = bound.floor(MACHINE, EXEC, run_writes_ms=(2.0, 1.0))
         self.assertEqual(fl["parts_ms"]["fsync_x3"], 6.0)
         self.assertEqual(fl["parts_ms"]["execute_block"], 1.0)
+        self.assertNotIn("fsync_x4", fl["parts_ms"])
         self.assertAlmostEqual(fl["latency_floor_ms"], 7.65)
 
 
@@ -182,7 +185,7 @@ class CellLine(unittest.TestCase):
                     nproc=2, load=1.0, n=4, k=128, floor_ms=5.65)
         one = {"requests_per_s": 10, "p50_ms": 7.65, "batch": 1, "clients": 1}
         line = bound.cell_line(result=one, **args)
-        # 2 ms writes x 3, 1 ms block: the floor of test_floor + 3 - 1.
+        # 2 ms writes x 3, 1 ms block, 0.65 ms of signatures and hops.
         self.assertAlmostEqual(line["latency_floor_in_run_ms"], 7.65)
         self.assertEqual(line["p50_over_floor_in_run"], 1.0)
         many = dict(one, clients=64)

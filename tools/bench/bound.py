@@ -193,37 +193,37 @@ def bound(m, exec_json, n, requests_per_block, transfers, k, nproc):
     }
 
 
-def floor(m, exec_json, n=4, transfers=1, fsync_ms=None, execute_ms=None):
+def floor(m, exec_json, n=4, transfers=1, run_writes_ms=None):
     """Latency floor of one request (one client, a block of one request): the
-    steps that must happen one after another, in ms. fsync_ms and execute_ms
-    replace the machine's fdatasync probe and exec-bench's block time (a
-    run passes its replicas' own mean synced writes)."""
+    steps that must happen one after another, in ms.
+
+    From the machine: four synced writes (fdatasync, the mean of 4 writers
+    at once: ext4 commits concurrent syncs together) and the executing
+    thread's CPU for a one-transfer block (exec-bench). With run_writes_ms =
+    (protocol, ledger), a run's own mean synced writes replace them: three
+    protocol-store writes and the ledger's whole block write."""
     f = (n - 1) // 3
     req, rep = sizes_for(m, transfers)
     vote = m["vote_bytes"]
-    hop = m["grpc_stream_hop_us"] / 1e3
-    # The mean of 4 writers at once (one per local replica): ext4 commits
-    # concurrent syncs together, and the one that leads a commit waits longest.
-    fsync = m["fdatasync_ms_mean"] if fsync_ms is None else fsync_ms
-    parts = {
+    if run_writes_ms is None:
+        fsync = m["fdatasync_ms_mean"]
         # PRE-PREPARE at the primary, PRE-PREPARE+PREPARE at a backup,
-        # COMMIT: each is persisted before it is sent.
-        "fsync_x3": 3 * fsync,
-        # Execution and its synced write (exec-bench, 1-request blocks).
-        "execute_block": (
-            exec_json["block_p50_ms"] if execute_ms is None else execute_ms
-        ),
-        # Client request, PRE-PREPARE, PREPARE, COMMIT, reply.
-        "sign_x5": (sign_us(m, req) + 3 * sign_us(m, vote) + sign_us(m, rep)) / 1e3,
-        # Request at the primary, the quorum-completing PRE-PREPARE, PREPARE
-        # and COMMIT, and the client's f+1 replies.
-        "verify_x%d" % (4 + f + 1): (
-            verify_us(m, req) + 3 * verify_us(m, vote) + (f + 1) * verify_us(m, rep)
-        )
-        / 1e3,
-        # client->primary, PRE-PREPARE, PREPARE, COMMIT, reply->client.
-        "hops_x5": 5 * hop,
-    }
+        # COMMIT (each persisted before it is sent), the executed block.
+        writes = {"fsync_x4": 4 * fsync,
+                  "execute_cpu": 1e3 * transfers / exec_json["transfers_per_cpu_s"]}
+    else:
+        fsync = run_writes_ms[0]
+        writes = {"fsync_x3": 3 * fsync, "execute_block": run_writes_ms[1]}
+    parts = dict(writes)
+    # Client request, PRE-PREPARE, PREPARE, COMMIT, reply.
+    parts["sign_x5"] = (sign_us(m, req) + 3 * sign_us(m, vote) + sign_us(m, rep)) / 1e3
+    # Request at the primary, the quorum-completing PRE-PREPARE, PREPARE and
+    # COMMIT, and the client's f+1 replies (checked one after the other).
+    parts["verify_x%d" % (4 + f + 1)] = (
+        verify_us(m, req) + 3 * verify_us(m, vote) + (f + 1) * verify_us(m, rep)
+    ) / 1e3
+    # client->primary, PRE-PREPARE, PREPARE, COMMIT, reply->client.
+    parts["hops_x5"] = 5 * m["grpc_stream_hop_us"] / 1e3
     return {
         "kind": "floor",
         "latency_floor_ms": round(sum(parts.values()), 3),
@@ -338,7 +338,8 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
     # fsyncs, the ledger's whole block write for execution.
     # Only one client's requests are alone on the path, as the floor assumes.
     if result.get("clients") == 1 and mc["protocol_write_ms"] and mc["ledger_write_ms"]:
-        run = floor(m, exec_json, n, 1, mc["protocol_write_ms"], mc["ledger_write_ms"])
+        run = floor(m, exec_json, n, 1,
+                    (mc["protocol_write_ms"], mc["ledger_write_ms"]))
         out["latency_floor_in_run_ms"] = run["latency_floor_ms"]
         out["latency_floor_in_run_parts_ms"] = run["parts_ms"]
         out["p50_over_floor_in_run"] = round(
