@@ -449,29 +449,41 @@ std::vector<uint32_t> TransferCounts() {
   return out;
 }
 
-int Run() {
-  // Fork first: the child's gRPC server must not inherit this process's.
-  Child child = StartChild();
-  Keys k;
-  const std::vector<uint32_t> transfers = TransferCounts();
-  const std::string vote = VotePayload();
+// The protocol's typical payloads: a vote, and a request and a reply for
+// each --transfers count.
+struct Payloads {
+  std::vector<uint32_t> transfers;
+  std::string vote = VotePayload();
   std::vector<std::string> requests, replies;
-  for (uint32_t b : transfers) {
-    requests.push_back(RequestPayload(b));
-    replies.push_back(ReplyPayload(b));
-  }
+};
 
-  std::fprintf(stderr, "machine-bench: Ed25519, SHA-256\n");
-  std::vector<SignCost> sign = {MeasureSign(k, vote)};
-  for (const std::string& p : requests) sign.push_back(MeasureSign(k, p));
-  for (const std::string& p : replies) sign.push_back(MeasureSign(k, p));
+Payloads MakePayloads() {
+  Payloads p;
+  p.transfers = TransferCounts();
+  for (uint32_t b : p.transfers) {
+    p.requests.push_back(RequestPayload(b));
+    p.replies.push_back(ReplyPayload(b));
+  }
+  return p;
+}
+
+std::vector<SignCost> MeasureSignatures(const Keys& k, const Payloads& p) {
+  std::vector<SignCost> sign = {MeasureSign(k, p.vote)};
+  for (const std::string& r : p.requests) sign.push_back(MeasureSign(k, r));
+  for (const std::string& r : p.replies) sign.push_back(MeasureSign(k, r));
   std::sort(sign.begin(), sign.end(), [](const SignCost& a, const SignCost& b) {
     return a.bytes < b.bytes;
   });
-  const double sha_us_per_kb = MeasureSha256UsPerKb();
+  return sign;
+}
 
-  std::fprintf(stderr, "machine-bench: gRPC on loopback (port %d)\n",
-               child.port);
+struct GrpcCosts {
+  std::vector<StreamCost> stream;
+  double hop_us = 0;
+  UnaryCost unary{};
+};
+
+GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(static_cast<int>(kMessageBytesMax));
   auto channel =
@@ -479,40 +491,37 @@ int Run() {
                                 grpc::InsecureChannelCredentials(), args);
   auto stream_stub = v1::ReplicaService::NewStub(channel);
   auto unary_stub = v1::LedgerService::NewStub(channel);
-  const pbft::v1::Envelope vote_env =
-      k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, vote);
-  std::vector<StreamCost> stream = {
-      MeasureStream(stream_stub.get(), child, vote_env)};
-  for (const std::string& p : requests) {
-    stream.push_back(
-        MeasureStream(stream_stub.get(), child,
-                      k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, p)));
+  auto sign = [&k](const std::string& payload) {
+    return k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload);
+  };
+  GrpcCosts g;
+  g.stream.push_back(MeasureStream(stream_stub.get(), child, sign(p.vote)));
+  for (const std::string& r : p.requests) {
+    g.stream.push_back(MeasureStream(stream_stub.get(), child, sign(r)));
   }
-  stream.push_back(
-      MeasureStream(stream_stub.get(), child,
-                    k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE,
-                                  std::string(kLargeBatchBytes, 'b'))));
-  std::sort(stream.begin(), stream.end(),
+  g.stream.push_back(MeasureStream(stream_stub.get(), child,
+                                   sign(std::string(kLargeBatchBytes, 'b'))));
+  std::sort(g.stream.begin(), g.stream.end(),
             [](const StreamCost& a, const StreamCost& b) {
               return a.bytes < b.bytes;
             });
-  const double hop_us = MeasureHopUs(stream_stub.get(), vote_env);
-  const UnaryCost unary = MeasureUnary(
+  g.hop_us = MeasureHopUs(stream_stub.get(), sign(p.vote));
+  g.unary = MeasureUnary(
       unary_stub.get(), child,
-      k.signer.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, requests.front()));
-  StopChild(&child);
+      k.signer.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, p.requests.front()));
+  return g;
+}
 
-  std::fprintf(stderr, "machine-bench: fdatasync in %s\n",
-               absl::GetFlag(FLAGS_dir).c_str());
-  const SyncCost alone = MeasureFdatasync(absl::GetFlag(FLAGS_dir), 1);
-  const SyncCost sync = MeasureFdatasync(absl::GetFlag(FLAGS_dir), 4);
-
+void PrintJson(const Keys& k, const Payloads& p,
+               const std::vector<SignCost>& sign, double sha_us_per_kb,
+               const GrpcCosts& g, const SyncCost& sync,
+               const SyncCost& alone) {
   std::vector<std::string> sizes;
-  for (size_t i = 0; i < transfers.size(); ++i) {
+  for (size_t i = 0; i < p.transfers.size(); ++i) {
     sizes.push_back(
-        absl::StrCat("{\"transfers\":", transfers[i],
-                     ",\"request_bytes\":", EnvelopeBytes(k, requests[i]),
-                     ",\"reply_bytes\":", EnvelopeBytes(k, replies[i]), "}"));
+        absl::StrCat("{\"transfers\":", p.transfers[i],
+                     ",\"request_bytes\":", EnvelopeBytes(k, p.requests[i]),
+                     ",\"reply_bytes\":", EnvelopeBytes(k, p.replies[i]), "}"));
   }
   std::printf(
       "{\"kind\":\"machine\",\"nproc\":%u,\"ed25519\":%s,"
@@ -522,12 +531,31 @@ int Run() {
       "\"fdatasync_ms_p50\":%s,\"fdatasync_ms_mean\":%s,"
       "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s}\n",
       std::thread::hardware_concurrency(), SignJson(sign).c_str(),
-      Fmt(sha_us_per_kb).c_str(), EnvelopeBytes(k, vote),
-      absl::StrJoin(sizes, ",").c_str(), StreamJson(stream).c_str(),
-      Fmt(hop_us).c_str(), Fmt(unary.client_us).c_str(),
-      Fmt(unary.server_us).c_str(), Fmt(unary.rtt_us).c_str(),
+      Fmt(sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
+      absl::StrJoin(sizes, ",").c_str(), StreamJson(g.stream).c_str(),
+      Fmt(g.hop_us).c_str(), Fmt(g.unary.client_us).c_str(),
+      Fmt(g.unary.server_us).c_str(), Fmt(g.unary.rtt_us).c_str(),
       Fmt(sync.p50_ms).c_str(), Fmt(sync.mean_ms).c_str(),
       Fmt(alone.p50_ms).c_str(), Fmt(alone.mean_ms).c_str());
+}
+
+int Run() {
+  // Fork first: the child's gRPC server must not inherit this process's.
+  Child child = StartChild();
+  const Keys k;
+  const Payloads p = MakePayloads();
+  std::fprintf(stderr, "machine-bench: Ed25519, SHA-256\n");
+  const std::vector<SignCost> sign = MeasureSignatures(k, p);
+  const double sha_us_per_kb = MeasureSha256UsPerKb();
+  std::fprintf(stderr, "machine-bench: gRPC on loopback (port %d)\n",
+               child.port);
+  const GrpcCosts g = MeasureGrpc(child, k, p);
+  StopChild(&child);
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  std::fprintf(stderr, "machine-bench: fdatasync in %s\n", dir.c_str());
+  const SyncCost alone = MeasureFdatasync(dir, 1);
+  const SyncCost sync = MeasureFdatasync(dir, 4);
+  PrintJson(k, p, sign, sha_us_per_kb, g, sync, alone);
   return 0;
 }
 
