@@ -97,67 +97,87 @@ if (( BOUND )); then
     "$WORK/floor.json")
 fi
 
+# Starts cell DIR's cluster; the ledgerd PIDs into PIDS.
+start_cluster() {
+  local dir=$1 c=$2 i
+  CHECKPOINT_INTERVAL=$CHECKPOINT cluster_init "$dir" 4 "$c"
+  for i in 0 1 2 3; do start_replica "$dir" "$i"; done
+  wait_ready "$dir" 4 60 || { echo "cluster not ready" >&2; exit 1; }
+  PIDS=()
+  for i in 0 1 2 3; do PIDS+=("$(replica_pid "$dir" "$i")"); done
+}
+
+# perf of replica 0 after the 1 s warm-up, for the measured seconds.
+start_perf() {
+  (sleep 1; exec perf record -q -g -F 1999 -p "${PIDS[0]}" \
+    -o "$PERF_DIR/perf-$1.data" -- sleep "$DURATION") >/dev/null 2>&1 &
+  PERF_PID=$!
+}
+
+summarize_perf() {
+  local data="$PERF_DIR/perf-$1.data"
+  [[ -f "$data" ]] || return 0
+  perf report -i "$data" --no-children --sort dso,sym -g none --stdio 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -40 >"$PERF_DIR/perf-$1.top.txt" || true
+  perf script -i "$data" 2>/dev/null \
+    | python3 tools/bench/perf_summary.py >"$PERF_DIR/perf-$1.summary.json"
+}
+
+# The cell's line with its bound, from the files measure_cell left in DIR.
+bound_line() {
+  local dir=$1 b=$2 c=$3 r
+  r=$(python3 "$BOUND_PY" batch --before "$dir/before.json" --after "$dir/after.json")
+  exec_bench "$r" "$b" "$c" "$dir/exec.json"
+  python3 "$BOUND_PY" cell --machine "$WORK/machine.json" --exec "$dir/exec.json" \
+    --result "$dir/result.json" --before "$dir/before.json" --after "$dir/after.json" \
+    --cpu-s "$(cat "$dir/cpu_s")" --wall-s "$(cat "$dir/wall_s")" --nproc "$NPROC" \
+    --load "$(cat "$dir/load")" --floor-ms "$FLOOR_MS" --checkpoint-interval "$CHECKPOINT"
+}
+
+# ledger-bench against the cell's cluster; with the bound, the replicas'
+# counters before and after, and the CPU all processes used meanwhile.
+measure_cell() {
+  local dir=$1 b=$2 c=$3 cpu0 wall0
+  if (( BOUND )); then
+    python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
+    cpu0=$(cpu_seconds "${PIDS[@]}")
+    wall0=$(date +%s.%N)
+  fi
+  TIMEFORMAT='%U %S'
+  { time "$BIN/ledger-bench" --config "$dir/cluster.json" --clients "$c" --batch "$b" \
+      --duration "$DURATION" --warmup 1 2>/dev/null | tail -1 >"$dir/line.json"; } \
+    2>"$dir/bench-time"
+  if (( BOUND )); then
+    awk -v a="$cpu0" -v z="$(cpu_seconds "${PIDS[@]}")" \
+      '{printf "%.3f", z - a + $1 + $2}' "$dir/bench-time" >"$dir/cpu_s"
+    awk -v a="$wall0" -v z="$(date +%s.%N)" 'BEGIN {print z - a}' >"$dir/wall_s"
+    python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/after.json"
+    cut -d' ' -f1 /proc/loadavg >"$dir/load"
+  fi
+}
+
 for cell in $CELLS; do
   b=${cell%x*}
   c=${cell#*x}
   DIR=$(mktemp -d -p "$WORK")
-  CHECKPOINT_INTERVAL=$CHECKPOINT cluster_init "$DIR" 4 "$c"
-  for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
-  wait_ready "$DIR" 4 60 || { echo "cluster not ready" >&2; exit 1; }
-  pids=()
-  for i in 0 1 2 3; do pids+=("$(replica_pid "$DIR" "$i")"); done
-  if (( BOUND )); then
-    python3 "$BOUND_PY" scrape "$DIR/cluster.json" >"$DIR/before.json"
-    cpu0=$(cpu_seconds "${pids[@]}")
-    wall0=$(date +%s.%N)
-  fi
-  if [[ -n "$PERF_DIR" ]]; then
-    # After the 1 s warm-up, for the measured seconds.
-    (sleep 1; exec perf record -q -g -F 1999 -p "${pids[0]}" \
-      -o "$PERF_DIR/perf-$b-$c.data" -- sleep "$DURATION") >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
-  TIMEFORMAT='%U %S'
-  { time "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients "$c" --batch "$b" \
-      --duration "$DURATION" --warmup 1 2>/dev/null | tail -1 >"$DIR/line.json"; } \
-    2>"$DIR/bench-time"
-  line=$(cat "$DIR/line.json")
-  if (( BOUND )); then
-    cpu1=$(cpu_seconds "${pids[@]}")
-    wall1=$(date +%s.%N)
-    python3 "$BOUND_PY" scrape "$DIR/cluster.json" >"$DIR/after.json"
-    load=$(cut -d' ' -f1 /proc/loadavg)
-  fi
-  [[ -n "$PERF_DIR" ]] && wait "$perf_pid" || true
+  start_cluster "$DIR" "$c"
+  [[ -n "$PERF_DIR" ]] && start_perf "$b-$c"
+  measure_cell "$DIR" "$b" "$c"
+  [[ -n "$PERF_DIR" ]] && { wait "$PERF_PID" || true; }
   rss=0
   for i in 0 1 2 3; do
-    kb=$(awk '/VmHWM/ {print $2}' "/proc/${pids[$i]}/status" 2>/dev/null || echo 0)
+    kb=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)
     (( kb > rss )) && rss=$kb
   done
   stop_all "$DIR"
+  line=$(cat "$DIR/line.json")
   line="${line%\}},\"replica_peak_rss_mb\":$((rss / 1024))}"
-  if (( ! BOUND )); then
-    echo "$line"
-  else
+  if (( BOUND )); then
     echo "$line" >"$DIR/result.json"
-    r=$(python3 -c 'import json,sys
-b, a = (json.load(open(p))["replicas"][0] for p in sys.argv[1:])
-n = a["batch_requests_count"] - b["batch_requests_count"]
-print(max(1, round((a["batch_requests_sum"] - b["batch_requests_sum"]) / max(n, 1))))' \
-      "$DIR/before.json" "$DIR/after.json")
-    exec_bench "$r" "$b" "$c" "$DIR/exec.json"
-    cpu_s=$(awk -v a="$cpu0" -v z="$cpu1" '{printf "%.3f", z - a + $1 + $2}' "$DIR/bench-time")
-    python3 "$BOUND_PY" cell --machine "$WORK/machine.json" --exec "$DIR/exec.json" \
-      --result "$DIR/result.json" --before "$DIR/before.json" --after "$DIR/after.json" \
-      --cpu-s "$cpu_s" --wall-s "$(awk -v a="$wall0" -v z="$wall1" 'BEGIN {print z - a}')" --nproc "$NPROC" --load "$load" --floor-ms "$FLOOR_MS" \
-      --checkpoint-interval "$CHECKPOINT"
+    bound_line "$DIR" "$b" "$c"
+  else
+    echo "$line"
   fi
-  if [[ -n "$PERF_DIR" && -f "$PERF_DIR/perf-$b-$c.data" ]]; then
-    perf report -i "$PERF_DIR/perf-$b-$c.data" --no-children --sort dso,sym -g none \
-      --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 \
-      >"$PERF_DIR/perf-$b-$c.top.txt" || true
-    perf script -i "$PERF_DIR/perf-$b-$c.data" 2>/dev/null \
-      | python3 tools/bench/perf_summary.py >"$PERF_DIR/perf-$b-$c.summary.json"
-  fi
+  [[ -n "$PERF_DIR" ]] && summarize_perf "$b-$c"
   rm -rf "$DIR"
 done

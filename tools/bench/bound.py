@@ -9,6 +9,7 @@ latency floor of one request. deploy/local/bench.sh drives it:
 
   bound.py scrape CONFIG                 replicas' counters, as JSON
   bound.py floor --machine M --exec E    the latency floor line
+  bound.py batch --before S0 --after S1  requests per block between scrapes
   bound.py cell --machine M --exec E --result R --before S0 --after S1
                 --cpu-s X --wall-s W --nproc N --load L --floor-ms F
                 [--replicas 4] [--checkpoint-interval K]
@@ -357,6 +358,9 @@ def main(argv):
     fl = sub.add_parser("floor")
     fl.add_argument("--machine", required=True)
     fl.add_argument("--exec", required=True)
+    rb = sub.add_parser("batch")  # requests per block, rounded, >= 1
+    rb.add_argument("--before", required=True)
+    rb.add_argument("--after", required=True)
     c = sub.add_parser("cell")
     for a in ("machine", "exec", "result", "before", "after"):
         c.add_argument("--" + a, required=True)
@@ -371,6 +375,9 @@ def main(argv):
     load = lambda p: json.load(open(p))  # noqa: E731
     if a.cmd == "scrape":
         out = scrape(a.config)
+    elif a.cmd == "batch":
+        mc = measured_counts(load(a.before), load(a.after))
+        out = max(1, round(mc["requests_per_block"]))
     elif a.cmd == "floor":
         out = floor(load(a.machine), load(a.exec))
     else:
