@@ -50,7 +50,7 @@ bool Simulation::StartNode(SimReplica& r) {
   lo.sync = true;
   lo.parallel_state_hash = false;  // No thread: the run stays one thread.
   lo.block_cache_bytes = 1 << 20;
-  lo.write_buffer_bytes = 1 << 20;
+  lo.write_buffer_bytes = 8 << 20;  // No memtable flush within a run.
   auto ledger = ledger::Ledger::Open(*cluster_, "/ledger", lo);
   auto store = ledger::storage::ProtocolStore::Open("/protocol", r.env.get());
   for (const absl::Status& s : {ledger.status(), store.status()}) {
