@@ -30,9 +30,24 @@ const std::vector<std::string> kScenarios = {"fair",
 void Simulation::Setup() {
   n_ = opt_.replicas;
   f_ = (n_ - 1) / 3;
+  const uint32_t clients = DrawParams();
+  crypto_ = std::make_unique<SimCrypto>(n_, clients, opt_.real_crypto);
+  DrawFaults();
+  blocked_.assign(n_, std::vector<bool>(n_, false));
+  const Roles roles = ChooseByzantine();
+  DrawMissingBodies();
+  limits_ = ledger::WireLimits::For(n_, params_);
+  cluster_ = MakeCluster(clients);
+  const std::string byz_desc = CreateParticipants(clients, roles);
+  if (!result_.ok) return;
+  DescribeSetup(clients, byz_desc);
+}
+
+// The protocol parameters, the workload and the network a seed draws;
+// returns the number of clients.
+uint32_t Simulation::DrawParams() {
   const std::string& sc = opt_.scenario;
   const bool lossy = sc != "fair" && sc != "queue-full";
-  const bool byzantine = sc == "byzantine" || sc == "small-window";
   // corrupt-primary: a lossy network and a Byzantine primary (below).
   uint32_t K = static_cast<uint32_t>(rng_.Pick<uint64_t>({4, 8, 16}));
   if (sc == "small-window") K = static_cast<uint32_t>(rng_.Range(1, 3));
@@ -70,13 +85,16 @@ void Simulation::Setup() {
   } else {
     delay_max_ = rng_.Range(1, 3);
   }
-  crypto_ = std::make_unique<SimCrypto>(n_, clients, opt_.real_crypto);
+  return clients;
+}
+
+// The faults of the scenario: view timeouts, crashes, partitions, power
+// losses, the full-window blackout, the rejoin victim's absence.
+void Simulation::DrawFaults() {
+  const std::string& sc = opt_.scenario;
   // Drawn after everything the older scenarios draw, so their seeds keep
   // their set-ups.
-  const bool fault_scenario = sc == "crash" || sc == "partition" ||
-                              sc == "byzantine-primary" ||
-                              sc == "byzantine-view-change" || sc == "padding";
-  if (fault_scenario) {
+  if (FaultScenario()) {
     params_.view_change_timeout_ticks =
         static_cast<uint32_t>(rng_.Range(60, 200));
     serve_latest_proof_ = rng_.Chance(0.5);
@@ -118,21 +136,33 @@ void Simulation::Setup() {
     held_max_ = rng_.Pick<uint64_t>({0, 16, 256, UINT64_MAX});
     liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
   }
-  blocked_.assign(n_, std::vector<bool>(n_, false));
+}
 
+bool Simulation::FaultScenario() const {
+  const std::string& sc = opt_.scenario;
+  return sc == "crash" || sc == "partition" || sc == "byzantine-primary" ||
+         sc == "byzantine-view-change" || sc == "padding";
+}
+
+// Which replicas are Byzantine, and how (a behaviour left unchosen here is
+// drawn when the replica is created).
+Simulation::Roles Simulation::ChooseByzantine() {
+  const std::string& sc = opt_.scenario;
+  Roles roles;
+  const bool byzantine = sc == "byzantine" || sc == "small-window";
   uint32_t byz = 0;
   if (byzantine)
     byz = rng_.Chance(0.75) ? f_ : static_cast<uint32_t>(rng_.Range(1, f_));
   std::vector<uint32_t> backups;
   for (uint32_t i = 1; i < n_; ++i) backups.push_back(i);
-  std::set<uint32_t> byz_ids;
+  std::set<uint32_t>& byz_ids = roles.ids;
   while (byz_ids.size() < byz) byz_ids.insert(rng_.Pick(backups));
   // A primary that corrupts the batch for one backup at a time: the only
   // Byzantine replica, so the others keep quorums without a view change.
   if (sc == "corrupt-primary") byz_ids = {0};
   // The primary of view 0 is Byzantine (and of views n, 2n, ...); with
   // n >= 7 some backups also lie in view changes.
-  std::map<uint32_t, Behaviour> chosen;
+  std::map<uint32_t, Behaviour>& chosen = roles.chosen;
   if (sc == "byzantine-primary") {
     byz_ids = {0};
     chosen[0] = rng_.Pick(kPrimaryBehaviours);
@@ -170,34 +200,40 @@ void Simulation::Setup() {
     for (uint32_t i : byz_ids) chosen[i] = Behaviour::kPadVotes;
     pad_silent_tick_ = rng_.Range(300, 1500);
   }
-  // Scenario missing-bodies: f backups, the primary of view 1 among them,
-  // get view 0's PRE-PREPAREs without their batches; then primary 0 is cut
-  // off. The new primary and those backups must fetch the bodies of O.
-  if (sc == "missing-bodies") {
-    params_.view_change_timeout_ticks =
-        static_cast<uint32_t>(rng_.Range(60, 200));
-    serve_latest_proof_ = rng_.Chance(0.5);
-    liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
-    starved_ = {1};
-    while (starved_.size() < f_) {
-      starved_.insert(2 + static_cast<uint32_t>(rng_.Below(n_ - 2)));
-    }
-    cut_primary_at_ = rng_.Range(150, 1200);
-  }
-  limits_ = ledger::WireLimits::For(n_, params_);
-  cluster_ = MakeCluster(clients);
+  return roles;
+}
 
+// Scenario missing-bodies: f backups, the primary of view 1 among them,
+// get view 0's PRE-PREPAREs without their batches; then primary 0 is cut
+// off. The new primary and those backups must fetch the bodies of O.
+void Simulation::DrawMissingBodies() {
+  if (opt_.scenario != "missing-bodies") return;
+  params_.view_change_timeout_ticks =
+      static_cast<uint32_t>(rng_.Range(60, 200));
+  serve_latest_proof_ = rng_.Chance(0.5);
+  liveness_ticks_ = 6000 + 3 * 32ull * params_.view_change_timeout_ticks;
+  starved_ = {1};
+  while (starved_.size() < f_) {
+    starved_.insert(2 + static_cast<uint32_t>(rng_.Below(n_ - 2)));
+  }
+  cut_primary_at_ = rng_.Range(150, 1200);
+}
+
+// The replicas (each with its node) and the clients; returns the
+// Byzantine replicas' description.
+std::string Simulation::CreateParticipants(uint32_t clients,
+                                           const Roles& roles) {
   std::string byz_desc;
   for (uint32_t i = 0; i < n_; ++i) {
     auto r = std::make_unique<SimReplica>();
     r->id = i;
     r->signer = crypto_->ReplicaSigner(i);
-    if (!StartNode(*r)) return;
+    if (!StartNode(*r)) return byz_desc;
     r->clock_offset_ms = static_cast<int64_t>(rng_.Range(0, 100)) - 50;
-    if (byz_ids.count(i)) {
+    if (roles.ids.count(i)) {
       r->byzantine = true;
-      if (chosen.count(i)) {
-        r->behaviour = chosen[i];
+      if (roles.chosen.count(i)) {
+        r->behaviour = roles.chosen.at(i);
       } else {
         r->behaviour =
             i == 0 ? Behaviour::kCorruptBatch : rng_.Pick(kAllBehaviours);
@@ -216,10 +252,14 @@ void Simulation::Setup() {
                                                            : rng_.Range(4, 16);
     clients_.push_back(std::move(cl));
   }
+  return byz_desc;
+}
+
+void Simulation::DescribeSetup(uint32_t clients, const std::string& byz_desc) {
   result_.setup = absl::StrCat(
-      "n=", n_, " K=", K, " L=", params_.watermark_window,
-      " batch=", params_.batch_requests_max, "/", params_.batch_bytes_max,
-      "B delay=", params_.batch_delay_ticks,
+      "n=", n_, " K=", params_.checkpoint_interval,
+      " L=", params_.watermark_window, " batch=", params_.batch_requests_max,
+      "/", params_.batch_bytes_max, "B delay=", params_.batch_delay_ticks,
       " queue=", params_.request_queue_max, " clients=", clients,
       " drop=", drop_, " dup=", dup_, " delay_max=", delay_max_, " byzantine=[",
       byz_desc, "]");
@@ -250,7 +290,7 @@ void Simulation::Setup() {
         busy_ ? " busy" : " idle", " held_drop=", held_drop_,
         " held_max=", held_max_, serve_latest_proof_ ? " latest-proof" : "");
   }
-  if (fault_scenario) {
+  if (FaultScenario()) {
     absl::StrAppend(&result_.setup,
                     " vc_timeout=", params_.view_change_timeout_ticks,
                     crashes_ ? " crashes" : "", wipes_ ? "+wipes" : "",

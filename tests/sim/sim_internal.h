@@ -221,6 +221,19 @@ class Simulation {
 
  private:
   void Setup();
+  // Setup's steps, in the order they draw from the seed's PRNG (a seed's
+  // set-up depends on it).
+  struct Roles {
+    std::set<uint32_t> ids;
+    std::map<uint32_t, Behaviour> chosen;
+  };
+  uint32_t DrawParams();
+  void DrawFaults();
+  bool FaultScenario() const;
+  Roles ChooseByzantine();
+  void DrawMissingBodies();
+  std::string CreateParticipants(uint32_t clients, const Roles& roles);
+  void DescribeSetup(uint32_t clients, const std::string& byz_desc);
   void Fail(std::string why) {
     if (result_.ok) {
       result_.ok = false;
