@@ -13,6 +13,14 @@
 // The content of every message is treated as possibly Byzantine: what does
 // not fit the rules is dropped and counted in Stats, never asserted on.
 //
+// The implementation is split along the paper's sections, one file each
+// (docs/architecture.md, core): core.cc (dispatch, Ready, evidence),
+// requests.cc (§4.1 queue and admission), normal_case.cc (§4.2),
+// checkpoints.cc (§4.3), view_change.cc and new_view.h (§4.4), bodies.cc
+// (§4.4 batch bodies), state_transfer.cc, restore.cc, invariants.cc; the
+// pure quorum and certificate checks are in certificates.h, the message
+// log's types in message_log.h.
+//
 // Ownership: the Core borrows `signer` and `verifier`; they must outlive it.
 // Thread-compatible: one owner thread calls every method.
 #ifndef PBFT_LEDGER_REPLICA_CORE_CORE_H_
@@ -33,6 +41,10 @@
 #include "common/types.h"
 #include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
+#include "replica/core/certificates.h"
+#include "replica/core/message_log.h"
+#include "replica/core/new_view.h"
+#include "replica/core/signing.h"
 
 namespace pbft {
 
@@ -42,24 +54,6 @@ using ledger::ReplicaId;
 using ledger::RequestNumber;
 using ledger::Seq;
 using ledger::View;
-
-// Signs the messages this replica originates (Ed25519 in production:
-// EnvelopeSigner; a cheap deterministic fake in the simulator).
-class Signer {
- public:
-  virtual ~Signer() = default;
-  virtual v1::Envelope Sign(v1::MessageType type,
-                            std::string payload) const = 0;
-};
-
-// Checks sender and signature of an envelope nested inside another message
-// (client requests inside a PRE-PREPARE, COMMITs in a certificate,
-// CHECKPOINTs in a proof). True iff the envelope is authentic.
-class Verifier {
- public:
-  virtual ~Verifier() = default;
-  virtual bool Verify(const v1::Envelope& envelope) const = 0;
-};
 
 struct Options {
   ReplicaId id;
@@ -187,7 +181,7 @@ enum class DropReason {
   kBadCertificate,         // Fetched batch or proof failed verification.
   kStaleRequest,           // Request number below the client's last executed.
   kQueueFull,              // Request refused: queue at request_queue_max.
-  kUnsupported,            // Message type not handled by this core (yet).
+  kUnsupported,            // Unknown message type; §5.1 read-only request.
   kBadViewChange,          // VIEW-CHANGE failed validation (§4.4).
   kBadNewView,             // NEW-VIEW failed validation or recomputation.
   kCount,
@@ -280,10 +274,6 @@ class Core {
   // checkpoint above the ledger head, the head beyond the window of the
   // stable checkpoint, an undecodable entry).
   absl::Status Restore(const RestoreState& state);
-  // The older entry point: Restore with only the ledger head and the stable
-  // checkpoint (view 0, no entries).
-  absl::Status RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
-                               const v1::CheckpointProof* stable);
 
   // --- Output -------------------------------------------------------------
   bool HasReady() const { return !ready_.empty(); }
@@ -336,59 +326,11 @@ class Core {
   std::vector<PreparedEntry> PreparedCertificates() const;
 
  private:
-  struct Vote {
-    Digest digest;
-    v1::Envelope envelope;
-  };
-  // Everything about one seq in (h, h+L].
-  struct Slot {
-    View view;
-    uint64_t created_tick = 0;
-    bool has_pre_prepare = false;
-    // The batch is beside pre_prepare (or it is the null batch). An O entry
-    // of a NEW-VIEW arrives without it: the slot neither prepares nor
-    // commits until the body is fetched and matches the digest (§4.4).
-    bool has_body = false;
-    v1::Envelope pre_prepare;
-    Digest digest;
-    uint64_t timestamp_ms = 0;
-    std::vector<std::pair<ClientId, RequestNumber>> requests;
-    std::map<ReplicaId, Vote> prepares;  // One per sender; first wins.
-    std::map<ReplicaId, Vote> commits;
-    std::optional<v1::Envelope> own_prepare;
-    std::optional<v1::Envelope> own_commit;
-    bool prepared = false;
-    bool committed = false;
-    bool fetched = false;  // Committed from a fetched certificate.
-    v1::CommitCertificate certificate;
-  };
-  // The prepared certificate of the highest view in which this replica
-  // prepared at a seq (§4.4: the P set of its VIEW-CHANGE).
-  struct PreparedCert {
-    View view;
-    Digest digest;
-    v1::PreparedCertificate cert;
-  };
-  // A batch body this replica received for (seq, digest), in a PRE-PREPARE
-  // of any view: kept until seq is stable, so that it can prepare an O entry
-  // of a later view with that digest without fetching (§4.4).
-  struct Body {
-    Digest digest;
-    View view;
-    v1::Envelope pre_prepare;  // Its batch beside it.
-  };
   // A valid VIEW-CHANGE, the latest one per sender.
   struct ViewChangeMsg {
     View view;
     v1::Envelope envelope;
     v1::ViewChange vc;
-  };
-  // One entry of a NEW-VIEW's O set.
-  struct OEntry {
-    Seq seq;
-    Digest digest;
-    uint64_t timestamp_ms = 0;
-    const v1::Envelope* source = nullptr;  // Certificate's PRE-PREPARE; null.
   };
   struct ClientRecord {
     RequestNumber last_executed;
@@ -419,9 +361,7 @@ class Core {
   // peer in turn (peers rate-limit fetches: replica/fetch_server.h).
   static constexpr uint64_t kBodyFetchIntervalTicks = 2;
 
-  ReplicaId PrimaryOf(View v) const {
-    return ReplicaId(static_cast<uint32_t>(v.value() % options_.n));
-  }
+  ReplicaId PrimaryOf(View v) const { return certs_.PrimaryOf(v); }
   bool InWindow(Seq s) const {
     return s > low_watermark_ && s <= high_watermark();
   }
@@ -454,8 +394,7 @@ class Core {
   // or changes nothing.
   template <typename VoteMessage>
   std::optional<Seq> AcceptVote(const v1::Envelope& e,
-                                std::map<ReplicaId, Vote> Slot::*votes,
-                                bool backups_only);
+                                VotesBySender Slot::*votes, bool backups_only);
   void HandleCheckpoint(const v1::Envelope& e);
   void HandleFetchRequest(const v1::Envelope& e);
   void HandleFetchResponse(const v1::Envelope& e);
@@ -465,14 +404,6 @@ class Core {
   // View change (§4.4).
   void StartViewChange(View target);
   v1::Envelope BuildViewChange() const;
-  bool VerifyViewChange(const v1::Envelope& e, View target,
-                        v1::ViewChange* vc) const;
-  bool VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
-                          Seq low) const;
-  // min-s, its proof and O from a set of valid VIEW-CHANGEs (§4.4).
-  void ComputeO(const std::vector<const v1::ViewChange*>& vcs, Seq* min_s,
-                const v1::CheckpointProof** min_proof,
-                std::vector<OEntry>* o) const;
   void MaybeJoin();
   void MaybeStartNewViewTimer();
   void MaybeSendNewView();
@@ -502,10 +433,6 @@ class Core {
                   const Digest& digest,
                   std::vector<std::pair<ClientId, RequestNumber>>* requests);
   bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
-  bool VerifyCertifiedBatch(const v1::CertifiedBatch& batch, v1::PrePrepare* pp,
-                            Digest* digest);
-  bool VerifyCheckpointProof(const v1::CheckpointProof& proof,
-                             Digest* digest) const;
 
   void MaybeCutBatches();
   void SendPrePrepare();
@@ -556,6 +483,7 @@ class Core {
   const Signer* const signer_;
   const Verifier* const verifier_;
   const uint32_t quorum_;  // 2f+1.
+  const CertificateChecker certs_;
 
   // Protocol state.
   View view_{0};
@@ -568,7 +496,7 @@ class Core {
   uint64_t last_assigned_timestamp_ms_ = 0;
   std::map<Seq, Slot> log_;  // Keys in (h, h+L].
   // Checkpoint votes with seq >= h: seq -> sender -> vote.
-  std::map<Seq, std::map<ReplicaId, Vote>> checkpoints_;
+  std::map<Seq, VotesBySender> checkpoints_;
   v1::CheckpointProof stable_proof_;
   // Verified proofs (fetch responses, NEW-VIEW) above the executed seq;
   // at most kFetchedProofsMax, the highest kept.
