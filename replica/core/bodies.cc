@@ -64,19 +64,7 @@ void Core::OnBodyAttached(Seq s, Slot* slot, bool send_prepare) {
       assigned_.insert(RequestKey{c.value(), t.value()});
     }
   }
-  if (send_prepare && !slot->own_prepare) {
-    v1::Prepare prepare;
-    prepare.set_view(slot->view.value());
-    prepare.set_seq(s.value());
-    prepare.set_batch_digest(slot->digest.ToBytes());
-    prepare.set_replica_id(options_.id.value());
-    v1::Envelope own =
-        signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
-    slot->prepares[options_.id] = Vote{slot->digest, own};
-    slot->own_prepare = own;
-    ready_.persist.entries.push_back(own);
-    Broadcast(std::move(own));
-  }
+  if (send_prepare && !slot->own_prepare) SendOwnPrepare(s, slot);
   CheckPrepared(s);
 }
 
@@ -119,9 +107,7 @@ void Core::MaybeFetchBody() {
 void Core::HandleFetchedBody(const v1::Envelope& pe, uint64_t from) {
   v1::PrePrepare pp;
   Digest d;
-  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
-      !pp.ParseFromString(pe.payload()) ||
-      !ParseDigest(pp.batch_digest(), &d)) {
+  if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE || !Decode(pe, &pp, &d)) {
     Drop(DropReason::kMalformed);
     return;
   }

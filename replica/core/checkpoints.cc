@@ -45,8 +45,7 @@ void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
 void Core::HandleCheckpoint(const v1::Envelope& e) {
   v1::Checkpoint m;
   Digest d;
-  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.state_digest(), &d) ||
-      m.replica_id() != e.sender() || m.seq() == 0 ||
+  if (!Decode(e, &m, &d) || m.replica_id() != e.sender() || m.seq() == 0 ||
       m.seq() % options_.params.checkpoint_interval != 0) {
     Drop(DropReason::kMalformed);
     return;
@@ -77,12 +76,12 @@ void Core::CheckStable(Seq s) {
   auto own = it->second.find(options_.id);
   if (own == it->second.end()) return;
   const Digest d = own->second.digest;
+  const std::vector<const Vote*> matching = MatchingVotes(it->second, d);
+  if (matching.size() < quorum_) return;
   std::vector<v1::Envelope> proof;
-  for (const auto& [sender, vote] : it->second) {
-    if (vote.digest == d) proof.push_back(vote.envelope);
+  for (uint32_t i = 0; i < quorum_; ++i) {
+    proof.push_back(matching[i]->envelope);
   }
-  if (proof.size() < quorum_) return;
-  proof.resize(quorum_);
   MakeStable(s, d, std::move(proof));
 }
 
@@ -112,6 +111,27 @@ void Core::MakeStable(Seq s, const Digest& digest,
   if (view_active_) {
     InstallPendingO();
     if (is_primary()) MaybeCutBatches();
+  }
+}
+
+// §4.3/§4.4: a verified proof that s (above h) is stable at 2f+1 replicas,
+// from a fetch response or as a NEW-VIEW's min-s. Stable here at once if
+// this replica executed s with the same state digest; if s is ahead of what
+// it executed, kept so that it fetches up to it (state transfer).
+void Core::AdoptStableProof(Seq s, const Digest& digest,
+                            const v1::CheckpointProof& proof) {
+  CHECK_GT(s, low_watermark_);
+  if (s > last_executed_) {
+    AdoptFetchedProof(s, proof);
+    return;
+  }
+  auto cit = checkpoints_.find(s);
+  if (cit == checkpoints_.end()) return;
+  auto own = cit->second.find(options_.id);
+  if (own != cit->second.end() && own->second.digest == digest) {
+    MakeStable(s, digest,
+               std::vector<v1::Envelope>(proof.checkpoints().begin(),
+                                         proof.checkpoints().end()));
   }
 }
 

@@ -361,6 +361,7 @@ class Core {
   // peer in turn (peers rate-limit fetches: replica/fetch_server.h).
   static constexpr uint64_t kBodyFetchIntervalTicks = 2;
 
+  // --- core.cc: dispatch, output, evidence of where the cluster is.
   ReplicaId PrimaryOf(View v) const { return certs_.PrimaryOf(v); }
   bool InWindow(Seq s) const {
     return s > low_watermark_ && s <= high_watermark();
@@ -368,6 +369,8 @@ class Core {
   void Drop(DropReason reason) {
     ++stats_.dropped[static_cast<size_t>(reason)];
   }
+  void Broadcast(v1::Envelope e);
+  void SendTo(ReplicaId to, v1::Envelope e);
   void NoteSeq(uint64_t sender, Seq s, std::vector<Seq>* seen);
   Seq HighestSeenBy(const std::vector<Seq>& per_replica) const;
   Seq BehindEvidence() const { return HighestSeenBy(highest_seq_seen_); }
@@ -380,13 +383,36 @@ class Core {
     const View proven = ProvenView();
     return proven > view_ || (proven == view_ && !view_active_);
   }
-  // Sends the NEW-VIEW of the current view to `to`, rate-limited per peer.
-  void OfferNewView(ReplicaId to);
-  // Highest seq a fetched batch may have: H, or a verified fetched proof.
-  Seq FetchLimit() const;
+  // Since it started, this replica heard from 2f other replicas (any message
+  // that passed the shell's checks): it knows where the cluster is.
+  bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
+  void NoteHeard(uint32_t sender);
 
-  // Handlers: filter, assert, mutate, emit.
+  // --- requests.cc: request queue and admission (§4.1).
+  bool AdmitNumber(ClientId c, RequestNumber t);
+  bool HandedOut(ClientId c, RequestNumber t) const;
+  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
+  // Removes one queued request (and its share of its client's quota).
+  void Dequeue(std::map<uint64_t, Queued>::iterator it);
+  // Removes the client's queued requests numbered <= t (they are ordered
+  // now, or stale: those below t get a stale rejection).
+  void RemoveQueuedUpTo(ClientId c, RequestNumber t);
+  void SignReply(ClientId client, ClientRecord* record);
+  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+              RequestNumber last = RequestNumber(0));
+  // Rejects (c, t) as stale, naming the client's last executed or
+  // committed number (which must be above t).
+  void RejectStale(ClientId c, RequestNumber t);
+
+  // --- normal_case.cc (§4.2). Handlers: filter, assert, mutate, emit.
+  void MaybeCutBatches();
+  void SendPrePrepare();
   void HandlePrePrepare(const v1::Envelope& e);
+  // PRE-PREPARE batch checks shared by acceptance paths.
+  bool CheckBatch(const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
+                  const Digest& digest,
+                  std::vector<std::pair<ClientId, RequestNumber>>* requests);
+  bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
   void HandlePrepare(const v1::Envelope& e);
   void HandleCommit(const v1::Envelope& e);
   // The shared filters of PREPARE and COMMIT; records the vote in `votes`
@@ -395,23 +421,61 @@ class Core {
   template <typename VoteMessage>
   std::optional<Seq> AcceptVote(const v1::Envelope& e,
                                 VotesBySender Slot::*votes, bool backups_only);
-  void HandleCheckpoint(const v1::Envelope& e);
-  void HandleFetchRequest(const v1::Envelope& e);
-  void HandleFetchResponse(const v1::Envelope& e);
-  void HandleViewChange(const v1::Envelope& e);
-  void HandleNewView(const v1::Envelope& e);
+  // This replica's PREPARE or COMMIT for the slot's (view, s, digest).
+  template <typename VoteMessage>
+  v1::Envelope SignVote(v1::MessageType type, Seq s, const Slot& slot) const;
+  void SendOwnPrepare(Seq s, Slot* slot);
+  void CheckPrepared(Seq s);
+  void CheckCommitted(Seq s);
+  void HandOutCommitted();
+  void Retransmit();
 
-  // View change (§4.4).
+  // --- checkpoints.cc (§4.3).
+  void TakeCheckpoint(Seq s, const Digest& state_digest);
+  void HandleCheckpoint(const v1::Envelope& e);
+  void CheckStable(Seq s);
+  void MakeStable(Seq s, const Digest& digest,
+                  std::vector<v1::Envelope> checkpoints);
+  void AdoptStableProof(Seq s, const Digest& digest,
+                        const v1::CheckpointProof& proof);
+  // Keeps a verified stable proof beyond the window (state transfer) and
+  // lists its CHECKPOINTs for persisting, so that batches executed up to it
+  // are still inside the window Restore rebuilds after a crash.
+  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
+
+  // --- view_change.cc (§4.4); the O set is computed by new_view.h.
+  void UpdateViewChangeTimer(bool executed_one);
+  void OnViewChangeTimer();
+  void HoldViewChangeTimer();
+  // Half-way through the view-change timer: ask a peer for what this replica
+  // may have missed, so that a replica that is merely behind catches up
+  // before it would time out alone.
+  void ProbeBeforeTimeout();
+  // A backup sends every request it holds to the current primary.
+  void ForwardHeldRequests();
+  void RecordPreparedCert(Seq s, const Slot& slot);
   void StartViewChange(View target);
+  void SendOwnViewChange();
   v1::Envelope BuildViewChange() const;
+  void HandleViewChange(const v1::Envelope& e);
   void MaybeJoin();
   void MaybeStartNewViewTimer();
   void MaybeSendNewView();
+  void HandleNewView(const v1::Envelope& e);
+  bool CheckNewViewSet(const v1::NewView& nv, View v,
+                       std::vector<v1::ViewChange>* parsed) const;
+  bool CheckNewViewO(const v1::NewView& nv, uint64_t primary,
+                     const std::vector<OEntry>& o,
+                     std::vector<v1::Envelope>* pps) const;
   void EnterView(View v, const v1::Envelope& new_view,
                  std::vector<v1::Envelope> o, Seq min_s,
                  const v1::CheckpointProof& min_proof);
+  void PendO(std::vector<v1::Envelope> o, Seq min_s);
   void InstallPendingO();
-  // Batch bodies (§4.4: O carries digests; bodies are fetched by digest).
+  // Sends the NEW-VIEW of the current view to `to`, rate-limited per peer.
+  void OfferNewView(ReplicaId to);
+
+  // --- bodies.cc (§4.4: O carries digests; bodies are fetched by digest).
   void KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe);
   const Body* FindBody(Seq s, const Digest& d) const;
   // Puts the batch beside the slot's PRE-PREPARE if it is known here (the
@@ -424,60 +488,35 @@ class Core {
   void OnBodyAttached(Seq s, Slot* slot, bool send_prepare);
   void MaybeFetchBody();
   void HandleFetchedBody(const v1::Envelope& pe, uint64_t from);
-  void SendFetch();
+
+  // --- state_transfer.cc.
+  void MaybeFetch();
   // Moves fetch_peer_ to the next peer not recently caught serving garbage.
   void NextFetchPeer();
+  void SendFetch();
+  void HandleFetchRequest(const v1::Envelope& e);
+  void HandleFetchResponse(const v1::Envelope& e);
+  bool AdoptCertifiedBatches(const v1::FetchResponse& resp, uint64_t sender,
+                             bool asked);
+  void OnBadFetchResponse(uint64_t sender, bool asked);
+  // Highest seq a fetched batch may have: H, or a verified fetched proof.
+  Seq FetchLimit() const;
 
-  // PRE-PREPARE batch checks shared by acceptance paths.
-  bool CheckBatch(const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
-                  const Digest& digest,
-                  std::vector<std::pair<ClientId, RequestNumber>>* requests);
-  bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
+  // --- restore.cc.
+  struct StoredVotes;
+  struct StoredEntries;
+  absl::Status DecodeStored(const v1::Envelope& e, View view,
+                            StoredEntries* out) const;
+  std::map<Seq, v1::CheckpointProof> ProofsAhead(const StoredEntries& stored,
+                                                 Seq h) const;
+  void RestoreVotes(const StoredEntries& stored);
+  bool RestoreSlot(Seq s, View v, const StoredVotes& votes);
+  void RestoreNewView(const v1::Envelope& new_view);
 
-  void MaybeCutBatches();
-  void SendPrePrepare();
-  void CheckPrepared(Seq s);
-  void CheckCommitted(Seq s);
-  void HandOutCommitted();
-  void TakeCheckpoint(Seq s, const Digest& state_digest);
-  void CheckStable(Seq s);
-  // Keeps a verified stable proof beyond the window (state transfer) and
-  // lists its CHECKPOINTs for persisting, so that batches executed up to it
-  // are still inside the window Restore rebuilds after a crash.
-  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
-  void MakeStable(Seq s, const Digest& digest,
-                  std::vector<v1::Envelope> checkpoints);
-  void Retransmit();
-  void RecordPreparedCert(Seq s, const Slot& slot);
-  void MaybeFetch();
-  void UpdateViewChangeTimer(bool executed_one);
-  void OnViewChangeTimer();
-  // Half-way through the view-change timer: ask a peer for what this replica
-  // may have missed, so that a replica that is merely behind catches up
-  // before it would time out alone.
-  void ProbeBeforeTimeout();
-  // A backup sends every request it holds to the current primary.
-  void ForwardHeldRequests();
-  // Since it started, this replica heard from 2f other replicas (any message
-  // that passed the shell's checks): it knows where the cluster is.
-  bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
-  void NoteHeard(uint32_t sender);
-  void SignReply(ClientId client, ClientRecord* record);
-  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
-              RequestNumber last = RequestNumber(0));
-  // Rejects (c, t) as stale, naming the client's last executed or
-  // committed number (which must be above t).
-  void RejectStale(ClientId c, RequestNumber t);
-  bool AdmitNumber(ClientId c, RequestNumber t);
-  bool HandedOut(ClientId c, RequestNumber t) const;
-  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
-  // Removes one queued request (and its share of its client's quota).
-  void Dequeue(std::map<uint64_t, Queued>::iterator it);
-  void Broadcast(v1::Envelope e);
-  void SendTo(ReplicaId to, v1::Envelope e);
-  // Removes the client's queued requests numbered <= t (they are ordered
-  // now, or stale: those below t get a stale rejection).
-  void RemoveQueuedUpTo(ClientId c, RequestNumber t);
+  // --- invariants.cc.
+  absl::Status QueueInvariants() const;
+  absl::Status SlotInvariants(Seq s, const Slot& slot) const;
+  absl::Status ViewChangeInvariants() const;
 
   const Options options_;
   const Signer* const signer_;

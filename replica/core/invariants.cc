@@ -32,19 +32,25 @@ std::vector<Core::PreparedEntry> Core::PreparedCertificates() const {
   return out;
 }
 
+namespace {
+
+template <typename... Args>
+absl::Status Fail(Args&&... args) {
+  return absl::InternalError(absl::StrCat("invariant: ", args...));
+}
+
+}  // namespace
+
 absl::Status Core::Invariants() const {
-  auto fail = [](auto&&... args) {
-    return absl::InternalError(absl::StrCat("invariant: ", args...));
-  };
   const uint32_t K = options_.params.checkpoint_interval;
   if (low_watermark_.value() % K != 0) {
-    return fail("low watermark ", low_watermark_.value(),
+    return Fail("low watermark ", low_watermark_.value(),
                 " not a multiple of K");
   }
   if (!(low_watermark_ <= last_executed_ &&
         last_executed_ <= last_handed_out_ &&
         last_handed_out_ <= FetchLimit())) {
-    return fail("h=", low_watermark_.value(),
+    return Fail("h=", low_watermark_.value(),
                 " <= executed=", last_executed_.value(),
                 " <= handed_out=", last_handed_out_.value(),
                 " <= limit=", FetchLimit().value());
@@ -53,11 +59,23 @@ absl::Status Core::Invariants() const {
       pending_o_.empty() ? FetchLimit()
                          : std::max(FetchLimit(), pending_o_.rbegin()->first);
   if (view_active_ && is_primary() && last_assigned_ > assign_limit) {
-    return fail("assigned seq ", last_assigned_.value(), " above H");
+    return Fail("assigned seq ", last_assigned_.value(), " above H");
   }
+  if (absl::Status s = QueueInvariants(); !s.ok()) return s;
+  if (Seq(stable_proof_.seq()) != low_watermark_) {
+    return Fail("stable proof seq ", stable_proof_.seq(), " != h");
+  }
+  for (const auto& [s, slot] : log_) {
+    if (absl::Status st = SlotInvariants(s, slot); !st.ok()) return st;
+  }
+  return ViewChangeInvariants();
+}
+
+// The request queue, its index and the per-client shares agree.
+absl::Status Core::QueueInvariants() const {
   if (queue_.size() > options_.params.request_queue_max ||
       queue_.size() != queue_index_.size()) {
-    return fail("request queue size ", queue_.size());
+    return Fail("request queue size ", queue_.size());
   }
   size_t shared_requests = 0, shared_bytes = 0;
   for (const auto& [client, share] : queued_by_client_) {
@@ -65,75 +83,76 @@ absl::Status Core::Invariants() const {
     shared_bytes += share.bytes;
   }
   if (shared_requests != queue_.size() || shared_bytes != queue_bytes_) {
-    return fail("per-client queue shares ", shared_requests, " requests ",
+    return Fail("per-client queue shares ", shared_requests, " requests ",
                 shared_bytes, " bytes; queue ", queue_.size(), " requests ",
                 queue_bytes_, " bytes");
   }
-  if (Seq(stable_proof_.seq()) != low_watermark_) {
-    return fail("stable proof seq ", stable_proof_.seq(), " != h");
+  return absl::OkStatus();
+}
+
+// A slot is inside (h, limit] and holds what its state claims (§4.2).
+absl::Status Core::SlotInvariants(Seq s, const Slot& slot) const {
+  if (s <= low_watermark_ || s > FetchLimit()) {
+    return Fail("slot ", s.value(), " outside (h, limit]");
   }
-  for (const auto& [s, slot] : log_) {
-    if (s <= low_watermark_ || s > FetchLimit()) {
-      return fail("slot ", s.value(), " outside (h, limit]");
-    }
-    if (slot.committed && !slot.prepared) {
-      return fail("slot ", s.value(), " committed but not prepared");
-    }
-    if (slot.prepared && !slot.has_body) {
-      return fail("slot ", s.value(), " prepared without its batch");
-    }
-    if (slot.prepared && !slot.has_pre_prepare) {
-      return fail("slot ", s.value(), " prepared without pre-prepare");
-    }
-    if (s <= last_handed_out_ && !slot.committed) {
-      return fail("slot ", s.value(), " executed but not committed");
-    }
-    if (slot.prepares.size() > options_.n || slot.commits.size() > options_.n) {
-      return fail("slot ", s.value(), " holds more votes than replicas");
-    }
-    if (slot.prepared && !slot.fetched) {
-      uint32_t matching = 0;
-      for (const auto& [sender, vote] : slot.prepares) {
-        if (sender != PrimaryOf(slot.view) && vote.digest == slot.digest) {
-          ++matching;
-        }
-      }
-      if (matching < quorum_ - 1) {
-        return fail("slot ", s.value(), " prepared with ", matching,
-                    " matching prepares");
-      }
-    }
-    if (slot.committed) {
-      if (static_cast<uint32_t>(slot.certificate.commits_size()) < quorum_) {
-        return fail("slot ", s.value(), " committed with a certificate of ",
-                    slot.certificate.commits_size());
-      }
+  if (slot.committed && !slot.prepared) {
+    return Fail("slot ", s.value(), " committed but not prepared");
+  }
+  if (slot.prepared && !slot.has_body) {
+    return Fail("slot ", s.value(), " prepared without its batch");
+  }
+  if (slot.prepared && !slot.has_pre_prepare) {
+    return Fail("slot ", s.value(), " prepared without pre-prepare");
+  }
+  if (s <= last_handed_out_ && !slot.committed) {
+    return Fail("slot ", s.value(), " executed but not committed");
+  }
+  if (slot.prepares.size() > options_.n || slot.commits.size() > options_.n) {
+    return Fail("slot ", s.value(), " holds more votes than replicas");
+  }
+  if (slot.prepared && !slot.fetched) {
+    const uint32_t matching =
+        MatchingPrepares(slot.prepares, PrimaryOf(slot.view), slot.digest);
+    if (matching < quorum_ - 1) {
+      return Fail("slot ", s.value(), " prepared with ", matching,
+                  " matching prepares");
     }
   }
+  if (slot.committed &&
+      static_cast<uint32_t>(slot.certificate.commits_size()) < quorum_) {
+    return Fail("slot ", s.value(), " committed with a certificate of ",
+                slot.certificate.commits_size());
+  }
+  return absl::OkStatus();
+}
+
+// Bodies, prepared certificates, VIEW-CHANGEs and checkpoint votes stay
+// within their bounds (§4.3, §4.4).
+absl::Status Core::ViewChangeInvariants() const {
   for (const auto& [s, at] : bodies_) {
     if (s <= low_watermark_ || at.size() > kBodiesPerSeqMax) {
-      return fail("bodies at ", s.value(), ": ", at.size(), " at or below h");
+      return Fail("bodies at ", s.value(), ": ", at.size(), " at or below h");
     }
   }
   for (const auto& [s, pc] : prepared_certs_) {
     if (pc.cert.pre_prepare().batch_size() > 0) {
-      return fail("prepared certificate at ", s.value(), " carries a batch");
+      return Fail("prepared certificate at ", s.value(), " carries a batch");
     }
     if (s <= low_watermark_ || s > high_watermark() ||
         static_cast<uint32_t>(pc.cert.prepares_size()) < quorum_ - 1) {
-      return fail("prepared certificate at ", s.value(),
+      return Fail("prepared certificate at ", s.value(),
                   " outside (h, H] or short");
     }
   }
   if (!view_active_ && !own_view_change_) {
-    return fail("changing to view ", view_.value(), " without a VIEW-CHANGE");
+    return Fail("changing to view ", view_.value(), " without a VIEW-CHANGE");
   }
   if (view_changes_.size() > options_.n) {
-    return fail("more VIEW-CHANGEs than replicas");
+    return Fail("more VIEW-CHANGEs than replicas");
   }
   for (const auto& [s, votes] : checkpoints_) {
     if (s < low_watermark_ || s > FetchLimit()) {
-      return fail("checkpoint votes at ", s.value(), " outside [h, limit]");
+      return Fail("checkpoint votes at ", s.value(), " outside [h, limit]");
     }
   }
   return absl::OkStatus();

@@ -170,8 +170,7 @@ bool Core::CheckTimestamp(Seq s, uint64_t ts) const {
 void Core::HandlePrePrepare(const v1::Envelope& e) {
   v1::PrePrepare pp;
   Digest d;
-  if (!pp.ParseFromString(e.payload()) || !ParseDigest(pp.batch_digest(), &d) ||
-      pp.legacy_requests_size() > 0) {
+  if (!Decode(e, &pp, &d) || pp.legacy_requests_size() > 0) {
     Drop(DropReason::kMalformed);
     return;
   }
@@ -222,19 +221,32 @@ void Core::HandlePrePrepare(const v1::Envelope& e) {
   slot.timestamp_ms = pp.timestamp_ms();
   slot.requests = std::move(requests);
   KeepBody(s, d, v, e);
-  v1::Prepare prepare;
-  prepare.set_view(v.value());
-  prepare.set_seq(s.value());
-  prepare.set_batch_digest(d.ToBytes());
-  prepare.set_replica_id(options_.id.value());
-  v1::Envelope pe =
-      signer_->Sign(v1::MESSAGE_TYPE_PREPARE, prepare.SerializeAsString());
-  slot.prepares[options_.id] = Vote{d, pe};
-  slot.own_prepare = pe;
   ready_.persist.entries.push_back(e);
+  SendOwnPrepare(s, &slot);
+  CheckPrepared(s);
+}
+
+// §4.2 step 3 (and §4.4 for an O entry): sign PREPARE for the slot's
+// (view, seq, digest), count it, make it durable and multicast it.
+void Core::SendOwnPrepare(Seq s, Slot* slot) {
+  CHECK(!slot->own_prepare);
+  v1::Envelope pe = SignVote<v1::Prepare>(v1::MESSAGE_TYPE_PREPARE, s, *slot);
+  slot->prepares[options_.id] = Vote{slot->digest, pe};
+  slot->own_prepare = pe;
   ready_.persist.entries.push_back(pe);
   Broadcast(std::move(pe));
-  CheckPrepared(s);
+}
+
+// PREPARE and COMMIT carry the same fields: the slot's view and digest.
+template <typename VoteMessage>
+v1::Envelope Core::SignVote(v1::MessageType type, Seq s,
+                            const Slot& slot) const {
+  VoteMessage m;
+  m.set_view(slot.view.value());
+  m.set_seq(s.value());
+  m.set_batch_digest(slot.digest.ToBytes());
+  m.set_replica_id(options_.id.value());
+  return signer_->Sign(type, m.SerializeAsString());
 }
 
 void Core::HandlePrepare(const v1::Envelope& e) {
@@ -262,8 +274,7 @@ std::optional<Seq> Core::AcceptVote(const v1::Envelope& e,
                                     bool backups_only) {
   VoteMessage m;
   Digest d;
-  if (!m.ParseFromString(e.payload()) || !ParseDigest(m.batch_digest(), &d) ||
-      m.replica_id() != e.sender()) {
+  if (!Decode(e, &m, &d) || m.replica_id() != e.sender()) {
     Drop(DropReason::kMalformed);
     return std::nullopt;
   }
@@ -312,22 +323,13 @@ void Core::CheckPrepared(Seq s) {
   Slot& slot = it->second;
   // §4.4: never prepare (so never commit or execute) without the body.
   if (!slot.has_pre_prepare || !slot.has_body || slot.prepared) return;
-  uint32_t matching = 0;
-  for (const auto& [sender, vote] : slot.prepares) {
-    if (sender != PrimaryOf(slot.view) && vote.digest == slot.digest) {
-      ++matching;
-    }
+  if (MatchingPrepares(slot.prepares, PrimaryOf(slot.view), slot.digest) <
+      quorum_ - 1) {
+    return;
   }
-  if (matching < quorum_ - 1) return;
   slot.prepared = true;
   RecordPreparedCert(s, slot);
-  v1::Commit commit;
-  commit.set_view(slot.view.value());
-  commit.set_seq(s.value());
-  commit.set_batch_digest(slot.digest.ToBytes());
-  commit.set_replica_id(options_.id.value());
-  v1::Envelope ce =
-      signer_->Sign(v1::MESSAGE_TYPE_COMMIT, commit.SerializeAsString());
+  v1::Envelope ce = SignVote<v1::Commit>(v1::MESSAGE_TYPE_COMMIT, s, slot);
   // Our own commit replaces anything stored under our id (there is none
   // unless a peer replayed a forged one, which the signature prevents).
   slot.commits[options_.id] = Vote{slot.digest, ce};
@@ -344,15 +346,13 @@ void Core::CheckCommitted(Seq s) {
   CHECK(it != log_.end());
   Slot& slot = it->second;
   if (!slot.prepared || slot.committed) return;
-  std::vector<const v1::Envelope*> matching;
-  for (const auto& [sender, vote] : slot.commits) {
-    if (vote.digest == slot.digest) matching.push_back(&vote.envelope);
-  }
+  const std::vector<const Vote*> matching =
+      MatchingVotes(slot.commits, slot.digest);
   if (matching.size() < quorum_) return;
   slot.committed = true;
   slot.certificate.Clear();
   for (uint32_t i = 0; i < quorum_; ++i) {
-    *slot.certificate.add_commits() = *matching[i];
+    *slot.certificate.add_commits() = matching[i]->envelope;
   }
   ++stats_.batches_committed;
   HandOutCommitted();

@@ -8,6 +8,7 @@
 #include "common/envelope.h"
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
+#include "replica/core/peers.h"
 
 namespace pbft {
 
@@ -45,13 +46,14 @@ void Core::MaybeFetch() {
 // behind as well would answer nothing useful).
 void Core::NextFetchPeer() {
   for (const bool ahead_only : {true, false}) {
-    for (uint32_t i = 1; i <= options_.n; ++i) {
-      const uint32_t p = (fetch_peer_ + i) % options_.n;
-      if (p != options_.id.value() && fetch_bad_until_[p] <= tick_ &&
-          (!ahead_only || highest_seq_seen_[p] > last_executed_)) {
-        fetch_peer_ = p;
-        return;
-      }
+    const std::optional<uint32_t> next =
+        NextPeer(fetch_peer_, options_.n, options_.id.value(), [&](uint32_t p) {
+          return fetch_bad_until_[p] <= tick_ &&
+                 (!ahead_only || highest_seq_seen_[p] > last_executed_);
+        });
+    if (next) {
+      fetch_peer_ = *next;
+      return;
     }
   }
   if (fetch_peer_ == options_.id.value()) {
@@ -85,62 +87,44 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
   }
   const bool asked = fetch_outstanding_ && e.sender() == fetch_peer_;
   if (asked) fetch_outstanding_ = false;
-  // A peer that serves garbage is counted, skipped for a while, and (if
-  // this was the answer we waited for) another peer is asked at once.
-  auto bad_peer = [&]() {
-    Drop(DropReason::kBadCertificate);
-    ++stats_.fetch_bad_responses;
-    fetch_bad_until_[e.sender()] = tick_ + kFetchBadPeerTicks;
-    if (asked && last_handed_out_ == last_executed_) {
-      for (uint32_t i = 0; i < options_.n; ++i) {
-        fetch_peer_ = (fetch_peer_ + 1) % options_.n;
-        if (fetch_peer_ != options_.id.value() &&
-            fetch_bad_until_[fetch_peer_] <= tick_) {
-          SendFetch();
-          return;
-        }
-      }
-    }
-  };
   if (resp.has_stable_checkpoint() &&
       Seq(resp.stable_checkpoint().seq()) > low_watermark_) {
     Digest d;
-    const Seq s(resp.stable_checkpoint().seq());
     if (!certs_.CheckpointProof(resp.stable_checkpoint(), &d)) {
-      bad_peer();
+      OnBadFetchResponse(e.sender(), asked);
       return;  // Trust nothing else from this response.
     }
-    if (s <= last_executed_) {
-      auto cit = checkpoints_.find(s);
-      if (cit != checkpoints_.end()) {
-        auto own = cit->second.find(options_.id);
-        if (own != cit->second.end() && own->second.digest == d) {
-          std::vector<v1::Envelope> cps(
-              resp.stable_checkpoint().checkpoints().begin(),
-              resp.stable_checkpoint().checkpoints().end());
-          MakeStable(s, d, std::move(cps));
-        }
-      }
-    } else {
-      // Possibly far beyond the window (state transfer): batches up to it
-      // may be adopted, checked one by one by their commit certificates.
-      AdoptFetchedProof(s, resp.stable_checkpoint());
-    }
+    // Possibly far beyond the window (state transfer): batches up to it
+    // may be adopted, checked one by one by their commit certificates.
+    AdoptStableProof(Seq(resp.stable_checkpoint().seq()), d,
+                     resp.stable_checkpoint());
   }
-  const Seq limit = FetchLimit();
-  // Beyond H only a bounded run past what is executed (the log stays
-  // bounded by L + 2 * fetch_blocks_max).
-  const Seq far_limit(last_executed_.value() + 2 * options_.fetch_blocks_max);
-  bool adopted = false;
   if (asked) {
     fetch_response_full_ =
         static_cast<uint64_t>(resp.batches_size()) >= options_.fetch_blocks_max;
   }
+  const bool adopted = AdoptCertifiedBatches(resp, e.sender(), asked);
+  if (asked && adopted) fetch_continue_ = true;
+  if (resp.has_batch_pre_prepare()) {
+    HandleFetchedBody(resp.batch_pre_prepare(), e.sender());
+  }
+  HandOutCommitted();
+}
+
+// The response's batches in order, each verified by its commit certificate,
+// up to FetchLimit and beyond H only a bounded run past what is executed
+// (the log stays bounded by L + 2 * fetch_blocks_max). Stops at the first
+// that fails. True if one was adopted.
+bool Core::AdoptCertifiedBatches(const v1::FetchResponse& resp, uint64_t sender,
+                                 bool asked) {
+  const Seq limit = FetchLimit();
+  const Seq far_limit(last_executed_.value() + 2 * options_.fetch_blocks_max);
+  bool adopted = false;
   for (const v1::CertifiedBatch& b : resp.batches()) {
     v1::PrePrepare pp;
     Digest d;
     if (!certs_.CertifiedBatch(b, &pp, &d)) {
-      bad_peer();
+      OnBadFetchResponse(sender, asked);
       break;
     }
     // 2f+1 replicas committed in this view: the cluster reached it.
@@ -152,7 +136,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     std::vector<std::pair<ClientId, RequestNumber>> requests =
         RequestKeys(batch);
     if (requests.size() != static_cast<size_t>(batch.size())) {
-      bad_peer();
+      OnBadFetchResponse(sender, asked);
       break;
     }
     Slot& slot = log_[s];
@@ -171,11 +155,23 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
     ++stats_.batches_fetched;
     adopted = true;
   }
-  if (asked && adopted) fetch_continue_ = true;
-  if (resp.has_batch_pre_prepare()) {
-    HandleFetchedBody(resp.batch_pre_prepare(), e.sender());
+  return adopted;
+}
+
+// A peer that serves garbage is counted, skipped for a while, and (if this
+// was the answer we waited for) another peer is asked at once.
+void Core::OnBadFetchResponse(uint64_t sender, bool asked) {
+  Drop(DropReason::kBadCertificate);
+  ++stats_.fetch_bad_responses;
+  fetch_bad_until_[sender] = tick_ + kFetchBadPeerTicks;
+  if (!asked || last_handed_out_ != last_executed_) return;
+  const std::optional<uint32_t> next =
+      NextPeer(fetch_peer_, options_.n, options_.id.value(),
+               [&](uint32_t p) { return fetch_bad_until_[p] <= tick_; });
+  if (next) {
+    fetch_peer_ = *next;
+    SendFetch();
   }
-  HandOutCommitted();
 }
 
 // The shell answers the blocks; the core answers the view: a requester in

@@ -8,6 +8,7 @@
 #include "common/envelope.h"
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
+#include "replica/core/peers.h"
 
 namespace pbft {
 
@@ -35,26 +36,27 @@ void Core::UpdateViewChangeTimer(bool executed_one) {
   }
 }
 
+// Just started: the peers' links to this replica are still coming up (a
+// restarted replica hears nothing for a while), so it cannot tell a stuck
+// primary from its own deafness, and a VIEW-CHANGE could not gather 2f+1
+// anyway. Ask a peer not heard from yet, and wait (ledgerd soak: a replica
+// restarted under load timed out alone before its first message arrived,
+// and stayed in the next view by itself).
+void Core::HoldViewChangeTimer() {
+  ++stats_.view_change_timer_held;
+  view_change_timer_ticks_ =
+      std::max<uint64_t>(1, std::min<uint64_t>(options_.fetch_interval_ticks,
+                                               view_change_timeout_ticks_ / 4));
+  const std::optional<uint32_t> unheard =
+      NextPeer(fetch_peer_, options_.n, options_.id.value(),
+               [&](uint32_t p) { return !heard_[p]; });
+  if (unheard) fetch_peer_ = *unheard;
+  SendFetch();
+}
+
 void Core::OnViewChangeTimer() {
   if (!HeardFromQuorum()) {
-    // Just started: the peers' links to this replica are still coming up
-    // (a restarted replica hears nothing for a while), so it cannot tell a
-    // stuck primary from its own deafness, and a VIEW-CHANGE could not
-    // gather 2f+1 anyway. Ask a peer not heard from yet, and wait (ledgerd
-    // soak: a replica restarted under load timed out alone before its
-    // first message arrived, and stayed in the next view by itself).
-    ++stats_.view_change_timer_held;
-    view_change_timer_ticks_ = std::max<uint64_t>(
-        1, std::min<uint64_t>(options_.fetch_interval_ticks,
-                              view_change_timeout_ticks_ / 4));
-    for (uint32_t i = 1; i < options_.n; ++i) {
-      const uint32_t p = (fetch_peer_ + i) % options_.n;
-      if (p != options_.id.value() && !heard_[p]) {
-        fetch_peer_ = p;
-        break;
-      }
-    }
-    SendFetch();
+    HoldViewChangeTimer();
     return;
   }
   if (view_active_ && !timer_deferred_ &&
@@ -107,16 +109,34 @@ void Core::RecordPreparedCert(Seq s, const Slot& slot) {
   pc.digest = slot.digest;
   // §4.4: the certificate carries the signed header; the body stays here.
   *pc.cert.mutable_pre_prepare() = PrePrepareHeader(slot.pre_prepare);
-  for (const auto& [sender, vote] : slot.prepares) {
-    if (sender == PrimaryOf(slot.view) || vote.digest != slot.digest) continue;
-    *pc.cert.add_prepares() = vote.envelope;
+  const std::vector<const Vote*> matching =
+      MatchingVotes(slot.prepares, slot.digest, PrimaryOf(slot.view));
+  for (const Vote* vote : matching) {
+    *pc.cert.add_prepares() = vote->envelope;
     // Crash recovery: the certificate must survive a restart so that a
     // later VIEW-CHANGE still carries it; our own PREPARE is durable
     // already, the others' become durable with the COMMIT this enables.
-    if (sender != options_.id) ready_.persist.entries.push_back(vote.envelope);
+    // (A vote is filed under the sender of its envelope.)
+    if (vote->envelope.sender() != options_.id.value()) {
+      ready_.persist.entries.push_back(vote->envelope);
+    }
     if (static_cast<uint32_t>(pc.cert.prepares_size()) == quorum_ - 1) break;
   }
   prepared_certs_[s] = std::move(pc);
+}
+
+// Multicasts this replica's VIEW-CHANGE for view_ (retransmitted until it
+// enters the view) and counts it among the VIEW-CHANGEs for view_.
+void Core::SendOwnViewChange() {
+  CHECK(!view_active_);
+  v1::Envelope e = BuildViewChange();
+  ViewChangeMsg m;
+  m.view = view_;
+  m.envelope = e;
+  CHECK(m.vc.ParseFromString(e.payload()));
+  view_changes_[options_.id] = std::move(m);
+  own_view_change_ = e;
+  Broadcast(std::move(e));
 }
 
 v1::Envelope Core::BuildViewChange() const {
@@ -145,15 +165,8 @@ void Core::StartViewChange(View target) {
   for (auto it = view_changes_.begin(); it != view_changes_.end();) {
     it = it->second.view < target ? view_changes_.erase(it) : std::next(it);
   }
-  v1::Envelope e = BuildViewChange();
-  ViewChangeMsg m;
-  m.view = target;
-  m.envelope = e;
-  CHECK(m.vc.ParseFromString(e.payload()));
-  view_changes_[options_.id] = std::move(m);
-  own_view_change_ = e;
   ++stats_.view_changes_started;
-  Broadcast(std::move(e));
+  SendOwnViewChange();
   MaybeStartNewViewTimer();
   MaybeSendNewView();
   if (!view_active_) MaybeJoin();
@@ -265,62 +278,69 @@ void Core::HandleNewView(const v1::Envelope& e) {
     return;
   }
   if (v < view_ || (v == view_ && view_active_)) return;  // Old news.
+  std::vector<v1::ViewChange> parsed;
   if (static_cast<uint32_t>(nv.view_changes_size()) < quorum_ ||
       static_cast<uint32_t>(nv.view_changes_size()) > options_.n ||
       static_cast<uint64_t>(nv.pre_prepares_size()) >
-          options_.params.watermark_window) {
+          options_.params.watermark_window ||
+      !CheckNewViewSet(nv, v, &parsed)) {
     Drop(DropReason::kBadNewView);
     return;
-  }
-  std::vector<v1::ViewChange> parsed(nv.view_changes_size());
-  std::vector<uint64_t> senders;
-  for (int i = 0; i < nv.view_changes_size(); ++i) {
-    const v1::Envelope& ve = nv.view_changes(i);
-    if (std::find(senders.begin(), senders.end(), ve.sender()) !=
-        senders.end()) {
-      Drop(DropReason::kBadNewView);
-      return;
-    }
-    senders.push_back(ve.sender());
-    // The very envelope we verified already need not be checked again.
-    auto known = view_changes_.find(ReplicaId(
-        static_cast<uint32_t>(std::min<uint64_t>(ve.sender(), options_.n))));
-    if (known != view_changes_.end() && known->second.view == v &&
-        known->second.envelope.signature() == ve.signature() &&
-        known->second.envelope.payload() == ve.payload()) {
-      parsed[i] = known->second.vc;
-      continue;
-    }
-    if (!certs_.ViewChange(ve, v, &parsed[i]) || !verifier_->Verify(ve)) {
-      Drop(DropReason::kBadNewView);
-      return;
-    }
   }
   std::vector<const v1::ViewChange*> vcs;
   for (const v1::ViewChange& vc : parsed) vcs.push_back(&vc);
   const NewViewComputation computed = ComputeNewView(vcs);
-  const std::vector<OEntry>& o = computed.o;
-  if (static_cast<size_t>(nv.pre_prepares_size()) != o.size()) {
+  std::vector<v1::Envelope> pps;
+  if (!CheckNewViewO(nv, e.sender(), computed.o, &pps)) {
     Drop(DropReason::kBadNewView);
     return;
   }
-  std::vector<v1::Envelope> pps;
+  EnterView(v, e, std::move(pps), computed.min_s, *computed.min_proof);
+}
+
+// V of a NEW-VIEW for v: 2f+1 valid VIEW-CHANGEs for v from distinct
+// replicas, parsed into `parsed` in V's order.
+bool Core::CheckNewViewSet(const v1::NewView& nv, View v,
+                           std::vector<v1::ViewChange>* parsed) const {
+  parsed->assign(nv.view_changes_size(), v1::ViewChange());
+  size_t i = 0;  // DistinctQuorum checks V's envelopes in order.
+  return DistinctQuorum(
+      nv.view_changes(), options_.n, quorum_, [&](const v1::Envelope& ve) {
+        v1::ViewChange* vc = &(*parsed)[i++];
+        // The very envelope we verified already need not be checked again.
+        auto known =
+            view_changes_.find(ReplicaId(static_cast<uint32_t>(ve.sender())));
+        if (known != view_changes_.end() && known->second.view == v &&
+            known->second.envelope.signature() == ve.signature() &&
+            known->second.envelope.payload() == ve.payload()) {
+          *vc = known->second.vc;
+          return true;
+        }
+        return certs_.ViewChange(ve, v, vc) && verifier_->Verify(ve);
+      });
+}
+
+// O of a NEW-VIEW: exactly the recomputed entries `o`, each a PRE-PREPARE
+// header (no batch) of the NEW-VIEW's view signed by its sender, the new
+// primary. Sets `pps` to them.
+bool Core::CheckNewViewO(const v1::NewView& nv, uint64_t primary,
+                         const std::vector<OEntry>& o,
+                         std::vector<v1::Envelope>* pps) const {
+  if (static_cast<size_t>(nv.pre_prepares_size()) != o.size()) return false;
   for (size_t i = 0; i < o.size(); ++i) {
     const v1::Envelope& pe = nv.pre_prepares(static_cast<int>(i));
     v1::PrePrepare pp;
     Digest d;
-    if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE ||
-        pe.sender() != e.sender() || pe.batch_size() > 0 ||
-        !pp.ParseFromString(pe.payload()) || pp.legacy_requests_size() > 0 ||
-        !ParseDigest(pp.batch_digest(), &d) || View(pp.view()) != v ||
+    if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE || pe.sender() != primary ||
+        pe.batch_size() > 0 || !Decode(pe, &pp, &d) ||
+        pp.legacy_requests_size() > 0 || View(pp.view()) != View(nv.view()) ||
         Seq(pp.seq()) != o[i].seq || d != o[i].digest ||
         pp.timestamp_ms() != o[i].timestamp_ms || !verifier_->Verify(pe)) {
-      Drop(DropReason::kBadNewView);
-      return;
+      return false;
     }
-    pps.push_back(pe);
+    pps->push_back(pe);
   }
-  EnterView(v, e, std::move(pps), computed.min_s, *computed.min_proof);
+  return true;
 }
 
 void Core::EnterView(View v, const v1::Envelope& new_view,
@@ -345,19 +365,7 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   for (auto it = log_.upper_bound(last_handed_out_); it != log_.end();) {
     it = it->second.committed ? std::next(it) : log_.erase(it);
   }
-  Seq max_s = min_s;
-  for (v1::Envelope& pe : o) {
-    v1::PrePrepare pp;
-    CHECK(pp.ParseFromString(pe.payload()));
-    const Seq s(pp.seq());
-    max_s = std::max(max_s, s);
-    last_assigned_timestamp_ms_ =
-        std::max(last_assigned_timestamp_ms_, pp.timestamp_ms());
-    if (s > last_handed_out_) pending_o_[s] = std::move(pe);
-  }
-  // New proposals start right after O: seqs above max-s prepared nowhere
-  // that counts, so the new primary reuses them.
-  last_assigned_ = std::max(max_s, last_handed_out_);
+  PendO(std::move(o), min_s);
   // Only now, with O pending and last_assigned_ past it: adopting min-s
   // below installs O and lets the primary cut new batches, which before O
   // was known reassigned seqs O covers (pbft-sim partition n=4 seed 12566,
@@ -368,19 +376,7 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   if (min_s > low_watermark_) {
     Digest d;
     CHECK(ParseDigest(min_proof.state_digest(), &d));
-    if (min_s <= last_executed_) {
-      auto cit = checkpoints_.find(min_s);
-      if (cit != checkpoints_.end()) {
-        auto own = cit->second.find(options_.id);
-        if (own != cit->second.end() && own->second.digest == d) {
-          std::vector<v1::Envelope> cps(min_proof.checkpoints().begin(),
-                                        min_proof.checkpoints().end());
-          MakeStable(min_s, d, std::move(cps));
-        }
-      }
-    } else {
-      AdoptFetchedProof(min_s, min_proof);
-    }
+    AdoptStableProof(min_s, d, min_proof);
   }
   InstallPendingO();
   if (is_primary()) {
@@ -395,6 +391,23 @@ void Core::EnterView(View v, const v1::Envelope& new_view,
   // primary whose O never committed, because the others had moved on to
   // other views, otherwise stayed in its view for good).
   UpdateViewChangeTimer(false);
+}
+
+// The O entries of a view being entered wait in pending_o_ (those above
+// what is handed out); new proposals start right after O: seqs above max-s
+// prepared nowhere that counts, so the new primary reuses them.
+void Core::PendO(std::vector<v1::Envelope> o, Seq min_s) {
+  Seq max_s = min_s;
+  for (v1::Envelope& pe : o) {
+    v1::PrePrepare pp;
+    CHECK(pp.ParseFromString(pe.payload()));
+    const Seq s(pp.seq());
+    max_s = std::max(max_s, s);
+    last_assigned_timestamp_ms_ =
+        std::max(last_assigned_timestamp_ms_, pp.timestamp_ms());
+    if (s > last_handed_out_) pending_o_[s] = std::move(pe);
+  }
+  last_assigned_ = std::max(max_s, last_handed_out_);
 }
 
 // Puts the current view's O entries that fit the window into the log: the
@@ -412,8 +425,7 @@ void Core::InstallPendingO() {
     if (lit != log_.end() && lit->second.committed) continue;
     v1::PrePrepare pp;
     Digest d;
-    CHECK(pp.ParseFromString(pe.payload()));
-    CHECK(ParseDigest(pp.batch_digest(), &d));
+    CHECK(Decode(pe, &pp, &d));
     Slot slot;
     if (lit != log_.end()) {  // Early votes of this view.
       slot.prepares = std::move(lit->second.prepares);
