@@ -507,6 +507,8 @@ class Core {
   struct StoredEntries;
   absl::Status DecodeStored(const v1::Envelope& e, View view,
                             StoredEntries* out) const;
+  absl::Status DecodeStoredPrePrepare(const v1::Envelope& e,
+                                      StoredEntries* out) const;
   std::map<Seq, v1::CheckpointProof> ProofsAhead(const StoredEntries& stored,
                                                  Seq h) const;
   void RestoreVotes(const StoredEntries& stored);

@@ -1,6 +1,6 @@
 // Decoding helpers of the PBFT core: the digest fields of protocol messages,
 // the signed header of a PRE-PREPARE, the (client, number) keys of a batch.
-// Pure functions; internal to replica/core (docs/protocol.md, messages).
+// Pure functions; internal to replica/core.
 #ifndef PBFT_LEDGER_REPLICA_CORE_MESSAGES_H_
 #define PBFT_LEDGER_REPLICA_CORE_MESSAGES_H_
 

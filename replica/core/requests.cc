@@ -21,7 +21,7 @@ void Core::OnRequest(const v1::Envelope& e) {
     Drop(DropReason::kMalformed);
     return;
   }
-  if (r.read_only()) {  // §5.1 read-only requests: not in this core yet.
+  if (r.read_only()) {  // §5.1 read-only requests are never ordered.
     Drop(DropReason::kUnsupported);
     return;
   }

@@ -99,21 +99,8 @@ absl::Status Core::DecodeStored(const v1::Envelope& e, View view,
   const ReplicaId sender(static_cast<uint32_t>(e.sender()));
   Digest d;
   switch (e.type()) {
-    case v1::MESSAGE_TYPE_PRE_PREPARE: {
-      v1::PrePrepare m;
-      if (!Decode(e, &m, &d) || sender != PrimaryOf(View(m.view()))) {
-        return Bad("stored PRE-PREPARE does not decode");
-      }
-      // Written by an earlier version (batch inside the signed header):
-      // no VIEW-CHANGE may carry it now (docs/storage_format.md).
-      if (m.legacy_requests_size() > 0) break;
-      StoredVotes& v = out->by_slot[{Seq(m.seq()), View(m.view())}];
-      // An O entry is stored as a header, then again with its body.
-      if (!v.pre_prepare || e.batch_size() > 0) v.pre_prepare = e;
-      v.digest = d;
-      v.timestamp_ms = m.timestamp_ms();
-      break;
-    }
+    case v1::MESSAGE_TYPE_PRE_PREPARE:
+      return DecodeStoredPrePrepare(e, out);
     case v1::MESSAGE_TYPE_PREPARE: {
       v1::Prepare m;
       if (absl::Status st = DecodeStoredVote(e, "PREPARE", &m, &d); !st.ok()) {
@@ -158,6 +145,25 @@ absl::Status Core::DecodeStored(const v1::Envelope& e, View view,
       return Bad("stored entry of type ", v1::MessageType_Name(e.type()),
                  " is not one the core persists");
   }
+  return absl::OkStatus();
+}
+
+absl::Status Core::DecodeStoredPrePrepare(const v1::Envelope& e,
+                                          StoredEntries* out) const {
+  v1::PrePrepare m;
+  Digest d;
+  if (!Decode(e, &m, &d) || ReplicaId(static_cast<uint32_t>(e.sender())) !=
+                                PrimaryOf(View(m.view()))) {
+    return Bad("stored PRE-PREPARE does not decode");
+  }
+  // Written by an earlier version (batch inside the signed header): no
+  // VIEW-CHANGE may carry it now (docs/storage_format.md).
+  if (m.legacy_requests_size() > 0) return absl::OkStatus();
+  StoredVotes& v = out->by_slot[{Seq(m.seq()), View(m.view())}];
+  // An O entry is stored as a header, then again with its body.
+  if (!v.pre_prepare || e.batch_size() > 0) v.pre_prepare = e;
+  v.digest = d;
+  v.timestamp_ms = m.timestamp_ms();
   return absl::OkStatus();
 }
 
