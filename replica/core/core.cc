@@ -1,6 +1,7 @@
 // The Core's frame: options, construction, the input dispatch (Step,
 // Tick), the output (Ready) and the evidence of where the cluster is.
-// The sub-protocols are in their own files (docs/architecture.md, core).
+// The sub-protocols are in their own files (docs/architecture.md, "The PBFT
+// core's files").
 #include "replica/core/core.h"
 
 #include <algorithm>

@@ -14,8 +14,8 @@
 // not fit the rules is dropped and counted in Stats, never asserted on.
 //
 // The implementation is split along the paper's sections, one file each
-// (docs/architecture.md, core): core.cc (dispatch, Ready, evidence),
-// requests.cc (§4.1 queue and admission), normal_case.cc (§4.2),
+// (docs/architecture.md, "The PBFT core's files"): core.cc (dispatch, Ready,
+// evidence), requests.cc (§4.1 queue and admission), normal_case.cc (§4.2),
 // checkpoints.cc (§4.3), view_change.cc and new_view.h (§4.4), bodies.cc
 // (§4.4 batch bodies), state_transfer.cc, restore.cc, invariants.cc; the
 // pure quorum and certificate checks are in certificates.h, the message
