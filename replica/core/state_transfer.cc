@@ -75,10 +75,12 @@ void Core::SendFetch() {
   ++stats_.fetches_sent;
 }
 
-// State transfer, limited form (§4.3): a replica that fell behind adopts
-// certified batches from a peer. Batches above its window are accepted only
-// up to a verified stable checkpoint proof from the same peer, so the log
-// stays bounded by L + fetch_blocks_max and no one can push it further.
+// State transfer from certified batches (§4.3; docs/protocol.md "State
+// transfer"): a replica that fell behind adopts certified batches from a
+// peer. Batches above its window are accepted only up to a verified stable
+// checkpoint proof (from a fetch response or a NEW-VIEW's min-s), and at
+// most 2 * fetch_blocks_max beyond what it executed, so the log stays
+// bounded by L + 2 * fetch_blocks_max and no one can push it further.
 void Core::HandleFetchResponse(const v1::Envelope& e) {
   v1::FetchResponse resp;
   if (!resp.ParseFromString(e.payload()) || resp.replica_id() != e.sender()) {

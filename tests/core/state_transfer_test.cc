@@ -5,7 +5,7 @@
 namespace pbft::core_test {
 namespace {
 
-// --- Catching up from certified batches (§4.3 state transfer, limited) -------
+// --- Catching up from certified batches (§4.3 state transfer) ---------------
 
 TEST(CatchUp, AdoptsCertifiedBatchAndRejectsForgedCertificate_4_3) {
   Scenario s(3);
