@@ -3,7 +3,6 @@
 // slot without its body fetches it by digest before it may prepare.
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
 #include "replica/core/core.h"
@@ -12,7 +11,6 @@
 namespace pbft {
 
 using ledger::BatchOf;
-using ledger::RequestBytes;
 
 void Core::KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe) {
   if (pe.batch_size() == 0 || s <= low_watermark_ || FindBody(s, d)) return;

@@ -1,18 +1,12 @@
 // Checkpoints and garbage collection (Castro & Liskov §4.3): own
 // CHECKPOINTs every K seqs, stable at 2f+1 matching, the log discarded
 // below the stable checkpoint; verified proofs adopted from peers.
-#include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/envelope.h"
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 
 namespace pbft {
-
-using ledger::BatchOf;
-using ledger::RequestBytes;
 
 void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
   auto fp = fetched_proofs_.find(s);

@@ -8,13 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/envelope.h"
-#include "replica/core/messages.h"
 
 namespace pbft {
-
-using ledger::BatchOf;
-using ledger::RequestBytes;
 
 const char* DropReasonName(DropReason reason) {
   switch (reason) {

@@ -5,14 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/envelope.h"
 #include "replica/core/core.h"
-#include "replica/core/messages.h"
 
 namespace pbft {
-
-using ledger::BatchOf;
-using ledger::RequestBytes;
 
 std::vector<Core::PreparedEntry> Core::PreparedEntries() const {
   std::vector<PreparedEntry> out;

@@ -1,9 +1,9 @@
-// The new-view computation of the PBFT core (Castro & Liskov §4.4,
-// docs/protocol.md "NEW-VIEW"): from the VIEW-CHANGEs in V, min-s, max-s
-// and the O set the new primary re-proposes. The new primary computes it
-// to build its NEW-VIEW and every backup recomputes it to check one. Pure
-// function; tested on tables in tests/core/new_view_test.cc. Internal to
-// replica/core.
+// The new-view computation of the PBFT core (Castro & Liskov §4.4;
+// docs/protocol.md "View change (§4.4), message by message", NEW-VIEW): from
+// the VIEW-CHANGEs in V, min-s, max-s and the O set the new primary
+// re-proposes. The new primary computes it to build its NEW-VIEW and every
+// backup recomputes it to check one. Pure function; tested on tables in
+// tests/core/new_view_test.cc. Internal to replica/core.
 #ifndef PBFT_LEDGER_REPLICA_CORE_NEW_VIEW_H_
 #define PBFT_LEDGER_REPLICA_CORE_NEW_VIEW_H_
 

@@ -3,7 +3,6 @@
 // committed-local, hand-out for execution in seq order, retransmission.
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
 #include "replica/core/core.h"
@@ -11,7 +10,6 @@
 
 namespace pbft {
 
-using ledger::BatchOf;
 using ledger::RequestBytes;
 
 void Core::MaybeCutBatches() {

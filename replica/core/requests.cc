@@ -3,15 +3,12 @@
 // with per-client shares, and the signed REPLYs and rejections.
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
 #include "replica/core/core.h"
-#include "replica/core/messages.h"
 
 namespace pbft {
 
-using ledger::BatchOf;
 using ledger::RequestBytes;
 
 void Core::OnRequest(const v1::Envelope& e) {

@@ -1,4 +1,4 @@
-// Restart (docs/protocol.md "crash recovery"): Core::Restore rebuilds the
+// Restart (docs/protocol.md "Crash recovery"): Core::Restore rebuilds the
 // core from what the protocol store and the ledger kept. Everything is
 // decoded and checked first (DecodeStored, ProofsAhead); only then does the
 // core change.
@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/envelope.h"
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 

@@ -3,7 +3,6 @@
 // stable checkpoint proof from one peer at a time and adopts what verifies.
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
 #include "replica/core/core.h"
@@ -13,7 +12,6 @@
 namespace pbft {
 
 using ledger::BatchOf;
-using ledger::RequestBytes;
 
 void Core::MaybeFetch() {
   const bool stalled = last_executed_ == executed_at_last_fetch_check_;

@@ -3,17 +3,12 @@
 // installing its O set. The O computation itself is in new_view.h.
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/envelope.h"
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 #include "replica/core/peers.h"
 
 namespace pbft {
-
-using ledger::BatchOf;
-using ledger::RequestBytes;
 
 // §4.4 timer: runs while this backup holds a request not yet executed;
 // restarted when a request executes and others are still held.
