@@ -594,9 +594,12 @@ class Core {
   bool fetch_response_full_ = false;
   uint64_t next_probe_tick_ = 0;  // Earliest tick for the next idle probe.
   std::vector<uint64_t> fetch_bad_until_;  // Per replica: skip until tick.
-  std::vector<Seq> highest_seq_seen_;      // Per replica, any message.
-  std::vector<Seq> highest_commit_seen_;   // Per replica, COMMITs only.
-  std::vector<View> highest_view_seen_;    // Per replica.
+  // Per replica: this replica's executed seq when that peer last answered
+  // an asked fetch with no batches (it has nothing above it yet).
+  std::vector<Seq> fetch_empty_at_;
+  std::vector<Seq> highest_seq_seen_;     // Per replica, any message.
+  std::vector<Seq> highest_commit_seen_;  // Per replica, COMMITs only.
+  std::vector<View> highest_view_seen_;   // Per replica.
   View certified_view_{0};  // Highest view of a verified fetched batch.
   std::vector<uint64_t> new_view_offered_until_;  // Per replica: tick.
 

@@ -41,13 +41,17 @@ void Core::MaybeFetch() {
 // A new peer each time (trusting none), skipping peers that recently
 // served a response that failed verification, and preferring one that
 // showed a seq above what this replica executed (one that is down or
-// behind as well would answer nothing useful).
+// behind as well would answer nothing useful) unless it already answered
+// with nothing at this height: a peer that voted past us may not have
+// executed either, and two such laggards would otherwise ask only each
+// other for ever.
 void Core::NextFetchPeer() {
   for (const bool ahead_only : {true, false}) {
     const std::optional<uint32_t> next =
         NextPeer(fetch_peer_, options_.n, options_.id.value(), [&](uint32_t p) {
           return fetch_bad_until_[p] <= tick_ &&
-                 (!ahead_only || highest_seq_seen_[p] > last_executed_);
+                 (!ahead_only || (highest_seq_seen_[p] > last_executed_ &&
+                                  fetch_empty_at_[p] != last_executed_));
         });
     if (next) {
       fetch_peer_ = *next;
@@ -102,6 +106,7 @@ void Core::HandleFetchResponse(const v1::Envelope& e) {
   if (asked) {
     fetch_response_full_ =
         static_cast<uint64_t>(resp.batches_size()) >= options_.fetch_blocks_max;
+    if (resp.batches_size() == 0) fetch_empty_at_[e.sender()] = last_executed_;
   }
   const bool adopted = AdoptCertifiedBatches(resp, e.sender(), asked);
   if (asked && adopted) fetch_continue_ = true;
