@@ -35,6 +35,12 @@ BAD = [
     ({"replica/ledger/ledger.h": '#pragma once\n#include "replica/net/net.h"\n'},
      "layers", ["replica/ledger/ledger.h:2: [layering]"]),
     ({"odd/x.cc": "int x;\n"}, "layers", ["odd/x.cc:1: [layer-unmapped]"]),
+    # A map in which a layer may include one above it: a cycle.
+    ({"tests/lint/layers.json": json.dumps({"layers": [
+        {"name": "common", "files": ["common/*"], "may_include": ["core"]},
+        {"name": "core", "files": ["replica/core/*"], "may_include": ["common"]},
+        {"name": "rest", "files": ["*"], "may_include": ["*"]}]})},
+     "layers", ["tests/lint/layers.json:1: [layer-map]"]),
     ({"replica/core/core.cc": "#include <thread>\n"},
      "core-purity", ["replica/core/core.cc:1: [core-purity]"]),
     ({"common/types.h": "#pragma once\n#include <mutex>\n"},
@@ -68,7 +74,8 @@ def make_repo(root, overrides):
             f.write(text)
     lint_dir = os.path.join(root, "tests", "lint")
     os.makedirs(lint_dir, exist_ok=True)
-    shutil.copy(os.path.join(HERE, "layers.json"), lint_dir)
+    if "tests/lint/layers.json" not in overrides:
+        shutil.copy(os.path.join(HERE, "layers.json"), lint_dir)
     shutil.copy(os.path.join(HERE, "..", "..", ".clang-format"), root)
     with open(os.path.join(lint_dir, "size_ratchet.json"), "w") as f:
         json.dump({"function_lines_max": 6, "file_lines_max": 30}, f)
