@@ -2,8 +2,9 @@
 # ThreadSanitizer pass (docs/architecture.md, "ThreadSanitizer"): builds
 # with -DPBFT_LEDGER_TSAN=ON into build-tsan/ and runs the unit tests and
 # the simulator's seed ranges that the ASan pass runs (ctest -LE
-# no_sanitize), without the multi-process scripts (label integration) and
-# the source checks (label lint). Not part of tests/run.sh: a full build
+# no_sanitize), without the multi-process scripts (label integration), the
+# source checks (label lint) and the suites that run gRPC in the test
+# process (below). Not part of tests/run.sh: a full build
 # with TSan takes tens of minutes on two cores.
 #
 #   tests/tsan.sh               build + run
@@ -29,7 +30,16 @@ built=$(date +%s)
 log "build took $((built - start)) s"
 
 log "unit and simulator tests under TSan"
+# Left out: the suites that run gRPC servers and channels in the test
+# process. Debian's gRPC and protobuf are not built with TSan, so TSan sees
+# their threads hand messages, slices and strings to each other without
+# seeing how they synchronise, and reports thousands of races inside them
+# (and in the protobuf and grpcpp code inlined into ours) per test.
+GRPC_SUITES='^(ClientTest|LedgerClusterTest|PeerStreamTest|ClientServiceTest)\.'
 # halt_on_error=0: every race of a test is reported, and the test fails.
-(cd "$BUILD" && TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4" \
-   ctest --output-on-failure -j "$JOBS" --timeout 1200 -LE 'no_sanitize|integration|lint')
+# ignore_noninstrumented_modules: memory accesses that uninstrumented
+# libraries make through intercepted calls (memmove, epoll) are not checked.
+(cd "$BUILD" && TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4 ignore_noninstrumented_modules=1" \
+   ctest --output-on-failure -j "$JOBS" --timeout 1200 -LE 'no_sanitize|integration|lint' \
+     -E "$GRPC_SUITES")
 log "passed: build $((built - start)) s, tests $(( $(date +%s) - built )) s"
