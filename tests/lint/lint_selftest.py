@@ -96,6 +96,11 @@ def main():
             rc, out = run(root, check)
             if rc != 0:
                 failures.append(f"{check} fails on the clean repository:\n{out}")
+            # The clean repository's longest function (4 lines) and file
+            # are below the ratchet (6, 30): the check says to lower it.
+            if check == "function-size" and "hint: the maximum fell" not in out:
+                failures.append(f"function-size gives no hint to lower the "
+                                f"ratchet:\n{out}")
     for overrides, check, expected in BAD:
         with tempfile.TemporaryDirectory() as root:
             make_repo(root, overrides)
