@@ -7,14 +7,16 @@
 
 namespace ledger {
 
-FetchServer::FetchServer(FetchServerOptions options, const Ledger* ledger,
-                         const EnvelopeSigner* signer, Send send,
-                         FindBody find_body)
+FetchServer::FetchServer(FetchServerOptions options,
+                         const node::BlockSource* blocks,
+                         const node::ProtocolStorage* bodies,
+                         const EnvelopeSigner* signer, Send send)
     : options_(options),
-      ledger_(ledger),
+      responder_({options.self, options.n, options.response_bytes_max,
+                  options.blocks_max},
+                 blocks, bodies),
       signer_(signer),
       send_(std::move(send)),
-      find_body_(std::move(find_body)),
       peers_(options.n) {
   CHECK_GT(options_.n, 0u);
   CHECK_GT(options_.response_bytes_max, 0u);
@@ -38,10 +40,7 @@ FetchServer::~FetchServer() {
 
 FetchServer::Admit FetchServer::Offer(const pbft::v1::Envelope& e) {
   pbft::v1::FetchRequest req;
-  if (!req.ParseFromString(e.payload()) || req.replica_id() != e.sender() ||
-      e.sender() >= options_.n || e.sender() == options_.self) {
-    return Admit::kMalformed;
-  }
+  if (!responder_.Parse(e, &req)) return Admit::kMalformed;
   absl::MutexLock l(&mu_);
   Peer& p = peers_[e.sender()];
   const absl::Time now = absl::Now();
@@ -85,53 +84,12 @@ bool FetchServer::HasWork() const {
 
 pbft::v1::FetchResponse FetchServer::Build(
     const pbft::v1::FetchRequest& req) const {
-  pbft::v1::FetchResponse resp;
-  resp.set_replica_id(options_.self);
+  pbft::v1::CheckpointProof stable;
   {
     absl::MutexLock l(&mu_);
-    *resp.mutable_stable_checkpoint() = stable_;
+    stable = stable_;
   }
-  if (!req.batch_digest().empty()) {
-    BuildBody(req, &resp);
-    return resp;
-  }
-  // Room left for blocks, with each repeated entry's tag and length.
-  size_t bytes = resp.ByteSizeLong();
-  const uint64_t last = ledger_->last_executed();
-  const uint32_t count =
-      std::min(req.max_blocks() == 0 ? options_.blocks_max : req.max_blocks(),
-               options_.blocks_max);
-  const uint64_t from = std::max<uint64_t>(req.from_seq(), 1);
-  for (uint64_t h = from; h <= last && h - from < count; ++h) {
-    absl::StatusOr<pbft::v1::CertifiedBatch> cb = ledger_->GetCertifiedBatch(h);
-    if (!cb.ok()) break;
-    const size_t entry = cb->ByteSizeLong() + 6;
-    if (bytes + entry > options_.response_bytes_max) break;
-    bytes += entry;
-    *resp.add_batches() = *std::move(cb);
-  }
-  return resp;
-}
-
-void FetchServer::BuildBody(const pbft::v1::FetchRequest& req,
-                            pbft::v1::FetchResponse* resp) const {
-  std::optional<pbft::v1::Envelope> body;
-  if (find_body_) body = find_body_(req.from_seq(), req.batch_digest());
-  if (!body && req.from_seq() >= 1 &&
-      req.from_seq() <= ledger_->last_executed()) {
-    absl::StatusOr<pbft::v1::CertifiedBatch> cb =
-        ledger_->GetCertifiedBatch(req.from_seq());
-    pbft::v1::PrePrepare pp;
-    if (cb.ok() && pp.ParseFromString(cb->pre_prepare().payload()) &&
-        pp.batch_digest() == req.batch_digest()) {
-      body = std::move(*cb->mutable_pre_prepare());
-    }
-  }
-  // A body is at most batch_bytes_max (< message_bytes_max) and a header.
-  if (body && resp->ByteSizeLong() + body->ByteSizeLong() + 6 <=
-                  options_.response_bytes_max) {
-    *resp->mutable_batch_pre_prepare() = *std::move(body);
-  }
+  return responder_.Build(req, stable);
 }
 
 void FetchServer::Run() {

@@ -10,11 +10,9 @@
 // Peers are served in turn. A response is cut by bytes so that its payload
 // never exceeds `response_bytes_max` (the peers' limit for the type).
 //
-// A request naming a batch digest asks for one batch body (a NEW-VIEW's O
-// entry the requester lacks, Castro–Liskov §4.4): answered with a
-// PRE-PREPARE of that seq and digest with its batch beside it, from the
-// `find_body` source (the protocol store) or the ledger's block, and no
-// blocks; with an empty response if neither holds it.
+// What a response holds (blocks, or one batch body) is built by
+// node::FetchResponder (replica/node/fetch_responder.h), the code the
+// simulator's replicas serve with.
 //
 // Thread-safe: Offer() and SetStableCheckpoint() from any thread. Owns its
 // thread; the destructor stops and joins it.
@@ -33,7 +31,8 @@
 #include "common/envelope.h"
 #include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
-#include "replica/ledger/ledger.h"
+#include "replica/node/fetch_responder.h"
+#include "replica/node/node_interfaces.h"
 
 namespace ledger {
 
@@ -46,28 +45,24 @@ struct FetchServerOptions {
   double burst = 10;                              // Per peer.
 };
 
-class FetchServer {
+class FetchServer final : public node::FetchService {
  public:
   using Send = std::function<void(uint32_t peer, pbft::v1::Envelope)>;
-  // A PRE-PREPARE with its batch beside it for (seq, batch digest), if held.
-  using FindBody = std::function<std::optional<pbft::v1::Envelope>(
-      uint64_t seq, const std::string& batch_digest)>;
-  enum class Admit { kQueued, kReplaced, kThrottled, kMalformed };
 
-  // `ledger` and `signer` must outlive the server. `send` runs on the
-  // server's thread.
-  // `find_body` runs on the server's thread; it may be empty.
-  FetchServer(FetchServerOptions options, const Ledger* ledger,
-              const EnvelopeSigner* signer, Send send,
-              FindBody find_body = nullptr);
-  ~FetchServer();
+  // `blocks`, `bodies` (may be null) and `signer` must outlive the server;
+  // they are read on the server's thread. `send` runs on the server's
+  // thread.
+  FetchServer(FetchServerOptions options, const node::BlockSource* blocks,
+              const node::ProtocolStorage* bodies, const EnvelopeSigner* signer,
+              Send send);
+  ~FetchServer() override;
   FetchServer(const FetchServer&) = delete;
   FetchServer& operator=(const FetchServer&) = delete;
 
   // A verified FETCH_REQUEST envelope.
-  Admit Offer(const pbft::v1::Envelope& e);
+  Admit Offer(const pbft::v1::Envelope& e) override;
   // The latest stable checkpoint proof, sent with every response.
-  void SetStableCheckpoint(const pbft::v1::CheckpointProof& proof);
+  void SetStableCheckpoint(const pbft::v1::CheckpointProof& proof) override;
 
   uint64_t served() const { return served_.load(); }
   uint64_t throttled(uint32_t peer) const;
@@ -84,16 +79,12 @@ class FetchServer {
     uint64_t throttled = 0, replaced = 0;
   };
   void Run();
-  // Answers a body request (FetchRequest.batch_digest) into `resp`.
-  void BuildBody(const pbft::v1::FetchRequest& req,
-                 pbft::v1::FetchResponse* resp) const;
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FetchServerOptions options_;
-  const Ledger* ledger_;
+  const node::FetchResponder responder_;
   const EnvelopeSigner* signer_;
   Send send_;
-  FindBody find_body_;
   mutable absl::Mutex mu_;
   std::vector<Peer> peers_ ABSL_GUARDED_BY(mu_);
   pbft::v1::CheckpointProof stable_ ABSL_GUARDED_BY(mu_);

@@ -38,6 +38,9 @@ ABSL_FLAG(double, fetch_rate, 20,
           "FETCH requests served per peer per second (burst: half as many).");
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order graph is for tests (they keep it); in a production
+  // process it cost 2% of a busy replica's CPU (docs/benchmarks.md).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   ledger::ParseFlags(
       argc, argv, "ledgerd --config FILE --id I --data-dir DIR [--key FILE]");
   if (absl::GetFlag(FLAGS_config).empty() ||

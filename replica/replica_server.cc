@@ -33,6 +33,8 @@
 #include "replica/net/peer_sender.h"
 #include "replica/net/replica_service.h"
 #include "replica/net/verify_pool.h"
+#include "replica/node/ledger_adapters.h"
+#include "replica/node/replica_node.h"
 #include "replica/storage/protocol_store.h"
 
 namespace ledger {
@@ -104,7 +106,28 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
   return ss.str();
 }
 
-class ReplicaServerImpl final : public ReplicaServer {
+// ReplicaNode's transport: one PeerSender (gRPC stream) per peer, created
+// when the servers start; messages to a peer without one are dropped.
+class PeerTransport final : public node::Transport {
+ public:
+  explicit PeerTransport(
+      const std::vector<std::unique_ptr<net::PeerSender>>* peers)
+      : peers_(peers) {}
+  void Send(ReplicaId to, const pbft::v1::Envelope& e) override {
+    const uint32_t i = to.value();
+    if (i < peers_->size() && (*peers_)[i] != nullptr) (*peers_)[i]->Send(e);
+  }
+  void Broadcast(const pbft::v1::Envelope& e) override {
+    for (const auto& p : *peers_) {
+      if (p != nullptr) p->Send(e);
+    }
+  }
+
+ private:
+  const std::vector<std::unique_ptr<net::PeerSender>>* peers_;
+};
+
+class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
  public:
   ReplicaServerImpl(Cluster cluster, ReplicaServerOptions options,
                     crypto::SecretKey key)
@@ -126,6 +149,8 @@ class ReplicaServerImpl final : public ReplicaServer {
   absl::Status Init();
   void Stop() override;
   v1::StatusResponse Status() const override;
+  // node::ReplySink (core thread).
+  void Deliver(const pbft::ClientReply& r) override;
 
  private:
   absl::Status OpenStorage();
@@ -136,10 +161,7 @@ class ReplicaServerImpl final : public ReplicaServer {
   void MirrorRefusals();
   void Handle(pbft::v1::Envelope e);
   void Drain();
-  void Persist(const pbft::Persist& p);
-  void Send(const pbft::Outbound& m);
-  void Execute(const pbft::CommittedBatch& b);
-  void Deliver(const pbft::ClientReply& r);
+  absl::Status OpenNode(const pbft::Options& o);
   void Publish();
   void LogViewTransition();
   void MirrorCounters();
@@ -163,13 +185,16 @@ class ReplicaServerImpl final : public ReplicaServer {
 
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<storage::ProtocolStore> store_;
-  std::unique_ptr<pbft::Core> core_;  // Core thread only.
+  std::unique_ptr<node::LedgerStateMachine> state_machine_;
+  std::unique_ptr<node::StoreStorage> storage_;
+  PeerTransport transport_{&peers_};
+  std::unique_ptr<node::ReplicaNode> node_;  // Core thread only.
+  const pbft::Core* core_ = nullptr;         // node_'s; core thread only.
 
   Inbox inbox_;
   // Per peer x ShellRefusal.
   std::vector<std::atomic<uint64_t>> shell_refused_;
   std::unique_ptr<FetchServer> fetch_;
-  uint64_t published_stable_ = ~0ull;  // Core thread only.
   std::unique_ptr<net::VerifyPool> pool_;
   std::unique_ptr<net::ReplicaServiceImpl> replica_service_;
   std::unique_ptr<net::ClientService> client_service_;
@@ -206,71 +231,10 @@ absl::Status ReplicaServerImpl::Init() {
         absl::StrCat(options_.config_path, ": ", valid.message()));
   }
   if (absl::Status s = OpenStorage(); !s.ok()) return s;
-  core_ = std::make_unique<pbft::Core>(o, &core_signer_, &core_verifier_);
-  // Exactly-once across restarts: the core learns each client's last
-  // executed request and its result from the ledger.
-  absl::StatusOr<std::vector<ClientReply>> table = ledger_->ClientTable();
-  if (!table.ok()) return table.status();
-  for (const ClientReply& c : *table) {
-    core_->RestoreClient(ClientId(c.client_id), RequestNumber(c.request_number),
-                         c.result);
-  }
-  // The core resumes after the ledger's last executed block, with the
-  // window at the last stable checkpoint it persisted.
-  absl::StatusOr<storage::ProtocolState> persisted = store_->Load();
-  if (!persisted.ok()) return persisted.status();
-  {
-    // Crash recovery (core.h, Core::Restore): the view, the votes and the
-    // prepared certificates above the stable checkpoint, the NEW-VIEW of
-    // the view entered, and the ledger head.
-    pbft::RestoreState restore;
-    if (ledger_->last_executed() > 0) {
-      absl::StatusOr<v1::Block> head =
-          ledger_->GetStoredBlock(ledger_->last_executed());
-      if (!head.ok()) return head.status();
-      restore.last_timestamp_ms = head->header().timestamp_ms();
-    }
-    restore.last_executed = Seq(ledger_->last_executed());
-    restore.view = pbft::View(persisted->view);
-    restore.stable_checkpoint = persisted->stable_checkpoint;
-    restore.entries = std::move(persisted->entries);
-    if (persisted->new_view) {
-      restore.entries.push_back(std::move(*persisted->new_view));
-    }
-    absl::Status r = core_->Restore(restore);
-    if (!r.ok()) {
-      return absl::DataLossError(
-          absl::StrCat(options_.data_dir, ": ", r.message()));
-    }
-  }
+  if (absl::Status s = OpenNode(o); !s.ok()) return s;
   LOG_INFO("replica {} of cluster {}: ledger at height {}, n={} f={}",
            options_.id, cluster_.cluster_id(), ledger_->last_executed(),
            cluster_.n(), cluster_.f());
-
-  FetchServerOptions fo;
-  fo.self = options_.id;
-  fo.n = cluster_.n();
-  fo.response_bytes_max = limits_.fetch_response_max;
-  fo.blocks_max = kFetchBlocksMax;
-  fo.rate_per_s = options_.fetch_rate_per_s;
-  fo.burst = options_.fetch_burst;
-  fetch_ = std::make_unique<FetchServer>(
-      fo, ledger_.get(), &signer_,
-      [this](uint32_t peer, pbft::v1::Envelope e) {
-        if (peer < peers_.size() && peers_[peer] != nullptr)
-          peers_[peer]->Send(std::move(e));
-      },
-      [this](uint64_t seq,
-             const std::string& digest) -> std::optional<pbft::v1::Envelope> {
-        absl::StatusOr<std::optional<pbft::v1::Envelope>> body =
-            store_->FindBody(seq, digest);
-        if (!body.ok()) {
-          LOG_WARN("serving a batch body at seq {}: {}", seq,
-                   body.status().ToString());
-          return std::nullopt;
-        }
-        return *std::move(body);
-      });
   pool_ = std::make_unique<net::VerifyPool>(
       &verifier_, options_.verify_threads, limits_,
       PeerShare(cluster_, options_),
@@ -296,6 +260,61 @@ absl::Status ReplicaServerImpl::Init() {
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
   core_thread_ = std::thread([this] { CoreLoop(); });
+  return absl::OkStatus();
+}
+
+// The replica loop over the ledger, the protocol store, the peer senders,
+// the client calls and the fetch server (which it feeds FETCH_REQUESTs).
+absl::Status ReplicaServerImpl::OpenNode(const pbft::Options& o) {
+  node::LedgerStateMachine::Hooks hooks;
+  hooks.block_applied = [this](double seconds, size_t requests) {
+    metrics_.ledger_write_seconds.Observe(seconds);
+    metrics_.blocks_executed.Increment();
+    metrics_.batch_requests.Observe(static_cast<double>(requests));
+  };
+  hooks.request_result = [this](const std::string& result) {
+    v1::OperationResults rs;
+    if (!rs.ParseFromString(result)) return;
+    for (const v1::OperationResult& r : rs.results()) {
+      metrics_.TransferResult(v1::ResultCode_Name(r.code()));
+    }
+  };
+  state_machine_ =
+      std::make_unique<node::LedgerStateMachine>(ledger_.get(), hooks);
+  storage_ = std::make_unique<node::StoreStorage>(
+      store_.get(), [this](double seconds) {
+        metrics_.protocol_write_seconds.Observe(seconds);
+      });
+  FetchServerOptions fo;
+  fo.self = options_.id;
+  fo.n = cluster_.n();
+  fo.response_bytes_max = limits_.fetch_response_max;
+  fo.blocks_max = kFetchBlocksMax;
+  fo.rate_per_s = options_.fetch_rate_per_s;
+  fo.burst = options_.fetch_burst;
+  fetch_ = std::make_unique<FetchServer>(
+      fo, state_machine_.get(), storage_.get(), &signer_,
+      [this](uint32_t peer, pbft::v1::Envelope e) {
+        transport_.Send(ReplicaId(peer), e);
+      });
+  node::ReplicaNodeDeps deps;
+  deps.signer = &core_signer_;
+  deps.verifier = &core_verifier_;
+  deps.store = storage_.get();
+  deps.state = state_machine_.get();
+  deps.transport = &transport_;
+  deps.replies = this;
+  deps.fetch = fetch_.get();
+  deps.clock = &clock_;
+  absl::StatusOr<std::unique_ptr<node::ReplicaNode>> node =
+      node::ReplicaNode::Open(o, deps);
+  if (!node.ok()) {
+    return absl::Status(
+        node.status().code(),
+        absl::StrCat(options_.data_dir, ": ", node.status().message()));
+  }
+  node_ = *std::move(node);
+  core_ = &node_->core();
   return absl::OkStatus();
 }
 
@@ -443,22 +462,11 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
   return absl::OkStatus();
 }
 
-// A verified message from a peer (verification pool thread): FETCHes go to
-// the fetch server (and, unless throttled, to the core, which answers a
-// requester in an older view with its NEW-VIEW); everything goes to the
-// peer's share of the intake.
+// A verified message from a peer (verification pool thread): into the
+// peer's share of the intake. The node hands FETCH_REQUESTs to the fetch
+// server (throttled per peer there) on the core thread.
 void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
   const uint64_t from = e.sender();
-  if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
-    switch (fetch_->Offer(e)) {
-      case FetchServer::Admit::kThrottled:
-        return Refused(from, ShellRefusal::kFetchThrottled);
-      case FetchServer::Admit::kMalformed:
-        return Refused(from, ShellRefusal::kFetchMalformed);
-      default:
-        break;  // The core sees it too: it names the requester's view.
-    }
-  }
   const size_t source =
       e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : from;
   const size_t bytes = e.payload().size() + e.signature().size() + 32;
@@ -494,7 +502,7 @@ void ReplicaServerImpl::CoreLoop() {
     for (pbft::v1::Envelope& e : items) Handle(std::move(e));
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
-      core_->Tick(clock_.NowMs());
+      node_->Tick();
       next_tick += tick;
       if (next_tick < now)
         next_tick = now + tick;  // Do not burst after a stall.
@@ -512,101 +520,22 @@ void ReplicaServerImpl::CoreLoop() {
 
 void ReplicaServerImpl::Handle(pbft::v1::Envelope e) {
   metrics_.MessageReceived(pbft::v1::MessageType_Name(e.type()));
-  if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
-    core_->OnRequest(e);
-  } else {
-    core_->Step(e);
+  switch (node_->Receive(e)) {
+    case node::ReplicaNode::Intake::kFetchThrottled:
+      return Refused(e.sender(), ShellRefusal::kFetchThrottled);
+    case node::ReplicaNode::Intake::kFetchMalformed:
+      return Refused(e.sender(), ShellRefusal::kFetchMalformed);
+    case node::ReplicaNode::Intake::kAccepted:
+      return;
   }
 }
 
+// The node carries out the core's Readys in their documented order. A
+// failed protocol-store write or block stops the replica: sending a vote it
+// could forget, or going on past a block it could not record, would fork it.
 void ReplicaServerImpl::Drain() {
-  while (core_->HasReady()) {
-    pbft::Ready ready = core_->TakeReady();
-    // The order is the Ready's contract (replica/core/core.h).
-    Persist(ready.persist);
-    for (const pbft::Outbound& m : ready.messages) Send(m);
-    for (const pbft::CommittedBatch& b : ready.execute) Execute(b);
-    for (const pbft::ClientReply& r : ready.replies) Deliver(r);
-  }
-}
-
-void ReplicaServerImpl::Persist(const pbft::Persist& p) {
-  if (p.empty()) return;
-  const absl::Time start = absl::Now();
-  std::optional<uint64_t> view;
-  if (p.view.has_value()) view = p.view->value();
-  absl::Status s = store_->Append(view, p.entries, p.stable_checkpoint);
-  // Sending a vote we could forget is worse than stopping.
-  if (!s.ok()) Fatal(s, "protocol store write");
-  metrics_.protocol_write_seconds.Observe(
-      absl::ToDoubleSeconds(absl::Now() - start));
-}
-
-void ReplicaServerImpl::Send(const pbft::Outbound& m) {
-  if (m.broadcast) {
-    for (auto& p : peers_) {
-      if (p != nullptr) p->Send(m.envelope);
-    }
-    return;
-  }
-  const uint32_t to = m.to.value();
-  if (to < peers_.size() && peers_[to] != nullptr) peers_[to]->Send(m.envelope);
-}
-
-void ReplicaServerImpl::Execute(const pbft::CommittedBatch& b) {
-  BlockInput in;
-  in.view = b.view.value();
-  in.seq = b.seq.value();
-  in.timestamp_ms = b.timestamp_ms;
-  in.batch_digest = b.batch_digest;
-  in.pre_prepare = b.pre_prepare;
-  in.certificate = b.certificate;
-  const absl::Time start = absl::Now();
-  absl::StatusOr<BlockResult> result = ledger_->ApplyBlock(in);
-  // The core only hands out committed batches in order; a failure here is
-  // the disk or a bug, and continuing would fork this replica's state.
-  if (!result.ok())
-    Fatal(result.status(), absl::StrCat("executing block ", in.seq));
-  metrics_.ledger_write_seconds.Observe(
-      absl::ToDoubleSeconds(absl::Now() - start));
-  metrics_.blocks_executed.Increment();
-  metrics_.batch_requests.Observe(static_cast<double>(result->outcomes.size()));
-  std::vector<pbft::ExecutedReply> replies;
-  // Parsed only if a request holds a query.
-  std::optional<pbft::v1::PrePrepare> pp;
-  for (size_t i = 0; i < result->outcomes.size(); ++i) {
-    RequestOutcome& o = result->outcomes[i];
-    if (o.duplicate) {
-      // Not executed again: the core resends the stored reply (same
-      // number) or answers with a stale rejection (lower number).
-      replies.push_back(
-          {ClientId(o.client_id), RequestNumber(o.request_number), ""});
-      continue;
-    }
-    if (o.has_query) {
-      // Ordered reads: answered from the state after this block, the same
-      // on every correct replica.
-      if (!pp.has_value()) {
-        pp.emplace();
-        CHECK(pp->ParseFromString(b.pre_prepare.payload()));
-      }
-      const auto& requests = BatchOf(b.pre_prepare, *pp);
-      CHECK_LT(i, static_cast<size_t>(requests.size()));
-      absl::Status s =
-          ledger_->FillQueryAnswers(requests[static_cast<int>(i)], &o.result);
-      if (!s.ok())
-        Fatal(s, absl::StrCat("answering ordered queries in block ", in.seq));
-    }
-    v1::OperationResults rs;
-    if (rs.ParseFromString(o.result)) {
-      for (const v1::OperationResult& r : rs.results()) {
-        metrics_.TransferResult(v1::ResultCode_Name(r.code()));
-      }
-    }
-    replies.push_back(
-        {ClientId(o.client_id), RequestNumber(o.request_number), o.result});
-  }
-  core_->OnExecuted(b.seq, result->state_digest, std::move(replies));
+  absl::Status s = node_->Drain();
+  if (!s.ok()) Fatal(s, "replica loop");
 }
 
 void ReplicaServerImpl::Deliver(const pbft::ClientReply& r) {
@@ -648,10 +577,6 @@ void ReplicaServerImpl::Publish() {
   stable_seq_ = core_->low_watermark().value();
   pool_->SetWindow(core_->low_watermark().value(),
                    core_->high_watermark().value());
-  if (stable_seq_ != published_stable_) {
-    published_stable_ = stable_seq_;
-    fetch_->SetStableCheckpoint(core_->stable_checkpoint());
-  }
   cluster_view_ = core_->cluster_view().value();
   cluster_head_ = core_->cluster_head().value();
   LogViewTransition();
@@ -833,6 +758,10 @@ void ReplicaServerImpl::Stop() {
   pool_.reset();
   fetch_.reset();
   peers_.clear();
+  node_.reset();
+  core_ = nullptr;
+  storage_.reset();
+  state_machine_.reset();
   store_.reset();
   ledger_.reset();
   LOG_INFO("replica {}: stopped", options_.id);

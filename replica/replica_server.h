@@ -1,14 +1,18 @@
 // ReplicaServer: the shell that runs one replica. It owns the threads and
-// wires the pure PBFT core to the ledger, the protocol store and gRPC:
+// wires the replica loop (node::ReplicaNode, replica/node/replica_node.h)
+// to the ledger, the protocol store, gRPC, TLS, health and metrics:
 //
 //   peers --stream--> VerifyPool (N threads) --+
-//   clients --Submit--> ClientService (CQ)  ---+--> inbox --> core thread
-//                                                    |  Step/OnRequest/Tick
+//   clients --Submit--> ClientService (CQ)  ---+--> inbox --> core thread:
+//                                                    ReplicaNode
+//                                                    |  Receive/Tick/Drain
 //                                                    v
 //                          Ready: persist (synced) -> send -> execute
 //                                 (Ledger::ApplyBlock, synced) -> replies
 //
-// Only the core thread touches the core; only verified envelopes reach it.
+// FETCH_REQUESTs go from the node to the FetchServer (its own thread).
+// Only the core thread touches the node and its core; only verified
+// envelopes reach it.
 // Every queue is bounded: a full inbox answers clients RESOURCE_EXHAUSTED
 // and drops (counts) peer messages, which PBFT tolerates.
 //

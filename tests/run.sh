@@ -44,12 +44,17 @@ SOAK_FILTER=()
 log "proto lint (buf)"
 bash tests/lint_proto.sh
 
+# The sanitizer pass leaves out the multi-process tests (label
+# multiprocess: real ledgerd clusters, the soak, the containers): they ran
+# above, and the replica loop they drive (ReplicaNode: persist, send,
+# execute on the real ledger, serve fetches, reply) runs under the
+# sanitizers in the pbft-sim smoke ranges and replica_node_test.
 if [[ "$SANITIZE" == "1" ]]; then
   log "ASan + UBSan build (build-asan/) and tests"
   cmake -S . -B build-asan "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DPBFT_LEDGER_SANITIZE=ON >/dev/null
   cmake --build build-asan -j "$JOBS"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure -j "$JOBS" --timeout 900 -LE no_sanitize)
+     ctest --output-on-failure -j "$JOBS" --timeout 900 -LE 'no_sanitize|multiprocess')
 fi
 
 if [[ "$FUZZ" == "1" ]]; then

@@ -13,6 +13,14 @@
 // The content of every message is treated as possibly Byzantine: what does
 // not fit the rules is dropped and counted in Stats, never asserted on.
 //
+// The implementation is split along the paper's sections, one file each
+// (docs/architecture.md, "The PBFT core's files"): core.cc (dispatch, Ready,
+// evidence), requests.cc (§4.1 queue and admission), normal_case.cc (§4.2),
+// checkpoints.cc (§4.3), view_change.cc and new_view.h (§4.4), bodies.cc
+// (§4.4 batch bodies), state_transfer.cc, restore.cc, invariants.cc; the
+// pure quorum and certificate checks are in certificates.h, the message
+// log's types in message_log.h.
+//
 // Ownership: the Core borrows `signer` and `verifier`; they must outlive it.
 // Thread-compatible: one owner thread calls every method.
 #ifndef PBFT_LEDGER_REPLICA_CORE_CORE_H_
@@ -33,6 +41,10 @@
 #include "common/types.h"
 #include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
+#include "replica/core/certificates.h"
+#include "replica/core/message_log.h"
+#include "replica/core/new_view.h"
+#include "replica/core/signing.h"
 
 namespace pbft {
 
@@ -42,24 +54,6 @@ using ledger::ReplicaId;
 using ledger::RequestNumber;
 using ledger::Seq;
 using ledger::View;
-
-// Signs the messages this replica originates (Ed25519 in production:
-// EnvelopeSigner; a cheap deterministic fake in the simulator).
-class Signer {
- public:
-  virtual ~Signer() = default;
-  virtual v1::Envelope Sign(v1::MessageType type,
-                            std::string payload) const = 0;
-};
-
-// Checks sender and signature of an envelope nested inside another message
-// (client requests inside a PRE-PREPARE, COMMITs in a certificate,
-// CHECKPOINTs in a proof). True iff the envelope is authentic.
-class Verifier {
- public:
-  virtual ~Verifier() = default;
-  virtual bool Verify(const v1::Envelope& envelope) const = 0;
-};
 
 struct Options {
   ReplicaId id;
@@ -187,7 +181,7 @@ enum class DropReason {
   kBadCertificate,         // Fetched batch or proof failed verification.
   kStaleRequest,           // Request number below the client's last executed.
   kQueueFull,              // Request refused: queue at request_queue_max.
-  kUnsupported,            // Message type not handled by this core (yet).
+  kUnsupported,            // Unknown message type; §5.1 read-only request.
   kBadViewChange,          // VIEW-CHANGE failed validation (§4.4).
   kBadNewView,             // NEW-VIEW failed validation or recomputation.
   kCount,
@@ -280,10 +274,6 @@ class Core {
   // checkpoint above the ledger head, the head beyond the window of the
   // stable checkpoint, an undecodable entry).
   absl::Status Restore(const RestoreState& state);
-  // The older entry point: Restore with only the ledger head and the stable
-  // checkpoint (view 0, no entries).
-  absl::Status RestoreExecuted(Seq last_executed, uint64_t last_timestamp_ms,
-                               const v1::CheckpointProof* stable);
 
   // --- Output -------------------------------------------------------------
   bool HasReady() const { return !ready_.empty(); }
@@ -336,59 +326,11 @@ class Core {
   std::vector<PreparedEntry> PreparedCertificates() const;
 
  private:
-  struct Vote {
-    Digest digest;
-    v1::Envelope envelope;
-  };
-  // Everything about one seq in (h, h+L].
-  struct Slot {
-    View view;
-    uint64_t created_tick = 0;
-    bool has_pre_prepare = false;
-    // The batch is beside pre_prepare (or it is the null batch). An O entry
-    // of a NEW-VIEW arrives without it: the slot neither prepares nor
-    // commits until the body is fetched and matches the digest (§4.4).
-    bool has_body = false;
-    v1::Envelope pre_prepare;
-    Digest digest;
-    uint64_t timestamp_ms = 0;
-    std::vector<std::pair<ClientId, RequestNumber>> requests;
-    std::map<ReplicaId, Vote> prepares;  // One per sender; first wins.
-    std::map<ReplicaId, Vote> commits;
-    std::optional<v1::Envelope> own_prepare;
-    std::optional<v1::Envelope> own_commit;
-    bool prepared = false;
-    bool committed = false;
-    bool fetched = false;  // Committed from a fetched certificate.
-    v1::CommitCertificate certificate;
-  };
-  // The prepared certificate of the highest view in which this replica
-  // prepared at a seq (§4.4: the P set of its VIEW-CHANGE).
-  struct PreparedCert {
-    View view;
-    Digest digest;
-    v1::PreparedCertificate cert;
-  };
-  // A batch body this replica received for (seq, digest), in a PRE-PREPARE
-  // of any view: kept until seq is stable, so that it can prepare an O entry
-  // of a later view with that digest without fetching (§4.4).
-  struct Body {
-    Digest digest;
-    View view;
-    v1::Envelope pre_prepare;  // Its batch beside it.
-  };
   // A valid VIEW-CHANGE, the latest one per sender.
   struct ViewChangeMsg {
     View view;
     v1::Envelope envelope;
     v1::ViewChange vc;
-  };
-  // One entry of a NEW-VIEW's O set.
-  struct OEntry {
-    Seq seq;
-    Digest digest;
-    uint64_t timestamp_ms = 0;
-    const v1::Envelope* source = nullptr;  // Certificate's PRE-PREPARE; null.
   };
   struct ClientRecord {
     RequestNumber last_executed;
@@ -419,15 +361,16 @@ class Core {
   // peer in turn (peers rate-limit fetches: replica/fetch_server.h).
   static constexpr uint64_t kBodyFetchIntervalTicks = 2;
 
-  ReplicaId PrimaryOf(View v) const {
-    return ReplicaId(static_cast<uint32_t>(v.value() % options_.n));
-  }
+  // --- core.cc: dispatch, output, evidence of where the cluster is.
+  ReplicaId PrimaryOf(View v) const { return certs_.PrimaryOf(v); }
   bool InWindow(Seq s) const {
     return s > low_watermark_ && s <= high_watermark();
   }
   void Drop(DropReason reason) {
     ++stats_.dropped[static_cast<size_t>(reason)];
   }
+  void Broadcast(v1::Envelope e);
+  void SendTo(ReplicaId to, v1::Envelope e);
   void NoteSeq(uint64_t sender, Seq s, std::vector<Seq>* seen);
   Seq HighestSeenBy(const std::vector<Seq>& per_replica) const;
   Seq BehindEvidence() const { return HighestSeenBy(highest_seq_seen_); }
@@ -440,13 +383,36 @@ class Core {
     const View proven = ProvenView();
     return proven > view_ || (proven == view_ && !view_active_);
   }
-  // Sends the NEW-VIEW of the current view to `to`, rate-limited per peer.
-  void OfferNewView(ReplicaId to);
-  // Highest seq a fetched batch may have: H, or a verified fetched proof.
-  Seq FetchLimit() const;
+  // Since it started, this replica heard from 2f other replicas (any message
+  // that passed the shell's checks): it knows where the cluster is.
+  bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
+  void NoteHeard(uint32_t sender);
 
-  // Handlers: filter, assert, mutate, emit.
+  // --- requests.cc: request queue and admission (§4.1).
+  bool AdmitNumber(ClientId c, RequestNumber t);
+  bool HandedOut(ClientId c, RequestNumber t) const;
+  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
+  // Removes one queued request (and its share of its client's quota).
+  void Dequeue(std::map<uint64_t, Queued>::iterator it);
+  // Removes the client's queued requests numbered <= t (they are ordered
+  // now, or stale: those below t get a stale rejection).
+  void RemoveQueuedUpTo(ClientId c, RequestNumber t);
+  void SignReply(ClientId client, ClientRecord* record);
+  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
+              RequestNumber last = RequestNumber(0));
+  // Rejects (c, t) as stale, naming the client's last executed or
+  // committed number (which must be above t).
+  void RejectStale(ClientId c, RequestNumber t);
+
+  // --- normal_case.cc (§4.2). Handlers: filter, assert, mutate, emit.
+  void MaybeCutBatches();
+  void SendPrePrepare();
   void HandlePrePrepare(const v1::Envelope& e);
+  // PRE-PREPARE batch checks shared by acceptance paths.
+  bool CheckBatch(const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
+                  const Digest& digest,
+                  std::vector<std::pair<ClientId, RequestNumber>>* requests);
+  bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
   void HandlePrepare(const v1::Envelope& e);
   void HandleCommit(const v1::Envelope& e);
   // The shared filters of PREPARE and COMMIT; records the vote in `votes`
@@ -454,33 +420,62 @@ class Core {
   // or changes nothing.
   template <typename VoteMessage>
   std::optional<Seq> AcceptVote(const v1::Envelope& e,
-                                std::map<ReplicaId, Vote> Slot::*votes,
-                                bool backups_only);
-  void HandleCheckpoint(const v1::Envelope& e);
-  void HandleFetchRequest(const v1::Envelope& e);
-  void HandleFetchResponse(const v1::Envelope& e);
-  void HandleViewChange(const v1::Envelope& e);
-  void HandleNewView(const v1::Envelope& e);
+                                VotesBySender Slot::*votes, bool backups_only);
+  // This replica's PREPARE or COMMIT for the slot's (view, s, digest).
+  template <typename VoteMessage>
+  v1::Envelope SignVote(v1::MessageType type, Seq s, const Slot& slot) const;
+  void SendOwnPrepare(Seq s, Slot* slot);
+  void CheckPrepared(Seq s);
+  void CheckCommitted(Seq s);
+  void HandOutCommitted();
+  void Retransmit();
 
-  // View change (§4.4).
+  // --- checkpoints.cc (§4.3).
+  void TakeCheckpoint(Seq s, const Digest& state_digest);
+  void HandleCheckpoint(const v1::Envelope& e);
+  void CheckStable(Seq s);
+  void MakeStable(Seq s, const Digest& digest,
+                  std::vector<v1::Envelope> checkpoints);
+  void AdoptStableProof(Seq s, const Digest& digest,
+                        const v1::CheckpointProof& proof);
+  // Keeps a verified stable proof beyond the window (state transfer) and
+  // lists its CHECKPOINTs for persisting, so that batches executed up to it
+  // are still inside the window Restore rebuilds after a crash.
+  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
+
+  // --- view_change.cc (§4.4); the O set is computed by new_view.h.
+  void UpdateViewChangeTimer(bool executed_one);
+  void OnViewChangeTimer();
+  void HoldViewChangeTimer();
+  // Half-way through the view-change timer: ask a peer for what this replica
+  // may have missed, so that a replica that is merely behind catches up
+  // before it would time out alone.
+  void ProbeBeforeTimeout();
+  // A backup sends every request it holds to the current primary.
+  void ForwardHeldRequests();
+  void RecordPreparedCert(Seq s, const Slot& slot);
   void StartViewChange(View target);
+  void SendOwnViewChange();
   v1::Envelope BuildViewChange() const;
-  bool VerifyViewChange(const v1::Envelope& e, View target,
-                        v1::ViewChange* vc) const;
-  bool VerifyPreparedCert(const v1::PreparedCertificate& cert, View target,
-                          Seq low) const;
-  // min-s, its proof and O from a set of valid VIEW-CHANGEs (§4.4).
-  void ComputeO(const std::vector<const v1::ViewChange*>& vcs, Seq* min_s,
-                const v1::CheckpointProof** min_proof,
-                std::vector<OEntry>* o) const;
+  void HandleViewChange(const v1::Envelope& e);
   void MaybeJoin();
   void MaybeStartNewViewTimer();
   void MaybeSendNewView();
+  void HandleNewView(const v1::Envelope& e);
+  bool CheckNewViewSet(const v1::NewView& nv, View v,
+                       std::vector<v1::ViewChange>* parsed) const;
+  bool CheckNewViewO(const v1::NewView& nv, uint64_t primary,
+                     const std::vector<OEntry>& o,
+                     std::vector<v1::Envelope>* pps) const;
   void EnterView(View v, const v1::Envelope& new_view,
                  std::vector<v1::Envelope> o, Seq min_s,
                  const v1::CheckpointProof& min_proof);
+  void PendO(std::vector<v1::Envelope> o, Seq min_s);
   void InstallPendingO();
-  // Batch bodies (§4.4: O carries digests; bodies are fetched by digest).
+  // Sends the NEW-VIEW of the current view to `to`, rate-limited per peer.
+  void OfferNewView(ReplicaId to);
+
+  // --- bodies.cc (§4.4: O carries digests; bodies are fetched by digest).
   void KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe);
   const Body* FindBody(Seq s, const Digest& d) const;
   // Puts the batch beside the slot's PRE-PREPARE if it is known here (the
@@ -493,69 +488,43 @@ class Core {
   void OnBodyAttached(Seq s, Slot* slot, bool send_prepare);
   void MaybeFetchBody();
   void HandleFetchedBody(const v1::Envelope& pe, uint64_t from);
-  void SendFetch();
+
+  // --- state_transfer.cc.
+  void MaybeFetch();
   // Moves fetch_peer_ to the next peer not recently caught serving garbage.
   void NextFetchPeer();
+  void SendFetch();
+  void HandleFetchRequest(const v1::Envelope& e);
+  void HandleFetchResponse(const v1::Envelope& e);
+  bool AdoptCertifiedBatches(const v1::FetchResponse& resp, uint64_t sender,
+                             bool asked);
+  void OnBadFetchResponse(uint64_t sender, bool asked);
+  // Highest seq a fetched batch may have: H, or a verified fetched proof.
+  Seq FetchLimit() const;
 
-  // PRE-PREPARE batch checks shared by acceptance paths.
-  bool CheckBatch(const google::protobuf::RepeatedPtrField<v1::Envelope>& batch,
-                  const Digest& digest,
-                  std::vector<std::pair<ClientId, RequestNumber>>* requests);
-  bool CheckTimestamp(Seq s, uint64_t timestamp_ms) const;
-  bool VerifyCertifiedBatch(const v1::CertifiedBatch& batch, v1::PrePrepare* pp,
-                            Digest* digest);
-  bool VerifyCheckpointProof(const v1::CheckpointProof& proof,
-                             Digest* digest) const;
+  // --- restore.cc.
+  struct StoredVotes;
+  struct StoredEntries;
+  absl::Status DecodeStored(const v1::Envelope& e, View view,
+                            StoredEntries* out) const;
+  absl::Status DecodeStoredPrePrepare(const v1::Envelope& e,
+                                      StoredEntries* out) const;
+  std::map<Seq, v1::CheckpointProof> ProofsAhead(const StoredEntries& stored,
+                                                 Seq h) const;
+  void RestoreVotes(const StoredEntries& stored);
+  bool RestoreSlot(Seq s, View v, const StoredVotes& votes);
+  void RestoreNewView(const v1::Envelope& new_view);
 
-  void MaybeCutBatches();
-  void SendPrePrepare();
-  void CheckPrepared(Seq s);
-  void CheckCommitted(Seq s);
-  void HandOutCommitted();
-  void TakeCheckpoint(Seq s, const Digest& state_digest);
-  void CheckStable(Seq s);
-  // Keeps a verified stable proof beyond the window (state transfer) and
-  // lists its CHECKPOINTs for persisting, so that batches executed up to it
-  // are still inside the window Restore rebuilds after a crash.
-  void AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof);
-  void MakeStable(Seq s, const Digest& digest,
-                  std::vector<v1::Envelope> checkpoints);
-  void Retransmit();
-  void RecordPreparedCert(Seq s, const Slot& slot);
-  void MaybeFetch();
-  void UpdateViewChangeTimer(bool executed_one);
-  void OnViewChangeTimer();
-  // Half-way through the view-change timer: ask a peer for what this replica
-  // may have missed, so that a replica that is merely behind catches up
-  // before it would time out alone.
-  void ProbeBeforeTimeout();
-  // A backup sends every request it holds to the current primary.
-  void ForwardHeldRequests();
-  // Since it started, this replica heard from 2f other replicas (any message
-  // that passed the shell's checks): it knows where the cluster is.
-  bool HeardFromQuorum() const { return heard_count_ + 1 >= quorum_; }
-  void NoteHeard(uint32_t sender);
-  void SignReply(ClientId client, ClientRecord* record);
-  void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
-              RequestNumber last = RequestNumber(0));
-  // Rejects (c, t) as stale, naming the client's last executed or
-  // committed number (which must be above t).
-  void RejectStale(ClientId c, RequestNumber t);
-  bool AdmitNumber(ClientId c, RequestNumber t);
-  bool HandedOut(ClientId c, RequestNumber t) const;
-  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
-  // Removes one queued request (and its share of its client's quota).
-  void Dequeue(std::map<uint64_t, Queued>::iterator it);
-  void Broadcast(v1::Envelope e);
-  void SendTo(ReplicaId to, v1::Envelope e);
-  // Removes the client's queued requests numbered <= t (they are ordered
-  // now, or stale: those below t get a stale rejection).
-  void RemoveQueuedUpTo(ClientId c, RequestNumber t);
+  // --- invariants.cc.
+  absl::Status QueueInvariants() const;
+  absl::Status SlotInvariants(Seq s, const Slot& slot) const;
+  absl::Status ViewChangeInvariants() const;
 
   const Options options_;
   const Signer* const signer_;
   const Verifier* const verifier_;
   const uint32_t quorum_;  // 2f+1.
+  const CertificateChecker certs_;
 
   // Protocol state.
   View view_{0};
@@ -568,7 +537,7 @@ class Core {
   uint64_t last_assigned_timestamp_ms_ = 0;
   std::map<Seq, Slot> log_;  // Keys in (h, h+L].
   // Checkpoint votes with seq >= h: seq -> sender -> vote.
-  std::map<Seq, std::map<ReplicaId, Vote>> checkpoints_;
+  std::map<Seq, VotesBySender> checkpoints_;
   v1::CheckpointProof stable_proof_;
   // Verified proofs (fetch responses, NEW-VIEW) above the executed seq;
   // at most kFetchedProofsMax, the highest kept.

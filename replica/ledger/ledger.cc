@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -84,6 +85,17 @@ v1::OperationResult Exists(v1::ResultCode original, uint64_t original_seq) {
   r.set_original_code(original);
   r.set_original_seq(original_seq);
   return r;
+}
+
+// The checks on a money movement's own fields, before any state is read;
+// OK when they pass. Transfers and mints check these in this order.
+v1::ResultCode CheckMovementFields(const U128& id, uint64_t amount,
+                                   uint32_t ledger, const std::string& memo) {
+  if (id.IsZero()) return v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO;
+  if (amount == 0) return v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE;
+  if (ledger == 0) return v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO;
+  if (memo.size() > kMemoBytesMax) return v1::RESULT_CODE_MEMO_TOO_LONG;
+  return v1::RESULT_CODE_OK;
 }
 
 // Genesis is part of the identity of a ledger: a data directory belongs to
@@ -222,6 +234,10 @@ class Ledger::Execution {
   v1::OperationResult Transfer(const v1::Transfer& op, uint64_t client_id,
                                const crypto::PublicKey& signer);
   v1::OperationResult Mint(const v1::Mint& op, uint64_t client_id);
+  // A transfer's or mint's id already taken: EXISTS with the first
+  // outcome, or EXISTS_WITH_DIFFERENT_FIELDS; nullopt while the id is free.
+  std::optional<v1::OperationResult> Existing(const U128& id,
+                                              const TransferValue& t);
   // Records a transfer/mint outcome under its id; an OK one becomes the
   // newest history entry of `debit` (nullptr for a mint) and `credit`.
   void Record(const U128& id, TransferValue value, AccountSlot* debit = nullptr,
@@ -447,6 +463,16 @@ v1::OperationResult Ledger::Execution::CreateAccount(
   return Code(v1::RESULT_CODE_OK);
 }
 
+std::optional<v1::OperationResult> Ledger::Execution::Existing(
+    const U128& id, const TransferValue& t) {
+  TransferSlot* existing = LoadTransfer(id);
+  if (existing == nullptr) return std::nullopt;
+  if (!existing->value.SameFields(t)) {
+    return Code(v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
+  }
+  return Exists(existing->value.result, existing->value.seq);
+}
+
 void Ledger::Execution::Record(const U128& id, TransferValue value,
                                AccountSlot* debit, AccountSlot* credit) {
   value.seq = seq_;
@@ -484,11 +510,9 @@ v1::OperationResult Ledger::Execution::Transfer(
   if (debit_id == credit_id) {
     return Code(v1::RESULT_CODE_ACCOUNTS_MUST_BE_DIFFERENT);
   }
-  if (op.amount() == 0) return Code(v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE);
-  if (op.ledger() == 0) return Code(v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO);
-  if (op.memo().size() > kMemoBytesMax) {
-    return Code(v1::RESULT_CODE_MEMO_TOO_LONG);
-  }
+  const v1::ResultCode fields =
+      CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
+  if (fields != v1::RESULT_CODE_OK) return Code(fields);
 
   TransferValue t;
   t.kind = TransferKind::kTransfer;
@@ -499,13 +523,7 @@ v1::OperationResult Ledger::Execution::Transfer(
   t.memo = op.memo();
   t.client_id = client_id;
 
-  // Idempotency: the id is taken.
-  if (TransferSlot* existing = LoadTransfer(id)) {
-    if (!existing->value.SameFields(t)) {
-      return Code(v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
-    }
-    return Exists(existing->value.result, existing->value.seq);
-  }
+  if (auto existing = Existing(id, t)) return *existing;
 
   AccountSlot* debit = LoadAccount(debit_id);
   if (debit == nullptr) {
@@ -549,12 +567,9 @@ v1::OperationResult Ledger::Execution::Mint(const v1::Mint& op,
                                             uint64_t client_id) {
   const U128 id = internal::FromProto(op.id());
   const U128 account_id = internal::FromProto(op.account_id());
-  if (id.IsZero()) return Code(v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO);
-  if (op.amount() == 0) return Code(v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE);
-  if (op.ledger() == 0) return Code(v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO);
-  if (op.memo().size() > kMemoBytesMax) {
-    return Code(v1::RESULT_CODE_MEMO_TOO_LONG);
-  }
+  const v1::ResultCode fields =
+      CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
+  if (fields != v1::RESULT_CODE_OK) return Code(fields);
   if (!ledger_->cluster_.IsIssuer(client_id, op.ledger())) {
     return Code(v1::RESULT_CODE_NOT_ISSUER);
   }
@@ -566,12 +581,7 @@ v1::OperationResult Ledger::Execution::Mint(const v1::Mint& op,
   t.ledger = op.ledger();
   t.memo = op.memo();
   t.client_id = client_id;
-  if (TransferSlot* existing = LoadTransfer(id)) {
-    if (!existing->value.SameFields(t)) {
-      return Code(v1::RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS);
-    }
-    return Exists(existing->value.result, existing->value.seq);
-  }
+  if (auto existing = Existing(id, t)) return *existing;
 
   AccountSlot* account = LoadAccount(account_id);
   SupplySlot* supply = LoadSupply(op.ledger());

@@ -5,7 +5,9 @@
 #
 #   tests/fuzz/run_long.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# SECONDS_PER_TARGET defaults to 3600. Builds build-fuzz/ first (clang).
+# SECONDS_PER_TARGET defaults to 3600; with RUNS=N in the environment a
+# target also stops after N executions (libFuzzer's -runs), whichever comes
+# first. Builds build-fuzz/ first (clang).
 # Findings land in $WORK/<target>/artifacts (WORK defaults to
 # build-fuzz/fuzz-work); add each reproducer to tests/fuzz/corpus/<target>/
 # once it is fixed.
@@ -33,6 +35,7 @@ for t in "${targets[@]}"; do
   log="$WORK/$t/fuzz.log"
   flags=()
   [[ -f tests/fuzz/flags/$t ]] && read -r -a flags <"tests/fuzz/flags/$t"
+  [[ -n ${RUNS:-} ]] && flags+=("-runs=$RUNS")
   echo "== $t: $seconds s, log $log"
   if ! nice -n 19 "build-fuzz/fuzz/$t" "${flags[@]}" -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 \

@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/wire_limits.h"
+#include "replica/node/ledger_adapters.h"
 #include "tests/ledger/ledger_test_util.h"
 
 namespace ledger {
@@ -28,8 +29,10 @@ class FetchServerTest : public ::testing::Test {
   std::unique_ptr<FetchServer> Server(FetchServerOptions o) {
     o.self = 0;
     o.n = 4;
+    if (blocks_ == nullptr)
+      blocks_ = std::make_unique<node::LedgerBlockSource>(&m_.ledger());
     return std::make_unique<FetchServer>(
-        o, &m_.ledger(), &m_.factory().replica(0),
+        o, blocks_.get(), nullptr, &m_.factory().replica(0),
         [this](uint32_t peer, pbft::v1::Envelope e) {
           absl::MutexLock l(&mu_);
           sent_.emplace_back(peer, std::move(e));
@@ -52,6 +55,7 @@ class FetchServerTest : public ::testing::Test {
   }
 
   MemLedger m_;
+  std::unique_ptr<node::LedgerBlockSource> blocks_;
   absl::Mutex mu_;
   std::vector<std::pair<uint32_t, pbft::v1::Envelope>> sent_;
 };
@@ -134,14 +138,30 @@ TEST_F(FetchServerTest, BodiesByDigestFromTheStoreOrTheBlock) {
       m_.ledger().GetCertifiedBatch(4)->pre_prepare();
   pbft::v1::PrePrepare stored_pp;
   ASSERT_TRUE(stored_pp.ParseFromString(stored.payload()));
-  FetchServer s(
-      o, &m_.ledger(), &m_.factory().replica(0),
-      [](uint32_t, pbft::v1::Envelope) {},
-      [&](uint64_t seq,
-          const std::string& digest) -> std::optional<pbft::v1::Envelope> {
-        if (seq == 30 && digest == stored_pp.batch_digest()) return stored;
-        return std::nullopt;
-      });
+  // The protocol store holds a body for seq 30 only.
+  class BodyStore final : public node::ProtocolStorage {
+   public:
+    BodyStore(pbft::v1::Envelope stored, std::string digest)
+        : stored_(std::move(stored)), digest_(std::move(digest)) {}
+    absl::Status Append(const pbft::Persist&) override {
+      return absl::UnimplementedError("read-only");
+    }
+    absl::StatusOr<pbft::RestoreState> Load() const override {
+      return absl::UnimplementedError("read-only");
+    }
+    absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
+        uint64_t seq, const std::string& digest) const override {
+      if (seq == 30 && digest == digest_) return stored_;
+      return std::nullopt;
+    }
+
+   private:
+    pbft::v1::Envelope stored_;
+    std::string digest_;
+  } bodies(stored, stored_pp.batch_digest());
+  node::LedgerBlockSource blocks(&m_.ledger());
+  FetchServer s(o, &blocks, &bodies, &m_.factory().replica(0),
+                [](uint32_t, pbft::v1::Envelope) {});
   pbft::v1::FetchRequest req;
   req.set_from_seq(3);
   req.set_max_blocks(64);

@@ -215,6 +215,9 @@ int Run() {
 }  // namespace ledger
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order graph is for tests (they keep it); in a production
+  // process it cost 2% of a busy replica's CPU (docs/benchmarks.md).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   ledger::ParseFlags(
       argc, argv,
       "ledger-bench --config FILE --clients C --batch B --duration S");

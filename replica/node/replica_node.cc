@@ -1,0 +1,136 @@
+#include "replica/node/replica_node.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace ledger::node {
+
+ReplicaNode::ReplicaNode(const pbft::Options& options,
+                         const ReplicaNodeDeps& deps)
+    : deps_(deps) {
+  CHECK(deps_.store != nullptr);
+  CHECK(deps_.state != nullptr);
+  CHECK(deps_.transport != nullptr);
+  CHECK(deps_.replies != nullptr);
+  CHECK(deps_.fetch != nullptr);
+  CHECK(deps_.clock != nullptr);
+  core_ = std::make_unique<pbft::Core>(options, deps_.signer, deps_.verifier);
+}
+
+absl::StatusOr<std::unique_ptr<ReplicaNode>> ReplicaNode::Open(
+    const pbft::Options& options, const ReplicaNodeDeps& deps) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::unique_ptr<ReplicaNode> node(new ReplicaNode(options, deps));
+  if (absl::Status s = node->Restore(); !s.ok()) return s;
+  return node;
+}
+
+absl::Status ReplicaNode::Restore() {
+  // Exactly-once across restarts: the core learns each client's last
+  // executed request and its result from the state machine.
+  absl::StatusOr<std::vector<StateMachine::ClientEntry>> table =
+      deps_.state->ClientTable();
+  if (!table.ok()) return table.status();
+  for (StateMachine::ClientEntry& c : *table) {
+    core_->RestoreClient(c.client_id, c.request_number, std::move(c.result));
+  }
+  absl::StatusOr<pbft::RestoreState> restore = deps_.store->Load();
+  if (!restore.ok()) return restore.status();
+  absl::StatusOr<uint64_t> timestamp = deps_.state->last_timestamp_ms();
+  if (!timestamp.ok()) return timestamp.status();
+  restore->last_executed = Seq(deps_.state->last_executed());
+  restore->last_timestamp_ms = *timestamp;
+  absl::Status s = core_->Restore(*restore);
+  if (!s.ok()) return absl::DataLossError(s.message());
+  return absl::OkStatus();
+}
+
+ReplicaNode::Intake ReplicaNode::Receive(const pbft::v1::Envelope& e) {
+  if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
+    core_->OnRequest(e);
+    return Intake::kAccepted;
+  }
+  if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {
+    switch (deps_.fetch->Offer(e)) {
+      case FetchService::Admit::kThrottled:
+        return Intake::kFetchThrottled;
+      case FetchService::Admit::kMalformed:
+        return Intake::kFetchMalformed;
+      default:
+        break;  // The core sees it too: it names the requester's view.
+    }
+  }
+  core_->Step(e);
+  return Intake::kAccepted;
+}
+
+void ReplicaNode::Tick() { core_->Tick(deps_.clock->NowMs()); }
+
+absl::Status ReplicaNode::Drain() {
+  while (failed_.ok() && core_->HasReady()) {
+    const pbft::Ready ready = core_->TakeReady();
+    if (deps_.observer != nullptr) deps_.observer->OnReady(*core_, ready);
+    failed_ = CarryOut(ready);
+    if (failed_.ok() && deps_.observer != nullptr) {
+      deps_.observer->AfterReady(*core_);
+    }
+  }
+  if (failed_.ok()) PublishStableCheckpoint();
+  return failed_;
+}
+
+absl::Status ReplicaNode::CarryOut(const pbft::Ready& ready) {
+  // 1. Persist before send: a replica never sends a vote it could forget.
+  if (!ready.persist.empty()) {
+    absl::Status s = deps_.store->Append(ready.persist);
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("protocol store: ", s.message()));
+    }
+  }
+  // 2. Send (any order).
+  for (const pbft::Outbound& m : ready.messages) {
+    if (m.broadcast) {
+      deps_.transport->Broadcast(m.envelope);
+    } else {
+      deps_.transport->Send(m.to, m.envelope);
+    }
+  }
+  // 3. Execute in seq order; the core hands out each seq once.
+  for (const pbft::CommittedBatch& b : ready.execute) {
+    if (absl::Status s = Execute(b); !s.ok()) return s;
+  }
+  // 4. Replies: their requests are durably executed (step 3 of this or an
+  //    earlier Ready).
+  for (const pbft::ClientReply& r : ready.replies) deps_.replies->Deliver(r);
+  return absl::OkStatus();
+}
+
+absl::Status ReplicaNode::Execute(const pbft::CommittedBatch& b) {
+  const uint64_t expected = deps_.state->last_executed() + 1;
+  if (b.seq.value() != expected) {
+    return absl::InternalError(absl::StrCat("execute: the core handed out seq ",
+                                            b.seq.value(), ", expected ",
+                                            expected));
+  }
+  absl::StatusOr<StateMachine::Executed> done = deps_.state->Execute(b);
+  if (!done.ok()) {
+    return absl::Status(done.status().code(),
+                        absl::StrCat("executing block ", b.seq.value(), ": ",
+                                     done.status().message()));
+  }
+  core_->OnExecuted(b.seq, done->state_digest, std::move(done->replies));
+  return absl::OkStatus();
+}
+
+void ReplicaNode::PublishStableCheckpoint() {
+  const uint64_t stable = core_->low_watermark().value();
+  if (stable == published_stable_) return;
+  published_stable_ = stable;
+  deps_.fetch->SetStableCheckpoint(core_->stable_checkpoint());
+}
+
+}  // namespace ledger::node

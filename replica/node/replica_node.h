@@ -1,0 +1,98 @@
+// ReplicaNode: one replica's loop, written once for ledgerd and the
+// simulator. It owns the PBFT core (replica/core/core.h) and carries out
+// every Ready in the order its fields document:
+//
+//   1. persist   ProtocolStorage::Append (synced) — nothing of the Ready
+//                leaves before it returned OK;
+//   2. send      Transport::Send / Broadcast;
+//   3. execute   StateMachine::Execute, strictly in seq order, then
+//                Core::OnExecuted with the state digest and the replies;
+//   4. reply     ReplySink::Deliver, only for what was executed durably.
+//
+// Peers' FETCH_REQUESTs go to the FetchService (state transfer, answered
+// from the executed chain and the protocol store) and, unless refused
+// there, to the core, which answers a requester in an older view with its
+// NEW-VIEW. The node keeps the FetchService's stable checkpoint current.
+//
+// A failed Append or Execute stops the node (failed() and every later call
+// returns the error): sending a vote it could forget, or executing past a
+// block it could not record, is worse than stopping. ledgerd aborts.
+//
+// Ownership: the node borrows every dependency; they must outlive it.
+// Thread-compatible: one owner thread calls every method (ledgerd's core
+// thread; the simulator's only thread). The node starts no thread.
+#ifndef PBFT_LEDGER_REPLICA_NODE_REPLICA_NODE_H_
+#define PBFT_LEDGER_REPLICA_NODE_REPLICA_NODE_H_
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "replica/core/core.h"
+#include "replica/node/node_interfaces.h"
+
+namespace ledger::node {
+
+struct ReplicaNodeDeps {
+  const pbft::Signer* signer = nullptr;
+  const pbft::Verifier* verifier = nullptr;
+  ProtocolStorage* store = nullptr;
+  StateMachine* state = nullptr;
+  Transport* transport = nullptr;
+  ReplySink* replies = nullptr;
+  FetchService* fetch = nullptr;
+  const Clock* clock = nullptr;       // Wall time for Core::Tick only.
+  ReadyObserver* observer = nullptr;  // Optional.
+};
+
+class ReplicaNode {
+ public:
+  // What became of one input.
+  enum class Intake {
+    kAccepted,        // Handed to the core (and to the fetch service).
+    kFetchThrottled,  // A FETCH_REQUEST the fetch service refused.
+    kFetchMalformed,  // A FETCH_REQUEST that does not decode.
+  };
+
+  // Builds the core and restores it (docs/protocol.md, crash recovery):
+  // the clients' last replies and the head from the state machine, the
+  // view, votes and stable checkpoint from the store. What the restore
+  // produced (a VIEW-CHANGE re-sent, ...) waits for the first Drain(), so
+  // that the transport may come up in between. DATA_LOSS if the two do not
+  // fit together.
+  static absl::StatusOr<std::unique_ptr<ReplicaNode>> Open(
+      const pbft::Options& options, const ReplicaNodeDeps& deps);
+
+  ReplicaNode(const ReplicaNode&) = delete;
+  ReplicaNode& operator=(const ReplicaNode&) = delete;
+
+  // A verified peer message or client REQUEST. Call Drain() afterwards
+  // (several inputs may share one Drain).
+  Intake Receive(const pbft::v1::Envelope& e);
+  // One tick of logical time, stamped with the clock's wall time.
+  void Tick();
+  // Carries out every pending Ready. OK, or the error that stopped the
+  // node (then and on every later call).
+  absl::Status Drain();
+
+  const absl::Status& failed() const { return failed_; }
+  const pbft::Core& core() const { return *core_; }
+
+ private:
+  ReplicaNode(const pbft::Options& options, const ReplicaNodeDeps& deps);
+  absl::Status Restore();
+  // One Ready, in its documented order.
+  absl::Status CarryOut(const pbft::Ready& ready);
+  absl::Status Execute(const pbft::CommittedBatch& b);
+  void PublishStableCheckpoint();
+
+  const ReplicaNodeDeps deps_;
+  std::unique_ptr<pbft::Core> core_;
+  absl::Status failed_;
+  uint64_t published_stable_ = ~0ull;
+};
+
+}  // namespace ledger::node
+
+#endif  // PBFT_LEDGER_REPLICA_NODE_REPLICA_NODE_H_

@@ -1,0 +1,187 @@
+// Client requests (Castro & Liskov §4.1): admission, the request queue and
+// its per-client shares, stored replies and stale rejections.
+#include "tests/core/scenario.h"
+
+namespace pbft::core_test {
+namespace {
+
+// --- Client requests (Castro–Liskov §4.1; docs/protocol.md)
+// ------------------------
+
+// The one reply of the last Ready, decoded.
+v1::Reply OnlyReply(Scenario& s) {
+  v1::Reply reply;
+  EXPECT_EQ(s.ready().replies.size(), 1u);
+  if (s.ready().replies.size() == 1) {
+    EXPECT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  }
+  return reply;
+}
+
+TEST(Requests, DuplicateGetsStoredReplyAndOlderIsRejectedAsStale_4_1) {
+  Scenario s(1);
+  ASSERT_EQ(
+      s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 5)}), 1).size(),
+      1u);
+  s.core().OnExecuted(Seq(1), Digest(),
+                      {{ClientId(1), RequestNumber(5), "result-5"}});
+  s.Take();
+  ASSERT_EQ(s.ready().replies.size(), 1u);
+  const std::string first = s.ready().replies[0].envelope.SerializeAsString();
+  s.Step(s.Request(1, 5));  // Same number: the stored reply again.
+  ASSERT_EQ(s.ready().replies.size(), 1u);
+  EXPECT_EQ(s.ready().replies[0].envelope.SerializeAsString(), first);
+  EXPECT_TRUE(s.ready().messages.empty());  // Not forwarded, not ordered.
+  s.Step(s.Request(1, 4));  // Older: never executes; said so at once.
+  const v1::Reply reply = OnlyReply(s);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_STALE_REQUEST_NUMBER);
+  EXPECT_EQ(reply.request_number(), 4u);
+  EXPECT_EQ(reply.last_request_number(), 5u);
+  EXPECT_TRUE(reply.result().empty());
+  EXPECT_TRUE(s.ready().messages.empty());
+  EXPECT_EQ(s.Dropped(DropReason::kStaleRequest), 1u);
+}
+
+TEST(Requests, RequestBelowOneCommittedForExecutionIsRejectedAtOnce_4_1) {
+  Scenario s(1);
+  ASSERT_EQ(
+      s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 7)}), 1).size(),
+      1u);                  // Handed out, not executed yet.
+  s.Step(s.Request(1, 7));  // The same request: its reply comes later.
+  EXPECT_TRUE(s.ready().replies.empty());
+  EXPECT_EQ(s.core().queued_requests(), 0u);
+  s.Step(s.Request(1, 6));  // Overtaken by 7: never executes.
+  const v1::Reply reply = OnlyReply(s);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_STALE_REQUEST_NUMBER);
+  EXPECT_EQ(reply.last_request_number(), 7u);
+}
+
+TEST(Requests, StaleRequestSkippedAtExecutionIsRejected_4_1) {
+  Scenario s(1);
+  // 6 and 5 ordered in that order: the ledger skips 5 (its number is below
+  // the client's last); the core answers it with a stale rejection.
+  ASSERT_EQ(
+      s.CommitAtBackup(
+           1, s.PrePrepare(0, 0, 1, {s.Request(1, 6), s.Request(1, 5)}), 1)
+          .size(),
+      1u);
+  s.core().OnExecuted(Seq(1), Digest(),
+                      {{ClientId(1), RequestNumber(6), "result-6"},
+                       {ClientId(1), RequestNumber(5), ""}});
+  s.Take();
+  ASSERT_EQ(s.ready().replies.size(), 2u);
+  v1::Reply stale;
+  ASSERT_TRUE(stale.ParseFromString(s.ready().replies[1].envelope.payload()));
+  EXPECT_EQ(stale.request_number(), 5u);
+  EXPECT_EQ(stale.rejected(), v1::REJECT_REASON_STALE_REQUEST_NUMBER);
+  EXPECT_EQ(stale.last_request_number(), 6u);
+}
+
+TEST(Requests, AnotherRequestUnderAQueuedNumberIsRejected) {
+  Scenario s(1);
+  s.Step(s.Request(1, 3, "first"));
+  s.Take();
+  s.Step(s.Request(1, 3, "first"));  // A copy waits for the same reply.
+  EXPECT_TRUE(s.ready().replies.empty());
+  s.Step(s.Request(1, 3, "second"));
+  const v1::Reply reply = OnlyReply(s);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
+  EXPECT_EQ(s.core().queued_requests(), 1u);
+}
+
+TEST(Requests, BackupForwardsRequestToPrimary_4_1) {
+  Scenario s(2);
+  s.Step(s.Request(1, 1));
+  auto fwd = s.Sent(v1::MESSAGE_TYPE_REQUEST);
+  ASSERT_EQ(fwd.size(), 1u);
+  EXPECT_FALSE(fwd[0].broadcast);
+  EXPECT_EQ(fwd[0].to, ReplicaId(0));
+  EXPECT_EQ(s.core().queued_requests(), 1u);
+}
+
+TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.batch_delay_ticks = 100;  // Keep them queued.
+  p.batch_wait_when_idle = true;
+  p.batch_requests_max = 10;
+  Scenario s(0, p);
+  for (uint64_t c = 1; c <= 3; ++c) s.Step(s.Request(c, 1));
+  EXPECT_EQ(s.core().queued_requests(), 3u);
+  s.Step(s.Request(1, 2));
+  ASSERT_EQ(s.ready().replies.size(), 1u);
+  v1::Reply reply;
+  ASSERT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_QUEUE_FULL);
+  EXPECT_EQ(reply.request_number(), 2u);
+  EXPECT_EQ(s.core().queued_requests(), 3u);
+}
+
+TEST(Requests, OneClientOverItsQueueShareIsRefusedOthersAreNot) {
+  ledger::ProtocolParams p = Scenario::Params();
+  p.batch_delay_ticks = 100;  // Keep them queued.
+  p.batch_wait_when_idle = true;
+  p.batch_requests_max = 10;
+  p.request_queue_max = 10;
+  p.client_queue_max = 2;
+  Scenario s(0, p);
+  s.Step(s.Request(1, 1));
+  s.Step(s.Request(1, 2));
+  s.Step(s.Request(1, 3));  // Over client 1's share.
+  v1::Reply reply = OnlyReply(s);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_CLIENT_SHARE_FULL);
+  EXPECT_EQ(reply.request_number(), 3u);
+  s.Step(s.Request(2, 1));  // Client 2 is still served.
+  EXPECT_TRUE(s.ready().replies.empty());
+  EXPECT_EQ(s.core().queued_requests(), 3u);
+  // The share also counts bytes.
+  ledger::ProtocolParams pb = p;
+  pb.client_queue_max = 10;
+  pb.client_queue_bytes_max = 300;
+  Scenario b(0, pb);
+  b.Step(b.Request(1, 1, std::string(150, 'x')));
+  b.Step(b.Request(1, 2, std::string(150, 'x')));
+  reply = OnlyReply(b);
+  EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_CLIENT_SHARE_FULL);
+  b.Step(b.Request(2, 1, std::string(150, 'x')));
+  EXPECT_TRUE(b.ready().replies.empty());
+}
+
+TEST(Requests, BackupRejectsOlderQueuedRequestsOnceANewerOneIsOrdered_4_1) {
+  Scenario s(1);
+  s.Step(s.Request(1, 1));
+  s.Step(s.Request(1, 2));
+  EXPECT_EQ(s.core().queued_requests(), 2u);
+  s.Take();
+  // The primary ordered only request 2 (request 1 is then stale).
+  ASSERT_EQ(
+      s.CommitAtBackup(1, s.PrePrepare(0, 0, 1, {s.Request(1, 2)}), 1).size(),
+      1u);
+  EXPECT_EQ(s.core().queued_requests(), 0u);
+  bool rejected = false;
+  for (const ClientReply& r : s.replies()) {
+    v1::Reply reply;
+    ASSERT_TRUE(reply.ParseFromString(r.envelope.payload()));
+    if (reply.request_number() == 1) {
+      rejected = reply.rejected() == v1::REJECT_REASON_STALE_REQUEST_NUMBER &&
+                 reply.last_request_number() == 2;
+    }
+  }
+  EXPECT_TRUE(rejected);
+}
+
+TEST(Requests, RestoredClientGetsItsStoredReply_4_1) {
+  Scenario s(2);
+  s.core().RestoreClient(ClientId(3), RequestNumber(9), "restored");
+  s.Take();
+  EXPECT_TRUE(s.ready().replies.empty());
+  s.Step(s.Request(3, 9));
+  ASSERT_EQ(s.ready().replies.size(), 1u);
+  v1::Reply reply;
+  ASSERT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  EXPECT_EQ(reply.result(), "restored");
+  EXPECT_EQ(reply.request_number(), 9u);
+  EXPECT_EQ(reply.replica_id(), 2u);
+}
+
+}  // namespace
+}  // namespace pbft::core_test

@@ -1,0 +1,571 @@
+// machine-bench: what this machine charges for the operations the protocol
+// is made of, measured now, so that a benchmark run can compare itself with
+// the bound the same machine allows (docs/benchmarks.md, "The bound").
+//
+//   machine-bench [--dir DIR] [--transfers 1,100] [--scale 1.0]
+//
+// Measures, in CPU time of the process that does the work (so a shared,
+// loaded machine distorts the figures less than wall time would):
+//   - Ed25519 sign and verify of envelopes (domain-separated signing bytes,
+//     as common/envelope.cc builds them) at the protocol's message sizes;
+//   - SHA-256 per KB (common/crypto, OpenSSL);
+//   - gRPC on loopback against a server in a child process: CPU per message
+//     on each side of a long-lived ReplicaService stream at several message
+//     sizes, the one-way latency of a stream message (ping-pong / 2), and
+//     CPU per unary LedgerService.Submit call on each side;
+//   - fdatasync latency of a 512-byte append in DIR (the replicas'
+//     directory), with 4 writers at once (one per local replica; used for
+//     the floor) and alone.
+// Prints progress on stderr and one JSON line on stdout.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/check.h"
+#include "common/crypto.h"
+#include "common/envelope.h"
+#include "common/flags.h"
+#include "grpcpp/grpcpp.h"
+#include "ledger/v1/ledger.pb.h"
+#include "ledger/v1/service.grpc.pb.h"
+#include "pbft/v1/pbft.pb.h"
+
+ABSL_FLAG(std::string, dir, "/tmp", "Directory for the fdatasync probe.");
+ABSL_FLAG(std::string, transfers, "1,100",
+          "Transfers per request to size requests and replies for.");
+ABSL_FLAG(double, scale, 1.0, "Multiplies every iteration count.");
+
+namespace ledger {
+namespace {
+
+constexpr char kClusterId[] = "machine-bench";
+constexpr size_t kMessageBytesMax = 64 << 20;
+// The stream sizes: a vote, then the request sizes, then a large batch.
+constexpr size_t kLargeBatchBytes = 64 << 10;
+
+double CpuSeconds(clockid_t clock) {
+  timespec ts;
+  CHECK_EQ(clock_gettime(clock, &ts), 0);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+}
+
+double WallSeconds() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int Iterations(int base) {
+  return std::max(10, static_cast<int>(base * absl::GetFlag(FLAGS_scale)));
+}
+
+void CheckGrpc(const grpc::Status& s) {
+  if (!s.ok()) std::fprintf(stderr, "gRPC: %s\n", s.error_message().c_str());
+  CHECK(s.ok());
+}
+
+// --- Typical messages ------------------------------------------------------
+
+struct Keys {
+  crypto::SecretKey key = crypto::SecretKey::Generate();
+  EnvelopeSigner signer{kClusterId, 0, key};
+  EnvelopeVerifier verifier{
+      kClusterId, {key.public_key()}, {}, kMessageBytesMax};
+};
+
+v1::Uint128 Id(uint64_t high, uint64_t low) {
+  v1::Uint128 id;
+  id.set_high(high);
+  id.set_low(low);
+  return id;
+}
+
+// A request of `transfers` transfers as ledger-bench builds them.
+std::string RequestPayload(uint32_t transfers) {
+  v1::OperationBatch batch;
+  for (uint32_t i = 0; i < transfers; ++i) {
+    v1::Transfer* t = batch.add_operations()->mutable_transfer();
+    *t->mutable_id() = Id(7, 0x0000123456789abcull + i);
+    *t->mutable_debit_account_id() = Id(0, 7);
+    *t->mutable_credit_account_id() = Id(0, 8);
+    t->set_amount(1);
+    t->set_ledger(1);
+  }
+  pbft::v1::Request r;
+  r.set_client_id(7);
+  r.set_request_number(1'000'000);
+  batch.SerializeToString(r.mutable_operation());
+  return r.SerializeAsString();
+}
+
+std::string ReplyPayload(uint32_t transfers) {
+  v1::OperationResults results;
+  results.set_seq(1'000'000);
+  for (uint32_t i = 0; i < transfers; ++i) {
+    results.add_results()->set_code(v1::RESULT_CODE_OK);
+  }
+  pbft::v1::Reply r;
+  r.set_view(3);
+  r.set_request_number(1'000'000);
+  r.set_client_id(7);
+  r.set_replica_id(2);
+  results.SerializeToString(r.mutable_result());
+  return r.SerializeAsString();
+}
+
+std::string VotePayload() {
+  pbft::v1::Prepare p;
+  p.set_view(3);
+  p.set_seq(1'000'000);
+  p.set_batch_digest(std::string(32, 'd'));
+  p.set_replica_id(2);
+  return p.SerializeAsString();
+}
+
+size_t EnvelopeBytes(const Keys& k, const std::string& payload) {
+  return k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload).ByteSizeLong();
+}
+
+// --- Crypto ----------------------------------------------------------------
+
+struct SignCost {
+  size_t bytes;  // Of the signed envelope.
+  double sign_us;
+  double verify_us;
+};
+
+SignCost MeasureSign(const Keys& k, const std::string& payload) {
+  const int n = Iterations(1500);
+  pbft::v1::Envelope e;
+  double t0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  for (int i = 0; i < n; ++i) {
+    e = k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload);
+  }
+  const double sign_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+  t0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  for (int i = 0; i < n; ++i) CHECK(k.verifier.Check(e) == EnvelopeError::kOk);
+  const double verify_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+  return {e.ByteSizeLong(), sign_s / n * 1e6, verify_s / n * 1e6};
+}
+
+double MeasureSha256UsPerKb() {
+  const std::string data(16 << 10, 'x');
+  const int n = Iterations(3000);
+  const double t0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  for (int i = 0; i < n; ++i) {
+    Digest d = crypto::Sha256(data);
+    CHECK(!d.ToBytes().empty());
+  }
+  const double s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+  return s / n / 16 * 1e6;
+}
+
+// --- fdatasync -------------------------------------------------------------
+
+struct SyncCost {
+  double p50_ms;
+  double mean_ms;
+};
+
+// Appends of a small record (a vote's size), each followed by fdatasync.
+std::vector<double> SyncSamples(const std::string& path, int n) {
+  const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  CHECK_GE(fd, 0);
+  const std::string record(512, 's');
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    CHECK_EQ(write(fd, record.data(), record.size()),
+             static_cast<ssize_t>(record.size()));
+    const double t0 = WallSeconds();
+    CHECK_EQ(fdatasync(fd), 0);
+    ms.push_back((WallSeconds() - t0) * 1e3);
+  }
+  close(fd);
+  unlink(path.c_str());
+  return ms;
+}
+
+// `writers` threads syncing their own files at once, as the replicas of a
+// local cluster do: ext4 commits concurrent syncs together, so a lone
+// writer on a busy machine waits longer than each of several.
+SyncCost MeasureFdatasync(const std::string& dir, int writers) {
+  std::vector<std::vector<double>> samples(writers);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      samples[w] =
+          SyncSamples(absl::StrCat(dir, "/machine-bench-", getpid(), "-", w),
+                      Iterations(200));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<double> ms;
+  for (const auto& v : samples) ms.insert(ms.end(), v.begin(), v.end());
+  std::sort(ms.begin(), ms.end());
+  double sum = 0;
+  for (double x : ms) sum += x;
+  return {ms[ms.size() / 2], sum / static_cast<double>(ms.size())};
+}
+
+// --- gRPC: the server child --------------------------------------------------
+
+// Reads a stream to its end; in "ping" mode answers every message.
+class StreamServer final : public v1::ReplicaService::Service {
+  grpc::Status Stream(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
+      override {
+    const auto& md = ctx->client_metadata();
+    const bool ping = md.find("x-ping") != md.end();
+    v1::StreamRequest req;
+    const v1::StreamResponse pong;
+    while (stream->Read(&req)) {
+      if (ping && !stream->Write(pong)) break;
+    }
+    return grpc::Status::OK;
+  }
+};
+
+// Answers every Submit with a reply envelope of a one-transfer request.
+class SubmitServer final : public v1::LedgerService::Service {
+ public:
+  explicit SubmitServer(pbft::v1::Envelope reply) {
+    *answer_.mutable_reply() = std::move(reply);
+  }
+  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
+                      v1::SubmitResponse* resp) override {
+    CHECK(req->has_request());
+    *resp = answer_;
+    return grpc::Status::OK;
+  }
+
+ private:
+  v1::SubmitResponse answer_;
+};
+
+// Runs in the child: serves until the parent closes `control`.
+[[noreturn]] void ServeChild(int port_pipe, int control) {
+  Keys k;
+  StreamServer stream;
+  SubmitServer submit(
+      k.signer.Sign(pbft::v1::MESSAGE_TYPE_REPLY, ReplyPayload(1)));
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.SetMaxReceiveMessageSize(static_cast<int>(kMessageBytesMax));
+  b.RegisterService(&stream);
+  b.RegisterService(&submit);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  CHECK(server != nullptr);
+  CHECK_EQ(write(port_pipe, &port, sizeof(port)),
+           static_cast<ssize_t>(sizeof(port)));
+  char c;
+  while (read(control, &c, 1) > 0) {
+  }
+  server->Shutdown(std::chrono::system_clock::now());
+  _exit(0);
+}
+
+struct Child {
+  pid_t pid = -1;
+  int control = -1;
+  int port = 0;
+  clockid_t clock{};
+};
+
+// Forks the server before this process starts any gRPC machinery.
+Child StartChild() {
+  int port_pipe[2], control[2];
+  CHECK_EQ(pipe(port_pipe), 0);
+  CHECK_EQ(pipe(control), 0);
+  Child c;
+  c.pid = fork();
+  CHECK_GE(c.pid, 0);
+  if (c.pid == 0) {
+    close(port_pipe[0]);
+    close(control[1]);
+    ServeChild(port_pipe[1], control[0]);
+  }
+  close(port_pipe[1]);
+  close(control[0]);
+  c.control = control[1];
+  CHECK_EQ(read(port_pipe[0], &c.port, sizeof(c.port)),
+           static_cast<ssize_t>(sizeof(c.port)));
+  close(port_pipe[0]);
+  CHECK_EQ(clock_getcpuclockid(c.pid, &c.clock), 0);
+  return c;
+}
+
+void StopChild(Child* c) {
+  close(c->control);
+  int status = 0;
+  CHECK_EQ(waitpid(c->pid, &status, 0), c->pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// --- gRPC: the client side -------------------------------------------------
+
+struct StreamCost {
+  size_t bytes;
+  double send_us;  // CPU of the sending process per message.
+  double recv_us;  // CPU of the receiving process per message.
+  double wall_us;
+};
+
+StreamCost MeasureStream(v1::ReplicaService::Stub* stub, const Child& child,
+                         const pbft::v1::Envelope& e) {
+  v1::StreamRequest msg;
+  *msg.add_envelopes() = e;
+  const size_t bytes = msg.ByteSizeLong();
+  // About 64 MB per size, between 500 and 20,000 messages.
+  const int n = Iterations(
+      static_cast<int>(std::clamp<size_t>((64 << 20) / bytes, 500, 20'000)));
+  grpc::ClientContext ctx;
+  auto stream = stub->Stream(&ctx);
+  CHECK(stream->Write(msg));  // Connected and warm before the clock starts.
+  const double c0 = CpuSeconds(child.clock);
+  const double p0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+  const double w0 = WallSeconds();
+  for (int i = 0; i < n; ++i) CHECK(stream->Write(msg));
+  CHECK(stream->WritesDone());
+  CheckGrpc(stream->Finish());
+  const double p = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - p0;
+  const double c = CpuSeconds(child.clock) - c0;
+  const double w = WallSeconds() - w0;
+  return {bytes, p / n * 1e6, c / n * 1e6, w / n * 1e6};
+}
+
+// One-way latency of a small stream message: half a ping-pong round trip,
+// median of many.
+double MeasureHopUs(v1::ReplicaService::Stub* stub,
+                    const pbft::v1::Envelope& vote) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-ping", "1");
+  auto stream = stub->Stream(&ctx);
+  v1::StreamRequest msg;
+  *msg.add_envelopes() = vote;
+  v1::StreamResponse pong;
+  std::vector<double> rtt;
+  const int n = Iterations(1000);
+  for (int i = 0; i < n + 20; ++i) {
+    const double t0 = WallSeconds();
+    CHECK(stream->Write(msg));
+    CHECK(stream->Read(&pong));
+    if (i >= 20) rtt.push_back((WallSeconds() - t0) * 1e6);
+  }
+  CHECK(stream->WritesDone());
+  CheckGrpc(stream->Finish());
+  std::sort(rtt.begin(), rtt.end());
+  return rtt[rtt.size() / 2] / 2;
+}
+
+struct UnaryCost {
+  double client_us;  // CPU per call, calls from 4 threads at once.
+  double server_us;
+  double rtt_us;  // Median round trip with one call in flight.
+};
+
+UnaryCost MeasureUnary(v1::LedgerService::Stub* stub, const Child& child,
+                       const pbft::v1::Envelope& request) {
+  v1::SubmitRequest req;
+  *req.mutable_request() = request;
+  auto call = [&] {
+    grpc::ClientContext ctx;
+    v1::SubmitResponse resp;
+    CheckGrpc(stub->Submit(&ctx, req, &resp));
+  };
+  std::vector<double> rtt;
+  const int n = Iterations(1000);
+  for (int i = 0; i < n; ++i) {
+    const double t0 = WallSeconds();
+    call();
+    rtt.push_back((WallSeconds() - t0) * 1e6);
+  }
+  std::sort(rtt.begin(), rtt.end());
+  constexpr int kThreads = 4;
+  const double c0 = CpuSeconds(child.clock);
+  const double p0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < n; ++i) call();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double calls = static_cast<double>(kThreads) * n;
+  return {(CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - p0) / calls * 1e6,
+          (CpuSeconds(child.clock) - c0) / calls * 1e6, rtt[rtt.size() / 2]};
+}
+
+// --- Output ------------------------------------------------------------------
+
+std::string Fmt(double x) { return absl::StrFormat("%.3f", x); }
+
+std::string SignJson(const std::vector<SignCost>& v) {
+  std::vector<std::string> parts;
+  for (const SignCost& s : v) {
+    parts.push_back(absl::StrCat("{\"bytes\":", s.bytes,
+                                 ",\"sign_us\":", Fmt(s.sign_us),
+                                 ",\"verify_us\":", Fmt(s.verify_us), "}"));
+  }
+  return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
+}
+
+std::string StreamJson(const std::vector<StreamCost>& v) {
+  std::vector<std::string> parts;
+  for (const StreamCost& s : v) {
+    parts.push_back(absl::StrCat(
+        "{\"bytes\":", s.bytes, ",\"send_us\":", Fmt(s.send_us),
+        ",\"recv_us\":", Fmt(s.recv_us), ",\"wall_us\":", Fmt(s.wall_us), "}"));
+  }
+  return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
+}
+
+std::vector<uint32_t> TransferCounts() {
+  std::vector<uint32_t> out;
+  for (absl::string_view s :
+       absl::StrSplit(absl::GetFlag(FLAGS_transfers), ',', absl::SkipEmpty())) {
+    uint32_t b = 0;
+    CHECK(absl::SimpleAtoi(s, &b) && b > 0);
+    out.push_back(b);
+  }
+  CHECK(!out.empty());
+  return out;
+}
+
+// The protocol's typical payloads: a vote, and a request and a reply for
+// each --transfers count.
+struct Payloads {
+  std::vector<uint32_t> transfers;
+  std::string vote = VotePayload();
+  std::vector<std::string> requests, replies;
+};
+
+Payloads MakePayloads() {
+  Payloads p;
+  p.transfers = TransferCounts();
+  for (uint32_t b : p.transfers) {
+    p.requests.push_back(RequestPayload(b));
+    p.replies.push_back(ReplyPayload(b));
+  }
+  return p;
+}
+
+std::vector<SignCost> MeasureSignatures(const Keys& k, const Payloads& p) {
+  std::vector<SignCost> sign = {MeasureSign(k, p.vote)};
+  for (const std::string& r : p.requests) sign.push_back(MeasureSign(k, r));
+  for (const std::string& r : p.replies) sign.push_back(MeasureSign(k, r));
+  std::sort(sign.begin(), sign.end(), [](const SignCost& a, const SignCost& b) {
+    return a.bytes < b.bytes;
+  });
+  return sign;
+}
+
+struct GrpcCosts {
+  std::vector<StreamCost> stream;
+  double hop_us = 0;
+  UnaryCost unary{};
+};
+
+GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(static_cast<int>(kMessageBytesMax));
+  auto channel =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", child.port),
+                                grpc::InsecureChannelCredentials(), args);
+  auto stream_stub = v1::ReplicaService::NewStub(channel);
+  auto unary_stub = v1::LedgerService::NewStub(channel);
+  auto sign = [&k](const std::string& payload) {
+    return k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload);
+  };
+  GrpcCosts g;
+  g.stream.push_back(MeasureStream(stream_stub.get(), child, sign(p.vote)));
+  for (const std::string& r : p.requests) {
+    g.stream.push_back(MeasureStream(stream_stub.get(), child, sign(r)));
+  }
+  g.stream.push_back(MeasureStream(stream_stub.get(), child,
+                                   sign(std::string(kLargeBatchBytes, 'b'))));
+  std::sort(g.stream.begin(), g.stream.end(),
+            [](const StreamCost& a, const StreamCost& b) {
+              return a.bytes < b.bytes;
+            });
+  g.hop_us = MeasureHopUs(stream_stub.get(), sign(p.vote));
+  g.unary = MeasureUnary(
+      unary_stub.get(), child,
+      k.signer.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, p.requests.front()));
+  return g;
+}
+
+void PrintJson(const Keys& k, const Payloads& p,
+               const std::vector<SignCost>& sign, double sha_us_per_kb,
+               const GrpcCosts& g, const SyncCost& sync,
+               const SyncCost& alone) {
+  std::vector<std::string> sizes;
+  for (size_t i = 0; i < p.transfers.size(); ++i) {
+    sizes.push_back(
+        absl::StrCat("{\"transfers\":", p.transfers[i],
+                     ",\"request_bytes\":", EnvelopeBytes(k, p.requests[i]),
+                     ",\"reply_bytes\":", EnvelopeBytes(k, p.replies[i]), "}"));
+  }
+  std::printf(
+      "{\"kind\":\"machine\",\"nproc\":%u,\"ed25519\":%s,"
+      "\"sha256_us_per_kb\":%s,\"vote_bytes\":%zu,\"sizes\":[%s],"
+      "\"grpc_stream\":%s,\"grpc_stream_hop_us\":%s,"
+      "\"grpc_unary\":{\"client_us\":%s,\"server_us\":%s,\"rtt_us\":%s},"
+      "\"fdatasync_ms_p50\":%s,\"fdatasync_ms_mean\":%s,"
+      "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s}\n",
+      std::thread::hardware_concurrency(), SignJson(sign).c_str(),
+      Fmt(sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
+      absl::StrJoin(sizes, ",").c_str(), StreamJson(g.stream).c_str(),
+      Fmt(g.hop_us).c_str(), Fmt(g.unary.client_us).c_str(),
+      Fmt(g.unary.server_us).c_str(), Fmt(g.unary.rtt_us).c_str(),
+      Fmt(sync.p50_ms).c_str(), Fmt(sync.mean_ms).c_str(),
+      Fmt(alone.p50_ms).c_str(), Fmt(alone.mean_ms).c_str());
+}
+
+int Run() {
+  // Fork first: the child's gRPC server must not inherit this process's.
+  Child child = StartChild();
+  const Keys k;
+  const Payloads p = MakePayloads();
+  std::fprintf(stderr, "machine-bench: Ed25519, SHA-256\n");
+  const std::vector<SignCost> sign = MeasureSignatures(k, p);
+  const double sha_us_per_kb = MeasureSha256UsPerKb();
+  std::fprintf(stderr, "machine-bench: gRPC on loopback (port %d)\n",
+               child.port);
+  const GrpcCosts g = MeasureGrpc(child, k, p);
+  StopChild(&child);
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  std::fprintf(stderr, "machine-bench: fdatasync in %s\n", dir.c_str());
+  const SyncCost alone = MeasureFdatasync(dir, 1);
+  const SyncCost sync = MeasureFdatasync(dir, 4);
+  PrintJson(k, p, sign, sha_us_per_kb, g, sync, alone);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ledger
+
+int main(int argc, char** argv) {
+  ledger::ParseFlags(argc, argv,
+                     "machine-bench [--dir DIR] [--transfers 1,100] "
+                     "[--scale 1.0]");
+  ledger::crypto::EnsureInitialized();
+  return ledger::Run();
+}
