@@ -50,7 +50,6 @@ class Reader {
   absl::StatusOr<absl::string_view> GetRaw(size_t n);
 
   bool done() const { return in_.empty(); }
-  size_t remaining() const { return in_.size(); }
 
  private:
   absl::string_view in_;

@@ -1,5 +1,5 @@
-// Ed25519 keys, signatures over domain-separated bytes, and SHA-256, on
-// libsodium.
+// Ed25519 keys and signatures over domain-separated bytes (libsodium), and
+// SHA-256 (OpenSSL's libcrypto, see Sha256 below).
 //
 // Domain separation: every signature covers
 //   SigningBytes(type, cluster_id, payload) =

@@ -5,7 +5,8 @@
 // RFC's audit paths, checked with its verification algorithm.
 //
 // Used for the batch digest that commit certificates sign (common/envelope.h)
-// and for block receipts (replica/ledger/receipt.h).
+// and for block receipts (built by replica/ledger/receipt.cc, checked by
+// VerifyReceipt in replica/ledger/block.h).
 //
 // Pure functions; thread-safe.
 #ifndef PBFT_LEDGER_COMMON_MERKLE_H_

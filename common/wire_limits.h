@@ -22,7 +22,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "common/config.h"
+#include "common/protocol_params.h"
 #include "pbft/v1/pbft.pb.h"
 
 namespace ledger {

@@ -39,8 +39,8 @@ TEST_PACKAGES=(
   # Manifest validation: python3 + jsonschema + yaml.
   python3 python3-jsonschema python3-yaml
   # The fuzz build (tests/fuzz): clang 14 with libFuzzer and the sanitizer
-  # runtimes.
-  clang-14 libclang-rt-14-dev
+  # runtimes. The lint checks (tests/lint): clang-format 14.
+  clang-14 libclang-rt-14-dev clang-format-14
   # The container tests: podman with runc (crun refuses hosts whose cgroups
   # are in hybrid mode), mmdebstrap for the base image, no registry needed.
   podman runc mmdebstrap

@@ -3,8 +3,9 @@
 // documented in docs/operations.md.
 //
 // Counters kept elsewhere as plain atomics (the verification pool's drops,
-// the core's drop reasons) are mirrored here by Mirror(), which the owner
-// calls about once a second: counters only ever grow.
+// the core's drop reasons and events) are mirrored here by MirrorDropped,
+// MirrorCoreEvent and MirrorPeerRefused, which the owner calls about once a
+// second: counters only ever grow.
 //
 // Thread-safe (prometheus-cpp metrics are).
 #ifndef PBFT_LEDGER_REPLICA_METRICS_H_

@@ -29,9 +29,11 @@ cmake --build build -j "$JOBS"
 built=$(date +%s)
 log "build took $((built - start)) s"
 
-log "unit, simulation and integration tests (ctest)"
+log "unit, simulation, integration tests and source checks (ctest)"
 # The 2-minute crash soak (label soak) runs with everything else; SOAK=0
-# leaves it out (a quicker local run).
+# leaves it out (a quicker local run). The source checks (label lint,
+# tests/lint) run here only, not in the sanitizer pass (no_sanitize).
+# tests/tsan.sh, the ThreadSanitizer pass, is separate: its build is long.
 SOAK_FILTER=()
 [[ "${SOAK:-1}" == "0" ]] && SOAK_FILTER=(-LE soak)
 # ctest shows no output of a skipped test: say here why container_pods skips.

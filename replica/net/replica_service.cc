@@ -5,7 +5,6 @@ namespace ledger::net {
 grpc::Status ReplicaServiceImpl::Stream(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream) {
-  open_streams_.fetch_add(1);
   v1::StreamRequest req;
   while (!ctx->IsCancelled() && stream->Read(&req)) {
     for (pbft::v1::Envelope& e : *req.mutable_envelopes()) {
@@ -14,7 +13,6 @@ grpc::Status ReplicaServiceImpl::Stream(
     }
     req.Clear();
   }
-  open_streams_.fetch_sub(1);
   return grpc::Status::OK;
 }
 

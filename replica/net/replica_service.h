@@ -22,12 +22,10 @@ class ReplicaServiceImpl final : public v1::ReplicaService::Service {
       grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
       override;
 
-  int open_streams() const { return open_streams_.load(); }
   uint64_t received() const { return received_.load(); }
 
  private:
   VerifyPool* pool_;
-  std::atomic<int> open_streams_{0};
   std::atomic<uint64_t> received_{0};
 };
 

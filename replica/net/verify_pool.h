@@ -115,7 +115,6 @@ class VerifyPool {
   }
   uint64_t verified() const { return verified_.load(); }
   uint64_t cache_hits() const { return cache_hits_.load(); }
-  size_t queue_size() const { return queue_.size(); }
 
  private:
   void Run();

@@ -129,9 +129,7 @@ absl::Status ProtocolStore::Append(
   }
   leveldb::WriteOptions wo;
   wo.sync = true;  // Durable before the Ready's messages are sent.
-  absl::Status s = FromLevelDb(db_->Write(wo, &batch), "write");
-  if (s.ok()) ++writes_;
-  return s;
+  return FromLevelDb(db_->Write(wo, &batch), "write");
 }
 
 absl::StatusOr<ProtocolState> ProtocolStore::Load() const {

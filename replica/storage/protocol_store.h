@@ -60,13 +60,10 @@ class ProtocolStore {
   absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
       uint64_t seq, const std::string& batch_digest) const;
 
-  uint64_t writes() const { return writes_; }
-
  private:
   ProtocolStore() = default;
   std::unique_ptr<leveldb::DB> db_;
   uint64_t counter_ = 0;
-  uint64_t writes_ = 0;
 };
 
 // The seq an envelope of the core's persisted kinds refers to.

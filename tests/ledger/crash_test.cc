@@ -28,7 +28,10 @@ class TearingEnv : public leveldb::EnvWrapper {
     fail_at_ = fail_at;
   }
   void Disarm() { fail_at_ = 0; }
-  bool tripped() const { return fail_at_ > 0 && count_ >= fail_at_; }
+  bool tripped() const {
+    const int fail_at = fail_at_.load();
+    return fail_at > 0 && count_.load() >= fail_at;
+  }
 
   leveldb::Status NewWritableFile(const std::string& name,
                                   leveldb::WritableFile** result) override {
@@ -46,10 +49,12 @@ class TearingEnv : public leveldb::EnvWrapper {
   }
 
  private:
-  // True if this operation must fail.
+  // True if this operation must fail. Called from the writing thread and
+  // from LevelDB's compaction thread at once (table files), hence atomics.
   bool Trip() {
-    if (fail_at_ == 0) return false;
-    return ++count_ >= fail_at_;
+    const int fail_at = fail_at_.load();
+    if (fail_at == 0) return false;
+    return count_.fetch_add(1) + 1 >= fail_at;
   }
 
   class File : public leveldb::WritableFile {
@@ -76,8 +81,8 @@ class TearingEnv : public leveldb::EnvWrapper {
     std::unique_ptr<leveldb::WritableFile> base_;
   };
 
-  int fail_at_ = 0;
-  int count_ = 0;
+  std::atomic<int> fail_at_{0};
+  std::atomic<int> count_{0};
 };
 
 constexpr int kBlocks = 8;

@@ -6,8 +6,8 @@
 //    inside the simulator because each simulated principal only ever holds
 //    its own signer. About 2 µs per sign or verify against 14/40 µs for
 //    Ed25519, so thousands of seeds run in minutes.
-//  - Ed25519 keys for the same principals (SimCrypto::Real), to run the
-//    simulator with the production signer (--real-crypto).
+//  - Ed25519 keys for the same principals (SimCrypto with real = true), to
+//    run the simulator with the production signer (--real-crypto).
 //  - NullSigner/NullVerifier: no crypto at all (core-bench).
 //
 // Principals: replica i and client c (ids >= 1). Immutable; thread-safe.
