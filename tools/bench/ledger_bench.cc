@@ -16,7 +16,9 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -48,167 +50,214 @@ struct Stats {
   double max_gap_ms = 0;
 };
 
-int Run() {
-  const std::string config = absl::GetFlag(FLAGS_config);
-  if (config.empty()) {
-    std::cerr << "ledger-bench: --config FILE is required\n";
-    return 2;
-  }
-  std::string keys_dir = absl::GetFlag(FLAGS_keys_dir);
-  if (keys_dir.empty()) {
-    keys_dir = (std::filesystem::path(config).parent_path() / "keys").string();
-  }
-  const uint32_t clients = absl::GetFlag(FLAGS_clients);
-  const uint32_t batch = absl::GetFlag(FLAGS_batch);
-  if (clients == 0 || batch == 0) {
-    std::cerr << "ledger-bench: --clients and --batch must be positive\n";
-    return 2;
-  }
-  const absl::Duration duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
-  const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
-  const absl::Duration deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
+struct BenchOptions {
+  std::string config;
+  std::string keys_dir;
+  uint32_t clients = 0;
+  uint32_t batch = 0;
+  absl::Duration duration, warmup, deadline;
+};
 
-  std::vector<std::unique_ptr<Client>> sdk;
-  for (uint32_t c = 1; c <= clients; ++c) {
-    ClientOptions o;
-    o.config_path = config;
-    o.key_path = absl::StrCat(keys_dir, "/client-", c, ".key");
-    o.default_deadline = deadline;
-    absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(o);
-    if (!client.ok()) {
-      std::cerr << "ledger-bench: client " << c << ": "
-                << client.status().message() << "\n";
-      return 1;
-    }
-    sdk.push_back(*std::move(client));
+// The flags, checked; nullopt after printing what is wrong.
+std::optional<BenchOptions> ReadFlags() {
+  BenchOptions o;
+  o.config = absl::GetFlag(FLAGS_config);
+  if (o.config.empty()) {
+    std::cerr << "ledger-bench: --config FILE is required\n";
+    return std::nullopt;
   }
-  const uint32_t replicas = sdk[0]->replica_count();
-  std::cerr << "ledger-bench: " << clients << " clients x " << batch
-            << " transfers/request, " << absl::FormatDuration(duration)
-            << " against " << replicas << " replicas\n";
+  o.keys_dir = absl::GetFlag(FLAGS_keys_dir);
+  if (o.keys_dir.empty()) {
+    o.keys_dir =
+        (std::filesystem::path(o.config).parent_path() / "keys").string();
+  }
+  o.clients = absl::GetFlag(FLAGS_clients);
+  o.batch = absl::GetFlag(FLAGS_batch);
+  if (o.clients == 0 || o.batch == 0) {
+    std::cerr << "ledger-bench: --clients and --batch must be positive\n";
+    return std::nullopt;
+  }
+  o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
+  o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
+  o.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
+  return o;
+}
+
+class Bench {
+ public:
+  explicit Bench(BenchOptions o) : o_(std::move(o)) {}
+
+  // 0 on success, else the exit code.
+  int Run() {
+    if (!OpenClients() || !CreateSoloSink()) return 1;
+    std::cerr << "ledger-bench: " << o_.clients << " clients x " << o_.batch
+              << " transfers/request, " << absl::FormatDuration(o_.duration)
+              << " against " << sdk_[0]->replica_count() << " replicas\n";
+    std::vector<std::thread> loops;
+    for (uint32_t i = 0; i < o_.clients; ++i) {
+      loops.emplace_back([this, i] { ClientLoop(i); });
+    }
+    absl::SleepFor(o_.warmup);
+    const double secs = Measure();
+    stop_ = true;
+    for (std::thread& t : loops) t.join();
+    Report(secs);
+    std::lock_guard<std::mutex> l(stats_.mu);
+    return stats_.requests > 0 ? 0 : 1;
+  }
+
+ private:
+  bool OpenClients() {
+    for (uint32_t c = 1; c <= o_.clients; ++c) {
+      ClientOptions co;
+      co.config_path = o_.config;
+      co.key_path = absl::StrCat(o_.keys_dir, "/client-", c, ".key");
+      co.default_deadline = o_.deadline;
+      absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(co);
+      if (!client.ok()) {
+        std::cerr << "ledger-bench: client " << c << ": "
+                  << client.status().message() << "\n";
+        return false;
+      }
+      sdk_.push_back(*std::move(client));
+    }
+    solo_sink_ = MakeId(sdk_[0]->client_id(), 0xb3ac);
+    return true;
+  }
 
   // With one client there is no peer account to credit: it creates its own
   // (idempotent across runs: RESULT_CODE_OK or EXISTS).
-  const v1::Uint128 solo_sink = MakeId(sdk[0]->client_id(), 0xb3ac);
-  if (clients == 1) {
+  bool CreateSoloSink() {
+    if (o_.clients != 1) return true;
     v1::CreateAccount a;
-    *a.mutable_id() = solo_sink;
+    *a.mutable_id() = solo_sink_;
     a.set_ledger(1);
     absl::StatusOr<v1::OperationResults> r =
-        sdk[0]->CreateAccounts({a}, deadline);
+        sdk_[0]->CreateAccounts({a}, o_.deadline);
     if (!r.ok()) {
       std::cerr << "ledger-bench: creating the sink account: "
                 << r.status().message() << "\n";
-      return 1;
+      return false;
+    }
+    return true;
+  }
+
+  // Client i's closed loop. Transfer ids: high = client id, low = a random
+  // base + counter, so reruns against the same cluster never collide.
+  void ClientLoop(uint32_t i) {
+    Client& c = *sdk_[i];
+    const uint64_t me = c.client_id();
+    const uint64_t peer = (i + 1) % o_.clients + 1;
+    std::string rnd = crypto::RandomBytes(8);
+    uint64_t counter = 0;
+    for (char ch : rnd) counter = (counter << 8) | static_cast<uint8_t>(ch);
+    counter &= 0x0000ffffffffffffull;
+    while (!stop_.load()) {
+      std::vector<v1::Transfer> ts(o_.batch);
+      for (v1::Transfer& t : ts) {
+        *t.mutable_id() = MakeId(me, ++counter);
+        *t.mutable_debit_account_id() = MakeId(0, me);
+        *t.mutable_credit_account_id() =
+            o_.clients == 1 ? solo_sink_ : MakeId(0, peer);
+        t.set_amount(1);
+        t.set_ledger(1);
+      }
+      const absl::Time start = absl::Now();
+      absl::StatusOr<v1::OperationResults> r = c.Transfers(ts, o_.deadline);
+      const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+      if (measuring_.load()) Count(me, r, ms);
     }
   }
 
-  Stats stats;
-  std::atomic<bool> stop{false};
-  std::atomic<bool> measuring{false};
-  // Transfer ids: high = client id, low = a random base + counter, so
-  // reruns against the same cluster never collide.
-  std::vector<std::thread> loops;
-  for (uint32_t i = 0; i < clients; ++i) {
-    loops.emplace_back([&, i] {
-      Client& c = *sdk[i];
-      const uint64_t me = c.client_id();
-      const uint64_t peer = (i + 1) % clients + 1;
-      std::string rnd = crypto::RandomBytes(8);
-      uint64_t counter = 0;
-      for (char ch : rnd) counter = (counter << 8) | static_cast<uint8_t>(ch);
-      counter &= 0x0000ffffffffffffull;
-      while (!stop.load()) {
-        std::vector<v1::Transfer> ts(batch);
-        for (v1::Transfer& t : ts) {
-          *t.mutable_id() = MakeId(me, ++counter);
-          *t.mutable_debit_account_id() = MakeId(0, me);
-          *t.mutable_credit_account_id() =
-              clients == 1 ? solo_sink : MakeId(0, peer);
-          t.set_amount(1);
-          t.set_ledger(1);
-        }
-        const absl::Time start = absl::Now();
-        absl::StatusOr<v1::OperationResults> r = c.Transfers(ts, deadline);
-        const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
-        if (!measuring.load()) continue;
-        std::lock_guard<std::mutex> l(stats.mu);
-        if (!r.ok()) {
-          ++stats.errors;
-          if (stats.errors <= 5) {
-            std::cerr << "ledger-bench: client " << me << ": "
-                      << r.status().message() << "\n";
-          }
-          continue;
-        }
-        const absl::Time done = absl::Now();
-        stats.max_gap_ms =
-            std::max(stats.max_gap_ms,
-                     absl::ToDoubleMilliseconds(done - stats.last_done));
-        stats.last_done = done;
-        ++stats.requests;
-        stats.transfers += batch;
-        stats.latencies_ms.push_back(ms);
-        for (const v1::OperationResult& res : r->results()) {
-          if (res.code() != v1::RESULT_CODE_OK) ++stats.not_ok;
-        }
+  void Count(uint64_t me, const absl::StatusOr<v1::OperationResults>& r,
+             double ms) {
+    std::lock_guard<std::mutex> l(stats_.mu);
+    if (!r.ok()) {
+      ++stats_.errors;
+      if (stats_.errors <= 5) {
+        std::cerr << "ledger-bench: client " << me << ": "
+                  << r.status().message() << "\n";
       }
-    });
+      return;
+    }
+    const absl::Time done = absl::Now();
+    stats_.max_gap_ms = std::max(
+        stats_.max_gap_ms, absl::ToDoubleMilliseconds(done - stats_.last_done));
+    stats_.last_done = done;
+    ++stats_.requests;
+    stats_.transfers += o_.batch;
+    stats_.latencies_ms.push_back(ms);
+    for (const v1::OperationResult& res : r->results()) {
+      if (res.code() != v1::RESULT_CODE_OK) ++stats_.not_ok;
+    }
   }
 
-  absl::SleepFor(warmup);
-  const absl::Time begin = absl::Now();
-  {
-    std::lock_guard<std::mutex> l(stats.mu);
-    stats.last_done = begin;
+  // The measured interval, with a progress line a second; its seconds.
+  double Measure() {
+    const absl::Time begin = absl::Now();
+    {
+      std::lock_guard<std::mutex> l(stats_.mu);
+      stats_.last_done = begin;
+    }
+    measuring_ = true;
+    uint64_t last = 0;
+    for (int s = 1; absl::Now() - begin < o_.duration; ++s) {
+      absl::SleepFor(
+          std::min(absl::Seconds(1), o_.duration - (absl::Now() - begin)));
+      std::lock_guard<std::mutex> l(stats_.mu);
+      std::cerr << "  t=" << s << "s requests=" << stats_.requests << " (+"
+                << stats_.requests - last << ") transfers=" << stats_.transfers
+                << " errors=" << stats_.errors << "\n";
+      last = stats_.requests;
+    }
+    measuring_ = false;
+    const absl::Time end = absl::Now();
+    std::lock_guard<std::mutex> l(stats_.mu);
+    stats_.max_gap_ms = std::max(
+        stats_.max_gap_ms, absl::ToDoubleMilliseconds(end - stats_.last_done));
+    return absl::ToDoubleSeconds(end - begin);
   }
-  measuring = true;
-  uint64_t last = 0;
-  for (int s = 1; absl::Now() - begin < duration; ++s) {
-    absl::SleepFor(
-        std::min(absl::Seconds(1), duration - (absl::Now() - begin)));
-    std::lock_guard<std::mutex> l(stats.mu);
-    std::cerr << "  t=" << s << "s requests=" << stats.requests << " (+"
-              << stats.requests - last << ") transfers=" << stats.transfers
-              << " errors=" << stats.errors << "\n";
-    last = stats.requests;
-  }
-  measuring = false;
-  const absl::Time end = absl::Now();
-  const double secs = absl::ToDoubleSeconds(end - begin);
-  {
-    std::lock_guard<std::mutex> l(stats.mu);
-    stats.max_gap_ms = std::max(
-        stats.max_gap_ms, absl::ToDoubleMilliseconds(end - stats.last_done));
-  }
-  stop = true;
-  for (std::thread& t : loops) t.join();
 
-  std::lock_guard<std::mutex> l(stats.mu);
-  std::vector<double>& lat = stats.latencies_ms;
-  std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) {
-    if (lat.empty()) return 0.0;
-    size_t i =
-        std::min(lat.size() - 1,
-                 static_cast<size_t>(p * static_cast<double>(lat.size())));
-    return lat[i];
-  };
-  char json[512];
-  std::snprintf(
-      json, sizeof json,
-      "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
-      "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
-      "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,\"not_ok\":%llu,"
-      "\"max_gap_ms\":%.0f}",
-      static_cast<double>(stats.transfers) / secs,
-      static_cast<double>(stats.requests) / secs, pct(0.50), pct(0.99),
-      replicas, clients, batch, secs,
-      static_cast<unsigned long long>(stats.requests),
-      static_cast<unsigned long long>(stats.errors),
-      static_cast<unsigned long long>(stats.not_ok), stats.max_gap_ms);
-  std::cout << json << std::endl;
-  return stats.requests > 0 ? 0 : 1;
+  // The result line (JSON, read by deploy/local/bench.sh).
+  void Report(double secs) {
+    std::lock_guard<std::mutex> l(stats_.mu);
+    std::vector<double>& lat = stats_.latencies_ms;
+    std::sort(lat.begin(), lat.end());
+    auto pct = [&](double p) {
+      if (lat.empty()) return 0.0;
+      size_t i =
+          std::min(lat.size() - 1,
+                   static_cast<size_t>(p * static_cast<double>(lat.size())));
+      return lat[i];
+    };
+    char json[512];
+    std::snprintf(
+        json, sizeof json,
+        "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
+        "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
+        "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
+        "\"not_ok\":%llu,\"max_gap_ms\":%.0f}",
+        static_cast<double>(stats_.transfers) / secs,
+        static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
+        sdk_[0]->replica_count(), o_.clients, o_.batch, secs,
+        static_cast<unsigned long long>(stats_.requests),
+        static_cast<unsigned long long>(stats_.errors),
+        static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms);
+    std::cout << json << std::endl;
+  }
+
+  const BenchOptions o_;
+  std::vector<std::unique_ptr<Client>> sdk_;
+  v1::Uint128 solo_sink_;
+  Stats stats_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> measuring_{false};
+};
+
+int Run() {
+  std::optional<BenchOptions> o = ReadFlags();
+  if (!o) return 2;
+  return Bench(*std::move(o)).Run();
 }
 
 }  // namespace
