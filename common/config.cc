@@ -156,6 +156,167 @@ absl::Status CheckKey(absl::string_view bytes, absl::string_view field,
   return absl::OkStatus();
 }
 
+// FromProto's checks, one part of the config each; findings go to *errors.
+
+// The cluster id and the replica count; n, the number of replicas listed.
+uint32_t CheckIdentity(const v1::ClusterConfig& config, Errors* errors) {
+  if (config.cluster_id().empty()) {
+    errors->Add("cluster_id", "must not be empty");
+  } else if (config.cluster_id().size() > kClusterIdMax) {
+    errors->Add("cluster_id",
+                absl::StrCat("must be at most ", kClusterIdMax, " bytes"));
+  }
+
+  const uint32_t n = static_cast<uint32_t>(config.replicas_size());
+  if (n == 0) {
+    errors->Add("replicas", "must list at least one replica");
+  } else if (n > kReplicasMax) {
+    errors->Add("replicas",
+                absl::StrCat("at most ", kReplicasMax, " replicas"));
+  } else if (absl::Status s = ValidateReplicaCount(n, config.f()); !s.ok()) {
+    errors->Add("f", s.message());
+  }
+  return n;
+}
+
+// Replicas: ids dense 0..n-1 in order, unique addresses and keys (added to
+// *keys); the keys in id order.
+void CheckReplicas(const v1::ClusterConfig& config, uint32_t n, Errors* errors,
+                   absl::flat_hash_set<crypto::PublicKey>* keys,
+                   std::vector<crypto::PublicKey>* replica_keys) {
+  absl::flat_hash_set<std::string> addresses;
+  replica_keys->resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const v1::ReplicaConfig& r = config.replicas(static_cast<int>(i));
+    const std::string f = absl::StrCat("replicas[", i, "]");
+    if (r.id() != i) {
+      errors->Add(
+          absl::StrCat(f, ".id"),
+          absl::StrCat("must be ", i,
+                       " (ids are 0..n-1 in order, unique); got ", r.id()));
+    }
+    std::string host;
+    uint16_t port;
+    absl::Status hp =
+        ParseHostPort(r.address(), absl::StrCat(f, ".address"), &host, &port);
+    if (!hp.ok()) {
+      errors->Add(absl::StrCat(f, ".address"),
+                  hp.message().substr(hp.message().find(": ") + 2));
+    } else if (!addresses.insert(r.address()).second) {
+      errors->Add(
+          absl::StrCat(f, ".address"),
+          absl::StrCat("'", r.address(), "' is used by another replica"));
+    }
+    for (const auto& [name, addr] :
+         {std::pair{"health_address", r.health_address()},
+          std::pair{"metrics_address", r.metrics_address()}}) {
+      if (addr.empty()) continue;
+      absl::Status s =
+          ParseHostPort(addr, absl::StrCat(f, ".", name), &host, &port);
+      if (!s.ok()) {
+        errors->Add(absl::StrCat(f, ".", name),
+                    s.message().substr(s.message().find(": ") + 2));
+      }
+    }
+    crypto::PublicKey key;
+    if (CheckKey(r.public_key(), absl::StrCat(f, ".public_key"), errors, &key)
+            .ok()) {
+      if (!keys->insert(key).second) {
+        errors->Add(absl::StrCat(f, ".public_key"),
+                    "is used by another replica");
+      }
+      (*replica_keys)[i] = key;
+    }
+  }
+}
+
+// Clients: non-zero unique ids, unique keys distinct from replicas' (in
+// *keys).
+void CheckClients(
+    const v1::ClusterConfig& config, Errors* errors,
+    absl::flat_hash_set<crypto::PublicKey>* keys,
+    absl::flat_hash_map<uint64_t, size_t>* client_index,
+    absl::flat_hash_map<uint64_t, crypto::PublicKey>* client_keys) {
+  for (int i = 0; i < config.clients_size(); ++i) {
+    const v1::ClientConfig& cl = config.clients(i);
+    const std::string f = absl::StrCat("clients[", i, "]");
+    if (cl.id() == 0) {
+      errors->Add(absl::StrCat(f, ".id"), "must not be 0");
+    } else if (!client_index->emplace(cl.id(), static_cast<size_t>(i)).second) {
+      errors->Add(absl::StrCat(f, ".id"),
+                  absl::StrCat(cl.id(), " is used by another client"));
+    }
+    crypto::PublicKey key;
+    if (CheckKey(cl.public_key(), absl::StrCat(f, ".public_key"), errors, &key)
+            .ok()) {
+      if (!keys->insert(key).second) {
+        errors->Add(absl::StrCat(f, ".public_key"),
+                    "is used by another client or replica");
+      }
+      (*client_keys)[cl.id()] = key;
+    }
+    for (int j = 0; j < cl.roles_size(); ++j) {
+      if (cl.roles(j) == v1::CLIENT_ROLE_UNSPECIFIED) {
+        errors->Add(absl::StrCat(f, ".roles[", j, "]"),
+                    "must not be CLIENT_ROLE_UNSPECIFIED");
+      }
+    }
+    for (int j = 0; j < cl.issuer_ledgers_size(); ++j) {
+      if (cl.issuer_ledgers(j) == 0) {
+        errors->Add(absl::StrCat(f, ".issuer_ledgers[", j, "]"),
+                    "ledger 0 is not a ledger");
+      }
+    }
+  }
+}
+
+// Genesis accounts: unique non-zero ids, registered owners, no overflow.
+void CheckGenesis(const v1::ClusterConfig& config,
+                  const absl::flat_hash_map<uint64_t, size_t>& client_index,
+                  Errors* errors) {
+  absl::flat_hash_set<std::pair<uint64_t, uint64_t>> account_ids;
+  absl::flat_hash_map<uint32_t, uint64_t> totals;
+  for (int i = 0; i < config.genesis_accounts_size(); ++i) {
+    const v1::GenesisAccount& a = config.genesis_accounts(i);
+    const std::string f = absl::StrCat("genesis_accounts[", i, "]");
+    std::pair<uint64_t, uint64_t> id{a.id().high(), a.id().low()};
+    if (id.first == 0 && id.second == 0) {
+      errors->Add(absl::StrCat(f, ".id"), "must not be zero");
+    } else if (!account_ids.insert(id).second) {
+      errors->Add(absl::StrCat(f, ".id"), "is used by another genesis account");
+    }
+    if (client_index.find(a.owner_client_id()) == client_index.end()) {
+      errors->Add(
+          absl::StrCat(f, ".owner_client_id"),
+          absl::StrCat(a.owner_client_id(), " is not a registered client"));
+    }
+    if (a.ledger() == 0) {
+      errors->Add(absl::StrCat(f, ".ledger"), "must not be 0");
+    }
+    uint64_t& total = totals[a.ledger()];
+    if (a.balance() > std::numeric_limits<uint64_t>::max() - total) {
+      errors->Add(absl::StrCat(f, ".balance"),
+                  "the ledger's total genesis balance overflows 64 bits");
+    } else {
+      total += a.balance();
+    }
+  }
+}
+
+// TLS: all three files or none.
+void CheckTls(const v1::TlsConfig& tls, Errors* errors) {
+  const bool any_tls = !tls.ca_file().empty() || !tls.cert_file().empty() ||
+                       !tls.key_file().empty();
+  if (any_tls) {
+    if (tls.ca_file().empty())
+      errors->Add("tls.ca_file", "required when tls is set");
+    if (tls.cert_file().empty())
+      errors->Add("tls.cert_file", "required when tls is set");
+    if (tls.key_file().empty())
+      errors->Add("tls.key_file", "required when tls is set");
+  }
+}
+
 }  // namespace
 
 absl::Status ValidateReplicaCount(uint32_t n, uint32_t f) {
@@ -210,152 +371,18 @@ absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
                                            absl::string_view source) {
   Errors errors(source);
   Cluster c;
-
-  if (config.cluster_id().empty()) {
-    errors.Add("cluster_id", "must not be empty");
-  } else if (config.cluster_id().size() > kClusterIdMax) {
-    errors.Add("cluster_id",
-               absl::StrCat("must be at most ", kClusterIdMax, " bytes"));
-  }
-
-  const uint32_t n = static_cast<uint32_t>(config.replicas_size());
-  if (n == 0) {
-    errors.Add("replicas", "must list at least one replica");
-  } else if (n > kReplicasMax) {
-    errors.Add("replicas", absl::StrCat("at most ", kReplicasMax, " replicas"));
-  } else if (absl::Status s = ValidateReplicaCount(n, config.f()); !s.ok()) {
-    errors.Add("f", s.message());
-  }
-
-  // Replicas: ids dense 0..n-1 in order, unique addresses and keys.
-  absl::flat_hash_set<std::string> addresses;
+  const uint32_t n = CheckIdentity(config, &errors);
   absl::flat_hash_set<crypto::PublicKey> keys;
-  c.replica_keys_.resize(n);
-  for (uint32_t i = 0; i < n; ++i) {
-    const v1::ReplicaConfig& r = config.replicas(static_cast<int>(i));
-    const std::string f = absl::StrCat("replicas[", i, "]");
-    if (r.id() != i) {
-      errors.Add(
-          absl::StrCat(f, ".id"),
-          absl::StrCat("must be ", i,
-                       " (ids are 0..n-1 in order, unique); got ", r.id()));
-    }
-    std::string host;
-    uint16_t port;
-    absl::Status hp =
-        ParseHostPort(r.address(), absl::StrCat(f, ".address"), &host, &port);
-    if (!hp.ok()) {
-      errors.Add(absl::StrCat(f, ".address"),
-                 hp.message().substr(hp.message().find(": ") + 2));
-    } else if (!addresses.insert(r.address()).second) {
-      errors.Add(
-          absl::StrCat(f, ".address"),
-          absl::StrCat("'", r.address(), "' is used by another replica"));
-    }
-    for (const auto& [name, addr] :
-         {std::pair{"health_address", r.health_address()},
-          std::pair{"metrics_address", r.metrics_address()}}) {
-      if (addr.empty()) continue;
-      absl::Status s =
-          ParseHostPort(addr, absl::StrCat(f, ".", name), &host, &port);
-      if (!s.ok()) {
-        errors.Add(absl::StrCat(f, ".", name),
-                   s.message().substr(s.message().find(": ") + 2));
-      }
-    }
-    crypto::PublicKey key;
-    if (CheckKey(r.public_key(), absl::StrCat(f, ".public_key"), &errors, &key)
-            .ok()) {
-      if (!keys.insert(key).second) {
-        errors.Add(absl::StrCat(f, ".public_key"),
-                   "is used by another replica");
-      }
-      c.replica_keys_[i] = key;
-    }
-  }
-
-  // Clients: non-zero unique ids, unique keys distinct from replicas'.
-  for (int i = 0; i < config.clients_size(); ++i) {
-    const v1::ClientConfig& cl = config.clients(i);
-    const std::string f = absl::StrCat("clients[", i, "]");
-    if (cl.id() == 0) {
-      errors.Add(absl::StrCat(f, ".id"), "must not be 0");
-    } else if (!c.client_index_.emplace(cl.id(), static_cast<size_t>(i))
-                    .second) {
-      errors.Add(absl::StrCat(f, ".id"),
-                 absl::StrCat(cl.id(), " is used by another client"));
-    }
-    crypto::PublicKey key;
-    if (CheckKey(cl.public_key(), absl::StrCat(f, ".public_key"), &errors, &key)
-            .ok()) {
-      if (!keys.insert(key).second) {
-        errors.Add(absl::StrCat(f, ".public_key"),
-                   "is used by another client or replica");
-      }
-      c.client_keys_[cl.id()] = key;
-    }
-    for (int j = 0; j < cl.roles_size(); ++j) {
-      if (cl.roles(j) == v1::CLIENT_ROLE_UNSPECIFIED) {
-        errors.Add(absl::StrCat(f, ".roles[", j, "]"),
-                   "must not be CLIENT_ROLE_UNSPECIFIED");
-      }
-    }
-    for (int j = 0; j < cl.issuer_ledgers_size(); ++j) {
-      if (cl.issuer_ledgers(j) == 0) {
-        errors.Add(absl::StrCat(f, ".issuer_ledgers[", j, "]"),
-                   "ledger 0 is not a ledger");
-      }
-    }
-  }
-
-  // Genesis accounts: unique non-zero ids, registered owners, no overflow.
-  absl::flat_hash_set<std::pair<uint64_t, uint64_t>> account_ids;
-  absl::flat_hash_map<uint32_t, uint64_t> totals;
-  for (int i = 0; i < config.genesis_accounts_size(); ++i) {
-    const v1::GenesisAccount& a = config.genesis_accounts(i);
-    const std::string f = absl::StrCat("genesis_accounts[", i, "]");
-    std::pair<uint64_t, uint64_t> id{a.id().high(), a.id().low()};
-    if (id.first == 0 && id.second == 0) {
-      errors.Add(absl::StrCat(f, ".id"), "must not be zero");
-    } else if (!account_ids.insert(id).second) {
-      errors.Add(absl::StrCat(f, ".id"), "is used by another genesis account");
-    }
-    if (c.client_index_.find(a.owner_client_id()) == c.client_index_.end()) {
-      errors.Add(
-          absl::StrCat(f, ".owner_client_id"),
-          absl::StrCat(a.owner_client_id(), " is not a registered client"));
-    }
-    if (a.ledger() == 0) {
-      errors.Add(absl::StrCat(f, ".ledger"), "must not be 0");
-    }
-    uint64_t& total = totals[a.ledger()];
-    if (a.balance() > std::numeric_limits<uint64_t>::max() - total) {
-      errors.Add(absl::StrCat(f, ".balance"),
-                 "the ledger's total genesis balance overflows 64 bits");
-    } else {
-      total += a.balance();
-    }
-  }
-
+  CheckReplicas(config, n, &errors, &keys, &c.replica_keys_);
+  CheckClients(config, &errors, &keys, &c.client_index_, &c.client_keys_);
+  CheckGenesis(config, c.client_index_, &errors);
   ApplyProtocol(config.protocol(), &c.protocol_, &errors);
   if (n > 0 && n <= kReplicasMax) {
     if (absl::Status s = ValidateWireLimits(n, c.protocol_); !s.ok()) {
       errors.Add("protocol.watermark_window", s.message());
     }
   }
-
-  const v1::TlsConfig& tls = config.tls();
-  const bool any_tls = !tls.ca_file().empty() || !tls.cert_file().empty() ||
-                       !tls.key_file().empty();
-  if (any_tls) {
-    if (tls.ca_file().empty())
-      errors.Add("tls.ca_file", "required when tls is set");
-    if (tls.cert_file().empty())
-      errors.Add("tls.cert_file", "required when tls is set");
-    if (tls.key_file().empty())
-      errors.Add("tls.key_file", "required when tls is set");
-  }
-
+  CheckTls(config.tls(), &errors);
   if (!errors.ok()) return errors.status();
   c.config_ = std::make_shared<const v1::ClusterConfig>(config);
   return c;
