@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Planted-bug score of the PBFT core's tests (docs/simulator.md, "Planted
-# bugs"). For each patch in tests/mutation/patches/ (one single-line bug in
-# replica/core/, first line "# bug: <description>"), in a scratch copy of
-# the source tree with its own build dir:
+# bugs"). For each patch in tests/mutation/patches/ (one bug of one to three
+# lines in one file of replica/core/, first line "# bug: <description>"), in
+# a scratch copy of the source tree with its own build dir:
 #   1. apply the patch (GNU patch, with context; one that no longer applies
 #      is reported "patch stale" and fails the run),
 #   2. build core_scenario_test and pbft-sim,
