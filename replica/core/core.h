@@ -48,12 +48,7 @@
 
 namespace pbft {
 
-using ledger::ClientId;
-using ledger::Digest;
-using ledger::ReplicaId;
-using ledger::RequestNumber;
-using ledger::Seq;
-using ledger::View;
+// ClientId, Digest, ReplicaId, RequestNumber, Seq, View: message_log.h.
 
 struct Options {
   ReplicaId id;

@@ -59,7 +59,7 @@ BAD = [
      "function-size", ["replica/core/core.cc:1: [function-size]"]),
     ({"tests/x_test.cc": "// x\n" * 40},
      "function-size", ["tests/x_test.cc:1: [file-size]"]),
-    ({"docs/protocol.md": "See PBFT.md.\n\nAnd docs/missing.md.\n"},
+    ({"docs/protocol.md": "See NOTES.md.\n\nAnd docs/missing.md.\n"},
      "file-refs", ["docs/protocol.md:1: [file-ref]", "docs/protocol.md:3: [file-ref]"]),
     ({"replica/core/core.cc": "// As tests/core/gone_test.cc shows.\nint x;\n"},
      "file-refs", ["replica/core/core.cc:1: [file-ref]"]),

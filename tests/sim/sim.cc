@@ -548,14 +548,7 @@ SimResult Simulation::Run() {
     if (power_losses_max_ > 0) PowerLossTick();
     if (full_window_) FullWindowTick();
     if (!starved_.empty()) MissingBodiesTick();
-    for (auto& r : replicas_) {
-      if (r->down || r->stalled) continue;
-      from_ = r->id;
-      r->node->Tick();
-      if (r->byzantine) ByzantineTick(*r);
-      Drain(*r);
-    }
-    CheckPrepared();
+    TickReplicas();
     done = true;
     for (const auto& c : clients_) {
       if (c->completed < c->total) done = false;
@@ -618,6 +611,17 @@ SimResult Simulation::Run() {
   }
   result_.trace_digest = trace_.Finish().ToHex();
   return result_;
+}
+
+void Simulation::TickReplicas() {
+  for (auto& r : replicas_) {
+    if (r->down || r->stalled) continue;
+    from_ = r->id;
+    r->node->Tick();
+    if (r->byzantine) ByzantineTick(*r);
+    Drain(*r);
+  }
+  CheckPrepared();
 }
 
 }  // namespace internal

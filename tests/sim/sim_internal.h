@@ -269,6 +269,9 @@ class Simulation {
                     v1::FetchResponse resp);
   void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
   void CheckPrepared();
+  // Every running replica's timer tick and what it leads to, then the
+  // prepared-certificate check.
+  void TickReplicas();
   // Rules of §4.4 restated, checked after every Drain of a correct replica.
   void CheckViewRules(SimReplica& r, const Ready& rd);
   void CheckNewView(const SimReplica& r, const v1::Envelope& e);
@@ -493,14 +496,7 @@ bool Simulation::TickUntil(uint64_t bound, bool clients, Done done) {
       net_.pop();
       Deliver(p);
     }
-    for (auto& r : replicas_) {
-      if (r->down || r->stalled) continue;
-      from_ = r->id;
-      r->node->Tick();
-      if (r->byzantine) ByzantineTick(*r);
-      Drain(*r);
-    }
-    CheckPrepared();
+    TickReplicas();
     if (done()) return true;
   }
   return result_.ok && done();
