@@ -23,10 +23,11 @@
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/ledger/block.h"
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 constexpr char kOutcomeUnknownUrl[] = "type.pbft-ledger/outcome-unknown";
@@ -152,13 +153,14 @@ class GrpcClient;
 struct RpcAttempt {
   grpc::ClientContext ctx;
   grpc::Status status;
-  v1::SubmitRequest submit;
-  v1::SubmitResponse submit_response;
-  v1::QueryRequest query;
-  v1::QueryResponse query_response;
-  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::SubmitResponse>>
+  ledger::v1::SubmitRequest submit;
+  ledger::v1::SubmitResponse submit_response;
+  ledger::v1::QueryRequest query;
+  ledger::v1::QueryResponse query_response;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<ledger::v1::SubmitResponse>>
       submit_rpc;
-  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::QueryResponse>> query_rpc;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<ledger::v1::QueryResponse>>
+      query_rpc;
   std::function<void()> on_done;
 };
 
@@ -197,7 +199,7 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   absl::StatusOr<std::string> MatchKey(uint32_t replica,
                                        const pbft::v1::Envelope& reply,
                                        pbft::v1::Reply* rejection,
-                                       v1::BlockCommit* commit);
+                                       ledger::v1::BlockCommit* commit);
   // The outcome of a query whose matching answers (`key`, from `voters`) are
   // a block: the key with the first voter's block_commit that verifies
   // against the config (one suffices: docs/api.md "Blocks").
@@ -210,9 +212,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   bool OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
                         const pbft::v1::Reply& rejection);
   // Does `c` certify the block of answer `q` (a block or a receipt)?
-  absl::Status VerifyAnswerCommit(const v1::QueryReply& q,
-                                  const v1::BlockHeader& header,
-                                  const v1::BlockCommit& c) const;
+  absl::Status VerifyAnswerCommit(const ledger::v1::QueryReply& q,
+                                  const ledger::v1::BlockHeader& header,
+                                  const ledger::v1::BlockCommit& c) const;
 
   GrpcClient* client_;
   uint32_t client_weak_quorum_;
@@ -235,7 +237,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
   // Queries: each replica's block_commit, if its answer had one.
-  std::map<uint32_t, v1::BlockCommit> block_commits_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, ledger::v1::BlockCommit> block_commits_
+      ABSL_GUARDED_BY(mu_);
   // Verified final rejections: reason -> replica -> last_request_number.
   std::map<int, std::map<uint32_t, uint64_t>> final_rejections_
       ABSL_GUARDED_BY(mu_);
@@ -263,23 +266,25 @@ class GrpcClient final : public Client {
         static_cast<int>(cluster_.protocol().message_bytes_max) +
         kMessageSlackBytes);
     for (uint32_t i = 0; i < cluster_.n(); ++i) {
-      stubs_.push_back(v1::LedgerService::NewStub(SharedChannel(
+      stubs_.push_back(ledger::v1::LedgerService::NewStub(SharedChannel(
           cluster_.replica(ReplicaId(i)).address(), creds_key, creds, args)));
     }
   }
 
-  absl::StatusOr<v1::OperationResults> Submit(
-      const v1::OperationBatch& batch, absl::Duration deadline) override {
-    std::promise<absl::StatusOr<v1::OperationResults>> p;
+  absl::StatusOr<ledger::v1::OperationResults> Submit(
+      const ledger::v1::OperationBatch& batch,
+      absl::Duration deadline) override {
+    std::promise<absl::StatusOr<ledger::v1::OperationResults>> p;
     auto f = p.get_future();
-    SubmitAsync(batch, deadline, [&p](absl::StatusOr<v1::OperationResults> r) {
-      p.set_value(std::move(r));
-    });
+    SubmitAsync(batch, deadline,
+                [&p](absl::StatusOr<ledger::v1::OperationResults> r) {
+                  p.set_value(std::move(r));
+                });
     return f.get();
   }
 
-  void SubmitAsync(const v1::OperationBatch& batch, absl::Duration deadline,
-                   ResultCallback done) override {
+  void SubmitAsync(const ledger::v1::OperationBatch& batch,
+                   absl::Duration deadline, ResultCallback done) override {
     if (batch.operations_size() == 0) {
       done(absl::InvalidArgumentError("batch.operations: must not be empty"));
       return;
@@ -303,9 +308,9 @@ class GrpcClient final : public Client {
     SendNextOrdered();
   }
 
-  absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
-                                       absl::Duration deadline) override;
-  absl::StatusOr<v1::StatusResponse> ReplicaStatus(
+  absl::StatusOr<ledger::v1::QueryReply> Query(
+      const ledger::v1::Query& query, absl::Duration deadline) override;
+  absl::StatusOr<ledger::v1::StatusResponse> ReplicaStatus(
       uint32_t replica_id, absl::Duration deadline) override;
   ~GrpcClient() override;
 
@@ -316,7 +321,7 @@ class GrpcClient final : public Client {
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }
   const ClientOptions& options() const { return options_; }
-  v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
+  ledger::v1::LedgerService::Stub* stub(uint32_t i) { return stubs_[i].get(); }
   TimerThread& timers() { return timers_; }
 
  private:
@@ -331,7 +336,7 @@ class GrpcClient final : public Client {
   void SendOrdered(std::shared_ptr<Ordered> p);
   void OnOrderedDone(std::shared_ptr<Ordered> p, absl::StatusOr<std::string> r);
   void FinishOrdered(const std::shared_ptr<Ordered>& p,
-                     absl::StatusOr<v1::OperationResults> r);
+                     absl::StatusOr<ledger::v1::OperationResults> r);
 
   uint64_t NextRequestNumber() {
     // Strictly increasing, and above anything an earlier process of this
@@ -364,7 +369,7 @@ class GrpcClient final : public Client {
   EnvelopeVerifier verifier_;
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
-  std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs_;
+  std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
   using InflightMap = std::map<RpcAttempt*, std::unique_ptr<RpcAttempt>>;
   void Poll() {
     void* tag;
@@ -389,8 +394,8 @@ class GrpcClient final : public Client {
   TimerThread timers_;  // Declared last: joins before the stubs go away.
 };
 
-absl::StatusOr<v1::QueryReply> GrpcClient::Query(const v1::Query& query,
-                                                 absl::Duration deadline) {
+absl::StatusOr<ledger::v1::QueryReply> GrpcClient::Query(
+    const ledger::v1::Query& query, absl::Duration deadline) {
   const uint64_t t = NextRequestNumber();
   pbft::v1::Request req;
   req.set_client_id(client_id());
@@ -409,14 +414,14 @@ absl::StatusOr<v1::QueryReply> GrpcClient::Query(const v1::Query& query,
   call->Start();
   absl::StatusOr<std::string> r = f.get();
   if (!r.ok()) return r.status();
-  v1::QueryReply reply;
+  ledger::v1::QueryReply reply;
   if (!reply.ParseFromString(*r)) {
     return absl::DataLossError("query reply: undecodable answer");
   }
   return reply;
 }
 
-absl::StatusOr<v1::StatusResponse> GrpcClient::ReplicaStatus(
+absl::StatusOr<ledger::v1::StatusResponse> GrpcClient::ReplicaStatus(
     uint32_t replica_id, absl::Duration deadline) {
   if (replica_id >= stubs_.size()) {
     return absl::InvalidArgumentError(
@@ -424,8 +429,8 @@ absl::StatusOr<v1::StatusResponse> GrpcClient::ReplicaStatus(
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  v1::StatusRequest req;
-  v1::StatusResponse resp;
+  ledger::v1::StatusRequest req;
+  ledger::v1::StatusResponse resp;
   grpc::Status s = stubs_[replica_id]->Status(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s);
   return resp;
@@ -539,7 +544,7 @@ void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
     }
     return FinishOrdered(p, r.status());
   }
-  v1::OperationResults results;
+  ledger::v1::OperationResults results;
   if (!results.ParseFromString(*r)) {
     return FinishOrdered(
         p, absl::DataLossError("reply.result: f+1 replicas sent undecodable "
@@ -549,7 +554,7 @@ void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
 }
 
 void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
-                               absl::StatusOr<v1::OperationResults> r) {
+                               absl::StatusOr<ledger::v1::OperationResults> r) {
   ResultCallback done = std::move(p->done);
   {
     absl::MutexLock l(&order_mu_);
@@ -602,7 +607,7 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
                                              const pbft::v1::Envelope& reply,
                                              pbft::v1::Reply* rejection,
-                                             v1::BlockCommit* commit) {
+                                             ledger::v1::BlockCommit* commit) {
   const pbft::v1::MessageType want = kind_ == Kind::kSubmit
                                          ? pbft::v1::MESSAGE_TYPE_REPLY
                                          : pbft::v1::MESSAGE_TYPE_QUERY_REPLY;
@@ -628,7 +633,7 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
     }
     return r.result();
   }
-  v1::QueryReply q;
+  ledger::v1::QueryReply q;
   if (!q.ParseFromString(reply.payload())) {
     return absl::InvalidArgumentError("query reply: undecodable payload");
   }
@@ -658,7 +663,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   std::string key;
-  v1::BlockCommit commit;
+  ledger::v1::BlockCommit commit;
   if (s.ok()) {
     pbft::v1::Reply rejection;
     absl::StatusOr<std::string> k =
@@ -752,11 +757,11 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
 
 absl::StatusOr<std::string> FanOut::WithBlockCommit(
     const std::string& key, const std::set<uint32_t>& voters) {
-  v1::QueryReply q;
+  ledger::v1::QueryReply q;
   if (!q.ParseFromString(key) || (!q.has_block() && !q.has_receipt())) {
     return key;
   }
-  const v1::BlockHeader& header =
+  const ledger::v1::BlockHeader& header =
       q.has_block() ? q.block().header() : q.receipt().header();
   std::string why = "no answer carried one";
   for (uint32_t r : voters) {
@@ -819,20 +824,21 @@ bool FanOut::OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
   return true;
 }
 
-absl::Status FanOut::VerifyAnswerCommit(const v1::QueryReply& q,
-                                        const v1::BlockHeader& header,
-                                        const v1::BlockCommit& c) const {
+absl::Status FanOut::VerifyAnswerCommit(
+    const ledger::v1::QueryReply& q, const ledger::v1::BlockHeader& header,
+    const ledger::v1::BlockCommit& c) const {
   if (q.has_block()) {
-    return VerifyBlockCommit(client_->cluster(), client_->verifier(), header,
-                             c.view(), c.pre_prepare(), c.certificate());
+    return ledger::VerifyBlockCommit(client_->cluster(), client_->verifier(),
+                                     header, c.view(), c.pre_prepare(),
+                                     c.certificate());
   }
   // A receipt: the certificate of its batch (the header's timestamp is
   // bound by the transfer record and result, VerifyReceipt).
   absl::StatusOr<Digest> digest = Digest::FromBytes(header.batch_digest());
   if (!digest.ok()) return absl::InvalidArgumentError("batch_digest");
-  return VerifyCommitCertificate(client_->cluster(), client_->verifier(),
-                                 c.view(), header.height(), *digest,
-                                 c.certificate());
+  return ledger::VerifyCommitCertificate(
+      client_->cluster(), client_->verifier(), c.view(), header.height(),
+      *digest, c.certificate());
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
@@ -891,7 +897,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
   if (!cluster.ok()) return cluster.status();
   absl::StatusOr<crypto::SecretKey> key = ReadKeyFile(o.key_path);
   if (!key.ok()) return key.status();
-  const v1::ClientConfig* me = cluster->client_by_key(key->public_key());
+  const ledger::v1::ClientConfig* me =
+      cluster->client_by_key(key->public_key());
   if (me == nullptr) {
     return absl::UnauthenticatedError(
         absl::StrCat(o.key_path, ": this key is not a registered client in ",
@@ -899,7 +906,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
   }
   std::shared_ptr<grpc::ChannelCredentials> creds =
       grpc::InsecureChannelCredentials();
-  const v1::TlsConfig& tls = cluster->config().tls();
+  const ledger::v1::TlsConfig& tls = cluster->config().tls();
   std::string ca = o.tls_ca_file.empty() ? tls.ca_file() : o.tls_ca_file;
   std::string cert =
       o.tls_cert_file.empty() ? tls.cert_file() : o.tls_cert_file;
@@ -926,57 +933,60 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
                      std::move(creds), std::move(creds_key)));
 }
 
-std::future<absl::StatusOr<v1::OperationResults>> Client::SubmitFuture(
-    const v1::OperationBatch& batch, absl::Duration deadline) {
-  auto p =
-      std::make_shared<std::promise<absl::StatusOr<v1::OperationResults>>>();
+std::future<absl::StatusOr<ledger::v1::OperationResults>> Client::SubmitFuture(
+    const ledger::v1::OperationBatch& batch, absl::Duration deadline) {
+  auto p = std::make_shared<
+      std::promise<absl::StatusOr<ledger::v1::OperationResults>>>();
   auto f = p->get_future();
   SubmitAsync(batch, Deadline(deadline),
-              [p](absl::StatusOr<v1::OperationResults> r) {
+              [p](absl::StatusOr<ledger::v1::OperationResults> r) {
                 p->set_value(std::move(r));
               });
   return f;
 }
 
-absl::StatusOr<v1::OperationResults> Client::CreateAccounts(
-    const std::vector<v1::CreateAccount>& accounts, absl::Duration deadline) {
-  v1::OperationBatch b;
+absl::StatusOr<ledger::v1::OperationResults> Client::CreateAccounts(
+    const std::vector<ledger::v1::CreateAccount>& accounts,
+    absl::Duration deadline) {
+  ledger::v1::OperationBatch b;
   for (const auto& a : accounts)
     *b.add_operations()->mutable_create_account() = a;
   return Submit(b, deadline);
 }
 
-absl::StatusOr<v1::OperationResults> Client::Transfers(
-    const std::vector<v1::Transfer>& transfers, absl::Duration deadline) {
-  v1::OperationBatch b;
+absl::StatusOr<ledger::v1::OperationResults> Client::Transfers(
+    const std::vector<ledger::v1::Transfer>& transfers,
+    absl::Duration deadline) {
+  ledger::v1::OperationBatch b;
   for (const auto& t : transfers) *b.add_operations()->mutable_transfer() = t;
   return Submit(b, deadline);
 }
 
-absl::StatusOr<v1::OperationResults> Client::Mint(const v1::Mint& mint,
-                                                  absl::Duration deadline) {
-  v1::OperationBatch b;
+absl::StatusOr<ledger::v1::OperationResults> Client::Mint(
+    const ledger::v1::Mint& mint, absl::Duration deadline) {
+  ledger::v1::OperationBatch b;
   *b.add_operations()->mutable_mint() = mint;
   return Submit(b, deadline);
 }
 
 namespace {
-absl::Status NotFound(const v1::QueryReply& r) {
+absl::Status NotFound(const ledger::v1::QueryReply& r) {
   return absl::NotFoundError(r.not_found());
 }
 }  // namespace
 
-absl::StatusOr<v1::QueryReply> Client::OrderedQuery(const v1::Query& query,
-                                                    absl::Duration deadline) {
-  v1::OperationBatch b;
+absl::StatusOr<ledger::v1::QueryReply> Client::OrderedQuery(
+    const ledger::v1::Query& query, absl::Duration deadline) {
+  ledger::v1::OperationBatch b;
   *b.add_operations()->mutable_query() = query;
-  absl::StatusOr<v1::OperationResults> r = Submit(b, deadline);
+  absl::StatusOr<ledger::v1::OperationResults> r = Submit(b, deadline);
   if (!r.ok()) return r.status();
-  if (r->results_size() != 1 || r->results(0).code() != v1::RESULT_CODE_OK) {
+  if (r->results_size() != 1 ||
+      r->results(0).code() != ledger::v1::RESULT_CODE_OK) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "ordered query: ", r->results_size() == 1
-                               ? v1::ResultCode_Name(r->results(0).code())
-                               : "malformed results"));
+        "ordered query: ", r->results_size() == 1 ? ledger::v1::ResultCode_Name(
+                                                        r->results(0).code())
+                                                  : "malformed results"));
   }
   if (!r->results(0).has_answer()) {
     // Only a resent duplicate reply lacks its answer; ask again.
@@ -985,65 +995,64 @@ absl::StatusOr<v1::QueryReply> Client::OrderedQuery(const v1::Query& query,
   return r->results(0).answer();
 }
 
-absl::StatusOr<v1::QueryReply> Client::Read(const v1::Query& query,
-                                            absl::Duration deadline) {
+absl::StatusOr<ledger::v1::QueryReply> Client::Read(
+    const ledger::v1::Query& query, absl::Duration deadline) {
   const absl::Duration d = Deadline(deadline);
   if (linearizable_reads_) return OrderedQuery(query, d);
   // Castro–Liskov §5.1: the read-only answer needs 2f+1 matching replies; when
   // replicas disagree (some are behind) or too few answer, retry as an
   // ordered request, which needs only f+1.
-  absl::StatusOr<v1::QueryReply> r = Query(query, d / 2);
+  absl::StatusOr<ledger::v1::QueryReply> r = Query(query, d / 2);
   if (r.ok() || !absl::IsDeadlineExceeded(r.status())) return r;
   return OrderedQuery(query, d / 2);
 }
 
-absl::StatusOr<v1::Account> Client::GetAccount(const v1::Uint128& id,
-                                               absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::Account> Client::GetAccount(
+    const ledger::v1::Uint128& id, absl::Duration deadline) {
+  ledger::v1::Query q;
   *q.mutable_get_account()->mutable_id() = id;
-  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
+  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_account()) return NotFound(*r);
   return r->account();
 }
 
-absl::StatusOr<v1::TransferRecord> Client::GetTransfer(
-    const v1::Uint128& id, absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::TransferRecord> Client::GetTransfer(
+    const ledger::v1::Uint128& id, absl::Duration deadline) {
+  ledger::v1::Query q;
   *q.mutable_get_transfer()->mutable_id() = id;
-  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
+  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_transfer()) return NotFound(*r);
   return r->transfer();
 }
 
-absl::StatusOr<v1::HistoryPage> Client::History(const v1::Uint128& account_id,
-                                                uint32_t limit,
-                                                const v1::Uint128& cursor,
-                                                absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::HistoryPage> Client::History(
+    const ledger::v1::Uint128& account_id, uint32_t limit,
+    const ledger::v1::Uint128& cursor, absl::Duration deadline) {
+  ledger::v1::Query q;
   *q.mutable_get_history()->mutable_account_id() = account_id;
   q.mutable_get_history()->set_limit(limit);
   *q.mutable_get_history()->mutable_cursor() = cursor;
-  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
+  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_history()) return NotFound(*r);
   return r->history();
 }
 
-absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
-                                           absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::Block> Client::GetBlock(uint64_t height,
+                                                   absl::Duration deadline) {
+  ledger::v1::Query q;
   q.mutable_get_block()->set_height(height);
-  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
+  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_block()) return NotFound(*r);
   // A read-only answer carries a commit certificate the SDK verified; an
   // ordered one (the fallback) is certified by f+1 matching replies instead
   // and has none (docs/api.md "Blocks").
-  v1::Block block = std::move(*r->mutable_block());
+  ledger::v1::Block block = std::move(*r->mutable_block());
   if (r->has_block_commit()) {
-    v1::BlockCommit* c = r->mutable_block_commit();
+    ledger::v1::BlockCommit* c = r->mutable_block_commit();
     block.set_view(c->view());
     *block.mutable_pre_prepare() = std::move(*c->mutable_pre_prepare());
     *block.mutable_certificate() = std::move(*c->mutable_certificate());
@@ -1051,19 +1060,20 @@ absl::StatusOr<v1::Block> Client::GetBlock(uint64_t height,
   return block;
 }
 
-absl::StatusOr<v1::Receipt> Client::GetReceipt(const v1::Uint128& transfer_id,
-                                               absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::Receipt> Client::GetReceipt(
+    const ledger::v1::Uint128& transfer_id, absl::Duration deadline) {
+  ledger::v1::Query q;
   *q.mutable_get_receipt()->mutable_transfer_id() = transfer_id;
   // Read-only only: an ordered answer would carry no certificate.
-  absl::StatusOr<v1::QueryReply> r = Query(q, Deadline(deadline));
+  absl::StatusOr<ledger::v1::QueryReply> r = Query(q, Deadline(deadline));
   if (!r.ok()) return r.status();
   if (!r->has_receipt()) return NotFound(*r);
-  v1::Receipt receipt = std::move(*r->mutable_receipt());
+  ledger::v1::Receipt receipt = std::move(*r->mutable_receipt());
   receipt.set_view(r->block_commit().view());
   *receipt.mutable_certificate() =
       std::move(*r->mutable_block_commit()->mutable_certificate());
-  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(cluster(), receipt);
+  absl::StatusOr<ledger::ReceiptSummary> s =
+      ledger::VerifyReceipt(cluster(), receipt);
   if (!s.ok()) {
     return absl::DataLossError(
         absl::StrCat("receipt from 2f+1 matching answers does not verify: ",
@@ -1072,24 +1082,24 @@ absl::StatusOr<v1::Receipt> Client::GetReceipt(const v1::Uint128& transfer_id,
   return receipt;
 }
 
-absl::StatusOr<v1::ChainHead> Client::GetHead(absl::Duration deadline) {
-  v1::Query q;
+absl::StatusOr<ledger::v1::ChainHead> Client::GetHead(absl::Duration deadline) {
+  ledger::v1::Query q;
   q.mutable_get_head();
-  absl::StatusOr<v1::QueryReply> r = Read(q, deadline);
+  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
   if (!r.ok()) return r.status();
   if (!r->has_head()) return NotFound(*r);
   return r->head();
 }
 
-v1::Uint128 MakeId(uint64_t high, uint64_t low) {
-  v1::Uint128 id;
+ledger::v1::Uint128 MakeId(uint64_t high, uint64_t low) {
+  ledger::v1::Uint128 id;
   id.set_high(high);
   id.set_low(low);
   return id;
 }
 
-absl::StatusOr<v1::Uint128> ParseId(const std::string& text,
-                                    const std::string& field) {
+absl::StatusOr<ledger::v1::Uint128> ParseId(const std::string& text,
+                                            const std::string& field) {
   uint64_t high = 0, low = 0;
   std::vector<std::string> parts = absl::StrSplit(text, ':');
   bool ok = false;
@@ -1108,9 +1118,9 @@ absl::StatusOr<v1::Uint128> ParseId(const std::string& text,
   return MakeId(high, low);
 }
 
-std::string IdToString(const v1::Uint128& id) {
+std::string IdToString(const ledger::v1::Uint128& id) {
   if (id.high() == 0) return absl::StrCat(id.low());
   return absl::StrCat(id.high(), ":", id.low());
 }
 
-}  // namespace ledger
+}  // namespace pbft::client

@@ -1,7 +1,7 @@
-// ledger::Client: the C++ SDK for application developers.
+// pbft::client::Client: the C++ SDK for application developers.
 //
-//   absl::StatusOr<std::unique_ptr<ledger::Client>> c =
-//       ledger::Client::Create({.config_path = "cluster.json",
+//   absl::StatusOr<std::unique_ptr<pbft::client::Client>> c =
+//       pbft::client::Client::Create({.config_path = "cluster.json",
 //                               .key_path = "keys/client-1.key"});
 //   ledger::v1::Transfer t = ...;
 //   absl::StatusOr<ledger::v1::OperationResults> r = (*c)->Transfers({t});
@@ -47,10 +47,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/proto_names.h"
 #include "ledger/v1/ledger.pb.h"
 #include "ledger/v1/service.pb.h"
 
-namespace ledger {
+namespace pbft::client {
 
 struct ClientOptions {
   std::string config_path;  // cluster.json
@@ -77,7 +78,7 @@ bool IsOutcomeUnknown(const absl::Status& s);
 class Client {
  public:
   using ResultCallback =
-      std::function<void(absl::StatusOr<v1::OperationResults>)>;
+      std::function<void(absl::StatusOr<ledger::v1::OperationResults>)>;
 
   static absl::StatusOr<std::unique_ptr<Client>> Create(
       const ClientOptions& options);
@@ -90,34 +91,37 @@ class Client {
 
   // Orders and executes a batch of operations. Blocks until f+1 matching
   // replies or the deadline (absl::ZeroDuration(): the default deadline).
-  virtual absl::StatusOr<v1::OperationResults> Submit(
-      const v1::OperationBatch& batch,
+  virtual absl::StatusOr<ledger::v1::OperationResults> Submit(
+      const ledger::v1::OperationBatch& batch,
       absl::Duration deadline = absl::ZeroDuration()) = 0;
   // Asynchronous: `done` runs once, on a gRPC thread; keep it short.
-  virtual void SubmitAsync(const v1::OperationBatch& batch,
+  virtual void SubmitAsync(const ledger::v1::OperationBatch& batch,
                            absl::Duration deadline, ResultCallback done) = 0;
-  std::future<absl::StatusOr<v1::OperationResults>> SubmitFuture(
-      const v1::OperationBatch& batch,
+  std::future<absl::StatusOr<ledger::v1::OperationResults>> SubmitFuture(
+      const ledger::v1::OperationBatch& batch,
       absl::Duration deadline = absl::ZeroDuration());
 
   // Conveniences over Submit.
-  absl::StatusOr<v1::OperationResults> CreateAccounts(
-      const std::vector<v1::CreateAccount>& accounts,
+  absl::StatusOr<ledger::v1::OperationResults> CreateAccounts(
+      const std::vector<ledger::v1::CreateAccount>& accounts,
       absl::Duration deadline = absl::ZeroDuration());
-  absl::StatusOr<v1::OperationResults> Transfers(
-      const std::vector<v1::Transfer>& transfers,
+  absl::StatusOr<ledger::v1::OperationResults> Transfers(
+      const std::vector<ledger::v1::Transfer>& transfers,
       absl::Duration deadline = absl::ZeroDuration());
-  absl::StatusOr<v1::OperationResults> Mint(
-      const v1::Mint& mint, absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<ledger::v1::OperationResults> Mint(
+      const ledger::v1::Mint& mint,
+      absl::Duration deadline = absl::ZeroDuration());
 
   // Read-only queries: NOT_FOUND when 2f+1 replicas agree it is absent.
-  absl::StatusOr<v1::Account> GetAccount(
-      const v1::Uint128& id, absl::Duration deadline = absl::ZeroDuration());
-  absl::StatusOr<v1::TransferRecord> GetTransfer(
-      const v1::Uint128& id, absl::Duration deadline = absl::ZeroDuration());
-  absl::StatusOr<v1::HistoryPage> History(
-      const v1::Uint128& account_id, uint32_t limit,
-      const v1::Uint128& cursor = v1::Uint128(),
+  absl::StatusOr<ledger::v1::Account> GetAccount(
+      const ledger::v1::Uint128& id,
+      absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<ledger::v1::TransferRecord> GetTransfer(
+      const ledger::v1::Uint128& id,
+      absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<ledger::v1::HistoryPage> History(
+      const ledger::v1::Uint128& account_id, uint32_t limit,
+      const ledger::v1::Uint128& cursor = ledger::v1::Uint128(),
       absl::Duration deadline = absl::ZeroDuration());
   // The block at `height`: 2f+1 matching answers of the block every correct
   // replica holds, with the view, pre-prepare and commit certificate of one
@@ -125,29 +129,30 @@ class Client {
   // verifies). From the ordered fallback (or with linearizable_reads) the
   // block has no view, pre-prepare or certificate: f+1 matching replies
   // certify it instead (docs/api.md "Blocks").
-  absl::StatusOr<v1::Block> GetBlock(
+  absl::StatusOr<ledger::v1::Block> GetBlock(
       uint64_t height, absl::Duration deadline = absl::ZeroDuration());
-  absl::StatusOr<v1::ChainHead> GetHead(
+  absl::StatusOr<ledger::v1::ChainHead> GetHead(
       absl::Duration deadline = absl::ZeroDuration());
   // The receipt of transfer or mint `transfer_id` (docs/api.md "Receipts"):
   // 2f+1 matching read-only answers, with a commit certificate the SDK
   // verified, and VerifyReceipt passed against the config. NOT_FOUND when
   // 2f+1 replicas agree the transfer does not exist (yet).
-  absl::StatusOr<v1::Receipt> GetReceipt(
-      const v1::Uint128& transfer_id,
+  absl::StatusOr<ledger::v1::Receipt> GetReceipt(
+      const ledger::v1::Uint128& transfer_id,
       absl::Duration deadline = absl::ZeroDuration());
   // The raw query: 2f+1 matching signed answers.
-  virtual absl::StatusOr<v1::QueryReply> Query(const v1::Query& query,
-                                               absl::Duration deadline) = 0;
+  virtual absl::StatusOr<ledger::v1::QueryReply> Query(
+      const ledger::v1::Query& query, absl::Duration deadline) = 0;
   // A linearizable read: the query is ordered like a transfer and answered
   // from the state right after the block that ordered it; accepted on f+1
   // matching replies. It reflects every operation that completed before
   // the call began.
-  absl::StatusOr<v1::QueryReply> OrderedQuery(
-      const v1::Query& query, absl::Duration deadline = absl::ZeroDuration());
+  absl::StatusOr<ledger::v1::QueryReply> OrderedQuery(
+      const ledger::v1::Query& query,
+      absl::Duration deadline = absl::ZeroDuration());
 
   // One replica's status (not a quorum answer; for operators).
-  virtual absl::StatusOr<v1::StatusResponse> ReplicaStatus(
+  virtual absl::StatusOr<ledger::v1::StatusResponse> ReplicaStatus(
       uint32_t replica_id, absl::Duration deadline = absl::Seconds(2)) = 0;
 
  protected:
@@ -161,20 +166,20 @@ class Client {
   bool linearizable_reads_ = false;
 
  private:
-  absl::StatusOr<v1::QueryReply> Read(const v1::Query& query,
-                                      absl::Duration deadline);
+  absl::StatusOr<ledger::v1::QueryReply> Read(const ledger::v1::Query& query,
+                                              absl::Duration deadline);
 
   uint64_t client_id_;
   uint32_t replica_count_;
 };
 
 // Helpers for 128-bit ids.
-v1::Uint128 MakeId(uint64_t high, uint64_t low);
+ledger::v1::Uint128 MakeId(uint64_t high, uint64_t low);
 // Parses "123", "0x1f" or "HIGH:LOW" (decimal). Names `field` on error.
-absl::StatusOr<v1::Uint128> ParseId(const std::string& text,
-                                    const std::string& field);
-std::string IdToString(const v1::Uint128& id);
+absl::StatusOr<ledger::v1::Uint128> ParseId(const std::string& text,
+                                            const std::string& field);
+std::string IdToString(const ledger::v1::Uint128& id);
 
-}  // namespace ledger
+}  // namespace pbft::client
 
 #endif  // PBFT_LEDGER_CLIENT_CLIENT_H_

@@ -13,8 +13,9 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 // RFC 1123 label as Kubernetes uses it for namespaces: [a-z0-9-], at most 63
@@ -127,7 +128,8 @@ std::string K8sReplicaName(uint32_t replica) {
   return absl::StrCat("ledger-", replica);
 }
 
-absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
+absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
+    const ClusterInitOptions& o) {
   namespace fs = std::filesystem;
   if (o.out_dir.empty()) return absl::InvalidArgumentError("--out: required");
   if (o.replicas == 0)
@@ -164,7 +166,7 @@ absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
   }
   ::chmod((dir / "keys").c_str(), 0700);
 
-  v1::ClusterConfig config;
+  ledger::v1::ClusterConfig config;
   config.set_cluster_id(
       o.cluster_id.empty()
           ? absl::StrCat("cluster-",
@@ -177,7 +179,7 @@ absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
         (dir / "keys" / absl::StrCat("replica-", i, ".key")).string(), key,
         o.force);
     if (!s.ok()) return s;
-    v1::ReplicaConfig* r = config.add_replicas();
+    ledger::v1::ReplicaConfig* r = config.add_replicas();
     r->set_id(i);
     if (o.k8s) {
       const std::string host =
@@ -202,15 +204,15 @@ absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
         (dir / "keys" / absl::StrCat("client-", c, ".key")).string(), key,
         o.force);
     if (!s.ok()) return s;
-    v1::ClientConfig* cl = config.add_clients();
+    ledger::v1::ClientConfig* cl = config.add_clients();
     cl->set_id(c);
     cl->set_name(absl::StrCat("client-", c));
     cl->set_public_key(key.public_key().ToBytes());
     if (c == 1) {
-      cl->add_roles(v1::CLIENT_ROLE_ISSUER);
+      cl->add_roles(ledger::v1::CLIENT_ROLE_ISSUER);
       cl->add_issuer_ledgers(1);
     }
-    v1::GenesisAccount* a = config.add_genesis_accounts();
+    ledger::v1::GenesisAccount* a = config.add_genesis_accounts();
     a->mutable_id()->set_low(c);
     a->set_owner_client_id(c);
     a->set_ledger(1);
@@ -249,4 +251,4 @@ absl::StatusOr<v1::ClusterConfig> InitCluster(const ClusterInitOptions& o) {
   return config;
 }
 
-}  // namespace ledger
+}  // namespace pbft::client

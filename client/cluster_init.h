@@ -26,9 +26,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/proto_names.h"
 #include "ledger/v1/config.pb.h"
 
-namespace ledger {
+namespace pbft::client {
 
 struct ClusterInitOptions {
   uint32_t replicas = 4;
@@ -76,9 +77,9 @@ std::string K8sReplicaName(uint32_t replica);
 
 // Writes the files and returns the config written. Fails without writing
 // anything if the options are invalid or the output exists (and !force).
-absl::StatusOr<v1::ClusterConfig> InitCluster(
+absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
     const ClusterInitOptions& options);
 
-}  // namespace ledger
+}  // namespace pbft::client
 
 #endif  // PBFT_LEDGER_CLIENT_CLUSTER_INIT_H_

@@ -38,6 +38,7 @@
 #include "common/config.h"
 #include "common/flags.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "google/protobuf/util/json_util.h"
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/verify.h"
@@ -82,7 +83,7 @@ ABSL_FLAG(std::string, compare, "",
 ABSL_FLAG(std::string, transfer, "",
           "receipt: transfer id, decimal (low 64 bits) or HIGH:LOW.");
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 constexpr char kUsage[] =
@@ -212,7 +213,7 @@ int ClusterCmd(const std::vector<std::string>& args) {
     }
   }
   if (o.out_dir.empty()) return Usage("cluster init: --out DIR is required");
-  absl::StatusOr<v1::ClusterConfig> config = InitCluster(o);
+  absl::StatusOr<ledger::v1::ClusterConfig> config = InitCluster(o);
   if (!config.ok()) return Fail(config.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << "{\"ok\":true,\"config\":"
@@ -233,7 +234,7 @@ int ClusterCmd(const std::vector<std::string>& args) {
                 << "/kustomization.yaml (put the TLS files in " << o.out_dir
                 << "/tls/)\n";
     }
-    for (const v1::ReplicaConfig& r : config->replicas()) {
+    for (const ledger::v1::ReplicaConfig& r : config->replicas()) {
       std::cout << "  replica " << r.id() << " at " << r.address() << "\n";
     }
   }
@@ -287,8 +288,9 @@ std::string LedgerDir(const std::string& data_dir) {
 }
 
 // One verified data directory, as a JSON object.
-std::string VerifyJson(const ChainVerifyReport& r, const std::string& dir,
-                       const std::string& trust_root, double seconds) {
+std::string VerifyJson(const ledger::ChainVerifyReport& r,
+                       const std::string& dir, const std::string& trust_root,
+                       double seconds) {
   std::ostringstream o;
   o << "{\"ok\":" << (r.ok ? "true" : "false")
     << ",\"data_dir\":" << JsonString(dir)
@@ -309,7 +311,7 @@ std::string VerifyJson(const ChainVerifyReport& r, const std::string& dir,
   return o.str();
 }
 
-void PrintVerifyText(const ChainVerifyReport& r, const std::string& dir,
+void PrintVerifyText(const ledger::ChainVerifyReport& r, const std::string& dir,
                      const std::string& trust_root, double seconds,
                      bool name_dir) {
   const std::string who = name_dir ? "verify " + dir : "verify";
@@ -326,9 +328,9 @@ void PrintVerifyText(const ChainVerifyReport& r, const std::string& dir,
 }
 
 // verify --compare: do the verified chains agree block hash for block hash?
-bool ReportComparison(const std::vector<ChainVerifyReport>& reports,
+bool ReportComparison(const std::vector<ledger::ChainVerifyReport>& reports,
                       const std::vector<std::string>& dirs, std::string* json) {
-  const ChainComparison c = CompareChains(reports);
+  const ledger::ChainComparison c = ledger::CompareChains(reports);
   std::ostringstream o;
   o << "{\"agree\":" << (c.agree ? "true" : "false")
     << ",\"common_height\":" << c.common_height;
@@ -370,19 +372,19 @@ int VerifyCmd(const std::vector<std::string>&) {
     if (!c.ok()) return Fail(c.status());
     trust = std::move(*c);
   }
-  std::vector<ChainVerifyReport> reports;
+  std::vector<ledger::ChainVerifyReport> reports;
   std::vector<std::string> json;
   bool ok = true;
   for (const std::string& dir : dirs) {
     const std::string trust_root =
         trust ? config_path : "stored config in " + dir;
     const auto start = std::chrono::steady_clock::now();
-    reports.push_back(
-        VerifyDataDir(dir, trust ? &*trust : nullptr, ChainVerifyOptions{}));
+    reports.push_back(ledger::VerifyDataDir(dir, trust ? &*trust : nullptr,
+                                            ledger::ChainVerifyOptions{}));
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
-    const ChainVerifyReport& r = reports.back();
+    const ledger::ChainVerifyReport& r = reports.back();
     ok = ok && r.ok;
     json.push_back(VerifyJson(r, dir, trust_root, seconds));
     if (!absl::GetFlag(FLAGS_json)) {
@@ -403,8 +405,8 @@ int VerifyCmd(const std::vector<std::string>&) {
   return ok ? 0 : 1;
 }
 
-absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
-  v1::Uint128 id;
+absl::StatusOr<ledger::v1::Uint128> ParseTransferId(absl::string_view text) {
+  ledger::v1::Uint128 id;
   std::vector<absl::string_view> parts = absl::StrSplit(text, ':');
   uint64_t high = 0, low = 0;
   const bool ok = parts.size() == 1   ? absl::SimpleAtoi(parts[0], &low)
@@ -421,10 +423,10 @@ absl::StatusOr<v1::Uint128> ParseTransferId(absl::string_view text) {
 }
 
 // A receipt from a local data directory.
-absl::StatusOr<v1::Receipt> LocalReceipt(const std::string& dir,
-                                         const v1::Uint128& id) {
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::OpenExisting(dir, LedgerOptions{});
+absl::StatusOr<ledger::v1::Receipt> LocalReceipt(
+    const std::string& dir, const ledger::v1::Uint128& id) {
+  absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
+      ledger::Ledger::OpenExisting(dir, ledger::LedgerOptions{});
   if (!ledger.ok()) return ledger.status();
   return (*ledger)->BuildReceipt(id);
 }
@@ -439,10 +441,10 @@ int ReceiptCmd(const std::vector<std::string>&) {
         "receipt: --transfer ID --out FILE and --data-dir DIR (or --config "
         "FILE --key FILE) required");
   }
-  absl::StatusOr<v1::Uint128> id =
+  absl::StatusOr<ledger::v1::Uint128> id =
       ParseTransferId(absl::GetFlag(FLAGS_transfer));
   if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<v1::Receipt> receipt =
+  absl::StatusOr<ledger::v1::Receipt> receipt =
       dir.empty() ? FetchReceipt(*id) : LocalReceipt(dir, *id);
   if (!receipt.ok()) return Fail(receipt.status());
   google::protobuf::util::JsonPrintOptions opts;
@@ -470,13 +472,14 @@ int ReceiptCmd(const std::vector<std::string>&) {
 }
 
 // Is the receipt's header the block at its height in `dir`'s chain?
-absl::Status ReceiptInChain(const ReceiptSummary& s, const std::string& dir) {
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::OpenExisting(dir, LedgerOptions{});
+absl::Status ReceiptInChain(const ledger::ReceiptSummary& s,
+                            const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
+      ledger::Ledger::OpenExisting(dir, ledger::LedgerOptions{});
   if (!ledger.ok()) return ledger.status();
-  absl::StatusOr<v1::Block> block = (*ledger)->GetStoredBlock(s.height);
+  absl::StatusOr<ledger::v1::Block> block = (*ledger)->GetStoredBlock(s.height);
   if (!block.ok()) return block.status();
-  if (BlockHash(block->header()) != s.block_hash) {
+  if (ledger::BlockHash(block->header()) != s.block_hash) {
     return absl::FailedPreconditionError(
         absl::StrCat("receipt: its header is not block ", s.height, " of ", dir,
                      "'s chain (hash ", s.block_hash.ToHex(), ")"));
@@ -484,9 +487,9 @@ absl::Status ReceiptInChain(const ReceiptSummary& s, const std::string& dir) {
   return absl::OkStatus();
 }
 
-void PrintReceiptSummary(const ReceiptSummary& s, const std::string& config,
-                         const std::string& dir) {
-  const std::string result = v1::ResultCode_Name(s.transfer.result());
+void PrintReceiptSummary(const ledger::ReceiptSummary& s,
+                         const std::string& config, const std::string& dir) {
+  const std::string result = ledger::v1::ResultCode_Name(s.transfer.result());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << "{\"ok\":true,\"height\":" << s.height
               << ",\"view\":" << s.view
@@ -527,13 +530,14 @@ int VerifyReceiptCmd(const std::vector<std::string>& args) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
-  v1::Receipt receipt;
+  ledger::v1::Receipt receipt;
   if (!google::protobuf::util::JsonStringToMessage(text, &receipt).ok() &&
       !receipt.ParseFromString(text)) {
     return Fail(absl::InvalidArgumentError(
         args[0] + ": not a receipt (neither JSON nor binary)"));
   }
-  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(*cluster, receipt);
+  absl::StatusOr<ledger::ReceiptSummary> s =
+      ledger::VerifyReceipt(*cluster, receipt);
   if (!s.ok()) {
     if (absl::GetFlag(FLAGS_json)) return Fail(s.status());
     std::cout << "verify-receipt: FAILED: " << s.status().message() << "\n";
@@ -555,24 +559,25 @@ int VerifyReceiptCmd(const std::vector<std::string>& args) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::client
 
 int main(int argc, char** argv) {
   std::vector<std::string> args =
-      ledger::ParseFlags(argc, argv, ledger::kUsage);
-  if (args.size() < 2) return ledger::Usage("no command given");
+      pbft::ParseFlags(argc, argv, pbft::client::kUsage);
+  if (args.size() < 2) return pbft::client::Usage("no command given");
   std::map<std::string, std::function<int(const std::vector<std::string>&)>>
       commands = {
-          {"keygen", ledger::Keygen},
-          {"cluster", ledger::ClusterCmd},
-          {"config", ledger::ConfigCmd},
-          {"verify", ledger::VerifyCmd},
-          {"receipt", ledger::ReceiptCmd},
-          {"verify-receipt", ledger::VerifyReceiptCmd},
+          {"keygen", pbft::client::Keygen},
+          {"cluster", pbft::client::ClusterCmd},
+          {"config", pbft::client::ConfigCmd},
+          {"verify", pbft::client::VerifyCmd},
+          {"receipt", pbft::client::ReceiptCmd},
+          {"verify-receipt", pbft::client::VerifyReceiptCmd},
       };
-  for (auto& [name, fn] : ledger::ClientCommands()) commands.emplace(name, fn);
+  for (auto& [name, fn] : pbft::client::ClientCommands())
+    commands.emplace(name, fn);
   auto it = commands.find(args[1]);
   if (it == commands.end())
-    return ledger::Usage("unknown command '" + args[1] + "'");
+    return pbft::client::Usage("unknown command '" + args[1] + "'");
   return it->second(std::vector<std::string>(args.begin() + 2, args.end()));
 }

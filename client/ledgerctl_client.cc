@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "common/proto_names.h"
 #include "google/protobuf/util/json_util.h"
 #include "replica/ledger/block.h"
 
@@ -42,7 +43,7 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "",
           "TLS: client private key (PEM); default tls.key_file.");
 
-namespace ledger {
+namespace pbft::client {
 
 const char kClientCommandsUsage[] =
     "  create-account --id ID [--ledger L] [--code C]   (owned by --key's "
@@ -104,8 +105,8 @@ absl::StatusOr<std::unique_ptr<Client>> Connect() {
   return Client::Create(o);
 }
 
-absl::StatusOr<v1::Uint128> IdFlag(const std::string& value,
-                                   const std::string& flag) {
+absl::StatusOr<ledger::v1::Uint128> IdFlag(const std::string& value,
+                                           const std::string& flag) {
   if (value.empty())
     return absl::InvalidArgumentError(absl::StrCat(flag, ": required"));
   return ParseId(value, flag);
@@ -113,85 +114,91 @@ absl::StatusOr<v1::Uint128> IdFlag(const std::string& value,
 
 // Prints one operation's outcome; exit 0 only for OK (or EXISTS: the same
 // operation already executed, which is success for a retry).
-int PrintResults(const v1::OperationResults& r, const std::string& what) {
+int PrintResults(const ledger::v1::OperationResults& r,
+                 const std::string& what) {
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(r) << "\n";
   } else {
-    for (const v1::OperationResult& res : r.results()) {
-      std::cout << what << ": " << v1::ResultCode_Name(res.code()) << " (block "
-                << r.seq() << ")\n";
+    for (const ledger::v1::OperationResult& res : r.results()) {
+      std::cout << what << ": " << ledger::v1::ResultCode_Name(res.code())
+                << " (block " << r.seq() << ")\n";
     }
   }
-  for (const v1::OperationResult& res : r.results()) {
-    if (res.code() != v1::RESULT_CODE_OK &&
-        res.code() != v1::RESULT_CODE_EXISTS)
+  for (const ledger::v1::OperationResult& res : r.results()) {
+    if (res.code() != ledger::v1::RESULT_CODE_OK &&
+        res.code() != ledger::v1::RESULT_CODE_EXISTS)
       return 3;
   }
   return 0;
 }
 
 int CreateAccount(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id = IdFlag(absl::GetFlag(FLAGS_id), "--id");
+  absl::StatusOr<ledger::v1::Uint128> id =
+      IdFlag(absl::GetFlag(FLAGS_id), "--id");
   if (!id.ok()) return Fail(id.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  v1::CreateAccount a;
+  ledger::v1::CreateAccount a;
   *a.mutable_id() = *id;
   a.set_ledger(absl::GetFlag(FLAGS_ledger));
   a.set_code(absl::GetFlag(FLAGS_code));
   a.set_user_data(absl::GetFlag(FLAGS_user_data));
-  absl::StatusOr<v1::OperationResults> r = (*c)->CreateAccounts({a});
+  absl::StatusOr<ledger::v1::OperationResults> r = (*c)->CreateAccounts({a});
   if (!r.ok()) return Fail(r.status());
   return PrintResults(*r, "create-account " + IdToString(*id));
 }
 
 int Transfer(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id = IdFlag(absl::GetFlag(FLAGS_id), "--id");
+  absl::StatusOr<ledger::v1::Uint128> id =
+      IdFlag(absl::GetFlag(FLAGS_id), "--id");
   if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<v1::Uint128> from =
+  absl::StatusOr<ledger::v1::Uint128> from =
       IdFlag(absl::GetFlag(FLAGS_from), "--from");
   if (!from.ok()) return Fail(from.status());
-  absl::StatusOr<v1::Uint128> to = IdFlag(absl::GetFlag(FLAGS_to), "--to");
+  absl::StatusOr<ledger::v1::Uint128> to =
+      IdFlag(absl::GetFlag(FLAGS_to), "--to");
   if (!to.ok()) return Fail(to.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  v1::Transfer t;
+  ledger::v1::Transfer t;
   *t.mutable_id() = *id;
   *t.mutable_debit_account_id() = *from;
   *t.mutable_credit_account_id() = *to;
   t.set_amount(absl::GetFlag(FLAGS_amount));
   t.set_ledger(absl::GetFlag(FLAGS_ledger));
   t.set_memo(absl::GetFlag(FLAGS_memo));
-  absl::StatusOr<v1::OperationResults> r = (*c)->Transfers({t});
+  absl::StatusOr<ledger::v1::OperationResults> r = (*c)->Transfers({t});
   if (!r.ok()) return Fail(r.status());
   return PrintResults(*r, "transfer " + IdToString(*id));
 }
 
 int Mint(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id = IdFlag(absl::GetFlag(FLAGS_id), "--id");
+  absl::StatusOr<ledger::v1::Uint128> id =
+      IdFlag(absl::GetFlag(FLAGS_id), "--id");
   if (!id.ok()) return Fail(id.status());
-  absl::StatusOr<v1::Uint128> to = IdFlag(absl::GetFlag(FLAGS_to), "--to");
+  absl::StatusOr<ledger::v1::Uint128> to =
+      IdFlag(absl::GetFlag(FLAGS_to), "--to");
   if (!to.ok()) return Fail(to.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  v1::Mint m;
+  ledger::v1::Mint m;
   *m.mutable_id() = *id;
   *m.mutable_account_id() = *to;
   m.set_amount(absl::GetFlag(FLAGS_amount));
   m.set_ledger(absl::GetFlag(FLAGS_ledger));
   m.set_memo(absl::GetFlag(FLAGS_memo));
-  absl::StatusOr<v1::OperationResults> r = (*c)->Mint(m);
+  absl::StatusOr<ledger::v1::OperationResults> r = (*c)->Mint(m);
   if (!r.ok()) return Fail(r.status());
   return PrintResults(*r, "mint " + IdToString(*id));
 }
 
 int Balance(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id =
+  absl::StatusOr<ledger::v1::Uint128> id =
       IdFlag(absl::GetFlag(FLAGS_account), "--account");
   if (!id.ok()) return Fail(id.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  absl::StatusOr<v1::Account> a = (*c)->GetAccount(*id);
+  absl::StatusOr<ledger::v1::Account> a = (*c)->GetAccount(*id);
   if (!a.ok()) return Fail(a.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*a) << "\n";
@@ -205,25 +212,26 @@ int Balance(const std::vector<std::string>&) {
   return 0;
 }
 
-void PrintTransfer(const v1::TransferRecord& t) {
+void PrintTransfer(const ledger::v1::TransferRecord& t) {
   std::cout << (t.is_mint() ? "mint " : "transfer ") << IdToString(t.id())
             << ": "
             << (t.is_mint() ? std::string("")
                             : IdToString(t.debit_account_id()) + " -> ")
             << IdToString(t.credit_account_id()) << " amount " << t.amount()
             << " ledger " << t.ledger() << " "
-            << v1::ResultCode_Name(t.result()) << " block " << t.seq()
+            << ledger::v1::ResultCode_Name(t.result()) << " block " << t.seq()
             << (t.memo().empty() ? ""
                                  : " memo \"" + absl::CEscape(t.memo()) + "\"")
             << "\n";
 }
 
 int GetTransfer(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id = IdFlag(absl::GetFlag(FLAGS_id), "--id");
+  absl::StatusOr<ledger::v1::Uint128> id =
+      IdFlag(absl::GetFlag(FLAGS_id), "--id");
   if (!id.ok()) return Fail(id.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  absl::StatusOr<v1::TransferRecord> t = (*c)->GetTransfer(*id);
+  absl::StatusOr<ledger::v1::TransferRecord> t = (*c)->GetTransfer(*id);
   if (!t.ok()) return Fail(t.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*t) << "\n";
@@ -234,25 +242,25 @@ int GetTransfer(const std::vector<std::string>&) {
 }
 
 int History(const std::vector<std::string>&) {
-  absl::StatusOr<v1::Uint128> id =
+  absl::StatusOr<ledger::v1::Uint128> id =
       IdFlag(absl::GetFlag(FLAGS_account), "--account");
   if (!id.ok()) return Fail(id.status());
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  v1::Uint128 cursor;
+  ledger::v1::Uint128 cursor;
   if (!absl::GetFlag(FLAGS_cursor).empty()) {
-    absl::StatusOr<v1::Uint128> parsed =
+    absl::StatusOr<ledger::v1::Uint128> parsed =
         ParseId(absl::GetFlag(FLAGS_cursor), "--cursor");
     if (!parsed.ok()) return Fail(parsed.status());
     cursor = *parsed;
   }
-  absl::StatusOr<v1::HistoryPage> h =
+  absl::StatusOr<ledger::v1::HistoryPage> h =
       (*c)->History(*id, absl::GetFlag(FLAGS_limit), cursor);
   if (!h.ok()) return Fail(h.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*h) << "\n";
   } else {
-    for (const v1::TransferRecord& t : h->entries()) PrintTransfer(t);
+    for (const ledger::v1::TransferRecord& t : h->entries()) PrintTransfer(t);
     if (h->has_next_cursor()) {
       std::cout << "more: --cursor " << IdToString(h->next_cursor()) << "\n";
     }
@@ -265,24 +273,25 @@ int Block(const std::vector<std::string>&) {
   if (!c.ok()) return Fail(c.status());
   uint64_t height = absl::GetFlag(FLAGS_height);
   if (height == 0) {
-    absl::StatusOr<v1::ChainHead> head = (*c)->GetHead();
+    absl::StatusOr<ledger::v1::ChainHead> head = (*c)->GetHead();
     if (!head.ok()) return Fail(head.status());
     height = head->height();
     if (height == 0)
       return Fail(absl::NotFoundError("the chain has no blocks yet"));
   }
-  absl::StatusOr<v1::Block> b = (*c)->GetBlock(height);
+  absl::StatusOr<ledger::v1::Block> b = (*c)->GetBlock(height);
   if (!b.ok()) return Fail(b.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*b) << "\n";
   } else {
-    const v1::BlockHeader& h = b->header();
+    const ledger::v1::BlockHeader& h = b->header();
     std::cout << "block " << h.height() << " (" << b->requests_size()
               << " requests, timestamp_ms " << h.timestamp_ms()
-              << ")\n  hash     " << BlockHash(h).ToHex() << "\n  previous "
-              << absl::BytesToHexString(h.previous_hash()) << "\n  state    "
-              << absl::BytesToHexString(h.state_digest()) << "\n  results  "
-              << absl::BytesToHexString(h.results_root()) << "\n";
+              << ")\n  hash     " << ledger::BlockHash(h).ToHex()
+              << "\n  previous " << absl::BytesToHexString(h.previous_hash())
+              << "\n  state    " << absl::BytesToHexString(h.state_digest())
+              << "\n  results  " << absl::BytesToHexString(h.results_root())
+              << "\n";
     if (b->has_certificate()) {
       std::cout << "  commits  " << b->certificate().commits_size()
                 << " signatures (view " << b->view() << ", verified)\n";
@@ -297,7 +306,7 @@ int Block(const std::vector<std::string>&) {
 int Head(const std::vector<std::string>&) {
   auto c = Connect();
   if (!c.ok()) return Fail(c.status());
-  absl::StatusOr<v1::ChainHead> h = (*c)->GetHead();
+  absl::StatusOr<ledger::v1::ChainHead> h = (*c)->GetHead();
   if (!h.ok()) return Fail(h.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << ToJson(*h) << "\n";
@@ -314,7 +323,7 @@ int Status(const std::vector<std::string>&) {
   bool all = true;
   std::string json = "[";
   for (uint32_t r = 0; r < (*c)->replica_count(); ++r) {
-    absl::StatusOr<v1::StatusResponse> s = (*c)->ReplicaStatus(r);
+    absl::StatusOr<ledger::v1::StatusResponse> s = (*c)->ReplicaStatus(r);
     if (absl::GetFlag(FLAGS_json)) {
       if (r > 0) json += ",";
       json += s.ok() ? ToJson(*s)
@@ -358,10 +367,11 @@ std::map<std::string, LedgerctlCommand> ClientCommands() {
   };
 }
 
-absl::StatusOr<v1::Receipt> FetchReceipt(const v1::Uint128& transfer_id) {
+absl::StatusOr<ledger::v1::Receipt> FetchReceipt(
+    const ledger::v1::Uint128& transfer_id) {
   absl::StatusOr<std::unique_ptr<Client>> c = Connect();
   if (!c.ok()) return c.status();
   return (*c)->GetReceipt(transfer_id);
 }
 
-}  // namespace ledger
+}  // namespace pbft::client

@@ -10,9 +10,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/proto_names.h"
 #include "ledger/v1/ledger.pb.h"
 
-namespace ledger {
+namespace pbft::client {
 
 using LedgerctlCommand = std::function<int(const std::vector<std::string>&)>;
 
@@ -24,8 +25,9 @@ extern const char kClientCommandsUsage[];
 
 // `ledgerctl receipt --transfer ID` without --data-dir: the receipt from the
 // running cluster (Client::GetReceipt, with --config and --key).
-absl::StatusOr<v1::Receipt> FetchReceipt(const v1::Uint128& transfer_id);
+absl::StatusOr<ledger::v1::Receipt> FetchReceipt(
+    const ledger::v1::Uint128& transfer_id);
 
-}  // namespace ledger
+}  // namespace pbft::client
 
 #endif  // PBFT_LEDGER_CLIENT_LEDGERCTL_CLIENT_H_

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "common/check.h"
 
-namespace ledger {
+namespace pbft {
 
 template <typename T>
 class BoundedQueue {
@@ -85,6 +85,6 @@ class BoundedQueue {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_BOUNDED_QUEUE_H_

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace ledger::internal {
+namespace pbft::internal {
 
 void CheckFailed(const char* file, int line, const char* expr,
                  const std::string& detail) {
@@ -13,4 +13,4 @@ void CheckFailed(const char* file, int line, const char* expr,
   std::abort();
 }
 
-}  // namespace ledger::internal
+}  // namespace pbft::internal

@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
-namespace ledger::internal {
+namespace pbft::internal {
 
 [[noreturn]] void CheckFailed(const char* file, int line, const char* expr,
                               const std::string& detail);
@@ -49,23 +49,23 @@ template <typename A, typename B>
                            CheckValueString(b), ")"));
 }
 
-}  // namespace ledger::internal
+}  // namespace pbft::internal
 
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (ABSL_PREDICT_FALSE(!(cond))) {                                \
-      ::ledger::internal::CheckFailed(__FILE__, __LINE__, #cond, ""); \
-    }                                                                 \
+#define CHECK(cond)                                                 \
+  do {                                                              \
+    if (ABSL_PREDICT_FALSE(!(cond))) {                              \
+      ::pbft::internal::CheckFailed(__FILE__, __LINE__, #cond, ""); \
+    }                                                               \
   } while (0)
 
-#define LEDGER_CHECK_OP_(a, op, b)                                             \
-  do {                                                                         \
-    const auto& check_a_ = (a);                                                \
-    const auto& check_b_ = (b);                                                \
-    if (ABSL_PREDICT_FALSE(!(check_a_ op check_b_))) {                         \
-      ::ledger::internal::CheckOpFailed(__FILE__, __LINE__, #a " " #op " " #b, \
-                                        check_a_, check_b_);                   \
-    }                                                                          \
+#define LEDGER_CHECK_OP_(a, op, b)                                           \
+  do {                                                                       \
+    const auto& check_a_ = (a);                                              \
+    const auto& check_b_ = (b);                                              \
+    if (ABSL_PREDICT_FALSE(!(check_a_ op check_b_))) {                       \
+      ::pbft::internal::CheckOpFailed(__FILE__, __LINE__, #a " " #op " " #b, \
+                                      check_a_, check_b_);                   \
+    }                                                                        \
   } while (0)
 
 #define CHECK_EQ(a, b) LEDGER_CHECK_OP_(a, ==, b)
@@ -75,13 +75,13 @@ template <typename A, typename B>
 #define CHECK_GT(a, b) LEDGER_CHECK_OP_(a, >, b)
 #define CHECK_GE(a, b) LEDGER_CHECK_OP_(a, >=, b)
 
-#define CHECK_OK(expr)                                           \
-  do {                                                           \
-    const ::absl::Status check_status_ = (expr);                 \
-    if (ABSL_PREDICT_FALSE(!check_status_.ok())) {               \
-      ::ledger::internal::CheckFailed(__FILE__, __LINE__, #expr, \
-                                      check_status_.ToString()); \
-    }                                                            \
+#define CHECK_OK(expr)                                         \
+  do {                                                         \
+    const ::absl::Status check_status_ = (expr);               \
+    if (ABSL_PREDICT_FALSE(!check_status_.ok())) {             \
+      ::pbft::internal::CheckFailed(__FILE__, __LINE__, #expr, \
+                                    check_status_.ToString()); \
+    }                                                          \
   } while (0)
 
 #endif  // PBFT_LEDGER_COMMON_CHECK_H_

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-namespace ledger {
+namespace pbft {
 
 uint64_t SystemClock::NowMs() const {
   return static_cast<uint64_t>(
@@ -11,4 +11,4 @@ uint64_t SystemClock::NowMs() const {
           .count());
 }
 
-}  // namespace ledger
+}  // namespace pbft

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace ledger {
+namespace pbft {
 
 class Clock {
  public:
@@ -34,6 +34,6 @@ class ManualClock final : public Clock {
   std::atomic<uint64_t> now_ms_;
 };
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_CLOCK_H_

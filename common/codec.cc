@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-namespace ledger::codec {
+namespace pbft::codec {
 
 void Writer::PutU8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
 
@@ -69,4 +69,4 @@ absl::StatusOr<absl::string_view> Reader::GetRaw(size_t n) {
   return v;
 }
 
-}  // namespace ledger::codec
+}  // namespace pbft::codec

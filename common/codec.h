@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace ledger::codec {
+namespace pbft::codec {
 
 class Writer {
  public:
@@ -55,6 +55,6 @@ class Reader {
   absl::string_view in_;
 };
 
-}  // namespace ledger::codec
+}  // namespace pbft::codec
 
 #endif  // PBFT_LEDGER_COMMON_CODEC_H_

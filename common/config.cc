@@ -10,10 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/check.h"
+#include "common/proto_names.h"
 #include "common/wire_limits.h"
 #include "google/protobuf/util/json_util.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 constexpr size_t kClusterIdMax = 128;
@@ -42,7 +43,7 @@ class Errors {
 
 // Per-client shares: each at most the shared limit it divides, and room for
 // one request of the largest size.
-void ApplyClientShares(const v1::ProtocolConfig& p, ProtocolParams* out,
+void ApplyClientShares(const ledger::v1::ProtocolConfig& p, ProtocolParams* out,
                        Errors* errors) {
   auto pick = [](uint32_t v, uint64_t def) {
     return v == 0 ? static_cast<uint32_t>(std::min<uint64_t>(def, UINT32_MAX))
@@ -78,7 +79,7 @@ void ApplyClientShares(const v1::ProtocolConfig& p, ProtocolParams* out,
   }
 }
 
-void ApplyProtocol(const v1::ProtocolConfig& p, ProtocolParams* out,
+void ApplyProtocol(const ledger::v1::ProtocolConfig& p, ProtocolParams* out,
                    Errors* errors) {
   auto pick = [](uint32_t v, uint32_t def) { return v == 0 ? def : v; };
   out->checkpoint_interval =
@@ -159,7 +160,8 @@ absl::Status CheckKey(absl::string_view bytes, absl::string_view field,
 // FromProto's checks, one part of the config each; findings go to *errors.
 
 // The cluster id and the replica count; n, the number of replicas listed.
-uint32_t CheckIdentity(const v1::ClusterConfig& config, Errors* errors) {
+uint32_t CheckIdentity(const ledger::v1::ClusterConfig& config,
+                       Errors* errors) {
   if (config.cluster_id().empty()) {
     errors->Add("cluster_id", "must not be empty");
   } else if (config.cluster_id().size() > kClusterIdMax) {
@@ -181,13 +183,13 @@ uint32_t CheckIdentity(const v1::ClusterConfig& config, Errors* errors) {
 
 // Replicas: ids dense 0..n-1 in order, unique addresses and keys (added to
 // *keys); the keys in id order.
-void CheckReplicas(const v1::ClusterConfig& config, uint32_t n, Errors* errors,
-                   absl::flat_hash_set<crypto::PublicKey>* keys,
+void CheckReplicas(const ledger::v1::ClusterConfig& config, uint32_t n,
+                   Errors* errors, absl::flat_hash_set<crypto::PublicKey>* keys,
                    std::vector<crypto::PublicKey>* replica_keys) {
   absl::flat_hash_set<std::string> addresses;
   replica_keys->resize(n);
   for (uint32_t i = 0; i < n; ++i) {
-    const v1::ReplicaConfig& r = config.replicas(static_cast<int>(i));
+    const ledger::v1::ReplicaConfig& r = config.replicas(static_cast<int>(i));
     const std::string f = absl::StrCat("replicas[", i, "]");
     if (r.id() != i) {
       errors->Add(
@@ -233,12 +235,12 @@ void CheckReplicas(const v1::ClusterConfig& config, uint32_t n, Errors* errors,
 // Clients: non-zero unique ids, unique keys distinct from replicas' (in
 // *keys).
 void CheckClients(
-    const v1::ClusterConfig& config, Errors* errors,
+    const ledger::v1::ClusterConfig& config, Errors* errors,
     absl::flat_hash_set<crypto::PublicKey>* keys,
     absl::flat_hash_map<uint64_t, size_t>* client_index,
     absl::flat_hash_map<uint64_t, crypto::PublicKey>* client_keys) {
   for (int i = 0; i < config.clients_size(); ++i) {
-    const v1::ClientConfig& cl = config.clients(i);
+    const ledger::v1::ClientConfig& cl = config.clients(i);
     const std::string f = absl::StrCat("clients[", i, "]");
     if (cl.id() == 0) {
       errors->Add(absl::StrCat(f, ".id"), "must not be 0");
@@ -256,7 +258,7 @@ void CheckClients(
       (*client_keys)[cl.id()] = key;
     }
     for (int j = 0; j < cl.roles_size(); ++j) {
-      if (cl.roles(j) == v1::CLIENT_ROLE_UNSPECIFIED) {
+      if (cl.roles(j) == ledger::v1::CLIENT_ROLE_UNSPECIFIED) {
         errors->Add(absl::StrCat(f, ".roles[", j, "]"),
                     "must not be CLIENT_ROLE_UNSPECIFIED");
       }
@@ -271,13 +273,13 @@ void CheckClients(
 }
 
 // Genesis accounts: unique non-zero ids, registered owners, no overflow.
-void CheckGenesis(const v1::ClusterConfig& config,
+void CheckGenesis(const ledger::v1::ClusterConfig& config,
                   const absl::flat_hash_map<uint64_t, size_t>& client_index,
                   Errors* errors) {
   absl::flat_hash_set<std::pair<uint64_t, uint64_t>> account_ids;
   absl::flat_hash_map<uint32_t, uint64_t> totals;
   for (int i = 0; i < config.genesis_accounts_size(); ++i) {
-    const v1::GenesisAccount& a = config.genesis_accounts(i);
+    const ledger::v1::GenesisAccount& a = config.genesis_accounts(i);
     const std::string f = absl::StrCat("genesis_accounts[", i, "]");
     std::pair<uint64_t, uint64_t> id{a.id().high(), a.id().low()};
     if (id.first == 0 && id.second == 0) {
@@ -304,7 +306,7 @@ void CheckGenesis(const v1::ClusterConfig& config,
 }
 
 // TLS: all three files or none.
-void CheckTls(const v1::TlsConfig& tls, Errors* errors) {
+void CheckTls(const ledger::v1::TlsConfig& tls, Errors* errors) {
   const bool any_tls = !tls.ca_file().empty() || !tls.cert_file().empty() ||
                        !tls.key_file().empty();
   if (any_tls) {
@@ -354,7 +356,7 @@ absl::StatusOr<Cluster> Cluster::LoadFile(const std::string& path) {
 
 absl::StatusOr<Cluster> Cluster::FromJson(absl::string_view json,
                                           absl::string_view source) {
-  v1::ClusterConfig config;
+  ledger::v1::ClusterConfig config;
   google::protobuf::util::JsonParseOptions opts;
   opts.ignore_unknown_fields = false;
   google::protobuf::util::Status s =
@@ -367,8 +369,8 @@ absl::StatusOr<Cluster> Cluster::FromJson(absl::string_view json,
   return FromProto(config, source);
 }
 
-absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
-                                           absl::string_view source) {
+absl::StatusOr<Cluster> Cluster::FromProto(
+    const ledger::v1::ClusterConfig& config, absl::string_view source) {
   Errors errors(source);
   Cluster c;
   const uint32_t n = CheckIdentity(config, &errors);
@@ -384,11 +386,11 @@ absl::StatusOr<Cluster> Cluster::FromProto(const v1::ClusterConfig& config,
   }
   CheckTls(config.tls(), &errors);
   if (!errors.ok()) return errors.status();
-  c.config_ = std::make_shared<const v1::ClusterConfig>(config);
+  c.config_ = std::make_shared<const ledger::v1::ClusterConfig>(config);
   return c;
 }
 
-const v1::ReplicaConfig& Cluster::replica(ReplicaId id) const {
+const ledger::v1::ReplicaConfig& Cluster::replica(ReplicaId id) const {
   CHECK_LT(id.value(), n());
   return config_->replicas(static_cast<int>(id.value()));
 }
@@ -398,13 +400,13 @@ const crypto::PublicKey& Cluster::replica_key(ReplicaId id) const {
   return replica_keys_[id.value()];
 }
 
-const v1::ClientConfig* Cluster::client(uint64_t id) const {
+const ledger::v1::ClientConfig* Cluster::client(uint64_t id) const {
   auto it = client_index_.find(id);
   if (it == client_index_.end()) return nullptr;
   return &config_->clients(static_cast<int>(it->second));
 }
 
-const v1::ClientConfig* Cluster::client_by_key(
+const ledger::v1::ClientConfig* Cluster::client_by_key(
     const crypto::PublicKey& key) const {
   for (const auto& [id, k] : client_keys_) {
     if (k == key) return client(id);
@@ -420,10 +422,10 @@ int Cluster::replica_by_key(const crypto::PublicKey& key) const {
 }
 
 bool Cluster::IsIssuer(uint64_t client_id, uint32_t ledger) const {
-  const v1::ClientConfig* c = client(client_id);
+  const ledger::v1::ClientConfig* c = client(client_id);
   if (c == nullptr) return false;
   bool issuer = false;
-  for (int r : c->roles()) issuer |= (r == v1::CLIENT_ROLE_ISSUER);
+  for (int r : c->roles()) issuer |= (r == ledger::v1::CLIENT_ROLE_ISSUER);
   if (!issuer) return false;
   for (uint32_t l : c->issuer_ledgers()) {
     if (l == ledger) return true;
@@ -436,7 +438,7 @@ EnvelopeVerifier Cluster::MakeVerifier() const {
                           protocol_.message_bytes_max);
 }
 
-std::string ClusterConfigToJson(const v1::ClusterConfig& config) {
+std::string ClusterConfigToJson(const ledger::v1::ClusterConfig& config) {
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = true;
   opts.preserve_proto_field_names = true;
@@ -445,4 +447,4 @@ std::string ClusterConfigToJson(const v1::ClusterConfig& config) {
   return out;
 }
 
-}  // namespace ledger
+}  // namespace pbft

@@ -19,11 +19,12 @@
 #include "absl/strings/string_view.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "common/protocol_params.h"
 #include "common/types.h"
 #include "ledger/v1/config.pb.h"
 
-namespace ledger {
+namespace pbft {
 
 class Cluster {
  public:
@@ -32,10 +33,10 @@ class Cluster {
   // `source` names the origin in error messages (usually the file name).
   static absl::StatusOr<Cluster> FromJson(absl::string_view json,
                                           absl::string_view source);
-  static absl::StatusOr<Cluster> FromProto(const v1::ClusterConfig& config,
-                                           absl::string_view source);
+  static absl::StatusOr<Cluster> FromProto(
+      const ledger::v1::ClusterConfig& config, absl::string_view source);
 
-  const v1::ClusterConfig& config() const { return *config_; }
+  const ledger::v1::ClusterConfig& config() const { return *config_; }
   const std::string& cluster_id() const { return config_->cluster_id(); }
   const ProtocolParams& protocol() const { return protocol_; }
 
@@ -46,14 +47,15 @@ class Cluster {
   uint32_t quorum() const { return (n() + f() + 2) / 2; }
   uint32_t weak_quorum() const { return f() + 1; }
 
-  const v1::ReplicaConfig& replica(ReplicaId id) const;
+  const ledger::v1::ReplicaConfig& replica(ReplicaId id) const;
   const crypto::PublicKey& replica_key(ReplicaId id) const;
   const std::vector<crypto::PublicKey>& replica_keys() const {
     return replica_keys_;
   }
   // nullptr if no such client.
-  const v1::ClientConfig* client(uint64_t id) const;
-  const v1::ClientConfig* client_by_key(const crypto::PublicKey& key) const;
+  const ledger::v1::ClientConfig* client(uint64_t id) const;
+  const ledger::v1::ClientConfig* client_by_key(
+      const crypto::PublicKey& key) const;
   // Replica id whose key is `key`, or -1.
   int replica_by_key(const crypto::PublicKey& key) const;
   bool IsIssuer(uint64_t client_id, uint32_t ledger) const;
@@ -64,7 +66,7 @@ class Cluster {
  private:
   Cluster() = default;
 
-  std::shared_ptr<const v1::ClusterConfig> config_;
+  std::shared_ptr<const ledger::v1::ClusterConfig> config_;
   ProtocolParams protocol_;
   std::vector<crypto::PublicKey> replica_keys_;
   absl::flat_hash_map<uint64_t, size_t> client_index_;
@@ -72,12 +74,12 @@ class Cluster {
 };
 
 // The protobuf JSON mapping, pretty-printed, field names as in the proto.
-std::string ClusterConfigToJson(const v1::ClusterConfig& config);
+std::string ClusterConfigToJson(const ledger::v1::ClusterConfig& config);
 
 // Splits "host:port"; fails naming `field` if malformed.
 absl::Status ParseHostPort(absl::string_view address, absl::string_view field,
                            std::string* host, uint16_t* port);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_CONFIG_H_

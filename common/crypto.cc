@@ -15,7 +15,7 @@
 #include "common/check.h"
 #include "common/codec.h"
 
-namespace ledger::crypto {
+namespace pbft::crypto {
 
 static_assert(kPublicKeySize == crypto_sign_PUBLICKEYBYTES);
 static_assert(kSeedSize == crypto_sign_SEEDBYTES);
@@ -213,4 +213,4 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
-}  // namespace ledger::crypto
+}  // namespace pbft::crypto

@@ -26,7 +26,7 @@
 // OpenSSL's EVP_MD_CTX (openssl/types.h), without its headers here.
 struct evp_md_ctx_st;
 
-namespace ledger::crypto {
+namespace pbft::crypto {
 
 inline constexpr size_t kPublicKeySize = 32;
 inline constexpr size_t kSeedSize = 32;
@@ -121,6 +121,6 @@ class Sha256Hasher {
 // Cryptographically secure random bytes.
 std::string RandomBytes(size_t n);
 
-}  // namespace ledger::crypto
+}  // namespace pbft::crypto
 
 #endif  // PBFT_LEDGER_COMMON_CRYPTO_H_

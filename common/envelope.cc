@@ -4,7 +4,7 @@
 #include "common/codec.h"
 #include "common/merkle.h"
 
-namespace ledger {
+namespace pbft {
 
 EnvelopeSigner::EnvelopeSigner(std::string cluster_id, uint64_t sender,
                                crypto::SecretKey key)
@@ -159,4 +159,4 @@ const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& BatchOf(
                                            : pre_prepare.batch();
 }
 
-}  // namespace ledger
+}  // namespace pbft

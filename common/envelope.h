@@ -22,7 +22,7 @@
 #include "google/protobuf/repeated_ptr_field.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger {
+namespace pbft {
 
 class EnvelopeSigner {
  public:
@@ -116,6 +116,6 @@ const google::protobuf::RepeatedPtrField<pbft::v1::Envelope>& BatchOf(
 // request whose cost exceeds batch_bytes_max can never be ordered.
 size_t RequestBytes(const pbft::v1::Envelope& request);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_ENVELOPE_H_

@@ -24,7 +24,7 @@
 #include "absl/time/time.h"
 #include "common/check.h"
 
-namespace ledger {
+namespace pbft {
 
 struct QueueShare {
   size_t count_max = 0;
@@ -130,6 +130,6 @@ class FairQueue {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_FAIR_QUEUE_H_

@@ -3,7 +3,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 
-namespace ledger {
+namespace pbft {
 
 std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
   absl::SetProgramUsageMessage(usage);
@@ -31,4 +31,4 @@ std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage) {
   return {positional.begin(), positional.end()};
 }
 
-}  // namespace ledger
+}  // namespace pbft

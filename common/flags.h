@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-namespace ledger {
+namespace pbft {
 
 std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_FLAGS_H_

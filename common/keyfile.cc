@@ -17,7 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 absl::Status ErrnoError(const std::string& what, const std::string& path) {
@@ -133,4 +133,4 @@ absl::StatusOr<crypto::SecretKey> ReadKeyFile(const std::string& path) {
   return key;
 }
 
-}  // namespace ledger
+}  // namespace pbft

@@ -17,7 +17,7 @@
 #include "absl/status/statusor.h"
 #include "common/crypto.h"
 
-namespace ledger {
+namespace pbft {
 
 // Fails with ALREADY_EXISTS if `path` exists and !overwrite.
 absl::Status WriteKeyFile(const std::string& path, const crypto::SecretKey& key,
@@ -25,6 +25,6 @@ absl::Status WriteKeyFile(const std::string& path, const crypto::SecretKey& key,
 
 absl::StatusOr<crypto::SecretKey> ReadKeyFile(const std::string& path);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_KEYFILE_H_

@@ -4,7 +4,7 @@
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 // %* : the message, escaped for a JSON string value.
@@ -75,4 +75,4 @@ absl::Status InitLogging(const LoggingOptions& options) {
   return absl::OkStatus();
 }
 
-}  // namespace ledger
+}  // namespace pbft

@@ -24,7 +24,7 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
   }
 };
 
-namespace ledger {
+namespace pbft {
 
 struct LoggingOptions {
   std::string level = "info";  // trace, debug, info, warn, error, off.
@@ -35,7 +35,7 @@ struct LoggingOptions {
 // Fails with INVALID_ARGUMENT naming the level if it is unknown.
 absl::Status InitLogging(const LoggingOptions& options);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #define LOG_DEBUG(...) SPDLOG_DEBUG(__VA_ARGS__)
 #define LOG_INFO(...) SPDLOG_INFO(__VA_ARGS__)

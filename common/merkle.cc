@@ -5,7 +5,7 @@
 #include "common/check.h"
 #include "common/crypto.h"
 
-namespace ledger::merkle {
+namespace pbft::merkle {
 namespace {
 
 // Largest power of two strictly below n (n >= 2).
@@ -80,4 +80,4 @@ bool VerifyProof(const Digest& leaf, uint64_t index, uint64_t size,
   return sn == 0 && r == root;
 }
 
-}  // namespace ledger::merkle
+}  // namespace pbft::merkle

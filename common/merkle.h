@@ -18,7 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "common/types.h"
 
-namespace ledger::merkle {
+namespace pbft::merkle {
 
 // SHA-256(0x00 || data).
 Digest LeafHash(absl::string_view data);
@@ -36,6 +36,6 @@ std::vector<Digest> Proof(const std::vector<Digest>& leaves, uint64_t index);
 bool VerifyProof(const Digest& leaf, uint64_t index, uint64_t size,
                  const std::vector<Digest>& proof, const Digest& root);
 
-}  // namespace ledger::merkle
+}  // namespace pbft::merkle
 
 #endif  // PBFT_LEDGER_COMMON_MERKLE_H_

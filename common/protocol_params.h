@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 
-namespace ledger {
+namespace pbft {
 
 // Protocol parameters with defaults applied (a zero in the file means
 // "default"). Limits are named so that what exceeds them is refused.
@@ -63,10 +63,10 @@ struct ProtocolParams {
 };
 
 // n = 3f+1 exactly: the one rule the config loader (and so `ledgerctl config
-// check`) and ledgerd's core (pbft::Options::Validate) both apply. Defined in
+// check`) and ledgerd's core (core::Options::Validate) both apply. Defined in
 // config.cc.
 absl::Status ValidateReplicaCount(uint32_t n, uint32_t f);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_PROTOCOL_PARAMS_H_

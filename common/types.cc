@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-namespace ledger {
+namespace pbft {
 
 absl::StatusOr<Digest> Digest::FromBytes(absl::string_view bytes) {
   if (bytes.size() != kSize) {
@@ -25,4 +25,4 @@ bool Digest::IsZero() const {
                      [](uint8_t b) { return b == 0; });
 }
 
-}  // namespace ledger
+}  // namespace pbft

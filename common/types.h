@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace ledger {
+namespace pbft {
 
 template <typename Tag, typename Rep>
 class StrongInt {
@@ -83,6 +83,6 @@ class Digest {
   std::array<uint8_t, kSize> bytes_;
 };
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_TYPES_H_

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 namespace pb = pbft::v1;
@@ -279,4 +279,4 @@ absl::Status ValidateWireLimits(uint32_t n, const ProtocolParams& params) {
                    "): lower the window or raise message_bytes_max"));
 }
 
-}  // namespace ledger
+}  // namespace pbft

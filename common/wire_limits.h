@@ -25,7 +25,7 @@
 #include "common/protocol_params.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger {
+namespace pbft {
 
 // Upper bounds of encoded sizes, in bytes. A varint of a u64 takes at most
 // 10 bytes, a field tag 1 (all our field numbers are below 16), a length
@@ -155,6 +155,6 @@ const char* WireErrorName(WireError e);
 WireError CheckWireMessage(const pbft::v1::Envelope& e,
                            const WireLimits& limits);
 
-}  // namespace ledger
+}  // namespace pbft
 
 #endif  // PBFT_LEDGER_COMMON_WIRE_LIMITS_H_

@@ -5,7 +5,7 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 
-namespace ledger {
+namespace pbft::replica {
 
 FetchServer::FetchServer(FetchServerOptions options,
                          const node::BlockSource* blocks,
@@ -115,4 +115,4 @@ void FetchServer::Run() {
   }
 }
 
-}  // namespace ledger
+}  // namespace pbft::replica

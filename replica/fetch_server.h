@@ -34,15 +34,15 @@
 #include "replica/node/fetch_responder.h"
 #include "replica/node/node_interfaces.h"
 
-namespace ledger {
+namespace pbft::replica {
 
 struct FetchServerOptions {
   uint32_t self = 0;
   uint32_t n = 0;
   size_t response_bytes_max = 0;
-  uint32_t blocks_max = ledger::kFetchBlocksMax;  // Per response.
-  double rate_per_s = 20;                         // Per peer, sustained.
-  double burst = 10;                              // Per peer.
+  uint32_t blocks_max = kFetchBlocksMax;  // Per response.
+  double rate_per_s = 20;                 // Per peer, sustained.
+  double burst = 10;                      // Per peer.
 };
 
 class FetchServer final : public node::FetchService {
@@ -94,6 +94,6 @@ class FetchServer final : public node::FetchService {
   std::thread thread_;
 };
 
-}  // namespace ledger
+}  // namespace pbft::replica
 
 #endif  // PBFT_LEDGER_REPLICA_FETCH_SERVER_H_

@@ -41,17 +41,16 @@ int main(int argc, char** argv) {
   // Abseil's lock-order graph is for tests (they keep it); in a production
   // process it cost 2% of a busy replica's CPU (docs/benchmarks.md).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  ledger::ParseFlags(
-      argc, argv, "ledgerd --config FILE --id I --data-dir DIR [--key FILE]");
+  pbft::ParseFlags(argc, argv,
+                   "ledgerd --config FILE --id I --data-dir DIR [--key FILE]");
   if (absl::GetFlag(FLAGS_config).empty() ||
       absl::GetFlag(FLAGS_data_dir).empty()) {
     std::cerr << "ledgerd: --config and --data-dir are required (see --help)\n";
     return 2;
   }
-  absl::Status log =
-      ledger::InitLogging({.level = absl::GetFlag(FLAGS_log_level),
-                           .json = absl::GetFlag(FLAGS_log_json),
-                           .component = "ledgerd"});
+  absl::Status log = pbft::InitLogging({.level = absl::GetFlag(FLAGS_log_level),
+                                        .json = absl::GetFlag(FLAGS_log_json),
+                                        .component = "ledgerd"});
   if (!log.ok()) {
     std::cerr << "ledgerd: " << log.message() << "\n";
     return 2;
@@ -65,7 +64,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  ledger::ReplicaServerOptions o;
+  pbft::replica::ReplicaServerOptions o;
   o.config_path = absl::GetFlag(FLAGS_config);
   o.id = absl::GetFlag(FLAGS_id);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -75,8 +74,8 @@ int main(int argc, char** argv) {
   o.peer_queue_bytes_max = size_t{absl::GetFlag(FLAGS_peer_queue_mb)} << 20;
   o.fetch_rate_per_s = std::max(1.0, absl::GetFlag(FLAGS_fetch_rate));
   o.fetch_burst = std::max(1.0, o.fetch_rate_per_s / 2);
-  absl::StatusOr<std::unique_ptr<ledger::ReplicaServer>> server =
-      ledger::ReplicaServer::Start(o);
+  absl::StatusOr<std::unique_ptr<pbft::replica::ReplicaServer>> server =
+      pbft::replica::ReplicaServer::Start(o);
   if (!server.ok()) {
     LOG_ERROR("cannot start: {}", server.status().message());
     std::cerr << "ledgerd: " << server.status().message() << "\n";

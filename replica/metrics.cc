@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace ledger {
+namespace pbft::replica {
 namespace {
 
 using prometheus::BuildCounter;
@@ -201,4 +201,4 @@ void Metrics::MirrorDropped(const std::string& layer, const std::string& reason,
   }
 }
 
-}  // namespace ledger
+}  // namespace pbft::replica

@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 
-namespace ledger {
+namespace pbft::replica {
 
 class Metrics {
  private:
@@ -86,6 +86,6 @@ class Metrics {
       ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace ledger
+}  // namespace pbft::replica
 
 #endif  // PBFT_LEDGER_REPLICA_METRICS_H_

@@ -22,6 +22,7 @@
 #include "common/fair_queue.h"
 #include "common/keyfile.h"
 #include "common/logging.h"
+#include "common/proto_names.h"
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
 #include "replica/core/crypto.h"
@@ -37,7 +38,7 @@
 #include "replica/node/replica_node.h"
 #include "replica/storage/protocol_store.h"
 
-namespace ledger {
+namespace pbft::replica {
 namespace {
 
 constexpr char kReadyService[] = "pbft-ledger.ready";
@@ -50,7 +51,7 @@ constexpr size_t kLatencyTrackMax = 100000;
 // PRE-PREPARE, votes inside certificates). Most of them were verified on
 // the pool's threads when they arrived, so it asks the pool's cache first
 // and runs Ed25519 on the core thread only for what it has not seen.
-class PoolVerifier final : public pbft::Verifier {
+class PoolVerifier final : public core::Verifier {
  public:
   explicit PoolVerifier(const EnvelopeVerifier* direct) : direct_(direct) {}
   // Set once, before the core thread starts.
@@ -148,9 +149,9 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
 
   absl::Status Init();
   void Stop() override;
-  v1::StatusResponse Status() const override;
+  ledger::v1::StatusResponse Status() const override;
   // node::ReplySink (core thread).
-  void Deliver(const pbft::ClientReply& r) override;
+  void Deliver(const core::ClientReply& r) override;
 
  private:
   absl::Status OpenStorage();
@@ -161,7 +162,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   void MirrorRefusals();
   void Handle(pbft::v1::Envelope e);
   void Drain();
-  absl::Status OpenNode(const pbft::Options& o);
+  absl::Status OpenNode(const core::Options& o);
   void Publish();
   void LogViewTransition();
   void MirrorCounters();
@@ -177,19 +178,19 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   ReplicaServerOptions options_;
   EnvelopeSigner signer_;
   EnvelopeVerifier verifier_;
-  pbft::Ed25519Signer core_signer_;
+  core::Ed25519Signer core_signer_;
   PoolVerifier core_verifier_;
   Metrics metrics_;
   SystemClock clock_;
   const WireLimits limits_;
 
-  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<storage::ProtocolStore> store_;
   std::unique_ptr<node::LedgerStateMachine> state_machine_;
   std::unique_ptr<node::StoreStorage> storage_;
   PeerTransport transport_{&peers_};
   std::unique_ptr<node::ReplicaNode> node_;  // Core thread only.
-  const pbft::Core* core_ = nullptr;         // node_'s; core thread only.
+  const core::Core* core_ = nullptr;         // node_'s; core thread only.
 
   Inbox inbox_;
   // Per peer x ShellRefusal.
@@ -220,7 +221,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
 };
 
 absl::Status ReplicaServerImpl::Init() {
-  pbft::Options o;
+  core::Options o;
   o.id = ReplicaId(options_.id);
   o.n = cluster_.n();
   o.f = cluster_.f();
@@ -265,7 +266,7 @@ absl::Status ReplicaServerImpl::Init() {
 
 // The replica loop over the ledger, the protocol store, the peer senders,
 // the client calls and the fetch server (which it feeds FETCH_REQUESTs).
-absl::Status ReplicaServerImpl::OpenNode(const pbft::Options& o) {
+absl::Status ReplicaServerImpl::OpenNode(const core::Options& o) {
   node::LedgerStateMachine::Hooks hooks;
   hooks.block_applied = [this](double seconds, size_t requests) {
     metrics_.ledger_write_seconds.Observe(seconds);
@@ -273,10 +274,10 @@ absl::Status ReplicaServerImpl::OpenNode(const pbft::Options& o) {
     metrics_.batch_requests.Observe(static_cast<double>(requests));
   };
   hooks.request_result = [this](const std::string& result) {
-    v1::OperationResults rs;
+    ledger::v1::OperationResults rs;
     if (!rs.ParseFromString(result)) return;
-    for (const v1::OperationResult& r : rs.results()) {
-      metrics_.TransferResult(v1::ResultCode_Name(r.code()));
+    for (const ledger::v1::OperationResult& r : rs.results()) {
+      metrics_.TransferResult(ledger::v1::ResultCode_Name(r.code()));
     }
   };
   state_machine_ =
@@ -325,9 +326,9 @@ absl::Status ReplicaServerImpl::OpenStorage() {
     return absl::FailedPreconditionError(
         absl::StrCat("--data-dir ", options_.data_dir, ": ", ec.message()));
   }
-  LedgerOptions lo;
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::Open(cluster_, options_.data_dir + "/ledger", lo);
+  ledger::LedgerOptions lo;
+  absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
+      ledger::Ledger::Open(cluster_, options_.data_dir + "/ledger", lo);
   if (!ledger.ok()) return ledger.status();
   ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<storage::ProtocolStore>> store =
@@ -338,7 +339,8 @@ absl::Status ReplicaServerImpl::OpenStorage() {
 }
 
 absl::Status ReplicaServerImpl::StartServers() {
-  const v1::ReplicaConfig& me = cluster_.replica(ReplicaId(options_.id));
+  const ledger::v1::ReplicaConfig& me =
+      cluster_.replica(ReplicaId(options_.id));
   std::string host;
   uint16_t port;
   CHECK_OK(ParseHostPort(me.address(), "address", &host, &port));
@@ -350,7 +352,7 @@ absl::Status ReplicaServerImpl::StartServers() {
       grpc::InsecureServerCredentials();
   std::shared_ptr<grpc::ChannelCredentials> peer_creds =
       grpc::InsecureChannelCredentials();
-  const v1::TlsConfig& tls = cluster_.config().tls();
+  const ledger::v1::TlsConfig& tls = cluster_.config().tls();
   if (!tls.ca_file().empty()) {
     absl::StatusOr<std::string> ca = ReadFile(tls.ca_file(), "tls.ca_file");
     absl::StatusOr<std::string> cert =
@@ -484,7 +486,7 @@ void ReplicaServerImpl::Refused(uint64_t peer, ShellRefusal r) {
 void ReplicaServerImpl::OnQuery(
     const pbft::v1::Envelope&, const pbft::v1::Request& r,
     std::function<void(absl::StatusOr<pbft::v1::Envelope>)> done) {
-  absl::StatusOr<v1::QueryReply> reply = AnswerClientQuery(
+  absl::StatusOr<ledger::v1::QueryReply> reply = ledger::AnswerClientQuery(
       *ledger_, r, cluster_.protocol().answer_bytes_max, options_.id);
   if (!reply.ok()) return done(reply.status());
   done(signer_.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, *reply));
@@ -538,7 +540,7 @@ void ReplicaServerImpl::Drain() {
   if (!s.ok()) Fatal(s, "replica loop");
 }
 
-void ReplicaServerImpl::Deliver(const pbft::ClientReply& r) {
+void ReplicaServerImpl::Deliver(const core::ClientReply& r) {
   pbft::v1::Reply reply;
   if (!reply.ParseFromString(r.envelope.payload())) return;
   client_service_->DeliverReply(r.client_id.value(), reply.request_number(),
@@ -601,7 +603,7 @@ void ReplicaServerImpl::LogViewTransition() {
   const uint64_t view = core_->view().value();
   if (changing == view_changing_.load() && view == logged_view_) return;
   logged_view_ = view;
-  const pbft::Stats& st = core_->stats();
+  const core::Stats& st = core_->stats();
   if (changing) {
     LOG_INFO(
         "replica {}: changing to view {} (timer expiries {}, executed {}, "
@@ -635,7 +637,7 @@ void ReplicaServerImpl::MirrorCounters() {
                            pool_->dropped(reason));
   }
   MirrorRefusals();
-  const pbft::Stats& st = core_->stats();
+  const core::Stats& st = core_->stats();
   for (const auto& [event, value] :
        std::initializer_list<std::pair<const char*, uint64_t>>{
            {"pre_prepare_sent", st.pre_prepares_sent},
@@ -662,7 +664,7 @@ void ReplicaServerImpl::MirrorCounters() {
   }
   for (size_t r = 0; r < st.dropped.size(); ++r) {
     metrics_.MirrorDropped(
-        "core", pbft::DropReasonName(static_cast<pbft::DropReason>(r)),
+        "core", core::DropReasonName(static_cast<core::DropReason>(r)),
         st.dropped[r]);
   }
   // Client intake refusals (per-client shares, sizes, signatures).
@@ -712,8 +714,8 @@ void ReplicaServerImpl::MirrorRefusals() {
   metrics_.MirrorDropped("inbox", "full", inbox_full);
 }
 
-v1::StatusResponse ReplicaServerImpl::Status() const {
-  v1::StatusResponse s;
+ledger::v1::StatusResponse ReplicaServerImpl::Status() const {
+  ledger::v1::StatusResponse s;
   s.set_replica_id(options_.id);
   s.set_view(view_.load());
   s.set_last_executed_seq(last_executed_.load());
@@ -801,4 +803,4 @@ absl::StatusOr<std::unique_ptr<ReplicaServer>> ReplicaServer::Start(
   return server;
 }
 
-}  // namespace ledger
+}  // namespace pbft::replica

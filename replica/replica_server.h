@@ -24,9 +24,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/proto_names.h"
 #include "ledger/v1/service.pb.h"
 
-namespace ledger {
+namespace pbft::replica {
 
 struct ReplicaServerOptions {
   std::string config_path;
@@ -59,9 +60,9 @@ class ReplicaServer {
   // Graceful stop: refuse new work, let the core thread finish the Ready in
   // hand (its synced writes), close storage. Idempotent.
   virtual void Stop() = 0;
-  virtual v1::StatusResponse Status() const = 0;
+  virtual ledger::v1::StatusResponse Status() const = 0;
 };
 
-}  // namespace ledger
+}  // namespace pbft::replica
 
 #endif  // PBFT_LEDGER_REPLICA_REPLICA_SERVER_H_

@@ -16,23 +16,23 @@ int main(int argc, char** argv) {
     std::cerr << "usage: transfer_example CLUSTER_JSON CLIENT_KEY_FILE\n";
     return 2;
   }
-  ledger::ClientOptions options;
+  pbft::client::ClientOptions options;
   options.config_path = argv[1];
   options.key_path = argv[2];
   options.default_deadline = absl::Seconds(10);
-  absl::StatusOr<std::unique_ptr<ledger::Client>> client =
-      ledger::Client::Create(options);
+  absl::StatusOr<std::unique_ptr<pbft::client::Client>> client =
+      pbft::client::Client::Create(options);
   if (!client.ok()) {
     std::cerr << "cannot create client: " << client.status() << "\n";
     return 1;
   }
-  ledger::Client& c = **client;
+  pbft::client::Client& c = **client;
   const uint64_t me = c.client_id();  // Genesis gives client N account N.
 
   // Ids are chosen by the application; a random one avoids collisions
   // between runs. Keep the id to retry safely after an "outcome unknown".
   std::mt19937_64 rng(std::random_device{}());
-  const ledger::v1::Uint128 savings = ledger::MakeId(me, rng());
+  const ledger::v1::Uint128 savings = pbft::client::MakeId(me, rng());
   ledger::v1::CreateAccount account;
   *account.mutable_id() = savings;
   account.set_ledger(1);
@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
   }
 
   ledger::v1::Transfer t;
-  *t.mutable_id() = ledger::MakeId(me, rng());
-  *t.mutable_debit_account_id() = ledger::MakeId(0, me);
+  *t.mutable_id() = pbft::client::MakeId(me, rng());
+  *t.mutable_debit_account_id() = pbft::client::MakeId(0, me);
   *t.mutable_credit_account_id() = savings;
   t.set_amount(42);
   t.set_ledger(1);
@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<ledger::v1::OperationResults> moved = c.Transfers({t});
   if (!moved.ok()) {
     std::cerr << "transfer: " << moved.status()
-              << (ledger::IsOutcomeUnknown(moved.status()) ? " (safe to retry)"
-                                                           : "")
+              << (pbft::client::IsOutcomeUnknown(moved.status())
+                      ? " (safe to retry)"
+                      : "")
               << "\n";
     return 1;
   }
@@ -62,14 +63,14 @@ int main(int argc, char** argv) {
             << ledger::v1::ResultCode_Name(moved->results(0).code())
             << " in block " << moved->seq() << "\n";
 
-  for (const ledger::v1::Uint128& id : {ledger::MakeId(0, me), savings}) {
+  for (const ledger::v1::Uint128& id : {pbft::client::MakeId(0, me), savings}) {
     absl::StatusOr<ledger::v1::Account> a = c.GetAccount(id);
     if (!a.ok()) {
       std::cerr << "balance: " << a.status() << "\n";
       return 1;
     }
-    std::cout << "account " << ledger::IdToString(id) << ": " << a->balance()
-              << "\n";
+    std::cout << "account " << pbft::client::IdToString(id) << ": "
+              << a->balance() << "\n";
   }
   return moved->results(0).code() == ledger::v1::RESULT_CODE_OK ? 0 : 3;
 }

@@ -8,9 +8,7 @@
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
-
-using ledger::BatchOf;
+namespace pbft::core {
 
 void Core::KeepBody(Seq s, const Digest& d, View v, const v1::Envelope& pe) {
   if (pe.batch_size() == 0 || s <= low_watermark_ || FindBody(s, d)) return;
@@ -42,7 +40,7 @@ bool Core::BodiesMissing() const {
 bool Core::AttachBody(Seq s, Slot* slot) {
   CHECK(slot->has_pre_prepare);
   if (slot->has_body) return true;
-  if (slot->digest == ledger::NullBatchDigest()) {
+  if (slot->digest == NullBatchDigest()) {
     slot->has_body = true;  // The null batch has no body.
     return true;
   }
@@ -127,7 +125,7 @@ void Core::HandleFetchedBody(const v1::Envelope& pe, uint64_t from) {
   };
   if (static_cast<uint32_t>(batch.size()) >
           options_.params.batch_requests_max ||
-      ledger::BatchDigest(batch) != d ||
+      BatchDigest(batch) != d ||
       RequestKeys(batch).size() != static_cast<size_t>(batch.size()) ||
       !signed_by_clients()) {
     Drop(DropReason::kDigestMismatch);
@@ -146,4 +144,4 @@ void Core::HandleFetchedBody(const v1::Envelope& pe, uint64_t from) {
   if (is_primary() && view_active_) MaybeCutBatches();
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

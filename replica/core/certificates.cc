@@ -4,7 +4,7 @@
 #include "common/envelope.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
+namespace pbft::core {
 
 std::vector<const Vote*> MatchingVotes(const VotesBySender& votes,
                                        const Digest& digest,
@@ -52,8 +52,7 @@ bool CertificateChecker::CertifiedBatch(const v1::CertifiedBatch& b,
   const v1::Envelope& pe = b.pre_prepare();
   if (pe.type() != v1::MESSAGE_TYPE_PRE_PREPARE || !Decode(pe, pp, d) ||
       pe.sender() != PrimaryOf(View(pp->view())).value() ||
-      ledger::BatchDigest(ledger::BatchOf(pe, *pp)) != *d ||
-      !verifier_->Verify(pe)) {
+      BatchDigest(BatchOf(pe, *pp)) != *d || !verifier_->Verify(pe)) {
     return false;
   }
   return DistinctQuorum(
@@ -123,4 +122,4 @@ bool CertificateChecker::ViewChange(const v1::Envelope& e, View target,
   return true;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -19,7 +19,7 @@
 #include "replica/core/message_log.h"
 #include "replica/core/signing.h"
 
-namespace pbft {
+namespace pbft::core {
 
 // The votes of `votes` that name `digest`, in sender order, leaving out
 // `except` (the primary, for PREPAREs: §4.2, its vote is its PRE-PREPARE).
@@ -97,6 +97,6 @@ class CertificateChecker {
   const Verifier* const verifier_;
 };
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_CERTIFICATES_H_

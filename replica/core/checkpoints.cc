@@ -6,7 +6,7 @@
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
+namespace pbft::core {
 
 void Core::TakeCheckpoint(Seq s, const Digest& state_digest) {
   auto fp = fetched_proofs_.find(s);
@@ -141,4 +141,4 @@ void Core::AdoptFetchedProof(Seq s, const v1::CheckpointProof& proof) {
   }
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 
-namespace pbft {
+namespace pbft::core {
 
 const char* DropReasonName(DropReason reason) {
   switch (reason) {
@@ -58,7 +58,7 @@ uint64_t Stats::dropped_total() const {
 }
 
 absl::Status Options::Validate() const {
-  if (absl::Status s = ledger::ValidateReplicaCount(n, f); !s.ok()) {
+  if (absl::Status s = ValidateReplicaCount(n, f); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("options.n: ", s.message()));
   }
   if (id.value() >= n) {
@@ -253,4 +253,4 @@ Seq Core::cluster_head() const {
   return head;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -46,7 +46,7 @@
 #include "replica/core/new_view.h"
 #include "replica/core/signing.h"
 
-namespace pbft {
+namespace pbft::core {
 
 // ClientId, Digest, ReplicaId, RequestNumber, Seq, View: message_log.h.
 
@@ -54,7 +54,7 @@ struct Options {
   ReplicaId id;
   uint32_t n = 4;
   uint32_t f = 1;
-  ledger::ProtocolParams params;
+  ProtocolParams params;
   // Own PRE-PREPARE/PREPARE/COMMIT for a seq not yet executed here are sent
   // again every retransmit_ticks (the network may drop them), and so are
   // own CHECKPOINTs at or above the low watermark.
@@ -63,7 +63,7 @@ struct Options {
   // peers showed higher seqs asks one peer (round robin) for the certified
   // batches it lacks.
   uint32_t fetch_interval_ticks = 40;
-  uint32_t fetch_blocks_max = ledger::kFetchBlocksMax;
+  uint32_t fetch_blocks_max = kFetchBlocksMax;
   // A replica that executed nothing for fetch_interval_ticks WITHOUT such
   // evidence (an idle cluster gives none) still asks one peer, at most once
   // per idle_probe_interval_ticks: a replica that restarted or missed the
@@ -98,7 +98,7 @@ struct CommittedBatch {
   Digest batch_digest;  // NullBatchDigest() for a null batch.
   // The signed PRE-PREPARE envelope with its batch beside the header
   // (Envelope.batch: the client request envelopes exactly as the clients
-  // signed them; ledger::BatchOf reads it). Never handed out without it.
+  // signed them; BatchOf reads it). Never handed out without it.
   v1::Envelope pre_prepare;
   // 2f+1 signed COMMIT envelopes for (view, seq, batch_digest) from
   // distinct replicas, exactly as received.
@@ -602,6 +602,6 @@ class Core {
   Stats stats_;
 };
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_CORE_H_

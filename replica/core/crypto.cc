@@ -2,7 +2,7 @@
 
 #include "common/check.h"
 
-namespace pbft {
+namespace pbft::core {
 
 v1::Envelope Ed25519Signer::Sign(v1::MessageType type,
                                  std::string payload) const {
@@ -10,7 +10,7 @@ v1::Envelope Ed25519Signer::Sign(v1::MessageType type,
 }
 
 bool Ed25519Verifier::Verify(const v1::Envelope& envelope) const {
-  return verifier_->Check(envelope) == ledger::EnvelopeError::kOk;
+  return verifier_->Check(envelope) == EnvelopeError::kOk;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

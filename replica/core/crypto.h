@@ -11,28 +11,27 @@
 #include "common/envelope.h"
 #include "replica/core/core.h"
 
-namespace pbft {
+namespace pbft::core {
 
 class Ed25519Signer : public Signer {
  public:
-  explicit Ed25519Signer(const ledger::EnvelopeSigner* signer)
-      : signer_(signer) {}
+  explicit Ed25519Signer(const EnvelopeSigner* signer) : signer_(signer) {}
   v1::Envelope Sign(v1::MessageType type, std::string payload) const override;
 
  private:
-  const ledger::EnvelopeSigner* signer_;
+  const EnvelopeSigner* signer_;
 };
 
 class Ed25519Verifier : public Verifier {
  public:
-  explicit Ed25519Verifier(const ledger::EnvelopeVerifier* verifier)
+  explicit Ed25519Verifier(const EnvelopeVerifier* verifier)
       : verifier_(verifier) {}
   bool Verify(const v1::Envelope& envelope) const override;
 
  private:
-  const ledger::EnvelopeVerifier* verifier_;
+  const EnvelopeVerifier* verifier_;
 };
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_CRYPTO_H_

@@ -7,7 +7,7 @@
 #include "common/check.h"
 #include "replica/core/core.h"
 
-namespace pbft {
+namespace pbft::core {
 
 std::vector<Core::PreparedEntry> Core::PreparedEntries() const {
   std::vector<PreparedEntry> out;
@@ -153,4 +153,4 @@ absl::Status Core::ViewChangeInvariants() const {
   return absl::OkStatus();
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

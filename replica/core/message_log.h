@@ -14,14 +14,7 @@
 #include "common/types.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace pbft {
-
-using ledger::ClientId;
-using ledger::Digest;
-using ledger::ReplicaId;
-using ledger::RequestNumber;
-using ledger::Seq;
-using ledger::View;
+namespace pbft::core {
 
 // One replica's signed vote (PREPARE, COMMIT or CHECKPOINT) and the digest
 // it names.
@@ -73,6 +66,6 @@ struct Body {
   v1::Envelope pre_prepare;  // Its batch beside it.
 };
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_MESSAGE_LOG_H_

@@ -1,6 +1,6 @@
 #include "replica/core/messages.h"
 
-namespace pbft {
+namespace pbft::core {
 
 bool ParseDigest(const std::string& bytes, Digest* out) {
   auto d = Digest::FromBytes(bytes);
@@ -30,4 +30,4 @@ std::vector<std::pair<ClientId, RequestNumber>> RequestKeys(
   return out;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -12,11 +12,7 @@
 #include "common/types.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace pbft {
-
-using ledger::ClientId;
-using ledger::Digest;
-using ledger::RequestNumber;
+namespace pbft::core {
 
 // False if `bytes` is not a digest.
 bool ParseDigest(const std::string& bytes, Digest* out);
@@ -44,6 +40,6 @@ v1::Envelope PrePrepareHeader(const v1::Envelope& pre_prepare);
 std::vector<std::pair<ClientId, RequestNumber>> RequestKeys(
     const google::protobuf::RepeatedPtrField<v1::Envelope>& batch);
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_MESSAGES_H_

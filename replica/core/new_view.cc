@@ -7,12 +7,12 @@
 #include "common/envelope.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
+namespace pbft::core {
 namespace {
 
 // The certificate of the highest view per seq above min_s.
 struct Best {
-  ledger::View view;
+  View view;
   Digest digest;
   uint64_t timestamp_ms;
   const v1::Envelope* pre_prepare;
@@ -29,9 +29,9 @@ std::map<Seq, Best> BestCertificates(
       const Seq s(pp.seq());
       if (s <= min_s) continue;
       auto it = best.find(s);
-      if (it == best.end() || ledger::View(pp.view()) > it->second.view) {
-        best[s] = Best{ledger::View(pp.view()), d, pp.timestamp_ms(),
-                       &cert.pre_prepare()};
+      if (it == best.end() || View(pp.view()) > it->second.view) {
+        best[s] =
+            Best{View(pp.view()), d, pp.timestamp_ms(), &cert.pre_prepare()};
       }
     }
   }
@@ -65,10 +65,10 @@ NewViewComputation ComputeNewView(
       out.o.push_back({s, it->second.digest, it->second.timestamp_ms,
                        it->second.pre_prepare});
     } else {
-      out.o.push_back({s, ledger::NullBatchDigest(), ts, nullptr});
+      out.o.push_back({s, NullBatchDigest(), ts, nullptr});
     }
   }
   return out;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -13,10 +13,7 @@
 #include "common/types.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace pbft {
-
-using ledger::Digest;
-using ledger::Seq;
+namespace pbft::core {
 
 // One entry of a NEW-VIEW's O set.
 struct OEntry {
@@ -45,6 +42,6 @@ struct NewViewComputation {
 NewViewComputation ComputeNewView(
     const std::vector<const v1::ViewChange*>& vcs);
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_NEW_VIEW_H_

@@ -8,9 +8,7 @@
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
-
-using ledger::RequestBytes;
+namespace pbft::core {
 
 void Core::MaybeCutBatches() {
   CHECK(is_primary());
@@ -66,7 +64,7 @@ void Core::SendPrePrepare() {
     Dequeue(it);
   }
   if (batch.empty()) return;  // Everything queued was stale.
-  const Digest d = ledger::BatchDigest(batch);
+  const Digest d = BatchDigest(batch);
   pp.set_batch_digest(d.ToBytes());
   slot.view = view_;
   slot.created_tick = tick_;
@@ -103,7 +101,7 @@ bool Core::CheckBatch(
     return false;
   }
   // The digest must match the batch it names (§4.2: "d is the digest of m").
-  const Digest computed = ledger::BatchDigest(batch);
+  const Digest computed = BatchDigest(batch);
   if (computed != digest) {
     Drop(DropReason::kDigestMismatch);
     return false;
@@ -468,4 +466,4 @@ void Core::Retransmit() {
   }
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

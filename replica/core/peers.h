@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <optional>
 
-namespace pbft {
+namespace pbft::core {
 
 // The first replica p in from+1, from+2, ..., from+n (mod n; `from` itself
 // comes last) with p != self and eligible(p); nullopt if there is none.
@@ -21,6 +21,6 @@ std::optional<uint32_t> NextPeer(uint32_t from, uint32_t n, uint32_t self,
   return std::nullopt;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_PEERS_H_

@@ -7,9 +7,7 @@
 #include "common/envelope.h"
 #include "replica/core/core.h"
 
-namespace pbft {
-
-using ledger::RequestBytes;
+namespace pbft::core {
 
 void Core::OnRequest(const v1::Envelope& e) {
   v1::Request r;
@@ -196,4 +194,4 @@ void Core::RemoveQueuedUpTo(ClientId c, RequestNumber t) {
   }
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -9,7 +9,7 @@
 #include "replica/core/core.h"
 #include "replica/core/messages.h"
 
-namespace pbft {
+namespace pbft::core {
 
 // The persisted PRE-PREPARE and votes of one (seq, view).
 struct Core::StoredVotes {
@@ -273,4 +273,4 @@ void Core::RestoreNewView(const v1::Envelope& new_view) {
   }
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

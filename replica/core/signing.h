@@ -10,7 +10,7 @@
 
 #include "pbft/v1/pbft.pb.h"
 
-namespace pbft {
+namespace pbft::core {
 
 // Signs the messages this replica originates (Ed25519 in production:
 // EnvelopeSigner; a cheap deterministic fake in the simulator).
@@ -30,6 +30,6 @@ class Verifier {
   virtual bool Verify(const v1::Envelope& envelope) const = 0;
 };
 
-}  // namespace pbft
+}  // namespace pbft::core
 
 #endif  // PBFT_LEDGER_REPLICA_CORE_SIGNING_H_

@@ -9,9 +9,7 @@
 #include "replica/core/messages.h"
 #include "replica/core/peers.h"
 
-namespace pbft {
-
-using ledger::BatchOf;
+namespace pbft::core {
 
 void Core::MaybeFetch() {
   const bool stalled = last_executed_ == executed_at_last_fetch_check_;
@@ -202,4 +200,4 @@ Seq Core::FetchLimit() const {
   return limit;
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

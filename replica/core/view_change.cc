@@ -8,7 +8,7 @@
 #include "replica/core/messages.h"
 #include "replica/core/peers.h"
 
-namespace pbft {
+namespace pbft::core {
 
 // §4.4 timer: runs while this backup holds a request not yet executed;
 // restarted when a request executes and others are still held.
@@ -452,4 +452,4 @@ void Core::OfferNewView(ReplicaId to) {
   SendTo(to, *new_view_);
 }
 
-}  // namespace pbft
+}  // namespace pbft::core

@@ -8,8 +8,9 @@
 #include "common/codec.h"
 #include "common/crypto.h"
 #include "common/merkle.h"
+#include "common/proto_names.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 // "kind: message", the shape offline verification reports (verify.h).
@@ -137,4 +138,4 @@ absl::Status VerifyBlockCommit(const Cluster& cluster,
                                  *batch_digest, certificate);
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

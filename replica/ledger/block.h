@@ -15,12 +15,13 @@
 #include "absl/strings/string_view.h"
 #include "common/config.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "common/types.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 // SHA-256 over the canonical header encoding (common/codec.h):
 //   "pbft-ledger/block/v2" || u64 height || bytes previous_hash ||
@@ -90,6 +91,6 @@ struct ReceiptSummary {
 absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
                                              const v1::Receipt& receipt);
 
-}  // namespace ledger
+}  // namespace pbft::ledger
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_BLOCK_H_

@@ -1,8 +1,9 @@
 #include "replica/ledger/client_query.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/proto_names.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 absl::StatusOr<v1::QueryReply> AnswerClientQuery(
     const Ledger& ledger, const pbft::v1::Request& request,
@@ -27,4 +28,4 @@ absl::StatusOr<v1::QueryReply> AnswerClientQuery(
   return reply;
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

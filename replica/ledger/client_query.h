@@ -9,11 +9,12 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "common/proto_names.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/ledger/ledger.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 // INVALID_ARGUMENT for operation bytes that are not a Query (or a malformed
 // one), OUT_OF_RANGE (ANSWER_TOO_LARGE) for an answer over
@@ -23,6 +24,6 @@ absl::StatusOr<v1::QueryReply> AnswerClientQuery(
     const Ledger& ledger, const pbft::v1::Request& request,
     uint64_t answer_bytes_max, uint32_t replica_id);
 
-}  // namespace ledger
+}  // namespace pbft::ledger
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_CLIENT_QUERY_H_

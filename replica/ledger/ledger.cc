@@ -25,7 +25,7 @@
 #include "replica/ledger/ledger_internal.h"
 #include "replica/ledger/parallel_expand.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 using internal::AccountValue;
 using internal::ClientValue;
@@ -1400,4 +1400,4 @@ absl::StatusOr<uint64_t> Ledger::TEST_SumBalances(uint32_t ledger) const {
   return sum;
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

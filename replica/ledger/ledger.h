@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "common/proto_names.h"
 #include "common/types.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
@@ -42,7 +43,7 @@ class FilterPolicy;
 class WriteBatch;
 }  // namespace leveldb
 
-namespace ledger {
+namespace pbft::ledger {
 namespace internal {
 class ParallelExpander;
 }  // namespace internal
@@ -248,6 +249,6 @@ class Ledger {
   bool broken_ = false;  // A block write failed: fail-stop.
 };
 
-}  // namespace ledger
+}  // namespace pbft::ledger
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_LEDGER_H_

@@ -4,8 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/proto_names.h"
 
-namespace ledger::internal {
+namespace pbft::ledger::internal {
 namespace {
 
 std::string KeyWithId(char prefix, const U128& id) {
@@ -242,4 +243,4 @@ void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
 
 Digest TransferGroupHasher::Finish() { return sha_.Finish(); }
 
-}  // namespace ledger::internal
+}  // namespace pbft::ledger::internal

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/crypto.h"
+#include "common/proto_names.h"
 #include "common/types.h"
 #include "ledger/v1/ledger.pb.h"
 
@@ -18,7 +19,7 @@ namespace leveldb {
 class DB;
 }  // namespace leveldb
 
-namespace ledger::internal {
+namespace pbft::ledger::internal {
 
 // A 128-bit id, ordered as (high, low): the big-endian key order.
 struct U128 {
@@ -231,6 +232,6 @@ inline constexpr uint64_t kMigrateBlocksPerWrite = 512;
 // in the same synced writes.
 absl::Status MigrateFormat2To3(leveldb::DB* db, bool sync);
 
-}  // namespace ledger::internal
+}  // namespace pbft::ledger::internal
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_

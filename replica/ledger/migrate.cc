@@ -1,12 +1,13 @@
 // Ledger format migrations, run by Ledger::Open on an older data directory.
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/proto_names.h"
 #include "leveldb/db.h"
 #include "leveldb/write_batch.h"
 #include "replica/ledger/block.h"
 #include "replica/ledger/ledger_internal.h"
 
-namespace ledger::internal {
+namespace pbft::ledger::internal {
 namespace {
 
 absl::Status Io(const leveldb::Status& s, absl::string_view what) {
@@ -106,4 +107,4 @@ absl::Status MigrateFormat2To3(leveldb::DB* db, bool sync) {
   return Io(db->Write(wo, &batch), "final write");
 }
 
-}  // namespace ledger::internal
+}  // namespace pbft::ledger::internal

@@ -2,7 +2,7 @@
 
 #include "common/check.h"
 
-namespace ledger::internal {
+namespace pbft::ledger::internal {
 
 ParallelExpander::ParallelExpander(bool use_helper) : use_helper_(use_helper) {}
 
@@ -89,4 +89,4 @@ void ParallelExpander::HelperLoop() {
   }
 }
 
-}  // namespace ledger::internal
+}  // namespace pbft::ledger::internal

@@ -29,7 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "replica/ledger/state_hash.h"
 
-namespace ledger::internal {
+namespace pbft::ledger::internal {
 
 class ParallelExpander {
  public:
@@ -90,6 +90,6 @@ class ParallelExpander {
   std::thread helper_;                         // Started lazily.
 };
 
-}  // namespace ledger::internal
+}  // namespace pbft::ledger::internal
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_PARALLEL_EXPAND_H_

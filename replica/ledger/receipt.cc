@@ -2,12 +2,13 @@
 // receipt_verify.cc).
 #include "absl/strings/str_cat.h"
 #include "common/merkle.h"
+#include "common/proto_names.h"
 #include "replica/ledger/block.h"
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/ledger_internal.h"
 #include "replica/ledger/verify.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 absl::StatusOr<v1::Receipt> Ledger::BuildReceipt(
     const v1::Uint128& transfer_id) const {
@@ -76,4 +77,4 @@ absl::StatusOr<v1::Receipt> Ledger::BuildReceipt(
   return receipt;
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -4,9 +4,10 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/merkle.h"
+#include "common/proto_names.h"
 #include "replica/ledger/block.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 bool SameId(const v1::Uint128& a, const v1::Uint128& b) {
@@ -193,4 +194,4 @@ absl::StatusOr<ReceiptSummary> VerifyReceipt(const Cluster& cluster,
   return summary;
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -10,7 +10,7 @@
 #include "common/codec.h"
 #include "common/crypto.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 static_assert(StateHash::kBytes == 2048);
 static_assert(crypto_stream_chacha20_ietf_KEYBYTES == 32);
@@ -127,4 +127,4 @@ Digest StateHash::ToDigest() const {
   return crypto::Sha256Of({"pbft-ledger/state/v1", Serialize()});
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -35,7 +35,7 @@
 #include "absl/strings/string_view.h"
 #include "common/types.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 class StateHash {
  public:
@@ -70,6 +70,6 @@ class StateHash {
   Lanes lanes_;
 };
 
-}  // namespace ledger
+}  // namespace pbft::ledger
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_STATE_HASH_H_

@@ -9,13 +9,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/merkle.h"
+#include "common/proto_names.h"
 #include "leveldb/db.h"
 #include "leveldb/env.h"
 #include "leveldb/helpers/memenv.h"
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/ledger_internal.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 // A verification failure: which check, and the message.
@@ -301,4 +302,4 @@ ChainComparison CompareChains(const std::vector<ChainVerifyReport>& reports) {
   return c;
 }
 
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -16,12 +16,13 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "common/types.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/ledger/block.h"
 
-namespace ledger {
+namespace pbft::ledger {
 
 // The checks on one stored block that need no re-execution: header height,
 // hash link to `previous_hash`, the primary's PRE-PREPARE signature and
@@ -82,6 +83,6 @@ struct ChainComparison {
 };
 ChainComparison CompareChains(const std::vector<ChainVerifyReport>& reports);
 
-}  // namespace ledger
+}  // namespace pbft::ledger
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_VERIFY_H_

@@ -6,8 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 
-namespace ledger::net {
+namespace pbft::net {
 namespace {
 
 grpc::Status ToGrpc(const absl::Status& s) {
@@ -114,7 +115,7 @@ class ClientService::SubmitCall final : public Call {
 
   void Answer(const pbft::v1::Envelope& reply) {
     if (!ClaimAnswer()) return;
-    v1::SubmitResponse resp;
+    ledger::v1::SubmitResponse resp;
     *resp.mutable_reply() = reply;
     responder_.Finish(resp, grpc::Status::OK,
                       Tag::Make([this](bool) { Release(); }));
@@ -169,14 +170,14 @@ class ClientService::SubmitCall final : public Call {
   void OnDone() override { owner_->RemovePending(key_, this); }
 
   friend class ClientService;
-  v1::SubmitRequest request_;
+  ledger::v1::SubmitRequest request_;
   pbft::v1::Request decoded_;
   std::pair<uint64_t, uint64_t> key_;
   // Guarded by owner_->mu_: whether the call is in pending_, and whether
   // its done notification has run (then it must never be added).
   bool registered_ = false;
   bool done_ = false;
-  grpc::ServerAsyncResponseWriter<v1::SubmitResponse> responder_;
+  grpc::ServerAsyncResponseWriter<ledger::v1::SubmitResponse> responder_;
 };
 
 class ClientService::QueryCall final : public Call {
@@ -214,15 +215,15 @@ class ClientService::QueryCall final : public Call {
                                  Tag::Make([this](bool) { Release(); }));
       return;
     }
-    v1::QueryResponse resp;
+    ledger::v1::QueryResponse resp;
     *resp.mutable_reply() = *std::move(r);
     responder_.Finish(resp, grpc::Status::OK,
                       Tag::Make([this](bool) { Release(); }));
   }
 
-  v1::QueryRequest request_;
+  ledger::v1::QueryRequest request_;
   pbft::v1::Request decoded_;
-  grpc::ServerAsyncResponseWriter<v1::QueryResponse> responder_;
+  grpc::ServerAsyncResponseWriter<ledger::v1::QueryResponse> responder_;
 };
 
 class ClientService::StatusCall final : public Call {
@@ -244,8 +245,8 @@ class ClientService::StatusCall final : public Call {
     Release();  // The arrival's reference.
   }
 
-  v1::StatusRequest request_;
-  grpc::ServerAsyncResponseWriter<v1::StatusResponse> responder_;
+  ledger::v1::StatusRequest request_;
+  grpc::ServerAsyncResponseWriter<ledger::v1::StatusResponse> responder_;
 };
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
@@ -443,4 +444,4 @@ uint64_t ClientService::rejected(absl::StatusCode code) const {
   return i < rejected_.size() ? rejected_[i].load() : 0;
 }
 
-}  // namespace ledger::net
+}  // namespace pbft::net

@@ -32,10 +32,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/net/verify_pool.h"
 
-namespace ledger::net {
+namespace pbft::net {
 
 // The shares of waiting Submit calls: at most `total_max` in all and
 // `client_max` per client. Not thread-safe (ClientService holds its lock).
@@ -71,7 +72,7 @@ class ClientService {
         const pbft::v1::Envelope& envelope, const pbft::v1::Request& request,
         std::function<void(absl::StatusOr<pbft::v1::Envelope>)> done)>
         query;
-    std::function<v1::StatusResponse()> status;
+    std::function<ledger::v1::StatusResponse()> status;
   };
 
   struct Limits {
@@ -129,7 +130,7 @@ class ClientService {
   VerifyPool* verifier_;
   Handlers handlers_;
   const Limits limits_;
-  v1::LedgerService::AsyncService service_;
+  ledger::v1::LedgerService::AsyncService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::vector<std::thread> threads_;
   bool shut_down_ = false;
@@ -141,6 +142,6 @@ class ClientService {
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };
 
-}  // namespace ledger::net
+}  // namespace pbft::net
 
 #endif  // PBFT_LEDGER_REPLICA_NET_CLIENT_SERVICE_H_

@@ -2,7 +2,9 @@
 
 #include <chrono>
 
-namespace ledger::net {
+#include "common/proto_names.h"
+
+namespace pbft::net {
 
 PeerSender::PeerSender(uint32_t peer_id, std::string address,
                        std::shared_ptr<grpc::ChannelCredentials> creds,
@@ -19,7 +21,7 @@ PeerSender::PeerSender(uint32_t peer_id, std::string address,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   channel_ = grpc::CreateCustomChannel(address_, std::move(creds), args);
-  stub_ = v1::ReplicaService::NewStub(channel_);
+  stub_ = ledger::v1::ReplicaService::NewStub(channel_);
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -54,8 +56,8 @@ void PeerSender::Run() {
       if (stopping_) break;
       ctx_ = &ctx;
     }
-    std::unique_ptr<
-        grpc::ClientReaderWriter<v1::StreamRequest, v1::StreamResponse>>
+    std::unique_ptr<grpc::ClientReaderWriter<ledger::v1::StreamRequest,
+                                             ledger::v1::StreamResponse>>
         stream = stub_->Stream(&ctx);
     bool healthy = true;
     while (healthy && !stopping_) {
@@ -65,7 +67,7 @@ void PeerSender::Run() {
         continue;
       }
       // Chunk by bytes so one stream message stays within limits.
-      std::vector<v1::StreamRequest> chunks(1);
+      std::vector<ledger::v1::StreamRequest> chunks(1);
       size_t bytes = 0;
       for (pbft::v1::Envelope& e : batch) {
         if (bytes > 0 &&
@@ -76,7 +78,7 @@ void PeerSender::Run() {
         bytes += e.payload().size();
         *chunks.back().add_envelopes() = std::move(e);
       }
-      for (const v1::StreamRequest& chunk : chunks) {
+      for (const ledger::v1::StreamRequest& chunk : chunks) {
         const auto count = static_cast<uint64_t>(chunk.envelopes_size());
         if (!healthy || !stream->Write(chunk)) {
           healthy = false;
@@ -103,4 +105,4 @@ void PeerSender::Run() {
   }
 }
 
-}  // namespace ledger::net
+}  // namespace pbft::net

@@ -22,10 +22,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/fair_queue.h"
+#include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger::net {
+namespace pbft::net {
 
 struct PeerSenderOptions {
   size_t queue_max = 4096;
@@ -65,7 +66,7 @@ class PeerSender {
   const std::string address_;
   const PeerSenderOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::ReplicaService::Stub> stub_;
+  std::unique_ptr<ledger::v1::ReplicaService::Stub> stub_;
   FairQueue<pbft::v1::Envelope> queue_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> sent_{0}, dropped_{0}, reconnects_{0};
@@ -74,6 +75,6 @@ class PeerSender {
   std::thread thread_;
 };
 
-}  // namespace ledger::net
+}  // namespace pbft::net
 
 #endif  // PBFT_LEDGER_REPLICA_NET_PEER_SENDER_H_

@@ -1,11 +1,14 @@
 #include "replica/net/replica_service.h"
 
-namespace ledger::net {
+#include "common/proto_names.h"
+
+namespace pbft::net {
 
 grpc::Status ReplicaServiceImpl::Stream(
     grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream) {
-  v1::StreamRequest req;
+    grpc::ServerReaderWriter<ledger::v1::StreamResponse,
+                             ledger::v1::StreamRequest>* stream) {
+  ledger::v1::StreamRequest req;
   while (!ctx->IsCancelled() && stream->Read(&req)) {
     for (pbft::v1::Envelope& e : *req.mutable_envelopes()) {
       received_.fetch_add(1);
@@ -16,4 +19,4 @@ grpc::Status ReplicaServiceImpl::Stream(
   return grpc::Status::OK;
 }
 
-}  // namespace ledger::net
+}  // namespace pbft::net

@@ -8,19 +8,20 @@
 
 #include <atomic>
 
+#include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/net/verify_pool.h"
 
-namespace ledger::net {
+namespace pbft::net {
 
-class ReplicaServiceImpl final : public v1::ReplicaService::Service {
+class ReplicaServiceImpl final : public ledger::v1::ReplicaService::Service {
  public:
   explicit ReplicaServiceImpl(VerifyPool* pool) : pool_(pool) {}
 
   grpc::Status Stream(
       grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
-      override;
+      grpc::ServerReaderWriter<ledger::v1::StreamResponse,
+                               ledger::v1::StreamRequest>* stream) override;
 
   uint64_t received() const { return received_.load(); }
 
@@ -29,6 +30,6 @@ class ReplicaServiceImpl final : public v1::ReplicaService::Service {
   std::atomic<uint64_t> received_{0};
 };
 
-}  // namespace ledger::net
+}  // namespace pbft::net
 
 #endif  // PBFT_LEDGER_REPLICA_NET_REPLICA_SERVICE_H_

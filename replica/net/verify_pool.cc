@@ -7,7 +7,7 @@
 #include "common/codec.h"
 #include "common/crypto.h"
 
-namespace ledger::net {
+namespace pbft::net {
 namespace {
 constexpr size_t kVerifiedCacheMax = 1 << 16;
 }  // namespace
@@ -207,7 +207,7 @@ DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
   if (e.type() == pbft::v1::MESSAGE_TYPE_PRE_PREPARE) {
     pbft::v1::PrePrepare pp;
     if (!pp.ParseFromString(e.payload())) return DropReason::kMalformedPayload;
-    for (const pbft::v1::Envelope& r : ledger::BatchOf(e, pp)) {
+    for (const pbft::v1::Envelope& r : BatchOf(e, pp)) {
       if (r.type() != pbft::v1::MESSAGE_TYPE_REQUEST || !CheckOne(r)) {
         return DropReason::kBadNestedRequest;
       }
@@ -235,4 +235,4 @@ void VerifyPool::Run() {
   }
 }
 
-}  // namespace ledger::net
+}  // namespace pbft::net

@@ -37,7 +37,7 @@
 #include "common/wire_limits.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger::net {
+namespace pbft::net {
 
 // A bounded set of envelopes known to verify. Thread-safe.
 class VerifiedCache {
@@ -152,6 +152,6 @@ class VerifyPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace ledger::net
+}  // namespace pbft::net
 
 #endif  // PBFT_LEDGER_REPLICA_NET_VERIFY_POOL_H_

@@ -5,7 +5,7 @@
 
 #include "common/check.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 FetchResponder::FetchResponder(FetchResponderOptions options,
                                const BlockSource* blocks,
@@ -92,4 +92,4 @@ FetchService::Admit InlineFetchService::Offer(const pbft::v1::Envelope& e) {
   return Admit::kQueued;
 }
 
-}  // namespace ledger::node
+}  // namespace pbft::node

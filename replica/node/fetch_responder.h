@@ -25,7 +25,7 @@
 #include "pbft/v1/pbft.pb.h"
 #include "replica/node/node_interfaces.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 struct FetchResponderOptions {
   uint32_t self = 0;
@@ -78,6 +78,6 @@ class InlineFetchService final : public FetchService {
   uint64_t served_ = 0;
 };
 
-}  // namespace ledger::node
+}  // namespace pbft::node
 
 #endif  // PBFT_LEDGER_REPLICA_NODE_FETCH_RESPONDER_H_

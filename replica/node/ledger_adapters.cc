@@ -7,12 +7,13 @@
 #include "absl/time/clock.h"
 #include "common/check.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 absl::StatusOr<StateMachine::Executed> LedgerStateMachine::Execute(
-    const pbft::CommittedBatch& b) {
-  BlockInput in;
+    const core::CommittedBatch& b) {
+  ledger::BlockInput in;
   in.view = b.view.value();
   in.seq = b.seq.value();
   in.timestamp_ms = b.timestamp_ms;
@@ -20,7 +21,7 @@ absl::StatusOr<StateMachine::Executed> LedgerStateMachine::Execute(
   in.pre_prepare = b.pre_prepare;
   in.certificate = b.certificate;
   const absl::Time start = absl::Now();
-  absl::StatusOr<BlockResult> result = ledger_->ApplyBlock(in);
+  absl::StatusOr<ledger::BlockResult> result = ledger_->ApplyBlock(in);
   if (!result.ok()) return result.status();
   if (hooks_.block_applied) {
     hooks_.block_applied(absl::ToDoubleSeconds(absl::Now() - start),
@@ -31,7 +32,7 @@ absl::StatusOr<StateMachine::Executed> LedgerStateMachine::Execute(
   // Parsed only if a request holds a query.
   std::optional<pbft::v1::PrePrepare> pp;
   for (size_t i = 0; i < result->outcomes.size(); ++i) {
-    RequestOutcome& o = result->outcomes[i];
+    ledger::RequestOutcome& o = result->outcomes[i];
     if (o.duplicate) {
       // Not executed again: the core resends the stored reply (same
       // number) or answers with a stale rejection (lower number).
@@ -56,7 +57,7 @@ absl::StatusOr<StateMachine::Executed> LedgerStateMachine::Execute(
 // Ordered reads: answered from the state after this block, the same on
 // every correct replica.
 absl::Status LedgerStateMachine::AnswerQueries(
-    const pbft::CommittedBatch& b, size_t i,
+    const core::CommittedBatch& b, size_t i,
     std::optional<pbft::v1::PrePrepare>* pp, std::string* result) const {
   if (!pp->has_value()) {
     pp->emplace();
@@ -75,7 +76,7 @@ absl::Status LedgerStateMachine::AnswerQueries(
 
 absl::StatusOr<uint64_t> LedgerStateMachine::last_timestamp_ms() const {
   if (ledger_->last_executed() == 0) return 0;
-  absl::StatusOr<v1::Block> head =
+  absl::StatusOr<ledger::v1::Block> head =
       ledger_->GetStoredBlock(ledger_->last_executed());
   if (!head.ok()) return head.status();
   return head->header().timestamp_ms();
@@ -83,18 +84,19 @@ absl::StatusOr<uint64_t> LedgerStateMachine::last_timestamp_ms() const {
 
 absl::StatusOr<std::vector<StateMachine::ClientEntry>>
 LedgerStateMachine::ClientTable() const {
-  absl::StatusOr<std::vector<ClientReply>> table = ledger_->ClientTable();
+  absl::StatusOr<std::vector<ledger::ClientReply>> table =
+      ledger_->ClientTable();
   if (!table.ok()) return table.status();
   std::vector<ClientEntry> out;
   out.reserve(table->size());
-  for (ClientReply& c : *table) {
+  for (ledger::ClientReply& c : *table) {
     out.push_back({ClientId(c.client_id), RequestNumber(c.request_number),
                    std::move(c.result)});
   }
   return out;
 }
 
-absl::Status StoreStorage::Append(const pbft::Persist& p) {
+absl::Status StoreStorage::Append(const core::Persist& p) {
   const absl::Time start = absl::Now();
   std::optional<uint64_t> view;
   if (p.view.has_value()) view = p.view->value();
@@ -104,10 +106,10 @@ absl::Status StoreStorage::Append(const pbft::Persist& p) {
   return s;
 }
 
-absl::StatusOr<pbft::RestoreState> StoreStorage::Load() const {
+absl::StatusOr<core::RestoreState> StoreStorage::Load() const {
   absl::StatusOr<storage::ProtocolState> persisted = store_->Load();
   if (!persisted.ok()) return persisted.status();
-  pbft::RestoreState restore;
+  core::RestoreState restore;
   restore.view = pbft::View(persisted->view);
   restore.stable_checkpoint = std::move(persisted->stable_checkpoint);
   restore.entries = std::move(persisted->entries);
@@ -117,4 +119,4 @@ absl::StatusOr<pbft::RestoreState> StoreStorage::Load() const {
   return restore;
 }
 
-}  // namespace ledger::node
+}  // namespace pbft::node

@@ -13,12 +13,12 @@
 #include "replica/node/node_interfaces.h"
 #include "replica/storage/protocol_store.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 // The executed chain of a Ledger, for state transfer.
 class LedgerBlockSource : public BlockSource {
  public:
-  explicit LedgerBlockSource(const Ledger* ledger) : ledger_(ledger) {}
+  explicit LedgerBlockSource(const ledger::Ledger* ledger) : ledger_(ledger) {}
   uint64_t last_executed() const override { return ledger_->last_executed(); }
   absl::StatusOr<pbft::v1::CertifiedBatch> GetCertifiedBatch(
       uint64_t seq) const override {
@@ -26,7 +26,7 @@ class LedgerBlockSource : public BlockSource {
   }
 
  private:
-  const Ledger* ledger_;
+  const ledger::Ledger* ledger_;
 };
 
 // Executes committed batches on a Ledger (Ledger::ApplyBlock, synced) and
@@ -39,7 +39,7 @@ class LedgerStateMachine final : public StateMachine {
     // Each executed (not duplicate) request's serialized results.
     std::function<void(const std::string& result)> request_result;
   };
-  LedgerStateMachine(Ledger* ledger, Hooks hooks = {})
+  LedgerStateMachine(ledger::Ledger* ledger, Hooks hooks = {})
       : ledger_(ledger), hooks_(std::move(hooks)) {}
 
   uint64_t last_executed() const override { return ledger_->last_executed(); }
@@ -47,17 +47,17 @@ class LedgerStateMachine final : public StateMachine {
       uint64_t seq) const override {
     return ledger_->GetCertifiedBatch(seq);
   }
-  absl::StatusOr<Executed> Execute(const pbft::CommittedBatch& b) override;
+  absl::StatusOr<Executed> Execute(const core::CommittedBatch& b) override;
   absl::StatusOr<uint64_t> last_timestamp_ms() const override;
   absl::StatusOr<std::vector<ClientEntry>> ClientTable() const override;
 
  private:
   // Fills the answers of request i (has_query) from the state after b.
-  absl::Status AnswerQueries(const pbft::CommittedBatch& b, size_t i,
+  absl::Status AnswerQueries(const core::CommittedBatch& b, size_t i,
                              std::optional<pbft::v1::PrePrepare>* pp,
                              std::string* result) const;
 
-  Ledger* ledger_;
+  ledger::Ledger* ledger_;
   Hooks hooks_;
 };
 
@@ -69,8 +69,8 @@ class StoreStorage final : public ProtocolStorage {
                std::function<void(double)> append_seconds = nullptr)
       : store_(store), append_seconds_(std::move(append_seconds)) {}
 
-  absl::Status Append(const pbft::Persist& persist) override;
-  absl::StatusOr<pbft::RestoreState> Load() const override;
+  absl::Status Append(const core::Persist& persist) override;
+  absl::StatusOr<core::RestoreState> Load() const override;
   absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
       uint64_t seq, const std::string& batch_digest) const override {
     return store_->FindBody(seq, batch_digest);
@@ -81,6 +81,6 @@ class StoreStorage final : public ProtocolStorage {
   std::function<void(double)> append_seconds_;
 };
 
-}  // namespace ledger::node
+}  // namespace pbft::node
 
 #endif  // PBFT_LEDGER_REPLICA_NODE_LEDGER_ADAPTERS_H_

@@ -19,7 +19,7 @@
 #include "pbft/v1/pbft.pb.h"
 #include "replica/core/core.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 // What the core must remember across a crash (docs/protocol.md, crash
 // recovery). ledgerd: replica/storage/protocol_store.h.
@@ -28,11 +28,11 @@ class ProtocolStorage {
   virtual ~ProtocolStorage() = default;
   // Durably (synced, all or nothing) records one Ready's persist part. An
   // error stops the node before anything of that Ready leaves.
-  virtual absl::Status Append(const pbft::Persist& persist) = 0;
+  virtual absl::Status Append(const core::Persist& persist) = 0;
   // Everything appended so far: the view, the stable checkpoint and the
   // entries still held, the latest NEW-VIEW among them (the ledger head
   // fields of RestoreState are left for the node to fill).
-  virtual absl::StatusOr<pbft::RestoreState> Load() const = 0;
+  virtual absl::StatusOr<core::RestoreState> Load() const = 0;
   // A stored PRE-PREPARE (any view) for `seq` with batch digest
   // `batch_digest` and its batch beside it; nullopt if none. May be called
   // from the fetch service's thread.
@@ -59,14 +59,14 @@ class StateMachine : public BlockSource {
     Digest state_digest;  // After the batch; feeds CHECKPOINTs.
     // One per request of the batch, in batch order (a duplicate with the
     // stored result, a stale one with an empty result: the core answers).
-    std::vector<pbft::ExecutedReply> replies;
+    std::vector<core::ExecutedReply> replies;
     // The requests this batch executed for the first time (not duplicates
     // of earlier ones), for exactly-once checks.
     std::vector<std::pair<ClientId, RequestNumber>> executed;
   };
   // Durably applies the batch at last_executed() + 1. An error stops the
   // node: continuing would fork this replica's state.
-  virtual absl::StatusOr<Executed> Execute(const pbft::CommittedBatch& b) = 0;
+  virtual absl::StatusOr<Executed> Execute(const core::CommittedBatch& b) = 0;
   // The head's timestamp (0 for an empty chain), for Core::Restore.
   virtual absl::StatusOr<uint64_t> last_timestamp_ms() const = 0;
   struct ClientEntry {
@@ -92,7 +92,7 @@ class Transport {
 class ReplySink {
  public:
   virtual ~ReplySink() = default;
-  virtual void Deliver(const pbft::ClientReply& reply) = 0;
+  virtual void Deliver(const core::ClientReply& reply) = 0;
 };
 
 // Answers peers' FETCH_REQUESTs (state transfer) from the BlockSource and
@@ -113,11 +113,11 @@ class ReadyObserver {
  public:
   virtual ~ReadyObserver() = default;
   // Before the node carries `ready` out.
-  virtual void OnReady(const pbft::Core& core, const pbft::Ready& ready) = 0;
+  virtual void OnReady(const core::Core& core, const core::Ready& ready) = 0;
   // After the node carried it out completely.
-  virtual void AfterReady(const pbft::Core& core) = 0;
+  virtual void AfterReady(const core::Core& core) = 0;
 };
 
-}  // namespace ledger::node
+}  // namespace pbft::node
 
 #endif  // PBFT_LEDGER_REPLICA_NODE_NODE_INTERFACES_H_

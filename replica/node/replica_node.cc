@@ -6,9 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
-ReplicaNode::ReplicaNode(const pbft::Options& options,
+ReplicaNode::ReplicaNode(const core::Options& options,
                          const ReplicaNodeDeps& deps)
     : deps_(deps) {
   CHECK(deps_.store != nullptr);
@@ -17,11 +17,11 @@ ReplicaNode::ReplicaNode(const pbft::Options& options,
   CHECK(deps_.replies != nullptr);
   CHECK(deps_.fetch != nullptr);
   CHECK(deps_.clock != nullptr);
-  core_ = std::make_unique<pbft::Core>(options, deps_.signer, deps_.verifier);
+  core_ = std::make_unique<core::Core>(options, deps_.signer, deps_.verifier);
 }
 
 absl::StatusOr<std::unique_ptr<ReplicaNode>> ReplicaNode::Open(
-    const pbft::Options& options, const ReplicaNodeDeps& deps) {
+    const core::Options& options, const ReplicaNodeDeps& deps) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<ReplicaNode> node(new ReplicaNode(options, deps));
   if (absl::Status s = node->Restore(); !s.ok()) return s;
@@ -37,7 +37,7 @@ absl::Status ReplicaNode::Restore() {
   for (StateMachine::ClientEntry& c : *table) {
     core_->RestoreClient(c.client_id, c.request_number, std::move(c.result));
   }
-  absl::StatusOr<pbft::RestoreState> restore = deps_.store->Load();
+  absl::StatusOr<core::RestoreState> restore = deps_.store->Load();
   if (!restore.ok()) return restore.status();
   absl::StatusOr<uint64_t> timestamp = deps_.state->last_timestamp_ms();
   if (!timestamp.ok()) return timestamp.status();
@@ -71,7 +71,7 @@ void ReplicaNode::Tick() { core_->Tick(deps_.clock->NowMs()); }
 
 absl::Status ReplicaNode::Drain() {
   while (failed_.ok() && core_->HasReady()) {
-    const pbft::Ready ready = core_->TakeReady();
+    const core::Ready ready = core_->TakeReady();
     if (deps_.observer != nullptr) deps_.observer->OnReady(*core_, ready);
     failed_ = CarryOut(ready);
     if (failed_.ok() && deps_.observer != nullptr) {
@@ -82,7 +82,7 @@ absl::Status ReplicaNode::Drain() {
   return failed_;
 }
 
-absl::Status ReplicaNode::CarryOut(const pbft::Ready& ready) {
+absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   // 1. Persist before send: a replica never sends a vote it could forget.
   if (!ready.persist.empty()) {
     absl::Status s = deps_.store->Append(ready.persist);
@@ -92,7 +92,7 @@ absl::Status ReplicaNode::CarryOut(const pbft::Ready& ready) {
     }
   }
   // 2. Send (any order).
-  for (const pbft::Outbound& m : ready.messages) {
+  for (const core::Outbound& m : ready.messages) {
     if (m.broadcast) {
       deps_.transport->Broadcast(m.envelope);
     } else {
@@ -100,16 +100,16 @@ absl::Status ReplicaNode::CarryOut(const pbft::Ready& ready) {
     }
   }
   // 3. Execute in seq order; the core hands out each seq once.
-  for (const pbft::CommittedBatch& b : ready.execute) {
+  for (const core::CommittedBatch& b : ready.execute) {
     if (absl::Status s = Execute(b); !s.ok()) return s;
   }
   // 4. Replies: their requests are durably executed (step 3 of this or an
   //    earlier Ready).
-  for (const pbft::ClientReply& r : ready.replies) deps_.replies->Deliver(r);
+  for (const core::ClientReply& r : ready.replies) deps_.replies->Deliver(r);
   return absl::OkStatus();
 }
 
-absl::Status ReplicaNode::Execute(const pbft::CommittedBatch& b) {
+absl::Status ReplicaNode::Execute(const core::CommittedBatch& b) {
   const uint64_t expected = deps_.state->last_executed() + 1;
   if (b.seq.value() != expected) {
     return absl::InternalError(absl::StrCat("execute: the core handed out seq ",
@@ -133,4 +133,4 @@ void ReplicaNode::PublishStableCheckpoint() {
   deps_.fetch->SetStableCheckpoint(core_->stable_checkpoint());
 }
 
-}  // namespace ledger::node
+}  // namespace pbft::node

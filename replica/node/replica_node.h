@@ -32,11 +32,11 @@
 #include "replica/core/core.h"
 #include "replica/node/node_interfaces.h"
 
-namespace ledger::node {
+namespace pbft::node {
 
 struct ReplicaNodeDeps {
-  const pbft::Signer* signer = nullptr;
-  const pbft::Verifier* verifier = nullptr;
+  const core::Signer* signer = nullptr;
+  const core::Verifier* verifier = nullptr;
   ProtocolStorage* store = nullptr;
   StateMachine* state = nullptr;
   Transport* transport = nullptr;
@@ -62,7 +62,7 @@ class ReplicaNode {
   // that the transport may come up in between. DATA_LOSS if the two do not
   // fit together.
   static absl::StatusOr<std::unique_ptr<ReplicaNode>> Open(
-      const pbft::Options& options, const ReplicaNodeDeps& deps);
+      const core::Options& options, const ReplicaNodeDeps& deps);
 
   ReplicaNode(const ReplicaNode&) = delete;
   ReplicaNode& operator=(const ReplicaNode&) = delete;
@@ -77,22 +77,22 @@ class ReplicaNode {
   absl::Status Drain();
 
   const absl::Status& failed() const { return failed_; }
-  const pbft::Core& core() const { return *core_; }
+  const core::Core& core() const { return *core_; }
 
  private:
-  ReplicaNode(const pbft::Options& options, const ReplicaNodeDeps& deps);
+  ReplicaNode(const core::Options& options, const ReplicaNodeDeps& deps);
   absl::Status Restore();
   // One Ready, in its documented order.
-  absl::Status CarryOut(const pbft::Ready& ready);
-  absl::Status Execute(const pbft::CommittedBatch& b);
+  absl::Status CarryOut(const core::Ready& ready);
+  absl::Status Execute(const core::CommittedBatch& b);
   void PublishStableCheckpoint();
 
   const ReplicaNodeDeps deps_;
-  std::unique_ptr<pbft::Core> core_;
+  std::unique_ptr<core::Core> core_;
   absl::Status failed_;
   uint64_t published_stable_ = ~0ull;
 };
 
-}  // namespace ledger::node
+}  // namespace pbft::node
 
 #endif  // PBFT_LEDGER_REPLICA_NODE_REPLICA_NODE_H_

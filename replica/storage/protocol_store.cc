@@ -4,7 +4,7 @@
 #include "common/codec.h"
 #include "leveldb/write_batch.h"
 
-namespace ledger::storage {
+namespace pbft::storage {
 namespace {
 
 constexpr char kViewKey[] = "v";
@@ -201,4 +201,4 @@ absl::StatusOr<std::optional<pbft::v1::Envelope>> ProtocolStore::FindBody(
   return std::nullopt;
 }
 
-}  // namespace ledger::storage
+}  // namespace pbft::storage

@@ -27,7 +27,7 @@
 #include "leveldb/env.h"
 #include "pbft/v1/pbft.pb.h"
 
-namespace ledger::storage {
+namespace pbft::storage {
 
 // What a restarted replica reloads.
 struct ProtocolState {
@@ -69,6 +69,6 @@ class ProtocolStore {
 // The seq an envelope of the core's persisted kinds refers to.
 absl::StatusOr<uint64_t> EntrySeq(const pbft::v1::Envelope& e);
 
-}  // namespace ledger::storage
+}  // namespace pbft::storage
 
 #endif  // PBFT_LEDGER_REPLICA_STORAGE_PROTOCOL_STORE_H_

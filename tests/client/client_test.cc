@@ -1,5 +1,5 @@
-// ledger::Client against in-process fake replicas on loopback: f+1 matching
-// signed replies, Byzantine and unreachable replicas, retransmission,
+// pbft::client::Client against in-process fake replicas on loopback: f+1
+// matching signed replies, Byzantine and unreachable replicas, retransmission,
 // outcome-unknown, permanent errors, read-only quorum, thread safety.
 #include "client/client.h"
 
@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "leveldb/env.h"
@@ -22,7 +23,7 @@
 #include "tests/ledger/block_factory.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 enum class Behaviour {
@@ -42,7 +43,7 @@ enum class Behaviour {
 // A client number far above any wall clock in microseconds.
 constexpr uint64_t kStaleFloor = uint64_t{1} << 60;
 
-class FakeReplica final : public v1::LedgerService::Service {
+class FakeReplica final : public ledger::v1::LedgerService::Service {
  public:
   FakeReplica(uint32_t id, crypto::SecretKey key, Behaviour b)
       : id_(id), key_(std::move(key)), behaviour_(b) {}
@@ -52,8 +53,9 @@ class FakeReplica final : public v1::LedgerService::Service {
     verifier_ = std::make_unique<EnvelopeVerifier>(cluster.MakeVerifier());
   }
 
-  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
-                      v1::SubmitResponse* resp) override {
+  grpc::Status Submit(grpc::ServerContext*,
+                      const ledger::v1::SubmitRequest* req,
+                      ledger::v1::SubmitResponse* resp) override {
     calls_.fetch_add(1);
     if (grpc::Status s = Gate(); !s.ok()) return s;
     if (!verifier_->Verify(req->request()).ok()) {
@@ -77,17 +79,17 @@ class FakeReplica final : public v1::LedgerService::Service {
           signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply);
       return grpc::Status::OK;
     }
-    v1::OperationBatch batch;
+    ledger::v1::OperationBatch batch;
     batch.ParseFromString(r.operation());
-    v1::OperationResults results;
+    ledger::v1::OperationResults results;
     results.set_seq(r.request_number());
     for (int i = 0; i < batch.operations_size(); ++i) {
-      v1::OperationResult* res = results.add_results();
+      ledger::v1::OperationResult* res = results.add_results();
       res->set_code(behaviour_ == Behaviour::kWrongResult
-                        ? v1::RESULT_CODE_INSUFFICIENT_FUNDS
-                        : v1::RESULT_CODE_OK);
+                        ? ledger::v1::RESULT_CODE_INSUFFICIENT_FUNDS
+                        : ledger::v1::RESULT_CODE_OK);
       if (batch.operations(i).has_query()) {  // An ordered read.
-        res->set_code(v1::RESULT_CODE_OK);
+        res->set_code(ledger::v1::RESULT_CODE_OK);
         res->mutable_answer()->mutable_head()->set_height(
             behaviour_ == Behaviour::kWrongResult ? 999 : 42);
       }
@@ -105,16 +107,16 @@ class FakeReplica final : public v1::LedgerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Query(grpc::ServerContext*, const v1::QueryRequest* req,
-                     v1::QueryResponse* resp) override {
+  grpc::Status Query(grpc::ServerContext*, const ledger::v1::QueryRequest* req,
+                     ledger::v1::QueryResponse* resp) override {
     if (grpc::Status s = Gate(); !s.ok()) return s;
     pbft::v1::Request r;
     r.ParseFromString(req->query().payload());
-    v1::QueryReply q;
+    ledger::v1::QueryReply q;
     q.set_replica_id(id_);
     q.set_client_id(r.client_id());
     q.set_request_number(r.request_number());
-    v1::Query query;
+    ledger::v1::Query query;
     if (answer_ && query.ParseFromString(r.operation())) {
       answer_(query, &q);
     } else {
@@ -131,7 +133,8 @@ class FakeReplica final : public v1::LedgerService::Service {
   // Answers read-only queries with `answer` instead of a fixed head. Set
   // before the first query.
   void SetAnswer(
-      std::function<void(const v1::Query&, v1::QueryReply*)> answer) {
+      std::function<void(const ledger::v1::Query&, ledger::v1::QueryReply*)>
+          answer) {
     answer_ = std::move(answer);
   }
 
@@ -157,7 +160,8 @@ class FakeReplica final : public v1::LedgerService::Service {
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
   std::atomic<bool> flaked_{false};
-  std::function<void(const v1::Query&, v1::QueryReply*)> answer_;
+  std::function<void(const ledger::v1::Query&, ledger::v1::QueryReply*)>
+      answer_;
 };
 
 class ClientTest : public ::testing::Test {
@@ -166,8 +170,8 @@ class ClientTest : public ::testing::Test {
   // cluster config + a client key. With `factory`: its cluster (keys,
   // clients, genesis) and its client 3 as the SDK's key.
   void StartCluster(std::vector<Behaviour> behaviours,
-                    const testing::BlockFactory* factory = nullptr) {
-    v1::ClusterConfig config;
+                    const test::BlockFactory* factory = nullptr) {
+    ledger::v1::ClusterConfig config;
     config.set_cluster_id("client-test");
     config.set_f(1);
     if (factory != nullptr) {
@@ -186,7 +190,7 @@ class ClientTest : public ::testing::Test {
       b.RegisterService(replicas_.back().get());
       servers_.push_back(b.BuildAndStart());
       ASSERT_GT(port, 0);
-      v1::ReplicaConfig* r = config.add_replicas();
+      ledger::v1::ReplicaConfig* r = config.add_replicas();
       r->set_id(i);
       r->set_address("127.0.0.1:" + std::to_string(port));
       r->set_public_key(key.public_key().ToBytes());
@@ -195,7 +199,7 @@ class ClientTest : public ::testing::Test {
                                        ? factory->client_key(3)
                                        : crypto::SecretKey::Generate();
     if (factory == nullptr) {
-      v1::ClientConfig* c = config.add_clients();
+      ledger::v1::ClientConfig* c = config.add_clients();
       c->set_id(5);
       c->set_public_key(client_key.public_key().ToBytes());
     }
@@ -217,8 +221,8 @@ class ClientTest : public ::testing::Test {
     return c.ok() ? *std::move(c) : nullptr;
   }
 
-  static v1::Transfer SomeTransfer() {
-    v1::Transfer t;
+  static ledger::v1::Transfer SomeTransfer() {
+    ledger::v1::Transfer t;
     *t.mutable_id() = MakeId(0, 77);
     *t.mutable_debit_account_id() = MakeId(0, 1);
     *t.mutable_credit_account_id() = MakeId(0, 2);
@@ -231,7 +235,7 @@ class ClientTest : public ::testing::Test {
     for (auto& s : servers_) s->Shutdown(std::chrono::system_clock::now());
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   std::vector<std::unique_ptr<FakeReplica>> replicas_;
   std::vector<std::unique_ptr<grpc::Server>> servers_;
 };
@@ -243,11 +247,11 @@ TEST_F(ClientTest, HonestClusterReturnsResult) {
   auto c = NewClient();
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->client_id(), 5u);
-  absl::StatusOr<v1::OperationResults> r =
+  absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer(), SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->results_size(), 2);
-  EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r->results(0).code(), ledger::v1::RESULT_CODE_OK);
 }
 
 TEST_F(ClientTest, ByzantineReplicaCannotChangeTheResult) {
@@ -255,9 +259,10 @@ TEST_F(ClientTest, ByzantineReplicaCannotChangeTheResult) {
   StartCluster({B::kWrongResult, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
   for (int i = 0; i < 10; ++i) {
-    absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+    EXPECT_EQ(r->results(0).code(), ledger::v1::RESULT_CODE_OK);
   }
 }
 
@@ -265,15 +270,16 @@ TEST_F(ClientTest, BadSignaturesDoNotCount) {
   // Two honest replies still make f+1; the forged ones are ignored.
   StartCluster({B::kBadSignature, B::kBadSignature, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->results(0).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(r->results(0).code(), ledger::v1::RESULT_CODE_OK);
 }
 
 TEST_F(ClientTest, OneHonestReplyIsNotEnoughOutcomeUnknown) {
   StartCluster({B::kDown, B::kWrongResult, B::kDown, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r =
+  absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Milliseconds(300));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -286,7 +292,8 @@ TEST_F(ClientTest, OneHonestReplyIsNotEnoughOutcomeUnknown) {
 TEST_F(ClientTest, RetransmitsToAFailedReplica) {
   StartCluster({B::kFlaky, B::kDown, B::kDown, B::kFlaky});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GE(replicas_[0]->calls(), 2);
 }
@@ -294,7 +301,8 @@ TEST_F(ClientTest, RetransmitsToAFailedReplica) {
 TEST_F(ClientTest, PermanentErrorFromFPlusOneIsReturned) {
   StartCluster({B::kRejectArgument, B::kRejectArgument, B::kDown, B::kDown});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(IsOutcomeUnknown(r.status()));
@@ -303,7 +311,8 @@ TEST_F(ClientTest, PermanentErrorFromFPlusOneIsReturned) {
 TEST_F(ClientTest, LocalValidationBeforeSending) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r = c->Submit(v1::OperationBatch());
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Submit(ledger::v1::OperationBatch());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(replicas_[0]->calls(), 0);
 }
@@ -311,7 +320,7 @@ TEST_F(ClientTest, LocalValidationBeforeSending) {
 TEST_F(ClientTest, ReadOnlyQueryNeedsTwoFPlusOneMatching) {
   StartCluster({B::kWrongResult, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::ChainHead> head = c->GetHead();
+  absl::StatusOr<ledger::v1::ChainHead> head = c->GetHead();
   ASSERT_TRUE(head.ok()) << head.status();
   EXPECT_EQ(head->height(), 42u);
 }
@@ -320,9 +329,10 @@ TEST_F(ClientTest, ReadOnlyQueryWithoutQuorumFailsAsReadOnly) {
   // Only 2 honest answers: f+1, not 2f+1.
   StartCluster({B::kWrongResult, B::kDown, B::kHonest, B::kHonest});
   auto c = NewClient();
-  v1::Query q;
+  ledger::v1::Query q;
   q.mutable_get_head();
-  absl::StatusOr<v1::QueryReply> r = c->Query(q, absl::Milliseconds(300));
+  absl::StatusOr<ledger::v1::QueryReply> r =
+      c->Query(q, absl::Milliseconds(300));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
@@ -332,7 +342,7 @@ TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
   // request, accepted on f+1 matching replies (the liar cannot win).
   StartCluster({B::kWrongResult, B::kDown, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::ChainHead> head = c->GetHead(absl::Seconds(2));
+  absl::StatusOr<ledger::v1::ChainHead> head = c->GetHead(absl::Seconds(2));
   ASSERT_TRUE(head.ok()) << head.status();
   EXPECT_EQ(head->height(), 42u);
   EXPECT_GT(replicas_[2]->calls(), 0);  // It went through Submit.
@@ -344,34 +354,34 @@ TEST_F(ClientTest, ReadWithoutReadOnlyQuorumFallsBackToOrderedRequest_5_1) {
 // change replica i's answer.
 class LedgerClusterTest : public ClientTest {
  protected:
-  using Tamper = std::function<void(uint32_t, v1::QueryReply*)>;
+  using Tamper = std::function<void(uint32_t, ledger::v1::QueryReply*)>;
   void StartLedgers(const Tamper& tamper) {
     StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest}, &f_);
     const std::vector<pbft::v1::Envelope> requests = {f_.Request(
-        1, testing::Ops({testing::TransferOp(testing::Id(7), testing::Id(1),
-                                             testing::Id(2), 5)}))};
+        1, test::Ops(
+               {test::TransferOp(test::Id(7), test::Id(1), test::Id(2), 5)}))};
     for (uint32_t i = 0; i < 4; ++i) {
       envs_.emplace_back(leveldb::NewMemEnv(leveldb::Env::Default()));
-      LedgerOptions o;
+      ledger::LedgerOptions o;
       o.env = envs_.back().get();
-      ledgers_.push_back(*Ledger::Open(f_.cluster(), "/ledger", o));
+      ledgers_.push_back(*ledger::Ledger::Open(f_.cluster(), "/ledger", o));
       // Replica i committed the batch in view i, with 3 or 4 commits.
       ASSERT_TRUE(ledgers_.back()
                       ->ApplyBlock(f_.MakeBlock(1, requests, /*view=*/i, 0,
                                                 /*commits=*/3 + i % 2))
                       .ok());
-      Ledger* l = ledgers_.back().get();
-      replicas_[i]->SetAnswer(
-          [l, i, tamper](const v1::Query& q, v1::QueryReply* r) {
-            ASSERT_TRUE(l->Answer(q, r).ok());
-            tamper(i, r);
-          });
+      ledger::Ledger* l = ledgers_.back().get();
+      replicas_[i]->SetAnswer([l, i, tamper](const ledger::v1::Query& q,
+                                             ledger::v1::QueryReply* r) {
+        ASSERT_TRUE(l->Answer(q, r).ok());
+        tamper(i, r);
+      });
     }
   }
 
-  testing::BlockFactory f_;
+  test::BlockFactory f_;
   std::vector<std::unique_ptr<leveldb::Env>> envs_;
-  std::vector<std::unique_ptr<Ledger>> ledgers_;
+  std::vector<std::unique_ptr<ledger::Ledger>> ledgers_;
 };
 
 // Correct replicas answer a read-only GetBlock identically but for
@@ -379,7 +389,7 @@ class LedgerClusterTest : public ClientTest {
 // ordered fallback, skips a replica's invalid certificate and returns the
 // block with one it verified (docs/api.md "Blocks").
 TEST_F(LedgerClusterTest, ReadOnlyGetBlockMatchesAcrossViews) {
-  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+  StartLedgers([](uint32_t i, ledger::v1::QueryReply* r) {
     if (i == 0 && r->has_block_commit()) {  // A certificate that fails.
       r->mutable_block_commit()
           ->mutable_certificate()
@@ -389,14 +399,15 @@ TEST_F(LedgerClusterTest, ReadOnlyGetBlockMatchesAcrossViews) {
     }
   });
   auto c = NewClient();
-  absl::StatusOr<v1::Block> b = c->GetBlock(1, absl::Seconds(4));
+  absl::StatusOr<ledger::v1::Block> b = c->GetBlock(1, absl::Seconds(4));
   ASSERT_TRUE(b.ok()) << b.status();
-  EXPECT_EQ(BlockHash(b->header()).ToBytes(), ledgers_[1]->head().block_hash());
+  EXPECT_EQ(ledger::BlockHash(b->header()).ToBytes(),
+            ledgers_[1]->head().block_hash());
   EXPECT_EQ(b->requests_size(), 1);
   EXPECT_NE(b->view(), 0u);  // Replica 0's forged certificate was skipped.
-  EXPECT_TRUE(VerifyBlockCommit(f_.cluster(), f_.cluster().MakeVerifier(),
-                                b->header(), b->view(), b->pre_prepare(),
-                                b->certificate())
+  EXPECT_TRUE(ledger::VerifyBlockCommit(
+                  f_.cluster(), f_.cluster().MakeVerifier(), b->header(),
+                  b->view(), b->pre_prepare(), b->certificate())
                   .ok());
   for (const auto& r : replicas_) EXPECT_EQ(r->calls(), 0);  // No fallback.
 }
@@ -405,25 +416,26 @@ TEST_F(LedgerClusterTest, ReadOnlyGetBlockMatchesAcrossViews) {
 // is outvoted, the SDK verifies the certificate and the whole receipt, and
 // the receipt's header is every replica's block 1.
 TEST_F(LedgerClusterTest, GetReceiptFromTheCluster) {
-  StartLedgers([](uint32_t i, v1::QueryReply* r) {
+  StartLedgers([](uint32_t i, ledger::v1::QueryReply* r) {
     if (i == 2 && r->has_receipt()) {
       r->mutable_receipt()->mutable_transfer()->set_result(
-          v1::RESULT_CODE_INSUFFICIENT_FUNDS);
+          ledger::v1::RESULT_CODE_INSUFFICIENT_FUNDS);
     }
   });
   auto c = NewClient();
-  absl::StatusOr<v1::Receipt> receipt =
-      c->GetReceipt(testing::Id(7), absl::Seconds(4));
+  absl::StatusOr<ledger::v1::Receipt> receipt =
+      c->GetReceipt(test::Id(7), absl::Seconds(4));
   ASSERT_TRUE(receipt.ok()) << receipt.status();
-  EXPECT_EQ(receipt->transfer().result(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(receipt->transfer().result(), ledger::v1::RESULT_CODE_OK);
   EXPECT_GE(receipt->certificate().commits_size(), 3);
-  absl::StatusOr<ReceiptSummary> s = VerifyReceipt(f_.cluster(), *receipt);
+  absl::StatusOr<ledger::ReceiptSummary> s =
+      ledger::VerifyReceipt(f_.cluster(), *receipt);
   ASSERT_TRUE(s.ok()) << s.status();
   for (const auto& l : ledgers_) {
     EXPECT_EQ(s->block_hash.ToBytes(), l->head().block_hash());
   }
-  absl::StatusOr<v1::Receipt> none =
-      c->GetReceipt(testing::Id(99), absl::Seconds(4));
+  absl::StatusOr<ledger::v1::Receipt> none =
+      c->GetReceipt(test::Id(99), absl::Seconds(4));
   EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();
 }
 
@@ -436,7 +448,8 @@ TEST_F(ClientTest, RequestNumbersIncreaseAcrossClientRestart) {
   for (int round = 0; round < 2; ++round) {
     auto c = NewClient();
     for (int i = 0; i < 3; ++i) {
-      absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
+      absl::StatusOr<ledger::v1::OperationResults> r =
+          c->Transfers({SomeTransfer()});
       ASSERT_TRUE(r.ok()) << r.status();
       seen.push_back(r->seq());
     }
@@ -452,7 +465,7 @@ TEST_F(ClientTest, StaleRejectionsFromFPlusOneRenumberTheRequest) {
   // request executes, with no "outcome unknown".
   StartCluster({B::kStaleFloor, B::kStaleFloor, B::kStaleFloor, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r =
+  absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Seconds(5));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GT(r->seq(), kStaleFloor);  // The fake echoes the number.
@@ -465,7 +478,7 @@ TEST_F(ClientTest, StaleRejectionsFromFPlusOneRenumberTheRequest) {
 TEST_F(ClientTest, OneLyingStaleRejectionCannotPushTheNumber) {
   StartCluster({B::kLyingStale, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
-  absl::StatusOr<v1::OperationResults> r =
+  absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Seconds(5));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_LT(r->seq(), kStaleFloor);  // Still a wall-clock number.
@@ -476,13 +489,13 @@ TEST_F(ClientTest, PipelinedCallsOfOneClientAreNumberedInSendingOrder) {
   // out, one at a time, so no call can overtake another and turn stale.
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
-  std::vector<std::future<absl::StatusOr<v1::OperationResults>>> fs;
-  v1::OperationBatch b;
+  std::vector<std::future<absl::StatusOr<ledger::v1::OperationResults>>> fs;
+  ledger::v1::OperationBatch b;
   *b.add_operations()->mutable_transfer() = SomeTransfer();
   for (int i = 0; i < 20; ++i) fs.push_back(c->SubmitFuture(b));
   uint64_t prev = 0;
   for (auto& f : fs) {
-    absl::StatusOr<v1::OperationResults> r = f.get();
+    absl::StatusOr<ledger::v1::OperationResults> r = f.get();
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_GT(r->seq(), prev);  // Completed in submission order.
     prev = r->seq();
@@ -497,8 +510,9 @@ TEST_F(ClientTest, ManyThreadsShareOneClient) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 25; ++i) {
-        absl::StatusOr<v1::OperationResults> r = c->Transfers({SomeTransfer()});
-        if (r.ok() && r->results(0).code() == v1::RESULT_CODE_OK)
+        absl::StatusOr<ledger::v1::OperationResults> r =
+            c->Transfers({SomeTransfer()});
+        if (r.ok() && r->results(0).code() == ledger::v1::RESULT_CODE_OK)
           ok.fetch_add(1);
       }
     });
@@ -510,12 +524,12 @@ TEST_F(ClientTest, ManyThreadsShareOneClient) {
 TEST_F(ClientTest, AsyncFutures) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   auto c = NewClient();
-  v1::OperationBatch b;
+  ledger::v1::OperationBatch b;
   *b.add_operations()->mutable_transfer() = SomeTransfer();
-  std::vector<std::future<absl::StatusOr<v1::OperationResults>>> fs;
+  std::vector<std::future<absl::StatusOr<ledger::v1::OperationResults>>> fs;
   for (int i = 0; i < 20; ++i) fs.push_back(c->SubmitFuture(b));
   for (auto& f : fs) {
-    absl::StatusOr<v1::OperationResults> r = f.get();
+    absl::StatusOr<ledger::v1::OperationResults> r = f.get();
     ASSERT_TRUE(r.ok()) << r.status();
   }
 }
@@ -537,10 +551,10 @@ TEST(IdTest, ParseAndFormat) {
   EXPECT_EQ(IdToString(*ParseId("42", "id")), "42");
   EXPECT_EQ(IdToString(*ParseId("0x10", "id")), "16");
   EXPECT_EQ(IdToString(*ParseId("1:2", "id")), "1:2");
-  absl::StatusOr<v1::Uint128> bad = ParseId("abc", "--from");
+  absl::StatusOr<ledger::v1::Uint128> bad = ParseId("abc", "--from");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("--from"), std::string::npos);
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::client

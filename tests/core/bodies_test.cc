@@ -4,7 +4,7 @@
 // tests/core/cluster.h.
 #include "tests/core/cluster.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // §4.4 with bodies fetched separately: replica 1 gets primary 0's
@@ -94,4 +94,4 @@ TEST(BatchBodies, RestartedReplicaFetchesOrKeepsTheBodyOfO_4_4) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

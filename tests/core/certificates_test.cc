@@ -15,7 +15,7 @@
 #include "replica/core/peers.h"
 #include "tests/sim/sim_crypto.h"
 
-namespace pbft {
+namespace pbft::core {
 namespace {
 
 using sim::SimCrypto;
@@ -74,7 +74,7 @@ class Fixture {
     pp.set_view(view);
     pp.set_seq(seq);
     pp.set_timestamp_ms(1000);
-    pp.set_batch_digest(ledger::BatchDigest(batch).ToBytes());
+    pp.set_batch_digest(BatchDigest(batch).ToBytes());
     v1::Envelope e = Sign(from, v1::MESSAGE_TYPE_PRE_PREPARE, pp);
     e.mutable_batch()->Swap(&batch);
     return e;
@@ -553,4 +553,4 @@ TEST(NextPeer, RoundRobinSkippingSelfAndIneligible) {
 }
 
 }  // namespace
-}  // namespace pbft
+}  // namespace pbft::core

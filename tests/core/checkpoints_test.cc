@@ -1,7 +1,7 @@
 // Checkpoints and garbage collection (Castro & Liskov §4.3).
 #include "tests/core/scenario.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // --- Checkpoints and garbage collection (§4.3)
@@ -15,7 +15,7 @@ TEST(Checkpoints, StableAtTwoFPlusOneMatchingThenLogIsDiscarded_4_3) {
         s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(1, seq)}), 1)
             .size(),
         1u);
-    state = ledger::crypto::Sha256("state" + std::to_string(seq));
+    state = crypto::Sha256("state" + std::to_string(seq));
     s.core().OnExecuted(Seq(seq), state, {});
     s.Take();
   }
@@ -52,4 +52,4 @@ TEST(Checkpoints, WindowRelationIsValidated_4_3) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

@@ -17,13 +17,13 @@
 #include "replica/core/core.h"
 #include "tests/sim/sim_crypto.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 
 constexpr uint64_t kNowMs = 1'000'000;
 
 class Cluster {
  public:
-  explicit Cluster(ledger::ProtocolParams params = Params())
+  explicit Cluster(ProtocolParams params = Params())
       : params_(params), crypto_(4, 2, /*real=*/false) {
     for (uint32_t i = 0; i < 4; ++i)
       signer_.push_back(crypto_.ReplicaSigner(i));
@@ -49,8 +49,8 @@ class Cluster {
     }
   }
 
-  static ledger::ProtocolParams Params() {
-    ledger::ProtocolParams p;
+  static ProtocolParams Params() {
+    ProtocolParams p;
     p.checkpoint_interval = 4;
     p.watermark_window = 8;
     p.batch_requests_max = 1;
@@ -68,7 +68,7 @@ class Cluster {
   }
   // From now on, what is over its type's limit or not canonical is refused
   // before the core sees it (common/wire_limits.h), as the shell does.
-  void CheckWire() { limits_ = ledger::WireLimits::For(4, params_); }
+  void CheckWire() { limits_ = WireLimits::For(4, params_); }
 
   // Blocks per FETCH for cores made from now on (0: the default).
   void SetFetchBlocksMax(uint32_t n) { fetch_blocks_max_ = n; }
@@ -102,8 +102,7 @@ class Cluster {
       auto [from, to, e] = queue_.front();
       queue_.erase(queue_.begin());
       if (down_[to] || !pass(from, to, e)) continue;
-      if (limits_ &&
-          ledger::CheckWireMessage(e, *limits_) != ledger::WireError::kOk) {
+      if (limits_ && CheckWireMessage(e, *limits_) != WireError::kOk) {
         ++refused_by_wire_;
         continue;
       }
@@ -242,7 +241,7 @@ class Cluster {
           ASSERT_EQ(b.seq.value(), executed_[i] + 1);
           executed_[i] = b.seq.value();
           blocks_[i].push_back(b);
-          Digest state = ledger::crypto::Sha256(
+          Digest state = crypto::Sha256(
               absl::StrCat(b.batch_digest.ToHex(), b.seq.value()));
           core_[i]->OnExecuted(b.seq, state, RepliesOf(b));
         }
@@ -250,8 +249,8 @@ class Cluster {
     }
   }
 
-  const ledger::ProtocolParams params_;
-  std::optional<ledger::WireLimits> limits_;
+  const ProtocolParams params_;
+  std::optional<WireLimits> limits_;
   uint64_t refused_by_wire_ = 0;
   sim::SimCrypto crypto_;
   std::vector<std::unique_ptr<Signer>> signer_;
@@ -276,7 +275,7 @@ inline bool NotFrom0(uint32_t from, uint32_t to, const v1::Envelope&) {
 inline std::string BatchDigestOf(const v1::Envelope& request) {
   google::protobuf::RepeatedPtrField<v1::Envelope> batch;
   *batch.Add() = request;
-  return ledger::BatchDigest(batch).ToBytes();
+  return BatchDigest(batch).ToBytes();
 }
 
 // Hand-built §4.4 messages for the boundary scenarios: a prepared
@@ -332,6 +331,6 @@ inline std::vector<v1::PrePrepare> NewViewO(const Cluster& c) {
   return out;
 }
 
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test
 
 #endif  // PBFT_LEDGER_TESTS_CORE_CLUSTER_H_

@@ -10,7 +10,7 @@
 #include "common/envelope.h"
 #include "gtest/gtest.h"
 
-namespace pbft {
+namespace pbft::core {
 namespace {
 
 struct Cert {
@@ -38,7 +38,7 @@ struct Row {
 };
 
 Digest D(char c) {
-  if (c == '-') return ledger::NullBatchDigest();
+  if (c == '-') return NullBatchDigest();
   return *Digest::FromBytes(std::string(32, c));
 }
 
@@ -156,4 +156,4 @@ TEST(NewViewComputation, MinSMaxSAndOFromTheViewChanges_4_4) {
 }
 
 }  // namespace
-}  // namespace pbft
+}  // namespace pbft::core

@@ -2,7 +2,7 @@
 // and committed-local, batching and pipelining on the primary.
 #include "tests/core/scenario.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // --- §4.2 normal case: pre-prepare acceptance -------------------------------
@@ -40,7 +40,7 @@ TEST(NormalCase, BackupRejectsDigestThatDoesNotMatchBatch_4_2) {
   auto other = s.Request(2, 1);
   google::protobuf::RepeatedPtrField<v1::Envelope> reqs;
   *reqs.Add() = other;
-  const Digest wrong = ledger::BatchDigest(reqs);
+  const Digest wrong = BatchDigest(reqs);
   s.Step(s.PrePrepare(0, 0, 1, {s.Request(1, 1)}, kNowMs, &wrong));
   EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PREPARE).empty());
   EXPECT_EQ(s.Dropped(DropReason::kDigestMismatch), 1u);
@@ -146,7 +146,7 @@ TEST(NormalCase, ExecutionIsStrictlyInSeqOrder_4_2) {
 // --- Batching and pipelining (§4.2 step 1) -----------------------------------
 
 TEST(Primary, BatchesUpToTheLimitAndPipelinesWithinTheWindow_4_2) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.request_queue_max = 100;
   p.batch_wait_when_idle = true;  // The delay rule alone.
   Scenario s(0, p);               // batch_requests_max 2, delay 1 tick, L = 8.
@@ -179,7 +179,7 @@ TEST(Primary, BatchesUpToTheLimitAndPipelinesWithinTheWindow_4_2) {
 // once (no added latency); while one is in flight, requests accumulate into
 // the next batch.
 TEST(Primary, AdaptiveBatchingCutsAtOnceWhenIdleAndBatchesWhileBusy_4_2) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.request_queue_max = 100;
   p.batch_requests_max = 10;
   p.batch_delay_ticks = 50;
@@ -198,4 +198,4 @@ TEST(Primary, AdaptiveBatchingCutsAtOnceWhenIdleAndBatchesWhileBusy_4_2) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

@@ -2,7 +2,7 @@
 // its per-client shares, stored replies and stale rejections.
 #include "tests/core/scenario.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // --- Client requests (Castro–Liskov §4.1; docs/protocol.md)
@@ -100,7 +100,7 @@ TEST(Requests, BackupForwardsRequestToPrimary_4_1) {
 }
 
 TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.batch_delay_ticks = 100;  // Keep them queued.
   p.batch_wait_when_idle = true;
   p.batch_requests_max = 10;
@@ -117,7 +117,7 @@ TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
 }
 
 TEST(Requests, OneClientOverItsQueueShareIsRefusedOthersAreNot) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.batch_delay_ticks = 100;  // Keep them queued.
   p.batch_wait_when_idle = true;
   p.batch_requests_max = 10;
@@ -134,7 +134,7 @@ TEST(Requests, OneClientOverItsQueueShareIsRefusedOthersAreNot) {
   EXPECT_TRUE(s.ready().replies.empty());
   EXPECT_EQ(s.core().queued_requests(), 3u);
   // The share also counts bytes.
-  ledger::ProtocolParams pb = p;
+  ProtocolParams pb = p;
   pb.client_queue_max = 10;
   pb.client_queue_bytes_max = 300;
   Scenario b(0, pb);
@@ -184,4 +184,4 @@ TEST(Requests, RestoredClientGetsItsStoredReply_4_1) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

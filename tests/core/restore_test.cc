@@ -3,7 +3,7 @@
 // and rejoins; scenarios on the hand-wired cluster of tests/core/cluster.h.
 #include "tests/core/cluster.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 TEST(CrashRecovery, RestartedBackupNeverPreparesAnotherDigest_4_4) {
@@ -22,7 +22,7 @@ TEST(CrashRecovery, RestartedBackupNeverPreparesAnotherDigest_4_4) {
   pp.set_timestamp_ms(kNowMs);
   google::protobuf::RepeatedPtrField<v1::Envelope> batch;
   *batch.Add() = c.Request(2);
-  pp.set_batch_digest(ledger::BatchDigest(batch).ToBytes());
+  pp.set_batch_digest(BatchDigest(batch).ToBytes());
   v1::Envelope other =
       c.signer(0).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   *other.mutable_batch() = batch;
@@ -82,7 +82,7 @@ TEST(CrashRecovery, RestartDuringViewChangeStaysOutOfTheOldView_4_4) {
   v1::Prepare p;
   p.set_view(0);
   p.set_seq(1);
-  p.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+  p.set_batch_digest(NullBatchDigest().ToBytes());
   p.set_replica_id(1);
   c.core(2).Step(
       c.signer(1).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString()));
@@ -136,4 +136,4 @@ TEST(StateTransfer, CrashWhileExecutingPastTheWindowRestarts_4_4) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

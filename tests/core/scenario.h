@@ -15,7 +15,7 @@
 #include "replica/core/core.h"
 #include "tests/sim/sim_crypto.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 
 using sim::SimCrypto;
 
@@ -23,7 +23,7 @@ constexpr uint64_t kNowMs = 1'000'000;
 
 class Scenario {
  public:
-  explicit Scenario(uint32_t me, ledger::ProtocolParams params = Params())
+  explicit Scenario(uint32_t me, ProtocolParams params = Params())
       : crypto_(4, 3, /*real=*/false) {
     for (uint32_t i = 0; i < 4; ++i)
       replica_.push_back(crypto_.ReplicaSigner(i));
@@ -54,8 +54,8 @@ class Scenario {
                                 req.SerializeAsString());
   }
 
-  static ledger::ProtocolParams Params() {
-    ledger::ProtocolParams p;
+  static ProtocolParams Params() {
+    ProtocolParams p;
     p.checkpoint_interval = 4;
     p.watermark_window = 8;
     p.batch_requests_max = 2;
@@ -104,8 +104,7 @@ class Scenario {
     pp.set_timestamp_ms(ts);
     google::protobuf::RepeatedPtrField<v1::Envelope> batch(requests.begin(),
                                                            requests.end());
-    pp.set_batch_digest(
-        (digest ? *digest : ledger::BatchDigest(batch)).ToBytes());
+    pp.set_batch_digest((digest ? *digest : BatchDigest(batch)).ToBytes());
     // §4.2: the primary signs the header; the batch travels beside it.
     v1::Envelope e = replica_[from]->Sign(v1::MESSAGE_TYPE_PRE_PREPARE,
                                           pp.SerializeAsString());
@@ -188,6 +187,6 @@ class Scenario {
   std::vector<ClientReply> replies_;
 };
 
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test
 
 #endif  // PBFT_LEDGER_TESTS_CORE_SCENARIO_H_

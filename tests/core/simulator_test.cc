@@ -3,7 +3,7 @@
 #include "tests/core/scenario.h"
 #include "tests/sim/sim.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // --- The simulator
@@ -53,4 +53,4 @@ TEST(Simulator, RealEd25519SignaturesWork) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

@@ -2,7 +2,7 @@
 // transfer; docs/protocol.md "State transfer").
 #include "tests/core/scenario.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 // --- Catching up from certified batches (§4.3 state transfer) ---------------
@@ -68,4 +68,4 @@ TEST(CatchUp, IdleReplicaProbesAPeerAtMostOncePerInterval_4_3) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

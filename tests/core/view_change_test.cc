@@ -3,7 +3,7 @@
 // hand-wired cluster of tests/core/cluster.h.
 #include "tests/core/cluster.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 TEST(ViewChange, BackupsReplaceASilentPrimary_4_4) {
@@ -39,7 +39,7 @@ TEST(ViewChange, APreparedBatchKeepsItsSeqInTheNewView_4_4) {
   ASSERT_TRUE(pp.ParseFromString(m.pre_prepares(0).payload()));
   EXPECT_EQ(pp.seq(), 1u);
   EXPECT_EQ(pp.view(), 1u);
-  EXPECT_NE(pp.batch_digest(), ledger::NullBatchDigest().ToBytes());
+  EXPECT_NE(pp.batch_digest(), NullBatchDigest().ToBytes());
   // O carries the signed header only; every backup holds the body.
   EXPECT_EQ(m.pre_prepares(0).batch_size(), 0);
   EXPECT_EQ(c.core(2).stats().body_fetches_sent, 0u);
@@ -80,7 +80,7 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOSetDoesNotMatch_4_4) {
   ExpectAlteredNewViewRefused([](const Cluster& c, v1::NewView* m) {
     v1::PrePrepare pp;
     ASSERT_TRUE(pp.ParseFromString(m->pre_prepares(0).payload()));
-    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    pp.set_batch_digest(NullBatchDigest().ToBytes());
     *m->mutable_pre_prepares(0) =
         c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   });
@@ -93,7 +93,7 @@ TEST(ViewChange, BackupRefusesNewViewWhoseOTimestampDiffers_4_4) {
   ExpectAlteredNewViewRefused([](const Cluster& c, v1::NewView* m) {
     v1::PrePrepare pp;
     ASSERT_TRUE(pp.ParseFromString(m->pre_prepares(0).payload()));
-    ASSERT_NE(pp.batch_digest(), ledger::NullBatchDigest().ToBytes());
+    ASSERT_NE(pp.batch_digest(), NullBatchDigest().ToBytes());
     pp.set_timestamp_ms(pp.timestamp_ms() + 1);
     *m->mutable_pre_prepares(0) =
         c.signer(1).Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
@@ -291,7 +291,7 @@ TEST(Rejoin, FHigherViewPreparesAreNoEvidenceFPlusOneAre_4_4) {
     v1::Prepare p;
     p.set_view(view);
     p.set_seq(1);
-    p.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    p.set_batch_digest(NullBatchDigest().ToBytes());
     p.set_replica_id(from);
     return c.signer(from).Sign(v1::MESSAGE_TYPE_PREPARE, p.SerializeAsString());
   };
@@ -322,7 +322,7 @@ TEST(ViewChangeBounds, CertificateAtExactlyHPlusLIsCarried_4_4) {
   ASSERT_EQ(o.size(), L) << "seqs 1..L-1 null, L the batch";
   EXPECT_EQ(o.back().seq(), L);
   EXPECT_EQ(o.back().batch_digest(), BatchDigestOf(c.Request(1)));
-  EXPECT_EQ(o.front().batch_digest(), ledger::NullBatchDigest().ToBytes());
+  EXPECT_EQ(o.front().batch_digest(), NullBatchDigest().ToBytes());
   EXPECT_TRUE(c.core(1).view_active());
   EXPECT_EQ(c.core(1).view(), View(1));
 }
@@ -357,7 +357,7 @@ TEST(ViewChangeBounds, SeveralPreparedSeqsAreAllReproposed_4_4) {
   c.Run(To1);
   const std::vector<v1::PrePrepare> o = NewViewO(c);
   ASSERT_EQ(o.size(), 5u);
-  const std::string null = ledger::NullBatchDigest().ToBytes();
+  const std::string null = NullBatchDigest().ToBytes();
   const std::vector<uint64_t> request_at = {0, 1, 2, 0, 3};  // 0: null.
   for (size_t i = 0; i < o.size(); ++i) {
     EXPECT_EQ(o[i].seq(), i + 1);
@@ -405,7 +405,7 @@ TEST(ViewChangeBounds, TimeoutReturnsToBaseAfterProgress_4_4) {
 // NEW-VIEW fit their limits, which stay O(n x L) small headers whatever the
 // batch size, and the new view executes every batch.
 TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
-  ledger::ProtocolParams p = Cluster::Params();
+  ProtocolParams p = Cluster::Params();
   p.batch_bytes_max = 64 << 10;
   p.message_bytes_max = 256 << 10;  // Above one batch, below a window of them.
   Cluster c(p);
@@ -418,7 +418,7 @@ TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
     r.set_operation(std::string(p.batch_bytes_max - 200, 'x'));
     const v1::Envelope e =
         c.client_signer().Sign(v1::MESSAGE_TYPE_REQUEST, r.SerializeAsString());
-    ASSERT_LE(ledger::RequestBytes(e), p.batch_bytes_max);
+    ASSERT_LE(RequestBytes(e), p.batch_bytes_max);
     for (uint32_t b = 0; b < 4; ++b) c.Inject(99, b, e);
   }
   c.Run([](uint32_t, uint32_t, const v1::Envelope& e) {
@@ -428,12 +428,12 @@ TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
   ASSERT_EQ(c.executed(1), 0u);
   // The primary goes silent; the backups change view.
   c.Run(NotFrom0, /*ticks=*/60);
-  const ledger::WireLimits limits = ledger::WireLimits::For(4, p);
+  const WireLimits limits = WireLimits::For(4, p);
   EXPECT_LT(limits.view_change_max, size_t{p.batch_bytes_max});
   EXPECT_LE(limits.new_view_max, size_t{p.message_bytes_max});
   for (uint32_t b = 1; b < 4; ++b) {
     for (const v1::Envelope& e : c.sent_by(b, v1::MESSAGE_TYPE_VIEW_CHANGE)) {
-      EXPECT_EQ(ledger::CheckWireMessage(e, limits), ledger::WireError::kOk)
+      EXPECT_EQ(CheckWireMessage(e, limits), WireError::kOk)
           << "VIEW-CHANGE of " << e.payload().size() << " bytes, limit "
           << limits.view_change_max;
     }
@@ -443,7 +443,7 @@ TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
   RecordProperty("view_change_bytes",
                  c.sent_by(1, v1::MESSAGE_TYPE_VIEW_CHANGE)[0].ByteSizeLong());
   RecordProperty("new_view_bytes", nv[0].ByteSizeLong());
-  EXPECT_EQ(ledger::CheckWireMessage(nv[0], limits), ledger::WireError::kOk)
+  EXPECT_EQ(CheckWireMessage(nv[0], limits), WireError::kOk)
       << "NEW-VIEW of " << nv[0].payload().size() << " bytes, limit "
       << limits.new_view_max;
   EXPECT_EQ(c.refused_by_wire(), 0u);
@@ -455,4 +455,4 @@ TEST(ViewChangeSize, FullWindowOfLargestBatchesFitsThePeerLimits_4_4) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

@@ -2,11 +2,11 @@
 // half-way probe, and when it waits instead of changing views.
 #include "tests/core/scenario.h"
 
-namespace pbft::core_test {
+namespace pbft::core::test {
 namespace {
 
 TEST(ViewChangeTimer, RunsWhileABackupHoldsAnUnexecutedRequest_4_4) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.view_change_timeout_ticks = 5;
   Scenario s(1, p);
   for (int i = 0; i < 10; ++i) s.Tick();
@@ -25,7 +25,7 @@ TEST(ViewChangeTimer, RunsWhileABackupHoldsAnUnexecutedRequest_4_4) {
 // forward may have been lost): a backup that is merely behind catches up
 // instead of timing out alone.
 TEST(ViewChangeTimer, ProbesAndForwardsAgainHalfWay_4_4) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.view_change_timeout_ticks = 10;
   Scenario s(1, p);
   s.Step(s.Request(1, 1));
@@ -53,11 +53,11 @@ TEST(ViewChangeTimer, ProbesAndForwardsAgainHalfWay_4_4) {
 // behind, not the primary stuck. It fetches and waits half a timeout more
 // before it would change views (once per stall).
 TEST(ViewChangeTimer, WaitsWhenFPlusOnePeersAreBeyondItsWindow_4_4) {
-  ledger::ProtocolParams p = Scenario::Params();
+  ProtocolParams p = Scenario::Params();
   p.view_change_timeout_ticks = 10;
   Scenario s(1, p);
   s.Step(s.Request(1, 1));
-  const Digest d = ledger::crypto::Sha256("state at 16");
+  const Digest d = crypto::Sha256("state at 16");
   s.Step(s.Checkpoint(2, 16, d));
   s.Step(s.Checkpoint(3, 16, d));
   ASSERT_GT(Seq(16), s.core().high_watermark());
@@ -70,4 +70,4 @@ TEST(ViewChangeTimer, WaitsWhenFPlusOnePeersAreBeyondItsWindow_4_4) {
 }
 
 }  // namespace
-}  // namespace pbft::core_test
+}  // namespace pbft::core::test

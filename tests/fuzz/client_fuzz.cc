@@ -39,7 +39,7 @@
 
 namespace {
 
-using ledger::fuzz::Record;
+using pbft::fuzz::Record;
 
 constexpr size_t kCallsMax = 6;        // Waiting calls, in all.
 constexpr size_t kClientCallsMax = 3;  // ... per client.
@@ -47,37 +47,38 @@ constexpr uint64_t kAnswerBytesMax = 1024;
 
 struct Setup {
   Setup()
-      : service(&tc.pool(), ledger::net::ClientService::Handlers{},
-                ledger::net::ClientService::Limits{
+      : service(&tc.pool(), pbft::net::ClientService::Handlers{},
+                pbft::net::ClientService::Limits{
                     kCallsMax, kClientCallsMax,
-                    ledger::fuzz::FuzzParams().batch_bytes_max,
-                    ledger::fuzz::FuzzParams().request_operations_max}),
+                    pbft::fuzz::FuzzParams().batch_bytes_max,
+                    pbft::fuzz::FuzzParams().request_operations_max}),
         env(leveldb::NewMemEnv(leveldb::Env::Default())) {
-    ledger::LedgerOptions options;
+    pbft::ledger::LedgerOptions options;
     options.env = env.get();
     options.sync = false;
     options.parallel_state_hash = false;
-    auto opened = ledger::Ledger::Open(tc.cluster(), "/client_fuzz", options);
+    auto opened =
+        pbft::ledger::Ledger::Open(tc.cluster(), "/client_fuzz", options);
     CHECK_OK(opened.status());
     chain = std::move(*opened);
-    using ledger::testing::Id;
-    ledger::testing::BlockFactory factory;
+    using pbft::test::Id;
+    pbft::test::BlockFactory factory;
     uint64_t id = 1;
     for (uint64_t b = 1; b <= 3; ++b) {
       std::vector<ledger::v1::Operation> ops = {
-          ledger::testing::TransferOp(Id(id++), Id(1), Id(2), 10 + b),
-          ledger::testing::MintOp(Id(id++), Id(3), 7)};
+          pbft::test::TransferOp(Id(id++), Id(1), Id(2), 10 + b),
+          pbft::test::MintOp(Id(id++), Id(3), 7)};
       CHECK_OK(chain
                    ->ApplyBlock(factory.MakeBlock(
-                       b, {factory.Request(1, ledger::testing::Ops(ops))}))
+                       b, {factory.Request(1, pbft::test::Ops(ops))}))
                    .status());
     }
   }
 
-  ledger::fuzz::TestCluster tc;
-  ledger::net::ClientService service;
+  pbft::fuzz::TestCluster tc;
+  pbft::net::ClientService service;
   std::unique_ptr<leveldb::Env> env;
-  std::unique_ptr<ledger::Ledger> chain;
+  std::unique_ptr<pbft::ledger::Ledger> chain;
 };
 
 // The envelope the call carries; false if gRPC would not decode it.
@@ -102,21 +103,22 @@ bool CallEnvelope(const Setup& s, const Record& r, bool query,
 void CheckAdmitted(const Setup& s, const pbft::v1::Envelope& e, bool query,
                    const pbft::v1::Request& req) {
   CHECK(e.type() == pbft::v1::MESSAGE_TYPE_REQUEST);
-  CHECK(s.tc.verifier().Check(e) == ledger::EnvelopeError::kOk);
-  CHECK(ledger::CheckWireMessage(e, s.tc.limits()) == ledger::WireError::kOk);
+  CHECK(s.tc.verifier().Check(e) == pbft::EnvelopeError::kOk);
+  CHECK(pbft::CheckWireMessage(e, s.tc.limits()) == pbft::WireError::kOk);
   CHECK_EQ(req.client_id(), e.sender());
   CHECK_NE(req.request_number(), 0u);
   CHECK_EQ(req.read_only(), query);
-  CHECK_LE(ledger::RequestBytes(e), ledger::fuzz::FuzzParams().batch_bytes_max);
+  CHECK_LE(pbft::RequestBytes(e), pbft::fuzz::FuzzParams().batch_bytes_max);
   ledger::v1::OperationBatch batch;
   if (!query && batch.ParseFromString(req.operation())) {
     CHECK_LE(static_cast<uint64_t>(batch.operations_size()),
-             ledger::fuzz::FuzzParams().request_operations_max);
+             pbft::fuzz::FuzzParams().request_operations_max);
   }
 }
 
 void Query(const Setup& s, const pbft::v1::Request& req) {
-  auto reply = ledger::AnswerClientQuery(*s.chain, req, kAnswerBytesMax, 0);
+  auto reply =
+      pbft::ledger::AnswerClientQuery(*s.chain, req, kAnswerBytesMax, 0);
   if (!reply.ok()) {
     CHECK(!reply.status().message().empty());
     const absl::StatusCode c = reply.status().code();
@@ -128,15 +130,16 @@ void Query(const Setup& s, const pbft::v1::Request& req) {
   CHECK_EQ(reply->client_id(), req.client_id());
   CHECK_EQ(reply->request_number(), req.request_number());
   CHECK_LE(s.chain->AnswerBudgetBytes(*reply), kAnswerBytesMax);
-  auto again = ledger::AnswerClientQuery(*s.chain, req, kAnswerBytesMax, 0);
+  auto again =
+      pbft::ledger::AnswerClientQuery(*s.chain, req, kAnswerBytesMax, 0);
   CHECK_OK(again.status());
   CHECK_EQ(again->SerializeAsString(), reply->SerializeAsString());
 }
 
 // Takes a share of waiting calls for the client, as Submit does.
-bool TakeShare(ledger::net::CallShares* shares, std::deque<uint64_t>* waiting,
+bool TakeShare(pbft::net::CallShares* shares, std::deque<uint64_t>* waiting,
                uint64_t client) {
-  using Result = ledger::net::CallShares::Result;
+  using Result = pbft::net::CallShares::Result;
   const Result r = shares->Add(client);
   CHECK_LE(shares->of(client), kClientCallsMax);
   CHECK_LE(shares->total(), kCallsMax);
@@ -150,7 +153,7 @@ bool TakeShare(ledger::net::CallShares* shares, std::deque<uint64_t>* waiting,
   return true;
 }
 
-void GiveUp(ledger::net::CallShares* shares, std::deque<uint64_t>* waiting,
+void GiveUp(pbft::net::CallShares* shares, std::deque<uint64_t>* waiting,
             uint64_t client) {
   for (auto it = waiting->begin(); it != waiting->end(); ++it) {
     if (*it != client) continue;
@@ -162,7 +165,7 @@ void GiveUp(ledger::net::CallShares* shares, std::deque<uint64_t>* waiting,
   }
 }
 
-uint64_t RejectedTotal(const ledger::net::ClientService& service) {
+uint64_t RejectedTotal(const pbft::net::ClientService& service) {
   uint64_t total = 0;
   for (int c = 0; c <= 16; ++c) {
     total += service.rejected(static_cast<absl::StatusCode>(c));
@@ -175,11 +178,11 @@ uint64_t RejectedTotal(const ledger::net::ClientService& service) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Setup* const s = new Setup();
   uint8_t header;
-  const std::vector<Record> records = ledger::fuzz::ParseRecords(
-      data, size, ledger::fuzz::kRecordsMax, &header);
-  ledger::net::CallShares shares(kCallsMax, kClientCallsMax);
+  const std::vector<Record> records =
+      pbft::fuzz::ParseRecords(data, size, pbft::fuzz::kRecordsMax, &header);
+  pbft::net::CallShares shares(kCallsMax, kClientCallsMax);
   std::deque<uint64_t> waiting;
-  ledger::fuzz::CoreHarness primary(&s->tc, 0);
+  pbft::fuzz::CoreHarness primary(&s->tc, 0);
   for (const Record& r : records) {
     if (r.kind & 4) {
       GiveUp(&shares, &waiting, r.sender);

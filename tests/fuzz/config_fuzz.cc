@@ -10,14 +10,14 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string json(reinterpret_cast<const char*>(data), size);
-  auto cluster = ledger::Cluster::FromJson(json, "fuzz.json");
+  auto cluster = pbft::Cluster::FromJson(json, "fuzz.json");
   if (!cluster.ok()) {
     CHECK(!cluster.status().message().empty());
     return 0;
   }
-  const std::string again = ledger::ClusterConfigToJson(cluster->config());
-  auto reloaded = ledger::Cluster::FromJson(again, "fuzz-again.json");
+  const std::string again = pbft::ClusterConfigToJson(cluster->config());
+  auto reloaded = pbft::Cluster::FromJson(again, "fuzz-again.json");
   CHECK(reloaded.ok());
-  CHECK_EQ(ledger::ClusterConfigToJson(reloaded->config()), again);
+  CHECK_EQ(pbft::ClusterConfigToJson(reloaded->config()), again);
   return 0;
 }

@@ -2,7 +2,7 @@
 // core of the 4-replica fuzz cluster, tests/fuzz/fuzz_harness.h) handling
 // FETCH_RESPONSEs — certified batches (PRE-PREPARE and commit certificate),
 // a stable checkpoint proof, a batch body — after VerifyPool::Check, the
-// way its shell hands them to pbft::Core::Step. Ticks in between make it
+// way its shell hands them to pbft::core::Core::Step. Ticks in between make it
 // ask (its fetch requests are what responses answer), and CHECKPOINTs
 // from peers give it evidence of how far the cluster is.
 //
@@ -30,7 +30,7 @@
 
 namespace {
 
-using ledger::fuzz::Record;
+using pbft::fuzz::Record;
 
 // The record as peer_fuzz reads it: a CHECKPOINT or FETCH_RESPONSE.
 Record AsPeerRecord(const Record& r) {
@@ -60,12 +60,12 @@ uint64_t ClaimedHead(const std::string& payload) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static ledger::fuzz::TestCluster* const tc = new ledger::fuzz::TestCluster();
+  static pbft::fuzz::TestCluster* const tc = new pbft::fuzz::TestCluster();
   uint8_t header;
-  const std::vector<Record> records = ledger::fuzz::ParseRecords(
-      data, size, ledger::fuzz::kRecordsMax, &header);
-  ledger::fuzz::CoreHarness h(tc, header % ledger::fuzz::kReplicas);
-  const pbft::Options options = ledger::fuzz::CoreOptions(0);
+  const std::vector<Record> records =
+      pbft::fuzz::ParseRecords(data, size, pbft::fuzz::kRecordsMax, &header);
+  pbft::fuzz::CoreHarness h(tc, header % pbft::fuzz::kReplicas);
+  const pbft::core::Options options = pbft::fuzz::CoreOptions(0);
   uint64_t claimed = 0;  // The highest seq any response named so far.
   for (const Record& r : records) {
     const uint64_t executed = h.executed();

@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/proto_names.h"
 #include "ledger/v1/ledger.pb.h"
 
-namespace ledger::fuzz {
+namespace pbft::fuzz {
 namespace {
 
 // Signs `e` again; true if its signature changed.
@@ -114,8 +115,8 @@ pbft::v1::Envelope TestCluster::SignNow(pbft::v1::MessageType type,
   return impostor.Sign(type, std::move(payload));
 }
 
-absl::Status TestCluster::VerifyBatch(const v1::BlockHeader& header,
-                                      const pbft::CommittedBatch& b,
+absl::Status TestCluster::VerifyBatch(const ledger::v1::BlockHeader& header,
+                                      const core::CommittedBatch& b,
                                       pbft::v1::PrePrepare* pp) {
   const Digest key = crypto::Sha256(
       absl::StrCat(header.SerializeAsString(), "/", b.view.value(), "/",
@@ -126,8 +127,8 @@ absl::Status TestCluster::VerifyBatch(const v1::BlockHeader& header,
     return absl::OkStatus();
   }
   absl::Status s =
-      VerifyBlockCommit(cluster(), verifier_, header, b.view.value(),
-                        b.pre_prepare, b.certificate, pp);
+      ledger::VerifyBlockCommit(cluster(), verifier_, header, b.view.value(),
+                                b.pre_prepare, b.certificate, pp);
   if (s.ok()) {
     if (verified_batches_.size() >= kRememberedMax) verified_batches_.clear();
     verified_batches_.insert(key);
@@ -153,7 +154,7 @@ CoreHarness::CoreHarness(TestCluster* tc, uint32_t id)
     : tc_(tc),
       signer_(&tc->factory().replica(id)),
       verifier_(&tc->pool()),
-      core_(std::make_unique<pbft::Core>(CoreOptions(id), &signer_,
+      core_(std::make_unique<core::Core>(CoreOptions(id), &signer_,
                                          &verifier_)) {}
 
 bool CoreHarness::Deliver(const pbft::v1::Envelope& e) {
@@ -198,10 +199,10 @@ void CoreHarness::Tick(uint32_t ticks) {
 
 void CoreHarness::Drain() {
   while (core_->HasReady()) {
-    pbft::Ready ready = core_->TakeReady();
-    for (const pbft::Outbound& m : ready.messages) CheckSent(m);
-    for (const pbft::CommittedBatch& b : ready.execute) CheckBatch(b);
-    for (const pbft::ClientReply& r : ready.replies) {
+    core::Ready ready = core_->TakeReady();
+    for (const core::Outbound& m : ready.messages) CheckSent(m);
+    for (const core::CommittedBatch& b : ready.execute) CheckBatch(b);
+    for (const core::ClientReply& r : ready.replies) {
       CHECK(tc_->verifier().Check(r.envelope) == EnvelopeError::kOk);
       pbft::v1::Reply reply;
       CHECK(reply.ParseFromString(r.envelope.payload()));
@@ -217,7 +218,7 @@ void CoreHarness::Drain() {
 }
 
 // A peer's VerifyPool must accept everything a correct core sends.
-void CoreHarness::CheckSent(const pbft::Outbound& m) {
+void CoreHarness::CheckSent(const core::Outbound& m) {
   const net::DropReason r = tc_->pool().Check(m.envelope);
   if (r != net::DropReason::kCount) {
     std::fprintf(stderr, "core sent a %s its peers drop: %s\n",
@@ -231,16 +232,16 @@ void CoreHarness::CheckSent(const pbft::Outbound& m) {
 }
 
 // What the ledger and `ledgerctl verify` require of an executed batch.
-void CoreHarness::CheckBatch(const pbft::CommittedBatch& b) {
+void CoreHarness::CheckBatch(const core::CommittedBatch& b) {
   CHECK_EQ(b.seq.value(), executed_ + 1);
-  v1::BlockHeader header;
+  ledger::v1::BlockHeader header;
   header.set_height(b.seq.value());
   header.set_batch_digest(b.batch_digest.ToBytes());
   header.set_timestamp_ms(b.timestamp_ms);
   pbft::v1::PrePrepare pp;
-  const absl::Status s =
-      VerifyBlockCommit(tc_->cluster(), tc_->verifier(), header, b.view.value(),
-                        b.pre_prepare, b.certificate, &pp);
+  const absl::Status s = ledger::VerifyBlockCommit(
+      tc_->cluster(), tc_->verifier(), header, b.view.value(), b.pre_prepare,
+      b.certificate, &pp);
   if (!s.ok()) {
     std::fprintf(stderr, "core executes seq %lu without a valid commit: %s\n",
                  static_cast<unsigned long>(b.seq.value()),
@@ -249,7 +250,7 @@ void CoreHarness::CheckBatch(const pbft::CommittedBatch& b) {
   }
   const auto& batch = BatchOf(b.pre_prepare, pp);
   CHECK(BatchDigest(batch) == b.batch_digest);
-  std::vector<pbft::ExecutedReply> replies;
+  std::vector<core::ExecutedReply> replies;
   for (const pbft::v1::Envelope& e : batch) {
     pbft::v1::Request r;
     CHECK(r.ParseFromString(e.payload()));
@@ -261,4 +262,4 @@ void CoreHarness::CheckBatch(const pbft::CommittedBatch& b) {
   core_->OnExecuted(b.seq, StateDigestFor(b.seq.value()), std::move(replies));
 }
 
-}  // namespace ledger::fuzz
+}  // namespace pbft::fuzz

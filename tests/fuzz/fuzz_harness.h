@@ -11,7 +11,7 @@
 // targets, and a target can sign a fuzzed payload with a real key (the
 // fuzzer then reaches the logic behind the signature checks).
 //
-// CoreHarness drives one pbft::Core the way the replica's shell does
+// CoreHarness drives one pbft::core::Core the way the replica's shell does
 // (Persist, Send, Execute, Deliver in a Ready's order) and asserts after
 // every input what the shell relies on: Core::Invariants() holds, batches
 // come out for execution in seq order, each exactly once, each with a
@@ -36,6 +36,7 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "common/wire_limits.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
@@ -45,7 +46,7 @@
 #include "replica/net/verify_pool.h"
 #include "tests/ledger/block_factory.h"
 
-namespace ledger::fuzz {
+namespace pbft::fuzz {
 
 struct Record {
   uint8_t kind = 0;
@@ -104,8 +105,8 @@ inline ProtocolParams FuzzParams() {
   return p;
 }
 
-inline pbft::Options CoreOptions(uint32_t id) {
-  pbft::Options o;
+inline core::Options CoreOptions(uint32_t id) {
+  core::Options o;
   o.id = ReplicaId(id);
   o.n = kReplicas;
   o.f = 1;
@@ -133,7 +134,7 @@ class TestCluster {
         pool_(&verifier_, 1, limits_, QueueShare{1, 1},
               [](pbft::v1::Envelope) {}) {}
 
-  const testing::BlockFactory& factory() const { return factory_; }
+  const test::BlockFactory& factory() const { return factory_; }
   const Cluster& cluster() const { return factory_.cluster(); }
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const WireLimits& limits() const { return limits_; }
@@ -148,8 +149,8 @@ class TestCluster {
                           std::string payload) const;
   // VerifyBlockCommit (the ledger's check of an executed batch), with the
   // batches that passed remembered.
-  absl::Status VerifyBatch(const v1::BlockHeader& header,
-                           const pbft::CommittedBatch& b,
+  absl::Status VerifyBatch(const ledger::v1::BlockHeader& header,
+                           const core::CommittedBatch& b,
                            pbft::v1::PrePrepare* pp);
   // The same envelope signed again by the key of the sender it claims.
   void Resign(pbft::v1::Envelope* e) const {
@@ -160,7 +161,7 @@ class TestCluster {
   pbft::v1::Envelope SignNow(pbft::v1::MessageType type, uint64_t sender,
                              std::string payload) const;
 
-  testing::BlockFactory factory_;
+  test::BlockFactory factory_;
   EnvelopeVerifier verifier_;
   WireLimits limits_;
   net::VerifyPool pool_;
@@ -170,7 +171,7 @@ class TestCluster {
 
 // The core's verifier of nested envelopes, as in the replica: the
 // verification pool's VerifyNow (signature and wire checks, cached).
-class PoolVerifier final : public pbft::Verifier {
+class PoolVerifier final : public core::Verifier {
  public:
   explicit PoolVerifier(net::VerifyPool* pool) : pool_(pool) {}
   bool Verify(const pbft::v1::Envelope& e) const override {
@@ -203,30 +204,30 @@ class CoreHarness {
   void Request(const pbft::v1::Envelope& e);
   void Tick(uint32_t ticks);
 
-  pbft::Core& core() { return *core_; }
+  core::Core& core() { return *core_; }
   uint64_t executed() const { return executed_; }
   // What the core sent and executed so far (fuzz_seeds.cc routes and
   // serves them between cores); kept only if `keep` was set.
   void set_keep(bool keep) { keep_ = keep; }
-  std::vector<pbft::Outbound>& sent() { return sent_; }
-  const std::vector<pbft::CommittedBatch>& batches() const { return batches_; }
+  std::vector<core::Outbound>& sent() { return sent_; }
+  const std::vector<core::CommittedBatch>& batches() const { return batches_; }
 
  private:
   void Drain();
-  void CheckBatch(const pbft::CommittedBatch& b);
-  void CheckSent(const pbft::Outbound& m);
+  void CheckBatch(const core::CommittedBatch& b);
+  void CheckSent(const core::Outbound& m);
 
   TestCluster* tc_;
-  pbft::Ed25519Signer signer_;
+  core::Ed25519Signer signer_;
   PoolVerifier verifier_;
-  std::unique_ptr<pbft::Core> core_;
+  std::unique_ptr<core::Core> core_;
   uint64_t executed_ = 0;
   uint64_t now_ms_ = 1'700'000'000'000;
   bool keep_ = false;
-  std::vector<pbft::Outbound> sent_;
-  std::vector<pbft::CommittedBatch> batches_;
+  std::vector<core::Outbound> sent_;
+  std::vector<core::CommittedBatch> batches_;
 };
 
-}  // namespace ledger::fuzz
+}  // namespace pbft::fuzz
 
 #endif  // PBFT_LEDGER_TESTS_FUZZ_FUZZ_HARNESS_H_

@@ -55,12 +55,12 @@ void WriteSeed(const fs::path& dir, const std::string& name,
 // `ledgerctl cluster init` into `tmp`, with n replicas and one client.
 void WriteConfigSeeds(const fs::path& corpus, const fs::path& tmp) {
   for (uint32_t n : {4u, 7u}) {
-    ledger::ClusterInitOptions options;
+    pbft::client::ClusterInitOptions options;
     options.replicas = n;
     options.clients = 2;
     options.cluster_id = "fuzz-seed";
     options.out_dir = (tmp / absl::StrCat("cluster", n)).string();
-    CHECK(ledger::InitCluster(options).ok());
+    CHECK(pbft::client::InitCluster(options).ok());
     const fs::path dir(options.out_dir);
     WriteSeed(corpus / "config_fuzz", absl::StrCat("cluster", n, ".json"),
               ReadAll(dir / "cluster.json"));
@@ -78,13 +78,12 @@ std::string Serialize(const pbft::v1::Envelope& e) {
 // Signed REQUEST, PRE-PREPARE, PREPARE, COMMIT, CHECKPOINT, FETCH_REQUEST.
 void WriteWireSeeds(const fs::path& corpus) {
   const fs::path dir = corpus / "wire_fuzz";
-  std::vector<ledger::EnvelopeSigner> replicas;
+  std::vector<pbft::EnvelopeSigner> replicas;
   for (uint64_t i = 0; i < 4; ++i) {
-    replicas.emplace_back("fuzz-seed", i,
-                          ledger::crypto::SecretKey::Generate());
+    replicas.emplace_back("fuzz-seed", i, pbft::crypto::SecretKey::Generate());
   }
-  ledger::EnvelopeSigner client("fuzz-seed", 1,
-                                ledger::crypto::SecretKey::Generate());
+  pbft::EnvelopeSigner client("fuzz-seed", 1,
+                              pbft::crypto::SecretKey::Generate());
   pbft::v1::Request request;
   request.set_client_id(1);
   request.set_request_number(7);
@@ -99,7 +98,7 @@ void WriteWireSeeds(const fs::path& corpus) {
   pre_prepare.set_timestamp_ms(1'700'000'000'000);
   google::protobuf::RepeatedPtrField<pbft::v1::Envelope> batch;
   *batch.Add() = request_env;
-  const ledger::Digest digest = ledger::BatchDigest(batch);
+  const pbft::Digest digest = pbft::BatchDigest(batch);
   pre_prepare.set_batch_digest(digest.ToBytes());
   pbft::v1::Envelope pre_prepare_env =
       replicas[0].SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pre_prepare);
@@ -122,7 +121,7 @@ void WriteWireSeeds(const fs::path& corpus) {
                                               commit)));
   pbft::v1::Checkpoint checkpoint;
   checkpoint.set_seq(128);
-  checkpoint.set_state_digest(ledger::crypto::Sha256("state").ToBytes());
+  checkpoint.set_state_digest(pbft::crypto::Sha256("state").ToBytes());
   checkpoint.set_replica_id(3);
   WriteSeed(dir, "checkpoint",
             Serialize(replicas[3].SignMessage(pbft::v1::MESSAGE_TYPE_CHECKPOINT,
@@ -141,20 +140,21 @@ void WriteWireSeeds(const fs::path& corpus) {
 // verifies against the same cluster): transfers and a mint, the last block
 // committed in view 1.
 void WriteReceiptSeeds(const fs::path& corpus, const fs::path& tmp) {
-  using ledger::testing::Id;
-  ledger::testing::BlockFactory factory;
-  auto opened = ledger::Ledger::Open(
-      factory.cluster(), (tmp / "chain").string(), ledger::LedgerOptions{});
+  using pbft::test::Id;
+  pbft::test::BlockFactory factory;
+  auto opened =
+      pbft::ledger::Ledger::Open(factory.cluster(), (tmp / "chain").string(),
+                                 pbft::ledger::LedgerOptions{});
   CHECK_OK(opened.status());
-  std::unique_ptr<ledger::Ledger> chain = std::move(*opened);
+  std::unique_ptr<pbft::ledger::Ledger> chain = std::move(*opened);
   uint64_t id = 1;
   for (uint64_t b = 1; b <= 3; ++b) {
     std::vector<pbft::v1::Envelope> requests;
     for (uint64_t c = 1; c <= 2; ++c) {
       std::vector<ledger::v1::Operation> ops = {
-          ledger::testing::TransferOp(Id(id++), Id(c), Id(3 - c), 10 + b)};
-      if (c == 1) ops.push_back(ledger::testing::MintOp(Id(id++), Id(2), 7));
-      requests.push_back(factory.Request(c, ledger::testing::Ops(ops)));
+          pbft::test::TransferOp(Id(id++), Id(c), Id(3 - c), 10 + b)};
+      if (c == 1) ops.push_back(pbft::test::MintOp(Id(id++), Id(2), 7));
+      requests.push_back(factory.Request(c, pbft::test::Ops(ops)));
     }
     CHECK_OK(chain->ApplyBlock(factory.MakeBlock(b, requests, b == 3 ? 1 : 0))
                  .status());
@@ -175,8 +175,8 @@ void WriteReceiptSeeds(const fs::path& corpus, const fs::path& tmp) {
 class Sim {
  public:
   Sim() {
-    for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
-      cores_.push_back(std::make_unique<ledger::fuzz::CoreHarness>(&tc_, i));
+    for (uint32_t i = 0; i < pbft::fuzz::kReplicas; ++i) {
+      cores_.push_back(std::make_unique<pbft::fuzz::CoreHarness>(&tc_, i));
       cores_.back()->set_keep(true);
       inputs_.emplace_back(1, static_cast<char>(i));  // Header: the id.
     }
@@ -192,29 +192,29 @@ class Sim {
     r.set_operation(ops.SerializeAsString());
     const auto e =
         tc_.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, client, r.SerializeAsString());
-    for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) Deliver(i, e);
+    for (uint32_t i = 0; i < pbft::fuzz::kReplicas; ++i) Deliver(i, e);
     Route();
   }
 
   void Tick(uint32_t ticks) {
     for (uint32_t t = 0; t < ticks; ++t) {
-      for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
+      for (uint32_t i = 0; i < pbft::fuzz::kReplicas; ++i) {
         if (down_[i]) continue;
-        ledger::fuzz::AppendRecord(&inputs_[i], 0, 1, "");
+        pbft::fuzz::AppendRecord(&inputs_[i], 0, 1, "");
         cores_[i]->Tick(1);
       }
       Route();
     }
   }
 
-  ledger::fuzz::CoreHarness& core(uint32_t i) { return *cores_[i]; }
+  pbft::fuzz::CoreHarness& core(uint32_t i) { return *cores_[i]; }
   const std::string& input(uint32_t i) const { return inputs_[i]; }
 
  private:
   void Deliver(uint32_t to, const pbft::v1::Envelope& e) {
     if (down_[to]) return;
-    ledger::fuzz::AppendRecord(&inputs_[to], static_cast<uint8_t>(e.type()),
-                               static_cast<uint8_t>(e.sender()), e.payload());
+    pbft::fuzz::AppendRecord(&inputs_[to], static_cast<uint8_t>(e.type()),
+                             static_cast<uint8_t>(e.sender()), e.payload());
     CHECK(cores_[to]->Deliver(e));
     if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) Serve(to, e);
   }
@@ -227,7 +227,7 @@ class Sim {
     const auto& stable = cores_[self]->core().stable_checkpoint();
     if (stable.seq() > 0) *resp.mutable_stable_checkpoint() = stable;
     const uint64_t from = std::max<uint64_t>(req.from_seq(), 1);
-    for (const pbft::CommittedBatch& b : cores_[self]->batches()) {
+    for (const pbft::core::CommittedBatch& b : cores_[self]->batches()) {
       const uint64_t s = b.seq.value();
       if (s < from || s - from >= std::max<uint32_t>(req.max_blocks(), 1))
         continue;
@@ -244,13 +244,13 @@ class Sim {
   void Route() {
     for (bool more = true; more;) {
       more = false;
-      for (uint32_t i = 0; i < ledger::fuzz::kReplicas; ++i) {
-        std::vector<pbft::Outbound> out = std::move(cores_[i]->sent());
+      for (uint32_t i = 0; i < pbft::fuzz::kReplicas; ++i) {
+        std::vector<pbft::core::Outbound> out = std::move(cores_[i]->sent());
         cores_[i]->sent().clear();
         if (down_[i]) continue;
-        for (const pbft::Outbound& m : out) {
+        for (const pbft::core::Outbound& m : out) {
           more = true;
-          for (uint32_t j = 0; j < ledger::fuzz::kReplicas; ++j) {
+          for (uint32_t j = 0; j < pbft::fuzz::kReplicas; ++j) {
             if (j != i && (m.broadcast || m.to.value() == j))
               Deliver(j, m.envelope);
           }
@@ -265,17 +265,16 @@ class Sim {
     }
   }
 
-  ledger::fuzz::TestCluster tc_;
-  std::vector<std::unique_ptr<ledger::fuzz::CoreHarness>> cores_;
+  pbft::fuzz::TestCluster tc_;
+  std::vector<std::unique_ptr<pbft::fuzz::CoreHarness>> cores_;
   std::vector<std::string> inputs_;
-  bool down_[ledger::fuzz::kReplicas] = {};
+  bool down_[pbft::fuzz::kReplicas] = {};
   std::vector<std::pair<uint32_t, pbft::v1::Envelope>> pending_;
 };
 
 ledger::v1::OperationBatch Transfer(uint64_t id, uint64_t from, uint64_t to) {
-  using ledger::testing::Id;
-  return ledger::testing::Ops(
-      {ledger::testing::TransferOp(Id(id), Id(from), Id(to), 5)});
+  using pbft::test::Id;
+  return pbft::test::Ops({pbft::test::TransferOp(Id(id), Id(from), Id(to), 5)});
 }
 
 // A recorded input as a seed: runs of ticks merged (up to 64 a record),
@@ -285,10 +284,10 @@ ledger::v1::OperationBatch Transfer(uint64_t id, uint64_t from, uint64_t to) {
 std::string Seed(const std::string& input, bool fetch_only, uint64_t executed) {
   uint8_t header;
   const auto records =
-      ledger::fuzz::ParseRecords(reinterpret_cast<const uint8_t*>(input.data()),
-                                 input.size(), SIZE_MAX, &header);
-  std::vector<ledger::fuzz::Record> kept;
-  for (const ledger::fuzz::Record& r : records) {
+      pbft::fuzz::ParseRecords(reinterpret_cast<const uint8_t*>(input.data()),
+                               input.size(), SIZE_MAX, &header);
+  std::vector<pbft::fuzz::Record> kept;
+  for (const pbft::fuzz::Record& r : records) {
     if (fetch_only && r.kind != 0 &&
         r.kind != pbft::v1::MESSAGE_TYPE_CHECKPOINT &&
         r.kind != pbft::v1::MESSAGE_TYPE_FETCH_RESPONSE) {
@@ -301,12 +300,12 @@ std::string Seed(const std::string& input, bool fetch_only, uint64_t executed) {
     }
     kept.push_back(r);
   }
-  CHECK_LE(kept.size(), ledger::fuzz::kRecordsMax);
+  CHECK_LE(kept.size(), pbft::fuzz::kRecordsMax);
   std::string out(1, static_cast<char>(header));
-  ledger::fuzz::TestCluster tc;
-  ledger::fuzz::CoreHarness replay(&tc, header % ledger::fuzz::kReplicas);
-  for (const ledger::fuzz::Record& r : kept) {
-    ledger::fuzz::AppendRecord(&out, r.kind, r.sender, r.body);
+  pbft::fuzz::TestCluster tc;
+  pbft::fuzz::CoreHarness replay(&tc, header % pbft::fuzz::kReplicas);
+  for (const pbft::fuzz::Record& r : kept) {
+    pbft::fuzz::AppendRecord(&out, r.kind, r.sender, r.body);
     replay.Apply(r);
   }
   CHECK_EQ(replay.executed(), executed);
@@ -374,27 +373,27 @@ void WriteClientSeeds(const fs::path& corpus) {
     return r.SerializeAsString();
   };
   ledger::v1::Query account;
-  *account.mutable_get_account()->mutable_id() = ledger::testing::Id(2);
+  *account.mutable_get_account()->mutable_id() = pbft::test::Id(2);
   ledger::v1::Query block;
   block.mutable_get_block()->set_height(2);
   std::string submits(1, '\0');
   for (uint64_t n = 1; n <= 4; ++n) {
-    ledger::fuzz::AppendRecord(
+    pbft::fuzz::AppendRecord(
         &submits, 0, 1,
         request(1, n, false, Transfer(n, 1, 2).SerializeAsString()));
   }
-  ledger::fuzz::AppendRecord(&submits, 4, 1, "");
-  ledger::fuzz::AppendRecord(
+  pbft::fuzz::AppendRecord(&submits, 4, 1, "");
+  pbft::fuzz::AppendRecord(
       &submits, 0, 2,
       request(2, 1, false, Transfer(9, 2, 1).SerializeAsString()));
   WriteSeed(dir, "submits", submits);
   std::string queries(1, '\0');
-  ledger::fuzz::AppendRecord(&queries, 1, 2,
-                             request(2, 1, true, account.SerializeAsString()));
-  ledger::fuzz::AppendRecord(&queries, 1, 3,
-                             request(3, 1, true, block.SerializeAsString()));
+  pbft::fuzz::AppendRecord(&queries, 1, 2,
+                           request(2, 1, true, account.SerializeAsString()));
+  pbft::fuzz::AppendRecord(&queries, 1, 3,
+                           request(3, 1, true, block.SerializeAsString()));
   WriteSeed(dir, "queries", queries);
-  ledger::testing::BlockFactory factory;
+  pbft::test::BlockFactory factory;
   ledger::v1::SubmitRequest submit;
   *submit.mutable_request() = factory.SignRequest(3, 5, Transfer(5, 3, 1));
   ledger::v1::QueryRequest query;
@@ -406,16 +405,16 @@ void WriteClientSeeds(const fs::path& corpus) {
   *query.mutable_query() =
       factory.client(1).SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, q);
   std::string grpc(1, '\0');
-  ledger::fuzz::AppendRecord(&grpc, 2, 0, submit.SerializeAsString());
-  ledger::fuzz::AppendRecord(&grpc, 3, 0, query.SerializeAsString());
+  pbft::fuzz::AppendRecord(&grpc, 2, 0, submit.SerializeAsString());
+  pbft::fuzz::AppendRecord(&grpc, 3, 0, query.SerializeAsString());
   WriteSeed(dir, "grpc_messages", grpc);
 }
 
 // ledger_fuzz records: accounts, transfers, mints, an ordered query, a
 // malformed batch and a duplicate, over three blocks.
 void WriteLedgerSeeds(const fs::path& corpus) {
-  using ledger::testing::Id;
-  namespace t = ledger::testing;
+  using pbft::test::Id;
+  namespace t = pbft::test;
   ledger::v1::Operation query;
   query.mutable_query()->mutable_get_account()->mutable_id()->set_low(2);
   const std::vector<std::pair<uint8_t, ledger::v1::OperationBatch>> requests = {
@@ -431,13 +430,13 @@ void WriteLedgerSeeds(const fs::path& corpus) {
   std::string input(1, '\0');
   for (size_t i = 0; i < requests.size(); ++i) {
     // Client sender % 3 + 1; the block ends after every second request.
-    ledger::fuzz::AppendRecord(&input, i % 2, requests[i].first,
-                               requests[i].second.SerializeAsString());
+    pbft::fuzz::AppendRecord(&input, i % 2, requests[i].first,
+                             requests[i].second.SerializeAsString());
   }
-  ledger::fuzz::AppendRecord(&input, 1, 0, "\xff\xff not a batch");
+  pbft::fuzz::AppendRecord(&input, 1, 0, "\xff\xff not a batch");
   // Client 1's request number 1 again (kind 0x02 | 1 << 2), then a block end.
-  ledger::fuzz::AppendRecord(&input, 0x07, 0,
-                             requests[0].second.SerializeAsString());
+  pbft::fuzz::AppendRecord(&input, 0x07, 0,
+                           requests[0].second.SerializeAsString());
   WriteSeed(corpus / "ledger_fuzz", "blocks", input);
 }
 

@@ -41,14 +41,14 @@ void WriteInput(const std::string& path, const uint8_t* data, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& path = ScratchPath("a");
   WriteInput(path, data, size);
-  auto key = ledger::ReadKeyFile(path);
+  auto key = pbft::ReadKeyFile(path);
   if (!key.ok()) return 0;
   const std::string message = "fuzz";
   const auto signature = key->Sign(message);
-  CHECK(ledger::crypto::Verify(key->public_key(), message, signature));
+  CHECK(pbft::crypto::Verify(key->public_key(), message, signature));
   const std::string& back = ScratchPath("b");
-  CHECK(ledger::WriteKeyFile(back, *key, /*overwrite=*/true).ok());
-  auto again = ledger::ReadKeyFile(back);
+  CHECK(pbft::WriteKeyFile(back, *key, /*overwrite=*/true).ok());
+  auto again = pbft::ReadKeyFile(back);
   CHECK(again.ok());
   CHECK(again->public_key() == key->public_key());
   return 0;

@@ -35,10 +35,10 @@
 
 namespace {
 
-using ledger::fuzz::Record;
+using pbft::fuzz::Record;
 
-ledger::LedgerOptions Options(leveldb::Env* env) {
-  ledger::LedgerOptions o;
+pbft::ledger::LedgerOptions Options(leveldb::Env* env) {
+  pbft::ledger::LedgerOptions o;
   o.env = env;
   o.sync = false;
   o.parallel_state_hash = false;
@@ -49,17 +49,17 @@ ledger::LedgerOptions Options(leveldb::Env* env) {
 
 class Run {
  public:
-  explicit Run(const ledger::testing::BlockFactory* factory)
+  explicit Run(const pbft::test::BlockFactory* factory)
       : factory_(factory), env_(leveldb::NewMemEnv(leveldb::Env::Default())) {
-    auto opened = ledger::Ledger::Open(factory_->cluster(), "/ledger_fuzz",
-                                       Options(env_.get()));
+    auto opened = pbft::ledger::Ledger::Open(
+        factory_->cluster(), "/ledger_fuzz", Options(env_.get()));
     CHECK_OK(opened.status());
     ledger_ = std::move(*opened);
     ledgers_.insert(1);
   }
 
   void Add(const Record& r) {
-    const uint64_t client = r.sender % ledger::fuzz::kClients + 1;
+    const uint64_t client = r.sender % pbft::fuzz::kClients + 1;
     pbft::v1::Request req;
     if (r.kind & 0x80) {
       if (!req.ParseFromString(r.body)) return;
@@ -96,12 +96,12 @@ class Run {
   // Closes the ledger and opens it again from the same files.
   void Reopen() {
     const auto head = ledger_->head().SerializeAsString();
-    const ledger::Digest digest = ledger_->state_digest();
+    const pbft::Digest digest = ledger_->state_digest();
     auto table = ledger_->ClientTable();
     CHECK_OK(table.status());
     ledger_.reset();
-    auto opened = ledger::Ledger::Open(factory_->cluster(), "/ledger_fuzz",
-                                       Options(env_.get()));
+    auto opened = pbft::ledger::Ledger::Open(
+        factory_->cluster(), "/ledger_fuzz", Options(env_.get()));
     CHECK_OK(opened.status());
     ledger_ = std::move(*opened);
     CHECK_EQ(ledger_->head().SerializeAsString(), head);
@@ -131,7 +131,8 @@ class Run {
     }
   }
 
-  void CheckOutcome(const pbft::v1::Envelope& e, ledger::RequestOutcome* o) {
+  void CheckOutcome(const pbft::v1::Envelope& e,
+                    pbft::ledger::RequestOutcome* o) {
     pbft::v1::Request req;
     CHECK(req.ParseFromString(e.payload()));
     // Attributable: the last-reply table applies (docs/api.md).
@@ -158,9 +159,9 @@ class Run {
           code == ledger::v1::RESULT_CODE_TOO_MANY_OPERATIONS);
   }
 
-  const ledger::testing::BlockFactory* factory_;
+  const pbft::test::BlockFactory* factory_;
   std::unique_ptr<leveldb::Env> env_;
-  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<pbft::ledger::Ledger> ledger_;
   std::vector<pbft::v1::Envelope> requests_;
   std::map<uint64_t, uint64_t> numbers_;
   std::set<std::pair<uint64_t, uint64_t>> executed_;
@@ -170,11 +171,11 @@ class Run {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const ledger::testing::BlockFactory* const factory =
-      new ledger::testing::BlockFactory();
+  static const pbft::test::BlockFactory* const factory =
+      new pbft::test::BlockFactory();
   uint8_t header;
-  const std::vector<Record> records = ledger::fuzz::ParseRecords(
-      data, size, ledger::fuzz::kRecordsMax, &header);
+  const std::vector<Record> records =
+      pbft::fuzz::ParseRecords(data, size, pbft::fuzz::kRecordsMax, &header);
   Run run(factory);
   for (const Record& r : records) {
     run.Add(r);

@@ -1,7 +1,7 @@
 // Fuzzes every peer message type on its way into the core, as a replica
 // receives it: the envelope's signature and wire checks (VerifyPool::Check:
 // sender, signature, CheckWireMessage, the client requests inside a
-// PRE-PREPARE), then pbft::Core::Step, on a core of the 4-replica fuzz
+// PRE-PREPARE), then pbft::core::Core::Step, on a core of the 4-replica fuzz
 // cluster (tests/fuzz/fuzz_harness.h) that starts fresh.
 //
 // Structure-aware: the fuzzer writes payloads and senders, the harness signs
@@ -28,14 +28,14 @@
 #include "common/check.h"
 #include "tests/fuzz/fuzz_harness.h"
 
-using ledger::fuzz::Record;
+using pbft::fuzz::Record;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static ledger::fuzz::TestCluster* const tc = new ledger::fuzz::TestCluster();
+  static pbft::fuzz::TestCluster* const tc = new pbft::fuzz::TestCluster();
   uint8_t header;
-  const std::vector<Record> records = ledger::fuzz::ParseRecords(
-      data, size, ledger::fuzz::kRecordsMax, &header);
-  ledger::fuzz::CoreHarness h(tc, header % ledger::fuzz::kReplicas);
+  const std::vector<Record> records =
+      pbft::fuzz::ParseRecords(data, size, pbft::fuzz::kRecordsMax, &header);
+  pbft::fuzz::CoreHarness h(tc, header % pbft::fuzz::kReplicas);
   for (const Record& r : records) {
     const uint64_t view = h.core().view().value();
     const uint64_t low = h.core().low_watermark().value();

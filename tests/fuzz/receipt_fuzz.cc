@@ -12,11 +12,11 @@
 #include "tests/ledger/block_factory.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const ledger::testing::BlockFactory* const factory =
-      new ledger::testing::BlockFactory();
+  static const pbft::test::BlockFactory* const factory =
+      new pbft::test::BlockFactory();
   ledger::v1::Receipt receipt;
   if (!receipt.ParseFromArray(data, static_cast<int>(size))) return 0;
-  auto summary = ledger::VerifyReceipt(factory->cluster(), receipt);
+  auto summary = pbft::ledger::VerifyReceipt(factory->cluster(), receipt);
   if (!summary.ok()) {
     CHECK(!summary.status().message().empty());
     return 0;

@@ -12,13 +12,13 @@
 #include "pbft/v1/pbft.pb.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const ledger::WireLimits limits =
-      ledger::WireLimits::For(4, ledger::ProtocolParams{});
+  static const pbft::WireLimits limits =
+      pbft::WireLimits::For(4, pbft::ProtocolParams{});
   pbft::v1::Envelope envelope;
   if (!envelope.ParseFromArray(data, static_cast<int>(size))) return 0;
-  const ledger::WireError error = ledger::CheckWireMessage(envelope, limits);
-  CHECK(ledger::WireErrorName(error) != nullptr);
-  if (error == ledger::WireError::kOk) {
+  const pbft::WireError error = pbft::CheckWireMessage(envelope, limits);
+  CHECK(pbft::WireErrorName(error) != nullptr);
+  if (error == pbft::WireError::kOk) {
     CHECK_LE(envelope.payload().size(), limits.PayloadMax(envelope.type()));
   }
   return 0;

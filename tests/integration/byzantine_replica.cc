@@ -45,10 +45,11 @@
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/net/peer_sender.h"
 
-namespace ledger {
+namespace pbft::test {
 namespace {
 
 struct Flags {
@@ -109,16 +110,16 @@ std::string Padded(std::string payload, size_t bytes) {
 }
 
 // Inbound: the correct replicas' streams to this slot.
-class Inbound final : public v1::ReplicaService::Service {
+class Inbound final : public ledger::v1::ReplicaService::Service {
  public:
   explicit Inbound(BoundedQueue<pbft::v1::Envelope>* out) : out_(out) {}
   void set_reading(bool r) { reading_ = r; }
 
   grpc::Status Stream(
       grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
-      override {
-    v1::StreamRequest req;
+      grpc::ServerReaderWriter<ledger::v1::StreamResponse,
+                               ledger::v1::StreamRequest>* stream) override {
+    ledger::v1::StreamRequest req;
     while (!ctx->IsCancelled()) {
       if (!reading_) {
         absl::SleepFor(absl::Milliseconds(50));
@@ -299,11 +300,11 @@ int Run(const Flags& flags) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::test
 
 int main(int argc, char** argv) {
-  ledger::Flags flags;
-  if (!ledger::ParseFlags(argc, argv, &flags)) {
+  pbft::test::Flags flags;
+  if (!pbft::test::ParseFlags(argc, argv, &flags)) {
     std::fprintf(stderr,
                  "usage: byzantine-replica --config FILE --id I --key FILE "
                  "--attack pad,fetch-flood,vote-flood,no-read "
@@ -311,5 +312,5 @@ int main(int argc, char** argv) {
                  "[--rate R]\n");
     return 2;
   }
-  return ledger::Run(flags);
+  return pbft::test::Run(flags);
 }

@@ -26,10 +26,11 @@
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
 
-namespace ledger {
+namespace pbft::test {
 namespace {
 
 struct Answer {
@@ -58,7 +59,7 @@ class HostileClientTest : public ::testing::Test {
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
     for (uint32_t i = 0; i < cluster_->n(); ++i) {
-      stubs_.push_back(v1::LedgerService::NewStub(
+      stubs_.push_back(ledger::v1::LedgerService::NewStub(
           grpc::CreateCustomChannel(cluster_->replica(ReplicaId(i)).address(),
                                     grpc::InsecureChannelCredentials(), args)));
     }
@@ -72,7 +73,7 @@ class HostileClientTest : public ::testing::Test {
   }
 
   pbft::v1::Envelope Signed(uint64_t client, uint64_t number,
-                            const v1::OperationBatch& batch) {
+                            const ledger::v1::OperationBatch& batch) {
     pbft::v1::Request r;
     r.set_client_id(client);
     r.set_request_number(number);
@@ -80,13 +81,13 @@ class HostileClientTest : public ::testing::Test {
     return signers_[client - 1]->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r);
   }
 
-  static v1::OperationBatch Transfers(int count, uint64_t id_base) {
-    v1::OperationBatch b;
+  static ledger::v1::OperationBatch Transfers(int count, uint64_t id_base) {
+    ledger::v1::OperationBatch b;
     for (int i = 0; i < count; ++i) {
-      v1::Transfer* t = b.add_operations()->mutable_transfer();
-      *t->mutable_id() = MakeId(9, id_base + static_cast<uint64_t>(i));
-      *t->mutable_debit_account_id() = MakeId(0, 1);
-      *t->mutable_credit_account_id() = MakeId(0, 2);
+      ledger::v1::Transfer* t = b.add_operations()->mutable_transfer();
+      *t->mutable_id() = client::MakeId(9, id_base + static_cast<uint64_t>(i));
+      *t->mutable_debit_account_id() = client::MakeId(0, 1);
+      *t->mutable_credit_account_id() = client::MakeId(0, 2);
       t->set_amount(1);
       t->set_ledger(1);
     }
@@ -97,9 +98,9 @@ class HostileClientTest : public ::testing::Test {
                 absl::Duration deadline = absl::Seconds(10)) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    v1::SubmitRequest req;
+    ledger::v1::SubmitRequest req;
     *req.mutable_request() = e;
-    v1::SubmitResponse resp;
+    ledger::v1::SubmitResponse resp;
     Answer a;
     a.status = stubs_[replica]->Submit(&ctx, req, &resp);
     a.reply = resp.reply();
@@ -134,7 +135,7 @@ class HostileClientTest : public ::testing::Test {
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::vector<std::unique_ptr<EnvelopeSigner>> signers_;
-  std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs_;
+  std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
 };
 
 TEST_F(HostileClientTest, StaleNumberIsAnsweredBySignedRejection) {
@@ -254,13 +255,13 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
   // ~2000 transfers (most fail; they are in the block all the same).
   uint64_t t = Number();
   std::vector<Answer> done = SubmitAll(Signed(1, t, Transfers(2000, t)));
-  v1::OperationResults results;
+  ledger::v1::OperationResults results;
   ASSERT_TRUE(results.ParseFromString(Decode(0, done[0]).result()));
   const uint64_t height = results.seq();
   ASSERT_GT(height, 0u);
 
   // Six ordered GetBlock queries of that block and a GetHead.
-  v1::OperationBatch queries;
+  ledger::v1::OperationBatch queries;
   for (int i = 0; i < 6; ++i) {
     queries.add_operations()->mutable_query()->mutable_get_block()->set_height(
         height);
@@ -272,14 +273,14 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
   for (uint32_t r = 0; r < answers.size(); ++r) {
     pbft::v1::Reply reply = Decode(r, answers[r]);
     EXPECT_LT(answers[r].reply.ByteSizeLong(), p.reply_bytes_max);
-    v1::OperationResults rs;
+    ledger::v1::OperationResults rs;
     ASSERT_TRUE(rs.ParseFromString(reply.result()));
     ASSERT_EQ(rs.results_size(), 7);
     for (int i = 0; i < 6; ++i) {
-      EXPECT_EQ(rs.results(i).code(), v1::RESULT_CODE_ANSWER_TOO_LARGE);
+      EXPECT_EQ(rs.results(i).code(), ledger::v1::RESULT_CODE_ANSWER_TOO_LARGE);
       EXPECT_FALSE(rs.results(i).has_answer());
     }
-    EXPECT_EQ(rs.results(6).code(), v1::RESULT_CODE_OK);
+    EXPECT_EQ(rs.results(6).code(), ledger::v1::RESULT_CODE_OK);
     EXPECT_TRUE(rs.results(6).answer().has_head());
     // The same result bytes on every replica.
     if (r == 0) first = reply.result();
@@ -287,7 +288,7 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
   }
 
   // Read-only: refused with OUT_OF_RANGE by every replica.
-  v1::Query q;
+  ledger::v1::Query q;
   q.mutable_get_block()->set_height(height);
   pbft::v1::Request rq;
   rq.set_client_id(1);
@@ -299,9 +300,9 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
   for (uint32_t r = 0; r < cluster_->n(); ++r) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    v1::QueryRequest req;
+    ledger::v1::QueryRequest req;
     *req.mutable_query() = e;
-    v1::QueryResponse resp;
+    ledger::v1::QueryResponse resp;
     grpc::Status s = stubs_[r]->Query(&ctx, req, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE)
         << "replica " << r << ": " << s.error_message();
@@ -309,4 +310,4 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::test

@@ -10,10 +10,11 @@
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
 
-namespace ledger {
+namespace pbft::test {
 namespace {
 
 class WireTest : public ::testing::Test {
@@ -31,7 +32,7 @@ class WireTest : public ::testing::Test {
     ASSERT_TRUE(k.ok()) << k.status();
     signer_ = std::make_unique<EnvelopeSigner>(cluster_->cluster_id(), 1, *k);
     for (uint32_t i = 0; i < cluster_->n(); ++i) {
-      stubs_.push_back(v1::LedgerService::NewStub(
+      stubs_.push_back(ledger::v1::LedgerService::NewStub(
           grpc::CreateChannel(cluster_->replica(ReplicaId(i)).address(),
                               grpc::InsecureChannelCredentials())));
     }
@@ -41,11 +42,11 @@ class WireTest : public ::testing::Test {
 
   pbft::v1::Envelope SignedTransfer(uint64_t request_number,
                                     uint64_t transfer_low, uint64_t amount) {
-    v1::OperationBatch b;
-    v1::Transfer* t = b.add_operations()->mutable_transfer();
-    *t->mutable_id() = MakeId(7, transfer_low);
-    *t->mutable_debit_account_id() = MakeId(0, 1);
-    *t->mutable_credit_account_id() = MakeId(0, 2);
+    ledger::v1::OperationBatch b;
+    ledger::v1::Transfer* t = b.add_operations()->mutable_transfer();
+    *t->mutable_id() = client::MakeId(7, transfer_low);
+    *t->mutable_debit_account_id() = client::MakeId(0, 1);
+    *t->mutable_credit_account_id() = client::MakeId(0, 2);
     t->set_amount(amount);
     t->set_ledger(1);
     pbft::v1::Request r;
@@ -56,11 +57,11 @@ class WireTest : public ::testing::Test {
   }
 
   grpc::Status Submit(uint32_t replica, const pbft::v1::Envelope& e,
-                      v1::SubmitResponse* resp) {
+                      ledger::v1::SubmitResponse* resp) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(15));
-    v1::SubmitRequest req;
+    ledger::v1::SubmitRequest req;
     *req.mutable_request() = e;
     return stubs_[replica]->Submit(&ctx, req, resp);
   }
@@ -74,7 +75,7 @@ class WireTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<EnvelopeSigner> signer_;
-  std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs_;
+  std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
   uint64_t id_base_ = 0;
   uint64_t counter_ = 0;
 };
@@ -83,7 +84,7 @@ TEST_F(WireTest, TamperedSignatureIsRefused) {
   pbft::v1::Envelope e = SignedTransfer(NextRequestNumber(), id_base_ + 1, 1);
   e.mutable_signature()->at(10) ^= 0x40;
   for (uint32_t r = 0; r < cluster_->n(); ++r) {
-    v1::SubmitResponse resp;
+    ledger::v1::SubmitResponse resp;
     grpc::Status s = Submit(r, e, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
         << "replica " << r;
@@ -92,7 +93,7 @@ TEST_F(WireTest, TamperedSignatureIsRefused) {
       SignedTransfer(NextRequestNumber(), id_base_ + 1, 1);
   body.set_payload(body.payload() +
                    "x");  // Tampered payload, original signature.
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   EXPECT_EQ(Submit(0, body, &resp).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 }
@@ -105,7 +106,7 @@ TEST_F(WireTest, UnregisteredClientKeyIsRefused) {
   pbft::v1::Request r;
   r.set_client_id(99);
   r.set_request_number(1);
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   grpc::Status s =
       Submit(1, stranger.SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -117,7 +118,7 @@ TEST_F(WireTest, UnregisteredClientKeyIsRefused) {
 }
 
 TEST_F(WireTest, MalformedAndOversizeRequestsAreRefused) {
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   grpc::Status s = Submit(
       2, signer_->Sign(pbft::v1::MESSAGE_TYPE_REQUEST, "\x0a\xff\xff"), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -133,12 +134,14 @@ TEST_F(WireTest, MalformedAndOversizeRequestsAreRefused) {
 }
 
 TEST_F(WireTest, RetransmittedRequestGetsTheSameReplyAndExecutesOnce) {
-  ClientOptions o;
+  client::ClientOptions o;
   o.config_path = dir_ + "/cluster.json";
   o.key_path = dir_ + "/keys/client-2.key";
-  absl::StatusOr<std::unique_ptr<Client>> reader = Client::Create(o);
+  absl::StatusOr<std::unique_ptr<client::Client>> reader =
+      client::Client::Create(o);
   ASSERT_TRUE(reader.ok()) << reader.status();
-  absl::StatusOr<v1::Account> before = (*reader)->GetAccount(MakeId(0, 2));
+  absl::StatusOr<ledger::v1::Account> before =
+      (*reader)->GetAccount(client::MakeId(0, 2));
   ASSERT_TRUE(before.ok()) << before.status();
 
   const pbft::v1::Envelope e =
@@ -146,7 +149,7 @@ TEST_F(WireTest, RetransmittedRequestGetsTheSameReplyAndExecutesOnce) {
   std::vector<std::string> first(cluster_->n()), second(cluster_->n());
   for (int round = 0; round < 2; ++round) {
     for (uint32_t r = 0; r < cluster_->n(); ++r) {
-      v1::SubmitResponse resp;
+      ledger::v1::SubmitResponse resp;
       grpc::Status s = Submit(r, e, &resp);
       ASSERT_TRUE(s.ok()) << "round " << round << " replica " << r << ": "
                           << s.error_message();
@@ -159,13 +162,13 @@ TEST_F(WireTest, RetransmittedRequestGetsTheSameReplyAndExecutesOnce) {
     EXPECT_EQ(first[r], first[0]) << "replicas disagree";
     EXPECT_EQ(second[r], first[0]) << "a retransmission got another result";
   }
-  v1::OperationResults results;
+  ledger::v1::OperationResults results;
   ASSERT_TRUE(results.ParseFromString(first[0]));
-  EXPECT_EQ(results.results(0).code(), v1::RESULT_CODE_OK);
+  EXPECT_EQ(results.results(0).code(), ledger::v1::RESULT_CODE_OK);
   // Executed once: the credit moved by 3, not 6. Read it linearizably.
-  absl::StatusOr<v1::QueryReply> after = (*reader)->OrderedQuery([] {
-    v1::Query q;
-    *q.mutable_get_account()->mutable_id() = MakeId(0, 2);
+  absl::StatusOr<ledger::v1::QueryReply> after = (*reader)->OrderedQuery([] {
+    ledger::v1::Query q;
+    *q.mutable_get_account()->mutable_id() = client::MakeId(0, 2);
     return q;
   }());
   ASSERT_TRUE(after.ok()) << after.status();
@@ -173,4 +176,4 @@ TEST_F(WireTest, RetransmittedRequestGetsTheSameReplyAndExecutesOnce) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::test

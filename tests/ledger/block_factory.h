@@ -22,12 +22,13 @@
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "ledger/v1/config.pb.h"
 #include "ledger/v1/ledger.pb.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/ledger/ledger.h"
 
-namespace ledger::testing {
+namespace pbft::test {
 
 struct FactoryOptions {
   uint32_t replicas = 4;
@@ -39,19 +40,20 @@ struct FactoryOptions {
   uint8_t key_seed = 1;                 // Distinct seeds give distinct keys.
 };
 
-inline v1::Uint128 Id(uint64_t low, uint64_t high = 0) {
-  v1::Uint128 id;
+inline ledger::v1::Uint128 Id(uint64_t low, uint64_t high = 0) {
+  ledger::v1::Uint128 id;
   id.set_high(high);
   id.set_low(low);
   return id;
 }
 
-inline v1::Operation TransferOp(const v1::Uint128& id, const v1::Uint128& debit,
-                                const v1::Uint128& credit, uint64_t amount,
-                                uint32_t ledger = 1,
-                                const std::string& memo = "") {
-  v1::Operation op;
-  v1::Transfer* t = op.mutable_transfer();
+inline ledger::v1::Operation TransferOp(const ledger::v1::Uint128& id,
+                                        const ledger::v1::Uint128& debit,
+                                        const ledger::v1::Uint128& credit,
+                                        uint64_t amount, uint32_t ledger = 1,
+                                        const std::string& memo = "") {
+  ledger::v1::Operation op;
+  ledger::v1::Transfer* t = op.mutable_transfer();
   *t->mutable_id() = id;
   *t->mutable_debit_account_id() = debit;
   *t->mutable_credit_account_id() = credit;
@@ -61,11 +63,12 @@ inline v1::Operation TransferOp(const v1::Uint128& id, const v1::Uint128& debit,
   return op;
 }
 
-inline v1::Operation CreateAccountOp(const v1::Uint128& id, uint32_t ledger = 1,
-                                     uint32_t code = 0,
-                                     uint64_t user_data = 0) {
-  v1::Operation op;
-  v1::CreateAccount* c = op.mutable_create_account();
+inline ledger::v1::Operation CreateAccountOp(const ledger::v1::Uint128& id,
+                                             uint32_t ledger = 1,
+                                             uint32_t code = 0,
+                                             uint64_t user_data = 0) {
+  ledger::v1::Operation op;
+  ledger::v1::CreateAccount* c = op.mutable_create_account();
   *c->mutable_id() = id;
   c->set_ledger(ledger);
   c->set_code(code);
@@ -73,11 +76,12 @@ inline v1::Operation CreateAccountOp(const v1::Uint128& id, uint32_t ledger = 1,
   return op;
 }
 
-inline v1::Operation MintOp(const v1::Uint128& id, const v1::Uint128& account,
-                            uint64_t amount, uint32_t ledger = 1,
-                            const std::string& memo = "") {
-  v1::Operation op;
-  v1::Mint* m = op.mutable_mint();
+inline ledger::v1::Operation MintOp(const ledger::v1::Uint128& id,
+                                    const ledger::v1::Uint128& account,
+                                    uint64_t amount, uint32_t ledger = 1,
+                                    const std::string& memo = "") {
+  ledger::v1::Operation op;
+  ledger::v1::Mint* m = op.mutable_mint();
   *m->mutable_id() = id;
   *m->mutable_account_id() = account;
   m->set_amount(amount);
@@ -86,9 +90,9 @@ inline v1::Operation MintOp(const v1::Uint128& id, const v1::Uint128& account,
   return op;
 }
 
-inline v1::OperationBatch Ops(std::vector<v1::Operation> ops) {
-  v1::OperationBatch b;
-  for (v1::Operation& op : ops) *b.add_operations() = std::move(op);
+inline ledger::v1::OperationBatch Ops(std::vector<ledger::v1::Operation> ops) {
+  ledger::v1::OperationBatch b;
+  for (ledger::v1::Operation& op : ops) *b.add_operations() = std::move(op);
   return b;
 }
 
@@ -96,12 +100,12 @@ class BlockFactory {
  public:
   explicit BlockFactory(FactoryOptions options = {})
       : options_(std::move(options)) {
-    v1::ClusterConfig config;
+    ledger::v1::ClusterConfig config;
     config.set_cluster_id(options_.cluster_id);
     config.set_f((options_.replicas - 1) / 3);
     for (uint32_t i = 0; i < options_.replicas; ++i) {
       crypto::SecretKey key = Key(0x10000 + i);
-      v1::ReplicaConfig* r = config.add_replicas();
+      ledger::v1::ReplicaConfig* r = config.add_replicas();
       r->set_id(i);
       r->set_address("127.0.0.1:" + std::to_string(7000 + i));
       r->set_public_key(key.public_key().ToBytes());
@@ -109,17 +113,17 @@ class BlockFactory {
     }
     for (uint64_t c = 1; c <= options_.clients; ++c) {
       crypto::SecretKey key = Key(c);
-      v1::ClientConfig* cl = config.add_clients();
+      ledger::v1::ClientConfig* cl = config.add_clients();
       cl->set_id(c);
       cl->set_name("client-" + std::to_string(c));
       cl->set_public_key(key.public_key().ToBytes());
       if (c == 1) {
-        cl->add_roles(v1::CLIENT_ROLE_ISSUER);
+        cl->add_roles(ledger::v1::CLIENT_ROLE_ISSUER);
         cl->add_issuer_ledgers(1);
         cl->add_issuer_ledgers(2);
       }
       client_signers_.emplace(c, EnvelopeSigner(options_.cluster_id, c, key));
-      v1::GenesisAccount* g = config.add_genesis_accounts();
+      ledger::v1::GenesisAccount* g = config.add_genesis_accounts();
       *g->mutable_id() = Id(c);
       g->set_owner_client_id(c);
       g->set_ledger(1);
@@ -135,7 +139,7 @@ class BlockFactory {
   }
 
   const Cluster& cluster() const { return cluster_.front(); }
-  const v1::ClusterConfig& config() const { return cluster().config(); }
+  const ledger::v1::ClusterConfig& config() const { return cluster().config(); }
   const EnvelopeSigner& replica(uint32_t i) const {
     return replica_signers_.at(i);
   }
@@ -145,7 +149,7 @@ class BlockFactory {
 
   // A client-signed REQUEST with an explicit request number.
   pbft::v1::Envelope SignRequest(uint64_t client_id, uint64_t request_number,
-                                 const v1::OperationBatch& ops) const {
+                                 const ledger::v1::OperationBatch& ops) const {
     pbft::v1::Request r;
     r.set_client_id(client_id);
     r.set_request_number(request_number);
@@ -154,7 +158,7 @@ class BlockFactory {
   }
   // ... with the client's next request number (1, 2, ...).
   pbft::v1::Envelope Request(uint64_t client_id,
-                             const v1::OperationBatch& ops) {
+                             const ledger::v1::OperationBatch& ops) {
     return SignRequest(client_id, ++request_numbers_[client_id], ops);
   }
 
@@ -162,9 +166,11 @@ class BlockFactory {
   // (view mod n) with the batch beside it, COMMITs from `commits` distinct
   // replicas (0: quorum). `legacy`: the batch inside the signed header, as
   // earlier versions stored blocks.
-  BlockInput MakeBlock(uint64_t seq, std::vector<pbft::v1::Envelope> requests,
-                       uint64_t view = 0, uint64_t timestamp_ms = 0,
-                       uint32_t commits = 0, bool legacy = false) const {
+  ledger::BlockInput MakeBlock(uint64_t seq,
+                               std::vector<pbft::v1::Envelope> requests,
+                               uint64_t view = 0, uint64_t timestamp_ms = 0,
+                               uint32_t commits = 0,
+                               bool legacy = false) const {
     if (timestamp_ms == 0) timestamp_ms = 1'700'000'000'000 + seq * 10;
     pbft::v1::PrePrepare pp;
     pp.set_view(view);
@@ -175,7 +181,7 @@ class BlockFactory {
     const Digest digest = BatchDigest(batch);
     pp.set_batch_digest(digest.ToBytes());
     if (legacy) pp.mutable_legacy_requests()->Swap(&batch);
-    BlockInput in;
+    ledger::BlockInput in;
     in.view = view;
     in.seq = seq;
     in.timestamp_ms = timestamp_ms;
@@ -199,8 +205,8 @@ class BlockFactory {
   }
 
   // The block after the last one NextBlock made (seq 1 first).
-  BlockInput NextBlock(std::vector<pbft::v1::Envelope> requests,
-                       uint64_t view = 0) {
+  ledger::BlockInput NextBlock(std::vector<pbft::v1::Envelope> requests,
+                               uint64_t view = 0) {
     return MakeBlock(++seq_, std::move(requests), view);
   }
   uint64_t last_seq() const { return seq_; }
@@ -240,6 +246,6 @@ class BlockFactory {
   uint64_t seq_ = 0;
 };
 
-}  // namespace ledger::testing
+}  // namespace pbft::test
 
 #endif  // PBFT_LEDGER_TESTS_LEDGER_BLOCK_FACTORY_H_

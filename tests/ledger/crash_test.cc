@@ -5,17 +5,18 @@
 // the bytes, then fails) — a simulated power cut in the middle of a write.
 #include <atomic>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "leveldb/env.h"
 #include "leveldb/helpers/memenv.h"
 #include "replica/ledger/ledger.h"
 #include "tests/ledger/ledger_test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::Id;
-using testing::TransferOp;
+using test::Id;
+using test::TransferOp;
 
 // Tears the `fail_at`-th Append/Sync after Arm() (1-based) and every later
 // one, until Disarm().
@@ -89,7 +90,7 @@ constexpr int kBlocks = 8;
 
 // The blocks every run applies, and the digest after each height.
 struct Script {
-  testing::BlockFactory factory;
+  test::BlockFactory factory;
   std::vector<BlockInput> blocks;
   std::vector<Digest> digest;  // digest[h] after height h.
 
@@ -103,7 +104,7 @@ struct Script {
                                    Id(1 + c % 3), 1 + i, 1,
                                    std::string(20, 'x')));
         }
-        requests.push_back(factory.Request(c, testing::Ops(ops)));
+        requests.push_back(factory.Request(c, test::Ops(ops)));
       }
       blocks.push_back(factory.NextBlock(requests));
     }
@@ -191,4 +192,4 @@ TEST(LedgerCrash, TornWriteAtEveryPointLeavesABlockBoundary) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

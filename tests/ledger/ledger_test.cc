@@ -3,20 +3,21 @@
 #include "replica/ledger/ledger.h"
 
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "replica/ledger/block.h"
 #include "replica/ledger/ledger_internal.h"
 #include "tests/ledger/ledger_test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::CreateAccountOp;
-using testing::Id;
-using testing::MemLedger;
-using testing::MintOp;
-using testing::Ops;
-using testing::TransferOp;
+using test::CreateAccountOp;
+using test::Id;
+using test::MemLedger;
+using test::MintOp;
+using test::Ops;
+using test::TransferOp;
 
 constexpr uint64_t kGenesis = 1'000'000;
 
@@ -39,9 +40,9 @@ TEST(LedgerGenesis, AccountsAndSupplyFromConfig) {
 TEST(LedgerGenesis, RefusesAnotherClusterDataDir) {
   MemLedger m;
   m.Close();
-  testing::FactoryOptions other;
+  test::FactoryOptions other;
   other.cluster_id = "another-cluster";
-  testing::BlockFactory f(other);
+  test::BlockFactory f(other);
   LedgerOptions o;
   o.env = m.env();
   absl::StatusOr<std::unique_ptr<Ledger>> l =
@@ -288,7 +289,7 @@ TEST(LedgerResultCodes, MalformedBatch) {
 }
 
 TEST(LedgerResultCodes, TooManyOperations) {
-  testing::FactoryOptions o;
+  test::FactoryOptions o;
   o.request_operations_max = 4;
   MemLedger m(o);
   std::vector<v1::Operation> ops;
@@ -603,9 +604,9 @@ TEST(LedgerQueries, NotFound) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 v1::Operation QueryAccountOp(const v1::Uint128& id) {
@@ -660,4 +661,4 @@ TEST(LedgerOrderedQuery, AnsweredFromTheStateAfterItsBlock) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -7,13 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "leveldb/env.h"
 #include "leveldb/helpers/memenv.h"
 #include "replica/ledger/ledger.h"
 #include "tests/ledger/block_factory.h"
 
-namespace ledger::testing {
+namespace pbft::test {
 
 // A factory, an in-memory Env and a ledger on it (reopenable).
 class MemLedger {
@@ -27,47 +28,49 @@ class MemLedger {
 
   void Reopen() {
     ledger_.reset();
-    LedgerOptions o;
+    ledger::LedgerOptions o;
     o.env = env_.get();
     o.sync = true;
-    absl::StatusOr<std::unique_ptr<Ledger>> l =
-        Ledger::Open(factory_.cluster(), path_, o);
+    absl::StatusOr<std::unique_ptr<ledger::Ledger>> l =
+        ledger::Ledger::Open(factory_.cluster(), path_, o);
     CHECK_OK(l.status());
     ledger_ = std::move(*l);
   }
   void Close() { ledger_.reset(); }
 
   // Applies one block with these requests; CHECK-fails on error.
-  BlockResult Apply(std::vector<pbft::v1::Envelope> requests) {
-    absl::StatusOr<BlockResult> r =
+  ledger::BlockResult Apply(std::vector<pbft::v1::Envelope> requests) {
+    absl::StatusOr<ledger::BlockResult> r =
         ledger_->ApplyBlock(factory_.NextBlock(std::move(requests)));
     CHECK_OK(r.status());
     return *r;
   }
 
   // One request from `client` in its own block; its per-operation results.
-  v1::OperationResults Run(uint64_t client, std::vector<v1::Operation> ops) {
-    BlockResult r = Apply({factory_.Request(client, Ops(std::move(ops)))});
+  ledger::v1::OperationResults Run(uint64_t client,
+                                   std::vector<ledger::v1::Operation> ops) {
+    ledger::BlockResult r =
+        Apply({factory_.Request(client, Ops(std::move(ops)))});
     CHECK_EQ(r.outcomes.size(), 1u);
-    v1::OperationResults results;
+    ledger::v1::OperationResults results;
     CHECK(results.ParseFromString(r.outcomes[0].result));
     return results;
   }
   // The single result code of a one-operation request.
-  v1::ResultCode RunOne(uint64_t client, v1::Operation op) {
-    v1::OperationResults r = Run(client, {std::move(op)});
+  ledger::v1::ResultCode RunOne(uint64_t client, ledger::v1::Operation op) {
+    ledger::v1::OperationResults r = Run(client, {std::move(op)});
     CHECK_EQ(r.results_size(), 1);
     return r.results(0).code();
   }
 
-  uint64_t Balance(const v1::Uint128& id) const {
-    absl::StatusOr<v1::Account> a = ledger_->GetAccount(id);
+  uint64_t Balance(const ledger::v1::Uint128& id) const {
+    absl::StatusOr<ledger::v1::Account> a = ledger_->GetAccount(id);
     CHECK_OK(a.status());
     return a->balance();
   }
 
   BlockFactory& factory() { return factory_; }
-  Ledger& ledger() { return *ledger_; }
+  ledger::Ledger& ledger() { return *ledger_; }
   leveldb::Env* env() { return env_.get(); }
   const std::string& path() const { return path_; }
 
@@ -75,9 +78,9 @@ class MemLedger {
   BlockFactory factory_;
   std::unique_ptr<leveldb::Env> env_;
   std::string path_;
-  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<ledger::Ledger> ledger_;
 };
 
-}  // namespace ledger::testing
+}  // namespace pbft::test
 
 #endif  // PBFT_LEDGER_TESTS_LEDGER_LEDGER_TEST_UTIL_H_

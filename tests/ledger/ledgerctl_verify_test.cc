@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "leveldb/db.h"
 #include "replica/ledger/ledger.h"
@@ -12,10 +13,10 @@
 #include "tests/ledger/block_factory.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::Id;
+using test::Id;
 
 struct CliRun {
   int exit_code;
@@ -44,14 +45,14 @@ class LedgerctlVerifyTest : public ::testing::Test {
         *Ledger::Open(factory_.cluster(), dir_, LedgerOptions{});
     for (int b = 1; b <= 4; ++b) {
       CHECK_OK(l->ApplyBlock(factory_.NextBlock({factory_.Request(
-                                 2, testing::Ops({testing::TransferOp(
+                                 2, test::Ops({test::TransferOp(
                                         Id(b), Id(2), Id(3), 100 + b)}))}))
                    .status());
     }
   }
 
-  ::ledger::testing::TempDir tmp_;
-  testing::BlockFactory factory_;
+  ::pbft::test::TempDir tmp_;
+  test::BlockFactory factory_;
   std::string dir_;
   std::string config_;
 };
@@ -96,16 +97,16 @@ TEST_F(LedgerctlVerifyTest, TamperedChainFailsNamingTheHeight) {
 
 // Another replica's data dir: the same batches committed in other views
 // with other certificates (and, from `fork_at`, another batch).
-void BuildReplica(const testing::BlockFactory& f, const std::string& dir,
+void BuildReplica(const test::BlockFactory& f, const std::string& dir,
                   uint64_t blocks, uint64_t fork_at) {
-  testing::BlockFactory mine(f.options());
+  test::BlockFactory mine(f.options());
   std::unique_ptr<Ledger> l = *Ledger::Open(f.cluster(), dir, LedgerOptions{});
   for (uint64_t b = 1; b <= blocks; ++b) {
     const uint64_t amount = b >= fork_at ? 7 : 100 + b;
     CHECK_OK(
         l->ApplyBlock(mine.MakeBlock(
                           b,
-                          {mine.Request(2, testing::Ops({testing::TransferOp(
+                          {mine.Request(2, test::Ops({test::TransferOp(
                                                Id(b), Id(2), Id(3), amount)}))},
                           /*view=*/b, /*timestamp_ms=*/0, /*commits=*/4))
             .status());
@@ -182,4 +183,4 @@ TEST_F(LedgerctlVerifyTest, ReceiptRoundTripAndTamper) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

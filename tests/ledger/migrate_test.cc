@@ -8,6 +8,7 @@
 
 #include "common/codec.h"
 #include "common/crypto.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "leveldb/db.h"
 #include "leveldb/write_batch.h"
@@ -18,17 +19,17 @@
 #include "tests/ledger/ledger_test_util.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::Id;
-using testing::Ops;
-using testing::TransferOp;
+using test::Id;
+using test::Ops;
+using test::TransferOp;
 
 constexpr uint64_t kBlocks = 5;
 
 // Builds `count` blocks in views 0, 1, 1, 2, 2, ...; returns the head.
-v1::ChainHead BuildChain(testing::BlockFactory* f, const std::string& dir,
+v1::ChainHead BuildChain(test::BlockFactory* f, const std::string& dir,
                          uint64_t count, std::vector<uint64_t>* views) {
   LedgerOptions o;
   o.sync = false;  // Test data: durability is not what is tested here.
@@ -98,9 +99,9 @@ void Downgrade(const std::string& dir, uint64_t blocks = kBlocks) {
 }
 
 TEST(LedgerMigrate, Format2ChainIsRewrittenAsFormat3) {
-  ::ledger::testing::TempDir tmp;
+  ::pbft::test::TempDir tmp;
   const std::string dir = tmp.file("ledger");
-  testing::BlockFactory f;
+  test::BlockFactory f;
   std::vector<uint64_t> views;
   const v1::ChainHead built = BuildChain(&f, dir, kBlocks, &views);
   Downgrade(dir);
@@ -135,9 +136,9 @@ TEST(LedgerMigrate, Format2ChainIsRewrittenAsFormat3) {
 // kMigrateBlocksPerWrite blocks rewritten, the progress record set)
 // completes at the next open with the same chain, and removes the record.
 TEST(LedgerMigrate, InterruptedMigrationResumes) {
-  ::ledger::testing::TempDir tmp;
+  ::pbft::test::TempDir tmp;
   const std::string dir = tmp.file("ledger");
-  testing::BlockFactory f;
+  test::BlockFactory f;
   std::vector<uint64_t> views;
   const uint64_t blocks = internal::kMigrateBlocksPerWrite + 40;
   const v1::ChainHead built = BuildChain(&f, dir, blocks, &views);
@@ -184,9 +185,9 @@ TEST(LedgerMigrate, InterruptedMigrationResumes) {
 }
 
 TEST(LedgerMigrate, RefusesUnknownFormats) {
-  ::ledger::testing::TempDir tmp;
+  ::pbft::test::TempDir tmp;
   const std::string dir = tmp.file("ledger");
-  testing::BlockFactory f;
+  test::BlockFactory f;
   { ASSERT_TRUE(Ledger::Open(f.cluster(), dir, LedgerOptions{}).ok()); }
   for (uint32_t version : {1u, 4u}) {
     {
@@ -211,4 +212,4 @@ TEST(LedgerMigrate, RefusesUnknownFormats) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

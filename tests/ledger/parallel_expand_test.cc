@@ -9,15 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "replica/ledger/ledger.h"
 #include "tests/ledger/ledger_test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 using internal::ParallelExpander;
-using testing::Id;
+using test::Id;
 
 std::string RandomBytes(std::mt19937_64* rng, size_t max_size) {
   std::string s((*rng)() % (max_size + 1), '\0');
@@ -98,9 +99,9 @@ TEST(ParallelExpanderTest, EqualsSequentialExpansion) {
 TEST(ParallelExpanderTest, LedgerDigestWithAndWithoutHelper) {
   constexpr uint64_t kClients = 5;
   constexpr uint64_t kAccounts = 400;
-  testing::FactoryOptions fo;
+  test::FactoryOptions fo;
   fo.clients = kClients;
-  testing::BlockFactory f(fo);
+  test::BlockFactory f(fo);
   std::unique_ptr<leveldb::Env> env(
       leveldb::NewMemEnv(leveldb::Env::Default()));
   std::unique_ptr<Ledger> ledgers[2];
@@ -120,16 +121,15 @@ TEST(ParallelExpanderTest, LedgerDigestWithAndWithoutHelper) {
     std::map<uint64_t, std::vector<v1::Operation>> creates;
     std::vector<v1::Operation> mints;
     for (uint64_t a = 0; a < kAccounts; ++a) {
-      creates[owner(a)].push_back(testing::CreateAccountOp(Id(1000 + a)));
-      mints.push_back(testing::MintOp(Id(a + 1, 1), Id(1000 + a), 1'000'000));
+      creates[owner(a)].push_back(test::CreateAccountOp(Id(1000 + a)));
+      mints.push_back(test::MintOp(Id(a + 1, 1), Id(1000 + a), 1'000'000));
     }
     std::vector<pbft::v1::Envelope> requests;
     for (auto& [client, ops] : creates) {
-      requests.push_back(f.Request(client, testing::Ops(std::move(ops))));
+      requests.push_back(f.Request(client, test::Ops(std::move(ops))));
     }
     blocks.push_back(f.NextBlock(std::move(requests)));
-    blocks.push_back(
-        f.NextBlock({f.Request(1, testing::Ops(std::move(mints)))}));
+    blocks.push_back(f.NextBlock({f.Request(1, test::Ops(std::move(mints)))}));
   }
   std::mt19937_64 rng(11);
   uint64_t next_id = 1;
@@ -141,10 +141,10 @@ TEST(ParallelExpanderTest, LedgerDigestWithAndWithoutHelper) {
         const uint64_t debit =
             (rng() % (kAccounts / kClients)) * kClients + client - 1;
         const uint64_t credit = rng() % kAccounts;
-        ops.push_back(testing::TransferOp(Id(next_id++, 2), Id(1000 + debit),
-                                          Id(1000 + credit), 1 + rng() % 5000));
+        ops.push_back(test::TransferOp(Id(next_id++, 2), Id(1000 + debit),
+                                       Id(1000 + credit), 1 + rng() % 5000));
       }
-      requests.push_back(f.Request(client, testing::Ops(std::move(ops))));
+      requests.push_back(f.Request(client, test::Ops(std::move(ops))));
     }
     blocks.push_back(f.NextBlock(std::move(requests)));
   }
@@ -164,4 +164,4 @@ TEST(ParallelExpanderTest, LedgerDigestWithAndWithoutHelper) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

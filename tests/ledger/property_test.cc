@@ -5,15 +5,16 @@
 // equals one recomputed from scratch; balance == credits - debits.
 #include <random>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "replica/ledger/ledger.h"
 #include "tests/ledger/ledger_test_util.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::Id;
+using test::Id;
 
 constexpr uint64_t kClients = 5;
 constexpr uint64_t kGenesis = 1'000'000;
@@ -54,19 +55,19 @@ class RandomOps {
     switch (Pick(10)) {
       case 0:
       case 1:
-        return testing::CreateAccountOp(Id(100 + Pick(20)), ledger,
-                                        static_cast<uint32_t>(Pick(2)));
+        return test::CreateAccountOp(Id(100 + Pick(20)), ledger,
+                                     static_cast<uint32_t>(Pick(2)));
       case 2: {
         const uint64_t amount = Amount();
         *minted_ledger = ledger;
         *minted_amount = amount;
-        return testing::MintOp(id, AccountId(), amount, ledger, memo);
+        return test::MintOp(id, AccountId(), amount, ledger, memo);
       }
       case 3:
         return v1::Operation();
       default:
-        return testing::TransferOp(id, AccountId(), AccountId(), Amount(),
-                                   ledger, memo);
+        return test::TransferOp(id, AccountId(), AccountId(), Amount(), ledger,
+                                memo);
     }
   }
 
@@ -76,11 +77,11 @@ class RandomOps {
 
 void RunSeed(uint64_t seed) {
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
-  testing::FactoryOptions fo;
+  test::FactoryOptions fo;
   fo.clients = kClients;
-  testing::MemLedger a(fo);  // In memory.
-  ::ledger::testing::TempDir dir;
-  testing::BlockFactory& f = a.factory();
+  test::MemLedger a(fo);  // In memory.
+  ::pbft::test::TempDir dir;
+  test::BlockFactory& f = a.factory();
   LedgerOptions disk;
   disk.sync = true;
   absl::StatusOr<std::unique_ptr<Ledger>> b =
@@ -107,7 +108,7 @@ void RunSeed(uint64_t seed) {
       // Sometimes resend the client's last request number (a duplicate).
       uint64_t& number = request_number[client];
       if (number == 0 || gen.Pick(8) != 0) ++number;
-      requests.push_back(f.SignRequest(client, number, testing::Ops(ops)));
+      requests.push_back(f.SignRequest(client, number, test::Ops(ops)));
       mints.push_back(op_mints);
     }
     const BlockInput in = f.MakeBlock(block + 1, requests);
@@ -205,10 +206,10 @@ void RunSeed(uint64_t seed) {
 // Random blocks into one in-memory ledger; the last block hash, which
 // chains every block's header and so every state digest along the way.
 std::string ChainFingerprint(uint64_t seed, uint32_t blocks) {
-  testing::FactoryOptions fo;
+  test::FactoryOptions fo;
   fo.clients = kClients;
-  testing::MemLedger a(fo);
-  testing::BlockFactory& f = a.factory();
+  test::MemLedger a(fo);
+  test::BlockFactory& f = a.factory();
   RandomOps gen(seed);
   std::map<uint64_t, uint64_t> request_number;
   Digest last;
@@ -223,7 +224,7 @@ std::string ChainFingerprint(uint64_t seed, uint32_t blocks) {
       }
       uint64_t& number = request_number[client];
       if (number == 0 || gen.Pick(8) != 0) ++number;
-      requests.push_back(f.SignRequest(client, number, testing::Ops(ops)));
+      requests.push_back(f.SignRequest(client, number, test::Ops(ops)));
     }
     absl::StatusOr<BlockResult> r =
         a.ledger().ApplyBlock(f.MakeBlock(block + 1, requests));
@@ -253,4 +254,4 @@ TEST(LedgerProperty, TwoLedgersAgreeAndMoneyIsConserved) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

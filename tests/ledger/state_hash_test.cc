@@ -3,7 +3,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 TEST(StateHashTest, OrderIndependentAndRemovable) {
@@ -83,4 +83,4 @@ TEST(StateHashTest, LaneSumsMatchTheScalarDefinition) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "leveldb/db.h"
 #include "replica/ledger/ledger.h"
@@ -12,20 +13,20 @@
 #include "tests/ledger/ledger_test_util.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
-using testing::Id;
-using testing::MintOp;
-using testing::Ops;
-using testing::TransferOp;
+using test::Id;
+using test::MintOp;
+using test::Ops;
+using test::TransferOp;
 
 constexpr int kBlocks = 6;
 
 // Builds a chain of kBlocks blocks (transfers, a mint, a null batch, a view
 // change) in `dir`; blocks up to `legacy_to` in the form earlier versions
 // stored (the batch inside the signed PRE-PREPARE header).
-void BuildChain(testing::BlockFactory* f, const std::string& dir,
+void BuildChain(test::BlockFactory* f, const std::string& dir,
                 int legacy_to = 0) {
   std::unique_ptr<Ledger> l = *Ledger::Open(f->cluster(), dir, LedgerOptions{});
   uint64_t id = 1;
@@ -100,8 +101,8 @@ class VerifyTest : public ::testing::Test {
     }
   }
 
-  ::ledger::testing::TempDir tmp_;
-  testing::BlockFactory factory_;
+  ::pbft::test::TempDir tmp_;
+  test::BlockFactory factory_;
   std::string dir_;
 };
 
@@ -249,8 +250,8 @@ TEST_F(VerifyTest, BlockRemoved) {
 
 TEST_F(VerifyTest, ClientSignature) {
   // A primary that orders a request with a bad client signature.
-  testing::BlockFactory f;
-  ::ledger::testing::TempDir tmp;
+  test::BlockFactory f;
+  ::pbft::test::TempDir tmp;
   {
     std::unique_ptr<Ledger> l =
         *Ledger::Open(f.cluster(), tmp.file("c"), LedgerOptions{});
@@ -269,9 +270,9 @@ TEST_F(VerifyTest, ClientSignature) {
 TEST_F(VerifyTest, AnotherTrustRoot) {
   // Same cluster id and genesis owners' ids, other replica keys.
   v1::ClusterConfig other = factory_.config();
-  testing::FactoryOptions o;
+  test::FactoryOptions o;
   o.key_seed = 9;
-  testing::BlockFactory impostor(o);
+  test::BlockFactory impostor(o);
   for (int i = 0; i < other.replicas_size(); ++i) {
     other.mutable_replicas(i)->set_public_key(
         impostor.config().replicas(i).public_key());
@@ -331,8 +332,8 @@ class ReceiptTest : public ::testing::Test {
     ledger_ = *Ledger::OpenExisting(tmp_.file("chain"), LedgerOptions{});
   }
 
-  ::ledger::testing::TempDir tmp_;
-  testing::BlockFactory factory_;
+  ::pbft::test::TempDir tmp_;
+  test::BlockFactory factory_;
   std::unique_ptr<Ledger> ledger_;
 };
 
@@ -430,17 +431,17 @@ TEST_F(ReceiptTest, EveryFlippedByteIsRejected) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger
 
-namespace ledger {
+namespace pbft::ledger {
 namespace {
 
 // Data directories written before the batch moved beside the signed header
 // stay readable and verifiable, without migration: blocks 1-3 in the older
 // form, 4-6 in the current one.
 TEST(VerifyOlderForm, MixedChainVerifiesAndServesItsBatches) {
-  ::ledger::testing::TempDir tmp;
-  testing::BlockFactory factory;
+  ::pbft::test::TempDir tmp;
+  test::BlockFactory factory;
   const std::string dir = tmp.file("chain");
   BuildChain(&factory, dir, /*legacy_to=*/3);
   ChainVerifyReport r = VerifyDataDir(dir, nullptr, {});
@@ -474,4 +475,4 @@ TEST(VerifyOlderForm, MixedChainVerifiesAndServesItsBatches) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::ledger

@@ -232,7 +232,45 @@ def cmd_layers():
                       f"{t_layer}; {src_layer} may include only "
                       f"{', '.join(sorted(allowed[src_layer]))} "
                       "(tests/lint/layers.json)")
-    return f.finish(f"{checked} includes follow tests/lint/layers.json")
+    checked_ns = check_namespaces(layers, files, f)
+    return f.finish(f"{checked} includes and {checked_ns} namespaces follow "
+                    "tests/lint/layers.json")
+
+
+NAMESPACE_OPEN = re.compile(r"^namespace ([A-Za-z_][\w:]*) \{", re.M)
+# Namespaces that belong to no layer: the generated schemas (declared to
+# alias them, common/proto_names.h) and third-party ones a file extends.
+FOREIGN_NAMESPACES = ("ledger::v1", "pbft::v1", "leveldb")
+
+
+def check_namespaces(layers, files, f):
+    """Each file's top-level named namespaces are its layer's or below it."""
+    ns_of = {l["name"]: l.get("namespace") for l in layers["layers"]}
+    checked = 0
+    for src in cxx_files(files):
+        want = ns_of.get(layer_of(src, layers))
+        if not want:
+            continue
+        text = strip_cxx(read(src))
+        depth = 0
+        pos = 0
+        for m in NAMESPACE_OPEN.finditer(text):
+            depth += text.count("{", pos, m.start()) - text.count("}", pos, m.start())
+            pos = m.start()
+            if depth != 0:
+                continue  # nested inside a namespace already checked
+            name = m.group(1)
+            checked += 1
+            if name in FOREIGN_NAMESPACES:
+                continue
+            if name == want or name.startswith(want + "::"):
+                continue
+            line = text.count("\n", 0, m.start()) + 1
+            f.add(src, line, "namespace",
+                  f"namespace {name} in layer {layer_of(src, layers)}, "
+                  f"whose code is in namespace {want} "
+                  "(tests/lint/layers.json)")
+    return checked
 
 
 # --- core purity ------------------------------------------------------------

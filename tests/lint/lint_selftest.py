@@ -21,7 +21,8 @@ GOOD = {
         '#include <vector>\n\n#include "common/types.h"\n\n'
         "// See docs/protocol.md and core.cc.\n"
         "int Add(int a, int b) {\n  int c = a + b;\n  return c;\n}\n"),
-    "client/client.cc": '#include "common/types.h"\n',
+    "client/client.cc": ('#include "common/types.h"\n\nnamespace pbft::client {\n'
+                         "int z;\n}  // namespace pbft::client\n"),
     "tests/x_test.cc": '#include "replica/ledger/ledger.h"\n',
     "docs/protocol.md": "The rules (replica/core/core.cc, docs/protocol.md).\n",
 }
@@ -35,6 +36,12 @@ BAD = [
     ({"replica/ledger/ledger.h": '#pragma once\n#include "replica/net/net.h"\n'},
      "layers", ["replica/ledger/ledger.h:2: [layering]"]),
     ({"odd/x.cc": "int x;\n"}, "layers", ["odd/x.cc:1: [layer-unmapped]"]),
+    # The client's code in the ledger layer's namespace, and a test in one
+    # outside pbft.
+    ({"client/client.cc": '#include "common/types.h"\n\nnamespace pbft::ledger {\n'
+                          "int x;\n}  // namespace pbft::ledger\n",
+      "tests/x_test.cc": "namespace ledger {\nint y;\n}  // namespace ledger\n"},
+     "layers", ["client/client.cc:3: [namespace]", "tests/x_test.cc:1: [namespace]"]),
     # A map in which a layer may include one above it: a cycle.
     ({"tests/lint/layers.json": json.dumps({"layers": [
         {"name": "common", "files": ["common/*"], "may_include": ["core"]},

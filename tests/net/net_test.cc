@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/envelope.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/net/client_service.h"
@@ -15,7 +16,7 @@
 #include "replica/net/replica_service.h"
 #include "replica/net/verify_pool.h"
 
-namespace ledger::net {
+namespace pbft::net {
 namespace {
 
 using pbft::v1::Envelope;
@@ -305,7 +306,7 @@ class ClientServiceTest : public ::testing::Test {
       done(k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
     };
     h.status = [] {
-      v1::StatusResponse s;
+      ledger::v1::StatusResponse s;
       s.set_view(3);
       return s;
     };
@@ -317,7 +318,7 @@ class ClientServiceTest : public ::testing::Test {
     service_->Register(&b);
     server_ = b.BuildAndStart();
     service_->Start(2);
-    stub_ = v1::LedgerService::NewStub(
+    stub_ = ledger::v1::LedgerService::NewStub(
         grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                             grpc::InsecureChannelCredentials()));
   }
@@ -325,11 +326,11 @@ class ClientServiceTest : public ::testing::Test {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
     if (service_) service_->Shutdown();
   }
-  grpc::Status Submit(const Envelope& e, v1::SubmitResponse* resp,
+  grpc::Status Submit(const Envelope& e, ledger::v1::SubmitResponse* resp,
                       absl::Duration deadline = absl::Seconds(10)) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    v1::SubmitRequest req;
+    ledger::v1::SubmitRequest req;
     *req.mutable_request() = e;
     return stub_->Submit(&ctx, req, resp);
   }
@@ -344,14 +345,14 @@ class ClientServiceTest : public ::testing::Test {
   std::unique_ptr<VerifyPool> pool_;
   std::unique_ptr<ClientService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::LedgerService::Stub> stub_;
+  std::unique_ptr<ledger::v1::LedgerService::Stub> stub_;
   absl::Mutex mu_;
   std::vector<uint64_t> submitted_ ABSL_GUARDED_BY(mu_);
 };
 
 TEST_F(ClientServiceTest, SubmitWaitsForItsReply) {
   Start(100);
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   grpc::Status status;
   std::thread t([&] { status = Submit(k_.Request(7), &resp); });
   ASSERT_TRUE(WaitSubmitted(1));
@@ -377,7 +378,7 @@ TEST_F(ClientServiceTest, SubmitWaitsForItsReply) {
 
 TEST_F(ClientServiceTest, BadInputGetsClearErrors) {
   Start(100);
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   Envelope forged = k_.Request(1);
   forged.set_signature(std::string(64, 'q'));
   grpc::Status s = Submit(forged, &resp);
@@ -426,7 +427,7 @@ TEST_F(ClientServiceTest, PendingLimitAndCancellation) {
   std::atomic<int> deadline_exceeded{0};
   for (uint64_t i = 1; i <= 2; ++i) {
     waiting.emplace_back([&, i] {
-      v1::SubmitResponse resp;
+      ledger::v1::SubmitResponse resp;
       if (Submit(k_.Request(i), &resp, absl::Milliseconds(500)).error_code() ==
           grpc::StatusCode::DEADLINE_EXCEEDED) {
         deadline_exceeded.fetch_add(1);
@@ -435,7 +436,7 @@ TEST_F(ClientServiceTest, PendingLimitAndCancellation) {
   }
   ASSERT_TRUE(WaitSubmitted(2));
   ASSERT_TRUE(Eventually([&] { return service_->pending() == 2; }));
-  v1::SubmitResponse resp;
+  ledger::v1::SubmitResponse resp;
   grpc::Status s = Submit(k_.Request(3), &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   for (auto& t : waiting) t.join();
@@ -462,14 +463,14 @@ TEST_F(ClientServiceTest, CallsCancelledWhileArrivingAreFreedOnce) {
         ctx.set_deadline(absl::ToChronoTime(absl::Now() +
                                             absl::Microseconds(200 * (i % 5))));
         if (i % 2 == 0) {
-          v1::QueryRequest q;
+          ledger::v1::QueryRequest q;
           *q.mutable_query() = k_.Request(number, /*read_only=*/true);
-          v1::QueryResponse r;
+          ledger::v1::QueryResponse r;
           stub_->Query(&ctx, q, &r);
         } else {
-          v1::SubmitRequest q;
+          ledger::v1::SubmitRequest q;
           *q.mutable_request() = k_.Request(number);
-          v1::SubmitResponse r;
+          ledger::v1::SubmitResponse r;
           stub_->Submit(&ctx, q, &r);
         }
         finished.fetch_add(1);
@@ -482,26 +483,26 @@ TEST_F(ClientServiceTest, CallsCancelledWhileArrivingAreFreedOnce) {
   // pending, and the service still answers.
   EXPECT_TRUE(Eventually([&] { return service_->pending() == 0; }));
   grpc::ClientContext ctx;
-  v1::QueryRequest q;
+  ledger::v1::QueryRequest q;
   *q.mutable_query() = k_.Request(99, /*read_only=*/true);
-  v1::QueryResponse qr;
+  ledger::v1::QueryResponse qr;
   EXPECT_TRUE(stub_->Query(&ctx, q, &qr).ok());
 }
 
 TEST_F(ClientServiceTest, QueryAndStatus) {
   Start(10);
   grpc::ClientContext ctx;
-  v1::QueryRequest q;
+  ledger::v1::QueryRequest q;
   *q.mutable_query() = k_.Request(11, /*read_only=*/true);
-  v1::QueryResponse qr;
+  ledger::v1::QueryResponse qr;
   ASSERT_TRUE(stub_->Query(&ctx, q, &qr).ok());
   EXPECT_EQ(qr.reply().type(), pbft::v1::MESSAGE_TYPE_QUERY_REPLY);
 
   grpc::ClientContext ctx2;
-  v1::StatusResponse st;
-  ASSERT_TRUE(stub_->Status(&ctx2, v1::StatusRequest(), &st).ok());
+  ledger::v1::StatusResponse st;
+  ASSERT_TRUE(stub_->Status(&ctx2, ledger::v1::StatusRequest(), &st).ok());
   EXPECT_EQ(st.view(), 3u);
 }
 
 }  // namespace
-}  // namespace ledger::net
+}  // namespace pbft::net

@@ -10,19 +10,19 @@
 #include "replica/node/ledger_adapters.h"
 #include "tests/ledger/ledger_test_util.h"
 
-namespace ledger {
+namespace pbft::replica {
 namespace {
 
-using testing::MemLedger;
+using test::MemLedger;
 
 class FetchServerTest : public ::testing::Test {
  protected:
   FetchServerTest() {
     for (int i = 0; i < 20; ++i) {
       m_.Apply({m_.factory().Request(
-          1, testing::Ops({testing::TransferOp(
-                 testing::Id(100 + i), testing::Id(1), testing::Id(2), 1, 1,
-                 std::string(1000, 'm'))}))});
+          1, test::Ops(
+                 {test::TransferOp(test::Id(100 + i), test::Id(1), test::Id(2),
+                                   1, 1, std::string(1000, 'm'))}))});
     }
   }
 
@@ -143,10 +143,10 @@ TEST_F(FetchServerTest, BodiesByDigestFromTheStoreOrTheBlock) {
    public:
     BodyStore(pbft::v1::Envelope stored, std::string digest)
         : stored_(std::move(stored)), digest_(std::move(digest)) {}
-    absl::Status Append(const pbft::Persist&) override {
+    absl::Status Append(const core::Persist&) override {
       return absl::UnimplementedError("read-only");
     }
-    absl::StatusOr<pbft::RestoreState> Load() const override {
+    absl::StatusOr<core::RestoreState> Load() const override {
       return absl::UnimplementedError("read-only");
     }
     absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
@@ -181,4 +181,4 @@ TEST_F(FetchServerTest, BodiesByDigestFromTheStoreOrTheBlock) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::replica

@@ -22,7 +22,7 @@
 #include "replica/node/fetch_responder.h"
 #include "tests/sim/sim_crypto.h"
 
-namespace ledger::node {
+namespace pbft::node {
 namespace {
 
 using pbft::v1::Envelope;
@@ -50,7 +50,7 @@ struct Log {
 class FakeStore final : public ProtocolStorage {
  public:
   explicit FakeStore(Log* log) : log_(log) {}
-  absl::Status Append(const pbft::Persist& p) override {
+  absl::Status Append(const core::Persist& p) override {
     if (!fail_.ok()) return fail_;
     if (p.view) state_.view = *p.view;
     if (p.stable_checkpoint) state_.stable_checkpoint = p.stable_checkpoint;
@@ -60,7 +60,7 @@ class FakeStore final : public ProtocolStorage {
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<pbft::RestoreState> Load() const override { return state_; }
+  absl::StatusOr<core::RestoreState> Load() const override { return state_; }
   absl::StatusOr<std::optional<Envelope>> FindBody(
       uint64_t seq, const std::string& digest) const override {
     for (const Envelope& e : state_.entries) {
@@ -77,7 +77,7 @@ class FakeStore final : public ProtocolStorage {
 
  private:
   Log* log_;
-  pbft::RestoreState state_;
+  core::RestoreState state_;
   absl::Status fail_;
 };
 
@@ -91,7 +91,7 @@ class FakeMachine final : public StateMachine {
     if (seq < 1 || seq > blocks_.size()) return absl::NotFoundError("seq");
     return blocks_[seq - 1];
   }
-  absl::StatusOr<Executed> Execute(const pbft::CommittedBatch& b) override {
+  absl::StatusOr<Executed> Execute(const core::CommittedBatch& b) override {
     if (!fail_.ok()) return fail_;
     Executed out;
     for (const Envelope& re : b.pre_prepare.batch()) {
@@ -152,7 +152,7 @@ struct Replica : Transport, ReplySink {
         }) {}
 
   void Open() {
-    pbft::Options o;
+    core::Options o;
     o.id = ReplicaId(id);
     o.n = kN;
     o.f = 1;
@@ -182,7 +182,7 @@ struct Replica : Transport, ReplySink {
       if (i != id) Send(ReplicaId(i), e);
     }
   }
-  void Deliver(const pbft::ClientReply& r) override {
+  void Deliver(const core::ClientReply& r) override {
     pbft::v1::Reply reply;
     ASSERT_TRUE(reply.ParseFromString(r.envelope.payload()));
     log.Add(absl::StrCat("reply ", r.client_id.value(), "/",
@@ -386,4 +386,4 @@ TEST_F(ReplicaNodeTest, ALaggingReplicaCatchesUpThroughTheFetchService) {
 }
 
 }  // namespace
-}  // namespace ledger::node
+}  // namespace pbft::node

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/proto_names.h"
 #include "tests/sim/sim_internal.h"
 
 namespace pbft::sim {
@@ -36,7 +37,7 @@ void Simulation::Setup() {
   blocked_.assign(n_, std::vector<bool>(n_, false));
   const Roles roles = ChooseByzantine();
   DrawMissingBodies();
-  limits_ = ledger::WireLimits::For(n_, params_);
+  limits_ = WireLimits::For(n_, params_);
   cluster_ = MakeCluster(clients);
   const std::string byz_desc = CreateParticipants(clients, roles);
   if (!result_.ok) return;
@@ -65,7 +66,7 @@ uint32_t Simulation::DrawParams() {
     params_.batch_requests_max = 1;
   }
   params_.batch_bytes_max =
-      rng_.Chance(0.2) ? 600 : ledger::ProtocolParams::kDefaultBatchBytesMax;
+      rng_.Chance(0.2) ? 600 : ProtocolParams::kDefaultBatchBytesMax;
   params_.batch_delay_ticks = static_cast<uint32_t>(rng_.Range(0, 4));
   params_.tick_ms = kTickMs;
   params_.request_queue_max = 1000;
@@ -349,7 +350,7 @@ void Simulation::SendToClient(uint64_t to, EnvPtr e) {
 void Simulation::Deliver(const Packet& p) {
   const v1::Envelope& e = *p.envelope;
   std::string head;
-  ledger::codec::Writer w(&head);
+  codec::Writer w(&head);
   w.PutU64(tick_);
   w.PutU8(p.to_client ? 1 : 0);
   w.PutU64(p.to);
@@ -361,8 +362,7 @@ void Simulation::Deliver(const Packet& p) {
   // The shell verifies every envelope before the core sees it, and
   // refuses what is over its type's limit or not canonical.
   if (!crypto_->verifier().Verify(e)) return;
-  if (!p.to_client &&
-      ledger::CheckWireMessage(e, limits_) != ledger::WireError::kOk) {
+  if (!p.to_client && CheckWireMessage(e, limits_) != WireError::kOk) {
     return;
   }
   if (p.to_client) {
@@ -587,11 +587,13 @@ SimResult Simulation::Run() {
     result_.bodies_fetched += r->core().stats().bodies_fetched;
     if (opt_.verbose) {
       std::string drops;
-      for (size_t i = 0; i < static_cast<size_t>(DropReason::kCount); ++i) {
+      for (size_t i = 0; i < static_cast<size_t>(core::DropReason::kCount);
+           ++i) {
         const uint64_t d = r->core().stats().dropped[i];
         if (d > 0) {
-          absl::StrAppend(&drops, " ",
-                          DropReasonName(static_cast<DropReason>(i)), "=", d);
+          absl::StrAppend(
+              &drops, " ",
+              core::DropReasonName(static_cast<core::DropReason>(i)), "=", d);
         }
       }
       std::printf(

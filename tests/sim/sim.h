@@ -1,5 +1,5 @@
-// The deterministic cluster simulator: n replicas (each a pbft::Core with an
-// in-memory ledger stand-in), several closed-loop clients and a simulated
+// The deterministic cluster simulator: n replicas (each a pbft::core::Core with
+// an in-memory ledger stand-in), several closed-loop clients and a simulated
 // network that delays, drops, duplicates and reorders, all in one thread,
 // driven by one seeded PRNG and simulated time in ticks. Up to f backups
 // can be Byzantine. Checkers run as it goes: agreement, validity,

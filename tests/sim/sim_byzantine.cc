@@ -117,7 +117,7 @@ google::protobuf::RepeatedPtrField<v1::Envelope> OtherBatch(
   return batch;
 }
 
-void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
+void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
   std::vector<uint32_t> targets;
   if (o.broadcast) {
     for (uint32_t i = 0; i < n_; ++i) {
@@ -193,7 +193,7 @@ void Simulation::ByzantineSend(SimReplica& r, Outbound o) {
     if (pp.ParseFromString(o.envelope.payload())) {
       google::protobuf::RepeatedPtrField<v1::Envelope> batch =
           OtherBatch(o.envelope);
-      pp.set_batch_digest(ledger::BatchDigest(batch).ToBytes());
+      pp.set_batch_digest(BatchDigest(batch).ToBytes());
       EnvPtr other =
           std::make_shared<v1::Envelope>(SignPrePrepare(r, pp, batch));
       for (size_t i = 0; i < targets.size(); ++i) {
@@ -309,11 +309,11 @@ v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
     const int at = rng_.Pick<int>({0, last / 2, last});
     v1::PrePrepare pp;
     CHECK(pp.ParseFromString(nv.pre_prepares(at).payload()));
-    const bool batch = pp.batch_digest() != ledger::NullBatchDigest().ToBytes();
+    const bool batch = pp.batch_digest() != NullBatchDigest().ToBytes();
     // A batch is made null or keeps its digest under another timestamp
     // (the seq's parity decides); a null entry gets another timestamp.
     if (batch && pp.seq() % 2 == 1) {
-      pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+      pp.set_batch_digest(NullBatchDigest().ToBytes());
     } else if (batch || rng_.Chance(0.5)) {
       pp.set_timestamp_ms(pp.timestamp_ms() + 1);
     } else {
@@ -327,7 +327,7 @@ v1::Envelope Simulation::ForgeNewView(SimReplica& r, const v1::Envelope& e) {
     v1::PrePrepare pp;
     pp.set_view(nv.view());
     pp.set_seq(nv.pre_prepares_size() + 1000);
-    pp.set_batch_digest(ledger::NullBatchDigest().ToBytes());
+    pp.set_batch_digest(NullBatchDigest().ToBytes());
     *nv.add_pre_prepares() =
         r.signer->Sign(v1::MESSAGE_TYPE_PRE_PREPARE, pp.SerializeAsString());
   } else {
@@ -355,7 +355,7 @@ void Simulation::ByzantineOnReceive(SimReplica& r, const EnvPtr& e) {
   std::vector<v1::Envelope> fakes;
   v1::PrePrepare alt = pp;
   google::protobuf::RepeatedPtrField<v1::Envelope> alt_batch = OtherBatch(*e);
-  alt.set_batch_digest(ledger::BatchDigest(alt_batch).ToBytes());
+  alt.set_batch_digest(BatchDigest(alt_batch).ToBytes());
   fakes.push_back(SignPrePrepare(r, alt, alt_batch));
   v1::PrePrepare later = pp;
   later.set_seq(pp.seq() + rng_.Range(1, 3));

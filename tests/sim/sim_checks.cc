@@ -1,4 +1,5 @@
 // The checkers: what every run must satisfy, from the outside.
+#include "common/proto_names.h"
 #include "tests/sim/sim_internal.h"
 
 namespace pbft::sim::internal {
@@ -8,7 +9,7 @@ namespace pbft::sim::internal {
 void Simulation::CheckPrepared() {
   for (const auto& r : replicas_) {
     if (r->byzantine || r->down) continue;
-    for (const Core::PreparedEntry& p : r->core().PreparedEntries()) {
+    for (const core::Core::PreparedEntry& p : r->core().PreparedEntries()) {
       auto [it, fresh] = prepared_.emplace(
           std::make_pair(p.view.value(), p.seq.value()), p.digest);
       if (!fresh && it->second != p.digest) {
@@ -27,8 +28,8 @@ void Simulation::CheckPrepared() {
 //   on VIEW-CHANGEs for that view or higher from f+1 distinct others;
 // - once it has executed a batch of its current view (active), its
 //   view-change timeout is back at its base.
-void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
-  const Core& core = r.core();
+void Simulation::CheckViewRules(SimReplica& r, const core::Ready& rd) {
+  const core::Core& core = r.core();
   const std::string who = absl::StrCat("replica ", r.id, ": ");
   for (const v1::Envelope& e : rd.persist.entries) {
     if (e.type() == v1::MESSAGE_TYPE_NEW_VIEW) CheckNewView(r, e);
@@ -49,7 +50,7 @@ void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
   }
   r.view_seen = std::max(r.view_seen, view);
   const uint64_t base = params_.view_change_timeout_ticks;
-  for (const CommittedBatch& b : rd.execute) {
+  for (const core::CommittedBatch& b : rd.execute) {
     if (core.view_active() && b.view.value() == view &&
         core.view_change_timeout_ticks() != base) {
       Fail(absl::StrCat(who, "executed a batch of its view ", view,
@@ -65,7 +66,7 @@ void Simulation::CheckViewRules(SimReplica& r, const Ready& rd) {
 // the highest certified one the batch of the highest-view certificate
 // (timestamp kept), else a null batch with the timestamp before it.
 void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
-  const Verifier& ver = crypto_->verifier();
+  const core::Verifier& ver = crypto_->verifier();
   const std::string who = absl::StrCat("replica ", r.id, " entered by a ");
   v1::NewView nv;
   if (!ver.Verify(e) || !nv.ParseFromString(e.payload()) ||
@@ -113,7 +114,7 @@ void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
     v1::PrePrepare pp;
     CHECK(pp.ParseFromString(nv.pre_prepares(s - min_s - 1).payload()));
     auto it = best.find(s);
-    std::string digest = ledger::NullBatchDigest().ToBytes();
+    std::string digest = NullBatchDigest().ToBytes();
     if (it != best.end()) {
       digest = std::get<1>(it->second);
       ts = std::max(ts, std::get<2>(it->second));
@@ -130,11 +131,11 @@ void Simulation::CheckNewView(const SimReplica& r, const v1::Envelope& e) {
 }
 
 void Simulation::CheckCertsSurvived(const SimReplica& r) {
-  std::map<uint64_t, Core::PreparedEntry> now;
-  for (const Core::PreparedEntry& p : r.core().PreparedCertificates()) {
+  std::map<uint64_t, core::Core::PreparedEntry> now;
+  for (const core::Core::PreparedEntry& p : r.core().PreparedCertificates()) {
     now.emplace(p.seq.value(), p);
   }
-  for (const Core::PreparedEntry& p : r.certs_at_crash) {
+  for (const core::Core::PreparedEntry& p : r.certs_at_crash) {
     if (p.seq <= r.core().low_watermark()) continue;
     auto it = now.find(p.seq.value());
     if (it == now.end() || it->second.view < p.view ||
@@ -326,7 +327,7 @@ std::string Simulation::Views() const {
 // cluster's view. One that missed a view change must learn it on its own
 // (an idle probe names its view; a peer answers with its NEW-VIEW).
 void Simulation::ViewCheck() {
-  const uint64_t bound = 2ull * Options().idle_probe_interval_ticks +
+  const uint64_t bound = 2ull * core::Options().idle_probe_interval_ticks +
                          8ull * params_.view_change_timeout_ticks + 1000;
   uint64_t ahead = 0;
   const bool one =

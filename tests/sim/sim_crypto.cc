@@ -8,7 +8,7 @@ namespace pbft::sim {
 namespace {
 
 std::string PrincipalSecret(bool client, uint64_t id) {
-  return ledger::crypto::Sha256(
+  return crypto::Sha256(
              absl::StrCat("pbft-sim/", client ? "client/" : "replica/", id))
       .ToBytes();
 }
@@ -17,10 +17,10 @@ std::string FakeSignature(const std::string& secret, uint32_t type,
                           absl::string_view payload) {
   std::string bytes = secret;
   const std::string signing =
-      ledger::crypto::SigningBytes(type, kSimClusterId, payload);
+      crypto::SigningBytes(type, kSimClusterId, payload);
   bytes.append(signing);
-  const ledger::Digest a = ledger::crypto::Sha256(bytes);
-  const ledger::Digest b = ledger::crypto::Sha256(a.view());
+  const Digest a = crypto::Sha256(bytes);
+  const Digest b = crypto::Sha256(a.view());
   return a.ToBytes() + b.ToBytes();
 }
 
@@ -35,7 +35,7 @@ v1::Envelope FakeSigner::Sign(v1::MessageType type, std::string payload) const {
   return e;
 }
 
-class SimCrypto::FakeVerifier : public Verifier {
+class SimCrypto::FakeVerifier : public core::Verifier {
  public:
   FakeVerifier(uint32_t n, uint32_t clients) : n_(n), clients_(clients) {}
   bool Verify(const v1::Envelope& e) const override {
@@ -59,8 +59,8 @@ class SimCrypto::FakeVerifier : public Verifier {
 };
 
 namespace {
-ledger::crypto::SecretKey RealKey(bool client, uint64_t id) {
-  auto k = ledger::crypto::SecretKey::FromSeed(PrincipalSecret(client, id));
+crypto::SecretKey RealKey(bool client, uint64_t id) {
+  auto k = crypto::SecretKey::FromSeed(PrincipalSecret(client, id));
   CHECK(k.ok());
   return *k;
 }
@@ -72,8 +72,8 @@ SimCrypto::SimCrypto(uint32_t n, uint32_t clients, bool real)
     verifier_ = std::make_unique<FakeVerifier>(n, clients);
     return;
   }
-  std::vector<ledger::crypto::PublicKey> replica_keys;
-  absl::flat_hash_map<uint64_t, ledger::crypto::PublicKey> client_keys;
+  std::vector<crypto::PublicKey> replica_keys;
+  absl::flat_hash_map<uint64_t, crypto::PublicKey> client_keys;
   for (uint32_t i = 0; i < n; ++i) {
     real_replicas_.emplace_back(kSimClusterId, i, RealKey(false, i));
     replica_keys.push_back(real_replicas_.back().public_key());
@@ -82,22 +82,23 @@ SimCrypto::SimCrypto(uint32_t n, uint32_t clients, bool real)
     real_clients_.emplace_back(kSimClusterId, c, RealKey(true, c));
     client_keys[c] = real_clients_.back().public_key();
   }
-  real_verifier_ = std::make_unique<ledger::EnvelopeVerifier>(
+  real_verifier_ = std::make_unique<EnvelopeVerifier>(
       kSimClusterId, std::move(replica_keys), std::move(client_keys),
-      ledger::ProtocolParams::kDefaultMessageBytesMax);
-  verifier_ = std::make_unique<Ed25519Verifier>(real_verifier_.get());
+      ProtocolParams::kDefaultMessageBytesMax);
+  verifier_ = std::make_unique<core::Ed25519Verifier>(real_verifier_.get());
 }
 
-std::unique_ptr<Signer> SimCrypto::ReplicaSigner(uint32_t id) const {
+std::unique_ptr<core::Signer> SimCrypto::ReplicaSigner(uint32_t id) const {
   CHECK_LT(id, n_);
-  if (real_) return std::make_unique<Ed25519Signer>(&real_replicas_[id]);
+  if (real_) return std::make_unique<core::Ed25519Signer>(&real_replicas_[id]);
   return std::make_unique<FakeSigner>(PrincipalSecret(false, id), id);
 }
 
-std::unique_ptr<Signer> SimCrypto::ClientSigner(uint64_t id) const {
+std::unique_ptr<core::Signer> SimCrypto::ClientSigner(uint64_t id) const {
   CHECK_GE(id, 1u);
   CHECK_LE(id, clients_);
-  if (real_) return std::make_unique<Ed25519Signer>(&real_clients_[id - 1]);
+  if (real_)
+    return std::make_unique<core::Ed25519Signer>(&real_clients_[id - 1]);
   return std::make_unique<FakeSigner>(PrincipalSecret(true, id), id);
 }
 

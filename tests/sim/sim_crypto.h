@@ -27,7 +27,7 @@ namespace pbft::sim {
 
 inline constexpr char kSimClusterId[] = "sim-cluster";
 
-class FakeSigner : public Signer {
+class FakeSigner : public core::Signer {
  public:
   FakeSigner(std::string secret, uint64_t sender)
       : secret_(std::move(secret)), sender_(sender) {}
@@ -43,22 +43,22 @@ class SimCrypto {
  public:
   SimCrypto(uint32_t n, uint32_t clients, bool real);
 
-  std::unique_ptr<Signer> ReplicaSigner(uint32_t id) const;
-  std::unique_ptr<Signer> ClientSigner(uint64_t id) const;
-  const Verifier& verifier() const { return *verifier_; }
+  std::unique_ptr<core::Signer> ReplicaSigner(uint32_t id) const;
+  std::unique_ptr<core::Signer> ClientSigner(uint64_t id) const;
+  const core::Verifier& verifier() const { return *verifier_; }
 
  private:
   class FakeVerifier;
   uint32_t n_;
   uint32_t clients_;
   bool real_;
-  std::vector<ledger::EnvelopeSigner> real_replicas_;
-  std::vector<ledger::EnvelopeSigner> real_clients_;
-  std::unique_ptr<ledger::EnvelopeVerifier> real_verifier_;
-  std::unique_ptr<Verifier> verifier_;
+  std::vector<EnvelopeSigner> real_replicas_;
+  std::vector<EnvelopeSigner> real_clients_;
+  std::unique_ptr<EnvelopeVerifier> real_verifier_;
+  std::unique_ptr<core::Verifier> verifier_;
 };
 
-class NullSigner : public Signer {
+class NullSigner : public core::Signer {
  public:
   explicit NullSigner(uint64_t sender) : sender_(sender) {}
   v1::Envelope Sign(v1::MessageType type, std::string payload) const override {
@@ -73,7 +73,7 @@ class NullSigner : public Signer {
   uint64_t sender_;
 };
 
-class NullVerifier : public Verifier {
+class NullVerifier : public core::Verifier {
  public:
   bool Verify(const v1::Envelope&) const override { return true; }
 };

@@ -43,7 +43,8 @@ void Simulation::FaultTick() {
         r.wipe_on_crash =
             wipe && (wiped_.size() < f_ || wiped_.count(r.id) > 0);
         if (rng_.Chance(0.3)) {
-          r.crash_mid_ready = true;  // At its next Ready, after persisting.
+          r.crash_mid_ready =
+              true;  // At its next core::Ready, after persisting.
           r.down_until += 1;
         } else {
           Crash(r);
@@ -219,12 +220,12 @@ bool Simulation::FullWindowDrops(const v1::Envelope& e, uint64_t to) {
 bool Simulation::WindowFullAtBackups() const {
   for (uint32_t i = 1; i < n_; ++i) {
     if (replicas_[i]->down) return false;
-    const Core& core = replicas_[i]->core();
+    const core::Core& core = replicas_[i]->core();
     if (core.view().value() != 0) return false;
     const uint64_t low = core.low_watermark().value();
     if (low != blackout_cut_) return false;
     std::set<uint64_t> seqs;
-    for (const Core::PreparedEntry& p : core.PreparedCertificates()) {
+    for (const core::Core::PreparedEntry& p : core.PreparedCertificates()) {
       if (p.seq.value() > low) seqs.insert(p.seq.value());
     }
     if (seqs.size() != params_.watermark_window ||

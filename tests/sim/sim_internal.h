@@ -45,7 +45,7 @@
 
 namespace pbft::sim::internal {
 
-using ledger::crypto::Sha256;
+using crypto::Sha256;
 
 // SplitMix64: tiny, fast, and its output is fixed by its definition (the
 // standard library's distributions are not portable across platforms).
@@ -130,17 +130,17 @@ struct SimReplica {
   uint32_t id = 0;
   bool byzantine = false;
   Behaviour behaviour = Behaviour::kSilent;
-  std::unique_ptr<Signer> signer;
+  std::unique_ptr<core::Signer> signer;
   std::unique_ptr<leveldb::Env> env;  // The data directory.
   // Open while the replica runs (closed by a crash).
   std::unique_ptr<ledger::Ledger> ledger;
-  std::unique_ptr<ledger::storage::ProtocolStore> store;
-  std::unique_ptr<ledger::node::LedgerStateMachine> machine;
-  std::unique_ptr<ledger::node::StoreStorage> storage;
-  std::unique_ptr<ledger::node::FetchResponder> responder;
-  std::unique_ptr<ledger::node::InlineFetchService> fetch;
+  std::unique_ptr<storage::ProtocolStore> store;
+  std::unique_ptr<node::LedgerStateMachine> machine;
+  std::unique_ptr<node::StoreStorage> storage;
+  std::unique_ptr<node::FetchResponder> responder;
+  std::unique_ptr<node::InlineFetchService> fetch;
   std::unique_ptr<SimIo> io;
-  std::unique_ptr<ledger::node::ReplicaNode> node;
+  std::unique_ptr<node::ReplicaNode> node;
   uint64_t height_at_crash = 0;
   // Every stable checkpoint proof it persisted (fetch answers that carry
   // the proof the batches reach rather than the latest).
@@ -168,13 +168,13 @@ struct SimReplica {
   // the timer expiries and the view seen at the last Drain.
   std::map<uint64_t, uint64_t> view_change_heard;
   // Prepared certificates held when it crashed (checked after restart).
-  std::vector<Core::PreparedEntry> certs_at_crash;
+  std::vector<core::Core::PreparedEntry> certs_at_crash;
   uint64_t timer_expiries_seen = 0;
   uint64_t view_seen = 0;
   bool wipe_on_crash = false;
   std::deque<EnvPtr> own_view_changes;  // kStaleViewChange.
 
-  const Core& core() const { return node->core(); }
+  const core::Core& core() const { return node->core(); }
   uint64_t height() const {
     return machine ? machine->last_executed() : height_at_crash;
   }
@@ -182,7 +182,7 @@ struct SimReplica {
 
 struct SimClient {
   uint64_t id = 0;
-  std::unique_ptr<Signer> signer;
+  std::unique_ptr<core::Signer> signer;
   uint64_t next_number = 1;
   uint64_t total = 0;
   uint64_t completed = 0;
@@ -253,27 +253,27 @@ class Simulation {
 
   // Replicas. SimIo (the node's interfaces) calls Append ... Reply.
   friend class SimIo;
-  ledger::Cluster MakeCluster(uint32_t clients) const;
+  Cluster MakeCluster(uint32_t clients) const;
   // Opens the replica's ledger and protocol store on its Env, and the node
   // over them (ledgerd's restart path); false (and Fail) if that fails.
   bool StartNode(SimReplica& r);
   void DeliverToReplica(SimReplica& r, const EnvPtr& e);
   void Drain(SimReplica& r);
-  absl::Status Append(SimReplica& r, const Persist& p);
-  void Route(SimReplica& r, Outbound o);
+  absl::Status Append(SimReplica& r, const core::Persist& p);
+  void Route(SimReplica& r, core::Outbound o);
   void CheckSentPersisted(const SimReplica& r, const v1::Envelope& e);
-  absl::StatusOr<ledger::node::StateMachine::Executed> Execute(
-      SimReplica& r, const CommittedBatch& b);
-  void Reply(SimReplica& r, ClientReply cr);
+  absl::StatusOr<node::StateMachine::Executed> Execute(
+      SimReplica& r, const core::CommittedBatch& b);
+  void Reply(SimReplica& r, core::ClientReply cr);
   void RespondFetch(SimReplica& r, uint32_t peer, const v1::FetchRequest& req,
                     v1::FetchResponse resp);
-  void CheckCertifiedBatch(const SimReplica& r, const CommittedBatch& b);
+  void CheckCertifiedBatch(const SimReplica& r, const core::CommittedBatch& b);
   void CheckPrepared();
   // Every running replica's timer tick and what it leads to, then the
   // prepared-certificate check.
   void TickReplicas();
   // Rules of §4.4 restated, checked after every Drain of a correct replica.
-  void CheckViewRules(SimReplica& r, const Ready& rd);
+  void CheckViewRules(SimReplica& r, const core::Ready& rd);
   void CheckNewView(const SimReplica& r, const v1::Envelope& e);
   // Crash recovery: every prepared certificate above the stable checkpoint
   // a replica held when it crashed is held again after its restart (the
@@ -320,7 +320,7 @@ class Simulation {
                ? kAllBehaviours[rng_.Below(kAllBehaviours.size() - 1)]
                : r.behaviour;
   }
-  void ByzantineSend(SimReplica& r, Outbound o);
+  void ByzantineSend(SimReplica& r, core::Outbound o);
   void ByzantineOnReceive(SimReplica& r, const EnvPtr& e);
   void ByzantineTick(SimReplica& r);
   v1::Envelope Tamper(const SimReplica& r, const v1::Envelope& e,
@@ -354,14 +354,14 @@ class Simulation {
   SimResult result_;
   uint32_t n_ = 4;
   uint32_t f_ = 1;
-  ledger::ProtocolParams params_;
+  ProtocolParams params_;
   double drop_ = 0, dup_ = 0;
   uint64_t delay_max_ = 1;
   uint64_t client_timeout_ticks_ = 40;
   uint64_t liveness_ticks_ = 4000;
   // What the shell refuses before the core (common/wire_limits.h), and
   // the bound every certificate and proof a correct replica keeps obeys.
-  ledger::WireLimits limits_;
+  WireLimits limits_;
   uint64_t pad_silent_tick_ = 0;
   // Rejoin scenarios: how the victim is taken out, and whether the clients
   // keep sending after it returns.
@@ -403,13 +403,13 @@ class Simulation {
   std::set<uint32_t> starved_;
   uint64_t cut_primary_at_ = 0;
   std::unique_ptr<SimCrypto> crypto_;
-  std::optional<ledger::Cluster> cluster_;  // For the ledgers' genesis.
+  std::optional<Cluster> cluster_;  // For the ledgers' genesis.
   std::vector<std::unique_ptr<SimReplica>> replicas_;
   std::vector<std::unique_ptr<SimClient>> clients_;
   std::priority_queue<Packet, std::vector<Packet>, std::greater<Packet>> net_;
   uint64_t order_ = 0;
   uint64_t tick_ = 0;
-  ledger::crypto::Sha256Hasher trace_;
+  crypto::Sha256Hasher trace_;
 
   // Checker state.
   std::map<uint64_t, Digest> agreed_batch_;  // seq -> batch digest
@@ -426,19 +426,19 @@ const char* BehaviourName(Behaviour b);
 // Replica r's side of ReplicaNode's interfaces: its ledger and protocol
 // store behind the simulator's checkers, the simulated network, and its
 // clock (simulated time plus the replica's skew).
-class SimIo final : public ledger::node::ProtocolStorage,
-                    public ledger::node::StateMachine,
-                    public ledger::node::Transport,
-                    public ledger::node::ReplySink,
-                    public ledger::node::ReadyObserver,
-                    public ledger::Clock {
+class SimIo final : public node::ProtocolStorage,
+                    public node::StateMachine,
+                    public node::Transport,
+                    public node::ReplySink,
+                    public node::ReadyObserver,
+                    public Clock {
  public:
   SimIo(Simulation* sim, SimReplica* r) : sim_(sim), r_(r) {}
 
-  absl::Status Append(const Persist& p) override {
+  absl::Status Append(const core::Persist& p) override {
     return sim_->Append(*r_, p);
   }
-  absl::StatusOr<RestoreState> Load() const override {
+  absl::StatusOr<core::RestoreState> Load() const override {
     return r_->storage->Load();
   }
   absl::StatusOr<std::optional<v1::Envelope>> FindBody(
@@ -452,7 +452,7 @@ class SimIo final : public ledger::node::ProtocolStorage,
       uint64_t seq) const override {
     return r_->machine->GetCertifiedBatch(seq);
   }
-  absl::StatusOr<Executed> Execute(const CommittedBatch& b) override {
+  absl::StatusOr<Executed> Execute(const core::CommittedBatch& b) override {
     return sim_->Execute(*r_, b);
   }
   absl::StatusOr<uint64_t> last_timestamp_ms() const override {
@@ -462,16 +462,18 @@ class SimIo final : public ledger::node::ProtocolStorage,
     return r_->machine->ClientTable();
   }
   void Send(ReplicaId to, const v1::Envelope& e) override {
-    sim_->Route(*r_, Outbound{false, to, e});
+    sim_->Route(*r_, core::Outbound{false, to, e});
   }
   void Broadcast(const v1::Envelope& e) override {
-    sim_->Route(*r_, Outbound{true, ReplicaId(0), e});
+    sim_->Route(*r_, core::Outbound{true, ReplicaId(0), e});
   }
-  void Deliver(const ClientReply& reply) override { sim_->Reply(*r_, reply); }
-  void OnReady(const Core&, const Ready& ready) override {
+  void Deliver(const core::ClientReply& reply) override {
+    sim_->Reply(*r_, reply);
+  }
+  void OnReady(const core::Core&, const core::Ready& ready) override {
     if (!r_->byzantine) sim_->CheckViewRules(*r_, ready);
   }
-  void AfterReady(const Core& core) override {
+  void AfterReady(const core::Core& core) override {
     if (r_->byzantine) return;
     absl::Status s = core.Invariants();
     if (!s.ok())

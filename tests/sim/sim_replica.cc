@@ -1,4 +1,5 @@
 // Each simulated replica runs ledgerd's replica loop (ReplicaNode).
+#include "common/proto_names.h"
 #include "tests/sim/sim_internal.h"
 
 namespace pbft::sim::internal {
@@ -6,13 +7,12 @@ namespace pbft::sim::internal {
 // --- Replicas
 // -----------------------------------------------------------------
 
-ledger::Cluster Simulation::MakeCluster(uint32_t clients) const {
+Cluster Simulation::MakeCluster(uint32_t clients) const {
   auto key = [](uint64_t principal) {
     std::string seed(32, '\0');
     for (int i = 0; i < 8; ++i)
       seed[31 - i] = static_cast<char>(principal >> (8 * i));
-    absl::StatusOr<ledger::crypto::SecretKey> k =
-        ledger::crypto::SecretKey::FromSeed(seed);
+    absl::StatusOr<crypto::SecretKey> k = crypto::SecretKey::FromSeed(seed);
     CHECK_OK(k.status());
     return k->public_key().ToBytes();
   };
@@ -36,8 +36,7 @@ ledger::Cluster Simulation::MakeCluster(uint32_t clients) const {
     g->set_ledger(1);
     g->set_balance(1'000'000'000);
   }
-  absl::StatusOr<ledger::Cluster> cluster =
-      ledger::Cluster::FromProto(config, "simulator");
+  absl::StatusOr<Cluster> cluster = Cluster::FromProto(config, "simulator");
   CHECK_OK(cluster.status());
   return *std::move(cluster);
 }
@@ -52,7 +51,7 @@ bool Simulation::StartNode(SimReplica& r) {
   lo.block_cache_bytes = 1 << 20;
   lo.write_buffer_bytes = 8 << 20;  // No memtable flush within a run.
   auto ledger = ledger::Ledger::Open(*cluster_, "/ledger", lo);
-  auto store = ledger::storage::ProtocolStore::Open("/protocol", r.env.get());
+  auto store = storage::ProtocolStore::Open("/protocol", r.env.get());
   for (const absl::Status& s : {ledger.status(), store.status()}) {
     if (!s.ok()) {
       Fail(absl::StrCat("replica ", r.id,
@@ -62,25 +61,24 @@ bool Simulation::StartNode(SimReplica& r) {
   }
   r.ledger = *std::move(ledger);
   r.store = *std::move(store);
-  r.machine =
-      std::make_unique<ledger::node::LedgerStateMachine>(r.ledger.get());
-  r.storage = std::make_unique<ledger::node::StoreStorage>(r.store.get());
+  r.machine = std::make_unique<node::LedgerStateMachine>(r.ledger.get());
+  r.storage = std::make_unique<node::StoreStorage>(r.store.get());
   r.io = std::make_unique<SimIo>(this, &r);
-  r.responder = std::make_unique<ledger::node::FetchResponder>(
-      ledger::node::FetchResponderOptions{r.id, n_, limits_.fetch_response_max,
-                                          ledger::kFetchBlocksMax},
+  r.responder = std::make_unique<node::FetchResponder>(
+      node::FetchResponderOptions{r.id, n_, limits_.fetch_response_max,
+                                  kFetchBlocksMax},
       r.io.get(), r.io.get());
-  r.fetch = std::make_unique<ledger::node::InlineFetchService>(
+  r.fetch = std::make_unique<node::InlineFetchService>(
       r.responder.get(), [this, &r](uint32_t peer, const v1::FetchRequest& req,
                                     v1::FetchResponse resp) {
         RespondFetch(r, peer, req, std::move(resp));
       });
-  Options o;
+  core::Options o;
   o.id = ReplicaId(r.id);
   o.n = n_;
   o.f = f_;
   o.params = params_;
-  ledger::node::ReplicaNodeDeps deps;
+  node::ReplicaNodeDeps deps;
   deps.signer = r.signer.get();
   deps.verifier = &crypto_->verifier();
   deps.store = r.io.get();
@@ -90,7 +88,7 @@ bool Simulation::StartNode(SimReplica& r) {
   deps.fetch = r.fetch.get();
   deps.clock = r.io.get();
   deps.observer = r.io.get();
-  auto node = ledger::node::ReplicaNode::Open(o, deps);
+  auto node = node::ReplicaNode::Open(o, deps);
   if (!node.ok()) {
     Fail(absl::StrCat("replica ", r.id,
                       " cannot restart: ", node.status().message()));
@@ -151,7 +149,7 @@ void Simulation::RespondFetch(SimReplica& r, uint32_t peer,
 // The protocol store's write, and what the checkers keep of it. A power
 // loss right after the write (crash_mid_ready) stops the node before any
 // message of the Ready leaves, as a failed write stops ledgerd.
-absl::Status Simulation::Append(SimReplica& r, const struct Persist& p) {
+absl::Status Simulation::Append(SimReplica& r, const struct core::Persist& p) {
   if (p.view) r.durable_view = p.view->value();
   for (const v1::Envelope& e : p.entries) {
     if (e.sender() == r.id) r.persisted.insert(Sha256(e.payload()));
@@ -177,7 +175,7 @@ void Simulation::Drain(SimReplica& r) {
   absl::Status s = r.node->Drain();
   if (s.ok()) return;
   if (r.crash_mid_ready && absl::IsAborted(s)) {
-    Crash(r);  // Durable, but nothing of that Ready left the box.
+    Crash(r);  // Durable, but nothing of that core::Ready left the box.
     return;
   }
   Fail(absl::StrCat("replica ", r.id, " stopped: ", s.ToString()));
@@ -210,7 +208,7 @@ void Simulation::CheckSentPersisted(const SimReplica& r,
   }
 }
 
-void Simulation::Reply(SimReplica& r, ClientReply cr) {
+void Simulation::Reply(SimReplica& r, core::ClientReply cr) {
   if (r.byzantine) {
     const Behaviour b = Pick(r);
     if (b == Behaviour::kSilent) return;
@@ -227,7 +225,7 @@ void Simulation::Reply(SimReplica& r, ClientReply cr) {
                std::make_shared<v1::Envelope>(std::move(cr.envelope)));
 }
 
-void Simulation::Route(SimReplica& r, Outbound o) {
+void Simulation::Route(SimReplica& r, core::Outbound o) {
   if (r.byzantine) {
     ByzantineSend(r, std::move(o));
     return;
@@ -244,8 +242,8 @@ void Simulation::Route(SimReplica& r, Outbound o) {
 }
 
 void Simulation::CheckCertifiedBatch(const SimReplica& r,
-                                     const CommittedBatch& b) {
-  const Verifier& ver = crypto_->verifier();
+                                     const core::CommittedBatch& b) {
+  const core::Verifier& ver = crypto_->verifier();
   const std::string who =
       absl::StrCat("replica ", r.id, " seq ", b.seq.value());
   v1::PrePrepare pp;
@@ -264,7 +262,7 @@ void Simulation::CheckCertifiedBatch(const SimReplica& r,
       pp.batch_digest() != b.batch_digest.ToBytes()) {
     Fail(who + ": batch fields differ from its pre-prepare");
   }
-  if (ledger::BatchDigest(b.pre_prepare.batch()) != b.batch_digest) {
+  if (BatchDigest(b.pre_prepare.batch()) != b.batch_digest) {
     Fail(who + ": batch digest does not match the requests");
   }
   std::set<uint64_t> senders;
@@ -303,8 +301,8 @@ void Simulation::CheckCertifiedBatch(const SimReplica& r,
   }
 }
 
-absl::StatusOr<ledger::node::StateMachine::Executed> Simulation::Execute(
-    SimReplica& r, const CommittedBatch& b) {
+absl::StatusOr<node::StateMachine::Executed> Simulation::Execute(
+    SimReplica& r, const core::CommittedBatch& b) {
   const uint64_t s = b.seq.value();
   if (!r.byzantine) {
     CheckCertifiedBatch(r, b);
@@ -316,11 +314,10 @@ absl::StatusOr<ledger::node::StateMachine::Executed> Simulation::Execute(
                         it->second.ToHex().substr(0, 12)));
     }
   }
-  absl::StatusOr<ledger::node::StateMachine::Executed> out =
-      r.machine->Execute(b);
+  absl::StatusOr<node::StateMachine::Executed> out = r.machine->Execute(b);
   if (!out.ok()) return out;
   std::string head;
-  ledger::codec::Writer w(&head);
+  codec::Writer w(&head);
   w.PutU32(r.id);
   w.PutU64(s);
   w.PutRaw(out->state_digest.view());
@@ -338,7 +335,7 @@ absl::StatusOr<ledger::node::StateMachine::Executed> Simulation::Execute(
                         client.value(), ", ", number.value(), ") twice"));
     }
   }
-  for (const ExecutedReply& rep : out->replies) {
+  for (const core::ExecutedReply& rep : out->replies) {
     if (rep.result.empty()) continue;  // Stale: the core rejects it.
     const auto key =
         std::make_pair(rep.client_id.value(), rep.request_number.value());

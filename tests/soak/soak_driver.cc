@@ -4,7 +4,7 @@
 //   soak-driver load  --config F --writers W --duration S --out DIR
 //   soak-driver check --config F --writers W --out DIR [--sample N]
 //
-// load: W writers (clients 1..W, each its own ledger::Client) each submit
+// load: W writers (clients 1..W, each its own pbft::client::Client) each submit
 // requests of 1..20 transfers between the writers' genesis accounts for S
 // seconds. A request whose outcome is unknown (deadline, cluster busy with
 // a view change) is submitted again with the same transfer ids until it is
@@ -38,6 +38,7 @@
 #include "common/check.h"
 #include "common/crypto.h"
 #include "common/flags.h"
+#include "common/proto_names.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (cluster.json).");
 ABSL_FLAG(uint32_t, writers, 4, "Writers (clients 1..W).");
@@ -48,7 +49,7 @@ ABSL_FLAG(double, deadline, 10, "Per-request deadline in seconds.");
 ABSL_FLAG(double, give_up, 180,
           "load: seconds after the end to keep retrying unknown outcomes.");
 
-namespace ledger {
+namespace pbft::test {
 namespace {
 
 constexpr uint32_t kBatchTransfersMax = 20;
@@ -77,27 +78,28 @@ struct LoadStats {
   }
 };
 
-absl::StatusOr<std::unique_ptr<Client>> MakeClient(uint32_t id) {
+absl::StatusOr<std::unique_ptr<client::Client>> MakeClient(uint32_t id) {
   const std::string config = absl::GetFlag(FLAGS_config);
-  ClientOptions o;
+  client::ClientOptions o;
   o.config_path = config;
   o.key_path = (std::filesystem::path(config).parent_path() / "keys" /
                 absl::StrCat("client-", id, ".key"))
                    .string();
   o.default_deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
-  return Client::Create(o);
+  return client::Client::Create(o);
 }
 
-std::vector<v1::Transfer> NextBatch(uint64_t me, uint32_t writers,
-                                    uint64_t* counter, std::mt19937_64* rng) {
+std::vector<ledger::v1::Transfer> NextBatch(uint64_t me, uint32_t writers,
+                                            uint64_t* counter,
+                                            std::mt19937_64* rng) {
   const uint32_t n = 1 + (*rng)() % kBatchTransfersMax;
-  std::vector<v1::Transfer> ts(n);
-  for (v1::Transfer& t : ts) {
+  std::vector<ledger::v1::Transfer> ts(n);
+  for (ledger::v1::Transfer& t : ts) {
     uint64_t to = 1 + (*rng)() % (writers - 1);
     if (to >= me) ++to;  // Any other writer's account.
-    *t.mutable_id() = MakeId(me, ++*counter);
-    *t.mutable_debit_account_id() = MakeId(0, me);
-    *t.mutable_credit_account_id() = MakeId(0, to);
+    *t.mutable_id() = client::MakeId(me, ++*counter);
+    *t.mutable_debit_account_id() = client::MakeId(0, me);
+    *t.mutable_credit_account_id() = client::MakeId(0, to);
     t.set_amount(1 + (*rng)() % kAmountMax);
     t.set_ledger(1);
   }
@@ -105,17 +107,18 @@ std::vector<v1::Transfer> NextBatch(uint64_t me, uint32_t writers,
 }
 
 // Submits `ts` until acknowledged or `give_up`; appends the outcome.
-bool SubmitUntilAcked(Client& c, const std::vector<v1::Transfer>& ts,
+bool SubmitUntilAcked(client::Client& c,
+                      const std::vector<ledger::v1::Transfer>& ts,
                       absl::Time give_up, LoadStats* stats,
                       std::ofstream* log) {
   bool retried = false;
   while (true) {
-    absl::StatusOr<v1::OperationResults> r = c.Transfers(ts);
+    absl::StatusOr<ledger::v1::OperationResults> r = c.Transfers(ts);
     if (r.ok()) {
       CHECK_EQ(static_cast<size_t>(r->results_size()), ts.size());
       stats->Done(ts.size());
       for (size_t i = 0; i < ts.size(); ++i) {
-        const v1::Transfer& t = ts[i];
+        const ledger::v1::Transfer& t = ts[i];
         *log << t.id().high() << ' ' << t.id().low() << ' '
              << t.debit_account_id().low() << ' ' << t.credit_account_id().low()
              << ' ' << t.amount() << ' '
@@ -131,15 +134,16 @@ bool SubmitUntilAcked(Client& c, const std::vector<v1::Transfer>& ts,
   }
 }
 
-void Writer(Client& c, uint32_t writers, absl::Time end, absl::Time give_up,
-            LoadStats* stats) {
+void Writer(client::Client& c, uint32_t writers, absl::Time end,
+            absl::Time give_up, LoadStats* stats) {
   const uint64_t me = c.client_id();
   std::ofstream log(
       absl::StrCat(absl::GetFlag(FLAGS_out), "/acked-", me, ".txt"));
   std::mt19937_64 rng(me * 7919 + absl::ToUnixNanos(absl::Now()));
   uint64_t counter = rng() & 0x0000ffffffffffffull;  // Fresh per run.
   while (absl::Now() < end) {
-    std::vector<v1::Transfer> ts = NextBatch(me, writers, &counter, &rng);
+    std::vector<ledger::v1::Transfer> ts =
+        NextBatch(me, writers, &counter, &rng);
     if (!SubmitUntilAcked(c, ts, give_up, stats, &log)) {
       std::lock_guard<std::mutex> l(stats->mu);
       ++stats->unresolved;
@@ -151,9 +155,9 @@ void Writer(Client& c, uint32_t writers, absl::Time end, absl::Time give_up,
 
 int Load() {
   const uint32_t writers = absl::GetFlag(FLAGS_writers);
-  std::vector<std::unique_ptr<Client>> sdk;
+  std::vector<std::unique_ptr<client::Client>> sdk;
   for (uint32_t w = 1; w <= writers; ++w) {
-    absl::StatusOr<std::unique_ptr<Client>> c = MakeClient(w);
+    absl::StatusOr<std::unique_ptr<client::Client>> c = MakeClient(w);
     if (!c.ok()) {
       std::cerr << "soak-driver: client " << w << ": " << c.status() << "\n";
       return 1;
@@ -195,10 +199,11 @@ std::vector<Acked> ReadAcked(uint32_t writers) {
 }
 
 // Every writer account holds genesis + credits - debits; returns failures.
-int CheckBalances(Client& c, const std::vector<Acked>& acked, uint32_t writers,
-                  uint64_t* total) {
+int CheckBalances(client::Client& c, const std::vector<Acked>& acked,
+                  uint32_t writers, uint64_t* total) {
   std::map<uint64_t, int64_t> expect;
-  for (const v1::GenesisAccount& g : c.cluster().config().genesis_accounts()) {
+  for (const ledger::v1::GenesisAccount& g :
+       c.cluster().config().genesis_accounts()) {
     if (g.id().high() == 0 && g.id().low() >= 1 && g.id().low() <= writers) {
       expect[g.id().low()] = static_cast<int64_t>(g.balance());
     }
@@ -206,14 +211,15 @@ int CheckBalances(Client& c, const std::vector<Acked>& acked, uint32_t writers,
   int64_t genesis_total = 0;
   for (const auto& [id, b] : expect) genesis_total += b;
   for (const Acked& a : acked) {
-    if (a.result != v1::RESULT_CODE_OK) continue;
+    if (a.result != ledger::v1::RESULT_CODE_OK) continue;
     expect[a.from] -= static_cast<int64_t>(a.amount);
     expect[a.to] += static_cast<int64_t>(a.amount);
   }
   int failures = 0;
   *total = 0;
   for (const auto& [id, want] : expect) {
-    absl::StatusOr<v1::Account> acc = c.GetAccount(MakeId(0, id));
+    absl::StatusOr<ledger::v1::Account> acc =
+        c.GetAccount(client::MakeId(0, id));
     if (!acc.ok()) {
       std::cerr << "check: account " << id << ": " << acc.status() << "\n";
       ++failures;
@@ -235,7 +241,7 @@ int CheckBalances(Client& c, const std::vector<Acked>& acked, uint32_t writers,
 }
 
 // Looks up every retried transfer and a random sample of the rest.
-int CheckTransfers(Client& c, const std::vector<Acked>& acked,
+int CheckTransfers(client::Client& c, const std::vector<Acked>& acked,
                    uint64_t* looked_up) {
   std::mt19937_64 rng(absl::ToUnixNanos(absl::Now()));
   const double p = acked.empty()
@@ -250,7 +256,8 @@ int CheckTransfers(Client& c, const std::vector<Acked>& acked,
     if (failures >= kLookupFailuresMax)
       break;  // Enough evidence; stay bounded.
     ++*looked_up;
-    absl::StatusOr<v1::TransferRecord> t = c.GetTransfer(MakeId(a.high, a.low));
+    absl::StatusOr<ledger::v1::TransferRecord> t =
+        c.GetTransfer(client::MakeId(a.high, a.low));
     const bool ok = t.ok() && static_cast<int>(t->result()) == a.result &&
                     t->amount() == a.amount &&
                     t->debit_account_id().low() == a.from &&
@@ -268,10 +275,11 @@ int CheckTransfers(Client& c, const std::vector<Acked>& acked,
 
 // A request submitted again after an unknown outcome answers EXISTS for a
 // transfer its first submission applied: the outcome is the stored one.
-void ResolveRetriedExists(Client& c, std::vector<Acked>* acked) {
+void ResolveRetriedExists(client::Client& c, std::vector<Acked>* acked) {
   for (Acked& a : *acked) {
-    if (!a.retried || a.result != v1::RESULT_CODE_EXISTS) continue;
-    absl::StatusOr<v1::TransferRecord> t = c.GetTransfer(MakeId(a.high, a.low));
+    if (!a.retried || a.result != ledger::v1::RESULT_CODE_EXISTS) continue;
+    absl::StatusOr<ledger::v1::TransferRecord> t =
+        c.GetTransfer(client::MakeId(a.high, a.low));
     if (t.ok() && t->amount() == a.amount &&
         t->debit_account_id().low() == a.from &&
         t->credit_account_id().low() == a.to) {
@@ -282,7 +290,7 @@ void ResolveRetriedExists(Client& c, std::vector<Acked>* acked) {
 
 int Check() {
   const uint32_t writers = absl::GetFlag(FLAGS_writers);
-  absl::StatusOr<std::unique_ptr<Client>> c = MakeClient(1);
+  absl::StatusOr<std::unique_ptr<client::Client>> c = MakeClient(1);
   if (!c.ok()) {
     std::cerr << "soak-driver: " << c.status() << "\n";
     return 1;
@@ -291,7 +299,7 @@ int Check() {
   ResolveRetriedExists(**c, &acked);
   uint64_t ok = 0, retried = 0;
   for (const Acked& a : acked) {
-    ok += a.result == v1::RESULT_CODE_OK;
+    ok += a.result == ledger::v1::RESULT_CODE_OK;
     retried += a.retried;
   }
   uint64_t total = 0, looked_up = 0;
@@ -305,10 +313,10 @@ int Check() {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::test
 
 int main(int argc, char** argv) {
-  std::vector<std::string> rest = ledger::ParseFlags(
+  std::vector<std::string> rest = pbft::ParseFlags(
       argc, argv, "soak-driver load|check --config FILE --out DIR ...");
   const std::string mode = rest.size() > 1 ? rest[1] : "";
   if (absl::GetFlag(FLAGS_config).empty() || absl::GetFlag(FLAGS_out).empty() ||
@@ -316,8 +324,8 @@ int main(int argc, char** argv) {
     std::cerr << "soak-driver: --config, --out and --writers >= 2 required\n";
     return 2;
   }
-  if (mode == "load") return ledger::Load();
-  if (mode == "check") return ledger::Check();
+  if (mode == "load") return pbft::test::Load();
+  if (mode == "check") return pbft::test::Check();
   std::cerr << "soak-driver: mode must be load or check\n";
   return 2;
 }

@@ -5,7 +5,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 TEST(BoundedQueueTest, RefusesBeyondCapacity) {
@@ -52,4 +52,4 @@ TEST(BoundedQueueTest, ManyProducersOneConsumerLoseNothingAccepted) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

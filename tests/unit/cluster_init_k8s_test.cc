@@ -11,10 +11,11 @@
 #include "client/cluster_init.h"
 #include "common/config.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 std::string ReadAll(const std::string& path) {
@@ -25,7 +26,7 @@ std::string ReadAll(const std::string& path) {
 }
 
 TEST(ClusterInitK8sTest, ConfigNamesServiceDnsAndTlsMountPaths) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.k8s = true;
   o.k8s_namespace = "bank-a";
@@ -36,7 +37,7 @@ TEST(ClusterInitK8sTest, ConfigNamesServiceDnsAndTlsMountPaths) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ASSERT_EQ(cluster->n(), 4u);
   for (uint32_t i = 0; i < 4; ++i) {
-    const v1::ReplicaConfig& r = cluster->replica(ReplicaId(i));
+    const ledger::v1::ReplicaConfig& r = cluster->replica(ReplicaId(i));
     const std::string host =
         "ledger-" + std::to_string(i) + ".bank-a.svc.cluster.local";
     // Same ports in every pod: each has its own IP.
@@ -76,14 +77,14 @@ TEST(ClusterInitK8sTest, ConfigNamesServiceDnsAndTlsMountPaths) {
 }
 
 TEST(ClusterInitK8sTest, OwnReplicasLimitWhichPrivateKeysTheComponentMounts) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.k8s = true;
   o.replicas = 7;
   o.k8s_own_replicas = {2, 5};
   o.k8s_external_domain = "ledger.consortium.example";
   o.out_dir = dir.path();
-  absl::StatusOr<v1::ClusterConfig> config = InitCluster(o);
+  absl::StatusOr<ledger::v1::ClusterConfig> config = InitCluster(o);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->f(), 2u);
   EXPECT_EQ(config->replicas(6).address(),
@@ -130,12 +131,12 @@ TEST(ClusterInitK8sTest, InvalidOptionsNameTheFlagAndWriteNothing) {
        "--own-replicas"},
   };
   for (const Case& c : cases) {
-    testing::TempDir dir;
+    test::TempDir dir;
     ClusterInitOptions o;
     o.k8s = true;
     o.out_dir = dir.file("out");
     c.set(&o);
-    absl::StatusOr<v1::ClusterConfig> r = InitCluster(o);
+    absl::StatusOr<ledger::v1::ClusterConfig> r = InitCluster(o);
     ASSERT_FALSE(r.ok()) << c.flag;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find(c.flag), std::string::npos)
@@ -146,10 +147,10 @@ TEST(ClusterInitK8sTest, InvalidOptionsNameTheFlagAndWriteNothing) {
 }
 
 TEST(ClusterInitK8sTest, WithoutK8sNoComponentIsWritten) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.out_dir = dir.path();
-  absl::StatusOr<v1::ClusterConfig> config = InitCluster(o);
+  absl::StatusOr<ledger::v1::ClusterConfig> config = InitCluster(o);
   ASSERT_TRUE(config.ok());
   EXPECT_FALSE(config->has_tls());
   struct stat st;
@@ -157,4 +158,4 @@ TEST(ClusterInitK8sTest, WithoutK8sNoComponentIsWritten) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::client

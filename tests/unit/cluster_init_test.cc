@@ -4,20 +4,21 @@
 
 #include "common/config.h"
 #include "common/keyfile.h"
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft::client {
 namespace {
 
 TEST(ClusterInitTest, OutputLoadsAndValidates) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.replicas = 4;
   o.clients = 2;
   o.out_dir = dir.path();
   o.base_port = 9100;
-  absl::StatusOr<v1::ClusterConfig> written = InitCluster(o);
+  absl::StatusOr<ledger::v1::ClusterConfig> written = InitCluster(o);
   ASSERT_TRUE(written.ok()) << written.status();
 
   absl::StatusOr<Cluster> cluster = Cluster::LoadFile(dir.file("cluster.json"));
@@ -42,7 +43,8 @@ TEST(ClusterInitTest, OutputLoadsAndValidates) {
     absl::StatusOr<crypto::SecretKey> key =
         ReadKeyFile(dir.file("keys/client-" + std::to_string(c) + ".key"));
     ASSERT_TRUE(key.ok()) << key.status();
-    const v1::ClientConfig* client = cluster->client_by_key(key->public_key());
+    const ledger::v1::ClientConfig* client =
+        cluster->client_by_key(key->public_key());
     ASSERT_NE(client, nullptr);
     EXPECT_EQ(client->id(), c);
   }
@@ -57,7 +59,7 @@ TEST(ClusterInitTest, OutputLoadsAndValidates) {
 }
 
 TEST(ClusterInitTest, RefusesToOverwriteWithoutForce) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.out_dir = dir.path();
   ASSERT_TRUE(InitCluster(o).ok());
@@ -67,12 +69,12 @@ TEST(ClusterInitTest, RefusesToOverwriteWithoutForce) {
 }
 
 TEST(ClusterInitTest, InvalidOptionsNameTheFlag) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ClusterInitOptions o;
   o.out_dir = dir.path();
   o.replicas = 3;
   o.f = 1;
-  absl::StatusOr<v1::ClusterConfig> r = InitCluster(o);
+  absl::StatusOr<ledger::v1::ClusterConfig> r = InitCluster(o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("--f"), std::string::npos) << r.status();
 
@@ -85,4 +87,4 @@ TEST(ClusterInitTest, InvalidOptionsNameTheFlag) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::client

@@ -3,7 +3,7 @@
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 
-namespace ledger::codec {
+namespace pbft::codec {
 namespace {
 
 TEST(CodecTest, RoundTrip) {
@@ -42,4 +42,4 @@ TEST(CodecTest, TruncatedInputFailsWithoutReadingPastEnd) {
 }
 
 }  // namespace
-}  // namespace ledger::codec
+}  // namespace pbft::codec

@@ -2,34 +2,35 @@
 
 #include <functional>
 
+#include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
-v1::ClusterConfig ValidConfig(uint32_t n = 4, uint32_t f = 1) {
-  v1::ClusterConfig c;
+ledger::v1::ClusterConfig ValidConfig(uint32_t n = 4, uint32_t f = 1) {
+  ledger::v1::ClusterConfig c;
   c.set_cluster_id("test-cluster");
   c.set_f(f);
   for (uint32_t i = 0; i < n; ++i) {
-    v1::ReplicaConfig* r = c.add_replicas();
+    ledger::v1::ReplicaConfig* r = c.add_replicas();
     r->set_id(i);
     r->set_address("127.0.0.1:" + std::to_string(7000 + i));
     r->set_public_key(crypto::SecretKey::Generate().public_key().ToBytes());
   }
   for (uint64_t id = 1; id <= 2; ++id) {
-    v1::ClientConfig* cl = c.add_clients();
+    ledger::v1::ClientConfig* cl = c.add_clients();
     cl->set_id(id);
     cl->set_name("client-" + std::to_string(id));
     cl->set_public_key(crypto::SecretKey::Generate().public_key().ToBytes());
-    v1::GenesisAccount* a = c.add_genesis_accounts();
+    ledger::v1::GenesisAccount* a = c.add_genesis_accounts();
     a->mutable_id()->set_low(id);
     a->set_owner_client_id(id);
     a->set_ledger(1);
     a->set_balance(100);
   }
-  c.mutable_clients(0)->add_roles(v1::CLIENT_ROLE_ISSUER);
+  c.mutable_clients(0)->add_roles(ledger::v1::CLIENT_ROLE_ISSUER);
   c.mutable_clients(0)->add_issuer_ledgers(1);
   return c;
 }
@@ -75,7 +76,7 @@ TEST(ConfigTest, ReplicaCountMustBeExactly3fPlus1) {
 
 struct BadCase {
   std::string name;
-  std::function<void(v1::ClusterConfig*)> mutate;
+  std::function<void(ledger::v1::ClusterConfig*)> mutate;
   std::string field;  // Expected in the error message.
 };
 
@@ -125,7 +126,7 @@ TEST(ConfigTest, EachInvalidFieldGivesItsOwnNamedError) {
        "clients[0].public_key"},
       {"unspecified role",
        [](auto* c) {
-         c->mutable_clients(1)->add_roles(v1::CLIENT_ROLE_UNSPECIFIED);
+         c->mutable_clients(1)->add_roles(ledger::v1::CLIENT_ROLE_UNSPECIFIED);
        },
        "clients[1].roles[0]"},
       {"issuer ledger zero",
@@ -173,7 +174,7 @@ TEST(ConfigTest, EachInvalidFieldGivesItsOwnNamedError) {
        "tls.cert_file"},
   };
   for (const BadCase& bc : cases) {
-    v1::ClusterConfig c = ValidConfig();
+    ledger::v1::ClusterConfig c = ValidConfig();
     bc.mutate(&c);
     absl::StatusOr<Cluster> r = Cluster::FromProto(c, "cluster.json");
     ASSERT_FALSE(r.ok()) << bc.name;
@@ -186,8 +187,8 @@ TEST(ConfigTest, EachInvalidFieldGivesItsOwnNamedError) {
 }
 
 TEST(ConfigTest, JsonRoundTripAndParseErrors) {
-  testing::TempDir dir;
-  v1::ClusterConfig c = ValidConfig();
+  test::TempDir dir;
+  ledger::v1::ClusterConfig c = ValidConfig();
   std::string json = ClusterConfigToJson(c);
   absl::StatusOr<Cluster> back = Cluster::FromJson(json, "x.json");
   ASSERT_TRUE(back.ok()) << back.status();
@@ -211,4 +212,4 @@ TEST(ConfigTest, JsonRoundTripAndParseErrors) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger::crypto {
+namespace pbft::crypto {
 namespace {
 
 constexpr uint32_t kPrepare = 3;
@@ -103,4 +103,4 @@ TEST(CryptoTest, Sha256KnownAnswer) {
 }
 
 }  // namespace
-}  // namespace ledger::crypto
+}  // namespace pbft::crypto

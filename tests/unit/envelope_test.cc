@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 using pbft::v1::Envelope;
@@ -119,4 +119,4 @@ TEST(BatchDigestTest, OrderAndContentMatter) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

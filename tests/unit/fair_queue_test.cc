@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 using Queue = FairQueue<std::string>;
@@ -63,4 +63,4 @@ TEST(FairQueueTest, CloseWakesAndRefuses) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "tests/unit/test_util.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 mode_t Mode(const std::string& path) {
@@ -17,7 +17,7 @@ mode_t Mode(const std::string& path) {
 }
 
 TEST(KeyFileTest, WrittenWithMode0600AndReadsBack) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string path = dir.file("a.key");
   ::umask(0);  // Even with a permissive umask the file is 0600.
   crypto::SecretKey key = crypto::SecretKey::Generate();
@@ -31,7 +31,7 @@ TEST(KeyFileTest, WrittenWithMode0600AndReadsBack) {
 }
 
 TEST(KeyFileTest, RefusesToOverwrite) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string path = dir.file("a.key");
   ASSERT_TRUE(WriteKeyFile(path, crypto::SecretKey::Generate()).ok());
   absl::Status s = WriteKeyFile(path, crypto::SecretKey::Generate());
@@ -42,7 +42,7 @@ TEST(KeyFileTest, RefusesToOverwrite) {
 }
 
 TEST(KeyFileTest, WorldReadableKeyRefused) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string path = dir.file("a.key");
   ASSERT_TRUE(WriteKeyFile(path, crypto::SecretKey::Generate()).ok());
   ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
@@ -59,7 +59,7 @@ TEST(KeyFileTest, WorldReadableKeyRefused) {
 }
 
 TEST(KeyFileTest, MissingAndCorruptFilesGiveNamedErrors) {
-  testing::TempDir dir;
+  test::TempDir dir;
   EXPECT_EQ(ReadKeyFile(dir.file("none.key")).status().code(),
             absl::StatusCode::kNotFound);
 
@@ -96,4 +96,4 @@ TEST(KeyFileTest, MissingAndCorruptFilesGiveNamedErrors) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

@@ -8,7 +8,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 // Runs `fn` with stderr captured into a file; returns what it wrote.
@@ -60,4 +60,4 @@ TEST(LoggingTest, UnknownLevelIsRefusedNamingTheFlag) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

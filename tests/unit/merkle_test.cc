@@ -5,7 +5,7 @@
 #include "common/envelope.h"
 #include "gtest/gtest.h"
 
-namespace ledger::merkle {
+namespace pbft::merkle {
 namespace {
 
 std::vector<Digest> Leaves(int n) {
@@ -60,4 +60,4 @@ TEST(MerkleTest, BatchDigestCommitsToCountAndRoot) {
 }
 
 }  // namespace
-}  // namespace ledger::merkle
+}  // namespace pbft::merkle

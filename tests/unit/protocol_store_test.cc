@@ -3,7 +3,7 @@
 #include "gtest/gtest.h"
 #include "leveldb/helpers/memenv.h"
 
-namespace ledger::storage {
+namespace pbft::storage {
 namespace {
 
 pbft::v1::Envelope Vote(pbft::v1::MessageType type, uint64_t seq) {
@@ -112,4 +112,4 @@ TEST(ProtocolStoreTest, RefusesWhatItCannotFile) {
 }
 
 }  // namespace
-}  // namespace ledger::storage
+}  // namespace pbft::storage

@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 
-namespace ledger::testing {
+namespace pbft::test {
 
 // A fresh directory under the test's temp dir, removed at scope exit.
 class TempDir {
@@ -33,6 +33,6 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-}  // namespace ledger::testing
+}  // namespace pbft::test
 
 #endif  // PBFT_LEDGER_TESTS_UNIT_TEST_UTIL_H_

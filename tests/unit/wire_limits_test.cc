@@ -6,7 +6,7 @@
 
 #include "common/envelope.h"
 
-namespace ledger {
+namespace pbft {
 namespace {
 
 namespace pb = pbft::v1;
@@ -311,4 +311,4 @@ TEST(WireLimitsTest, BatchesOnlyBesideAPrePrepareOutsideViewChanges) {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft

@@ -27,7 +27,7 @@ ABSL_FLAG(uint64_t, requests, 200000, "Requests per batch size.");
 ABSL_FLAG(uint32_t, clients, 1000, "Distinct client ids.");
 ABSL_FLAG(uint32_t, op_bytes, 64, "Operation bytes per request.");
 
-namespace pbft {
+namespace pbft::bench {
 namespace {
 
 double CpuSeconds() {
@@ -50,17 +50,18 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
   constexpr uint32_t kN = 4;
   sim::NullVerifier verifier;
   std::vector<std::unique_ptr<sim::NullSigner>> signers;
-  std::vector<std::unique_ptr<Core>> cores;
+  std::vector<std::unique_ptr<core::Core>> cores;
   for (uint32_t i = 0; i < kN; ++i) {
     signers.push_back(std::make_unique<sim::NullSigner>(i));
-    Options o;
+    core::Options o;
     o.id = ReplicaId(i);
     o.n = kN;
     o.f = 1;
     o.params.batch_requests_max = batch;
     o.params.batch_delay_ticks = 1;
     o.params.request_queue_max = 1 << 20;
-    cores.push_back(std::make_unique<Core>(o, signers.back().get(), &verifier));
+    cores.push_back(
+        std::make_unique<core::Core>(o, signers.back().get(), &verifier));
   }
   // Client requests are made before the clock starts: they are the
   // clients' work, not the cluster's.
@@ -89,10 +90,10 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
   res.batch = batch;
 
   auto drain = [&](uint32_t id) {
-    Core& c = *cores[id];
+    core::Core& c = *cores[id];
     while (c.HasReady()) {
-      Ready rd = c.TakeReady();
-      for (Outbound& o : rd.messages) {
+      core::Ready rd = c.TakeReady();
+      for (core::Outbound& o : rd.messages) {
         auto e = std::make_shared<const v1::Envelope>(std::move(o.envelope));
         if (o.broadcast) {
           for (uint32_t j = 0; j < kN; ++j) {
@@ -103,9 +104,9 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
         }
         res.messages += o.broadcast ? kN - 1 : 1;
       }
-      for (const CommittedBatch& b : rd.execute) {
+      for (const core::CommittedBatch& b : rd.execute) {
         // The ledger stand-in: count requests, fold the seq into a number.
-        std::vector<ExecutedReply> replies;
+        std::vector<core::ExecutedReply> replies;
         replies.reserve(b.pre_prepare.batch_size());
         for (const v1::Envelope& re : b.pre_prepare.batch()) {
           v1::Request r;
@@ -156,10 +157,10 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
 }
 
 }  // namespace
-}  // namespace pbft
+}  // namespace pbft::bench
 
 int main(int argc, char** argv) {
-  ledger::ParseFlags(argc, argv, "core-bench [--requests N] [--clients C]");
+  pbft::ParseFlags(argc, argv, "core-bench [--requests N] [--clients C]");
   const uint64_t total = absl::GetFlag(FLAGS_requests);
   const uint32_t clients = absl::GetFlag(FLAGS_clients);
   const uint32_t op_bytes = absl::GetFlag(FLAGS_op_bytes);
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
   for (uint32_t batch : {1u, 10u, 100u}) {
     // Batch 1 orders fewer requests: it is 100x the messages per request.
     const uint64_t n = batch == 1 ? total / 10 : total;
-    const pbft::Result r = pbft::Run(batch, n, clients, op_bytes);
+    const pbft::bench::Result r = pbft::bench::Run(batch, n, clients, op_bytes);
     const double rps = static_cast<double>(r.requests) / r.cpu_s;
     std::printf(
         "batch %3u: %8llu requests in %6llu batches, %9llu messages, "

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/flags.h"
+#include "common/proto_names.h"
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/verify.h"
 #include "tests/ledger/block_factory.h"
@@ -45,12 +46,12 @@ ABSL_FLAG(bool, parallel_state_hash, true,
 ABSL_FLAG(uint32_t, write_buffer_mb, 0,
           "LevelDB write buffer (memtable) size; 0: the ledger's default.");
 
-namespace ledger {
+namespace pbft::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using testing::BlockFactory;
-using testing::Id;
+using test::BlockFactory;
+using test::Id;
 
 constexpr uint64_t kClients = 8;
 constexpr uint64_t kAccountIdBase = 1'000'000;
@@ -79,40 +80,40 @@ double Seconds(Clock::duration d) {
 uint64_t Owner(uint32_t a) { return 1 + a % kClients; }
 
 // Setup blocks: every client creates its accounts; the issuer funds them.
-std::vector<BlockInput> SetupBlocks(BlockFactory* f, uint32_t accounts) {
-  std::vector<BlockInput> blocks;
+std::vector<ledger::BlockInput> SetupBlocks(BlockFactory* f,
+                                            uint32_t accounts) {
+  std::vector<ledger::BlockInput> blocks;
   for (uint32_t start = 0; start < accounts; start += 1000) {
     const uint32_t end = std::min(accounts, start + 1000);
-    std::map<uint64_t, std::vector<v1::Operation>> creates;
-    std::vector<v1::Operation> mints;
+    std::map<uint64_t, std::vector<ledger::v1::Operation>> creates;
+    std::vector<ledger::v1::Operation> mints;
     for (uint32_t a = start; a < end; ++a) {
       creates[Owner(a)].push_back(
-          testing::CreateAccountOp(Id(kAccountIdBase + a)));
+          test::CreateAccountOp(Id(kAccountIdBase + a)));
       mints.push_back(
-          testing::MintOp(Id(a + 1, 1), Id(kAccountIdBase + a), 1'000'000'000));
+          test::MintOp(Id(a + 1, 1), Id(kAccountIdBase + a), 1'000'000'000));
     }
     std::vector<pbft::v1::Envelope> requests;
     for (auto& [client, ops] : creates) {
-      requests.push_back(f->Request(client, testing::Ops(std::move(ops))));
+      requests.push_back(f->Request(client, test::Ops(std::move(ops))));
     }
     blocks.push_back(f->NextBlock(std::move(requests)));
     blocks.push_back(
-        f->NextBlock({f->Request(1, testing::Ops(std::move(mints)))}));
+        f->NextBlock({f->Request(1, test::Ops(std::move(mints)))}));
   }
   return blocks;
 }
 
-std::vector<BlockInput> TransferBlocks(BlockFactory* f, std::mt19937_64* rng,
-                                       uint32_t blocks, uint32_t transfers,
-                                       uint32_t requests, uint32_t accounts,
-                                       uint64_t* next_id) {
-  std::vector<BlockInput> out;
+std::vector<ledger::BlockInput> TransferBlocks(
+    BlockFactory* f, std::mt19937_64* rng, uint32_t blocks, uint32_t transfers,
+    uint32_t requests, uint32_t accounts, uint64_t* next_id) {
+  std::vector<ledger::BlockInput> out;
   const uint32_t per_request = std::max(1u, transfers / requests);
   for (uint32_t b = 0; b < blocks; ++b) {
     std::vector<pbft::v1::Envelope> envs;
     for (uint32_t r = 0; r < requests; ++r) {
       const uint64_t client = 1 + (b * requests + r) % kClients;
-      std::vector<v1::Operation> ops;
+      std::vector<ledger::v1::Operation> ops;
       for (uint32_t i = 0; i < per_request; ++i) {
         // A debit account owned by `client`, any other credit account.
         uint32_t debit = static_cast<uint32_t>((*rng)() % accounts);
@@ -120,11 +121,11 @@ std::vector<BlockInput> TransferBlocks(BlockFactory* f, std::mt19937_64* rng,
         if (debit >= accounts) debit = static_cast<uint32_t>(client - 1);
         uint32_t credit = static_cast<uint32_t>((*rng)() % accounts);
         if (credit == debit) credit = (credit + 1) % accounts;
-        ops.push_back(testing::TransferOp(
+        ops.push_back(test::TransferOp(
             Id((*next_id)++, 2), Id(kAccountIdBase + debit),
             Id(kAccountIdBase + credit), 1 + (*rng)() % 100, 1, "bench"));
       }
-      envs.push_back(f->Request(client, testing::Ops(std::move(ops))));
+      envs.push_back(f->Request(client, test::Ops(std::move(ops))));
     }
     out.push_back(f->NextBlock(std::move(envs)));
   }
@@ -146,7 +147,7 @@ int Run() {
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
 
-  testing::FactoryOptions fo;
+  test::FactoryOptions fo;
   fo.clients = kClients;
   BlockFactory factory(fo);
   std::mt19937_64 rng(42);
@@ -157,35 +158,36 @@ int Run() {
       "exec-bench: building %u accounts and %u blocks of %u transfers "
       "(%u requests each)\n",
       accounts, blocks, transfers, requests);
-  std::vector<BlockInput> setup = SetupBlocks(&factory, accounts);
-  std::vector<BlockInput> timed = TransferBlocks(
+  std::vector<ledger::BlockInput> setup = SetupBlocks(&factory, accounts);
+  std::vector<ledger::BlockInput> timed = TransferBlocks(
       &factory, &rng, blocks, transfers, requests, accounts, &next_id);
-  LedgerOptions lo;
+  ledger::LedgerOptions lo;
   lo.sync = true;
   lo.parallel_state_hash = absl::GetFlag(FLAGS_parallel_state_hash);
   if (absl::GetFlag(FLAGS_write_buffer_mb) > 0) {
     lo.write_buffer_bytes = absl::GetFlag(FLAGS_write_buffer_mb) << 20;
   }
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-      Ledger::Open(factory.cluster(), base + "/exec", lo);
+  absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
+      ledger::Ledger::Open(factory.cluster(), base + "/exec", lo);
   CHECK_OK(ledger.status());
-  for (const BlockInput& b : setup) CHECK_OK((*ledger)->ApplyBlock(b).status());
+  for (const ledger::BlockInput& b : setup)
+    CHECK_OK((*ledger)->ApplyBlock(b).status());
   std::vector<double> block_ms;
   uint64_t ok_transfers = 0;
   const Clock::time_point start = Clock::now();
   const double cpu_start = ThreadCpuSeconds();
   const double process_cpu_start = ProcessCpuSeconds();
   const size_t helper_start = (*ledger)->TEST_helper_expansions();
-  for (const BlockInput& b : timed) {
+  for (const ledger::BlockInput& b : timed) {
     const Clock::time_point t0 = Clock::now();
-    absl::StatusOr<BlockResult> r = (*ledger)->ApplyBlock(b);
+    absl::StatusOr<ledger::BlockResult> r = (*ledger)->ApplyBlock(b);
     CHECK_OK(r.status());
     block_ms.push_back(Seconds(Clock::now() - t0) * 1000);
-    for (const RequestOutcome& o : r->outcomes) {
-      v1::OperationResults res;
+    for (const ledger::RequestOutcome& o : r->outcomes) {
+      ledger::v1::OperationResults res;
       CHECK(res.ParseFromString(o.result));
-      for (const v1::OperationResult& x : res.results()) {
-        ok_transfers += x.code() == v1::RESULT_CODE_OK;
+      for (const ledger::v1::OperationResult& x : res.results()) {
+        ok_transfers += x.code() == ledger::v1::RESULT_CODE_OK;
       }
     }
   }
@@ -224,17 +226,17 @@ int Run() {
       "block)\n",
       vblocks, vtransfers);
   BlockFactory vfactory(fo);
-  LedgerOptions vo;
+  ledger::LedgerOptions vo;
   vo.sync = false;  // Building the chain is not what is measured.
-  absl::StatusOr<std::unique_ptr<Ledger>> chain =
-      Ledger::Open(vfactory.cluster(), base + "/chain", vo);
+  absl::StatusOr<std::unique_ptr<ledger::Ledger>> chain =
+      ledger::Ledger::Open(vfactory.cluster(), base + "/chain", vo);
   CHECK_OK(chain.status());
   const uint32_t vaccounts = std::min<uint32_t>(accounts, 1000);
-  for (const BlockInput& b : SetupBlocks(&vfactory, vaccounts)) {
+  for (const ledger::BlockInput& b : SetupBlocks(&vfactory, vaccounts)) {
     CHECK_OK((*chain)->ApplyBlock(b).status());
   }
   while (vfactory.last_seq() < vblocks) {
-    for (const BlockInput& b :
+    for (const ledger::BlockInput& b :
          TransferBlocks(&vfactory, &rng,
                         std::min<uint32_t>(100, vblocks - vfactory.last_seq()),
                         vtransfers, 1, vaccounts, &next_id)) {
@@ -243,7 +245,8 @@ int Run() {
   }
   chain->reset();
   const Clock::time_point v0 = Clock::now();
-  ChainVerifyReport report = VerifyDataDir(base + "/chain", nullptr, {});
+  ledger::ChainVerifyReport report =
+      ledger::VerifyDataDir(base + "/chain", nullptr, {});
   const double verify_s = Seconds(Clock::now() - v0);
   std::printf("  verify: %s, %llu blocks in %.3f s (%.0f blocks/s)\n",
               report.ok ? "ok" : report.error.c_str(),
@@ -268,9 +271,9 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::bench
 
 int main(int argc, char** argv) {
-  ledger::ParseFlags(argc, argv, "exec-bench [flags]");
-  return ledger::Run();
+  pbft::ParseFlags(argc, argv, "exec-bench [flags]");
+  return pbft::bench::Run();
 }

@@ -3,7 +3,7 @@
 //   ledger-bench --config cluster.json --clients C --batch B --duration S
 //                [--keys-dir DIR] [--warmup S]
 //
-// C concurrent client loops (each its own ledger::Client and key: client
+// C concurrent client loops (each its own pbft::client::Client and key: client
 // ids 1..C of the config, keys DIR/client-<id>.key) each submit one request
 // of B transfers, wait for f+1 matching replies, and repeat, for S seconds.
 // Every transfer moves 1 unit from the client's genesis account (id = client
@@ -28,6 +28,7 @@
 #include "client/client.h"
 #include "common/crypto.h"
 #include "common/flags.h"
+#include "common/proto_names.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (cluster.json).");
 ABSL_FLAG(std::string, keys_dir, "",
@@ -38,7 +39,7 @@ ABSL_FLAG(double, duration, 10, "Measured seconds (S).");
 ABSL_FLAG(double, warmup, 1, "Seconds of load before measuring.");
 ABSL_FLAG(double, deadline, 10, "Per-request deadline in seconds.");
 
-namespace ledger {
+namespace pbft::bench {
 namespace {
 
 struct Stats {
@@ -109,11 +110,12 @@ class Bench {
  private:
   bool OpenClients() {
     for (uint32_t c = 1; c <= o_.clients; ++c) {
-      ClientOptions co;
+      client::ClientOptions co;
       co.config_path = o_.config;
       co.key_path = absl::StrCat(o_.keys_dir, "/client-", c, ".key");
       co.default_deadline = o_.deadline;
-      absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(co);
+      absl::StatusOr<std::unique_ptr<client::Client>> client =
+          client::Client::Create(co);
       if (!client.ok()) {
         std::cerr << "ledger-bench: client " << c << ": "
                   << client.status().message() << "\n";
@@ -121,7 +123,7 @@ class Bench {
       }
       sdk_.push_back(*std::move(client));
     }
-    solo_sink_ = MakeId(sdk_[0]->client_id(), 0xb3ac);
+    solo_sink_ = client::MakeId(sdk_[0]->client_id(), 0xb3ac);
     return true;
   }
 
@@ -129,10 +131,10 @@ class Bench {
   // (idempotent across runs: RESULT_CODE_OK or EXISTS).
   bool CreateSoloSink() {
     if (o_.clients != 1) return true;
-    v1::CreateAccount a;
+    ledger::v1::CreateAccount a;
     *a.mutable_id() = solo_sink_;
     a.set_ledger(1);
-    absl::StatusOr<v1::OperationResults> r =
+    absl::StatusOr<ledger::v1::OperationResults> r =
         sdk_[0]->CreateAccounts({a}, o_.deadline);
     if (!r.ok()) {
       std::cerr << "ledger-bench: creating the sink account: "
@@ -145,7 +147,7 @@ class Bench {
   // Client i's closed loop. Transfer ids: high = client id, low = a random
   // base + counter, so reruns against the same cluster never collide.
   void ClientLoop(uint32_t i) {
-    Client& c = *sdk_[i];
+    client::Client& c = *sdk_[i];
     const uint64_t me = c.client_id();
     const uint64_t peer = (i + 1) % o_.clients + 1;
     std::string rnd = crypto::RandomBytes(8);
@@ -153,23 +155,24 @@ class Bench {
     for (char ch : rnd) counter = (counter << 8) | static_cast<uint8_t>(ch);
     counter &= 0x0000ffffffffffffull;
     while (!stop_.load()) {
-      std::vector<v1::Transfer> ts(o_.batch);
-      for (v1::Transfer& t : ts) {
-        *t.mutable_id() = MakeId(me, ++counter);
-        *t.mutable_debit_account_id() = MakeId(0, me);
+      std::vector<ledger::v1::Transfer> ts(o_.batch);
+      for (ledger::v1::Transfer& t : ts) {
+        *t.mutable_id() = client::MakeId(me, ++counter);
+        *t.mutable_debit_account_id() = client::MakeId(0, me);
         *t.mutable_credit_account_id() =
-            o_.clients == 1 ? solo_sink_ : MakeId(0, peer);
+            o_.clients == 1 ? solo_sink_ : client::MakeId(0, peer);
         t.set_amount(1);
         t.set_ledger(1);
       }
       const absl::Time start = absl::Now();
-      absl::StatusOr<v1::OperationResults> r = c.Transfers(ts, o_.deadline);
+      absl::StatusOr<ledger::v1::OperationResults> r =
+          c.Transfers(ts, o_.deadline);
       const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
       if (measuring_.load()) Count(me, r, ms);
     }
   }
 
-  void Count(uint64_t me, const absl::StatusOr<v1::OperationResults>& r,
+  void Count(uint64_t me, const absl::StatusOr<ledger::v1::OperationResults>& r,
              double ms) {
     std::lock_guard<std::mutex> l(stats_.mu);
     if (!r.ok()) {
@@ -187,8 +190,8 @@ class Bench {
     ++stats_.requests;
     stats_.transfers += o_.batch;
     stats_.latencies_ms.push_back(ms);
-    for (const v1::OperationResult& res : r->results()) {
-      if (res.code() != v1::RESULT_CODE_OK) ++stats_.not_ok;
+    for (const ledger::v1::OperationResult& res : r->results()) {
+      if (res.code() != ledger::v1::RESULT_CODE_OK) ++stats_.not_ok;
     }
   }
 
@@ -247,8 +250,8 @@ class Bench {
   }
 
   const BenchOptions o_;
-  std::vector<std::unique_ptr<Client>> sdk_;
-  v1::Uint128 solo_sink_;
+  std::vector<std::unique_ptr<client::Client>> sdk_;
+  ledger::v1::Uint128 solo_sink_;
   Stats stats_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> measuring_{false};
@@ -261,14 +264,14 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::bench
 
 int main(int argc, char** argv) {
   // Abseil's lock-order graph is for tests (they keep it); in a production
   // process it cost 2% of a busy replica's CPU (docs/benchmarks.md).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  ledger::ParseFlags(
+  pbft::ParseFlags(
       argc, argv,
       "ledger-bench --config FILE --clients C --batch B --duration S");
-  return ledger::Run();
+  return pbft::bench::Run();
 }

@@ -41,6 +41,7 @@
 #include "common/crypto.h"
 #include "common/envelope.h"
 #include "common/flags.h"
+#include "common/proto_names.h"
 #include "grpcpp/grpcpp.h"
 #include "ledger/v1/ledger.pb.h"
 #include "ledger/v1/service.grpc.pb.h"
@@ -51,7 +52,7 @@ ABSL_FLAG(std::string, transfers, "1,100",
           "Transfers per request to size requests and replies for.");
 ABSL_FLAG(double, scale, 1.0, "Multiplies every iteration count.");
 
-namespace ledger {
+namespace pbft::bench {
 namespace {
 
 constexpr char kClusterId[] = "machine-bench";
@@ -89,8 +90,8 @@ struct Keys {
       kClusterId, {key.public_key()}, {}, kMessageBytesMax};
 };
 
-v1::Uint128 Id(uint64_t high, uint64_t low) {
-  v1::Uint128 id;
+ledger::v1::Uint128 Id(uint64_t high, uint64_t low) {
+  ledger::v1::Uint128 id;
   id.set_high(high);
   id.set_low(low);
   return id;
@@ -98,9 +99,9 @@ v1::Uint128 Id(uint64_t high, uint64_t low) {
 
 // A request of `transfers` transfers as ledger-bench builds them.
 std::string RequestPayload(uint32_t transfers) {
-  v1::OperationBatch batch;
+  ledger::v1::OperationBatch batch;
   for (uint32_t i = 0; i < transfers; ++i) {
-    v1::Transfer* t = batch.add_operations()->mutable_transfer();
+    ledger::v1::Transfer* t = batch.add_operations()->mutable_transfer();
     *t->mutable_id() = Id(7, 0x0000123456789abcull + i);
     *t->mutable_debit_account_id() = Id(0, 7);
     *t->mutable_credit_account_id() = Id(0, 8);
@@ -115,10 +116,10 @@ std::string RequestPayload(uint32_t transfers) {
 }
 
 std::string ReplyPayload(uint32_t transfers) {
-  v1::OperationResults results;
+  ledger::v1::OperationResults results;
   results.set_seq(1'000'000);
   for (uint32_t i = 0; i < transfers; ++i) {
-    results.add_results()->set_code(v1::RESULT_CODE_OK);
+    results.add_results()->set_code(ledger::v1::RESULT_CODE_OK);
   }
   pbft::v1::Reply r;
   r.set_view(3);
@@ -226,15 +227,15 @@ SyncCost MeasureFdatasync(const std::string& dir, int writers) {
 // --- gRPC: the server child --------------------------------------------------
 
 // Reads a stream to its end; in "ping" mode answers every message.
-class StreamServer final : public v1::ReplicaService::Service {
+class StreamServer final : public ledger::v1::ReplicaService::Service {
   grpc::Status Stream(
       grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<v1::StreamResponse, v1::StreamRequest>* stream)
-      override {
+      grpc::ServerReaderWriter<ledger::v1::StreamResponse,
+                               ledger::v1::StreamRequest>* stream) override {
     const auto& md = ctx->client_metadata();
     const bool ping = md.find("x-ping") != md.end();
-    v1::StreamRequest req;
-    const v1::StreamResponse pong;
+    ledger::v1::StreamRequest req;
+    const ledger::v1::StreamResponse pong;
     while (stream->Read(&req)) {
       if (ping && !stream->Write(pong)) break;
     }
@@ -243,20 +244,21 @@ class StreamServer final : public v1::ReplicaService::Service {
 };
 
 // Answers every Submit with a reply envelope of a one-transfer request.
-class SubmitServer final : public v1::LedgerService::Service {
+class SubmitServer final : public ledger::v1::LedgerService::Service {
  public:
   explicit SubmitServer(pbft::v1::Envelope reply) {
     *answer_.mutable_reply() = std::move(reply);
   }
-  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
-                      v1::SubmitResponse* resp) override {
+  grpc::Status Submit(grpc::ServerContext*,
+                      const ledger::v1::SubmitRequest* req,
+                      ledger::v1::SubmitResponse* resp) override {
     CHECK(req->has_request());
     *resp = answer_;
     return grpc::Status::OK;
   }
 
  private:
-  v1::SubmitResponse answer_;
+  ledger::v1::SubmitResponse answer_;
 };
 
 // Runs in the child: serves until the parent closes `control`.
@@ -328,9 +330,9 @@ struct StreamCost {
   double wall_us;
 };
 
-StreamCost MeasureStream(v1::ReplicaService::Stub* stub, const Child& child,
-                         const pbft::v1::Envelope& e) {
-  v1::StreamRequest msg;
+StreamCost MeasureStream(ledger::v1::ReplicaService::Stub* stub,
+                         const Child& child, const pbft::v1::Envelope& e) {
+  ledger::v1::StreamRequest msg;
   *msg.add_envelopes() = e;
   const size_t bytes = msg.ByteSizeLong();
   // About 64 MB per size, between 500 and 20,000 messages.
@@ -353,14 +355,14 @@ StreamCost MeasureStream(v1::ReplicaService::Stub* stub, const Child& child,
 
 // One-way latency of a small stream message: half a ping-pong round trip,
 // median of many.
-double MeasureHopUs(v1::ReplicaService::Stub* stub,
+double MeasureHopUs(ledger::v1::ReplicaService::Stub* stub,
                     const pbft::v1::Envelope& vote) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("x-ping", "1");
   auto stream = stub->Stream(&ctx);
-  v1::StreamRequest msg;
+  ledger::v1::StreamRequest msg;
   *msg.add_envelopes() = vote;
-  v1::StreamResponse pong;
+  ledger::v1::StreamResponse pong;
   std::vector<double> rtt;
   const int n = Iterations(1000);
   for (int i = 0; i < n + 20; ++i) {
@@ -381,13 +383,13 @@ struct UnaryCost {
   double rtt_us;  // Median round trip with one call in flight.
 };
 
-UnaryCost MeasureUnary(v1::LedgerService::Stub* stub, const Child& child,
-                       const pbft::v1::Envelope& request) {
-  v1::SubmitRequest req;
+UnaryCost MeasureUnary(ledger::v1::LedgerService::Stub* stub,
+                       const Child& child, const pbft::v1::Envelope& request) {
+  ledger::v1::SubmitRequest req;
   *req.mutable_request() = request;
   auto call = [&] {
     grpc::ClientContext ctx;
-    v1::SubmitResponse resp;
+    ledger::v1::SubmitResponse resp;
     CheckGrpc(stub->Submit(&ctx, req, &resp));
   };
   std::vector<double> rtt;
@@ -489,8 +491,8 @@ GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
   auto channel =
       grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", child.port),
                                 grpc::InsecureChannelCredentials(), args);
-  auto stream_stub = v1::ReplicaService::NewStub(channel);
-  auto unary_stub = v1::LedgerService::NewStub(channel);
+  auto stream_stub = ledger::v1::ReplicaService::NewStub(channel);
+  auto unary_stub = ledger::v1::LedgerService::NewStub(channel);
   auto sign = [&k](const std::string& payload) {
     return k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload);
   };
@@ -560,12 +562,12 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace ledger
+}  // namespace pbft::bench
 
 int main(int argc, char** argv) {
-  ledger::ParseFlags(argc, argv,
-                     "machine-bench [--dir DIR] [--transfers 1,100] "
-                     "[--scale 1.0]");
-  ledger::crypto::EnsureInitialized();
-  return ledger::Run();
+  pbft::ParseFlags(argc, argv,
+                   "machine-bench [--dir DIR] [--transfers 1,100] "
+                   "[--scale 1.0]");
+  pbft::crypto::EnsureInitialized();
+  return pbft::bench::Run();
 }

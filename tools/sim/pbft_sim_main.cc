@@ -32,9 +32,9 @@ ABSL_FLAG(bool, stop_at_failure, false,
           "Stop after the first failing seed (tests/mutation/run.sh).");
 
 int main(int argc, char** argv) {
-  ledger::ParseFlags(argc, argv,
-                     "pbft-sim --seeds N [--first-seed S] [--replicas 4|7] "
-                     "[--scenario NAME]");
+  pbft::ParseFlags(argc, argv,
+                   "pbft-sim --seeds N [--first-seed S] [--replicas 4|7] "
+                   "[--scenario NAME]");
   pbft::sim::SimOptions o;
   o.replicas = absl::GetFlag(FLAGS_replicas);
   o.scenario = absl::GetFlag(FLAGS_scenario);
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
            dropped = 0, fetches = 0, max_latency = 0, max_rejoin = 0, ahead = 0,
            max_view = 0, bodies = 0, full_window_missed = 0;
-  ledger::crypto::Sha256Hasher all;
+  pbft::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
     o.seed = seed;
