@@ -117,7 +117,8 @@ google::protobuf::RepeatedPtrField<v1::Envelope> OtherBatch(
   return batch;
 }
 
-void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
+std::vector<uint32_t> Simulation::Targets(const SimReplica& r,
+                                          const core::Outbound& o) const {
   std::vector<uint32_t> targets;
   if (o.broadcast) {
     for (uint32_t i = 0; i < n_; ++i) {
@@ -126,12 +127,32 @@ void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
   } else {
     targets.push_back(o.to.value());
   }
-  const bool vote = o.envelope.type() == v1::MESSAGE_TYPE_PREPARE ||
-                    o.envelope.type() == v1::MESSAGE_TYPE_COMMIT ||
-                    o.envelope.type() == v1::MESSAGE_TYPE_CHECKPOINT;
+  return targets;
+}
+
+// A faulty replica's outbound message, changed by its behaviour for this
+// message (Pick): each part below returns true when it has sent (or
+// dropped) the message itself; otherwise the (possibly changed) envelope
+// goes to every target.
+void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
+  const std::vector<uint32_t> targets = Targets(r, o);
   const Behaviour b = Pick(r);
+  if (ByzantineViewChange(r, o, b, targets)) return;
+  if (o.envelope.type() == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast &&
+      ByzantinePrimary(r, o, b, targets)) {
+    return;
+  }
+  if (ByzantineMessage(r, o, b, targets)) return;
+  EnvPtr e = std::make_shared<v1::Envelope>(std::move(o.envelope));
+  for (uint32_t t : targets) SendToReplica(t, e);
+}
+
+// A stale VIEW-CHANGE of its own re-sent, a forged VIEW-CHANGE or a forged
+// NEW-VIEW.
+bool Simulation::ByzantineViewChange(SimReplica& r, core::Outbound& o,
+                                     Behaviour b,
+                                     const std::vector<uint32_t>& targets) {
   const v1::MessageType type = o.envelope.type();
-  const bool pre_prepare = type == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast;
   if (type == v1::MESSAGE_TYPE_VIEW_CHANGE &&
       b == Behaviour::kStaleViewChange) {
     r.own_view_changes.push_back(std::make_shared<v1::Envelope>(o.envelope));
@@ -140,7 +161,7 @@ void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
       EnvPtr old =
           r.own_view_changes[rng_.Below(r.own_view_changes.size() - 1)];
       for (uint32_t t : targets) SendToReplica(t, old);
-      return;
+      return true;
     }
   }
   if (type == v1::MESSAGE_TYPE_VIEW_CHANGE &&
@@ -150,12 +171,17 @@ void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
   if (type == v1::MESSAGE_TYPE_NEW_VIEW && b == Behaviour::kBadNewView) {
     o.envelope = ForgeNewView(r, o.envelope);
   }
-  if (pre_prepare &&
-      (b == Behaviour::kPrimaryEquivocate ||
-       b == Behaviour::kPrimaryBadDigest || b == Behaviour::kPrimarySkipSeq ||
-       b == Behaviour::kPrimaryReuseSeq || b == Behaviour::kPrimarySlow)) {
-    EnvPtr real = std::make_shared<v1::Envelope>(o.envelope);
-    if (b == Behaviour::kPrimarySlow) {
+  return false;
+}
+
+// A faulty primary's PRE-PREPARE: slow, with a bad digest, skipping or
+// reusing a sequence number, or two batches for one sequence number.
+bool Simulation::ByzantinePrimary(SimReplica& r, const core::Outbound& o,
+                                  Behaviour b,
+                                  const std::vector<uint32_t>& targets) {
+  EnvPtr real = std::make_shared<v1::Envelope>(o.envelope);
+  switch (b) {
+    case Behaviour::kPrimarySlow: {
       // Just under the view-change timeout: slow, never slow enough.
       const uint64_t late = params_.view_change_timeout_ticks > 20
                                 ? params_.view_change_timeout_ticks - 20
@@ -165,32 +191,29 @@ void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
         Enqueue(false, t, real, late);
         --result_.messages_sent;
       }
-      return;
+      return true;
     }
-    if (b == Behaviour::kPrimaryBadDigest) {
-      EnvPtr bad =
-          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 0, true));
-      for (uint32_t t : targets) SendToReplica(t, bad);
-      return;
+    case Behaviour::kPrimaryBadDigest:
+    case Behaviour::kPrimarySkipSeq: {
+      const bool bad_digest = b == Behaviour::kPrimaryBadDigest;
+      EnvPtr odd = std::make_shared<v1::Envelope>(
+          Tamper(r, o.envelope, 0, bad_digest ? 0 : 1, bad_digest));
+      for (uint32_t t : targets) SendToReplica(t, odd);
+      return true;
     }
-    if (b == Behaviour::kPrimarySkipSeq) {
-      EnvPtr ahead =
-          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 1, false));
-      for (uint32_t t : targets) SendToReplica(t, ahead);
-      return;
-    }
-    if (b == Behaviour::kPrimaryReuseSeq) {
+    case Behaviour::kPrimaryReuseSeq: {
       EnvPtr again =
           std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, -1, false));
       for (uint32_t t : targets) {
         SendToReplica(t, real);
         SendToReplica(t, again);
       }
-      return;
+      return true;
     }
-    // Equivocate: another valid batch for the same seq to half the backups.
-    v1::PrePrepare pp;
-    if (pp.ParseFromString(o.envelope.payload())) {
+    case Behaviour::kPrimaryEquivocate: {
+      // Another valid batch for the same seq to half the backups.
+      v1::PrePrepare pp;
+      if (!pp.ParseFromString(o.envelope.payload())) return false;
       google::protobuf::RepeatedPtrField<v1::Envelope> batch =
           OtherBatch(o.envelope);
       pp.set_batch_digest(BatchDigest(batch).ToBytes());
@@ -199,72 +222,90 @@ void Simulation::ByzantineSend(SimReplica& r, core::Outbound o) {
       for (size_t i = 0; i < targets.size(); ++i) {
         SendToReplica(targets[i], i % 2 == 0 ? real : other);
       }
-      return;
+      return true;
     }
+    default:
+      return false;
   }
+}
+
+// Any replica's misbehaviour: silence, a corrupted batch, tampered,
+// padded, conflicting or out-of-window votes.
+bool Simulation::ByzantineMessage(SimReplica& r, core::Outbound& o, Behaviour b,
+                                  const std::vector<uint32_t>& targets) {
+  const v1::MessageType type = o.envelope.type();
+  const bool vote = type == v1::MESSAGE_TYPE_PREPARE ||
+                    type == v1::MESSAGE_TYPE_COMMIT ||
+                    type == v1::MESSAGE_TYPE_CHECKPOINT;
   switch (b) {
     case Behaviour::kSilent:
-      return;
+      return true;
     case Behaviour::kCorruptBatch:
-      if (o.envelope.type() == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast) {
-        v1::PrePrepare pp;
-        if (pp.ParseFromString(o.envelope.payload())) {
-          // Same digest, other requests: reversed, or none at all.
-          const uint32_t victim = rng_.Pick(targets);
-          EnvPtr bad = std::make_shared<v1::Envelope>(
-              SignPrePrepare(r, pp, OtherBatch(o.envelope)));
-          EnvPtr good = std::make_shared<v1::Envelope>(std::move(o.envelope));
-          for (uint32_t t : targets) SendToReplica(t, t == victim ? bad : good);
-          return;
-        }
-      }
-      break;
+      return type == v1::MESSAGE_TYPE_PRE_PREPARE && o.broadcast &&
+             CorruptBatch(r, o, targets);
     case Behaviour::kWrongDigest:
       if (vote) o.envelope = Tamper(r, o.envelope, 0, 0, true);
-      break;
-    case Behaviour::kPadVotes: {
-      // An unknown length-delimited field (number 15): a few bytes (not
-      // canonical) or more than any vote may hold (over its limit).
-      const uint64_t pad = rng_.Pick<uint64_t>({1, 2, 100, 3000, 70000});
-      std::string payload = o.envelope.payload();
-      payload.push_back(static_cast<char>((15 << 3) | 2));
-      for (uint64_t len = pad;; len >>= 7) {
-        payload.push_back(
-            static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
-        if (len < 0x80) break;
+      return false;
+    case Behaviour::kPadVotes:
+      o.envelope = r.signer->Sign(type, PadPayload(o.envelope.payload()));
+      return false;
+    case Behaviour::kEquivocate: {
+      if (!vote) return false;
+      // Conflicting votes: the truth to some, another digest to others.
+      EnvPtr honest = std::make_shared<v1::Envelope>(o.envelope);
+      EnvPtr lie =
+          std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 0, true));
+      for (uint32_t t : targets) {
+        SendToReplica(t, rng_.Chance(0.5) ? honest : lie);
       }
-      payload.append(pad, 'p');
-      o.envelope = r.signer->Sign(type, std::move(payload));
-      break;
+      return true;
     }
-    case Behaviour::kEquivocate:
-      if (vote) {
-        // Conflicting votes: the truth to some, another digest to others.
-        EnvPtr honest = std::make_shared<v1::Envelope>(o.envelope);
-        EnvPtr lie =
-            std::make_shared<v1::Envelope>(Tamper(r, o.envelope, 0, 0, true));
-        for (uint32_t t : targets) {
-          SendToReplica(t, rng_.Chance(0.5) ? honest : lie);
-        }
-        return;
-      }
-      break;
     case Behaviour::kFuture:
-      if (vote) {
-        const int64_t L = params_.watermark_window;
-        const std::vector<std::pair<int64_t, int64_t>> shifts = {
-            {1, 0}, {3, 0}, {0, L}, {0, 2 * L}, {0, -L}, {1, L}};
-        const auto& [dv, ds] = rng_.Pick(shifts);
-        EnvPtr odd = std::make_shared<v1::Envelope>(
-            Tamper(r, o.envelope, dv, ds, false));
-        for (uint32_t t : targets) SendToReplica(t, odd);
-      }
-      break;
+      // A copy shifted in view or sequence number, then the vote itself.
+      if (vote) SendShiftedVote(r, o, targets);
+      return false;
     default:
-      break;
+      return false;
   }
-  EnvPtr e = std::make_shared<v1::Envelope>(std::move(o.envelope));
-  for (uint32_t t : targets) SendToReplica(t, e);
+}
+
+// Same digest, other requests (reversed, or none at all) to one victim.
+bool Simulation::CorruptBatch(SimReplica& r, core::Outbound& o,
+                              const std::vector<uint32_t>& targets) {
+  v1::PrePrepare pp;
+  if (!pp.ParseFromString(o.envelope.payload())) return false;
+  const uint32_t victim = rng_.Pick(targets);
+  EnvPtr bad = std::make_shared<v1::Envelope>(
+      SignPrePrepare(r, pp, OtherBatch(o.envelope)));
+  EnvPtr good = std::make_shared<v1::Envelope>(std::move(o.envelope));
+  for (uint32_t t : targets) SendToReplica(t, t == victim ? bad : good);
+  return true;
+}
+
+// An unknown length-delimited field (number 15) appended to a payload: a
+// few bytes (not canonical) or more than any vote may hold (over its
+// limit).
+std::string Simulation::PadPayload(std::string payload) {
+  const uint64_t pad = rng_.Pick<uint64_t>({1, 2, 100, 3000, 70000});
+  payload.push_back(static_cast<char>((15 << 3) | 2));
+  for (uint64_t len = pad;; len >>= 7) {
+    payload.push_back(
+        static_cast<char>(len < 0x80 ? len : (len & 0x7f) | 0x80));
+    if (len < 0x80) break;
+  }
+  payload.append(pad, 'p');
+  return payload;
+}
+
+void Simulation::SendShiftedVote(SimReplica& r, const core::Outbound& o,
+                                 const std::vector<uint32_t>& targets) {
+  const int64_t L = params_.watermark_window;
+  const std::vector<std::pair<int64_t, int64_t>> shifts = {
+      {1, 0}, {3, 0}, {0, L}, {0, 2 * L}, {0, -L}, {1, L}};
+  const auto& [dv, ds] = rng_.Pick(shifts);
+  EnvPtr odd =
+      std::make_shared<v1::Envelope>(Tamper(r, o.envelope, dv, ds, false));
+  for (uint32_t t : targets) SendToReplica(t, odd);
 }
 
 // A VIEW-CHANGE that lies: an unproven s*, a broken certificate, its

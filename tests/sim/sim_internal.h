@@ -321,6 +321,19 @@ class Simulation {
                : r.behaviour;
   }
   void ByzantineSend(SimReplica& r, core::Outbound o);
+  std::vector<uint32_t> Targets(const SimReplica& r,
+                                const core::Outbound& o) const;
+  bool ByzantineViewChange(SimReplica& r, core::Outbound& o, Behaviour b,
+                           const std::vector<uint32_t>& targets);
+  bool ByzantinePrimary(SimReplica& r, const core::Outbound& o, Behaviour b,
+                        const std::vector<uint32_t>& targets);
+  bool ByzantineMessage(SimReplica& r, core::Outbound& o, Behaviour b,
+                        const std::vector<uint32_t>& targets);
+  bool CorruptBatch(SimReplica& r, core::Outbound& o,
+                    const std::vector<uint32_t>& targets);
+  std::string PadPayload(std::string payload);
+  void SendShiftedVote(SimReplica& r, const core::Outbound& o,
+                       const std::vector<uint32_t>& targets);
   void ByzantineOnReceive(SimReplica& r, const EnvPtr& e);
   void ByzantineTick(SimReplica& r);
   v1::Envelope Tamper(const SimReplica& r, const v1::Envelope& e,
