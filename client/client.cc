@@ -10,6 +10,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <queue>
 #include <set>
 #include <sstream>
@@ -203,6 +204,14 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // The outcome of a query whose matching answers (`key`, from `voters`) are
   // a block: the key with the first voter's block_commit that verifies
   // against the config (one suffices: docs/api.md "Blocks").
+  // Counts a verified answer (or a permanent error) from `replica`; the
+  // call's outcome once a quorum agrees.
+  std::optional<absl::StatusOr<std::string>> Tally(
+      uint32_t replica, const grpc::Status& s, const std::string& key,
+      const std::vector<uint32_t>& verified, size_t checked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RestartSplitQuery() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AskAgain(absl::Duration backoff);
   absl::StatusOr<std::string> WithBlockCommit(const std::string& key,
                                               const std::set<uint32_t>& voters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -676,9 +685,6 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     key = *std::move(k);
   }
 
-  Done done;
-  absl::StatusOr<std::string> outcome = absl::UnknownError("");
-  bool ask_again = false;
   // Replies are handled on the client's single poller thread, so no other
   // OnReply runs while this one verifies outside the lock.
   std::vector<std::pair<uint32_t, pbft::v1::Envelope>> to_verify;
@@ -698,61 +704,74 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     if (client_->verifier().Check(env) == EnvelopeError::kOk)
       verified.push_back(r);
   }
+  std::optional<absl::StatusOr<std::string>> outcome;
+  bool ask_again = false;
+  Done done;
   {
     absl::MutexLock l(&mu_);
     if (finished_) return;
-    if (!s.ok()) {
-      // f+1 replicas agree that the request itself is bad: at least one of
-      // them is correct, so it is.
-      std::set<uint32_t>& set = permanent_[s.error_code()];
-      set.insert(replica);
-      if (set.size() >= client_weak_quorum_) {
-        finished_ = true;
-        done = std::move(done_);
-        outcome = absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                               s.error_message());
-      }
-    } else {
-      std::set<uint32_t>& v = votes_[key];
-      v.insert(verified.begin(), verified.end());
-      if (verified.size() < to_verify.size()) {
-        last_error_[replica] = "a reply's signature does not verify";
-      }
-      if (v.size() >= needed_) {
-        finished_ = true;
-        done = std::move(done_);
-        outcome = kind_ == Kind::kQuery ? WithBlockCommit(key, v) : key;
-      }
+    outcome = Tally(replica, s, key, verified, to_verify.size());
+    if (outcome.has_value()) {
+      finished_ = true;
+      done = std::move(done_);
     }
-    // A query whose answers split (replicas at different heights) is asked
-    // again once every replica has answered.
-    if (!finished_ && kind_ == Kind::kQuery &&
-        voted_.size() == client_->replica_count()) {
-      voted_.clear();
-      votes_.clear();
-      unverified_.clear();
-      permanent_.clear();
-      block_commits_.clear();
-      ask_again = true;
-    }
+    ask_again = !finished_ && RestartSplitQuery();
   }
   if (done) {
     // For a query the match key is the answer less the replica id: a
     // complete QueryReply that the caller decodes.
-    done(std::move(outcome));
+    done(*std::move(outcome));
     return;
   }
-  if (ask_again) {
-    auto self = shared_from_this();
-    absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
-    client_->timers().At(
-        std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(backoff),
-        [self, next] {
-          for (uint32_t r = 0; r < self->client_->replica_count(); ++r) {
-            self->Send(r, next);
-          }
-        });
+  if (ask_again) AskAgain(backoff);
+}
+
+std::optional<absl::StatusOr<std::string>> FanOut::Tally(
+    uint32_t replica, const grpc::Status& s, const std::string& key,
+    const std::vector<uint32_t>& verified, size_t checked) {
+  if (!s.ok()) {
+    // f+1 replicas agree that the request itself is bad: at least one of
+    // them is correct, so it is.
+    std::set<uint32_t>& set = permanent_[s.error_code()];
+    set.insert(replica);
+    if (set.size() < client_weak_quorum_) return std::nullopt;
+    return absl::StatusOr<std::string>(absl::Status(
+        static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
   }
+  std::set<uint32_t>& v = votes_[key];
+  v.insert(verified.begin(), verified.end());
+  if (verified.size() < checked) {
+    last_error_[replica] = "a reply's signature does not verify";
+  }
+  if (v.size() < needed_) return std::nullopt;
+  return kind_ == Kind::kQuery ? WithBlockCommit(key, v)
+                               : absl::StatusOr<std::string>(key);
+}
+
+// A query whose answers split (replicas at different heights) is asked
+// again once every replica has answered.
+bool FanOut::RestartSplitQuery() {
+  if (kind_ != Kind::kQuery || voted_.size() != client_->replica_count()) {
+    return false;
+  }
+  voted_.clear();
+  votes_.clear();
+  unverified_.clear();
+  permanent_.clear();
+  block_commits_.clear();
+  return true;
+}
+
+void FanOut::AskAgain(absl::Duration backoff) {
+  auto self = shared_from_this();
+  absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
+  client_->timers().At(
+      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(backoff),
+      [self, next] {
+        for (uint32_t r = 0; r < self->client_->replica_count(); ++r) {
+          self->Send(r, next);
+        }
+      });
 }
 
 absl::StatusOr<std::string> FanOut::WithBlockCommit(

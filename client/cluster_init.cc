@@ -128,28 +128,110 @@ std::string K8sReplicaName(uint32_t replica) {
   return absl::StrCat("ledger-", replica);
 }
 
-absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
-    const ClusterInitOptions& o) {
-  namespace fs = std::filesystem;
+namespace {
+
+absl::Status CheckInitOptions(const ClusterInitOptions& o, uint32_t f) {
   if (o.out_dir.empty()) return absl::InvalidArgumentError("--out: required");
-  if (o.replicas == 0)
+  if (o.replicas == 0) {
     return absl::InvalidArgumentError("--replicas: must be at least 1");
+  }
   if (o.base_port == 0 || o.base_port + 200 + o.replicas > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--base-port: ", o.base_port, " leaves no room for ", o.replicas,
         " replicas' API, health (+100) and metrics (+200) ports below 65536"));
   }
-  const uint32_t f = o.f != 0 ? o.f : (o.replicas - 1) / 3;
   if (o.replicas < 3 * f + 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--f: ", f, " needs at least ", 3 * f + 1,
                      " replicas, got ", o.replicas));
   }
+  return o.k8s ? CheckK8sOptions(o) : absl::OkStatus();
+}
 
-  if (o.k8s) {
-    absl::Status s = CheckK8sOptions(o);
-    if (!s.ok()) return s;
+// Creates dir (mode 0700), or says why it cannot.
+absl::Status MakePrivateDir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir.string(), ": cannot create directory: ", ec.message()));
   }
+  ::chmod(dir.c_str(), 0700);
+  return absl::OkStatus();
+}
+
+// A new key pair, its secret written to keys/<name>.key.
+absl::StatusOr<crypto::PublicKey> NewKey(const std::filesystem::path& dir,
+                                         const std::string& name, bool force) {
+  crypto::SecretKey key = crypto::SecretKey::Generate();
+  absl::Status s = WriteKeyFile(
+      (dir / "keys" / absl::StrCat(name, ".key")).string(), key, force);
+  if (!s.ok()) return s;
+  return key.public_key();
+}
+
+void SetReplicaAddresses(const ClusterInitOptions& o, uint32_t i,
+                         ledger::v1::ReplicaConfig* r) {
+  if (o.k8s) {
+    const std::string host =
+        o.k8s_external_domain.empty()
+            ? absl::StrCat(K8sReplicaName(i), ".", o.k8s_namespace, ".svc.",
+                           o.k8s_cluster_domain)
+            : absl::StrCat(K8sReplicaName(i), ".", o.k8s_external_domain);
+    r->set_address(absl::StrCat(host, ":", o.base_port));
+    r->set_health_address(absl::StrCat(host, ":", o.base_port + 100));
+    r->set_metrics_address(absl::StrCat(host, ":", o.base_port + 200));
+  } else {
+    r->set_address(absl::StrCat(o.host, ":", o.base_port + i));
+    r->set_health_address(absl::StrCat(o.host, ":", o.base_port + 100 + i));
+    r->set_metrics_address(absl::StrCat(o.host, ":", o.base_port + 200 + i));
+  }
+}
+
+// Replicas and clients with their keys; client 1 issues on ledger 1 and
+// every client owns one genesis account.
+absl::Status AddMembers(const ClusterInitOptions& o,
+                        const std::filesystem::path& dir,
+                        ledger::v1::ClusterConfig* config) {
+  for (uint32_t i = 0; i < o.replicas; ++i) {
+    absl::StatusOr<crypto::PublicKey> key =
+        NewKey(dir, absl::StrCat("replica-", i), o.force);
+    if (!key.ok()) return key.status();
+    ledger::v1::ReplicaConfig* r = config->add_replicas();
+    r->set_id(i);
+    SetReplicaAddresses(o, i, r);
+    r->set_public_key(key->ToBytes());
+    r->set_organization(absl::StrCat("org-", i));
+  }
+  for (uint32_t c = 1; c <= o.clients; ++c) {
+    absl::StatusOr<crypto::PublicKey> key =
+        NewKey(dir, absl::StrCat("client-", c), o.force);
+    if (!key.ok()) return key.status();
+    ledger::v1::ClientConfig* cl = config->add_clients();
+    cl->set_id(c);
+    cl->set_name(absl::StrCat("client-", c));
+    cl->set_public_key(key->ToBytes());
+    if (c == 1) {
+      cl->add_roles(ledger::v1::CLIENT_ROLE_ISSUER);
+      cl->add_issuer_ledgers(1);
+    }
+    ledger::v1::GenesisAccount* a = config->add_genesis_accounts();
+    a->mutable_id()->set_low(c);
+    a->set_owner_client_id(c);
+    a->set_ledger(1);
+    a->set_balance(o.genesis_balance);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
+    const ClusterInitOptions& o) {
+  namespace fs = std::filesystem;
+  const uint32_t f = o.f != 0 ? o.f : (o.replicas - 1) / 3;
+  absl::Status s = CheckInitOptions(o, f);
+  if (!s.ok()) return s;
 
   const fs::path dir(o.out_dir);
   const fs::path config_path = dir / "cluster.json";
@@ -159,12 +241,7 @@ absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
         absl::StrCat(config_path.string(),
                      ": exists; pass --force to overwrite the cluster"));
   }
-  fs::create_directories(dir / "keys", ec);
-  if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        dir.string(), ": cannot create directory: ", ec.message()));
-  }
-  ::chmod((dir / "keys").c_str(), 0700);
+  if (s = MakePrivateDir(dir / "keys"); !s.ok()) return s;
 
   ledger::v1::ClusterConfig config;
   config.set_cluster_id(
@@ -173,58 +250,12 @@ absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
                          absl::BytesToHexString(crypto::RandomBytes(6)))
           : o.cluster_id);
   config.set_f(f);
-  for (uint32_t i = 0; i < o.replicas; ++i) {
-    crypto::SecretKey key = crypto::SecretKey::Generate();
-    absl::Status s = WriteKeyFile(
-        (dir / "keys" / absl::StrCat("replica-", i, ".key")).string(), key,
-        o.force);
-    if (!s.ok()) return s;
-    ledger::v1::ReplicaConfig* r = config.add_replicas();
-    r->set_id(i);
-    if (o.k8s) {
-      const std::string host =
-          o.k8s_external_domain.empty()
-              ? absl::StrCat(K8sReplicaName(i), ".", o.k8s_namespace, ".svc.",
-                             o.k8s_cluster_domain)
-              : absl::StrCat(K8sReplicaName(i), ".", o.k8s_external_domain);
-      r->set_address(absl::StrCat(host, ":", o.base_port));
-      r->set_health_address(absl::StrCat(host, ":", o.base_port + 100));
-      r->set_metrics_address(absl::StrCat(host, ":", o.base_port + 200));
-    } else {
-      r->set_address(absl::StrCat(o.host, ":", o.base_port + i));
-      r->set_health_address(absl::StrCat(o.host, ":", o.base_port + 100 + i));
-      r->set_metrics_address(absl::StrCat(o.host, ":", o.base_port + 200 + i));
-    }
-    r->set_public_key(key.public_key().ToBytes());
-    r->set_organization(absl::StrCat("org-", i));
-  }
-  for (uint32_t c = 1; c <= o.clients; ++c) {
-    crypto::SecretKey key = crypto::SecretKey::Generate();
-    absl::Status s = WriteKeyFile(
-        (dir / "keys" / absl::StrCat("client-", c, ".key")).string(), key,
-        o.force);
-    if (!s.ok()) return s;
-    ledger::v1::ClientConfig* cl = config.add_clients();
-    cl->set_id(c);
-    cl->set_name(absl::StrCat("client-", c));
-    cl->set_public_key(key.public_key().ToBytes());
-    if (c == 1) {
-      cl->add_roles(ledger::v1::CLIENT_ROLE_ISSUER);
-      cl->add_issuer_ledgers(1);
-    }
-    ledger::v1::GenesisAccount* a = config.add_genesis_accounts();
-    a->mutable_id()->set_low(c);
-    a->set_owner_client_id(c);
-    a->set_ledger(1);
-    a->set_balance(o.genesis_balance);
-  }
-
+  if (s = AddMembers(o, dir, &config); !s.ok()) return s;
   if (o.k8s) {
     config.mutable_tls()->set_ca_file(kK8sTlsCaFile);
     config.mutable_tls()->set_cert_file(kK8sTlsCertFile);
     config.mutable_tls()->set_key_file(kK8sTlsKeyFile);
   }
-
   if (o.checkpoint_interval != 0) {
     config.mutable_protocol()->set_checkpoint_interval(o.checkpoint_interval);
     config.mutable_protocol()->set_watermark_window(2 * o.checkpoint_interval);
@@ -234,19 +265,14 @@ absl::StatusOr<ledger::v1::ClusterConfig> InitCluster(
   absl::StatusOr<Cluster> check =
       Cluster::FromProto(config, config_path.string());
   if (!check.ok()) return check.status();
-
-  absl::Status written =
-      WriteFileAtomically(config_path, ClusterConfigToJson(config));
-  if (!written.ok()) return written;
+  if (s = WriteFileAtomically(config_path, ClusterConfigToJson(config));
+      !s.ok()) {
+    return s;
+  }
   if (o.k8s) {
-    fs::create_directories(dir / "tls", ec);
-    if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          (dir / "tls").string(), ": cannot create directory: ", ec.message()));
-    }
-    ::chmod((dir / "tls").c_str(), 0700);
-    written = WriteFileAtomically(dir / "kustomization.yaml", K8sComponent(o));
-    if (!written.ok()) return written;
+    if (s = MakePrivateDir(dir / "tls"); !s.ok()) return s;
+    s = WriteFileAtomically(dir / "kustomization.yaml", K8sComponent(o));
+    if (!s.ok()) return s;
   }
   return config;
 }

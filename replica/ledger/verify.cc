@@ -161,6 +161,43 @@ absl::Status CompareState(leveldb::DB* stored, leveldb::DB* replayed) {
   return absl::OkStatus();
 }
 
+// Checks stored block `height` against the trust root and the previous
+// block's hash, re-executes it on `replay` and compares the results and the
+// state digest it recorded; `previous` becomes its hash.
+absl::Status ReplayBlock(const Cluster& trust, const EnvelopeVerifier& verifier,
+                         uint64_t height, const v1::Block& block,
+                         bool client_signatures, Ledger* replay,
+                         Digest* previous, uint64_t* requests) {
+  absl::Status s = VerifyBlockRecord(trust, verifier, height, *previous, block,
+                                     client_signatures);
+  if (!s.ok()) return s;
+  const v1::BlockHeader& h = block.header();
+  BlockInput input;
+  input.view = block.view();
+  input.seq = height;
+  input.timestamp_ms = h.timestamp_ms();
+  input.batch_digest = *Digest::FromBytes(h.batch_digest());
+  input.pre_prepare = block.pre_prepare();
+  input.certificate = block.certificate();
+  absl::StatusOr<BlockResult> result = replay->ApplyBlock(input);
+  if (!result.ok()) return Fail("replay", result.status().message());
+  for (size_t i = 0; i < result->outcomes.size(); ++i) {
+    ++*requests;
+    if (result->outcomes[i].result != block.results(static_cast<int>(i))) {
+      return Fail("results", absl::StrCat("stored result of request ", i,
+                                          " differs from re-execution"));
+    }
+  }
+  if (result->state_digest.view() != h.state_digest()) {
+    return Fail("state_digest", absl::StrCat("recorded ", Hex(h.state_digest()),
+                                             ", re-execution gives ",
+                                             Hex(result->state_digest.view())));
+  }
+  CHECK_EQ(result->block_hash, BlockHash(h));  // All fields match.
+  *previous = result->block_hash;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 ChainVerifyReport VerifyDataDir(const std::string& data_dir,
@@ -211,37 +248,10 @@ ChainVerifyReport VerifyDataDir(const std::string& data_dir,
     absl::StatusOr<v1::Block> block = (*source)->GetStoredBlock(height);
     if (!block.ok())
       return fail(height, Fail("storage", block.status().message()));
-    absl::Status s = VerifyBlockRecord(trust, verifier, height, previous,
-                                       *block, options.client_signatures);
+    absl::Status s =
+        ReplayBlock(trust, verifier, height, *block, options.client_signatures,
+                    replay->get(), &previous, &report.requests);
     if (!s.ok()) return fail(height, s);
-
-    const v1::BlockHeader& h = block->header();
-    BlockInput input;
-    input.view = block->view();
-    input.seq = height;
-    input.timestamp_ms = h.timestamp_ms();
-    input.batch_digest = *Digest::FromBytes(h.batch_digest());
-    input.pre_prepare = block->pre_prepare();
-    input.certificate = block->certificate();
-    absl::StatusOr<BlockResult> result = (*replay)->ApplyBlock(input);
-    if (!result.ok())
-      return fail(height, Fail("replay", result.status().message()));
-    for (size_t i = 0; i < result->outcomes.size(); ++i) {
-      report.requests++;
-      if (result->outcomes[i].result != block->results(static_cast<int>(i))) {
-        return fail(height, Fail("results",
-                                 absl::StrCat("stored result of request ", i,
-                                              " differs from re-execution")));
-      }
-    }
-    if (result->state_digest.view() != h.state_digest()) {
-      return fail(height, Fail("state_digest",
-                               absl::StrCat("recorded ", Hex(h.state_digest()),
-                                            ", re-execution gives ",
-                                            Hex(result->state_digest.view()))));
-    }
-    CHECK_EQ(result->block_hash, BlockHash(h));  // All fields match.
-    previous = result->block_hash;
     report.block_hashes.push_back(previous);
     report.blocks_verified = height;
   }
