@@ -132,35 +132,34 @@ std::vector<ledger::BlockInput> TransferBlocks(
   return out;
 }
 
-int Run() {
+struct ExecFigures {
+  uint64_t transfers = 0;
+  double tps = 0, cpu_tps = 0, process_cpu_tps = 0;
+  size_t helper_expansions = 0;
+  double block_p50_ms = 0, block_p99_ms = 0;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// Part 1: execution throughput of `blocks` transfer blocks, synced, after
+// the accounts are created.
+ExecFigures MeasureExecution(BlockFactory* factory, std::mt19937_64* rng,
+                             uint64_t* next_id, uint32_t accounts,
+                             const std::string& dir) {
   const uint32_t blocks = absl::GetFlag(FLAGS_blocks);
   const uint32_t transfers = absl::GetFlag(FLAGS_transfers_per_block);
   const uint32_t requests = absl::GetFlag(FLAGS_requests_per_block);
-  const uint32_t accounts =
-      std::max<uint32_t>(absl::GetFlag(FLAGS_accounts), 2 * kClients);
-  std::string base = absl::GetFlag(FLAGS_data_dir);
-  if (base.empty()) {
-    base = (std::filesystem::temp_directory_path() /
-            absl::StrCat("exec-bench-", ::getpid()))
-               .string();
-  }
-  std::filesystem::remove_all(base);
-  std::filesystem::create_directories(base);
-
-  test::FactoryOptions fo;
-  fo.clients = kClients;
-  BlockFactory factory(fo);
-  std::mt19937_64 rng(42);
-  uint64_t next_id = 1;
-
-  // Part 1: execution throughput.
   std::printf(
       "exec-bench: building %u accounts and %u blocks of %u transfers "
       "(%u requests each)\n",
       accounts, blocks, transfers, requests);
-  std::vector<ledger::BlockInput> setup = SetupBlocks(&factory, accounts);
+  std::vector<ledger::BlockInput> setup = SetupBlocks(factory, accounts);
   std::vector<ledger::BlockInput> timed = TransferBlocks(
-      &factory, &rng, blocks, transfers, requests, accounts, &next_id);
+      factory, rng, blocks, transfers, requests, accounts, next_id);
   ledger::LedgerOptions lo;
   lo.sync = true;
   lo.parallel_state_hash = absl::GetFlag(FLAGS_parallel_state_hash);
@@ -168,7 +167,7 @@ int Run() {
     lo.write_buffer_bytes = absl::GetFlag(FLAGS_write_buffer_mb) << 20;
   }
   absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
-      ledger::Ledger::Open(factory.cluster(), base + "/exec", lo);
+      ledger::Ledger::Open(factory->cluster(), dir, lo);
   CHECK_OK(ledger.status());
   for (const ledger::BlockInput& b : setup)
     CHECK_OK((*ledger)->ApplyBlock(b).status());
@@ -191,34 +190,33 @@ int Run() {
       }
     }
   }
+  ExecFigures e;
   const double exec_s = Seconds(Clock::now() - start);
-  const double exec_cpu_s = ThreadCpuSeconds() - cpu_start;
-  const double process_cpu_s = ProcessCpuSeconds() - process_cpu_start;
-  const size_t helper_expansions =
-      (*ledger)->TEST_helper_expansions() - helper_start;
-  const uint64_t total = static_cast<uint64_t>(blocks) * requests *
-                         std::max(1u, transfers / requests);
-  std::sort(block_ms.begin(), block_ms.end());
-  auto pct = [&](double p) {
-    return block_ms.empty()
-               ? 0.0
-               : block_ms[std::min(block_ms.size() - 1,
-                                   static_cast<size_t>(p * block_ms.size()))];
-  };
-  const double tps = total / exec_s;
-  const double cpu_tps = total / exec_cpu_s;
-  const double process_cpu_tps = total / process_cpu_s;
+  e.transfers = static_cast<uint64_t>(blocks) * requests *
+                std::max(1u, transfers / requests);
+  e.tps = e.transfers / exec_s;
+  e.cpu_tps = e.transfers / (ThreadCpuSeconds() - cpu_start);
+  e.process_cpu_tps = e.transfers / (ProcessCpuSeconds() - process_cpu_start);
+  e.helper_expansions = (*ledger)->TEST_helper_expansions() - helper_start;
+  e.block_p50_ms = Percentile(block_ms, 0.5);
+  e.block_p99_ms = Percentile(block_ms, 0.99);
   std::printf(
       "  %llu transfers (%llu ok) in %.3f s: %.0f transfers/s (%.0f per "
       "CPU-second of the executing thread, %.0f per CPU-second of the "
       "process), block p50 %.2f ms p99 %.2f ms; %zu state-hash expansions "
       "on the helper thread\n",
-      static_cast<unsigned long long>(total),
-      static_cast<unsigned long long>(ok_transfers), exec_s, tps, cpu_tps,
-      process_cpu_tps, pct(0.5), pct(0.99), helper_expansions);
-  ledger->reset();
+      static_cast<unsigned long long>(e.transfers),
+      static_cast<unsigned long long>(ok_transfers), exec_s, e.tps, e.cpu_tps,
+      e.process_cpu_tps, e.block_p50_ms, e.block_p99_ms, e.helper_expansions);
+  return e;
+}
 
-  // Part 2: verify a chain of verify_blocks blocks.
+// Part 2: `ledgerctl verify` of a chain of verify_blocks blocks.
+ledger::ChainVerifyReport MeasureVerify(const test::FactoryOptions& fo,
+                                        std::mt19937_64* rng, uint64_t* next_id,
+                                        uint32_t accounts,
+                                        const std::string& dir,
+                                        double* verify_s) {
   const uint32_t vblocks = absl::GetFlag(FLAGS_verify_blocks);
   const uint32_t vtransfers = absl::GetFlag(FLAGS_verify_transfers_per_block);
   std::printf(
@@ -229,7 +227,7 @@ int Run() {
   ledger::LedgerOptions vo;
   vo.sync = false;  // Building the chain is not what is measured.
   absl::StatusOr<std::unique_ptr<ledger::Ledger>> chain =
-      ledger::Ledger::Open(vfactory.cluster(), base + "/chain", vo);
+      ledger::Ledger::Open(vfactory.cluster(), dir, vo);
   CHECK_OK(chain.status());
   const uint32_t vaccounts = std::min<uint32_t>(accounts, 1000);
   for (const ledger::BlockInput& b : SetupBlocks(&vfactory, vaccounts)) {
@@ -237,21 +235,45 @@ int Run() {
   }
   while (vfactory.last_seq() < vblocks) {
     for (const ledger::BlockInput& b :
-         TransferBlocks(&vfactory, &rng,
+         TransferBlocks(&vfactory, rng,
                         std::min<uint32_t>(100, vblocks - vfactory.last_seq()),
-                        vtransfers, 1, vaccounts, &next_id)) {
+                        vtransfers, 1, vaccounts, next_id)) {
       CHECK_OK((*chain)->ApplyBlock(b).status());
     }
   }
   chain->reset();
   const Clock::time_point v0 = Clock::now();
-  ledger::ChainVerifyReport report =
-      ledger::VerifyDataDir(base + "/chain", nullptr, {});
-  const double verify_s = Seconds(Clock::now() - v0);
+  ledger::ChainVerifyReport report = ledger::VerifyDataDir(dir, nullptr, {});
+  *verify_s = Seconds(Clock::now() - v0);
   std::printf("  verify: %s, %llu blocks in %.3f s (%.0f blocks/s)\n",
               report.ok ? "ok" : report.error.c_str(),
-              static_cast<unsigned long long>(report.blocks_verified), verify_s,
-              report.blocks_verified / verify_s);
+              static_cast<unsigned long long>(report.blocks_verified),
+              *verify_s, report.blocks_verified / *verify_s);
+  return report;
+}
+
+int Run() {
+  const uint32_t accounts =
+      std::max<uint32_t>(absl::GetFlag(FLAGS_accounts), 2 * kClients);
+  std::string base = absl::GetFlag(FLAGS_data_dir);
+  if (base.empty()) {
+    base = (std::filesystem::temp_directory_path() /
+            absl::StrCat("exec-bench-", ::getpid()))
+               .string();
+  }
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+
+  test::FactoryOptions fo;
+  fo.clients = kClients;
+  BlockFactory factory(fo);
+  std::mt19937_64 rng(42);
+  uint64_t next_id = 1;
+  const ExecFigures e =
+      MeasureExecution(&factory, &rng, &next_id, accounts, base + "/exec");
+  double verify_s = 0;
+  const ledger::ChainVerifyReport report =
+      MeasureVerify(fo, &rng, &next_id, accounts, base + "/chain", &verify_s);
   std::filesystem::remove_all(base);
 
   std::printf(
@@ -262,11 +284,13 @@ int Run() {
       "\"sync\":true,\"block_p50_ms\":%.3f,\"block_p99_ms\":%.3f,"
       "\"verify_blocks\":%llu,\"verify_transfers_per_block\":%u,"
       "\"verify_s\":%.3f,\"verify_ok\":%s}\n",
-      tps, cpu_tps, process_cpu_tps, helper_expansions,
-      static_cast<unsigned long long>(total), blocks, transfers, requests,
-      accounts, pct(0.5), pct(0.99),
-      static_cast<unsigned long long>(report.blocks_verified), vtransfers,
-      verify_s, report.ok ? "true" : "false");
+      e.tps, e.cpu_tps, e.process_cpu_tps, e.helper_expansions,
+      static_cast<unsigned long long>(e.transfers), absl::GetFlag(FLAGS_blocks),
+      absl::GetFlag(FLAGS_transfers_per_block),
+      absl::GetFlag(FLAGS_requests_per_block), accounts, e.block_p50_ms,
+      e.block_p99_ms, static_cast<unsigned long long>(report.blocks_verified),
+      absl::GetFlag(FLAGS_verify_transfers_per_block), verify_s,
+      report.ok ? "true" : "false");
   return report.ok ? 0 : 1;
 }
 
