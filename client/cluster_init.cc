@@ -140,10 +140,8 @@ absl::Status CheckInitOptions(const ClusterInitOptions& o, uint32_t f) {
         "--base-port: ", o.base_port, " leaves no room for ", o.replicas,
         " replicas' API, health (+100) and metrics (+200) ports below 65536"));
   }
-  if (o.replicas < 3 * f + 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--f: ", f, " needs at least ", 3 * f + 1,
-                     " replicas, got ", o.replicas));
+  if (absl::Status s = ValidateReplicaCount(o.replicas, f); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--f: ", s.message()));
   }
   return o.k8s ? CheckK8sOptions(o) : absl::OkStatus();
 }

@@ -42,10 +42,9 @@ class Cluster {
 
   uint32_t n() const { return static_cast<uint32_t>(replica_keys_.size()); }
   uint32_t f() const { return config_->f(); }
-  // Smallest quorum any two of which share f+1 replicas: 2f+1 when
-  // n = 3f+1, ceil((n+f+1)/2) in general.
-  uint32_t quorum() const { return (n() + f() + 2) / 2; }
-  uint32_t weak_quorum() const { return f() + 1; }
+  // n = 3f+1 (ValidateReplicaCount), so 2f+1 and f+1.
+  uint32_t quorum() const { return Quorum(f()); }
+  uint32_t weak_quorum() const { return WeakQuorum(f()); }
 
   const ledger::v1::ReplicaConfig& replica(ReplicaId id) const;
   const crypto::PublicKey& replica_key(ReplicaId id) const;

@@ -62,6 +62,12 @@ struct ProtocolParams {
   bool batch_wait_when_idle = false;
 };
 
+// The quorums of n = 3f+1 replicas: any two sets of 2f+1 share at least one
+// correct replica (certificates, view changes); any f+1 include at least one
+// correct replica (what a client or a replica may believe on their word).
+constexpr uint32_t Quorum(uint32_t f) { return 2 * f + 1; }
+constexpr uint32_t WeakQuorum(uint32_t f) { return f + 1; }
+
 // n = 3f+1 exactly: the one rule the config loader (and so `ledgerctl config
 // check`) and ledgerd's core (core::Options::Validate) both apply. Defined in
 // config.cc.

@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/protocol_params.h"
 #include "common/types.h"
 #include "pbft/v1/pbft.pb.h"
 #include "replica/core/message_log.h"
@@ -62,7 +63,7 @@ class CertificateChecker {
   CertificateChecker(uint32_t n, uint32_t f, uint32_t checkpoint_interval,
                      uint32_t watermark_window, const Verifier* verifier);
 
-  uint32_t quorum() const { return 2 * f_ + 1; }  // 2f+1.
+  uint32_t quorum() const { return Quorum(f_); }
   ReplicaId PrimaryOf(View v) const {
     return ReplicaId(static_cast<uint32_t>(v.value() % n_));
   }

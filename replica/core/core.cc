@@ -110,7 +110,7 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
     : options_(Validated(std::move(options))),
       signer_(signer),
       verifier_(verifier),
-      quorum_(2 * options_.f + 1),
+      quorum_(Quorum(options_.f)),
       certs_(options_.n, options_.f, options_.params.checkpoint_interval,
              options_.params.watermark_window, verifier),
       view_change_timeout_ticks_(options_.params.view_change_timeout_ticks),

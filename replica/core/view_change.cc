@@ -205,7 +205,7 @@ void Core::MaybeJoin() {
   for (const auto& [id, m] : view_changes_) {
     if (id != options_.id && m.view > view_) higher.push_back(m.view);
   }
-  if (higher.size() < options_.f + 1) return;
+  if (higher.size() < WeakQuorum(options_.f)) return;
   StartViewChange(*std::min_element(higher.begin(), higher.end()));
 }
 
