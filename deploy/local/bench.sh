@@ -281,6 +281,8 @@ open_sequence() {
   rate2=$(awk -v p="$peak" 'BEGIN {printf "%.1f", 2 * p}')
   interval=$(( OVERLOAD >= 300 ? 60 : 10 ))
   python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape0.json"
+  local t0
+  t0=$(date +%s.%N)
   sample_rss "$dir/overload/rss.txt" &
   local sampler=$!
   BENCH_SECONDS=$OVERLOAD measure_cell "$dir/overload" 1 "$OPEN_CLIENTS" --rate "$rate2" \
@@ -291,12 +293,14 @@ open_sequence() {
   python3 "$OVERLOAD_PY" catchup "$dir/cluster.json" --timeout "$CATCHUP_TIMEOUT" \
     | tee "$dir/overload/catchup.json"
   python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape1.json"
+  local wall
+  wall=$(awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}')
   print_cell "$dir/overload" 1 "$OPEN_CLIENTS" >/dev/null
   sed 's/^{/{"kind":"open2x",/' "$dir/overload/bounded.json"
   python3 "$OVERLOAD_PY" overload --peak "$dir/peak/line.json" \
     --result "$dir/overload/out.json" --before "$dir/overload/scrape0.json" \
     --after "$dir/overload/scrape1.json" --rss "$dir/overload/rss.txt" \
-    --catchup "$dir/overload/catchup.json" --warmup 5
+    --catchup "$dir/overload/catchup.json" --warmup 5 --wall-s "$wall"
   [[ -z "${KEEP_DIR:-}" ]] || cp -r "$dir/overload" "$KEEP_DIR/"
   stop_all "$dir"
 }

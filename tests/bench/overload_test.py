@@ -15,6 +15,8 @@ METRICS = """\
 # HELP ledger_last_executed_seq x
 # TYPE ledger_last_executed_seq gauge
 ledger_last_executed_seq 4711
+ledger_batch_requests_sum 52000
+ledger_batch_requests_count 1300
 ledger_view{replica="2"} 3
 ledger_view_changes_total 1
 ledger_messages_dropped_total{layer="client",reason="resource_exhausted"} 120
@@ -45,9 +47,10 @@ def interval(t, served, **kw):
     return iv
 
 
-def scrape(refused, queue_full, views=0):
+def scrape(refused, queue_full, views=0, executed=0):
     return {"replicas": [{"client_refused": refused + i, "core_queue_full":
-                          queue_full, "view_changes": views}
+                          queue_full, "view_changes": views,
+                          "executed_requests": executed}
                          for i in range(4)]}
 
 
@@ -59,6 +62,7 @@ class ParseMetrics(unittest.TestCase):
     def test_fields(self):
         m = overload.parse_metrics(METRICS)
         self.assertEqual(m["executed_seq"], 4711)
+        self.assertEqual(m["executed_requests"], 52000)
         self.assertEqual(m["view"], 3)
         self.assertEqual(m["view_changes"], 1)
         self.assertEqual(m["client_refused"], 120)
@@ -105,8 +109,9 @@ class Rss(unittest.TestCase):
 class Overload(unittest.TestCase):
     def line(self, intervals, res=None, catch=CAUGHT):
         return overload.overload_line(PEAK, res or result(), intervals,
-                                      scrape(100, 10), scrape(1100, 60, 1),
-                                      None, catch)
+                                      scrape(100, 10, 0, 500),
+                                      scrape(1100, 60, 1, 120500),
+                                      None, catch, 120.0)
 
     def test_ratios_and_refusals(self):
         line = self.line([interval(60, 950.0), interval(120, 910.0)])
@@ -118,6 +123,7 @@ class Overload(unittest.TestCase):
         self.assertEqual(line["cluster_intake_refused_per_s"], [10.0] * 4)
         self.assertEqual(line["cluster_core_queue_full_per_s"], [0.5] * 4)
         self.assertEqual(line["view_changes"], [1] * 4)
+        self.assertEqual(line["executed_per_s"], 1000.0)  # 120,000 / 120 s.
         t = line["targets"]
         self.assertTrue(t["served_met"])
         self.assertTrue(t["refused_with_resource_exhausted"])

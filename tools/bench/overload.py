@@ -10,7 +10,7 @@ deploy/local/bench.sh drives it:
                                      polls heights until all replicas agree
   overload.py load70 --peak P --result R
   overload.py overload --peak P --result R --before S0 --after S1
-                       --rss RSSFILE --catchup C --warmup W
+                       --rss RSSFILE --catchup C --warmup W --wall-s X
 
 P and R are ledger-bench result lines (the closed-loop peak; the open-loop
 summary). RSSFILE has one line per sample: seconds since the load started,
@@ -33,7 +33,8 @@ SERVED_SHARE_MIN = 0.9
 
 def parse_metrics(text):
     """One replica's figures for these lines, from its Prometheus text."""
-    out = {"executed_seq": 0, "view": 0, "view_changes": 0,
+    out = {"executed_seq": 0, "executed_requests": 0, "view": 0,
+           "view_changes": 0,
            "client_refused": 0, "core_queue_full": 0, "client_dropped": {}}
     for line in text.splitlines():
         mt = _SAMPLE.match(line)
@@ -42,6 +43,8 @@ def parse_metrics(text):
         name, labels, value = mt.group(1), mt.group(2) or "", float(mt.group(3))
         if name == "ledger_last_executed_seq":
             out["executed_seq"] = int(value)
+        elif name == "ledger_batch_requests_sum":
+            out["executed_requests"] = int(value)
         elif name == "ledger_view":
             out["view"] = int(value)
         elif name == "ledger_view_changes_total":
@@ -152,9 +155,11 @@ def parse_rss(text):
     return out
 
 
-def overload_line(peak, result, intervals, before, after, rss, catch):
+def overload_line(peak, result, intervals, before, after, rss, catch,
+                  wall_s=None):
     """The overload line: served against peak (whole run and per interval),
-    what was refused and by whom, RSS start and end, and the catch-up."""
+    what was refused and by whom, RSS start and end, and the catch-up.
+    wall_s: seconds between the scrapes `before` and `after`."""
     p = peak["requests_per_s"]
     secs = result["duration_s"]
     per = [{"t_s": iv["t_s"], "served_per_s": iv["requests_per_s"],
@@ -174,6 +179,11 @@ def overload_line(peak, result, intervals, before, after, rss, catch):
         "duration_s": secs,
         "served_per_s": result["requests_per_s"],
         "served_over_peak": round(result["requests_per_s"] / p, 3),
+        # Client requests replica 0 executed between the scrapes (warm-up
+        # and drain included), per second: beside served_per_s it shows
+        # requests executed that no client was told of.
+        "executed_per_s": round(delta("executed_requests")[0] / wall_s, 1)
+        if wall_s else None,
         "min_interval_served_over_peak": min_ratio,
         "per_interval": per,
         "sdk_refused_per_s": result["refused_per_s"],
@@ -219,6 +229,7 @@ def main(argv):
     for a in ("peak", "result", "before", "after", "rss", "catchup"):
         o.add_argument("--" + a, required=True)
     o.add_argument("--warmup", type=float, required=True)
+    o.add_argument("--wall-s", type=float, required=True)
     a = ap.parse_args(argv)
 
     def lines(path):
@@ -240,7 +251,7 @@ def main(argv):
                               a.warmup + result["duration_s"])
         out = overload_line(lines(a.peak)[-1], result, intervals,
                             lines(a.before)[-1], lines(a.after)[-1], rss,
-                            lines(a.catchup)[-1])
+                            lines(a.catchup)[-1], a.wall_s)
     print(json.dumps(out, separators=(",", ":")))
 
 
