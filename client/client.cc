@@ -193,6 +193,11 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void OnReply(uint32_t replica, absl::Duration backoff, const grpc::Status& s,
                const pbft::v1::Envelope& reply);
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
+  // A replica refused an ordered request for load (RESOURCE_EXHAUSTED, or a
+  // full queue): with ClientOptions::retry_refused off it is not asked
+  // again, and n-f such refusals finish the call. True if handled so.
+  bool OnRefused(uint32_t replica, const grpc::Status& s,
+                 const pbft::v1::Reply& rejection);
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
   // result, or the answer) or an error. A query answer's per-replica part
@@ -245,6 +250,7 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   std::map<grpc::StatusCode, std::set<uint32_t>> permanent_
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
+  std::set<uint32_t> refused_ ABSL_GUARDED_BY(mu_);
   // Queries: each replica's block_commit, if its answer had one.
   std::map<uint32_t, ledger::v1::BlockCommit> block_commits_
       ABSL_GUARDED_BY(mu_);
@@ -668,6 +674,7 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
 void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
                      const grpc::Status& s, const pbft::v1::Envelope& reply) {
   if (!s.ok() && !IsPermanent(s.error_code())) {
+    if (OnRefused(replica, s, pbft::v1::Reply())) return;
     Retry(replica, backoff, s.error_message());
     return;
   }
@@ -679,6 +686,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
         MatchKey(replica, reply, &rejection, &commit);
     if (!k.ok()) {
       if (OnFinalRejection(replica, reply, rejection)) return;
+      if (OnRefused(replica, s, rejection)) return;
       Retry(replica, backoff, std::string(k.status().message()));
       return;
     }
@@ -858,6 +866,46 @@ absl::Status FanOut::VerifyAnswerCommit(
   return ledger::VerifyCommitCertificate(
       client_->cluster(), client_->verifier(), c.view(), header.height(),
       *digest, c.certificate());
+}
+
+bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
+                       const pbft::v1::Reply& rejection) {
+  const bool refused =
+      s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+      rejection.rejected() == pbft::v1::REJECT_REASON_QUEUE_FULL ||
+      rejection.rejected() == pbft::v1::REJECT_REASON_CLIENT_SHARE_FULL;
+  if (!refused || kind_ != Kind::kSubmit || client_->options().retry_refused) {
+    return false;
+  }
+  // n-f refusals leave fewer than f+1 replicas that could reply; at least
+  // f+1 of the refusals are from correct replicas.
+  const uint32_t enough = client_->replica_count() - client_weak_quorum_ + 1;
+  Done done;
+  absl::Status outcome;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || !voted_.insert(replica).second) return true;
+    refused_.insert(replica);
+    last_error_[replica] =
+        s.ok() ? pbft::v1::RejectReason_Name(rejection.rejected())
+               : s.error_message();
+    if (refused_.size() < enough) return true;
+    finished_ = true;
+    done = std::move(done_);
+    std::string detail;
+    for (const auto& [r, e] : last_error_) {
+      absl::StrAppend(&detail, "; replica ", r, ": ", e);
+    }
+    outcome = absl::ResourceExhaustedError(absl::StrCat(
+        "refused for load by ", refused_.size(), " of ",
+        client_->replica_count(),
+        " replicas; outcome unknown (a replica that admitted it may still "
+        "order it): resubmit the same operations later",
+        detail));
+    outcome.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
+  }
+  done(outcome);
+  return true;
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {

@@ -9,7 +9,8 @@
 // A result is accepted only when f+1 replicas sent correctly signed replies
 // that match byte for byte: at least one of them is correct, so the result
 // is the cluster's. Every request goes to every replica; a replica that
-// fails or refuses is retried with back-off until the call's deadline.
+// fails or refuses is retried with back-off until the call's deadline (see
+// ClientOptions::retry_refused for refusals under load).
 //
 // Exactly-once: each request carries (client id, request number); request
 // numbers strictly increase, also across a client restart (they start from
@@ -61,6 +62,14 @@ struct ClientOptions {
   // Back-off before re-sending to a replica that failed or refused.
   absl::Duration retry_initial = absl::Milliseconds(50);
   absl::Duration retry_max = absl::Seconds(1);
+  // A replica that refuses an ordered request for load (RESOURCE_EXHAUSTED,
+  // or a signed QUEUE_FULL / CLIENT_SHARE_FULL rejection) is asked again
+  // with the back-off above until the deadline. false: it is not asked
+  // again, and once n-f replicas refused, the call fails at once with
+  // RESOURCE_EXHAUSTED. That status carries IsOutcomeUnknown (a replica
+  // that admitted the request may still order it): resubmitting the same
+  // transfer ids later is safe. For applications that shed load themselves.
+  bool retry_refused = true;
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).
   std::string tls_ca_file, tls_cert_file, tls_key_file;

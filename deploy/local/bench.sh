@@ -15,9 +15,25 @@
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
 #                         [--perf DIR]
+#   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
+#                         [--open-clients N] [--queue-max Q] [--no-bound]
+#                         [--arrivals poisson|fixed] [--seed N]
+#                         [--catchup-timeout S] [--retry-refused]
 #
 # --cells B1xC1 ...: run exactly these (batch x clients) cells instead of
 #   the batches x clients product.
+# --load70 / --overload SECONDS: instead of the matrix, one cluster for an
+#   open-loop sequence (docs/benchmarks.md, "Open loop"): peak (closed loop,
+#   batch 1 x 64 clients), then 70% of that peak open loop for --duration
+#   seconds (p50, p99, p99/p50); with --overload, then 2 x peak open loop for
+#   SECONDS (default 600) with the replicas' RSS sampled every 5 s, and
+#   after it the time until every replica reports the same executed height
+#   (at most --catchup-timeout, default 120 s). Options of the sequence:
+#   --open-clients N (cap on calls in flight, default 512), --queue-max Q
+#   (the cluster's request_queue_max for the run; default: the config's
+#   default), --arrivals poisson|fixed, --seed N, --retry-refused (the
+#   SDK's default: re-send refused requests until the deadline; without it
+#   the open loop's clients fail them at once with RESOURCE_EXHAUSTED).
 # --perf DIR: record `perf record -g` of replica 0 (the primary) during
 #   each cell's measured seconds into DIR/perf-B-C.data, and beside it the
 #   top symbols (perf-B-C.top.txt) and the CPU shares in the model's terms
@@ -32,8 +48,26 @@ CELLS=""
 BOUND=1
 PERF_DIR=""
 CHECKPOINT=128
+LOAD70=0
+OVERLOAD=""
+OPEN_CLIENTS=512
+QUEUE_MAX=""
+ARRIVALS=poisson
+SEED=1
+CATCHUP_TIMEOUT=120
+RETRY_REFUSED=false
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --load70) LOAD70=1; shift ;;
+    --overload)
+      LOAD70=1
+      if [[ ${2:-} =~ ^[0-9]+$ ]]; then OVERLOAD=$2; shift 2; else OVERLOAD=600; shift; fi ;;
+    --open-clients) OPEN_CLIENTS=$2; shift 2 ;;
+    --queue-max) QUEUE_MAX=$2; shift 2 ;;
+    --arrivals) ARRIVALS=$2; shift 2 ;;
+    --seed) SEED=$2; shift 2 ;;
+    --catchup-timeout) CATCHUP_TIMEOUT=$2; shift 2 ;;
+    --retry-refused) RETRY_REFUSED=true; shift ;;
     --duration) DURATION=$2; shift 2 ;;
     --batches) BATCHES=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
@@ -43,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
+(( LOAD70 )) && CELLS="1x64"
 if [[ -z "$CELLS" ]]; then
   for b in $BATCHES; do for c in $CLIENTS; do CELLS+="${b}x${c} "; done; done
 fi
@@ -53,11 +88,14 @@ if [[ -n "$PERF_DIR" ]]; then
 fi
 BIN=$(pwd)/build/bin
 BOUND_PY=$(pwd)/tools/bench/bound.py
+OVERLOAD_PY=$(pwd)/tools/bench/overload.py
 source tests/integration/lib.sh
 NPROC=$(nproc)
 TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+OPEN_DIR=""
+# On any exit: the open sequence's replicas stopped (by PID), then the files.
+trap '[[ -z "$OPEN_DIR" ]] || stop_all "$OPEN_DIR"; rm -rf "$WORK"' EXIT
 
 # The ledgerd process of replica I (start_replica's PID, or its child).
 replica_pid() {
@@ -97,10 +135,25 @@ if (( BOUND )); then
     "$WORK/floor.json")
 fi
 
+# protocol.request_queue_max = Q in FILE, and the per-client shares at most Q.
+set_queue_max() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, q = sys.argv[1], int(sys.argv[2])
+cfg = json.load(open(path))
+p = cfg.setdefault("protocol", {})
+p["requestQueueMax" if "requestQueueMax" in p else "request_queue_max"] = q
+for k in ("client_calls_max", "client_queue_max"):
+    p[k] = min(q, 256)
+json.dump(cfg, open(path, "w"), indent=2)
+PY
+}
+
 # Starts cell DIR's cluster; the ledgerd PIDs into PIDS.
 start_cluster() {
   local dir=$1 c=$2 i
   CHECKPOINT_INTERVAL=$CHECKPOINT cluster_init "$dir" 4 "$c"
+  [[ -n "$QUEUE_MAX" ]] && set_queue_max "$dir/cluster.json" "$QUEUE_MAX"
   for i in 0 1 2 3; do start_replica "$dir" "$i"; done
   wait_ready "$dir" 4 60 || { echo "cluster not ready" >&2; exit 1; }
   PIDS=()
@@ -138,15 +191,18 @@ bound_line() {
 # counters before and after, and the CPU all processes used meanwhile.
 measure_cell() {
   local dir=$1 b=$2 c=$3 cpu0 wall0
+  shift 3  # The rest: more ledger-bench flags (the open loop's).
   if (( BOUND )); then
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
     cpu0=$(cpu_seconds "${PIDS[@]}")
     wall0=$(date +%s.%N)
   fi
   TIMEFORMAT='%U %S'
-  { time "$BIN/ledger-bench" --config "$dir/cluster.json" --clients "$c" --batch "$b" \
-      --duration "$DURATION" --warmup 1 2>/dev/null | tail -1 >"$dir/line.json"; } \
-    2>"$dir/bench-time"
+  { time timeout $(( ${BENCH_SECONDS:-$DURATION} + 120 )) "$BIN/ledger-bench" \
+      --config "$dir/cluster.json" --clients "$c" --batch "$b" \
+      --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 "$@" 2>"$dir/bench.err" \
+      >"$dir/out.json" || echo "ledger-bench exited with $?" >&2; } 2>"$dir/bench-time"
+  tail -1 "$dir/out.json" >"$dir/line.json"
   if (( BOUND )); then
     awk -v a="$cpu0" -v z="$(cpu_seconds "${PIDS[@]}")" \
       '{printf "%.3f", z - a + $1 + $2}' "$dir/bench-time" >"$dir/cpu_s"
@@ -155,6 +211,104 @@ measure_cell() {
     cut -d' ' -f1 /proc/loadavg >"$dir/load"
   fi
 }
+
+# The largest VmHWM of the replicas, in kB.
+peak_rss_kb() {
+  local rss=0 i kb
+  for i in 0 1 2 3; do
+    kb=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)
+    (( kb > rss )) && rss=$kb
+  done
+  echo "$rss"
+}
+
+# DIR's result line (ledger-bench's last line and the peak RSS) with its
+# bound, printed and left in DIR/bounded.json.
+print_cell() {
+  local dir=$1 b=$2 c=$3 line
+  line=$(cat "$dir/line.json")
+  line="${line%\}},\"replica_peak_rss_mb\":$(( $(peak_rss_kb) / 1024 ))}"
+  echo "$line" >"$dir/result.json"
+  if (( BOUND )); then
+    bound_line "$dir" "$b" "$c" | tee "$dir/bounded.json"
+  else
+    echo "$line" | tee "$dir/bounded.json"
+  fi
+}
+
+# Every replica's VmRSS (kB) every 5 s, one line per sample led by the
+# seconds since the call, until killed.
+sample_rss() {
+  local t0 i
+  t0=$(date +%s.%N)
+  while true; do
+    {
+      awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}'
+      for i in 0 1 2 3; do
+        printf ' %s' "$(awk '/VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
+      done
+      echo
+    } >>"$1"
+    sleep 5
+  done
+}
+
+# The open-loop sequence on one cluster: peak, 70% of peak, and with
+# --overload 2 x peak for OVERLOAD seconds, then the catch-up.
+open_sequence() {
+  local dir peak rate70 rate2 interval
+  dir=$(mktemp -d -p "$WORK")
+  OPEN_DIR=$dir
+  DIR=$dir  # ctl (tests/integration/lib.sh) talks to DIR's cluster.
+  mkdir -p "$dir/peak" "$dir/load70" "$dir/overload"
+  start_cluster "$dir" "$(( OPEN_CLIENTS > 64 ? OPEN_CLIENTS : 64 ))"
+  for d in peak load70 overload; do
+    ln -s ../cluster.json "$dir/$d/cluster.json"
+    ln -s ../keys "$dir/$d/keys"
+  done
+  measure_cell "$dir/peak" 1 64
+  print_cell "$dir/peak" 1 64 >/dev/null
+  sed 's/^{/{"kind":"peak",/' "$dir/peak/bounded.json"
+  peak=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests_per_s"])' \
+    "$dir/peak/line.json")
+  rate70=$(awk -v p="$peak" 'BEGIN {printf "%.1f", 0.7 * p}')
+  measure_cell "$dir/load70" 1 "$OPEN_CLIENTS" --rate "$rate70" --arrivals "$ARRIVALS" \
+    --seed "$SEED" --interval "$DURATION" --retry_refused="$RETRY_REFUSED"
+  print_cell "$dir/load70" 1 "$OPEN_CLIENTS" >/dev/null
+  sed 's/^{/{"kind":"open70",/' "$dir/load70/bounded.json"
+  python3 "$OVERLOAD_PY" load70 --peak "$dir/peak/line.json" --result "$dir/load70/line.json"
+  [[ -n "$OVERLOAD" ]] || { stop_all "$dir"; return 0; }
+  rate2=$(awk -v p="$peak" 'BEGIN {printf "%.1f", 2 * p}')
+  interval=$(( OVERLOAD >= 300 ? 60 : 10 ))
+  python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape0.json"
+  local t0
+  t0=$(date +%s.%N)
+  sample_rss "$dir/overload/rss.txt" &
+  local sampler=$!
+  BENCH_SECONDS=$OVERLOAD measure_cell "$dir/overload" 1 "$OPEN_CLIENTS" --rate "$rate2" \
+    --arrivals "$ARRIVALS" --seed "$SEED" --interval "$interval" --warmup 5 \
+    --retry_refused="$RETRY_REFUSED"
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  python3 "$OVERLOAD_PY" catchup "$dir/cluster.json" --timeout "$CATCHUP_TIMEOUT" \
+    | tee "$dir/overload/catchup.json"
+  python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape1.json"
+  local wall
+  wall=$(awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}')
+  print_cell "$dir/overload" 1 "$OPEN_CLIENTS" >/dev/null
+  sed 's/^{/{"kind":"open2x",/' "$dir/overload/bounded.json"
+  python3 "$OVERLOAD_PY" overload --peak "$dir/peak/line.json" \
+    --result "$dir/overload/out.json" --before "$dir/overload/scrape0.json" \
+    --after "$dir/overload/scrape1.json" --rss "$dir/overload/rss.txt" \
+    --catchup "$dir/overload/catchup.json" --warmup 5 --wall-s "$wall"
+  [[ -z "${KEEP_DIR:-}" ]] || cp -r "$dir/overload" "$KEEP_DIR/"
+  stop_all "$dir"
+}
+
+if (( LOAD70 )); then
+  open_sequence
+  exit 0
+fi
 
 for cell in $CELLS; do
   b=${cell%x*}

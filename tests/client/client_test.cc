@@ -38,6 +38,8 @@ enum class Behaviour {
   // rejection naming it, as ledgerd sends.
   kStaleFloor,
   kLyingStale,  // Byzantine: refuses everything as stale below 2^63.
+  kBusy,        // RESOURCE_EXHAUSTED on every call (a full replica).
+  kQueueFull,   // A signed REJECT_REASON_QUEUE_FULL reply to every Submit.
 };
 
 // A client number far above any wall clock in microseconds.
@@ -64,6 +66,16 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     }
     pbft::v1::Request r;
     r.ParseFromString(req->request().payload());
+    if (behaviour_ == Behaviour::kQueueFull) {
+      pbft::v1::Reply reply;
+      reply.set_request_number(r.request_number());
+      reply.set_client_id(r.client_id());
+      reply.set_replica_id(id_);
+      reply.set_rejected(pbft::v1::REJECT_REASON_QUEUE_FULL);
+      *resp->mutable_reply() =
+          signer_->SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply);
+      return grpc::Status::OK;
+    }
     if (behaviour_ == Behaviour::kLyingStale ||
         (behaviour_ == Behaviour::kStaleFloor &&
          r.request_number() <= kStaleFloor)) {
@@ -146,6 +158,10 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     if (behaviour_ == Behaviour::kFlaky && !flaked_.exchange(true)) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "flaky");
     }
+    if (behaviour_ == Behaviour::kBusy) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "replica: too many requests waiting");
+    }
     if (behaviour_ == Behaviour::kRejectArgument) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "batch.operations[0]: bad");
@@ -210,8 +226,9 @@ class ClientTest : public ::testing::Test {
     ASSERT_TRUE(WriteKeyFile(dir_.file("client.key"), client_key).ok());
   }
 
-  std::unique_ptr<Client> NewClient() {
+  std::unique_ptr<Client> NewClient(bool retry_refused = true) {
     ClientOptions o;
+    o.retry_refused = retry_refused;
     o.config_path = dir_.file("cluster.json");
     o.key_path = dir_.file("client.key");
     o.default_deadline = absl::Seconds(5);
@@ -306,6 +323,48 @@ TEST_F(ClientTest, PermanentErrorFromFPlusOneIsReturned) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(IsOutcomeUnknown(r.status()));
+}
+
+// By default a refusal for load is retried like any other failure.
+TEST_F(ClientTest, RefusalsAreRetriedByDefault) {
+  StartCluster({B::kBusy, B::kBusy, B::kBusy, B::kHonest});
+  auto c = NewClient();
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(IsOutcomeUnknown(r.status())) << r.status();
+  EXPECT_GT(replicas_[0]->calls(), 1);
+}
+
+// With retry_refused off, n-f refusals (gRPC status or signed QUEUE_FULL)
+// fail the call at once with RESOURCE_EXHAUSTED, outcome unknown, and no
+// refusing replica is asked twice.
+TEST_F(ClientTest, RefusedByNMinusFFailsAtOnceWithoutRetry) {
+  StartCluster({B::kBusy, B::kQueueFull, B::kBusy, B::kDown});
+  auto c = NewClient(/*retry_refused=*/false);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(30));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+      << r.status();
+  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
+  EXPECT_NE(r.status().message().find("refused for load by 3 of 4"),
+            std::string::npos)
+      << r.status();
+  EXPECT_EQ(replicas_[0]->calls(), 1);
+  EXPECT_EQ(replicas_[1]->calls(), 1);
+  EXPECT_EQ(replicas_[2]->calls(), 1);
+}
+
+// f refusals leave f+1 replicas that can answer: the call succeeds.
+TEST_F(ClientTest, RefusedByFewerStillSucceedsWithoutRetry) {
+  StartCluster({B::kBusy, B::kHonest, B::kHonest, B::kQueueFull});
+  auto c = NewClient(/*retry_refused=*/false);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(replicas_[0]->calls(), 1);
 }
 
 TEST_F(ClientTest, LocalValidationBeforeSending) {

@@ -59,6 +59,26 @@ grep -q "PASSED.*4 tests" "$DIR/wire.out" || fail "wire_test did not run its 4 t
 tail -1 "$DIR/bench.out" | grep -q '"transfers_per_s"' || fail "bench JSON"
 echo "bench: $(tail -1 "$DIR/bench.out")"
 
+# A short open-loop load (Poisson arrivals, 2 keys: at most 2 calls in
+# flight): every arrival is accounted for (dropped at the cap, completed, or
+# unfinished), per-interval lines precede the summary, something is served.
+"$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 2 --batch 5 --duration 3 \
+  --warmup 0.5 --rate 30 --interval 1 --seed 7 >"$DIR/open.out" 2>"$DIR/open.err" \
+  || fail "open-loop bench: $(tail -5 "$DIR/open.err")"
+python3 - "$DIR/open.out" <<'PY' || fail "open-loop bench output: $(cat "$DIR/open.out")"
+import json, sys
+lines = [json.loads(x) for x in open(sys.argv[1])]
+s, intervals = lines[-1], lines[:-1]
+assert s["mode"] == "open" and s["arrival_process"] == "poisson", s
+assert len(intervals) == 3 and all(x["kind"] == "interval" for x in intervals)
+a = s["accounting"]
+assert a["arrivals"] == a["dropped_at_cap"] + a["completed"] + a["unfinished"], a
+assert s["arrivals"] == sum(x["arrivals"] for x in intervals), s
+assert s["served"] == sum(x["served"] for x in intervals) and s["served"] > 0, s
+assert s["served"] + s["refused"] + s["errors"] <= a["completed"], s
+PY
+echo "open-loop bench: $(tail -1 "$DIR/open.out")"
+
 # f = 1: with one backup crashed (SIGKILL), the cluster still commits.
 stop_replica "$DIR" 3 KILL
 ctl transfer --id 5004 --from 1 --to 100 --amount 5 | grep -q RESULT_CODE_OK \

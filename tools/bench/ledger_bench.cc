@@ -1,15 +1,21 @@
-// ledger-bench: closed-loop load through the SDK.
+// ledger-bench: closed- or open-loop load through the SDK.
 //
 //   ledger-bench --config cluster.json --clients C --batch B --duration S
 //                [--keys-dir DIR] [--warmup S]
+//                [--rate R [--arrivals poisson|fixed] [--seed N]
+//                 [--interval S] [--issuers K]]
 //
-// C concurrent client loops (each its own pbft::client::Client and key: client
-// ids 1..C of the config, keys DIR/client-<id>.key) each submit one request
-// of B transfers, wait for f+1 matching replies, and repeat, for S seconds.
-// Every transfer moves 1 unit from the client's genesis account (id = client
-// id) to the next client's. Prints progress each second and, as its last
-// line, one JSON object: transfers_per_s, requests_per_s, p50_ms, p99_ms,
-// replicas, clients, batch, plus counts of errors and non-OK results.
+// Closed loop (no --rate): C concurrent client loops (each its own
+// pbft::client::Client and key: client ids 1..C of the config, keys
+// DIR/client-<id>.key) each submit one request of B transfers, wait for f+1
+// matching replies, and repeat, for S seconds. Every transfer moves 1 unit
+// from the client's genesis account (id = client id) to the next client's.
+// Prints progress each second and, as its last line, one JSON object:
+// transfers_per_s, requests_per_s, p50_ms, p99_ms, replicas, clients,
+// batch, plus counts of errors and non-OK results.
+//
+// Open loop (--rate R): requests arrive at R per second whatever completes;
+// tools/bench/open_loop.h says what is counted and printed.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -29,6 +35,8 @@
 #include "common/crypto.h"
 #include "common/flags.h"
 #include "common/proto_names.h"
+#include "tools/bench/load_common.h"
+#include "tools/bench/open_loop.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (cluster.json).");
 ABSL_FLAG(std::string, keys_dir, "",
@@ -38,6 +46,17 @@ ABSL_FLAG(uint32_t, batch, 100, "Transfers per request (B).");
 ABSL_FLAG(double, duration, 10, "Measured seconds (S).");
 ABSL_FLAG(double, warmup, 1, "Seconds of load before measuring.");
 ABSL_FLAG(double, deadline, 10, "Per-request deadline in seconds.");
+ABSL_FLAG(double, rate, 0,
+          "Open loop: offered requests/s (0: closed loop). --clients is then "
+          "the cap on calls in flight.");
+ABSL_FLAG(std::string, arrivals, "poisson",
+          "Open loop: poisson (exponential gaps) or fixed (evenly spaced).");
+ABSL_FLAG(uint64_t, seed, 1, "Open loop: seed of the Poisson arrivals.");
+ABSL_FLAG(double, interval, 1, "Open loop: seconds per interval line.");
+ABSL_FLAG(uint32_t, issuers, 2, "Open loop: threads issuing the arrivals.");
+ABSL_FLAG(bool, retry_refused, true,
+          "Re-send requests that replicas refuse for load until the deadline "
+          "(the SDK's default); false: fail them with RESOURCE_EXHAUSTED.");
 
 namespace pbft::bench {
 namespace {
@@ -51,13 +70,26 @@ struct Stats {
   double max_gap_ms = 0;
 };
 
-struct BenchOptions {
-  std::string config;
-  std::string keys_dir;
-  uint32_t clients = 0;
-  uint32_t batch = 0;
-  absl::Duration duration, warmup, deadline;
-};
+// The open loop's flags into `o`; false after printing what is wrong.
+bool ReadOpenLoopFlags(BenchOptions& o) {
+  o.rate = absl::GetFlag(FLAGS_rate);
+  std::optional<ArrivalKind> kind =
+      ParseArrivalKind(absl::GetFlag(FLAGS_arrivals));
+  if (!kind) {
+    std::cerr << "ledger-bench: --arrivals must be poisson or fixed\n";
+    return false;
+  }
+  o.arrivals = *kind;
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.interval = absl::Seconds(absl::GetFlag(FLAGS_interval));
+  o.issuers = absl::GetFlag(FLAGS_issuers);
+  if (o.rate < 0 || o.interval <= absl::ZeroDuration() || o.issuers == 0) {
+    std::cerr << "ledger-bench: --rate must be >= 0, --interval and "
+                 "--issuers positive\n";
+    return false;
+  }
+  return true;
+}
 
 // The flags, checked; nullopt after printing what is wrong.
 std::optional<BenchOptions> ReadFlags() {
@@ -81,6 +113,8 @@ std::optional<BenchOptions> ReadFlags() {
   o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
   o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
   o.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
+  o.retry_refused = absl::GetFlag(FLAGS_retry_refused);
+  if (!ReadOpenLoopFlags(o)) return std::nullopt;
   return o;
 }
 
@@ -90,10 +124,13 @@ class Bench {
 
   // 0 on success, else the exit code.
   int Run() {
-    if (!OpenClients() || !CreateSoloSink()) return 1;
+    std::optional<std::vector<LoadClient>> clients = OpenLoadClients(o_);
+    if (!clients) return 1;
+    clients_ = *std::move(clients);
     std::cerr << "ledger-bench: " << o_.clients << " clients x " << o_.batch
               << " transfers/request, " << absl::FormatDuration(o_.duration)
-              << " against " << sdk_[0]->replica_count() << " replicas\n";
+              << " against " << clients_[0].sdk->replica_count()
+              << " replicas\n";
     std::vector<std::thread> loops;
     for (uint32_t i = 0; i < o_.clients; ++i) {
       loops.emplace_back([this, i] { ClientLoop(i); });
@@ -108,65 +145,15 @@ class Bench {
   }
 
  private:
-  bool OpenClients() {
-    for (uint32_t c = 1; c <= o_.clients; ++c) {
-      client::ClientOptions co;
-      co.config_path = o_.config;
-      co.key_path = absl::StrCat(o_.keys_dir, "/client-", c, ".key");
-      co.default_deadline = o_.deadline;
-      absl::StatusOr<std::unique_ptr<client::Client>> client =
-          client::Client::Create(co);
-      if (!client.ok()) {
-        std::cerr << "ledger-bench: client " << c << ": "
-                  << client.status().message() << "\n";
-        return false;
-      }
-      sdk_.push_back(*std::move(client));
-    }
-    solo_sink_ = client::MakeId(sdk_[0]->client_id(), 0xb3ac);
-    return true;
-  }
-
-  // With one client there is no peer account to credit: it creates its own
-  // (idempotent across runs: RESULT_CODE_OK or EXISTS).
-  bool CreateSoloSink() {
-    if (o_.clients != 1) return true;
-    ledger::v1::CreateAccount a;
-    *a.mutable_id() = solo_sink_;
-    a.set_ledger(1);
-    absl::StatusOr<ledger::v1::OperationResults> r =
-        sdk_[0]->CreateAccounts({a}, o_.deadline);
-    if (!r.ok()) {
-      std::cerr << "ledger-bench: creating the sink account: "
-                << r.status().message() << "\n";
-      return false;
-    }
-    return true;
-  }
-
-  // Client i's closed loop. Transfer ids: high = client id, low = a random
-  // base + counter, so reruns against the same cluster never collide.
+  // Client i's closed loop.
   void ClientLoop(uint32_t i) {
-    client::Client& c = *sdk_[i];
-    const uint64_t me = c.client_id();
-    const uint64_t peer = (i + 1) % o_.clients + 1;
-    std::string rnd = crypto::RandomBytes(8);
-    uint64_t counter = 0;
-    for (char ch : rnd) counter = (counter << 8) | static_cast<uint8_t>(ch);
-    counter &= 0x0000ffffffffffffull;
+    LoadClient& c = clients_[i];
+    const uint64_t me = c.sdk->client_id();
     while (!stop_.load()) {
-      std::vector<ledger::v1::Transfer> ts(o_.batch);
-      for (ledger::v1::Transfer& t : ts) {
-        *t.mutable_id() = client::MakeId(me, ++counter);
-        *t.mutable_debit_account_id() = client::MakeId(0, me);
-        *t.mutable_credit_account_id() =
-            o_.clients == 1 ? solo_sink_ : client::MakeId(0, peer);
-        t.set_amount(1);
-        t.set_ledger(1);
-      }
+      const ledger::v1::OperationBatch b = c.NextBatch(o_.batch);
       const absl::Time start = absl::Now();
       absl::StatusOr<ledger::v1::OperationResults> r =
-          c.Transfers(ts, o_.deadline);
+          c.sdk->Submit(b, o_.deadline);
       const double ms = absl::ToDoubleMilliseconds(absl::Now() - start);
       if (measuring_.load()) Count(me, r, ms);
     }
@@ -242,7 +229,7 @@ class Bench {
         "\"not_ok\":%llu,\"max_gap_ms\":%.0f}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
-        sdk_[0]->replica_count(), o_.clients, o_.batch, secs,
+        clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
         static_cast<unsigned long long>(stats_.requests),
         static_cast<unsigned long long>(stats_.errors),
         static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms);
@@ -250,8 +237,7 @@ class Bench {
   }
 
   const BenchOptions o_;
-  std::vector<std::unique_ptr<client::Client>> sdk_;
-  ledger::v1::Uint128 solo_sink_;
+  std::vector<LoadClient> clients_;
   Stats stats_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> measuring_{false};
@@ -260,6 +246,7 @@ class Bench {
 int Run() {
   std::optional<BenchOptions> o = ReadFlags();
   if (!o) return 2;
+  if (o->rate > 0) return RunOpenLoop(*std::move(o));
   return Bench(*std::move(o)).Run();
 }
 
@@ -272,6 +259,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   pbft::ParseFlags(
       argc, argv,
-      "ledger-bench --config FILE --clients C --batch B --duration S");
+      "ledger-bench --config FILE --clients C --batch B --duration S "
+      "[--rate R]");
   return pbft::bench::Run();
 }

@@ -1,0 +1,81 @@
+#include "tools/bench/load_common.h"
+
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+
+namespace pbft::bench {
+namespace {
+
+// A random base for transfer ids (48 bits).
+uint64_t RandomBase() {
+  uint64_t counter = 0;
+  for (char ch : crypto::RandomBytes(8)) {
+    counter = (counter << 8) | static_cast<uint8_t>(ch);
+  }
+  return counter & 0x0000ffffffffffffull;
+}
+
+// With one client there is no peer account to credit: it creates its own
+// (RESULT_CODE_OK or EXISTS).
+bool CreateSoloSink(const BenchOptions& o, LoadClient& c) {
+  ledger::v1::CreateAccount a;
+  *a.mutable_id() = c.credit;
+  a.set_ledger(1);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c.sdk->CreateAccounts({a}, o.deadline);
+  if (!r.ok()) {
+    std::cerr << "ledger-bench: creating the sink account: "
+              << r.status().message() << "\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+ledger::v1::OperationBatch LoadClient::NextBatch(uint32_t batch) {
+  ledger::v1::OperationBatch b;
+  const uint64_t me = sdk->client_id();
+  for (uint32_t i = 0; i < batch; ++i) {
+    ledger::v1::Transfer* t = b.add_operations()->mutable_transfer();
+    *t->mutable_id() = client::MakeId(me, ++counter);
+    *t->mutable_debit_account_id() = debit;
+    *t->mutable_credit_account_id() = credit;
+    t->set_amount(1);
+    t->set_ledger(1);
+  }
+  return b;
+}
+
+std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
+  std::vector<LoadClient> out;
+  for (uint32_t c = 1; c <= o.clients; ++c) {
+    client::ClientOptions co;
+    co.config_path = o.config;
+    co.key_path = absl::StrCat(o.keys_dir, "/client-", c, ".key");
+    co.default_deadline = o.deadline;
+    co.retry_refused = o.retry_refused;
+    absl::StatusOr<std::unique_ptr<client::Client>> sdk =
+        client::Client::Create(co);
+    if (!sdk.ok()) {
+      std::cerr << "ledger-bench: client " << c << ": "
+                << sdk.status().message() << "\n";
+      return std::nullopt;
+    }
+    LoadClient lc;
+    lc.sdk = *std::move(sdk);
+    lc.counter = RandomBase();
+    const uint64_t me = lc.sdk->client_id();
+    lc.debit = client::MakeId(0, me);
+    lc.credit = o.clients == 1 ? client::MakeId(me, 0xb3ac)
+                               : client::MakeId(0, c % o.clients + 1);
+    out.push_back(std::move(lc));
+  }
+  if (o.clients == 1 && !CreateSoloSink(o, out[0])) return std::nullopt;
+  return out;
+}
+
+}  // namespace pbft::bench

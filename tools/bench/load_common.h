@@ -1,0 +1,57 @@
+// What ledger-bench's closed and open loops share: the options, and one SDK
+// client per client key with the transfers it sends.
+#ifndef PBFT_LEDGER_TOOLS_BENCH_LOAD_COMMON_H_
+#define PBFT_LEDGER_TOOLS_BENCH_LOAD_COMMON_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "common/proto_names.h"
+#include "tools/bench/arrivals.h"
+
+namespace pbft::bench {
+
+struct BenchOptions {
+  std::string config;
+  std::string keys_dir;
+  uint32_t clients = 0;
+  uint32_t batch = 0;
+  absl::Duration duration, warmup, deadline;
+  // client::ClientOptions::retry_refused of every client.
+  bool retry_refused = true;
+  // Open loop (rate > 0): offered requests/s, arrival kind and seed, the
+  // interval of the per-interval lines, threads issuing arrivals.
+  double rate = 0;
+  ArrivalKind arrivals = ArrivalKind::kPoisson;
+  uint64_t seed = 1;
+  absl::Duration interval;
+  uint32_t issuers = 1;
+};
+
+// Client key i+1 of the config: its SDK client and its transfers. Every
+// transfer moves 1 unit from the client's genesis account (id = client id)
+// to the next client's (with one client, to a sink account of its own).
+// Transfer ids: high = client id, low = a random base + counter, so reruns
+// against the same cluster never collide. Not thread-safe: one caller at a
+// time.
+struct LoadClient {
+  std::unique_ptr<client::Client> sdk;
+  uint64_t counter = 0;
+  ledger::v1::Uint128 debit, credit;
+
+  // The next request of `batch` transfers.
+  ledger::v1::OperationBatch NextBatch(uint32_t batch);
+};
+
+// Clients 1..o.clients, keys from o.keys_dir; with one client, its sink
+// account created (idempotent across runs). nullopt after printing why not.
+std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o);
+
+}  // namespace pbft::bench
+
+#endif  // PBFT_LEDGER_TOOLS_BENCH_LOAD_COMMON_H_
