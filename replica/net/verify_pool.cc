@@ -10,6 +10,11 @@
 namespace pbft::net {
 namespace {
 constexpr size_t kVerifiedCacheMax = 1 << 16;
+
+// What an envelope is charged in its sender's share of the queue.
+size_t QueueBytes(const pbft::v1::Envelope& e) {
+  return e.payload().size() + e.signature().size() + 32;
+}
 }  // namespace
 
 Digest VerifiedCache::Key(const pbft::v1::Envelope& e) {
@@ -62,7 +67,7 @@ const char* DropReasonName(DropReason r) {
 
 VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
                        const WireLimits& limits, QueueShare share,
-                       Deliver deliver)
+                       DeliverMany deliver)
     : verifier_(verifier),
       limits_(limits),
       deliver_(std::move(deliver)),
@@ -76,6 +81,15 @@ VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
   CHECK_GT(threads, 0);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
+
+VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
+                       const WireLimits& limits, QueueShare share,
+                       Deliver deliver)
+    : VerifyPool(
+          verifier, threads, limits, share,
+          [deliver = std::move(deliver)](std::vector<pbft::v1::Envelope>* es) {
+            for (pbft::v1::Envelope& e : *es) deliver(std::move(e));
+          }) {}
 
 VerifyPool::~VerifyPool() {
   queue_.Close();
@@ -94,7 +108,7 @@ uint64_t VerifyPool::dropped(DropReason r) const {
   return total;
 }
 
-bool VerifyPool::Submit(pbft::v1::Envelope e) {
+bool VerifyPool::Admissible(const pbft::v1::Envelope& e, size_t* source) {
   // Cheap first: a payload over its type's limit is never queued.
   const size_t max = limits_.PayloadMax(e.type());
   if (e.payload().size() > max) {
@@ -102,15 +116,44 @@ bool VerifyPool::Submit(pbft::v1::Envelope e) {
           max == 0 ? DropReason::kBadEnvelope : DropReason::kOversizeForType);
     return false;
   }
-  const size_t source = Source(e);
-  if (!WithinWindowAllowance(e, source)) {
-    by_sender_[Slot(source, DropReason::kOutOfWindowThrottled)]++;
+  *source = Source(e);
+  if (!WithinWindowAllowance(e, *source)) {
+    by_sender_[Slot(*source, DropReason::kOutOfWindowThrottled)]++;
     return false;
   }
-  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  return true;
+}
+
+bool VerifyPool::Submit(pbft::v1::Envelope e) {
+  size_t source = 0;
+  if (!Admissible(e, &source)) return false;
+  const size_t bytes = QueueBytes(e);
   if (queue_.Push(source, std::move(e), bytes).accepted) return true;
   by_sender_[Slot(source, DropReason::kQueueFull)]++;
   return false;
+}
+
+size_t VerifyPool::SubmitMany(std::vector<pbft::v1::Envelope>* es) {
+  using Queue = FairQueue<pbft::v1::Envelope>;
+  std::vector<Queue::Entry> entries;
+  entries.reserve(es->size());
+  for (pbft::v1::Envelope& e : *es) {
+    size_t source = 0;
+    if (!Admissible(e, &source)) continue;
+    const size_t bytes = QueueBytes(e);
+    entries.push_back({source, std::move(e), bytes});
+  }
+  std::vector<Queue::PushResult> results;
+  queue_.PushMany(&entries, &results);
+  size_t queued = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (results[i].accepted) {
+      ++queued;
+    } else {
+      by_sender_[Slot(entries[i].source, DropReason::kQueueFull)]++;
+    }
+  }
+  return queued;
 }
 
 bool VerifyPool::WithinWindowAllowance(const pbft::v1::Envelope& e,
@@ -217,21 +260,26 @@ DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
 }
 
 void VerifyPool::Run() {
-  std::vector<pbft::v1::Envelope> one;
+  std::vector<pbft::v1::Envelope> batch;
+  std::vector<pbft::v1::Envelope> verified;
   while (true) {
-    one.clear();
-    if (queue_.PopMany(&one, 1, absl::Seconds(1)) == 0) {
+    batch.clear();
+    if (queue_.PopMany(&batch, kWorkerBatch, absl::Seconds(1),
+                       kWorkerBatchBytes) == 0) {
       if (queue_.closed()) return;
       continue;
     }
-    pbft::v1::Envelope& e = one.front();
-    DropReason r = Check(e);
-    if (r != DropReason::kCount) {
-      Count(e, r);
-      continue;
+    verified.clear();
+    for (pbft::v1::Envelope& e : batch) {
+      DropReason r = Check(e);
+      if (r != DropReason::kCount) {
+        Count(e, r);
+        continue;
+      }
+      verified_.fetch_add(1);
+      verified.push_back(std::move(e));
     }
-    verified_.fetch_add(1);
-    deliver_(std::move(e));
+    if (!verified.empty()) deliver_(&verified);
   }
 }
 
