@@ -108,10 +108,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
 }
 
 // ReplicaNode's transport: one PeerSender (gRPC stream) per peer, created
-// when the servers start; messages to a peer without one are dropped. Send
-// and Broadcast collect a Ready's messages per peer (core thread only);
-// Flush hands each peer its lot in one queue push, one wake-up of its
-// sender thread.
+// when the servers start; messages to a peer without one are dropped.
 class PeerTransport final : public node::Transport {
  public:
   explicit PeerTransport(
@@ -119,29 +116,16 @@ class PeerTransport final : public node::Transport {
       : peers_(peers) {}
   void Send(ReplicaId to, const pbft::v1::Envelope& e) override {
     const uint32_t i = to.value();
-    if (i < peers_->size() && (*peers_)[i] != nullptr) Pending(i).push_back(e);
+    if (i < peers_->size() && (*peers_)[i] != nullptr) (*peers_)[i]->Send(e);
   }
   void Broadcast(const pbft::v1::Envelope& e) override {
-    for (uint32_t i = 0; i < peers_->size(); ++i) {
-      if ((*peers_)[i] != nullptr) Pending(i).push_back(e);
-    }
-  }
-  void Flush() override {
-    for (uint32_t i = 0; i < pending_.size(); ++i) {
-      if (pending_[i].empty()) continue;
-      (*peers_)[i]->SendMany(&pending_[i]);
-      pending_[i].clear();
+    for (const auto& p : *peers_) {
+      if (p != nullptr) p->Send(e);
     }
   }
 
  private:
-  std::vector<pbft::v1::Envelope>& Pending(uint32_t peer) {
-    if (pending_.size() < peers_->size()) pending_.resize(peers_->size());
-    return pending_[peer];
-  }
-
   const std::vector<std::unique_ptr<net::PeerSender>>* peers_;
-  std::vector<std::vector<pbft::v1::Envelope>> pending_;  // Per peer.
 };
 
 class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
@@ -312,9 +296,7 @@ absl::Status ReplicaServerImpl::OpenNode(const core::Options& o) {
   fetch_ = std::make_unique<FetchServer>(
       fo, state_machine_.get(), storage_.get(), &signer_,
       [this](uint32_t peer, pbft::v1::Envelope e) {
-        // The fetch server's thread: straight to the peer's sender.
-        if (peer < peers_.size() && peers_[peer] != nullptr)
-          peers_[peer]->Send(std::move(e));
+        transport_.Send(ReplicaId(peer), e);
       });
   node::ReplicaNodeDeps deps;
   deps.signer = &core_signer_;

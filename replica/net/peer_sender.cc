@@ -47,26 +47,6 @@ bool PeerSender::Send(pbft::v1::Envelope e) {
   return r.accepted;
 }
 
-size_t PeerSender::SendMany(std::vector<pbft::v1::Envelope>* es) {
-  using Queue = FairQueue<pbft::v1::Envelope>;
-  std::vector<Queue::Entry> entries;
-  entries.reserve(es->size());
-  for (pbft::v1::Envelope& e : *es) {
-    const size_t bytes = e.payload().size() + e.signature().size() + 32;
-    entries.push_back({0, std::move(e), bytes});
-  }
-  std::vector<Queue::PushResult> results;
-  queue_.PushMany(&entries, &results);
-  size_t queued = 0;
-  uint64_t dropped = 0;
-  for (const Queue::PushResult& r : results) {
-    queued += r.accepted ? 1 : 0;
-    dropped += r.dropped_oldest + (r.accepted ? 0 : 1);
-  }
-  dropped_.fetch_add(dropped);
-  return queued;
-}
-
 void PeerSender::Run() {
   absl::Duration backoff = options_.backoff_initial;
   while (!stopping_) {

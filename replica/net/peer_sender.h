@@ -18,7 +18,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -51,9 +50,6 @@ class PeerSender {
   // Queues `e`, dropping (and counting) the oldest queued messages when the
   // queue is over its count or byte limit. False once stopped.
   bool Send(pbft::v1::Envelope e);
-  // Send for each of `es` (moved out) under one queue lock, so the sender
-  // thread is woken once for the lot. Returns how many were queued.
-  size_t SendMany(std::vector<pbft::v1::Envelope>* es);
 
   uint32_t peer_id() const { return peer_id_; }
   // The channel to the peer is up (asking also starts connecting, so an

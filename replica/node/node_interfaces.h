@@ -86,10 +86,6 @@ class Transport {
   virtual void Send(ReplicaId to, const pbft::v1::Envelope& e) = 0;
   // To every replica but this one.
   virtual void Broadcast(const pbft::v1::Envelope& e) = 0;
-  // The node calls this after the sends of each Ready: a transport may hold
-  // what Send and Broadcast gave it until then, to hand each peer the whole
-  // Ready's messages at once.
-  virtual void Flush() {}
 };
 
 // Client calls waiting for their reply (best effort).

@@ -91,7 +91,7 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
                           absl::StrCat("protocol store: ", s.message()));
     }
   }
-  // 2. Send (any order), then let the transport pass them on together.
+  // 2. Send (any order).
   for (const core::Outbound& m : ready.messages) {
     if (m.broadcast) {
       deps_.transport->Broadcast(m.envelope);
@@ -99,7 +99,6 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
       deps_.transport->Send(m.to, m.envelope);
     }
   }
-  if (!ready.messages.empty()) deps_.transport->Flush();
   // 3. Execute in seq order; the core hands out each seq once.
   for (const core::CommittedBatch& b : ready.execute) {
     if (absl::Status s = Execute(b); !s.ok()) return s;
