@@ -16,7 +16,6 @@
 #define PBFT_LEDGER_COMMON_FAIR_QUEUE_H_
 
 #include <cstddef>
-#include <cstdint>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -51,55 +50,36 @@ class FairQueue {
   // `source` < sources(); `bytes` is what the item is charged.
   PushResult Push(size_t source, T item, size_t bytes) {
     CHECK_LT(source, sources_.size());
+    PushResult r;
     absl::MutexLock l(&mu_);
-    return PushLocked(source, std::move(item), bytes);
-  }
-
-  // One item of PushMany: where it goes and what it is charged.
-  struct Entry {
-    size_t source = 0;
-    T item;
-    size_t bytes = 0;
-  };
-  // Push for each entry in order, each judged against its source's share
-  // exactly as Push judges it, but under one lock: a waiting consumer is
-  // woken once for the lot, not once per item. Moves the accepted items
-  // out (a refused entry keeps its item); `results` gets one PushResult
-  // per entry.
-  void PushMany(std::vector<Entry>* entries, std::vector<PushResult>* results) {
-    results->clear();
-    results->reserve(entries->size());
-    for (const Entry& e : *entries) CHECK_LT(e.source, sources_.size());
-    absl::MutexLock l(&mu_);
-    for (Entry& e : *entries) {
-      results->push_back(PushLocked(e.source, std::move(e.item), e.bytes));
+    if (closed_) return r;
+    Source& s = sources_[source];
+    while (!s.items.empty() && !Fits(s, bytes)) {
+      if (overflow_ == Overflow::kRefuseNew) return r;
+      s.bytes -= s.items.front().second;
+      s.items.pop_front();
+      --size_;
+      ++r.dropped_oldest;
     }
+    s.items.emplace_back(std::move(item), bytes);
+    s.bytes += bytes;
+    ++size_;
+    r.accepted = true;
+    return r;
   }
 
   // Moves up to `max` items into `out` (appending), one source at a time in
-  // turn, waiting up to `timeout` for the first. Stops before an item that
-  // would take the bytes taken over `bytes_max` (the first is always
-  // taken). Returns how many.
-  size_t PopMany(std::vector<T>* out, size_t max, absl::Duration timeout,
-                 size_t bytes_max = SIZE_MAX) {
+  // turn, waiting up to `timeout` for the first. Returns how many.
+  size_t PopMany(std::vector<T>* out, size_t max, absl::Duration timeout) {
     absl::MutexLock l(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(this, &FairQueue::ReadyToPop),
                          timeout);
     size_t n = 0;
-    size_t bytes = 0;
     while (n < max && size_ > 0) {
       Source& s = sources_[next_];
-      if (s.items.empty()) {
-        next_ = (next_ + 1) % sources_.size();
-        continue;
-      }
-      const size_t item_bytes = s.items.front().second;
-      if (n > 0 && (bytes >= bytes_max || item_bytes > bytes_max - bytes)) {
-        break;  // The source stays next in turn.
-      }
       next_ = (next_ + 1) % sources_.size();
-      bytes += item_bytes;
-      s.bytes -= item_bytes;
+      if (s.items.empty()) continue;
+      s.bytes -= s.items.front().second;
       out->push_back(std::move(s.items.front().first));
       s.items.pop_front();
       --size_;
@@ -132,26 +112,6 @@ class FairQueue {
     std::deque<std::pair<T, size_t>> items;
     size_t bytes = 0;
   };
-
-  // Moves `item` in only if it is accepted.
-  PushResult PushLocked(size_t source, T&& item, size_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PushResult r;
-    if (closed_) return r;
-    Source& s = sources_[source];
-    while (!s.items.empty() && !Fits(s, bytes)) {
-      if (overflow_ == Overflow::kRefuseNew) return r;
-      s.bytes -= s.items.front().second;
-      s.items.pop_front();
-      --size_;
-      ++r.dropped_oldest;
-    }
-    s.items.emplace_back(std::move(item), bytes);
-    s.bytes += bytes;
-    ++size_;
-    r.accepted = true;
-    return r;
-  }
 
   bool Fits(const Source& s, size_t bytes) const {
     return s.items.size() < share_.count_max &&

@@ -157,7 +157,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   absl::Status OpenStorage();
   absl::Status StartServers();
   void CoreLoop();
-  void Admit(std::vector<pbft::v1::Envelope>* es);
+  void Admit(pbft::v1::Envelope e);
   void Refused(uint64_t peer, ShellRefusal r);
   void MirrorRefusals();
   void Handle(pbft::v1::Envelope e);
@@ -239,7 +239,7 @@ absl::Status ReplicaServerImpl::Init() {
   pool_ = std::make_unique<net::VerifyPool>(
       &verifier_, options_.verify_threads, limits_,
       PeerShare(cluster_, options_),
-      [this](std::vector<pbft::v1::Envelope>* es) { Admit(es); });
+      [this](pbft::v1::Envelope e) { Admit(std::move(e)); });
   core_verifier_.set_pool(pool_.get());
   replica_service_ = std::make_unique<net::ReplicaServiceImpl>(pool_.get());
   net::ClientService::Handlers h;
@@ -464,26 +464,16 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
   return absl::OkStatus();
 }
 
-// Verified messages from peers (a verification pool thread's batch): each
-// into its peer's share of the intake, under one lock, so the core thread
-// is woken once for the batch. The node hands FETCH_REQUESTs to the fetch
+// A verified message from a peer (verification pool thread): into the
+// peer's share of the intake. The node hands FETCH_REQUESTs to the fetch
 // server (throttled per peer there) on the core thread.
-void ReplicaServerImpl::Admit(std::vector<pbft::v1::Envelope>* es) {
-  std::vector<Inbox::Entry> entries;
-  entries.reserve(es->size());
-  for (pbft::v1::Envelope& e : *es) {
-    const size_t source =
-        e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : e.sender();
-    const size_t bytes = e.payload().size() + e.signature().size() + 32;
-    entries.push_back({source, std::move(e), bytes});
-  }
-  std::vector<Inbox::PushResult> results;
-  inbox_.PushMany(&entries, &results);
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (!results[i].accepted) {
-      Refused(entries[i].item.sender(), ShellRefusal::kInboxFull);
-    }
-  }
+void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
+  const uint64_t from = e.sender();
+  const size_t source =
+      e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : from;
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
+  if (!inbox_.Push(source, std::move(e), bytes).accepted)
+    Refused(from, ShellRefusal::kInboxFull);
 }
 
 void ReplicaServerImpl::Refused(uint64_t peer, ShellRefusal r) {

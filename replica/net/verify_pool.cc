@@ -10,11 +10,6 @@
 namespace pbft::net {
 namespace {
 constexpr size_t kVerifiedCacheMax = 1 << 16;
-
-// What an envelope is charged in its sender's share of the queue.
-size_t QueueBytes(const pbft::v1::Envelope& e) {
-  return e.payload().size() + e.signature().size() + 32;
-}
 }  // namespace
 
 Digest VerifiedCache::Key(const pbft::v1::Envelope& e) {
@@ -67,7 +62,7 @@ const char* DropReasonName(DropReason r) {
 
 VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
                        const WireLimits& limits, QueueShare share,
-                       DeliverMany deliver)
+                       Deliver deliver)
     : verifier_(verifier),
       limits_(limits),
       deliver_(std::move(deliver)),
@@ -81,15 +76,6 @@ VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
   CHECK_GT(threads, 0);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
-
-VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
-                       const WireLimits& limits, QueueShare share,
-                       Deliver deliver)
-    : VerifyPool(
-          verifier, threads, limits, share,
-          [deliver = std::move(deliver)](std::vector<pbft::v1::Envelope>* es) {
-            for (pbft::v1::Envelope& e : *es) deliver(std::move(e));
-          }) {}
 
 VerifyPool::~VerifyPool() {
   queue_.Close();
@@ -108,7 +94,7 @@ uint64_t VerifyPool::dropped(DropReason r) const {
   return total;
 }
 
-bool VerifyPool::Admissible(const pbft::v1::Envelope& e, size_t* source) {
+bool VerifyPool::Submit(pbft::v1::Envelope e) {
   // Cheap first: a payload over its type's limit is never queued.
   const size_t max = limits_.PayloadMax(e.type());
   if (e.payload().size() > max) {
@@ -116,44 +102,15 @@ bool VerifyPool::Admissible(const pbft::v1::Envelope& e, size_t* source) {
           max == 0 ? DropReason::kBadEnvelope : DropReason::kOversizeForType);
     return false;
   }
-  *source = Source(e);
-  if (!WithinWindowAllowance(e, *source)) {
-    by_sender_[Slot(*source, DropReason::kOutOfWindowThrottled)]++;
+  const size_t source = Source(e);
+  if (!WithinWindowAllowance(e, source)) {
+    by_sender_[Slot(source, DropReason::kOutOfWindowThrottled)]++;
     return false;
   }
-  return true;
-}
-
-bool VerifyPool::Submit(pbft::v1::Envelope e) {
-  size_t source = 0;
-  if (!Admissible(e, &source)) return false;
-  const size_t bytes = QueueBytes(e);
+  const size_t bytes = e.payload().size() + e.signature().size() + 32;
   if (queue_.Push(source, std::move(e), bytes).accepted) return true;
   by_sender_[Slot(source, DropReason::kQueueFull)]++;
   return false;
-}
-
-size_t VerifyPool::SubmitMany(std::vector<pbft::v1::Envelope>* es) {
-  using Queue = FairQueue<pbft::v1::Envelope>;
-  std::vector<Queue::Entry> entries;
-  entries.reserve(es->size());
-  for (pbft::v1::Envelope& e : *es) {
-    size_t source = 0;
-    if (!Admissible(e, &source)) continue;
-    const size_t bytes = QueueBytes(e);
-    entries.push_back({source, std::move(e), bytes});
-  }
-  std::vector<Queue::PushResult> results;
-  queue_.PushMany(&entries, &results);
-  size_t queued = 0;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (results[i].accepted) {
-      ++queued;
-    } else {
-      by_sender_[Slot(entries[i].source, DropReason::kQueueFull)]++;
-    }
-  }
-  return queued;
 }
 
 bool VerifyPool::WithinWindowAllowance(const pbft::v1::Envelope& e,
@@ -260,26 +217,21 @@ DropReason VerifyPool::Check(const pbft::v1::Envelope& e) {
 }
 
 void VerifyPool::Run() {
-  std::vector<pbft::v1::Envelope> batch;
-  std::vector<pbft::v1::Envelope> verified;
+  std::vector<pbft::v1::Envelope> one;
   while (true) {
-    batch.clear();
-    if (queue_.PopMany(&batch, kWorkerBatch, absl::Seconds(1),
-                       kWorkerBatchBytes) == 0) {
+    one.clear();
+    if (queue_.PopMany(&one, 1, absl::Seconds(1)) == 0) {
       if (queue_.closed()) return;
       continue;
     }
-    verified.clear();
-    for (pbft::v1::Envelope& e : batch) {
-      DropReason r = Check(e);
-      if (r != DropReason::kCount) {
-        Count(e, r);
-        continue;
-      }
-      verified_.fetch_add(1);
-      verified.push_back(std::move(e));
+    pbft::v1::Envelope& e = one.front();
+    DropReason r = Check(e);
+    if (r != DropReason::kCount) {
+      Count(e, r);
+      continue;
     }
-    if (!verified.empty()) deliver_(&verified);
+    verified_.fetch_add(1);
+    deliver_(std::move(e));
   }
 }
 

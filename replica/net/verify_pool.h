@@ -73,23 +73,12 @@ const char* DropReasonName(DropReason r);
 class VerifyPool {
  public:
   using Deliver = std::function<void(pbft::v1::Envelope)>;
-  // The verified envelopes of one worker's batch, in the order taken; the
-  // callee may move them out.
-  using DeliverMany = std::function<void(std::vector<pbft::v1::Envelope>*)>;
 
-  // `verifier` must outlive the pool. `deliver` runs on a worker thread,
-  // once per batch a worker took off the queue (up to kWorkerBatch
-  // envelopes and, beyond the first, kWorkerBatchBytes as the queue charges
-  // them, round robin across senders). Senders 0..limits.n-1 each
-  // have `share` of the queue; anything claiming another sender shares one
-  // more.
-  VerifyPool(const EnvelopeVerifier* verifier, int threads,
-             const WireLimits& limits, QueueShare share, DeliverMany deliver);
-  // The same, delivering one envelope at a time.
+  // `verifier` must outlive the pool. `deliver` runs on a worker thread.
+  // Senders 0..limits.n-1 each have `share` of the queue; anything claiming
+  // another sender shares one more.
   VerifyPool(const EnvelopeVerifier* verifier, int threads,
              const WireLimits& limits, QueueShare share, Deliver deliver);
-  static constexpr size_t kWorkerBatch = 32;
-  static constexpr size_t kWorkerBatchBytes = 1 << 20;
   ~VerifyPool();
   VerifyPool(const VerifyPool&) = delete;
   VerifyPool& operator=(const VerifyPool&) = delete;
@@ -97,10 +86,6 @@ class VerifyPool {
   // Queues `e` for verification; false (and counted) if it is over its
   // type's limit or its sender's share is full.
   bool Submit(pbft::v1::Envelope e);
-  // Submit for each of `es` (moved out), with one queue lock for all that
-  // pass the checks before the queue, so that a waiting worker is woken
-  // once for the lot. Returns how many were queued.
-  size_t SubmitMany(std::vector<pbft::v1::Envelope>* es);
 
   // The core's window (h, H], published by its owner: votes and checkpoints
   // at or below h or beyond H + (H - h) are useful to the core only as a
@@ -133,9 +118,6 @@ class VerifyPool {
 
  private:
   void Run();
-  // Submit's checks before the queue: false (and counted) if `e` is over
-  // its type's limit or outside the window allowance. Sets `source`.
-  bool Admissible(const pbft::v1::Envelope& e, size_t* source);
   // False if `e` is a vote or checkpoint outside the window and its
   // sender's out-of-window allowance is spent.
   bool WithinWindowAllowance(const pbft::v1::Envelope& e, size_t source);
@@ -153,7 +135,7 @@ class VerifyPool {
 
   const EnvelopeVerifier* verifier_;
   const WireLimits limits_;
-  DeliverMany deliver_;
+  Deliver deliver_;
   FairQueue<pbft::v1::Envelope> queue_;
   VerifiedCache cache_;
   // (limits.n + 1) x DropReason::kCount counters.

@@ -3,8 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace pbft {
 namespace {
@@ -52,75 +50,6 @@ TEST(FairQueueTest, DropOldestMakesRoomAndReportsIt) {
   std::vector<std::string> out;
   q.PopMany(&out, 10, absl::ZeroDuration());
   EXPECT_EQ(out, (std::vector<std::string>{"4", "huge"}));
-}
-
-TEST(FairQueueTest, PushManyJudgesEachEntryAgainstItsOwnShare) {
-  Queue q(2, {.count_max = 2, .bytes_max = 100}, Queue::Overflow::kRefuseNew);
-  std::vector<Queue::Entry> entries = {
-      {0, "a0", 1}, {0, "a1", 1}, {0, "a2", 1}, {1, "b0", 1}, {1, "big", 500}};
-  std::vector<Queue::PushResult> results;
-  q.PushMany(&entries, &results);
-  ASSERT_EQ(results.size(), 5u);
-  EXPECT_TRUE(results[0].accepted);
-  EXPECT_TRUE(results[1].accepted);
-  EXPECT_FALSE(results[2].accepted);  // Source 0's share holds two.
-  EXPECT_TRUE(results[3].accepted);
-  EXPECT_FALSE(results[4].accepted);  // Over source 1's bytes.
-  // A refused entry keeps its item, so the caller can count it by sender.
-  EXPECT_EQ(entries[2].item, "a2");
-  EXPECT_EQ(entries[4].item, "big");
-  std::vector<std::string> out;
-  ASSERT_EQ(q.PopMany(&out, 10, absl::ZeroDuration()), 3u);
-  EXPECT_EQ(out, (std::vector<std::string>{"a0", "b0", "a1"}));
-}
-
-TEST(FairQueueTest, PushManyWakesAWaitingConsumerWithTheWholeLot) {
-  Queue q(1, {.count_max = 100, .bytes_max = 1000},
-          Queue::Overflow::kRefuseNew);
-  std::vector<std::string> out;
-  std::thread consumer([&] { q.PopMany(&out, 100, absl::Seconds(30)); });
-  // Whenever the consumer wakes, the lot is there: it was pushed under one
-  // lock, so the consumer's single pop takes all of it.
-  std::vector<Queue::Entry> entries = {{0, "x", 1}, {0, "y", 1}, {0, "z", 1}};
-  std::vector<Queue::PushResult> results;
-  q.PushMany(&entries, &results);
-  consumer.join();
-  EXPECT_EQ(out, (std::vector<std::string>{"x", "y", "z"}));
-}
-
-TEST(FairQueueTest, PushManyAfterCloseRefusesAll) {
-  Queue q(1, {.count_max = 10, .bytes_max = 10}, Queue::Overflow::kRefuseNew);
-  q.Close();
-  std::vector<Queue::Entry> entries = {{0, "x", 1}, {0, "y", 1}};
-  std::vector<Queue::PushResult> results;
-  q.PushMany(&entries, &results);
-  ASSERT_EQ(results.size(), 2u);
-  EXPECT_FALSE(results[0].accepted);
-  EXPECT_FALSE(results[1].accepted);
-}
-
-TEST(FairQueueTest, PopManyStopsAtItsByteCapAndKeepsTheTurn) {
-  Queue q(2, {.count_max = 10, .bytes_max = 10000},
-          Queue::Overflow::kRefuseNew);
-  for (std::string s : {"a0", "a1", "a2"}) q.Push(0, s, 400);
-  q.Push(1, "b0", 300);
-  std::vector<std::string> out;
-  // a0 (400) + b0 (300) fit 1000; a1 would make 1100.
-  ASSERT_EQ(q.PopMany(&out, 10, absl::ZeroDuration(), 1000), 2u);
-  EXPECT_EQ(out, (std::vector<std::string>{"a0", "b0"}));
-  // The source that did not fit is first in turn next time.
-  out.clear();
-  ASSERT_EQ(q.PopMany(&out, 1, absl::ZeroDuration(), 1000), 1u);
-  EXPECT_EQ(out, (std::vector<std::string>{"a1"}));
-  // Source 1 is next: b1 fits the cap, a2 does not.
-  q.Push(1, "b1", 1);
-  out.clear();
-  ASSERT_EQ(q.PopMany(&out, 10, absl::ZeroDuration(), 100), 1u);
-  EXPECT_EQ(out, (std::vector<std::string>{"b1"}));
-  // The first item is taken even when it alone is over the cap.
-  out.clear();
-  ASSERT_EQ(q.PopMany(&out, 10, absl::ZeroDuration(), 100), 1u);
-  EXPECT_EQ(out, (std::vector<std::string>{"a2"}));
 }
 
 TEST(FairQueueTest, CloseWakesAndRefuses) {
