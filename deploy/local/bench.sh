@@ -113,6 +113,14 @@ cpu_seconds() {
   awk -v t="$total" -v hz="$TICKS" 'BEGIN {printf "%.3f", t / hz}'
 }
 
+# Context switches (voluntary + involuntary, every thread) of the given
+# processes so far.
+ctx_switches() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done \
+    | awk '/ctxt_switches/ {t += $2} END {printf "%d", t}'
+}
+
 # exec-bench on blocks of R requests of B transfers: its JSON line to FILE.
 exec_bench() {
   local r=$1 b=$2 accounts=$3 file=$4
@@ -184,17 +192,19 @@ bound_line() {
   python3 "$BOUND_PY" cell --machine "$WORK/machine.json" --exec "$dir/exec.json" \
     --result "$dir/result.json" --before "$dir/before.json" --after "$dir/after.json" \
     --cpu-s "$(cat "$dir/cpu_s")" --wall-s "$(cat "$dir/wall_s")" --nproc "$NPROC" \
-    --load "$(cat "$dir/load")" --floor-ms "$FLOOR_MS" --checkpoint-interval "$CHECKPOINT"
+    --load "$(cat "$dir/load")" --floor-ms "$FLOOR_MS" --checkpoint-interval "$CHECKPOINT" \
+    --ctx-switches "$(cat "$dir/ctx")"
 }
 
 # ledger-bench against the cell's cluster; with the bound, the replicas'
 # counters before and after, and the CPU all processes used meanwhile.
 measure_cell() {
-  local dir=$1 b=$2 c=$3 cpu0 wall0
+  local dir=$1 b=$2 c=$3 cpu0 ctx0 wall0
   shift 3  # The rest: more ledger-bench flags (the open loop's).
   if (( BOUND )); then
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
     cpu0=$(cpu_seconds "${PIDS[@]}")
+    ctx0=$(ctx_switches "${PIDS[@]}")
     wall0=$(date +%s.%N)
   fi
   TIMEFORMAT='%U %S'
@@ -207,6 +217,7 @@ measure_cell() {
     awk -v a="$cpu0" -v z="$(cpu_seconds "${PIDS[@]}")" \
       '{printf "%.3f", z - a + $1 + $2}' "$dir/bench-time" >"$dir/cpu_s"
     awk -v a="$wall0" -v z="$(date +%s.%N)" 'BEGIN {print z - a}' >"$dir/wall_s"
+    echo $(( $(ctx_switches "${PIDS[@]}") - ctx0 )) >"$dir/ctx"
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/after.json"
     cut -d' ' -f1 /proc/loadavg >"$dir/load"
   fi

@@ -171,6 +171,13 @@ class CellLine(unittest.TestCase):
                          {"model": 12.0, "measured": 12.0})
         self.assertEqual(line["p50_over_floor"], 2.0)
         self.assertNotIn("latency_floor_in_run_ms", line)  # no writes seen
+        self.assertNotIn("context_switches_per_request", line)
+        line = bound.cell_line(MACHINE, EXEC, result, {"replicas": [zero]},
+                               {"replicas": [after]}, cpu_s=1.0, wall_s=1.0,
+                               nproc=2, load=3.5, n=4, k=128, floor_ms=5.65,
+                               ctx_switches=2500)
+        # 2,500 switches over the 100 requests of the window.
+        self.assertEqual(line["context_switches_per_request"], 25.0)
 
     def test_in_run_floor_only_for_one_client(self):
         zero = bound.parse_metrics("")

@@ -312,7 +312,7 @@ def scrape(config_path):
 
 
 def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
-              n, k, floor_ms):
+              n, k, floor_ms, ctx_switches=None):
     mc = measured_counts(before, after)
     r = mc["requests_per_block"]
     b = result["batch"]
@@ -321,6 +321,11 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
     out["ratio"] = round(result["requests_per_s"] / out["bound_requests_per_s"], 3)
     out["requests_per_block"] = round(r, 2)
     out["cpu_us_per_request_measured"] = round(cpu_s * 1e6 / mc["requests"], 1)
+    if ctx_switches is not None:
+        # Thread hand-offs, counted by the kernel: the replicas' context
+        # switches (all threads, voluntary and not) per executed request.
+        out["context_switches_per_request"] = round(
+            ctx_switches / mc["requests"], 1)
     # On a shared machine the run gets fewer than nproc cores: the bound at
     # the cores it did get (its CPU seconds over the same wall seconds).
     out["cores_used"] = round(cpu_s / wall_s, 2)
@@ -369,6 +374,7 @@ def main(argv):
     c.add_argument("--nproc", type=int, required=True)
     c.add_argument("--load", type=float, required=True)
     c.add_argument("--floor-ms", type=float, required=True)
+    c.add_argument("--ctx-switches", type=float, default=None)
     c.add_argument("--replicas", type=int, default=4)
     c.add_argument("--checkpoint-interval", type=int, default=128)
     a = ap.parse_args(argv)
@@ -383,7 +389,8 @@ def main(argv):
     else:
         out = cell_line(load(a.machine), load(a.exec), load(a.result),
                         load(a.before), load(a.after), a.cpu_s, a.wall_s, a.nproc,
-                        a.load, a.replicas, a.checkpoint_interval, a.floor_ms)
+                        a.load, a.replicas, a.checkpoint_interval, a.floor_ms,
+                        a.ctx_switches)
     print(json.dumps(out, separators=(",", ":")))
 
 
