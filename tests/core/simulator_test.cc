@@ -23,23 +23,35 @@ TEST(Simulator, SameSeedGivesTheSameTrace) {
   EXPECT_NE(sim::RunSimulation(o).trace_digest, a.trace_digest);
 }
 
-TEST(Simulator, EveryScenarioPassesAFewSeeds) {
-  for (const std::string& scenario : sim::ScenarioNames()) {
-    for (uint32_t n : {4u, 7u}) {
-      for (uint64_t seed = 1; seed <= 3; ++seed) {
-        sim::SimOptions o;
-        o.seed = seed;
-        o.replicas = n;
-        o.scenario = scenario;
-        const sim::SimResult r = sim::RunSimulation(o);
-        EXPECT_TRUE(r.ok) << scenario << " n=" << n << " seed=" << seed << ": "
-                          << r.failure;
-        EXPECT_EQ(r.requests_completed, r.requests_submitted);
-        EXPECT_GT(r.requests_completed, 0u);
-      }
+// One test per scenario, so that each is its own ctest with its own time
+// limit (the sanitizer build runs them several times slower).
+class EveryScenario : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryScenario, PassesAFewSeeds) {
+  for (uint32_t n : {4u, 7u}) {
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+      sim::SimOptions o;
+      o.seed = seed;
+      o.replicas = n;
+      o.scenario = GetParam();
+      const sim::SimResult r = sim::RunSimulation(o);
+      EXPECT_TRUE(r.ok) << GetParam() << " n=" << n << " seed=" << seed << ": "
+                        << r.failure;
+      EXPECT_EQ(r.requests_completed, r.requests_submitted);
+      EXPECT_GT(r.requests_completed, 0u);
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Simulator, EveryScenario,
+                         ::testing::ValuesIn(sim::ScenarioNames()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name;
+                         });
 
 TEST(Simulator, RealEd25519SignaturesWork) {
   sim::SimOptions o;
