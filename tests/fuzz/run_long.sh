@@ -28,9 +28,9 @@ if [[ ${#targets[@]} -eq 0 ]]; then
   for d in tests/fuzz/corpus/*/; do targets+=("$(basename "$d")"); done
 fi
 # malloc_context_size: ASan records 10 frames (not 30) of where each block
-# was allocated and freed; recording 30 took some 8% of peer_fuzz's and
-# ledger_fuzz's time (docs/fuzzing.md). A report still has the full stack
-# of the bad access; run a reproducer alone without it for all 30.
+# was allocated and freed, a little cheaper (docs/fuzzing.md "Speed"). A
+# report still has the full stack of the bad access; run a reproducer
+# alone without it for all 30.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:malloc_context_size=10}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # libFuzzer's per-input timeout is wall-clock time: at nice 19 on a busy
