@@ -21,17 +21,17 @@
 #ifndef PBFT_LEDGER_TESTS_FUZZ_FUZZ_HARNESS_H_
 #define PBFT_LEDGER_TESTS_FUZZ_FUZZ_HARNESS_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/check.h"
 #include "common/config.h"
 #include "common/crypto.h"
@@ -124,6 +124,43 @@ inline Digest StateDigestFor(uint64_t seq) {
   return crypto::Sha256(absl::StrCat("fuzz-state-", seq));
 }
 
+// What the harness remembers across inputs (signatures, envelopes and
+// batches that verified): a table of fixed size from a 32-byte key to at
+// most 64 bytes, allocated once. Remembering allocates nothing, so an input
+// that adds to it frees what it allocates: libFuzzer runs an input a second
+// time, to look for a leak, whenever it allocated more than it freed. A new
+// key takes the slot of the one it hashes to.
+class Memo {
+ public:
+  static constexpr size_t kValueMax = 64;
+  // `slots` a power of two.
+  explicit Memo(size_t slots) : slots_(slots) {
+    CHECK_EQ(slots & (slots - 1), 0u);
+  }
+  // The value remembered under `key`, if any.
+  bool Find(const Digest& key, std::string* value) const;
+  void Put(const Digest& key, absl::string_view value);
+  // The key of (`tag`, `a`, `b`, `bytes`).
+  static Digest Key(absl::string_view tag, uint64_t a, uint64_t b,
+                    absl::string_view bytes);
+
+ private:
+  struct Slot {
+    Digest key;
+    bool used = false;
+    uint8_t size = 0;
+    std::array<char, kValueMax> value{};
+  };
+  Slot& SlotOf(const Digest& key) {
+    return slots_[absl::HashOf(key) & (slots_.size() - 1)];
+  }
+  const Slot& SlotOf(const Digest& key) const {
+    return slots_[absl::HashOf(key) & (slots_.size() - 1)];
+  }
+
+  std::vector<Slot> slots_;
+};
+
 // The cluster, its keys and the checks a replica runs on what arrives.
 class TestCluster {
  public:
@@ -132,7 +169,8 @@ class TestCluster {
       : verifier_(factory_.cluster().MakeVerifier()),
         limits_(WireLimits::For(kReplicas, FuzzParams())),
         pool_(&verifier_, 1, limits_, QueueShare{1, 1},
-              [](pbft::v1::Envelope) {}) {}
+              [](pbft::v1::Envelope) {}),
+        remembered_(1 << 16) {}
 
   const test::BlockFactory& factory() const { return factory_; }
   const Cluster& cluster() const { return factory_.cluster(); }
@@ -147,6 +185,14 @@ class TestCluster {
   // fuzzer's inputs repeat most of their records.
   pbft::v1::Envelope Sign(pbft::v1::MessageType type, uint64_t sender,
                           std::string payload) const;
+  // What `signer` (a core's, replica `id`'s) signs, remembered the same
+  // way: the cores of successive inputs send mostly the same messages.
+  pbft::v1::Envelope SignAsCore(const core::Signer& signer, uint32_t id,
+                                pbft::v1::MessageType type,
+                                std::string payload) const;
+  // EnvelopeVerifier::Check(e) == kOk, with the envelopes that passed
+  // remembered (by VerifiedCache::Key: type, sender, payload, signature).
+  bool Verified(const pbft::v1::Envelope& e);
   // VerifyBlockCommit (the ledger's check of an executed batch), with the
   // batches that passed remembered.
   absl::Status VerifyBatch(const ledger::v1::BlockHeader& header,
@@ -165,8 +211,28 @@ class TestCluster {
   EnvelopeVerifier verifier_;
   WireLimits limits_;
   net::VerifyPool pool_;
-  mutable absl::flat_hash_map<std::string, std::string> signatures_;
-  absl::flat_hash_set<Digest> verified_batches_;
+  // Signatures (by type, sender and payload, or for a core by replica,
+  // type and payload), envelopes and batches that verified.
+  mutable Memo remembered_;
+};
+
+// A core's signer: the replica's own core::Ed25519Signer, with what it
+// signed remembered across inputs (TestCluster::SignAsCore). Ed25519
+// signatures are deterministic, so a remembered envelope is the one the
+// signer would make again.
+class CoreSigner final : public core::Signer {
+ public:
+  CoreSigner(const TestCluster* tc, uint32_t id)
+      : tc_(tc), id_(id), signer_(&tc->factory().replica(id)) {}
+  pbft::v1::Envelope Sign(pbft::v1::MessageType type,
+                          std::string payload) const override {
+    return tc_->SignAsCore(signer_, id_, type, std::move(payload));
+  }
+
+ private:
+  const TestCluster* tc_;
+  uint32_t id_;
+  core::Ed25519Signer signer_;
 };
 
 // The core's verifier of nested envelopes, as in the replica: the
@@ -218,7 +284,7 @@ class CoreHarness {
   void CheckSent(const core::Outbound& m);
 
   TestCluster* tc_;
-  core::Ed25519Signer signer_;
+  CoreSigner signer_;
   PoolVerifier verifier_;
   std::unique_ptr<core::Core> core_;
   uint64_t executed_ = 0;

@@ -1,8 +1,8 @@
 // Fuzzes ledger operation decoding and execution: client requests carrying
 // fuzzed ledger.v1.OperationBatch bytes (accounts, transfers, mints,
 // ordered queries), signed by the test cluster's clients, ordered into
-// certified blocks (tests/ledger/block_factory.h) and applied with
-// Ledger::ApplyBlock to a ledger in an in-memory LevelDB, with ordered
+// certified blocks (as tests/ledger/block_factory.h makes them) and applied
+// with Ledger::ApplyBlock to a ledger in an in-memory LevelDB, with ordered
 // queries answered by Ledger::FillQueryAnswers as the replica does after
 // each block.
 //
@@ -47,12 +47,47 @@ pbft::ledger::LedgerOptions Options(leveldb::Env* env) {
   return o;
 }
 
+// What tests/ledger/block_factory.h's MakeBlock(seq, requests) makes (the
+// primary's PRE-PREPARE of view 0 and 2f+1 COMMITs), signed through the
+// harness (TestCluster::Sign), which remembers signatures: the fuzzer's
+// inputs repeat most of their blocks.
+pbft::ledger::BlockInput MakeBlock(
+    const pbft::fuzz::TestCluster& tc, uint64_t seq,
+    const std::vector<pbft::v1::Envelope>& requests) {
+  pbft::ledger::BlockInput in;
+  in.seq = seq;
+  in.timestamp_ms = 1'700'000'000'000 + seq * 10;
+  google::protobuf::RepeatedPtrField<pbft::v1::Envelope> batch(requests.begin(),
+                                                               requests.end());
+  in.batch_digest = pbft::BatchDigest(batch);
+  pbft::v1::PrePrepare pp;
+  pp.set_view(0);
+  pp.set_seq(seq);
+  pp.set_timestamp_ms(in.timestamp_ms);
+  pp.set_batch_digest(in.batch_digest.ToBytes());
+  in.pre_prepare =
+      tc.Sign(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, 0, pp.SerializeAsString());
+  in.pre_prepare.mutable_batch()->Swap(&batch);
+  for (uint32_t i = 0; i < tc.cluster().quorum(); ++i) {
+    const uint32_t id =
+        static_cast<uint32_t>((seq + i) % pbft::fuzz::kReplicas);
+    pbft::v1::Commit c;
+    c.set_view(0);
+    c.set_seq(seq);
+    c.set_batch_digest(in.batch_digest.ToBytes());
+    c.set_replica_id(id);
+    *in.certificate.add_commits() =
+        tc.Sign(pbft::v1::MESSAGE_TYPE_COMMIT, id, c.SerializeAsString());
+  }
+  return in;
+}
+
 class Run {
  public:
-  explicit Run(const pbft::test::BlockFactory* factory)
-      : factory_(factory), env_(leveldb::NewMemEnv(leveldb::Env::Default())) {
-    auto opened = pbft::ledger::Ledger::Open(
-        factory_->cluster(), "/ledger_fuzz", Options(env_.get()));
+  explicit Run(const pbft::fuzz::TestCluster* tc)
+      : tc_(tc), env_(leveldb::NewMemEnv(leveldb::Env::Default())) {
+    auto opened = pbft::ledger::Ledger::Open(tc_->cluster(), "/ledger_fuzz",
+                                             Options(env_.get()));
     CHECK_OK(opened.status());
     ledger_ = std::move(*opened);
     ledgers_.insert(1);
@@ -69,13 +104,13 @@ class Run {
       req.set_operation(r.body);
     }
     NoteLedgers(req.operation());
-    requests_.push_back(factory_->client(client).SignMessage(
-        pbft::v1::MESSAGE_TYPE_REQUEST, req));
+    requests_.push_back(tc_->Sign(pbft::v1::MESSAGE_TYPE_REQUEST, client,
+                                  req.SerializeAsString()));
   }
 
   void EndBlock() {
     const uint64_t seq = ledger_->last_executed() + 1;
-    auto result = ledger_->ApplyBlock(factory_->MakeBlock(seq, requests_));
+    auto result = ledger_->ApplyBlock(MakeBlock(*tc_, seq, requests_));
     CHECK_OK(result.status());
     CHECK_EQ(result->outcomes.size(), requests_.size());
     for (size_t i = 0; i < requests_.size(); ++i) {
@@ -100,8 +135,8 @@ class Run {
     auto table = ledger_->ClientTable();
     CHECK_OK(table.status());
     ledger_.reset();
-    auto opened = pbft::ledger::Ledger::Open(
-        factory_->cluster(), "/ledger_fuzz", Options(env_.get()));
+    auto opened = pbft::ledger::Ledger::Open(tc_->cluster(), "/ledger_fuzz",
+                                             Options(env_.get()));
     CHECK_OK(opened.status());
     ledger_ = std::move(*opened);
     CHECK_EQ(ledger_->head().SerializeAsString(), head);
@@ -159,7 +194,7 @@ class Run {
           code == ledger::v1::RESULT_CODE_TOO_MANY_OPERATIONS);
   }
 
-  const pbft::test::BlockFactory* factory_;
+  const pbft::fuzz::TestCluster* tc_;
   std::unique_ptr<leveldb::Env> env_;
   std::unique_ptr<pbft::ledger::Ledger> ledger_;
   std::vector<pbft::v1::Envelope> requests_;
@@ -168,15 +203,33 @@ class Run {
   std::set<uint32_t> ledgers_;
 };
 
+// The cluster, once per process; first, that MakeBlock above makes what
+// the block factory makes.
+const pbft::fuzz::TestCluster* Cluster() {
+  auto* tc = new pbft::fuzz::TestCluster();
+  const std::vector<pbft::v1::Envelope> requests = {tc->factory().SignRequest(
+      1, 1,
+      pbft::test::Ops(
+          {pbft::test::MintOp(pbft::test::Id(9), pbft::test::Id(1), 5)}))};
+  const pbft::ledger::BlockInput ours = MakeBlock(*tc, 7, requests);
+  const pbft::ledger::BlockInput theirs = tc->factory().MakeBlock(7, requests);
+  CHECK_EQ(ours.pre_prepare.SerializeAsString(),
+           theirs.pre_prepare.SerializeAsString());
+  CHECK_EQ(ours.certificate.SerializeAsString(),
+           theirs.certificate.SerializeAsString());
+  CHECK(ours.batch_digest == theirs.batch_digest);
+  CHECK_EQ(ours.timestamp_ms, theirs.timestamp_ms);
+  return tc;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const pbft::test::BlockFactory* const factory =
-      new pbft::test::BlockFactory();
+  static const pbft::fuzz::TestCluster* const tc = Cluster();
   uint8_t header;
   const std::vector<Record> records =
       pbft::fuzz::ParseRecords(data, size, pbft::fuzz::kRecordsMax, &header);
-  Run run(factory);
+  Run run(tc);
   for (const Record& r : records) {
     run.Add(r);
     if (r.kind & 1) run.EndBlock();
