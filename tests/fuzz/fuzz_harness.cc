@@ -252,6 +252,20 @@ bool CoreHarness::Apply(const Record& r) {
   pbft::v1::Envelope e;
   if (r.kind & 0x80) {
     if (!e.ParseFromString(r.body)) return false;
+  } else if (r.kind & 0x20) {
+    // A whole envelope (a PRE-PREPARE with its batch beside the header),
+    // signed again as `sender`, with what it nests.
+    if (!e.ParseFromString(r.body)) return false;
+    const auto type = static_cast<pbft::v1::MessageType>(r.kind & 0x0f);
+    e.set_type(type);
+    e.set_sender(r.sender);
+    std::string digest;
+    if (type == pbft::v1::MESSAGE_TYPE_PRE_PREPARE) {
+      ResignPrePrepare(*tc_, &e, r.kind & 0x40, &digest);
+    } else {
+      e.set_payload(ResignNested(*tc_, type, e.payload(), r.kind & 0x40));
+      tc_->Resign(&e);
+    }
   } else {
     const auto type = static_cast<pbft::v1::MessageType>(r.kind & 0x0f);
     e = tc_->Sign(type, r.sender,

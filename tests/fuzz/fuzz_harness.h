@@ -199,8 +199,10 @@ class TestCluster {
                            const core::CommittedBatch& b,
                            pbft::v1::PrePrepare* pp);
   // The same envelope signed again by the key of the sender it claims.
+  // Signs `e` again as its claimed sender; its other fields (a
+  // PRE-PREPARE's batch beside the header) stay.
   void Resign(pbft::v1::Envelope* e) const {
-    *e = Sign(e->type(), e->sender(), e->payload());
+    e->set_signature(Sign(e->type(), e->sender(), e->payload()).signature());
   }
 
  private:

@@ -213,8 +213,17 @@ class Sim {
  private:
   void Deliver(uint32_t to, const pbft::v1::Envelope& e) {
     if (down_[to]) return;
-    pbft::fuzz::AppendRecord(&inputs_[to], static_cast<uint8_t>(e.type()),
-                             static_cast<uint8_t>(e.sender()), e.payload());
+    // A PRE-PREPARE's batch travels beside its signed header
+    // (Envelope.batch), so it is recorded whole (kind bit 0x20); everything
+    // else as its payload. The fuzz target signs both again.
+    if (e.batch_size() > 0) {
+      pbft::fuzz::AppendRecord(
+          &inputs_[to], 0x20 | static_cast<uint8_t>(e.type()),
+          static_cast<uint8_t>(e.sender()), e.SerializeAsString());
+    } else {
+      pbft::fuzz::AppendRecord(&inputs_[to], static_cast<uint8_t>(e.type()),
+                               static_cast<uint8_t>(e.sender()), e.payload());
+    }
     CHECK(cores_[to]->Deliver(e));
     if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) Serve(to, e);
   }

@@ -14,6 +14,9 @@
 //     its nested envelopes (requests in a PRE-PREPARE, a FETCH_RESPONSE's
 //     batches, certificates and proof) are signed again by their claimed
 //     senders, and with kind bit 0x40 their batch digests are made to match;
+//   kind bit 0x20: `body` is a whole pbft.v1.Envelope (how a PRE-PREPARE
+//     carries its batch beside the header), signed as above as `sender`
+//     with type t;
 //   kind bit 0x80: `body` is a whole pbft.v1.Envelope, delivered as decoded
 //     (unsigned by the harness).
 // Checked after every input (CoreHarness): the core's invariants; batches
