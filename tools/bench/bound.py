@@ -297,14 +297,17 @@ def measured_counts(before, after):
     }
 
 
-def scrape(config_path):
+def scrape(config_path, parse=None):
+    """Each replica's /metrics (by id, from the cluster config), read by
+    `parse` (default: this model's parse_metrics)."""
+    parse = parse or parse_metrics
     with open(config_path) as fh:
         cfg = json.load(fh)
     replicas = []
     for r in sorted(cfg["replicas"], key=lambda r: r.get("id", 0)):
         url = "http://%s/metrics" % r["metrics_address"]
         with urllib.request.urlopen(url, timeout=5) as resp:
-            replicas.append(parse_metrics(resp.read().decode()))
+            replicas.append(parse(resp.read().decode()))
     return {"replicas": replicas}
 
 

@@ -19,10 +19,13 @@ main is pure; tests/bench/overload_test.py checks them on fixed inputs.
 """
 import argparse
 import json
+import os
 import re
 import sys
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bound  # noqa: E402  (the scrape of /metrics is shared)
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
@@ -64,14 +67,7 @@ def parse_metrics(text):
 
 
 def scrape(config_path):
-    with open(config_path) as fh:
-        cfg = json.load(fh)
-    replicas = []
-    for r in sorted(cfg["replicas"], key=lambda r: r.get("id", 0)):
-        url = "http://%s/metrics" % r["metrics_address"]
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            replicas.append(parse_metrics(resp.read().decode()))
-    return {"replicas": replicas}
+    return bound.scrape(config_path, parse_metrics)
 
 
 def catchup(config_path, timeout_s, poll_s=0.5):
