@@ -115,11 +115,21 @@ Digest Memo::Key(absl::string_view tag, uint64_t a, uint64_t b,
 pbft::v1::Envelope TestCluster::Sign(pbft::v1::MessageType type,
                                      uint64_t sender,
                                      std::string payload) const {
-  const Digest key = Memo::Key("sign", type, sender, payload);
+  return SignRemembered(
+      "sign", type, sender, std::move(payload),
+      [&](std::string p) { return SignNow(type, sender, std::move(p)); });
+}
+
+pbft::v1::Envelope TestCluster::SignRemembered(
+    absl::string_view tag, pbft::v1::MessageType type, uint64_t sender,
+    std::string payload,
+    const std::function<pbft::v1::Envelope(std::string)>& sign) const {
+  const Digest key = Memo::Key(tag, type, sender, payload);
   std::string signature;
   if (remembered_.Find(key, &signature)) {
     if (SpotCheck()) {
-      const pbft::v1::Envelope again = SignNow(type, sender, payload);
+      // Held in a local: CHECK_EQ binds its arguments by reference.
+      const pbft::v1::Envelope again = sign(payload);
       CHECK_EQ(again.signature(), signature);
     }
     pbft::v1::Envelope e;
@@ -129,7 +139,9 @@ pbft::v1::Envelope TestCluster::Sign(pbft::v1::MessageType type,
     e.set_signature(std::move(signature));
     return e;
   }
-  pbft::v1::Envelope e = SignNow(type, sender, std::move(payload));
+  pbft::v1::Envelope e = sign(std::move(payload));
+  // What is remembered is all the signer adds to the payload.
+  CHECK(e.type() == type && e.sender() == sender && e.batch_size() == 0);
   remembered_.Put(key, e.signature());
   return e;
 }
@@ -154,25 +166,9 @@ pbft::v1::Envelope TestCluster::SignAsCore(const core::Signer& signer,
                                            uint32_t id,
                                            pbft::v1::MessageType type,
                                            std::string payload) const {
-  const Digest key = Memo::Key("core", type, id, payload);
-  std::string signature;
-  if (remembered_.Find(key, &signature)) {
-    if (SpotCheck()) {
-      const pbft::v1::Envelope again = signer.Sign(type, payload);
-      CHECK_EQ(again.signature(), signature);
-    }
-    pbft::v1::Envelope e;
-    e.set_type(type);
-    e.set_sender(id);
-    e.set_payload(std::move(payload));
-    e.set_signature(std::move(signature));
-    return e;
-  }
-  pbft::v1::Envelope e = signer.Sign(type, std::move(payload));
-  // What is remembered is all the signer adds to the payload.
-  CHECK(e.type() == type && e.sender() == id && e.batch_size() == 0);
-  remembered_.Put(key, e.signature());
-  return e;
+  return SignRemembered(
+      "core", type, id, std::move(payload),
+      [&](std::string p) { return signer.Sign(type, std::move(p)); });
 }
 
 bool TestCluster::Verified(const pbft::v1::Envelope& e) {

@@ -24,6 +24,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -208,6 +209,13 @@ class TestCluster {
  private:
   pbft::v1::Envelope SignNow(pbft::v1::MessageType type, uint64_t sender,
                              std::string payload) const;
+  // `sign(payload)`, or the signature remembered under (`tag`, type,
+  // sender, payload); one remembered answer in 1,024 is signed again and
+  // compared.
+  pbft::v1::Envelope SignRemembered(
+      absl::string_view tag, pbft::v1::MessageType type, uint64_t sender,
+      std::string payload,
+      const std::function<pbft::v1::Envelope(std::string)>& sign) const;
 
   test::BlockFactory factory_;
   EnvelopeVerifier verifier_;
