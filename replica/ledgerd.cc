@@ -29,7 +29,9 @@ ABSL_FLAG(std::string, listen_host, "",
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error, off.");
 ABSL_FLAG(bool, log_json, false, "Structured JSON logs, one object per line.");
-ABSL_FLAG(int32_t, verify_threads, 2, "Signature verification threads.");
+ABSL_FLAG(int32_t, verify_threads, 0,
+          "Peer message verification: 0 = on the thread of each peer's "
+          "stream; N = a pool of N threads.");
 ABSL_FLAG(uint32_t, peer_queue_mb, 24,
           "MiB of messages queued per peer in each of the verification, "
           "intake and send queues (the memory budget of peer traffic; at "
@@ -70,7 +72,7 @@ int main(int argc, char** argv) {
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.key_path = absl::GetFlag(FLAGS_key);
   o.listen_host = absl::GetFlag(FLAGS_listen_host);
-  o.verify_threads = std::max(1, absl::GetFlag(FLAGS_verify_threads));
+  o.verify_threads = std::max(0, absl::GetFlag(FLAGS_verify_threads));
   o.peer_queue_bytes_max = size_t{absl::GetFlag(FLAGS_peer_queue_mb)} << 20;
   o.fetch_rate_per_s = std::max(1.0, absl::GetFlag(FLAGS_fetch_rate));
   o.fetch_burst = std::max(1.0, o.fetch_rate_per_s / 2);

@@ -23,6 +23,7 @@
 #include "common/keyfile.h"
 #include "common/logging.h"
 #include "common/proto_names.h"
+#include "common/trace.h"
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
 #include "replica/core/crypto.h"
@@ -241,7 +242,8 @@ absl::Status ReplicaServerImpl::Init() {
       PeerShare(cluster_, options_),
       [this](pbft::v1::Envelope e) { Admit(std::move(e)); });
   core_verifier_.set_pool(pool_.get());
-  replica_service_ = std::make_unique<net::ReplicaServiceImpl>(pool_.get());
+  replica_service_ = std::make_unique<net::ReplicaServiceImpl>(
+      pool_.get(), options_.verify_threads == 0);
   net::ClientService::Handlers h;
   h.submit = [this](const pbft::v1::Envelope& e, const pbft::v1::Request& r) {
     return OnSubmit(e, r);
@@ -450,6 +452,7 @@ absl::Status ReplicaServerImpl::StartServers() {
 absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
                                          const pbft::v1::Request& r) {
   if (stopping_) return absl::UnavailableError("replica: shutting down");
+  trace::Event("submit", r.client_id(), r.request_number());
   {
     absl::MutexLock l(&latency_mu_);
     if (arrivals_.size() < kLatencyTrackMax) {
@@ -468,6 +471,7 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
 // peer's share of the intake. The node hands FETCH_REQUESTs to the fetch
 // server (throttled per peer there) on the core thread.
 void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
+  trace::Event("verified", e.type(), e.sender());
   const uint64_t from = e.sender();
   const size_t source =
       e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : from;

@@ -37,7 +37,9 @@ struct ReplicaServerOptions {
   std::string key_path;
   // Host to bind; default the host of this replica's configured address.
   std::string listen_host;
-  int verify_threads = 2;
+  // Peer messages: 0 = verified on the thread of the stream they arrived
+  // on (one hand-off less on every hop); N = queued for N pool threads.
+  int verify_threads = 0;
   int client_threads = 2;
   bool serve_metrics = true;
   // Memory budget of peer traffic (docs/operations.md, "Memory"): bytes

@@ -14,7 +14,7 @@
 #
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
-#                         [--perf DIR]
+#                         [--perf DIR] [--hops DIR]
 #   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
 #                         [--open-clients N] [--queue-max Q] [--no-bound]
 #                         [--arrivals poisson|fixed] [--seed N]
@@ -39,6 +39,12 @@
 #   top symbols (perf-B-C.top.txt) and the CPU shares in the model's terms
 #   (perf-B-C.summary.json, tools/bench/perf_summary.py). Needs Debian's
 #   linux-perf, which deploy/install-deps.sh does not install.
+# --hops DIR: the replicas of each cell write event traces
+#   (PBFT_TRACE_EVENTS, common/trace.h) into DIR/B-C/, and after the cell
+#   a "hops" line per segment gives where a message's time went between
+#   the replicas (tools/bench/hops.py; docs/benchmarks.md, "Where a hop's
+#   time goes"). The cell's own figures then include the tracing's cost (a
+#   write(2) per event).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=10
@@ -47,6 +53,7 @@ CLIENTS="1 16 64"
 CELLS=""
 BOUND=1
 PERF_DIR=""
+HOPS_DIR=""
 CHECKPOINT=128
 LOAD70=0
 OVERLOAD=""
@@ -74,6 +81,7 @@ while [[ $# -gt 0 ]]; do
     --cells) CELLS=$2; shift 2 ;;
     --no-bound) BOUND=0; shift ;;
     --perf) PERF_DIR=$2; shift 2 ;;
+    --hops) HOPS_DIR=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +93,10 @@ if [[ -n "$PERF_DIR" ]]; then
   command -v perf >/dev/null || { echo "--perf needs perf (Debian: linux-perf)" >&2; exit 2; }
   mkdir -p "$PERF_DIR"
   PERF_DIR=$(cd "$PERF_DIR" && pwd)
+fi
+if [[ -n "$HOPS_DIR" ]]; then
+  mkdir -p "$HOPS_DIR"
+  HOPS_DIR=$(cd "$HOPS_DIR" && pwd)
 fi
 BIN=$(pwd)/build/bin
 BOUND_PY=$(pwd)/tools/bench/bound.py
@@ -325,7 +337,13 @@ for cell in $CELLS; do
   b=${cell%x*}
   c=${cell#*x}
   DIR=$(mktemp -d -p "$WORK")
+  if [[ -n "$HOPS_DIR" ]]; then
+    rm -rf "${HOPS_DIR:?}/$b-$c"
+    mkdir -p "$HOPS_DIR/$b-$c"
+    export PBFT_TRACE_EVENTS="$HOPS_DIR/$b-$c/events"
+  fi
   start_cluster "$DIR" "$c"
+  unset PBFT_TRACE_EVENTS
   [[ -n "$PERF_DIR" ]] && start_perf "$b-$c"
   measure_cell "$DIR" "$b" "$c"
   [[ -n "$PERF_DIR" ]] && { wait "$PERF_PID" || true; }
@@ -344,5 +362,9 @@ for cell in $CELLS; do
     echo "$line"
   fi
   [[ -n "$PERF_DIR" ]] && summarize_perf "$b-$c"
+  if [[ -n "$HOPS_DIR" ]]; then
+    python3 tools/bench/hops.py "$HOPS_DIR/$b-$c"/events.* \
+      | sed "s/^{/{\"kind\":\"hops\",\"batch\":$b,\"clients\":$c,/"
+  fi
   rm -rf "$DIR"
 done

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/proto_names.h"
+#include "common/trace.h"
 
 namespace pbft::net {
 
@@ -80,6 +81,11 @@ void PeerSender::Run() {
       }
       for (const ledger::v1::StreamRequest& chunk : chunks) {
         const auto count = static_cast<uint64_t>(chunk.envelopes_size());
+        if (trace::Enabled()) {
+          for (const pbft::v1::Envelope& e : chunk.envelopes()) {
+            trace::Event("write", e.type(), peer_id_);
+          }
+        }
         if (!healthy || !stream->Write(chunk)) {
           healthy = false;
           dropped_.fetch_add(count);

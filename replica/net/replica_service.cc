@@ -1,6 +1,7 @@
 #include "replica/net/replica_service.h"
 
 #include "common/proto_names.h"
+#include "common/trace.h"
 
 namespace pbft::net {
 
@@ -12,7 +13,13 @@ grpc::Status ReplicaServiceImpl::Stream(
   while (!ctx->IsCancelled() && stream->Read(&req)) {
     for (pbft::v1::Envelope& e : *req.mutable_envelopes()) {
       received_.fetch_add(1);
-      pool_->Submit(std::move(e));  // Counts its own drops.
+      trace::Event("read", e.type(), e.sender());
+      // Each counts its own drops.
+      if (verify_on_stream_) {
+        pool_->VerifyHere(std::move(e));
+      } else {
+        pool_->Submit(std::move(e));
+      }
     }
     req.Clear();
   }

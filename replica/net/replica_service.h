@@ -1,6 +1,8 @@
 // The inbound half of replica-to-replica transport: the ReplicaService
-// stream handler. Every envelope read goes to the verification pool; the
-// stream itself carries no authority (each envelope is signed).
+// stream handler. Every envelope read is verified (VerifyPool::VerifyHere
+// on this stream's thread, or queued for the pool's threads with
+// `verify_on_stream` false) and only then handed on; the stream itself
+// carries no authority (each envelope is signed).
 //
 // Thread-safe (gRPC runs one handler thread per open stream).
 #ifndef PBFT_LEDGER_REPLICA_NET_REPLICA_SERVICE_H_
@@ -16,7 +18,8 @@ namespace pbft::net {
 
 class ReplicaServiceImpl final : public ledger::v1::ReplicaService::Service {
  public:
-  explicit ReplicaServiceImpl(VerifyPool* pool) : pool_(pool) {}
+  ReplicaServiceImpl(VerifyPool* pool, bool verify_on_stream)
+      : pool_(pool), verify_on_stream_(verify_on_stream) {}
 
   grpc::Status Stream(
       grpc::ServerContext* ctx,
@@ -27,6 +30,7 @@ class ReplicaServiceImpl final : public ledger::v1::ReplicaService::Service {
 
  private:
   VerifyPool* pool_;
+  const bool verify_on_stream_;
   std::atomic<uint64_t> received_{0};
 };
 

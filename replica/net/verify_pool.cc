@@ -72,8 +72,9 @@ VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
       by_sender_(
           new std::atomic<uint64_t>[(limits.n + 1) *
                                     static_cast<size_t>(DropReason::kCount)]()),
-      allowance_(limits.n + 1) {
-  CHECK_GT(threads, 0);
+      allowance_(limits.n + 1),
+      here_mu_(new absl::Mutex[limits.n + 1]) {
+  CHECK_GE(threads, 0);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -94,23 +95,50 @@ uint64_t VerifyPool::dropped(DropReason r) const {
   return total;
 }
 
-bool VerifyPool::Submit(pbft::v1::Envelope e) {
-  // Cheap first: a payload over its type's limit is never queued.
+bool VerifyPool::Admissible(const pbft::v1::Envelope& e, size_t* source) {
+  // Cheap first: a payload over its type's limit is never checked further.
   const size_t max = limits_.PayloadMax(e.type());
   if (e.payload().size() > max) {
     Count(e,
           max == 0 ? DropReason::kBadEnvelope : DropReason::kOversizeForType);
     return false;
   }
-  const size_t source = Source(e);
-  if (!WithinWindowAllowance(e, source)) {
-    by_sender_[Slot(source, DropReason::kOutOfWindowThrottled)]++;
+  *source = Source(e);
+  if (!WithinWindowAllowance(e, *source)) {
+    by_sender_[Slot(*source, DropReason::kOutOfWindowThrottled)]++;
     return false;
   }
+  return true;
+}
+
+bool VerifyPool::Submit(pbft::v1::Envelope e) {
+  CHECK(!threads_.empty());
+  size_t source = 0;
+  if (!Admissible(e, &source)) return false;
   const size_t bytes = e.payload().size() + e.signature().size() + 32;
   if (queue_.Push(source, std::move(e), bytes).accepted) return true;
   by_sender_[Slot(source, DropReason::kQueueFull)]++;
   return false;
+}
+
+bool VerifyPool::VerifyHere(pbft::v1::Envelope e) {
+  size_t source = 0;
+  if (!Admissible(e, &source)) return false;
+  // One check at a time per claimed sender: a sender that opens many
+  // streams still verifies on one thread's time, as in the pool's share.
+  absl::MutexLock l(&here_mu_[source]);
+  return CheckAndDeliver(std::move(e));
+}
+
+bool VerifyPool::CheckAndDeliver(pbft::v1::Envelope e) {
+  const DropReason r = Check(e);
+  if (r != DropReason::kCount) {
+    Count(e, r);
+    return false;
+  }
+  verified_.fetch_add(1);
+  deliver_(std::move(e));
+  return true;
 }
 
 bool VerifyPool::WithinWindowAllowance(const pbft::v1::Envelope& e,
@@ -224,14 +252,7 @@ void VerifyPool::Run() {
       if (queue_.closed()) return;
       continue;
     }
-    pbft::v1::Envelope& e = one.front();
-    DropReason r = Check(e);
-    if (r != DropReason::kCount) {
-      Count(e, r);
-      continue;
-    }
-    verified_.fetch_add(1);
-    deliver_(std::move(e));
+    CheckAndDeliver(std::move(one.front()));
   }
 }
 

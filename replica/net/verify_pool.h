@@ -1,10 +1,14 @@
 // Signature verification off the core's thread.
 //
-// Envelopes from peers and clients are queued here; worker threads check the
-// envelope signature and, for a PRE-PREPARE, every client request inside it
-// (a primary must not be able to forge requests, Castro–Liskov §4.2), and hand
-// only verified envelopes to `deliver`. What fails is dropped and counted by
-// reason; nothing unverified reaches the core.
+// Envelopes from peers and clients are checked here, either on the thread
+// that received them (VerifyHere: ledgerd's stream of each peer, so a
+// message reaches the core with one thread hand-off less, and a peer that
+// floods spends its own stream's thread) or queued for a pool of worker
+// threads (Submit). Either way the checks are the envelope signature and, for a
+// PRE-PREPARE, every client request inside it (a primary must not be able to
+// forge requests, Castro–Liskov §4.2), and hand only verified envelopes to
+// `deliver`. What fails is dropped and counted by reason; nothing unverified
+// reaches the core.
 //
 // Before a signature is checked, a message over its type's byte limit is
 // refused; after, its payload must be canonical and within its type's
@@ -74,9 +78,10 @@ class VerifyPool {
  public:
   using Deliver = std::function<void(pbft::v1::Envelope)>;
 
-  // `verifier` must outlive the pool. `deliver` runs on a worker thread.
-  // Senders 0..limits.n-1 each have `share` of the queue; anything claiming
-  // another sender shares one more.
+  // `verifier` must outlive the pool. `deliver` runs on a worker thread
+  // (Submit) or the caller's (VerifyHere). Senders 0..limits.n-1 each have
+  // `share` of the queue; anything claiming another sender shares one
+  // more. With `threads` 0 there is no queue: only VerifyHere.
   VerifyPool(const EnvelopeVerifier* verifier, int threads,
              const WireLimits& limits, QueueShare share, Deliver deliver);
   ~VerifyPool();
@@ -85,7 +90,14 @@ class VerifyPool {
 
   // Queues `e` for verification; false (and counted) if it is over its
   // type's limit or its sender's share is full.
+  // Needs threads.
   bool Submit(pbft::v1::Envelope e);
+
+  // The same checks as Submit and a worker, on the caller's thread: `e` is
+  // delivered (true) or dropped and counted (false) before this returns.
+  // Envelopes of one claimed sender are checked one at a time (callers on
+  // other threads wait), so a sender's many streams use one thread's time.
+  bool VerifyHere(pbft::v1::Envelope e);
 
   // The core's window (h, H], published by its owner: votes and checkpoints
   // at or below h or beyond H + (H - h) are useful to the core only as a
@@ -118,6 +130,10 @@ class VerifyPool {
 
  private:
   void Run();
+  // Submit's checks before anything is queued or verified: the type's byte
+  // limit and the out-of-window allowance. Counts what it refuses.
+  bool Admissible(const pbft::v1::Envelope& e, size_t* source);
+  bool CheckAndDeliver(pbft::v1::Envelope e);
   // False if `e` is a vote or checkpoint outside the window and its
   // sender's out-of-window allowance is spent.
   bool WithinWindowAllowance(const pbft::v1::Envelope& e, size_t source);
@@ -149,6 +165,8 @@ class VerifyPool {
   std::vector<Allowance> allowance_ ABSL_GUARDED_BY(allowance_mu_);
   std::atomic<uint64_t> verified_{0};
   std::atomic<uint64_t> cache_hits_{0};
+  // VerifyHere's lock per source (Source()).
+  std::unique_ptr<absl::Mutex[]> here_mu_;
   std::vector<std::thread> threads_;
 };
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/trace.h"
 
 namespace pbft::node {
 
@@ -49,6 +50,7 @@ absl::Status ReplicaNode::Restore() {
 }
 
 ReplicaNode::Intake ReplicaNode::Receive(const pbft::v1::Envelope& e) {
+  trace::Event("in", e.type(), e.sender());
   if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
     core_->OnRequest(e);
     return Intake::kAccepted;
@@ -85,7 +87,9 @@ absl::Status ReplicaNode::Drain() {
 absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   // 1. Persist before send: a replica never sends a vote it could forget.
   if (!ready.persist.empty()) {
+    trace::Event("persist", ready.persist.entries.size(), 0);
     absl::Status s = deps_.store->Append(ready.persist);
+    trace::Event("persisted", ready.persist.entries.size(), 0);
     if (!s.ok()) {
       return absl::Status(s.code(),
                           absl::StrCat("protocol store: ", s.message()));
@@ -93,6 +97,8 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   }
   // 2. Send (any order).
   for (const core::Outbound& m : ready.messages) {
+    trace::Event("send", m.envelope.type(),
+                 m.broadcast ? ~uint64_t{0} : m.to.value());
     if (m.broadcast) {
       deps_.transport->Broadcast(m.envelope);
     } else {
@@ -101,11 +107,16 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   }
   // 3. Execute in seq order; the core hands out each seq once.
   for (const core::CommittedBatch& b : ready.execute) {
+    trace::Event("execute", b.seq.value(), 0);
     if (absl::Status s = Execute(b); !s.ok()) return s;
+    trace::Event("executed", b.seq.value(), 0);
   }
   // 4. Replies: their requests are durably executed (step 3 of this or an
   //    earlier Ready).
-  for (const core::ClientReply& r : ready.replies) deps_.replies->Deliver(r);
+  for (const core::ClientReply& r : ready.replies) {
+    trace::Event("reply", r.client_id.value(), 0);
+    deps_.replies->Deliver(r);
+  }
   return absl::OkStatus();
 }
 

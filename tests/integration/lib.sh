@@ -1,7 +1,8 @@
 # Helpers for multi-process tests: a local cluster of ledgerd processes on
 # loopback with ports chosen at run time. Source it; set BIN first.
 #   cluster_init DIR N CLIENTS     writes DIR/cluster.json + keys
-#   start_replica DIR I            starts ledgerd I (pid in DIR/pids/I)
+#   start_replica DIR I            starts ledgerd I (pid in DIR/pids/I),
+#                                  with $LEDGERD_FLAGS (words) appended
 #   stop_replica DIR I [SIG]       SIGTERM (default) or SIGKILL, waits;
 #                                  the exit status is left in STOP_RC
 #   wait_ready DIR N SECONDS       until N replicas report ready
@@ -42,7 +43,7 @@ start_replica() {
   mkdir -p "$dir/run-$i"
   # Core dumps land in the replica's own directory ("core" pattern).
   (ulimit -c unlimited 2>/dev/null || true; cd "$dir/run-$i" && exec "$BIN/ledgerd" --config "$dir/cluster.json" --id "$i" --data-dir "$dir/data-$i" \
-    --key "$dir/keys/replica-$i.key" --log-level info >>"$dir/logs/replica-$i.log" 2>&1) &
+    --key "$dir/keys/replica-$i.key" --log-level info ${LEDGERD_FLAGS:-} >>"$dir/logs/replica-$i.log" 2>&1) &
   echo $! >"$dir/pids/$i"
 }
 

@@ -124,6 +124,90 @@ TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
   EXPECT_EQ(sink.size(), 2u);
 }
 
+// VerifyHere (no pool threads): the same checks, on the caller's thread,
+// decided before it returns.
+TEST(VerifyPoolTest, VerifyHereChecksOnTheCallersThread) {
+  Keys k;
+  std::vector<std::thread::id> delivered_on;
+  VerifyPool pool(&k.verifier, 0, Limits(), Share(100), [&](Envelope) {
+    delivered_on.push_back(std::this_thread::get_id());
+  });
+  pbft::v1::Prepare p;
+  p.set_view(1);
+  Envelope good = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+  Envelope forged = good;
+  forged.set_sender(1);
+  Envelope tampered = good;
+  tampered.set_payload("x");
+  pbft::v1::PrePrepare pp;
+  Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+  *good_pp.add_batch() = k.Request(1);
+  Envelope bad_request = k.Request(2);
+  bad_request.set_signature(std::string(64, 'z'));
+  Envelope forged_request_pp = good_pp;
+  *forged_request_pp.add_batch() = bad_request;
+  Envelope padded =
+      k.s0.Sign(pbft::v1::MESSAGE_TYPE_PREPARE,
+                p.SerializeAsString() + std::string("\x7a\x80\x80\x01", 4) +
+                    std::string(1 << 14, 'p'));
+
+  EXPECT_TRUE(pool.VerifyHere(good));
+  EXPECT_FALSE(pool.VerifyHere(forged));
+  EXPECT_FALSE(pool.VerifyHere(tampered));
+  EXPECT_TRUE(pool.VerifyHere(good_pp));
+  EXPECT_FALSE(pool.VerifyHere(forged_request_pp));
+  EXPECT_FALSE(pool.VerifyHere(padded));
+  ASSERT_EQ(delivered_on.size(), 2u);
+  for (const std::thread::id& id : delivered_on) {
+    EXPECT_EQ(id, std::this_thread::get_id());
+  }
+  EXPECT_EQ(pool.dropped(DropReason::kBadEnvelope), 2u);
+  EXPECT_EQ(pool.dropped(DropReason::kBadNestedRequest), 1u);
+  EXPECT_EQ(pool.dropped_from(0, DropReason::kOversizeForType), 1u);
+  EXPECT_EQ(pool.verified(), 2u);
+}
+
+// A sender's envelopes are checked one at a time whatever the number of
+// streams they arrive on; other senders are not held up.
+TEST(VerifyPoolTest, VerifyHereHoldsASendersSecondStreamNotOthers) {
+  Keys k;
+  absl::Notification release;
+  std::atomic<int> delivered_from_1{0};
+  VerifyPool pool(&k.verifier, 0, Limits(), Share(100), [&](Envelope e) {
+    if (e.sender() == 1) {
+      release.WaitForNotification();
+      delivered_from_1++;
+    }
+  });
+  pbft::v1::Prepare p;
+  p.set_view(1);
+  const Envelope from_1 = k.s1.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+  std::atomic<int> started{0};
+  std::thread first([&] {
+    started++;
+    pool.VerifyHere(from_1);
+  });
+  ASSERT_TRUE(Eventually([&] { return pool.verified() == 1; }));
+  std::atomic<bool> second_done{false};
+  std::thread second([&] {
+    started++;
+    pool.VerifyHere(from_1);
+    second_done = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return started.load() == 2; }));
+  // Replica 0 is not behind replica 1's lock.
+  EXPECT_TRUE(
+      pool.VerifyHere(k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p)));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(second_done.load());
+  EXPECT_EQ(pool.verified(), 2u);  // The first of replica 1 and replica 0's.
+  release.Notify();
+  first.join();
+  second.join();
+  EXPECT_EQ(delivered_from_1.load(), 2);
+  EXPECT_EQ(pool.verified(), 3u);
+}
+
 TEST(VerifyPoolTest, FullQueueRefusesAndCounts) {
   Keys k;
   absl::Notification release;
@@ -248,7 +332,9 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
     b.RegisterService(svc);
     return b.BuildAndStart();
   };
-  ReplicaServiceImpl svc(&pool);
+  // The first stream verifies on its own thread, the second queues for
+  // the pool's: both deliver.
+  ReplicaServiceImpl svc(&pool, /*verify_on_stream=*/true);
   int port = 0;
   auto server = start_server(&svc, &port, "127.0.0.1:0");
   ASSERT_GT(port, 0);
@@ -269,7 +355,7 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
   // The peer restarts on the same port: the sender reconnects by itself.
   server->Shutdown(std::chrono::system_clock::now());
   server.reset();
-  ReplicaServiceImpl svc2(&pool);
+  ReplicaServiceImpl svc2(&pool, /*verify_on_stream=*/false);
   int port2 = 0;
   auto server2 = start_server(&svc2, &port2, addr);
   ASSERT_EQ(port2, port);
