@@ -58,6 +58,21 @@ class ClientService::Call {
   explicit Call(ClientService* owner) : owner_(owner) {}
   virtual ~Call() = default;
 
+  // Waits for the next call of type T (T::Request asks gRPC for it,
+  // T::OnArrived handles it); nothing once the completion queue is closed.
+  template <typename T>
+  static void Accept(ClientService* owner) {
+    T* call = new T(owner);
+    Tag* arrived = Tag::Make([call](bool ok) { call->OnArrived(ok); });
+    if (!owner->StartOp([&] {
+          call->ArmDone();
+          call->Request(arrived);
+        })) {
+      delete arrived;
+      call->DropUnstarted();
+    }
+  }
+
  protected:
   // Arms the done notification; must precede the Request* call.
   void ArmDone() {
@@ -86,6 +101,17 @@ class ClientService::Call {
     }
     if (last) delete this;
   }
+  // Starts the answer's operation (`start(tag)`), whose completion gives
+  // back the reference ClaimAnswer took; if the completion queue is closed
+  // (shutting down) the reference goes at once.
+  template <typename F>
+  void StartAnswer(F start) {
+    Tag* tag = Tag::Make([this](bool) { Release(); });
+    if (!owner_->StartOp([&] { start(tag); })) {
+      delete tag;
+      Release();
+    }
+  }
   // True the first time only: one answer per call.
   bool ClaimAnswer() {
     absl::MutexLock l(&mu_);
@@ -106,31 +132,31 @@ class ClientService::Call {
 
 class ClientService::SubmitCall final : public Call {
  public:
-  explicit SubmitCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
-    ArmDone();
-    owner_->service_.RequestSubmit(
-        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
-        Tag::Make([this](bool ok) { OnArrived(ok); }));
-  }
+  explicit SubmitCall(ClientService* owner) : Call(owner), responder_(&ctx_) {}
 
   void Answer(const pbft::v1::Envelope& reply) {
     if (!ClaimAnswer()) return;
     ledger::v1::SubmitResponse resp;
     *resp.mutable_reply() = reply;
-    responder_.Finish(resp, grpc::Status::OK,
-                      Tag::Make([this](bool) { Release(); }));
+    StartAnswer([&](Tag* t) { responder_.Finish(resp, grpc::Status::OK, t); });
   }
 
   void Fail(const absl::Status& s) {
     if (!ClaimAnswer()) return;
-    responder_.FinishWithError(ToGrpc(s),
-                               Tag::Make([this](bool) { Release(); }));
+    StartAnswer([&](Tag* t) { responder_.FinishWithError(ToGrpc(s), t); });
   }
 
  private:
+  friend class Call;
+  void Request(Tag* arrived) {
+    owner_->service_.RequestSubmit(&ctx_, &request_, &responder_,
+                                   owner_->cq_.get(), owner_->cq_.get(),
+                                   arrived);
+  }
+
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
-    new SubmitCall(owner_);  // Keep accepting.
+    Accept<SubmitCall>(owner_);  // Keep accepting.
     Process();
     Release();  // The arrival's reference.
   }
@@ -182,17 +208,19 @@ class ClientService::SubmitCall final : public Call {
 
 class ClientService::QueryCall final : public Call {
  public:
-  explicit QueryCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
-    ArmDone();
-    owner_->service_.RequestQuery(
-        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
-        Tag::Make([this](bool ok) { OnArrived(ok); }));
-  }
+  explicit QueryCall(ClientService* owner) : Call(owner), responder_(&ctx_) {}
 
  private:
+  friend class Call;
+  void Request(Tag* arrived) {
+    owner_->service_.RequestQuery(&ctx_, &request_, &responder_,
+                                  owner_->cq_.get(), owner_->cq_.get(),
+                                  arrived);
+  }
+
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
-    new QueryCall(owner_);
+    Accept<QueryCall>(owner_);
     absl::Status s =
         owner_->Admit(request_.query(), /*read_only=*/true, &decoded_);
     if (!s.ok()) {
@@ -211,14 +239,13 @@ class ClientService::QueryCall final : public Call {
   void Answer(absl::StatusOr<pbft::v1::Envelope> r) {
     if (!ClaimAnswer()) return;
     if (!r.ok()) {
-      responder_.FinishWithError(ToGrpc(r.status()),
-                                 Tag::Make([this](bool) { Release(); }));
+      StartAnswer(
+          [&](Tag* t) { responder_.FinishWithError(ToGrpc(r.status()), t); });
       return;
     }
     ledger::v1::QueryResponse resp;
     *resp.mutable_reply() = *std::move(r);
-    responder_.Finish(resp, grpc::Status::OK,
-                      Tag::Make([this](bool) { Release(); }));
+    StartAnswer([&](Tag* t) { responder_.Finish(resp, grpc::Status::OK, t); });
   }
 
   ledger::v1::QueryRequest request_;
@@ -228,20 +255,23 @@ class ClientService::QueryCall final : public Call {
 
 class ClientService::StatusCall final : public Call {
  public:
-  explicit StatusCall(ClientService* owner) : Call(owner), responder_(&ctx_) {
-    ArmDone();
-    owner_->service_.RequestStatus(
-        &ctx_, &request_, &responder_, owner_->cq_.get(), owner_->cq_.get(),
-        Tag::Make([this](bool ok) { OnArrived(ok); }));
-  }
+  explicit StatusCall(ClientService* owner) : Call(owner), responder_(&ctx_) {}
 
  private:
+  friend class Call;
+  void Request(Tag* arrived) {
+    owner_->service_.RequestStatus(&ctx_, &request_, &responder_,
+                                   owner_->cq_.get(), owner_->cq_.get(),
+                                   arrived);
+  }
+
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
-    new StatusCall(owner_);
+    Accept<StatusCall>(owner_);
     ClaimAnswer();
-    responder_.Finish(owner_->handlers_.status(), grpc::Status::OK,
-                      Tag::Make([this](bool) { Release(); }));
+    const ledger::v1::StatusResponse status = owner_->handlers_.status();
+    StartAnswer(
+        [&](Tag* t) { responder_.Finish(status, grpc::Status::OK, t); });
     Release();  // The arrival's reference.
   }
 
@@ -271,16 +301,20 @@ void ClientService::Register(grpc::ServerBuilder* builder) {
 
 void ClientService::Start(int threads) {
   CHECK(cq_ != nullptr);
-  new SubmitCall(this);
-  new QueryCall(this);
-  new StatusCall(this);
+  Call::Accept<SubmitCall>(this);
+  Call::Accept<QueryCall>(this);
+  Call::Accept<StatusCall>(this);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Poll(); });
 }
 
 void ClientService::Shutdown() {
   if (shut_down_ || cq_ == nullptr) return;
   shut_down_ = true;
-  cq_->Shutdown();
+  {
+    absl::MutexLock l(&cq_mu_);
+    cq_closed_ = true;
+    cq_->Shutdown();
+  }
   for (std::thread& t : threads_) t.join();
   // Drain what is left (only possible if Start was never called).
   void* tag;

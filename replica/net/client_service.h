@@ -114,6 +114,7 @@ class ClientService {
   class SubmitCall;
   class QueryCall;
   class StatusCall;
+  friend class Call;
   friend class SubmitCall;
   friend class QueryCall;
   friend class StatusCall;
@@ -126,6 +127,17 @@ class ClientService {
   void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
   void CountRejected(absl::StatusCode code);
   void Poll();
+  // Runs `start` (which starts one operation on cq_) unless the queue is
+  // closed; false then. gRPC aborts on an operation started after
+  // cq_->Shutdown(), and replies and query answers arrive from other
+  // threads until the owner has stopped them.
+  template <typename F>
+  bool StartOp(F start) {
+    absl::ReaderMutexLock l(&cq_mu_);
+    if (cq_closed_) return false;
+    start();
+    return true;
+  }
 
   VerifyPool* verifier_;
   Handlers handlers_;
@@ -134,6 +146,8 @@ class ClientService {
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::vector<std::thread> threads_;
   bool shut_down_ = false;
+  absl::Mutex cq_mu_;
+  bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
 
   mutable absl::Mutex mu_;
   std::multimap<std::pair<uint64_t, uint64_t>, SubmitCall*> pending_

@@ -371,6 +371,60 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
   server2->Shutdown(std::chrono::system_clock::now());
 }
 
+// A query answered only after the service shut down (the answer comes
+// from another thread, e.g. a read still in progress while the replica
+// stops) is dropped: no operation is started on the closed completion
+// queue, which gRPC would abort on.
+TEST(ClientServiceShutdownTest, AnAnswerAfterShutdownIsDropped) {
+  Keys k;
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(100), [](Envelope) {});
+  absl::Mutex mu;
+  std::function<void(absl::StatusOr<Envelope>)> held;
+  ClientService::Handlers h;
+  h.submit = [](const Envelope&, const pbft::v1::Request&) {
+    return absl::OkStatus();
+  };
+  h.query = [&](const Envelope&, const pbft::v1::Request&,
+                std::function<void(absl::StatusOr<Envelope>)> done) {
+    absl::MutexLock l(&mu);
+    held = std::move(done);
+  };
+  h.status = [] { return ledger::v1::StatusResponse(); };
+  ClientService service(&pool, std::move(h), 10, 1024);
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  service.Register(&b);
+  auto server = b.BuildAndStart();
+  service.Start(1);
+  auto stub = ledger::v1::LedgerService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  ledger::v1::QueryRequest req;
+  *req.mutable_query() = k.Request(1, /*read_only=*/true);
+  ledger::v1::QueryResponse resp;
+  grpc::CompletionQueue cq;
+  auto call = stub->AsyncQuery(&ctx, req, &cq);
+  grpc::Status status;
+  call->Finish(&resp, &status, reinterpret_cast<void*>(1));
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock l(&mu);
+    return held != nullptr;
+  }));
+  server->Shutdown(std::chrono::system_clock::now());
+  service.Shutdown();
+  pbft::v1::Reply reply;
+  held(k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
+  void* tag;
+  bool ok;
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_FALSE(status.ok());  // Cancelled by the shutdown, never answered.
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 class ClientServiceTest : public ::testing::Test {
  protected:
   void Start(size_t pending_max) {
