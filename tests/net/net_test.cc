@@ -82,32 +82,39 @@ class Sink {
   std::vector<Envelope> got_ ABSL_GUARDED_BY(mu_);
 };
 
+// Two envelopes that verify (a vote, a PRE-PREPARE carrying a request) and
+// four that do not: a forged sender, a tampered payload, a forged request
+// inside a PRE-PREPARE, an undecodable PRE-PREPARE.
+struct Mixed {
+  explicit Mixed(const Keys& k) {
+    pbft::v1::Prepare p;
+    p.set_view(1);
+    good = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
+    forged = good;
+    forged.set_sender(1);  // Claims replica 1 with replica 0's signature.
+    tampered = good;
+    tampered.set_payload("x");
+    pbft::v1::PrePrepare pp;
+    good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
+    *good_pp.add_batch() = k.Request(1);
+    Envelope bad_request = k.Request(2);
+    bad_request.set_signature(std::string(64, 'z'));
+    forged_request_pp = good_pp;
+    *forged_request_pp.add_batch() = bad_request;
+    garbage_pp = k.s0.Sign(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, "\xff\xff\xff");
+  }
+  Envelope good, forged, tampered, good_pp, forged_request_pp, garbage_pp;
+};
+
 TEST(VerifyPoolTest, DeliversOnlyVerifiedEnvelopes) {
   Keys k;
   Sink sink;
   {
     VerifyPool pool(&k.verifier, 2, Limits(), Share(100),
                     [&](Envelope e) { sink.Put(std::move(e)); });
-    pbft::v1::Prepare p;
-    p.set_view(1);
-    Envelope good = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
-    Envelope forged = good;
-    forged.set_sender(1);  // Claims replica 1 with replica 0's signature.
-    Envelope tampered = good;
-    tampered.set_payload("x");
-
-    pbft::v1::PrePrepare pp;
-    Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
-    *good_pp.add_batch() = k.Request(1);
-    Envelope bad_request = k.Request(2);
-    bad_request.set_signature(std::string(64, 'z'));
-    Envelope forged_request_pp = good_pp;
-    *forged_request_pp.add_batch() = bad_request;
-    Envelope garbage_pp =
-        k.s0.Sign(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, "\xff\xff\xff");
-
-    for (const Envelope& e :
-         {good, forged, tampered, good_pp, forged_request_pp, garbage_pp}) {
+    const Mixed m(k);
+    for (const Envelope& e : {m.good, m.forged, m.tampered, m.good_pp,
+                              m.forged_request_pp, m.garbage_pp}) {
       EXPECT_TRUE(pool.Submit(e));
     }
     ASSERT_TRUE(sink.WaitFor(2));
@@ -132,30 +139,20 @@ TEST(VerifyPoolTest, VerifyHereChecksOnTheCallersThread) {
   VerifyPool pool(&k.verifier, 0, Limits(), Share(100), [&](Envelope) {
     delivered_on.push_back(std::this_thread::get_id());
   });
+  const Mixed m(k);
   pbft::v1::Prepare p;
   p.set_view(1);
-  Envelope good = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PREPARE, p);
-  Envelope forged = good;
-  forged.set_sender(1);
-  Envelope tampered = good;
-  tampered.set_payload("x");
-  pbft::v1::PrePrepare pp;
-  Envelope good_pp = k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_PRE_PREPARE, pp);
-  *good_pp.add_batch() = k.Request(1);
-  Envelope bad_request = k.Request(2);
-  bad_request.set_signature(std::string(64, 'z'));
-  Envelope forged_request_pp = good_pp;
-  *forged_request_pp.add_batch() = bad_request;
   Envelope padded =
       k.s0.Sign(pbft::v1::MESSAGE_TYPE_PREPARE,
                 p.SerializeAsString() + std::string("\x7a\x80\x80\x01", 4) +
                     std::string(1 << 14, 'p'));
 
-  EXPECT_TRUE(pool.VerifyHere(good));
-  EXPECT_FALSE(pool.VerifyHere(forged));
-  EXPECT_FALSE(pool.VerifyHere(tampered));
-  EXPECT_TRUE(pool.VerifyHere(good_pp));
-  EXPECT_FALSE(pool.VerifyHere(forged_request_pp));
+  EXPECT_TRUE(pool.VerifyHere(m.good));
+  EXPECT_FALSE(pool.VerifyHere(m.forged));
+  EXPECT_FALSE(pool.VerifyHere(m.tampered));
+  EXPECT_TRUE(pool.VerifyHere(m.good_pp));
+  EXPECT_FALSE(pool.VerifyHere(m.forged_request_pp));
+  EXPECT_FALSE(pool.VerifyHere(m.garbage_pp));
   EXPECT_FALSE(pool.VerifyHere(padded));
   ASSERT_EQ(delivered_on.size(), 2u);
   for (const std::thread::id& id : delivered_on) {
@@ -163,6 +160,7 @@ TEST(VerifyPoolTest, VerifyHereChecksOnTheCallersThread) {
   }
   EXPECT_EQ(pool.dropped(DropReason::kBadEnvelope), 2u);
   EXPECT_EQ(pool.dropped(DropReason::kBadNestedRequest), 1u);
+  EXPECT_EQ(pool.dropped(DropReason::kMalformedPayload), 1u);
   EXPECT_EQ(pool.dropped_from(0, DropReason::kOversizeForType), 1u);
   EXPECT_EQ(pool.verified(), 2u);
 }
