@@ -364,7 +364,11 @@ TEST_F(ClientTest, RefusedByFewerStillSucceedsWithoutRetry) {
   absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(replicas_[0]->calls(), 1);
+  // The two honest answers may complete the call before the refusing
+  // replica's handler has even run (or the call is cancelled first), so
+  // it saw the request at most once: never a retry.
+  EXPECT_LE(replicas_[0]->calls(), 1);
+  EXPECT_LE(replicas_[3]->calls(), 1);
 }
 
 TEST_F(ClientTest, LocalValidationBeforeSending) {
