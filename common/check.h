@@ -49,6 +49,13 @@ template <typename A, typename B>
                            CheckValueString(b), ")"));
 }
 
+template <typename Holds, typename A, typename B>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CheckOp(Holds holds, const A& a,
+                                                 const B& b, const char* file,
+                                                 int line, const char* expr) {
+  if (ABSL_PREDICT_FALSE(!holds(a, b))) CheckOpFailed(file, line, expr, a, b);
+}
+
 }  // namespace pbft::internal
 
 #define CHECK(cond)                                                 \
@@ -58,15 +65,15 @@ template <typename A, typename B>
     }                                                               \
   } while (0)
 
-#define LEDGER_CHECK_OP_(a, op, b)                                           \
-  do {                                                                       \
-    const auto& check_a_ = (a);                                              \
-    const auto& check_b_ = (b);                                              \
-    if (ABSL_PREDICT_FALSE(!(check_a_ op check_b_))) {                       \
-      ::pbft::internal::CheckOpFailed(__FILE__, __LINE__, #a " " #op " " #b, \
-                                      check_a_, check_b_);                   \
-    }                                                                        \
-  } while (0)
+// One full-expression evaluates both operands, compares them and reports
+// them, so an operand that refers into a temporary of `a` or `b` (a getter
+// of a returned object) is read while that temporary still lives.
+#define LEDGER_CHECK_OP_(a, op, b)                      \
+  ::pbft::internal::CheckOp(                            \
+      [](const auto& check_a_, const auto& check_b_) {  \
+        return static_cast<bool>(check_a_ op check_b_); \
+      },                                                \
+      (a), (b), __FILE__, __LINE__, #a " " #op " " #b)
 
 #define CHECK_EQ(a, b) LEDGER_CHECK_OP_(a, ==, b)
 #define CHECK_NE(a, b) LEDGER_CHECK_OP_(a, !=, b)
