@@ -435,6 +435,12 @@ class ClientServiceTest : public ::testing::Test {
       }
       absl::MutexLock l(&mu_);
       submitted_.push_back(r.request_number());
+      if (r.request_number() >= kHeld && r.request_number() < kHeld + 10) {
+        // Holds this completion-queue thread until Release().
+        ++held_;
+        mu_.Await(absl::Condition(&released_));
+        --held_;
+      }
       return absl::OkStatus();
     };
     h.query = [this](const Envelope&, const pbft::v1::Request& r,
@@ -461,8 +467,20 @@ class ClientServiceTest : public ::testing::Test {
                             grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
+    Release();
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
     if (service_) service_->Shutdown();
+  }
+  // Submits of request numbers kHeld..kHeld+9 hold the thread that handles
+  // them until Release().
+  static constexpr uint64_t kHeld = 700;
+  void Release() {
+    absl::MutexLock l(&mu_);
+    released_ = true;
+  }
+  int held() {
+    absl::MutexLock l(&mu_);
+    return held_;
   }
   grpc::Status Submit(const Envelope& e, ledger::v1::SubmitResponse* resp,
                       absl::Duration deadline = absl::Seconds(10)) {
@@ -486,6 +504,8 @@ class ClientServiceTest : public ::testing::Test {
   std::unique_ptr<ledger::v1::LedgerService::Stub> stub_;
   absl::Mutex mu_;
   std::vector<uint64_t> submitted_ ABSL_GUARDED_BY(mu_);
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  int held_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 TEST_F(ClientServiceTest, SubmitWaitsForItsReply) {
@@ -621,6 +641,56 @@ TEST_F(ClientServiceTest, CallsCancelledWhileArrivingAreFreedOnce) {
   // pending, and the service still answers.
   EXPECT_TRUE(Eventually([&] { return service_->pending() == 0; }));
   grpc::ClientContext ctx;
+  ledger::v1::QueryRequest q;
+  *q.mutable_query() = k_.Request(99, /*read_only=*/true);
+  ledger::v1::QueryResponse qr;
+  EXPECT_TRUE(stub_->Query(&ctx, q, &qr).ok());
+}
+
+// Calls that arrive while every completion-queue thread is busy wait in
+// gRPC until the service asks for the next call; a client may give up on
+// them there (the SDK cancels what it no longer needs). The service asks
+// for one call at a time, so if gRPC answered such a wait with "no call"
+// (as at shutdown) and the service took it for its shutdown, it would stop
+// asking, and every later call would wait in gRPC, unanswered, for good.
+TEST_F(ClientServiceTest, CallsGivenUpWhileWaitingInGrpcDoNotStopIntake) {
+  Start(1000);
+  // Both completion-queue threads held by a Submit each.
+  std::vector<std::thread> holders;
+  for (uint64_t i = 0; i < 2; ++i) {
+    holders.emplace_back([this, i] {
+      ledger::v1::SubmitResponse resp;
+      Submit(k_.Request(kHeld + i), &resp, absl::Seconds(3));
+    });
+    ASSERT_TRUE(Eventually([&] { return held() == static_cast<int>(i + 1); }));
+  }
+  // Calls that give up while nobody takes them.
+  std::vector<std::thread> quitters;
+  for (int t = 0; t < 4; ++t) {
+    quitters.emplace_back([this, t] {
+      for (int i = 0; i < 10; ++i) {
+        ledger::v1::SubmitResponse resp;
+        Submit(k_.Request(2000 + 100 * t + i), &resp, absl::Milliseconds(20));
+        grpc::ClientContext ctx;
+        ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Milliseconds(20)));
+        ledger::v1::QueryRequest q;
+        *q.mutable_query() = k_.Request(3000 + 100 * t + i, /*read_only=*/true);
+        ledger::v1::QueryResponse qr;
+        stub_->Query(&ctx, q, &qr);
+      }
+    });
+  }
+  for (auto& q : quitters) q.join();
+  Release();
+  for (auto& h : holders) h.join();
+  // The service still takes Submits and Queries.
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 0; }));
+  ledger::v1::SubmitResponse resp;
+  EXPECT_EQ(Submit(k_.Request(666), &resp, absl::Seconds(5)).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   ledger::v1::QueryRequest q;
   *q.mutable_query() = k_.Request(99, /*read_only=*/true);
   ledger::v1::QueryResponse qr;
