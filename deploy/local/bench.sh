@@ -259,19 +259,23 @@ print_cell() {
   fi
 }
 
-# Every replica's VmRSS (kB) every 5 s, one line per sample led by the
-# seconds since the call, until killed.
+# Every replica's VmRSS (kB) every 5 s into $1 and its RssAnon (kB: the
+# process's own memory, without the mapped LevelDB tables and libraries
+# that VmRSS also counts) into $2, one line per sample led by the seconds
+# since the call, until killed.
 sample_rss() {
-  local t0 i
+  local t0 i t vm anon
   t0=$(date +%s.%N)
   while true; do
-    {
-      awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}'
-      for i in 0 1 2 3; do
-        printf ' %s' "$(awk '/VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
-      done
-      echo
-    } >>"$1"
+    t=$(awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}')
+    vm=$t
+    anon=$t
+    for i in 0 1 2 3; do
+      vm+=" $(awk '/VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
+      anon+=" $(awk '/RssAnon/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
+    done
+    echo "$vm" >>"$1"
+    echo "$anon" >>"$2"
     sleep 5
   done
 }
@@ -306,7 +310,7 @@ open_sequence() {
   python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape0.json"
   local t0
   t0=$(date +%s.%N)
-  sample_rss "$dir/overload/rss.txt" &
+  sample_rss "$dir/overload/rss.txt" "$dir/overload/rss-anon.txt" &
   local sampler=$!
   BENCH_SECONDS=$OVERLOAD measure_cell "$dir/overload" 1 "$OPEN_CLIENTS" --rate "$rate2" \
     --arrivals "$ARRIVALS" --seed "$SEED" --interval "$interval" --warmup 5 \
@@ -323,6 +327,7 @@ open_sequence() {
   python3 "$OVERLOAD_PY" overload --peak "$dir/peak/line.json" \
     --result "$dir/overload/out.json" --before "$dir/overload/scrape0.json" \
     --after "$dir/overload/scrape1.json" --rss "$dir/overload/rss.txt" \
+    --rss-anon "$dir/overload/rss-anon.txt" \
     --catchup "$dir/overload/catchup.json" --warmup 5 --wall-s "$wall"
   [[ -z "${KEEP_DIR:-}" ]] || cp -r "$dir/overload" "$KEEP_DIR/"
   stop_all "$dir"

@@ -102,6 +102,18 @@ class Rss(unittest.TestCase):
         self.assertEqual(r["rss_max_mb"], [4.0, 2.0, 1.0, 2.0])
         self.assertEqual((r["rss_start_s"], r["rss_end_s"]), (5.0, 15.0))
 
+    def test_middle_and_flatness(self):
+        r = overload.rss_figures(self.SAMPLES, 5.0, 15.0)
+        self.assertEqual(r["rss_mid_mb"], [4.0, 2.0, 1.0, 1.0])
+        # Replica 3 doubled in the second half: not flat.
+        self.assertFalse(r["rss_flat"])
+        flat = overload.rss_figures(self.SAMPLES, 0.0, 10.0)
+        self.assertFalse(flat["rss_flat"])  # Replica 0: 2 -> 4 MB.
+        steady = overload.parse_rss("0 1000 1000\n5 1050 1000\n10 1100 990\n")
+        r = overload.rss_figures(steady, 0.0, 10.0, "anon_rss")
+        self.assertTrue(r["anon_rss_flat"])
+        self.assertEqual(r["anon_rss_end_mb"], [1.1, 1.0])
+
     def test_no_sample_inside(self):
         self.assertIsNone(overload.rss_figures(self.SAMPLES, 30.0, 40.0))
 

@@ -32,6 +32,9 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 # The p99 / p50 target at 70% of peak, and the served share of peak at 2x.
 P99_OVER_P50_MAX = 3.0
 SERVED_SHARE_MIN = 0.9
+# RSS counts as flat if the second half of the load grew it by at most
+# this share.
+FLAT_GROWTH_MAX = 0.1
 
 
 def parse_metrics(text):
@@ -124,21 +127,28 @@ def load70_line(peak, result):
     }
 
 
-def rss_figures(samples, start_s, end_s):
-    """Per replica, VmRSS in MB at the first sample at or after start_s, at
-    the last one at or before end_s, and the largest of all."""
+def rss_figures(samples, start_s, end_s, prefix="rss"):
+    """Per replica, the sampled figure in MB (VmRSS, or with prefix
+    "anon_rss" RssAnon) at the first sample at or after start_s, at the
+    middle one, at the last one at or before end_s, and the largest of all.
+    "<prefix>_flat": the second half grew by at most FLAT_GROWTH_MAX
+    (end <= (1 + FLAT_GROWTH_MAX) x middle) at every replica."""
     inside = [s for s in samples if start_s <= s[0] <= end_s]
     if not inside:
         return None
-    first, last = inside[0], inside[-1]
+    first, mid, last = inside[0], inside[len(inside) // 2], inside[-1]
     n = len(first) - 1
     mb = lambda kb: round(kb / 1024.0, 1)  # noqa: E731
     return {
-        "rss_start_mb": [mb(first[i + 1]) for i in range(n)],
-        "rss_end_mb": [mb(last[i + 1]) for i in range(n)],
-        "rss_max_mb": [mb(max(s[i + 1] for s in inside)) for i in range(n)],
-        "rss_start_s": first[0],
-        "rss_end_s": last[0],
+        prefix + "_start_mb": [mb(first[i + 1]) for i in range(n)],
+        prefix + "_mid_mb": [mb(mid[i + 1]) for i in range(n)],
+        prefix + "_end_mb": [mb(last[i + 1]) for i in range(n)],
+        prefix + "_max_mb": [mb(max(s[i + 1] for s in inside))
+                             for i in range(n)],
+        prefix + "_start_s": first[0],
+        prefix + "_end_s": last[0],
+        prefix + "_flat": all(last[i + 1] <= (1 + FLAT_GROWTH_MAX) * mid[i + 1]
+                              for i in range(n)),
     }
 
 
@@ -152,7 +162,7 @@ def parse_rss(text):
 
 
 def overload_line(peak, result, intervals, before, after, rss, catch,
-                  wall_s=None):
+                  wall_s=None, anon_rss=None):
     """The overload line: served against peak (whole run and per interval),
     what was refused and by whom, RSS start and end, and the catch-up.
     wall_s: seconds between the scrapes `before` and `after`."""
@@ -198,6 +208,8 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
     }
     if rss:
         out.update(rss)
+    if anon_rss:
+        out.update(anon_rss)
     out["catchup"] = {k: catch[k] for k in
                       ("equal", "seconds", "spread_at_stop", "heights")}
     out["targets"] = {
@@ -206,6 +218,7 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "refused_with_resource_exhausted": result["refused"] > 0
         and result["errors"] == 0,
         "caught_up": catch["equal"],
+        "anon_rss_flat": anon_rss["anon_rss_flat"] if anon_rss else None,
     }
     return out
 
@@ -224,6 +237,7 @@ def main(argv):
     o = sub.add_parser("overload")
     for a in ("peak", "result", "before", "after", "rss", "catchup"):
         o.add_argument("--" + a, required=True)
+    o.add_argument("--rss-anon", help="RssAnon samples, as --rss")
     o.add_argument("--warmup", type=float, required=True)
     o.add_argument("--wall-s", type=float, required=True)
     a = ap.parse_args(argv)
@@ -242,12 +256,16 @@ def main(argv):
         res = lines(a.result)
         result = res[-1]
         intervals = [x for x in res if x.get("kind") == "interval"]
+        span = (a.warmup, a.warmup + result["duration_s"])
         with open(a.rss) as fh:
-            rss = rss_figures(parse_rss(fh.read()), a.warmup,
-                              a.warmup + result["duration_s"])
+            rss = rss_figures(parse_rss(fh.read()), *span)
+        anon = None
+        if a.rss_anon:
+            with open(a.rss_anon) as fh:
+                anon = rss_figures(parse_rss(fh.read()), *span, "anon_rss")
         out = overload_line(lines(a.peak)[-1], result, intervals,
                             lines(a.before)[-1], lines(a.after)[-1], rss,
-                            lines(a.catchup)[-1], a.wall_s)
+                            lines(a.catchup)[-1], a.wall_s, anon)
     print(json.dumps(out, separators=(",", ":")))
 
 
