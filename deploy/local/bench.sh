@@ -264,15 +264,18 @@ print_cell() {
 # that VmRSS also counts) into $2, one line per sample led by the seconds
 # since the call, until killed.
 sample_rss() {
-  local t0 i t vm anon
+  local t0 i t vm anon v a
   t0=$(date +%s.%N)
   while true; do
     t=$(awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}')
     vm=$t
     anon=$t
     for i in 0 1 2 3; do
-      vm+=" $(awk '/VmRSS/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
-      anon+=" $(awk '/RssAnon/ {print $2}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0)"
+      # One read of the status file for both figures.
+      read -r v a < <(awk '/^VmRSS/ {v = $2} /^RssAnon/ {a = $2}
+        END {print v + 0, a + 0}' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo 0 0)
+      vm+=" $v"
+      anon+=" $a"
     done
     echo "$vm" >>"$1"
     echo "$anon" >>"$2"

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,13 @@ const std::string& ScratchPath(const char* suffix) {
       absl::StrCat(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
                    "/keyfile_fuzz.", getpid(), ".");
   static std::string paths[2];
+  // Not left behind in memory (or in /tmp) when the fuzzer exits.
+  static const int registered = std::atexit([] {
+    for (const std::string& p : paths) {
+      if (!p.empty()) unlink(p.c_str());
+    }
+  });
+  (void)registered;
   std::string& path = paths[suffix[0] == 'b'];
   if (path.empty()) path = base + suffix;
   return path;

@@ -666,22 +666,32 @@ TEST_F(ClientServiceTest, CallsGivenUpWhileWaitingInGrpcDoNotStopIntake) {
   }
   // Calls that give up while nobody takes them.
   std::vector<std::thread> quitters;
+  std::atomic<int> gave_up{0};
   for (int t = 0; t < 4; ++t) {
-    quitters.emplace_back([this, t] {
+    quitters.emplace_back([this, t, &gave_up] {
       for (int i = 0; i < 10; ++i) {
         ledger::v1::SubmitResponse resp;
-        Submit(k_.Request(2000 + 100 * t + i), &resp, absl::Milliseconds(20));
+        if (Submit(k_.Request(2000 + 100 * t + i), &resp,
+                   absl::Milliseconds(20))
+                .error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          gave_up.fetch_add(1);
+        }
         grpc::ClientContext ctx;
         ctx.set_deadline(
             absl::ToChronoTime(absl::Now() + absl::Milliseconds(20)));
         ledger::v1::QueryRequest q;
         *q.mutable_query() = k_.Request(3000 + 100 * t + i, /*read_only=*/true);
         ledger::v1::QueryResponse qr;
-        stub_->Query(&ctx, q, &qr);
+        if (stub_->Query(&ctx, q, &qr).error_code() ==
+            grpc::StatusCode::DEADLINE_EXCEEDED) {
+          gave_up.fetch_add(1);
+        }
       }
     });
   }
   for (auto& q : quitters) q.join();
+  // None was taken while both threads were held: every one gave up.
+  EXPECT_EQ(gave_up.load(), 80);
   Release();
   for (auto& h : holders) h.join();
   // The service still takes Submits and Queries.
