@@ -102,9 +102,13 @@ void StateHash::Remove(absl::string_view key, absl::string_view value) {
 
 std::string StateHash::Serialize() const {
   std::string out(kBytes, '\0');
-  for (size_t i = 0; i < kLanes; ++i) {
-    out[2 * i] = static_cast<char>(lanes_[i] & 0xff);
-    out[2 * i + 1] = static_cast<char>(lanes_[i] >> 8);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out.data(), lanes_.data(), kBytes);  // Lanes are little-endian.
+  } else {
+    for (size_t i = 0; i < kLanes; ++i) {
+      out[2 * i] = static_cast<char>(lanes_[i] & 0xff);
+      out[2 * i + 1] = static_cast<char>(lanes_[i] >> 8);
+    }
   }
   return out;
 }
@@ -115,10 +119,14 @@ absl::StatusOr<StateHash> StateHash::Parse(absl::string_view bytes) {
                                             " bytes, got ", bytes.size()));
   }
   StateHash s;
-  for (size_t i = 0; i < kLanes; ++i) {
-    s.lanes_[i] =
-        static_cast<uint16_t>(static_cast<uint8_t>(bytes[2 * i]) |
-                              (static_cast<uint8_t>(bytes[2 * i + 1]) << 8));
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(s.lanes_.data(), bytes.data(), kBytes);
+  } else {
+    for (size_t i = 0; i < kLanes; ++i) {
+      s.lanes_[i] =
+          static_cast<uint16_t>(static_cast<uint8_t>(bytes[2 * i]) |
+                                (static_cast<uint8_t>(bytes[2 * i + 1]) << 8));
+    }
   }
   return s;
 }
