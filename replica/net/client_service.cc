@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/envelope.h"
@@ -74,9 +75,11 @@ class ClientService::Call {
   }
 
  protected:
+  friend class ClientService;
   // Arms the done notification; must precede the Request* call.
   void ArmDone() {
     done_tag_ = Tag::Make([this](bool) {
+      gone_.store(true);
       OnDone();
       Release();
     });
@@ -123,6 +126,8 @@ class ClientService::Call {
 
   ClientService* owner_;
   Tag* done_tag_ = nullptr;
+  // The done notification has run: the call finished or its client gave up.
+  std::atomic<bool> gone_{false};
   grpc::ServerContext ctx_;
   absl::Mutex mu_;
   // The done notification and the arrival.
@@ -130,9 +135,21 @@ class ClientService::Call {
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class ClientService::SubmitCall final : public Call {
+// A call that goes through the intake (Take): checked on a worker.
+class ClientService::QueuedCall : public Call {
  public:
-  explicit SubmitCall(ClientService* owner) : Call(owner), responder_(&ctx_) {}
+  using Call::Call;
+  // On a worker: checks the call and hands it over (or answers it), then
+  // gives back the arrival's reference.
+  virtual void Check() = 0;
+  // Answers `s` instead (the intake is full); keeps the arrival's reference.
+  virtual void Refuse(const absl::Status& s) = 0;
+};
+
+class ClientService::SubmitCall final : public QueuedCall {
+ public:
+  explicit SubmitCall(ClientService* owner)
+      : QueuedCall(owner), responder_(&ctx_) {}
 
   void Answer(const pbft::v1::Envelope& reply) {
     if (!ClaimAnswer()) return;
@@ -157,9 +174,15 @@ class ClientService::SubmitCall final : public Call {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
-    Process();
+    owner_->Take(this, request_.request());
+  }
+
+  void Check() override {
+    if (!gone_.load()) Process();
     Release();  // The arrival's reference.
   }
+
+  void Refuse(const absl::Status& s) override { Fail(s); }
 
   void Process() {
     absl::Status s =
@@ -191,6 +214,9 @@ class ClientService::SubmitCall final : public Call {
       owner_->RemovePending(key_, this);
       Fail(accepted);
     }
+    // Waiting for the reply needs only key_: free the request's bytes.
+    ledger::v1::SubmitRequest().Swap(&request_);
+    pbft::v1::Request().Swap(&decoded_);
   }
 
   void OnDone() override { owner_->RemovePending(key_, this); }
@@ -206,9 +232,10 @@ class ClientService::SubmitCall final : public Call {
   grpc::ServerAsyncResponseWriter<ledger::v1::SubmitResponse> responder_;
 };
 
-class ClientService::QueryCall final : public Call {
+class ClientService::QueryCall final : public QueuedCall {
  public:
-  explicit QueryCall(ClientService* owner) : Call(owner), responder_(&ctx_) {}
+  explicit QueryCall(ClientService* owner)
+      : QueuedCall(owner), responder_(&ctx_) {}
 
  private:
   friend class Call;
@@ -221,6 +248,13 @@ class ClientService::QueryCall final : public Call {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<QueryCall>(owner_);
+    owner_->Take(this, request_.query());
+  }
+
+  void Refuse(const absl::Status& s) override { Answer(s); }
+
+  void Check() override {
+    if (gone_.load()) return Release();
     absl::Status s =
         owner_->Admit(request_.query(), /*read_only=*/true, &decoded_);
     if (!s.ok()) {
@@ -284,6 +318,10 @@ ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
     : verifier_(verifier),
       handlers_(std::move(handlers)),
       limits_(limits),
+      intake_(kIntakeSources,
+              QueueShare{limits.intake_per_source_max,
+                         limits.intake_source_bytes_max},
+              FairQueue<std::pair<QueuedCall*, size_t>>::Overflow::kRefuseNew),
       shares_(limits.pending_max, limits.client_pending_max) {}
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
@@ -304,7 +342,10 @@ void ClientService::Start(int threads) {
   Call::Accept<SubmitCall>(this);
   Call::Accept<QueryCall>(this);
   Call::Accept<StatusCall>(this);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Poll(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { Poll(); });
+    workers_.emplace_back([this] { Work(); });
+  }
 }
 
 void ClientService::Shutdown() {
@@ -316,6 +357,9 @@ void ClientService::Shutdown() {
     cq_->Shutdown();
   }
   for (std::thread& t : threads_) t.join();
+  // The workers finish what was taken (answers fail at once now) and stop.
+  intake_.Close();
+  for (std::thread& t : workers_) t.join();
   // Drain what is left (only possible if Start was never called).
   void* tag;
   bool ok;
@@ -333,6 +377,57 @@ void ClientService::Poll() {
     Tag* t = static_cast<Tag*>(tag);
     t->fn(ok);
     delete t;
+  }
+}
+
+namespace {
+
+// The caller's address without its port: "ipv4:10.0.0.7:5123" is
+// "ipv4:10.0.0.7", "ipv6:[::1]:5123" is "ipv6:[::1]".
+absl::string_view SourceAddress(absl::string_view peer) {
+  const size_t colon = peer.rfind(':');
+  const size_t bracket = peer.rfind(']');
+  if (colon == absl::string_view::npos || colon < peer.find(':') + 1) {
+    return peer;
+  }
+  if (bracket != absl::string_view::npos && colon < bracket) return peer;
+  return peer.substr(0, colon);
+}
+
+}  // namespace
+
+void ClientService::Take(QueuedCall* call, const pbft::v1::Envelope& e) {
+  const std::string peer = call->ctx_.peer();
+  const absl::string_view source = SourceAddress(peer);
+  const size_t bytes = e.ByteSizeLong();
+  const size_t slot = absl::Hash<absl::string_view>{}(source) % kIntakeSources;
+  const size_t queued = intake_count_.fetch_add(1);
+  const size_t queued_bytes = intake_bytes_.fetch_add(bytes);
+  const bool room = queued < limits_.intake_max &&
+                    (queued == 0 || queued_bytes + bytes <= limits_.intake_bytes_max);
+  if (room && intake_.Push(slot, {call, bytes}, bytes).accepted) return;
+  intake_count_.fetch_sub(1);
+  intake_bytes_.fetch_sub(bytes);
+  CountRejected(absl::StatusCode::kResourceExhausted);
+  call->Refuse(absl::ResourceExhaustedError(absl::StrCat(
+      "replica: too many calls from ", source,
+      " waiting for their signature check; retry later")));
+  call->Release();  // The arrival's reference.
+}
+
+void ClientService::Work() {
+  std::vector<std::pair<QueuedCall*, size_t>> taken;
+  while (true) {
+    taken.clear();
+    if (intake_.PopMany(&taken, 1, absl::Milliseconds(100)) == 0) {
+      if (intake_.closed()) return;
+      continue;
+    }
+    for (auto& [call, bytes] : taken) {
+      intake_count_.fetch_sub(1);
+      intake_bytes_.fetch_sub(bytes);
+      call->Check();
+    }
   }
 }
 

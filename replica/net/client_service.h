@@ -14,6 +14,16 @@
 // Query: verified the same way and answered asynchronously by the owner.
 // Status: answered at once by the owner's callback.
 //
+// The completion-queue threads only take calls from gRPC: each Submit and
+// Query joins a bounded intake, and worker threads check and hand it over.
+// The intake has a share per source (the caller's address, hashed into
+// kIntakeSources buckets) and a bound in all, in calls and bytes; a call
+// beyond it is refused at once with RESOURCE_EXHAUSTED, before its
+// signature is checked, so calls that arrive faster than the replica can
+// check them are answered instead of piling up inside gRPC. A call whose
+// client gave up while it waited is not checked. A call waiting for its
+// reply keeps only its key, not the request's bytes.
+//
 // Thread-safe. Owns its completion-queue threads; Shutdown() stops them
 // (call it after the grpc::Server has been shut down).
 #ifndef PBFT_LEDGER_REPLICA_NET_CLIENT_SERVICE_H_
@@ -32,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/fair_queue.h"
 #include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/net/verify_pool.h"
@@ -80,7 +91,15 @@ class ClientService {
     size_t client_pending_max = 10000;     // ... of one client.
     size_t request_bytes_max = 4 << 20;    // RequestBytes of one request.
     size_t request_operations_max = 8192;  // Operations in one request.
+    // Calls taken from gRPC and waiting for their signature check: per
+    // source, in all, and their bytes (per source and in all). A call alone
+    // in its source's share is always let in.
+    size_t intake_per_source_max = 256;
+    size_t intake_max = 4096;
+    size_t intake_source_bytes_max = 16 << 20;
+    size_t intake_bytes_max = 64 << 20;
   };
+  static constexpr size_t kIntakeSources = 64;
   ClientService(VerifyPool* verifier, Handlers handlers, Limits limits);
   // Older form: no per-client share, no operation count check.
   ClientService(VerifyPool* verifier, Handlers handlers, size_t pending_max,
@@ -89,7 +108,8 @@ class ClientService {
 
   // Registers the service with `builder` and adds its completion queue.
   void Register(grpc::ServerBuilder* builder);
-  // Starts `threads` completion-queue threads; after the server is built.
+  // Starts `threads` completion-queue threads and `threads` workers that
+  // check taken calls; after the server is built.
   void Start(int threads);
   // Completes every waiting Submit for (client, request number) with
   // `reply`. Returns how many calls it completed.
@@ -99,6 +119,8 @@ class ClientService {
   void Shutdown();
 
   size_t pending() const;
+  // Calls taken and waiting for their signature check.
+  size_t intake() const { return intake_count_.load(); }
   uint64_t rejected(absl::StatusCode code) const;
 
   // What Submit (read_only false) and Query (true) check before anything
@@ -111,10 +133,12 @@ class ClientService {
 
  private:
   class Call;
+  class QueuedCall;
   class SubmitCall;
   class QueryCall;
   class StatusCall;
   friend class Call;
+  friend class QueuedCall;
   friend class SubmitCall;
   friend class QueryCall;
   friend class StatusCall;
@@ -126,7 +150,13 @@ class ClientService {
   // Also marks the call done: it will not be added again.
   void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
   void CountRejected(absl::StatusCode code);
+  // Queues a call just taken from gRPC (`e` is what it carries) for a
+  // worker, or refuses it (RESOURCE_EXHAUSTED) when its source's share or
+  // the whole intake is full. Either way the call's arrival reference goes
+  // with it.
+  void Take(QueuedCall* call, const pbft::v1::Envelope& e);
   void Poll();
+  void Work();
   // Runs `start` (which starts one operation on cq_) unless the queue is
   // closed; false then. gRPC aborts on an operation started after
   // cq_->Shutdown(), and replies and query answers arrive from other
@@ -145,6 +175,11 @@ class ClientService {
   ledger::v1::LedgerService::AsyncService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::vector<std::thread> threads_;
+  std::vector<std::thread> workers_;
+  // Taken calls and the bytes they were charged.
+  FairQueue<std::pair<QueuedCall*, size_t>> intake_;
+  std::atomic<size_t> intake_count_{0};
+  std::atomic<size_t> intake_bytes_{0};
   bool shut_down_ = false;
   absl::Mutex cq_mu_;
   bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;

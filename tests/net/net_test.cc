@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/envelope.h"
@@ -426,6 +427,14 @@ TEST(ClientServiceShutdownTest, AnAnswerAfterShutdownIsDropped) {
 class ClientServiceTest : public ::testing::Test {
  protected:
   void Start(size_t pending_max) {
+    ClientService::Limits limits;
+    limits.pending_max = pending_max;
+    limits.client_pending_max = pending_max;
+    limits.request_bytes_max = 1024;
+    limits.request_operations_max = SIZE_MAX;
+    Start(limits);
+  }
+  void Start(const ClientService::Limits& limits) {
     pool_ = std::make_unique<VerifyPool>(&k_.verifier, 1, Limits(), Share(100),
                                          [](Envelope) {});
     ClientService::Handlers h;
@@ -455,7 +464,7 @@ class ClientServiceTest : public ::testing::Test {
       return s;
     };
     service_ = std::make_unique<ClientService>(pool_.get(), std::move(h),
-                                               pending_max, 1024);
+                                               limits);
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -705,6 +714,68 @@ TEST_F(ClientServiceTest, CallsGivenUpWhileWaitingInGrpcDoNotStopIntake) {
   *q.mutable_query() = k_.Request(99, /*read_only=*/true);
   ledger::v1::QueryResponse qr;
   EXPECT_TRUE(stub_->Query(&ctx, q, &qr).ok());
+}
+
+// Calls arriving faster than the replica checks them are refused at once
+// with RESOURCE_EXHAUSTED, beyond a bounded intake, instead of piling up
+// unanswered inside gRPC while the threads that check them are busy.
+TEST_F(ClientServiceTest, CallsBeyondTheIntakeAreRefusedAtOnceWhileChecksLag) {
+  ClientService::Limits limits;
+  limits.pending_max = 1000;
+  limits.client_pending_max = 1000;
+  limits.request_bytes_max = 1024;
+  limits.intake_per_source_max = 8;
+  Start(limits);
+  // Both threads that check and hand over requests held by a Submit each.
+  std::vector<std::thread> holders;
+  for (uint64_t i = 0; i < 2; ++i) {
+    holders.emplace_back([this, i] {
+      ledger::v1::SubmitResponse resp;
+      Submit(k_.Request(kHeld + i), &resp, absl::Seconds(20));
+    });
+    ASSERT_TRUE(Eventually([&] { return held() == static_cast<int>(i + 1); }));
+  }
+  constexpr int kCalls = 64;
+  std::atomic<int> refused{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> senders;
+  for (int i = 0; i < kCalls; ++i) {
+    senders.emplace_back([this, i, &refused, &other] {
+      ledger::v1::SubmitResponse resp;
+      const grpc::Status s = Submit(k_.Request(2000 + i), &resp,
+                                    absl::Seconds(20));
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+          absl::StrContains(s.error_message(), "signature check")) {
+        refused.fetch_add(1);
+      } else {
+        other.fetch_add(1);
+      }
+    });
+  }
+  // All but the intake's share are answered while both threads are held.
+  const bool answered = Eventually(
+      [&] { return refused.load() >= kCalls - 8; }, absl::Seconds(5));
+  EXPECT_TRUE(answered) << refused.load() << " refused while held";
+  EXPECT_EQ(held(), 2);
+  EXPECT_GE(service_->rejected(absl::StatusCode::kResourceExhausted),
+            static_cast<uint64_t>(refused.load()));
+  Release();
+  // What waited in the intake is handed over once the threads are free;
+  // its replies end those calls.
+  const size_t waiting = static_cast<size_t>(kCalls - refused.load());
+  EXPECT_TRUE(WaitSubmitted(2 + waiting));
+  std::vector<uint64_t> numbers = {kHeld, kHeld + 1};
+  for (int i = 0; i < kCalls; ++i) numbers.push_back(2000 + i);
+  for (uint64_t number : numbers) {
+    pbft::v1::Reply reply;
+    reply.set_request_number(number);
+    service_->DeliverReply(
+        9, number, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply));
+  }
+  for (auto& t : senders) t.join();
+  for (auto& h : holders) h.join();
+  EXPECT_EQ(refused.load() + other.load(), kCalls);
+  EXPECT_LE(other.load(), 8);
 }
 
 TEST_F(ClientServiceTest, QueryAndStatus) {
