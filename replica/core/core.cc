@@ -192,6 +192,7 @@ void Core::Tick(uint64_t now_ms) {
   ++tick_;
   now_ms_ = now_ms;
   if (view_active_ && is_primary()) MaybeCutBatches();
+  if (view_active_ && !is_primary()) ForwardLateRequests();
   if (tick_ % options_.retransmit_ticks == 0) Retransmit();
   if (tick_ % options_.fetch_interval_ticks == 0) MaybeFetch();
   if (tick_ % kBodyFetchIntervalTicks == 0) MaybeFetchBody();

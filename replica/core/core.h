@@ -72,6 +72,12 @@ struct Options {
   // (every batch carries its commit certificate); an up-to-date peer
   // answers with nothing.
   uint32_t idle_probe_interval_ticks = 400;
+  // A backup forwards a request it holds to the primary once it has held
+  // it forward_delay_ticks without seeing it in a PRE-PREPARE of the
+  // current view (0: at once, as it arrives). A client that sends to every
+  // replica (the SDK does) reaches the primary itself; forwarding at once
+  // sent the primary n-1 more copies of every request.
+  uint32_t forward_delay_ticks = 5;
   // Every FETCH_REQUEST names the requester's view. A replica with proof
   // that the cluster is in a higher view than its own (a fetched commit
   // certificate of that view, or f+1 peers' messages of it) fetches every
@@ -448,6 +454,10 @@ class Core {
   void ProbeBeforeTimeout();
   // A backup sends every request it holds to the current primary.
   void ForwardHeldRequests();
+  // Forwards the requests held forward_delay_ticks that no PRE-PREPARE of
+  // the current view carries (each once; backups, every tick).
+  void ForwardLateRequests();
+  bool InCurrentView(ClientId c, RequestNumber t) const;
   void RecordPreparedCert(Seq s, const Slot& slot);
   void StartViewChange(View target);
   void SendOwnViewChange();
@@ -557,6 +567,8 @@ class Core {
   std::map<RequestKey, uint64_t> queue_index_;
   absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
   uint64_t next_arrival_ = 0;
+  // Backups: arrivals below this were considered by ForwardLateRequests.
+  uint64_t forward_next_ = 0;
   size_t queue_bytes_ = 0;
   // Each client's share of the queue (clients with something queued only).
   // Iterated only by Invariants, where order does not matter.

@@ -48,11 +48,40 @@ void Core::OnRequest(const v1::Envelope& e) {
     UpdateViewChangeTimer(false);
   } else {
     // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
-    // to the primary (and holds it for its view-change timer).
-    SendTo(primary(), e);
-    ++stats_.requests_forwarded;
+    // to the primary (and holds it for its view-change timer); after
+    // forward_delay_ticks without its PRE-PREPARE (ForwardLateRequests), as
+    // the client has most likely sent it to the primary too.
+    if (options_.forward_delay_ticks == 0) {
+      SendTo(primary(), e);
+      ++stats_.requests_forwarded;
+    }
     UpdateViewChangeTimer(false);
   }
+}
+
+void Core::ForwardLateRequests() {
+  if (options_.forward_delay_ticks == 0) return;
+  for (auto it = queue_.lower_bound(forward_next_); it != queue_.end(); ++it) {
+    const Queued& q = it->second;
+    if (q.arrival_tick + options_.forward_delay_ticks > tick_) break;
+    forward_next_ = it->first + 1;
+    if (InCurrentView(q.client, q.number)) continue;
+    SendTo(primary(), q.envelope);
+    ++stats_.requests_forwarded;
+  }
+}
+
+// Whether a PRE-PREPARE of the current view not yet executed here carries
+// request (c, t). At most L slots are looked at.
+bool Core::InCurrentView(ClientId c, RequestNumber t) const {
+  for (auto it = log_.upper_bound(last_executed_); it != log_.end(); ++it) {
+    const Slot& slot = it->second;
+    if (slot.view != view_ || !slot.has_body) continue;
+    for (const auto& [rc, rt] : slot.requests) {
+      if (rc == c && rt == t) return true;
+    }
+  }
+  return false;
 }
 
 // Castro–Liskov §4.1, client requests: equal to the last executed -> resend the

@@ -96,6 +96,7 @@ void Core::ForwardHeldRequests() {
     SendTo(primary(), q.envelope);
     ++stats_.requests_forwarded;
   }
+  forward_next_ = next_arrival_;  // ForwardLateRequests: sent already.
 }
 
 void Core::RecordPreparedCert(Seq s, const Slot& slot) {

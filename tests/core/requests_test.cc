@@ -89,14 +89,43 @@ TEST(Requests, AnotherRequestUnderAQueuedNumberIsRejected) {
   EXPECT_EQ(s.core().queued_requests(), 1u);
 }
 
+// §4.1: a backup holds a request for its view-change timer and forwards it
+// to the primary once it has held it forward_delay_ticks without seeing it
+// in a PRE-PREPARE: a client that sends to every replica (the SDK does)
+// gave the primary its own copy.
 TEST(Requests, BackupForwardsRequestToPrimary_4_1) {
   Scenario s(2);
   s.Step(s.Request(1, 1));
-  auto fwd = s.Sent(v1::MESSAGE_TYPE_REQUEST);
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());  // Not at once.
+  EXPECT_EQ(s.core().queued_requests(), 1u);
+  std::vector<Outbound> fwd;
+  for (uint32_t i = 0; i < Options().forward_delay_ticks; ++i) {
+    s.Tick();
+    for (const Outbound& o : s.Sent(v1::MESSAGE_TYPE_REQUEST)) {
+      fwd.push_back(o);
+    }
+  }
   ASSERT_EQ(fwd.size(), 1u);
   EXPECT_FALSE(fwd[0].broadcast);
   EXPECT_EQ(fwd[0].to, ReplicaId(0));
+  // Once: not again on the next ticks.
+  for (int i = 0; i < 3; ++i) {
+    s.Tick();
+    EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
+  }
   EXPECT_EQ(s.core().queued_requests(), 1u);
+}
+
+TEST(Requests, BackupDoesNotForwardWhatThePrimaryProposed_4_1) {
+  Scenario s(2);
+  const v1::Envelope request = s.Request(1, 1);
+  s.Step(request);
+  s.Step(s.PrePrepare(0, 0, 1, {request}));
+  for (uint32_t i = 0; i < Options().forward_delay_ticks + 3; ++i) {
+    s.Tick();
+    EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
+  }
+  EXPECT_EQ(s.core().queued_requests(), 1u);  // Held until it executes.
 }
 
 TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {

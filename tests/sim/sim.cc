@@ -248,6 +248,7 @@ std::string Simulation::CreateParticipants(uint32_t clients,
     auto cl = std::make_unique<SimClient>();
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
+    cl->to_all = c % 2 == 1;
     cl->total = power_losses_max_ > 0 || !starved_.empty() ? rng_.Range(20, 40)
                 : full_window_                             ? rng_.Range(8, 12)
                                                            : rng_.Range(4, 16);
@@ -414,6 +415,10 @@ EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
   c.replies.clear();
   c.stale.clear();
   c.last_sent_tick = tick_;
+  if (c.to_all) {
+    for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, e);
+    return e;
+  }
   // The primary of the highest view the replies named.
   SendToReplica(static_cast<uint32_t>(c.view_hint % n_), e);
   return e;
@@ -584,6 +589,7 @@ SimResult Simulation::Run() {
     if (r->byzantine) continue;
     result_.core_drops += r->core().stats().dropped_total();
     result_.fetches += r->core().stats().fetches_sent;
+    result_.forwarded += r->core().stats().requests_forwarded;
     result_.bodies_fetched += r->core().stats().bodies_fetched;
     if (opt_.verbose) {
       std::string drops;

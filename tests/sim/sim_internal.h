@@ -192,6 +192,10 @@ struct SimClient {
   uint64_t first_sent_tick = 0;
   uint64_t last_sent_tick = 0;
   uint64_t view_hint = 0;                   // Highest view seen in replies.
+  // Sends each request to every replica at once, as the SDK does (odd
+  // client ids); the others send to the primary they believe in and to all
+  // on timeout (Castro–Liskov §4.1), so backups forward theirs.
+  bool to_all = false;
   std::map<uint32_t, std::string> replies;  // replica -> result
   // Scenario stale-numbers: the operation of the outstanding request, the
   // numbers used, and the stale rejections it got (replica -> last number).
