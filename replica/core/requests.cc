@@ -25,6 +25,7 @@ void Core::OnRequest(const v1::Envelope& e) {
   if (!AdmitNumber(c, t)) return;
   const RequestKey key{c.value(), t.value()};
   auto qi = queue_index_.find(key);
+  bool held_long = false;  // A copy of a request held forward_delay_ticks.
   if (qi != queue_index_.end()) {
     // A copy of a queued request waits for that request's reply; another
     // request under the same number never executes: say so.
@@ -33,6 +34,9 @@ void Core::OnRequest(const v1::Envelope& e) {
       Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
+    held_long = queue_.at(qi->second).arrival_tick +
+                    options_.forward_delay_ticks <=
+                tick_;
   } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).
@@ -50,8 +54,11 @@ void Core::OnRequest(const v1::Envelope& e) {
     // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
     // to the primary (and holds it for its view-change timer); after
     // forward_delay_ticks without its PRE-PREPARE (ForwardLateRequests), as
-    // the client has most likely sent it to the primary too.
-    if (options_.forward_delay_ticks == 0) {
+    // the client has most likely sent it to the primary too. A client's
+    // copy of a request held that long is forwarded as it comes (the client
+    // is retransmitting: the first forward may have been lost).
+    if (options_.forward_delay_ticks == 0 ||
+        (held_long && !InCurrentView(c, t))) {
       SendTo(primary(), e);
       ++stats_.requests_forwarded;
     }

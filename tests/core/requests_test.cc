@@ -114,6 +114,12 @@ TEST(Requests, BackupForwardsRequestToPrimary_4_1) {
     EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
   }
   EXPECT_EQ(s.core().queued_requests(), 1u);
+  // The client retransmits (the forward may have been lost): forwarded as
+  // it comes.
+  s.Step(s.Request(1, 1));
+  ASSERT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST).size(), 1u);
+  EXPECT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST)[0].to, ReplicaId(0));
+  EXPECT_EQ(s.core().queued_requests(), 1u);
 }
 
 TEST(Requests, BackupDoesNotForwardWhatThePrimaryProposed_4_1) {
@@ -125,6 +131,8 @@ TEST(Requests, BackupDoesNotForwardWhatThePrimaryProposed_4_1) {
     s.Tick();
     EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
   }
+  s.Step(request);  // Nor a copy the client sends again.
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
   EXPECT_EQ(s.core().queued_requests(), 1u);  // Held until it executes.
 }
 

@@ -92,19 +92,22 @@ def counts(n, requests_per_block, checkpoint_interval):
         "msg_pre_prepare": (n - 1) / r,
         "msg_vote": (per_block_votes_sent + per_block_checkpoints) / r,
         "msg_request": float(n),  # the client sends to every replica
-        "msg_forward": float(n - 1),  # every backup forwards to the primary
+        # A backup forwards a request only if no PRE-PREPARE carried it
+        # within forward_delay_ticks: none in the normal case, where the
+        # client sent it to the primary too.
+        "msg_forward": 0.0,
         "msg_reply": float(n),
         # SHA-256 passes over a request's bytes: the verified-envelope cache
         # key on arrival (n), the batch digest (n), the cache key of the
-        # request inside the PRE-PREPARE (n-1), of each forwarded copy (n-1).
-        "sha_request": float(4 * n - 2),
+        # request inside the PRE-PREPARE (n-1).
+        "sha_request": float(3 * n - 1),
         # Model of the core's received-message counters, per block.
         "received_per_block": {
             "PRE_PREPARE": float(n - 1),
             "PREPARE": float((n - 1) ** 2),
             "COMMIT": float(n * (n - 1)),
             "CHECKPOINT": per_block_checkpoints,
-            "REQUEST": (2 * n - 1) * r,
+            "REQUEST": float(n) * r,
         },
     }
 
@@ -162,16 +165,16 @@ def primary_split(m, exec_json, n, requests_per_block, transfers, k):
         # PRE-PREPARE, COMMIT, CHECKPOINT per block; a reply per request.
         "sign": (2 + 1 / k) / r * sign_us(m, vote) + sign_us(m, rep),
         "verify": votes_in * verify_us(m, vote) + verify_us(m, req),
-        # The client's request and n-1 forwarded copies in, the votes in;
-        # the PRE-PREPARE and COMMIT to n-1 peers and the reply out.
+        # The client's request in, the votes in; the PRE-PREPARE and
+        # COMMIT to n-1 peers and the reply out.
         "grpc": (
-            n * stream_side_us(m, req, recv)
+            stream_side_us(m, req, recv)
             + votes_in * stream_side_us(m, vote, recv)
             + (n - 1) / r * stream_side_us(m, vote + r * req, send)
             + (n - 1) * (1 + 1 / k) / r * stream_side_us(m, vote, send)
             + stream_side_us(m, rep, send)
         ),
-        "sha256": m["sha256_us_per_kb"] * ((n + 1) * req + votes_in * vote) / 1024,
+        "sha256": m["sha256_us_per_kb"] * (2 * req + votes_in * vote) / 1024,
         "execute": transfers * 1e6 / exec_json["transfers_per_process_cpu_s"],
     }
     total = sum(split.values())
