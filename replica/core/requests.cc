@@ -34,9 +34,9 @@ void Core::OnRequest(const v1::Envelope& e) {
       Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
-    held_long = queue_.at(qi->second).arrival_tick +
-                    options_.forward_delay_ticks <=
-                tick_;
+    held_long =
+        queue_.at(qi->second).arrival_tick + options_.forward_delay_ticks <=
+        tick_;
   } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).

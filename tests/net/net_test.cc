@@ -463,8 +463,8 @@ class ClientServiceTest : public ::testing::Test {
       s.set_view(3);
       return s;
     };
-    service_ = std::make_unique<ClientService>(pool_.get(), std::move(h),
-                                               limits);
+    service_ =
+        std::make_unique<ClientService>(pool_.get(), std::move(h), limits);
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -742,8 +742,8 @@ TEST_F(ClientServiceTest, CallsBeyondTheIntakeAreRefusedAtOnceWhileChecksLag) {
   for (int i = 0; i < kCalls; ++i) {
     senders.emplace_back([this, i, &refused, &other] {
       ledger::v1::SubmitResponse resp;
-      const grpc::Status s = Submit(k_.Request(2000 + i), &resp,
-                                    absl::Seconds(20));
+      const grpc::Status s =
+          Submit(k_.Request(2000 + i), &resp, absl::Seconds(20));
       if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
           absl::StrContains(s.error_message(), "signature check")) {
         refused.fetch_add(1);
@@ -753,8 +753,8 @@ TEST_F(ClientServiceTest, CallsBeyondTheIntakeAreRefusedAtOnceWhileChecksLag) {
     });
   }
   // All but the intake's share are answered while both threads are held.
-  const bool answered = Eventually(
-      [&] { return refused.load() >= kCalls - 8; }, absl::Seconds(5));
+  const bool answered = Eventually([&] { return refused.load() >= kCalls - 8; },
+                                   absl::Seconds(5));
   EXPECT_TRUE(answered) << refused.load() << " refused while held";
   EXPECT_EQ(held(), 2);
   EXPECT_GE(service_->rejected(absl::StatusCode::kResourceExhausted),

@@ -191,7 +191,7 @@ struct SimClient {
   uint64_t number = 0;
   uint64_t first_sent_tick = 0;
   uint64_t last_sent_tick = 0;
-  uint64_t view_hint = 0;                   // Highest view seen in replies.
+  uint64_t view_hint = 0;  // Highest view seen in replies.
   // Sends each request to every replica at once, as the SDK does (odd
   // client ids); the others send to the primary they believe in and to all
   // on timeout (Castro–Liskov §4.1), so backups forward theirs.

@@ -56,8 +56,9 @@ int main(int argc, char** argv) {
   const uint64_t first = absl::GetFlag(FLAGS_first_seed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
-           dropped = 0, fetches = 0, forwarded = 0, max_latency = 0, max_rejoin = 0, ahead = 0,
-           max_view = 0, bodies = 0, full_window_missed = 0;
+           dropped = 0, fetches = 0, forwarded = 0, max_latency = 0,
+           max_rejoin = 0, ahead = 0, max_view = 0, bodies = 0,
+           full_window_missed = 0;
   pbft::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
