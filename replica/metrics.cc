@@ -55,6 +55,13 @@ Metrics::Metrics(uint32_t replica_id)
               .Help("Submit calls waiting for their request to execute.")
               .Register(*registry_)
               .Add({})),
+      client_intake_calls(
+          BuildGauge()
+              .Name("ledger_client_intake_calls")
+              .Help("Submit and Query calls taken from gRPC and waiting for "
+                    "their signature check.")
+              .Register(*registry_)
+              .Add({})),
       caught_up(BuildGauge()
                     .Name("ledger_caught_up")
                     .Help("1 when the replica is caught up with the cluster "

@@ -47,6 +47,7 @@ class Metrics {
   prometheus::Gauge& stable_checkpoint_seq;
   prometheus::Gauge& queued_requests;
   prometheus::Gauge& waiting_client_calls;
+  prometheus::Gauge& client_intake_calls;
   prometheus::Gauge& caught_up;
   prometheus::Gauge& in_cluster_view;
   prometheus::Gauge& cluster_view;

@@ -629,6 +629,8 @@ void ReplicaServerImpl::MirrorCounters() {
   metrics_.queued_requests.Set(static_cast<double>(core_->queued_requests()));
   metrics_.waiting_client_calls.Set(
       static_cast<double>(client_service_->pending()));
+  metrics_.client_intake_calls.Set(
+      static_cast<double>(client_service_->intake()));
   metrics_.caught_up.Set(caught_up_.load() ? 1 : 0);
   metrics_.in_cluster_view.Set(in_cluster_view_.load() ? 1 : 0);
   metrics_.cluster_view.Set(static_cast<double>(cluster_view_.load()));
