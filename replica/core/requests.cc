@@ -68,18 +68,39 @@ void Core::OnRequest(const v1::Envelope& e) {
 
 void Core::ForwardLateRequests() {
   if (options_.forward_delay_ticks == 0) return;
+  // The requests the view's PRE-PREPAREs carry, gathered once per tick
+  // (at most L batches) and only if some request is due: the cost per
+  // tick is bounded whatever the primary proposed.
+  absl::flat_hash_set<RequestKey> proposed;
+  bool gathered = false;
   for (auto it = queue_.lower_bound(forward_next_); it != queue_.end(); ++it) {
     const Queued& q = it->second;
     if (q.arrival_tick + options_.forward_delay_ticks > tick_) break;
     forward_next_ = it->first + 1;
-    if (InCurrentView(q.client, q.number)) continue;
+    if (!gathered) {
+      ProposedInView(&proposed);
+      gathered = true;
+    }
+    if (proposed.contains(RequestKey{q.client.value(), q.number.value()})) {
+      continue;
+    }
     SendTo(primary(), q.envelope);
     ++stats_.requests_forwarded;
   }
 }
 
-// Whether a PRE-PREPARE of the current view not yet executed here carries
-// request (c, t). At most L slots are looked at.
+// The requests that PRE-PREPAREs of the current view not yet executed here
+// carry. At most L slots are looked at.
+void Core::ProposedInView(absl::flat_hash_set<RequestKey>* out) const {
+  for (auto it = log_.upper_bound(last_executed_); it != log_.end(); ++it) {
+    const Slot& slot = it->second;
+    if (slot.view != view_ || !slot.has_body) continue;
+    for (const auto& [rc, rt] : slot.requests) {
+      out->insert(RequestKey{rc.value(), rt.value()});
+    }
+  }
+}
+
 bool Core::InCurrentView(ClientId c, RequestNumber t) const {
   for (auto it = log_.upper_bound(last_executed_); it != log_.end(); ++it) {
     const Slot& slot = it->second;
