@@ -457,11 +457,9 @@ class Core {
   // Forwards the requests held forward_delay_ticks that no PRE-PREPARE of
   // the current view carries (each once; backups, every tick).
   void ForwardLateRequests();
-  // Whether a PRE-PREPARE of the current view not yet executed here
-  // carries request (c, t); ProposedInView gathers all of them. At most L
-  // slots are looked at.
-  bool InCurrentView(ClientId c, RequestNumber t) const;
-  void ProposedInView(absl::flat_hash_set<RequestKey>* out) const;
+  // The requests that PRE-PREPAREs of the current view not yet executed
+  // here carry. At most L slots are looked at.
+  absl::flat_hash_set<RequestKey> ProposedInView() const;
   void RecordPreparedCert(Seq s, const Slot& slot);
   void StartViewChange(View target);
   void SendOwnViewChange();

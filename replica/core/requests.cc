@@ -2,6 +2,7 @@
 // table of last executed numbers and replies, the bounded request queue
 // with per-client shares, and the signed REPLYs and rejections.
 #include <algorithm>
+#include <optional>
 
 #include "common/check.h"
 #include "common/envelope.h"
@@ -58,7 +59,7 @@ void Core::OnRequest(const v1::Envelope& e) {
     // copy of a request held that long is forwarded as it comes (the client
     // is retransmitting: the first forward may have been lost).
     if (options_.forward_delay_ticks == 0 ||
-        (held_long && !InCurrentView(c, t))) {
+        (held_long && !ProposedInView().contains(key))) {
       SendTo(primary(), e);
       ++stats_.requests_forwarded;
     }
@@ -71,17 +72,13 @@ void Core::ForwardLateRequests() {
   // The requests the view's PRE-PREPAREs carry, gathered once per tick
   // (at most L batches) and only if some request is due: the cost per
   // tick is bounded whatever the primary proposed.
-  absl::flat_hash_set<RequestKey> proposed;
-  bool gathered = false;
+  std::optional<absl::flat_hash_set<RequestKey>> proposed;
   for (auto it = queue_.lower_bound(forward_next_); it != queue_.end(); ++it) {
     const Queued& q = it->second;
     if (q.arrival_tick + options_.forward_delay_ticks > tick_) break;
     forward_next_ = it->first + 1;
-    if (!gathered) {
-      ProposedInView(&proposed);
-      gathered = true;
-    }
-    if (proposed.contains(RequestKey{q.client.value(), q.number.value()})) {
+    if (!proposed) proposed = ProposedInView();
+    if (proposed->contains(RequestKey{q.client.value(), q.number.value()})) {
       continue;
     }
     SendTo(primary(), q.envelope);
@@ -89,27 +86,16 @@ void Core::ForwardLateRequests() {
   }
 }
 
-// The requests that PRE-PREPAREs of the current view not yet executed here
-// carry. At most L slots are looked at.
-void Core::ProposedInView(absl::flat_hash_set<RequestKey>* out) const {
+absl::flat_hash_set<Core::RequestKey> Core::ProposedInView() const {
+  absl::flat_hash_set<RequestKey> out;
   for (auto it = log_.upper_bound(last_executed_); it != log_.end(); ++it) {
     const Slot& slot = it->second;
     if (slot.view != view_ || !slot.has_body) continue;
     for (const auto& [rc, rt] : slot.requests) {
-      out->insert(RequestKey{rc.value(), rt.value()});
+      out.insert(RequestKey{rc.value(), rt.value()});
     }
   }
-}
-
-bool Core::InCurrentView(ClientId c, RequestNumber t) const {
-  for (auto it = log_.upper_bound(last_executed_); it != log_.end(); ++it) {
-    const Slot& slot = it->second;
-    if (slot.view != view_ || !slot.has_body) continue;
-    for (const auto& [rc, rt] : slot.requests) {
-      if (rc == c && rt == t) return true;
-    }
-  }
-  return false;
+  return out;
 }
 
 // Castro–Liskov §4.1, client requests: equal to the last executed -> resend the

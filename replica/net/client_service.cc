@@ -401,13 +401,12 @@ void ClientService::Take(QueuedCall* call, const pbft::v1::Envelope& e) {
   const absl::string_view source = SourceAddress(peer);
   const size_t bytes = e.ByteSizeLong();
   const size_t slot = absl::Hash<absl::string_view>{}(source) % kIntakeSources;
-  const size_t queued = intake_count_.fetch_add(1);
+  const size_t queued = intake_.size();
   const size_t queued_bytes = intake_bytes_.fetch_add(bytes);
   const bool room =
       queued < limits_.intake_max &&
       (queued == 0 || queued_bytes + bytes <= limits_.intake_bytes_max);
   if (room && intake_.Push(slot, {call, bytes}, bytes).accepted) return;
-  intake_count_.fetch_sub(1);
   intake_bytes_.fetch_sub(bytes);
   CountRejected(absl::StatusCode::kResourceExhausted);
   call->Refuse(absl::ResourceExhaustedError(
@@ -425,7 +424,6 @@ void ClientService::Work() {
       continue;
     }
     for (auto& [call, bytes] : taken) {
-      intake_count_.fetch_sub(1);
       intake_bytes_.fetch_sub(bytes);
       call->Check();
     }

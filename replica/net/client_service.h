@@ -120,7 +120,7 @@ class ClientService {
 
   size_t pending() const;
   // Calls taken and waiting for their signature check.
-  size_t intake() const { return intake_count_.load(); }
+  size_t intake() const { return intake_.size(); }
   uint64_t rejected(absl::StatusCode code) const;
 
   // What Submit (read_only false) and Query (true) check before anything
@@ -176,9 +176,9 @@ class ClientService {
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::vector<std::thread> threads_;
   std::vector<std::thread> workers_;
-  // Taken calls and the bytes they were charged.
+  // Taken calls and the bytes they were charged; intake_bytes_ is the
+  // bytes of all of them (the queue bounds only each source's).
   FairQueue<std::pair<QueuedCall*, size_t>> intake_;
-  std::atomic<size_t> intake_count_{0};
   std::atomic<size_t> intake_bytes_{0};
   bool shut_down_ = false;
   absl::Mutex cq_mu_;

@@ -499,6 +499,22 @@ class ClientServiceTest : public ::testing::Test {
     *req.mutable_request() = e;
     return stub_->Submit(&ctx, req, resp);
   }
+  // Holds both threads that check and hand over requests, each with a
+  // Submit (kHeld, kHeld + 1) sent on a thread added to `holders` with
+  // `deadline`. False if they were not both held in time.
+  bool HoldBothWorkers(std::vector<std::thread>* holders,
+                       absl::Duration deadline) {
+    for (uint64_t i = 0; i < 2; ++i) {
+      holders->emplace_back([this, i, deadline] {
+        ledger::v1::SubmitResponse resp;
+        Submit(k_.Request(kHeld + i), &resp, deadline);
+      });
+      if (!Eventually([&] { return held() == static_cast<int>(i + 1); })) {
+        return false;
+      }
+    }
+    return true;
+  }
   bool WaitSubmitted(size_t n) {
     return Eventually([&] {
       absl::MutexLock l(&mu_);
@@ -656,23 +672,17 @@ TEST_F(ClientServiceTest, CallsCancelledWhileArrivingAreFreedOnce) {
   EXPECT_TRUE(stub_->Query(&ctx, q, &qr).ok());
 }
 
-// Calls that arrive while every completion-queue thread is busy wait in
-// gRPC until the service asks for the next call; a client may give up on
-// them there (the SDK cancels what it no longer needs). The service asks
-// for one call at a time, so if gRPC answered such a wait with "no call"
-// (as at shutdown) and the service took it for its shutdown, it would stop
-// asking, and every later call would wait in gRPC, unanswered, for good.
+// Calls that arrive while the threads that check requests are busy wait
+// (in the intake, or in gRPC if the completion-queue threads lag); a
+// client may give up on them there (the SDK cancels what it no longer
+// needs). If gRPC answered such a wait with "no call" (as at shutdown) and
+// the service took it for its shutdown, it would stop asking, and every
+// later call would wait in gRPC, unanswered, for good.
 TEST_F(ClientServiceTest, CallsGivenUpWhileWaitingInGrpcDoNotStopIntake) {
   Start(1000);
-  // Both completion-queue threads held by a Submit each.
+  // Both threads that check and hand over requests held by a Submit each.
   std::vector<std::thread> holders;
-  for (uint64_t i = 0; i < 2; ++i) {
-    holders.emplace_back([this, i] {
-      ledger::v1::SubmitResponse resp;
-      Submit(k_.Request(kHeld + i), &resp, absl::Seconds(3));
-    });
-    ASSERT_TRUE(Eventually([&] { return held() == static_cast<int>(i + 1); }));
-  }
+  ASSERT_TRUE(HoldBothWorkers(&holders, absl::Seconds(3)));
   // Calls that give up while nobody takes them.
   std::vector<std::thread> quitters;
   std::atomic<int> gave_up{0};
@@ -728,13 +738,7 @@ TEST_F(ClientServiceTest, CallsBeyondTheIntakeAreRefusedAtOnceWhileChecksLag) {
   Start(limits);
   // Both threads that check and hand over requests held by a Submit each.
   std::vector<std::thread> holders;
-  for (uint64_t i = 0; i < 2; ++i) {
-    holders.emplace_back([this, i] {
-      ledger::v1::SubmitResponse resp;
-      Submit(k_.Request(kHeld + i), &resp, absl::Seconds(20));
-    });
-    ASSERT_TRUE(Eventually([&] { return held() == static_cast<int>(i + 1); }));
-  }
+  ASSERT_TRUE(HoldBothWorkers(&holders, absl::Seconds(20)));
   constexpr int kCalls = 64;
   std::atomic<int> refused{0};
   std::atomic<int> other{0};
