@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "client/replica_session.h"
 #include "common/check.h"
 #include "common/config.h"
 #include "common/envelope.h"
@@ -151,7 +152,13 @@ class GrpcClient;
 
 // One RPC to one replica, on the client's completion queue. Owned by the
 // client from StartRpc until its completion has been handled.
-struct RpcAttempt {
+struct RpcAttempt final : public CqTag {
+  // The unary call's completion.
+  void OnEvent(bool) override;
+  GrpcClient* owner = nullptr;
+  uint32_t replica = 0;
+  bool is_submit = false;
+  absl::Time deadline;
   grpc::ClientContext ctx;
   grpc::Status status;
   ledger::v1::SubmitRequest submit;
@@ -283,6 +290,14 @@ class GrpcClient final : public Client {
     for (uint32_t i = 0; i < cluster_.n(); ++i) {
       stubs_.push_back(ledger::v1::LedgerService::NewStub(SharedChannel(
           cluster_.replica(ReplicaId(i)).address(), creds_key, creds, args)));
+      sessions_.push_back(std::make_unique<ReplicaSession>(
+          stubs_.back().get(), &cq_,
+          [this](absl::Time when, std::function<void()> fn) {
+            timers_.At(std::chrono::steady_clock::now() +
+                           absl::ToChronoNanoseconds(std::max(
+                               when - absl::Now(), absl::ZeroDuration())),
+                       std::move(fn));
+          }));
     }
   }
 
@@ -329,9 +344,12 @@ class GrpcClient final : public Client {
       uint32_t replica_id, absl::Duration deadline) override;
   ~GrpcClient() override;
 
-  // Starts `attempt` to `replica` unless the client is closing.
+  // Starts `attempt` to `replica` unless the client is closing: on the
+  // replica's session (ClientOptions::sessions), else as a unary call.
   void StartRpc(uint32_t replica, bool submit,
                 std::unique_ptr<RpcAttempt> attempt);
+  // Hands a finished attempt's outcome to its caller and frees it.
+  void CompleteAttempt(RpcAttempt* a);
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }
@@ -385,20 +403,15 @@ class GrpcClient final : public Client {
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
   std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
+  // One per replica (ClientOptions::sessions); destroyed after the poller
+  // has stopped and before the stubs.
+  std::vector<std::unique_ptr<ReplicaSession>> sessions_;
   using InflightMap = std::map<RpcAttempt*, std::unique_ptr<RpcAttempt>>;
+  void StartUnary(RpcAttempt* a);
   void Poll() {
     void* tag;
     bool ok;
-    while (cq_.Next(&tag, &ok)) {
-      auto* a = static_cast<RpcAttempt*>(tag);
-      a->on_done();
-      std::unique_ptr<RpcAttempt> done;  // Freed after the lock is released.
-      absl::MutexLock l(&inflight_mu_);
-      auto it = inflight_.find(a);
-      CHECK(it != inflight_.end());
-      done = std::move(it->second);
-      inflight_.erase(it);
-    }
+    while (cq_.Next(&tag, &ok)) static_cast<CqTag*>(tag)->OnEvent(ok);
   }
 
   absl::Mutex inflight_mu_;
@@ -468,6 +481,11 @@ GrpcClient::~GrpcClient() {
     absl::MutexLock l(&inflight_mu_);
     closing_ = true;
     for (const auto& [a, owned] : inflight_) a->ctx.TryCancel();
+  }
+  // What waits on a session fails with CANCELLED; its stream is cancelled.
+  for (auto& session : sessions_) session->Close();
+  {
+    absl::MutexLock l(&inflight_mu_);
     inflight_mu_.Await(absl::Condition(
         +[](InflightMap* m) { return m->empty(); }, &inflight_));
   }
@@ -475,23 +493,60 @@ GrpcClient::~GrpcClient() {
   poller_.join();
 }
 
+void RpcAttempt::OnEvent(bool) { owner->CompleteAttempt(this); }
+
+void GrpcClient::CompleteAttempt(RpcAttempt* a) {
+  a->on_done();
+  std::unique_ptr<RpcAttempt> done;  // Freed after the lock is released.
+  absl::MutexLock l(&inflight_mu_);
+  auto it = inflight_.find(a);
+  CHECK(it != inflight_.end());
+  done = std::move(it->second);
+  inflight_.erase(it);
+}
+
 void GrpcClient::StartRpc(uint32_t replica, bool submit,
                           std::unique_ptr<RpcAttempt> attempt) {
   RpcAttempt* a = attempt.get();
+  a->owner = this;
+  a->replica = replica;
+  a->is_submit = submit;
   {
     absl::MutexLock l(&inflight_mu_);
     if (closing_) return;
     inflight_.emplace(a, std::move(attempt));
   }
-  if (submit) {
+  if (options_.sessions &&
+      sessions_[replica]->Send(
+          submit ? a->submit.request() : a->query.query(), a->deadline,
+          [this, a](grpc::Status status, pbft::v1::Envelope reply) {
+            if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+              return StartUnary(a);  // A replica without sessions.
+            }
+            a->status = std::move(status);
+            (a->is_submit ? a->submit_response.mutable_reply()
+                          : a->query_response.mutable_reply())
+                ->Swap(&reply);
+            CompleteAttempt(a);
+          })) {
+    return;
+  }
+  StartUnary(a);
+}
+
+void GrpcClient::StartUnary(RpcAttempt* a) {
+  const uint32_t replica = a->replica;
+  if (a->is_submit) {
     a->submit_rpc =
         stubs_[replica]->PrepareAsyncSubmit(&a->ctx, a->submit, &cq_);
     a->submit_rpc->StartCall();
-    a->submit_rpc->Finish(&a->submit_response, &a->status, a);
+    a->submit_rpc->Finish(&a->submit_response, &a->status,
+                          static_cast<CqTag*>(a));
   } else {
     a->query_rpc = stubs_[replica]->PrepareAsyncQuery(&a->ctx, a->query, &cq_);
     a->query_rpc->StartCall();
-    a->query_rpc->Finish(&a->query_response, &a->status, a);
+    a->query_rpc->Finish(&a->query_response, &a->status,
+                         static_cast<CqTag*>(a));
   }
 }
 
@@ -604,6 +659,7 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
   if (absl::Now() >= deadline_) return;
   auto attempt = std::make_unique<RpcAttempt>();
   attempt->ctx.set_deadline(absl::ToChronoTime(deadline_));
+  attempt->deadline = deadline_;
   auto self = shared_from_this();
   RpcAttempt* a = attempt.get();
   a->on_done = [self, a, replica, backoff] {

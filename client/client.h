@@ -79,6 +79,10 @@ struct ClientOptions {
   // replicas agree on, which may miss a write that completed elsewhere
   // moments ago).
   bool linearizable_reads = false;
+  // Send requests and queries to each replica on one long-lived Session
+  // stream (docs/api.md "Sessions") instead of a unary call each; a
+  // replica that does not implement Session gets the unary calls.
+  bool sessions = true;
 };
 
 // True if `s` means the request may or may not have executed.

@@ -3,6 +3,9 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include <deque>
+#include <set>
+
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -135,28 +138,59 @@ class ClientService::Call {
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A call that goes through the intake (Take): checked on a worker.
-class ClientService::QueuedCall : public Call {
+// Something taken from gRPC that waits in the intake (Take) to be checked
+// on a worker: a Submit or Query call, or one request of a Session.
+class ClientService::Intake {
  public:
-  using Call::Call;
-  // On a worker: checks the call and hands it over (or answers it), then
-  // gives back the arrival's reference.
+  virtual ~Intake() = default;
+  // On a worker: checks it and hands it over (or answers it). Gives up the
+  // intake's hold on it.
   virtual void Check() = 0;
-  // Answers `s` instead (the intake is full); keeps the arrival's reference.
+  // Answers `s` instead (the intake is full). Gives up the intake's hold.
   virtual void Refuse(const absl::Status& s) = 0;
 };
 
-class ClientService::SubmitCall final : public QueuedCall {
+// What waits in pending_ for DeliverReply: a Submit call or one ordered
+// request of a Session. Its fields are guarded by the owner's mu_.
+class ClientService::Waiter {
+ public:
+  virtual ~Waiter() = default;
+  // Under the owner's mu_. Answers with the reply. True: the waiter is done
+  // (DeliverReply takes it out of pending_ and deletes it); false: it stays
+  // until its call's done notification removes it.
+  virtual bool Answer(const pbft::v1::Envelope& reply) = 0;
+  // Under the owner's mu_, when it is added to pending_ (false: its client
+  // is gone, do not add it) and when it leaves pending_.
+  virtual bool Attach() = 0;
+  virtual void Detach() {}
+};
+
+// A call that goes through the intake: checked on a worker.
+class ClientService::QueuedCall : public Call, public Intake {
+ public:
+  using Call::Call;
+  // Check(): gives back the arrival's reference.
+  // Refuse(s): answers `s` and gives back the arrival's reference.
+};
+
+class ClientService::SubmitCall final : public QueuedCall, public Waiter {
  public:
   explicit SubmitCall(ClientService* owner)
       : QueuedCall(owner), responder_(&ctx_) {}
 
-  void Answer(const pbft::v1::Envelope& reply) {
-    if (!ClaimAnswer()) return;
+  bool Answer(const pbft::v1::Envelope& reply) override {
+    if (!ClaimAnswer()) return false;
     ledger::v1::SubmitResponse resp;
     *resp.mutable_reply() = reply;
     StartAnswer([&](Tag* t) { responder_.Finish(resp, grpc::Status::OK, t); });
+    return false;
   }
+  bool Attach() override {
+    if (done_) return false;
+    registered_ = true;
+    return true;
+  }
+  void Detach() override { registered_ = false; }
 
   void Fail(const absl::Status& s) {
     if (!ClaimAnswer()) return;
@@ -174,7 +208,7 @@ class ClientService::SubmitCall final : public QueuedCall {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
-    owner_->Take(this, request_.request());
+    owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong());
   }
 
   void Check() override {
@@ -182,7 +216,10 @@ class ClientService::SubmitCall final : public QueuedCall {
     Release();  // The arrival's reference.
   }
 
-  void Refuse(const absl::Status& s) override { Fail(s); }
+  void Refuse(const absl::Status& s) override {
+    Fail(s);
+    Release();  // The arrival's reference.
+  }
 
   void Process() {
     absl::Status s =
@@ -191,21 +228,10 @@ class ClientService::SubmitCall final : public QueuedCall {
     key_ = {decoded_.client_id(), decoded_.request_number()};
     // Register before handing over: the reply may come at once (e.g. the
     // stored reply of an already executed request).
-    switch (owner_->AddPending(key_, this)) {
-      case AddResult::kAdded:
-        break;
-      case AddResult::kCallDone:
-        return;  // The client is gone.
-      case AddResult::kFull:
-        owner_->CountRejected(absl::StatusCode::kResourceExhausted);
-        return Fail(absl::ResourceExhaustedError(
-            "replica: too many requests waiting for execution; retry later"));
-      case AddResult::kClientFull:
-        owner_->CountRejected(absl::StatusCode::kResourceExhausted);
-        return Fail(absl::ResourceExhaustedError(absl::StrCat(
-            "replica: client ", key_.first, " has ",
-            owner_->limits_.client_pending_max,
-            " calls waiting for execution (its share); retry later")));
+    const AddResult added = owner_->AddPending(key_, this);
+    if (added == AddResult::kCallDone) return;  // The client is gone.
+    if (added != AddResult::kAdded) {
+      return Fail(owner_->Refusal(added, key_.first));
     }
     absl::Status accepted =
         owner_->handlers_.submit(request_.request(), decoded_);
@@ -248,10 +274,13 @@ class ClientService::QueryCall final : public QueuedCall {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<QueryCall>(owner_);
-    owner_->Take(this, request_.query());
+    owner_->Take(this, ctx_.peer(), request_.query().ByteSizeLong());
   }
 
-  void Refuse(const absl::Status& s) override { Answer(s); }
+  void Refuse(const absl::Status& s) override {
+    Answer(s);
+    Release();  // The arrival's reference.
+  }
 
   void Check() override {
     if (gone_.load()) return Release();
@@ -313,6 +342,299 @@ class ClientService::StatusCall final : public Call {
   grpc::ServerAsyncResponseWriter<ledger::v1::StatusResponse> responder_;
 };
 
+// One Session stream. It reads requests while fewer than
+// Limits::session_window of them wait for their answer to be written (and
+// while the answers waiting to be written hold less than half of
+// Limits::session_answer_bytes_max; beyond all of it, with a write stuck
+// for Limits::session_stall, the stream is cancelled, counted as
+// RESOURCE_EXHAUSTED),
+// hands each to the intake as a SessionItem, and writes the answers back
+// one at a time in the order they come. Every started operation (read,
+// write, finish) and every item holds a reference.
+class ClientService::SessionCall final : public Call {
+ public:
+  explicit SessionCall(ClientService* owner) : Call(owner), stream_(&ctx_) {}
+
+  // Queues the answer to request `id` for writing; it leaves the window
+  // once written. Nothing if the stream is gone.
+  void Respond(uint64_t id, absl::StatusOr<pbft::v1::Envelope> r) {
+    ledger::v1::SessionResponse resp;
+    resp.set_id(id);
+    if (r.ok()) {
+      *resp.mutable_reply() = *std::move(r);
+    } else {
+      resp.set_status_code(static_cast<int32_t>(r.status().code()));
+      resp.set_status_message(std::string(r.status().message()));
+    }
+    const size_t bytes = resp.ByteSizeLong();
+    absl::MutexLock l(&io_mu_);
+    if (broken_) return;
+    if (out_bytes_ + bytes > owner_->limits_.session_answer_bytes_max &&
+        writing_ &&
+        absl::Now() - write_started_ >= owner_->limits_.session_stall) {
+      // The client has not read its answers for a while: end the stream
+      // rather than hold more for it.
+      owner_->CountRejected(absl::StatusCode::kResourceExhausted);
+      broken_ = true;
+      out_.clear();
+      out_bytes_ = 0;
+      ctx_.TryCancel();
+      return;
+    }
+    out_bytes_ += bytes;
+    out_.push_back({std::move(resp), bytes});
+    MaybeWrite();
+  }
+  bool gone() const { return gone_.load(); }
+
+ private:
+  friend class Call;
+  friend class ClientService;
+  friend class SessionItem;
+
+  void Request(Tag* arrived) {
+    owner_->service_.RequestSession(&ctx_, &stream_, owner_->cq_.get(),
+                                    owner_->cq_.get(), arrived);
+  }
+
+  void OnArrived(bool ok) {
+    if (!ok) return DropUnstarted();
+    Accept<SessionCall>(owner_);
+    peer_ = ctx_.peer();
+    {
+      absl::MutexLock l(&io_mu_);
+      MaybeRead();
+    }
+    Release();  // The arrival's reference.
+  }
+
+  // Starts an operation holding a reference; `then(ok)` runs on its
+  // completion. Not started once the completion queue is closed.
+  template <typename F>
+  bool StartHeld(F start, std::function<void(bool)> then) {
+    Hold();
+    Tag* tag = Tag::Make([this, then = std::move(then)](bool ok) {
+      then(ok);
+      Release();
+    });
+    if (owner_->StartOp([&] { start(tag); })) return true;
+    delete tag;
+    Release();
+    return false;
+  }
+
+  void MaybeRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_) {
+    if (reading_ || read_done_ || broken_ ||
+        in_window_ >= owner_->limits_.session_window ||
+        out_bytes_ >= owner_->limits_.session_answer_bytes_max / 2) {
+      return;
+    }
+    reading_ = true;
+    if (!StartHeld([&](Tag* t) { stream_.Read(&incoming_, t); },
+                   [this](bool ok) { OnRead(ok); })) {
+      reading_ = false;
+      read_done_ = true;
+    }
+  }
+
+  // A request read (or the end of the client's side).
+  void OnRead(bool ok);
+
+  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_) {
+    if (writing_ || out_.empty() || broken_) return;
+    writing_ = true;
+    write_started_ = absl::Now();
+    writing_now_ = std::move(out_.front().first);
+    out_bytes_ -= out_.front().second;
+    out_.pop_front();
+    if (!StartHeld([&](Tag* t) { stream_.Write(writing_now_, t); },
+                   [this](bool ok) { OnWritten(ok); })) {
+      writing_ = false;
+      broken_ = true;
+      out_.clear();
+      out_bytes_ = 0;
+    }
+  }
+
+  void OnWritten(bool ok) {
+    absl::MutexLock l(&io_mu_);
+    writing_ = false;
+    --in_window_;
+    if (!ok) {
+      broken_ = true;
+      out_.clear();
+      out_bytes_ = 0;
+      return;
+    }
+    MaybeWrite();
+    MaybeRead();
+    MaybeFinish();
+  }
+
+  // Ends the call once the client closed its side and every request read
+  // has been answered.
+  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_) {
+    if (!read_done_ || in_window_ > 0 || writing_ || finishing_ || broken_ ||
+        gone_.load()) {
+      return;
+    }
+    finishing_ = true;
+    StartHeld([&](Tag* t) { stream_.Finish(grpc::Status::OK, t); },
+              [](bool) {});
+  }
+
+  // The call is over (finished or cancelled): its requests still waiting
+  // for a reply leave pending_.
+  void OnDone() override;
+
+  grpc::ServerAsyncReaderWriter<ledger::v1::SessionResponse,
+                                ledger::v1::SessionRequest>
+      stream_;
+  std::string peer_;
+  ledger::v1::SessionRequest incoming_;  // Only the read in flight uses it.
+  absl::Mutex io_mu_;
+  bool reading_ ABSL_GUARDED_BY(io_mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(io_mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(io_mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(io_mu_) = false;
+  // A write failed or the call is over: nothing more is written.
+  bool broken_ ABSL_GUARDED_BY(io_mu_) = false;
+  // Requests read whose answer has not been written yet.
+  size_t in_window_ ABSL_GUARDED_BY(io_mu_) = 0;
+  // Answers waiting to be written, with their bytes, and those bytes.
+  std::deque<std::pair<ledger::v1::SessionResponse, size_t>> out_
+      ABSL_GUARDED_BY(io_mu_);
+  size_t out_bytes_ ABSL_GUARDED_BY(io_mu_) = 0;
+  absl::Time write_started_ ABSL_GUARDED_BY(io_mu_);
+  ledger::v1::SessionResponse writing_now_ ABSL_GUARDED_BY(io_mu_);
+  // Guarded by owner_->mu_: its items in pending_, and whether OnDone has
+  // run (then no item may be added).
+  std::set<SessionItem*> waiting_;
+  bool closed_ = false;
+};
+
+// One request of a Session: in the intake, then (ordered requests) in
+// pending_ until its reply comes. Holds a reference to its session.
+class ClientService::SessionItem final : public Intake, public Waiter {
+ public:
+  SessionItem(SessionCall* session, ledger::v1::SessionRequest request)
+      : session_(session), request_(std::move(request)) {
+    session_->Hold();
+  }
+  ~SessionItem() override { session_->Release(); }
+
+  void Refuse(const absl::Status& s) override {
+    session_->Respond(request_.id(), s);
+    delete this;
+  }
+
+  void Check() override {
+    ClientService* owner = session_->owner_;
+    if (session_->gone()) {
+      delete this;
+      return;
+    }
+    const pbft::v1::Envelope& e = request_.request();
+    pbft::v1::Request decoded;
+    absl::Status s = owner->AdmitAs(e, Kind::kEither, &decoded);
+    if (!s.ok()) return Refuse(s);
+    if (decoded.read_only()) {
+      SessionCall* session = session_;
+      const uint64_t id = request_.id();
+      session->Hold();  // Until `done` runs.
+      owner->handlers_.query(
+          e, decoded, [session, id](absl::StatusOr<pbft::v1::Envelope> r) {
+            session->Respond(id, std::move(r));
+            session->Release();
+          });
+      delete this;
+      return;
+    }
+    key_ = {decoded.client_id(), decoded.request_number()};
+    const std::pair<uint64_t, uint64_t> key = key_;
+    // Register before handing over: the reply may come at once. From here
+    // on the item may be answered and deleted on another thread: only the
+    // locals are used.
+    const AddResult added = owner->AddPending(key, this);
+    if (added == AddResult::kCallDone) {
+      delete this;
+      return;
+    }
+    if (added != AddResult::kAdded)
+      return Refuse(owner->Refusal(added, key.first));
+    SessionCall* session = session_;
+    const uint64_t id = request_.id();
+    const pbft::v1::Envelope envelope = std::move(*request_.mutable_request());
+    session->Hold();
+    const absl::Status accepted = owner->handlers_.submit(envelope, decoded);
+    if (!accepted.ok()) {
+      owner->CountRejected(accepted.code());
+      if (owner->Unregister(key, this)) {
+        session->Respond(id, accepted);
+        delete this;
+      }
+    }
+    session->Release();
+  }
+
+  bool Answer(const pbft::v1::Envelope& reply) override {
+    session_->Respond(request_.id(), reply);
+    return true;
+  }
+  bool Attach() override {
+    if (session_->closed_) return false;
+    session_->waiting_.insert(this);
+    return true;
+  }
+  void Detach() override { session_->waiting_.erase(this); }
+
+ private:
+  friend class SessionCall;
+  SessionCall* session_;
+  ledger::v1::SessionRequest request_;
+  std::pair<uint64_t, uint64_t> key_;
+};
+
+void ClientService::SessionCall::OnRead(bool ok) {
+  if (!ok) {  // The client closed its side, or the stream broke.
+    absl::MutexLock l(&io_mu_);
+    reading_ = false;
+    read_done_ = true;
+    MaybeFinish();
+    return;
+  }
+  const size_t bytes = incoming_.request().ByteSizeLong();
+  auto* item = new SessionItem(this, std::move(incoming_));
+  incoming_.Clear();
+  {
+    absl::MutexLock l(&io_mu_);
+    reading_ = false;
+    ++in_window_;
+    MaybeRead();
+  }
+  owner_->Take(item, peer_, bytes);
+}
+
+void ClientService::SessionCall::OnDone() {
+  std::vector<SessionItem*> dropped;
+  {
+    absl::MutexLock l(&owner_->mu_);
+    closed_ = true;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      SessionItem* item = *it++;  // Erasing detaches it from waiting_.
+      CHECK(owner_->ErasePendingLocked(item->key_, item));
+      dropped.push_back(item);
+    }
+  }
+  {
+    absl::MutexLock l(&io_mu_);
+    broken_ = true;
+    out_.clear();
+    out_bytes_ = 0;
+  }
+  for (SessionItem* item : dropped) delete item;
+}
+
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                              Limits limits)
     : verifier_(verifier),
@@ -321,7 +643,7 @@ ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
       intake_(kIntakeSources,
               QueueShare{limits.intake_per_source_max,
                          limits.intake_source_bytes_max},
-              FairQueue<std::pair<QueuedCall*, size_t>>::Overflow::kRefuseNew),
+              FairQueue<std::pair<Intake*, size_t>>::Overflow::kRefuseNew),
       shares_(limits.pending_max, limits.client_pending_max) {}
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
@@ -342,6 +664,7 @@ void ClientService::Start(int threads) {
   Call::Accept<SubmitCall>(this);
   Call::Accept<QueryCall>(this);
   Call::Accept<StatusCall>(this);
+  Call::Accept<SessionCall>(this);
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Poll(); });
     workers_.emplace_back([this] { Work(); });
@@ -396,42 +719,44 @@ absl::string_view SourceAddress(absl::string_view peer) {
 
 }  // namespace
 
-void ClientService::Take(QueuedCall* call, const pbft::v1::Envelope& e) {
-  const std::string peer = call->ctx_.peer();
+void ClientService::Take(Intake* item, const std::string& peer, size_t bytes) {
   const absl::string_view source = SourceAddress(peer);
-  const size_t bytes = e.ByteSizeLong();
   const size_t slot = absl::Hash<absl::string_view>{}(source) % kIntakeSources;
   const size_t queued = intake_.size();
   const size_t queued_bytes = intake_bytes_.fetch_add(bytes);
   const bool room =
       queued < limits_.intake_max &&
       (queued == 0 || queued_bytes + bytes <= limits_.intake_bytes_max);
-  if (room && intake_.Push(slot, {call, bytes}, bytes).accepted) return;
+  if (room && intake_.Push(slot, {item, bytes}, bytes).accepted) return;
   intake_bytes_.fetch_sub(bytes);
   CountRejected(absl::StatusCode::kResourceExhausted);
-  call->Refuse(absl::ResourceExhaustedError(
+  item->Refuse(absl::ResourceExhaustedError(
       absl::StrCat("replica: too many calls from ", source,
                    " waiting for their signature check; retry later")));
-  call->Release();  // The arrival's reference.
 }
 
 void ClientService::Work() {
-  std::vector<std::pair<QueuedCall*, size_t>> taken;
+  std::vector<std::pair<Intake*, size_t>> taken;
   while (true) {
     taken.clear();
     if (intake_.PopMany(&taken, 1, absl::Milliseconds(100)) == 0) {
       if (intake_.closed()) return;
       continue;
     }
-    for (auto& [call, bytes] : taken) {
+    for (auto& [item, bytes] : taken) {
       intake_bytes_.fetch_sub(bytes);
-      call->Check();
+      item->Check();
     }
   }
 }
 
 absl::Status ClientService::Admit(const pbft::v1::Envelope& e, bool read_only,
                                   pbft::v1::Request* request) {
+  return AdmitAs(e, read_only ? Kind::kQuery : Kind::kSubmit, request);
+}
+
+absl::Status ClientService::AdmitAs(const pbft::v1::Envelope& e, Kind kind,
+                                    pbft::v1::Request* request) {
   if (e.type() != pbft::v1::MESSAGE_TYPE_REQUEST) {
     CountRejected(absl::StatusCode::kInvalidArgument);
     return absl::InvalidArgumentError(
@@ -456,10 +781,10 @@ absl::Status ClientService::Admit(const pbft::v1::Envelope& e, bool read_only,
     CountRejected(absl::StatusCode::kInvalidArgument);
     return absl::InvalidArgumentError("request.request_number: must not be 0");
   }
-  if (request->read_only() != read_only) {
+  if (kind != Kind::kEither && request->read_only() != (kind == Kind::kQuery)) {
     CountRejected(absl::StatusCode::kInvalidArgument);
     return absl::InvalidArgumentError(
-        read_only
+        kind == Kind::kQuery
             ? "request.read_only: must be set for Query"
             : "request.read_only: must not be set for Submit (use Query)");
   }
@@ -491,37 +816,60 @@ absl::Status ClientService::CheckSize(const pbft::v1::Envelope& e,
   return absl::OkStatus();
 }
 
+absl::Status ClientService::Refusal(AddResult full, uint64_t client) {
+  CountRejected(absl::StatusCode::kResourceExhausted);
+  if (full == AddResult::kClientFull) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "replica: client ", client, " has ", limits_.client_pending_max,
+        " calls waiting for execution (its share); retry later"));
+  }
+  return absl::ResourceExhaustedError(
+      "replica: too many requests waiting for execution; retry later");
+}
+
 ClientService::AddResult ClientService::AddPending(
-    std::pair<uint64_t, uint64_t> key, SubmitCall* call) {
+    std::pair<uint64_t, uint64_t> key, Waiter* waiter) {
   absl::MutexLock l(&mu_);
-  if (call->done_) return AddResult::kCallDone;
+  if (!waiter->Attach()) return AddResult::kCallDone;
   switch (shares_.Add(key.first)) {
     case CallShares::Result::kClientFull:
+      waiter->Detach();
       return AddResult::kClientFull;
     case CallShares::Result::kFull:
+      waiter->Detach();
       return AddResult::kFull;
     case CallShares::Result::kAdded:
       break;
   }
-  pending_.emplace(key, call);
-  call->registered_ = true;
+  pending_.emplace(key, waiter);
   return AddResult::kAdded;
+}
+
+bool ClientService::ErasePendingLocked(std::pair<uint64_t, uint64_t> key,
+                                       Waiter* waiter) {
+  auto [begin, end] = pending_.equal_range(key);
+  for (auto it = begin; it != end; ++it) {
+    if (it->second == waiter) {
+      pending_.erase(it);
+      shares_.Remove(key.first);
+      waiter->Detach();
+      return true;
+    }
+  }
+  return false;
 }
 
 void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
                                   SubmitCall* call) {
   absl::MutexLock l(&mu_);
   call->done_ = true;
-  if (!call->registered_) return;
-  call->registered_ = false;
-  shares_.Remove(key.first);
-  auto [begin, end] = pending_.equal_range(key);
-  for (auto it = begin; it != end; ++it) {
-    if (it->second == call) {
-      pending_.erase(it);
-      return;
-    }
-  }
+  if (call->registered_) ErasePendingLocked(key, call);
+}
+
+bool ClientService::Unregister(std::pair<uint64_t, uint64_t> key,
+                               Waiter* waiter) {
+  absl::MutexLock l(&mu_);
+  return ErasePendingLocked(key, waiter);
 }
 
 CallShares::Result CallShares::Add(uint64_t client) {
@@ -550,10 +898,24 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
                                 const pbft::v1::Envelope& reply) {
   // Answer under the lock: a call's done notification removes it from the
   // map under this lock before the call can be freed.
-  absl::MutexLock l(&mu_);
-  auto [begin, end] = pending_.equal_range({client_id, request_number});
+  std::vector<Waiter*> answered;
   int n = 0;
-  for (auto it = begin; it != end; ++it, ++n) it->second->Answer(reply);
+  {
+    absl::MutexLock l(&mu_);
+    auto [begin, end] = pending_.equal_range({client_id, request_number});
+    for (auto it = begin; it != end; ++n) {
+      Waiter* w = it->second;
+      if (!w->Answer(reply)) {
+        ++it;
+        continue;
+      }
+      it = pending_.erase(it);
+      shares_.Remove(client_id);
+      w->Detach();
+      answered.push_back(w);
+    }
+  }
+  for (Waiter* w : answered) delete w;
   return n;
 }
 

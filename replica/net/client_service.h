@@ -13,6 +13,11 @@
 // ordered.
 // Query: verified the same way and answered asynchronously by the owner.
 // Status: answered at once by the owner's callback.
+// Session: a stream of requests, each handled as a Submit or a Query is
+// (same checks, intake, shares and limits) and answered on the stream
+// with its id; at most Limits::session_window requests of one stream are
+// read ahead of their written answers, so a client that does not read its
+// answers is held back by flow control, not buffered.
 //
 // The completion-queue threads only take calls from gRPC: each Submit and
 // Query joins a bounded intake, and worker threads check and hand it over.
@@ -42,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/fair_queue.h"
 #include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
@@ -98,6 +104,14 @@ class ClientService {
     size_t intake_max = 4096;
     size_t intake_source_bytes_max = 16 << 20;
     size_t intake_bytes_max = 64 << 20;
+    // Requests of one Session stream read but not yet answered: the
+    // stream is not read further until some are.
+    size_t session_window = 256;
+    // Answers of one Session waiting to be written: reading stops at half
+    // of this; beyond it, while a write has waited session_stall for the
+    // client to read, the stream is cancelled.
+    size_t session_answer_bytes_max = 64 << 20;
+    absl::Duration session_stall = absl::Seconds(5);
   };
   static constexpr size_t kIntakeSources = 64;
   ClientService(VerifyPool* verifier, Handlers handlers, Limits limits);
@@ -133,28 +147,43 @@ class ClientService {
 
  private:
   class Call;
+  class Intake;
+  class Waiter;
   class QueuedCall;
   class SubmitCall;
   class QueryCall;
   class StatusCall;
+  class SessionCall;
+  class SessionItem;
   friend class Call;
   friend class QueuedCall;
   friend class SubmitCall;
   friend class QueryCall;
   friend class StatusCall;
+  friend class SessionCall;
+  friend class SessionItem;
 
+  enum class Kind { kSubmit, kQuery, kEither };
+  absl::Status AdmitAs(const pbft::v1::Envelope& e, Kind kind,
+                       pbft::v1::Request* request);
   absl::Status CheckSize(const pbft::v1::Envelope& e,
                          const pbft::v1::Request& request);
   enum class AddResult { kAdded, kFull, kClientFull, kCallDone };
-  AddResult AddPending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
+  AddResult AddPending(std::pair<uint64_t, uint64_t> key, Waiter* waiter);
+  // The answer to a full share (kFull or kClientFull), counted.
+  absl::Status Refusal(AddResult full, uint64_t client);
   // Also marks the call done: it will not be added again.
   void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
+  // Takes `waiter` out of pending_ if it is still there (true), without
+  // touching it otherwise: it may have been answered and deleted.
+  bool Unregister(std::pair<uint64_t, uint64_t> key, Waiter* waiter);
+  bool ErasePendingLocked(std::pair<uint64_t, uint64_t> key, Waiter* waiter)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRejected(absl::StatusCode code);
-  // Queues a call just taken from gRPC (`e` is what it carries) for a
-  // worker, or refuses it (RESOURCE_EXHAUSTED) when its source's share or
-  // the whole intake is full. Either way the call's arrival reference goes
-  // with it.
-  void Take(QueuedCall* call, const pbft::v1::Envelope& e);
+  // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
+  // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
+  // share or the whole intake is full.
+  void Take(Intake* item, const std::string& peer, size_t bytes);
   void Poll();
   void Work();
   // Runs `start` (which starts one operation on cq_) unless the queue is
@@ -178,14 +207,14 @@ class ClientService {
   std::vector<std::thread> workers_;
   // Taken calls and the bytes they were charged; intake_bytes_ is the
   // bytes of all of them (the queue bounds only each source's).
-  FairQueue<std::pair<QueuedCall*, size_t>> intake_;
+  FairQueue<std::pair<Intake*, size_t>> intake_;
   std::atomic<size_t> intake_bytes_{0};
   bool shut_down_ = false;
   absl::Mutex cq_mu_;
   bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
 
   mutable absl::Mutex mu_;
-  std::multimap<std::pair<uint64_t, uint64_t>, SubmitCall*> pending_
+  std::multimap<std::pair<uint64_t, uint64_t>, Waiter*> pending_
       ABSL_GUARDED_BY(mu_);
   CallShares shares_ ABSL_GUARDED_BY(mu_);
   std::array<std::atomic<uint64_t>, 17> rejected_{};

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -454,6 +455,10 @@ class ClientServiceTest : public ::testing::Test {
     };
     h.query = [this](const Envelope&, const pbft::v1::Request& r,
                      std::function<void(absl::StatusOr<Envelope>)> done) {
+      {
+        absl::MutexLock l(&mu_);
+        ++queries_;
+      }
       pbft::v1::Reply reply;
       reply.set_request_number(r.request_number());
       done(k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
@@ -486,6 +491,10 @@ class ClientServiceTest : public ::testing::Test {
   void Release() {
     absl::MutexLock l(&mu_);
     released_ = true;
+  }
+  int queries() {
+    absl::MutexLock l(&mu_);
+    return queries_;
   }
   int held() {
     absl::MutexLock l(&mu_);
@@ -529,6 +538,7 @@ class ClientServiceTest : public ::testing::Test {
   std::unique_ptr<ledger::v1::LedgerService::Stub> stub_;
   absl::Mutex mu_;
   std::vector<uint64_t> submitted_ ABSL_GUARDED_BY(mu_);
+  int queries_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   int held_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -795,6 +805,149 @@ TEST_F(ClientServiceTest, QueryAndStatus) {
   ledger::v1::StatusResponse st;
   ASSERT_TRUE(stub_->Status(&ctx2, ledger::v1::StatusRequest(), &st).ok());
   EXPECT_EQ(st.view(), 3u);
+}
+
+using SessionStream = grpc::ClientReaderWriter<ledger::v1::SessionRequest,
+                                               ledger::v1::SessionResponse>;
+
+bool WriteSession(SessionStream* stream, uint64_t id, const Envelope& e) {
+  ledger::v1::SessionRequest r;
+  r.set_id(id);
+  *r.mutable_request() = e;
+  return stream->Write(r);
+}
+
+// Each request on a Session gets exactly one answer carrying its id: the
+// reply, a query answer, or the status a unary call would have failed with;
+// the stream stays open after a refusal.
+TEST_F(ClientServiceTest, SessionAnswersEachRequestWithItsId) {
+  Start(100);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto stream = stub_->Session(&ctx);
+  Envelope forged = k_.Request(3);
+  forged.set_signature(std::string(64, 'q'));
+  ASSERT_TRUE(WriteSession(stream.get(), 1, k_.Request(11)));
+  ASSERT_TRUE(WriteSession(stream.get(), 2, k_.Request(12, true)));
+  ASSERT_TRUE(WriteSession(stream.get(), 3, forged));
+  ASSERT_TRUE(WriteSession(stream.get(), 4, k_.Request(666)));
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 1; }));
+  pbft::v1::Reply reply;
+  reply.set_request_number(11);
+  EXPECT_EQ(service_->DeliverReply(
+                9, 11, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+            1);
+  std::map<uint64_t, ledger::v1::SessionResponse> got;
+  ledger::v1::SessionResponse r;
+  while (got.size() < 4 && stream->Read(&r)) got[r.id()] = r;
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[1].status_code(), 0);
+  EXPECT_EQ(got[1].reply().type(), pbft::v1::MESSAGE_TYPE_REPLY);
+  EXPECT_EQ(got[2].status_code(), 0);
+  EXPECT_EQ(got[2].reply().type(), pbft::v1::MESSAGE_TYPE_QUERY_REPLY);
+  EXPECT_EQ(got[3].status_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_FALSE(got[3].status_message().empty());
+  EXPECT_EQ(got[4].status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The refusals did not end the stream: it still carries requests.
+  ASSERT_TRUE(WriteSession(stream.get(), 5, k_.Request(13, true)));
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_EQ(r.id(), 5u);
+  EXPECT_EQ(service_->pending(), 0u);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A Session whose client goes away takes its waiting requests out of the
+// pending set (their shares come back).
+TEST_F(ClientServiceTest, SessionEndingFreesItsWaitingRequests) {
+  Start(100);
+  grpc::ClientContext ctx;
+  auto stream = stub_->Session(&ctx);
+  for (uint64_t i = 0; i < 5; ++i) {
+    ASSERT_TRUE(WriteSession(stream.get(), i + 1, k_.Request(20 + i)));
+  }
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 5; }));
+  ctx.TryCancel();
+  EXPECT_TRUE(Eventually([&] { return service_->pending() == 0; }));
+  // Its replies find no one.
+  pbft::v1::Reply reply;
+  EXPECT_EQ(service_->DeliverReply(
+                9, 20, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+            0);
+}
+
+// The replica reads at most session_window requests of one stream ahead
+// of their answers; it reads on once answers have gone out.
+TEST_F(ClientServiceTest, SessionIsNotReadBeyondItsWindow) {
+  ClientService::Limits limits;
+  limits.request_operations_max = SIZE_MAX;
+  limits.session_window = 4;
+  Start(limits);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto stream = stub_->Session(&ctx);
+  std::thread writer([&] {
+    for (uint64_t i = 0; i < 10; ++i) {
+      if (!WriteSession(stream.get(), i + 1, k_.Request(30 + i))) return;
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(service_->pending(), 4u);  // Not read further.
+  pbft::v1::Reply reply;
+  EXPECT_EQ(service_->DeliverReply(
+                9, 30, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+            1);
+  ledger::v1::SessionResponse r;
+  ASSERT_TRUE(stream->Read(&r));
+  EXPECT_EQ(r.id(), 1u);
+  // One answer written: one more request read.
+  EXPECT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  EXPECT_TRUE(Eventually([&] {
+    absl::MutexLock l(&mu_);
+    return submitted_.size() == 5;
+  }));
+  ctx.TryCancel();
+  writer.join();
+}
+
+// A client that sends on a Session but never reads its answers does not
+// make the replica hold them: once the unwritten answers reach half of
+// session_answer_bytes_max the replica stops reading; what the client
+// writes waits in the transport, under gRPC's flow control.
+TEST_F(ClientServiceTest, SessionWhoseAnswersAreNotReadIsNotRead) {
+  ClientService::Limits limits;
+  limits.request_operations_max = SIZE_MAX;
+  limits.session_window = 100000;
+  limits.session_answer_bytes_max = 4096;
+  Start(limits);
+  grpc::ClientContext ctx;
+  auto stream = stub_->Session(&ctx);
+  std::atomic<int> sent{0};
+  std::thread writer([&] {
+    while (sent < 20000 &&
+           WriteSession(stream.get(), sent + 1, k_.Request(100 + sent, true))) {
+      ++sent;
+    }
+  });
+  // The answers handled stop growing while the writer is still held back.
+  int before = -1;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const int now = queries();
+        const bool still = now == before && now > 0;
+        before = now;
+        absl::SleepFor(absl::Milliseconds(300));
+        return still;
+      },
+      absl::Seconds(30)));
+  // Requests were there to read (the client's writes went out, into the
+  // transport's buffers) but were not read.
+  ASSERT_TRUE(Eventually([&] { return sent.load() > queries(); }));
+  EXPECT_LT(queries(), sent.load());
+  std::cout << "answered " << queries() << " of " << sent.load() << "\n";
+  ctx.TryCancel();
+  writer.join();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // ledger-bench: closed- or open-loop load through the SDK.
 //
 //   ledger-bench --config cluster.json --clients C --batch B --duration S
-//                [--keys-dir DIR] [--warmup S]
+//                [--keys-dir DIR] [--warmup S] [--sessions=false]
 //                [--rate R [--arrivals poisson|fixed] [--seed N]
 //                 [--interval S] [--issuers K]]
 //
@@ -54,6 +54,9 @@ ABSL_FLAG(std::string, arrivals, "poisson",
 ABSL_FLAG(uint64_t, seed, 1, "Open loop: seed of the Poisson arrivals.");
 ABSL_FLAG(double, interval, 1, "Open loop: seconds per interval line.");
 ABSL_FLAG(uint32_t, issuers, 2, "Open loop: threads issuing the arrivals.");
+ABSL_FLAG(bool, sessions, true,
+          "Send on one Session stream per replica (the SDK's default); "
+          "false: one unary call per request per replica.");
 ABSL_FLAG(bool, retry_refused, true,
           "Re-send requests that replicas refuse for load until the deadline "
           "(the SDK's default); false: fail them with RESOURCE_EXHAUSTED.");
@@ -114,6 +117,7 @@ std::optional<BenchOptions> ReadFlags() {
   o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
   o.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
   o.retry_refused = absl::GetFlag(FLAGS_retry_refused);
+  o.sessions = absl::GetFlag(FLAGS_sessions);
   if (!ReadOpenLoopFlags(o)) return std::nullopt;
   return o;
 }
@@ -226,13 +230,14 @@ class Bench {
         "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
         "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
         "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
-        "\"not_ok\":%llu,\"max_gap_ms\":%.0f}",
+        "\"not_ok\":%llu,\"max_gap_ms\":%.0f,\"sessions\":%s}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
         static_cast<unsigned long long>(stats_.requests),
         static_cast<unsigned long long>(stats_.errors),
-        static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms);
+        static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms,
+        o_.sessions ? "true" : "false");
     std::cout << json << std::endl;
   }
 

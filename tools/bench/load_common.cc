@@ -58,6 +58,7 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
     co.key_path = absl::StrCat(o.keys_dir, "/client-", c, ".key");
     co.default_deadline = o.deadline;
     co.retry_refused = o.retry_refused;
+    co.sessions = o.sessions;
     absl::StatusOr<std::unique_ptr<client::Client>> sdk =
         client::Client::Create(co);
     if (!sdk.ok()) {

@@ -24,6 +24,8 @@ struct BenchOptions {
   absl::Duration duration, warmup, deadline;
   // client::ClientOptions::retry_refused of every client.
   bool retry_refused = true;
+  // client::ClientOptions::sessions of every client.
+  bool sessions = true;
   // Open loop (rate > 0): offered requests/s, arrival kind and seed, the
   // interval of the per-interval lines, threads issuing arrivals.
   double rate = 0;
