@@ -86,11 +86,15 @@ class TimerThread {
   }
   void At(std::chrono::steady_clock::time_point when,
           std::function<void()> fn) {
+    bool earliest;
     {
       std::lock_guard<std::mutex> l(mu_);
+      earliest = queue_.empty() || when < queue_.top().when;
       queue_.push({when, seq_++, std::move(fn)});
     }
-    cv_.notify_all();
+    // The thread sleeps until the earliest item: wake it only for an
+    // earlier one (a session's deadline per request is rarely earliest).
+    if (earliest) cv_.notify_all();
   }
 
  private:

@@ -552,26 +552,28 @@ class ClientService::SessionItem final : public Intake, public Waiter {
     }
     key_ = {decoded.client_id(), decoded.request_number()};
     const std::pair<uint64_t, uint64_t> key = key_;
+    SessionCall* session = session_;
+    const uint64_t id = request_.id();
+    // Waiting for the reply needs only the id: the request's bytes go with
+    // the hand-over.
+    const pbft::v1::Envelope envelope = std::move(*request_.mutable_request());
     // Register before handing over: the reply may come at once. From here
     // on the item may be answered and deleted on another thread: only the
-    // locals are used.
+    // locals are used, and the session is held until the end.
+    session->Hold();
     const AddResult added = owner->AddPending(key, this);
     if (added == AddResult::kCallDone) {
       delete this;
-      return;
-    }
-    if (added != AddResult::kAdded)
-      return Refuse(owner->Refusal(added, key.first));
-    SessionCall* session = session_;
-    const uint64_t id = request_.id();
-    const pbft::v1::Envelope envelope = std::move(*request_.mutable_request());
-    session->Hold();
-    const absl::Status accepted = owner->handlers_.submit(envelope, decoded);
-    if (!accepted.ok()) {
-      owner->CountRejected(accepted.code());
-      if (owner->Unregister(key, this)) {
-        session->Respond(id, accepted);
-        delete this;
+    } else if (added != AddResult::kAdded) {
+      Refuse(owner->Refusal(added, key.first));
+    } else {
+      const absl::Status accepted = owner->handlers_.submit(envelope, decoded);
+      if (!accepted.ok()) {
+        owner->CountRejected(accepted.code());
+        if (owner->Unregister(key, this)) {
+          session->Respond(id, accepted);
+          delete this;
+        }
       }
     }
     session->Release();

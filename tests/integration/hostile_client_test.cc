@@ -11,7 +11,11 @@
 //    RESULT_CODE_ANSWER_TOO_LARGE (ordered, the same bytes on every replica)
 //    or OUT_OF_RANGE (read-only);
 //  - limits before ordering: too many operations, an operation of exactly
-//    batch_bytes_max: RESOURCE_EXHAUSTED.
+//    batch_bytes_max: RESOURCE_EXHAUSTED;
+//  - a Session stream carrying a burst over the client's share, a forged
+//    request and one with too many operations: each answered on the stream
+//    with its id (a signed reply or the status), the stream left open, and
+//    another client served meanwhile.
 // The script configures small limits (client_calls_max 4, batch_bytes_max
 // 1 MiB, answer_bytes_max 64 KiB) so that each case is cheap.
 #include <grpcpp/grpcpp.h>
@@ -19,6 +23,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -230,6 +235,84 @@ TEST_F(HostileClientTest, OneClientOverItsCallShareDoesNotStopOthers) {
   EXPECT_EQ(other_ok, 5);
   EXPECT_GT(refused_share.load(), 0) << answered.load() << " answered";
   EXPECT_GT(answered.load(), 0);
+}
+
+TEST_F(HostileClientTest, SessionAnswersEachRequestWithinTheShares) {
+  const ProtocolParams& p = cluster_->protocol();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto stream = stubs_[0]->Session(&ctx);
+  constexpr uint64_t kBurst = 24;
+  std::map<uint64_t, std::string> what;  // id -> what was sent.
+  auto send = [&](uint64_t id, const pbft::v1::Envelope& e,
+                  const std::string& kind) {
+    ledger::v1::SessionRequest r;
+    r.set_id(id);
+    *r.mutable_request() = e;
+    what[id] = kind;
+    return stream->Write(r);
+  };
+  for (uint64_t i = 1; i <= kBurst; ++i) {
+    const uint64_t t = Number();
+    ASSERT_TRUE(send(i, Signed(1, t, Transfers(1, t)), "burst"));
+  }
+  pbft::v1::Envelope forged = Signed(1, Number(), Transfers(1, 7));
+  forged.set_signature(std::string(64, 'f'));
+  ASSERT_TRUE(send(kBurst + 1, forged, "forged"));
+  const uint64_t t = Number();
+  ASSERT_TRUE(
+      send(kBurst + 2,
+           Signed(1, t,
+                  Transfers(static_cast<int>(p.request_operations_max) + 1, t)),
+           "too many"));
+  // Another client is served by the same replica meanwhile.
+  const uint64_t t2 = Number();
+  std::vector<Answer> other = SubmitAll(Signed(2, t2, Transfers(1, t2)));
+  for (uint32_t r = 0; r < other.size(); ++r) Decode(r, other[r]);
+
+  std::map<uint64_t, ledger::v1::SessionResponse> got;
+  ledger::v1::SessionResponse resp;
+  while (got.size() < what.size() && stream->Read(&resp)) {
+    EXPECT_TRUE(what.count(resp.id())) << "answer for unknown id " << resp.id();
+    EXPECT_TRUE(got.emplace(resp.id(), resp).second)
+        << "two answers for id " << resp.id();
+  }
+  ASSERT_EQ(got.size(), what.size()) << "a request got no answer";
+  int replied = 0, over_share = 0;
+  for (uint64_t i = 1; i <= kBurst; ++i) {
+    const ledger::v1::SessionResponse& a = got[i];
+    if (a.status_code() == 0) {
+      EXPECT_EQ(verifier_->Check(a.reply()), EnvelopeError::kOk);
+      ++replied;
+    } else {
+      EXPECT_EQ(a.status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << a.status_message();
+      ++over_share;
+    }
+  }
+  EXPECT_GT(replied, 0);
+  EXPECT_GT(over_share, 0) << "a burst of " << kBurst << " with a share of "
+                           << p.client_calls_max;
+  EXPECT_EQ(got[kBurst + 1].status_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(got[kBurst + 2].status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << got[kBurst + 2].status_message();
+  // The stream is still open: a read-only query on it is answered.
+  ledger::v1::Query q;
+  q.mutable_get_head();
+  pbft::v1::Request qr;
+  qr.set_client_id(2);
+  qr.set_request_number(Number());
+  qr.set_read_only(true);
+  q.SerializeToString(qr.mutable_operation());
+  ASSERT_TRUE(send(kBurst + 3,
+                   signers_[1]->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, qr),
+                   "query"));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.id(), kBurst + 3);
+  EXPECT_EQ(resp.status_code(), 0) << resp.status_message();
+  EXPECT_EQ(resp.reply().type(), pbft::v1::MESSAGE_TYPE_QUERY_REPLY);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST_F(HostileClientTest, LimitsAreCheckedBeforeOrdering) {
