@@ -26,6 +26,7 @@
 #include "common/envelope.h"
 #include "common/keyfile.h"
 #include "common/proto_names.h"
+#include "common/thread_name.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "replica/ledger/block.h"
 
@@ -75,7 +76,11 @@ uint64_t NowMicros() {
 // Runs callbacks at given times on one thread; retries use it.
 class TimerThread {
  public:
-  TimerThread() : thread_([this] { Run(); }) {}
+  TimerThread()
+      : thread_([this] {
+          NameThisThread("sdk-timer");
+          Run();
+        }) {}
   ~TimerThread() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -422,7 +427,10 @@ class GrpcClient final : public Client {
   bool closing_ ABSL_GUARDED_BY(inflight_mu_) = false;
   InflightMap inflight_ ABSL_GUARDED_BY(inflight_mu_);
   grpc::CompletionQueue cq_;
-  std::thread poller_{[this] { Poll(); }};
+  std::thread poller_{[this] {
+    NameThisThread("sdk-poll");
+    Poll();
+  }};
   TimerThread timers_;  // Declared last: joins before the stubs go away.
 };
 

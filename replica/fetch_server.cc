@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/thread_name.h"
 
 namespace pbft::replica {
 
@@ -27,7 +28,10 @@ FetchServer::FetchServer(FetchServerOptions options,
     p.tokens = options_.burst;
     p.refilled = now;
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("fetch");
+    Run();
+  });
 }
 
 FetchServer::~FetchServer() {

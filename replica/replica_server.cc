@@ -23,6 +23,7 @@
 #include "common/keyfile.h"
 #include "common/logging.h"
 #include "common/proto_names.h"
+#include "common/thread_name.h"
 #include "common/trace.h"
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
@@ -262,7 +263,10 @@ absl::Status ReplicaServerImpl::Init() {
                                  pp.request_operations_max});
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
-  core_thread_ = std::thread([this] { CoreLoop(); });
+  core_thread_ = std::thread([this] {
+    NameThisThread("core");
+    CoreLoop();
+  });
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include "common/check.h"
 #include "common/envelope.h"
 #include "common/proto_names.h"
+#include "common/thread_name.h"
 
 namespace pbft::net {
 namespace {
@@ -668,8 +669,14 @@ void ClientService::Start(int threads) {
   Call::Accept<StatusCall>(this);
   Call::Accept<SessionCall>(this);
   for (int i = 0; i < threads; ++i) {
-    threads_.emplace_back([this] { Poll(); });
-    workers_.emplace_back([this] { Work(); });
+    threads_.emplace_back([this] {
+      NameThisThread("client-cq");
+      Poll();
+    });
+    workers_.emplace_back([this] {
+      NameThisThread("client-check");
+      Work();
+    });
   }
 }
 

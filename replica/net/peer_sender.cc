@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/proto_names.h"
+#include "common/thread_name.h"
 #include "common/trace.h"
 
 namespace pbft::net {
@@ -23,7 +24,10 @@ PeerSender::PeerSender(uint32_t peer_id, std::string address,
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   channel_ = grpc::CreateCustomChannel(address_, std::move(creds), args);
   stub_ = ledger::v1::ReplicaService::NewStub(channel_);
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("peer-send");
+    Run();
+  });
 }
 
 PeerSender::~PeerSender() {

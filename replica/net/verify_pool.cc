@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/codec.h"
 #include "common/crypto.h"
+#include "common/thread_name.h"
 
 namespace pbft::net {
 namespace {
@@ -75,7 +76,12 @@ VerifyPool::VerifyPool(const EnvelopeVerifier* verifier, int threads,
       allowance_(limits.n + 1),
       here_mu_(new absl::Mutex[limits.n + 1]) {
   CHECK_GE(threads, 0);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      NameThisThread("verify");
+      Run();
+    });
+  }
 }
 
 VerifyPool::~VerifyPool() {
