@@ -461,6 +461,10 @@ class ClientServiceTest : public ::testing::Test {
       }
       pbft::v1::Reply reply;
       reply.set_request_number(r.request_number());
+      // Queries numbered from kBigAnswer get a 16 KiB answer.
+      if (r.request_number() >= kBigAnswer) {
+        reply.set_result(std::string(16 << 10, 'a'));
+      }
       done(k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_QUERY_REPLY, reply));
     };
     h.status = [] {
@@ -488,6 +492,7 @@ class ClientServiceTest : public ::testing::Test {
   // Submits of request numbers kHeld..kHeld+9 hold the thread that handles
   // them until Release().
   static constexpr uint64_t kHeld = 700;
+  static constexpr uint64_t kBigAnswer = 1'000'000;
   void Release() {
     absl::MutexLock l(&mu_);
     released_ = true;
@@ -919,14 +924,15 @@ TEST_F(ClientServiceTest, SessionWhoseAnswersAreNotReadIsNotRead) {
   ClientService::Limits limits;
   limits.request_operations_max = SIZE_MAX;
   limits.session_window = 100000;
-  limits.session_answer_bytes_max = 4096;
+  limits.session_answer_bytes_max = 64 << 10;
   Start(limits);
   grpc::ClientContext ctx;
   auto stream = stub_->Session(&ctx);
   std::atomic<int> sent{0};
   std::thread writer([&] {
     while (sent < 20000 &&
-           WriteSession(stream.get(), sent + 1, k_.Request(100 + sent, true))) {
+           WriteSession(stream.get(), sent + 1,
+                        k_.Request(kBigAnswer + sent, true))) {
       ++sent;
     }
   });
