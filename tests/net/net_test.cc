@@ -930,9 +930,8 @@ TEST_F(ClientServiceTest, SessionWhoseAnswersAreNotReadIsNotRead) {
   auto stream = stub_->Session(&ctx);
   std::atomic<int> sent{0};
   std::thread writer([&] {
-    while (sent < 20000 &&
-           WriteSession(stream.get(), sent + 1,
-                        k_.Request(kBigAnswer + sent, true))) {
+    while (sent < 20000 && WriteSession(stream.get(), sent + 1,
+                                        k_.Request(kBigAnswer + sent, true))) {
       ++sent;
     }
   });
