@@ -55,10 +55,12 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     verifier_ = std::make_unique<EnvelopeVerifier>(cluster.MakeVerifier());
   }
 
-  grpc::Status Submit(grpc::ServerContext*,
+  // `ctx` null: called for a Session request.
+  grpc::Status Submit(grpc::ServerContext* ctx,
                       const ledger::v1::SubmitRequest* req,
                       ledger::v1::SubmitResponse* resp) override {
     calls_.fetch_add(1);
+    if (ctx != nullptr) unary_.fetch_add(1);
     if (grpc::Status s = Gate(); !s.ok()) return s;
     if (!verifier_->Verify(req->request()).ok()) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
@@ -119,8 +121,10 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Query(grpc::ServerContext*, const ledger::v1::QueryRequest* req,
+  grpc::Status Query(grpc::ServerContext* ctx,
+                     const ledger::v1::QueryRequest* req,
                      ledger::v1::QueryResponse* resp) override {
+    if (ctx != nullptr) unary_.fetch_add(1);
     if (grpc::Status s = Gate(); !s.ok()) return s;
     pbft::v1::Request r;
     r.ParseFromString(req->query().payload());
@@ -140,8 +144,64 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     return grpc::Status::OK;
   }
 
-  // Submit calls (ordered requests) so far.
+  // Answers Session streams (else UNIMPLEMENTED, as a replica without
+  // them): each request as Submit or Query would. The first `break_first`
+  // streams end (UNAVAILABLE) right after reading a request, unanswered.
+  // Set before the first call.
+  void EnableSessions(int break_first = 0) {
+    sessions_ = true;
+    break_first_ = break_first;
+  }
+
+  grpc::Status Session(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<ledger::v1::SessionResponse,
+                               ledger::v1::SessionRequest>* stream) override {
+    if (!sessions_) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no sessions");
+    }
+    const int stream_index = streams_.fetch_add(1);
+    ledger::v1::SessionRequest req;
+    while (stream->Read(&req)) {
+      session_requests_.fetch_add(1);
+      if (stream_index < break_first_) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broke");
+      }
+      pbft::v1::Request r;
+      r.ParseFromString(req.request().payload());
+      grpc::Status status;
+      ledger::v1::SessionResponse resp;
+      resp.set_id(req.id());
+      if (r.read_only()) {
+        ledger::v1::QueryRequest q;
+        *q.mutable_query() = req.request();
+        ledger::v1::QueryResponse qr;
+        status = Query(nullptr, &q, &qr);
+        *resp.mutable_reply() = qr.reply();
+      } else {
+        ledger::v1::SubmitRequest sub;
+        *sub.mutable_request() = req.request();
+        ledger::v1::SubmitResponse sr;
+        status = Submit(nullptr, &sub, &sr);
+        *resp.mutable_reply() = sr.reply();
+      }
+      if (!status.ok()) {
+        resp.clear_reply();
+        resp.set_status_code(status.error_code());
+        resp.set_status_message(status.error_message());
+      }
+      if (!stream->Write(resp)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  // Submit calls (ordered requests) so far, by either way.
   int calls() const { return calls_.load(); }
+  // Unary Submit and Query calls.
+  int unary() const { return unary_.load(); }
+  // Session streams opened, and requests read from them.
+  int streams() const { return streams_.load(); }
+  int session_requests() const { return session_requests_.load(); }
   // Answers read-only queries with `answer` instead of a fixed head. Set
   // before the first query.
   void SetAnswer(
@@ -176,6 +236,11 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
   std::atomic<bool> flaked_{false};
+  bool sessions_ = false;
+  int break_first_ = 0;
+  std::atomic<int> unary_{0};
+  std::atomic<int> streams_{0};
+  std::atomic<int> session_requests_{0};
   std::function<void(const ledger::v1::Query&, ledger::v1::QueryReply*)>
       answer_;
 };
@@ -313,6 +378,67 @@ TEST_F(ClientTest, RetransmitsToAFailedReplica) {
       c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GE(replicas_[0]->calls(), 2);
+}
+
+// With replicas that implement Session, requests and queries go on one
+// stream per replica, not as unary calls. (A call is not sent to a
+// replica once it has its answers: not every replica sees every call.)
+TEST_F(ClientTest, SessionsCarryRequestsAndQueries) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  for (auto& r : replicas_) r->EnableSessions();
+  auto c = NewClient();
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->results(0).code(), ledger::v1::RESULT_CODE_OK);
+  }
+  absl::StatusOr<ledger::v1::ChainHead> head = c->GetHead();
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->height(), 42u);
+  int answered = 0;
+  for (auto& r : replicas_) {
+    EXPECT_EQ(r->unary(), 0);
+    EXPECT_LE(r->streams(), 1);
+    answered += r->session_requests();
+  }
+  // f+1 = 2 answers for each transfer, 2f+1 = 3 for the query.
+  EXPECT_GE(answered, 5 * 2 + 3);
+}
+
+// A stream that ends with a request unanswered: the request is sent again
+// on a new stream, and the call completes.
+TEST_F(ClientTest, SessionThatEndsMidRequestIsReopenedAndRetried) {
+  StartCluster({B::kHonest, B::kHonest, B::kDown, B::kDown});
+  replicas_[0]->EnableSessions(/*break_first=*/2);
+  replicas_[1]->EnableSessions(/*break_first=*/1);
+  auto c = NewClient();
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).code(), ledger::v1::RESULT_CODE_OK);
+  EXPECT_EQ(replicas_[0]->streams(), 3);
+  EXPECT_EQ(replicas_[1]->streams(), 2);
+  EXPECT_EQ(replicas_[0]->unary() + replicas_[1]->unary(), 0);
+}
+
+// Replicas without Session (UNIMPLEMENTED) get unary calls; the others
+// keep their stream. Replica 0 is down, so every call needs an answer
+// from replica 2 or 3.
+TEST_F(ClientTest, ReplicasWithoutSessionsGetUnaryCalls) {
+  StartCluster({B::kDown, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[1]->EnableSessions();
+  auto c = NewClient();
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_GE(replicas_[2]->unary() + replicas_[3]->unary(), 3);
+  EXPECT_EQ(replicas_[2]->session_requests(), 0);
+  EXPECT_EQ(replicas_[3]->session_requests(), 0);
+  EXPECT_EQ(replicas_[1]->unary(), 0);
+  EXPECT_LE(replicas_[1]->streams(), 1);
 }
 
 TEST_F(ClientTest, PermanentErrorFromFPlusOneIsReturned) {
