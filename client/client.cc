@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -73,15 +74,17 @@ uint64_t NowMicros() {
           .count());
 }
 
-// Runs callbacks at given times on one thread; retries use it.
-class TimerThread {
+// Runs callbacks at given times on one thread: retries, and the deadlines
+// of requests sent on a Session (cancelled when answered, so an answered
+// request does not wake the thread).
+class TimerThread final : public Timers {
  public:
   TimerThread()
       : thread_([this] {
           NameThisThread("sdk-timer");
           Run();
         }) {}
-  ~TimerThread() {
+  ~TimerThread() override {
     {
       std::lock_guard<std::mutex> l(mu_);
       stop_ = true;
@@ -89,28 +92,36 @@ class TimerThread {
     cv_.notify_all();
     thread_.join();
   }
-  void At(std::chrono::steady_clock::time_point when,
-          std::function<void()> fn) {
+  uint64_t At(std::chrono::steady_clock::time_point when,
+              std::function<void()> fn) {
     bool earliest;
+    uint64_t id;
     {
       std::lock_guard<std::mutex> l(mu_);
-      earliest = queue_.empty() || when < queue_.top().when;
-      queue_.push({when, seq_++, std::move(fn)});
+      id = seq_++;
+      earliest = queue_.empty() || when < queue_.begin()->first.first;
+      queue_.emplace(std::make_pair(when, id), std::move(fn));
+      when_.emplace(id, when);
     }
     // The thread sleeps until the earliest item: wake it only for an
-    // earlier one (a session's deadline per request is rarely earliest).
+    // earlier one.
     if (earliest) cv_.notify_all();
+    return id;
+  }
+  uint64_t After(absl::Duration d, std::function<void()> fn) override {
+    return At(std::chrono::steady_clock::now() +
+                  absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration())),
+              std::move(fn));
+  }
+  void Cancel(uint64_t id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = when_.find(id);
+    if (it == when_.end()) return;  // Ran already.
+    queue_.erase({it->second, id});
+    when_.erase(it);
   }
 
  private:
-  struct Item {
-    std::chrono::steady_clock::time_point when;
-    uint64_t seq;
-    std::function<void()> fn;
-    bool operator>(const Item& o) const {
-      return std::tie(when, seq) > std::tie(o.when, o.seq);
-    }
-  };
   void Run() {
     std::unique_lock<std::mutex> l(mu_);
     while (!stop_) {
@@ -118,13 +129,16 @@ class TimerThread {
         cv_.wait(l);
         continue;
       }
-      auto when = queue_.top().when;
+      auto first = queue_.begin();
+      // A copy: Cancel may erase the item while this waits.
+      const std::chrono::steady_clock::time_point when = first->first.first;
       if (std::chrono::steady_clock::now() < when) {
         cv_.wait_until(l, when);
         continue;
       }
-      std::function<void()> fn = std::move(const_cast<Item&>(queue_.top()).fn);
-      queue_.pop();
+      std::function<void()> fn = std::move(first->second);
+      when_.erase(first->first.second);
+      queue_.erase(first);
       l.unlock();
       fn();
       l.lock();
@@ -132,7 +146,11 @@ class TimerThread {
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_;
+  // By (time, id), and each id's time (for Cancel).
+  std::map<std::pair<std::chrono::steady_clock::time_point, uint64_t>,
+           std::function<void()>>
+      queue_;
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> when_;
   uint64_t seq_ = 0;
   bool stop_ = false;
   std::thread thread_;
@@ -299,14 +317,8 @@ class GrpcClient final : public Client {
     for (uint32_t i = 0; i < cluster_.n(); ++i) {
       stubs_.push_back(ledger::v1::LedgerService::NewStub(SharedChannel(
           cluster_.replica(ReplicaId(i)).address(), creds_key, creds, args)));
-      sessions_.push_back(std::make_unique<ReplicaSession>(
-          stubs_.back().get(), &cq_,
-          [this](absl::Time when, std::function<void()> fn) {
-            timers_.At(std::chrono::steady_clock::now() +
-                           absl::ToChronoNanoseconds(std::max(
-                               when - absl::Now(), absl::ZeroDuration())),
-                       std::move(fn));
-          }));
+      sessions_.push_back(std::make_unique<ReplicaSession>(stubs_.back().get(),
+                                                           &cq_, &timers_));
     }
   }
 

@@ -44,7 +44,9 @@ bool ReplicaSession::Send(const pbft::v1::Envelope& request,
     absl::MutexLock l(&mu_);
     if (unsupported_ || closed_) return false;
     id = next_id_++;
-    waiting_.emplace(id, std::move(done));
+    const uint64_t timer =
+        timers_->After(deadline - absl::Now(), [this, id] { Expire(id); });
+    waiting_.emplace(id, Waiting{std::move(done), timer});
     ledger::v1::SessionRequest r;
     *r.mutable_request() = request;
     r.set_id(id);
@@ -55,7 +57,6 @@ bool ReplicaSession::Send(const pbft::v1::Envelope& request,
       MaybeWrite();
     }
   }
-  schedule_(deadline, [this, id] { Expire(id); });
   return true;
 }
 
@@ -136,7 +137,8 @@ void ReplicaSession::OnRead(const std::shared_ptr<Stream>& s, bool ok) {
       ledger::v1::SessionResponse& r = s->incoming;
       auto it = waiting_.find(r.id());
       if (it != waiting_.end()) {  // Else it expired or was never sent.
-        done = std::move(it->second);
+        done = std::move(it->second.done);
+        timers_->Cancel(it->second.timer);
         waiting_.erase(it);
         if (r.status_code() == 0) {
           reply.Swap(r.mutable_reply());
@@ -187,7 +189,7 @@ void ReplicaSession::Expire(uint64_t id) {
     absl::MutexLock l(&mu_);
     auto it = waiting_.find(id);
     if (it == waiting_.end()) return;
-    done = std::move(it->second);
+    done = std::move(it->second.done);
     waiting_.erase(it);
   }
   done(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
@@ -197,7 +199,10 @@ void ReplicaSession::Expire(uint64_t id) {
 
 ReplicaSession::Failed ReplicaSession::TakeAllLocked() {
   Failed failed;
-  for (auto& [id, done] : waiting_) failed.push_back(std::move(done));
+  for (auto& [id, w] : waiting_) {
+    timers_->Cancel(w.timer);
+    failed.push_back(std::move(w.done));
+  }
   waiting_.clear();
   out_.clear();
   return failed;

@@ -39,17 +39,25 @@ class CqTag {
   virtual void OnEvent(bool ok) = 0;
 };
 
+// Runs callbacks later, on another thread (the Client's timer thread).
+class Timers {
+ public:
+  virtual ~Timers() = default;
+  // Runs `fn` after `d` unless cancelled first; the id is Cancel's.
+  virtual uint64_t After(absl::Duration d, std::function<void()> fn) = 0;
+  // Nothing if it ran already.
+  virtual void Cancel(uint64_t id) = 0;
+};
+
 class ReplicaSession {
  public:
   // The answer to one request: `status` OK and `reply`, or an error.
   using Done =
       std::function<void(grpc::Status status, pbft::v1::Envelope reply)>;
-  // Runs `fn` at `when` (the Client's timer thread).
-  using Schedule = std::function<void(absl::Time when, std::function<void()>)>;
-
+  // `timers` runs each request's deadline (cancelled once answered).
   ReplicaSession(ledger::v1::LedgerService::Stub* stub,
-                 grpc::CompletionQueue* cq, Schedule schedule)
-      : stub_(stub), cq_(cq), schedule_(std::move(schedule)) {}
+                 grpc::CompletionQueue* cq, Timers* timers)
+      : stub_(stub), cq_(cq), timers_(timers) {}
   ReplicaSession(const ReplicaSession&) = delete;
   ReplicaSession& operator=(const ReplicaSession&) = delete;
 
@@ -69,6 +77,11 @@ class ReplicaSession {
  private:
   struct Stream;
   class OpTag;
+  // A request sent or queued: who gets its answer, and its deadline timer.
+  struct Waiting {
+    Done done;
+    uint64_t timer = 0;
+  };
   using Failed = std::vector<Done>;
 
   void Open() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -91,14 +104,14 @@ class ReplicaSession {
 
   ledger::v1::LedgerService::Stub* const stub_;
   grpc::CompletionQueue* const cq_;
-  const Schedule schedule_;
+  Timers* const timers_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);  // Null: none open.
   // Requests not yet written on stream_.
   std::deque<ledger::v1::SessionRequest> out_ ABSL_GUARDED_BY(mu_);
   // Requests sent or queued, by id, until answered.
-  std::map<uint64_t, Done> waiting_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool unsupported_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -854,14 +854,19 @@ ClientService::AddResult ClientService::AddPending(
   return AddResult::kAdded;
 }
 
+ClientService::PendingMap::iterator ClientService::EraseAtLocked(
+    PendingMap::iterator it) {
+  shares_.Remove(it->first.first);
+  it->second->Detach();
+  return pending_.erase(it);
+}
+
 bool ClientService::ErasePendingLocked(std::pair<uint64_t, uint64_t> key,
                                        Waiter* waiter) {
   auto [begin, end] = pending_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
     if (it->second == waiter) {
-      pending_.erase(it);
-      shares_.Remove(key.first);
-      waiter->Detach();
+      EraseAtLocked(it);
       return true;
     }
   }
@@ -918,9 +923,7 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
         ++it;
         continue;
       }
-      it = pending_.erase(it);
-      shares_.Remove(client_id);
-      w->Detach();
+      it = EraseAtLocked(it);
       answered.push_back(w);
     }
   }

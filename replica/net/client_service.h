@@ -179,6 +179,10 @@ class ClientService {
   bool Unregister(std::pair<uint64_t, uint64_t> key, Waiter* waiter);
   bool ErasePendingLocked(std::pair<uint64_t, uint64_t> key, Waiter* waiter)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  using PendingMap = std::multimap<std::pair<uint64_t, uint64_t>, Waiter*>;
+  // Takes the waiter at `it` out (its share back, detached); the next one.
+  PendingMap::iterator EraseAtLocked(PendingMap::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRejected(absl::StatusCode code);
   // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
   // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
@@ -214,8 +218,7 @@ class ClientService {
   bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
 
   mutable absl::Mutex mu_;
-  std::multimap<std::pair<uint64_t, uint64_t>, Waiter*> pending_
-      ABSL_GUARDED_BY(mu_);
+  PendingMap pending_ ABSL_GUARDED_BY(mu_);
   CallShares shares_ ABSL_GUARDED_BY(mu_);
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };

@@ -147,10 +147,12 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   // Answers Session streams (else UNIMPLEMENTED, as a replica without
   // them): each request as Submit or Query would. The first `break_first`
   // streams end (UNAVAILABLE) right after reading a request, unanswered.
-  // Set before the first call.
-  void EnableSessions(int break_first = 0) {
+  // `silent`: requests are read and never answered. Set before the first
+  // call.
+  void EnableSessions(int break_first = 0, bool silent = false) {
     sessions_ = true;
     break_first_ = break_first;
+    silent_ = silent;
   }
 
   grpc::Status Session(
@@ -167,6 +169,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
       if (stream_index < break_first_) {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broke");
       }
+      if (silent_) continue;
       pbft::v1::Request r;
       r.ParseFromString(req.request().payload());
       grpc::Status status;
@@ -238,6 +241,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   std::atomic<bool> flaked_{false};
   bool sessions_ = false;
   int break_first_ = 0;
+  bool silent_ = false;
   std::atomic<int> unary_{0};
   std::atomic<int> streams_{0};
   std::atomic<int> session_requests_{0};
@@ -420,6 +424,22 @@ TEST_F(ClientTest, SessionThatEndsMidRequestIsReopenedAndRetried) {
   EXPECT_EQ(replicas_[0]->streams(), 3);
   EXPECT_EQ(replicas_[1]->streams(), 2);
   EXPECT_EQ(replicas_[0]->unary() + replicas_[1]->unary(), 0);
+}
+
+// A call whose requests are read from the streams and never answered ends
+// at its deadline with an unknown outcome (the session also drops each
+// request's wait at that deadline, which this does not observe).
+TEST_F(ClientTest, UnansweredSessionRequestsEndAtTheDeadline) {
+  StartCluster({B::kHonest, B::kHonest, B::kDown, B::kDown});
+  replicas_[0]->EnableSessions(0, /*silent=*/true);
+  replicas_[1]->EnableSessions(0, /*silent=*/true);
+  auto c = NewClient();
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(IsOutcomeUnknown(r.status())) << r.status();
+  EXPECT_GE(replicas_[0]->session_requests(), 1);
 }
 
 // Replicas without Session (UNIMPLEMENTED) get unary calls; the others

@@ -955,5 +955,35 @@ TEST_F(ClientServiceTest, SessionWhoseAnswersAreNotReadIsNotRead) {
   writer.join();
 }
 
+// Beyond session_answer_bytes_max of unwritten answers, with a write
+// waiting session_stall for the client to read, the replica cancels the
+// stream (counted as RESOURCE_EXHAUSTED) rather than hold more.
+TEST_F(ClientServiceTest, SessionHoldingTooManyUnreadAnswersIsCancelled) {
+  ClientService::Limits limits;
+  limits.request_operations_max = SIZE_MAX;
+  limits.session_window = 100000;
+  limits.session_answer_bytes_max = 40 << 10;  // Two or three answers.
+  limits.session_stall = absl::ZeroDuration();
+  Start(limits);
+  const uint64_t refused0 =
+      service_->rejected(absl::StatusCode::kResourceExhausted);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto stream = stub_->Session(&ctx);
+  // Written at once, never read: the answers (16 KiB each) fill the
+  // transport and then the stream's queue.
+  for (uint64_t i = 0; i < 400; ++i) {
+    if (!WriteSession(stream.get(), i + 1, k_.Request(kBigAnswer + i, true))) {
+      break;
+    }
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return service_->rejected(absl::StatusCode::kResourceExhausted) > refused0;
+  }));
+  // (A client that reads nothing may not see the cancellation until it
+  // reads or gives up: the replica's side is what is checked here.)
+  ctx.TryCancel();
+}
+
 }  // namespace
 }  // namespace pbft::net
