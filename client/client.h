@@ -188,6 +188,16 @@ class Client {
 
 // Helpers for 128-bit ids.
 ledger::v1::Uint128 MakeId(uint64_t high, uint64_t low);
+// A new transfer or account id, ordered by time: the top 48 bits are
+// milliseconds since the Unix epoch, the other 80 bits random (from the
+// operating system's generator). Ids made by one process strictly increase,
+// also within one millisecond and when the clock steps back (the previous
+// id plus one then). The ledger keeps its records in key order, so ids
+// that grow with time are written where the newest ones are instead of
+// all over the key space (docs/api.md "Choosing ids"). Keep the id of an
+// operation you may retry: a retry with a new id is a new operation.
+// Thread-safe.
+ledger::v1::Uint128 NewId();
 // Parses "123", "0x1f" or "HIGH:LOW" (decimal). Names `field` on error.
 absl::StatusOr<ledger::v1::Uint128> ParseId(const std::string& text,
                                             const std::string& field);

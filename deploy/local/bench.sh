@@ -14,7 +14,7 @@
 #
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
-#                         [--perf DIR] [--hops DIR] [--unary]
+#                         [--perf DIR] [--hops DIR] [--unary] [--ids time|client]
 #   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
 #                         [--open-clients N] [--queue-max Q] [--no-bound]
 #                         [--arrivals poisson|fixed] [--seed N]
@@ -34,6 +34,9 @@
 #   default), --arrivals poisson|fixed, --seed N, --retry-refused (the
 #   SDK's default: re-send refused requests until the deadline; without it
 #   the open loop's clients fail them at once with RESOURCE_EXHAUSTED).
+# --ids time|client: ledger-bench's transfer ids (default time: the SDK's
+#   NewId, ordered by time; client: client id and a counter, 64 interleaved
+#   runs of keys; docs/benchmarks.md "Transfer ids and compaction").
 # --unary: the SDK sends each request to each replica as a unary call
 #   (ClientOptions::sessions false) instead of on one Session stream per
 #   replica; for comparing the two in the same hour.
@@ -67,6 +70,7 @@ SEED=1
 CATCHUP_TIMEOUT=120
 RETRY_REFUSED=false
 SESSIONS=true
+IDS=time
 while [[ $# -gt 0 ]]; do
   case $1 in
     --load70) LOAD70=1; shift ;;
@@ -87,6 +91,7 @@ while [[ $# -gt 0 ]]; do
     --perf) PERF_DIR=$2; shift 2 ;;
     --hops) HOPS_DIR=$2; shift 2 ;;
     --unary) SESSIONS=false; shift ;;
+    --ids) IDS=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -227,7 +232,7 @@ measure_cell() {
   TIMEFORMAT='%U %S'
   { time timeout $(( ${BENCH_SECONDS:-$DURATION} + 120 )) "$BIN/ledger-bench" \
       --config "$dir/cluster.json" --clients "$c" --batch "$b" \
-      --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 --sessions="$SESSIONS" "$@" \
+      --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 --sessions="$SESSIONS" --ids="$IDS" "$@" \
       2>"$dir/bench.err" \
       >"$dir/out.json" || echo "ledger-bench exited with $?" >&2; } 2>"$dir/bench-time"
   tail -1 "$dir/out.json" >"$dir/line.json"

@@ -780,7 +780,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::OpenImpl(
   std::unique_ptr<leveldb::Cache> cache(
       leveldb::NewLRUCache(options.block_cache_bytes));
   leveldb::Options lo;
-  if (options.env != nullptr) lo.env = options.env;
+  lo.env = internal::EnvOrDefault(options.env);
   lo.create_if_missing = options.create_if_missing && cluster != nullptr;
   lo.filter_policy = filter.get();
   lo.block_cache = cache.get();

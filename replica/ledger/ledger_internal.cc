@@ -1,10 +1,14 @@
 #include "replica/ledger/ledger_internal.h"
 
 #include <array>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/proto_names.h"
+#include "common/thread_name.h"
+#include "leveldb/env.h"
 
 namespace pbft::ledger::internal {
 namespace {
@@ -242,5 +246,17 @@ void TransferGroupHasher::Add(absl::string_view key, absl::string_view value) {
 }
 
 Digest TransferGroupHasher::Finish() { return sha_.Finish(); }
+
+leveldb::Env* EnvOrDefault(leveldb::Env* env) {
+  if (env != nullptr) return env;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::thread([] {
+      NameThisThread("leveldb-bg");
+      leveldb::Env::Default()->Schedule([](void*) {}, nullptr);
+    }).join();
+  });
+  return leveldb::Env::Default();
+}
 
 }  // namespace pbft::ledger::internal

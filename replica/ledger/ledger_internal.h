@@ -17,6 +17,7 @@
 
 namespace leveldb {
 class DB;
+class Env;
 }  // namespace leveldb
 
 namespace pbft::ledger::internal {
@@ -231,6 +232,14 @@ inline constexpr uint64_t kMigrateBlocksPerWrite = 512;
 // record set to 3. Resumable: progress is recorded every few hundred blocks
 // in the same synced writes.
 absl::Status MigrateFormat2To3(leveldb::DB* db, bool sync);
+
+// `env`, or if null leveldb::Env::Default(), whose one background thread
+// runs every compaction of the process (the ledger's and the protocol
+// store's). The first Schedule starts that thread, which inherits the name
+// of the thread that called it (the core's); this starts it first from a
+// thread named `leveldb-bg`, so that top -H and perf tell compactions from
+// the core.
+leveldb::Env* EnvOrDefault(leveldb::Env* env);
 
 }  // namespace pbft::ledger::internal
 

@@ -1,6 +1,7 @@
 #include "replica/ledger/parallel_expand.h"
 
 #include "common/check.h"
+#include "common/thread_name.h"
 
 namespace pbft::ledger::internal {
 
@@ -21,7 +22,11 @@ void ParallelExpander::Start(const std::vector<Job>* jobs) {
   jobs_ = jobs;
   next_.store(0);
   if (!use_helper_ || jobs->size() < kParallelJobsMin) return;
-  if (!helper_.joinable()) helper_ = std::thread([this] { HelperLoop(); });
+  if (!helper_.joinable())
+    helper_ = std::thread([this] {
+      NameThisThread("state-hash");
+      HelperLoop();
+    });
   absl::MutexLock lock(&mu_);  // Publishes jobs_ and next_ to the helper.
   pending_ = true;
 }

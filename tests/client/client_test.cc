@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <thread>
@@ -763,6 +764,48 @@ TEST(IdTest, ParseAndFormat) {
   absl::StatusOr<ledger::v1::Uint128> bad = ParseId("abc", "--from");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("--from"), std::string::npos);
+}
+
+// NewId: the top 48 bits are the time in milliseconds, ids of one process
+// strictly increase (also within a millisecond and from many threads), and
+// the 80 low bits are random: two processes' ids differ.
+TEST(IdTest, NewIdsAreOrderedByTimeAndNeverRepeat) {
+  auto less = [](const ledger::v1::Uint128& a, const ledger::v1::Uint128& b) {
+    return a.high() != b.high() ? a.high() < b.high() : a.low() < b.low();
+  };
+  const auto before = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  constexpr int kThreads = 4, kPerThread = 20000;
+  std::vector<std::vector<ledger::v1::Uint128>> made(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&made, t] {
+      for (int i = 0; i < kPerThread; ++i) made[t].push_back(NewId());
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const auto after = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  std::vector<ledger::v1::Uint128> all;
+  for (const auto& ids : made) {
+    for (size_t i = 1; i < ids.size(); ++i) {
+      ASSERT_TRUE(less(ids[i - 1], ids[i])) << "thread order, at " << i;
+    }
+    all.insert(all.end(), ids.begin(), ids.end());
+  }
+  std::sort(all.begin(), all.end(), less);
+  for (size_t i = 1; i < all.size(); ++i) {
+    ASSERT_TRUE(less(all[i - 1], all[i])) << "a repeated id";
+  }
+  // The time part is the clock's when the id was made.
+  EXPECT_GE(all.front().high() >> 16, before);
+  EXPECT_LE(all.back().high() >> 16, after);
+  // The first id of a new millisecond has fresh random bits: two such ids
+  // differ in their low 64 bits (equal by chance once in 2^64).
+  absl::SleepFor(absl::Milliseconds(5));
+  const ledger::v1::Uint128 a = NewId();
+  absl::SleepFor(absl::Milliseconds(5));
+  const ledger::v1::Uint128 b = NewId();
+  EXPECT_GT(b.high() >> 16, a.high() >> 16);
+  EXPECT_NE(a.low(), b.low());
 }
 
 }  // namespace

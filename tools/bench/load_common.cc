@@ -41,7 +41,8 @@ ledger::v1::OperationBatch LoadClient::NextBatch(uint32_t batch) {
   const uint64_t me = sdk->client_id();
   for (uint32_t i = 0; i < batch; ++i) {
     ledger::v1::Transfer* t = b.add_operations()->mutable_transfer();
-    *t->mutable_id() = client::MakeId(me, ++counter);
+    *t->mutable_id() =
+        time_ids ? client::NewId() : client::MakeId(me, ++counter);
     *t->mutable_debit_account_id() = debit;
     *t->mutable_credit_account_id() = credit;
     t->set_amount(1);
@@ -68,6 +69,7 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
     }
     LoadClient lc;
     lc.sdk = *std::move(sdk);
+    lc.time_ids = o.time_ids;
     lc.counter = RandomBase();
     const uint64_t me = lc.sdk->client_id();
     lc.debit = client::MakeId(0, me);

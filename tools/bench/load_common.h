@@ -26,6 +26,9 @@ struct BenchOptions {
   bool retry_refused = true;
   // client::ClientOptions::sessions of every client.
   bool sessions = true;
+  // Transfer ids from client::NewId (ordered by time); false: high = client
+  // id, low = a counter from a random base (LoadClient).
+  bool time_ids = true;
   // Open loop (rate > 0): offered requests/s, arrival kind and seed, the
   // interval of the per-interval lines, threads issuing arrivals.
   double rate = 0;
@@ -38,11 +41,12 @@ struct BenchOptions {
 // Client key i+1 of the config: its SDK client and its transfers. Every
 // transfer moves 1 unit from the client's genesis account (id = client id)
 // to the next client's (with one client, to a sink account of its own).
-// Transfer ids: high = client id, low = a random base + counter, so reruns
-// against the same cluster never collide. Not thread-safe: one caller at a
-// time.
+// Transfer ids: client::NewId(), or with `time_ids` false high = client id,
+// low = a random base + counter; either way reruns against the same cluster
+// never collide. Not thread-safe: one caller at a time.
 struct LoadClient {
   std::unique_ptr<client::Client> sdk;
+  bool time_ids = true;
   uint64_t counter = 0;
   ledger::v1::Uint128 debit, credit;
 
