@@ -135,6 +135,20 @@ cpu_seconds() {
   awk -v t="$total" -v hz="$TICKS" 'BEGIN {printf "%.3f", t / hz}'
 }
 
+# CPU ticks (user + system) of the given processes' threads so far, summed
+# by thread name (docs/architecture.md "Threads of a replica"): one
+# "NAME TICKS" line each.
+thread_ticks() {
+  local p t
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*; do
+      # comm may hold spaces: the name is between the parentheses of stat.
+      sed -E 's/^[0-9]+ \((.*)\) [A-Z] (([^ ]+ ){10})([0-9]+) ([0-9]+).*/\1\t\4 \5/' \
+        "$t/stat" 2>/dev/null | awk -F'\t' '{split($2, u, " "); print $1 "\t" u[1] + u[2]}'
+    done
+  done | awk -F'\t' '{t[$1] += $2} END {for (n in t) print n "\t" t[n]}'
+}
+
 # Context switches (voluntary + involuntary, every thread) of the given
 # processes so far.
 ctx_switches() {
@@ -215,7 +229,8 @@ bound_line() {
     --result "$dir/result.json" --before "$dir/before.json" --after "$dir/after.json" \
     --cpu-s "$(cat "$dir/cpu_s")" --wall-s "$(cat "$dir/wall_s")" --nproc "$NPROC" \
     --load "$(cat "$dir/load")" --floor-ms "$FLOOR_MS" --checkpoint-interval "$CHECKPOINT" \
-    --ctx-switches "$(cat "$dir/ctx")"
+    --ctx-switches "$(cat "$dir/ctx")" --threads-before "$dir/threads-before" \
+    --threads-after "$dir/threads-after" --ticks-per-s "$TICKS"
 }
 
 # ledger-bench against the cell's cluster; with the bound, the replicas'
@@ -227,6 +242,7 @@ measure_cell() {
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
     cpu0=$(cpu_seconds "${PIDS[@]}")
     ctx0=$(ctx_switches "${PIDS[@]}")
+    thread_ticks "${PIDS[@]}" >"$dir/threads-before"
     wall0=$(date +%s.%N)
   fi
   TIMEFORMAT='%U %S'
@@ -241,6 +257,7 @@ measure_cell() {
       '{printf "%.3f", z - a + $1 + $2}' "$dir/bench-time" >"$dir/cpu_s"
     awk -v a="$wall0" -v z="$(date +%s.%N)" 'BEGIN {print z - a}' >"$dir/wall_s"
     echo $(( $(ctx_switches "${PIDS[@]}") - ctx0 )) >"$dir/ctx"
+    thread_ticks "${PIDS[@]}" >"$dir/threads-after"
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/after.json"
     cut -d' ' -f1 /proc/loadavg >"$dir/load"
   fi

@@ -317,8 +317,23 @@ def scrape(config_path, parse=None):
 # --- One result line ----------------------------------------------------------
 
 
+def thread_split(before, after, ticks_per_s, requests):
+    """The replicas' CPU per executed request by thread name (µs), from two
+    "NAME<TAB>TICKS" files taken before and after the cell, largest first."""
+    def read(path):
+        out = {}
+        for line in open(path):
+            name, _, ticks = line.rstrip("\n").rpartition("\t")
+            out[name] = out.get(name, 0) + int(ticks)
+        return out
+    b, a = read(before), read(after)
+    us = {n: (a[n] - b.get(n, 0)) * 1e6 / ticks_per_s / requests for n in a}
+    return {n: round(v, 1) for n, v in sorted(us.items(), key=lambda x: -x[1])
+            if v >= 0.05}
+
+
 def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
-              n, k, floor_ms, ctx_switches=None):
+              n, k, floor_ms, ctx_switches=None, threads=None):
     mc = measured_counts(before, after)
     r = mc["requests_per_block"]
     b = result["batch"]
@@ -332,6 +347,9 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
         # switches (all threads, voluntary and not) per executed request.
         out["context_switches_per_request"] = round(
             ctx_switches / mc["requests"], 1)
+    if threads is not None:
+        out["replica_cpu_us_per_request_by_thread"] = thread_split(
+            threads[0], threads[1], threads[2], mc["requests"])
     # On a shared machine the run gets fewer than nproc cores: the bound at
     # the cores it did get (its CPU seconds over the same wall seconds).
     out["cores_used"] = round(cpu_s / wall_s, 2)
@@ -381,6 +399,9 @@ def main(argv):
     c.add_argument("--load", type=float, required=True)
     c.add_argument("--floor-ms", type=float, required=True)
     c.add_argument("--ctx-switches", type=float, default=None)
+    c.add_argument("--threads-before", default=None)
+    c.add_argument("--threads-after", default=None)
+    c.add_argument("--ticks-per-s", type=float, default=100)
     c.add_argument("--replicas", type=int, default=4)
     c.add_argument("--checkpoint-interval", type=int, default=128)
     a = ap.parse_args(argv)
@@ -396,7 +417,9 @@ def main(argv):
         out = cell_line(load(a.machine), load(a.exec), load(a.result),
                         load(a.before), load(a.after), a.cpu_s, a.wall_s, a.nproc,
                         a.load, a.replicas, a.checkpoint_interval, a.floor_ms,
-                        a.ctx_switches)
+                        a.ctx_switches,
+                        (a.threads_before, a.threads_after, a.ticks_per_s)
+                        if a.threads_before and a.threads_after else None)
     print(json.dumps(out, separators=(",", ":")))
 
 
