@@ -183,6 +183,24 @@ class CellLine(unittest.TestCase):
         # 2,500 switches over the 100 requests of the window.
         self.assertEqual(line["context_switches_per_request"], 25.0)
 
+    def test_cpu_by_thread_name(self):
+        import os
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            before, after = os.path.join(d, "b"), os.path.join(d, "a")
+            with open(before, "w") as f:
+                f.write("core\t100\nclient-cq\t50\n")
+            # A thread started in the window (leveldb-bg) counts from zero;
+            # one that did no work is left out; names may hold spaces.
+            with open(after, "w") as f:
+                f.write("core\t300\nclient-cq\t50\nleveldb-bg\t40\n"
+                        "grpc thread\t10\n")
+            # 100 ticks a second, 10 requests: a tick is 1,000 µs a request.
+            split = bound.thread_split(before, after, 100, 10)
+        self.assertEqual(split, {"core": 200000.0, "leveldb-bg": 40000.0,
+                                 "grpc thread": 10000.0})
+        self.assertEqual(list(split), ["core", "leveldb-bg", "grpc thread"])
+
     def test_in_run_floor_only_for_one_client(self):
         zero = bound.parse_metrics("")
         after = bound.parse_metrics(
