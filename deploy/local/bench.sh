@@ -139,14 +139,17 @@ cpu_seconds() {
 # by thread name (docs/architecture.md "Threads of a replica"): one
 # "NAME TICKS" line each.
 thread_ticks() {
-  local p t
-  for p in "$@"; do
-    for t in /proc/"$p"/task/*; do
-      # comm may hold spaces: the name is between the parentheses of stat.
-      sed -E 's/^[0-9]+ \((.*)\) [A-Z] (([^ ]+ ){10})([0-9]+) ([0-9]+).*/\1\t\4 \5/' \
-        "$t/stat" 2>/dev/null | awk -F'\t' '{split($2, u, " "); print $1 "\t" u[1] + u[2]}'
-    done
-  done | awk -F'\t' '{t[$1] += $2} END {for (n in t) print n "\t" t[n]}'
+  local p files=()
+  for p in "$@"; do files+=(/proc/"$p"/task/*/stat); done
+  # One pass over every thread's stat (cat skips a thread that just ended).
+  # The name is between the first "(" and the last ")"; utime and stime
+  # are the 12th and 13th fields after it.
+  cat "${files[@]}" 2>/dev/null | awk '{
+    i = index($0, "("); j = i
+    for (k = i; k <= length($0); k++) if (substr($0, k, 1) == ")") j = k
+    split(substr($0, j + 2), f, " ")
+    t[substr($0, i + 1, j - i - 1)] += f[12] + f[13]
+  } END {for (n in t) print n "\t" t[n]}'
 }
 
 # Context switches (voluntary + involuntary, every thread) of the given
@@ -240,9 +243,9 @@ measure_cell() {
   shift 3  # The rest: more ledger-bench flags (the open loop's).
   if (( BOUND )); then
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
+    thread_ticks "${PIDS[@]}" >"$dir/threads-before"
     cpu0=$(cpu_seconds "${PIDS[@]}")
     ctx0=$(ctx_switches "${PIDS[@]}")
-    thread_ticks "${PIDS[@]}" >"$dir/threads-before"
     wall0=$(date +%s.%N)
   fi
   TIMEFORMAT='%U %S'
