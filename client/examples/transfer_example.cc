@@ -7,7 +7,6 @@
 //   find_package(PbftLedger REQUIRED)
 //   target_link_libraries(app PRIVATE PbftLedger::client)
 #include <iostream>
-#include <random>
 
 #include "client/client.h"
 
@@ -29,10 +28,10 @@ int main(int argc, char** argv) {
   pbft::client::Client& c = **client;
   const uint64_t me = c.client_id();  // Genesis gives client N account N.
 
-  // Ids are chosen by the application; a random one avoids collisions
-  // between runs. Keep the id to retry safely after an "outcome unknown".
-  std::mt19937_64 rng(std::random_device{}());
-  const ledger::v1::Uint128 savings = pbft::client::MakeId(me, rng());
+  // Ids are chosen by the application; NewId's are ordered by time (what
+  // the ledger stores best) and never collide between runs. Keep the id to
+  // retry safely after an "outcome unknown".
+  const ledger::v1::Uint128 savings = pbft::client::NewId();
   ledger::v1::CreateAccount account;
   *account.mutable_id() = savings;
   account.set_ledger(1);
@@ -44,7 +43,7 @@ int main(int argc, char** argv) {
   }
 
   ledger::v1::Transfer t;
-  *t.mutable_id() = pbft::client::MakeId(me, rng());
+  *t.mutable_id() = pbft::client::NewId();
   *t.mutable_debit_account_id() = pbft::client::MakeId(0, me);
   *t.mutable_credit_account_id() = savings;
   t.set_amount(42);
