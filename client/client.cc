@@ -1250,26 +1250,27 @@ ledger::v1::Uint128 NewId() {
   static absl::Mutex mu(absl::kConstInit);
   static uint64_t last_high ABSL_GUARDED_BY(mu) = 0;
   static uint64_t last_low ABSL_GUARDED_BY(mu) = 0;
-  const auto ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
-  const std::string random = crypto::RandomBytes(10);
-  uint64_t r_high = 0, r_low = 0;
-  for (int i = 0; i < 2; ++i)
-    r_high = r_high << 8 | static_cast<uint8_t>(random[i]);
-  for (int i = 2; i < 10; ++i)
-    r_low = r_low << 8 | static_cast<uint8_t>(random[i]);
-  uint64_t high = (ms & 0xffffffffffffull) << 16 | r_high;
-  uint64_t low = r_low;
+  const auto ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())) &
+                  0xffffffffffffull;
   absl::MutexLock l(&mu);
-  // Same millisecond (or a clock that stepped back): one past the last id,
-  // so ids of this process never repeat and never go backwards.
-  if ((high >> 16) <= (last_high >> 16)) {
-    high = last_high;
-    low = last_low + 1;
-    if (low == 0) ++high;
+  if (ms > last_high >> 16) {
+    // A new millisecond: the time and 80 fresh random bits.
+    const std::string random = crypto::RandomBytes(10);
+    uint64_t r_high = 0, r_low = 0;
+    for (int i = 0; i < 2; ++i) {
+      r_high = r_high << 8 | static_cast<uint8_t>(random[i]);
+    }
+    for (int i = 2; i < 10; ++i) {
+      r_low = r_low << 8 | static_cast<uint8_t>(random[i]);
+    }
+    last_high = ms << 16 | r_high;
+    last_low = r_low;
+  } else {
+    // The same millisecond, or a clock that stepped back: one past the
+    // last id, so ids of this process never repeat and never go backwards.
+    if (++last_low == 0) ++last_high;
   }
-  last_high = high;
-  last_low = low;
-  return MakeId(high, low);
+  return MakeId(last_high, last_low);
 }
 
 absl::StatusOr<ledger::v1::Uint128> ParseId(const std::string& text,

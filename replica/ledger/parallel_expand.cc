@@ -22,11 +22,12 @@ void ParallelExpander::Start(const std::vector<Job>* jobs) {
   jobs_ = jobs;
   next_.store(0);
   if (!use_helper_ || jobs->size() < kParallelJobsMin) return;
-  if (!helper_.joinable())
+  if (!helper_.joinable()) {
     helper_ = std::thread([this] {
       NameThisThread("state-hash");
       HelperLoop();
     });
+  }
   absl::MutexLock lock(&mu_);  // Publishes jobs_ and next_ to the helper.
   pending_ = true;
 }
