@@ -121,3 +121,19 @@ for r in json.load(sys.stdin):
         print(int(r.get("view", 0)))
 ' "$1"
 }
+
+# Waits until replicas 0-3 report the same executed height, with no
+# traffic of its own (an idle replica fetches the batches it missed);
+# fails after SECONDS.
+wait_all_equal() {
+  local deadline=$(( $(date +%s) + $1 )) heights=""
+  while (( $(date +%s) < deadline )); do
+    heights=$(for i in 0 1 2 3; do executed_of "$i"; done | sort -u)
+    if [[ $(echo "$heights" | wc -l) -eq 1 && -n "$heights" ]]; then
+      echo "all replicas at $heights"
+      return 0
+    fi
+    sleep 0.2
+  done
+  fail "replicas at different heights: $(echo $heights)"
+}
