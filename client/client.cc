@@ -15,7 +15,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-#include <unordered_map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -93,33 +92,28 @@ class TimerThread final : public Timers {
     cv_.notify_all();
     thread_.join();
   }
-  uint64_t At(std::chrono::steady_clock::time_point when,
-              std::function<void()> fn) {
+  Id At(std::chrono::steady_clock::time_point when, std::function<void()> fn) {
     bool earliest;
-    uint64_t id;
+    Id id;
     {
       std::lock_guard<std::mutex> l(mu_);
-      id = seq_++;
-      earliest = queue_.empty() || when < queue_.begin()->first.first;
-      queue_.emplace(std::make_pair(when, id), std::move(fn));
-      when_.emplace(id, when);
+      id = Id{when, seq_++};
+      earliest = queue_.empty() || id < queue_.begin()->first;
+      queue_.emplace(id, std::move(fn));
     }
     // The thread sleeps until the earliest item: wake it only for an
     // earlier one.
     if (earliest) cv_.notify_all();
     return id;
   }
-  uint64_t After(absl::Duration d, std::function<void()> fn) override {
+  Id After(absl::Duration d, std::function<void()> fn) override {
     return At(std::chrono::steady_clock::now() +
                   absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration())),
               std::move(fn));
   }
-  void Cancel(uint64_t id) override {
+  void Cancel(const Id& id) override {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = when_.find(id);
-    if (it == when_.end()) return;  // Ran already.
-    queue_.erase({it->second, id});
-    when_.erase(it);
+    queue_.erase(id);  // Nothing if it ran already.
   }
 
  private:
@@ -132,13 +126,12 @@ class TimerThread final : public Timers {
       }
       auto first = queue_.begin();
       // A copy: Cancel may erase the item while this waits.
-      const std::chrono::steady_clock::time_point when = first->first.first;
+      const std::chrono::steady_clock::time_point when = first->first.when;
       if (std::chrono::steady_clock::now() < when) {
         cv_.wait_until(l, when);
         continue;
       }
       std::function<void()> fn = std::move(first->second);
-      when_.erase(first->first.second);
       queue_.erase(first);
       l.unlock();
       fn();
@@ -147,11 +140,8 @@ class TimerThread final : public Timers {
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  // By (time, id), and each id's time (for Cancel).
-  std::map<std::pair<std::chrono::steady_clock::time_point, uint64_t>,
-           std::function<void()>>
-      queue_;
-  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> when_;
+  // By time, then in the order scheduled.
+  std::map<Id, std::function<void()>> queue_;
   uint64_t seq_ = 0;
   bool stop_ = false;
   std::thread thread_;

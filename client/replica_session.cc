@@ -44,7 +44,7 @@ bool ReplicaSession::Send(const pbft::v1::Envelope& request,
     absl::MutexLock l(&mu_);
     if (unsupported_ || closed_) return false;
     id = next_id_++;
-    const uint64_t timer =
+    const Timers::Id timer =
         timers_->After(deadline - absl::Now(), [this, id] { Expire(id); });
     waiting_.emplace(id, Waiting{std::move(done), timer});
     ledger::v1::SessionRequest r;

@@ -18,6 +18,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -42,11 +43,18 @@ class CqTag {
 // Runs callbacks later, on another thread (the Client's timer thread).
 class Timers {
  public:
+  // One scheduled callback: when it runs, and its place among those due at
+  // the same time.
+  struct Id {
+    std::chrono::steady_clock::time_point when;
+    uint64_t seq = 0;
+    auto operator<=>(const Id&) const = default;
+  };
   virtual ~Timers() = default;
-  // Runs `fn` after `d` unless cancelled first; the id is Cancel's.
-  virtual uint64_t After(absl::Duration d, std::function<void()> fn) = 0;
+  // Runs `fn` after `d` unless cancelled first.
+  virtual Id After(absl::Duration d, std::function<void()> fn) = 0;
   // Nothing if it ran already.
-  virtual void Cancel(uint64_t id) = 0;
+  virtual void Cancel(const Id& id) = 0;
 };
 
 class ReplicaSession {
@@ -80,7 +88,7 @@ class ReplicaSession {
   // A request sent or queued: who gets its answer, and its deadline timer.
   struct Waiting {
     Done done;
-    uint64_t timer = 0;
+    Timers::Id timer;
   };
   using Failed = std::vector<Done>;
 
