@@ -10,6 +10,10 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
+constexpr char kStoreMemoryHelp[] =
+    "Heap bytes LevelDB holds for the store: its memtables and block cache "
+    "(bounded by their configured sizes).";
+
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
           0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -86,6 +90,16 @@ Metrics::Metrics(uint32_t replica_id)
                             "this replica's last executed one.")
                       .Register(*registry_)
                       .Add({})),
+      ledger_memory_bytes(BuildGauge()
+                              .Name("ledger_store_memory_bytes")
+                              .Help(kStoreMemoryHelp)
+                              .Register(*registry_)
+                              .Add({{"store", "ledger"}})),
+      protocol_memory_bytes(BuildGauge()
+                                .Name("ledger_store_memory_bytes")
+                                .Help(kStoreMemoryHelp)
+                                .Register(*registry_)
+                                .Add({{"store", "protocol"}})),
       view_changes(BuildCounter()
                        .Name("ledger_view_changes_total")
                        .Help("Views this replica has entered after view 0.")

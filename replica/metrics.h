@@ -52,6 +52,9 @@ class Metrics {
   prometheus::Gauge& in_cluster_view;
   prometheus::Gauge& cluster_view;
   prometheus::Gauge& seqs_behind;
+  // Heap bytes LevelDB holds (memtables, block cache), by store.
+  prometheus::Gauge& ledger_memory_bytes;
+  prometheus::Gauge& protocol_memory_bytes;
   prometheus::Counter& view_changes;
   prometheus::Counter& blocks_executed;
 

@@ -641,6 +641,9 @@ void ReplicaServerImpl::MirrorCounters() {
   const uint64_t head = cluster_head_.load();
   metrics_.seqs_behind.Set(
       static_cast<double>(head - std::min(head, last_executed_.load())));
+  metrics_.ledger_memory_bytes.Set(static_cast<double>(ledger_->MemoryBytes()));
+  metrics_.protocol_memory_bytes.Set(
+      static_cast<double>(store_->MemoryBytes()));
   for (size_t r = 0; r < static_cast<size_t>(net::DropReason::kCount); ++r) {
     const auto reason = static_cast<net::DropReason>(r);
     metrics_.MirrorDropped("verify", net::DropReasonName(reason),

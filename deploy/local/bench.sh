@@ -290,12 +290,14 @@ print_cell() {
   fi
 }
 
-# Every replica's VmRSS (kB) every 5 s into $1 and its RssAnon (kB: the
+# Every replica's VmRSS (kB) every 5 s into $1, its RssAnon (kB: the
 # process's own memory, without the mapped LevelDB tables and libraries
-# that VmRSS also counts) into $2, one line per sample led by the seconds
-# since the call, until killed.
+# that VmRSS also counts) into $2 and, in the same round, the heap LevelDB
+# holds for its two stores (kB: memtables and block caches, from
+# ledger_store_memory_bytes of cluster config $4) into $3; one line per
+# sample led by the seconds since the call, until killed.
 sample_rss() {
-  local t0 i t vm anon v a
+  local t0 i t vm anon v a mem
   t0=$(date +%s.%N)
   while true; do
     t=$(awk -v a="$t0" -v z="$(date +%s.%N)" 'BEGIN {printf "%.1f", z - a}')
@@ -308,8 +310,12 @@ sample_rss() {
       vm+=" $v"
       anon+=" $a"
     done
+    # A failed scrape counts as nothing held: RssAnon less it is then
+    # larger, never smaller, than the process's own memory.
+    mem=$(python3 "$OVERLOAD_PY" storemem "$4" 2>/dev/null || echo 0 0 0 0)
     echo "$vm" >>"$1"
     echo "$anon" >>"$2"
+    echo "$t $mem" >>"$3"
     sleep 5
   done
 }
@@ -344,7 +350,8 @@ open_sequence() {
   python3 "$OVERLOAD_PY" scrape "$dir/cluster.json" >"$dir/overload/scrape0.json"
   local t0
   t0=$(date +%s.%N)
-  sample_rss "$dir/overload/rss.txt" "$dir/overload/rss-anon.txt" &
+  sample_rss "$dir/overload/rss.txt" "$dir/overload/rss-anon.txt" \
+    "$dir/overload/store-mem.txt" "$dir/cluster.json" &
   local sampler=$!
   BENCH_SECONDS=$OVERLOAD measure_cell "$dir/overload" 1 "$OPEN_CLIENTS" --rate "$rate2" \
     --arrivals "$ARRIVALS" --seed "$SEED" --interval "$interval" --warmup 5 \
@@ -361,7 +368,7 @@ open_sequence() {
   python3 "$OVERLOAD_PY" overload --peak "$dir/peak/line.json" \
     --result "$dir/overload/out.json" --before "$dir/overload/scrape0.json" \
     --after "$dir/overload/scrape1.json" --rss "$dir/overload/rss.txt" \
-    --rss-anon "$dir/overload/rss-anon.txt" \
+    --rss-anon "$dir/overload/rss-anon.txt" --store-mem "$dir/overload/store-mem.txt" \
     --catchup "$dir/overload/catchup.json" --warmup 5 --wall-s "$wall"
   [[ -z "${KEEP_DIR:-}" ]] || cp -r "$dir/overload" "$KEEP_DIR/"
   stop_all "$dir"

@@ -187,6 +187,10 @@ class Ledger {
   absl::StatusOr<std::vector<ClientReply>> ClientTable() const;
   // Total money on `ledger`: genesis plus minted.
   uint64_t Supply(uint32_t ledger) const;
+  // Heap bytes LevelDB holds for this ledger now: its memtables and block
+  // cache (LevelDB's approximate-memory-usage), bounded by
+  // LedgerOptions::write_buffer_bytes and block_cache_bytes.
+  uint64_t MemoryBytes() const;
 
   // Test and audit hooks: full scans (cost proportional to the ledger).
   // The state digest recomputed from every state record.

@@ -1,5 +1,6 @@
 #include "replica/storage/protocol_store.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/codec.h"
 #include "leveldb/write_batch.h"
@@ -178,6 +179,16 @@ absl::StatusOr<ProtocolState> ProtocolStore::Load() const {
     state.entries.push_back(std::move(e));
   }
   return state;
+}
+
+uint64_t ProtocolStore::MemoryBytes() const {
+  std::string v;
+  uint64_t n = 0;
+  if (!db_->GetProperty("leveldb.approximate-memory-usage", &v) ||
+      !absl::SimpleAtoi(v, &n)) {
+    return 0;
+  }
+  return n;
 }
 
 absl::StatusOr<std::optional<pbft::v1::Envelope>> ProtocolStore::FindBody(

@@ -60,6 +60,10 @@ class ProtocolStore {
   absl::StatusOr<std::optional<pbft::v1::Envelope>> FindBody(
       uint64_t seq, const std::string& batch_digest) const;
 
+  // Heap bytes LevelDB holds for the store now (its memtables and block
+  // cache: LevelDB's approximate-memory-usage).
+  uint64_t MemoryBytes() const;
+
  private:
   ProtocolStore() = default;
   std::unique_ptr<leveldb::DB> db_;

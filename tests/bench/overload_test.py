@@ -19,6 +19,8 @@ ledger_batch_requests_sum 52000
 ledger_batch_requests_count 1300
 ledger_view{replica="2"} 3
 ledger_view_changes_total 1
+ledger_store_memory_bytes{store="ledger"} 3000000
+ledger_store_memory_bytes{store="protocol"} 145728
 ledger_messages_dropped_total{layer="client",reason="resource_exhausted"} 120
 ledger_messages_dropped_total{layer="client",reason="invalid_argument"} 2
 ledger_messages_dropped_total{layer="core",reason="queue_full"} 7
@@ -65,6 +67,7 @@ class ParseMetrics(unittest.TestCase):
         self.assertEqual(m["executed_requests"], 52000)
         self.assertEqual(m["view"], 3)
         self.assertEqual(m["view_changes"], 1)
+        self.assertEqual(m["store_memory_bytes"], 3145728)  # Both stores.
         self.assertEqual(m["client_refused"], 120)
         self.assertEqual(m["core_queue_full"], 7)
         self.assertEqual(m["client_dropped"],
@@ -114,6 +117,24 @@ class Rss(unittest.TestCase):
         self.assertTrue(r["anon_rss_flat"])
         self.assertEqual(r["anon_rss_end_mb"], [1.1, 1.0])
 
+    def test_less_the_stores_sample_by_sample(self):
+        anon = overload.parse_rss("0 40000 41000\n5 60000 61000\n"
+                                  "10 80000 71000\n")
+        stores = overload.parse_rss("0 10000 10000\n5 30000 30000\n"
+                                    "10.1 49000 31000\n")
+        own = overload.less(anon, stores)
+        self.assertEqual(own, [[0.0, 30000.0, 31000.0],
+                               [5.0, 30000.0, 31000.0],
+                               [10.0, 31000.0, 40000.0]])
+        r = overload.rss_figures(own, 0.0, 10.0, "anon_rss_less_stores")
+        # Replica 1's own memory grew 29% in the second half: not flat,
+        # though replica 0's growth was all LevelDB's.
+        self.assertFalse(r["anon_rss_less_stores_flat"])
+        self.assertTrue(overload.rss_figures(
+            [s[:2] for s in own], 0.0, 10.0,
+            "anon_rss_less_stores")["anon_rss_less_stores_flat"])
+        self.assertEqual(len(overload.less(anon, stores[:2])), 2)
+
     def test_no_sample_inside(self):
         self.assertIsNone(overload.rss_figures(self.SAMPLES, 30.0, 40.0))
 
@@ -154,6 +175,18 @@ class Overload(unittest.TestCase):
         res = result(refused=0, refused_per_s=0.0, by_status={})
         line = self.line([interval(60, 950.0)], res)
         self.assertFalse(line["targets"]["refused_with_resource_exhausted"])
+
+    def test_memory_figures_and_their_targets(self):
+        line = self.line([interval(60, 950.0)])
+        self.assertIsNone(line["targets"]["anon_rss_less_stores_flat"])
+        line = overload.overload_line(
+            PEAK, result(), [interval(60, 950.0)], scrape(100, 10),
+            scrape(1100, 60), None, CAUGHT, 120.0,
+            {"anon_rss_flat": False, "anon_rss_end_mb": [80.0]},
+            {"store_mem_end_mb": [40.0], "anon_rss_less_stores_flat": True})
+        self.assertFalse(line["targets"]["anon_rss_flat"])
+        self.assertTrue(line["targets"]["anon_rss_less_stores_flat"])
+        self.assertEqual(line["store_mem_end_mb"], [40.0])
 
     def test_not_caught_up(self):
         catch = dict(CAUGHT, equal=False, heights=[9, 9, 9, 4])

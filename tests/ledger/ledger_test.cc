@@ -380,6 +380,19 @@ TEST(LedgerBlocks, SeqMustBeNext) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// The figure behind ledger_store_memory_bytes: the memtable grows with the
+// blocks written, within the configured memtables and block cache.
+TEST(LedgerBlocks, MemoryBytesFollowsTheMemtableWithinItsBounds) {
+  MemLedger m;
+  const uint64_t empty = m.ledger().MemoryBytes();
+  EXPECT_GT(empty, 0u);  // The memtable's first arena block.
+  for (int i = 0; i < 20; ++i) m.Apply({});  // Each writes ~2 KB of head.
+  EXPECT_GT(m.ledger().MemoryBytes(), empty + 16 * 1024);
+  const LedgerOptions o;
+  EXPECT_LE(m.ledger().MemoryBytes(),
+            2 * o.write_buffer_bytes + o.block_cache_bytes);
+}
+
 TEST(LedgerBlocks, InconsistentInputRefused) {
   MemLedger m;
   auto& f = m.factory();

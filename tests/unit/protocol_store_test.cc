@@ -58,6 +58,22 @@ TEST(ProtocolStoreTest, SurvivesReopenAndCollectsGarbageAtStableCheckpoint) {
   for (const auto& e : st->entries) EXPECT_EQ(*EntrySeq(e), 12u);
 }
 
+TEST(ProtocolStoreTest, MemoryBytesGrowsWithWhatIsWritten) {
+  std::unique_ptr<leveldb::Env> env(
+      leveldb::NewMemEnv(leveldb::Env::Default()));
+  auto store = ProtocolStore::Open("/p", env.get());
+  ASSERT_TRUE(store.ok()) << store.status();
+  const uint64_t empty = (*store)->MemoryBytes();
+  EXPECT_GT(empty, 0u);  // The memtable's first arena block.
+  std::vector<pbft::v1::Envelope> votes;
+  for (uint64_t seq = 1; seq <= 200; ++seq) {
+    votes.push_back(Vote(pbft::v1::MESSAGE_TYPE_PREPARE, seq));
+    votes.back().set_signature(std::string(64, 's'));
+  }
+  ASSERT_TRUE((*store)->Append(std::nullopt, votes, std::nullopt).ok());
+  EXPECT_GT((*store)->MemoryBytes(), empty + 8 * 1024);
+}
+
 // Crash recovery (docs/protocol.md): the NEW-VIEW of the view a replica entered
 // is what tells a restarted replica it is active in that view; it survives
 // stable checkpoints and only the latest is kept.

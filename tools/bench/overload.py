@@ -6,11 +6,14 @@ and every replica at the same height once the load stops.
 deploy/local/bench.sh drives it:
 
   overload.py scrape CONFIG          each replica's counters for these lines
+  overload.py storemem CONFIG        each replica's LevelDB memory in kB, one
+                                     line (ledger_store_memory_bytes summed)
   overload.py catchup CONFIG --timeout S
                                      polls heights until all replicas agree
   overload.py load70 --peak P --result R
   overload.py overload --peak P --result R --before S0 --after S1
                        --rss RSSFILE --catchup C --warmup W --wall-s X
+                       [--rss-anon RSSFILE] [--store-mem RSSFILE]
 
 P and R are ledger-bench result lines (the closed-loop peak; the open-loop
 summary). RSSFILE has one line per sample: seconds since the load started,
@@ -40,7 +43,7 @@ FLAT_GROWTH_MAX = 0.1
 def parse_metrics(text):
     """One replica's figures for these lines, from its Prometheus text."""
     out = {"executed_seq": 0, "executed_requests": 0, "view": 0,
-           "view_changes": 0,
+           "view_changes": 0, "store_memory_bytes": 0,
            "client_refused": 0, "core_queue_full": 0, "client_dropped": {}}
     for line in text.splitlines():
         mt = _SAMPLE.match(line)
@@ -55,6 +58,8 @@ def parse_metrics(text):
             out["view"] = int(value)
         elif name == "ledger_view_changes_total":
             out["view_changes"] = int(value)
+        elif name == "ledger_store_memory_bytes":
+            out["store_memory_bytes"] += int(value)
         elif name == "ledger_messages_dropped_total":
             layer = re.search(r'layer="([a-z_]+)"', labels)
             reason = re.search(r'reason="([a-z_]+)"', labels)
@@ -152,6 +157,13 @@ def rss_figures(samples, start_s, end_s, prefix="rss"):
     }
 
 
+def less(samples, minus):
+    """Samples minus samples taken in the same sampler rounds (line by line,
+    as many as both have): RssAnon less what LevelDB holds."""
+    return [[a[0]] + [x - y for x, y in zip(a[1:], b[1:])]
+            for a, b in zip(samples, minus)]
+
+
 def parse_rss(text):
     out = []
     for line in text.splitlines():
@@ -162,7 +174,7 @@ def parse_rss(text):
 
 
 def overload_line(peak, result, intervals, before, after, rss, catch,
-                  wall_s=None, anon_rss=None):
+                  wall_s=None, anon_rss=None, stores=None):
     """The overload line: served against peak (whole run and per interval),
     what was refused and by whom, RSS start and end, and the catch-up.
     wall_s: seconds between the scrapes `before` and `after`."""
@@ -210,6 +222,8 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         out.update(rss)
     if anon_rss:
         out.update(anon_rss)
+    if stores:
+        out.update(stores)
     out["catchup"] = {k: catch[k] for k in
                       ("equal", "seconds", "spread_at_stop", "heights")}
     out["targets"] = {
@@ -219,6 +233,8 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         and result["errors"] == 0,
         "caught_up": catch["equal"],
         "anon_rss_flat": anon_rss["anon_rss_flat"] if anon_rss else None,
+        "anon_rss_less_stores_flat":
+        stores["anon_rss_less_stores_flat"] if stores else None,
     }
     return out
 
@@ -238,6 +254,10 @@ def main(argv):
     for a in ("peak", "result", "before", "after", "rss", "catchup"):
         o.add_argument("--" + a, required=True)
     o.add_argument("--rss-anon", help="RssAnon samples, as --rss")
+    o.add_argument("--store-mem", help="LevelDB memory samples (kB), as "
+                   "--rss, taken in the same rounds as --rss-anon")
+    m = sub.add_parser("storemem")
+    m.add_argument("config")
     o.add_argument("--warmup", type=float, required=True)
     o.add_argument("--wall-s", type=float, required=True)
     a = ap.parse_args(argv)
@@ -246,6 +266,10 @@ def main(argv):
         with open(path) as fh:
             return [json.loads(x) for x in fh if x.strip().startswith("{")]
 
+    if a.cmd == "storemem":
+        print(" ".join(str(r["store_memory_bytes"] // 1024)
+                       for r in scrape(a.config)["replicas"]))
+        return
     if a.cmd == "scrape":
         out = scrape(a.config)
     elif a.cmd == "catchup":
@@ -259,13 +283,20 @@ def main(argv):
         span = (a.warmup, a.warmup + result["duration_s"])
         with open(a.rss) as fh:
             rss = rss_figures(parse_rss(fh.read()), *span)
-        anon = None
+        anon = stores = None
         if a.rss_anon:
             with open(a.rss_anon) as fh:
-                anon = rss_figures(parse_rss(fh.read()), *span, "anon_rss")
+                anon_samples = parse_rss(fh.read())
+            anon = rss_figures(anon_samples, *span, "anon_rss")
+            if a.store_mem:
+                with open(a.store_mem) as fh:
+                    mem = parse_rss(fh.read())
+                stores = rss_figures(mem, *span, "store_mem") or {}
+                stores.update(rss_figures(less(anon_samples, mem), *span,
+                                          "anon_rss_less_stores") or {})
         out = overload_line(lines(a.peak)[-1], result, intervals,
                             lines(a.before)[-1], lines(a.after)[-1], rss,
-                            lines(a.catchup)[-1], a.wall_s, anon)
+                            lines(a.catchup)[-1], a.wall_s, anon, stores)
     print(json.dumps(out, separators=(",", ":")))
 
 
