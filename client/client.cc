@@ -20,7 +20,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "client/first_replicas.h"
 #include "client/replica_session.h"
+#include "client/timer_thread.h"
 #include "common/check.h"
 #include "common/config.h"
 #include "common/crypto.h"
@@ -73,79 +75,6 @@ uint64_t NowMicros() {
           std::chrono::system_clock::now().time_since_epoch())
           .count());
 }
-
-// Runs callbacks at given times on one thread: retries, and the deadlines
-// of requests sent on a Session (cancelled when answered, so an answered
-// request does not wake the thread).
-class TimerThread final : public Timers {
- public:
-  TimerThread()
-      : thread_([this] {
-          NameThisThread("sdk-timer");
-          Run();
-        }) {}
-  ~TimerThread() override {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  Id At(std::chrono::steady_clock::time_point when, std::function<void()> fn) {
-    bool earliest;
-    Id id;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      id = Id{when, seq_++};
-      earliest = queue_.empty() || id < queue_.begin()->first;
-      queue_.emplace(id, std::move(fn));
-    }
-    // The thread sleeps until the earliest item: wake it only for an
-    // earlier one.
-    if (earliest) cv_.notify_all();
-    return id;
-  }
-  Id After(absl::Duration d, std::function<void()> fn) override {
-    return At(std::chrono::steady_clock::now() +
-                  absl::ToChronoNanoseconds(std::max(d, absl::ZeroDuration())),
-              std::move(fn));
-  }
-  void Cancel(const Id& id) override {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.erase(id);  // Nothing if it ran already.
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!stop_) {
-      if (queue_.empty()) {
-        cv_.wait(l);
-        continue;
-      }
-      auto first = queue_.begin();
-      // A copy: Cancel may erase the item while this waits.
-      const std::chrono::steady_clock::time_point when = first->first.when;
-      if (std::chrono::steady_clock::now() < when) {
-        cv_.wait_until(l, when);
-        continue;
-      }
-      std::function<void()> fn = std::move(first->second);
-      queue_.erase(first);
-      l.unlock();
-      fn();
-      l.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  // By time, then in the order scheduled.
-  std::map<Id, std::function<void()>> queue_;
-  uint64_t seq_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 // gRPC channels shared by every Client of the process with the same
 // address and credentials: one connection per replica, not one per Client.
@@ -209,12 +138,19 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
         needed_(needed),
         done_(std::move(done)) {}
 
-  ~FanOut() { Finish(absl::DeadlineExceededError("")); }
+  ~FanOut();
 
   void Start();
 
  private:
   void Send(uint32_t replica, absl::Duration backoff);
+  // Sends to the replicas not asked yet (once per call).
+  void Widen();
+  // Widens if every replica asked so far has answered without a quorum.
+  void WidenIfAllAnswered();
+  // An ordered request completed: tells the client its latency (if the
+  // first replicas alone answered) and the view the replies named.
+  void NoteCompleted(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnReply(uint32_t replica, absl::Duration backoff, const grpc::Status& s,
                const pbft::v1::Envelope& reply);
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
@@ -230,7 +166,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   absl::StatusOr<std::string> MatchKey(uint32_t replica,
                                        const pbft::v1::Envelope& reply,
                                        pbft::v1::Reply* rejection,
-                                       ledger::v1::BlockCommit* commit);
+                                       ledger::v1::BlockCommit* commit,
+                                       uint64_t* view);
   // The outcome of a query whose matching answers (`key`, from `voters`) are
   // a block: the key with the first voter's block_commit that verifies
   // against the config (one suffices: docs/api.md "Blocks").
@@ -250,6 +187,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // the call. True if it was such a rejection.
   bool OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
                         const pbft::v1::Reply& rejection);
+  // The call's outcome from f+1 such rejections (replica -> last number).
+  absl::Status FinalRejection(
+      bool stale, const std::map<uint32_t, uint64_t>& by_replica) const;
   // Does `c` certify the block of answer `q` (a block or a receipt)?
   absl::Status VerifyAnswerCommit(const ledger::v1::QueryReply& q,
                                   const ledger::v1::BlockHeader& header,
@@ -282,6 +222,13 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // Verified final rejections: reason -> replica -> last_request_number.
   std::map<int, std::map<uint32_t, uint64_t>> final_rejections_
       ABSL_GUARDED_BY(mu_);
+  // The replicas sent to so far, and whether all have been.
+  std::set<uint32_t> asked_ ABSL_GUARDED_BY(mu_);
+  bool widened_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Timers::Id> widen_timer_;  // Set by Start().
+  absl::Time started_;
+  // Ordered requests: the view each replica's reply named.
+  std::map<uint32_t, uint64_t> views_ ABSL_GUARDED_BY(mu_);
 };
 
 class GrpcClient final : public Client {
@@ -295,7 +242,14 @@ class GrpcClient final : public Client {
         signer_(cluster_.cluster_id(), client_id, std::move(key)),
         verifier_(cluster_.MakeVerifier()),
         options_(options),
-        next_request_number_(NowMicros()) {
+        next_request_number_(NowMicros()),
+        first_replicas_(FirstReplicas::Options{
+            .n = cluster_.n(),
+            .client_id = client_id,
+            .send_to_all = options.send_to_all,
+            .widen_after_initial = options.widen_after_initial,
+            .widen_after_min = options.widen_after_min,
+            .widen_after_max = options.widen_after_max}) {
     default_deadline_ = options.default_deadline;
     linearizable_reads_ = options.linearizable_reads;
     grpc::ChannelArguments args;
@@ -363,6 +317,9 @@ class GrpcClient final : public Client {
   // Hands a finished attempt's outcome to its caller and frees it.
   void CompleteAttempt(RpcAttempt* a);
 
+  // Which replicas ordered requests go to first.
+  FirstReplicas& first_replicas() { return first_replicas_; }
+
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }
   const ClientOptions& options() const { return options_; }
@@ -414,6 +371,7 @@ class GrpcClient final : public Client {
   EnvelopeVerifier verifier_;
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
+  FirstReplicas first_replicas_;
   std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
   // One per replica (ClientOptions::sessions); destroyed after the poller
   // has stopped and before the stubs.
@@ -649,14 +607,52 @@ void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
   SendNextOrdered();
 }
 
+FanOut::~FanOut() {
+  // A pending widening has nothing left to do: its wake-up is saved.
+  if (widen_timer_.has_value()) client_->timers().Cancel(*widen_timer_);
+  Finish(absl::DeadlineExceededError(""));
+}
+
 void FanOut::Start() {
-  for (uint32_t r = 0; r < client_->replica_count(); ++r) {
-    Send(r, client_->options().retry_initial);
+  started_ = absl::Now();
+  // Queries need 2f+1 matching answers from replicas that may lag: every
+  // replica at once. Ordered requests: f+1 first (ClientOptions::send_to_all).
+  const std::vector<uint32_t> first = client_->first_replicas().Choose(
+      kind_ == Kind::kSubmit ? needed_ : client_->replica_count(), started_);
+  {
+    // All of them before the first send: an answer that comes back at
+    // once must not find the others unasked and widen the call.
+    absl::MutexLock l(&mu_);
+    asked_.insert(first.begin(), first.end());
   }
-  // The deadline finishes the call even if an RPC hangs. The timer holds
-  // only a weak reference: a call whose RPCs all ended is destroyed at once
-  // (and, if unfinished, reports its outcome as unknown then).
+  for (uint32_t r : first) Send(r, client_->options().retry_initial);
+  // Timers hold only a weak reference: a call whose RPCs all ended is
+  // destroyed at once (and, if unfinished, reports its outcome as unknown
+  // then).
   std::weak_ptr<FanOut> weak = weak_from_this();
+  if (first.size() < client_->replica_count()) {
+    widen_timer_ =
+        client_->timers().After(client_->first_replicas().WidenAfter(), [weak] {
+          auto self = weak.lock();
+          if (self == nullptr) return;
+          // The first replicas that have not answered while others have: left
+          // out for a while. None answered: a slow cluster or a cold start,
+          // not a sign against any one of them.
+          std::vector<uint32_t> silent;
+          {
+            absl::MutexLock l(&self->mu_);
+            if (self->finished_ || self->widened_) return;
+            for (uint32_t r : self->asked_) {
+              if (!self->voted_.contains(r)) silent.push_back(r);
+            }
+            if (self->voted_.empty()) silent.clear();
+          }
+          self->client_->first_replicas().NoteWidenedByTimer(silent,
+                                                             absl::Now());
+          self->Widen();
+        });
+  }
+  // The deadline finishes the call even if an RPC hangs.
   client_->timers().At(std::chrono::steady_clock::now() +
                            absl::ToChronoNanoseconds(std::max(
                                deadline_ - absl::Now(), absl::ZeroDuration())),
@@ -666,10 +662,50 @@ void FanOut::Start() {
                        });
 }
 
+void FanOut::Widen() {
+  std::vector<uint32_t> rest;
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || widened_) return;
+    widened_ = true;
+    for (uint32_t r = 0; r < client_->replica_count(); ++r) {
+      if (!asked_.contains(r)) rest.push_back(r);
+    }
+  }
+  for (uint32_t r : rest) Send(r, client_->options().retry_initial);
+}
+
+void FanOut::WidenIfAllAnswered() {
+  {
+    absl::MutexLock l(&mu_);
+    if (finished_ || widened_) return;
+    for (uint32_t r : asked_) {
+      if (!voted_.contains(r)) return;
+    }
+  }
+  Widen();
+}
+
+void FanOut::NoteCompleted(const std::string& key) {
+  if (kind_ != Kind::kSubmit) return;
+  auto it = votes_.find(key);
+  if (it == votes_.end() || it->second.empty()) return;
+  // The lowest view among f+1 matching replies: a faulty replica cannot
+  // raise it on its own.
+  uint64_t view = UINT64_MAX;
+  for (uint32_t r : it->second) {
+    auto v = views_.find(r);
+    view = std::min(view, v == views_.end() ? 0 : v->second);
+  }
+  client_->first_replicas().NoteView(view);
+  if (!widened_) client_->first_replicas().NoteLatency(absl::Now() - started_);
+}
+
 void FanOut::Send(uint32_t replica, absl::Duration backoff) {
   {
     absl::MutexLock l(&mu_);
     if (finished_) return;
+    asked_.insert(replica);
   }
   if (absl::Now() >= deadline_) return;
   auto attempt = std::make_unique<RpcAttempt>();
@@ -693,7 +729,8 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
                                              const pbft::v1::Envelope& reply,
                                              pbft::v1::Reply* rejection,
-                                             ledger::v1::BlockCommit* commit) {
+                                             ledger::v1::BlockCommit* commit,
+                                             uint64_t* view) {
   const pbft::v1::MessageType want = kind_ == Kind::kSubmit
                                          ? pbft::v1::MESSAGE_TYPE_REPLY
                                          : pbft::v1::MESSAGE_TYPE_QUERY_REPLY;
@@ -711,6 +748,7 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
         r.request_number() != request_number_ || r.replica_id() != replica) {
       return absl::InvalidArgumentError("reply: for another request");
     }
+    *view = r.view();
     if (r.rejected() != pbft::v1::REJECT_REASON_UNSPECIFIED) {
       *rejection = r;
       return absl::ResourceExhaustedError(
@@ -751,10 +789,11 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   }
   std::string key;
   ledger::v1::BlockCommit commit;
+  uint64_t view = 0;
   if (s.ok()) {
     pbft::v1::Reply rejection;
     absl::StatusOr<std::string> k =
-        MatchKey(replica, reply, &rejection, &commit);
+        MatchKey(replica, reply, &rejection, &commit, &view);
     if (!k.ok()) {
       if (OnFinalRejection(replica, reply, rejection)) return;
       if (OnRefused(replica, s, rejection)) return;
@@ -771,6 +810,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     absl::MutexLock l(&mu_);
     if (finished_ || !voted_.insert(replica).second) return;
     if (s.ok()) {
+      views_[replica] = view;
       if (commit.has_certificate()) block_commits_[replica] = std::move(commit);
       auto& pending = unverified_[key];
       pending.emplace_back(replica, reply);
@@ -791,6 +831,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     if (finished_) return;
     outcome = Tally(replica, s, key, verified, to_verify.size());
     if (outcome.has_value()) {
+      if (outcome->ok()) NoteCompleted(key);
       finished_ = true;
       done = std::move(done_);
     }
@@ -803,6 +844,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   if (ask_again) AskAgain(backoff);
+  WidenIfAllAnswered();
 }
 
 std::optional<absl::StatusOr<std::string>> FanOut::Tally(
@@ -896,30 +938,40 @@ bool FanOut::OnFinalRejection(uint32_t replica, const pbft::v1::Envelope& reply,
     auto& by_replica = final_rejections_[reason];
     by_replica[replica] = rejection.last_request_number();
     last_error_[replica] = pbft::v1::RejectReason_Name(reason);
-    if (by_replica.size() < client_weak_quorum_) return true;
-    finished_ = true;
-    done = std::move(done_);
-    if (stale) {
-      // The (f+1)-th highest number named: at least one correct replica
-      // vouches for it, so no faulty replica can push the client's numbers
-      // up on its own.
-      std::vector<uint64_t> lasts;
-      for (const auto& [r, last] : by_replica) lasts.push_back(last);
-      std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
-      const uint64_t last = lasts[client_weak_quorum_ - 1];
-      outcome = absl::FailedPreconditionError(
-          absl::StrCat("request number ", request_number_,
-                       " is stale: the client's last request number is ", last,
-                       " (f+1 replicas say so)"));
-      outcome.SetPayload(kStaleUrl, absl::Cord(absl::StrCat(last)));
-    } else {
-      outcome = absl::ResourceExhaustedError(
-          "request refused by f+1 replicas: larger than the cluster's "
-          "batch_bytes_max; it was not executed");
+    if (by_replica.size() >= client_weak_quorum_) {
+      finished_ = true;
+      done = std::move(done_);
+      outcome = FinalRejection(stale, by_replica);
     }
+  }
+  if (!done) {
+    WidenIfAllAnswered();  // Fewer than f+1 so far: ask the others.
+    return true;
   }
   done(outcome);
   return true;
+}
+
+absl::Status FanOut::FinalRejection(
+    bool stale, const std::map<uint32_t, uint64_t>& by_replica) const {
+  if (!stale) {
+    return absl::ResourceExhaustedError(
+        "request refused by f+1 replicas: larger than the cluster's "
+        "batch_bytes_max; it was not executed");
+  }
+  // The (f+1)-th highest number named: at least one correct replica
+  // vouches for it, so no faulty replica can push the client's numbers up
+  // on its own.
+  std::vector<uint64_t> lasts;
+  for (const auto& [r, last] : by_replica) lasts.push_back(last);
+  std::sort(lasts.begin(), lasts.end(), std::greater<uint64_t>());
+  const uint64_t last = lasts[client_weak_quorum_ - 1];
+  absl::Status outcome = absl::FailedPreconditionError(
+      absl::StrCat("request number ", request_number_,
+                   " is stale: the client's last request number is ", last,
+                   " (f+1 replicas say so)"));
+  outcome.SetPayload(kStaleUrl, absl::Cord(absl::StrCat(last)));
+  return outcome;
 }
 
 absl::Status FanOut::VerifyAnswerCommit(
@@ -953,6 +1005,7 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
   const uint32_t enough = client_->replica_count() - client_weak_quorum_ + 1;
   Done done;
   absl::Status outcome;
+  bool widen = false;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || !voted_.insert(replica).second) return true;
@@ -960,20 +1013,27 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
     last_error_[replica] =
         s.ok() ? pbft::v1::RejectReason_Name(rejection.rejected())
                : s.error_message();
-    if (refused_.size() < enough) return true;
-    finished_ = true;
-    done = std::move(done_);
-    std::string detail;
-    for (const auto& [r, e] : last_error_) {
-      absl::StrAppend(&detail, "; replica ", r, ": ", e);
+    if (refused_.size() < enough) {
+      widen = true;
+    } else {
+      finished_ = true;
+      done = std::move(done_);
+      std::string detail;
+      for (const auto& [r, e] : last_error_) {
+        absl::StrAppend(&detail, "; replica ", r, ": ", e);
+      }
+      outcome = absl::ResourceExhaustedError(absl::StrCat(
+          "refused for load by ", refused_.size(), " of ",
+          client_->replica_count(),
+          " replicas; outcome unknown (a replica that admitted it may still "
+          "order it): resubmit the same operations later",
+          detail));
+      outcome.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
     }
-    outcome = absl::ResourceExhaustedError(absl::StrCat(
-        "refused for load by ", refused_.size(), " of ",
-        client_->replica_count(),
-        " replicas; outcome unknown (a replica that admitted it may still "
-        "order it): resubmit the same operations later",
-        detail));
-    outcome.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
+  }
+  if (widen) {
+    Widen();  // Ask the replicas not asked yet.
+    return true;
   }
   done(outcome);
   return true;
@@ -985,6 +1045,8 @@ void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
     if (finished_) return;
     last_error_[replica] = std::move(why);
   }
+  client_->first_replicas().Avoid(replica, absl::Now());
+  Widen();  // One of the first replicas failed: ask the others now.
   absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
   auto self = shared_from_this();
   client_->timers().At(

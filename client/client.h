@@ -83,6 +83,20 @@ struct ClientOptions {
   // stream (docs/api.md "Sessions") instead of a unary call each; a
   // replica that does not implement Session gets the unary calls.
   bool sessions = true;
+  // An ordered request goes first to f+1 replicas only: the primary of the
+  // latest view that f+1 matching replies named, and f others chosen by
+  // client id (the rest receive it inside the primary's PRE-PREPARE and
+  // execute it without replying). The others are asked too as soon as one
+  // of the first fails, refuses or disagrees, or when no f+1 matching
+  // replies came within the widening delay: the latency of this client's
+  // recent requests plus four times its variation, doubled each time it ran
+  // out, within [widen_after_min, widen_after_max], widen_after_initial
+  // before any request completed (docs/api.md "Which replicas a request
+  // goes to"). true: every replica at once.
+  bool send_to_all = false;
+  absl::Duration widen_after_initial = absl::Milliseconds(200);
+  absl::Duration widen_after_min = absl::Milliseconds(50);
+  absl::Duration widen_after_max = absl::Seconds(2);
 };
 
 // True if `s` means the request may or may not have executed.

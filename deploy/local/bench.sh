@@ -14,7 +14,8 @@
 #
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
-#                         [--perf DIR] [--hops DIR] [--unary] [--ids time|client]
+#                         [--perf DIR] [--hops DIR] [--unary] [--send-to-all]
+#                         [--ids time|client]
 #   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
 #                         [--open-clients N] [--queue-max Q] [--no-bound]
 #                         [--arrivals poisson|fixed] [--seed N]
@@ -40,6 +41,8 @@
 # --unary: the SDK sends each request to each replica as a unary call
 #   (ClientOptions::sessions false) instead of on one Session stream per
 #   replica; for comparing the two in the same hour.
+# --send-to-all: the SDK sends each ordered request to every replica at once
+#   (ClientOptions::send_to_all) instead of to f+1 first; for comparing.
 # --perf DIR: record `perf record -g` of replica 0 (the primary) during
 #   each cell's measured seconds into DIR/perf-B-C.data, and beside it the
 #   top symbols (perf-B-C.top.txt) and the CPU shares in the model's terms
@@ -70,6 +73,7 @@ SEED=1
 CATCHUP_TIMEOUT=120
 RETRY_REFUSED=false
 SESSIONS=true
+SEND_TO_ALL=false
 IDS=time
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -91,6 +95,7 @@ while [[ $# -gt 0 ]]; do
     --perf) PERF_DIR=$2; shift 2 ;;
     --hops) HOPS_DIR=$2; shift 2 ;;
     --unary) SESSIONS=false; shift ;;
+    --send-to-all) SEND_TO_ALL=true; shift ;;
     --ids) IDS=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
@@ -251,7 +256,8 @@ measure_cell() {
   TIMEFORMAT='%U %S'
   { time timeout $(( ${BENCH_SECONDS:-$DURATION} + 120 )) "$BIN/ledger-bench" \
       --config "$dir/cluster.json" --clients "$c" --batch "$b" \
-      --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 --sessions="$SESSIONS" --ids="$IDS" "$@" \
+      --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 --sessions="$SESSIONS" \
+      --send_to_all="$SEND_TO_ALL" --ids="$IDS" "$@" \
       2>"$dir/bench.err" \
       >"$dir/out.json" || echo "ledger-bench exited with $?" >&2; } 2>"$dir/bench-time"
   tail -1 "$dir/out.json" >"$dir/line.json"

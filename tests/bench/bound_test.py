@@ -54,17 +54,20 @@ class Counts(unittest.TestCase):
         self.assertAlmostEqual(c["verify_vote"], 24 + 12 / 128)
         self.assertEqual(c["verify_request"], 4)
         self.assertEqual(c["verify_reply"], 2)
-        # The client sends to all 4; backups forward nothing in the normal
-        # case (only what no PRE-PREPARE carried within the forward delay).
+        # The client sends to f+1 = 2 (the primary and one backup), and
+        # those two reply; backups forward nothing in the normal case (only
+        # what no PRE-PREPARE carried within the forward delay).
+        self.assertEqual(c["msg_request"], 2)
+        self.assertEqual(c["msg_reply"], 2)
         self.assertEqual(c["msg_forward"], 0)
-        self.assertEqual(c["received_per_block"]["REQUEST"], 4)
+        self.assertEqual(c["received_per_block"]["REQUEST"], 2)
         self.assertEqual(c["received_per_block"]["COMMIT"], 12)
 
     def test_per_block_costs_shrink_with_the_batch(self):
         c = bound.counts(4, 10, 128)
         self.assertAlmostEqual(c["sign_vote"], (8 + 4 / 128) / 10)
         self.assertEqual(c["sign_reply"], 4)  # per request, not per block
-        self.assertEqual(c["received_per_block"]["REQUEST"], 40)
+        self.assertEqual(c["received_per_block"]["REQUEST"], 20)
 
 
 class Bound(unittest.TestCase):
@@ -73,23 +76,23 @@ class Bound(unittest.TestCase):
         self.assertAlmostEqual(cpu["sign"], 8.03125 * 20 + 20 + 4 * 20, places=2)
         self.assertAlmostEqual(cpu["verify"], 24.09375 * 50 + 4 * 50 + 2 * 50,
                                places=2)
-        # PRE-PREPARE of 200 bytes: 11 µs; votes, 4 requests, 4 replies: 10.
-        self.assertAlmostEqual(cpu["grpc"], 3 * 11 + 21.09375 * 10 + 40 + 40,
+        # PRE-PREPARE of 200 bytes: 11 µs; votes, 2 requests, 2 replies: 10.
+        self.assertAlmostEqual(cpu["grpc"], 3 * 11 + 21.09375 * 10 + 20 + 20,
                                places=2)
-        # 11 passes over a 100-byte request, one over each vote received.
-        self.assertAlmostEqual(cpu["sha256"], (1100 + 24.09375 * 100) / 1024,
+        # 9 passes over a 100-byte request, one over each vote received.
+        self.assertAlmostEqual(cpu["sha256"], (900 + 24.09375 * 100) / 1024,
                                places=2)
         self.assertAlmostEqual(cpu["execute"], 40)
-        self.assertAlmostEqual(cpu["total"], 2162.97 - 30 - 300 / 1024,
+        total = 2162.97 - 30 - 300 / 1024 - 40 - 200 / 1024
+        self.assertAlmostEqual(cpu["total"], total, places=2)
+        # Unary calls at 40 µs instead of 2 x 10 µs of stream, 2 replicas.
+        self.assertAlmostEqual(cpu["total_unary_client_calls"], total + 40,
                                places=2)
-        # Unary calls at 40 µs instead of 2 x 10 µs of stream, 4 replicas.
-        self.assertAlmostEqual(cpu["total_unary_client_calls"],
-                               2162.97 - 30 - 300 / 1024 + 80, places=2)
 
     def test_requests_and_transfers(self):
         b = bound.bound(MACHINE, EXEC, 4, 1, 1, 128, 2)
-        self.assertAlmostEqual(b["bound_requests_per_s"], 937.8, places=1)
-        self.assertAlmostEqual(b["bound_transfers_per_s"], 937.8, places=1)
+        self.assertAlmostEqual(b["bound_requests_per_s"], 955.8, places=1)
+        self.assertAlmostEqual(b["bound_transfers_per_s"], 955.8, places=1)
         b101 = bound.bound(MACHINE, EXEC, 4, 1, 101, 128, 2)
         # Both are rounded to 0.1 after the product.
         self.assertAlmostEqual(b101["bound_transfers_per_s"],
@@ -159,13 +162,13 @@ class CellLine(unittest.TestCase):
         after = bound.parse_metrics(
             "ledger_batch_requests_sum 100\nledger_batch_requests_count 100\n"
             'ledger_messages_received_total{type="MESSAGE_TYPE_COMMIT"} 1200\n')
-        result = {"requests_per_s": 468.9, "transfers_per_s": 468.9,
+        result = {"requests_per_s": 477.9, "transfers_per_s": 477.9,
                   "p50_ms": 11.3, "batch": 1}
         line = bound.cell_line(MACHINE, EXEC, result, {"replicas": [zero]},
                                {"replicas": [after]}, cpu_s=1.0, wall_s=1.0,
                                nproc=2, load=3.5, n=4, k=128, floor_ms=5.65)
         self.assertEqual(line["requests_per_block"], 1.0)
-        self.assertAlmostEqual(line["bound_requests_per_s"], 937.8)
+        self.assertAlmostEqual(line["bound_requests_per_s"], 955.8)
         self.assertAlmostEqual(line["ratio"], 0.5, places=3)
         # One core of two used: the bound at that core is half.
         self.assertEqual(line["cores_used"], 1.0)

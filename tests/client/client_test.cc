@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "client/first_replicas.h"
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
@@ -110,6 +111,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
       }
     }
     pbft::v1::Reply reply;
+    reply.set_view(view_.load());
     reply.set_request_number(r.request_number());
     reply.set_client_id(r.client_id());
     reply.set_replica_id(id_);
@@ -201,6 +203,8 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
 
   // Submit calls (ordered requests) so far, by either way.
   int calls() const { return calls_.load(); }
+  // The view its replies name.
+  void SetView(uint64_t view) { view_.store(view); }
   // Unary Submit and Query calls.
   int unary() const { return unary_.load(); }
   // Session streams opened, and requests read from them.
@@ -239,6 +243,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   std::unique_ptr<EnvelopeSigner> signer_;
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
+  std::atomic<uint64_t> view_{0};
   std::atomic<bool> flaked_{false};
   bool sessions_ = false;
   int break_first_ = 0;
@@ -299,6 +304,10 @@ class ClientTest : public ::testing::Test {
   std::unique_ptr<Client> NewClient(bool retry_refused = true) {
     ClientOptions o;
     o.retry_refused = retry_refused;
+    return NewClient(o);
+  }
+
+  std::unique_ptr<Client> NewClient(ClientOptions o) {
     o.config_path = dir_.file("cluster.json");
     o.key_path = dir_.file("client.key");
     o.default_deadline = absl::Seconds(5);
@@ -417,6 +426,102 @@ TEST_F(ClientTest, SessionsCarryRequestsAndQueries) {
   }
   // f+1 = 2 answers for each transfer, 2f+1 = 3 for the query.
   EXPECT_GE(answered, 5 * 2 + 3);
+}
+
+// An ordered request goes to f+1 replicas first: the primary (view 0:
+// replica 0) and one backup set by the client id (5 % 3 = 2: replica 3).
+// The other two get it inside the primary's PRE-PREPARE, not from the
+// client.
+TEST_F(ClientTest, OrderedRequestsGoFirstToFPlusOneReplicas) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  for (auto& r : replicas_) r->EnableSessions();
+  ClientOptions o;
+  // Never, on loopback (the delay adapts to the latency seen, within
+  // [widen_after_min, widen_after_max]).
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
+  auto c = NewClient(o);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_EQ(replicas_[0]->calls(), 10);
+  EXPECT_EQ(replicas_[3]->calls(), 10);
+  EXPECT_EQ(replicas_[1]->calls(), 0);
+  EXPECT_EQ(replicas_[2]->calls(), 0);
+}
+
+// send_to_all: every replica gets every request at once. With replica 3
+// (one of this client's first replicas) silent and a widening delay far
+// beyond the deadline, only asking replicas 1 and 2 at once completes it.
+TEST_F(ClientTest, SendToAllAsksEveryReplicaAtOnce) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[3]->EnableSessions(0, /*silent=*/true);
+  ClientOptions o;
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(30);
+  o.send_to_all = true;
+  auto c = NewClient(o);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(3));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Without it the call waits for the delay and ends at its deadline.
+  o.send_to_all = false;
+  auto first_only = NewClient(o);
+  TransferEndsAtDeadline(*first_only);
+}
+
+// A first replica that reads requests and never answers: the others are
+// asked once the widening delay has passed, the call completes, and the
+// silent replica is left out of the next calls' first replicas (the next
+// backup in line, replica 1, takes its place).
+TEST_F(ClientTest, SilentFirstReplicaIsBypassedAndThenLeftOut) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[3]->EnableSessions(0, /*silent=*/true);
+  ClientOptions o;
+  // Long enough for replica 0 to answer the first call (connections
+  // included): a replica is left out only if another first one answered.
+  o.widen_after_initial = absl::Milliseconds(300);
+  auto c = NewClient(o);
+  for (int i = 0; i < 4; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()}, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_EQ(replicas_[0]->calls(), 4);
+  // Only the first call went to replica 3; each call had an answer from 1
+  // or 2 besides 0's (the next three went to 0 and 1, unless a slow answer
+  // widened one of them too).
+  EXPECT_EQ(replicas_[3]->session_requests(), 1);
+  EXPECT_GE(replicas_[1]->calls() + replicas_[2]->calls(), 4);
+}
+
+// The primary follows the view that f+1 matching replies name: at view 2
+// the first replicas are 2 and (2 + 1 + 2) % 4 = 1.
+TEST_F(ClientTest, FirstReplicasFollowTheViewTheRepliesName) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  for (auto& r : replicas_) r->SetView(2);
+  ClientOptions o;
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
+  auto c = NewClient(o);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c->Transfers({SomeTransfer()}).ok());
+  // The first went to 0 and 3 (view 0 assumed); the rest to 2 and 1.
+  EXPECT_EQ(replicas_[0]->calls(), 1);
+  EXPECT_EQ(replicas_[3]->calls(), 1);
+  EXPECT_EQ(replicas_[2]->calls(), 4);
+  EXPECT_EQ(replicas_[1]->calls(), 4);
+}
+
+// One faulty replica cannot lower the view the client follows: its view
+// is not the lowest of f+1 matching replies that include a correct one.
+TEST_F(ClientTest, OneReplicaCannotMoveTheFirstReplicasAlone) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[3]->SetView(1);  // Claims view 1; the others are in view 0.
+  ClientOptions o;
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
+  auto c = NewClient(o);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c->Transfers({SomeTransfer()}).ok());
+  EXPECT_EQ(replicas_[0]->calls(), 5);
+  EXPECT_EQ(replicas_[3]->calls(), 5);
 }
 
 // A stream that ends with a request unanswered: the request is sent again
@@ -755,6 +860,72 @@ TEST_F(ClientTest, UnregisteredKeyIsRefusedAtCreate) {
   absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(FirstReplicasTest, PrimaryAndBackupsByClientId) {
+  const absl::Time now = absl::Now();
+  FirstReplicas f({.n = 4, .client_id = 5});
+  // 5 % 3 = 2: the third backup after the primary.
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 3}));
+  FirstReplicas g({.n = 4, .client_id = 6});
+  EXPECT_EQ(g.Choose(2, now), (std::vector<uint32_t>{0, 1}));
+  // Quorums of n (or more) and send_to_all: every replica.
+  EXPECT_EQ(f.Choose(4, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+  FirstReplicas all({.n = 4, .client_id = 5, .send_to_all = true});
+  EXPECT_EQ(all.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+  // f = 2, n = 7: the primary and two backups.
+  FirstReplicas seven({.n = 7, .client_id = 4});
+  EXPECT_EQ(seven.Choose(3, now), (std::vector<uint32_t>{0, 5, 6}));
+}
+
+TEST(FirstReplicasTest, FollowsTheViewUpOnly) {
+  const absl::Time now = absl::Now();
+  FirstReplicas f({.n = 4, .client_id = 5});
+  f.NoteView(2);
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{2, 1}));
+  f.NoteView(1);  // Older: ignored.
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{2, 1}));
+  f.NoteView(7);  // Primary 7 % 4 = 3.
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{3, 2}));
+}
+
+TEST(FirstReplicasTest, LeavesOutFailedReplicasForAWhile) {
+  const absl::Time now = absl::Now();
+  FirstReplicas f({.n = 4, .client_id = 5, .avoid_for = absl::Seconds(10)});
+  f.Avoid(3, now);
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1}));
+  f.NoteWidenedByTimer({1}, now);
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 2}));
+  f.Avoid(2, now);  // No backup left: every replica.
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+  // After avoid_for they are back.
+  EXPECT_EQ(f.Choose(2, now + absl::Seconds(11)),
+            (std::vector<uint32_t>{0, 3}));
+  // A primary left out: every replica.
+  FirstReplicas p({.n = 4, .client_id = 5});
+  p.Avoid(0, now);
+  EXPECT_EQ(p.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+}
+
+TEST(FirstReplicasTest, DelayFollowsLatencyWithinBounds) {
+  FirstReplicas f({.n = 4,
+                   .widen_after_initial = absl::Milliseconds(200),
+                   .widen_after_min = absl::Milliseconds(50),
+                   .widen_after_max = absl::Seconds(2)});
+  EXPECT_EQ(f.WidenAfter(), absl::Milliseconds(200));
+  // First sample: latency + 4 x latency/2 = 30 ms, below the minimum.
+  f.NoteLatency(absl::Milliseconds(10));
+  EXPECT_EQ(f.WidenAfter(), absl::Milliseconds(50));
+  // A steady 100 ms: the variation decays and the delay nears 100 ms.
+  for (int i = 0; i < 200; ++i) f.NoteLatency(absl::Milliseconds(100));
+  EXPECT_GT(f.WidenAfter(), absl::Milliseconds(99));
+  EXPECT_LT(f.WidenAfter(), absl::Milliseconds(110));
+  // Each expiry doubles it, up to the maximum.
+  const absl::Duration before = f.WidenAfter();
+  f.NoteWidenedByTimer({}, absl::Now());
+  EXPECT_EQ(f.WidenAfter(), 2 * before);
+  for (int i = 0; i < 10; ++i) f.NoteWidenedByTimer({}, absl::Now());
+  EXPECT_EQ(f.WidenAfter(), absl::Seconds(2));
 }
 
 TEST(IdTest, ParseAndFormat) {

@@ -86,28 +86,33 @@ def counts(n, requests_per_block, checkpoint_interval):
         "sign_reply": float(n),  # every replica signs its reply
         # Verifications.
         "verify_vote": ((n - 1) + per_block_votes_sent + per_block_checkpoints) / r,
-        "verify_request": float(n),  # once per replica (cached after)
+        # Once per replica (cached after): on arrival at the f+1 the client
+        # sent it to, inside the PRE-PREPARE at the others.
+        "verify_request": float(n),
         "verify_reply": float(f + 1),  # the client: the f+1 that complete it
         # Stream messages (one send + one receive each).
         "msg_pre_prepare": (n - 1) / r,
         "msg_vote": (per_block_votes_sent + per_block_checkpoints) / r,
-        "msg_request": float(n),  # the client sends to every replica
+        # The client sends to f+1 replicas, the primary and f backups (the
+        # SDK's first replicas; the others get it in the PRE-PREPARE).
+        "msg_request": float(f + 1),
         # A backup forwards a request only if no PRE-PREPARE carried it
         # within forward_delay_ticks: none in the normal case, where the
         # client sent it to the primary too.
         "msg_forward": 0.0,
-        "msg_reply": float(n),
+        # Only a replica the client sent the request to replies.
+        "msg_reply": float(f + 1),
         # SHA-256 passes over a request's bytes: the verified-envelope cache
-        # key on arrival (n), the batch digest (n), the cache key of the
+        # key on arrival (f+1), the batch digest (n), the cache key of the
         # request inside the PRE-PREPARE (n-1).
-        "sha_request": float(3 * n - 1),
+        "sha_request": float(f + 1 + 2 * n - 1),
         # Model of the core's received-message counters, per block.
         "received_per_block": {
             "PRE_PREPARE": float(n - 1),
             "PREPARE": float((n - 1) ** 2),
             "COMMIT": float(n * (n - 1)),
             "CHECKPOINT": per_block_checkpoints,
-            "REQUEST": float(n) * r,
+            "REQUEST": float(f + 1) * r,
         },
     }
 
@@ -145,9 +150,10 @@ def cpu_per_request(m, exec_json, n, requests_per_block, transfers, k):
         "execute": execute,
     }
     parts["total"] = sum(parts.values())
-    # As built: each request and reply rides a unary call per replica.
+    # With unary calls: each request and its reply ride one call to each of
+    # the f+1 replicas.
     unary = m["grpc_unary"]["client_us"] + m["grpc_unary"]["server_us"]
-    parts["total_unary_client_calls"] = parts["total"] + n * (
+    parts["total_unary_client_calls"] = parts["total"] + c["msg_request"] * (
         unary - stream_us(m, req) - stream_us(m, rep)
     )
     return {k_: round(v, 2) for k_, v in parts.items()}

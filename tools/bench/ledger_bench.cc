@@ -2,6 +2,7 @@
 //
 //   ledger-bench --config cluster.json --clients C --batch B --duration S
 //                [--keys-dir DIR] [--warmup S] [--sessions=false]
+//                [--send_to_all]
 //                [--ids time|client]
 //                [--rate R [--arrivals poisson|fixed] [--seed N]
 //                 [--interval S] [--issuers K]]
@@ -58,6 +59,9 @@ ABSL_FLAG(uint32_t, issuers, 2, "Open loop: threads issuing the arrivals.");
 ABSL_FLAG(bool, sessions, true,
           "Send on one Session stream per replica (the SDK's default); "
           "false: one unary call per request per replica.");
+ABSL_FLAG(bool, send_to_all, false,
+          "Send every ordered request to every replica at once; default: to "
+          "f+1 first (the SDK's ClientOptions::send_to_all).");
 ABSL_FLAG(std::string, ids, "time",
           "Transfer ids: time (client::NewId, ordered by time, as docs/api.md "
           "recommends) or client (high = client id, low = a counter from a "
@@ -123,6 +127,7 @@ std::optional<BenchOptions> ReadFlags() {
   o.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
   o.retry_refused = absl::GetFlag(FLAGS_retry_refused);
   o.sessions = absl::GetFlag(FLAGS_sessions);
+  o.send_to_all = absl::GetFlag(FLAGS_send_to_all);
   const std::string ids = absl::GetFlag(FLAGS_ids);
   if (ids != "time" && ids != "client") {
     std::cerr << "ledger-bench: --ids: '" << ids
@@ -243,14 +248,15 @@ class Bench {
         "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
         "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
         "\"not_ok\":%llu,\"max_gap_ms\":%.0f,\"sessions\":%s,"
-        "\"ids\":\"%s\"}",
+        "\"send_to_all\":%s,\"ids\":\"%s\"}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
         static_cast<unsigned long long>(stats_.requests),
         static_cast<unsigned long long>(stats_.errors),
         static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms,
-        o_.sessions ? "true" : "false", o_.time_ids ? "time" : "client");
+        o_.sessions ? "true" : "false", o_.send_to_all ? "true" : "false",
+        o_.time_ids ? "time" : "client");
     std::cout << json << std::endl;
   }
 

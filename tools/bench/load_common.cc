@@ -60,6 +60,7 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
     co.default_deadline = o.deadline;
     co.retry_refused = o.retry_refused;
     co.sessions = o.sessions;
+    co.send_to_all = o.send_to_all;
     absl::StatusOr<std::unique_ptr<client::Client>> sdk =
         client::Client::Create(co);
     if (!sdk.ok()) {

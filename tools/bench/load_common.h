@@ -26,6 +26,8 @@ struct BenchOptions {
   bool retry_refused = true;
   // client::ClientOptions::sessions of every client.
   bool sessions = true;
+  // client::ClientOptions::send_to_all of every client.
+  bool send_to_all = false;
   // Transfer ids from client::NewId (ordered by time); false: high = client
   // id, low = a counter from a random base (LoadClient).
   bool time_ids = true;

@@ -1,0 +1,68 @@
+#include "client/first_replicas.h"
+
+#include <algorithm>
+
+namespace pbft::client {
+
+FirstReplicas::FirstReplicas(const Options& options) : options_(options) {
+  absl::MutexLock l(&mu_);
+  widen_after_ = options_.widen_after_initial;
+  avoid_until_.assign(options_.n, absl::InfinitePast());
+}
+
+std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
+  const uint32_t n = options_.n;
+  std::vector<uint32_t> all(n);
+  for (uint32_t r = 0; r < n; ++r) all[r] = r;
+  if (options_.send_to_all || needed >= n) return all;
+  absl::MutexLock l(&mu_);
+  const auto primary = static_cast<uint32_t>(view_.load() % n);
+  if (avoid_until_[primary] > now) return all;
+  std::vector<uint32_t> out = {primary};
+  const uint64_t start = options_.client_id % (n - 1);
+  for (uint64_t i = 0; i < n - 1 && out.size() < needed; ++i) {
+    const auto r =
+        static_cast<uint32_t>((primary + 1 + (start + i) % (n - 1)) % n);
+    if (avoid_until_[r] <= now) out.push_back(r);
+  }
+  return out.size() < needed ? all : out;
+}
+
+absl::Duration FirstReplicas::WidenAfter() {
+  absl::MutexLock l(&mu_);
+  return widen_after_;
+}
+
+void FirstReplicas::NoteLatency(absl::Duration latency) {
+  absl::MutexLock l(&mu_);
+  if (!sampled_) {
+    sampled_ = true;
+    smoothed_ = latency;
+    variation_ = latency / 2;
+  } else {
+    variation_ = (3 * variation_ + absl::AbsDuration(smoothed_ - latency)) / 4;
+    smoothed_ = (7 * smoothed_ + latency) / 8;
+  }
+  widen_after_ = std::clamp(smoothed_ + 4 * variation_,
+                            options_.widen_after_min, options_.widen_after_max);
+}
+
+void FirstReplicas::NoteWidenedByTimer(const std::vector<uint32_t>& silent,
+                                       absl::Time now) {
+  absl::MutexLock l(&mu_);
+  widen_after_ = std::min(2 * widen_after_, options_.widen_after_max);
+  for (uint32_t r : silent) avoid_until_[r] = now + options_.avoid_for;
+}
+
+void FirstReplicas::Avoid(uint32_t replica, absl::Time now) {
+  absl::MutexLock l(&mu_);
+  avoid_until_[replica] = now + options_.avoid_for;
+}
+
+void FirstReplicas::NoteView(uint64_t view) {
+  uint64_t prev = view_.load();
+  while (prev < view && !view_.compare_exchange_weak(prev, view)) {
+  }
+}
+
+}  // namespace pbft::client

@@ -1,0 +1,75 @@
+// Which replicas an ordered request goes to first, and when to ask the
+// rest (docs/api.md, "Which replicas a request goes to").
+//
+// A request needs f+1 matching replies, and a replica replies only to a
+// request the client sent it. FirstReplicas picks f+1 of them: the primary
+// of the latest view f+1 matching replies named, and f backups counted from
+// a place set by the client id (so that clients spread over the backups),
+// leaving out for a while a replica that failed or stayed silent. Its delay
+// before the others are asked follows the latency of requests the first
+// replicas answered alone, as a TCP retransmission timer (RFC 6298):
+// smoothed latency plus four times its variation, doubled each time it ran
+// out, within [min, max].
+//
+// Thread-safe.
+#ifndef PBFT_LEDGER_CLIENT_FIRST_REPLICAS_H_
+#define PBFT_LEDGER_CLIENT_FIRST_REPLICAS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace pbft::client {
+
+class FirstReplicas {
+ public:
+  struct Options {
+    uint32_t n = 4;
+    uint64_t client_id = 0;
+    bool send_to_all = false;
+    absl::Duration widen_after_initial = absl::Milliseconds(200);
+    absl::Duration widen_after_min = absl::Milliseconds(50);
+    absl::Duration widen_after_max = absl::Seconds(2);
+    // How long a replica that failed or stayed silent is left out.
+    absl::Duration avoid_for = absl::Seconds(10);
+  };
+  explicit FirstReplicas(const Options& options);
+
+  // The replicas a request needing `needed` matching replies goes to first,
+  // at `now`: every replica if `needed` >= n, with send_to_all, or if the
+  // primary or too many backups are left out.
+  std::vector<uint32_t> Choose(uint32_t needed, absl::Time now);
+  // How long the first replicas have before the others are asked.
+  absl::Duration WidenAfter();
+  // A request answered by its first replicas alone took `latency`.
+  void NoteLatency(absl::Duration latency);
+  // The first replicas ran out of time at `now`; `silent` of them had not
+  // answered while the others had: the delay doubles, and those are left
+  // out until now + avoid_for.
+  void NoteWidenedByTimer(const std::vector<uint32_t>& silent, absl::Time now);
+  // `replica` failed a request at `now`: left out until now + avoid_for.
+  void Avoid(uint32_t replica, absl::Time now);
+  // f+1 matching replies named views of at least `view` (the lowest of
+  // them, so that one faulty replica cannot move it): the primary is
+  // view mod n from now on, unless a higher view was seen before.
+  void NoteView(uint64_t view);
+
+ private:
+  const Options options_;
+  std::atomic<uint64_t> view_{0};
+  absl::Mutex mu_;
+  bool sampled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration smoothed_ ABSL_GUARDED_BY(mu_);
+  absl::Duration variation_ ABSL_GUARDED_BY(mu_);
+  absl::Duration widen_after_ ABSL_GUARDED_BY(mu_);
+  // Per replica: not among the first ones before this time.
+  std::vector<absl::Time> avoid_until_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pbft::client
+
+#endif  // PBFT_LEDGER_CLIENT_FIRST_REPLICAS_H_
