@@ -698,7 +698,10 @@ void FanOut::NoteCompleted(const std::string& key) {
     view = std::min(view, v == views_.end() ? 0 : v->second);
   }
   client_->first_replicas().NoteView(view);
-  if (!widened_) client_->first_replicas().NoteLatency(absl::Now() - started_);
+  // Widened calls count too: leaving out the slow ones (as TCP does with
+  // retransmitted segments) would keep the delay below what most calls
+  // take, and widen many.
+  client_->first_replicas().NoteLatency(absl::Now() - started_);
 }
 
 void FanOut::Send(uint32_t replica, absl::Duration backoff) {

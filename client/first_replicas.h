@@ -6,10 +6,9 @@
 // of the latest view f+1 matching replies named, and f backups counted from
 // a place set by the client id (so that clients spread over the backups),
 // leaving out for a while a replica that failed or stayed silent. Its delay
-// before the others are asked follows the latency of requests the first
-// replicas answered alone, as a TCP retransmission timer (RFC 6298):
-// smoothed latency plus four times its variation, doubled each time it ran
-// out, within [min, max].
+// before the others are asked follows the latency of the client's requests
+// as a TCP retransmission timer does (RFC 6298): smoothed latency plus four
+// times its variation, doubled each time it ran out, within [min, max].
 //
 // Thread-safe.
 #ifndef PBFT_LEDGER_CLIENT_FIRST_REPLICAS_H_
@@ -45,7 +44,7 @@ class FirstReplicas {
   std::vector<uint32_t> Choose(uint32_t needed, absl::Time now);
   // How long the first replicas have before the others are asked.
   absl::Duration WidenAfter();
-  // A request answered by its first replicas alone took `latency`.
+  // A request took `latency` from its first send to f+1 matching replies.
   void NoteLatency(absl::Duration latency);
   // The first replicas ran out of time at `now`; `silent` of them had not
   // answered while the others had: the delay doubles, and those are left
