@@ -146,10 +146,12 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Send(uint32_t replica, absl::Duration backoff);
   // Sends to the replicas not asked yet (once per call).
   void Widen();
+  // Every replica has been asked: the call is widened (or never narrow).
+  bool AllAskedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Widens if every replica asked so far has answered without a quorum.
   void WidenIfAllAnswered();
-  // An ordered request completed: tells the client its latency (if the
-  // first replicas alone answered) and the view the replies named.
+  // An ordered request completed: tells the client's FirstReplicas its
+  // latency and the view the replies named.
   void NoteCompleted(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnReply(uint32_t replica, absl::Duration backoff, const grpc::Status& s,
                const pbft::v1::Envelope& reply);
@@ -222,9 +224,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // Verified final rejections: reason -> replica -> last_request_number.
   std::map<int, std::map<uint32_t, uint64_t>> final_rejections_
       ABSL_GUARDED_BY(mu_);
-  // The replicas sent to so far, and whether all have been.
+  // The replicas sent to so far (all of them once the call is widened).
   std::set<uint32_t> asked_ ABSL_GUARDED_BY(mu_);
-  bool widened_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Timers::Id> widen_timer_;  // Set by Start().
   absl::Time started_;
   // Ordered requests: the view each replica's reply named.
@@ -641,7 +642,7 @@ void FanOut::Start() {
           std::vector<uint32_t> silent;
           {
             absl::MutexLock l(&self->mu_);
-            if (self->finished_ || self->widened_) return;
+            if (self->finished_ || self->AllAskedLocked()) return;
             for (uint32_t r : self->asked_) {
               if (!self->voted_.contains(r)) silent.push_back(r);
             }
@@ -662,15 +663,20 @@ void FanOut::Start() {
                        });
 }
 
+bool FanOut::AllAskedLocked() const {
+  return asked_.size() == client_->replica_count();
+}
+
 void FanOut::Widen() {
   std::vector<uint32_t> rest;
   {
     absl::MutexLock l(&mu_);
-    if (finished_ || widened_) return;
-    widened_ = true;
+    if (finished_) return;
     for (uint32_t r = 0; r < client_->replica_count(); ++r) {
       if (!asked_.contains(r)) rest.push_back(r);
     }
+    // Marked before sending: a second Widen meanwhile finds nothing to do.
+    asked_.insert(rest.begin(), rest.end());
   }
   for (uint32_t r : rest) Send(r, client_->options().retry_initial);
 }
@@ -678,7 +684,7 @@ void FanOut::Widen() {
 void FanOut::WidenIfAllAnswered() {
   {
     absl::MutexLock l(&mu_);
-    if (finished_ || widened_) return;
+    if (finished_ || AllAskedLocked()) return;
     for (uint32_t r : asked_) {
       if (!voted_.contains(r)) return;
     }

@@ -4,9 +4,9 @@
 #include <mutex>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/leveldb_memory.h"
 #include "common/proto_names.h"
 #include "common/thread_name.h"
 #include "leveldb/db.h"
@@ -262,22 +262,10 @@ leveldb::Env* EnvOrDefault(leveldb::Env* env) {
   return leveldb::Env::Default();
 }
 
-uint64_t LevelDbMemoryBytes(leveldb::DB* db) {
-  std::string v;
-  uint64_t n = 0;
-  if (!db->GetProperty("leveldb.approximate-memory-usage", &v) ||
-      !absl::SimpleAtoi(v, &n)) {
-    return 0;
-  }
-  return n;
-}
-
 }  // namespace pbft::ledger::internal
 
 namespace pbft::ledger {
 
-uint64_t Ledger::MemoryBytes() const {
-  return internal::LevelDbMemoryBytes(db_.get());
-}
+uint64_t Ledger::MemoryBytes() const { return LevelDbMemoryBytes(*db_); }
 
 }  // namespace pbft::ledger

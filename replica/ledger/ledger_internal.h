@@ -241,10 +241,6 @@ absl::Status MigrateFormat2To3(leveldb::DB* db, bool sync);
 // the core.
 leveldb::Env* EnvOrDefault(leveldb::Env* env);
 
-// LevelDB's approximate-memory-usage of `db` (memtables and block cache),
-// in bytes; 0 if LevelDB does not report it.
-uint64_t LevelDbMemoryBytes(leveldb::DB* db);
-
 }  // namespace pbft::ledger::internal
 
 #endif  // PBFT_LEDGER_REPLICA_LEDGER_LEDGER_INTERNAL_H_

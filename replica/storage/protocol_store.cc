@@ -1,8 +1,8 @@
 #include "replica/storage/protocol_store.h"
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/codec.h"
+#include "common/leveldb_memory.h"
 #include "leveldb/write_batch.h"
 
 namespace pbft::storage {
@@ -181,15 +181,7 @@ absl::StatusOr<ProtocolState> ProtocolStore::Load() const {
   return state;
 }
 
-uint64_t ProtocolStore::MemoryBytes() const {
-  std::string v;
-  uint64_t n = 0;
-  if (!db_->GetProperty("leveldb.approximate-memory-usage", &v) ||
-      !absl::SimpleAtoi(v, &n)) {
-    return 0;
-  }
-  return n;
-}
+uint64_t ProtocolStore::MemoryBytes() const { return LevelDbMemoryBytes(*db_); }
 
 absl::StatusOr<std::optional<pbft::v1::Envelope>> ProtocolStore::FindBody(
     uint64_t seq, const std::string& batch_digest) const {

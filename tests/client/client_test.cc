@@ -338,6 +338,20 @@ class ClientTest : public ::testing::Test {
     if (status != nullptr) *status = r.status();
   }
 
+  // `count` transfers on a client that never widens a call on loopback
+  // (a 5-s delay, also as the floor it adapts within): which replicas it
+  // asks first is all that decides who sees them.
+  void TransfersToTheFirstReplicas(int count) {
+    ClientOptions o;
+    o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
+    auto c = NewClient(o);
+    for (int i = 0; i < count; ++i) {
+      absl::StatusOr<ledger::v1::OperationResults> r =
+          c->Transfers({SomeTransfer()});
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+
   void TearDown() override {
     for (auto& s : servers_) s->Shutdown(std::chrono::system_clock::now());
   }
@@ -435,16 +449,7 @@ TEST_F(ClientTest, SessionsCarryRequestsAndQueries) {
 TEST_F(ClientTest, OrderedRequestsGoFirstToFPlusOneReplicas) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   for (auto& r : replicas_) r->EnableSessions();
-  ClientOptions o;
-  // Never, on loopback (the delay adapts to the latency seen, within
-  // [widen_after_min, widen_after_max]).
-  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
-  auto c = NewClient(o);
-  for (int i = 0; i < 10; ++i) {
-    absl::StatusOr<ledger::v1::OperationResults> r =
-        c->Transfers({SomeTransfer()});
-    ASSERT_TRUE(r.ok()) << r.status();
-  }
+  TransfersToTheFirstReplicas(10);
   EXPECT_EQ(replicas_[0]->calls(), 10);
   EXPECT_EQ(replicas_[3]->calls(), 10);
   EXPECT_EQ(replicas_[1]->calls(), 0);
@@ -500,10 +505,7 @@ TEST_F(ClientTest, SilentFirstReplicaIsBypassedAndThenLeftOut) {
 TEST_F(ClientTest, FirstReplicasFollowTheViewTheRepliesName) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   for (auto& r : replicas_) r->SetView(2);
-  ClientOptions o;
-  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
-  auto c = NewClient(o);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c->Transfers({SomeTransfer()}).ok());
+  TransfersToTheFirstReplicas(5);
   // The first went to 0 and 3 (view 0 assumed); the rest to 2 and 1.
   EXPECT_EQ(replicas_[0]->calls(), 1);
   EXPECT_EQ(replicas_[3]->calls(), 1);
@@ -516,10 +518,7 @@ TEST_F(ClientTest, FirstReplicasFollowTheViewTheRepliesName) {
 TEST_F(ClientTest, OneReplicaCannotMoveTheFirstReplicasAlone) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   replicas_[3]->SetView(1);  // Claims view 1; the others are in view 0.
-  ClientOptions o;
-  o.widen_after_initial = o.widen_after_min = absl::Seconds(5);
-  auto c = NewClient(o);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c->Transfers({SomeTransfer()}).ok());
+  TransfersToTheFirstReplicas(5);
   EXPECT_EQ(replicas_[0]->calls(), 5);
   EXPECT_EQ(replicas_[3]->calls(), 5);
 }
