@@ -371,6 +371,59 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
   server2->Shutdown(std::chrono::system_clock::now());
 }
 
+// A peer that accepts the stream and never reads it: its flow-control
+// window fills, the write in flight never completes, and still every Send
+// returns (writes are started, never waited for), the excess is dropped
+// and counted, and the sender stops (cancelling the stuck write).
+class SilentReplicaService final : public ledger::v1::ReplicaService::Service {
+ public:
+  grpc::Status Stream(grpc::ServerContext* ctx,
+                      grpc::ServerReaderWriter<ledger::v1::StreamResponse,
+                                               ledger::v1::StreamRequest>*
+                      /*stream*/) override {
+    opened_.fetch_add(1);
+    while (!ctx->IsCancelled() && !stop_.HasBeenNotified()) {
+      stop_.WaitForNotificationWithTimeout(absl::Milliseconds(20));
+    }
+    return grpc::Status::OK;
+  }
+  int opened() const { return opened_.load(); }
+  void Stop() { stop_.Notify(); }
+
+ private:
+  std::atomic<int> opened_{0};
+  absl::Notification stop_;
+};
+
+TEST(PeerStreamTest, APeerThatNeverReadsNeitherBlocksNorBloatsTheSender) {
+  SilentReplicaService svc;
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&svc);
+  auto server = b.BuildAndStart();
+  ASSERT_GT(port, 0);
+  PeerSenderOptions o;
+  o.queue_max = 16;
+  o.batch_envelopes_max = 4;
+  {
+    PeerSender sender(1, "127.0.0.1:" + std::to_string(port),
+                      grpc::InsecureChannelCredentials(), o);
+    ASSERT_TRUE(Eventually([&] { return svc.opened() > 0; }));
+    // 64 KiB payloads: gRPC's window takes a few, the rest wait.
+    Envelope e;
+    e.set_type(pbft::v1::MESSAGE_TYPE_PRE_PREPARE);
+    e.set_payload(std::string(64 << 10, 'x'));
+    constexpr int kSends = 2000;
+    for (int i = 0; i < kSends; ++i) ASSERT_TRUE(sender.Send(e));
+    // All but what gRPC took and the 16 still queued were dropped.
+    EXPECT_GE(sender.dropped(), static_cast<uint64_t>(kSends) - 200);
+    EXPECT_LT(sender.sent() + sender.dropped(), static_cast<uint64_t>(kSends));
+  }  // The destructor returns with a write still stuck in gRPC.
+  svc.Stop();
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 // A query answered only after the service shut down (the answer comes
 // from another thread, e.g. a read still in progress while the replica
 // stops) is dropped: no operation is started on the closed completion
