@@ -46,7 +46,10 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
   }
   const Seq s(m.seq());
   NoteSeq(e.sender(), s, &highest_seq_seen_);
-  if (s <= low_watermark_) return;  // Old: already stable here.
+  if (s <= low_watermark_) {  // Old: already stable here.
+    if (s == low_watermark_) AnswerStableVote(ReplicaId(e.sender()), s, d);
+    return;
+  }
   if (s > high_watermark()) {
     Drop(DropReason::kOutOfWindow);
     return;
@@ -59,6 +62,25 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
     return;
   }
   CheckStable(s);
+}
+
+// Our stable checkpoint is sent again only to a peer that shows it lacks
+// it: a replica keeps sending its own vote for a checkpoint until that
+// checkpoint is stable there (Retransmit), so its vote for our stable one
+// means it still needs ours (answered at most once per retransmission
+// period per peer). At rest, no CHECKPOINT is sent at all.
+void Core::AnswerStableVote(ReplicaId from, Seq s, const Digest& d) {
+  auto it = checkpoints_.find(s);
+  if (it == checkpoints_.end()) return;
+  auto own = it->second.find(options_.id);
+  if (own == it->second.end() || own->second.digest != d) return;
+  if (from.value() >= options_.n) return;
+  if (stable_sent_tick_.size() < options_.n)
+    stable_sent_tick_.resize(options_.n);
+  uint64_t& last = stable_sent_tick_[from.value()];
+  if (last != 0 && tick_ + 1 < last + options_.retransmit_ticks) return;
+  last = tick_ + 1;
+  SendTo(from, own->second.envelope);
 }
 
 // §4.3: stable at 2f+1 matching CHECKPOINTs, own included (a replica that

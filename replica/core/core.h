@@ -57,7 +57,8 @@ struct Options {
   ProtocolParams params;
   // Own PRE-PREPARE/PREPARE/COMMIT for a seq not yet executed here are sent
   // again every retransmit_ticks (the network may drop them), and so are
-  // own CHECKPOINTs at or above the low watermark.
+  // own CHECKPOINTs above the low watermark (not stable here yet); the
+  // stable one goes only to a peer whose vote shows it still lacks it.
   uint32_t retransmit_ticks = 20;
   // A replica that executed nothing for fetch_interval_ticks while f+1
   // peers showed higher seqs asks one peer (round robin) for the certified
@@ -434,6 +435,7 @@ class Core {
   // --- checkpoints.cc (§4.3).
   void TakeCheckpoint(Seq s, const Digest& state_digest);
   void HandleCheckpoint(const v1::Envelope& e);
+  void AnswerStableVote(ReplicaId from, Seq s, const Digest& d);
   void CheckStable(Seq s);
   void MakeStable(Seq s, const Digest& digest,
                   std::vector<v1::Envelope> checkpoints);
@@ -545,6 +547,10 @@ class Core {
   std::map<Seq, Slot> log_;  // Keys in (h, h+L].
   // Checkpoint votes with seq >= h: seq -> sender -> vote.
   std::map<Seq, VotesBySender> checkpoints_;
+  // Per peer: 1 + the tick at which our stable checkpoint was last sent to
+  // it (0: never); at most once per retransmit_ticks, so two replicas that
+  // both have it stable answer each other once, not forever.
+  std::vector<uint64_t> stable_sent_tick_;
   v1::CheckpointProof stable_proof_;
   // Verified proofs (fetch responses, NEW-VIEW) above the executed seq;
   // at most kFetchedProofsMax, the highest kept.

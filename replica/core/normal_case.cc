@@ -459,6 +459,7 @@ void Core::Retransmit() {
     }
   }
   for (const auto& [s, votes] : checkpoints_) {
+    if (s <= low_watermark_) continue;  // Stable here: AnswerStableVote.
     auto own = votes.find(options_.id);
     if (own == votes.end()) continue;
     Broadcast(own->second.envelope);
