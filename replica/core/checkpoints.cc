@@ -47,7 +47,7 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
   const Seq s(m.seq());
   NoteSeq(e.sender(), s, &highest_seq_seen_);
   if (s <= low_watermark_) {  // Old: already stable here.
-    if (s == low_watermark_) AnswerStableVote(ReplicaId(e.sender()), s, d);
+    AnswerStableVote(ReplicaId(e.sender()), s, d);
     return;
   }
   if (s > high_watermark()) {
@@ -66,17 +66,21 @@ void Core::HandleCheckpoint(const v1::Envelope& e) {
 
 // Our stable checkpoint is sent again only to a peer that shows it lacks
 // it: a replica keeps sending its own vote for a checkpoint until that
-// checkpoint is stable there (Retransmit), so its vote for our stable one
-// means it still needs ours (answered at most once per retransmission
-// period per peer). At rest, no CHECKPOINT is sent at all.
+// checkpoint is stable there (Retransmit), so its vote for our stable one,
+// or for an older one, means it needs ours for the stable one (with which
+// it becomes stable there once it executed that far). At most once per
+// retransmission period per peer; at rest, no CHECKPOINT is sent at all.
 void Core::AnswerStableVote(ReplicaId from, Seq s, const Digest& d) {
-  auto it = checkpoints_.find(s);
+  if (from.value() >= options_.n || from == options_.id) return;
+  auto it = checkpoints_.find(low_watermark_);
   if (it == checkpoints_.end()) return;
   auto own = it->second.find(options_.id);
-  if (own == it->second.end() || own->second.digest != d) return;
-  if (from.value() >= options_.n) return;
-  if (stable_sent_tick_.size() < options_.n)
+  if (own == it->second.end()) return;
+  // Another digest for the same checkpoint: ours would not help it.
+  if (s == low_watermark_ && own->second.digest != d) return;
+  if (stable_sent_tick_.size() < options_.n) {
     stable_sent_tick_.resize(options_.n);
+  }
   uint64_t& last = stable_sent_tick_[from.value()];
   if (last != 0 && tick_ + 1 < last + options_.retransmit_ticks) return;
   last = tick_ + 1;

@@ -40,12 +40,13 @@ TEST(Checkpoints, StableAtTwoFPlusOneMatchingThenLogIsDiscarded_4_3) {
 
 // A stable checkpoint is not sent again and again: a cluster at rest sends
 // no CHECKPOINTs. A peer that still lacks it keeps sending its own vote
-// (its checkpoint is not stable there); that is what tells this replica to
-// answer with its own, to that peer only.
+// for a checkpoint at or below it (not stable there); that is what tells
+// this replica to answer with its vote for its stable checkpoint, to that
+// peer only and at most once per retransmission period.
 TEST(Checkpoints, StableCheckpointIsResentOnlyToAPeerStillMissingIt_4_3) {
   Scenario s(1);  // K = 4, L = 8.
   Digest state;
-  for (uint64_t seq = 1; seq <= 4; ++seq) {
+  for (uint64_t seq = 1; seq <= 8; ++seq) {
     ASSERT_EQ(
         s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(1, seq)}), 1)
             .size(),
@@ -53,29 +54,43 @@ TEST(Checkpoints, StableCheckpointIsResentOnlyToAPeerStillMissingIt_4_3) {
     state = crypto::Sha256("state" + std::to_string(seq));
     s.core().OnExecuted(Seq(seq), state, {});
     s.Take();
+    if (seq % 4 == 0) {
+      s.Step(s.Checkpoint(2, seq, state));
+      s.Step(s.Checkpoint(3, seq, state));
+      ASSERT_EQ(s.core().low_watermark(), Seq(seq));
+    }
   }
-  s.Step(s.Checkpoint(2, 4, state));
-  s.Step(s.Checkpoint(3, 4, state));
-  ASSERT_EQ(s.core().low_watermark(), Seq(4));
   // At rest: retransmission rounds pass and no CHECKPOINT goes out.
   size_t sent = 0;
+  uint64_t now = kNowMs;
   for (int t = 0; t < 100; ++t) {
-    s.Tick(kNowMs + static_cast<uint64_t>(t));
+    s.Tick(++now);
     sent += s.Sent(v1::MESSAGE_TYPE_CHECKPOINT).size();
   }
   EXPECT_EQ(sent, 0u);
-  // Replica 0 sends its vote for 4 again: 4 is not stable there yet.
-  s.Step(s.Checkpoint(0, 4, state));
-  const std::vector<Outbound> answer = s.Sent(v1::MESSAGE_TYPE_CHECKPOINT);
-  ASSERT_EQ(answer.size(), 1u);
-  EXPECT_FALSE(answer[0].broadcast);
-  EXPECT_EQ(answer[0].to, ReplicaId(0));
-  v1::Checkpoint m;
-  ASSERT_TRUE(m.ParseFromString(answer[0].envelope.payload()));
-  EXPECT_EQ(m.seq(), 4u);
-  EXPECT_EQ(m.replica_id(), 1u);
-  // A vote with another digest gets nothing: this vote would not help.
-  s.Step(s.Checkpoint(3, 4, Digest()));
+  auto answered_to_0 = [&](uint64_t seq) {
+    const std::vector<Outbound> out = s.Sent(v1::MESSAGE_TYPE_CHECKPOINT);
+    if (out.size() != 1 || out[0].broadcast || out[0].to != ReplicaId(0))
+      return false;
+    v1::Checkpoint m;
+    return m.ParseFromString(out[0].envelope.payload()) && m.seq() == seq &&
+           m.replica_id() == 1;
+  };
+  // Replica 0 sends its vote for 8 again: 8 is not stable there yet.
+  s.Step(s.Checkpoint(0, 8, state));
+  EXPECT_TRUE(answered_to_0(8));
+  // Again in the same period: nothing (two replicas that both have it
+  // stable answer each other once, not forever).
+  s.Step(s.Checkpoint(0, 8, state));
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_CHECKPOINT).empty());
+  // A period later, its vote for 4 (further behind): the answer is the
+  // vote for the stable checkpoint, 8, which is what it needs.
+  for (int t = 0; t < 20; ++t) s.Tick(++now);
+  s.Step(s.Checkpoint(0, 4, crypto::Sha256("state4")));
+  EXPECT_TRUE(answered_to_0(8));
+  // A vote for 8 with another digest gets nothing: it would not help.
+  for (int t = 0; t < 20; ++t) s.Tick(++now);
+  s.Step(s.Checkpoint(3, 8, Digest()));
   EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_CHECKPOINT).empty());
 }
 

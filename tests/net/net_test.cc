@@ -372,9 +372,10 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
 }
 
 // A peer that accepts the stream and never reads it: its flow-control
-// window fills, the write in flight never completes, and still every Send
-// returns (writes are started, never waited for), the excess is dropped
-// and counted, and the sender stops (cancelling the stuck write).
+// window fills and the sender's write never completes; still every Send
+// returns at once (it only queues; the sender's own thread is the one
+// stuck), the excess is dropped and counted, and the sender stops
+// (cancelling the stuck write).
 class SilentReplicaService final : public ledger::v1::ReplicaService::Service {
  public:
   grpc::Status Stream(grpc::ServerContext* ctx,
@@ -416,8 +417,9 @@ TEST(PeerStreamTest, APeerThatNeverReadsNeitherBlocksNorBloatsTheSender) {
     e.set_payload(std::string(64 << 10, 'x'));
     constexpr int kSends = 2000;
     for (int i = 0; i < kSends; ++i) ASSERT_TRUE(sender.Send(e));
-    // All but what gRPC took and the 16 still queued were dropped.
-    EXPECT_GE(sender.dropped(), static_cast<uint64_t>(kSends) - 200);
+    // All but what gRPC's windows took and the 16 still queued were
+    // dropped (the windows hold a few MB at most).
+    EXPECT_GE(sender.dropped(), static_cast<uint64_t>(kSends) - 500);
     EXPECT_LT(sender.sent() + sender.dropped(), static_cast<uint64_t>(kSends));
   }  // The destructor returns with a write still stuck in gRPC.
   svc.Stop();
