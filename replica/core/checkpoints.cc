@@ -78,12 +78,9 @@ void Core::AnswerStableVote(ReplicaId from, Seq s, const Digest& d) {
   if (own == it->second.end()) return;
   // Another digest for the same checkpoint: ours would not help it.
   if (s == low_watermark_ && own->second.digest != d) return;
-  if (stable_sent_tick_.size() < options_.n) {
-    stable_sent_tick_.resize(options_.n);
-  }
-  uint64_t& last = stable_sent_tick_[from.value()];
-  if (last != 0 && tick_ + 1 < last + options_.retransmit_ticks) return;
-  last = tick_ + 1;
+  uint64_t& until = stable_offered_until_[from.value()];
+  if (tick_ < until) return;
+  until = tick_ + options_.retransmit_ticks;
   SendTo(from, own->second.envelope);
 }
 

@@ -117,7 +117,8 @@ Core::Core(Options options, const Signer* signer, const Verifier* verifier)
       highest_seq_seen_(options_.n),
       highest_commit_seen_(options_.n),
       highest_view_seen_(options_.n),
-      new_view_offered_until_(options_.n, 0) {
+      new_view_offered_until_(options_.n, 0),
+      stable_offered_until_(options_.n, 0) {
   fetch_bad_until_.assign(options_.n, 0);
   fetch_empty_at_.assign(options_.n, Seq(UINT64_MAX));
   heard_.assign(options_.n, false);

@@ -547,10 +547,6 @@ class Core {
   std::map<Seq, Slot> log_;  // Keys in (h, h+L].
   // Checkpoint votes with seq >= h: seq -> sender -> vote.
   std::map<Seq, VotesBySender> checkpoints_;
-  // Per peer: 1 + the tick at which our stable checkpoint was last sent to
-  // it (0: never); at most once per retransmit_ticks, so two replicas that
-  // both have it stable answer each other once, not forever.
-  std::vector<uint64_t> stable_sent_tick_;
   v1::CheckpointProof stable_proof_;
   // Verified proofs (fetch responses, NEW-VIEW) above the executed seq;
   // at most kFetchedProofsMax, the highest kept.
@@ -617,6 +613,10 @@ class Core {
   std::vector<View> highest_view_seen_;   // Per replica.
   View certified_view_{0};  // Highest view of a verified fetched batch.
   std::vector<uint64_t> new_view_offered_until_;  // Per replica: tick.
+  // Per replica: the tick before which our stable checkpoint is not sent
+  // to it again (once per retransmit_ticks, as the one above),
+  // so two replicas that both have it stable answer each other once.
+  std::vector<uint64_t> stable_offered_until_;
 
   Ready ready_;
   Stats stats_;
