@@ -76,8 +76,12 @@ void Core::AnswerStableVote(ReplicaId from, Seq s, const Digest& d) {
   if (it == checkpoints_.end()) return;
   auto own = it->second.find(options_.id);
   if (own == it->second.end()) return;
-  // Another digest for the same checkpoint: ours would not help it.
-  if (s == low_watermark_ && own->second.digest != d) return;
+  // Another digest for the same checkpoint: ours would not help it; a
+  // correct replica never votes so, so it is counted as a conflicting vote.
+  if (s == low_watermark_ && own->second.digest != d) {
+    Drop(DropReason::kConflictingVote);
+    return;
+  }
   uint64_t& until = stable_offered_until_[from.value()];
   if (tick_ < until) return;
   until = tick_ + options_.retransmit_ticks;

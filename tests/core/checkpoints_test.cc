@@ -7,18 +7,23 @@ namespace {
 // --- Checkpoints and garbage collection (§4.3)
 // --------------------------------
 
+// Commits and executes seq `seq` at backup 1 (one request of client 1)
+// and returns the state digest it executed to.
+Digest CommitAndExecute(Scenario& s, uint64_t seq) {
+  EXPECT_EQ(
+      s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(1, seq)}), 1)
+          .size(),
+      1u);
+  const Digest state = crypto::Sha256("state" + std::to_string(seq));
+  s.core().OnExecuted(Seq(seq), state, {});
+  s.Take();
+  return state;
+}
+
 TEST(Checkpoints, StableAtTwoFPlusOneMatchingThenLogIsDiscarded_4_3) {
   Scenario s(1);  // K = 4, L = 8.
   Digest state;
-  for (uint64_t seq = 1; seq <= 4; ++seq) {
-    ASSERT_EQ(
-        s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(1, seq)}), 1)
-            .size(),
-        1u);
-    state = crypto::Sha256("state" + std::to_string(seq));
-    s.core().OnExecuted(Seq(seq), state, {});
-    s.Take();
-  }
+  for (uint64_t seq = 1; seq <= 4; ++seq) state = CommitAndExecute(s, seq);
   auto cps = s.Sent(v1::MESSAGE_TYPE_CHECKPOINT);
   ASSERT_EQ(cps.size(), 1u);
   EXPECT_EQ(s.core().low_watermark(), Seq(0));
@@ -47,13 +52,7 @@ TEST(Checkpoints, StableCheckpointIsResentOnlyToAPeerStillMissingIt_4_3) {
   Scenario s(1);  // K = 4, L = 8.
   Digest state;
   for (uint64_t seq = 1; seq <= 8; ++seq) {
-    ASSERT_EQ(
-        s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(1, seq)}), 1)
-            .size(),
-        1u);
-    state = crypto::Sha256("state" + std::to_string(seq));
-    s.core().OnExecuted(Seq(seq), state, {});
-    s.Take();
+    state = CommitAndExecute(s, seq);
     if (seq % 4 == 0) {
       s.Step(s.Checkpoint(2, seq, state));
       s.Step(s.Checkpoint(3, seq, state));
@@ -88,10 +87,13 @@ TEST(Checkpoints, StableCheckpointIsResentOnlyToAPeerStillMissingIt_4_3) {
   for (int t = 0; t < 20; ++t) s.Tick(++now);
   s.Step(s.Checkpoint(0, 4, crypto::Sha256("state4")));
   EXPECT_TRUE(answered_to_0(8));
-  // A vote for 8 with another digest gets nothing: it would not help.
+  // A vote for 8 with another digest gets nothing (it would not help) and
+  // is counted as a conflicting vote.
   for (int t = 0; t < 20; ++t) s.Tick(++now);
+  const uint64_t conflicting = s.Dropped(DropReason::kConflictingVote);
   s.Step(s.Checkpoint(3, 8, Digest()));
   EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_CHECKPOINT).empty());
+  EXPECT_EQ(s.Dropped(DropReason::kConflictingVote), conflicting + 1);
 }
 
 TEST(Checkpoints, WindowRelationIsValidated_4_3) {
