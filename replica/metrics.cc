@@ -111,6 +111,17 @@ Metrics::Metrics(uint32_t replica_id)
               .Help("Blocks (committed batches, null ones included) executed.")
               .Register(*registry_)
               .Add({})),
+      replies_signed(BuildCounter()
+                         .Name("ledger_replies_signed_total")
+                         .Help("Replies signed and sent to a waiting call.")
+                         .Register(*registry_)
+                         .Add({})),
+      replies_not_signed(
+          BuildCounter()
+              .Name("ledger_replies_not_signed_total")
+              .Help("Replies not signed: no call waited for them here.")
+              .Register(*registry_)
+              .Add({})),
       batch_requests(
           BuildHistogram()
               .Name("ledger_batch_requests")

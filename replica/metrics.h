@@ -57,6 +57,10 @@ class Metrics {
   prometheus::Gauge& protocol_memory_bytes;
   prometheus::Counter& view_changes;
   prometheus::Counter& blocks_executed;
+  // Replies to clients: signed and sent to a waiting call, or not signed
+  // (no call waits here: the client sent the request to other replicas).
+  prometheus::Counter& replies_signed;
+  prometheus::Counter& replies_not_signed;
 
   // Latencies and sizes.
   prometheus::Histogram& batch_requests;           // Requests per block.

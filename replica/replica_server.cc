@@ -153,7 +153,8 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   void Stop() override;
   ledger::v1::StatusResponse Status() const override;
   // node::ReplySink (core thread).
-  void Deliver(const core::ClientReply& r) override;
+  bool Wants(pbft::ClientId client, pbft::RequestNumber number) override;
+  void Deliver(pbft::ClientId client, const pbft::v1::Envelope& reply) override;
 
  private:
   absl::Status OpenStorage();
@@ -548,13 +549,24 @@ void ReplicaServerImpl::Drain() {
   if (!s.ok()) Fatal(s, "replica loop");
 }
 
-void ReplicaServerImpl::Deliver(const core::ClientReply& r) {
-  pbft::v1::Reply reply;
-  if (!reply.ParseFromString(r.envelope.payload())) return;
-  client_service_->DeliverReply(r.client_id.value(), reply.request_number(),
-                                r.envelope);
+bool ReplicaServerImpl::Wants(pbft::ClientId client,
+                              pbft::RequestNumber number) {
+  if (client_service_->Waiting(client.value(), number.value())) return true;
+  metrics_.replies_not_signed.Increment();
   absl::MutexLock l(&latency_mu_);
-  auto it = arrivals_.find({r.client_id.value(), reply.request_number()});
+  arrivals_.erase({client.value(), number.value()});  // Its call is gone.
+  return false;
+}
+
+void ReplicaServerImpl::Deliver(pbft::ClientId client,
+                                const pbft::v1::Envelope& envelope) {
+  pbft::v1::Reply reply;
+  if (!reply.ParseFromString(envelope.payload())) return;
+  metrics_.replies_signed.Increment();
+  client_service_->DeliverReply(client.value(), reply.request_number(),
+                                envelope);
+  absl::MutexLock l(&latency_mu_);
+  auto it = arrivals_.find({client.value(), reply.request_number()});
   if (it != arrivals_.end()) {
     metrics_.request_latency_seconds.Observe(
         absl::ToDoubleSeconds(absl::Now() - it->second));

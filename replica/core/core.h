@@ -119,10 +119,12 @@ struct ExecutedReply {
   std::string result;
 };
 
-// A signed REPLY for a client.
+// A REPLY for a client, not signed yet: the node signs it only if a call
+// waits for it here (a client sends a request to f+1 replicas, so most
+// replies go to nobody and are never signed).
 struct ClientReply {
   ClientId client_id;
-  v1::Envelope envelope;
+  v1::Reply reply;
 };
 
 // What must be durable before any message of the same Ready leaves.
@@ -338,7 +340,7 @@ class Core {
     RequestNumber last_executed;
     RequestNumber last_ordered;  // Highest handed out for execution.
     std::string result;
-    std::optional<v1::Envelope> reply;  // Signed reply for last_executed.
+    bool replied = false;  // result is last_executed's (resent on a duplicate).
   };
   struct Queued {
     v1::Envelope envelope;
@@ -399,7 +401,8 @@ class Core {
   // Removes the client's queued requests numbered <= t (they are ordered
   // now, or stale: those below t get a stale rejection).
   void RemoveQueuedUpTo(ClientId c, RequestNumber t);
-  void SignReply(ClientId client, ClientRecord* record);
+  // The REPLY for the client's last executed request, in the current view.
+  ClientReply ReplyFor(ClientId client, const ClientRecord& record) const;
   void Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
               RequestNumber last = RequestNumber(0));
   // Rejects (c, t) as stale, naming the client's last executed or

@@ -407,15 +407,13 @@ void Core::OnExecuted(Seq seq, const Digest& state_digest,
       RejectStale(r.client_id, r.request_number);
       continue;
     }
-    if (r.request_number > rec.last_executed || !rec.reply) {
+    if (r.request_number > rec.last_executed || !rec.replied) {
       rec.last_executed = r.request_number;
       rec.last_ordered = std::max(rec.last_ordered, r.request_number);
       rec.result = std::move(r.result);
-      SignReply(r.client_id, &rec);
-      ready_.replies.push_back({r.client_id, *rec.reply});
-    } else {
-      ready_.replies.push_back({r.client_id, *rec.reply});
+      rec.replied = true;
     }
+    ready_.replies.push_back(ReplyFor(r.client_id, rec));
   }
   // State transfer beyond the window: executed batches above H were
   // fetched and are not needed any more (no vote refers to them).

@@ -106,8 +106,8 @@ bool Core::AdmitNumber(ClientId c, RequestNumber t) {
   auto cit = clients_.find(c.value());
   if (cit == clients_.end()) return true;
   ClientRecord& rec = cit->second;
-  if (t == rec.last_executed && rec.reply) {
-    ready_.replies.push_back({c, *rec.reply});
+  if (t == rec.last_executed && rec.replied) {
+    ready_.replies.push_back(ReplyFor(c, rec));
     return false;
   }
   if (t > rec.last_ordered) return true;
@@ -187,17 +187,17 @@ void Core::RestoreClient(ClientId client_id, RequestNumber request_number,
   rec.last_executed = request_number;
   rec.last_ordered = std::max(rec.last_ordered, request_number);
   rec.result = std::move(result);
-  SignReply(client_id, &rec);  // Stored; resent on a duplicate request.
+  rec.replied = true;  // Resent on a duplicate request.
 }
 
-void Core::SignReply(ClientId client, ClientRecord* rec) {
-  v1::Reply reply;
-  reply.set_view(view_.value());
-  reply.set_request_number(rec->last_executed.value());
-  reply.set_client_id(client.value());
-  reply.set_replica_id(options_.id.value());
-  reply.set_result(rec->result);
-  rec->reply = signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString());
+ClientReply Core::ReplyFor(ClientId client, const ClientRecord& rec) const {
+  ClientReply out{client, {}};
+  out.reply.set_view(view_.value());
+  out.reply.set_request_number(rec.last_executed.value());
+  out.reply.set_client_id(client.value());
+  out.reply.set_replica_id(options_.id.value());
+  out.reply.set_result(rec.result);
+  return out;
 }
 
 void Core::Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
@@ -211,8 +211,7 @@ void Core::Reject(ClientId c, RequestNumber t, v1::RejectReason reason,
   if (reason == v1::REJECT_REASON_STALE_REQUEST_NUMBER) {
     reply.set_last_request_number(last.value());
   }
-  ready_.replies.push_back(
-      {c, signer_->Sign(v1::MESSAGE_TYPE_REPLY, reply.SerializeAsString())});
+  ready_.replies.push_back({c, std::move(reply)});
 }
 
 void Core::RejectStale(ClientId c, RequestNumber t) {

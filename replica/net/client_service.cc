@@ -931,6 +931,11 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
   return n;
 }
 
+bool ClientService::Waiting(uint64_t client_id, uint64_t request_number) const {
+  absl::MutexLock l(&mu_);
+  return pending_.find({client_id, request_number}) != pending_.end();
+}
+
 size_t ClientService::pending() const {
   absl::MutexLock l(&mu_);
   return pending_.size();

@@ -129,6 +129,9 @@ class ClientService {
   // `reply`. Returns how many calls it completed.
   int DeliverReply(uint64_t client_id, uint64_t request_number,
                    const pbft::v1::Envelope& reply);
+  // True if a Submit (or a Session's ordered request) waits for the reply
+  // to (client, request number).
+  bool Waiting(uint64_t client_id, uint64_t request_number) const;
   // Stops the threads; call after grpc::Server::Shutdown().
   void Shutdown();
 

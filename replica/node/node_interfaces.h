@@ -88,11 +88,18 @@ class Transport {
   virtual void Broadcast(const pbft::v1::Envelope& e) = 0;
 };
 
-// Client calls waiting for their reply (best effort).
+// Client calls waiting for their reply (best effort). The node signs a
+// reply only if Wants says a call waits for it: a client sends a request to
+// f+1 replicas, so most replicas' replies go to nobody. A call that comes
+// later for an executed request is a duplicate, answered by the core with
+// the reply again.
 class ReplySink {
  public:
   virtual ~ReplySink() = default;
-  virtual void Deliver(const core::ClientReply& reply) = 0;
+  virtual bool Wants(pbft::ClientId client, pbft::RequestNumber number) = 0;
+  // `reply`: the signed REPLY envelope for `client`.
+  virtual void Deliver(pbft::ClientId client,
+                       const pbft::v1::Envelope& reply) = 0;
 };
 
 // Answers peers' FETCH_REQUESTs (state transfer) from the BlockSource and

@@ -112,10 +112,14 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
     trace::Event("executed", b.seq.value(), 0);
   }
   // 4. Replies: their requests are durably executed (step 3 of this or an
-  //    earlier Ready).
+  //    earlier Ready). Signed only for a call that waits here.
   for (const core::ClientReply& r : ready.replies) {
+    const pbft::RequestNumber number(r.reply.request_number());
+    if (!deps_.replies->Wants(r.client_id, number)) continue;
     trace::Event("reply", r.client_id.value(), 0);
-    deps_.replies->Deliver(r);
+    deps_.replies->Deliver(r.client_id,
+                           deps_.signer->Sign(pbft::v1::MESSAGE_TYPE_REPLY,
+                                              r.reply.SerializeAsString()));
   }
   return absl::OkStatus();
 }

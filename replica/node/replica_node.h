@@ -7,7 +7,8 @@
 //   2. send      Transport::Send / Broadcast;
 //   3. execute   StateMachine::Execute, strictly in seq order, then
 //                Core::OnExecuted with the state digest and the replies;
-//   4. reply     ReplySink::Deliver, only for what was executed durably.
+//   4. reply     ReplySink::Deliver, only for what was executed durably,
+//                signed here only if ReplySink::Wants it.
 //
 // Peers' FETCH_REQUESTs go to the FetchService (state transfer, answered
 // from the executed chain and the protocol store) and, unless refused

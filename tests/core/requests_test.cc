@@ -13,7 +13,7 @@ v1::Reply OnlyReply(Scenario& s) {
   v1::Reply reply;
   EXPECT_EQ(s.ready().replies.size(), 1u);
   if (s.ready().replies.size() == 1) {
-    EXPECT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+    reply = s.ready().replies[0].reply;
   }
   return reply;
 }
@@ -27,10 +27,10 @@ TEST(Requests, DuplicateGetsStoredReplyAndOlderIsRejectedAsStale_4_1) {
                       {{ClientId(1), RequestNumber(5), "result-5"}});
   s.Take();
   ASSERT_EQ(s.ready().replies.size(), 1u);
-  const std::string first = s.ready().replies[0].envelope.SerializeAsString();
+  const std::string first = s.ready().replies[0].reply.SerializeAsString();
   s.Step(s.Request(1, 5));  // Same number: the stored reply again.
   ASSERT_EQ(s.ready().replies.size(), 1u);
-  EXPECT_EQ(s.ready().replies[0].envelope.SerializeAsString(), first);
+  EXPECT_EQ(s.ready().replies[0].reply.SerializeAsString(), first);
   EXPECT_TRUE(s.ready().messages.empty());  // Not forwarded, not ordered.
   s.Step(s.Request(1, 4));  // Older: never executes; said so at once.
   const v1::Reply reply = OnlyReply(s);
@@ -70,8 +70,7 @@ TEST(Requests, StaleRequestSkippedAtExecutionIsRejected_4_1) {
                        {ClientId(1), RequestNumber(5), ""}});
   s.Take();
   ASSERT_EQ(s.ready().replies.size(), 2u);
-  v1::Reply stale;
-  ASSERT_TRUE(stale.ParseFromString(s.ready().replies[1].envelope.payload()));
+  const v1::Reply& stale = s.ready().replies[1].reply;
   EXPECT_EQ(stale.request_number(), 5u);
   EXPECT_EQ(stale.rejected(), v1::REJECT_REASON_STALE_REQUEST_NUMBER);
   EXPECT_EQ(stale.last_request_number(), 6u);
@@ -146,8 +145,7 @@ TEST(Requests, PrimaryRefusesRequestsBeyondQueueBound) {
   EXPECT_EQ(s.core().queued_requests(), 3u);
   s.Step(s.Request(1, 2));
   ASSERT_EQ(s.ready().replies.size(), 1u);
-  v1::Reply reply;
-  ASSERT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  const v1::Reply& reply = s.ready().replies[0].reply;
   EXPECT_EQ(reply.rejected(), v1::REJECT_REASON_QUEUE_FULL);
   EXPECT_EQ(reply.request_number(), 2u);
   EXPECT_EQ(s.core().queued_requests(), 3u);
@@ -196,8 +194,7 @@ TEST(Requests, BackupRejectsOlderQueuedRequestsOnceANewerOneIsOrdered_4_1) {
   EXPECT_EQ(s.core().queued_requests(), 0u);
   bool rejected = false;
   for (const ClientReply& r : s.replies()) {
-    v1::Reply reply;
-    ASSERT_TRUE(reply.ParseFromString(r.envelope.payload()));
+    const v1::Reply& reply = r.reply;
     if (reply.request_number() == 1) {
       rejected = reply.rejected() == v1::REJECT_REASON_STALE_REQUEST_NUMBER &&
                  reply.last_request_number() == 2;
@@ -213,8 +210,7 @@ TEST(Requests, RestoredClientGetsItsStoredReply_4_1) {
   EXPECT_TRUE(s.ready().replies.empty());
   s.Step(s.Request(3, 9));
   ASSERT_EQ(s.ready().replies.size(), 1u);
-  v1::Reply reply;
-  ASSERT_TRUE(reply.ParseFromString(s.ready().replies[0].envelope.payload()));
+  const v1::Reply& reply = s.ready().replies[0].reply;
   EXPECT_EQ(reply.result(), "restored");
   EXPECT_EQ(reply.request_number(), 9u);
   EXPECT_EQ(reply.replica_id(), 2u);

@@ -135,6 +135,17 @@ struct Packet {
   Envelope e;
 };
 
+// Signs as NullSigner does and counts the REPLYs it signed.
+class CountingSigner : public pbft::sim::NullSigner {
+ public:
+  using NullSigner::NullSigner;
+  Envelope Sign(MessageType type, std::string payload) const override {
+    if (type == pbft::v1::MESSAGE_TYPE_REPLY) ++replies_signed;
+    return NullSigner::Sign(type, std::move(payload));
+  }
+  mutable int replies_signed = 0;
+};
+
 // One replica: its fakes, its node, and what it sent and replied.
 struct Replica : Transport, ReplySink {
   Replica(uint32_t id, std::deque<Packet>* net)
@@ -182,17 +193,22 @@ struct Replica : Transport, ReplySink {
       if (i != id) Send(ReplicaId(i), e);
     }
   }
-  void Deliver(const core::ClientReply& r) override {
+  bool Wants(pbft::ClientId, pbft::RequestNumber) override {
+    return wants_replies;
+  }
+  void Deliver(pbft::ClientId client, const Envelope& e) override {
+    EXPECT_EQ(e.type(), pbft::v1::MESSAGE_TYPE_REPLY);
     pbft::v1::Reply reply;
-    ASSERT_TRUE(reply.ParseFromString(r.envelope.payload()));
-    log.Add(absl::StrCat("reply ", r.client_id.value(), "/",
-                         reply.request_number()));
+    ASSERT_TRUE(reply.ParseFromString(e.payload()));
+    EXPECT_EQ(reply.client_id(), client.value());
+    log.Add(
+        absl::StrCat("reply ", client.value(), "/", reply.request_number()));
     replies.push_back(reply);
   }
 
   uint32_t id;
   std::deque<Packet>* net;
-  pbft::sim::NullSigner signer;
+  CountingSigner signer;
   pbft::sim::NullVerifier verifier;
   ManualClock clock{1'000'000};
   Log log;
@@ -203,6 +219,7 @@ struct Replica : Transport, ReplySink {
   std::unique_ptr<ReplicaNode> node;
   std::vector<Envelope> sent;
   std::vector<pbft::v1::Reply> replies;
+  bool wants_replies = true;  // Whether a client call waits here.
 };
 
 class ReplicaNodeTest : public ::testing::Test {
@@ -289,6 +306,32 @@ TEST_F(ReplicaNodeTest, NoReplyBeforeTheBlockIsExecuted) {
       EXPECT_EQ(reply.result(), absl::StrCat("done-", reply.request_number()));
     }
   }
+}
+
+// A client sends a request to f+1 replicas; the others execute it from the
+// PRE-PREPARE and reply to nobody: they never sign that reply. A later
+// call for the same request (the client widened it) gets the stored reply,
+// signed then.
+TEST_F(ReplicaNodeTest, AReplyNobodyWaitsForIsNeverSigned) {
+  replicas_[2]->wants_replies = false;
+  replicas_[3]->wants_replies = false;
+  replicas_[0]->node->Receive(Request(7, 1));
+  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
+  Run(60);
+  for (const auto& r : replicas_) {
+    EXPECT_EQ(r->machine.last_executed(), 1u) << "replica " << r->id;
+    const int expected = r->wants_replies ? 1 : 0;
+    EXPECT_EQ(r->signer.replies_signed, expected) << "replica " << r->id;
+    EXPECT_EQ(r->replies.size(), static_cast<size_t>(expected));
+  }
+  Replica& late = *replicas_[2];
+  late.wants_replies = true;
+  late.node->Receive(Request(7, 1));
+  ASSERT_TRUE(late.node->Drain().ok());
+  ASSERT_EQ(late.replies.size(), 1u);
+  EXPECT_EQ(late.signer.replies_signed, 1);
+  EXPECT_EQ(late.replies[0].request_number(), 1u);
+  EXPECT_EQ(late.replies[0].result(), "done-1");
 }
 
 TEST_F(ReplicaNodeTest, AFailedWriteStopsTheNodeBeforeItSendsAnything) {

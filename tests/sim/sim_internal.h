@@ -268,7 +268,7 @@ class Simulation {
   void CheckSentPersisted(const SimReplica& r, const v1::Envelope& e);
   absl::StatusOr<node::StateMachine::Executed> Execute(
       SimReplica& r, const core::CommittedBatch& b);
-  void Reply(SimReplica& r, core::ClientReply cr);
+  void Reply(SimReplica& r, pbft::ClientId client, v1::Envelope reply);
   void RespondFetch(SimReplica& r, uint32_t peer, const v1::FetchRequest& req,
                     v1::FetchResponse resp);
   void CheckCertifiedBatch(const SimReplica& r, const core::CommittedBatch& b);
@@ -484,8 +484,10 @@ class SimIo final : public node::ProtocolStorage,
   void Broadcast(const v1::Envelope& e) override {
     sim_->Route(*r_, core::Outbound{true, ReplicaId(0), e});
   }
-  void Deliver(const core::ClientReply& reply) override {
-    sim_->Reply(*r_, reply);
+  // Every simulated client waits for every replica's reply.
+  bool Wants(pbft::ClientId, pbft::RequestNumber) override { return true; }
+  void Deliver(pbft::ClientId client, const v1::Envelope& reply) override {
+    sim_->Reply(*r_, client, reply);
   }
   void OnReady(const core::Core&, const core::Ready& ready) override {
     if (!r_->byzantine) sim_->CheckViewRules(*r_, ready);

@@ -208,21 +208,21 @@ void Simulation::CheckSentPersisted(const SimReplica& r,
   }
 }
 
-void Simulation::Reply(SimReplica& r, core::ClientReply cr) {
+void Simulation::Reply(SimReplica& r, pbft::ClientId client,
+                       v1::Envelope reply) {
   if (r.byzantine) {
     const Behaviour b = Pick(r);
     if (b == Behaviour::kSilent) return;
     if (b == Behaviour::kWrongDigest || b == Behaviour::kGarbage) {
       v1::Reply rep;
-      if (rep.ParseFromString(cr.envelope.payload())) {
+      if (rep.ParseFromString(reply.payload())) {
         rep.set_result("forged-result");
-        cr.envelope =
-            r.signer->Sign(v1::MESSAGE_TYPE_REPLY, rep.SerializeAsString());
+        reply = r.signer->Sign(v1::MESSAGE_TYPE_REPLY, rep.SerializeAsString());
       }
     }
   }
-  SendToClient(cr.client_id.value(),
-               std::make_shared<v1::Envelope>(std::move(cr.envelope)));
+  SendToClient(client.value(),
+               std::make_shared<v1::Envelope>(std::move(reply)));
 }
 
 void Simulation::Route(SimReplica& r, core::Outbound o) {

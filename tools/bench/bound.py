@@ -83,7 +83,9 @@ def counts(n, requests_per_block, checkpoint_interval):
         # Signatures.
         "sign_vote": (2 * n + n / k) / r,  # PRE-PREPARE+PREPAREs, COMMITs, CHECKPOINTs
         "sign_request": 1.0,  # the client
-        "sign_reply": float(n),  # every replica signs its reply
+        # Only a replica where a call waits signs its reply: the f+1 the
+        # client sent the request to (the others reply to nobody).
+        "sign_reply": float(f + 1),
         # Verifications.
         "verify_vote": ((n - 1) + per_block_votes_sent + per_block_checkpoints) / r,
         # Once per replica (cached after): on arrival at the f+1 the client
