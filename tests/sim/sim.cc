@@ -303,8 +303,8 @@ void Simulation::DescribeSetup(uint32_t clients, const std::string& byz_desc) {
 
 // --- Network -----------------------------------------------------------------
 
-void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e,
-                         uint64_t extra) {
+void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra,
+                         bool from_client) {
   ++result_.messages_sent;
   if (!to_client && from_ < n_ && blocked_[from_][to]) {
     ++result_.messages_dropped;  // Partitioned.
@@ -324,6 +324,7 @@ void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e,
     p.at = tick_ + rng_.Range(1, delay_max_) + extra;
     p.order = order_++;
     p.to_client = to_client;
+    p.from_client = from_client;
     p.to = to;
     p.envelope = e;
     net_.push(std::move(p));
@@ -342,6 +343,11 @@ void Simulation::SendToReplica(uint32_t to, EnvPtr e) {
     }
   }
   Enqueue(false, to, std::move(e));
+}
+
+void Simulation::ClientSendTo(uint32_t to, EnvPtr e) {
+  CHECK_LT(to, n_);
+  Enqueue(false, to, std::move(e), 0, /*from_client=*/true);
 }
 
 void Simulation::SendToClient(uint64_t to, EnvPtr e) {
@@ -374,6 +380,12 @@ void Simulation::Deliver(const Packet& p) {
   }
   SimReplica& r = *replicas_[p.to];
   if (r.down) return;
+  if (p.from_client) {
+    v1::Request req;
+    if (req.ParseFromString(e.payload())) {
+      r.waiting.insert({req.client_id(), req.request_number()});
+    }
+  }
   if (tick_ < r.deaf_until && e.type() != v1::MESSAGE_TYPE_REQUEST) return;
   if (r.stalled) {
     if (r.held.size() < held_max_) r.held.push_back(p.envelope);
@@ -416,11 +428,14 @@ EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
   c.stale.clear();
   c.last_sent_tick = tick_;
   if (c.to_all) {
-    for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, e);
+    for (uint32_t i = 0; i < n_; ++i) ClientSendTo(i, e);
     return e;
   }
-  // The primary of the highest view the replies named.
-  SendToReplica(static_cast<uint32_t>(c.view_hint % n_), e);
+  // The primary of the highest view the replies named, and the f replicas
+  // after it: f+1 replicas reply (the SDK's first replicas).
+  for (uint32_t i = 0; i <= f_; ++i) {
+    ClientSendTo(static_cast<uint32_t>((c.view_hint + i) % n_), e);
+  }
   return e;
 }
 
@@ -490,7 +505,7 @@ void Simulation::ClientTick(SimClient& c) {
   if (tick_ - c.last_sent_tick >= client_timeout_ticks_) {
     // Castro–Liskov §4.1: on timeout the client sends to all replicas.
     c.last_sent_tick = tick_;
-    for (uint32_t i = 0; i < n_; ++i) SendToReplica(i, c.request);
+    for (uint32_t i = 0; i < n_; ++i) ClientSendTo(i, c.request);
   }
 }
 

@@ -40,7 +40,10 @@ struct SimResult {
   uint64_t messages_dropped = 0;  // By the network.
   uint64_t core_drops = 0;        // Inputs the correct cores refused.
   uint64_t fetches = 0;
-  uint64_t forwarded = 0;       // Requests backups forwarded to a primary.
+  uint64_t forwarded = 0;  // Requests backups forwarded to a primary.
+  // Replies correct replicas did not sign or send: no client call waited
+  // for them there.
+  uint64_t replies_unsent = 0;
   uint64_t bodies_fetched = 0;  // Batch bodies fetched by correct replicas.
   // Scenario full-window: a view change came before the window filled (a
   // backup's or the primary's timer ran out first), so the seed ran

@@ -155,6 +155,10 @@ struct SimReplica {
   std::string durable_new_view;  // Payload.
   bool down = false;
   uint64_t down_until = 0;
+  // (client, request number) of the REQUESTs clients sent it that wait for
+  // their reply, as calls wait in ledgerd: only those replies are signed
+  // and sent (ReplySink::Wants). Lost with a crash, as connections are.
+  std::set<std::pair<uint64_t, uint64_t>> waiting;
   // After a restart, until this tick, nothing from the other replicas
   // arrives: their links to it are still coming up (gRPC's reconnect
   // back-off), while clients already reach it.
@@ -192,9 +196,11 @@ struct SimClient {
   uint64_t first_sent_tick = 0;
   uint64_t last_sent_tick = 0;
   uint64_t view_hint = 0;  // Highest view seen in replies.
-  // Sends each request to every replica at once, as the SDK does (odd
-  // client ids); the others send to the primary they believe in and to all
-  // on timeout (Castro–Liskov §4.1), so backups forward theirs.
+  // Sends each request to every replica at once (odd client ids, as the
+  // SDK's send_to_all does); the others send to f+1 replicas, the primary
+  // they believe in and the f after it (the SDK's first replicas), and to
+  // all on timeout (Castro–Liskov §4.1). A backup forwards what no
+  // PRE-PREPARE carried in time.
   bool to_all = false;
   std::map<uint32_t, std::string> replies;  // replica -> result
   // Scenario stale-numbers: the operation of the outstanding request, the
@@ -209,6 +215,7 @@ struct Packet {
   uint64_t at = 0;
   uint64_t order = 0;
   bool to_client = false;
+  bool from_client = false;  // A REQUEST a client sent (not forwarded).
   uint64_t to = 0;
   EnvPtr envelope;
   bool operator>(const Packet& o) const {
@@ -251,8 +258,12 @@ class Simulation {
 
   // Network.
   void SendToReplica(uint32_t to, EnvPtr e);
+  void CountUnsentReply() { ++result_.replies_unsent; }
+  // A client's REQUEST: where it arrives, a call waits for its reply.
+  void ClientSendTo(uint32_t to, EnvPtr e);
   void SendToClient(uint64_t to, EnvPtr e);
-  void Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra = 0);
+  void Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra = 0,
+               bool from_client = false);
   void Deliver(const Packet& p);
 
   // Replicas. SimIo (the node's interfaces) calls Append ... Reply.
@@ -484,8 +495,14 @@ class SimIo final : public node::ProtocolStorage,
   void Broadcast(const v1::Envelope& e) override {
     sim_->Route(*r_, core::Outbound{true, ReplicaId(0), e});
   }
-  // Every simulated client waits for every replica's reply.
-  bool Wants(pbft::ClientId, pbft::RequestNumber) override { return true; }
+  // A correct replica replies where a client's call waits; a Byzantine one
+  // sends whatever it likes to any client.
+  bool Wants(pbft::ClientId client, pbft::RequestNumber number) override {
+    if (r_->byzantine) return true;
+    if (r_->waiting.erase({client.value(), number.value()}) > 0) return true;
+    sim_->CountUnsentReply();
+    return false;
+  }
   void Deliver(pbft::ClientId client, const v1::Envelope& reply) override {
     sim_->Reply(*r_, client, reply);
   }

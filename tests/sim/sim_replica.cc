@@ -356,6 +356,7 @@ void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
   r.down = true;
   r.crash_mid_ready = false;
+  r.waiting.clear();  // The clients' calls fail with the connections.
   r.certs_at_crash = r.core().PreparedCertificates();
   r.height_at_crash = r.height();
   // Everything not durable is gone; what the ledger and the protocol store

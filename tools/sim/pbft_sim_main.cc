@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   const uint64_t first = absl::GetFlag(FLAGS_first_seed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
-           dropped = 0, fetches = 0, forwarded = 0, max_latency = 0,
+           dropped = 0, fetches = 0, forwarded = 0, unsent = 0, max_latency = 0,
            max_rejoin = 0, ahead = 0, max_view = 0, bodies = 0,
            full_window_missed = 0;
   pbft::crypto::Sha256Hasher all;
@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
     dropped += r.messages_dropped;
     fetches += r.fetches;
     forwarded += r.forwarded;
+    unsent += r.replies_unsent;
     bodies += r.bodies_fetched;
     full_window_missed += r.full_window_missed;
     max_latency = std::max(max_latency, r.max_latency_ticks);
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
       "{\"seeds\":%llu,\"failed\":%llu,\"scenario\":\"%s\",\"replicas\":%u,"
       "\"first_seed\":%llu,\"ticks\":%llu,\"requests\":%llu,\"batches\":%llu,"
       "\"messages\":%llu,\"net_dropped\":%llu,\"fetches\":%llu,"
-      "\"forwarded\":%llu,\"bodies_fetched\":%llu,"
+      "\"forwarded\":%llu,\"replies_unsent\":%llu,\"bodies_fetched\":%llu,"
       "\"max_latency_ticks\":%llu,\"max_rejoin_ticks\":%llu,"
       "\"ahead_alone\":%llu,\"max_view\":%llu,\"real_crypto\":%s,"
       "\"wall_s\":%.3f,"
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(dropped),
       static_cast<unsigned long long>(fetches),
       static_cast<unsigned long long>(forwarded),
+      static_cast<unsigned long long>(unsent),
       static_cast<unsigned long long>(bodies),
       static_cast<unsigned long long>(max_latency),
       static_cast<unsigned long long>(max_rejoin),
