@@ -154,7 +154,8 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   ledger::v1::StatusResponse Status() const override;
   // node::ReplySink (core thread).
   bool Wants(pbft::ClientId client, pbft::RequestNumber number) override;
-  void Deliver(pbft::ClientId client, const pbft::v1::Envelope& reply) override;
+  void Deliver(pbft::ClientId client, pbft::RequestNumber number,
+               const pbft::v1::Envelope& reply) override;
 
  private:
   absl::Status OpenStorage();
@@ -559,14 +560,12 @@ bool ReplicaServerImpl::Wants(pbft::ClientId client,
 }
 
 void ReplicaServerImpl::Deliver(pbft::ClientId client,
+                                pbft::RequestNumber number,
                                 const pbft::v1::Envelope& envelope) {
-  pbft::v1::Reply reply;
-  if (!reply.ParseFromString(envelope.payload())) return;
   metrics_.replies_signed.Increment();
-  client_service_->DeliverReply(client.value(), reply.request_number(),
-                                envelope);
+  client_service_->DeliverReply(client.value(), number.value(), envelope);
   absl::MutexLock l(&latency_mu_);
-  auto it = arrivals_.find({client.value(), reply.request_number()});
+  auto it = arrivals_.find({client.value(), number.value()});
   if (it != arrivals_.end()) {
     metrics_.request_latency_seconds.Observe(
         absl::ToDoubleSeconds(absl::Now() - it->second));

@@ -97,8 +97,8 @@ class ReplySink {
  public:
   virtual ~ReplySink() = default;
   virtual bool Wants(pbft::ClientId client, pbft::RequestNumber number) = 0;
-  // `reply`: the signed REPLY envelope for `client`.
-  virtual void Deliver(pbft::ClientId client,
+  // `reply`: the signed REPLY envelope for (client, number).
+  virtual void Deliver(pbft::ClientId client, pbft::RequestNumber number,
                        const pbft::v1::Envelope& reply) = 0;
 };
 

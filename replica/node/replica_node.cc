@@ -117,7 +117,7 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
     const pbft::RequestNumber number(r.reply.request_number());
     if (!deps_.replies->Wants(r.client_id, number)) continue;
     trace::Event("reply", r.client_id.value(), 0);
-    deps_.replies->Deliver(r.client_id,
+    deps_.replies->Deliver(r.client_id, number,
                            deps_.signer->Sign(pbft::v1::MESSAGE_TYPE_REPLY,
                                               r.reply.SerializeAsString()));
   }

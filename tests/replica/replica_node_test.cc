@@ -196,11 +196,13 @@ struct Replica : Transport, ReplySink {
   bool Wants(pbft::ClientId, pbft::RequestNumber) override {
     return wants_replies;
   }
-  void Deliver(pbft::ClientId client, const Envelope& e) override {
+  void Deliver(pbft::ClientId client, pbft::RequestNumber number,
+               const Envelope& e) override {
     EXPECT_EQ(e.type(), pbft::v1::MESSAGE_TYPE_REPLY);
     pbft::v1::Reply reply;
     ASSERT_TRUE(reply.ParseFromString(e.payload()));
     EXPECT_EQ(reply.client_id(), client.value());
+    EXPECT_EQ(reply.request_number(), number.value());
     log.Add(
         absl::StrCat("reply ", client.value(), "/", reply.request_number()));
     replies.push_back(reply);

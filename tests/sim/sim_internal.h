@@ -503,7 +503,8 @@ class SimIo final : public node::ProtocolStorage,
     sim_->CountUnsentReply();
     return false;
   }
-  void Deliver(pbft::ClientId client, const v1::Envelope& reply) override {
+  void Deliver(pbft::ClientId client, pbft::RequestNumber,
+               const v1::Envelope& reply) override {
     sim_->Reply(*r_, client, reply);
   }
   void OnReady(const core::Core&, const core::Ready& ready) override {
