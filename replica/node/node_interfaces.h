@@ -96,6 +96,8 @@ class Transport {
 class ReplySink {
  public:
   virtual ~ReplySink() = default;
+  // Asked once per reply, before it is signed; a sink may forget what it
+  // tracked for (client, number) when it answers false.
   virtual bool Wants(pbft::ClientId client, pbft::RequestNumber number) = 0;
   // `reply`: the signed REPLY envelope for (client, number).
   virtual void Deliver(pbft::ClientId client, pbft::RequestNumber number,
