@@ -144,8 +144,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
 
  private:
   void Send(uint32_t replica, absl::Duration backoff);
-  // Sends to the replicas not asked yet (once per call).
-  void Widen();
+  // Sends to the replicas not asked yet (once per call); `by_timer`: the
+  // widening delay ran out (counted apart in Client::stats()).
+  void Widen(bool by_timer = false);
   // Every replica has been asked: the call is widened (or never narrow).
   bool AllAskedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Widens if every replica asked so far has answered without a quorum.
@@ -320,6 +321,14 @@ class GrpcClient final : public Client {
 
   // Which replicas ordered requests go to first.
   FirstReplicas& first_replicas() { return first_replicas_; }
+  ClientStats stats() const override {
+    const FirstReplicas::Counts c = first_replicas_.counts();
+    return ClientStats{.ordered_sends = c.chosen,
+                       .sent_to_all_first = c.all_first,
+                       .widened_by_timer = c.widened_by_timer,
+                       .widened_early = c.widened_early,
+                       .replicas_left_out = c.left_out};
+  }
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }
@@ -650,7 +659,7 @@ void FanOut::Start() {
           }
           self->client_->first_replicas().NoteWidenedByTimer(silent,
                                                              absl::Now());
-          self->Widen();
+          self->Widen(/*by_timer=*/true);
         });
   }
   // The deadline finishes the call even if an RPC hangs.
@@ -667,7 +676,7 @@ bool FanOut::AllAskedLocked() const {
   return asked_.size() == client_->replica_count();
 }
 
-void FanOut::Widen() {
+void FanOut::Widen(bool by_timer) {
   std::vector<uint32_t> rest;
   {
     absl::MutexLock l(&mu_);
@@ -678,6 +687,7 @@ void FanOut::Widen() {
     // Marked before sending: a second Widen meanwhile finds nothing to do.
     asked_.insert(rest.begin(), rest.end());
   }
+  if (!rest.empty()) client_->first_replicas().CountWidened(by_timer);
   for (uint32_t r : rest) Send(r, client_->options().retry_initial);
 }
 
@@ -704,6 +714,7 @@ void FanOut::NoteCompleted(const std::string& key) {
     view = std::min(view, v == views_.end() ? 0 : v->second);
   }
   client_->first_replicas().NoteView(view);
+  client_->first_replicas().NoteAnswered(it->second);
   // Widened calls count too: leaving out the slow ones (as TCP does with
   // retransmitted segments) would keep the delay below what most calls
   // take, and widen many.

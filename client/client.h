@@ -92,13 +92,24 @@ struct ClientOptions {
   // recent requests plus four times its variation, doubled each time it ran
   // out, within [widen_after_min, widen_after_max], widen_after_initial
   // before any request completed. A replica that failed, or stayed silent
-  // while another first one answered, is left out of the first ones for
-  // 10 s (docs/api.md "Which replicas a request goes to"). true: every
-  // replica at once.
+  // while another first one answered twice within 16 of its answers, is
+  // left out of the first ones for 10 s (docs/api.md "Which replicas a
+  // request goes to"). true: every replica at once.
   bool send_to_all = false;
   absl::Duration widen_after_initial = absl::Milliseconds(200);
   absl::Duration widen_after_min = absl::Milliseconds(50);
   absl::Duration widen_after_max = absl::Seconds(2);
+};
+
+// Where this client's ordered requests went (docs/api.md "Which replicas a
+// request goes to"); counts since the client was created.
+struct ClientStats {
+  uint64_t ordered_sends = 0;      // Ordered request numbers sent
+  uint64_t sent_to_all_first = 0;  // ... to every replica at once
+  uint64_t widened_by_timer = 0;   // ... widened: the delay ran out
+  uint64_t widened_early = 0;  // ... widened: a first one failed, refused or
+                               // disagreed
+  uint64_t replicas_left_out = 0;  // Times a replica was left out for 10 s
 };
 
 // True if `s` means the request may or may not have executed.
@@ -179,6 +190,8 @@ class Client {
   absl::StatusOr<ledger::v1::QueryReply> OrderedQuery(
       const ledger::v1::Query& query,
       absl::Duration deadline = absl::ZeroDuration());
+
+  virtual ClientStats stats() const = 0;
 
   // One replica's status (not a quorum answer; for operators).
   virtual absl::StatusOr<ledger::v1::StatusResponse> ReplicaStatus(

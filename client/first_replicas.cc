@@ -8,16 +8,21 @@ FirstReplicas::FirstReplicas(const Options& options) : options_(options) {
   absl::MutexLock l(&mu_);
   widen_after_ = options_.widen_after_initial;
   avoid_until_.assign(options_.n, absl::InfinitePast());
+  strikes_.assign(options_.n, 0);
 }
 
 std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
   const uint32_t n = options_.n;
   std::vector<uint32_t> all(n);
   for (uint32_t r = 0; r < n; ++r) all[r] = r;
-  if (options_.send_to_all || needed >= n) return all;
+  if (needed >= n) return all;
   absl::MutexLock l(&mu_);
+  ++counts_.chosen;
   const auto primary = static_cast<uint32_t>(view_.load() % n);
-  if (avoid_until_[primary] > now) return all;
+  if (options_.send_to_all || avoid_until_[primary] > now) {
+    ++counts_.all_first;
+    return all;
+  }
   std::vector<uint32_t> out = {primary};
   const uint64_t start = options_.client_id % (n - 1);
   for (uint64_t i = 0; i < n - 1 && out.size() < needed; ++i) {
@@ -25,7 +30,21 @@ std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
         static_cast<uint32_t>((primary + 1 + (start + i) % (n - 1)) % n);
     if (avoid_until_[r] <= now) out.push_back(r);
   }
-  return out.size() < needed ? all : out;
+  if (out.size() < needed) {
+    ++counts_.all_first;
+    return all;
+  }
+  return out;
+}
+
+FirstReplicas::Counts FirstReplicas::counts() const {
+  absl::MutexLock l(&mu_);
+  return counts_;
+}
+
+void FirstReplicas::CountWidened(bool by_timer) {
+  absl::MutexLock l(&mu_);
+  ++(by_timer ? counts_.widened_by_timer : counts_.widened_early);
 }
 
 absl::Duration FirstReplicas::WidenAfter() {
@@ -51,12 +70,28 @@ void FirstReplicas::NoteWidenedByTimer(const std::vector<uint32_t>& silent,
                                        absl::Time now) {
   absl::MutexLock l(&mu_);
   widen_after_ = std::min(2 * widen_after_, options_.widen_after_max);
-  for (uint32_t r : silent) avoid_until_[r] = now + options_.avoid_for;
+  for (uint32_t r : silent) {
+    if (strikes_[r] == 0) {
+      strikes_[r] = kAnswersPerStrike;
+      continue;
+    }
+    strikes_[r] = 0;
+    avoid_until_[r] = now + options_.avoid_for;
+    ++counts_.left_out;
+  }
+}
+
+void FirstReplicas::NoteAnswered(const std::set<uint32_t>& replicas) {
+  absl::MutexLock l(&mu_);
+  for (uint32_t r : replicas) {
+    if (r < strikes_.size() && strikes_[r] > 0) --strikes_[r];
+  }
 }
 
 void FirstReplicas::Avoid(uint32_t replica, absl::Time now) {
   absl::MutexLock l(&mu_);
   avoid_until_[replica] = now + options_.avoid_for;
+  ++counts_.left_out;
 }
 
 void FirstReplicas::NoteView(uint64_t view) {

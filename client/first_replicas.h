@@ -5,7 +5,10 @@
 // request the client sent it. FirstReplicas picks f+1 of them: the primary
 // of the latest view f+1 matching replies named, and f backups counted from
 // a place set by the client id (so that clients spread over the backups),
-// leaving out for a while a replica that failed or stayed silent. Its delay
+// leaving out for a while a replica that failed, or that stayed silent
+// twice in close succession (once is the tail of a busy replica's
+// latency, not a sign of a fault: leaving the primary out sends every
+// request to every replica, doubling what the cluster checks). Its delay
 // before the others are asked follows the latency of the client's requests
 // as a TCP retransmission timer does (RFC 6298): smoothed latency plus four
 // times its variation, doubled each time it ran out, within [min, max].
@@ -16,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -38,6 +42,19 @@ class FirstReplicas {
   };
   explicit FirstReplicas(const Options& options);
 
+  // What happened to the ordered requests so far (Client::stats()).
+  struct Counts {
+    uint64_t chosen = 0;     // Choose calls for fewer than n replicas
+    uint64_t all_first = 0;  // ... that returned every replica
+    uint64_t widened_by_timer = 0;
+    uint64_t widened_early = 0;  // a first replica failed, refused, disagreed
+    uint64_t left_out = 0;       // replicas left out for avoid_for
+  };
+  Counts counts() const;
+  // A call widened to the replicas not asked yet: when the delay ran out
+  // (`by_timer`), or early.
+  void CountWidened(bool by_timer);
+
   // The replicas a request needing `needed` matching replies goes to first,
   // at `now`: every replica if `needed` >= n, with send_to_all, or if the
   // primary or too many backups are left out.
@@ -47,9 +64,15 @@ class FirstReplicas {
   // A request took `latency` from its first send to f+1 matching replies.
   void NoteLatency(absl::Duration latency);
   // The first replicas ran out of time at `now`; `silent` of them had not
-  // answered while the others had: the delay doubles, and those are left
-  // out until now + avoid_for.
+  // answered while the others had: the delay doubles, and each of those is
+  // struck; a replica with a strike still standing from an earlier silence
+  // is left out until now + avoid_for. A strike stands until the replica
+  // has answered kAnswersPerStrike calls (NoteAnswered): one silent in more
+  // than one call in kAnswersPerStrike + 1 is left out sooner or later.
   void NoteWidenedByTimer(const std::vector<uint32_t>& silent, absl::Time now);
+  // `replicas` sent the matching replies that completed a call.
+  void NoteAnswered(const std::set<uint32_t>& replicas);
+  static constexpr uint32_t kAnswersPerStrike = 16;
   // `replica` failed a request at `now`: left out until now + avoid_for.
   void Avoid(uint32_t replica, absl::Time now);
   // f+1 matching replies named views of at least `view` (the lowest of
@@ -60,13 +83,17 @@ class FirstReplicas {
  private:
   const Options options_;
   std::atomic<uint64_t> view_{0};
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
+  Counts counts_ ABSL_GUARDED_BY(mu_);
   bool sampled_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration smoothed_ ABSL_GUARDED_BY(mu_);
   absl::Duration variation_ ABSL_GUARDED_BY(mu_);
   absl::Duration widen_after_ ABSL_GUARDED_BY(mu_);
   // Per replica: not among the first ones before this time.
   std::vector<absl::Time> avoid_until_ ABSL_GUARDED_BY(mu_);
+  // Per replica: kAnswersPerStrike per standing strike, less one per call
+  // answered since.
+  std::vector<uint32_t> strikes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pbft::client

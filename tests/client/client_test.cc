@@ -414,6 +414,11 @@ TEST_F(ClientTest, RetransmitsToAFailedReplica) {
       c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GE(replicas_[0]->calls(), 2);
+  // A failure widens the call at once and leaves the replica out.
+  const ClientStats stats = c->stats();
+  EXPECT_EQ(stats.ordered_sends, 1u);
+  EXPECT_EQ(stats.widened_early, 1u);
+  EXPECT_GE(stats.replicas_left_out, 1u);
 }
 
 // With replicas that implement Session, requests and queries go on one
@@ -476,9 +481,9 @@ TEST_F(ClientTest, SendToAllAsksEveryReplicaAtOnce) {
 }
 
 // A first replica that reads requests and never answers: the others are
-// asked once the widening delay has passed, the call completes, and the
-// silent replica is left out of the next calls' first replicas (the next
-// backup in line, replica 1, takes its place).
+// asked once the widening delay has passed, the call completes, and after
+// its second silence the replica is left out of the next calls' first
+// replicas (the next backup in line, replica 1, takes its place).
 TEST_F(ClientTest, SilentFirstReplicaIsBypassedAndThenLeftOut) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   replicas_[3]->EnableSessions(0, /*silent=*/true);
@@ -487,17 +492,22 @@ TEST_F(ClientTest, SilentFirstReplicaIsBypassedAndThenLeftOut) {
   // included): a replica is left out only if another first one answered.
   o.widen_after_initial = absl::Milliseconds(300);
   auto c = NewClient(o);
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 5; ++i) {
     absl::StatusOr<ledger::v1::OperationResults> r =
         c->Transfers({SomeTransfer()}, absl::Seconds(5));
     ASSERT_TRUE(r.ok()) << r.status();
   }
-  EXPECT_EQ(replicas_[0]->calls(), 4);
-  // Only the first call went to replica 3; each call had an answer from 1
-  // or 2 besides 0's (the next three went to 0 and 1, unless a slow answer
-  // widened one of them too).
-  EXPECT_EQ(replicas_[3]->session_requests(), 1);
-  EXPECT_GE(replicas_[1]->calls() + replicas_[2]->calls(), 4);
+  EXPECT_EQ(replicas_[0]->calls(), 5);
+  // Only the first two calls went to replica 3; each call had an answer
+  // from 1 or 2 besides 0's (the next three went to 0 and 1, unless a slow
+  // answer widened one of them too).
+  EXPECT_EQ(replicas_[3]->session_requests(), 2);
+  EXPECT_GE(replicas_[1]->calls() + replicas_[2]->calls(), 5);
+  const ClientStats stats = c->stats();
+  EXPECT_EQ(stats.ordered_sends, 5u);
+  EXPECT_GE(stats.widened_by_timer, 2u);
+  EXPECT_EQ(stats.replicas_left_out, 1u);
+  EXPECT_EQ(stats.sent_to_all_first, 0u);
 }
 
 // The primary follows the view that f+1 matching replies name: at view 2
@@ -893,6 +903,10 @@ TEST(FirstReplicasTest, LeavesOutFailedReplicasForAWhile) {
   FirstReplicas f({.n = 4, .client_id = 5, .avoid_for = absl::Seconds(10)});
   f.Avoid(3, now);
   EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1}));
+  // Silent at one widening: struck, still among the first; at the next
+  // one, left out.
+  f.NoteWidenedByTimer({1}, now);
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1}));
   f.NoteWidenedByTimer({1}, now);
   EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 2}));
   f.Avoid(2, now);  // No backup left: every replica.
@@ -904,6 +918,34 @@ TEST(FirstReplicasTest, LeavesOutFailedReplicasForAWhile) {
   FirstReplicas p({.n = 4, .client_id = 5});
   p.Avoid(0, now);
   EXPECT_EQ(p.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+}
+
+// A busy replica misses the widening delay now and then (the tail of its
+// latency): that must not leave it out, or a primary left out sends every
+// request to every replica for avoid_for. Only a replica silent again
+// before it answered kAnswersPerStrike calls is left out.
+TEST(FirstReplicasTest, OneSilenceAmongAnswersLeavesNoReplicaOut) {
+  const absl::Time now = absl::Now();
+  FirstReplicas f({.n = 4, .client_id = 5});
+  const std::vector<uint32_t> first = {0, 3};
+  for (int round = 0; round < 20; ++round) {
+    f.NoteWidenedByTimer({0}, now);  // The primary silent once...
+    for (uint32_t i = 0; i < FirstReplicas::kAnswersPerStrike; ++i) {
+      f.NoteAnswered({0, 3});  // ... then answering calls.
+    }
+    ASSERT_EQ(f.Choose(2, now), first) << "round " << round;
+  }
+  EXPECT_EQ(f.counts().left_out, 0u);
+  // Silent again one answer too early: left out (every replica asked).
+  f.NoteWidenedByTimer({0}, now);
+  for (uint32_t i = 1; i < FirstReplicas::kAnswersPerStrike; ++i) {
+    f.NoteAnswered({0, 3});
+  }
+  f.NoteWidenedByTimer({0}, now);
+  EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(f.counts().left_out, 1u);
+  EXPECT_EQ(f.counts().all_first, 1u);
+  EXPECT_EQ(f.counts().chosen, 21u);
 }
 
 TEST(FirstReplicasTest, DelayFollowsLatencyWithinBounds) {

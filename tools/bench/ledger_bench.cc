@@ -80,7 +80,24 @@ struct Stats {
   // The longest time without a completed request while measuring.
   absl::Time last_done;
   double max_gap_ms = 0;
+  // The SDK's counts over the clients, at the start of the measured
+  // interval and at its end.
+  client::ClientStats sdk_begin, sdk_end;
 };
+
+// The clients' SDK counts, summed.
+client::ClientStats SumStats(const std::vector<LoadClient>& clients) {
+  client::ClientStats sum;
+  for (const LoadClient& c : clients) {
+    const client::ClientStats s = c.sdk->stats();
+    sum.ordered_sends += s.ordered_sends;
+    sum.sent_to_all_first += s.sent_to_all_first;
+    sum.widened_by_timer += s.widened_by_timer;
+    sum.widened_early += s.widened_early;
+    sum.replicas_left_out += s.replicas_left_out;
+  }
+  return sum;
+}
 
 // The open loop's flags into `o`; false after printing what is wrong.
 bool ReadOpenLoopFlags(BenchOptions& o) {
@@ -209,6 +226,7 @@ class Bench {
     {
       std::lock_guard<std::mutex> l(stats_.mu);
       stats_.last_done = begin;
+      stats_.sdk_begin = SumStats(clients_);
     }
     measuring_ = true;
     uint64_t last = 0;
@@ -224,6 +242,7 @@ class Bench {
     measuring_ = false;
     const absl::Time end = absl::Now();
     std::lock_guard<std::mutex> l(stats_.mu);
+    stats_.sdk_end = SumStats(clients_);
     stats_.max_gap_ms = std::max(
         stats_.max_gap_ms, absl::ToDoubleMilliseconds(end - stats_.last_done));
     return absl::ToDoubleSeconds(end - begin);
@@ -241,14 +260,21 @@ class Bench {
                    static_cast<size_t>(p * static_cast<double>(lat.size())));
       return lat[i];
     };
-    char json[512];
+    const client::ClientStats& b = stats_.sdk_begin;
+    const client::ClientStats& e = stats_.sdk_end;
+    auto diff = [](uint64_t after, uint64_t before) {
+      return static_cast<unsigned long long>(after - before);
+    };
+    char json[768];
     std::snprintf(
         json, sizeof json,
         "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
         "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
         "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
         "\"not_ok\":%llu,\"max_gap_ms\":%.0f,\"sessions\":%s,"
-        "\"send_to_all\":%s,\"ids\":\"%s\"}",
+        "\"send_to_all\":%s,\"ids\":\"%s\",\"sdk_sends\":%llu,"
+        "\"sdk_sent_to_all_first\":%llu,\"sdk_widened_by_timer\":%llu,"
+        "\"sdk_widened_early\":%llu,\"sdk_replicas_left_out\":%llu}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
@@ -256,7 +282,11 @@ class Bench {
         static_cast<unsigned long long>(stats_.errors),
         static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms,
         o_.sessions ? "true" : "false", o_.send_to_all ? "true" : "false",
-        o_.time_ids ? "time" : "client");
+        o_.time_ids ? "time" : "client", diff(e.ordered_sends, b.ordered_sends),
+        diff(e.sent_to_all_first, b.sent_to_all_first),
+        diff(e.widened_by_timer, b.widened_by_timer),
+        diff(e.widened_early, b.widened_early),
+        diff(e.replicas_left_out, b.replicas_left_out));
     std::cout << json << std::endl;
   }
 
