@@ -2,6 +2,7 @@
 //
 //   ledgerd --config FILE --id I --data-dir DIR [--key FILE]
 //           [--listen-host H] [--log-level L] [--log-json]
+//           [--memory-trim-s S]
 //
 // Exit status: 0 after a graceful stop (SIGTERM or SIGINT), 1 if it cannot
 // start (the message names the file, field or address), 2 on usage errors.
@@ -12,6 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "replica/replica_server.h"
@@ -36,6 +38,9 @@ ABSL_FLAG(uint32_t, peer_queue_mb, 24,
           "MiB of messages queued per peer in each of the verification, "
           "intake and send queues (the memory budget of peer traffic; at "
           "least message_bytes_max).");
+ABSL_FLAG(double, memory_trim_s, 10,
+          "Seconds between returns of the allocator's free pages to the "
+          "system (0: never).");
 ABSL_FLAG(double, fetch_rate, 20,
           "FETCH requests served per peer per second (burst: half as many).");
 
@@ -83,8 +88,19 @@ int main(int argc, char** argv) {
     std::cerr << "ledgerd: " << server.status().message() << "\n";
     return 1;
   }
+  // This thread is idle until a signal: it returns the allocator's free
+  // pages to the system meanwhile.
+  const double trim_s = absl::GetFlag(FLAGS_memory_trim_s);
   int sig = 0;
-  sigwait(&signals, &sig);
+  if (trim_s > 0) {
+    const absl::Duration every = absl::Seconds(trim_s);
+    const timespec wait = absl::ToTimespec(every);
+    while ((sig = sigtimedwait(&signals, nullptr, &wait)) < 0) {
+      (*server)->ReleaseFreeMemory();
+    }
+  } else {
+    sigwait(&signals, &sig);
+  }
   LOG_INFO("received signal {}; stopping", sig);
   (*server)->Stop();
   return 0;

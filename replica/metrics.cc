@@ -146,6 +146,12 @@ Metrics::Metrics(uint32_t replica_id)
               .Help("Synced storage writes, by store.")
               .Register(*registry_)
               .Add({{"store", "protocol"}}, LatencyBuckets())),
+      memory_trim_seconds(
+          BuildHistogram()
+              .Name("ledger_memory_trim_seconds")
+              .Help("Returning the allocator's free pages to the system.")
+              .Register(*registry_)
+              .Add({}, LatencyBuckets())),
       exposer_(nullptr),
       received_(BuildCounter()
                     .Name("ledger_messages_received_total")

@@ -67,6 +67,8 @@ class Metrics {
   prometheus::Histogram& request_latency_seconds;  // Arrival to reply.
   prometheus::Histogram& ledger_write_seconds;     // ApplyBlock (synced).
   prometheus::Histogram& protocol_write_seconds;   // Protocol store (synced).
+  // ReplicaServer::ReleaseFreeMemory.
+  prometheus::Histogram& memory_trim_seconds;
 
   void MessageReceived(const std::string& type);
   void TransferResult(const std::string& code, uint64_t n = 1);

@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <malloc.h>
 
 #include <atomic>
 #include <filesystem>
@@ -152,6 +153,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   absl::Status Init();
   void Stop() override;
   ledger::v1::StatusResponse Status() const override;
+  void ReleaseFreeMemory() override;
   // node::ReplySink (core thread).
   bool Wants(pbft::ClientId client, pbft::RequestNumber number) override;
   void Deliver(pbft::ClientId client, pbft::RequestNumber number,
@@ -764,6 +766,15 @@ void ReplicaServerImpl::Fatal(const absl::Status& s, absl::string_view what) {
   LOG_ERROR("replica {}: fatal: {}: {}", options_.id, what, s.ToString());
   spdlog::default_logger()->flush();
   std::abort();
+}
+
+void ReplicaServerImpl::ReleaseFreeMemory() {
+#ifdef __GLIBC__
+  const absl::Time start = absl::Now();
+  malloc_trim(0);
+  metrics_.memory_trim_seconds.Observe(
+      absl::ToDoubleSeconds(absl::Now() - start));
+#endif
 }
 
 void ReplicaServerImpl::Stop() {

@@ -14,6 +14,8 @@ DIR=$(mktemp -d)
 trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
 
 cluster_init "$DIR" 4 2
+# The idle main thread returns free memory every second here (default 10).
+export LEDGERD_FLAGS="--memory-trim-s 1"
 for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
 wait_ready "$DIR" 4 60 || fail "cluster not ready within 60 s"
 echo "cluster ready"
@@ -58,6 +60,19 @@ grep -q "PASSED.*4 tests" "$DIR/wire.out" || fail "wire_test did not run its 4 t
   --warmup 0.5 >"$DIR/bench.out" 2>"$DIR/bench.err" || fail "bench: $(tail -5 "$DIR/bench.err")"
 tail -1 "$DIR/bench.out" | grep -q '"transfers_per_s"' || fail "bench JSON"
 echo "bench: $(tail -1 "$DIR/bench.out")"
+# Each replica has returned its allocator's free pages, timed.
+for i in 0 1 2 3; do
+  trims=$(python3 - "$DIR/cluster.json" "$i" <<'PY'
+import json, sys, urllib.request
+addr = json.load(open(sys.argv[1]))["replicas"][int(sys.argv[2])]["metrics_address"]
+body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+print(sum(float(l.split()[-1]) for l in body.splitlines()
+          if l.startswith("ledger_memory_trim_seconds_count")))
+PY
+  ) || fail "replica $i metrics"
+  python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 1 else 1)" "$trims" \
+    || fail "replica $i: ledger_memory_trim_seconds_count $trims after the bench"
+done
 
 # A short open-loop load (Poisson arrivals, 2 keys: at most 2 calls in
 # flight): every arrival is accounted for (dropped at the cap, completed, or
