@@ -91,10 +91,11 @@ struct ClientOptions {
   // replies came within the widening delay: the latency of this client's
   // recent requests plus four times its variation, doubled each time it ran
   // out, within [widen_after_min, widen_after_max], widen_after_initial
-  // before any request completed. A replica that failed, or stayed silent
-  // while another first one answered twice within 16 of its answers, is
-  // left out of the first ones for 10 s (docs/api.md "Which replicas a
-  // request goes to"). true: every replica at once.
+  // before any request completed. A replica that failed is left out of
+  // the first ones for 10 s; so is one that stayed silent while another
+  // first one answered, at its second such silence within 16 of its
+  // answers (docs/api.md "Which replicas a request goes to"). true: every
+  // replica at once.
   bool send_to_all = false;
   absl::Duration widen_after_initial = absl::Milliseconds(200);
   absl::Duration widen_after_min = absl::Milliseconds(50);

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
     std::cerr << "ledgerd: --config and --data-dir are required (see --help)\n";
     return 2;
   }
+  if (absl::GetFlag(FLAGS_memory_trim_s) < 0) {
+    std::cerr << "ledgerd: --memory-trim-s must be 0 (never) or positive\n";
+    return 2;
+  }
   absl::Status log = pbft::InitLogging({.level = absl::GetFlag(FLAGS_log_level),
                                         .json = absl::GetFlag(FLAGS_log_json),
                                         .component = "ledgerd"});

@@ -65,10 +65,10 @@ class ReplicaServer {
   virtual ledger::v1::StatusResponse Status() const = 0;
   // Returns the allocator's free pages to the system (glibc's malloc_trim;
   // nothing elsewhere) and records how long it took
-  // (ledger_memory_trim_seconds). Without it glibc keeps the free pages of
-  // its per-thread arenas: under load a replica's resident memory climbs
-  // above what it holds by some 10-20 MB over minutes (docs/operations.md,
-  // "Memory budget"). Called by ledgerd's main thread, which is idle.
+  // (ledger_memory_trim_seconds). Without it glibc keeps the pages its
+  // per-thread arenas freed, and a replica's resident memory stays at its
+  // high-water mark after a burst (docs/operations.md, "Memory budget").
+  // Called by ledgerd's main thread, which is idle.
   virtual void ReleaseFreeMemory() = 0;
 };
 

@@ -14,6 +14,12 @@ DIR=$(mktemp -d)
 trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
 
 cluster_init "$DIR" 4 2
+# A negative trim interval is a usage error that names the flag.
+set +e
+timeout 20 "$BIN/ledgerd" --config "$DIR/cluster.json" --id 0 --data-dir "$DIR/data-x" \
+  --memory-trim-s -1 >"$DIR/out" 2>&1; rc=$?
+set -e
+[[ $rc == 2 ]] && grep -q -- "--memory-trim-s" "$DIR/out" || fail "negative --memory-trim-s: rc=$rc $(cat "$DIR/out")"
 # The idle main thread returns free memory every second here (default 10).
 export LEDGERD_FLAGS="--memory-trim-s 1"
 for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
