@@ -67,8 +67,9 @@ class FirstReplicas {
   // answered while the others had: the delay doubles, and each of those is
   // struck; a replica with a strike still standing from an earlier silence
   // is left out until now + avoid_for. A strike stands until the replica
-  // has answered kAnswersPerStrike calls (NoteAnswered): one silent in more
-  // than one call in kAnswersPerStrike + 1 is left out sooner or later.
+  // has answered kAnswersPerStrike calls (NoteAnswered): one silent in one
+  // call of every kAnswersPerStrike, or more often, is left out sooner or
+  // later.
   void NoteWidenedByTimer(const std::vector<uint32_t>& silent, absl::Time now);
   // `replicas` sent the matching replies that completed a call.
   void NoteAnswered(const std::set<uint32_t>& replicas);
