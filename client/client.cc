@@ -321,14 +321,7 @@ class GrpcClient final : public Client {
 
   // Which replicas ordered requests go to first.
   FirstReplicas& first_replicas() { return first_replicas_; }
-  ClientStats stats() const override {
-    const FirstReplicas::Counts c = first_replicas_.counts();
-    return ClientStats{.ordered_sends = c.chosen,
-                       .sent_to_all_first = c.all_first,
-                       .widened_by_timer = c.widened_by_timer,
-                       .widened_early = c.widened_early,
-                       .replicas_left_out = c.left_out};
-  }
+  ClientStats stats() const override { return first_replicas_.counts(); }
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }

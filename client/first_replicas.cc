@@ -17,10 +17,10 @@ std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
   for (uint32_t r = 0; r < n; ++r) all[r] = r;
   if (needed >= n) return all;
   absl::MutexLock l(&mu_);
-  ++counts_.chosen;
+  ++counts_.ordered_sends;
   const auto primary = static_cast<uint32_t>(view_.load() % n);
   if (options_.send_to_all || avoid_until_[primary] > now) {
-    ++counts_.all_first;
+    ++counts_.sent_to_all_first;
     return all;
   }
   std::vector<uint32_t> out = {primary};
@@ -31,13 +31,13 @@ std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
     if (avoid_until_[r] <= now) out.push_back(r);
   }
   if (out.size() < needed) {
-    ++counts_.all_first;
+    ++counts_.sent_to_all_first;
     return all;
   }
   return out;
 }
 
-FirstReplicas::Counts FirstReplicas::counts() const {
+ClientStats FirstReplicas::counts() const {
   absl::MutexLock l(&mu_);
   return counts_;
 }
@@ -77,7 +77,7 @@ void FirstReplicas::NoteWidenedByTimer(const std::vector<uint32_t>& silent,
     }
     strikes_[r] = 0;
     avoid_until_[r] = now + options_.avoid_for;
-    ++counts_.left_out;
+    ++counts_.replicas_left_out;
   }
 }
 
@@ -91,7 +91,7 @@ void FirstReplicas::NoteAnswered(const std::set<uint32_t>& replicas) {
 void FirstReplicas::Avoid(uint32_t replica, absl::Time now) {
   absl::MutexLock l(&mu_);
   avoid_until_[replica] = now + options_.avoid_for;
-  ++counts_.left_out;
+  ++counts_.replicas_left_out;
 }
 
 void FirstReplicas::NoteView(uint64_t view) {

@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/client.h"
 
 namespace pbft::client {
 
@@ -43,14 +44,7 @@ class FirstReplicas {
   explicit FirstReplicas(const Options& options);
 
   // What happened to the ordered requests so far (Client::stats()).
-  struct Counts {
-    uint64_t chosen = 0;     // Choose calls for fewer than n replicas
-    uint64_t all_first = 0;  // ... that returned every replica
-    uint64_t widened_by_timer = 0;
-    uint64_t widened_early = 0;  // a first replica failed, refused, disagreed
-    uint64_t left_out = 0;       // replicas left out for avoid_for
-  };
-  Counts counts() const;
+  ClientStats counts() const;
   // A call widened to the replicas not asked yet: when the delay ran out
   // (`by_timer`), or early.
   void CountWidened(bool by_timer);
@@ -85,7 +79,7 @@ class FirstReplicas {
   const Options options_;
   std::atomic<uint64_t> view_{0};
   mutable absl::Mutex mu_;
-  Counts counts_ ABSL_GUARDED_BY(mu_);
+  ClientStats counts_ ABSL_GUARDED_BY(mu_);
   bool sampled_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration smoothed_ ABSL_GUARDED_BY(mu_);
   absl::Duration variation_ ABSL_GUARDED_BY(mu_);

@@ -935,7 +935,7 @@ TEST(FirstReplicasTest, OneSilenceAmongAnswersLeavesNoReplicaOut) {
     }
     ASSERT_EQ(f.Choose(2, now), first) << "round " << round;
   }
-  EXPECT_EQ(f.counts().left_out, 0u);
+  EXPECT_EQ(f.counts().replicas_left_out, 0u);
   // Silent again one answer too early: left out (every replica asked).
   f.NoteWidenedByTimer({0}, now);
   for (uint32_t i = 1; i < FirstReplicas::kAnswersPerStrike; ++i) {
@@ -943,9 +943,9 @@ TEST(FirstReplicasTest, OneSilenceAmongAnswersLeavesNoReplicaOut) {
   }
   f.NoteWidenedByTimer({0}, now);
   EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{0, 1, 2, 3}));
-  EXPECT_EQ(f.counts().left_out, 1u);
-  EXPECT_EQ(f.counts().all_first, 1u);
-  EXPECT_EQ(f.counts().chosen, 21u);
+  EXPECT_EQ(f.counts().replicas_left_out, 1u);
+  EXPECT_EQ(f.counts().sent_to_all_first, 1u);
+  EXPECT_EQ(f.counts().ordered_sends, 21u);
 }
 
 TEST(FirstReplicasTest, DelayFollowsLatencyWithinBounds) {
