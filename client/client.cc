@@ -18,7 +18,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "client/first_replicas.h"
 #include "client/replica_session.h"
@@ -144,9 +143,18 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
 
  private:
   void Send(uint32_t replica, absl::Duration backoff);
-  // Sends to the replicas not asked yet (once per call); `by_timer`: the
-  // widening delay ran out (counted apart in Client::stats()).
-  void Widen(bool by_timer = false);
+  // Sends to the replicas not asked yet (once per call), counted by
+  // `cause` in Client::stats().
+  void Widen(WidenCause cause = WidenCause::kEarly);
+  // The first answer of a narrow call came: widens (kHedge) unless the
+  // others come within ClientOptions::hedge_after_first × its latency.
+  void ArmHedge();
+  // The first replicas that have not answered though another one has (none
+  // if none has); `widened`: the call is finished or every replica asked.
+  std::vector<uint32_t> SilentFirst(bool* widened);
+  // Strikes the first replicas still silent at widen_after_max from the
+  // start (FirstReplicas::Strike).
+  void StrikeIfStillSilent();
   // Every replica has been asked: the call is widened (or never narrow).
   bool AllAskedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Widens if every replica asked so far has answered without a quorum.
@@ -228,6 +236,10 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // The replicas sent to so far (all of them once the call is widened).
   std::set<uint32_t> asked_ ABSL_GUARDED_BY(mu_);
   std::optional<Timers::Id> widen_timer_;  // Set by Start().
+  // The replicas asked first, if not every one.
+  std::vector<uint32_t> first_;
+  bool hedge_armed_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Timers::Id> hedge_timer_ ABSL_GUARDED_BY(mu_);
   absl::Time started_;
   // Ordered requests: the view each replica's reply named.
   std::map<uint32_t, uint64_t> views_ ABSL_GUARDED_BY(mu_);
@@ -613,6 +625,10 @@ void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
 FanOut::~FanOut() {
   // A pending widening has nothing left to do: its wake-up is saved.
   if (widen_timer_.has_value()) client_->timers().Cancel(*widen_timer_);
+  {
+    absl::MutexLock l(&mu_);
+    if (hedge_timer_.has_value()) client_->timers().Cancel(*hedge_timer_);
+  }
   Finish(absl::DeadlineExceededError(""));
 }
 
@@ -634,25 +650,26 @@ void FanOut::Start() {
   // then).
   std::weak_ptr<FanOut> weak = weak_from_this();
   if (first.size() < client_->replica_count()) {
+    first_ = first;
     widen_timer_ =
         client_->timers().After(client_->first_replicas().WidenAfter(), [weak] {
           auto self = weak.lock();
-          if (self == nullptr) return;
-          // The first replicas that have not answered while others have: left
-          // out for a while. None answered: a slow cluster or a cold start,
-          // not a sign against any one of them.
-          std::vector<uint32_t> silent;
-          {
-            absl::MutexLock l(&self->mu_);
-            if (self->finished_ || self->AllAskedLocked()) return;
-            for (uint32_t r : self->asked_) {
-              if (!self->voted_.contains(r)) silent.push_back(r);
-            }
-            if (self->voted_.empty()) silent.clear();
+          if (self == nullptr) return;  // Every replica asked has answered.
+          // The first replicas that have not answered while others have are
+          // struck. None answered: a slow cluster or a cold start, not a
+          // sign against any one of them.
+          bool widened = false;
+          const std::vector<uint32_t> silent = self->SilentFirst(&widened);
+          if (widened) {
+            // Hedged (or finished) already: the silent ones cost this call
+            // little, and a busy correct one answers late. Struck only if
+            // still silent at widen_after_max from the start.
+            if (!silent.empty()) self->StrikeIfStillSilent();
+            return;
           }
           self->client_->first_replicas().NoteWidenedByTimer(silent,
                                                              absl::Now());
-          self->Widen(/*by_timer=*/true);
+          self->Widen(WidenCause::kTimer);
         });
   }
   // The deadline finishes the call even if an RPC hangs.
@@ -669,7 +686,7 @@ bool FanOut::AllAskedLocked() const {
   return asked_.size() == client_->replica_count();
 }
 
-void FanOut::Widen(bool by_timer) {
+void FanOut::Widen(WidenCause cause) {
   std::vector<uint32_t> rest;
   {
     absl::MutexLock l(&mu_);
@@ -680,8 +697,44 @@ void FanOut::Widen(bool by_timer) {
     // Marked before sending: a second Widen meanwhile finds nothing to do.
     asked_.insert(rest.begin(), rest.end());
   }
-  if (!rest.empty()) client_->first_replicas().CountWidened(by_timer);
+  if (!rest.empty()) client_->first_replicas().CountWidened(cause);
   for (uint32_t r : rest) Send(r, client_->options().retry_initial);
+}
+
+std::vector<uint32_t> FanOut::SilentFirst(bool* widened) {
+  std::vector<uint32_t> silent;
+  absl::MutexLock l(&mu_);
+  *widened = finished_ || AllAskedLocked();
+  if (voted_.empty()) return silent;
+  for (uint32_t r : first_) {
+    if (!voted_.contains(r)) silent.push_back(r);
+  }
+  return silent;
+}
+
+void FanOut::StrikeIfStillSilent() {
+  std::weak_ptr<FanOut> weak = weak_from_this();
+  client_->timers().After(
+      client_->options().widen_after_max - (absl::Now() - started_), [weak] {
+        // Gone: every replica asked has answered.
+        if (auto self = weak.lock()) {
+          bool widened = false;
+          const std::vector<uint32_t> silent = self->SilentFirst(&widened);
+          self->client_->first_replicas().Strike(silent, absl::Now());
+        }
+      });
+}
+
+void FanOut::ArmHedge() {
+  const double fraction = client_->options().hedge_after_first;
+  if (!(fraction > 0)) return;
+  std::weak_ptr<FanOut> weak = weak_from_this();
+  const Timers::Id id =
+      client_->timers().After((absl::Now() - started_) * fraction, [weak] {
+        if (auto self = weak.lock()) self->Widen(WidenCause::kHedge);
+      });
+  absl::MutexLock l(&mu_);
+  hedge_timer_ = id;
 }
 
 void FanOut::WidenIfAllAnswered() {
@@ -821,7 +874,9 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   std::vector<std::pair<uint32_t, pbft::v1::Envelope>> to_verify;
   {
     absl::MutexLock l(&mu_);
-    if (finished_ || !voted_.insert(replica).second) return;
+    // Late answers count as votes too: the widening timer then knows the
+    // replica was not silent.
+    if (!voted_.insert(replica).second || finished_) return;
     if (s.ok()) {
       views_[replica] = view;
       if (commit.has_certificate()) block_commits_[replica] = std::move(commit);
@@ -838,6 +893,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   }
   std::optional<absl::StatusOr<std::string>> outcome;
   bool ask_again = false;
+  bool arm_hedge = false;
   Done done;
   {
     absl::MutexLock l(&mu_);
@@ -849,6 +905,8 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       done = std::move(done_);
     }
     ask_again = !finished_ && RestartSplitQuery();
+    arm_hedge = !finished_ && s.ok() && !hedge_armed_ && !AllAskedLocked();
+    hedge_armed_ = hedge_armed_ || arm_hedge;
   }
   if (done) {
     // For a query the match key is the answer less the replica id: a
@@ -857,6 +915,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   if (ask_again) AskAgain(backoff);
+  if (arm_hedge) ArmHedge();
   WidenIfAllAnswered();
 }
 
@@ -1144,223 +1203,6 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
   return std::unique_ptr<Client>(
       new GrpcClient(*std::move(cluster), id, *std::move(key), o,
                      std::move(creds), std::move(creds_key)));
-}
-
-std::future<absl::StatusOr<ledger::v1::OperationResults>> Client::SubmitFuture(
-    const ledger::v1::OperationBatch& batch, absl::Duration deadline) {
-  auto p = std::make_shared<
-      std::promise<absl::StatusOr<ledger::v1::OperationResults>>>();
-  auto f = p->get_future();
-  SubmitAsync(batch, Deadline(deadline),
-              [p](absl::StatusOr<ledger::v1::OperationResults> r) {
-                p->set_value(std::move(r));
-              });
-  return f;
-}
-
-absl::StatusOr<ledger::v1::OperationResults> Client::CreateAccounts(
-    const std::vector<ledger::v1::CreateAccount>& accounts,
-    absl::Duration deadline) {
-  ledger::v1::OperationBatch b;
-  for (const auto& a : accounts)
-    *b.add_operations()->mutable_create_account() = a;
-  return Submit(b, deadline);
-}
-
-absl::StatusOr<ledger::v1::OperationResults> Client::Transfers(
-    const std::vector<ledger::v1::Transfer>& transfers,
-    absl::Duration deadline) {
-  ledger::v1::OperationBatch b;
-  for (const auto& t : transfers) *b.add_operations()->mutable_transfer() = t;
-  return Submit(b, deadline);
-}
-
-absl::StatusOr<ledger::v1::OperationResults> Client::Mint(
-    const ledger::v1::Mint& mint, absl::Duration deadline) {
-  ledger::v1::OperationBatch b;
-  *b.add_operations()->mutable_mint() = mint;
-  return Submit(b, deadline);
-}
-
-namespace {
-absl::Status NotFound(const ledger::v1::QueryReply& r) {
-  return absl::NotFoundError(r.not_found());
-}
-}  // namespace
-
-absl::StatusOr<ledger::v1::QueryReply> Client::OrderedQuery(
-    const ledger::v1::Query& query, absl::Duration deadline) {
-  ledger::v1::OperationBatch b;
-  *b.add_operations()->mutable_query() = query;
-  absl::StatusOr<ledger::v1::OperationResults> r = Submit(b, deadline);
-  if (!r.ok()) return r.status();
-  if (r->results_size() != 1 ||
-      r->results(0).code() != ledger::v1::RESULT_CODE_OK) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "ordered query: ", r->results_size() == 1 ? ledger::v1::ResultCode_Name(
-                                                        r->results(0).code())
-                                                  : "malformed results"));
-  }
-  if (!r->results(0).has_answer()) {
-    // Only a resent duplicate reply lacks its answer; ask again.
-    return absl::UnavailableError("ordered query: reply without answer; retry");
-  }
-  return r->results(0).answer();
-}
-
-absl::StatusOr<ledger::v1::QueryReply> Client::Read(
-    const ledger::v1::Query& query, absl::Duration deadline) {
-  const absl::Duration d = Deadline(deadline);
-  if (linearizable_reads_) return OrderedQuery(query, d);
-  // Castro–Liskov §5.1: the read-only answer needs 2f+1 matching replies; when
-  // replicas disagree (some are behind) or too few answer, retry as an
-  // ordered request, which needs only f+1.
-  absl::StatusOr<ledger::v1::QueryReply> r = Query(query, d / 2);
-  if (r.ok() || !absl::IsDeadlineExceeded(r.status())) return r;
-  return OrderedQuery(query, d / 2);
-}
-
-absl::StatusOr<ledger::v1::Account> Client::GetAccount(
-    const ledger::v1::Uint128& id, absl::Duration deadline) {
-  ledger::v1::Query q;
-  *q.mutable_get_account()->mutable_id() = id;
-  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_account()) return NotFound(*r);
-  return r->account();
-}
-
-absl::StatusOr<ledger::v1::TransferRecord> Client::GetTransfer(
-    const ledger::v1::Uint128& id, absl::Duration deadline) {
-  ledger::v1::Query q;
-  *q.mutable_get_transfer()->mutable_id() = id;
-  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_transfer()) return NotFound(*r);
-  return r->transfer();
-}
-
-absl::StatusOr<ledger::v1::HistoryPage> Client::History(
-    const ledger::v1::Uint128& account_id, uint32_t limit,
-    const ledger::v1::Uint128& cursor, absl::Duration deadline) {
-  ledger::v1::Query q;
-  *q.mutable_get_history()->mutable_account_id() = account_id;
-  q.mutable_get_history()->set_limit(limit);
-  *q.mutable_get_history()->mutable_cursor() = cursor;
-  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_history()) return NotFound(*r);
-  return r->history();
-}
-
-absl::StatusOr<ledger::v1::Block> Client::GetBlock(uint64_t height,
-                                                   absl::Duration deadline) {
-  ledger::v1::Query q;
-  q.mutable_get_block()->set_height(height);
-  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_block()) return NotFound(*r);
-  // A read-only answer carries a commit certificate the SDK verified; an
-  // ordered one (the fallback) is certified by f+1 matching replies instead
-  // and has none (docs/api.md "Blocks").
-  ledger::v1::Block block = std::move(*r->mutable_block());
-  if (r->has_block_commit()) {
-    ledger::v1::BlockCommit* c = r->mutable_block_commit();
-    block.set_view(c->view());
-    *block.mutable_pre_prepare() = std::move(*c->mutable_pre_prepare());
-    *block.mutable_certificate() = std::move(*c->mutable_certificate());
-  }
-  return block;
-}
-
-absl::StatusOr<ledger::v1::Receipt> Client::GetReceipt(
-    const ledger::v1::Uint128& transfer_id, absl::Duration deadline) {
-  ledger::v1::Query q;
-  *q.mutable_get_receipt()->mutable_transfer_id() = transfer_id;
-  // Read-only only: an ordered answer would carry no certificate.
-  absl::StatusOr<ledger::v1::QueryReply> r = Query(q, Deadline(deadline));
-  if (!r.ok()) return r.status();
-  if (!r->has_receipt()) return NotFound(*r);
-  ledger::v1::Receipt receipt = std::move(*r->mutable_receipt());
-  receipt.set_view(r->block_commit().view());
-  *receipt.mutable_certificate() =
-      std::move(*r->mutable_block_commit()->mutable_certificate());
-  absl::StatusOr<ledger::ReceiptSummary> s =
-      ledger::VerifyReceipt(cluster(), receipt);
-  if (!s.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("receipt from 2f+1 matching answers does not verify: ",
-                     s.status().message()));
-  }
-  return receipt;
-}
-
-absl::StatusOr<ledger::v1::ChainHead> Client::GetHead(absl::Duration deadline) {
-  ledger::v1::Query q;
-  q.mutable_get_head();
-  absl::StatusOr<ledger::v1::QueryReply> r = Read(q, deadline);
-  if (!r.ok()) return r.status();
-  if (!r->has_head()) return NotFound(*r);
-  return r->head();
-}
-
-ledger::v1::Uint128 MakeId(uint64_t high, uint64_t low) {
-  ledger::v1::Uint128 id;
-  id.set_high(high);
-  id.set_low(low);
-  return id;
-}
-
-ledger::v1::Uint128 NewId() {
-  static absl::Mutex mu(absl::kConstInit);
-  static uint64_t last_high ABSL_GUARDED_BY(mu) = 0;
-  static uint64_t last_low ABSL_GUARDED_BY(mu) = 0;
-  const auto ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())) &
-                  0xffffffffffffull;
-  absl::MutexLock l(&mu);
-  if (ms > last_high >> 16) {
-    // A new millisecond: the time and 80 fresh random bits.
-    const std::string random = crypto::RandomBytes(10);
-    uint64_t r_high = 0, r_low = 0;
-    for (int i = 0; i < 2; ++i) {
-      r_high = r_high << 8 | static_cast<uint8_t>(random[i]);
-    }
-    for (int i = 2; i < 10; ++i) {
-      r_low = r_low << 8 | static_cast<uint8_t>(random[i]);
-    }
-    last_high = ms << 16 | r_high;
-    last_low = r_low;
-  } else {
-    // The same millisecond, or a clock that stepped back: one past the
-    // last id, so ids of this process never repeat and never go backwards.
-    if (++last_low == 0) ++last_high;
-  }
-  return MakeId(last_high, last_low);
-}
-
-absl::StatusOr<ledger::v1::Uint128> ParseId(const std::string& text,
-                                            const std::string& field) {
-  uint64_t high = 0, low = 0;
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  bool ok = false;
-  if (parts.size() == 2) {
-    ok = absl::SimpleAtoi(parts[0], &high) && absl::SimpleAtoi(parts[1], &low);
-  } else if (text.rfind("0x", 0) == 0) {
-    ok = text.size() > 2 && text.size() <= 18 &&
-         absl::SimpleHexAtoi(text.substr(2), &low);
-  } else {
-    ok = absl::SimpleAtoi(text, &low);
-  }
-  if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": '", text, "' is not an id (decimal, 0xHEX, or HIGH:LOW)"));
-  }
-  return MakeId(high, low);
-}
-
-std::string IdToString(const ledger::v1::Uint128& id) {
-  if (id.high() == 0) return absl::StrCat(id.low());
-  return absl::StrCat(id.high(), ":", id.low());
 }
 
 }  // namespace pbft::client

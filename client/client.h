@@ -88,18 +88,22 @@ struct ClientOptions {
   // client id (the rest receive it inside the primary's PRE-PREPARE and
   // execute it without replying). The others are asked too as soon as one
   // of the first fails, refuses or disagrees, or when no f+1 matching
-  // replies came within the widening delay: the latency of this client's
+  // replies came within the widening delay (the latency of this client's
   // recent requests plus four times its variation, doubled each time it ran
   // out, within [widen_after_min, widen_after_max], widen_after_initial
-  // before any request completed. A replica that failed is left out of
-  // the first ones for 10 s; so is one that stayed silent while another
-  // first one answered, at its second such silence within 16 of its
-  // answers (docs/api.md "Which replicas a request goes to"). true: every
-  // replica at once.
+  // before any request completed), or when one of the first answered and
+  // the others had not within hedge_after_first × the time that first
+  // answer took (0, the default: never; docs/benchmarks.md "A hedge on the
+  // first replies" measured 0.5 and 0.25). A replica that failed is left out of
+  // the first ones for 10 s; so is one that stayed silent through the widening
+  // delay while another first one answered, at its second such silence within
+  // 16 of its answers (docs/api.md "Which replicas a request goes to"). true:
+  // every replica at once.
   bool send_to_all = false;
   absl::Duration widen_after_initial = absl::Milliseconds(200);
   absl::Duration widen_after_min = absl::Milliseconds(50);
   absl::Duration widen_after_max = absl::Seconds(2);
+  double hedge_after_first = 0;
 };
 
 // Where this client's ordered requests went (docs/api.md "Which replicas a
@@ -108,9 +112,14 @@ struct ClientStats {
   uint64_t ordered_sends = 0;      // Ordered request numbers sent
   uint64_t sent_to_all_first = 0;  // ... to every replica at once
   uint64_t widened_by_timer = 0;   // ... widened: the delay ran out
-  uint64_t widened_early = 0;  // ... widened: a first one failed, refused or
-                               // disagreed
+  uint64_t widened_early = 0;     // ... widened: a first one failed, refused or
+                                  // disagreed
+  uint64_t widened_by_hedge = 0;  // ... widened: first answers spread apart
   uint64_t replicas_left_out = 0;  // Times a replica was left out for 10 s
+
+  ClientStats& operator+=(const ClientStats& o);
+  // Counts of `a` since `b` was taken from the same client.
+  friend ClientStats operator-(ClientStats a, const ClientStats& b);
 };
 
 // True if `s` means the request may or may not have executed.

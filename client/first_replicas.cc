@@ -42,9 +42,19 @@ ClientStats FirstReplicas::counts() const {
   return counts_;
 }
 
-void FirstReplicas::CountWidened(bool by_timer) {
+void FirstReplicas::CountWidened(WidenCause cause) {
   absl::MutexLock l(&mu_);
-  ++(by_timer ? counts_.widened_by_timer : counts_.widened_early);
+  switch (cause) {
+    case WidenCause::kTimer:
+      ++counts_.widened_by_timer;
+      return;
+    case WidenCause::kEarly:
+      ++counts_.widened_early;
+      return;
+    case WidenCause::kHedge:
+      ++counts_.widened_by_hedge;
+      return;
+  }
 }
 
 absl::Duration FirstReplicas::WidenAfter() {
@@ -68,8 +78,16 @@ void FirstReplicas::NoteLatency(absl::Duration latency) {
 
 void FirstReplicas::NoteWidenedByTimer(const std::vector<uint32_t>& silent,
                                        absl::Time now) {
+  {
+    absl::MutexLock l(&mu_);
+    widen_after_ = std::min(2 * widen_after_, options_.widen_after_max);
+  }
+  Strike(silent, now);
+}
+
+void FirstReplicas::Strike(const std::vector<uint32_t>& silent,
+                           absl::Time now) {
   absl::MutexLock l(&mu_);
-  widen_after_ = std::min(2 * widen_after_, options_.widen_after_max);
   for (uint32_t r : silent) {
     if (strikes_[r] == 0) {
       strikes_[r] = kAnswersPerStrike;

@@ -12,6 +12,8 @@
 // before the others are asked follows the latency of the client's requests
 // as a TCP retransmission timer does (RFC 6298): smoothed latency plus four
 // times its variation, doubled each time it ran out, within [min, max].
+// A call may be widened sooner (FanOut): when a first replica fails or
+// refuses, or when their answers are spread apart (a hedge).
 //
 // Thread-safe.
 #ifndef PBFT_LEDGER_CLIENT_FIRST_REPLICAS_H_
@@ -29,6 +31,13 @@
 
 namespace pbft::client {
 
+// Why a call was asked of the replicas not asked yet (ClientStats).
+enum class WidenCause {
+  kTimer,  // The widening delay ran out.
+  kEarly,  // A first replica failed, refused or disagreed.
+  kHedge,  // One answered; the others lagged well behind it.
+};
+
 class FirstReplicas {
  public:
   struct Options {
@@ -45,9 +54,8 @@ class FirstReplicas {
 
   // What happened to the ordered requests so far (Client::stats()).
   ClientStats counts() const;
-  // A call widened to the replicas not asked yet: when the delay ran out
-  // (`by_timer`), or early.
-  void CountWidened(bool by_timer);
+  // A call widened to the replicas not asked yet.
+  void CountWidened(WidenCause cause);
 
   // The replicas a request needing `needed` matching replies goes to first,
   // at `now`: every replica if `needed` >= n, with send_to_all, or if the
@@ -59,12 +67,15 @@ class FirstReplicas {
   void NoteLatency(absl::Duration latency);
   // The first replicas ran out of time at `now`; `silent` of them had not
   // answered while the others had: the delay doubles, and each of those is
-  // struck; a replica with a strike still standing from an earlier silence
-  // is left out until now + avoid_for. A strike stands until the replica
-  // has answered kAnswersPerStrike calls (NoteAnswered): one silent in one
-  // call of every kAnswersPerStrike, or more often, is left out sooner or
-  // later.
+  // struck (Strike).
   void NoteWidenedByTimer(const std::vector<uint32_t>& silent, absl::Time now);
+  // `silent` stayed silent through a call's widening delay while another
+  // first replica answered: each is struck; a replica with a strike still
+  // standing from an earlier silence is left out until now + avoid_for. A
+  // strike stands until the replica has answered kAnswersPerStrike calls
+  // (NoteAnswered): one silent in one call of every kAnswersPerStrike, or
+  // more often, is left out sooner or later.
+  void Strike(const std::vector<uint32_t>& silent, absl::Time now);
   // `replicas` sent the matching replies that completed a call.
   void NoteAnswered(const std::set<uint32_t>& replicas);
   static constexpr uint32_t kAnswersPerStrike = 16;

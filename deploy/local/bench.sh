@@ -15,6 +15,7 @@
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
 #                         [--perf DIR] [--hops DIR] [--unary] [--send-to-all]
+#                         [--hedge F]
 #                         [--ids time|client]
 #   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
 #                         [--open-clients N] [--queue-max Q] [--no-bound]
@@ -43,6 +44,8 @@
 #   replica; for comparing the two in the same hour.
 # --send-to-all: the SDK sends each ordered request to every replica at once
 #   (ClientOptions::send_to_all) instead of to f+1 first; for comparing.
+# --hedge F: the SDK's ClientOptions::hedge_after_first (default 0: no
+#   hedge); for comparing.
 # --perf DIR: record `perf record -g` of replica 0 (the primary) during
 #   each cell's measured seconds into DIR/perf-B-C.data, and beside it the
 #   top symbols (perf-B-C.top.txt) and the CPU shares in the model's terms
@@ -74,6 +77,7 @@ CATCHUP_TIMEOUT=120
 RETRY_REFUSED=false
 SESSIONS=true
 SEND_TO_ALL=false
+HEDGE=""
 IDS=time
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -96,6 +100,7 @@ while [[ $# -gt 0 ]]; do
     --hops) HOPS_DIR=$2; shift 2 ;;
     --unary) SESSIONS=false; shift ;;
     --send-to-all) SEND_TO_ALL=true; shift ;;
+    --hedge) HEDGE="$2"; shift 2 ;;
     --ids) IDS=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
@@ -257,7 +262,8 @@ measure_cell() {
   { time timeout $(( ${BENCH_SECONDS:-$DURATION} + 120 )) "$BIN/ledger-bench" \
       --config "$dir/cluster.json" --clients "$c" --batch "$b" \
       --duration "${BENCH_SECONDS:-$DURATION}" --warmup 1 --sessions="$SESSIONS" \
-      --send_to_all="$SEND_TO_ALL" --ids="$IDS" "$@" \
+      --send_to_all="$SEND_TO_ALL" ${HEDGE:+--hedge_after_first="$HEDGE"} \
+      --ids="$IDS" "$@" \
       2>"$dir/bench.err" \
       >"$dir/out.json" || echo "ledger-bench exited with $?" >&2; } 2>"$dir/bench-time"
   tail -1 "$dir/out.json" >"$dir/line.json"

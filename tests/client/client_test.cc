@@ -150,12 +150,14 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   // Answers Session streams (else UNIMPLEMENTED, as a replica without
   // them): each request as Submit or Query would. The first `break_first`
   // streams end (UNAVAILABLE) right after reading a request, unanswered.
-  // `silent`: requests are read and never answered. Set before the first
-  // call.
-  void EnableSessions(int break_first = 0, bool silent = false) {
+  // `silent`: requests are read and never answered; `lag`: each is answered
+  // that long after it was read. Set before the first call.
+  void EnableSessions(int break_first = 0, bool silent = false,
+                      absl::Duration lag = absl::ZeroDuration()) {
     sessions_ = true;
     break_first_ = break_first;
     silent_ = silent;
+    lag_ = lag;
   }
 
   grpc::Status Session(
@@ -173,6 +175,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broke");
       }
       if (silent_) continue;
+      absl::SleepFor(lag_);
       pbft::v1::Request r;
       r.ParseFromString(req.request().payload());
       grpc::Status status;
@@ -248,6 +251,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   bool sessions_ = false;
   int break_first_ = 0;
   bool silent_ = false;
+  absl::Duration lag_;
   std::atomic<int> unary_{0};
   std::atomic<int> streams_{0};
   std::atomic<int> session_requests_{0};
@@ -508,6 +512,77 @@ TEST_F(ClientTest, SilentFirstReplicaIsBypassedAndThenLeftOut) {
   EXPECT_GE(stats.widened_by_timer, 2u);
   EXPECT_EQ(stats.replicas_left_out, 1u);
   EXPECT_EQ(stats.sent_to_all_first, 0u);
+}
+
+// The same silent replica with the hedge on (at 0.5): each call is
+// widened half its first answer's latency after it, long before the
+// widening delay, and the replica is still struck when widen_after_max
+// has passed without its answer, so left out at its second silence.
+TEST_F(ClientTest, HedgeWidensWhenOneFirstReplicaLagsAndStillStrikes) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[3]->EnableSessions(0, /*silent=*/true);
+  ClientOptions o;
+  o.widen_after_initial = o.widen_after_min = absl::Milliseconds(200);
+  o.widen_after_max = absl::Milliseconds(400);
+  o.hedge_after_first = 0.5;
+  auto c = NewClient(o);
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()}, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  ClientStats stats = c->stats();
+  EXPECT_EQ(stats.widened_by_hedge, 2u);
+  EXPECT_EQ(stats.widened_by_timer, 0u);
+  // Both calls reach widen_after_max (each strikes replica 3) while their
+  // requests to it are still unanswered.
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_EQ(c->stats().replicas_left_out, 1u);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(replicas_[3]->session_requests(), 2);
+  stats = c->stats();
+  EXPECT_EQ(stats.ordered_sends, 3u);
+  EXPECT_EQ(stats.widened_by_timer, 0u);
+  EXPECT_EQ(stats.sent_to_all_first, 0u);
+}
+
+// A first replica that answers every call, but late (each 100 ms after
+// the one before, beyond the 50-ms widening delay): the hedge completes
+// each call without it, and since its answers come before
+// widen_after_max (2 s) it is never struck, so never left out (a busy
+// correct primary).
+TEST_F(ClientTest, LaggingFirstReplicaIsHedgedButNeverLeftOut) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  for (auto& r : replicas_) r->EnableSessions();
+  replicas_[3]->EnableSessions(0, false, absl::Milliseconds(100));
+  ClientOptions o;
+  o.widen_after_initial = o.widen_after_min = absl::Milliseconds(50);
+  o.hedge_after_first = 0.5;
+  auto c = NewClient(o);
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()}, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  absl::SleepFor(absl::Milliseconds(700));  // Replica 3 answered all five.
+  const ClientStats stats = c->stats();
+  EXPECT_GE(stats.widened_by_hedge, 4u);  // The first call may warm up.
+  EXPECT_EQ(stats.widened_by_timer, 0u);
+  EXPECT_EQ(stats.replicas_left_out, 0u);
+  EXPECT_EQ(replicas_[3]->session_requests(), 5);
+  // hedge_after_first = 0 (and a delay beyond the lag): every call waits
+  // for the lagging replica.
+  o.hedge_after_first = 0;
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(1);
+  auto patient = NewClient(o);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(patient->Transfers({SomeTransfer()}, absl::Seconds(5)).ok());
+  }
+  EXPECT_EQ(patient->stats().widened_by_hedge, 0u);
+  EXPECT_EQ(patient->stats().widened_by_timer, 0u);
+  EXPECT_EQ(replicas_[3]->session_requests(), 8);
 }
 
 // The primary follows the view that f+1 matching replies name: at view 2

@@ -20,7 +20,6 @@
 // tools/bench/open_loop.h says what is counted and printed.
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -31,6 +30,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
@@ -62,6 +62,11 @@ ABSL_FLAG(bool, sessions, true,
 ABSL_FLAG(bool, send_to_all, false,
           "Send every ordered request to every replica at once; default: to "
           "f+1 first (the SDK's ClientOptions::send_to_all).");
+ABSL_FLAG(double, hedge_after_first,
+          pbft::client::ClientOptions().hedge_after_first,
+          "Ask the other replicas when one first replica answered and the "
+          "rest have not within this fraction of its latency; 0: never (the "
+          "SDK's ClientOptions::hedge_after_first).");
 ABSL_FLAG(std::string, ids, "time",
           "Transfer ids: time (client::NewId, ordered by time, as docs/api.md "
           "recommends) or client (high = client id, low = a counter from a "
@@ -84,20 +89,6 @@ struct Stats {
   // interval and at its end.
   client::ClientStats sdk_begin, sdk_end;
 };
-
-// The clients' SDK counts, summed.
-client::ClientStats SumStats(const std::vector<LoadClient>& clients) {
-  client::ClientStats sum;
-  for (const LoadClient& c : clients) {
-    const client::ClientStats s = c.sdk->stats();
-    sum.ordered_sends += s.ordered_sends;
-    sum.sent_to_all_first += s.sent_to_all_first;
-    sum.widened_by_timer += s.widened_by_timer;
-    sum.widened_early += s.widened_early;
-    sum.replicas_left_out += s.replicas_left_out;
-  }
-  return sum;
-}
 
 // The open loop's flags into `o`; false after printing what is wrong.
 bool ReadOpenLoopFlags(BenchOptions& o) {
@@ -145,6 +136,11 @@ std::optional<BenchOptions> ReadFlags() {
   o.retry_refused = absl::GetFlag(FLAGS_retry_refused);
   o.sessions = absl::GetFlag(FLAGS_sessions);
   o.send_to_all = absl::GetFlag(FLAGS_send_to_all);
+  o.hedge_after_first = absl::GetFlag(FLAGS_hedge_after_first);
+  if (!(o.hedge_after_first >= 0)) {
+    std::cerr << "ledger-bench: --hedge_after_first: must be >= 0\n";
+    return std::nullopt;
+  }
   const std::string ids = absl::GetFlag(FLAGS_ids);
   if (ids != "time" && ids != "client") {
     std::cerr << "ledger-bench: --ids: '" << ids
@@ -260,21 +256,12 @@ class Bench {
                    static_cast<size_t>(p * static_cast<double>(lat.size())));
       return lat[i];
     };
-    const client::ClientStats& b = stats_.sdk_begin;
-    const client::ClientStats& e = stats_.sdk_end;
-    auto diff = [](uint64_t after, uint64_t before) {
-      return static_cast<unsigned long long>(after - before);
-    };
-    char json[768];
-    std::snprintf(
-        json, sizeof json,
+    const std::string json = absl::StrFormat(
         "{\"transfers_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_ms\":%.2f,"
         "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
         "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
         "\"not_ok\":%llu,\"max_gap_ms\":%.0f,\"sessions\":%s,"
-        "\"send_to_all\":%s,\"ids\":\"%s\",\"sdk_sends\":%llu,"
-        "\"sdk_sent_to_all_first\":%llu,\"sdk_widened_by_timer\":%llu,"
-        "\"sdk_widened_early\":%llu,\"sdk_replicas_left_out\":%llu}",
+        "\"send_to_all\":%s,\"hedge_after_first\":%.2f,\"ids\":\"%s\",%s}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
@@ -282,11 +269,8 @@ class Bench {
         static_cast<unsigned long long>(stats_.errors),
         static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms,
         o_.sessions ? "true" : "false", o_.send_to_all ? "true" : "false",
-        o_.time_ids ? "time" : "client", diff(e.ordered_sends, b.ordered_sends),
-        diff(e.sent_to_all_first, b.sent_to_all_first),
-        diff(e.widened_by_timer, b.widened_by_timer),
-        diff(e.widened_early, b.widened_early),
-        diff(e.replicas_left_out, b.replicas_left_out));
+        o_.hedge_after_first, o_.time_ids ? "time" : "client",
+        SdkStatsJson(stats_.sdk_end - stats_.sdk_begin).c_str());
     std::cout << json << std::endl;
   }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/crypto.h"
 
 namespace pbft::bench {
@@ -61,6 +62,7 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
     co.retry_refused = o.retry_refused;
     co.sessions = o.sessions;
     co.send_to_all = o.send_to_all;
+    co.hedge_after_first = o.hedge_after_first;
     absl::StatusOr<std::unique_ptr<client::Client>> sdk =
         client::Client::Create(co);
     if (!sdk.ok()) {
@@ -80,6 +82,21 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
   }
   if (o.clients == 1 && !CreateSoloSink(o, out[0])) return std::nullopt;
   return out;
+}
+
+client::ClientStats SumStats(const std::vector<LoadClient>& clients) {
+  client::ClientStats sum;
+  for (const LoadClient& c : clients) sum += c.sdk->stats();
+  return sum;
+}
+
+std::string SdkStatsJson(const client::ClientStats& s) {
+  return absl::StrFormat(
+      "\"sdk_sends\":%u,\"sdk_sent_to_all_first\":%u,"
+      "\"sdk_widened_by_timer\":%u,\"sdk_widened_early\":%u,"
+      "\"sdk_widened_by_hedge\":%u,\"sdk_replicas_left_out\":%u",
+      s.ordered_sends, s.sent_to_all_first, s.widened_by_timer, s.widened_early,
+      s.widened_by_hedge, s.replicas_left_out);
 }
 
 }  // namespace pbft::bench

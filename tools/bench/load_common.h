@@ -28,6 +28,8 @@ struct BenchOptions {
   bool sessions = true;
   // client::ClientOptions::send_to_all of every client.
   bool send_to_all = false;
+  // client::ClientOptions::hedge_after_first of every client.
+  double hedge_after_first = client::ClientOptions().hedge_after_first;
   // Transfer ids from client::NewId (ordered by time); false: high = client
   // id, low = a counter from a random base (LoadClient).
   bool time_ids = true;
@@ -59,6 +61,12 @@ struct LoadClient {
 // Clients 1..o.clients, keys from o.keys_dir; with one client, its sink
 // account created (idempotent across runs). nullopt after printing why not.
 std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o);
+
+// The clients' SDK counts, summed.
+client::ClientStats SumStats(const std::vector<LoadClient>& clients);
+// `s` as JSON fields ("sdk_sends":...,...) without braces; docs/benchmarks.md
+// lists them.
+std::string SdkStatsJson(const client::ClientStats& s);
 
 }  // namespace pbft::bench
 
