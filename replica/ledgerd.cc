@@ -2,7 +2,7 @@
 //
 //   ledgerd --config FILE --id I --data-dir DIR [--key FILE]
 //           [--listen-host H] [--log-level L] [--log-json]
-//           [--memory-trim-s S]
+//           [--memory-trim-s S] [--storage-nice N]
 //
 // Exit status: 0 after a graceful stop (SIGTERM or SIGINT), 1 if it cannot
 // start (the message names the file, field or address), 2 on usage errors.
@@ -41,6 +41,9 @@ ABSL_FLAG(uint32_t, peer_queue_mb, 24,
 ABSL_FLAG(double, memory_trim_s, 10,
           "Seconds between returns of the allocator's free pages to the "
           "system (0: never).");
+ABSL_FLAG(int32_t, storage_nice, 10,
+          "Added to the nice value of LevelDB's background thread (memtable "
+          "writes and compactions), 0-19 (0: unchanged).");
 ABSL_FLAG(double, fetch_rate, 20,
           "FETCH requests served per peer per second (burst: half as many).");
 
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_memory_trim_s) < 0) {
     std::cerr << "ledgerd: --memory-trim-s must be 0 (never) or positive\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_storage_nice) < 0 ||
+      absl::GetFlag(FLAGS_storage_nice) > 19) {
+    std::cerr << "ledgerd: --storage-nice must be 0 to 19\n";
     return 2;
   }
   absl::Status log = pbft::InitLogging({.level = absl::GetFlag(FLAGS_log_level),
@@ -85,6 +93,7 @@ int main(int argc, char** argv) {
   o.peer_queue_bytes_max = size_t{absl::GetFlag(FLAGS_peer_queue_mb)} << 20;
   o.fetch_rate_per_s = std::max(1.0, absl::GetFlag(FLAGS_fetch_rate));
   o.fetch_burst = std::max(1.0, o.fetch_rate_per_s / 2);
+  o.storage_nice = absl::GetFlag(FLAGS_storage_nice);
   absl::StatusOr<std::unique_ptr<pbft::replica::ReplicaServer>> server =
       pbft::replica::ReplicaServer::Start(o);
   if (!server.ok()) {

@@ -39,6 +39,7 @@
 #include "replica/net/verify_pool.h"
 #include "replica/node/ledger_adapters.h"
 #include "replica/node/replica_node.h"
+#include "replica/storage/background_env.h"
 #include "replica/storage/protocol_store.h"
 
 namespace pbft::replica {
@@ -337,12 +338,13 @@ absl::Status ReplicaServerImpl::OpenStorage() {
         absl::StrCat("--data-dir ", options_.data_dir, ": ", ec.message()));
   }
   ledger::LedgerOptions lo;
+  lo.env = storage::BackgroundEnv(options_.storage_nice);
   absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
       ledger::Ledger::Open(cluster_, options_.data_dir + "/ledger", lo);
   if (!ledger.ok()) return ledger.status();
   ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<storage::ProtocolStore>> store =
-      storage::ProtocolStore::Open(options_.data_dir + "/protocol");
+      storage::ProtocolStore::Open(options_.data_dir + "/protocol", lo.env);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
   return absl::OkStatus();

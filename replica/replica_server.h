@@ -49,6 +49,9 @@ struct ReplicaServerOptions {
   // FETCH requests served per peer: sustained rate and burst.
   double fetch_rate_per_s = 20;
   double fetch_burst = 10;
+  // Added to the nice value of LevelDB's background thread (memtable
+  // writes, compactions; storage::BackgroundEnv); 0: unchanged.
+  int storage_nice = 10;
 };
 
 class ReplicaServer {

@@ -20,6 +20,12 @@ timeout 20 "$BIN/ledgerd" --config "$DIR/cluster.json" --id 0 --data-dir "$DIR/d
   --memory-trim-s -1 >"$DIR/out" 2>&1; rc=$?
 set -e
 [[ $rc == 2 ]] && grep -q -- "--memory-trim-s" "$DIR/out" || fail "negative --memory-trim-s: rc=$rc $(cat "$DIR/out")"
+# So is a background priority outside 0-19.
+set +e
+timeout 20 "$BIN/ledgerd" --config "$DIR/cluster.json" --id 0 --data-dir "$DIR/data-x" \
+  --storage-nice 20 >"$DIR/out" 2>&1; rc=$?
+set -e
+[[ $rc == 2 ]] && grep -q -- "--storage-nice" "$DIR/out" || fail "--storage-nice 20: rc=$rc $(cat "$DIR/out")"
 # The idle main thread returns free memory every second here (default 10).
 export LEDGERD_FLAGS="--memory-trim-s 1"
 for i in 0 1 2 3; do start_replica "$DIR" "$i"; done

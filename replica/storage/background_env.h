@@ -1,0 +1,28 @@
+// A leveldb::Env whose background work (memtable writes to level-0 tables
+// and compactions) runs on a thread of lower CPU priority than the
+// replica's own threads.
+//
+// Every replica executes the same blocks, so their ledgers fill their
+// memtables at the same height and write them out at the same moment: on a
+// shared machine four such writes at once took both cores for a quarter of
+// a second, and every call in flight waited (docs/benchmarks.md, "LevelDB's
+// background work at a lower priority"). At a lower priority the write
+// takes the CPU the protocol leaves idle first. Should it fall behind under
+// a load that leaves none, LevelDB's own limits on level-0 files slow the
+// writers down, as they would on a slow disk.
+#ifndef PBFT_LEDGER_REPLICA_STORAGE_BACKGROUND_ENV_H_
+#define PBFT_LEDGER_REPLICA_STORAGE_BACKGROUND_ENV_H_
+
+#include "leveldb/env.h"
+
+namespace pbft::storage {
+
+// The process's Env for its LevelDB databases: Env::Default() whose
+// background thread, at its first job, adds `nice_increment` (1-19) to its
+// nice value (Linux: per thread) and is named "leveldb-bg"; 0:
+// Env::Default() unchanged. The first call decides for the process.
+leveldb::Env* BackgroundEnv(int nice_increment);
+
+}  // namespace pbft::storage
+
+#endif  // PBFT_LEDGER_REPLICA_STORAGE_BACKGROUND_ENV_H_
