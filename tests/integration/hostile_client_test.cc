@@ -7,6 +7,9 @@
 //    left waiting;
 //  - per-client shares: a burst of one client's calls is refused beyond its
 //    share while another client is served;
+//  - answers clients match: a read-only GetBlock's answers are the same
+//    bytes on every replica but for how each saw the block committed,
+//    which verifies;
 //  - answer budgets: GetBlock answers over the budget get
 //    RESULT_CODE_ANSWER_TOO_LARGE (ordered, the same bytes on every replica)
 //    or OUT_OF_RANGE (read-only);
@@ -34,8 +37,11 @@
 #include "common/envelope.h"
 #include "common/keyfile.h"
 #include "common/proto_names.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "replica/ledger/block.h"
 
 namespace pbft::test {
 namespace {
@@ -124,6 +130,28 @@ class HostileClientTest : public ::testing::Test {
     std::vector<Answer> out;
     for (auto& f : fs) out.push_back(f.get());
     return out;
+  }
+
+  // `q` as a read-only query of client 1, signed.
+  pbft::v1::Envelope ReadOnly(const ledger::v1::Query& q) {
+    pbft::v1::Request r;
+    r.set_client_id(1);
+    r.set_request_number(Number());
+    r.set_read_only(true);
+    q.SerializeToString(r.mutable_operation());
+    return signers_[0]->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, r);
+  }
+
+  Answer QueryOne(uint32_t replica, const pbft::v1::Envelope& e) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ledger::v1::QueryRequest req;
+    *req.mutable_query() = e;
+    ledger::v1::QueryResponse resp;
+    Answer a;
+    a.status = stubs_[replica]->Query(&ctx, req, &resp);
+    a.reply = resp.reply();
+    return a;
   }
 
   // The decoded reply, after checking its signature and sender.
@@ -382,22 +410,60 @@ TEST_F(HostileClientTest, AnswersStayWithinTheirBudget) {
   // Read-only: refused with OUT_OF_RANGE by every replica.
   ledger::v1::Query q;
   q.mutable_get_block()->set_height(height);
-  pbft::v1::Request rq;
-  rq.set_client_id(1);
-  rq.set_request_number(Number());
-  rq.set_read_only(true);
-  q.SerializeToString(rq.mutable_operation());
-  const pbft::v1::Envelope e =
-      signers_[0]->SignMessage(pbft::v1::MESSAGE_TYPE_REQUEST, rq);
+  const pbft::v1::Envelope e = ReadOnly(q);
   for (uint32_t r = 0; r < cluster_->n(); ++r) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    ledger::v1::QueryRequest req;
-    *req.mutable_query() = e;
-    ledger::v1::QueryResponse resp;
-    grpc::Status s = stubs_[r]->Query(&ctx, req, &resp);
+    grpc::Status s = QueryOne(r, e).status;
     EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE)
         << "replica " << r << ": " << s.error_message();
+  }
+}
+
+// Answers that clients match are byte-identical on correct replicas: a
+// read-only GetBlock of an executed block, sent to every replica, gets
+// answers that differ only in replica_id and block_commit (how each
+// replica saw the block committed, which the client verifies instead of
+// matching), and every block_commit certifies the block's header. So 2f+1
+// of them complete the read without the ordered fallback.
+TEST_F(HostileClientTest, ReadOnlyBlockAnswersMatchOnEveryReplica) {
+  uint64_t t = Number();
+  std::vector<Answer> done = SubmitAll(Signed(1, t, Transfers(3, t)));
+  ledger::v1::OperationResults results;
+  ASSERT_TRUE(results.ParseFromString(Decode(0, done[0]).result()));
+  const uint64_t height = results.seq();
+  ASSERT_GT(height, 0u);  // Every replica replied: every one executed it.
+
+  ledger::v1::Query q;
+  q.mutable_get_block()->set_height(height);
+  const pbft::v1::Envelope e = ReadOnly(q);
+  std::string first;
+  for (uint32_t r = 0; r < cluster_->n(); ++r) {
+    Answer a = QueryOne(r, e);
+    ASSERT_TRUE(a.status.ok())
+        << "replica " << r << ": " << a.status.error_message();
+    EXPECT_EQ(verifier_->Check(a.reply), EnvelopeError::kOk);
+    ledger::v1::QueryReply answer;
+    ASSERT_TRUE(answer.ParseFromString(a.reply.payload()));
+    EXPECT_EQ(answer.replica_id(), r);
+    ASSERT_TRUE(answer.has_block()) << "replica " << r;
+    EXPECT_EQ(answer.block().header().height(), height);
+    ASSERT_TRUE(answer.has_block_commit()) << "replica " << r;
+    const ledger::v1::BlockCommit& c = answer.block_commit();
+    EXPECT_TRUE(ledger::VerifyBlockCommit(*cluster_, *verifier_,
+                                          answer.block().header(), c.view(),
+                                          c.pre_prepare(), c.certificate())
+                    .ok())
+        << "replica " << r;
+    answer.clear_replica_id();
+    answer.clear_block_commit();
+    std::string bytes;
+    google::protobuf::io::StringOutputStream sos(&bytes);
+    {
+      google::protobuf::io::CodedOutputStream cos(&sos);
+      cos.SetSerializationDeterministic(true);
+      ASSERT_TRUE(answer.SerializeToCodedStream(&cos));
+    }
+    if (r == 0) first = bytes;
+    EXPECT_EQ(bytes, first) << "replica " << r << "'s answer differs";
   }
 }
 

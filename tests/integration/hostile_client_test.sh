@@ -27,8 +27,8 @@ wait_ready "$DIR" 4 60 || fail "cluster not ready within 60 s"
 
 CLUSTER_DIR="$DIR" timeout 120 "$TESTS/hostile_client_test" >"$DIR/hostile.out" 2>&1 \
   || fail "hostile_client_test: $(grep -v "^\[ *\(RUN\|OK\) " "$DIR/hostile.out" | tail -150)"
-grep -q "PASSED.*6 tests" "$DIR/hostile.out" \
-  || fail "hostile_client_test did not run its 6 tests: $(tail -5 "$DIR/hostile.out")"
+grep -q "PASSED.*7 tests" "$DIR/hostile.out" \
+  || fail "hostile_client_test did not run its 7 tests: $(tail -5 "$DIR/hostile.out")"
 tail -3 "$DIR/hostile.out"
 
 # Every replica survived it.
