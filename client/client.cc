@@ -238,6 +238,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   std::optional<Timers::Id> widen_timer_;  // Set by Start().
   // The replicas asked first, if not every one.
   std::vector<uint32_t> first_;
+  // The replicas that answered anything (a reply, a rejection, an error),
+  // even after the call finished: the others are silent.
+  std::set<uint32_t> heard_ ABSL_GUARDED_BY(mu_);
   bool hedge_armed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Timers::Id> hedge_timer_ ABSL_GUARDED_BY(mu_);
   absl::Time started_;
@@ -625,10 +628,12 @@ void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
 FanOut::~FanOut() {
   // A pending widening has nothing left to do: its wake-up is saved.
   if (widen_timer_.has_value()) client_->timers().Cancel(*widen_timer_);
+  std::optional<Timers::Id> hedge;
   {
     absl::MutexLock l(&mu_);
-    if (hedge_timer_.has_value()) client_->timers().Cancel(*hedge_timer_);
+    hedge = hedge_timer_;
   }
+  if (hedge.has_value()) client_->timers().Cancel(*hedge);
   Finish(absl::DeadlineExceededError(""));
 }
 
@@ -705,9 +710,9 @@ std::vector<uint32_t> FanOut::SilentFirst(bool* widened) {
   std::vector<uint32_t> silent;
   absl::MutexLock l(&mu_);
   *widened = finished_ || AllAskedLocked();
-  if (voted_.empty()) return silent;
+  if (heard_.empty()) return silent;
   for (uint32_t r : first_) {
-    if (!voted_.contains(r)) silent.push_back(r);
+    if (!heard_.contains(r)) silent.push_back(r);
   }
   return silent;
 }
@@ -848,6 +853,10 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
 
 void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
                      const grpc::Status& s, const pbft::v1::Envelope& reply) {
+  {
+    absl::MutexLock l(&mu_);
+    heard_.insert(replica);
+  }
   if (!s.ok() && !IsPermanent(s.error_code())) {
     if (OnRefused(replica, s, pbft::v1::Reply())) return;
     Retry(replica, backoff, s.error_message());
@@ -874,9 +883,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   std::vector<std::pair<uint32_t, pbft::v1::Envelope>> to_verify;
   {
     absl::MutexLock l(&mu_);
-    // Late answers count as votes too: the widening timer then knows the
-    // replica was not silent.
-    if (!voted_.insert(replica).second || finished_) return;
+    if (finished_ || !voted_.insert(replica).second) return;
     if (s.ok()) {
       views_[replica] = view;
       if (commit.has_certificate()) block_commits_[replica] = std::move(commit);
