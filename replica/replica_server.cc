@@ -339,6 +339,8 @@ absl::Status ReplicaServerImpl::OpenStorage() {
   }
   ledger::LedgerOptions lo;
   lo.env = storage::BackgroundEnv(options_.storage_nice);
+  lo.write_buffer_bytes =
+      ledger::WriteBufferForReplica(lo.write_buffer_bytes, options_.id);
   absl::StatusOr<std::unique_ptr<ledger::Ledger>> ledger =
       ledger::Ledger::Open(cluster_, options_.data_dir + "/ledger", lo);
   if (!ledger.ok()) return ledger.status();

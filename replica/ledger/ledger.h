@@ -97,7 +97,8 @@ struct LedgerOptions {
   size_t block_cache_bytes = 32 << 20;
   // LevelDB's memtable. 8-16 MB is fastest for block execution here: a
   // larger skip list costs a cache miss per level on every insert, a smaller
-  // one more flushes and compactions (docs/benchmarks.md).
+  // one more flushes and compactions (docs/benchmarks.md). ledgerd gives
+  // each replica its own (WriteBufferForReplica).
   size_t write_buffer_bytes = 16 << 20;
   // Also check LevelDB checksums on every read (verify uses it).
   bool paranoid_checks = false;
@@ -106,6 +107,14 @@ struct LedgerOptions {
   // digest is the same bit for bit either way; false: one thread only.
   bool parallel_state_hash = true;
 };
+
+// The memtable size of replica `replica_id` for a `base` size: base plus
+// (id mod 8) eighths of it (16, 18, 20, 22 MB for four replicas at 16 MB).
+// Every replica executes the same blocks and so fills a memtable of one
+// size at the same height; sizes that differ by replica spread their
+// writes to level-0 tables apart (docs/benchmarks.md, "Memtables of
+// different sizes").
+size_t WriteBufferForReplica(size_t base, uint32_t replica_id);
 
 // Limits of the query API.
 inline constexpr uint32_t kHistoryLimitDefault = 100;

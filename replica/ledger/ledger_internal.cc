@@ -268,4 +268,8 @@ namespace pbft::ledger {
 
 uint64_t Ledger::MemoryBytes() const { return LevelDbMemoryBytes(*db_); }
 
+size_t WriteBufferForReplica(size_t base, uint32_t replica_id) {
+  return base + (replica_id % 8) * (base / 8);
+}
+
 }  // namespace pbft::ledger

@@ -21,6 +21,17 @@ using test::TransferOp;
 
 constexpr uint64_t kGenesis = 1'000'000;
 
+// Replicas' memtables differ in size, so that they are not written out at
+// the same height: 16, 18, 20, 22 MB for four replicas, repeating after 8.
+TEST(LedgerOptionsTest, WriteBufferDiffersByReplica) {
+  const size_t mb = size_t{1} << 20;
+  EXPECT_EQ(WriteBufferForReplica(16 * mb, 0), 16 * mb);
+  EXPECT_EQ(WriteBufferForReplica(16 * mb, 1), 18 * mb);
+  EXPECT_EQ(WriteBufferForReplica(16 * mb, 3), 22 * mb);
+  EXPECT_EQ(WriteBufferForReplica(16 * mb, 7), 30 * mb);
+  EXPECT_EQ(WriteBufferForReplica(16 * mb, 8), 16 * mb);
+}
+
 TEST(LedgerGenesis, AccountsAndSupplyFromConfig) {
   MemLedger m;
   EXPECT_EQ(m.ledger().last_executed(), 0u);
