@@ -2,12 +2,13 @@
 // and compactions) runs on a thread of lower CPU priority than the
 // replica's own threads.
 //
-// Every replica executes the same blocks, so their ledgers fill their
-// memtables at the same height and write them out at the same moment: on a
-// shared machine four such writes at once took both cores for a quarter of
-// a second, and every call in flight waited (docs/benchmarks.md, "LevelDB's
-// background work at a lower priority"). At a lower priority the write
-// takes the CPU the protocol leaves idle first. Should it fall behind under
+// A memtable write competes with the protocol's threads for the CPU: on a
+// shared machine four replicas writing theirs out together (memtables of
+// one size fill at the same height; ledger::WriteBufferForReplica now
+// staggers them) made every call in flight wait for a fraction of a second
+// (docs/benchmarks.md, "LevelDB's background work at a lower priority").
+// At a lower priority the write takes the CPU the protocol leaves idle
+// first. Should it fall behind under
 // a load that leaves none, LevelDB's own limits on level-0 files slow the
 // writers down, as they would on a slow disk.
 #ifndef PBFT_LEDGER_REPLICA_STORAGE_BACKGROUND_ENV_H_

@@ -541,8 +541,12 @@ TEST_F(ClientTest, HedgeWidensWhenOneFirstReplicaLagsAndStillStrikes) {
   absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Seconds(5));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(replicas_[3]->session_requests(), 2);
   stats = c->stats();
+  // Replica 3 is no longer among the first ones: the third call reaches it
+  // only if its own first answers were spread enough for the hedge (and
+  // that late send may not have been read yet).
+  EXPECT_LE(replicas_[3]->session_requests(),
+            2 + static_cast<int>(stats.widened_by_hedge - 2));
   EXPECT_EQ(stats.ordered_sends, 3u);
   EXPECT_EQ(stats.widened_by_timer, 0u);
   EXPECT_EQ(stats.sent_to_all_first, 0u);
@@ -558,7 +562,9 @@ TEST_F(ClientTest, LaggingFirstReplicaIsHedgedButNeverLeftOut) {
   for (auto& r : replicas_) r->EnableSessions();
   replicas_[3]->EnableSessions(0, false, absl::Milliseconds(100));
   ClientOptions o;
-  o.widen_after_initial = o.widen_after_min = absl::Milliseconds(50);
+  // The first call also opens the connections: 300 ms; then 50 ms.
+  o.widen_after_initial = absl::Milliseconds(300);
+  o.widen_after_min = absl::Milliseconds(50);
   o.hedge_after_first = 0.5;
   auto c = NewClient(o);
   for (int i = 0; i < 5; ++i) {
