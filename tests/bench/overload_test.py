@@ -135,6 +135,28 @@ class Rss(unittest.TestCase):
             "anon_rss_less_stores")["anon_rss_less_stores_flat"])
         self.assertEqual(len(overload.less(anon, stores[:2])), 2)
 
+    def test_ceiling_of_each_half_and_tenth(self):
+        # Replica 0 swings under a ceiling of 60 MB; replica 1 keeps
+        # growing. The last sample alone would call replica 0 grown
+        # (30 -> 60) and would not see replica 1's climb if it ended low.
+        swing = [30, 60, 35, 58, 32, 60, 31, 59, 40, 60]
+        climb = [30, 33, 36, 39, 42, 45, 48, 51, 54, 50]
+        samples = [[5.0 * k, swing[k] * 1024.0, climb[k] * 1024.0]
+                   for k in range(10)]
+        r = overload.rss_figures(samples, 0.0, 45.0, "anon_rss")
+        self.assertEqual(r["anon_rss_halves_max_mb"],
+                         [[60.0, 60.0], [42.0, 54.0]])
+        self.assertFalse(r["anon_rss_flat_max"])  # Replica 1: 42 -> 54.
+        self.assertEqual(r["anon_rss_tenths_max_mb"][1],
+                         [float(x) for x in climb])
+        only_swing = overload.rss_figures([x[:2] for x in samples], 0.0, 45.0,
+                                          "anon_rss")
+        self.assertTrue(only_swing["anon_rss_flat_max"])
+        self.assertEqual(len(only_swing["anon_rss_tenths_max_mb"][0]), 10)
+        one = overload.rss_figures(samples[:1], 0.0, 45.0)
+        self.assertEqual(one["rss_halves_max_mb"], [[30.0, 30.0], [30.0, 30.0]])
+        self.assertTrue(one["rss_flat_max"])
+
     def test_no_sample_inside(self):
         self.assertIsNone(overload.rss_figures(self.SAMPLES, 30.0, 40.0))
 

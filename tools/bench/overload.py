@@ -137,14 +137,33 @@ def rss_figures(samples, start_s, end_s, prefix="rss"):
     "anon_rss" RssAnon) at the first sample at or after start_s, at the
     middle one, at the last one at or before end_s, and the largest of all.
     "<prefix>_flat": the second half grew by at most FLAT_GROWTH_MAX
-    (end <= (1 + FLAT_GROWTH_MAX) x middle) at every replica."""
+    (end <= (1 + FLAT_GROWTH_MAX) x middle) at every replica.
+    One sample each is at the mercy of when the allocator last returned
+    pages, so beside them: "<prefix>_tenths_max_mb", per replica the
+    largest sample in each tenth of the samples (the trend), and
+    "<prefix>_halves_max_mb" / "<prefix>_flat_max": the largest sample of
+    each half, flat if the second half's is at most (1 + FLAT_GROWTH_MAX) x
+    the first half's at every replica (memory that keeps growing raises
+    its ceiling; memory that swings under a ceiling does not)."""
     inside = [s for s in samples if start_s <= s[0] <= end_s]
     if not inside:
         return None
     first, mid, last = inside[0], inside[len(inside) // 2], inside[-1]
     n = len(first) - 1
     mb = lambda kb: round(kb / 1024.0, 1)  # noqa: E731
+    half = max(1, len(inside) // 2)
+    halves = [inside[:half], inside[half:] or inside[-1:]]
+    halves_max = [[max(s[i + 1] for s in h) for h in halves]
+                  for i in range(n)]
+    tenths = [inside[len(inside) * k // 10:len(inside) * (k + 1) // 10]
+              for k in range(10)]
+    tenths = [t for t in tenths if t]
     return {
+        prefix + "_tenths_max_mb": [[mb(max(s[i + 1] for s in t))
+                                     for t in tenths] for i in range(n)],
+        prefix + "_halves_max_mb": [[mb(x) for x in h] for h in halves_max],
+        prefix + "_flat_max": all(h[1] <= (1 + FLAT_GROWTH_MAX) * h[0]
+                                  for h in halves_max),
         prefix + "_start_mb": [mb(first[i + 1]) for i in range(n)],
         prefix + "_mid_mb": [mb(mid[i + 1]) for i in range(n)],
         prefix + "_end_mb": [mb(last[i + 1]) for i in range(n)],
@@ -235,6 +254,8 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "anon_rss_flat": anon_rss["anon_rss_flat"] if anon_rss else None,
         "anon_rss_less_stores_flat":
         stores["anon_rss_less_stores_flat"] if stores else None,
+        "anon_rss_less_stores_flat_max":
+        stores.get("anon_rss_less_stores_flat_max") if stores else None,
     }
     return out
 
