@@ -87,17 +87,6 @@ v1::OperationResult Exists(v1::ResultCode original, uint64_t original_seq) {
   return r;
 }
 
-// The checks on a money movement's own fields, before any state is read;
-// OK when they pass. Transfers and mints check these in this order.
-v1::ResultCode CheckMovementFields(const U128& id, uint64_t amount,
-                                   uint32_t ledger, const std::string& memo) {
-  if (id.IsZero()) return v1::RESULT_CODE_ID_MUST_NOT_BE_ZERO;
-  if (amount == 0) return v1::RESULT_CODE_AMOUNT_MUST_BE_POSITIVE;
-  if (ledger == 0) return v1::RESULT_CODE_LEDGER_MUST_NOT_BE_ZERO;
-  if (memo.size() > kMemoBytesMax) return v1::RESULT_CODE_MEMO_TOO_LONG;
-  return v1::RESULT_CODE_OK;
-}
-
 // Genesis is part of the identity of a ledger: a data directory belongs to
 // one cluster id and one genesis.
 std::string GenesisIdentity(const v1::ClusterConfig& c) {
@@ -167,10 +156,12 @@ class Ledger::Execution {
   // `arena` holds the parsed requests; it outlives the execution.
   Execution(Ledger* ledger, uint64_t seq, uint64_t timestamp_ms,
             google::protobuf::Arena* arena)
-      : ledger_(ledger),
-        seq_(seq),
-        timestamp_ms_(timestamp_ms),
-        arena_(arena) {}
+      : ledger_(ledger), seq_(seq), timestamp_ms_(timestamp_ms), arena_(arena) {
+    // Sized as the last block's: one workload's blocks are alike, and
+    // growing the tables record by record rehashes them.
+    accounts_.reserve(ledger_->last_block_records_);
+    transfers_.reserve(ledger_->last_block_records_);
+  }
   // Hands the expansions the cache did not take back to the ledger's pool.
   ~Execution();
   Execution(const Execution&) = delete;
@@ -260,6 +251,8 @@ class Ledger::Execution {
 };
 
 Ledger::Execution::~Execution() {
+  ledger_->last_block_records_ =
+      std::min(std::max(accounts_.size(), transfers_.size()), kRecordsHintMax);
   for (auto& [id, slot] : accounts_) {
     ledger_->ReturnLanes(std::move(slot.lanes));
   }
@@ -511,7 +504,7 @@ v1::OperationResult Ledger::Execution::Transfer(
     return Code(v1::RESULT_CODE_ACCOUNTS_MUST_BE_DIFFERENT);
   }
   const v1::ResultCode fields =
-      CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
+      internal::CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
   if (fields != v1::RESULT_CODE_OK) return Code(fields);
 
   TransferValue t;
@@ -568,7 +561,7 @@ v1::OperationResult Ledger::Execution::Mint(const v1::Mint& op,
   const U128 id = internal::FromProto(op.id());
   const U128 account_id = internal::FromProto(op.account_id());
   const v1::ResultCode fields =
-      CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
+      internal::CheckMovementFields(id, op.amount(), op.ledger(), op.memo());
   if (fields != v1::RESULT_CODE_OK) return Code(fields);
   if (!ledger_->cluster_.IsIssuer(client_id, op.ledger())) {
     return Code(v1::RESULT_CODE_NOT_ISSUER);

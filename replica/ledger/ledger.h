@@ -253,6 +253,11 @@ class Ledger {
                       std::unique_ptr<CachedAccount>>
       account_cache_;
   uint64_t transfer_count_ = 0;
+  // Accounts or transfers the last block touched (at most
+  // kRecordsHintMax): the next block's tables start at that size
+  // (ApplyBlock thread only).
+  static constexpr size_t kRecordsHintMax = 1 << 16;
+  size_t last_block_records_ = 0;
   // The block's WriteBatch, reused (ApplyBlock thread only).
   std::unique_ptr<leveldb::WriteBatch> write_batch_;
   // Recycled lane vectors (ApplyBlock thread only; TakeLanes()).

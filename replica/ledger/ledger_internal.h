@@ -179,6 +179,11 @@ std::string EncodeTransfer(const TransferValue& t);
 absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view bytes);
 v1::TransferRecord TransferToProto(const U128& id, const TransferValue& t);
 
+// The checks on a money movement's own fields, before any state is read;
+// OK when they pass. Transfers and mints check these in this order.
+v1::ResultCode CheckMovementFields(const U128& id, uint64_t amount,
+                                   uint32_t ledger, const std::string& memo);
+
 // The per-client last-reply table (exactly-once across restarts).
 struct ClientValue {
   uint64_t request_number = 0;
