@@ -15,7 +15,9 @@
 //     CPU per unary LedgerService.Submit call on each side;
 //   - fdatasync latency of a 512-byte append in DIR (the replicas'
 //     directory), with 4 writers at once (one per local replica; used for
-//     the floor) and alone.
+//     the floor) and alone; with 4 writers also the syncing thread's CPU
+//     per fdatasync, and both for records written over a file of zeros
+//     (no size change per sync: what a preallocated log would cost).
 // Prints progress on stderr and one JSON line on stdout.
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -182,46 +184,78 @@ double MeasureSha256UsPerKb() {
 struct SyncCost {
   double p50_ms;
   double mean_ms;
+  double cpu_us;  // CPU of the syncing thread per fdatasync (kernel's too).
 };
 
-// Appends of a small record (a vote's size), each followed by fdatasync.
-std::vector<double> SyncSamples(const std::string& path, int n) {
+double ThreadCpuUs() {
+  timespec ts{};
+  CHECK_EQ(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+  return static_cast<double>(ts.tv_sec) * 1e6 +
+         static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+struct SyncSample {
+  double ms;
+  double cpu_us;
+};
+
+// Records of a small size (a vote's), each followed by fdatasync: appended
+// to a new file (as a LevelDB log grows), or with `overwrite` written over
+// a file of zeros written and synced first, so that no sync changes the
+// file's size (the inode is not written again each time).
+std::vector<SyncSample> SyncSamples(const std::string& path, int n,
+                                    bool overwrite) {
   const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
   CHECK_GE(fd, 0);
   const std::string record(512, 's');
-  std::vector<double> ms;
+  if (overwrite) {
+    const std::string zeros(record.size() * static_cast<size_t>(n), '\0');
+    CHECK_EQ(write(fd, zeros.data(), zeros.size()),
+             static_cast<ssize_t>(zeros.size()));
+    CHECK_EQ(fsync(fd), 0);
+    CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+  }
+  std::vector<SyncSample> out;
   for (int i = 0; i < n; ++i) {
     CHECK_EQ(write(fd, record.data(), record.size()),
              static_cast<ssize_t>(record.size()));
     const double t0 = WallSeconds();
+    const double c0 = ThreadCpuUs();
     CHECK_EQ(fdatasync(fd), 0);
-    ms.push_back((WallSeconds() - t0) * 1e3);
+    out.push_back({(WallSeconds() - t0) * 1e3, ThreadCpuUs() - c0});
   }
   close(fd);
   unlink(path.c_str());
-  return ms;
+  return out;
 }
 
 // `writers` threads syncing their own files at once, as the replicas of a
 // local cluster do: ext4 commits concurrent syncs together, so a lone
 // writer on a busy machine waits longer than each of several.
-SyncCost MeasureFdatasync(const std::string& dir, int writers) {
-  std::vector<std::vector<double>> samples(writers);
+SyncCost MeasureFdatasync(const std::string& dir, int writers,
+                          bool overwrite = false) {
+  std::vector<std::vector<SyncSample>> samples(writers);
   std::vector<std::thread> threads;
   for (int w = 0; w < writers; ++w) {
     threads.emplace_back([&, w] {
       samples[w] =
           SyncSamples(absl::StrCat(dir, "/machine-bench-", getpid(), "-", w),
-                      Iterations(200));
+                      Iterations(200), overwrite);
     });
   }
   for (std::thread& t : threads) t.join();
   std::vector<double> ms;
-  for (const auto& v : samples) ms.insert(ms.end(), v.begin(), v.end());
+  double sum = 0, cpu = 0;
+  for (const auto& v : samples) {
+    for (const SyncSample& x : v) {
+      ms.push_back(x.ms);
+      sum += x.ms;
+      cpu += x.cpu_us;
+    }
+  }
   std::sort(ms.begin(), ms.end());
-  double sum = 0;
-  for (double x : ms) sum += x;
-  return {ms[ms.size() / 2], sum / static_cast<double>(ms.size())};
+  const double n = static_cast<double>(ms.size());
+  return {ms[ms.size() / 2], sum / n, cpu / n};
 }
 
 // --- gRPC: the server child --------------------------------------------------
@@ -516,8 +550,8 @@ GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
 
 void PrintJson(const Keys& k, const Payloads& p,
                const std::vector<SignCost>& sign, double sha_us_per_kb,
-               const GrpcCosts& g, const SyncCost& sync,
-               const SyncCost& alone) {
+               const GrpcCosts& g, const SyncCost& sync, const SyncCost& alone,
+               const SyncCost& overwrite) {
   std::vector<std::string> sizes;
   for (size_t i = 0; i < p.transfers.size(); ++i) {
     sizes.push_back(
@@ -531,14 +565,19 @@ void PrintJson(const Keys& k, const Payloads& p,
       "\"grpc_stream\":%s,\"grpc_stream_hop_us\":%s,"
       "\"grpc_unary\":{\"client_us\":%s,\"server_us\":%s,\"rtt_us\":%s},"
       "\"fdatasync_ms_p50\":%s,\"fdatasync_ms_mean\":%s,"
-      "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s}\n",
+      "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s,"
+      "\"fdatasync_cpu_us\":%s,\"fdatasync_overwrite_ms_p50\":%s,"
+      "\"fdatasync_overwrite_ms_mean\":%s,"
+      "\"fdatasync_overwrite_cpu_us\":%s}\n",
       std::thread::hardware_concurrency(), SignJson(sign).c_str(),
       Fmt(sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
       absl::StrJoin(sizes, ",").c_str(), StreamJson(g.stream).c_str(),
       Fmt(g.hop_us).c_str(), Fmt(g.unary.client_us).c_str(),
       Fmt(g.unary.server_us).c_str(), Fmt(g.unary.rtt_us).c_str(),
       Fmt(sync.p50_ms).c_str(), Fmt(sync.mean_ms).c_str(),
-      Fmt(alone.p50_ms).c_str(), Fmt(alone.mean_ms).c_str());
+      Fmt(alone.p50_ms).c_str(), Fmt(alone.mean_ms).c_str(),
+      Fmt(sync.cpu_us).c_str(), Fmt(overwrite.p50_ms).c_str(),
+      Fmt(overwrite.mean_ms).c_str(), Fmt(overwrite.cpu_us).c_str());
 }
 
 int Run() {
@@ -557,7 +596,8 @@ int Run() {
   std::fprintf(stderr, "machine-bench: fdatasync in %s\n", dir.c_str());
   const SyncCost alone = MeasureFdatasync(dir, 1);
   const SyncCost sync = MeasureFdatasync(dir, 4);
-  PrintJson(k, p, sign, sha_us_per_kb, g, sync, alone);
+  const SyncCost overwrite = MeasureFdatasync(dir, 4, /*overwrite=*/true);
+  PrintJson(k, p, sign, sha_us_per_kb, g, sync, alone, overwrite);
   return 0;
 }
 
