@@ -129,7 +129,7 @@ v1::ResultCode CheckMovementFields(const U128& id, uint64_t amount,
 
 std::string EncodeTransfer(const TransferValue& t) {
   // Sized once and filled in place: blocks encode thousands of these.
-  std::string out(1 + 32 + 8 + 4 + 4 + t.memo.size() + 4 + 32 + 32, '\0');
+  std::string out(kTransferFixedBytes + t.memo.size(), '\0');
   char* p = out.data();
   *p++ = static_cast<char>(t.kind);
   const auto u64 = [&p](uint64_t v) {
@@ -163,8 +163,7 @@ std::string EncodeTransfer(const TransferValue& t) {
 }
 
 absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view b) {
-  constexpr size_t kFixed = 1 + 32 + 8 + 4 + 4 + 4 + 32 + 32;
-  if (b.size() < kFixed) return Corrupt("transfer", "too short");
+  if (b.size() < kTransferFixedBytes) return Corrupt("transfer", "too short");
   const char* p = b.data();
   TransferValue t;
   const uint8_t kind = static_cast<uint8_t>(p[0]);
@@ -176,7 +175,8 @@ absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view b) {
   t.amount = GetU64(p + 32);
   t.ledger = GetU32(p + 40);
   const uint32_t memo_len = GetU32(p + 44);
-  if (b.size() != kFixed + memo_len) return Corrupt("transfer", "length");
+  if (b.size() != kTransferFixedBytes + memo_len)
+    return Corrupt("transfer", "length");
   p += 48;
   t.memo.assign(p, memo_len);
   p += memo_len;

@@ -175,6 +175,12 @@ struct TransferValue {
            amount == o.amount && ledger == o.ledger && memo == o.memo;
   }
 };
+// A transfer record's bytes less its memo: kind, debit, credit, amount,
+// ledger, memo length, result, seq, timestamp, client, transfer number and
+// the two history links.
+inline constexpr size_t kTransferFixedBytes =
+    1 + 16 + 16 + 8 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 16 + 16;
+static_assert(kTransferFixedBytes == 117);
 std::string EncodeTransfer(const TransferValue& t);
 absl::StatusOr<TransferValue> DecodeTransfer(absl::string_view bytes);
 v1::TransferRecord TransferToProto(const U128& id, const TransferValue& t);
