@@ -1079,9 +1079,13 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
   if (!refused || kind_ != Kind::kSubmit || client_->options().retry_refused) {
     return false;
   }
-  // n-f refusals leave fewer than f+1 replicas that could reply; at least
-  // f+1 of the refusals are from correct replicas.
-  const uint32_t enough = client_->replica_count() - client_weak_quorum_ + 1;
+  // The call fails when every replica asked so far refused it and they are
+  // at least f+1 (one of them correct): none of them holds the request, so
+  // unless a faulty one kept it, it is not ordered. Otherwise a replica
+  // that admitted it may order it: then only n-f refusals (fewer than f+1
+  // replicas left that could reply) end the call.
+  const uint32_t f_plus_1 = client_weak_quorum_;
+  const uint32_t n_minus_f = client_->replica_count() - f_plus_1 + 1;
   Done done;
   absl::Status outcome;
   bool widen = false;
@@ -1092,8 +1096,20 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
     last_error_[replica] =
         s.ok() ? pbft::v1::RejectReason_Name(rejection.rejected())
                : s.error_message();
-    if (refused_.size() < enough) {
-      widen = true;
+    bool all_asked_refused = true;
+    bool all_asked_answered = true;
+    for (uint32_t r : asked_) {
+      if (!refused_.contains(r)) all_asked_refused = false;
+      if (!voted_.contains(r)) all_asked_answered = false;
+    }
+    const bool enough = (all_asked_refused && refused_.size() >= f_plus_1) ||
+                        refused_.size() >= n_minus_f;
+    if (!enough) {
+      // Ask the others only once every replica asked has answered: the
+      // refusal of one still on its way must not turn a call that none of
+      // them holds into one that others do. One that admitted it and stays
+      // silent is covered by the call's widening timer.
+      widen = all_asked_answered;
     } else {
       finished_ = true;
       done = std::move(done_);
@@ -1103,10 +1119,10 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
       }
       outcome = absl::ResourceExhaustedError(absl::StrCat(
           "refused for load by ", refused_.size(), " of ",
-          client_->replica_count(),
-          " replicas; outcome unknown (a replica that admitted it may still "
-          "order it): resubmit the same operations later",
-          detail));
+          client_->replica_count(), " replicas",
+          all_asked_refused ? " (every replica asked; none of them holds it)"
+                            : "; a replica that admitted it may still order it",
+          ": outcome unknown, resubmit the same operations later", detail));
       outcome.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
     }
   }
@@ -1114,7 +1130,7 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
     Widen();  // Ask the replicas not asked yet.
     return true;
   }
-  done(outcome);
+  if (done) done(outcome);
   return true;
 }
 

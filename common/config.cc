@@ -103,6 +103,13 @@ void ApplyProtocol(const ledger::v1::ProtocolConfig& p, ProtocolParams* out,
   out->request_operations_max =
       pick(p.request_operations_max(), out->request_operations_max);
   out->batch_wait_when_idle = p.batch_wait_when_idle();
+  out->admission_wait_ms = pick(p.admission_wait_ms(), out->admission_wait_ms);
+  if (out->admission_wait_ms > ProtocolParams::kAdmissionWaitMsMax) {
+    errors->Add(
+        "protocol.admission_wait_ms",
+        absl::StrCat("must be at most ", ProtocolParams::kAdmissionWaitMsMax,
+                     " (an hour)"));
+  }
   ApplyClientShares(p, out, errors);
   const uint32_t reply_default = out->message_bytes_max > (2u << 20)
                                      ? out->message_bytes_max - (1u << 20)

@@ -261,11 +261,12 @@ absl::Status ReplicaServerImpl::Init() {
   };
   h.status = [this] { return Status(); };
   const ProtocolParams& pp = cluster_.protocol();
-  client_service_ = std::make_unique<net::ClientService>(
-      pool_.get(), std::move(h),
-      net::ClientService::Limits{pp.request_queue_max, pp.client_calls_max,
-                                 pp.batch_bytes_max,
-                                 pp.request_operations_max});
+  net::ClientService::Limits limits{pp.request_queue_max, pp.client_calls_max,
+                                    pp.batch_bytes_max,
+                                    pp.request_operations_max};
+  limits.admission_wait_max = absl::Milliseconds(pp.admission_wait_ms);
+  client_service_ =
+      std::make_unique<net::ClientService>(pool_.get(), std::move(h), limits);
 
   if (absl::Status s = StartServers(); !s.ok()) return s;
   core_thread_ = std::thread([this] {
@@ -706,6 +707,10 @@ void ReplicaServerImpl::MirrorCounters() {
        }) {
     metrics_.MirrorDropped("client", name, client_service_->rejected(code));
   }
+  // Of the RESOURCE_EXHAUSTED above, the calls refused for their expected
+  // wait (protocol.admission_wait_ms).
+  metrics_.MirrorDropped("client", "admission_wait",
+                         client_service_->refused_for_wait());
   uint64_t net_dropped = 0;
   for (size_t i = 0; i < peers_.size(); ++i) {
     if (peers_[i] == nullptr) continue;

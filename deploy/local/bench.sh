@@ -19,6 +19,7 @@
 #                         [--ids time|client]
 #   deploy/local/bench.sh --load70 | --overload [SECONDS] [--duration D]
 #                         [--open-clients N] [--queue-max Q] [--no-bound]
+#                         [--admission-wait-ms MS]
 #                         [--arrivals poisson|fixed] [--seed N]
 #                         [--catchup-timeout S] [--retry-refused]
 #
@@ -33,7 +34,9 @@
 #   (at most --catchup-timeout, default 120 s). Options of the sequence:
 #   --open-clients N (cap on calls in flight, default 512), --queue-max Q
 #   (the cluster's request_queue_max for the run; default: the config's
-#   default), --arrivals poisson|fixed, --seed N, --retry-refused (the
+#   default), --admission-wait-ms MS (the cluster's admission_wait_ms;
+#   default: the config's default, 200), --arrivals poisson|fixed,
+#   --seed N, --retry-refused (the
 #   SDK's default: re-send refused requests until the deadline; without it
 #   the open loop's clients fail them at once with RESOURCE_EXHAUSTED).
 # --ids time|client: ledger-bench's transfer ids (default time: the SDK's
@@ -71,6 +74,7 @@ LOAD70=0
 OVERLOAD=""
 OPEN_CLIENTS=512
 QUEUE_MAX=""
+ADMISSION_WAIT_MS=""
 ARRIVALS=poisson
 SEED=1
 CATCHUP_TIMEOUT=120
@@ -87,6 +91,7 @@ while [[ $# -gt 0 ]]; do
       if [[ ${2:-} =~ ^[0-9]+$ ]]; then OVERLOAD=$2; shift 2; else OVERLOAD=600; shift; fi ;;
     --open-clients) OPEN_CLIENTS=$2; shift 2 ;;
     --queue-max) QUEUE_MAX=$2; shift 2 ;;
+    --admission-wait-ms) ADMISSION_WAIT_MS=$2; shift 2 ;;
     --arrivals) ARRIVALS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --catchup-timeout) CATCHUP_TIMEOUT=$2; shift 2 ;;
@@ -206,11 +211,23 @@ json.dump(cfg, open(path, "w"), indent=2)
 PY
 }
 
+# protocol.admission_wait_ms = MS in FILE.
+set_admission_wait() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+path, ms = sys.argv[1], int(sys.argv[2])
+cfg = json.load(open(path))
+cfg.setdefault("protocol", {})["admission_wait_ms"] = ms
+json.dump(cfg, open(path, "w"), indent=2)
+PY
+}
+
 # Starts cell DIR's cluster; the ledgerd PIDs into PIDS.
 start_cluster() {
   local dir=$1 c=$2 i
   CHECKPOINT_INTERVAL=$CHECKPOINT cluster_init "$dir" 4 "$c"
   [[ -n "$QUEUE_MAX" ]] && set_queue_max "$dir/cluster.json" "$QUEUE_MAX"
+  [[ -n "$ADMISSION_WAIT_MS" ]] && set_admission_wait "$dir/cluster.json" "$ADMISSION_WAIT_MS"
   for i in 0 1 2 3; do start_replica "$dir" "$i"; done
   wait_ready "$dir" 4 60 || { echo "cluster not ready" >&2; exit 1; }
   PIDS=()

@@ -41,6 +41,29 @@ size_t CountOperations(const std::string& batch) {
   return n;
 }
 
+// Whether a Session request's envelope carries a read-only pbft.v1.Request
+// (field 4, read_only), read from the wire format without decoding the
+// rest: the admission check comes before the signature check. Bytes that
+// do not scan count as ordered; the check that follows answers them.
+bool IsReadOnly(const pbft::v1::Envelope& e) {
+  const std::string& payload = e.payload();
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(payload.data()),
+      static_cast<int>(payload.size()));
+  bool read_only = false;
+  while (uint32_t tag = in.ReadTag()) {
+    using google::protobuf::internal::WireFormatLite;
+    if (tag == WireFormatLite::MakeTag(4, WireFormatLite::WIRETYPE_VARINT)) {
+      uint64_t v = 0;
+      if (!in.ReadVarint64(&v)) return false;
+      read_only = v != 0;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+  }
+  return read_only;
+}
+
 // A completion-queue tag: runs `fn(ok)` once, then deletes itself.
 struct Tag {
   std::function<void(bool)> fn;
@@ -209,7 +232,8 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
-    owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong());
+    owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong(),
+                 /*ordered=*/true);
   }
 
   void Check() override {
@@ -275,7 +299,8 @@ class ClientService::QueryCall final : public QueuedCall {
   void OnArrived(bool ok) {
     if (!ok) return DropUnstarted();
     Accept<QueryCall>(owner_);
-    owner_->Take(this, ctx_.peer(), request_.query().ByteSizeLong());
+    owner_->Take(this, ctx_.peer(), request_.query().ByteSizeLong(),
+                 /*ordered=*/false);
   }
 
   void Refuse(const absl::Status& s) override {
@@ -607,6 +632,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
     return;
   }
   const size_t bytes = incoming_.request().ByteSizeLong();
+  const bool ordered = !IsReadOnly(incoming_.request());
   auto* item = new SessionItem(this, std::move(incoming_));
   incoming_.Clear();
   {
@@ -615,7 +641,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
     ++in_window_;
     MaybeRead();
   }
-  owner_->Take(item, peer_, bytes);
+  owner_->Take(item, peer_, bytes, ordered);
 }
 
 void ClientService::SessionCall::OnDone() {
@@ -647,7 +673,10 @@ ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
               QueueShare{limits.intake_per_source_max,
                          limits.intake_source_bytes_max},
               FairQueue<std::pair<Intake*, size_t>>::Overflow::kRefuseNew),
-      shares_(limits.pending_max, limits.client_pending_max) {}
+      shares_(limits.pending_max, limits.client_pending_max),
+      admission_(AdmissionGate::Options{limits.admission_wait_max,
+                                        limits.admission_waiting_min},
+                 absl::Now()) {}
 
 ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                              size_t pending_max, size_t operation_bytes_max)
@@ -728,7 +757,29 @@ absl::string_view SourceAddress(absl::string_view peer) {
 
 }  // namespace
 
-void ClientService::Take(Intake* item, const std::string& peer, size_t bytes) {
+absl::Status ClientService::CheckWait() {
+  const size_t waiting = waiting_.load() + intake_.size();
+  const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting);
+  if (v.admit) return absl::OkStatus();
+  refused_for_wait_.fetch_add(1);
+  CountRejected(absl::StatusCode::kResourceExhausted);
+  const std::string wait =
+      v.expected_wait == absl::InfiniteDuration()
+          ? std::string("none executed in the last second")
+          : absl::StrCat("about ", absl::ToInt64Milliseconds(v.expected_wait),
+                         " ms at the rate they execute");
+  return absl::ResourceExhaustedError(
+      absl::StrCat("replica: ", waiting, " calls wait here for execution (",
+                   wait, ", over the cluster's admission_wait_ms of ",
+                   absl::ToInt64Milliseconds(limits_.admission_wait_max),
+                   "); not ordered here, retry later"));
+}
+
+void ClientService::Take(Intake* item, const std::string& peer, size_t bytes,
+                         bool ordered) {
+  if (ordered) {
+    if (absl::Status s = CheckWait(); !s.ok()) return item->Refuse(s);
+  }
   const absl::string_view source = SourceAddress(peer);
   const size_t slot = absl::Hash<absl::string_view>{}(source) % kIntakeSources;
   const size_t queued = intake_.size();
@@ -851,12 +902,14 @@ ClientService::AddResult ClientService::AddPending(
       break;
   }
   pending_.emplace(key, waiter);
+  waiting_.store(shares_.total());
   return AddResult::kAdded;
 }
 
 ClientService::PendingMap::iterator ClientService::EraseAtLocked(
     PendingMap::iterator it) {
   shares_.Remove(it->first.first);
+  waiting_.store(shares_.total());
   it->second->Detach();
   return pending_.erase(it);
 }
@@ -928,6 +981,7 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
     }
   }
   for (Waiter* w : answered) delete w;
+  if (n > 0) admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
   return n;
 }
 

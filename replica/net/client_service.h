@@ -51,6 +51,7 @@
 #include "common/fair_queue.h"
 #include "common/proto_names.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "replica/net/admission.h"
 #include "replica/net/verify_pool.h"
 
 namespace pbft::net {
@@ -112,6 +113,12 @@ class ClientService {
     // client to read, the stream is cancelled.
     size_t session_answer_bytes_max = 64 << 20;
     absl::Duration session_stall = absl::Seconds(5);
+    // Admission by expected wait (replica/net/admission.h): a Submit or an
+    // ordered Session request that would wait longer than this behind the
+    // calls already waiting here is refused before its signature is
+    // checked; never while fewer than admission_waiting_min wait.
+    absl::Duration admission_wait_max = absl::InfiniteDuration();
+    size_t admission_waiting_min = 64;
   };
   static constexpr size_t kIntakeSources = 64;
   ClientService(VerifyPool* verifier, Handlers handlers, Limits limits);
@@ -139,6 +146,8 @@ class ClientService {
   // Calls taken and waiting for their signature check.
   size_t intake() const { return intake_.size(); }
   uint64_t rejected(absl::StatusCode code) const;
+  // Of the RESOURCE_EXHAUSTED refusals, those for the expected wait.
+  uint64_t refused_for_wait() const { return refused_for_wait_.load(); }
 
   // What Submit (read_only false) and Query (true) check before anything
   // else: the type, the client's signature (cluster id, known sender), the
@@ -187,10 +196,14 @@ class ClientService {
   PendingMap::iterator EraseAtLocked(PendingMap::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRejected(absl::StatusCode code);
-  // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
-  // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
-  // share or the whole intake is full.
-  void Take(Intake* item, const std::string& peer, size_t bytes);
+  // Queues an item just taken from gRPC (`bytes` of request, from `peer`;
+  // `ordered`: it will wait for execution) for a worker, or refuses it
+  // (RESOURCE_EXHAUSTED) when its source's share or the whole intake is
+  // full, or (`ordered`) when it would wait too long (admission_).
+  void Take(Intake* item, const std::string& peer, size_t bytes, bool ordered);
+  // The refusal of an ordered call that would wait too long, counted; OK
+  // if it is let in.
+  absl::Status CheckWait();
   void Poll();
   void Work();
   // Runs `start` (which starts one operation on cq_) unless the queue is
@@ -223,6 +236,10 @@ class ClientService {
   mutable absl::Mutex mu_;
   PendingMap pending_ ABSL_GUARDED_BY(mu_);
   CallShares shares_ ABSL_GUARDED_BY(mu_);
+  // shares_.total(), for the admission check without mu_.
+  std::atomic<size_t> waiting_{0};
+  AdmissionGate admission_;
+  std::atomic<uint64_t> refused_for_wait_{0};
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };
 

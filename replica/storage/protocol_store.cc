@@ -65,6 +65,11 @@ absl::StatusOr<std::unique_ptr<ProtocolStore>> ProtocolStore::Open(
   leveldb::Options o;
   o.create_if_missing = true;
   o.paranoid_checks = true;
+  // Entries live only until a later stable checkpoint drops them, so the
+  // space compression would save is bounded by the watermark window, while
+  // its CPU is spent on every table the store writes (docs/benchmarks.md,
+  // "The protocol store uncompressed").
+  o.compression = leveldb::kNoCompression;
   if (env != nullptr) o.env = env;
   leveldb::DB* db = nullptr;
   leveldb::Status s = leveldb::DB::Open(o, path, &db);

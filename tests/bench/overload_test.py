@@ -23,6 +23,7 @@ ledger_store_memory_bytes{store="ledger"} 3000000
 ledger_store_memory_bytes{store="protocol"} 145728
 ledger_messages_dropped_total{layer="client",reason="resource_exhausted"} 120
 ledger_messages_dropped_total{layer="client",reason="invalid_argument"} 2
+ledger_messages_dropped_total{layer="client",reason="admission_wait"} 100
 ledger_messages_dropped_total{layer="core",reason="queue_full"} 7
 ledger_messages_dropped_total{layer="core",reason="wrong_view"} 9
 ledger_messages_dropped_total{layer="verify",reason="queue_full"} 5
@@ -52,7 +53,8 @@ def interval(t, served, **kw):
 def scrape(refused, queue_full, views=0, executed=0):
     return {"replicas": [{"client_refused": refused + i, "core_queue_full":
                           queue_full, "view_changes": views,
-                          "executed_requests": executed}
+                          "executed_requests": executed,
+                          "admission_wait": refused // 2}
                          for i in range(4)]}
 
 
@@ -70,8 +72,10 @@ class ParseMetrics(unittest.TestCase):
         self.assertEqual(m["store_memory_bytes"], 3145728)  # Both stores.
         self.assertEqual(m["client_refused"], 120)
         self.assertEqual(m["core_queue_full"], 7)
+        self.assertEqual(m["admission_wait"], 100)
         self.assertEqual(m["client_dropped"],
-                         {"resource_exhausted": 120, "invalid_argument": 2})
+                         {"resource_exhausted": 120, "invalid_argument": 2,
+                          "admission_wait": 100})
 
 
 class Load70(unittest.TestCase):
@@ -176,6 +180,8 @@ class Overload(unittest.TestCase):
         self.assertEqual(line["min_interval_served_over_peak"], 0.91)
         # (1100 - 100) refusals over 100 s at each replica.
         self.assertEqual(line["cluster_intake_refused_per_s"], [10.0] * 4)
+        # Of them (550 - 50) for the expected wait.
+        self.assertEqual(line["cluster_admission_wait_per_s"], [5.0] * 4)
         self.assertEqual(line["cluster_core_queue_full_per_s"], [0.5] * 4)
         self.assertEqual(line["view_changes"], [1] * 4)
         self.assertEqual(line["executed_per_s"], 1000.0)  # 120,000 / 120 s.

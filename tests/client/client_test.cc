@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "client/first_replicas.h"
 #include "common/config.h"
@@ -681,11 +682,13 @@ TEST_F(ClientTest, RefusalsAreRetriedByDefault) {
   EXPECT_GT(replicas_[0]->calls(), 1);
 }
 
-// With retry_refused off, n-f refusals (gRPC status or signed QUEUE_FULL)
-// fail the call at once with RESOURCE_EXHAUSTED, outcome unknown, and no
-// refusing replica is asked twice.
-TEST_F(ClientTest, RefusedByNMinusFFailsAtOnceWithoutRetry) {
-  StartCluster({B::kBusy, B::kQueueFull, B::kBusy, B::kDown});
+// With retry_refused off, a call that every replica asked refused (gRPC
+// status or signed QUEUE_FULL), f+1 of them, fails at once with
+// RESOURCE_EXHAUSTED, outcome unknown; the others are never asked (they
+// would hold a request the client was told was refused), and no refusing
+// replica is asked twice.
+TEST_F(ClientTest, RefusedByEveryReplicaAskedFailsAtOnceWithoutRetry) {
+  StartCluster({B::kBusy, B::kQueueFull, B::kBusy, B::kQueueFull});
   auto c = NewClient(/*retry_refused=*/false);
   absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Seconds(30));
@@ -693,18 +696,50 @@ TEST_F(ClientTest, RefusedByNMinusFFailsAtOnceWithoutRetry) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
       << r.status();
   EXPECT_TRUE(IsOutcomeUnknown(r.status()));
-  EXPECT_NE(r.status().message().find("refused for load by 3 of 4"),
-            std::string::npos)
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "refused for load by 2 of 4 replicas (every "
+                                "replica asked; none of them holds it)"))
       << r.status();
-  EXPECT_EQ(replicas_[0]->calls(), 1);
-  EXPECT_EQ(replicas_[1]->calls(), 1);
-  EXPECT_EQ(replicas_[2]->calls(), 1);
+  // The f+1 first replicas, once each; never the other two.
+  int calls = 0;
+  for (auto& replica : replicas_) {
+    EXPECT_LE(replica->calls(), 1);
+    calls += replica->calls();
+  }
+  EXPECT_EQ(calls, 2);
 }
 
-// f refusals leave f+1 replicas that can answer: the call succeeds.
+// One of the replicas asked admitted the call (and answers): only n-f
+// refusals end it, marked as possibly ordered.
+TEST_F(ClientTest, RefusedByNMinusFWhenOneAdmittedFailsWithoutRetry) {
+  StartCluster({B::kBusy, B::kHonest, B::kBusy, B::kQueueFull});
+  ClientOptions o;
+  o.retry_refused = false;
+  o.send_to_all = true;  // So that the one that admits it is asked.
+  auto c = NewClient(o);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(30));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+      << r.status();
+  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "refused for load by 3 of 4 replicas; a "
+                                "replica that admitted it may still order it"))
+      << r.status();
+  EXPECT_EQ(replicas_[0]->calls(), 1);
+  EXPECT_EQ(replicas_[2]->calls(), 1);
+  EXPECT_EQ(replicas_[3]->calls(), 1);
+}
+
+// f refusals among the replicas asked, the others admitting: f+1 replicas
+// can answer and the call succeeds.
 TEST_F(ClientTest, RefusedByFewerStillSucceedsWithoutRetry) {
   StartCluster({B::kBusy, B::kHonest, B::kHonest, B::kQueueFull});
-  auto c = NewClient(/*retry_refused=*/false);
+  ClientOptions o;
+  o.retry_refused = false;
+  o.send_to_all = true;
+  auto c = NewClient(o);
   absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()});
   ASSERT_TRUE(r.ok()) << r.status();

@@ -13,6 +13,7 @@
 #include "common/proto_names.h"
 #include "gtest/gtest.h"
 #include "ledger/v1/service.grpc.pb.h"
+#include "replica/net/admission.h"
 #include "replica/net/client_service.h"
 #include "replica/net/peer_sender.h"
 #include "replica/net/replica_service.h"
@@ -478,6 +479,58 @@ TEST(ClientServiceShutdownTest, AnAnswerAfterShutdownIsDropped) {
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+}
+
+// The expected wait is waiting / the answer rate over the last window.
+TEST(AdmissionGateTest, RefusesWhatWouldWaitLongerThanTheBound) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate::Options o;
+  o.wait_max = absl::Milliseconds(200);
+  o.waiting_min = 8;
+  o.window = absl::Seconds(1);
+  AdmissionGate gate(o, t0);
+  // Nothing answered yet: the first calls of a burst are let in, no more.
+  EXPECT_TRUE(gate.Check(t0, 7).admit);
+  AdmissionGate::Verdict v = gate.Check(t0 + absl::Milliseconds(1), 8);
+  EXPECT_FALSE(v.admit);
+  EXPECT_EQ(v.expected_wait, absl::InfiniteDuration());
+  // 100 answered over the first second: 100/s, so 20 waiting is 200 ms.
+  for (int i = 0; i < 100; ++i) {
+    gate.Answered(t0 + absl::Milliseconds(10 * i), 1);
+  }
+  const absl::Time t1 = t0 + absl::Seconds(1);
+  EXPECT_NEAR(gate.Rate(t1), 100.0, 1.0);
+  v = gate.Check(t1, 20);
+  EXPECT_TRUE(v.admit) << v.expected_wait;
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 200.0, 3.0);
+  v = gate.Check(t1, 25);
+  EXPECT_FALSE(v.admit) << v.expected_wait;
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 250.0, 3.0);
+}
+
+TEST(AdmissionGateTest, OnlyTheLastWindowCounts) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate::Options o;
+  o.wait_max = absl::Milliseconds(100);
+  o.waiting_min = 1;
+  o.window = absl::Seconds(1);
+  AdmissionGate gate(o, t0);
+  gate.Answered(t0 + absl::Milliseconds(100), 1000);
+  EXPECT_TRUE(gate.Check(t0 + absl::Milliseconds(500), 50).admit);
+  // Two seconds later those answers are out of the window: a stall.
+  const absl::Time later = t0 + absl::Seconds(3);
+  EXPECT_EQ(gate.Rate(later), 0.0);
+  EXPECT_FALSE(gate.Check(later, 1).admit);
+  EXPECT_TRUE(gate.Check(later, 0).admit);
+  // A clock that steps back neither crashes nor counts twice.
+  gate.Answered(t0, 10);
+  EXPECT_GE(gate.Rate(later), 0.0);
+}
+
+TEST(AdmissionGateTest, UnboundedWaitNeverRefuses) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate gate(AdmissionGate::Options{}, t0);
+  EXPECT_TRUE(gate.Check(t0 + absl::Seconds(5), 1'000'000).admit);
 }
 
 class ClientServiceTest : public ::testing::Test {
@@ -1038,6 +1091,101 @@ TEST_F(ClientServiceTest, SessionHoldingTooManyUnreadAnswersIsCancelled) {
   // (A client that reads nothing may not see the cancellation until it
   // reads or gives up: the replica's side is what is checked here.)
   ctx.TryCancel();
+}
+
+}  // namespace
+}  // namespace pbft::net
+
+namespace pbft::net {
+namespace {
+
+// Calls that would wait longer than admission_wait_max behind those already
+// waiting are refused at once, before their signature check, and never
+// reach the owner; queries are not ordered and still pass; the calls that
+// wait are not disturbed.
+TEST_F(ClientServiceTest, OrderedCallsThatWouldWaitTooLongAreRefusedAtOnce) {
+  ClientService::Limits limits;
+  limits.request_bytes_max = 1024;
+  limits.admission_wait_max = absl::Milliseconds(100);
+  limits.admission_waiting_min = 4;
+  Start(limits);
+  // Four calls wait; none is answered, so no rate backs a fifth.
+  std::vector<std::thread> waiting;
+  std::atomic<int> waited_ok{0};
+  for (uint64_t i = 1; i <= 4; ++i) {
+    waiting.emplace_back([&, i] {
+      ledger::v1::SubmitResponse resp;
+      if (Submit(k_.Request(i), &resp).ok()) waited_ok.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(WaitSubmitted(4));
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  ledger::v1::SubmitResponse resp;
+  const absl::Time sent = absl::Now();
+  grpc::Status s = Submit(k_.Request(5), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "admission_wait_ms"))
+      << s.error_message();
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(5));  // Answered, not held.
+  // Refused before its check: a forged one gets the same answer.
+  Envelope forged = k_.Request(6);
+  forged.set_signature(std::string(64, 'q'));
+  s = Submit(forged, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->rejected(absl::StatusCode::kUnauthenticated), 0u);
+  EXPECT_EQ(service_->refused_for_wait(), 2u);
+  EXPECT_GE(service_->rejected(absl::StatusCode::kResourceExhausted), 2u);
+  {
+    absl::MutexLock l(&mu_);
+    EXPECT_EQ(submitted_.size(), 4u);  // Neither reached the owner.
+  }
+  // A query is not ordered: it is answered.
+  grpc::ClientContext qctx;
+  ledger::v1::QueryRequest q;
+  *q.mutable_query() = k_.Request(7, /*read_only=*/true);
+  ledger::v1::QueryResponse qr;
+  EXPECT_TRUE(stub_->Query(&qctx, q, &qr).ok());
+  // The same on a Session: its ordered request is refused, its query not.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    auto stream = stub_->Session(&ctx);
+    ASSERT_TRUE(WriteSession(stream.get(), 1, k_.Request(8)));
+    ASSERT_TRUE(WriteSession(stream.get(), 2, k_.Request(9, true)));
+    std::map<uint64_t, ledger::v1::SessionResponse> got;
+    ledger::v1::SessionResponse r;
+    while (got.size() < 2 && stream->Read(&r)) got[r.id()] = r;
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[1].status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_TRUE(absl::StrContains(got[1].status_message(), "calls wait"));
+    EXPECT_EQ(got[2].status_code(), 0);
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  EXPECT_EQ(service_->refused_for_wait(), 3u);
+  // The waiting calls get their replies.
+  for (uint64_t i = 1; i <= 4; ++i) {
+    pbft::v1::Reply reply;
+    reply.set_request_number(i);
+    EXPECT_EQ(service_->DeliverReply(
+                  9, i, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+              1);
+  }
+  for (auto& t : waiting) t.join();
+  EXPECT_EQ(waited_ok.load(), 4);
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 0; }));
+  // Fewer than admission_waiting_min wait now: let in again.
+  std::thread again([&] {
+    ledger::v1::SubmitResponse r2;
+    EXPECT_TRUE(Submit(k_.Request(10), &r2).ok());
+  });
+  ASSERT_TRUE(WaitSubmitted(5));
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 1; }));
+  pbft::v1::Reply reply;
+  reply.set_request_number(10);
+  service_->DeliverReply(
+      9, 10, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply));
+  again.join();
 }
 
 }  // namespace

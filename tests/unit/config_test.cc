@@ -44,6 +44,7 @@ TEST(ConfigTest, ValidConfigLoadsWithDefaults) {
   EXPECT_EQ(c->weak_quorum(), 2u);
   EXPECT_EQ(c->protocol().checkpoint_interval,
             ProtocolParams::kDefaultCheckpointInterval);
+  EXPECT_EQ(c->protocol().admission_wait_ms, 200u);
   EXPECT_TRUE(c->IsIssuer(1, 1));
   EXPECT_FALSE(c->IsIssuer(1, 2));
   EXPECT_FALSE(c->IsIssuer(2, 1));
@@ -169,6 +170,9 @@ TEST(ConfigTest, EachInvalidFieldGivesItsOwnNamedError) {
          c->mutable_protocol()->set_message_bytes_max(1000);
        },
        "protocol.batch_bytes_max"},
+      {"admission wait over an hour",
+       [](auto* c) { c->mutable_protocol()->set_admission_wait_ms(3'600'001); },
+       "protocol.admission_wait_ms"},
       {"tls half configured",
        [](auto* c) { c->mutable_tls()->set_ca_file("ca.pem"); },
        "tls.cert_file"},

@@ -44,7 +44,8 @@ def parse_metrics(text):
     """One replica's figures for these lines, from its Prometheus text."""
     out = {"executed_seq": 0, "executed_requests": 0, "view": 0,
            "view_changes": 0, "store_memory_bytes": 0,
-           "client_refused": 0, "core_queue_full": 0, "client_dropped": {}}
+           "client_refused": 0, "admission_wait": 0, "core_queue_full": 0,
+           "client_dropped": {}}
     for line in text.splitlines():
         mt = _SAMPLE.match(line)
         if not mt:
@@ -69,6 +70,8 @@ def parse_metrics(text):
                 out["client_dropped"][reason.group(1)] = int(value)
                 if reason.group(1) == "resource_exhausted":
                     out["client_refused"] = int(value)
+                elif reason.group(1) == "admission_wait":
+                    out["admission_wait"] = int(value)
             elif layer.group(1) == "core" and reason.group(1) == "queue_full":
                 out["core_queue_full"] = int(value)
     return out
@@ -229,6 +232,10 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "dropped_at_cap_per_s": result["dropped_at_cap_per_s"],
         "cluster_intake_refused_per_s": [round(x / secs, 1) for x in
                                          delta("client_refused")],
+        # Of the intake's refusals, those for the expected wait
+        # (protocol.admission_wait_ms).
+        "cluster_admission_wait_per_s": [round(x / secs, 1) for x in
+                                         delta("admission_wait")],
         "cluster_core_queue_full_per_s": [round(x / secs, 1) for x in
                                           delta("core_queue_full")],
         "view_changes": delta("view_changes"),
