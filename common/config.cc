@@ -103,7 +103,7 @@ void ApplyProtocol(const ledger::v1::ProtocolConfig& p, ProtocolParams* out,
   out->request_operations_max =
       pick(p.request_operations_max(), out->request_operations_max);
   out->batch_wait_when_idle = p.batch_wait_when_idle();
-  out->admission_wait_ms = pick(p.admission_wait_ms(), out->admission_wait_ms);
+  out->admission_wait_ms = p.admission_wait_ms();  // 0: off.
   if (out->admission_wait_ms > ProtocolParams::kAdmissionWaitMsMax) {
     errors->Add(
         "protocol.admission_wait_ms",

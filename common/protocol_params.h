@@ -27,7 +27,6 @@ struct ProtocolParams {
   // Per-client shares (docs/operations.md, "Per-client limits").
   static constexpr uint32_t kDefaultClientCallsMax = 256;
   static constexpr uint32_t kDefaultClientQueueMax = 256;
-  static constexpr uint32_t kDefaultAdmissionWaitMs = 200;
   static constexpr uint32_t kAdmissionWaitMsMax = 3'600'000;  // An hour.
   static_assert(kDefaultWatermarkWindow % kDefaultCheckpointInterval == 0);
   static_assert(kDefaultWatermarkWindow >= 2 * kDefaultCheckpointInterval);
@@ -51,12 +50,12 @@ struct ProtocolParams {
   uint32_t client_calls_max = kDefaultClientCallsMax;
   uint32_t client_queue_max = kDefaultClientQueueMax;
   uint32_t client_queue_bytes_max = 4 * kDefaultBatchBytesMax;
-  // A replica refuses a new Submit call or ordered Session request
-  // (RESOURCE_EXHAUSTED) while the calls waiting at it would take longer
-  // than this to execute at the rate it has been executing them, unless
-  // fewer than 64 wait (replica/net/admission.h). The largest value, an
-  // hour, leaves only the limits above.
-  uint32_t admission_wait_ms = kDefaultAdmissionWaitMs;
+  // Non-zero: a replica refuses a new Submit call or ordered Session
+  // request (RESOURCE_EXHAUSTED) while the calls waiting at it would take
+  // longer than this to execute at the rate it has been executing them,
+  // unless fewer than 64 wait (replica/net/admission.h). 0 (the default):
+  // only the limits above.
+  uint32_t admission_wait_ms = 0;
   // The request queue's bytes (default 64 x batch_bytes_max).
   uint32_t request_queue_bytes_max = 64 * kDefaultBatchBytesMax;
   // Byte budgets of query answers (docs/api.md, "Answer budgets"): one

@@ -264,7 +264,9 @@ absl::Status ReplicaServerImpl::Init() {
   net::ClientService::Limits limits{pp.request_queue_max, pp.client_calls_max,
                                     pp.batch_bytes_max,
                                     pp.request_operations_max};
-  limits.admission_wait_max = absl::Milliseconds(pp.admission_wait_ms);
+  limits.admission_wait_max = pp.admission_wait_ms == 0
+                                  ? absl::InfiniteDuration()
+                                  : absl::Milliseconds(pp.admission_wait_ms);
   client_service_ =
       std::make_unique<net::ClientService>(pool_.get(), std::move(h), limits);
 

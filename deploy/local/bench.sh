@@ -35,7 +35,7 @@
 #   --open-clients N (cap on calls in flight, default 512), --queue-max Q
 #   (the cluster's request_queue_max for the run; default: the config's
 #   default), --admission-wait-ms MS (the cluster's admission_wait_ms;
-#   default: the config's default, 200), --arrivals poisson|fixed,
+#   default: the config's default, 0: off), --arrivals poisson|fixed,
 #   --seed N, --retry-refused (the
 #   SDK's default: re-send refused requests until the deadline; without it
 #   the open loop's clients fail them at once with RESOURCE_EXHAUSTED).

@@ -44,7 +44,7 @@ TEST(ConfigTest, ValidConfigLoadsWithDefaults) {
   EXPECT_EQ(c->weak_quorum(), 2u);
   EXPECT_EQ(c->protocol().checkpoint_interval,
             ProtocolParams::kDefaultCheckpointInterval);
-  EXPECT_EQ(c->protocol().admission_wait_ms, 200u);
+  EXPECT_EQ(c->protocol().admission_wait_ms, 0u);  // Off.
   EXPECT_TRUE(c->IsIssuer(1, 1));
   EXPECT_FALSE(c->IsIssuer(1, 2));
   EXPECT_FALSE(c->IsIssuer(2, 1));
