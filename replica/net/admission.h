@@ -3,14 +3,16 @@
 // it would take at the rate it has been answering them (Little's law:
 // waiting / rate).
 //
-// A count of waiting calls alone cannot tell a full pipeline from a
-// standing queue, and it differs from replica to replica: the SDK sends a
-// call to f+1 replicas, so a backup holds a share of the primary's calls.
-// A wait is the same at every replica a client calls, whatever its share,
-// because all of them wait for the same order: the replicas refuse at about
-// the same load, so a call they refuse is one that none of them holds, and
-// the cluster orders what it admitted instead of what it refused
-// (docs/operations.md, "Admission by expected wait").
+// A count of waiting calls differs from replica to replica: the SDK sends
+// a call to f+1 replicas, so a backup holds a share of the primary's
+// calls. A wait is about the same at every replica a client calls,
+// whatever its share, because all of them wait for the same order, so the
+// replicas refuse at about the same load. Each still decides alone: near
+// the bound their verdicts differ, and a call one refused and another
+// admitted is ordered through the other; under an overload whose clients
+// do not back off that wastes enough to lower what is served, which is
+// why ledgerd leaves it off unless configured (docs/operations.md,
+// "Admission by expected wait").
 //
 // Fewer than `waiting_min` waiting calls are always let in: an idle
 // replica, or one that has answered too few calls to measure a rate, does

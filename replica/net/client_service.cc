@@ -674,6 +674,7 @@ ClientService::ClientService(VerifyPool* verifier, Handlers handlers,
                          limits.intake_source_bytes_max},
               FairQueue<std::pair<Intake*, size_t>>::Overflow::kRefuseNew),
       shares_(limits.pending_max, limits.client_pending_max),
+      admission_on_(limits.admission_wait_max != absl::InfiniteDuration()),
       admission_(AdmissionGate::Options{limits.admission_wait_max,
                                         limits.admission_waiting_min},
                  absl::Now()) {}
@@ -758,6 +759,7 @@ absl::string_view SourceAddress(absl::string_view peer) {
 }  // namespace
 
 absl::Status ClientService::CheckWait() {
+  if (!admission_on_) return absl::OkStatus();
   const size_t waiting = waiting_.load() + intake_.size();
   const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting);
   if (v.admit) return absl::OkStatus();
@@ -981,7 +983,9 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
     }
   }
   for (Waiter* w : answered) delete w;
-  if (n > 0) admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
+  if (n > 0 && admission_on_) {
+    admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
+  }
   return n;
 }
 

@@ -238,6 +238,8 @@ class ClientService {
   CallShares shares_ ABSL_GUARDED_BY(mu_);
   // shares_.total(), for the admission check without mu_.
   std::atomic<size_t> waiting_{0};
+  // Off (admission_wait_max infinite): no clock read or lock per call.
+  const bool admission_on_;
   AdmissionGate admission_;
   std::atomic<uint64_t> refused_for_wait_{0};
   std::array<std::atomic<uint64_t>, 17> rejected_{};
