@@ -682,6 +682,17 @@ TEST_F(ClientTest, RefusalsAreRetriedByDefault) {
   EXPECT_GT(replicas_[0]->calls(), 1);
 }
 
+// A call that ended RESOURCE_EXHAUSTED for load, outcome unknown, saying
+// `why`.
+void ExpectRefusedForLoad(const absl::StatusOr<ledger::v1::OperationResults>& r,
+                          absl::string_view why) {
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+      << r.status();
+  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
+  EXPECT_TRUE(absl::StrContains(r.status().message(), why)) << r.status();
+}
+
 // With retry_refused off, a call that every replica asked refused (gRPC
 // status or signed QUEUE_FULL), f+1 of them, fails at once with
 // RESOURCE_EXHAUSTED, outcome unknown; the others are never asked (they
@@ -690,16 +701,9 @@ TEST_F(ClientTest, RefusalsAreRetriedByDefault) {
 TEST_F(ClientTest, RefusedByEveryReplicaAskedFailsAtOnceWithoutRetry) {
   StartCluster({B::kBusy, B::kQueueFull, B::kBusy, B::kQueueFull});
   auto c = NewClient(/*retry_refused=*/false);
-  absl::StatusOr<ledger::v1::OperationResults> r =
-      c->Transfers({SomeTransfer()}, absl::Seconds(30));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
-      << r.status();
-  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
-  EXPECT_TRUE(absl::StrContains(r.status().message(),
-                                "refused for load by 2 of 4 replicas (every "
-                                "replica asked; none of them holds it)"))
-      << r.status();
+  ExpectRefusedForLoad(c->Transfers({SomeTransfer()}, absl::Seconds(30)),
+                       "refused for load by 2 of 4 replicas (every replica "
+                       "asked; none of them holds it)");
   // The f+1 first replicas, once each; never the other two.
   int calls = 0;
   for (auto& replica : replicas_) {
@@ -717,16 +721,9 @@ TEST_F(ClientTest, RefusedByNMinusFWhenOneAdmittedFailsWithoutRetry) {
   o.retry_refused = false;
   o.send_to_all = true;  // So that the one that admits it is asked.
   auto c = NewClient(o);
-  absl::StatusOr<ledger::v1::OperationResults> r =
-      c->Transfers({SomeTransfer()}, absl::Seconds(30));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
-      << r.status();
-  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
-  EXPECT_TRUE(absl::StrContains(r.status().message(),
-                                "refused for load by 3 of 4 replicas; a "
-                                "replica that admitted it may still order it"))
-      << r.status();
+  ExpectRefusedForLoad(c->Transfers({SomeTransfer()}, absl::Seconds(30)),
+                       "refused for load by 3 of 4 replicas; a replica that "
+                       "admitted it may still order it");
   EXPECT_EQ(replicas_[0]->calls(), 1);
   EXPECT_EQ(replicas_[2]->calls(), 1);
   EXPECT_EQ(replicas_[3]->calls(), 1);

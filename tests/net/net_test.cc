@@ -481,14 +481,19 @@ TEST(ClientServiceShutdownTest, AnAnswerAfterShutdownIsDropped) {
   }
 }
 
+AdmissionGate::Options GateOptions(absl::Duration wait_max,
+                                   size_t waiting_min) {
+  AdmissionGate::Options o;
+  o.wait_max = wait_max;
+  o.waiting_min = waiting_min;
+  o.window = absl::Seconds(1);
+  return o;
+}
+
 // The expected wait is waiting / the answer rate over the last window.
 TEST(AdmissionGateTest, RefusesWhatWouldWaitLongerThanTheBound) {
   const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
-  AdmissionGate::Options o;
-  o.wait_max = absl::Milliseconds(200);
-  o.waiting_min = 8;
-  o.window = absl::Seconds(1);
-  AdmissionGate gate(o, t0);
+  AdmissionGate gate(GateOptions(absl::Milliseconds(200), 8), t0);
   // Nothing answered yet: the first calls of a burst are let in, no more.
   EXPECT_TRUE(gate.Check(t0, 7).admit);
   AdmissionGate::Verdict v = gate.Check(t0 + absl::Milliseconds(1), 8);
@@ -510,11 +515,7 @@ TEST(AdmissionGateTest, RefusesWhatWouldWaitLongerThanTheBound) {
 
 TEST(AdmissionGateTest, OnlyTheLastWindowCounts) {
   const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
-  AdmissionGate::Options o;
-  o.wait_max = absl::Milliseconds(100);
-  o.waiting_min = 1;
-  o.window = absl::Seconds(1);
-  AdmissionGate gate(o, t0);
+  AdmissionGate gate(GateOptions(absl::Milliseconds(100), 1), t0);
   gate.Answered(t0 + absl::Milliseconds(100), 1000);
   EXPECT_TRUE(gate.Check(t0 + absl::Milliseconds(500), 50).admit);
   // Two seconds later those answers are out of the window: a stall.
