@@ -1,6 +1,8 @@
 #include "replica/metrics.h"
 
 #include "absl/strings/str_cat.h"
+#include "ledger/v1/ledger.pb.h"
+#include "pbft/v1/pbft.pb.h"
 
 namespace pbft::replica {
 namespace {
@@ -13,6 +15,15 @@ using prometheus::Histogram;
 constexpr char kStoreMemoryHelp[] =
     "Heap bytes LevelDB holds for the store: its memtables and block cache "
     "(bounded by their configured sizes).";
+
+// The names of enum values; an unknown value's name is empty.
+const std::string& MessageTypeName(int type) {
+  return pbft::v1::MessageType_Name(static_cast<pbft::v1::MessageType>(type));
+}
+
+const std::string& ResultCodeName(int code) {
+  return ledger::v1::ResultCode_Name(static_cast<ledger::v1::ResultCode>(code));
+}
 
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -180,7 +191,24 @@ Metrics::Metrics(uint32_t replica_id)
                         .Name("ledger_peer_messages_refused_total")
                         .Help("Messages from a peer replica refused or "
                               "throttled, by peer and reason.")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      received_by_type_(received_, "type", &MessageTypeName),
+      results_by_code_(results_, "result", &ResultCodeName) {}
+
+void CounterByNumber::Increment(int number, double by) {
+  if (number < 0 || number >= kCached) {
+    family_.Add({{label_, name_(number)}}).Increment(by);
+    return;
+  }
+  std::atomic<prometheus::Counter*>& slot = cached_[number];
+  prometheus::Counter* c = slot.load(std::memory_order_acquire);
+  if (c == nullptr) {
+    // Threads that race here get the same counter from the family.
+    c = &family_.Add({{label_, name_(number)}});
+    slot.store(c, std::memory_order_release);
+  }
+  c->Increment(by);
+}
 
 absl::Status Metrics::Serve(const std::string& address) {
   try {
@@ -191,14 +219,6 @@ absl::Status Metrics::Serve(const std::string& address) {
   }
   exposer_->RegisterCollectable(registry_);
   return absl::OkStatus();
-}
-
-void Metrics::MessageReceived(const std::string& type) {
-  received_.Add({{"type", type}}).Increment();
-}
-
-void Metrics::TransferResult(const std::string& code, uint64_t n) {
-  results_.Add({{"result", code}}).Increment(static_cast<double>(n));
 }
 
 void Metrics::SetPeerConnected(uint32_t peer, bool connected) {

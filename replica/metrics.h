@@ -18,6 +18,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +28,31 @@
 #include "absl/synchronization/mutex.h"
 
 namespace pbft::replica {
+
+// The counters of one family by a label whose values are the names of small
+// numbers (a protobuf enum's values): each is looked up in the family once,
+// so counting is an atomic add, not a hash of the label set under the
+// family's lock (that lookup was 3% of a replica's CPU at 100 transfers per
+// request, once per executed transfer). Thread-safe.
+class CounterByNumber {
+ public:
+  using NameFn = const std::string& (*)(int number);
+
+  CounterByNumber(prometheus::Family<prometheus::Counter>& family,
+                  std::string label, NameFn name)
+      : family_(family), label_(std::move(label)), name_(name) {}
+
+  // Counts `by` under label = name(number); numbers outside [0, kCached)
+  // are looked up every time.
+  void Increment(int number, double by = 1);
+
+ private:
+  static constexpr int kCached = 64;
+  prometheus::Family<prometheus::Counter>& family_;
+  const std::string label_;
+  const NameFn name_;
+  std::array<std::atomic<prometheus::Counter*>, kCached> cached_{};
+};
 
 class Metrics {
  private:
@@ -70,8 +97,12 @@ class Metrics {
   // ReplicaServer::ReleaseFreeMemory.
   prometheus::Histogram& memory_trim_seconds;
 
-  void MessageReceived(const std::string& type);
-  void TransferResult(const std::string& code, uint64_t n = 1);
+  // A verified message of pbft.v1.MessageType `type` handed to the core.
+  void MessageReceived(int type) { received_by_type_.Increment(type); }
+  // `n` executed operations with ledger.v1.ResultCode `code`.
+  void TransferResult(int code, uint64_t n = 1) {
+    results_by_code_.Increment(code, static_cast<double>(n));
+  }
   void SetPeerConnected(uint32_t peer, bool connected);
   // Sets counter {layer, reason} to `total` (monotonic; see file comment).
   void MirrorDropped(const std::string& layer, const std::string& reason,
@@ -91,6 +122,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& peers_;
   prometheus::Family<prometheus::Counter>& core_events_;
   prometheus::Family<prometheus::Counter>& peer_refused_;
+  CounterByNumber received_by_type_;
+  CounterByNumber results_by_code_;
   absl::Mutex mu_;
   std::map<std::pair<std::string, std::string>, uint64_t> mirrored_
       ABSL_GUARDED_BY(mu_);

@@ -291,7 +291,7 @@ absl::Status ReplicaServerImpl::OpenNode(const core::Options& o) {
     ledger::v1::OperationResults rs;
     if (!rs.ParseFromString(result)) return;
     for (const ledger::v1::OperationResult& r : rs.results()) {
-      metrics_.TransferResult(ledger::v1::ResultCode_Name(r.code()));
+      metrics_.TransferResult(r.code());
     }
   };
   state_machine_ =
@@ -540,7 +540,7 @@ void ReplicaServerImpl::CoreLoop() {
 }
 
 void ReplicaServerImpl::Handle(pbft::v1::Envelope e) {
-  metrics_.MessageReceived(pbft::v1::MessageType_Name(e.type()));
+  metrics_.MessageReceived(e.type());
   switch (node_->Receive(e)) {
     case node::ReplicaNode::Intake::kFetchThrottled:
       return Refused(e.sender(), ShellRefusal::kFetchThrottled);
