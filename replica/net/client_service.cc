@@ -233,7 +233,7 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
     owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong(),
-                 /*ordered=*/true);
+                 /*check_wait=*/true);
   }
 
   void Check() override {
@@ -300,7 +300,7 @@ class ClientService::QueryCall final : public QueuedCall {
     if (!ok) return DropUnstarted();
     Accept<QueryCall>(owner_);
     owner_->Take(this, ctx_.peer(), request_.query().ByteSizeLong(),
-                 /*ordered=*/false);
+                 /*check_wait=*/false);
   }
 
   void Refuse(const absl::Status& s) override {
@@ -632,7 +632,10 @@ void ClientService::SessionCall::OnRead(bool ok) {
     return;
   }
   const size_t bytes = incoming_.request().ByteSizeLong();
-  const bool ordered = !IsReadOnly(incoming_.request());
+  // Only admission needs ordered requests told from queries: with it off,
+  // no scan.
+  const bool check_wait =
+      owner_->admission_on_ && !IsReadOnly(incoming_.request());
   auto* item = new SessionItem(this, std::move(incoming_));
   incoming_.Clear();
   {
@@ -641,7 +644,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
     ++in_window_;
     MaybeRead();
   }
-  owner_->Take(item, peer_, bytes, ordered);
+  owner_->Take(item, peer_, bytes, check_wait);
 }
 
 void ClientService::SessionCall::OnDone() {
@@ -778,8 +781,8 @@ absl::Status ClientService::CheckWait() {
 }
 
 void ClientService::Take(Intake* item, const std::string& peer, size_t bytes,
-                         bool ordered) {
-  if (ordered) {
+                         bool check_wait) {
+  if (check_wait) {
     if (absl::Status s = CheckWait(); !s.ok()) return item->Refuse(s);
   }
   const absl::string_view source = SourceAddress(peer);

@@ -196,11 +196,13 @@ class ClientService {
   PendingMap::iterator EraseAtLocked(PendingMap::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountRejected(absl::StatusCode code);
-  // Queues an item just taken from gRPC (`bytes` of request, from `peer`;
-  // `ordered`: it will wait for execution) for a worker, or refuses it
-  // (RESOURCE_EXHAUSTED) when its source's share or the whole intake is
-  // full, or (`ordered`) when it would wait too long (admission_).
-  void Take(Intake* item, const std::string& peer, size_t bytes, bool ordered);
+  // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
+  // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
+  // share or the whole intake is full, or (`check_wait`: an ordered call,
+  // which will wait for execution) when it would wait too long
+  // (admission_).
+  void Take(Intake* item, const std::string& peer, size_t bytes,
+            bool check_wait);
   // The refusal of an ordered call that would wait too long, counted; OK
   // if it is let in.
   absl::Status CheckWait();

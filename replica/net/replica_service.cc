@@ -12,7 +12,7 @@ grpc::Status ReplicaServiceImpl::Stream(
   ledger::v1::StreamRequest req;
   // Read fails once the stream is cancelled or the server shuts down. No
   // ctx->IsCancelled() per message: on a synchronous stream it polls the
-  // call's completion queue each time (a futex round trip, 8% of a
+  // call's completion queue each time (a futex round trip, 7.6% of a
   // backup's samples at one client: docs/benchmarks.md, "A cancellation
   // check per peer message").
   while (stream->Read(&req)) {
