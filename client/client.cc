@@ -167,9 +167,12 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
   // A replica refused an ordered request for load (RESOURCE_EXHAUSTED, or a
   // full queue): with ClientOptions::retry_refused off it is not asked
-  // again, and n-f such refusals finish the call. True if handled so.
-  bool OnRefused(uint32_t replica, const grpc::Status& s,
-                 const pbft::v1::Reply& rejection);
+  // again until a reply says the request executed, and refusals from
+  // every replica asked, f+1 or more, finish the call. True if handled so.
+  bool OnRefused(uint32_t replica, absl::Duration backoff,
+                 const grpc::Status& s, const pbft::v1::Reply& rejection);
+  bool Refused(Done* done, absl::Status* outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
   // result, or the answer) or an error. A query answer's per-replica part
@@ -227,6 +230,9 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> refused_ ABSL_GUARDED_BY(mu_);
+  // A well-formed reply to an ordered request came (verified or not yet):
+  // the request executed somewhere.
+  bool replied_ ABSL_GUARDED_BY(mu_) = false;
   // Queries: each replica's block_commit, if its answer had one.
   std::map<uint32_t, ledger::v1::BlockCommit> block_commits_
       ABSL_GUARDED_BY(mu_);
@@ -858,7 +864,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     heard_.insert(replica);
   }
   if (!s.ok() && !IsPermanent(s.error_code())) {
-    if (OnRefused(replica, s, pbft::v1::Reply())) return;
+    if (OnRefused(replica, backoff, s, pbft::v1::Reply())) return;
     Retry(replica, backoff, s.error_message());
     return;
   }
@@ -871,7 +877,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
         MatchKey(replica, reply, &rejection, &commit, &view);
     if (!k.ok()) {
       if (OnFinalRejection(replica, reply, rejection)) return;
-      if (OnRefused(replica, s, rejection)) return;
+      if (OnRefused(replica, backoff, s, rejection)) return;
       Retry(replica, backoff, std::string(k.status().message()));
       return;
     }
@@ -891,6 +897,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       pending.emplace_back(replica, reply);
       if (votes_[key].size() + pending.size() >= needed_)
         to_verify.swap(pending);
+      if (kind_ == Kind::kSubmit) replied_ = true;
     }
   }
   std::vector<uint32_t> verified;
@@ -901,6 +908,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   std::optional<absl::StatusOr<std::string>> outcome;
   bool ask_again = false;
   bool arm_hedge = false;
+  std::vector<uint32_t> reask;
   Done done;
   {
     absl::MutexLock l(&mu_);
@@ -912,6 +920,13 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       done = std::move(done_);
     }
     ask_again = !finished_ && RestartSplitQuery();
+    if (!finished_ && replied_ && !refused_.empty()) {
+      // It executed: the replicas that refused it for load answer it now
+      // from their stored replies (OnRefused).
+      for (uint32_t r : refused_) voted_.erase(r);
+      reask.assign(refused_.begin(), refused_.end());
+      refused_.clear();
+    }
     arm_hedge = !finished_ && s.ok() && !hedge_armed_ && !AllAskedLocked();
     hedge_armed_ = hedge_armed_ || arm_hedge;
   }
@@ -922,6 +937,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
     return;
   }
   if (ask_again) AskAgain(backoff);
+  for (uint32_t r : reask) Send(r, backoff);
   if (arm_hedge) ArmHedge();
   WidenIfAllAnswered();
 }
@@ -1070,7 +1086,8 @@ absl::Status FanOut::VerifyAnswerCommit(
       *digest, c.certificate());
 }
 
-bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
+bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
+                       const grpc::Status& s,
                        const pbft::v1::Reply& rejection) {
   const bool refused =
       s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
@@ -1082,49 +1099,36 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
   // The call fails when every replica asked so far refused it and they are
   // at least f+1 (one of them correct): none of them holds the request, so
   // unless a faulty one kept it, it is not ordered. Otherwise a replica
-  // that admitted it may order it: then only n-f refusals (fewer than f+1
-  // replicas left that could reply) end the call.
-  const uint32_t f_plus_1 = client_weak_quorum_;
-  const uint32_t n_minus_f = client_->replica_count() - f_plus_1 + 1;
+  // that admitted it forwards it to the primary and it may execute: the
+  // call goes on, and once a reply says it executed, the replicas that
+  // refused are asked again (a replica answers a request it executed from
+  // its stored reply, whatever its load).
   Done done;
   absl::Status outcome;
   bool widen = false;
+  bool retry = false;
+  std::string why;
   {
     absl::MutexLock l(&mu_);
-    if (finished_ || !voted_.insert(replica).second) return true;
-    refused_.insert(replica);
-    last_error_[replica] =
+    if (finished_ || voted_.contains(replica)) return true;
+    const std::string error =
         s.ok() ? pbft::v1::RejectReason_Name(rejection.rejected())
                : s.error_message();
-    bool all_asked_refused = true;
-    bool all_asked_answered = true;
-    for (uint32_t r : asked_) {
-      if (!refused_.contains(r)) all_asked_refused = false;
-      if (!voted_.contains(r)) all_asked_answered = false;
-    }
-    const bool enough = (all_asked_refused && refused_.size() >= f_plus_1) ||
-                        refused_.size() >= n_minus_f;
-    if (!enough) {
-      // Ask the others only once every replica asked has answered: the
-      // refusal of one still on its way must not turn a call that none of
-      // them holds into one that others do. One that admitted it and stays
-      // silent is covered by the call's widening timer.
-      widen = all_asked_answered;
+    if (replied_) {
+      // A reply came: the request executed. This replica has not executed
+      // it yet (or no longer holds its reply): ask it again later.
+      why = error;
+      retry = true;
     } else {
-      finished_ = true;
-      done = std::move(done_);
-      std::string detail;
-      for (const auto& [r, e] : last_error_) {
-        absl::StrAppend(&detail, "; replica ", r, ": ", e);
-      }
-      outcome = absl::ResourceExhaustedError(absl::StrCat(
-          "refused for load by ", refused_.size(), " of ",
-          client_->replica_count(), " replicas",
-          all_asked_refused ? " (every replica asked; none of them holds it)"
-                            : "; a replica that admitted it may still order it",
-          ": outcome unknown, resubmit the same operations later", detail));
-      outcome.SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
+      voted_.insert(replica);
+      refused_.insert(replica);
+      last_error_[replica] = error;
+      widen = Refused(&done, &outcome);
     }
+  }
+  if (retry) {
+    Retry(replica, backoff, std::move(why));
+    return true;
   }
   if (widen) {
     Widen();  // Ask the replicas not asked yet.
@@ -1132,6 +1136,39 @@ bool FanOut::OnRefused(uint32_t replica, const grpc::Status& s,
   }
   if (done) done(outcome);
   return true;
+}
+
+// With every replica asked refusing it, f+1 or more, the call ends: moves
+// its callback to `done` with the outcome. Otherwise true if the replicas
+// not asked yet should be asked now.
+bool FanOut::Refused(Done* done, absl::Status* outcome) {
+  bool all_asked_refused = true;
+  bool all_asked_answered = true;
+  for (uint32_t r : asked_) {
+    if (!refused_.contains(r)) all_asked_refused = false;
+    if (!voted_.contains(r)) all_asked_answered = false;
+  }
+  if (!all_asked_refused || refused_.size() < client_weak_quorum_) {
+    // Ask the others only once every replica asked has answered: the
+    // refusal of one still on its way must not turn a call that none of
+    // them holds into one that others do. One that admitted it and stays
+    // silent is covered by the call's widening timer.
+    return all_asked_answered;
+  }
+  finished_ = true;
+  *done = std::move(done_);
+  std::string detail;
+  for (const auto& [r, e] : last_error_) {
+    absl::StrAppend(&detail, "; replica ", r, ": ", e);
+  }
+  *outcome = absl::ResourceExhaustedError(absl::StrCat(
+      "refused for load by ", refused_.size(), " of ",
+      client_->replica_count(),
+      " replicas (every replica asked; none of them holds it): outcome "
+      "unknown, resubmit the same operations later",
+      detail));
+  outcome->SetPayload(kOutcomeUnknownUrl, absl::Cord("1"));
+  return false;
 }
 
 void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {

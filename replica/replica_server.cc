@@ -561,6 +561,8 @@ void ReplicaServerImpl::Drain() {
 
 bool ReplicaServerImpl::Wants(pbft::ClientId client,
                               pbft::RequestNumber number) {
+  // Answered here from now on, whatever the load (admission by wait).
+  client_service_->NoteAnswered(client.value(), number.value());
   if (client_service_->Waiting(client.value(), number.value())) return true;
   metrics_.replies_not_signed.Increment();
   absl::MutexLock l(&latency_mu_);

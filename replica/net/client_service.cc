@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -41,27 +42,46 @@ size_t CountOperations(const std::string& batch) {
   return n;
 }
 
-// Whether a Session request's envelope carries a read-only pbft.v1.Request
-// (field 4, read_only), read from the wire format without decoding the
-// rest: the admission check comes before the signature check. Bytes that
-// do not scan count as ordered; the check that follows answers them.
-bool IsReadOnly(const pbft::v1::Envelope& e) {
+// What admission by expected wait needs of a request envelope's
+// pbft.v1.Request (fields 1, 2 and 4: client_id, request_number,
+// read_only), read from the wire format without decoding the rest: the
+// admission check comes before the signature check.
+struct RequestFields {
+  bool scanned = false;  // The payload parsed as far as the wire format.
+  bool read_only = false;
+  uint64_t client_id = 0;
+  uint64_t request_number = 0;
+};
+
+RequestFields ScanRequest(const pbft::v1::Envelope& e) {
   const std::string& payload = e.payload();
   google::protobuf::io::CodedInputStream in(
       reinterpret_cast<const uint8_t*>(payload.data()),
       static_cast<int>(payload.size()));
-  bool read_only = false;
+  RequestFields r;
+  using google::protobuf::internal::WireFormatLite;
   while (uint32_t tag = in.ReadTag()) {
-    using google::protobuf::internal::WireFormatLite;
-    if (tag == WireFormatLite::MakeTag(4, WireFormatLite::WIRETYPE_VARINT)) {
-      uint64_t v = 0;
-      if (!in.ReadVarint64(&v)) return false;
-      read_only = v != 0;
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return false;
+    uint64_t* field = nullptr;
+    uint64_t read_only = 0;
+    switch (tag) {
+      case WireFormatLite::MakeTag(1, WireFormatLite::WIRETYPE_VARINT):
+        field = &r.client_id;
+        break;
+      case WireFormatLite::MakeTag(2, WireFormatLite::WIRETYPE_VARINT):
+        field = &r.request_number;
+        break;
+      case WireFormatLite::MakeTag(4, WireFormatLite::WIRETYPE_VARINT):
+        field = &read_only;
+        break;
+      default:
+        if (!WireFormatLite::SkipField(&in, tag)) return RequestFields();
+        continue;
     }
+    if (!in.ReadVarint64(field)) return RequestFields();
+    if (field == &read_only) r.read_only = read_only != 0;
   }
-  return read_only;
+  r.scanned = true;
+  return r;
 }
 
 // A completion-queue tag: runs `fn(ok)` once, then deletes itself.
@@ -233,7 +253,7 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
     owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong(),
-                 /*check_wait=*/true);
+                 owner_->NeedsWaitCheck(request_.request()));
   }
 
   void Check() override {
@@ -634,8 +654,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
   const size_t bytes = incoming_.request().ByteSizeLong();
   // Only admission needs ordered requests told from queries: with it off,
   // no scan.
-  const bool check_wait =
-      owner_->admission_on_ && !IsReadOnly(incoming_.request());
+  const bool check_wait = owner_->NeedsWaitCheck(incoming_.request());
   auto* item = new SessionItem(this, std::move(incoming_));
   incoming_.Clear();
   {
@@ -778,6 +797,29 @@ absl::Status ClientService::CheckWait() {
                    wait, ", over the cluster's admission_wait_ms of ",
                    absl::ToInt64Milliseconds(limits_.admission_wait_max),
                    "); not ordered here, retry later"));
+}
+
+bool ClientService::NeedsWaitCheck(const pbft::v1::Envelope& request) const {
+  if (!admission_on_) return false;
+  const RequestFields r = ScanRequest(request);
+  if (!r.scanned) return true;
+  if (r.read_only) return false;
+  // Unchecked: a forged envelope naming an answered request skips only
+  // this check; its signature check refuses it.
+  absl::MutexLock l(&answered_mu_);
+  auto it = answered_.find(r.client_id);
+  return it == answered_.end() || r.request_number > it->second;
+}
+
+void ClientService::NoteAnswered(uint64_t client_id, uint64_t request_number) {
+  if (!admission_on_) return;
+  absl::MutexLock l(&answered_mu_);
+  if (answered_.size() >= kAnsweredClientsMax &&
+      !answered_.contains(client_id)) {
+    answered_.clear();
+  }
+  uint64_t& last = answered_[client_id];
+  last = std::max(last, request_number);
 }
 
 void ClientService::Take(Intake* item, const std::string& peer, size_t bytes,

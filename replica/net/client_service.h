@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -139,6 +140,15 @@ class ClientService {
   // True if a Submit (or a Session's ordered request) waits for the reply
   // to (client, request number).
   bool Waiting(uint64_t client_id, uint64_t request_number) const;
+  // The replica has a reply for (client, request number): it executed the
+  // request (or answered it with a rejection). A call asking for it again,
+  // or for an earlier number of the client, is answered from the replica's
+  // stored reply and is never refused for its expected wait. Kept for
+  // kAnsweredClientsMax clients at most (then forgotten all at once: a
+  // forgotten client's call may be refused again, and the client asks
+  // again later). A no-op with admission off. Thread-safe.
+  void NoteAnswered(uint64_t client_id, uint64_t request_number);
+  static constexpr size_t kAnsweredClientsMax = 65536;
   // Stops the threads; call after grpc::Server::Shutdown().
   void Shutdown();
 
@@ -206,6 +216,11 @@ class ClientService {
   // The refusal of an ordered call that would wait too long, counted; OK
   // if it is let in.
   absl::Status CheckWait();
+  // Whether admission by expected wait applies to `request` (an envelope
+  // of a pbft.v1.Request, not yet checked): an ordered request this replica
+  // has not answered. Read from the wire format, before the signature
+  // check; bytes that do not scan are treated as a new ordered request.
+  bool NeedsWaitCheck(const pbft::v1::Envelope& request) const;
   void Poll();
   void Work();
   // Runs `start` (which starts one operation on cq_) unless the queue is
@@ -244,6 +259,10 @@ class ClientService {
   const bool admission_on_;
   AdmissionGate admission_;
   std::atomic<uint64_t> refused_for_wait_{0};
+  // Client id -> the highest request number answered (NoteAnswered).
+  mutable absl::Mutex answered_mu_;
+  absl::flat_hash_map<uint64_t, uint64_t> answered_
+      ABSL_GUARDED_BY(answered_mu_);
   std::array<std::atomic<uint64_t>, 17> rejected_{};
 };
 

@@ -42,6 +42,10 @@ enum class Behaviour {
   kStaleFloor,
   kLyingStale,  // Byzantine: refuses everything as stale below 2^63.
   kBusy,        // RESOURCE_EXHAUSTED on every call (a full replica).
+  // RESOURCE_EXHAUSTED on the first call, then honest: a replica that
+  // refused the call for load and, asked again once the request executed,
+  // answers from its stored reply.
+  kBusyOnce,
   kQueueFull,   // A signed REJECT_REASON_QUEUE_FULL reply to every Submit.
 };
 
@@ -230,7 +234,8 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     if (behaviour_ == Behaviour::kFlaky && !flaked_.exchange(true)) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "flaky");
     }
-    if (behaviour_ == Behaviour::kBusy) {
+    if (behaviour_ == Behaviour::kBusy ||
+        (behaviour_ == Behaviour::kBusyOnce && !refused_once_.exchange(true))) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           "replica: too many requests waiting");
     }
@@ -247,6 +252,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   std::unique_ptr<EnvelopeSigner> signer_;
   std::unique_ptr<EnvelopeVerifier> verifier_;
   std::atomic<int> calls_{0};
+  std::atomic<bool> refused_once_{false};
   std::atomic<uint64_t> view_{0};
   std::atomic<bool> flaked_{false};
   bool sessions_ = false;
@@ -713,20 +719,48 @@ TEST_F(ClientTest, RefusedByEveryReplicaAskedFailsAtOnceWithoutRetry) {
   EXPECT_EQ(calls, 2);
 }
 
-// One of the replicas asked admitted the call (and answers): only n-f
-// refusals end it, marked as possibly ordered.
-TEST_F(ClientTest, RefusedByNMinusFWhenOneAdmittedFailsWithoutRetry) {
-  StartCluster({B::kBusy, B::kHonest, B::kBusy, B::kQueueFull});
+// One of the replicas asked admitted the call: it may be ordered through
+// that one, so n-f refusals do not end it (the application would be told
+// "refused" for a request that executes). Once that replica's reply says it
+// executed, the ones that refused are asked again and answer from their
+// stored replies: f+1 matching, the call succeeds.
+TEST_F(ClientTest, RefusedByNMinusFWhenOneAdmittedAsksTheRefusersAgain) {
+  StartCluster({B::kBusyOnce, B::kHonest, B::kBusyOnce, B::kBusyOnce});
   ClientOptions o;
   o.retry_refused = false;
   o.send_to_all = true;  // So that the one that admits it is asked.
   auto c = NewClient(o);
-  ExpectRefusedForLoad(c->Transfers({SomeTransfer()}, absl::Seconds(30)),
-                       "refused for load by 3 of 4 replicas; a replica that "
-                       "admitted it may still order it");
-  EXPECT_EQ(replicas_[0]->calls(), 1);
-  EXPECT_EQ(replicas_[2]->calls(), 1);
-  EXPECT_EQ(replicas_[3]->calls(), 1);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(30));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(replicas_[1]->calls(), 1);
+  int asked_again = 0;
+  for (int i : {0, 2, 3}) {
+    EXPECT_LE(replicas_[i]->calls(), 2);
+    asked_again += replicas_[i]->calls() == 2 ? 1 : 0;
+  }
+  EXPECT_GE(asked_again, 1);
+}
+
+// The same while the others keep refusing: one reply is not f+1, so the
+// call is not refused (it executed) and not answered; it ends at its
+// deadline, outcome unknown, having asked the refusing replicas again.
+TEST_F(ClientTest, OneReplyAndRefusalsEndAtTheDeadlineNotRefused) {
+  StartCluster({B::kBusy, B::kHonest, B::kBusy, B::kQueueFull});
+  ClientOptions o;
+  o.retry_refused = false;
+  o.send_to_all = true;
+  o.retry_initial = absl::Milliseconds(20);
+  auto c = NewClient(o);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << r.status();
+  EXPECT_TRUE(IsOutcomeUnknown(r.status()));
+  EXPECT_GE(replicas_[0]->calls() + replicas_[2]->calls() +
+                replicas_[3]->calls(),
+            4);
 }
 
 // f refusals among the replicas asked, the others admitting: f+1 replicas

@@ -1189,5 +1189,69 @@ TEST_F(ClientServiceTest, OrderedCallsThatWouldWaitTooLongAreRefusedAtOnce) {
   again.join();
 }
 
+
+// A request the replica has answered (it executed it, ordered through
+// another replica) is asked again by a client that needs f+1 replies: it is
+// answered from the stored reply, never refused for the wait, whatever the
+// load; the client's next request still is. A forged envelope naming the
+// answered request gets past the wait check only to its signature check.
+TEST_F(ClientServiceTest, AnAnsweredRequestAskedAgainIsNotRefusedForItsWait) {
+  ClientService::Limits limits;
+  limits.request_bytes_max = 1024;
+  limits.admission_wait_max = absl::Milliseconds(100);
+  limits.admission_waiting_min = 4;
+  Start(limits);
+  std::vector<std::thread> waiting;
+  std::atomic<int> waited_ok{0};
+  for (uint64_t i = 1; i <= 4; ++i) {
+    waiting.emplace_back([&, i] {
+      ledger::v1::SubmitResponse resp;
+      if (Submit(k_.Request(i), &resp).ok()) waited_ok.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(WaitSubmitted(4));
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  service_->NoteAnswered(9, 5);
+  std::thread asked_again([&] {
+    ledger::v1::SubmitResponse resp;
+    if (Submit(k_.Request(5), &resp).ok()) waited_ok.fetch_add(1);
+  });
+  ASSERT_TRUE(WaitSubmitted(5));  // It reached the owner.
+  EXPECT_EQ(service_->refused_for_wait(), 0u);
+  ledger::v1::SubmitResponse resp;
+  EXPECT_EQ(Submit(k_.Request(6), &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  Envelope forged = k_.Request(5);
+  forged.set_signature(std::string(64, 'q'));
+  EXPECT_EQ(Submit(forged, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  // On a Session too.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    auto stream = stub_->Session(&ctx);
+    ASSERT_TRUE(WriteSession(stream.get(), 1, k_.Request(7)));
+    ledger::v1::SessionResponse r;
+    ASSERT_TRUE(stream->Read(&r));
+    EXPECT_EQ(r.status_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(service_->refused_for_wait(), 2u);
+    service_->NoteAnswered(9, 7);
+    ASSERT_TRUE(WriteSession(stream.get(), 2, k_.Request(7)));
+    ASSERT_TRUE(WaitSubmitted(6));
+    EXPECT_EQ(service_->refused_for_wait(), 2u);
+    ctx.TryCancel();
+  }
+  for (uint64_t i = 1; i <= 5; ++i) {
+    pbft::v1::Reply reply;
+    reply.set_request_number(i);
+    service_->DeliverReply(
+        9, i, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply));
+  }
+  for (auto& t : waiting) t.join();
+  asked_again.join();
+  EXPECT_EQ(waited_ok.load(), 5);
+}
 }  // namespace
 }  // namespace pbft::net
