@@ -165,6 +165,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void OnReply(uint32_t replica, absl::Duration backoff, const grpc::Status& s,
                const pbft::v1::Envelope& reply);
   void Retry(uint32_t replica, absl::Duration backoff, std::string why);
+  // Sends to `replica` again after `backoff` (doubled for the next time).
+  void AskLater(uint32_t replica, absl::Duration backoff);
   // A replica refused an ordered request for load (RESOURCE_EXHAUSTED, or a
   // full queue): with ClientOptions::retry_refused off it is not asked
   // again until a reply says the request executed, and refusals from
@@ -1107,7 +1109,6 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   absl::Status outcome;
   bool widen = false;
   bool retry = false;
-  std::string why;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || voted_.contains(replica)) return true;
@@ -1117,7 +1118,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
     if (replied_) {
       // A reply came: the request executed. This replica has not executed
       // it yet (or no longer holds its reply): ask it again later.
-      why = error;
+      last_error_[replica] = error;
       retry = true;
     } else {
       voted_.insert(replica);
@@ -1127,7 +1128,9 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
     }
   }
   if (retry) {
-    Retry(replica, backoff, std::move(why));
+    // Not a failure of this replica (every replica carries the same load):
+    // neither avoided by later calls nor a reason to widen.
+    AskLater(replica, backoff);
     return true;
   }
   if (widen) {
@@ -1179,6 +1182,10 @@ void FanOut::Retry(uint32_t replica, absl::Duration backoff, std::string why) {
   }
   client_->first_replicas().Avoid(replica, absl::Now());
   Widen();  // One of the first replicas failed: ask the others now.
+  AskLater(replica, backoff);
+}
+
+void FanOut::AskLater(uint32_t replica, absl::Duration backoff) {
   absl::Duration next = std::min(backoff * 2, client_->options().retry_max);
   auto self = shared_from_this();
   client_->timers().At(
