@@ -64,13 +64,15 @@ struct ClientOptions {
   absl::Duration retry_max = absl::Seconds(1);
   // A replica that refuses an ordered request for load (RESOURCE_EXHAUSTED,
   // or a signed QUEUE_FULL / CLIENT_SHARE_FULL rejection) is asked again
-  // with the back-off above until the deadline. false: it is not asked
-  // again, and the call fails at once with RESOURCE_EXHAUSTED when every
-  // replica asked so far refused it and they are at least f+1 (none of
-  // them holds it; the others are not asked), or when n-f refused it. That
-  // status carries IsOutcomeUnknown (a faulty replica, or in the second
-  // case one that admitted it, may still order it): resubmitting the same
-  // transfer ids later is safe. For applications that shed load themselves.
+  // with the back-off above until the deadline. false: the call fails at
+  // once with RESOURCE_EXHAUSTED when every replica asked so far refused
+  // it and they are at least f+1 (none of them holds it; the others are
+  // not asked). That status carries IsOutcomeUnknown (a faulty replica may
+  // still order it): resubmitting the same transfer ids later is safe. A
+  // call that a replica asked admitted is never refused: once a reply says
+  // it executed, the refusing replicas are asked again (with the back-off
+  // above) for their stored replies. For applications that shed load
+  // themselves.
   bool retry_refused = true;
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).
