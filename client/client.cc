@@ -1165,8 +1165,7 @@ bool FanOut::Refused(Done* done, absl::Status* outcome) {
     absl::StrAppend(&detail, "; replica ", r, ": ", e);
   }
   *outcome = absl::ResourceExhaustedError(absl::StrCat(
-      "refused for load by ", refused_.size(), " of ",
-      client_->replica_count(),
+      "refused for load by ", refused_.size(), " of ", client_->replica_count(),
       " replicas (every replica asked; none of them holds it): outcome "
       "unknown, resubmit the same operations later",
       detail));

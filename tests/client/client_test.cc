@@ -46,7 +46,7 @@ enum class Behaviour {
   // refused the call for load and, asked again once the request executed,
   // answers from its stored reply.
   kBusyOnce,
-  kQueueFull,   // A signed REJECT_REASON_QUEUE_FULL reply to every Submit.
+  kQueueFull,  // A signed REJECT_REASON_QUEUE_FULL reply to every Submit.
 };
 
 // A client number far above any wall clock in microseconds.
@@ -758,9 +758,8 @@ TEST_F(ClientTest, OneReplyAndRefusalsEndAtTheDeadlineNotRefused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
       << r.status();
   EXPECT_TRUE(IsOutcomeUnknown(r.status()));
-  EXPECT_GE(replicas_[0]->calls() + replicas_[2]->calls() +
-                replicas_[3]->calls(),
-            4);
+  EXPECT_GE(
+      replicas_[0]->calls() + replicas_[2]->calls() + replicas_[3]->calls(), 4);
 }
 
 // f refusals among the replicas asked, the others admitting: f+1 replicas

@@ -1189,7 +1189,6 @@ TEST_F(ClientServiceTest, OrderedCallsThatWouldWaitTooLongAreRefusedAtOnce) {
   again.join();
 }
 
-
 // A request the replica has answered (it executed it, ordered through
 // another replica) is asked again by a client that needs f+1 replies: it is
 // answered from the stored reply, never refused for the wait, whatever the
