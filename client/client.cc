@@ -175,6 +175,12 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
                  const grpc::Status& s, const pbft::v1::Reply& rejection);
   bool Refused(Done* done, absl::Status* outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Once a reply says the request executed and fewer than the replies
+  // needed can come from replicas asked that did not refuse it: the
+  // refusing replicas, taken out of refused_ and voted_ to be asked again
+  // (they answer from their stored replies). Otherwise none.
+  std::vector<uint32_t> TakeRefusersIfShortLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
   // result, or the answer) or an error. A query answer's per-replica part
@@ -922,13 +928,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       done = std::move(done_);
     }
     ask_again = !finished_ && RestartSplitQuery();
-    if (!finished_ && replied_ && !refused_.empty()) {
-      // It executed: the replicas that refused it for load answer it now
-      // from their stored replies (OnRefused).
-      for (uint32_t r : refused_) voted_.erase(r);
-      reask.assign(refused_.begin(), refused_.end());
-      refused_.clear();
-    }
+    if (!finished_) reask = TakeRefusersIfShortLocked();
     arm_hedge = !finished_ && s.ok() && !hedge_armed_ && !AllAskedLocked();
     hedge_armed_ = hedge_armed_ || arm_hedge;
   }
@@ -1108,37 +1108,45 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   Done done;
   absl::Status outcome;
   bool widen = false;
-  bool retry = false;
+  std::vector<uint32_t> reask;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || voted_.contains(replica)) return true;
     const std::string error =
         s.ok() ? pbft::v1::RejectReason_Name(rejection.rejected())
                : s.error_message();
+    voted_.insert(replica);
+    refused_.insert(replica);
+    last_error_[replica] = error;
     if (replied_) {
       // A reply came: the request executed. This replica has not executed
-      // it yet (or no longer holds its reply): ask it again later.
-      last_error_[replica] = error;
-      retry = true;
+      // it yet (or no longer holds its reply).
+      reask = TakeRefusersIfShortLocked();
     } else {
-      voted_.insert(replica);
-      refused_.insert(replica);
-      last_error_[replica] = error;
       widen = Refused(&done, &outcome);
     }
   }
-  if (retry) {
-    // Not a failure of this replica (every replica carries the same load):
-    // neither avoided by later calls nor a reason to widen.
-    AskLater(replica, backoff);
-    return true;
-  }
+  // Not a failure of these replicas (every replica carries the same load):
+  // neither avoided by later calls nor a reason to widen.
+  for (uint32_t r : reask) AskLater(r, backoff);
+  if (!reask.empty()) return true;
   if (widen) {
     Widen();  // Ask the replicas not asked yet.
     return true;
   }
   if (done) done(outcome);
   return true;
+}
+
+std::vector<uint32_t> FanOut::TakeRefusersIfShortLocked() {
+  if (!replied_ || refused_.empty()) return {};
+  uint32_t admitted = 0;
+  for (uint32_t r : asked_) admitted += refused_.contains(r) ? 0 : 1;
+  if (admitted >= needed_) return {};  // They can complete it.
+  std::vector<uint32_t> out(refused_.begin(), refused_.end());
+  for (uint32_t r : out) voted_.erase(r);
+  refused_.clear();
+  return out;
 }
 
 // With every replica asked refusing it, f+1 or more, the call ends: moves
