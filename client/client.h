@@ -70,9 +70,9 @@ struct ClientOptions {
   // not asked). That status carries IsOutcomeUnknown (a faulty replica may
   // still order it): resubmitting the same transfer ids later is safe. A
   // call that a replica asked admitted is never refused: once a reply says
-  // it executed, the refusing replicas are asked again (with the back-off
-  // above) for their stored replies. For applications that shed load
-  // themselves.
+  // it executed, if the replicas that admitted it are fewer than f+1, the
+  // refusing replicas are asked again (with the back-off above) for their
+  // stored replies. For applications that shed load themselves.
   bool retry_refused = true;
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).

@@ -204,6 +204,21 @@ class Overload(unittest.TestCase):
         line = self.line([interval(60, 950.0)], res)
         self.assertFalse(line["targets"]["refused_with_resource_exhausted"])
 
+    def test_share_of_the_excess_refused(self):
+        # What the cluster refused against what waited at the bench's cap.
+        res = result(refused_per_s=90.0, dropped_at_cap_per_s=10.0)
+        line = self.line([interval(60, 950.0)], res)
+        self.assertEqual(line["excess_refused_share"], 0.9)
+        self.assertTrue(line["targets"]["excess_refused_met"])
+        res = result(refused_per_s=5.0, dropped_at_cap_per_s=1500.0)
+        line = self.line([interval(60, 950.0)], res)
+        self.assertEqual(line["excess_refused_share"], 0.003)
+        self.assertFalse(line["targets"]["excess_refused_met"])
+        # No excess at all: nothing was left to refuse.
+        res = result(refused=0, refused_per_s=0.0, dropped_at_cap_per_s=0.0)
+        self.assertEqual(self.line([interval(60, 950.0)], res)
+                         ["excess_refused_share"], 1.0)
+
     def test_memory_figures_and_their_targets(self):
         line = self.line([interval(60, 950.0)])
         self.assertIsNone(line["targets"]["anon_rss_less_stores_flat"])

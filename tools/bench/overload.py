@@ -35,6 +35,10 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 # The p99 / p50 target at 70% of peak, and the served share of peak at 2x.
 P99_OVER_P50_MAX = 3.0
 SERVED_SHARE_MIN = 0.9
+# "Refuses the excess": of the arrivals not served, at least this share
+# answered RESOURCE_EXHAUSTED (the rest were held back at the load
+# generator's cap, where a client would wait rather than be told).
+EXCESS_REFUSED_SHARE_MIN = 0.9
 # RSS counts as flat if the second half of the load grew it by at most
 # this share.
 FLAT_GROWTH_MAX = 0.1
@@ -195,6 +199,14 @@ def parse_rss(text):
     return out
 
 
+def excess_refused_share(result):
+    """Refused / (refused + dropped at the cap), per second; 1.0 if the
+    run had no excess."""
+    refused = result["refused_per_s"]
+    excess = refused + result["dropped_at_cap_per_s"]
+    return round(refused / excess, 3) if excess > 0 else 1.0
+
+
 def overload_line(peak, result, intervals, before, after, rss, catch,
                   wall_s=None, anon_rss=None, stores=None):
     """The overload line: served against peak (whole run and per interval),
@@ -230,6 +242,10 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "sdk_by_status": result["by_status"],
         "outcome_unknown": result["outcome_unknown"],
         "dropped_at_cap_per_s": result["dropped_at_cap_per_s"],
+        # Of the arrivals not served (the excess), the share the cluster
+        # answered RESOURCE_EXHAUSTED rather than the load generator holding
+        # them back at its cap of calls in flight.
+        "excess_refused_share": excess_refused_share(result),
         "cluster_intake_refused_per_s": [round(x / secs, 1) for x in
                                          delta("client_refused")],
         # Of the intake's refusals, those for the expected wait
@@ -257,6 +273,9 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "served_met": min_ratio is not None and min_ratio >= SERVED_SHARE_MIN,
         "refused_with_resource_exhausted": result["refused"] > 0
         and result["errors"] == 0,
+        "excess_refused_share_min": EXCESS_REFUSED_SHARE_MIN,
+        "excess_refused_met": excess_refused_share(result) >=
+        EXCESS_REFUSED_SHARE_MIN and result["errors"] == 0,
         "caught_up": catch["equal"],
         "anon_rss_flat": anon_rss["anon_rss_flat"] if anon_rss else None,
         "anon_rss_less_stores_flat":
