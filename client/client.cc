@@ -1103,8 +1103,9 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   // unless a faulty one kept it, it is not ordered. Otherwise a replica
   // that admitted it forwards it to the primary and it may execute: the
   // call goes on, and once a reply says it executed, the replicas that
-  // refused are asked again (a replica answers a request it executed from
-  // its stored reply, whatever its load).
+  // refused are asked again if those that admitted it are too few to
+  // complete it (a replica answers a request it executed from its stored
+  // reply, whatever its load).
   Done done;
   absl::Status outcome;
   bool widen = false;

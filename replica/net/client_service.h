@@ -141,12 +141,13 @@ class ClientService {
   // to (client, request number).
   bool Waiting(uint64_t client_id, uint64_t request_number) const;
   // The replica has a reply for (client, request number): it executed the
-  // request (or answered it with a rejection). A call asking for it again,
-  // or for an earlier number of the client, is answered from the replica's
-  // stored reply and is never refused for its expected wait. Kept for
-  // kAnsweredClientsMax clients at most (then forgotten all at once: a
-  // forgotten client's call may be refused again, and the client asks
-  // again later). A no-op with admission off. Thread-safe.
+  // request (or answered it with a rejection). A call asking for it again
+  // (answered from the replica's stored reply), or for an earlier number
+  // of the client (answered with a stale rejection), is never refused for
+  // its expected wait. Kept for kAnsweredClientsMax clients at most, about
+  // 2 MB (then forgotten all at once: a forgotten client's call may be
+  // refused again, and the client asks again later). A no-op with
+  // admission off. Thread-safe.
   void NoteAnswered(uint64_t client_id, uint64_t request_number);
   static constexpr size_t kAnsweredClientsMax = 65536;
   // Stops the threads; call after grpc::Server::Shutdown().
