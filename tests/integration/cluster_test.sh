@@ -103,6 +103,9 @@ assert a["arrivals"] == a["dropped_at_cap"] + a["completed"] + a["unfinished"], 
 assert s["arrivals"] == sum(x["arrivals"] for x in intervals), s
 assert s["served"] == sum(x["served"] for x in intervals) and s["served"] > 0, s
 assert s["served"] + s["refused"] + s["errors"] <= a["completed"], s
+# The whole run's served and refused hold the measured span's.
+assert a["served"] >= s["served"] and a["refused"] >= s["refused"], a
+assert a["served"] + a["refused"] <= a["completed"], a
 # The SDK's counts over the run: every served call sent a number.
 assert s["sdk_sends"] >= s["served"], s
 assert s["sdk_sent_to_all_first"] <= s["sdk_sends"], s

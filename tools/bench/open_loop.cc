@@ -173,6 +173,10 @@ class OpenLoop {
     idle_.push_back(c);
     --in_flight_;
     ++completed_all_;
+    if (r.ok()) ++served_all_;
+    if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+      ++refused_all_;
+    }
     if (now >= end_) ++drained_;
     Tally* t = TallyAt(now);
     if (t == nullptr) return;
@@ -274,15 +278,15 @@ class OpenLoop {
         "\"arrivals_late_10ms\":%u,"
         "\"replicas\":%u,\"clients\":%u,\"batch\":%u,\"duration_s\":%.1f,"
         "\"drained\":%u,\"accounting\":{\"arrivals\":%u,\"dropped_at_cap\":%u,"
-        "\"completed\":%u,\"unfinished\":%u},%s}",
+        "\"completed\":%u,\"served\":%u,\"refused\":%u,\"unfinished\":%u},%s}",
         o_.arrivals == ArrivalKind::kFixed ? "fixed" : "poisson", o_.seed,
         o_.retry_refused ? "true" : "false", o_.send_to_all ? "true" : "false",
         o_.hedge_after_first, o_.rate, static_cast<double>(all.arrivals) / secs,
         TallyJson(all, secs), static_cast<double>(all.served) * o_.batch / secs,
         static_cast<double>(max_lag_us_.load()) / 1e3, late_10ms_.load(),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs, drained_,
-        arrivals_all_, dropped_all_, completed_all_, unfinished,
-        SdkStatsJson(SumStats(clients_)));
+        arrivals_all_, dropped_all_, completed_all_, served_all_, refused_all_,
+        unfinished, SdkStatsJson(SumStats(clients_)));
   }
 
   const BenchOptions o_;
@@ -297,10 +301,13 @@ class OpenLoop {
   std::vector<Tally> intervals_ ABSL_GUARDED_BY(mu_);
   uint64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Warm-up and drain included: arrivals_all_ = dropped_all_ +
-  // completed_all_ + what never completed.
+  // completed_all_ + what never completed; of the completed, those served
+  // (OK) and refused (RESOURCE_EXHAUSTED).
   uint64_t arrivals_all_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_all_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t completed_all_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t served_all_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t refused_all_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t drained_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t errors_logged_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Admission by expected wait on a real 4-replica cluster, far over its
+# bound: an open loop of 512 clients at several times what the cluster
+# orders, with protocol.admission_wait_ms 1 and the SDK failing refused
+# calls (retry_refused false). The replicas refuse most calls, and
+# verdicts differ between them (a call one refuses another admits). What
+# must hold: no request executes after its client was told RESOURCE_EXHAUSTED,
+# so the requests the cluster executed are exactly the calls that
+# succeeded plus, at most, those that ended without an outcome for
+# another reason (deadline). The replicas stay equal and no view changes.
+#   admission_test.sh BIN_DIR
+set -euo pipefail
+BIN=$1
+source "$(dirname "$0")/lib.sh"
+DIR=$(mktemp -d)
+trap 'stop_all "$DIR"; if [[ -n "${KEEP:-}" ]]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
+TOOLS=$(cd "$(dirname "$0")/../../tools/bench" && pwd)
+
+cluster_init "$DIR" 4 512
+python3 - "$DIR/cluster.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+cfg = json.load(open(path))
+cfg.setdefault("protocol", {})["admission_wait_ms"] = 1
+json.dump(cfg, open(path, "w"), indent=2)
+PY
+for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
+wait_ready "$DIR" 4 60 || fail "cluster not ready within 60 s"
+
+scrape() { python3 "$TOOLS/overload.py" scrape "$DIR/cluster.json"; }
+scrape >"$DIR/before.json"
+timeout 120 "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 512 \
+  --batch 1 --duration 6 --warmup 0 --rate 6000 --deadline 20 \
+  --retry_refused=false >"$DIR/bench.json" 2>"$DIR/bench.err" \
+  || fail "ledger-bench: $(tail -3 "$DIR/bench.err")"
+wait_all_equal 60
+scrape >"$DIR/after.json"
+
+python3 - "$DIR/bench.json" "$DIR/before.json" "$DIR/after.json" <<'PY'
+import json, sys
+bench = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
+before, after = (json.load(open(p))["replicas"] for p in sys.argv[2:4])
+executed = [a["executed_requests"] - b["executed_requests"]
+            for a, b in zip(after, before)]
+views = [a["view_changes"] - b["view_changes"] for a, b in zip(after, before)]
+refusals = sum(a["admission_wait"] - b["admission_wait"]
+               for a, b in zip(after, before))
+# Warm-up and drain included.
+acc = bench["accounting"]
+served, refused = acc["served"], acc["refused"]
+other = acc["completed"] - served - refused  # No outcome, another reason.
+print(f"served {served}, refused {refused}, other errors {other}, "
+      f"executed {executed}, refusals for the wait {refusals}, "
+      f"accounting {acc}, by status (measured span) {bench['by_status']}")
+def fail(why):
+    print("FAIL: " + why, file=sys.stderr)
+    sys.exit(1)
+if acc["unfinished"] != 0:
+    fail(f"calls still in flight after the drain: {acc}")
+if refused == 0 or refusals == 0:
+    fail("nothing was refused: the load did not reach the bound")
+if served == 0:
+    fail("nothing was served")
+# Replica 0's count (the others may have fetched some blocks instead).
+if not served <= executed[0] <= served + other:
+    fail(f"{executed[0]} requests executed for {served} calls served and "
+         f"{other} without an outcome: {executed[0] - served - other} of the "
+         f"{refused} calls told RESOURCE_EXHAUSTED executed")
+if any(views):
+    fail(f"view changes: {views}")
+PY
+echo "PASS"
