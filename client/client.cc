@@ -178,9 +178,15 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // Once a reply says the request executed and fewer than the replies
   // needed can come from replicas asked that did not refuse it: the
   // refusing replicas, taken out of refused_ and voted_ to be asked again
-  // (they answer from their stored replies). Otherwise none.
-  std::vector<uint32_t> TakeRefusersIfShortLocked()
+  // (they answer from their stored replies). Otherwise none, and `arm`
+  // is set (once per call) if the caller should ArmReask(): a replica
+  // that admitted the call may stay silent.
+  std::vector<uint32_t> TakeRefusersIfShortLocked(bool* arm)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<uint32_t> TakeRefusersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After as long as the call has taken so far (at least retry_initial),
+  // asks the replicas that refused it again, if it is not finished.
+  void ArmReask();
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
   // result, or the answer) or an error. A query answer's per-replica part
@@ -241,6 +247,7 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // A well-formed reply to an ordered request came (verified or not yet):
   // the request executed somewhere.
   bool replied_ ABSL_GUARDED_BY(mu_) = false;
+  bool reask_armed_ ABSL_GUARDED_BY(mu_) = false;
   // Queries: each replica's block_commit, if its answer had one.
   std::map<uint32_t, ledger::v1::BlockCommit> block_commits_
       ABSL_GUARDED_BY(mu_);
@@ -917,6 +924,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   bool ask_again = false;
   bool arm_hedge = false;
   std::vector<uint32_t> reask;
+  bool arm_reask = false;
   Done done;
   {
     absl::MutexLock l(&mu_);
@@ -928,7 +936,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       done = std::move(done_);
     }
     ask_again = !finished_ && RestartSplitQuery();
-    if (!finished_) reask = TakeRefusersIfShortLocked();
+    if (!finished_) reask = TakeRefusersIfShortLocked(&arm_reask);
     arm_hedge = !finished_ && s.ok() && !hedge_armed_ && !AllAskedLocked();
     hedge_armed_ = hedge_armed_ || arm_hedge;
   }
@@ -940,6 +948,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
   }
   if (ask_again) AskAgain(backoff);
   for (uint32_t r : reask) Send(r, backoff);
+  if (arm_reask) ArmReask();
   if (arm_hedge) ArmHedge();
   WidenIfAllAnswered();
 }
@@ -1110,6 +1119,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   absl::Status outcome;
   bool widen = false;
   std::vector<uint32_t> reask;
+  bool arm_reask = false;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || voted_.contains(replica)) return true;
@@ -1122,7 +1132,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
     if (replied_) {
       // A reply came: the request executed. This replica has not executed
       // it yet (or no longer holds its reply).
-      reask = TakeRefusersIfShortLocked();
+      reask = TakeRefusersIfShortLocked(&arm_reask);
     } else {
       widen = Refused(&done, &outcome);
     }
@@ -1130,7 +1140,8 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   // Not a failure of these replicas (every replica carries the same load):
   // neither avoided by later calls nor a reason to widen.
   for (uint32_t r : reask) AskLater(r, backoff);
-  if (!reask.empty()) return true;
+  if (arm_reask) ArmReask();
+  if (!reask.empty() || arm_reask) return true;
   if (widen) {
     Widen();  // Ask the replicas not asked yet.
     return true;
@@ -1139,15 +1150,45 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   return true;
 }
 
-std::vector<uint32_t> FanOut::TakeRefusersIfShortLocked() {
+std::vector<uint32_t> FanOut::TakeRefusersIfShortLocked(bool* arm) {
+  *arm = false;
   if (!replied_ || refused_.empty()) return {};
   uint32_t admitted = 0;
   for (uint32_t r : asked_) admitted += refused_.contains(r) ? 0 : 1;
-  if (admitted >= needed_) return {};  // They can complete it.
+  if (admitted >= needed_) {
+    // They can complete it, unless one of them stays silent: then ask the
+    // refusers anyway, a little later (once per call).
+    *arm = !reask_armed_;
+    reask_armed_ = true;
+    return {};
+  }
+  return TakeRefusersLocked();
+}
+
+std::vector<uint32_t> FanOut::TakeRefusersLocked() {
   std::vector<uint32_t> out(refused_.begin(), refused_.end());
   for (uint32_t r : out) voted_.erase(r);
   refused_.clear();
   return out;
+}
+
+void FanOut::ArmReask() {
+  std::weak_ptr<FanOut> weak = weak_from_this();
+  // As long as the reply in hand took, at least retry_initial: a replica
+  // that admitted the call and is merely slower answers within it.
+  const absl::Duration after =
+      std::max(client_->options().retry_initial, absl::Now() - started_);
+  client_->timers().After(after, [weak, after] {
+    auto self = weak.lock();
+    if (self == nullptr) return;  // Every replica asked has answered.
+    std::vector<uint32_t> reask;
+    {
+      absl::MutexLock l(&self->mu_);
+      if (self->finished_) return;
+      reask = self->TakeRefusersLocked();
+    }
+    for (uint32_t r : reask) self->Send(r, after);
+  });
 }
 
 // With every replica asked refusing it, f+1 or more, the call ends: moves

@@ -70,9 +70,10 @@ struct ClientOptions {
   // not asked). That status carries IsOutcomeUnknown (a faulty replica may
   // still order it): resubmitting the same transfer ids later is safe. A
   // call that a replica asked admitted is never refused: once a reply says
-  // it executed, if the replicas that admitted it are fewer than f+1, the
-  // refusing replicas are asked again (with the back-off above) for their
-  // stored replies. For applications that shed load themselves.
+  // it executed, the refusing replicas are asked again (at once if the
+  // replicas that admitted it are fewer than f+1, else if it has not
+  // completed a while later) for their stored replies. For applications
+  // that shed load themselves.
   bool retry_refused = true;
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).

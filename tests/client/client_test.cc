@@ -762,6 +762,24 @@ TEST_F(ClientTest, OneReplyAndRefusalsEndAtTheDeadlineNotRefused) {
       replicas_[0]->calls() + replicas_[2]->calls() + replicas_[3]->calls(), 4);
 }
 
+// One replica replied, two refused, and the fourth admitted the call and
+// stays silent (faulty): waiting for it would end the call at its deadline.
+// The refusers are asked again after a while and answer from their stored
+// replies.
+TEST_F(ClientTest, AdmittedButSilentDoesNotHoldTheCallOnceOneReplied) {
+  StartCluster({B::kBusyOnce, B::kHonest, B::kHonest, B::kBusyOnce});
+  replicas_[2]->EnableSessions(0, /*silent=*/true);
+  ClientOptions o;
+  o.retry_refused = false;
+  o.send_to_all = true;
+  o.widen_after_initial = o.widen_after_min = absl::Seconds(30);
+  auto c = NewClient(o);
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(replicas_[0]->calls() + replicas_[3]->calls(), 3);
+}
+
 // f refusals among the replicas asked, the others admitting: f+1 replicas
 // can answer and the call succeeds.
 TEST_F(ClientTest, RefusedByFewerStillSucceedsWithoutRetry) {
