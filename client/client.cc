@@ -179,11 +179,16 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // needed can come from replicas asked that did not refuse it: the
   // refusing replicas, taken out of refused_ and voted_ to be asked again
   // (they answer from their stored replies). Otherwise none, and `arm`
-  // is set (once per call) if the caller should ArmReask(): a replica
+  // is set (one timer at a time) if the caller should ArmReask(): a replica
   // that admitted the call may stay silent.
   std::vector<uint32_t> TakeRefusersIfShortLocked(bool* arm)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<uint32_t> TakeRefusersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A well-formed reply came (verified or not yet): for an ordered
+  // request, it executed somewhere.
+  bool RepliedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !views_.empty();
+  }
   // After as long as the call has taken so far (at least retry_initial),
   // asks the replicas that refused it again, if it is not finished.
   void ArmReask();
@@ -244,9 +249,6 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
       ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, std::string> last_error_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> refused_ ABSL_GUARDED_BY(mu_);
-  // A well-formed reply to an ordered request came (verified or not yet):
-  // the request executed somewhere.
-  bool replied_ ABSL_GUARDED_BY(mu_) = false;
   bool reask_armed_ ABSL_GUARDED_BY(mu_) = false;
   // Queries: each replica's block_commit, if its answer had one.
   std::map<uint32_t, ledger::v1::BlockCommit> block_commits_
@@ -912,7 +914,6 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
       pending.emplace_back(replica, reply);
       if (votes_[key].size() + pending.size() >= needed_)
         to_verify.swap(pending);
-      if (kind_ == Kind::kSubmit) replied_ = true;
     }
   }
   std::vector<uint32_t> verified;
@@ -1129,7 +1130,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
     voted_.insert(replica);
     refused_.insert(replica);
     last_error_[replica] = error;
-    if (replied_) {
+    if (RepliedLocked()) {
       // A reply came: the request executed. This replica has not executed
       // it yet (or no longer holds its reply).
       reask = TakeRefusersIfShortLocked(&arm_reask);
@@ -1152,12 +1153,12 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
 
 std::vector<uint32_t> FanOut::TakeRefusersIfShortLocked(bool* arm) {
   *arm = false;
-  if (!replied_ || refused_.empty()) return {};
+  if (!RepliedLocked() || refused_.empty()) return {};
   uint32_t admitted = 0;
   for (uint32_t r : asked_) admitted += refused_.contains(r) ? 0 : 1;
   if (admitted >= needed_) {
     // They can complete it, unless one of them stays silent: then ask the
-    // refusers anyway, a little later (once per call).
+    // refusers anyway, a little later (one timer at a time).
     *arm = !reask_armed_;
     reask_armed_ = true;
     return {};
@@ -1184,6 +1185,7 @@ void FanOut::ArmReask() {
     std::vector<uint32_t> reask;
     {
       absl::MutexLock l(&self->mu_);
+      self->reask_armed_ = false;  // A refusal after this may arm another.
       if (self->finished_) return;
       reask = self->TakeRefusersLocked();
     }

@@ -652,8 +652,6 @@ void ClientService::SessionCall::OnRead(bool ok) {
     return;
   }
   const size_t bytes = incoming_.request().ByteSizeLong();
-  // Only admission needs ordered requests told from queries: with it off,
-  // no scan.
   const bool check_wait = owner_->NeedsWaitCheck(incoming_.request());
   auto* item = new SessionItem(this, std::move(incoming_));
   incoming_.Clear();
@@ -781,7 +779,6 @@ absl::string_view SourceAddress(absl::string_view peer) {
 }  // namespace
 
 absl::Status ClientService::CheckWait() {
-  if (!admission_on_) return absl::OkStatus();
   const size_t waiting = waiting_.load() + intake_.size();
   const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting);
   if (v.admit) return absl::OkStatus();

@@ -144,10 +144,11 @@ class ClientService {
   // request (or answered it with a rejection). A call asking for it again
   // (answered from the replica's stored reply), or for an earlier number
   // of the client (answered with a stale rejection), is never refused for
-  // its expected wait. Kept for kAnsweredClientsMax clients at most, about
-  // 2 MB (then forgotten all at once: a forgotten client's call may be
-  // refused again, and the client asks again later). A no-op with
-  // admission off. Thread-safe.
+  // its expected wait. Kept for kAnsweredClientsMax clients at most (a
+  // table of at most 131,072 slots of 16 bytes and a control byte each,
+  // 2.2 MB by that count; then forgotten all at once: a forgotten
+  // client's call may be refused again, and the client asks again later).
+  // A no-op with admission off. Thread-safe.
   void NoteAnswered(uint64_t client_id, uint64_t request_number);
   static constexpr size_t kAnsweredClientsMax = 65536;
   // Stops the threads; call after grpc::Server::Shutdown().
@@ -209,13 +210,12 @@ class ClientService {
   void CountRejected(absl::StatusCode code);
   // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
   // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
-  // share or the whole intake is full, or (`check_wait`: an ordered call,
-  // which will wait for execution) when it would wait too long
-  // (admission_).
+  // share or the whole intake is full, or (`check_wait`, from
+  // NeedsWaitCheck) when it would wait too long (admission_).
   void Take(Intake* item, const std::string& peer, size_t bytes,
             bool check_wait);
   // The refusal of an ordered call that would wait too long, counted; OK
-  // if it is let in.
+  // if it is let in. Admission on only.
   absl::Status CheckWait();
   // Whether admission by expected wait applies to `request` (an envelope
   // of a pbft.v1.Request, not yet checked): an ordered request this replica

@@ -606,6 +606,26 @@ class ClientServiceTest : public ::testing::Test {
     absl::MutexLock l(&mu_);
     released_ = true;
   }
+  // Admission on (100 ms, refusing from 4 waiting calls) and Submits 1-4
+  // of client 9 waiting for their replies, each adding one to `*waited_ok`
+  // when it gets one; the caller joins `*waiting`. False unless all four
+  // reached the owner and wait.
+  bool StartWithFourWaiting(std::vector<std::thread>* waiting,
+                            std::atomic<int>* waited_ok) {
+    ClientService::Limits limits;
+    limits.request_bytes_max = 1024;
+    limits.admission_wait_max = absl::Milliseconds(100);
+    limits.admission_waiting_min = 4;
+    Start(limits);
+    for (uint64_t i = 1; i <= 4; ++i) {
+      waiting->emplace_back([this, waited_ok, i] {
+        ledger::v1::SubmitResponse resp;
+        if (Submit(k_.Request(i), &resp).ok()) waited_ok->fetch_add(1);
+      });
+    }
+    return WaitSubmitted(4) &&
+           Eventually([this] { return service_->pending() == 4; });
+  }
   int queries() {
     absl::MutexLock l(&mu_);
     return queries_;
@@ -1105,22 +1125,10 @@ namespace {
 // reach the owner; queries are not ordered and still pass; the calls that
 // wait are not disturbed.
 TEST_F(ClientServiceTest, OrderedCallsThatWouldWaitTooLongAreRefusedAtOnce) {
-  ClientService::Limits limits;
-  limits.request_bytes_max = 1024;
-  limits.admission_wait_max = absl::Milliseconds(100);
-  limits.admission_waiting_min = 4;
-  Start(limits);
   // Four calls wait; none is answered, so no rate backs a fifth.
   std::vector<std::thread> waiting;
   std::atomic<int> waited_ok{0};
-  for (uint64_t i = 1; i <= 4; ++i) {
-    waiting.emplace_back([&, i] {
-      ledger::v1::SubmitResponse resp;
-      if (Submit(k_.Request(i), &resp).ok()) waited_ok.fetch_add(1);
-    });
-  }
-  ASSERT_TRUE(WaitSubmitted(4));
-  ASSERT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  ASSERT_TRUE(StartWithFourWaiting(&waiting, &waited_ok));
   ledger::v1::SubmitResponse resp;
   const absl::Time sent = absl::Now();
   grpc::Status s = Submit(k_.Request(5), &resp);
@@ -1195,21 +1203,9 @@ TEST_F(ClientServiceTest, OrderedCallsThatWouldWaitTooLongAreRefusedAtOnce) {
 // load; the client's next request still is. A forged envelope naming the
 // answered request gets past the wait check only to its signature check.
 TEST_F(ClientServiceTest, AnAnsweredRequestAskedAgainIsNotRefusedForItsWait) {
-  ClientService::Limits limits;
-  limits.request_bytes_max = 1024;
-  limits.admission_wait_max = absl::Milliseconds(100);
-  limits.admission_waiting_min = 4;
-  Start(limits);
   std::vector<std::thread> waiting;
   std::atomic<int> waited_ok{0};
-  for (uint64_t i = 1; i <= 4; ++i) {
-    waiting.emplace_back([&, i] {
-      ledger::v1::SubmitResponse resp;
-      if (Submit(k_.Request(i), &resp).ok()) waited_ok.fetch_add(1);
-    });
-  }
-  ASSERT_TRUE(WaitSubmitted(4));
-  ASSERT_TRUE(Eventually([&] { return service_->pending() == 4; }));
+  ASSERT_TRUE(StartWithFourWaiting(&waiting, &waited_ok));
   service_->NoteAnswered(9, 5);
   std::thread asked_again([&] {
     ledger::v1::SubmitResponse resp;
