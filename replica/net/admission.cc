@@ -27,18 +27,27 @@ void AdmissionGate::Answered(absl::Time now, uint64_t n) {
 
 double AdmissionGate::RateLocked(absl::Time now) {
   AdvanceLocked(now);
-  uint64_t answered = 0;
-  for (uint64_t c : counts_) answered += c;
-  // The newest bucket is only partly over: the span is the full ones before
-  // it (as many as the gate has lived) and the part of it gone by.
+  // The newest bucket is only partly over. The span runs from the start of
+  // the oldest bucket with answers in it (at most the window, at most as
+  // far back as the gate has lived) to now: after an idle spell the first
+  // answers of a burst measure the burst, not the quiet before it.
   const absl::Duration into_current =
       std::max(absl::ZeroDuration(),
                (now - start_) - width_ * static_cast<double>(current_));
   const int64_t full = std::min<int64_t>(current_, kBuckets - 1);
-  const double span_s =
-      absl::ToDoubleSeconds(width_ * static_cast<double>(full) + into_current);
-  if (answered == 0 || span_s <= 0) return 0;
-  return static_cast<double>(answered) / span_s;
+  uint64_t answered = 0;
+  int64_t oldest = -1;  // Full buckets between the oldest answered and now.
+  for (int64_t back = full; back >= 0; --back) {
+    const uint64_t c =
+        counts_[static_cast<size_t>((current_ - back) % kBuckets)];
+    if (c > 0 && oldest < 0) oldest = back;
+    answered += c;
+  }
+  if (answered == 0) return 0;
+  const absl::Duration span =
+      std::max(width_ * static_cast<double>(oldest) + into_current,
+               absl::Milliseconds(1));
+  return static_cast<double>(answered) / absl::ToDoubleSeconds(span);
 }
 
 double AdmissionGate::Rate(absl::Time now) {
@@ -46,7 +55,38 @@ double AdmissionGate::Rate(absl::Time now) {
   return RateLocked(now);
 }
 
-AdmissionGate::Verdict AdmissionGate::Check(absl::Time now, size_t waiting) {
+namespace {
+
+// SplitMix64's finalizer: every input bit moves every output bit.
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+}  // namespace
+
+double AdmissionGate::CallDraw(uint64_t client_id, uint64_t request_number,
+                               absl::Time now) {
+  const uint64_t second = static_cast<uint64_t>(absl::ToUnixSeconds(now));
+  const uint64_t h = Mix(Mix(Mix(client_id) ^ request_number) ^
+                         (second * 0x9e3779b97f4a7c15ULL));
+  return static_cast<double>(h >> 11) * 0x1.0p-53;  // 53 bits: [0, 1).
+}
+
+double AdmissionGate::RefusedShare(absl::Duration expected) const {
+  if (options_.wait_max == absl::InfiniteDuration()) return 0;
+  if (expected >= options_.wait_max) return 1;
+  const absl::Duration half = options_.wait_max / 2;
+  if (expected <= half || half <= absl::ZeroDuration()) return 0;
+  return absl::FDivDuration(expected - half, options_.wait_max - half);
+}
+
+AdmissionGate::Verdict AdmissionGate::Check(absl::Time now, size_t waiting,
+                                            double draw) {
   double rate;
   {
     absl::MutexLock l(&mu_);
@@ -55,9 +95,12 @@ AdmissionGate::Verdict AdmissionGate::Check(absl::Time now, size_t waiting) {
   const absl::Duration expected =
       rate > 0 ? absl::Seconds(static_cast<double>(waiting) / rate)
                : absl::InfiniteDuration();
-  const bool admit =
-      waiting < options_.waiting_min || expected <= options_.wait_max;
-  return {admit, expected};
+  const double share = RefusedShare(expected);
+  // With a rate to judge by, the share alone decides: a count would differ
+  // between replicas holding different shares of the same calls.
+  const bool unmeasured = rate <= 0 && waiting < options_.waiting_min;
+  const bool admit = unmeasured || draw >= share;
+  return {admit, expected, share};
 }
 
 }  // namespace pbft::net

@@ -7,16 +7,38 @@
 // a call to f+1 replicas, so a backup holds a share of the primary's
 // calls. A wait is about the same at every replica a client calls,
 // whatever its share, because all of them wait for the same order, so the
-// replicas refuse at about the same load. Each still decides alone: near
-// the bound their verdicts differ, and a call one refused and another
-// admitted is ordered through the other; under an overload whose clients
-// do not back off that wastes enough to lower what is served, which is
-// why ledgerd leaves it off unless configured (docs/operations.md,
+// replicas refuse at about the same load.
+//
+// Each replica still decides alone, and its wait is never exactly another's.
+// So that their verdicts agree all the same, a replica does not refuse every
+// call once its wait passes a line; it refuses a share of them that grows
+// with the wait (none at half of `wait_max`, all at `wait_max`), and which
+// calls make up that share is the same at every replica: a call's draw
+// (CallDraw), a number in [0, 1) hashed from its client id, its request
+// number and the current second, is refused where it is below the share.
+// Two replicas refusing 40% and 50% of the calls then disagree on 10% of
+// them, where with one line each they would disagree on all of the calls
+// arriving while one is over it and the other not. A call one refused and
+// another admitted is ordered through the other; under an overload whose
+// clients do not back off that wastes enough to lower what is served,
+// which is why ledgerd leaves it off unless configured (docs/operations.md,
 // "Admission by expected wait").
 //
-// Fewer than `waiting_min` waiting calls are always let in: an idle
-// replica, or one that has answered too few calls to measure a rate, does
-// not refuse the first calls of a burst.
+// The second in the draw gives a call that is refused and sent again a new
+// draw the next second: the same request is not refused to its deadline
+// while others pass. A client that chooses its request numbers can choose
+// their draws, which lets it in first under the same per-client bounds as
+// every other client; the draw orders calls under overload, it is no
+// authorization.
+//
+// The rate is measured from the oldest answer in the window (one second):
+// after an idle spell the first answers of a burst give the burst's rate.
+// While nothing was answered in the window there is no rate to judge by,
+// and calls are let in until `waiting_min` wait; beyond that, with none
+// answered for a second, the replica has stalled and refuses. With a rate,
+// no count lets a call in: a replica holding a third of the calls another
+// holds would cross a count at three times the load, and the two would
+// refuse different calls.
 //
 // Thread-safe.
 #ifndef PBFT_LEDGER_REPLICA_NET_ADMISSION_H_
@@ -38,6 +60,7 @@ class AdmissionGate {
     // The expected wait beyond which a call is refused; InfiniteDuration:
     // never refuse.
     absl::Duration wait_max = absl::InfiniteDuration();
+    // Calls let in while nothing was answered in the window.
     size_t waiting_min = 64;
     // The span the answer rate is measured over.
     absl::Duration window = absl::Seconds(1);
@@ -47,14 +70,24 @@ class AdmissionGate {
     // waiting / rate; InfiniteDuration when nothing was answered in the
     // window.
     absl::Duration expected_wait;
+    // The share of calls refused at that wait, in [0, 1].
+    double refused_share;
   };
 
   AdmissionGate(Options options, absl::Time now);
 
   // `n` waiting calls were answered at `now`.
   void Answered(absl::Time now, uint64_t n);
-  // A call arriving at `now` behind `waiting` calls that wait for execution.
-  Verdict Check(absl::Time now, size_t waiting);
+  // A call with draw `draw` (CallDraw) arriving at `now` behind `waiting`
+  // calls that wait for execution.
+  Verdict Check(absl::Time now, size_t waiting, double draw);
+
+  // The call's draw in [0, 1): the same for the same client id, request
+  // number and second of `now` at every replica.
+  static double CallDraw(uint64_t client_id, uint64_t request_number,
+                         absl::Time now);
+  // The share of calls refused at an expected wait of `expected`.
+  double RefusedShare(absl::Duration expected) const;
 
   // Answers per second over the window ending at `now`.
   double Rate(absl::Time now);

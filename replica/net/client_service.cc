@@ -253,7 +253,7 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
     if (!ok) return DropUnstarted();
     Accept<SubmitCall>(owner_);  // Keep accepting.
     owner_->Take(this, ctx_.peer(), request_.request().ByteSizeLong(),
-                 owner_->NeedsWaitCheck(request_.request()));
+                 owner_->WaitCheckDraw(request_.request()));
   }
 
   void Check() override {
@@ -320,7 +320,7 @@ class ClientService::QueryCall final : public QueuedCall {
     if (!ok) return DropUnstarted();
     Accept<QueryCall>(owner_);
     owner_->Take(this, ctx_.peer(), request_.query().ByteSizeLong(),
-                 /*check_wait=*/false);
+                 /*draw=*/std::nullopt);
   }
 
   void Refuse(const absl::Status& s) override {
@@ -652,7 +652,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
     return;
   }
   const size_t bytes = incoming_.request().ByteSizeLong();
-  const bool check_wait = owner_->NeedsWaitCheck(incoming_.request());
+  const std::optional<double> draw = owner_->WaitCheckDraw(incoming_.request());
   auto* item = new SessionItem(this, std::move(incoming_));
   incoming_.Clear();
   {
@@ -661,7 +661,7 @@ void ClientService::SessionCall::OnRead(bool ok) {
     ++in_window_;
     MaybeRead();
   }
-  owner_->Take(item, peer_, bytes, check_wait);
+  owner_->Take(item, peer_, bytes, draw);
 }
 
 void ClientService::SessionCall::OnDone() {
@@ -778,9 +778,9 @@ absl::string_view SourceAddress(absl::string_view peer) {
 
 }  // namespace
 
-absl::Status ClientService::CheckWait() {
+absl::Status ClientService::CheckWait(double draw) {
   const size_t waiting = waiting_.load() + intake_.size();
-  const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting);
+  const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting, draw);
   if (v.admit) return absl::OkStatus();
   refused_for_wait_.fetch_add(1);
   CountRejected(absl::StatusCode::kResourceExhausted);
@@ -789,23 +789,31 @@ absl::Status ClientService::CheckWait() {
           ? std::string("none executed in the last second")
           : absl::StrCat("about ", absl::ToInt64Milliseconds(v.expected_wait),
                          " ms at the rate they execute");
-  return absl::ResourceExhaustedError(
-      absl::StrCat("replica: ", waiting, " calls wait here for execution (",
-                   wait, ", over the cluster's admission_wait_ms of ",
-                   absl::ToInt64Milliseconds(limits_.admission_wait_max),
-                   "); not ordered here, retry later"));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "replica: ", waiting, " calls wait here for execution (", wait,
+      "); at that wait ", static_cast<int>(v.refused_share * 100 + 0.5),
+      "% of new calls are refused (from half the cluster's "
+      "admission_wait_ms of ",
+      absl::ToInt64Milliseconds(limits_.admission_wait_max),
+      ", all at it); not ordered here, retry later"));
 }
 
-bool ClientService::NeedsWaitCheck(const pbft::v1::Envelope& request) const {
-  if (!admission_on_) return false;
+std::optional<double> ClientService::WaitCheckDraw(
+    const pbft::v1::Envelope& request) const {
+  if (!admission_on_) return std::nullopt;
   const RequestFields r = ScanRequest(request);
-  if (!r.scanned) return true;
-  if (r.read_only) return false;
-  // Unchecked: a forged envelope naming an answered request skips only
-  // this check; its signature check refuses it.
-  absl::MutexLock l(&answered_mu_);
-  auto it = answered_.find(r.client_id);
-  return it == answered_.end() || r.request_number > it->second;
+  if (!r.scanned) return 0.0;
+  if (r.read_only) return std::nullopt;
+  {
+    // Unchecked: a forged envelope naming an answered request skips only
+    // this check; its signature check refuses it.
+    absl::MutexLock l(&answered_mu_);
+    auto it = answered_.find(r.client_id);
+    if (it != answered_.end() && r.request_number <= it->second) {
+      return std::nullopt;
+    }
+  }
+  return AdmissionGate::CallDraw(r.client_id, r.request_number, absl::Now());
 }
 
 void ClientService::NoteAnswered(uint64_t client_id, uint64_t request_number) {
@@ -820,9 +828,9 @@ void ClientService::NoteAnswered(uint64_t client_id, uint64_t request_number) {
 }
 
 void ClientService::Take(Intake* item, const std::string& peer, size_t bytes,
-                         bool check_wait) {
-  if (check_wait) {
-    if (absl::Status s = CheckWait(); !s.ok()) return item->Refuse(s);
+                         std::optional<double> draw) {
+  if (draw.has_value()) {
+    if (absl::Status s = CheckWait(*draw); !s.ok()) return item->Refuse(s);
   }
   const absl::string_view source = SourceAddress(peer);
   const size_t slot = absl::Hash<absl::string_view>{}(source) % kIntakeSources;

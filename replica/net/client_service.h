@@ -40,6 +40,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -117,7 +118,8 @@ class ClientService {
     // Admission by expected wait (replica/net/admission.h): a Submit or an
     // ordered Session request that would wait longer than this behind the
     // calls already waiting here is refused before its signature is
-    // checked; never while fewer than admission_waiting_min wait.
+    // checked; while nothing was answered in the last second, only once
+    // admission_waiting_min wait.
     absl::Duration admission_wait_max = absl::InfiniteDuration();
     size_t admission_waiting_min = 64;
   };
@@ -210,18 +212,19 @@ class ClientService {
   void CountRejected(absl::StatusCode code);
   // Queues an item just taken from gRPC (`bytes` of request, from `peer`)
   // for a worker, or refuses it (RESOURCE_EXHAUSTED) when its source's
-  // share or the whole intake is full, or (`check_wait`, from
-  // NeedsWaitCheck) when it would wait too long (admission_).
+  // share or the whole intake is full, or (with `draw`, from
+  // WaitCheckDraw) when it would wait too long (admission_).
   void Take(Intake* item, const std::string& peer, size_t bytes,
-            bool check_wait);
-  // The refusal of an ordered call that would wait too long, counted; OK
-  // if it is let in. Admission on only.
-  absl::Status CheckWait();
+            std::optional<double> draw);
+  // The refusal of an ordered call with `draw` that would wait too long,
+  // counted; OK if it is let in. Admission on only.
+  absl::Status CheckWait(double draw);
   // Whether admission by expected wait applies to `request` (an envelope
   // of a pbft.v1.Request, not yet checked): an ordered request this replica
-  // has not answered. Read from the wire format, before the signature
-  // check; bytes that do not scan are treated as a new ordered request.
-  bool NeedsWaitCheck(const pbft::v1::Envelope& request) const;
+  // has not answered; then its draw (AdmissionGate::CallDraw). Read from
+  // the wire format, before the signature check; bytes that do not scan
+  // are treated as a new ordered request with draw 0, refused first.
+  std::optional<double> WaitCheckDraw(const pbft::v1::Envelope& request) const;
   void Poll();
   void Work();
   // Runs `start` (which starts one operation on cq_) unless the queue is

@@ -2,6 +2,7 @@
 // and the client API server's admission, waiting and limits.
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -490,39 +491,50 @@ AdmissionGate::Options GateOptions(absl::Duration wait_max,
   return o;
 }
 
-// The expected wait is waiting / the answer rate over the last window.
-TEST(AdmissionGateTest, RefusesWhatWouldWaitLongerThanTheBound) {
+// The expected wait is waiting / the answer rate over the last window; from
+// half the bound a growing share of calls is refused, all of them at it.
+TEST(AdmissionGateTest, RefusesAShareGrowingToAllAtTheBound) {
   const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
   AdmissionGate gate(GateOptions(absl::Milliseconds(200), 8), t0);
   // Nothing answered yet: the first calls of a burst are let in, no more.
-  EXPECT_TRUE(gate.Check(t0, 7).admit);
-  AdmissionGate::Verdict v = gate.Check(t0 + absl::Milliseconds(1), 8);
+  EXPECT_TRUE(gate.Check(t0, 7, 0.0).admit);
+  AdmissionGate::Verdict v = gate.Check(t0 + absl::Milliseconds(1), 8, 0.99);
   EXPECT_FALSE(v.admit);
   EXPECT_EQ(v.expected_wait, absl::InfiniteDuration());
+  EXPECT_EQ(v.refused_share, 1.0);
   // 100 answered over the first second: 100/s, so 20 waiting is 200 ms.
   for (int i = 0; i < 100; ++i) {
     gate.Answered(t0 + absl::Milliseconds(10 * i), 1);
   }
   const absl::Time t1 = t0 + absl::Seconds(1);
   EXPECT_NEAR(gate.Rate(t1), 100.0, 1.0);
-  v = gate.Check(t1, 20);
+  // 10 waiting: 100 ms, half the bound, nothing refused.
+  v = gate.Check(t1, 10, 0.0);
   EXPECT_TRUE(v.admit) << v.expected_wait;
-  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 200.0, 3.0);
-  v = gate.Check(t1, 25);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 100.0, 2.0);
+  EXPECT_NEAR(v.refused_share, 0.0, 0.02);
+  // 15 waiting: 150 ms, half of the calls: those drawn below one half.
+  v = gate.Check(t1, 15, 0.45);
+  EXPECT_FALSE(v.admit);
+  EXPECT_NEAR(v.refused_share, 0.5, 0.02);
+  EXPECT_TRUE(gate.Check(t1, 15, 0.55).admit);
+  // 20 waiting: 200 ms, the bound: every call refused.
+  v = gate.Check(t1, 20, 0.999);
   EXPECT_FALSE(v.admit) << v.expected_wait;
-  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 250.0, 3.0);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 200.0, 3.0);
+  EXPECT_FALSE(gate.Check(t1, 25, 0.999).admit);
 }
 
 TEST(AdmissionGateTest, OnlyTheLastWindowCounts) {
   const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
   AdmissionGate gate(GateOptions(absl::Milliseconds(100), 1), t0);
   gate.Answered(t0 + absl::Milliseconds(100), 1000);
-  EXPECT_TRUE(gate.Check(t0 + absl::Milliseconds(500), 50).admit);
+  EXPECT_TRUE(gate.Check(t0 + absl::Milliseconds(500), 50, 0.0).admit);
   // Two seconds later those answers are out of the window: a stall.
   const absl::Time later = t0 + absl::Seconds(3);
   EXPECT_EQ(gate.Rate(later), 0.0);
-  EXPECT_FALSE(gate.Check(later, 1).admit);
-  EXPECT_TRUE(gate.Check(later, 0).admit);
+  EXPECT_FALSE(gate.Check(later, 1, 0.999).admit);
+  EXPECT_TRUE(gate.Check(later, 0, 0.0).admit);
   // A clock that steps back neither crashes nor counts twice.
   gate.Answered(t0, 10);
   EXPECT_GE(gate.Rate(later), 0.0);
@@ -531,7 +543,101 @@ TEST(AdmissionGateTest, OnlyTheLastWindowCounts) {
 TEST(AdmissionGateTest, UnboundedWaitNeverRefuses) {
   const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
   AdmissionGate gate(AdmissionGate::Options{}, t0);
-  EXPECT_TRUE(gate.Check(t0 + absl::Seconds(5), 1'000'000).admit);
+  EXPECT_TRUE(gate.Check(t0 + absl::Seconds(5), 1'000'000, 0.0).admit);
+}
+
+// A call's draw depends on its client, its number and the second only, is
+// in [0, 1) and spread evenly over it.
+TEST(AdmissionGateTest, ACallsDrawIsTheSameEverywhereAndEvenlySpread) {
+  const absl::Time t = absl::FromUnixSeconds(1'700'000'000);
+  EXPECT_EQ(AdmissionGate::CallDraw(9, 5, t),
+            AdmissionGate::CallDraw(9, 5, t + absl::Milliseconds(999)));
+  EXPECT_NE(AdmissionGate::CallDraw(9, 5, t),
+            AdmissionGate::CallDraw(9, 5, t + absl::Seconds(1)));
+  EXPECT_NE(AdmissionGate::CallDraw(9, 5, t), AdmissionGate::CallDraw(9, 6, t));
+  EXPECT_NE(AdmissionGate::CallDraw(9, 5, t), AdmissionGate::CallDraw(8, 5, t));
+  std::array<int, 10> tenths{};
+  for (uint64_t client = 1; client <= 100; ++client) {
+    for (uint64_t number = 1; number <= 100; ++number) {
+      const double d = AdmissionGate::CallDraw(client, number, t);
+      ASSERT_GE(d, 0.0);
+      ASSERT_LT(d, 1.0);
+      ++tenths[static_cast<size_t>(d * 10)];
+    }
+  }
+  for (int n : tenths) EXPECT_NEAR(n, 1000, 150);
+}
+
+// Two replicas whose waits differ a little (one just under the bound, one
+// just over it) refuse nearly the same calls: every call the less loaded
+// one refuses the other refuses too, and they disagree on about the
+// difference of their shares. With one line at the bound they would
+// disagree on every call: the one over it refuses all, the other none.
+TEST(AdmissionGateTest, ReplicasWithCloseWaitsRefuseTheSameCalls) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate under(GateOptions(absl::Milliseconds(100), 1), t0);
+  AdmissionGate over(GateOptions(absl::Milliseconds(100), 1), t0);
+  // Both answer 1,000 calls a second; 95 and 105 waiting: 95 ms and 105 ms.
+  under.Answered(t0, 1000);
+  over.Answered(t0, 1000);
+  const absl::Time t1 = t0 + absl::Seconds(1) - absl::Milliseconds(1);
+  int refused_under = 0, refused_over = 0, refused_only_under = 0;
+  for (uint64_t client = 1; client <= 100; ++client) {
+    for (uint64_t number = 1; number <= 100; ++number) {
+      const double draw = AdmissionGate::CallDraw(client, number, t1);
+      const bool u = !under.Check(t1, 95, draw).admit;
+      const bool o = !over.Check(t1, 105, draw).admit;
+      refused_under += u;
+      refused_over += o;
+      refused_only_under += u && !o;
+    }
+  }
+  EXPECT_EQ(refused_only_under, 0);
+  EXPECT_EQ(refused_over, 10000);
+  // 95 ms of a 50-100 ms ramp: 90% refused; they disagree on about 10%.
+  EXPECT_NEAR(refused_under, 9000, 300);
+  EXPECT_LE(refused_over - refused_under, 1300);
+}
+
+// The SDK sends a call to the primary and one backup, so the primary holds
+// three times the calls a backup does while both wait the same time. Both
+// must refuse the same calls: a count (64 calls let in whatever the wait)
+// would let the backup, holding 30, admit everything the primary refuses.
+TEST(AdmissionGateTest, ReplicasHoldingDifferentSharesRefuseTheSameCalls) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate primary(GateOptions(absl::Milliseconds(150), 64), t0);
+  AdmissionGate backup(GateOptions(absl::Milliseconds(150), 64), t0);
+  for (int i = 0; i < 100; ++i) {  // 900/s and 300/s over one second.
+    primary.Answered(t0 + absl::Milliseconds(10 * i), 9);
+    backup.Answered(t0 + absl::Milliseconds(10 * i), 3);
+  }
+  const absl::Time t1 = t0 + absl::Seconds(1);
+  int refused = 0, differ = 0;
+  for (uint64_t number = 1; number <= 10000; ++number) {
+    const double draw = AdmissionGate::CallDraw(7, number, t1);
+    // 90 and 30 waiting: 100 ms at both, a third of the 75-150 ms ramp.
+    const bool p = !primary.Check(t1, 90, draw).admit;
+    const bool b = !backup.Check(t1, 30, draw).admit;
+    refused += p;
+    differ += p != b;
+  }
+  EXPECT_NEAR(refused, 3333, 300);
+  EXPECT_LE(differ, 200);  // The rates differ a little at the window's edge.
+}
+
+// After an idle spell the rate is that of the answers since it ended, not
+// those answers spread over the whole window.
+TEST(AdmissionGateTest, AfterAnIdleSpellTheFirstAnswersGiveTheRate) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate gate(GateOptions(absl::Milliseconds(100), 64), t0);
+  gate.Answered(t0, 1000);
+  const absl::Time burst = t0 + absl::Seconds(5) + absl::Milliseconds(250);
+  gate.Answered(burst + absl::Milliseconds(10), 10);
+  const absl::Time now = burst + absl::Milliseconds(20);
+  EXPECT_NEAR(gate.Rate(now), 500.0, 5.0);  // 10 over the 20 ms since.
+  // 20 waiting at 500/s: 40 ms, under half the bound.
+  const AdmissionGate::Verdict v = gate.Check(now, 20, 0.0);
+  EXPECT_TRUE(v.admit) << v.expected_wait;
 }
 
 class ClientServiceTest : public ::testing::Test {
