@@ -81,7 +81,7 @@ double AdmissionGate::RefusedShare(absl::Duration expected) const {
   if (options_.wait_max == absl::InfiniteDuration()) return 0;
   if (expected >= options_.wait_max) return 1;
   const absl::Duration half = options_.wait_max / 2;
-  if (expected <= half || half <= absl::ZeroDuration()) return 0;
+  if (expected <= half) return 0;
   return absl::FDivDuration(expected - half, options_.wait_max - half);
 }
 

@@ -57,8 +57,8 @@ namespace pbft::net {
 class AdmissionGate {
  public:
   struct Options {
-    // The expected wait beyond which a call is refused; InfiniteDuration:
-    // never refuse.
+    // The expected wait at which every new call is refused (a share of
+    // them from half of it); InfiniteDuration: never refuse.
     absl::Duration wait_max = absl::InfiniteDuration();
     // Calls let in while nothing was answered in the window.
     size_t waiting_min = 64;
@@ -86,14 +86,14 @@ class AdmissionGate {
   // number and second of `now` at every replica.
   static double CallDraw(uint64_t client_id, uint64_t request_number,
                          absl::Time now);
-  // The share of calls refused at an expected wait of `expected`.
-  double RefusedShare(absl::Duration expected) const;
-
-  // Answers per second over the window ending at `now`.
+  // Answers per second from the oldest answer in the window ending at
+  // `now`; 0 when there is none.
   double Rate(absl::Time now);
 
  private:
   static constexpr int kBuckets = 4;
+  // The share of calls refused at an expected wait of `expected`.
+  double RefusedShare(absl::Duration expected) const;
   // Moves the ring to the bucket of `now`, clearing those it passes.
   void AdvanceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double RateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
