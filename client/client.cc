@@ -359,7 +359,11 @@ class GrpcClient final : public Client {
 
   // Which replicas ordered requests go to first.
   FirstReplicas& first_replicas() { return first_replicas_; }
-  ClientStats stats() const override { return first_replicas_.counts(); }
+  ClientStats stats() const override {
+    ClientStats s = first_replicas_.counts();
+    s.throttled = throttled_.load(std::memory_order_relaxed);
+    return s;
+  }
 
   const EnvelopeVerifier& verifier() const { return verifier_; }
   const Cluster& cluster() const override { return cluster_; }
@@ -412,6 +416,7 @@ class GrpcClient final : public Client {
   EnvelopeVerifier verifier_;
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
+  std::atomic<uint64_t> throttled_{0};  // ClientStats::throttled
   FirstReplicas first_replicas_;
   std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
   // One per replica (ClientOptions::sessions); destroyed after the poller
@@ -567,6 +572,15 @@ void GrpcClient::StartUnary(RpcAttempt* a) {
 // Ordered requests (docs/protocol.md, "Request numbers"): one at a time per
 // Client, each numbered when it is sent, so that no number of this client
 // can be overtaken by a higher one while in flight and turn stale.
+// Whether an ordered call that ended with `s` was accepted by the cluster
+// (LoadThrottle): every end but a refusal for load (RESOURCE_EXHAUSTED with
+// an unknown outcome) and no answer before the deadline.
+bool AcceptedByTheCluster(const absl::Status& s) {
+  if (s.code() == absl::StatusCode::kDeadlineExceeded) return false;
+  return !(s.code() == absl::StatusCode::kResourceExhausted &&
+           IsOutcomeUnknown(s));
+}
+
 void GrpcClient::SendNextOrdered() {
   std::shared_ptr<Ordered> next;
   {
@@ -596,6 +610,15 @@ void GrpcClient::SendOrdered(std::shared_ptr<Ordered> p) {
                "deadline passed while earlier requests of this client were "
                "in flight; the request was not sent"));
   }
+  if (options_.throttle != nullptr && !options_.throttle->Admit(absl::Now())) {
+    throttled_.fetch_add(1, std::memory_order_relaxed);
+    return FinishOrdered(
+        p, absl::ResourceExhaustedError(
+               "not sent: the cluster has been refusing this client's "
+               "requests for load and the client's throttle refused this "
+               "one (ClientOptions::throttle); it did not execute, send it "
+               "again later"));
+  }
   const uint64_t t = NextRequestNumber();
   pbft::v1::Request req;
   req.set_client_id(client_id());
@@ -614,6 +637,9 @@ void GrpcClient::SendOrdered(std::shared_ptr<Ordered> p) {
 
 void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
                                absl::StatusOr<std::string> r) {
+  if (options_.throttle != nullptr && AcceptedByTheCluster(r.status())) {
+    options_.throttle->Accepted(absl::Now());
+  }
   if (!r.ok()) {
     auto stale = r.status().GetPayload(kStaleUrl);
     uint64_t last = 0;
@@ -1283,6 +1309,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
     return true;
   }();
   (void)grpc_initialized;
+  if (o.throttle != nullptr && o.retry_refused) {
+    return absl::InvalidArgumentError(
+        "throttle: needs retry_refused off (a client that retries refusals "
+        "does not hand them to the application)");
+  }
   absl::StatusOr<Cluster> cluster = Cluster::LoadFile(o.config_path);
   if (!cluster.ok()) return cluster.status();
   absl::StatusOr<crypto::SecretKey> key = ReadKeyFile(o.key_path);

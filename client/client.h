@@ -47,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/load_throttle.h"
 #include "common/config.h"
 #include "common/proto_names.h"
 #include "ledger/v1/ledger.pb.h"
@@ -75,6 +76,12 @@ struct ClientOptions {
   // completed a while later) for their stored replies. For applications
   // that shed load themselves.
   bool retry_refused = true;
+  // With retry_refused off: while the cluster refuses this client's
+  // ordered requests for load, refuse a share of new ones here, without
+  // signing or sending them (load_throttle.h; RESOURCE_EXHAUSTED, not sent,
+  // so not an unknown outcome). Clients given the same throttle share its
+  // counts. nullptr (the default): every call is sent.
+  std::shared_ptr<LoadThrottle> throttle;
   // TLS: when the config names TLS material, the client uses it unless
   // these override it (PEM file paths).
   std::string tls_ca_file, tls_cert_file, tls_key_file;
@@ -121,6 +128,7 @@ struct ClientStats {
                                   // disagreed
   uint64_t widened_by_hedge = 0;  // ... widened: first answers spread apart
   uint64_t replicas_left_out = 0;  // Times a replica was left out for 10 s
+  uint64_t throttled = 0;  // Calls refused by ClientOptions::throttle, unsent
 
   ClientStats& operator+=(const ClientStats& o);
   // Counts of `a` since `b` was taken from the same client.

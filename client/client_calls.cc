@@ -24,6 +24,7 @@ ClientStats& ClientStats::operator+=(const ClientStats& o) {
   widened_early += o.widened_early;
   widened_by_hedge += o.widened_by_hedge;
   replicas_left_out += o.replicas_left_out;
+  throttled += o.throttled;
   return *this;
 }
 
@@ -34,6 +35,7 @@ ClientStats operator-(ClientStats a, const ClientStats& b) {
   a.widened_early -= b.widened_early;
   a.widened_by_hedge -= b.widened_by_hedge;
   a.replicas_left_out -= b.replicas_left_out;
+  a.throttled -= b.throttled;
   return a;
 }
 

@@ -77,6 +77,21 @@ Metrics::Metrics(uint32_t replica_id)
                     "their signature check.")
               .Register(*registry_)
               .Add({})),
+      expected_wait_seconds(
+          BuildGauge()
+              .Name("ledger_expected_wait_seconds")
+              .Help("How long the calls waiting here would take at the rate "
+                    "calls were answered in the last second (+Inf: calls "
+                    "wait and none was answered).")
+              .Register(*registry_)
+              .Add({})),
+      admission_refused_share(
+          BuildGauge()
+              .Name("ledger_admission_refused_share")
+              .Help("The share of new calls refused at that wait "
+                    "(protocol.admission_wait_ms; 0 when off).")
+              .Register(*registry_)
+              .Add({})),
       caught_up(BuildGauge()
                     .Name("ledger_caught_up")
                     .Help("1 when the replica is caught up with the cluster "

@@ -77,6 +77,8 @@ class Metrics {
   prometheus::Gauge& queued_requests;
   prometheus::Gauge& waiting_client_calls;
   prometheus::Gauge& client_intake_calls;
+  prometheus::Gauge& expected_wait_seconds;
+  prometheus::Gauge& admission_refused_share;
   prometheus::Gauge& caught_up;
   prometheus::Gauge& in_cluster_view;
   prometheus::Gauge& cluster_view;

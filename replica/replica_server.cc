@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -657,6 +658,12 @@ void ReplicaServerImpl::MirrorCounters() {
       static_cast<double>(client_service_->pending()));
   metrics_.client_intake_calls.Set(
       static_cast<double>(client_service_->intake()));
+  const net::AdmissionGate::Verdict admission = client_service_->AdmissionNow();
+  metrics_.expected_wait_seconds.Set(
+      admission.expected_wait == absl::InfiniteDuration()
+          ? std::numeric_limits<double>::infinity()
+          : absl::ToDoubleSeconds(admission.expected_wait));
+  metrics_.admission_refused_share.Set(admission.refused_share);
   metrics_.caught_up.Set(caught_up_.load() ? 1 : 0);
   metrics_.in_cluster_view.Set(in_cluster_view_.load() ? 1 : 0);
   metrics_.cluster_view.Set(static_cast<double>(cluster_view_.load()));

@@ -22,6 +22,7 @@
 #                         [--admission-wait-ms MS]
 #                         [--arrivals poisson|fixed] [--seed N]
 #                         [--catchup-timeout S] [--retry-refused]
+#                         [--throttle-k K]
 #
 # --cells B1xC1 ...: run exactly these (batch x clients) cells instead of
 #   the batches x clients product.
@@ -38,7 +39,9 @@
 #   default: the config's default, 0: off), --arrivals poisson|fixed,
 #   --seed N, --retry-refused (the
 #   SDK's default: re-send refused requests until the deadline; without it
-#   the open loop's clients fail them at once with RESOURCE_EXHAUSTED).
+#   the open loop's clients fail them at once with RESOURCE_EXHAUSTED),
+#   --throttle-k K (without --retry-refused: the open loop's clients share
+#   one SDK LoadThrottle with this k; default 0: none).
 # --ids time|client: ledger-bench's transfer ids (default time: the SDK's
 #   NewId, ordered by time; client: client id and a counter, 64 interleaved
 #   runs of keys; docs/benchmarks.md "Transfer ids and compaction").
@@ -79,6 +82,7 @@ ARRIVALS=poisson
 SEED=1
 CATCHUP_TIMEOUT=120
 RETRY_REFUSED=false
+THROTTLE_K=0
 SESSIONS=true
 SEND_TO_ALL=false
 HEDGE=""
@@ -96,6 +100,7 @@ while [[ $# -gt 0 ]]; do
     --seed) SEED=$2; shift 2 ;;
     --catchup-timeout) CATCHUP_TIMEOUT=$2; shift 2 ;;
     --retry-refused) RETRY_REFUSED=true; shift ;;
+    --throttle-k) THROTTLE_K=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --batches) BATCHES=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
@@ -369,7 +374,8 @@ open_sequence() {
     "$dir/peak/line.json")
   rate70=$(awk -v p="$peak" 'BEGIN {printf "%.1f", 0.7 * p}')
   measure_cell "$dir/load70" 1 "$OPEN_CLIENTS" --rate "$rate70" --arrivals "$ARRIVALS" \
-    --seed "$SEED" --interval "$DURATION" --retry_refused="$RETRY_REFUSED"
+    --seed "$SEED" --interval "$DURATION" --retry_refused="$RETRY_REFUSED" \
+    --throttle_k="$THROTTLE_K"
   print_cell "$dir/load70" 1 "$OPEN_CLIENTS" >/dev/null
   sed 's/^{/{"kind":"open70",/' "$dir/load70/bounded.json"
   python3 "$OVERLOAD_PY" load70 --peak "$dir/peak/line.json" --result "$dir/load70/line.json"
@@ -384,7 +390,7 @@ open_sequence() {
   local sampler=$!
   BENCH_SECONDS=$OVERLOAD measure_cell "$dir/overload" 1 "$OPEN_CLIENTS" --rate "$rate2" \
     --arrivals "$ARRIVALS" --seed "$SEED" --interval "$interval" --warmup 5 \
-    --retry_refused="$RETRY_REFUSED"
+    --retry_refused="$RETRY_REFUSED" --throttle_k="$THROTTLE_K"
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   python3 "$OVERLOAD_PY" catchup "$dir/cluster.json" --timeout "$CATCHUP_TIMEOUT" \

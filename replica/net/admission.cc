@@ -100,7 +100,14 @@ AdmissionGate::Verdict AdmissionGate::Check(absl::Time now, size_t waiting,
   // between replicas holding different shares of the same calls.
   const bool unmeasured = rate <= 0 && waiting < options_.waiting_min;
   const bool admit = unmeasured || draw >= share;
-  return {admit, expected, share};
+  return {admit, expected, unmeasured ? 0.0 : share};
+}
+
+AdmissionGate::Verdict AdmissionGate::Estimate(absl::Time now, size_t waiting) {
+  if (waiting == 0) return {true, absl::ZeroDuration(), 0.0};
+  Verdict v = Check(now, waiting, 1.0);
+  v.admit = true;
+  return v;
 }
 
 }  // namespace pbft::net

@@ -81,6 +81,10 @@ class AdmissionGate {
   // A call with draw `draw` (CallDraw) arriving at `now` behind `waiting`
   // calls that wait for execution.
   Verdict Check(absl::Time now, size_t waiting, double draw);
+  // The expected wait and the share of calls refused at `now` with
+  // `waiting` calls waiting, without a call (for the metrics); `admit` is
+  // true.
+  Verdict Estimate(absl::Time now, size_t waiting);
 
   // The call's draw in [0, 1): the same for the same client id, request
   // number and second of `now` at every replica.

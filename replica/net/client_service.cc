@@ -778,6 +778,10 @@ absl::string_view SourceAddress(absl::string_view peer) {
 
 }  // namespace
 
+AdmissionGate::Verdict ClientService::AdmissionNow() {
+  return admission_.Estimate(absl::Now(), waiting_.load() + intake_.size());
+}
+
 absl::Status ClientService::CheckWait(double draw) {
   const size_t waiting = waiting_.load() + intake_.size();
   const AdmissionGate::Verdict v = admission_.Check(absl::Now(), waiting, draw);
@@ -1033,9 +1037,8 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
     }
   }
   for (Waiter* w : answered) delete w;
-  if (n > 0 && admission_on_) {
-    admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
-  }
+  // Counted with admission off too: the expected wait is a metric.
+  if (n > 0) admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
   return n;
 }
 

@@ -162,6 +162,10 @@ class ClientService {
   uint64_t rejected(absl::StatusCode code) const;
   // Of the RESOURCE_EXHAUSTED refusals, those for the expected wait.
   uint64_t refused_for_wait() const { return refused_for_wait_.load(); }
+  // The calls waiting here now: their expected wait at the rate they have
+  // been answered, and the share of new calls refused at it (0 with
+  // admission off).
+  AdmissionGate::Verdict AdmissionNow();
 
   // What Submit (read_only false) and Query (true) check before anything
   // else: the type, the client's signature (cluster id, known sender), the

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "client/first_replicas.h"
+#include "client/load_throttle.h"
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
@@ -1184,6 +1186,133 @@ TEST(IdTest, NewIdsAreOrderedByTimeAndNeverRepeat) {
   const ledger::v1::Uint128 b = NewId();
   EXPECT_GT(b.high() >> 16, a.high() >> 16);
   EXPECT_NE(a.low(), b.low());
+}
+
+// LoadThrottle: a share of new calls refused in the client, (requests -
+// k * accepted) / (requests + 1) over the window.
+TEST(LoadThrottleTest, RefusesTheExcessOverKTimesWhatWasAccepted) {
+  auto t = LoadThrottle::Create({.k = 2, .window = absl::Seconds(10)});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  // 1,000 calls let through (the highest draw), 250 of them accepted.
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE((*t)->Admit(now, 0.9999999));
+  for (int i = 0; i < 250; ++i) (*t)->Accepted(now);
+  EXPECT_NEAR((*t)->RefusedShare(now), 500.0 / 1001.0, 1e-12);
+  // A draw below the share is refused, one above it let through.
+  EXPECT_FALSE((*t)->Admit(now, 0.49));
+  EXPECT_TRUE((*t)->Admit(now, 0.51));
+  EXPECT_EQ((*t)->refused(), 1U);
+  // Calls in the window's other seconds count too.
+  EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(9)), 502.0 / 1003.0,
+              1e-12);
+}
+
+TEST(LoadThrottleTest, NothingIsRefusedWhileTheClusterAcceptsEverything) {
+  auto t = LoadThrottle::Create({.k = 1, .window = absl::Seconds(10)});
+  ASSERT_TRUE(t.ok()) << t.status();
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  for (int i = 0; i < 5000; ++i) {
+    // Draw 0: refused by any share above 0.
+    ASSERT_TRUE((*t)->Admit(now, 0.0)) << i;
+    (*t)->Accepted(now);
+    now += absl::Milliseconds(7);
+  }
+  EXPECT_EQ((*t)->refused(), 0U);
+  EXPECT_EQ((*t)->RefusedShare(now), 0.0);
+}
+
+TEST(LoadThrottleTest, RefusalsOlderThanTheWindowAreForgotten) {
+  auto t = LoadThrottle::Create({.k = 2, .window = absl::Seconds(3)});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  for (int i = 0; i < 100; ++i) (*t)->Admit(now, 0.9999999);
+  EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(2)), 100.0 / 101.0, 1e-12);
+  EXPECT_EQ((*t)->RefusedShare(now + absl::Seconds(3)), 0.0);
+  // Its slot in the ring is reused for the new second, not added to.
+  EXPECT_TRUE((*t)->Admit(now + absl::Seconds(3), 0.0));
+  EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(3)), 1.0 / 2.0, 1e-12);
+}
+
+TEST(LoadThrottleTest, CreateNamesTheFieldOutOfRange) {
+  for (double k : {0.0, 0.99, -1.0, std::nan("")}) {
+    auto t = LoadThrottle::Create({.k = k});
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << k;
+    EXPECT_TRUE(absl::StrContains(t.status().message(), "throttle.k")) << k;
+  }
+  for (absl::Duration w :
+       {absl::Milliseconds(999), absl::ZeroDuration(), absl::Hours(2)}) {
+    auto t = LoadThrottle::Create({.k = 2, .window = w});
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(t.status().message(), "throttle.window"));
+  }
+}
+
+// With a throttle, a client the cluster keeps refusing soon refuses most
+// calls itself: they come back RESOURCE_EXHAUSTED at once, "not sent" and
+// not an unknown outcome, and no replica sees them.
+TEST_F(ClientTest, ThrottleKeepsRefusedCallsFromTheReplicas) {
+  StartCluster({B::kBusy, B::kBusy, B::kBusy, B::kBusy});
+  auto throttle = LoadThrottle::Create({});
+  ASSERT_TRUE(throttle.ok()) << throttle.status();
+  ClientOptions o;
+  o.retry_refused = false;
+  o.throttle = *throttle;
+  auto c = NewClient(o);
+  ASSERT_NE(c, nullptr);
+  constexpr int kCalls = 100;
+  int not_sent = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()}, absl::Seconds(30));
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+        << r.status();
+    if (absl::StrContains(r.status().message(), "not sent")) {
+      EXPECT_FALSE(IsOutcomeUnknown(r.status())) << r.status();
+      ++not_sent;
+    } else {
+      EXPECT_TRUE(IsOutcomeUnknown(r.status())) << r.status();
+    }
+  }
+  // With none accepted the i-th call is refused with probability i/(i+1):
+  // about H(100) = 5.2 are sent; more than 20 once in some 10^7 runs.
+  EXPECT_GE(not_sent, kCalls - 20);
+  EXPECT_EQ(c->stats().throttled, static_cast<uint64_t>(not_sent));
+  EXPECT_EQ((*throttle)->refused(), static_cast<uint64_t>(not_sent));
+  // Each call sent was refused by the f+1 replicas asked; none other came.
+  int calls = 0;
+  for (auto& replica : replicas_) calls += replica->calls();
+  EXPECT_EQ(calls, 2 * (kCalls - not_sent));
+}
+
+// A cluster that answers: every call is counted accepted, none throttled
+// (without the count of accepted calls the share would grow to 1).
+TEST_F(ClientTest, ThrottleRefusesNothingWhileTheClusterAnswers) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto throttle = LoadThrottle::Create({.k = 1});
+  ASSERT_TRUE(throttle.ok()) << throttle.status();
+  ClientOptions o;
+  o.retry_refused = false;
+  o.throttle = *throttle;
+  auto c = NewClient(o);
+  ASSERT_NE(c, nullptr);
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+  }
+  EXPECT_EQ(c->stats().throttled, 0U);
+  EXPECT_EQ((*throttle)->RefusedShare(absl::Now()), 0.0);
+}
+
+TEST_F(ClientTest, ThrottleNeedsRetryRefusedOff) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  ClientOptions o;
+  o.config_path = dir_.file("cluster.json");
+  o.key_path = dir_.file("client.key");
+  o.throttle = *LoadThrottle::Create({});
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(c.status().message(), "throttle"));
 }
 
 }  // namespace

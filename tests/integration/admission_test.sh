@@ -8,6 +8,9 @@
 # so the requests the cluster executed are exactly the calls that
 # succeeded plus, at most, those that ended without an outcome for
 # another reason (deadline). The replicas stay equal and no view changes.
+# Run twice: the second time the clients share a throttle (the SDK's
+# ClientOptions::throttle, k = 1.5), whose refusals must be counted as
+# refused and never execute either.
 #   admission_test.sh BIN_DIR
 set -euo pipefail
 BIN=$1
@@ -28,18 +31,20 @@ for i in 0 1 2 3; do start_replica "$DIR" "$i"; done
 wait_ready "$DIR" 4 60 || fail "cluster not ready within 60 s"
 
 scrape() { python3 "$TOOLS/overload.py" scrape "$DIR/cluster.json"; }
-scrape >"$DIR/before.json"
-timeout 120 "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 512 \
-  --batch 1 --duration 6 --warmup 0 --rate 6000 --deadline 20 \
-  --retry_refused=false >"$DIR/bench.json" 2>"$DIR/bench.err" \
-  || fail "ledger-bench: $(tail -3 "$DIR/bench.err")"
-wait_all_equal 60
-scrape >"$DIR/after.json"
+for k in 0 1.5; do
+  scrape >"$DIR/before-$k.json"
+  timeout 120 "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 512 \
+    --batch 1 --duration 6 --warmup 0 --rate 6000 --deadline 20 \
+    --retry_refused=false --throttle_k="$k" >"$DIR/bench-$k.json" 2>"$DIR/bench.err" \
+    || fail "ledger-bench: $(tail -3 "$DIR/bench.err")"
+  wait_all_equal 60
+  scrape >"$DIR/after-$k.json"
 
-python3 - "$DIR/bench.json" "$DIR/before.json" "$DIR/after.json" <<'PY'
+  python3 - "$k" "$DIR/bench-$k.json" "$DIR/before-$k.json" "$DIR/after-$k.json" <<'PY'
 import json, sys
-bench = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
-before, after = (json.load(open(p))["replicas"] for p in sys.argv[2:4])
+throttle_k = float(sys.argv[1])
+bench = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")][-1]
+before, after = (json.load(open(p))["replicas"] for p in sys.argv[3:5])
 executed = [a["executed_requests"] - b["executed_requests"]
             for a, b in zip(after, before)]
 views = [a["view_changes"] - b["view_changes"] for a, b in zip(after, before)]
@@ -49,7 +54,8 @@ refusals = sum(a["admission_wait"] - b["admission_wait"]
 acc = bench["accounting"]
 served, refused = acc["served"], acc["refused"]
 other = acc["completed"] - served - refused  # No outcome, another reason.
-print(f"served {served}, refused {refused}, other errors {other}, "
+print(f"throttle k {throttle_k}: throttled {bench['sdk_throttled']}, "
+      f"served {served}, refused {refused}, other errors {other}, "
       f"executed {executed}, refusals for the wait {refusals}, "
       f"accounting {acc}, by status (measured span) {bench['by_status']}")
 def fail(why):
@@ -61,6 +67,10 @@ if refused == 0 or refusals == 0:
     fail("nothing was refused: the load did not reach the bound")
 if served == 0:
     fail("nothing was served")
+if throttle_k > 0 and not 0 < bench["sdk_throttled"] <= refused:
+    fail(f"throttled {bench['sdk_throttled']} of {refused} refused")
+if throttle_k == 0 and bench["sdk_throttled"] != 0:
+    fail("throttled without a throttle")
 # Replica 0's count (the others may have fetched some blocks instead).
 if not served <= executed[0] <= served + other:
     fail(f"{executed[0]} requests executed for {served} calls served and "
@@ -69,4 +79,5 @@ if not served <= executed[0] <= served + other:
 if any(views):
     fail(f"view changes: {views}")
 PY
+done
 echo "PASS"

@@ -78,6 +78,12 @@ for i in 0 1 2 3; do
 import json, sys, urllib.request
 addr = json.load(open(sys.argv[1]))["replicas"][int(sys.argv[2])]["metrics_address"]
 body = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+gauges = {l.split()[0]: float(l.split()[-1]) for l in body.splitlines()
+          if l.startswith(("ledger_expected_wait_seconds ",
+                           "ledger_admission_refused_share "))}
+# Admission is off by default: nothing refused; the wait is measured anyway.
+assert gauges.get("ledger_admission_refused_share") == 0.0, gauges
+assert gauges.get("ledger_expected_wait_seconds", -1) >= 0, gauges
 print(sum(float(l.split()[-1]) for l in body.splitlines()
           if l.startswith("ledger_memory_trim_seconds_count")))
 PY

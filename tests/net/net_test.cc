@@ -546,6 +546,36 @@ TEST(AdmissionGateTest, UnboundedWaitNeverRefuses) {
   EXPECT_TRUE(gate.Check(t0 + absl::Seconds(5), 1'000'000, 0.0).admit);
 }
 
+// What the metrics show (ledger_expected_wait_seconds,
+// ledger_admission_refused_share): the wait and share a call would meet,
+// without one; with admission off the wait is still measured.
+TEST(AdmissionGateTest, EstimateGivesTheWaitAndShareWithoutACall) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  AdmissionGate on(GateOptions(absl::Milliseconds(200), 8), t0);
+  AdmissionGate off(AdmissionGate::Options{}, t0);
+  // Nothing waiting: no wait, whatever the rate.
+  EXPECT_EQ(on.Estimate(t0, 0).expected_wait, absl::ZeroDuration());
+  // Waiting, nothing answered yet: an unbounded wait; with admission on,
+  // under the count let in then, nothing is refused; at it, everything.
+  EXPECT_EQ(on.Estimate(t0, 7).expected_wait, absl::InfiniteDuration());
+  EXPECT_EQ(on.Estimate(t0, 7).refused_share, 0.0);
+  EXPECT_EQ(on.Estimate(t0, 8).refused_share, 1.0);
+  EXPECT_EQ(off.Estimate(t0, 8).refused_share, 0.0);
+  for (int i = 0; i < 100; ++i) {
+    on.Answered(t0 + absl::Milliseconds(10 * i), 1);
+    off.Answered(t0 + absl::Milliseconds(10 * i), 1);
+  }
+  const absl::Time t1 = t0 + absl::Seconds(1);
+  // 15 waiting at 100/s: 150 ms, where half of the calls are refused.
+  for (AdmissionGate* g : {&on, &off}) {
+    AdmissionGate::Verdict v = g->Estimate(t1, 15);
+    EXPECT_TRUE(v.admit);
+    EXPECT_NEAR(absl::ToDoubleMilliseconds(v.expected_wait), 150.0, 3.0);
+  }
+  EXPECT_NEAR(on.Estimate(t1, 15).refused_share, 0.5, 0.02);
+  EXPECT_EQ(off.Estimate(t1, 15).refused_share, 0.0);
+}
+
 // A call's draw depends on its client, its number and the second only, is
 // in [0, 1) and spread evenly over it.
 TEST(AdmissionGateTest, ACallsDrawIsTheSameEverywhereAndEvenlySpread) {

@@ -75,6 +75,12 @@ ABSL_FLAG(bool, retry_refused, true,
           "Re-send requests that replicas refuse for load until the deadline "
           "(the SDK's default); false: fail them with RESOURCE_EXHAUSTED.");
 
+ABSL_FLAG(double, throttle_k, 0,
+          "With --retry_refused=false: one client-side throttle shared by "
+          "every client, refusing new calls beyond k times what the cluster "
+          "accepted over the last 10 s (the SDK's ClientOptions::throttle); "
+          "0: none.");
+
 namespace pbft::bench {
 namespace {
 
@@ -134,6 +140,12 @@ std::optional<BenchOptions> ReadFlags() {
   o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
   o.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline));
   o.retry_refused = absl::GetFlag(FLAGS_retry_refused);
+  o.throttle_k = absl::GetFlag(FLAGS_throttle_k);
+  if (o.throttle_k != 0 && (!(o.throttle_k >= 1) || o.retry_refused)) {
+    std::cerr << "ledger-bench: --throttle_k must be 0 or at least 1, and "
+                 "needs --retry_refused=false\n";
+    return std::nullopt;
+  }
   o.sessions = absl::GetFlag(FLAGS_sessions);
   o.send_to_all = absl::GetFlag(FLAGS_send_to_all);
   o.hedge_after_first = absl::GetFlag(FLAGS_hedge_after_first);

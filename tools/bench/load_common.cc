@@ -54,6 +54,17 @@ ledger::v1::OperationBatch LoadClient::NextBatch(uint32_t batch) {
 
 std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
   std::vector<LoadClient> out;
+  std::shared_ptr<client::LoadThrottle> throttle;
+  if (o.throttle_k > 0) {
+    absl::StatusOr<std::shared_ptr<client::LoadThrottle>> t =
+        client::LoadThrottle::Create({.k = o.throttle_k});
+    if (!t.ok()) {
+      std::cerr << "ledger-bench: --throttle_k: " << t.status().message()
+                << "\n";
+      return std::nullopt;
+    }
+    throttle = *std::move(t);
+  }
   for (uint32_t c = 1; c <= o.clients; ++c) {
     client::ClientOptions co;
     co.config_path = o.config;
@@ -63,6 +74,7 @@ std::optional<std::vector<LoadClient>> OpenLoadClients(const BenchOptions& o) {
     co.sessions = o.sessions;
     co.send_to_all = o.send_to_all;
     co.hedge_after_first = o.hedge_after_first;
+    co.throttle = throttle;
     absl::StatusOr<std::unique_ptr<client::Client>> sdk =
         client::Client::Create(co);
     if (!sdk.ok()) {
@@ -94,9 +106,10 @@ std::string SdkStatsJson(const client::ClientStats& s) {
   return absl::StrFormat(
       "\"sdk_sends\":%u,\"sdk_sent_to_all_first\":%u,"
       "\"sdk_widened_by_timer\":%u,\"sdk_widened_early\":%u,"
-      "\"sdk_widened_by_hedge\":%u,\"sdk_replicas_left_out\":%u",
+      "\"sdk_widened_by_hedge\":%u,\"sdk_replicas_left_out\":%u,"
+      "\"sdk_throttled\":%u",
       s.ordered_sends, s.sent_to_all_first, s.widened_by_timer, s.widened_early,
-      s.widened_by_hedge, s.replicas_left_out);
+      s.widened_by_hedge, s.replicas_left_out, s.throttled);
 }
 
 }  // namespace pbft::bench

@@ -24,6 +24,9 @@ struct BenchOptions {
   absl::Duration duration, warmup, deadline;
   // client::ClientOptions::retry_refused of every client.
   bool retry_refused = true;
+  // > 0: one client::LoadThrottle with this k shared by every client
+  // (needs retry_refused off); 0: none.
+  double throttle_k = 0;
   // client::ClientOptions::sessions of every client.
   bool sessions = true;
   // client::ClientOptions::send_to_all of every client.

@@ -272,7 +272,8 @@ class OpenLoop {
     absl::MutexLock l(&mu_);
     return absl::StrFormat(
         "{\"mode\":\"open\",\"arrival_process\":\"%s\",\"seed\":%u,"
-        "\"retry_refused\":%s,\"send_to_all\":%s,\"hedge_after_first\":%.2f,"
+        "\"retry_refused\":%s,\"throttle_k\":%.2f,\"send_to_all\":%s,"
+        "\"hedge_after_first\":%.2f,"
         "\"offered_per_s\":%.1f,\"arrivals_per_s\":%.1f,%s,"
         "\"transfers_per_s\":%.1f,\"max_schedule_lag_ms\":%.1f,"
         "\"arrivals_late_10ms\":%u,"
@@ -280,9 +281,10 @@ class OpenLoop {
         "\"drained\":%u,\"accounting\":{\"arrivals\":%u,\"dropped_at_cap\":%u,"
         "\"completed\":%u,\"served\":%u,\"refused\":%u,\"unfinished\":%u},%s}",
         o_.arrivals == ArrivalKind::kFixed ? "fixed" : "poisson", o_.seed,
-        o_.retry_refused ? "true" : "false", o_.send_to_all ? "true" : "false",
-        o_.hedge_after_first, o_.rate, static_cast<double>(all.arrivals) / secs,
-        TallyJson(all, secs), static_cast<double>(all.served) * o_.batch / secs,
+        o_.retry_refused ? "true" : "false", o_.throttle_k,
+        o_.send_to_all ? "true" : "false", o_.hedge_after_first, o_.rate,
+        static_cast<double>(all.arrivals) / secs, TallyJson(all, secs),
+        static_cast<double>(all.served) * o_.batch / secs,
         static_cast<double>(max_lag_us_.load()) / 1e3, late_10ms_.load(),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs, drained_,
         arrivals_all_, dropped_all_, completed_all_, served_all_, refused_all_,

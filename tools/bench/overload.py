@@ -240,6 +240,9 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
         "per_interval": per,
         "sdk_refused_per_s": result["refused_per_s"],
         "sdk_by_status": result["by_status"],
+        # Of the SDK's refusals, those its throttle made without sending
+        # (the whole run, warm-up included; --throttle-k).
+        "sdk_throttled": result.get("sdk_throttled", 0),
         "outcome_unknown": result["outcome_unknown"],
         "dropped_at_cap_per_s": result["dropped_at_cap_per_s"],
         # Of the arrivals not served (the excess), the share the cluster
