@@ -637,8 +637,8 @@ void GrpcClient::SendOrdered(std::shared_ptr<Ordered> p) {
 
 void GrpcClient::OnOrderedDone(std::shared_ptr<Ordered> p,
                                absl::StatusOr<std::string> r) {
-  if (options_.throttle != nullptr && AcceptedByTheCluster(r.status())) {
-    options_.throttle->Accepted(absl::Now());
+  if (options_.throttle != nullptr) {
+    options_.throttle->Ended(absl::Now(), AcceptedByTheCluster(r.status()));
   }
   if (!r.ok()) {
     auto stale = r.status().GetPayload(kStaleUrl);

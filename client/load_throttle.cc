@@ -59,18 +59,17 @@ bool LoadThrottle::Admit(absl::Time now) {
 }
 
 bool LoadThrottle::AdmitLocked(absl::Time now, double draw) {
-  const double share = ShareLocked(now);
+  if (draw >= ShareLocked(now)) return true;
   ++At(now).requests;
-  if (draw < share) {
-    ++refused_;
-    return false;
-  }
-  return true;
+  ++refused_;
+  return false;
 }
 
-void LoadThrottle::Accepted(absl::Time now) {
+void LoadThrottle::Ended(absl::Time now, bool accepted) {
   absl::MutexLock l(&mu_);
-  ++At(now).accepted;
+  Second& s = At(now);
+  ++s.requests;
+  if (accepted) ++s.accepted;
 }
 
 double LoadThrottle::RefusedShare(absl::Time now) {

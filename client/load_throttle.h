@@ -7,10 +7,10 @@
 // RESOURCE_EXHAUSTED, and the client signed it and waits for f+1 of those
 // answers. A client that keeps sending at twice what the cluster serves
 // spends about as much of the cluster's capacity on refusals as on work.
-// The throttle counts, over the last `window`, the calls about to be sent
-// (`requests`, those it refused included) and the calls the cluster
-// accepted (`accepted`: any end but a refusal for load or no answer), and
-// refuses a new call with probability
+// The throttle counts, over the last `window`, the calls that ended
+// (`requests`: those it refused, at once, and those sent, when they ended)
+// and of them the calls the cluster accepted (`accepted`: any end but a
+// refusal for load or no answer), and refuses a new call with probability
 //
 //     max(0, (requests - k * accepted) / (requests + 1))
 //
@@ -18,7 +18,14 @@
 // to notice at once when it accepts more, few enough that refusing costs
 // it little. With nothing refused the share is 0 (requests <= accepted).
 // This is the adaptive throttling of Google's "Handling Overload" (Site
-// Reliability Engineering, chapter 21), with k = 2 there.
+// Reliability Engineering, chapter 21), with k = 2 there, except that a
+// sent call counts when it ends, not when it is sent: counted at the send,
+// the calls in flight at the start of a burst would count as not accepted
+// and the throttle would refuse calls the cluster never refused.
+//
+// After the cluster refused nearly everything (a view change), the share
+// of calls sent grows by about k times per window as they are accepted:
+// a larger k recovers sooner and wastes more on refusals meanwhile.
 //
 // Clients created with one LoadThrottle (ClientOptions::throttle) share
 // what they learn: a process with many keys reacts as one client.
@@ -53,14 +60,15 @@ class LoadThrottle {
   static absl::StatusOr<std::shared_ptr<LoadThrottle>> Create(
       const Options& options);
 
-  // Counts a call about to be sent at `now`; false if it is refused here.
-  // `draw` is uniform in [0, 1): the call is refused when it is below the
-  // refused share.
+  // Whether a call about to be sent at `now` may go; a call refused here is
+  // counted at once. `draw` is uniform in [0, 1): the call is refused when
+  // it is below the refused share.
   bool Admit(absl::Time now, double draw);
   // Admit with a draw of its own.
   bool Admit(absl::Time now);
-  // A call that Admit let through was accepted by the cluster at `now`.
-  void Accepted(absl::Time now);
+  // A call that Admit let through ended at `now`, accepted by the cluster
+  // or not.
+  void Ended(absl::Time now, bool accepted);
   // The share of new calls refused at `now`.
   double RefusedShare(absl::Time now);
 

@@ -1189,22 +1189,34 @@ TEST(IdTest, NewIdsAreOrderedByTimeAndNeverRepeat) {
 }
 
 // LoadThrottle: a share of new calls refused in the client, (requests -
-// k * accepted) / (requests + 1) over the window.
+// k * accepted) / (requests + 1) over the window, requests counted as they
+// end.
 TEST(LoadThrottleTest, RefusesTheExcessOverKTimesWhatWasAccepted) {
   auto t = LoadThrottle::Create({.k = 2, .window = absl::Seconds(10)});
   ASSERT_TRUE(t.ok()) << t.status();
   const absl::Time now = absl::FromUnixSeconds(1'000'000);
-  // 1,000 calls let through (the highest draw), 250 of them accepted.
-  for (int i = 0; i < 1000; ++i) ASSERT_TRUE((*t)->Admit(now, 0.9999999));
-  for (int i = 0; i < 250; ++i) (*t)->Accepted(now);
+  // 1,000 calls ended, 250 of them accepted.
+  for (int i = 0; i < 1000; ++i) (*t)->Ended(now, i < 250);
   EXPECT_NEAR((*t)->RefusedShare(now), 500.0 / 1001.0, 1e-12);
-  // A draw below the share is refused, one above it let through.
+  // A draw below the share is refused (and counted: it ended), one above
+  // it let through (counted when it ends).
   EXPECT_FALSE((*t)->Admit(now, 0.49));
   EXPECT_TRUE((*t)->Admit(now, 0.51));
   EXPECT_EQ((*t)->refused(), 1U);
   // Calls in the window's other seconds count too.
-  EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(9)), 502.0 / 1003.0,
+  EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(9)), 501.0 / 1002.0,
               1e-12);
+}
+
+// Calls in flight are not refusals: at the start of a burst none has
+// ended, and none may be refused for it (counted when sent, the second
+// call would meet a share of 1/2).
+TEST(LoadThrottleTest, CallsInFlightDoNotCountAsRefused) {
+  auto t = LoadThrottle::Create({.k = 1.25});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const absl::Time now = absl::FromUnixSeconds(1'000'000);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE((*t)->Admit(now, 0.0)) << i;
+  EXPECT_EQ((*t)->RefusedShare(now), 0.0);
 }
 
 TEST(LoadThrottleTest, NothingIsRefusedWhileTheClusterAcceptsEverything) {
@@ -1214,7 +1226,7 @@ TEST(LoadThrottleTest, NothingIsRefusedWhileTheClusterAcceptsEverything) {
   for (int i = 0; i < 5000; ++i) {
     // Draw 0: refused by any share above 0.
     ASSERT_TRUE((*t)->Admit(now, 0.0)) << i;
-    (*t)->Accepted(now);
+    (*t)->Ended(now, true);
     now += absl::Milliseconds(7);
   }
   EXPECT_EQ((*t)->refused(), 0U);
@@ -1225,11 +1237,12 @@ TEST(LoadThrottleTest, RefusalsOlderThanTheWindowAreForgotten) {
   auto t = LoadThrottle::Create({.k = 2, .window = absl::Seconds(3)});
   ASSERT_TRUE(t.ok()) << t.status();
   const absl::Time now = absl::FromUnixSeconds(1'000'000);
-  for (int i = 0; i < 100; ++i) (*t)->Admit(now, 0.9999999);
+  for (int i = 0; i < 100; ++i) (*t)->Ended(now, false);
   EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(2)), 100.0 / 101.0, 1e-12);
   EXPECT_EQ((*t)->RefusedShare(now + absl::Seconds(3)), 0.0);
   // Its slot in the ring is reused for the new second, not added to.
   EXPECT_TRUE((*t)->Admit(now + absl::Seconds(3), 0.0));
+  (*t)->Ended(now + absl::Seconds(3), false);
   EXPECT_NEAR((*t)->RefusedShare(now + absl::Seconds(3)), 1.0 / 2.0, 1e-12);
 }
 
@@ -1302,6 +1315,33 @@ TEST_F(ClientTest, ThrottleRefusesNothingWhileTheClusterAnswers) {
   }
   EXPECT_EQ(c->stats().throttled, 0U);
   EXPECT_EQ((*throttle)->RefusedShare(absl::Now()), 0.0);
+}
+
+// Many clients sharing one throttle, their calls in flight at once, a
+// cluster that accepts them all: none is throttled.
+TEST_F(ClientTest, SharedThrottleRefusesNothingWithCallsInFlight) {
+  StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
+  auto throttle = LoadThrottle::Create({.k = 1.25});
+  ASSERT_TRUE(throttle.ok()) << throttle.status();
+  ClientOptions o;
+  o.retry_refused = false;
+  o.throttle = *throttle;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 8; ++i) clients.push_back(NewClient(o));
+  std::vector<std::future<absl::StatusOr<ledger::v1::OperationResults>>> calls;
+  ledger::v1::OperationBatch batch;
+  *batch.add_operations()->mutable_transfer() = SomeTransfer();
+  for (int round = 0; round < 10; ++round) {
+    for (auto& c : clients) calls.push_back(c->SubmitFuture(batch));
+  }
+  for (auto& f : calls) {
+    absl::StatusOr<ledger::v1::OperationResults> r = f.get();
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  uint64_t throttled = 0;
+  for (auto& c : clients) throttled += c->stats().throttled;
+  EXPECT_EQ(throttled, 0U);
+  EXPECT_EQ((*throttle)->refused(), 0U);
 }
 
 TEST_F(ClientTest, ThrottleNeedsRetryRefusedOff) {
