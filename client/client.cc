@@ -569,9 +569,6 @@ void GrpcClient::StartUnary(RpcAttempt* a) {
   }
 }
 
-// Ordered requests (docs/protocol.md, "Request numbers"): one at a time per
-// Client, each numbered when it is sent, so that no number of this client
-// can be overtaken by a higher one while in flight and turn stale.
 // Whether an ordered call that ended with `s` was accepted by the cluster
 // (LoadThrottle): every end but a refusal for load (RESOURCE_EXHAUSTED with
 // an unknown outcome) and no answer before the deadline.
@@ -581,6 +578,9 @@ bool AcceptedByTheCluster(const absl::Status& s) {
            IsOutcomeUnknown(s));
 }
 
+// Ordered requests (docs/protocol.md, "Request numbers"): one at a time per
+// Client, each numbered when it is sent, so that no number of this client
+// can be overtaken by a higher one while in flight and turn stale.
 void GrpcClient::SendNextOrdered() {
   std::shared_ptr<Ordered> next;
   {

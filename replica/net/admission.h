@@ -70,7 +70,8 @@ class AdmissionGate {
     // waiting / rate; InfiniteDuration when nothing was answered in the
     // window.
     absl::Duration expected_wait;
-    // The share of calls refused at that wait, in [0, 1].
+    // The share of calls refused at that wait, in [0, 1]; 0 while nothing
+    // was answered in the window and fewer than waiting_min calls wait.
     double refused_share;
   };
 
