@@ -5,8 +5,8 @@
 // A refused call costs the cluster almost what an admitted one costs to
 // receive: each replica asked reads it, scans it and answers
 // RESOURCE_EXHAUSTED, and the client signed it and waits for f+1 of those
-// answers. A client that keeps sending at twice what the cluster serves
-// spends about as much of the cluster's capacity on refusals as on work.
+// answers. Clients that keep sending at twice what the cluster serves have
+// the replicas answer several refusals for each call served.
 // The throttle counts, over the last `window`, the calls that ended
 // (`requests`: those it refused, at once, and those sent, when they ended)
 // and of them the calls the cluster accepted (`accepted`: any end but a
