@@ -330,6 +330,14 @@ class ClientTest : public ::testing::Test {
     return c.ok() ? *std::move(c) : nullptr;
   }
 
+  // Options of a client that fails refused calls and has `throttle`.
+  static ClientOptions Throttled(std::shared_ptr<LoadThrottle> throttle) {
+    ClientOptions o;
+    o.retry_refused = false;
+    o.throttle = std::move(throttle);
+    return o;
+  }
+
   static ledger::v1::Transfer SomeTransfer() {
     ledger::v1::Transfer t;
     *t.mutable_id() = MakeId(0, 77);
@@ -1267,9 +1275,7 @@ TEST_F(ClientTest, ThrottleKeepsRefusedCallsFromTheReplicas) {
   StartCluster({B::kBusy, B::kBusy, B::kBusy, B::kBusy});
   auto throttle = LoadThrottle::Create({});
   ASSERT_TRUE(throttle.ok()) << throttle.status();
-  ClientOptions o;
-  o.retry_refused = false;
-  o.throttle = *throttle;
+  const ClientOptions o = Throttled(*throttle);
   auto c = NewClient(o);
   ASSERT_NE(c, nullptr);
   constexpr int kCalls = 100;
@@ -1303,9 +1309,7 @@ TEST_F(ClientTest, ThrottleRefusesNothingWhileTheClusterAnswers) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   auto throttle = LoadThrottle::Create({.k = 1});
   ASSERT_TRUE(throttle.ok()) << throttle.status();
-  ClientOptions o;
-  o.retry_refused = false;
-  o.throttle = *throttle;
+  const ClientOptions o = Throttled(*throttle);
   auto c = NewClient(o);
   ASSERT_NE(c, nullptr);
   for (int i = 0; i < 50; ++i) {
@@ -1323,9 +1327,7 @@ TEST_F(ClientTest, SharedThrottleRefusesNothingWithCallsInFlight) {
   StartCluster({B::kHonest, B::kHonest, B::kHonest, B::kHonest});
   auto throttle = LoadThrottle::Create({.k = 1.25});
   ASSERT_TRUE(throttle.ok()) << throttle.status();
-  ClientOptions o;
-  o.retry_refused = false;
-  o.throttle = *throttle;
+  const ClientOptions o = Throttled(*throttle);
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 8; ++i) clients.push_back(NewClient(o));
   std::vector<std::future<absl::StatusOr<ledger::v1::OperationResults>>> calls;
