@@ -197,5 +197,55 @@ TEST(Primary, AdaptiveBatchingCutsAtOnceWhenIdleAndBatchesWhileBusy_4_2) {
   EXPECT_EQ(s.core().queued_requests(), 3u);
 }
 
+// §4.2 step 1, batching policy while busy: a request that comes while a
+// batch is in flight waits for the default delay, or less if that batch is
+// handed out first (then nothing is in flight and the primary cuts at once).
+TEST(Primary, WhileBusyCutsAfterTheDelayOrWhenTheBatchInFlightIsHandedOut_4_2) {
+  ProtocolParams p = Scenario::Params();
+  p.request_queue_max = 100;
+  p.batch_requests_max = 10;
+  p.batch_delay_ticks = ProtocolParams::kDefaultBatchDelayTicks;
+  ASSERT_GT(p.batch_delay_ticks, 1u);
+  Scenario s(0, p);
+  s.Step(s.Request(1, 1));
+  auto pps = s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE);
+  ASSERT_EQ(pps.size(), 1u);  // Idle: seq 1 at once.
+  const Digest d1 = Scenario::DigestOf(pps[0].envelope);
+
+  // Busy: the delay's ticks less one pass without a cut; the last cuts.
+  s.Step(s.Request(2, 1));
+  for (uint32_t t = 1; t < p.batch_delay_ticks; ++t) {
+    s.Tick();
+    EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE).empty()) << "tick " << t;
+  }
+  s.Tick();
+  pps = s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE);
+  ASSERT_EQ(pps.size(), 1u);
+  EXPECT_EQ(pps[0].envelope.batch_size(), 1);
+
+  // Seq 1 commits and is handed out while seq 2 is in flight: still busy.
+  s.Step(s.Request(3, 1));
+  s.Step(s.Prepare(1, 0, 1, d1));
+  s.Step(s.Prepare(2, 0, 1, d1));
+  s.Step(s.Commit(1, 0, 1, d1));
+  s.Step(s.Commit(2, 0, 1, d1));
+  ASSERT_EQ(s.ready().execute.size(), 1u);
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE).empty());
+
+  // Seq 2 is handed out: nothing in flight, the waiting request is cut at
+  // once, before its delay.
+  const Digest d2 = Scenario::DigestOf(pps[0].envelope);
+  s.Step(s.Request(1, 2));
+  s.Step(s.Prepare(1, 0, 2, d2));
+  s.Step(s.Prepare(2, 0, 2, d2));
+  s.Step(s.Commit(1, 0, 2, d2));
+  s.Step(s.Commit(2, 0, 2, d2));
+  ASSERT_EQ(s.ready().execute.size(), 1u);
+  pps = s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE);
+  ASSERT_EQ(pps.size(), 1u);
+  EXPECT_EQ(pps[0].envelope.batch_size(), 2);
+  EXPECT_EQ(s.core().queued_requests(), 0u);
+}
+
 }  // namespace
 }  // namespace pbft::core::test
