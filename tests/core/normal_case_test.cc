@@ -225,10 +225,7 @@ TEST(Primary, WhileBusyCutsAfterTheDelayOrWhenTheBatchInFlightIsHandedOut_4_2) {
 
   // Seq 1 commits and is handed out while seq 2 is in flight: still busy.
   s.Step(s.Request(3, 1));
-  s.Step(s.Prepare(1, 0, 1, d1));
-  s.Step(s.Prepare(2, 0, 1, d1));
-  s.Step(s.Commit(1, 0, 1, d1));
-  s.Step(s.Commit(2, 0, 1, d1));
+  s.CommitAtPrimary(1, d1);
   ASSERT_EQ(s.ready().execute.size(), 1u);
   EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE).empty());
 
@@ -236,10 +233,7 @@ TEST(Primary, WhileBusyCutsAfterTheDelayOrWhenTheBatchInFlightIsHandedOut_4_2) {
   // once, before its delay.
   const Digest d2 = Scenario::DigestOf(pps[0].envelope);
   s.Step(s.Request(1, 2));
-  s.Step(s.Prepare(1, 0, 2, d2));
-  s.Step(s.Prepare(2, 0, 2, d2));
-  s.Step(s.Commit(1, 0, 2, d2));
-  s.Step(s.Commit(2, 0, 2, d2));
+  s.CommitAtPrimary(2, d2);
   ASSERT_EQ(s.ready().execute.size(), 1u);
   pps = s.Sent(v1::MESSAGE_TYPE_PRE_PREPARE);
   ASSERT_EQ(pps.size(), 1u);

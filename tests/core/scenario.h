@@ -156,6 +156,14 @@ class Scenario {
     return core_->stats().dropped[static_cast<size_t>(r)];
   }
 
+  // Drives seq `seq` with digest `d`, pre-prepared by this core as the
+  // primary of view 0, to committed-local: prepares and commits from
+  // backups 1 and 2 (with its own commit, a quorum of 3).
+  void CommitAtPrimary(uint64_t seq, const Digest& d) {
+    for (uint32_t b = 1; b <= 2; ++b) Step(Prepare(b, 0, seq, d));
+    for (uint32_t b = 1; b <= 2; ++b) Step(Commit(b, 0, seq, d));
+  }
+
   // Drives seq `seq` (pre-prepared by 0 in view 0) to committed-local at a
   // backup: pre-prepare, prepares from the other backups, commits from the
   // others. Returns the batches handed out for execution on the way.
