@@ -80,6 +80,10 @@ class Sink {
     absl::MutexLock l(&mu_);
     return got_.size();
   }
+  std::vector<Envelope> Take() {
+    absl::MutexLock l(&mu_);
+    return std::move(got_);
+  }
 
  private:
   absl::Mutex mu_;
@@ -371,6 +375,58 @@ TEST(PeerStreamTest, EnvelopesCrossALoopbackStreamAndReconnect) {
       absl::Seconds(20)));
   EXPECT_GE(sender.reconnects(), 1u);
   server2->Shutdown(std::chrono::system_clock::now());
+}
+
+// Send is thread-safe: from four threads at once, every message arrives,
+// and each thread's in the order it sent them (one write in flight at a
+// time, taken from the queue in order).
+TEST(PeerStreamTest, SendsFromManyThreadsAllArriveInEachThreadsOrder) {
+  Keys k;
+  Sink sink;
+  VerifyPool pool(&k.verifier, 1, Limits(), Share(10000),
+                  [&](Envelope e) { sink.Put(std::move(e)); });
+  ReplicaServiceImpl svc(&pool, /*verify_on_stream=*/true);
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&svc);
+  auto server = b.BuildAndStart();
+  ASSERT_GT(port, 0);
+  constexpr int kThreads = 4;
+  constexpr int kEach = 300;
+  // Signed beforehand, so that the threads only send.
+  std::vector<std::vector<Envelope>> signed_by(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    pbft::v1::Commit c;
+    for (int i = 0; i < kEach; ++i) {
+      c.set_view(static_cast<uint64_t>(t));
+      c.set_seq(static_cast<uint64_t>(i));
+      signed_by[t].push_back(
+          k.s0.SignMessage(pbft::v1::MESSAGE_TYPE_COMMIT, c));
+    }
+  }
+  PeerSender sender(1, "127.0.0.1:" + std::to_string(port),
+                    grpc::InsecureChannelCredentials(), PeerSenderOptions());
+  ASSERT_TRUE(Eventually([&] { return sender.connected(); }));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (Envelope& e : signed_by[t]) sender.Send(std::move(e));
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  ASSERT_TRUE(sink.WaitFor(kThreads * kEach));
+  EXPECT_EQ(sender.sent(), static_cast<uint64_t>(kThreads * kEach));
+  EXPECT_EQ(sender.dropped(), 0u);
+  std::vector<uint64_t> next(kThreads, 0);
+  for (const Envelope& e : sink.Take()) {
+    pbft::v1::Commit c;
+    ASSERT_TRUE(c.ParseFromString(e.payload()));
+    ASSERT_LT(c.view(), static_cast<uint64_t>(kThreads));
+    EXPECT_EQ(c.seq(), next[c.view()]) << "thread " << c.view();
+    next[c.view()] = c.seq() + 1;
+  }
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 // A peer that accepts the stream and never reads it: its flow-control
