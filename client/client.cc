@@ -258,7 +258,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
       ABSL_GUARDED_BY(mu_);
   // The replicas sent to so far (all of them once the call is widened).
   std::set<uint32_t> asked_ ABSL_GUARDED_BY(mu_);
-  std::optional<Timers::Id> widen_timer_;  // Set by Start().
+  std::optional<Timers::Id> widen_timer_;     // Set by Start().
+  std::optional<Timers::Id> deadline_timer_;  // Set by Start().
   // The replicas asked first, if not every one.
   std::vector<uint32_t> first_;
   // The replicas that answered anything (a reply, a rejection, an error),
@@ -675,8 +676,12 @@ void GrpcClient::FinishOrdered(const std::shared_ptr<Ordered>& p,
 }
 
 FanOut::~FanOut() {
-  // A pending widening has nothing left to do: its wake-up is saved.
+  // A pending widening or deadline has nothing left to do: its wake-up is
+  // saved.
   if (widen_timer_.has_value()) client_->timers().Cancel(*widen_timer_);
+  if (deadline_timer_.has_value()) {
+    client_->timers().Cancel(*deadline_timer_);
+  }
   std::optional<Timers::Id> hedge;
   {
     absl::MutexLock l(&mu_);
@@ -727,13 +732,14 @@ void FanOut::Start() {
         });
   }
   // The deadline finishes the call even if an RPC hangs.
-  client_->timers().At(std::chrono::steady_clock::now() +
-                           absl::ToChronoNanoseconds(std::max(
-                               deadline_ - absl::Now(), absl::ZeroDuration())),
-                       [weak] {
-                         if (auto self = weak.lock())
-                           self->Finish(absl::DeadlineExceededError(""));
-                       });
+  deadline_timer_ = client_->timers().At(
+      std::chrono::steady_clock::now() +
+          absl::ToChronoNanoseconds(
+              std::max(deadline_ - absl::Now(), absl::ZeroDuration())),
+      [weak] {
+        if (auto self = weak.lock())
+          self->Finish(absl::DeadlineExceededError(""));
+      });
 }
 
 bool FanOut::AllAskedLocked() const {

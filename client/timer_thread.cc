@@ -34,17 +34,20 @@ TimerThread::~TimerThread() {
 
 Timers::Id TimerThread::At(std::chrono::steady_clock::time_point when,
                            std::function<void()> fn) {
-  bool earliest;
+  bool wake;
   Id id;
   {
     std::lock_guard<std::mutex> l(mu_);
     id = Id{when, seq_++};
-    earliest = queue_.empty() || id < queue_.begin()->first;
     queue_.emplace(id, std::move(fn));
+    // Wake the thread only if it would sleep past this item.
+    wake = when < sleeping_until_;
+    if (wake) {
+      ++woken_;
+      sleeping_until_ = Clock::time_point::min();  // Once is enough.
+    }
   }
-  // The thread sleeps until the earliest item: wake it only for an
-  // earlier one.
-  if (earliest) cv_.notify_all();
+  if (wake) cv_.notify_all();
   return id;
 }
 
@@ -59,18 +62,41 @@ void TimerThread::Cancel(const Id& id) {
   queue_.erase(id);  // Nothing if it ran already.
 }
 
+uint64_t TimerThread::woken() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return woken_;
+}
+
+std::optional<std::chrono::steady_clock::time_point>
+TimerThread::sleeping_until() const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (sleeping_until_ == Clock::time_point::min()) return std::nullopt;
+  return sleeping_until_;
+}
+
+void TimerThread::SleepUntil(std::unique_lock<std::mutex>& l,
+                             Clock::time_point until) {
+  sleeping_until_ = until;
+  if (until == Clock::time_point::max()) {
+    cv_.wait(l);
+  } else {
+    cv_.wait_until(l, until);
+  }
+  sleeping_until_ = Clock::time_point::min();
+}
+
 void TimerThread::Run() {
   std::unique_lock<std::mutex> l(mu_);
   while (!stop_) {
     if (queue_.empty()) {
-      cv_.wait(l);
+      SleepUntil(l, Clock::time_point::max());
       continue;
     }
     auto first = queue_.begin();
     // A copy: Cancel may erase the item while this waits.
-    const std::chrono::steady_clock::time_point when = first->first.when;
-    if (std::chrono::steady_clock::now() < when) {
-      cv_.wait_until(l, when);
+    const Clock::time_point when = first->first.when;
+    if (Clock::now() < when) {
+      SleepUntil(l, when);
       continue;
     }
     std::function<void()> fn = std::move(first->second);

@@ -13,8 +13,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "client/first_replicas.h"
 #include "client/load_throttle.h"
+#include "client/timer_thread.h"
 #include "common/config.h"
 #include "common/envelope.h"
 #include "common/keyfile.h"
@@ -659,6 +661,35 @@ TEST_F(ClientTest, UnansweredSessionRequestsEndAtTheDeadline) {
   auto c = NewClient();
   TransferEndsAtDeadline(*c);
   EXPECT_GE(replicas_[0]->session_requests(), 1);
+}
+
+// The SDK's timer thread wakes for a new item only when it would sleep past
+// it: not for one due after the (cancelled) item it sleeps until, as a
+// client's next request's timer mostly is; for an earlier one, at once.
+TEST(TimerThreadTest, WakesForANewItemOnlyWhenItWouldSleepPastIt) {
+  using Clock = std::chrono::steady_clock;
+  TimerThread timers;
+  const Clock::time_point t0 = Clock::now();
+  const Timers::Id a = timers.At(t0 + std::chrono::hours(1), [] {});
+  // Wait (bounded) until the thread sleeps until `a`.
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (timers.sleeping_until() != a.when && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(timers.sleeping_until(), a.when);
+  const uint64_t woken = timers.woken();
+  timers.At(t0 + std::chrono::hours(3), [] {});
+  timers.Cancel(a);
+  // Due after the time the thread sleeps until: no wake-up (it wakes at
+  // a's time anyway and finds this one).
+  timers.At(t0 + std::chrono::hours(2), [] {});
+  EXPECT_EQ(timers.woken(), woken);
+  // Due before it: woken, and run.
+  absl::Notification ran;
+  timers.At(Clock::now() + std::chrono::milliseconds(1),
+            [&ran] { ran.Notify(); });
+  EXPECT_LE(timers.woken(), woken + 1);
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
 // Replicas without Session (UNIMPLEMENTED) get unary calls; the others
