@@ -732,14 +732,9 @@ void FanOut::Start() {
         });
   }
   // The deadline finishes the call even if an RPC hangs.
-  deadline_timer_ = client_->timers().At(
-      std::chrono::steady_clock::now() +
-          absl::ToChronoNanoseconds(
-              std::max(deadline_ - absl::Now(), absl::ZeroDuration())),
-      [weak] {
-        if (auto self = weak.lock())
-          self->Finish(absl::DeadlineExceededError(""));
-      });
+  deadline_timer_ = client_->timers().After(deadline_ - absl::Now(), [weak] {
+    if (auto self = weak.lock()) self->Finish(absl::DeadlineExceededError(""));
+  });
 }
 
 bool FanOut::AllAskedLocked() const {
