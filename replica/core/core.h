@@ -74,10 +74,12 @@ struct Options {
   // answers with nothing.
   uint32_t idle_probe_interval_ticks = 400;
   // A backup forwards a request it holds to the primary once it has held
-  // it forward_delay_ticks without seeing it in a PRE-PREPARE of the
-  // current view (0: at once, as it arrives). A client that sends to every
-  // replica (the SDK does) reaches the primary itself; forwarding at once
-  // sent the primary n-1 more copies of every request.
+  // it forward_delay_ticks beyond the primary's batch_delay_ticks without
+  // seeing it in a PRE-PREPARE of the current view (0: at once, as it
+  // arrives). A client that sends to every replica (the SDK does) reaches
+  // the primary itself; forwarding at once sent the primary n-1 more copies
+  // of every request, and forwarding within the batch delay a copy of a
+  // request the primary holds on purpose.
   uint32_t forward_delay_ticks = 5;
   // Every FETCH_REQUEST names the requester's view. A replica with proof
   // that the cluster is in a higher view than its own (a fetched commit
@@ -459,7 +461,10 @@ class Core {
   void ProbeBeforeTimeout();
   // A backup sends every request it holds to the current primary.
   void ForwardHeldRequests();
-  // Forwards the requests held forward_delay_ticks that no PRE-PREPARE of
+  // Ticks a backup holds a request before forwarding it, unless
+  // forward_delay_ticks is 0 (then it forwards each as it arrives).
+  uint64_t ForwardDueTicks() const;
+  // Forwards the requests held ForwardDueTicks() that no PRE-PREPARE of
   // the current view carries (each once; backups, every tick).
   void ForwardLateRequests();
   // The requests that PRE-PREPAREs of the current view not yet executed

@@ -19,6 +19,8 @@ ledger_batch_requests_sum 52000
 ledger_batch_requests_count 1300
 ledger_view{replica="2"} 3
 ledger_view_changes_total 1
+ledger_protocol_events_total{event="request_forwarded"} 33
+ledger_protocol_events_total{event="batch_committed"} 1300
 ledger_store_memory_bytes{store="ledger"} 3000000
 ledger_store_memory_bytes{store="protocol"} 145728
 ledger_messages_dropped_total{layer="client",reason="resource_exhausted"} 120
@@ -54,7 +56,8 @@ def scrape(refused, queue_full, views=0, executed=0):
     return {"replicas": [{"client_refused": refused + i, "core_queue_full":
                           queue_full, "view_changes": views,
                           "executed_requests": executed,
-                          "admission_wait": refused // 2}
+                          "admission_wait": refused // 2,
+                          "requests_forwarded": 3 * refused}
                          for i in range(4)]}
 
 
@@ -73,6 +76,7 @@ class ParseMetrics(unittest.TestCase):
         self.assertEqual(m["client_refused"], 120)
         self.assertEqual(m["core_queue_full"], 7)
         self.assertEqual(m["admission_wait"], 100)
+        self.assertEqual(m["requests_forwarded"], 33)
         self.assertEqual(m["client_dropped"],
                          {"resource_exhausted": 120, "invalid_argument": 2,
                           "admission_wait": 100})
@@ -184,6 +188,8 @@ class Overload(unittest.TestCase):
         self.assertEqual(line["cluster_admission_wait_per_s"], [5.0] * 4)
         self.assertEqual(line["cluster_core_queue_full_per_s"], [0.5] * 4)
         self.assertEqual(line["view_changes"], [1] * 4)
+        # 3 x (1100 - 100) forwards over 100 s at each replica.
+        self.assertEqual(line["cluster_forwarded_per_s"], [30.0] * 4)
         self.assertEqual(line["executed_per_s"], 1000.0)  # 120,000 / 120 s.
         t = line["targets"]
         self.assertTrue(t["served_met"])

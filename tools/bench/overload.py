@@ -49,7 +49,7 @@ def parse_metrics(text):
     out = {"executed_seq": 0, "executed_requests": 0, "view": 0,
            "view_changes": 0, "store_memory_bytes": 0,
            "client_refused": 0, "admission_wait": 0, "core_queue_full": 0,
-           "client_dropped": {}}
+           "requests_forwarded": 0, "client_dropped": {}}
     for line in text.splitlines():
         mt = _SAMPLE.match(line)
         if not mt:
@@ -63,6 +63,9 @@ def parse_metrics(text):
             out["view"] = int(value)
         elif name == "ledger_view_changes_total":
             out["view_changes"] = int(value)
+        elif (name == "ledger_protocol_events_total"
+              and 'event="request_forwarded"' in labels):
+            out["requests_forwarded"] = int(value)
         elif name == "ledger_store_memory_bytes":
             out["store_memory_bytes"] += int(value)
         elif name == "ledger_messages_dropped_total":
@@ -257,6 +260,10 @@ def overload_line(peak, result, intervals, before, after, rss, catch,
                                          delta("admission_wait")],
         "cluster_core_queue_full_per_s": [round(x / secs, 1) for x in
                                           delta("core_queue_full")],
+        # Requests each backup sent on to the primary, having held them
+        # longer than its forward delay without seeing them proposed.
+        "cluster_forwarded_per_s": [round(x / secs, 1) for x in
+                                    delta("requests_forwarded")],
         "view_changes": delta("view_changes"),
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
