@@ -818,10 +818,11 @@ TEST_F(ClientTest, AdmittedButSilentDoesNotHoldTheCallOnceOneReplied) {
   absl::StatusOr<ledger::v1::OperationResults> r =
       c->Transfers({SomeTransfer()}, absl::Seconds(5));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_GE(replicas_[0]->calls() + replicas_[3]->calls(), 3)
-      << "replica 2: " << replicas_[2]->calls() << " calls, "
-      << replicas_[2]->unary() << " unary, " << replicas_[2]->streams()
-      << " streams";
+  // A refuser was asked again (under load a first call may not reach a
+  // replica at all, so the sum over both says less than this).
+  EXPECT_GE(std::max(replicas_[0]->calls(), replicas_[3]->calls()), 2)
+      << "calls: " << replicas_[0]->calls() << ", " << replicas_[1]->calls()
+      << ", " << replicas_[2]->calls() << ", " << replicas_[3]->calls();
 }
 
 // f refusals among the replicas asked, the others admitting: f+1 replicas
