@@ -461,10 +461,11 @@ class Core {
   void ProbeBeforeTimeout();
   // A backup sends every request it holds to the current primary.
   void ForwardHeldRequests();
-  // Ticks a backup holds a request before forwarding it, unless
-  // forward_delay_ticks is 0 (then it forwards each as it arrives).
-  uint64_t ForwardDueTicks() const;
-  // Forwards the requests held ForwardDueTicks() that no PRE-PREPARE of
+  // Whether a backup has held `q` long enough to forward it: the primary's
+  // batch_delay_ticks and forward_delay_ticks (unless forward_delay_ticks
+  // is 0: then it forwards each as it arrives).
+  bool HeldLong(const Queued& q) const;
+  // Forwards the requests HeldLong that no PRE-PREPARE of
   // the current view carries (each once; backups, every tick).
   void ForwardLateRequests();
   // The requests that PRE-PREPAREs of the current view not yet executed

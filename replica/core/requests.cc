@@ -26,7 +26,7 @@ void Core::OnRequest(const v1::Envelope& e) {
   if (!AdmitNumber(c, t)) return;
   const RequestKey key{c.value(), t.value()};
   auto qi = queue_index_.find(key);
-  bool held_long = false;  // A copy of a request held ForwardDueTicks().
+  bool held_long = false;  // A copy of a request held long (HeldLong).
   if (qi != queue_index_.end()) {
     // A copy of a queued request waits for that request's reply; another
     // request under the same number never executes: say so.
@@ -35,7 +35,7 @@ void Core::OnRequest(const v1::Envelope& e) {
       Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
-    held_long = queue_.at(qi->second).arrival_tick + ForwardDueTicks() <= tick_;
+    held_long = HeldLong(queue_.at(qi->second));
   } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).
@@ -52,7 +52,7 @@ void Core::OnRequest(const v1::Envelope& e) {
   } else {
     // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
     // to the primary (and holds it for its view-change timer); after
-    // ForwardDueTicks() without its PRE-PREPARE (ForwardLateRequests), as
+    // HeldLong without its PRE-PREPARE (ForwardLateRequests), as
     // the client has most likely sent it to the primary too. A client's
     // copy of a request held that long is forwarded as it comes (the client
     // is retransmitting: the first forward may have been lost).
@@ -73,7 +73,7 @@ void Core::ForwardLateRequests() {
   std::optional<absl::flat_hash_set<RequestKey>> proposed;
   for (auto it = queue_.lower_bound(forward_next_); it != queue_.end(); ++it) {
     const Queued& q = it->second;
-    if (q.arrival_tick + ForwardDueTicks() > tick_) break;
+    if (!HeldLong(q)) break;
     forward_next_ = it->first + 1;
     if (!proposed) proposed = ProposedInView();
     if (proposed->contains(RequestKey{q.client.value(), q.number.value()})) {
@@ -84,12 +84,13 @@ void Core::ForwardLateRequests() {
   }
 }
 
-uint64_t Core::ForwardDueTicks() const {
+bool Core::HeldLong(const Queued& q) const {
   // The primary may hold a request batch_delay_ticks on purpose (a batch in
   // flight, or batch_wait_when_idle): forwarding within that wait only sends
   // it a copy it has.
-  return uint64_t{options_.params.batch_delay_ticks} +
-         options_.forward_delay_ticks;
+  return q.arrival_tick + options_.params.batch_delay_ticks +
+             options_.forward_delay_ticks <=
+         tick_;
 }
 
 absl::flat_hash_set<Core::RequestKey> Core::ProposedInView() const {
