@@ -142,7 +142,10 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Start();
 
  private:
-  void Send(uint32_t replica, absl::Duration backoff);
+  // Asks `replica`, with the hint that the primary of `primary_view` was
+  // asked too (ledger.v1.SubmitRequest.primary_view) if set.
+  void Send(uint32_t replica, absl::Duration backoff,
+            std::optional<uint64_t> primary_view = std::nullopt);
   // Sends to the replicas not asked yet (once per call), counted by
   // `cause` in Client::stats().
   void Widen(WidenCause cause = WidenCause::kEarly);
@@ -538,7 +541,11 @@ void GrpcClient::StartRpc(uint32_t replica, bool submit,
   }
   if (options_.sessions &&
       sessions_[replica]->Send(
-          submit ? a->submit.request() : a->query.query(), a->deadline,
+          submit ? a->submit.request() : a->query.query(),
+          submit && a->submit.has_primary_view()
+              ? std::optional<uint64_t>(a->submit.primary_view())
+              : std::nullopt,
+          a->deadline,
           [this, a](grpc::Status status, pbft::v1::Envelope reply) {
             if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
               return StartUnary(a);  // A replica without sessions.
@@ -695,15 +702,24 @@ void FanOut::Start() {
   started_ = absl::Now();
   // Queries need 2f+1 matching answers from replicas that may lag: every
   // replica at once. Ordered requests: f+1 first (ClientOptions::send_to_all).
+  uint64_t view = 0;
   const std::vector<uint32_t> first = client_->first_replicas().Choose(
-      kind_ == Kind::kSubmit ? needed_ : client_->replica_count(), started_);
+      kind_ == Kind::kSubmit ? needed_ : client_->replica_count(), started_,
+      &view);
   {
     // All of them before the first send: an answer that comes back at
     // once must not find the others unasked and widen the call.
     absl::MutexLock l(&mu_);
     asked_.insert(first.begin(), first.end());
   }
-  for (uint32_t r : first) Send(r, client_->options().retry_initial);
+  // The backups among them are told that the primary has the request too,
+  // so that they need not forward it (the view's primary is among them).
+  const uint64_t primary = view % client_->replica_count();
+  for (uint32_t r : first) {
+    const bool hint = kind_ == Kind::kSubmit && r != primary;
+    Send(r, client_->options().retry_initial,
+         hint ? std::optional<uint64_t>(view) : std::nullopt);
+  }
   // Timers hold only a weak reference: a call whose RPCs all ended is
   // destroyed at once (and, if unfinished, reports its outcome as unknown
   // then).
@@ -822,7 +838,8 @@ void FanOut::NoteCompleted(const std::string& key) {
   client_->first_replicas().NoteLatency(absl::Now() - started_);
 }
 
-void FanOut::Send(uint32_t replica, absl::Duration backoff) {
+void FanOut::Send(uint32_t replica, absl::Duration backoff,
+                  std::optional<uint64_t> primary_view) {
   {
     absl::MutexLock l(&mu_);
     if (finished_) return;
@@ -841,6 +858,7 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff) {
   };
   if (kind_ == Kind::kSubmit) {
     a->submit.mutable_request()->CopyFrom(request_);
+    if (primary_view.has_value()) a->submit.set_primary_view(*primary_view);
   } else {
     a->query.mutable_query()->CopyFrom(request_);
   }

@@ -11,14 +11,17 @@ FirstReplicas::FirstReplicas(const Options& options) : options_(options) {
   strikes_.assign(options_.n, 0);
 }
 
-std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now) {
+std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now,
+                                            uint64_t* view) {
   const uint32_t n = options_.n;
+  const uint64_t v = view_.load();
+  if (view != nullptr) *view = v;
   std::vector<uint32_t> all(n);
   for (uint32_t r = 0; r < n; ++r) all[r] = r;
   if (needed >= n) return all;
   absl::MutexLock l(&mu_);
   ++counts_.ordered_sends;
-  const auto primary = static_cast<uint32_t>(view_.load() % n);
+  const auto primary = static_cast<uint32_t>(v % n);
   if (options_.send_to_all || avoid_until_[primary] > now) {
     ++counts_.sent_to_all_first;
     return all;

@@ -59,8 +59,10 @@ class FirstReplicas {
 
   // The replicas a request needing `needed` matching replies goes to first,
   // at `now`: every replica if `needed` >= n, with send_to_all, or if the
-  // primary or too many backups are left out.
-  std::vector<uint32_t> Choose(uint32_t needed, absl::Time now);
+  // primary or too many backups are left out. They include the primary of
+  // the view stored in `*view` (if not null).
+  std::vector<uint32_t> Choose(uint32_t needed, absl::Time now,
+                               uint64_t* view = nullptr);
   // How long the first replicas have before the others are asked.
   absl::Duration WidenAfter();
   // A request took `latency` from its first send to f+1 matching replies.

@@ -38,6 +38,7 @@ class ReplicaSession::OpTag final : public CqTag {
 };
 
 bool ReplicaSession::Send(const pbft::v1::Envelope& request,
+                          std::optional<uint64_t> primary_view,
                           absl::Time deadline, Done done) {
   uint64_t id;
   {
@@ -50,6 +51,7 @@ bool ReplicaSession::Send(const pbft::v1::Envelope& request,
     ledger::v1::SessionRequest r;
     *r.mutable_request() = request;
     r.set_id(id);
+    if (primary_view.has_value()) r.set_primary_view(*primary_view);
     out_.push_back(std::move(r));
     if (stream_ == nullptr) {
       Open();

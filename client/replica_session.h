@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,10 +70,13 @@ class ReplicaSession {
   ReplicaSession(const ReplicaSession&) = delete;
   ReplicaSession& operator=(const ReplicaSession&) = delete;
 
-  // Sends `request` (a signed pbft.v1.Request envelope); `done` runs once,
-  // on the poller or the timer thread. False if the replica does not
-  // implement Session or the session is closed (`done` is not called).
-  bool Send(const pbft::v1::Envelope& request, absl::Time deadline, Done done);
+  // Sends `request` (a signed pbft.v1.Request envelope) with the hint
+  // `primary_view` if set (ledger.v1.SubmitRequest.primary_view); `done`
+  // runs once, on the poller or the timer thread. False if the replica does
+  // not implement Session or the session is closed (`done` is not called).
+  bool Send(const pbft::v1::Envelope& request,
+            std::optional<uint64_t> primary_view, absl::Time deadline,
+            Done done);
   // Fails what waits with CANCELLED, cancels the stream and waits until
   // every operation on it has completed. Send() returns false afterwards.
   void Close();

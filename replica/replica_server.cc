@@ -73,7 +73,13 @@ class PoolVerifier final : public core::Verifier {
 
 // What the core thread consumes: verified peer messages, each peer in its
 // own share, and client requests in one more.
-using Inbox = FairQueue<pbft::v1::Envelope>;
+struct Inbound {
+  pbft::v1::Envelope envelope;
+  // A request from a client that said it sent it to this view's primary
+  // too (ledger.v1.SubmitRequest.primary_view).
+  std::optional<View> sent_to_primary_of;
+};
+using Inbox = FairQueue<Inbound>;
 
 // Refusals the shell counts per peer, beside the verification pool's.
 enum class ShellRefusal {
@@ -168,7 +174,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   void Admit(pbft::v1::Envelope e);
   void Refused(uint64_t peer, ShellRefusal r);
   void MirrorRefusals();
-  void Handle(pbft::v1::Envelope e);
+  void Handle(Inbound in);
   void Drain();
   absl::Status OpenNode(const core::Options& o);
   void Publish();
@@ -177,8 +183,8 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   bool CaughtUp() const;
   [[noreturn]] void Fatal(const absl::Status& s, absl::string_view what);
 
-  absl::Status OnSubmit(const pbft::v1::Envelope& e,
-                        const pbft::v1::Request& r);
+  absl::Status OnSubmit(const pbft::v1::Envelope& e, const pbft::v1::Request& r,
+                        std::optional<uint64_t> primary_view);
   void OnQuery(const pbft::v1::Envelope& e, const pbft::v1::Request& r,
                std::function<void(absl::StatusOr<pbft::v1::Envelope>)> done);
 
@@ -252,8 +258,9 @@ absl::Status ReplicaServerImpl::Init() {
   replica_service_ = std::make_unique<net::ReplicaServiceImpl>(
       pool_.get(), options_.verify_threads == 0);
   net::ClientService::Handlers h;
-  h.submit = [this](const pbft::v1::Envelope& e, const pbft::v1::Request& r) {
-    return OnSubmit(e, r);
+  h.submit = [this](const pbft::v1::Envelope& e, const pbft::v1::Request& r,
+                    std::optional<uint64_t> primary_view) {
+    return OnSubmit(e, r, primary_view);
   };
   h.query = [this](
                 const pbft::v1::Envelope& e, const pbft::v1::Request& r,
@@ -466,7 +473,8 @@ absl::Status ReplicaServerImpl::StartServers() {
 }
 
 absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
-                                         const pbft::v1::Request& r) {
+                                         const pbft::v1::Request& r,
+                                         std::optional<uint64_t> primary_view) {
   if (stopping_) return absl::UnavailableError("replica: shutting down");
   trace::Event("submit", r.client_id(), r.request_number());
   {
@@ -476,7 +484,9 @@ absl::Status ReplicaServerImpl::OnSubmit(const pbft::v1::Envelope& e,
     }
   }
   const size_t bytes = e.payload().size() + e.signature().size() + 32;
-  if (!inbox_.Push(cluster_.n(), e, bytes).accepted) {
+  Inbound in{e, std::nullopt};
+  if (primary_view.has_value()) in.sent_to_primary_of = View(*primary_view);
+  if (!inbox_.Push(cluster_.n(), std::move(in), bytes).accepted) {
     return absl::ResourceExhaustedError(
         "replica: request queue is full; retry later");
   }
@@ -492,7 +502,7 @@ void ReplicaServerImpl::Admit(pbft::v1::Envelope e) {
   const size_t source =
       e.type() == pbft::v1::MESSAGE_TYPE_REQUEST ? cluster_.n() : from;
   const size_t bytes = e.payload().size() + e.signature().size() + 32;
-  if (!inbox_.Push(source, std::move(e), bytes).accepted)
+  if (!inbox_.Push(source, Inbound{std::move(e), std::nullopt}, bytes).accepted)
     Refused(from, ShellRefusal::kInboxFull);
 }
 
@@ -516,12 +526,12 @@ void ReplicaServerImpl::CoreLoop() {
   const absl::Duration tick = absl::Milliseconds(cluster_.protocol().tick_ms);
   absl::Time next_tick = absl::Now();
   absl::Time next_mirror = absl::Now();
-  std::vector<pbft::v1::Envelope> items;
+  std::vector<Inbound> items;
   while (!stopping_) {
     items.clear();
     inbox_.PopMany(&items, 1024,
                    std::max(absl::ZeroDuration(), next_tick - absl::Now()));
-    for (pbft::v1::Envelope& e : items) Handle(std::move(e));
+    for (Inbound& in : items) Handle(std::move(in));
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       node_->Tick();
@@ -540,9 +550,10 @@ void ReplicaServerImpl::CoreLoop() {
   Drain();
 }
 
-void ReplicaServerImpl::Handle(pbft::v1::Envelope e) {
+void ReplicaServerImpl::Handle(Inbound in) {
+  const pbft::v1::Envelope& e = in.envelope;
   metrics_.MessageReceived(e.type());
-  switch (node_->Receive(e)) {
+  switch (node_->Receive(e, in.sent_to_primary_of)) {
     case node::ReplicaNode::Intake::kFetchThrottled:
       return Refused(e.sender(), ShellRefusal::kFetchThrottled);
     case node::ReplicaNode::Intake::kFetchMalformed:
@@ -686,6 +697,7 @@ void ReplicaServerImpl::MirrorCounters() {
            {"batch_committed", st.batches_committed},
            {"batch_fetched", st.batches_fetched},
            {"request_forwarded", st.requests_forwarded},
+           {"request_primary_has_copy", st.requests_primary_has_copy},
            {"retransmission", st.retransmissions},
            {"fetch_sent", st.fetches_sent},
            {"fetch_probe", st.fetch_probes},

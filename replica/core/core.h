@@ -200,6 +200,9 @@ struct Stats {
   uint64_t batches_committed = 0;
   uint64_t batches_fetched = 0;
   uint64_t requests_forwarded = 0;
+  // Held past the forward delay and not forwarded: the client said the
+  // primary has it (PrimaryHasCopy).
+  uint64_t requests_primary_has_copy = 0;
   uint64_t retransmissions = 0;
   uint64_t fetches_sent = 0;
   uint64_t fetch_probes = 0;  // Of fetches_sent: idle probes.
@@ -250,8 +253,12 @@ class Core {
   // ledger and passes it here too: the core sends the requester the NEW-VIEW
   // of its view if the request names an older one.
   void Step(const v1::Envelope& envelope);
-  // A client request envelope with a valid client signature.
-  void OnRequest(const v1::Envelope& request);
+  // A client request envelope with a valid client signature. A request a
+  // client sent here itself may carry the client's word that it sent the
+  // same request to the primary of `sent_to_primary_of` too (see
+  // HeldLong); a forwarded one carries nothing.
+  void OnRequest(const v1::Envelope& request,
+                 std::optional<View> sent_to_primary_of = std::nullopt);
   // One tick of logical time; `now_ms` is the shell's wall clock, used only
   // for PRE-PREPARE timestamps (§4.2 timestamp rule).
   void Tick(uint64_t now_ms);
@@ -350,6 +357,9 @@ class Core {
     RequestNumber number;
     uint64_t arrival_tick = 0;
     size_t bytes = 0;
+    // The view whose primary the client said it sent this request to as
+    // well (every copy that came said so); unset if any copy did not.
+    std::optional<View> sent_to_primary_of;
   };
   using RequestKey = std::pair<uint64_t, uint64_t>;  // (client, number)
 
@@ -397,7 +407,8 @@ class Core {
   // --- requests.cc: request queue and admission (§4.1).
   bool AdmitNumber(ClientId c, RequestNumber t);
   bool HandedOut(ClientId c, RequestNumber t) const;
-  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t);
+  bool Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t,
+               std::optional<View> sent_to_primary_of);
   // Removes one queued request (and its share of its client's quota).
   void Dequeue(std::map<uint64_t, Queued>::iterator it);
   // Removes the client's queued requests numbered <= t (they are ordered
@@ -465,6 +476,10 @@ class Core {
   // batch_delay_ticks and forward_delay_ticks (unless forward_delay_ticks
   // is 0: then it forwards each as it arrives).
   bool HeldLong(const Queued& q) const;
+  // Whether the client said it sent `q` to this view's primary too: then a
+  // backup leaves the forwarding to its view-change timer's probe
+  // (ProbeBeforeTimeout). A false word delays only that request.
+  bool PrimaryHasCopy(const Queued& q) const;
   // Forwards the requests HeldLong that no PRE-PREPARE of
   // the current view carries (each once; backups, every tick).
   void ForwardLateRequests();

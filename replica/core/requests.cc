@@ -10,7 +10,8 @@
 
 namespace pbft::core {
 
-void Core::OnRequest(const v1::Envelope& e) {
+void Core::OnRequest(const v1::Envelope& e,
+                     std::optional<View> sent_to_primary_of) {
   v1::Request r;
   if (e.type() != v1::MESSAGE_TYPE_REQUEST || !r.ParseFromString(e.payload()) ||
       r.client_id() != e.sender()) {
@@ -35,7 +36,12 @@ void Core::OnRequest(const v1::Envelope& e) {
       Reject(c, t, v1::REJECT_REASON_DUPLICATE_REQUEST_NUMBER);
       return;
     }
-    held_long = HeldLong(queue_.at(qi->second));
+    Queued& q = queue_.at(qi->second);
+    // A copy without the client's word (it asked every replica, say, after
+    // a silence) undoes the word of those before it.
+    if (q.sent_to_primary_of != sent_to_primary_of)
+      q.sent_to_primary_of.reset();
+    held_long = HeldLong(q) && !PrimaryHasCopy(q);
   } else {
     // A request this primary already put in a batch is not queued again
     // (the batch keeps the view-change timer running).
@@ -43,7 +49,7 @@ void Core::OnRequest(const v1::Envelope& e) {
       UpdateViewChangeTimer(false);
       return;
     }
-    if (!Enqueue(e, c, t)) return;
+    if (!Enqueue(e, c, t, sent_to_primary_of)) return;
   }
   if (!view_active_) return;  // Held; forwarded once the new view starts.
   if (is_primary()) {
@@ -53,9 +59,11 @@ void Core::OnRequest(const v1::Envelope& e) {
     // Castro–Liskov §4.1: a backup forwards a request it has not seen executed
     // to the primary (and holds it for its view-change timer); after
     // HeldLong without its PRE-PREPARE (ForwardLateRequests), as
-    // the client has most likely sent it to the primary too. A client's
-    // copy of a request held that long is forwarded as it comes (the client
-    // is retransmitting: the first forward may have been lost).
+    // the client has most likely sent it to the primary too; not at all if
+    // the client said it did (PrimaryHasCopy: the timer's probe forwards
+    // it). A client's copy of a request held that long is forwarded as it
+    // comes (the client is retransmitting: the first forward may have been
+    // lost).
     if (options_.forward_delay_ticks == 0 ||
         (held_long && !ProposedInView().contains(key))) {
       SendTo(primary(), e);
@@ -75,6 +83,10 @@ void Core::ForwardLateRequests() {
     const Queued& q = it->second;
     if (!HeldLong(q)) break;
     forward_next_ = it->first + 1;
+    if (PrimaryHasCopy(q)) {  // A copy without the word forwards it.
+      ++stats_.requests_primary_has_copy;
+      continue;
+    }
     if (!proposed) proposed = ProposedInView();
     if (proposed->contains(RequestKey{q.client.value(), q.number.value()})) {
       continue;
@@ -91,6 +103,10 @@ bool Core::HeldLong(const Queued& q) const {
   return q.arrival_tick + options_.params.batch_delay_ticks +
              options_.forward_delay_ticks <=
          tick_;
+}
+
+bool Core::PrimaryHasCopy(const Queued& q) const {
+  return q.sent_to_primary_of == view_ && options_.forward_delay_ticks != 0;
 }
 
 absl::flat_hash_set<Core::RequestKey> Core::ProposedInView() const {
@@ -141,7 +157,8 @@ bool Core::HandedOut(ClientId c, RequestNumber t) const {
 
 // Queues a new request unless it cannot be ordered (too large, queue full);
 // those are rejected at once. True if queued.
-bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
+bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t,
+                   std::optional<View> sent_to_primary_of) {
   const size_t bytes = RequestBytes(e);
   if (bytes > options_.params.batch_bytes_max) {
     Drop(DropReason::kBatchTooLarge);
@@ -166,7 +183,7 @@ bool Core::Enqueue(const v1::Envelope& e, ClientId c, RequestNumber t) {
     return false;
   }
   const uint64_t arrival = next_arrival_++;
-  queue_[arrival] = Queued{e, c, t, tick_, bytes};
+  queue_[arrival] = Queued{e, c, t, tick_, bytes, sent_to_primary_of};
   queue_index_[RequestKey{c.value(), t.value()}] = arrival;
   queue_bytes_ += bytes;
   ++share.requests;

@@ -84,6 +84,13 @@ RequestFields ScanRequest(const pbft::v1::Envelope& e) {
   return r;
 }
 
+// The client's primary_view hint of a SubmitRequest or SessionRequest.
+template <typename Call>
+std::optional<uint64_t> PrimaryView(const Call& call) {
+  if (!call.has_primary_view()) return std::nullopt;
+  return call.primary_view();
+}
+
 // A completion-queue tag: runs `fn(ok)` once, then deletes itself.
 struct Tag {
   std::function<void(bool)> fn;
@@ -278,8 +285,8 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
     if (added != AddResult::kAdded) {
       return Fail(owner_->Refusal(added, key_.first));
     }
-    absl::Status accepted =
-        owner_->handlers_.submit(request_.request(), decoded_);
+    absl::Status accepted = owner_->handlers_.submit(
+        request_.request(), decoded_, PrimaryView(request_));
     if (!accepted.ok()) {
       owner_->CountRejected(accepted.code());
       owner_->RemovePending(key_, this);
@@ -603,6 +610,7 @@ class ClientService::SessionItem final : public Intake, public Waiter {
     // Waiting for the reply needs only the id: the request's bytes go with
     // the hand-over.
     const pbft::v1::Envelope envelope = std::move(*request_.mutable_request());
+    const std::optional<uint64_t> primary_view = PrimaryView(request_);
     // Register before handing over: the reply may come at once. From here
     // on the item may be answered and deleted on another thread: only the
     // locals are used, and the session is held until the end.
@@ -613,7 +621,8 @@ class ClientService::SessionItem final : public Intake, public Waiter {
     } else if (added != AddResult::kAdded) {
       Refuse(owner->Refusal(added, key.first));
     } else {
-      const absl::Status accepted = owner->handlers_.submit(envelope, decoded);
+      const absl::Status accepted =
+          owner->handlers_.submit(envelope, decoded, primary_view);
       if (!accepted.ok()) {
         owner->CountRejected(accepted.code());
         if (owner->Unregister(key, this)) {

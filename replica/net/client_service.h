@@ -82,10 +82,13 @@ class CallShares {
 class ClientService {
  public:
   struct Handlers {
-    // A verified, decoded request to order. OK: accepted (the reply comes
-    // later through DeliverReply); otherwise the status goes to the client.
+    // A verified, decoded request to order, with the client's
+    // primary_view hint if it sent one (SubmitRequest). OK: accepted (the
+    // reply comes later through DeliverReply); otherwise the status goes
+    // to the client.
     std::function<absl::Status(const pbft::v1::Envelope& envelope,
-                               const pbft::v1::Request& request)>
+                               const pbft::v1::Request& request,
+                               std::optional<uint64_t> primary_view)>
         submit;
     // A verified read-only query; call `done` exactly once, on any thread.
     std::function<void(

@@ -49,10 +49,11 @@ absl::Status ReplicaNode::Restore() {
   return absl::OkStatus();
 }
 
-ReplicaNode::Intake ReplicaNode::Receive(const pbft::v1::Envelope& e) {
+ReplicaNode::Intake ReplicaNode::Receive(
+    const pbft::v1::Envelope& e, std::optional<View> sent_to_primary_of) {
   trace::Event("in", e.type(), e.sender());
   if (e.type() == pbft::v1::MESSAGE_TYPE_REQUEST) {
-    core_->OnRequest(e);
+    core_->OnRequest(e, sent_to_primary_of);
     return Intake::kAccepted;
   }
   if (e.type() == pbft::v1::MESSAGE_TYPE_FETCH_REQUEST) {

@@ -26,6 +26,7 @@
 #define PBFT_LEDGER_REPLICA_NODE_REPLICA_NODE_H_
 
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -69,8 +70,11 @@ class ReplicaNode {
   ReplicaNode& operator=(const ReplicaNode&) = delete;
 
   // A verified peer message or client REQUEST. Call Drain() afterwards
-  // (several inputs may share one Drain).
-  Intake Receive(const pbft::v1::Envelope& e);
+  // (several inputs may share one Drain). `sent_to_primary_of`: a REQUEST
+  // that its client sent here itself, with the client's word that it sent
+  // it to that view's primary too (core::Core::OnRequest).
+  Intake Receive(const pbft::v1::Envelope& e,
+                 std::optional<View> sent_to_primary_of = std::nullopt);
   // One tick of logical time, stamped with the clock's wall time.
   void Tick();
   // Carries out every pending Ready. OK, or the error that stopped the

@@ -143,6 +143,78 @@ TEST(Requests, BackupWaitsOutThePrimarysBatchDelayBeforeForwarding_4_1) {
   EXPECT_EQ(s.core().stats().requests_forwarded, 1u);
 }
 
+// A client that sent the request to the primary as well says so (the
+// SDK's primary_view hint): the backup then leaves the forwarding to its
+// view-change timer's probe, at half the timeout, instead of forwarding
+// after its delay. A client that lied has only delayed its own request.
+TEST(Requests, BackupLeavesARequestThePrimaryHasToTheTimersProbe_4_1) {
+  ProtocolParams p = Scenario::Params();
+  p.view_change_timeout_ticks = 40;
+  Scenario s(2, p);
+  s.core().OnRequest(s.Request(1, 1), View(0));
+  s.Take();
+  const uint32_t probe =
+      p.view_change_timeout_ticks - p.view_change_timeout_ticks / 2;
+  for (uint32_t i = 1; i < probe; ++i) {
+    s.Tick();
+    EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty()) << "tick " << i;
+  }
+  s.Tick();  // The probe.
+  ASSERT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST).size(), 1u);
+  EXPECT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST)[0].to, ReplicaId(0));
+  EXPECT_EQ(s.core().stats().requests_forwarded, 1u);
+  EXPECT_EQ(s.core().stats().timer_probes, 1u);
+  EXPECT_EQ(s.core().stats().requests_primary_has_copy, 1u);
+}
+
+// The hint holds only while every copy carries it, for this view: a copy
+// without it (the client asking again) is forwarded as any copy of a
+// request held that long; a hint naming another view is ignored.
+TEST(Requests, ACopyWithoutTheHintOrAHintForAnotherViewForwardsAsBefore_4_1) {
+  const uint32_t due =
+      Options().forward_delay_ticks + Scenario::Params().batch_delay_ticks;
+  Scenario s(2);
+  s.core().OnRequest(s.Request(1, 1), View(0));
+  s.Take();
+  for (uint32_t i = 0; i < due + 2; ++i) {
+    s.Tick();
+    EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty()) << "tick " << i;
+  }
+  s.core().OnRequest(s.Request(1, 1), View(0));  // Same word: still held.
+  s.Take();
+  EXPECT_TRUE(s.Sent(v1::MESSAGE_TYPE_REQUEST).empty());
+  s.Step(s.Request(1, 1));  // No word: forwarded as it comes.
+  ASSERT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST).size(), 1u);
+  EXPECT_EQ(s.Sent(v1::MESSAGE_TYPE_REQUEST)[0].to, ReplicaId(0));
+
+  // A copy without the word before the delay is up: forwarded at the delay.
+  Scenario b(2);
+  b.core().OnRequest(b.Request(1, 1), View(0));
+  b.Take();
+  b.Step(b.Request(1, 1));
+  std::vector<Outbound> fwd;
+  for (uint32_t i = 0; i < due; ++i) {
+    b.Tick();
+    for (const Outbound& o : b.Sent(v1::MESSAGE_TYPE_REQUEST)) {
+      fwd.push_back(o);
+    }
+  }
+  EXPECT_EQ(fwd.size(), 1u);
+
+  // The word for view 1 in view 0: forwarded at the delay.
+  Scenario c(2);
+  c.core().OnRequest(c.Request(1, 1), View(1));
+  c.Take();
+  fwd.clear();
+  for (uint32_t i = 0; i < due; ++i) {
+    c.Tick();
+    for (const Outbound& o : c.Sent(v1::MESSAGE_TYPE_REQUEST)) {
+      fwd.push_back(o);
+    }
+  }
+  EXPECT_EQ(fwd.size(), 1u);
+}
+
 TEST(Requests, BackupDoesNotForwardWhatThePrimaryProposed_4_1) {
   Scenario s(2);
   const v1::Envelope request = s.Request(1, 1);

@@ -6,6 +6,8 @@
 #include <array>
 #include <atomic>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -271,9 +273,8 @@ TEST(ClientServiceShutdownTest, AnAnswerAfterShutdownIsDropped) {
   absl::Mutex mu;
   std::function<void(absl::StatusOr<Envelope>)> held;
   ClientService::Handlers h;
-  h.submit = [](const Envelope&, const pbft::v1::Request&) {
-    return absl::OkStatus();
-  };
+  h.submit = [](const Envelope&, const pbft::v1::Request&,
+                std::optional<uint64_t>) { return absl::OkStatus(); };
   h.query = [&](const Envelope&, const pbft::v1::Request&,
                 std::function<void(absl::StatusOr<Envelope>)> done) {
     absl::MutexLock l(&mu);
@@ -517,12 +518,14 @@ class ClientServiceTest : public ::testing::Test {
     pool_ = std::make_unique<VerifyPool>(&k_.verifier, 1, Limits(), Share(100),
                                          [](Envelope) {});
     ClientService::Handlers h;
-    h.submit = [this](const Envelope&, const pbft::v1::Request& r) {
+    h.submit = [this](const Envelope&, const pbft::v1::Request& r,
+                      std::optional<uint64_t> primary_view) {
       if (r.request_number() == 666) {
         return absl::ResourceExhaustedError("request queue full");
       }
       absl::MutexLock l(&mu_);
       submitted_.push_back(r.request_number());
+      primary_views_[r.request_number()] = primary_view;
       if (r.request_number() >= kHeld && r.request_number() < kHeld + 10) {
         // Holds this completion-queue thread until Release().
         ++held_;
@@ -641,6 +644,9 @@ class ClientServiceTest : public ::testing::Test {
   std::unique_ptr<ledger::v1::LedgerService::Stub> stub_;
   absl::Mutex mu_;
   std::vector<uint64_t> submitted_ ABSL_GUARDED_BY(mu_);
+  // Request number -> the client's primary_view hint, as handed over.
+  std::map<uint64_t, std::optional<uint64_t>> primary_views_
+      ABSL_GUARDED_BY(mu_);
   int queries_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   int held_ ABSL_GUARDED_BY(mu_) = 0;
@@ -958,6 +964,52 @@ TEST_F(ClientServiceTest, SessionAnswersEachRequestWithItsId) {
   EXPECT_EQ(service_->pending(), 0u);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// The client's primary_view hint reaches the handler as sent, on a Submit
+// and on a Session, and is absent where the client sent none.
+TEST_F(ClientServiceTest, ThePrimaryViewHintIsHandedOverAsSent) {
+  Start(100);
+  std::vector<std::thread> calls;
+  for (uint64_t n : {21, 22}) {
+    calls.emplace_back([this, n] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+      ledger::v1::SubmitRequest req;
+      *req.mutable_request() = k_.Request(n);
+      if (n == 21) req.set_primary_view(7);
+      ledger::v1::SubmitResponse resp;
+      stub_->Submit(&ctx, req, &resp);  // Answered below.
+    });
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  auto stream = stub_->Session(&ctx);
+  ledger::v1::SessionRequest r;
+  r.set_id(1);
+  *r.mutable_request() = k_.Request(23);
+  r.set_primary_view(0);  // Set, to view 0: not the same as unset.
+  ASSERT_TRUE(stream->Write(r));
+  ASSERT_TRUE(WriteSession(stream.get(), 2, k_.Request(24)));
+  ASSERT_TRUE(WaitSubmitted(4));
+  {
+    absl::MutexLock l(&mu_);
+    EXPECT_EQ(primary_views_[21], std::optional<uint64_t>(7));
+    EXPECT_EQ(primary_views_[22], std::nullopt);
+    EXPECT_EQ(primary_views_[23], std::optional<uint64_t>(0));
+    EXPECT_EQ(primary_views_[24], std::nullopt);
+  }
+  for (uint64_t n : {21, 22}) {
+    pbft::v1::Reply reply;
+    reply.set_request_number(n);
+    ASSERT_TRUE(Eventually([&] {
+      return service_->DeliverReply(
+                 9, n,
+                 k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)) == 1;
+    }));
+  }
+  ctx.TryCancel();
+  for (std::thread& t : calls) t.join();
 }
 
 // A Session whose client goes away takes its waiting requests out of the

@@ -26,7 +26,8 @@ const std::vector<std::string> kScenarios = {"fair",
                                              "unprovoked-view-change",
                                              "power-loss",
                                              "full-window",
-                                             "missing-bodies"};
+                                             "missing-bodies",
+                                             "lying-hint"};
 
 void Simulation::Setup() {
   n_ = opt_.replicas;
@@ -48,7 +49,7 @@ void Simulation::Setup() {
 // returns the number of clients.
 uint32_t Simulation::DrawParams() {
   const std::string& sc = opt_.scenario;
-  const bool lossy = sc != "fair" && sc != "queue-full";
+  const bool lossy = sc != "fair" && sc != "queue-full" && sc != "lying-hint";
   // corrupt-primary: a lossy network and a Byzantine primary (below).
   uint32_t K = static_cast<uint32_t>(rng_.Pick<uint64_t>({4, 8, 16}));
   if (sc == "small-window") K = static_cast<uint32_t>(rng_.Range(1, 3));
@@ -79,6 +80,9 @@ uint32_t Simulation::DrawParams() {
     params_.request_queue_max = static_cast<uint32_t>(rng_.Range(1, 2));
   }
   stale_numbers_ = sc == "stale-numbers";
+  lying_hint_ = sc == "lying-hint";
+  // Client 1 tells the truth (odd ids send to all); 2 lies.
+  if (lying_hint_) clients = std::max<uint32_t>(clients, 2);
   if (lossy) {
     drop_ = static_cast<double>(rng_.Range(0, 20)) / 100.0;
     dup_ = static_cast<double>(rng_.Range(0, 10)) / 100.0;
@@ -249,6 +253,7 @@ std::string Simulation::CreateParticipants(uint32_t clients,
     cl->id = c;
     cl->signer = crypto_->ClientSigner(c);
     cl->to_all = c % 2 == 1;
+    cl->lies_about_primary = lying_hint_ && !cl->to_all;
     cl->total = power_losses_max_ > 0 || !starved_.empty() ? rng_.Range(20, 40)
                 : full_window_                             ? rng_.Range(8, 12)
                                                            : rng_.Range(4, 16);
@@ -304,7 +309,8 @@ void Simulation::DescribeSetup(uint32_t clients, const std::string& byz_desc) {
 // --- Network -----------------------------------------------------------------
 
 void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra,
-                         bool from_client) {
+                         bool from_client,
+                         std::optional<uint64_t> primary_view) {
   ++result_.messages_sent;
   if (!to_client && from_ < n_ && blocked_[from_][to]) {
     ++result_.messages_dropped;  // Partitioned.
@@ -325,6 +331,7 @@ void Simulation::Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra,
     p.order = order_++;
     p.to_client = to_client;
     p.from_client = from_client;
+    p.primary_view = primary_view;
     p.to = to;
     p.envelope = e;
     net_.push(std::move(p));
@@ -345,9 +352,10 @@ void Simulation::SendToReplica(uint32_t to, EnvPtr e) {
   Enqueue(false, to, std::move(e));
 }
 
-void Simulation::ClientSendTo(uint32_t to, EnvPtr e) {
+void Simulation::ClientSendTo(uint32_t to, EnvPtr e,
+                              std::optional<uint64_t> primary_view) {
   CHECK_LT(to, n_);
-  Enqueue(false, to, std::move(e), 0, /*from_client=*/true);
+  Enqueue(false, to, std::move(e), 0, /*from_client=*/true, primary_view);
 }
 
 void Simulation::SendToClient(uint64_t to, EnvPtr e) {
@@ -391,7 +399,7 @@ void Simulation::Deliver(const Packet& p) {
     if (r.held.size() < held_max_) r.held.push_back(p.envelope);
     return;
   }
-  DeliverToReplica(r, p.envelope);
+  DeliverToReplica(r, p.envelope, p.primary_view);
 }
 
 // --- Clients
@@ -427,14 +435,25 @@ EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
   c.replies.clear();
   c.stale.clear();
   c.last_sent_tick = tick_;
+  if (c.lies_about_primary) {
+    LyingSend(c, /*retransmission=*/false);
+    return e;
+  }
+  // The backups are told that the primary has it too (the SDK's hint).
+  const auto primary = static_cast<uint32_t>(c.view_hint % n_);
+  const auto send = [&](uint32_t to) {
+    ClientSendTo(
+        to, e,
+        to == primary ? std::nullopt : std::optional<uint64_t>(c.view_hint));
+  };
   if (c.to_all) {
-    for (uint32_t i = 0; i < n_; ++i) ClientSendTo(i, e);
+    for (uint32_t i = 0; i < n_; ++i) send(i);
     return e;
   }
   // The primary of the highest view the replies named, and the f replicas
   // after it: f+1 replicas reply (the SDK's first replicas).
   for (uint32_t i = 0; i <= f_; ++i) {
-    ClientSendTo(static_cast<uint32_t>((c.view_hint + i) % n_), e);
+    send(static_cast<uint32_t>((c.view_hint + i) % n_));
   }
   return e;
 }
@@ -505,7 +524,24 @@ void Simulation::ClientTick(SimClient& c) {
   if (tick_ - c.last_sent_tick >= client_timeout_ticks_) {
     // Castro–Liskov §4.1: on timeout the client sends to all replicas.
     c.last_sent_tick = tick_;
+    if (c.lies_about_primary) {
+      LyingSend(c, /*retransmission=*/true);
+      return;
+    }
     for (uint32_t i = 0; i < n_; ++i) ClientSendTo(i, c.request);
+  }
+}
+
+// Scenario lying-hint: first the f+1 replicas after the primary the client
+// believes in, on a retransmission every backup, each told that the
+// primary has the request too; the primary never gets it from the client.
+// Only the backups' view-change timer probes forward it: the request is
+// delayed, nothing else.
+void Simulation::LyingSend(SimClient& c, bool retransmission) {
+  const uint32_t backups = retransmission ? n_ - 1 : f_ + 1;
+  for (uint32_t i = 1; i <= backups; ++i) {
+    ClientSendTo(static_cast<uint32_t>((c.view_hint + i) % n_), c.request,
+                 c.view_hint);
   }
 }
 
@@ -589,6 +625,7 @@ SimResult Simulation::Run() {
   }
   if (result_.ok) FinalCheck();
   if (result_.ok) ViewCheck();
+  if (result_.ok) LyingHintCheck();
   if (result_.ok) IdleCatchUpCheck();
   if (result_.ok) ChainCheck();
   if (result_.ok) ViewBoundCheck();
@@ -605,6 +642,7 @@ SimResult Simulation::Run() {
     result_.core_drops += r->core().stats().dropped_total();
     result_.fetches += r->core().stats().fetches_sent;
     result_.forwarded += r->core().stats().requests_forwarded;
+    result_.primary_has_copy += r->core().stats().requests_primary_has_copy;
     result_.bodies_fetched += r->core().stats().bodies_fetched;
     if (opt_.verbose) {
       std::string drops;

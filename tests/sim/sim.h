@@ -41,6 +41,9 @@ struct SimResult {
   uint64_t core_drops = 0;        // Inputs the correct cores refused.
   uint64_t fetches = 0;
   uint64_t forwarded = 0;  // Requests backups forwarded to a primary.
+  // Requests backups held past the forward delay and did not forward: the
+  // client said the primary had them (core Stats::requests_primary_has_copy).
+  uint64_t primary_has_copy = 0;
   // Replies correct replicas did not sign or send: no client call waited
   // for them there.
   uint64_t replies_unsent = 0;

@@ -202,6 +202,11 @@ struct SimClient {
   // all on timeout (Castro–Liskov §4.1). A backup forwards what no
   // PRE-PREPARE carried in time.
   bool to_all = false;
+  // Scenario lying-hint: sends to f+1 backups only (every backup on a
+  // retransmission), telling them it sent the request to the primary too (the
+  // hint of ledger.v1.SubmitRequest.primary_view). Correct clients tell the
+  // truth with every first send.
+  bool lies_about_primary = false;
   std::map<uint32_t, std::string> replies;  // replica -> result
   // Scenario stale-numbers: the operation of the outstanding request, the
   // numbers used, and the stale rejections it got (replica -> last number).
@@ -216,6 +221,8 @@ struct Packet {
   uint64_t order = 0;
   bool to_client = false;
   bool from_client = false;  // A REQUEST a client sent (not forwarded).
+  // A client's word that it sent the REQUEST to this view's primary too.
+  std::optional<uint64_t> primary_view;
   uint64_t to = 0;
   EnvPtr envelope;
   bool operator>(const Packet& o) const {
@@ -260,10 +267,12 @@ class Simulation {
   void SendToReplica(uint32_t to, EnvPtr e);
   void CountUnsentReply() { ++result_.replies_unsent; }
   // A client's REQUEST: where it arrives, a call waits for its reply.
-  void ClientSendTo(uint32_t to, EnvPtr e);
+  void ClientSendTo(uint32_t to, EnvPtr e,
+                    std::optional<uint64_t> primary_view = std::nullopt);
   void SendToClient(uint64_t to, EnvPtr e);
   void Enqueue(bool to_client, uint64_t to, EnvPtr e, uint64_t extra = 0,
-               bool from_client = false);
+               bool from_client = false,
+               std::optional<uint64_t> primary_view = std::nullopt);
   void Deliver(const Packet& p);
 
   // Replicas. SimIo (the node's interfaces) calls Append ... Reply.
@@ -272,7 +281,8 @@ class Simulation {
   // Opens the replica's ledger and protocol store on its Env, and the node
   // over them (ledgerd's restart path); false (and Fail) if that fails.
   bool StartNode(SimReplica& r);
-  void DeliverToReplica(SimReplica& r, const EnvPtr& e);
+  void DeliverToReplica(SimReplica& r, const EnvPtr& e,
+                        std::optional<uint64_t> primary_view = std::nullopt);
   void Drain(SimReplica& r);
   absl::Status Append(SimReplica& r, const core::Persist& p);
   void Route(SimReplica& r, core::Outbound o);
@@ -314,6 +324,7 @@ class Simulation {
   void MissingBodiesTick();
   // Views reached stay below a bound linear in the faults injected.
   void ViewBoundCheck();
+  void LyingHintCheck();
   // Scenarios restart-during-view-change and stall-through-view-change.
   bool RejoinRun();
   void ForceViewChange(SimReplica& victim);
@@ -356,6 +367,7 @@ class Simulation {
 
   // Clients.
   void ClientTick(SimClient& c);
+  void LyingSend(SimClient& c, bool retransmission);
   void ClientReceive(SimClient& c, const v1::Envelope& e);
   // A transfer of 1 from client c's genesis account to the next client's,
   // with an id of its own and 0-64 bytes of memo.
@@ -426,6 +438,7 @@ class Simulation {
   uint64_t crashes_done_ = 0, partitions_done_ = 0;
   uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
   bool stale_numbers_ = false;                    // Scenario stale-numbers.
+  bool lying_hint_ = false;                       // Scenario lying-hint.
   // Scenario missing-bodies: replicas that get view 0's PRE-PREPAREs
   // without batches, and the tick primary 0 is cut off.
   std::set<uint32_t> starved_;

@@ -98,7 +98,8 @@ bool Simulation::StartNode(SimReplica& r) {
   return true;
 }
 
-void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
+void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e,
+                                  std::optional<uint64_t> primary_view) {
   from_ = r.id;
   if (r.byzantine) ByzantineOnReceive(r, e);
   if (e->type() == v1::MESSAGE_TYPE_VIEW_CHANGE) {
@@ -110,7 +111,9 @@ void Simulation::DeliverToReplica(SimReplica& r, const EnvPtr& e) {
   }
   // The node hands a FETCH_REQUEST to its fetch service (RespondFetch) and
   // to the core (a requester in an older view gets the NEW-VIEW).
-  r.node->Receive(*e);
+  std::optional<View> sent_to_primary_of;
+  if (primary_view.has_value()) sent_to_primary_of = View(*primary_view);
+  r.node->Receive(*e, sent_to_primary_of);
   Drain(r);
 }
 

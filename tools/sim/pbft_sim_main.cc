@@ -31,6 +31,44 @@ ABSL_FLAG(uint64_t, max_ticks, 60000,
 ABSL_FLAG(bool, stop_at_failure, false,
           "Stop after the first failing seed (tests/mutation/run.sh).");
 
+namespace {
+
+// The exit code of a range: 1 if a seed failed, or if the range did not
+// test what its scenario is for.
+int RangeExitCode(const std::string& scenario, uint64_t seeds, uint64_t failed,
+                  uint64_t full_window_missed, uint64_t bodies,
+                  uint64_t primary_has_copy) {
+  // A range of the full-window scenario in which more than one seed in ten
+  // changed views before the window filled tests too little of its case.
+  if (scenario == "full-window" && full_window_missed * 10 > seeds) {
+    std::printf(
+        "full-window: %llu of %llu seeds changed views before the "
+        "window filled\n",
+        static_cast<unsigned long long>(full_window_missed),
+        static_cast<unsigned long long>(seeds));
+    return 1;
+  }
+  // A range of the missing-bodies scenario that never fetched a body did
+  // not test what it is for.
+  if (scenario == "missing-bodies" && bodies == 0) {
+    std::printf("missing-bodies: no batch body was fetched in %llu seeds\n",
+                static_cast<unsigned long long>(seeds));
+    return 1;
+  }
+  // A range of the lying-hint scenario in which no backup heeded a
+  // client's word did not test what it is for.
+  if (scenario == "lying-hint" && primary_has_copy == 0) {
+    std::printf(
+        "lying-hint: no backup held a request for the primary in "
+        "%llu seeds\n",
+        static_cast<unsigned long long>(seeds));
+    return 1;
+  }
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   pbft::ParseFlags(argc, argv,
                    "pbft-sim --seeds N [--first-seed S] [--replicas 4|7] "
@@ -56,9 +94,9 @@ int main(int argc, char** argv) {
   const uint64_t first = absl::GetFlag(FLAGS_first_seed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
-           dropped = 0, fetches = 0, forwarded = 0, unsent = 0, max_latency = 0,
-           max_rejoin = 0, ahead = 0, max_view = 0, bodies = 0,
-           full_window_missed = 0;
+           dropped = 0, fetches = 0, forwarded = 0, primary_has_copy = 0,
+           unsent = 0, max_latency = 0, max_rejoin = 0, ahead = 0, max_view = 0,
+           bodies = 0, full_window_missed = 0;
   pbft::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -71,6 +109,7 @@ int main(int argc, char** argv) {
     dropped += r.messages_dropped;
     fetches += r.fetches;
     forwarded += r.forwarded;
+    primary_has_copy += r.primary_has_copy;
     unsent += r.replies_unsent;
     bodies += r.bodies_fetched;
     full_window_missed += r.full_window_missed;
@@ -116,7 +155,8 @@ int main(int argc, char** argv) {
       "{\"seeds\":%llu,\"failed\":%llu,\"scenario\":\"%s\",\"replicas\":%u,"
       "\"first_seed\":%llu,\"ticks\":%llu,\"requests\":%llu,\"batches\":%llu,"
       "\"messages\":%llu,\"net_dropped\":%llu,\"fetches\":%llu,"
-      "\"forwarded\":%llu,\"replies_unsent\":%llu,\"bodies_fetched\":%llu,"
+      "\"forwarded\":%llu,\"primary_has_copy\":%llu,"
+      "\"replies_unsent\":%llu,\"bodies_fetched\":%llu,"
       "\"max_latency_ticks\":%llu,\"max_rejoin_ticks\":%llu,"
       "\"ahead_alone\":%llu,\"max_view\":%llu,\"real_crypto\":%s,"
       "\"wall_s\":%.3f,"
@@ -131,6 +171,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(dropped),
       static_cast<unsigned long long>(fetches),
       static_cast<unsigned long long>(forwarded),
+      static_cast<unsigned long long>(primary_has_copy),
       static_cast<unsigned long long>(unsent),
       static_cast<unsigned long long>(bodies),
       static_cast<unsigned long long>(max_latency),
@@ -138,22 +179,6 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(ahead),
       static_cast<unsigned long long>(max_view),
       o.real_crypto ? "true" : "false", wall, digest.c_str());
-  // A range of the full-window scenario in which more than one seed in ten
-  // changed views before the window filled tests too little of its case.
-  if (o.scenario == "full-window" && full_window_missed * 10 > seeds) {
-    std::printf(
-        "full-window: %llu of %llu seeds changed views before the "
-        "window filled\n",
-        static_cast<unsigned long long>(full_window_missed),
-        static_cast<unsigned long long>(seeds));
-    return 1;
-  }
-  // A range of the missing-bodies scenario that never fetched a body did
-  // not test what it is for.
-  if (o.scenario == "missing-bodies" && bodies == 0) {
-    std::printf("missing-bodies: no batch body was fetched in %llu seeds\n",
-                static_cast<unsigned long long>(seeds));
-    return 1;
-  }
-  return failed == 0 ? 0 : 1;
+  return RangeExitCode(o.scenario, seeds, failed, full_window_missed, bodies,
+                       primary_has_copy);
 }
