@@ -702,7 +702,7 @@ void FanOut::Start() {
   started_ = absl::Now();
   // Queries need 2f+1 matching answers from replicas that may lag: every
   // replica at once. Ordered requests: f+1 first (ClientOptions::send_to_all).
-  uint64_t view = 0;
+  std::optional<uint64_t> view;
   const std::vector<uint32_t> first = client_->first_replicas().Choose(
       kind_ == Kind::kSubmit ? needed_ : client_->replica_count(), started_,
       &view);
@@ -712,13 +712,14 @@ void FanOut::Start() {
     absl::MutexLock l(&mu_);
     asked_.insert(first.begin(), first.end());
   }
-  // The backups among them are told that the primary has the request too,
-  // so that they need not forward it (the view's primary is among them).
-  const uint64_t primary = view % client_->replica_count();
+  // f+1 headed by the primary: the backups among them are told that the
+  // primary has the request too, so that they need not forward it. Not when
+  // every replica is asked (the primary may be the one left out, and none
+  // would remain to forward the request if it failed).
   for (uint32_t r : first) {
-    const bool hint = kind_ == Kind::kSubmit && r != primary;
-    Send(r, client_->options().retry_initial,
-         hint ? std::optional<uint64_t>(view) : std::nullopt);
+    const bool hint = kind_ == Kind::kSubmit && view.has_value() &&
+                      r != *view % client_->replica_count();
+    Send(r, client_->options().retry_initial, hint ? view : std::nullopt);
   }
   // Timers hold only a weak reference: a call whose RPCs all ended is
   // destroyed at once (and, if unfinished, reports its outcome as unknown

@@ -11,11 +11,11 @@ FirstReplicas::FirstReplicas(const Options& options) : options_(options) {
   strikes_.assign(options_.n, 0);
 }
 
-std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now,
-                                            uint64_t* view) {
+std::vector<uint32_t> FirstReplicas::Choose(
+    uint32_t needed, absl::Time now, std::optional<uint64_t>* primary_view) {
   const uint32_t n = options_.n;
   const uint64_t v = view_.load();
-  if (view != nullptr) *view = v;
+  if (primary_view != nullptr) primary_view->reset();
   std::vector<uint32_t> all(n);
   for (uint32_t r = 0; r < n; ++r) all[r] = r;
   if (needed >= n) return all;
@@ -37,6 +37,7 @@ std::vector<uint32_t> FirstReplicas::Choose(uint32_t needed, absl::Time now,
     ++counts_.sent_to_all_first;
     return all;
   }
+  if (primary_view != nullptr) *primary_view = v;
   return out;
 }
 

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -59,10 +60,13 @@ class FirstReplicas {
 
   // The replicas a request needing `needed` matching replies goes to first,
   // at `now`: every replica if `needed` >= n, with send_to_all, or if the
-  // primary or too many backups are left out. They include the primary of
-  // the view stored in `*view` (if not null).
+  // primary or too many backups are left out. `*primary_view` (if not
+  // null) is set only when they are f+1 of them headed by the primary of
+  // that view: then the backups among them may be told that the primary
+  // has the request, since the others are still there to be asked (and to
+  // forward it) if the primary fails.
   std::vector<uint32_t> Choose(uint32_t needed, absl::Time now,
-                               uint64_t* view = nullptr);
+                               std::optional<uint64_t>* primary_view = nullptr);
   // How long the first replicas have before the others are asked.
   absl::Duration WidenAfter();
   // A request took `latency` from its first send to f+1 matching replies.

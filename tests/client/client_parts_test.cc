@@ -2,6 +2,7 @@
 // first (FirstReplicas), client ids, and the load throttle.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -40,6 +41,31 @@ TEST(FirstReplicasTest, FollowsTheViewUpOnly) {
   EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{2, 1}));
   f.NoteView(7);  // Primary 7 % 4 = 3.
   EXPECT_EQ(f.Choose(2, now), (std::vector<uint32_t>{3, 2}));
+}
+
+// The view for the word "the primary has it" comes only with f+1 headed by
+// the primary: not when every replica is asked (send_to_all, a quorum of
+// n, the primary left out), where no replica would remain to forward the
+// request if the primary failed.
+TEST(FirstReplicasTest, NamesThePrimarysViewOnlyForFPlusOneHeadedByIt) {
+  const absl::Time now = absl::Now();
+  std::optional<uint64_t> view;
+  FirstReplicas f({.n = 4, .client_id = 5});
+  f.NoteView(6);
+  EXPECT_EQ(f.Choose(2, now, &view), (std::vector<uint32_t>{2, 1}));
+  EXPECT_EQ(view, std::optional<uint64_t>(6));
+  EXPECT_EQ(f.Choose(4, now, &view).size(), 4u);
+  EXPECT_EQ(view, std::nullopt);
+  FirstReplicas all({.n = 4, .client_id = 5, .send_to_all = true});
+  all.Choose(2, now, &view);
+  EXPECT_EQ(view, std::nullopt);
+  f.Avoid(2, now);  // The primary of view 6 failed: every replica.
+  EXPECT_EQ(f.Choose(2, now, &view).size(), 4u);
+  EXPECT_EQ(view, std::nullopt);
+  FirstReplicas g({.n = 4, .client_id = 5});
+  g.Avoid(3, now);
+  EXPECT_EQ(g.Choose(2, now, &view), (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(view, std::optional<uint64_t>(0));
 }
 
 TEST(FirstReplicasTest, LeavesOutFailedReplicasForAWhile) {

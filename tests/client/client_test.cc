@@ -657,6 +657,23 @@ TEST_F(ClientTest, FirstSendsTellTheBackupThatThePrimaryHasTheRequest) {
   EXPECT_GT(replicas_[1]->unary(), 0);
 }
 
+// A client whose primary fails leaves it out and asks every replica at
+// once: no word then (a backup told the primary has the request would not
+// forward it, and none would be left to).
+TEST_F(ClientTest, NoWordAboutThePrimaryWhileItIsLeftOut) {
+  StartCluster({B::kDown, B::kHonest, B::kHonest, B::kHonest});
+  auto c = NewClient();
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ledger::v1::OperationResults> r =
+        c->Transfers({SomeTransfer()});
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  // The first call went to 0 and 3 (3 with the word), the others to all.
+  EXPECT_GE(replicas_[1]->calls(), 2);
+  EXPECT_EQ(replicas_[3]->hinted(), 1);
+  EXPECT_EQ(replicas_[1]->hinted() + replicas_[2]->hinted(), 0);
+}
+
 // The replicas asked when a call widens get no such word: the primary may
 // not have the request (here the first backup is silent, and the others
 // are asked after the widening delay).
