@@ -256,7 +256,7 @@ class Core {
   // A client request envelope with a valid client signature. A request a
   // client sent here itself may carry the client's word that it sent the
   // same request to the primary of `sent_to_primary_of` too (see
-  // HeldLong); a forwarded one carries nothing.
+  // PrimaryHasCopy); a forwarded one carries nothing.
   void OnRequest(const v1::Envelope& request,
                  std::optional<View> sent_to_primary_of = std::nullopt);
   // One tick of logical time; `now_ms` is the shell's wall clock, used only

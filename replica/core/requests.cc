@@ -83,7 +83,9 @@ void Core::ForwardLateRequests() {
     const Queued& q = it->second;
     if (!HeldLong(q)) break;
     forward_next_ = it->first + 1;
-    if (PrimaryHasCopy(q)) {  // A copy without the word forwards it.
+    // Left to the timer's probe; a copy that comes without the word is
+    // forwarded as it comes (OnRequest).
+    if (PrimaryHasCopy(q)) {
       ++stats_.requests_primary_has_copy;
       continue;
     }
