@@ -289,7 +289,7 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
         request_.request(), decoded_, PrimaryView(request_));
     if (!accepted.ok()) {
       owner_->CountRejected(accepted.code());
-      owner_->RemovePending(key_, this);
+      owner_->RemovePending(this);
       Fail(accepted);
     }
     // Waiting for the reply needs only key_: free the request's bytes.
@@ -297,7 +297,7 @@ class ClientService::SubmitCall final : public QueuedCall, public Waiter {
     pbft::v1::Request().Swap(&decoded_);
   }
 
-  void OnDone() override { owner_->RemovePending(key_, this); }
+  void OnDone() override { owner_->RemovePending(this); }
 
   friend class ClientService;
   ledger::v1::SubmitRequest request_;
@@ -991,11 +991,13 @@ bool ClientService::ErasePendingLocked(std::pair<uint64_t, uint64_t> key,
   return false;
 }
 
-void ClientService::RemovePending(std::pair<uint64_t, uint64_t> key,
-                                  SubmitCall* call) {
+void ClientService::RemovePending(SubmitCall* call) {
   absl::MutexLock l(&mu_);
   call->done_ = true;
-  if (call->registered_) ErasePendingLocked(key, call);
+  // Registered only after its key was set (AddPending, under mu_): read
+  // the key here, not before taking mu_, where a done notification racing
+  // the arrival saw the key unset and left the call pending for good.
+  if (call->registered_) ErasePendingLocked(call->key_, call);
 }
 
 bool ClientService::Unregister(std::pair<uint64_t, uint64_t> key,

@@ -205,8 +205,10 @@ class ClientService {
   AddResult AddPending(std::pair<uint64_t, uint64_t> key, Waiter* waiter);
   // The answer to a full share (kFull or kClientFull), counted.
   absl::Status Refusal(AddResult full, uint64_t client);
+  // Takes `call` out of pending_ if it is there (its key is read under mu_:
+  // the done notification may run while the call's arrival is handled).
   // Also marks the call done: it will not be added again.
-  void RemovePending(std::pair<uint64_t, uint64_t> key, SubmitCall* call);
+  void RemovePending(SubmitCall* call);
   // Takes `waiter` out of pending_ if it is still there (true), without
   // touching it otherwise: it may have been answered and deleted.
   bool Unregister(std::pair<uint64_t, uint64_t> key, Waiter* waiter);
