@@ -439,21 +439,16 @@ EnvPtr Simulation::ClientSend(SimClient& c, uint64_t number,
     LyingSend(c, /*retransmission=*/false);
     return e;
   }
-  // The backups are told that the primary has it too (the SDK's hint).
-  const auto primary = static_cast<uint32_t>(c.view_hint % n_);
-  const auto send = [&](uint32_t to) {
-    ClientSendTo(
-        to, e,
-        to == primary ? std::nullopt : std::optional<uint64_t>(c.view_hint));
-  };
-  if (c.to_all) {
-    for (uint32_t i = 0; i < n_; ++i) send(i);
+  if (c.to_all) {  // As the SDK's send_to_all: no word about the primary.
+    for (uint32_t i = 0; i < n_; ++i) ClientSendTo(i, e);
     return e;
   }
   // The primary of the highest view the replies named, and the f replicas
-  // after it: f+1 replicas reply (the SDK's first replicas).
-  for (uint32_t i = 0; i <= f_; ++i) {
-    send(static_cast<uint32_t>((c.view_hint + i) % n_));
+  // after it: f+1 replicas reply (the SDK's first replicas); the backups
+  // are told that the primary has it too (the SDK's word).
+  ClientSendTo(static_cast<uint32_t>(c.view_hint % n_), e);
+  for (uint32_t i = 1; i <= f_; ++i) {
+    ClientSendTo(static_cast<uint32_t>((c.view_hint + i) % n_), e, c.view_hint);
   }
   return e;
 }

@@ -204,8 +204,9 @@ struct SimClient {
   bool to_all = false;
   // Scenario lying-hint: sends to f+1 backups only (every backup on a
   // retransmission), telling them it sent the request to the primary too (the
-  // hint of ledger.v1.SubmitRequest.primary_view). Correct clients tell the
-  // truth with every first send.
+  // hint of ledger.v1.SubmitRequest.primary_view). Correct clients sending
+  // to f+1 tell the truth with every first send; those sending to all, as
+  // the SDK's send_to_all, say nothing.
   bool lies_about_primary = false;
   std::map<uint32_t, std::string> replies;  // replica -> result
   // Scenario stale-numbers: the operation of the outstanding request, the
