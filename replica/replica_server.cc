@@ -698,6 +698,7 @@ void ReplicaServerImpl::MirrorCounters() {
            {"batch_fetched", st.batches_fetched},
            {"request_forwarded", st.requests_forwarded},
            {"request_primary_has_copy", st.requests_primary_has_copy},
+           {"request_word_held_long", st.requests_word_held_long},
            {"retransmission", st.retransmissions},
            {"fetch_sent", st.fetches_sent},
            {"fetch_probe", st.fetch_probes},

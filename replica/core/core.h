@@ -203,6 +203,9 @@ struct Stats {
   // Held past the forward delay and not forwarded: the client said the
   // primary has it (PrimaryHasCopy).
   uint64_t requests_primary_has_copy = 0;
+  // Of requests_forwarded: held back by the client's word until
+  // WordHeldLong, the primary never having proposed them.
+  uint64_t requests_word_held_long = 0;
   uint64_t retransmissions = 0;
   uint64_t fetches_sent = 0;
   uint64_t fetch_probes = 0;  // Of fetches_sent: idle probes.
@@ -478,11 +481,22 @@ class Core {
   bool HeldLong(const Queued& q) const;
   // Whether the client said it sent `q` to this view's primary too: then a
   // backup leaves the forwarding to its view-change timer's probe
-  // (ProbeBeforeTimeout). A false word delays only that request.
+  // (ProbeBeforeTimeout), or to WordHeldLong, whichever comes first. A
+  // false word delays only that request.
   bool PrimaryHasCopy(const Queued& q) const;
+  // Whether `q` has been held longer than half the base view-change timeout:
+  // the most the client's word holds it back. The probe alone would not do:
+  // under load the timer restarts at every block executed and never reaches it.
+  bool WordHeldLong(const Queued& q) const;
   // Forwards the requests HeldLong that no PRE-PREPARE of
-  // the current view carries (each once; backups, every tick).
+  // the current view carries (each once; backups, every tick), those the
+  // client's word held back once WordHeldLong.
   void ForwardLateRequests();
+  // Of ForwardLateRequests: sends `q` on unless a PRE-PREPARE of the view
+  // carries it (`proposed`, gathered on first use); whether it did.
+  bool ForwardUnlessProposed(
+      const Queued& q,
+      std::optional<absl::flat_hash_set<RequestKey>>* proposed);
   // The requests that PRE-PREPAREs of the current view not yet executed
   // here carry. At most L slots are looked at.
   absl::flat_hash_set<RequestKey> ProposedInView() const;
@@ -595,8 +609,10 @@ class Core {
   std::map<RequestKey, uint64_t> queue_index_;
   absl::flat_hash_set<RequestKey> assigned_;  // Primary: in a batch.
   uint64_t next_arrival_ = 0;
-  // Backups: arrivals below this were considered by ForwardLateRequests.
+  // Backups: arrivals below this were considered by ForwardLateRequests;
+  // below word_next_, those the client's word held back too.
   uint64_t forward_next_ = 0;
+  uint64_t word_next_ = 0;
   size_t queue_bytes_ = 0;
   // Each client's share of the queue (clients with something queued only).
   // Iterated only by Invariants, where order does not matter.

@@ -83,19 +83,37 @@ void Core::ForwardLateRequests() {
     const Queued& q = it->second;
     if (!HeldLong(q)) break;
     forward_next_ = it->first + 1;
-    // Left to the timer's probe; a copy that comes without the word is
-    // forwarded as it comes (OnRequest).
+    // Left to WordHeldLong below or the timer's probe; a copy that comes
+    // without the word is forwarded as it comes (OnRequest).
     if (PrimaryHasCopy(q)) {
       ++stats_.requests_primary_has_copy;
       continue;
     }
-    if (!proposed) proposed = ProposedInView();
-    if (proposed->contains(RequestKey{q.client.value(), q.number.value()})) {
-      continue;
-    }
-    SendTo(primary(), q.envelope);
-    ++stats_.requests_forwarded;
+    ForwardUnlessProposed(q, &proposed);
   }
+  // The word's requests, once held WordHeldLong: the primary never
+  // proposed them, so it may not have them after all (it refused the call
+  // for load, or lost it, or the client lied). A second cursor over the
+  // same arrival order: each request is looked at once more at most.
+  for (auto it = queue_.lower_bound(word_next_); it != queue_.end(); ++it) {
+    const Queued& q = it->second;
+    if (!WordHeldLong(q)) break;
+    word_next_ = it->first + 1;
+    if (PrimaryHasCopy(q) && ForwardUnlessProposed(q, &proposed)) {
+      ++stats_.requests_word_held_long;
+    }
+  }
+}
+
+bool Core::ForwardUnlessProposed(
+    const Queued& q, std::optional<absl::flat_hash_set<RequestKey>>* proposed) {
+  if (!*proposed) *proposed = ProposedInView();
+  if ((*proposed)->contains(RequestKey{q.client.value(), q.number.value()})) {
+    return false;
+  }
+  SendTo(primary(), q.envelope);
+  ++stats_.requests_forwarded;
+  return true;
 }
 
 bool Core::HeldLong(const Queued& q) const {
@@ -105,6 +123,13 @@ bool Core::HeldLong(const Queued& q) const {
   return q.arrival_tick + options_.params.batch_delay_ticks +
              options_.forward_delay_ticks <=
          tick_;
+}
+
+bool Core::WordHeldLong(const Queued& q) const {
+  // Strictly past the tick at which the probe of a timer started at its
+  // arrival sends it: the two never send it twice in one tick (Tick runs
+  // ForwardLateRequests before the probe, which moves word_next_ on).
+  return q.arrival_tick + options_.params.view_change_timeout_ticks / 2 < tick_;
 }
 
 bool Core::PrimaryHasCopy(const Queued& q) const {

@@ -96,7 +96,9 @@ void Core::ForwardHeldRequests() {
     SendTo(primary(), q.envelope);
     ++stats_.requests_forwarded;
   }
-  forward_next_ = next_arrival_;  // ForwardLateRequests: sent already.
+  // ForwardLateRequests: sent already.
+  forward_next_ = next_arrival_;
+  word_next_ = next_arrival_;
 }
 
 void Core::RecordPreparedCert(Seq s, const Slot& slot) {

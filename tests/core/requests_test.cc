@@ -167,6 +167,45 @@ TEST(Requests, BackupLeavesARequestThePrimaryHasToTheTimersProbe_4_1) {
   EXPECT_EQ(s.core().stats().requests_primary_has_copy, 1u);
 }
 
+// Under load the view-change timer restarts at every block executed, so its
+// probe may never come: the word holds a request little more than half the
+// timeout of its own age, whatever else executes meanwhile. (A primary that
+// refused the client's call for load, or lost it, never proposes it; the
+// backup holding it with the word is then the only way it gets ordered.)
+TEST(Requests, TheWordHoldsARequestHalfATimeoutEvenWhileOthersExecute_4_1) {
+  ProtocolParams p = Scenario::Params();
+  p.view_change_timeout_ticks = 40;
+  p.checkpoint_interval = 64;
+  p.watermark_window = 128;
+  Scenario s(2, p);
+  s.core().OnRequest(s.Request(1, 1), View(0));
+  s.Take();
+  const uint32_t hold = p.view_change_timeout_ticks / 2 + 1;
+  uint64_t forwarded_at = 0;
+  for (uint32_t tick = 1; tick <= 3 * p.view_change_timeout_ticks; ++tick) {
+    if (tick % 10 == 0) {  // Another client's request executes.
+      const uint64_t seq = tick / 10;
+      ASSERT_EQ(
+          s.CommitAtBackup(seq, s.PrePrepare(0, 0, seq, {s.Request(2, seq)}), 2)
+              .size(),
+          1u);
+      s.core().OnExecuted(Seq(seq), Digest(),
+                          {{ClientId(2), RequestNumber(seq), "r"}});
+      s.Take();
+    }
+    s.Tick();
+    for (const Outbound& o : s.Sent(v1::MESSAGE_TYPE_REQUEST)) {
+      EXPECT_EQ(o.to, ReplicaId(0));
+      if (forwarded_at == 0) forwarded_at = tick;
+    }
+  }
+  EXPECT_EQ(s.core().stats().timer_probes, 0u);  // The load kept it off.
+  EXPECT_EQ(forwarded_at, hold);
+  EXPECT_EQ(s.core().stats().requests_forwarded, 1u);  // Once.
+  EXPECT_EQ(s.core().stats().requests_word_held_long, 1u);
+  EXPECT_EQ(s.core().queued_requests(), 1u);
+}
+
 // The hint holds only while every copy carries it, for this view: a copy
 // without it (the client asking again) is forwarded as any copy of a
 // request held that long; a hint naming another view is ignored.

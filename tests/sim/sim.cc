@@ -257,6 +257,11 @@ std::string Simulation::CreateParticipants(uint32_t clients,
     cl->total = power_losses_max_ > 0 || !starved_.empty() ? rng_.Range(20, 40)
                 : full_window_                             ? rng_.Range(8, 12)
                                                            : rng_.Range(4, 16);
+    // Scenario lying-hint: the honest clients keep blocks executing, with
+    // no pause, while the liars' requests wait (the backups' view-change
+    // timers restart at every block and never reach their probe).
+    cl->busy = lying_hint_ && cl->to_all;
+    if (cl->busy) cl->total += rng_.Range(20, 40);
     clients_.push_back(std::move(cl));
   }
   return byz_desc;
@@ -499,7 +504,7 @@ void Simulation::OnStaleRejection(SimClient& c, const v1::Reply& rep) {
 void Simulation::ClientTick(SimClient& c) {
   from_ = UINT32_MAX;
   if (!c.outstanding) {
-    if (c.completed >= c.total || !rng_.Chance(0.3)) return;
+    if (c.completed >= c.total || (!c.busy && !rng_.Chance(0.3))) return;
     const std::string op = Operation(c, c.next_number);
     const uint64_t number =
         stale_numbers_ ? StaleScenarioNumber(c) : c.next_number++;
@@ -577,6 +582,16 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
   acknowledged_[{c.id, c.number}] = rep.result();
   const uint64_t latency = tick_ - c.first_sent_tick;
   result_.max_latency_ticks = std::max(result_.max_latency_ticks, latency);
+  if (c.lies_about_primary && !faults_after_traffic_ &&
+      latency > params_.view_change_timeout_ticks) {
+    // The word holds a request at a backup a little over half a timeout
+    // (docs/protocol.md "The client's word"), whatever else executes.
+    Fail(absl::StrCat("lying-hint: client ", c.id, " request ", c.number,
+                      " took ", latency,
+                      " ticks, more than a view-change "
+                      "timeout (",
+                      params_.view_change_timeout_ticks, ")"));
+  }
   ++result_.requests_completed;
   ++c.completed;
   c.last_completed = std::max(c.last_completed, c.number);

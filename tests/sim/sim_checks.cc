@@ -248,6 +248,7 @@ void Simulation::IdleCatchUpCheck() {
   }
   SimReplica& lagging = *replicas_[rng_.Below(n_)];
   lagging.wipe_on_crash = false;
+  faults_after_traffic_ = true;
   Crash(lagging);
   SimClient& client = *clients_[rng_.Below(clients_.size())];
   client.total = client.completed + rng_.Range(1, 3);

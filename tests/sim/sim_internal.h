@@ -208,6 +208,8 @@ struct SimClient {
   // to f+1 tell the truth with every first send; those sending to all, as
   // the SDK's send_to_all, say nothing.
   bool lies_about_primary = false;
+  // Scenario lying-hint, the honest clients: no think time between requests.
+  bool busy = false;
   std::map<uint32_t, std::string> replies;  // replica -> result
   // Scenario stale-numbers: the operation of the outstanding request, the
   // numbers used, and the stale rejections it got (replica -> last number).
@@ -407,6 +409,9 @@ class Simulation {
   // Rejoin scenarios: how the victim is taken out, and whether the clients
   // keep sending after it returns.
   bool rejoin_ = false, stall_ = false, busy_ = false;
+  // Set when the checks after the clients' traffic inject a fault
+  // (IdleCatchUpCheck's crash): lying-hint's latency bound held until then.
+  bool faults_after_traffic_ = false;
   // Scenario power-loss: episodes so far and in all; then one forced view
   // change (the primary cut off).
   uint64_t power_losses_ = 0, power_losses_max_ = 0;
