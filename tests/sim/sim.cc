@@ -587,10 +587,8 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
     // The word holds a request at a backup a little over half a timeout
     // (docs/protocol.md "The client's word"), whatever else executes.
     Fail(absl::StrCat("lying-hint: client ", c.id, " request ", c.number,
-                      " took ", latency,
-                      " ticks, more than a view-change "
-                      "timeout (",
-                      params_.view_change_timeout_ticks, ")"));
+                      " took ", latency, " ticks, over the view-change ",
+                      "timeout of ", params_.view_change_timeout_ticks));
   }
   ++result_.requests_completed;
   ++c.completed;
