@@ -8,25 +8,23 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <queue>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/first_replicas.h"
+#include "client/grpc_client.h"
 #include "client/replica_session.h"
 #include "client/timer_thread.h"
 #include "common/check.h"
 #include "common/config.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
-#include "common/keyfile.h"
 #include "common/proto_names.h"
 #include "common/thread_name.h"
 #include "ledger/v1/service.grpc.pb.h"
@@ -41,8 +39,6 @@ constexpr char kOutcomeUnknownUrl[] = "type.pbft-ledger/outcome-unknown";
 constexpr char kStaleUrl[] = "type.pbft-ledger/stale-request-number";
 // How many times one call is renumbered after stale rejections.
 constexpr int kRenumberMax = 3;
-// Room for gRPC framing above the largest payload the cluster accepts.
-constexpr int kMessageSlackBytes = 64 << 10;
 
 absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
@@ -57,41 +53,11 @@ bool IsPermanent(grpc::StatusCode c) {
          c == grpc::StatusCode::PERMISSION_DENIED;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     const std::string& field) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(field, ": cannot read ", path));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 uint64_t NowMicros() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::system_clock::now().time_since_epoch())
           .count());
-}
-
-// gRPC channels shared by every Client of the process with the same
-// address and credentials: one connection per replica, not one per Client.
-std::shared_ptr<grpc::Channel> SharedChannel(
-    const std::string& address, const std::string& creds_key,
-    const std::shared_ptr<grpc::ChannelCredentials>& creds,
-    const grpc::ChannelArguments& args) {
-  static absl::Mutex mu(absl::kConstInit);
-  static auto* cache =
-      new std::map<std::string, std::weak_ptr<grpc::Channel>>();
-  absl::MutexLock l(&mu);
-  std::weak_ptr<grpc::Channel>& slot = (*cache)[address + "\n" + creds_key];
-  std::shared_ptr<grpc::Channel> ch = slot.lock();
-  if (ch == nullptr) {
-    ch = grpc::CreateCustomChannel(address, creds, args);
-    slot = ch;
-  }
-  return ch;
 }
 
 class GrpcClient;
@@ -146,6 +112,15 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // asked too (ledger.v1.SubmitRequest.primary_view) if set.
   void Send(uint32_t replica, absl::Duration backoff,
             std::optional<uint64_t> primary_view = std::nullopt);
+  // True once per call if `refuser` is the primary of the word's view and
+  // no reply came: the caller then ArmWithdrawal()s.
+  bool TakeWordLocked(uint32_t refuser) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After as long as the call has taken so far (at least retry_initial: the
+  // backups' own answers to the first sends come within about that), sends
+  // the backups told the primary had the request and still silent a copy
+  // without the word, if no reply came: a backup holding the request then
+  // forwards it, and answers both calls alike.
+  void ArmWithdrawal();
   // Sends to the replicas not asked yet (once per call), counted by
   // `cause` in Client::stats().
   void Widen(WidenCause cause = WidenCause::kEarly);
@@ -195,6 +170,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // After as long as the call has taken so far (at least retry_initial),
   // asks the replicas that refused it again, if it is not finished.
   void ArmReask();
+  // As long as the call has taken so far, at least retry_initial.
+  absl::Duration AsLongAsSoFar() const;
   void Finish(absl::StatusOr<std::string> result);
   // Checks a reply envelope; returns the bytes that must match (the
   // result, or the answer) or an error. A query answer's per-replica part
@@ -261,6 +238,13 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
       ABSL_GUARDED_BY(mu_);
   // The replicas sent to so far (all of them once the call is widened).
   std::set<uint32_t> asked_ ABSL_GUARDED_BY(mu_);
+  // Sends to each replica not answered yet: more than one only while a
+  // copy without the word is out (ArmWithdrawal).
+  std::map<uint32_t, int> in_flight_ ABSL_GUARDED_BY(mu_);
+  // The view whose primary the first sends named to the backups among them
+  // (word_to_), if they did; cleared once the word is taken back.
+  std::optional<uint64_t> word_view_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> word_to_ ABSL_GUARDED_BY(mu_);
   std::optional<Timers::Id> widen_timer_;     // Set by Start().
   std::optional<Timers::Id> deadline_timer_;  // Set by Start().
   // The replicas asked first, if not every one.
@@ -279,8 +263,7 @@ class GrpcClient final : public Client {
  public:
   GrpcClient(Cluster cluster, uint64_t client_id, crypto::SecretKey key,
              const ClientOptions& options,
-             std::shared_ptr<grpc::ChannelCredentials> creds,
-             std::string creds_key)
+             const std::vector<std::shared_ptr<grpc::Channel>>& channels)
       : Client(client_id, cluster.n()),
         cluster_(std::move(cluster)),
         signer_(cluster_.cluster_id(), client_id, std::move(key)),
@@ -296,16 +279,9 @@ class GrpcClient final : public Client {
             .widen_after_max = options.widen_after_max}) {
     default_deadline_ = options.default_deadline;
     linearizable_reads_ = options.linearizable_reads;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(
-        static_cast<int>(cluster_.protocol().message_bytes_max) +
-        kMessageSlackBytes);
-    args.SetMaxSendMessageSize(
-        static_cast<int>(cluster_.protocol().message_bytes_max) +
-        kMessageSlackBytes);
+    CHECK_EQ(channels.size(), cluster_.n());
     for (uint32_t i = 0; i < cluster_.n(); ++i) {
-      stubs_.push_back(ledger::v1::LedgerService::NewStub(SharedChannel(
-          cluster_.replica(ReplicaId(i)).address(), creds_key, creds, args)));
+      stubs_.push_back(ledger::v1::LedgerService::NewStub(channels[i]));
       sessions_.push_back(std::make_unique<ReplicaSession>(stubs_.back().get(),
                                                            &cq_, &timers_));
     }
@@ -363,9 +339,13 @@ class GrpcClient final : public Client {
 
   // Which replicas ordered requests go to first.
   FirstReplicas& first_replicas() { return first_replicas_; }
+  void NoteWordWithdrawn() {
+    words_withdrawn_.fetch_add(1, std::memory_order_relaxed);
+  }
   ClientStats stats() const override {
     ClientStats s = first_replicas_.counts();
     s.throttled = throttled_.load(std::memory_order_relaxed);
+    s.words_withdrawn = words_withdrawn_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -420,7 +400,8 @@ class GrpcClient final : public Client {
   EnvelopeVerifier verifier_;
   ClientOptions options_;
   std::atomic<uint64_t> next_request_number_;
-  std::atomic<uint64_t> throttled_{0};  // ClientStats::throttled
+  std::atomic<uint64_t> throttled_{0};        // ClientStats::throttled
+  std::atomic<uint64_t> words_withdrawn_{0};  // ClientStats::words_withdrawn
   FirstReplicas first_replicas_;
   std::vector<std::unique_ptr<ledger::v1::LedgerService::Stub>> stubs_;
   // One per replica (ClientOptions::sessions); destroyed after the poller
@@ -706,20 +687,26 @@ void FanOut::Start() {
   const std::vector<uint32_t> first = client_->first_replicas().Choose(
       kind_ == Kind::kSubmit ? needed_ : client_->replica_count(), started_,
       &view);
+  // f+1 headed by the primary: the backups among them are told that the
+  // primary has the request too, so that they need not forward it. Not when
+  // every replica is asked (the primary may be the one left out, and none
+  // would remain to forward the request if it failed).
+  const auto hint = [&](uint32_t r) {
+    return kind_ == Kind::kSubmit && view.has_value() &&
+           r != *view % client_->replica_count();
+  };
   {
     // All of them before the first send: an answer that comes back at
     // once must not find the others unasked and widen the call.
     absl::MutexLock l(&mu_);
     asked_.insert(first.begin(), first.end());
+    for (uint32_t r : first) {
+      if (hint(r)) word_to_.push_back(r);
+    }
+    if (!word_to_.empty()) word_view_ = view;
   }
-  // f+1 headed by the primary: the backups among them are told that the
-  // primary has the request too, so that they need not forward it. Not when
-  // every replica is asked (the primary may be the one left out, and none
-  // would remain to forward the request if it failed).
   for (uint32_t r : first) {
-    const bool hint = kind_ == Kind::kSubmit && view.has_value() &&
-                      r != *view % client_->replica_count();
-    Send(r, client_->options().retry_initial, hint ? view : std::nullopt);
+    Send(r, client_->options().retry_initial, hint(r) ? view : std::nullopt);
   }
   // Timers hold only a weak reference: a call whose RPCs all ended is
   // destroyed at once (and, if unfinished, reports its outcome as unknown
@@ -845,8 +832,9 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff,
     absl::MutexLock l(&mu_);
     if (finished_) return;
     asked_.insert(replica);
+    if (absl::Now() >= deadline_) return;
+    ++in_flight_[replica];
   }
-  if (absl::Now() >= deadline_) return;
   auto attempt = std::make_unique<RpcAttempt>();
   attempt->ctx.set_deadline(absl::ToChronoTime(deadline_));
   attempt->deadline = deadline_;
@@ -864,6 +852,39 @@ void FanOut::Send(uint32_t replica, absl::Duration backoff,
     a->query.mutable_query()->CopyFrom(request_);
   }
   client_->StartRpc(replica, kind_ == Kind::kSubmit, std::move(attempt));
+}
+
+bool FanOut::TakeWordLocked(uint32_t refuser) {
+  if (!word_view_.has_value() || RepliedLocked() ||
+      refuser != *word_view_ % client_->replica_count()) {
+    return false;
+  }
+  word_view_.reset();
+  return true;
+}
+
+absl::Duration FanOut::AsLongAsSoFar() const {
+  return std::max(client_->options().retry_initial, absl::Now() - started_);
+}
+
+void FanOut::ArmWithdrawal() {
+  std::weak_ptr<FanOut> weak = weak_from_this();
+  client_->timers().After(AsLongAsSoFar(), [weak] {
+    auto self = weak.lock();
+    if (self == nullptr) return;  // Every replica asked has answered.
+    std::vector<uint32_t> silent;
+    {
+      absl::MutexLock l(&self->mu_);
+      if (self->finished_ || self->RepliedLocked()) return;
+      for (uint32_t r : self->word_to_) {
+        if (!self->voted_.contains(r)) silent.push_back(r);
+      }
+    }
+    if (!silent.empty()) self->client_->NoteWordWithdrawn();
+    for (uint32_t r : silent) {
+      self->Send(r, self->client_->options().retry_initial);
+    }
+  });
 }
 
 absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
@@ -922,11 +943,18 @@ absl::StatusOr<std::string> FanOut::MatchKey(uint32_t replica,
 
 void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
                      const grpc::Status& s, const pbft::v1::Envelope& reply) {
+  // An answer other than a reply, from a replica that another call for
+  // this request is still out at (a copy without the word): that call's
+  // answer is the one counted. So a refusal of one copy does not count
+  // while the other may be admitted and ordered.
+  bool other_in_flight = false;
   {
     absl::MutexLock l(&mu_);
     heard_.insert(replica);
+    other_in_flight = --in_flight_[replica] > 0;
   }
   if (!s.ok() && !IsPermanent(s.error_code())) {
+    if (other_in_flight) return;
     if (OnRefused(replica, backoff, s, pbft::v1::Reply())) return;
     Retry(replica, backoff, s.error_message());
     return;
@@ -940,6 +968,7 @@ void FanOut::OnReply(uint32_t replica, absl::Duration backoff,
         MatchKey(replica, reply, &rejection, &commit, &view);
     if (!k.ok()) {
       if (OnFinalRejection(replica, reply, rejection)) return;
+      if (other_in_flight) return;
       if (OnRefused(replica, backoff, s, rejection)) return;
       Retry(replica, backoff, std::string(k.status().message()));
       return;
@@ -1167,6 +1196,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
   bool widen = false;
   std::vector<uint32_t> reask;
   bool arm_reask = false;
+  bool withdraw = false;
   {
     absl::MutexLock l(&mu_);
     if (finished_ || voted_.contains(replica)) return true;
@@ -1176,6 +1206,10 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
     voted_.insert(replica);
     refused_.insert(replica);
     last_error_[replica] = error;
+    // The backups told the primary has the request would hold it half a
+    // view-change timeout before forwarding it: a copy without the word
+    // has them forward it now.
+    withdraw = TakeWordLocked(replica);
     if (RepliedLocked()) {
       // A reply came: the request executed. This replica has not executed
       // it yet (or no longer holds its reply).
@@ -1184,6 +1218,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
       widen = Refused(&done, &outcome);
     }
   }
+  if (withdraw) ArmWithdrawal();
   // Not a failure of these replicas (every replica carries the same load):
   // neither avoided by later calls nor a reason to widen.
   for (uint32_t r : reask) AskLater(r, backoff);
@@ -1223,8 +1258,7 @@ void FanOut::ArmReask() {
   std::weak_ptr<FanOut> weak = weak_from_this();
   // As long as the reply in hand took, at least retry_initial: a replica
   // that admitted the call and is merely slower answers within it.
-  const absl::Duration after =
-      std::max(client_->options().retry_initial, absl::Now() - started_);
+  const absl::Duration after = AsLongAsSoFar();
   client_->timers().After(after, [weak, after] {
     auto self = weak.lock();
     if (self == nullptr) return;  // Every replica asked has answered.
@@ -1319,59 +1353,16 @@ bool IsOutcomeUnknown(const absl::Status& s) {
   return s.GetPayload(kOutcomeUnknownUrl).has_value();
 }
 
-absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& o) {
-  // Keep gRPC initialised for the life of the process. Without this, the
-  // last gRPC object's destruction shuts the library down and the next
-  // client re-initialises it, a cycle that gRPC 1.51's callback-queue
-  // thread does not survive (seen as "assertion failed: prior > 0").
-  static const bool grpc_initialized = [] {
-    grpc_init();
-    return true;
-  }();
-  (void)grpc_initialized;
-  if (o.throttle != nullptr && o.retry_refused) {
-    return absl::InvalidArgumentError(
-        "throttle: needs retry_refused off (a client that retries refusals "
-        "does not hand them to the application)");
-  }
-  absl::StatusOr<Cluster> cluster = Cluster::LoadFile(o.config_path);
-  if (!cluster.ok()) return cluster.status();
-  absl::StatusOr<crypto::SecretKey> key = ReadKeyFile(o.key_path);
-  if (!key.ok()) return key.status();
-  const ledger::v1::ClientConfig* me =
-      cluster->client_by_key(key->public_key());
-  if (me == nullptr) {
-    return absl::UnauthenticatedError(
-        absl::StrCat(o.key_path, ": this key is not a registered client in ",
-                     o.config_path));
-  }
-  std::shared_ptr<grpc::ChannelCredentials> creds =
-      grpc::InsecureChannelCredentials();
-  const ledger::v1::TlsConfig& tls = cluster->config().tls();
-  std::string ca = o.tls_ca_file.empty() ? tls.ca_file() : o.tls_ca_file;
-  std::string cert =
-      o.tls_cert_file.empty() ? tls.cert_file() : o.tls_cert_file;
-  std::string pkey = o.tls_key_file.empty() ? tls.key_file() : o.tls_key_file;
-  if (!ca.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    absl::StatusOr<std::string> ca_pem = ReadFile(ca, "tls.ca_file");
-    if (!ca_pem.ok()) return ca_pem.status();
-    ssl.pem_root_certs = *ca_pem;
-    if (!cert.empty()) {
-      absl::StatusOr<std::string> c = ReadFile(cert, "tls.cert_file");
-      if (!c.ok()) return c.status();
-      absl::StatusOr<std::string> k = ReadFile(pkey, "tls.key_file");
-      if (!k.ok()) return k.status();
-      ssl.pem_cert_chain = *c;
-      ssl.pem_private_key = *k;
-    }
-    creds = grpc::SslCredentials(ssl);
-  }
-  const uint64_t id = me->id();
-  std::string creds_key = absl::StrCat(ca, "|", cert, "|", pkey);
-  return std::unique_ptr<Client>(
-      new GrpcClient(*std::move(cluster), id, *std::move(key), o,
-                     std::move(creds), std::move(creds_key)));
+namespace internal {
+
+std::unique_ptr<Client> NewGrpcClient(
+    Cluster cluster, uint64_t client_id, crypto::SecretKey key,
+    const ClientOptions& options,
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels) {
+  return std::make_unique<GrpcClient>(std::move(cluster), client_id,
+                                      std::move(key), options, channels);
 }
+
+}  // namespace internal
 
 }  // namespace pbft::client

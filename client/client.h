@@ -129,6 +129,9 @@ struct ClientStats {
   uint64_t widened_by_hedge = 0;  // ... widened: first answers spread apart
   uint64_t replicas_left_out = 0;  // Times a replica was left out for 10 s
   uint64_t throttled = 0;  // Calls refused by ClientOptions::throttle, unsent
+  // Calls the primary refused for load while a backup asked with them was
+  // told it had them: that backup was sent a copy without the word.
+  uint64_t words_withdrawn = 0;
 
   ClientStats& operator+=(const ClientStats& o);
   // Counts of `a` since `b` was taken from the same client.

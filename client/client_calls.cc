@@ -25,6 +25,7 @@ ClientStats& ClientStats::operator+=(const ClientStats& o) {
   widened_by_hedge += o.widened_by_hedge;
   replicas_left_out += o.replicas_left_out;
   throttled += o.throttled;
+  words_withdrawn += o.words_withdrawn;
   return *this;
 }
 
@@ -36,6 +37,7 @@ ClientStats operator-(ClientStats a, const ClientStats& b) {
   a.widened_by_hedge -= b.widened_by_hedge;
   a.replicas_left_out -= b.replicas_left_out;
   a.throttled -= b.throttled;
+  a.words_withdrawn -= b.words_withdrawn;
   return a;
 }
 

@@ -826,6 +826,11 @@ std::optional<double> ClientService::WaitCheckDraw(
       return std::nullopt;
     }
   }
+  // A copy of a request a call already waits for here (the client takes
+  // back its word that the primary has it, the primary having refused the
+  // call): refusing it sheds nothing, the first copy is held. Unchecked
+  // too, as above.
+  if (Waiting(r.client_id, r.request_number)) return std::nullopt;
   return AdmissionGate::CallDraw(r.client_id, r.request_number, absl::Now());
 }
 

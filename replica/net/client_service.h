@@ -230,9 +230,10 @@ class ClientService {
   absl::Status CheckWait(double draw);
   // Whether admission by expected wait applies to `request` (an envelope
   // of a pbft.v1.Request, not yet checked): an ordered request this replica
-  // has not answered; then its draw (AdmissionGate::CallDraw). Read from
-  // the wire format, before the signature check; bytes that do not scan
-  // are treated as a new ordered request with draw 0, refused first.
+  // has not answered and no call waits for here; then its draw
+  // (AdmissionGate::CallDraw). Read from the wire format, before the signature
+  // check; bytes that do not scan are treated as a new ordered request with
+  // draw 0, refused first.
   std::optional<double> WaitCheckDraw(const pbft::v1::Envelope& request) const;
   void Poll();
   void Work();

@@ -172,6 +172,12 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     silent_ = silent;
     lag_ = lag;
   }
+  // On sessions, as a backup holds a request the client said the primary
+  // has (it neither forwards nor answers it until executed): requests with
+  // the word are read and held; a copy without it is answered, and so are
+  // the held ones, with the same answer (as a replica answers every call
+  // waiting for a request; one call at a time). Set before the first call.
+  void HoldRequestsOnTheWord() { hold_on_word_ = true; }
 
   grpc::Status Session(
       grpc::ServerContext*,
@@ -182,10 +188,15 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
     }
     const int stream_index = streams_.fetch_add(1);
     ledger::v1::SessionRequest req;
+    std::vector<uint64_t> held;  // HoldRequestsOnTheWord
     while (stream->Read(&req)) {
       session_requests_.fetch_add(1);
       if (stream_index < break_first_) {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broke");
+      }
+      if (hold_on_word_ && req.has_primary_view()) {
+        held.push_back(req.id());
+        continue;
       }
       if (silent_) continue;
       absl::SleepFor(lag_);
@@ -214,6 +225,11 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
         resp.set_status_message(status.error_message());
       }
       if (!stream->Write(resp)) break;
+      for (uint64_t id : held) {
+        resp.set_id(id);
+        if (!stream->Write(resp)) break;
+      }
+      held.clear();
     }
     return grpc::Status::OK;
   }
@@ -273,6 +289,7 @@ class FakeReplica final : public ledger::v1::LedgerService::Service {
   bool sessions_ = false;
   int break_first_ = 0;
   bool silent_ = false;
+  bool hold_on_word_ = false;
   absl::Duration lag_;
   std::atomic<int> unary_{0};
   std::atomic<int> streams_{0};
@@ -341,6 +358,15 @@ class ClientTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  // A client that fails refused calls (retry_refused off) and never widens
+  // a call on loopback: only its first replicas are asked.
+  std::unique_ptr<Client> NarrowClientFailingRefusals() {
+    ClientOptions o;
+    o.retry_refused = false;
+    o.widen_after_initial = o.widen_after_min = absl::Seconds(30);
+    return NewClient(o);
   }
 
   // Options of a client that fails refused calls and has `throttle`.
@@ -690,6 +716,47 @@ TEST_F(ClientTest, WidenedSendsCarryNoWordAboutThePrimary) {
   // Both were asked; the call may end before the second one's arrives.
   EXPECT_GE(replicas_[1]->calls() + replicas_[2]->calls(), 1);
   EXPECT_EQ(replicas_[1]->hinted() + replicas_[2]->hinted(), 0);
+}
+
+// The primary refused the call for load and the backup asked with it was
+// told the primary has the request: that backup would hold it (never
+// forwarding it) for half a view-change timeout. On the refusal the client
+// sends it a copy without the word, so that it forwards the request at
+// once. Here the backup answers the held call only with the copy, and the
+// primary, asked again once a reply came, answers from its stored reply:
+// without the copy the call would end at its deadline.
+TEST_F(ClientTest, ThePrimarysRefusalWithdrawsTheWordFromTheBackup) {
+  StartCluster({B::kBusyOnce, B::kHonest, B::kHonest, B::kHonest});
+  replicas_[3]->EnableSessions();
+  replicas_[3]->HoldRequestsOnTheWord();
+  auto c = NarrowClientFailingRefusals();
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(3));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(replicas_[3]->session_requests(), 2);
+  EXPECT_EQ(replicas_[3]->hinted(), 0);  // The held copy never got through.
+  EXPECT_EQ(replicas_[0]->calls(), 2);   // Refused, then asked again.
+  EXPECT_EQ(replicas_[1]->calls() + replicas_[2]->calls(), 0);
+  EXPECT_EQ(c->stats().words_withdrawn, 1u);
+}
+
+// The copy without the word is sent before the backup's answer to the
+// first came, and that answer is a refusal: the copy, a new call there, may
+// still be admitted and ordered, so the refusal must not end the call as
+// refused (the application would be told RESOURCE_EXHAUSTED of a request
+// that executes). Here the backup answers each call 100 ms after reading
+// it, refusing the first and ordering the copy.
+TEST_F(ClientTest, ARefusedCopyDoesNotEndTheCallWhileTheOtherIsOut) {
+  StartCluster({B::kBusyOnce, B::kHonest, B::kHonest, B::kBusyOnce});
+  replicas_[3]->EnableSessions(0, false, absl::Milliseconds(100));
+  auto c = NarrowClientFailingRefusals();
+  absl::StatusOr<ledger::v1::OperationResults> r =
+      c->Transfers({SomeTransfer()}, absl::Seconds(3));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(replicas_[3]->calls(), 2);  // Refused, then the copy ordered.
+  EXPECT_EQ(replicas_[3]->hinted(), 1);
+  EXPECT_EQ(replicas_[0]->calls(), 2);
+  EXPECT_EQ(c->stats().words_withdrawn, 1u);
 }
 
 // One faulty replica cannot lower the view the client follows: its view

@@ -8,6 +8,11 @@
 # so the requests the cluster executed are exactly the calls that
 # succeeded plus, at most, those that ended without an outcome for
 # another reason (deadline). The replicas stay equal and no view changes.
+# Among those calls are the ones the primary refused while the backup asked
+# with it held the request on the word that the primary had it: the SDK
+# sends that backup a copy without the word, and a refusal of either copy
+# must not end the call while the other may be ordered (the first run must
+# have sent some).
 # Run twice: the second time the clients share a throttle (the SDK's
 # ClientOptions::throttle, k = 1.5), whose refusals must be counted as
 # refused and never execute either.
@@ -55,6 +60,7 @@ acc = bench["accounting"]
 served, refused = acc["served"], acc["refused"]
 other = acc["completed"] - served - refused  # No outcome, another reason.
 print(f"throttle k {throttle_k}: throttled {bench['sdk_throttled']}, "
+      f"words withdrawn {bench['sdk_words_withdrawn']}, "
       f"served {served}, refused {refused}, other errors {other}, "
       f"executed {executed}, refusals for the wait {refusals}, "
       f"accounting {acc}, by status (measured span) {bench['by_status']}")
@@ -71,6 +77,8 @@ if throttle_k > 0 and not 0 < bench["sdk_throttled"] <= refused:
     fail(f"throttled {bench['sdk_throttled']} of {refused} refused")
 if throttle_k == 0 and bench["sdk_throttled"] != 0:
     fail("throttled without a throttle")
+if throttle_k == 0 and bench["sdk_words_withdrawn"] == 0:
+    fail("no copy without the word was sent: that case was not exercised")
 # Replica 0's count (the others may have fetched some blocks instead).
 if not served <= executed[0] <= served + other:
     fail(f"{executed[0]} requests executed for {served} calls served and "

@@ -1269,5 +1269,43 @@ TEST_F(ClientServiceTest, AnAnsweredRequestAskedAgainIsNotRefusedForItsWait) {
   asked_again.join();
   EXPECT_EQ(waited_ok.load(), 5);
 }
+
+// A copy of a request a call already waits for here (a client withdrawing
+// its word that the primary has it, after the primary refused the call) is
+// not refused for its wait: refusing it would shed nothing, the first copy
+// being held. It reaches the owner (so the core sees the copy without the
+// word), and both calls get the reply. A forged copy gets past the wait
+// check only to its signature check.
+TEST_F(ClientServiceTest, ACopyOfAWaitingRequestIsNotRefusedForItsWait) {
+  std::vector<std::thread> waiting;
+  std::atomic<int> waited_ok{0};
+  ASSERT_TRUE(StartWithFourWaiting(&waiting, &waited_ok));
+  ledger::v1::SubmitResponse resp;
+  ASSERT_EQ(Submit(k_.Request(5), &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  std::thread copy([&] {
+    ledger::v1::SubmitResponse r;
+    if (Submit(k_.Request(3), &r).ok()) waited_ok.fetch_add(1);
+  });
+  ASSERT_TRUE(WaitSubmitted(5));  // It reached the owner.
+  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  Envelope forged = k_.Request(2);
+  forged.set_signature(std::string(64, 'q'));
+  EXPECT_EQ(Submit(forged, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  ASSERT_TRUE(Eventually([&] { return service_->pending() == 5; }));
+  for (uint64_t i = 1; i <= 4; ++i) {
+    pbft::v1::Reply reply;
+    reply.set_request_number(i);
+    EXPECT_EQ(service_->DeliverReply(
+                  9, i, k_.s0.SignMessage(pbft::v1::MESSAGE_TYPE_REPLY, reply)),
+              i == 3 ? 2 : 1);
+  }
+  for (auto& t : waiting) t.join();
+  copy.join();
+  EXPECT_EQ(waited_ok.load(), 5);
+}
 }  // namespace
 }  // namespace pbft::net

@@ -107,9 +107,9 @@ std::string SdkStatsJson(const client::ClientStats& s) {
       "\"sdk_sends\":%u,\"sdk_sent_to_all_first\":%u,"
       "\"sdk_widened_by_timer\":%u,\"sdk_widened_early\":%u,"
       "\"sdk_widened_by_hedge\":%u,\"sdk_replicas_left_out\":%u,"
-      "\"sdk_throttled\":%u",
+      "\"sdk_throttled\":%u,\"sdk_words_withdrawn\":%u",
       s.ordered_sends, s.sent_to_all_first, s.widened_by_timer, s.widened_early,
-      s.widened_by_hedge, s.replicas_left_out, s.throttled);
+      s.widened_by_hedge, s.replicas_left_out, s.throttled, s.words_withdrawn);
 }
 
 }  // namespace pbft::bench
