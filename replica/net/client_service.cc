@@ -828,9 +828,10 @@ std::optional<double> ClientService::WaitCheckDraw(
   }
   // A copy of a request a call already waits for here (the client takes
   // back its word that the primary has it, the primary having refused the
-  // call): refusing it sheds nothing, the first copy is held. Unchecked
-  // too, as above.
-  if (Waiting(r.client_id, r.request_number)) return std::nullopt;
+  // call): refusing it sheds nothing, the first copy is held. One copy:
+  // the client sends no more, and further ones are judged as new calls.
+  // Unchecked too, as above.
+  if (WaitingCalls(r.client_id, r.request_number) == 1) return std::nullopt;
   return AdmissionGate::CallDraw(r.client_id, r.request_number, absl::Now());
 }
 
@@ -1056,6 +1057,12 @@ int ClientService::DeliverReply(uint64_t client_id, uint64_t request_number,
   // Counted with admission off too: the expected wait is a metric.
   if (n > 0) admission_.Answered(absl::Now(), static_cast<uint64_t>(n));
   return n;
+}
+
+size_t ClientService::WaitingCalls(uint64_t client_id,
+                                   uint64_t request_number) const {
+  absl::MutexLock l(&mu_);
+  return pending_.count({client_id, request_number});
 }
 
 bool ClientService::Waiting(uint64_t client_id, uint64_t request_number) const {

@@ -145,6 +145,8 @@ class ClientService {
   // True if a Submit (or a Session's ordered request) waits for the reply
   // to (client, request number).
   bool Waiting(uint64_t client_id, uint64_t request_number) const;
+  // How many such calls wait for it.
+  size_t WaitingCalls(uint64_t client_id, uint64_t request_number) const;
   // The replica has a reply for (client, request number): it executed the
   // request (or answered it with a rejection). A call asking for it again
   // (answered from the replica's stored reply), or for an earlier number
@@ -230,7 +232,8 @@ class ClientService {
   absl::Status CheckWait(double draw);
   // Whether admission by expected wait applies to `request` (an envelope
   // of a pbft.v1.Request, not yet checked): an ordered request this replica
-  // has not answered and no call waits for here; then its draw
+  // has not answered and for which not exactly one call waits here (a
+  // copy of a waiting request passes, one); then its draw
   // (AdmissionGate::CallDraw). Read from the wire format, before the signature
   // check; bytes that do not scan are treated as a new ordered request with
   // draw 0, refused first.

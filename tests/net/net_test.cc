@@ -1275,7 +1275,7 @@ TEST_F(ClientServiceTest, AnAnsweredRequestAskedAgainIsNotRefusedForItsWait) {
 // not refused for its wait: refusing it would shed nothing, the first copy
 // being held. It reaches the owner (so the core sees the copy without the
 // word), and both calls get the reply. A forged copy gets past the wait
-// check only to its signature check.
+// check only to its signature check; a second copy does not get past it.
 TEST_F(ClientServiceTest, ACopyOfAWaitingRequestIsNotRefusedForItsWait) {
   std::vector<std::thread> waiting;
   std::atomic<int> waited_ok{0};
@@ -1296,6 +1296,10 @@ TEST_F(ClientServiceTest, ACopyOfAWaitingRequestIsNotRefusedForItsWait) {
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(service_->refused_for_wait(), 1u);
   ASSERT_TRUE(Eventually([&] { return service_->pending() == 5; }));
+  // One copy: a third call for the request is judged as a new one.
+  EXPECT_EQ(Submit(k_.Request(3), &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->refused_for_wait(), 2u);
   for (uint64_t i = 1; i <= 4; ++i) {
     pbft::v1::Reply reply;
     reply.set_request_number(i);
