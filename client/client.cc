@@ -113,14 +113,14 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   void Send(uint32_t replica, absl::Duration backoff,
             std::optional<uint64_t> primary_view = std::nullopt);
   // True once per call if `refuser` is the primary of the word's view and
-  // no reply came: the caller then ArmWithdrawal()s.
+  // no reply came: the caller then ArmWithdrawal(refuser)s.
   bool TakeWordLocked(uint32_t refuser) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After as long as the call has taken so far (at least retry_initial: the
   // backups' own answers to the first sends come within about that), sends
-  // the backups told the primary had the request and still silent a copy
-  // without the word, if no reply came: a backup holding the request then
-  // forwards it, and answers both calls alike.
-  void ArmWithdrawal();
+  // the first replicas but `primary` (the backups told it had the request)
+  // still silent a copy without the word, if no reply came: a backup
+  // holding the request then forwards it, and answers both calls alike.
+  void ArmWithdrawal(uint32_t primary);
   // Sends to the replicas not asked yet (once per call), counted by
   // `cause` in Client::stats().
   void Widen(WidenCause cause = WidenCause::kEarly);
@@ -242,12 +242,13 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
   // copy without the word is out (ArmWithdrawal).
   std::map<uint32_t, int> in_flight_ ABSL_GUARDED_BY(mu_);
   // The view whose primary the first sends named to the backups among them
-  // (word_to_), if they did; cleared once the word is taken back.
+  // (first_ but that primary), if they did; cleared once the word is taken
+  // back.
   std::optional<uint64_t> word_view_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint32_t> word_to_ ABSL_GUARDED_BY(mu_);
   std::optional<Timers::Id> widen_timer_;     // Set by Start().
   std::optional<Timers::Id> deadline_timer_;  // Set by Start().
-  // The replicas asked first, if not every one.
+  // The replicas asked first, if not every one. Set by Start() before the
+  // first send.
   std::vector<uint32_t> first_;
   // The replicas that answered anything (a reply, a rejection, an error),
   // even after the call finished: the others are silent.
@@ -695,15 +696,13 @@ void FanOut::Start() {
     return kind_ == Kind::kSubmit && view.has_value() &&
            r != *view % client_->replica_count();
   };
+  if (first.size() < client_->replica_count()) first_ = first;
   {
     // All of them before the first send: an answer that comes back at
     // once must not find the others unasked and widen the call.
     absl::MutexLock l(&mu_);
     asked_.insert(first.begin(), first.end());
-    for (uint32_t r : first) {
-      if (hint(r)) word_to_.push_back(r);
-    }
-    if (!word_to_.empty()) word_view_ = view;
+    if (std::any_of(first.begin(), first.end(), hint)) word_view_ = view;
   }
   for (uint32_t r : first) {
     Send(r, client_->options().retry_initial, hint(r) ? view : std::nullopt);
@@ -713,7 +712,6 @@ void FanOut::Start() {
   // then).
   std::weak_ptr<FanOut> weak = weak_from_this();
   if (first.size() < client_->replica_count()) {
-    first_ = first;
     widen_timer_ =
         client_->timers().After(client_->first_replicas().WidenAfter(), [weak] {
           auto self = weak.lock();
@@ -867,17 +865,17 @@ absl::Duration FanOut::AsLongAsSoFar() const {
   return std::max(client_->options().retry_initial, absl::Now() - started_);
 }
 
-void FanOut::ArmWithdrawal() {
+void FanOut::ArmWithdrawal(uint32_t primary) {
   std::weak_ptr<FanOut> weak = weak_from_this();
-  client_->timers().After(AsLongAsSoFar(), [weak] {
+  client_->timers().After(AsLongAsSoFar(), [weak, primary] {
     auto self = weak.lock();
     if (self == nullptr) return;  // Every replica asked has answered.
     std::vector<uint32_t> silent;
     {
       absl::MutexLock l(&self->mu_);
       if (self->finished_ || self->RepliedLocked()) return;
-      for (uint32_t r : self->word_to_) {
-        if (!self->voted_.contains(r)) silent.push_back(r);
+      for (uint32_t r : self->first_) {
+        if (r != primary && !self->voted_.contains(r)) silent.push_back(r);
       }
     }
     if (!silent.empty()) self->client_->NoteWordWithdrawn();
@@ -1218,7 +1216,7 @@ bool FanOut::OnRefused(uint32_t replica, absl::Duration backoff,
       widen = Refused(&done, &outcome);
     }
   }
-  if (withdraw) ArmWithdrawal();
+  if (withdraw) ArmWithdrawal(replica);
   // Not a failure of these replicas (every replica carries the same load):
   // neither avoided by later calls nor a reason to widen.
   for (uint32_t r : reask) AskLater(r, backoff);

@@ -1066,8 +1066,7 @@ size_t ClientService::WaitingCalls(uint64_t client_id,
 }
 
 bool ClientService::Waiting(uint64_t client_id, uint64_t request_number) const {
-  absl::MutexLock l(&mu_);
-  return pending_.find({client_id, request_number}) != pending_.end();
+  return WaitingCalls(client_id, request_number) > 0;
 }
 
 size_t ClientService::pending() const {

@@ -598,6 +598,17 @@ class ClientServiceTest : public ::testing::Test {
     return WaitSubmitted(4) &&
            Eventually([this] { return service_->pending() == 4; });
   }
+  // A forged copy of request `number` (client 9) gets past the wait check
+  // only to its signature check: UNAUTHENTICATED, no refusal for the wait.
+  void ExpectForgedStopsAtSignatureCheck(uint64_t number) {
+    const uint64_t refused = service_->refused_for_wait();
+    Envelope forged = k_.Request(number);
+    forged.set_signature(std::string(64, 'q'));
+    ledger::v1::SubmitResponse resp;
+    EXPECT_EQ(Submit(forged, &resp).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(service_->refused_for_wait(), refused);
+  }
   int queries() {
     absl::MutexLock l(&mu_);
     return queries_;
@@ -1238,11 +1249,7 @@ TEST_F(ClientServiceTest, AnAnsweredRequestAskedAgainIsNotRefusedForItsWait) {
   EXPECT_EQ(Submit(k_.Request(6), &resp).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(service_->refused_for_wait(), 1u);
-  Envelope forged = k_.Request(5);
-  forged.set_signature(std::string(64, 'q'));
-  EXPECT_EQ(Submit(forged, &resp).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  ExpectForgedStopsAtSignatureCheck(5);
   // On a Session too.
   {
     grpc::ClientContext ctx;
@@ -1290,11 +1297,7 @@ TEST_F(ClientServiceTest, ACopyOfAWaitingRequestIsNotRefusedForItsWait) {
   });
   ASSERT_TRUE(WaitSubmitted(5));  // It reached the owner.
   EXPECT_EQ(service_->refused_for_wait(), 1u);
-  Envelope forged = k_.Request(2);
-  forged.set_signature(std::string(64, 'q'));
-  EXPECT_EQ(Submit(forged, &resp).error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(service_->refused_for_wait(), 1u);
+  ExpectForgedStopsAtSignatureCheck(2);
   ASSERT_TRUE(Eventually([&] { return service_->pending() == 5; }));
   // One copy: a third call for the request is judged as a new one.
   EXPECT_EQ(Submit(k_.Request(3), &resp).error_code(),
