@@ -10,7 +10,8 @@
 # the cell's measured consensus batch size, the ratio measured / bound, the
 # CPU the processes actually used per request, and the replicas' received
 # message counts per block beside the model's (docs/benchmarks.md, "The
-# bound"; tools/bench/bound.py).
+# bound"; tools/bench/bound.py), and the same bound and ratio with Ed25519
+# measured just before and just after the cell ("probed").
 #
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
@@ -191,9 +192,10 @@ exec_bench() {
     --data-dir "$WORK/exec" 2>/dev/null | tail -1 >"$file"
 }
 
+MACHINE_TRANSFERS=$(echo "$CELLS" | tr ' ' '\n' | sed -n 's/x.*//p' | sort -un | paste -sd,)
 if (( BOUND )); then
-  "$BIN/machine-bench" --dir "$WORK" --transfers "$(echo "$CELLS" | tr ' ' '\n' \
-    | sed -n 's/x.*//p' | sort -un | paste -sd,)" 2>/dev/null >"$WORK/machine.json"
+  "$BIN/machine-bench" --dir "$WORK" --transfers "$MACHINE_TRANSFERS" 2>/dev/null \
+    >"$WORK/machine.json"
   cat "$WORK/machine.json"
   exec_bench 1 1 16 "$WORK/exec-floor.json"
   python3 "$BOUND_PY" floor --machine "$WORK/machine.json" \
@@ -262,10 +264,18 @@ bound_line() {
   exec_bench "$r" "$b" "$c" "$dir/exec.json"
   python3 "$BOUND_PY" cell --machine "$WORK/machine.json" --exec "$dir/exec.json" \
     --result "$dir/result.json" --before "$dir/before.json" --after "$dir/after.json" \
+    --probes "$dir/probe-before.json" "$dir/probe-after.json" \
     --cpu-s "$(cat "$dir/cpu_s")" --wall-s "$(cat "$dir/wall_s")" --nproc "$NPROC" \
     --load "$(cat "$dir/load")" --floor-ms "$FLOOR_MS" --checkpoint-interval "$CHECKPOINT" \
     --ctx-switches "$(cat "$dir/ctx")" --threads-before "$dir/threads-before" \
     --threads-after "$dir/threads-after" --ticks-per-s "$TICKS"
+}
+
+# Ed25519's costs now, at the machine line's sizes, into FILE: the host's
+# speed moves within minutes, so each cell's bound also gets the figures
+# measured just before and just after it (tools/bench/bound.py, "probed").
+probe() {
+  "$BIN/machine-bench" --probe --transfers "$MACHINE_TRANSFERS" 2>/dev/null >"$1"
 }
 
 # ledger-bench against the cell's cluster; with the bound, the replicas'
@@ -274,6 +284,7 @@ measure_cell() {
   local dir=$1 b=$2 c=$3 cpu0 ctx0 wall0
   shift 3  # The rest: more ledger-bench flags (the open loop's).
   if (( BOUND )); then
+    probe "$dir/probe-before.json"
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/before.json"
     thread_ticks "${PIDS[@]}" >"$dir/threads-before"
     cpu0=$(cpu_seconds "${PIDS[@]}")
@@ -297,6 +308,7 @@ measure_cell() {
     thread_ticks "${PIDS[@]}" >"$dir/threads-after"
     python3 "$BOUND_PY" scrape "$dir/cluster.json" >"$dir/after.json"
     cut -d' ' -f1 /proc/loadavg >"$dir/load"
+    probe "$dir/probe-after.json"
   fi
 }
 

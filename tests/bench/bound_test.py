@@ -187,6 +187,47 @@ class CellLine(unittest.TestCase):
         # 2,500 switches over the 100 requests of the window.
         self.assertEqual(line["context_switches_per_request"], 25.0)
 
+    def test_probed_bound(self):
+        zero = bound.parse_metrics("")
+        after = bound.parse_metrics(
+            "ledger_batch_requests_sum 100\nledger_batch_requests_count 100\n")
+        result = {"requests_per_s": 487.2, "p50_ms": 11.3, "batch": 1}
+        args = dict(m=MACHINE, exec_json=EXEC, result=result,
+                    before={"replicas": [zero]}, after={"replicas": [after]},
+                    cpu_s=1.0, wall_s=1.0, nproc=2, load=1.0, n=4, k=128,
+                    floor_ms=5.65)
+        plain = bound.cell_line(**args)
+        self.assertNotIn("ratio_probed", plain)
+        # Probes that measured what the machine line did: the same bound.
+        same = {"ed25519": MACHINE["ed25519"]}
+        line = bound.cell_line(probes=[same, same], **args)
+        self.assertEqual(line["bound_requests_per_s_probed"],
+                         plain["bound_requests_per_s"])
+        self.assertEqual(line["ratio_probed"], plain["ratio"])
+        # Slower next to the cell (verify 60/80 µs before, 80/100 after, the
+        # mean 70/90 against 50/60): a lower probed bound, the line's own
+        # bound unchanged.
+        slow0 = {"ed25519": [dict(e, verify_us=e["verify_us"] + d) for e, d in
+                             zip(MACHINE["ed25519"], (10, 20))]}
+        slow1 = {"ed25519": [dict(e, verify_us=e["verify_us"] + d) for e, d in
+                             zip(MACHINE["ed25519"], (30, 40))]}
+        line = bound.cell_line(probes=[slow0, slow1], **args)
+        self.assertEqual(line["bound_requests_per_s"],
+                         plain["bound_requests_per_s"])
+        self.assertLess(line["bound_requests_per_s_probed"],
+                        plain["bound_requests_per_s"])
+        self.assertGreater(line["ratio_probed"], plain["ratio"])
+        self.assertEqual(line["verify_us_at_vote"],
+                         {"machine": 50.0, "before": 60.0, "after": 80.0})
+        # The model's verify share at the probes' mean, from the same counts.
+        m = bound.probed(MACHINE, [slow0, slow1])
+        self.assertEqual([e["verify_us"] for e in m["ed25519"]], [70, 90])
+        self.assertEqual(bound.bound(m, EXEC, 4, 1.0, 1, 128, 2)
+                         ["bound_requests_per_s"],
+                         line["bound_requests_per_s_probed"])
+        with self.assertRaises(ValueError):
+            bound.probed(MACHINE, [{"ed25519": MACHINE["ed25519"][:1]}])
+
     def test_cpu_by_thread_name(self):
         import os
         import tempfile

@@ -12,7 +12,7 @@ latency floor of one request. deploy/local/bench.sh drives it:
   bound.py batch --before S0 --after S1  requests per block between scrapes
   bound.py cell --machine M --exec E --result R --before S0 --after S1
                 --cpu-s X --wall-s W --nproc N --load L --floor-ms F
-                [--replicas 4] [--checkpoint-interval K]
+                [--probes P0 P1] [--replicas 4] [--checkpoint-interval K]
 
 Every function below is pure except scrape and main; tests/bench/bound_test.py
 checks them on fixed inputs.
@@ -340,14 +340,44 @@ def thread_split(before, after, ticks_per_s, requests):
             if v >= 0.05}
 
 
+def probed(m, probes):
+    """The machine line m with its Ed25519 figures replaced by the mean of the
+    probes (machine-bench --probe lines at the same sizes, taken just before
+    and just after a cell)."""
+    sizes = [[e["bytes"] for e in p["ed25519"]] for p in probes]
+    if any(s != [e["bytes"] for e in m["ed25519"]] for s in sizes):
+        raise ValueError("a probe's sizes differ from the machine line's")
+    out = dict(m)
+    out["ed25519"] = [
+        {"bytes": e["bytes"],
+         "sign_us": sum(p["ed25519"][i]["sign_us"] for p in probes) / len(probes),
+         "verify_us": sum(p["ed25519"][i]["verify_us"] for p in probes) / len(probes)}
+        for i, e in enumerate(m["ed25519"])
+    ]
+    return out
+
+
 def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
-              n, k, floor_ms, ctx_switches=None, threads=None):
+              n, k, floor_ms, ctx_switches=None, threads=None, probes=None):
     mc = measured_counts(before, after)
     r = mc["requests_per_block"]
     b = result["batch"]
     out = dict(result)
     out.update(bound(m, exec_json, n, r, b, k, nproc))
     out["ratio"] = round(result["requests_per_s"] / out["bound_requests_per_s"], 3)
+    if probes:
+        # The same bound with Ed25519 as measured next to the cell: the
+        # host's speed for the same code moves by up to half within minutes,
+        # and signatures are most of the model.
+        bp = bound(probed(m, probes), exec_json, n, r, b, k, nproc)
+        out["bound_requests_per_s_probed"] = bp["bound_requests_per_s"]
+        out["ratio_probed"] = round(
+            result["requests_per_s"] / bp["bound_requests_per_s"], 3)
+        out["verify_us_at_vote"] = {
+            "machine": round(verify_us(m, m["vote_bytes"]), 1),
+            "before": round(verify_us(probes[0], m["vote_bytes"]), 1),
+            "after": round(verify_us(probes[-1], m["vote_bytes"]), 1),
+        }
     out["requests_per_block"] = round(r, 2)
     out["cpu_us_per_request_measured"] = round(cpu_s * 1e6 / mc["requests"], 1)
     if ctx_switches is not None:
@@ -410,6 +440,7 @@ def main(argv):
     c.add_argument("--threads-before", default=None)
     c.add_argument("--threads-after", default=None)
     c.add_argument("--ticks-per-s", type=float, default=100)
+    c.add_argument("--probes", nargs=2, default=None)
     c.add_argument("--replicas", type=int, default=4)
     c.add_argument("--checkpoint-interval", type=int, default=128)
     a = ap.parse_args(argv)
@@ -427,7 +458,8 @@ def main(argv):
                         a.load, a.replicas, a.checkpoint_interval, a.floor_ms,
                         a.ctx_switches,
                         (a.threads_before, a.threads_after, a.ticks_per_s)
-                        if a.threads_before and a.threads_after else None)
+                        if a.threads_before and a.threads_after else None,
+                        [load(p) for p in a.probes] if a.probes else None)
     print(json.dumps(out, separators=(",", ":")))
 
 

@@ -2,7 +2,7 @@
 // is made of, measured now, so that a benchmark run can compare itself with
 // the bound the same machine allows (docs/benchmarks.md, "The bound").
 //
-//   machine-bench [--dir DIR] [--transfers 1,100] [--scale 1.0]
+//   machine-bench [--dir DIR] [--transfers 1,100] [--scale 1.0] [--probe]
 //
 // Measures, in CPU time of the process that does the work (so a shared,
 // loaded machine distorts the figures less than wall time would):
@@ -18,7 +18,10 @@
 //     the floor) and alone; with 4 writers also the syncing thread's CPU
 //     per fdatasync, and both for records written over a file of zeros
 //     (no size change per sync: what a preallocated log would cost).
-// Prints progress on stderr and one JSON line on stdout.
+// Prints progress on stderr and one JSON line on stdout. With --probe only
+// the Ed25519 figures, as a "probe" line: deploy/local/bench.sh takes one
+// just before and one just after each cell, since this host's speed for
+// the same code moves by up to half within minutes.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +56,8 @@ ABSL_FLAG(std::string, dir, "/tmp", "Directory for the fdatasync probe.");
 ABSL_FLAG(std::string, transfers, "1,100",
           "Transfers per request to size requests and replies for.");
 ABSL_FLAG(double, scale, 1.0, "Multiplies every iteration count.");
+ABSL_FLAG(bool, probe, false,
+          "Only Ed25519 sign and verify, as a {\"kind\":\"probe\"} line.");
 
 namespace pbft::bench {
 namespace {
@@ -153,18 +158,26 @@ struct SignCost {
   double verify_us;
 };
 
-SignCost MeasureSign(const Keys& k, const std::string& payload) {
-  const int n = Iterations(1500);
+// One round of sign and verify of `payload`: µs of CPU each, into `sign`
+// and `verify`; the envelope's size into `bytes`.
+void MeasureSignRound(const Keys& k, const std::string& payload, int n,
+                      size_t* bytes, std::vector<double>* sign,
+                      std::vector<double>* verify) {
   pbft::v1::Envelope e;
   double t0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
   for (int i = 0; i < n; ++i) {
     e = k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload);
   }
-  const double sign_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+  sign->push_back((CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0) / n * 1e6);
   t0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
   for (int i = 0; i < n; ++i) CHECK(k.verifier.Check(e) == EnvelopeError::kOk);
-  const double verify_s = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0;
-  return {e.ByteSizeLong(), sign_s / n * 1e6, verify_s / n * 1e6};
+  verify->push_back((CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0) / n * 1e6);
+  *bytes = e.ByteSizeLong();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 double MeasureSha256UsPerKb() {
@@ -503,14 +516,32 @@ Payloads MakePayloads() {
   return p;
 }
 
+// Every size in each of several short rounds, and each size's median
+// round: on this host the same code's speed drops by up to half for a
+// second or so at a time, and one long loop per size would report such a
+// moment for whichever size it fell on.
 std::vector<SignCost> MeasureSignatures(const Keys& k, const Payloads& p) {
-  std::vector<SignCost> sign = {MeasureSign(k, p.vote)};
-  for (const std::string& r : p.requests) sign.push_back(MeasureSign(k, r));
-  for (const std::string& r : p.replies) sign.push_back(MeasureSign(k, r));
-  std::sort(sign.begin(), sign.end(), [](const SignCost& a, const SignCost& b) {
+  std::vector<std::string> payloads = {p.vote};
+  payloads.insert(payloads.end(), p.requests.begin(), p.requests.end());
+  payloads.insert(payloads.end(), p.replies.begin(), p.replies.end());
+  constexpr int kRounds = 7;
+  const int n = std::max(1, Iterations(1500) / kRounds);
+  std::vector<size_t> bytes(payloads.size());
+  std::vector<std::vector<double>> sign(payloads.size()),
+      verify(payloads.size());
+  for (int r = 0; r < kRounds; ++r) {
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      MeasureSignRound(k, payloads[i], n, &bytes[i], &sign[i], &verify[i]);
+    }
+  }
+  std::vector<SignCost> out;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    out.push_back({bytes[i], Median(sign[i]), Median(verify[i])});
+  }
+  std::sort(out.begin(), out.end(), [](const SignCost& a, const SignCost& b) {
     return a.bytes < b.bytes;
   });
-  return sign;
+  return out;
 }
 
 struct GrpcCosts {
@@ -581,6 +612,13 @@ void PrintJson(const Keys& k, const Payloads& p,
 }
 
 int Run() {
+  if (absl::GetFlag(FLAGS_probe)) {
+    const std::vector<SignCost> sign =
+        MeasureSignatures(Keys(), MakePayloads());
+    std::printf("{\"kind\":\"probe\",\"ed25519\":%s}\n",
+                SignJson(sign).c_str());
+    return 0;
+  }
   // Fork first: the child's gRPC server must not inherit this process's.
   Child child = StartChild();
   const Keys k;
@@ -607,7 +645,7 @@ int Run() {
 int main(int argc, char** argv) {
   pbft::ParseFlags(argc, argv,
                    "machine-bench [--dir DIR] [--transfers 1,100] "
-                   "[--scale 1.0]");
+                   "[--scale 1.0] [--probe]");
   pbft::crypto::EnsureInitialized();
   return pbft::bench::Run();
 }

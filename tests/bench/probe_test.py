@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""machine-bench --probe: the line deploy/local/bench.sh takes next to each
+cell, and tools/bench/bound.py's use of it.
+
+  probe_test.py PATH/TO/machine-bench PATH/TO/bound.py
+"""
+import importlib.util
+import json
+import subprocess
+import sys
+import unittest
+
+MACHINE_BENCH = sys.argv.pop(1)
+spec = importlib.util.spec_from_file_location("bound", sys.argv.pop(1))
+bound = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bound)
+
+
+def probe(transfers):
+    out = subprocess.run(
+        [MACHINE_BENCH, "--probe", "--transfers", transfers, "--scale", "0.1"],
+        check=True, capture_output=True, text=True, timeout=60).stdout
+    lines = out.splitlines()
+    assert len(lines) == 1, out
+    return json.loads(lines[0])
+
+
+class Probe(unittest.TestCase):
+    def test_line(self):
+        p = probe("1,100")
+        self.assertEqual(p["kind"], "probe")
+        self.assertEqual(set(p), {"kind", "ed25519"})
+        # A vote, then a request and a reply at each transfer count, by size.
+        sizes = [e["bytes"] for e in p["ed25519"]]
+        self.assertEqual(len(sizes), 5)
+        self.assertEqual(sizes, sorted(sizes))
+        for e in p["ed25519"]:
+            self.assertGreater(e["sign_us"], 0)
+            self.assertGreater(e["verify_us"], 0)
+        # The same --transfers give the same sizes, which is what lets
+        # bound.py put the probes in place of the machine line's figures.
+        again = probe("1,100")
+        self.assertEqual([e["bytes"] for e in again["ed25519"]], sizes)
+        m = {"ed25519": p["ed25519"], "vote_bytes": sizes[0]}
+        mean = bound.probed(m, [p, again])
+        self.assertEqual([e["bytes"] for e in mean["ed25519"]], sizes)
+        for e, a, b in zip(mean["ed25519"], p["ed25519"], again["ed25519"]):
+            self.assertAlmostEqual(e["verify_us"],
+                                   (a["verify_us"] + b["verify_us"]) / 2)
+        # Other transfer counts: other sizes, refused.
+        with self.assertRaises(ValueError):
+            bound.probed(m, [probe("1,10")])
+
+
+if __name__ == "__main__":
+    unittest.main()
