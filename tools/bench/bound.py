@@ -366,9 +366,9 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
     out.update(bound(m, exec_json, n, r, b, k, nproc))
     out["ratio"] = round(result["requests_per_s"] / out["bound_requests_per_s"], 3)
     if probes:
-        # The same bound with Ed25519 as measured next to the cell: the
-        # host's speed for the same code moves by up to half within minutes,
-        # and signatures are most of the model.
+        # The same bound with Ed25519 as measured next to the cell: on this
+        # host the same code's cost moves by up to 60% within an hour, and
+        # signatures are most of the model.
         bp = bound(probed(m, probes), exec_json, n, r, b, k, nproc)
         out["bound_requests_per_s_probed"] = bp["bound_requests_per_s"]
         out["ratio_probed"] = round(

@@ -20,8 +20,9 @@
 //     (no size change per sync: what a preallocated log would cost).
 // Prints progress on stderr and one JSON line on stdout. With --probe only
 // the Ed25519 figures, as a "probe" line: deploy/local/bench.sh takes one
-// just before and one just after each cell, since this host's speed for
-// the same code moves by up to half within minutes.
+// just before and one just after each cell, since on this host the same
+// code's cost moves by up to 60% within an hour (a vote's verification
+// 47 to 77 µs).
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -150,6 +152,12 @@ size_t EnvelopeBytes(const Keys& k, const std::string& payload) {
   return k.signer.Sign(pbft::v1::MESSAGE_TYPE_PREPARE, payload).ByteSizeLong();
 }
 
+// The middle value of `v` (not empty).
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 // --- Crypto ----------------------------------------------------------------
 
 struct SignCost {
@@ -173,11 +181,6 @@ void MeasureSignRound(const Keys& k, const std::string& payload, int n,
   for (int i = 0; i < n; ++i) CHECK(k.verifier.Check(e) == EnvelopeError::kOk);
   verify->push_back((CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - t0) / n * 1e6);
   *bytes = e.ByteSizeLong();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 double MeasureSha256UsPerKb() {
@@ -266,9 +269,8 @@ SyncCost MeasureFdatasync(const std::string& dir, int writers,
       cpu += x.cpu_us;
     }
   }
-  std::sort(ms.begin(), ms.end());
   const double n = static_cast<double>(ms.size());
-  return {ms[ms.size() / 2], sum / n, cpu / n};
+  return {Median(std::move(ms)), sum / n, cpu / n};
 }
 
 // --- gRPC: the server child --------------------------------------------------
@@ -420,8 +422,7 @@ double MeasureHopUs(ledger::v1::ReplicaService::Stub* stub,
   }
   CHECK(stream->WritesDone());
   CheckGrpc(stream->Finish());
-  std::sort(rtt.begin(), rtt.end());
-  return rtt[rtt.size() / 2] / 2;
+  return Median(std::move(rtt)) / 2;
 }
 
 struct UnaryCost {
@@ -446,7 +447,6 @@ UnaryCost MeasureUnary(ledger::v1::LedgerService::Stub* stub,
     call();
     rtt.push_back((WallSeconds() - t0) * 1e6);
   }
-  std::sort(rtt.begin(), rtt.end());
   constexpr int kThreads = 4;
   const double c0 = CpuSeconds(child.clock);
   const double p0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
@@ -459,7 +459,7 @@ UnaryCost MeasureUnary(ledger::v1::LedgerService::Stub* stub,
   for (std::thread& t : threads) t.join();
   const double calls = static_cast<double>(kThreads) * n;
   return {(CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - p0) / calls * 1e6,
-          (CpuSeconds(child.clock) - c0) / calls * 1e6, rtt[rtt.size() / 2]};
+          (CpuSeconds(child.clock) - c0) / calls * 1e6, Median(std::move(rtt))};
 }
 
 // --- Output ------------------------------------------------------------------
@@ -517,9 +517,9 @@ Payloads MakePayloads() {
 }
 
 // Every size in each of several short rounds, and each size's median
-// round: on this host the same code's speed drops by up to half for a
-// second or so at a time, and one long loop per size would report such a
-// moment for whichever size it fell on.
+// round: on this host the same code's cost rises by up to 60% for
+// stretches of the run, and one long loop per size would report such a
+// stretch for whichever size it fell on.
 std::vector<SignCost> MeasureSignatures(const Keys& k, const Payloads& p) {
   std::vector<std::string> payloads = {p.vote};
   payloads.insert(payloads.end(), p.requests.begin(), p.requests.end());
