@@ -2,7 +2,6 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <malloc.h>
 
 #include <atomic>
@@ -35,6 +34,7 @@
 #include "replica/ledger/ledger.h"
 #include "replica/metrics.h"
 #include "replica/net/client_service.h"
+#include "replica/net/health_service.h"
 #include "replica/net/peer_sender.h"
 #include "replica/net/replica_service.h"
 #include "replica/net/verify_pool.h"
@@ -216,6 +216,8 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   std::vector<std::unique_ptr<net::PeerSender>> peers_;  // Null for self.
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
+  // grpc.health.v1 on health_server_ (null without a health address).
+  std::unique_ptr<net::HealthService> health_;
   std::thread core_thread_;
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
@@ -413,7 +415,6 @@ absl::Status ReplicaServerImpl::StartServers() {
     peers_[i] = std::make_unique<net::PeerSender>(
         i, cluster_.replica(ReplicaId(i)).address(), peer_creds, po);
   }
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder b;
   int bound = 0;
@@ -439,6 +440,9 @@ absl::Status ReplicaServerImpl::StartServers() {
     uint16_t hp;
     CHECK_OK(ParseHostPort(me.health_address(), "health_address", &hh, &hp));
     grpc::ServerBuilder hb;
+    health_ =
+        std::make_unique<net::HealthService>(net::HealthService::Options{});
+    health_->Register(&hb);
     int hbound = 0;
     // Plaintext on purpose: probes carry no secrets and need no client cert.
     hb.AddListeningPort(
@@ -452,10 +456,10 @@ absl::Status ReplicaServerImpl::StartServers() {
           me.health_address()));
     }
   }
-  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
-    if (s == nullptr) continue;
-    s->GetHealthCheckService()->SetServingStatus("", true);
-    s->GetHealthCheckService()->SetServingStatus(kReadyService, false);
+  if (health_ != nullptr) {
+    health_->Set("", true);
+    health_->Set(kReadyService, false);
+    health_->Start();
   }
   if (options_.serve_metrics && !me.metrics_address().empty()) {
     std::string mh;
@@ -628,10 +632,7 @@ void ReplicaServerImpl::Publish() {
   in_cluster_view_ = core_->in_cluster_view();
   const bool up = CaughtUp();
   if (up != caught_up_.exchange(up)) {
-    for (grpc::Server* s : {server_.get(), health_server_.get()}) {
-      if (s != nullptr)
-        s->GetHealthCheckService()->SetServingStatus(kReadyService, up);
-    }
+    if (health_ != nullptr) health_->Set(kReadyService, up);
     LOG_INFO("replica {}: {}", options_.id,
              up ? "caught up (ready)" : "not ready");
   }
@@ -742,6 +743,12 @@ void ReplicaServerImpl::MirrorCounters() {
     net_dropped += peers_[i]->dropped();
   }
   metrics_.MirrorDropped("net", "send", net_dropped);
+  if (health_ != nullptr) {
+    metrics_.MirrorDropped("health", "unknown_service",
+                           health_->unknown_services());
+    metrics_.MirrorDropped("health", "watchers_full",
+                           health_->watchers_refused());
+  }
 }
 
 // Per-peer refusals: one metric series per peer and reason, and one
@@ -820,6 +827,7 @@ void ReplicaServerImpl::Stop() {
       std::chrono::system_clock::now() + std::chrono::seconds(2);
   if (server_ != nullptr) server_->Shutdown(deadline);
   if (health_server_ != nullptr) health_server_->Shutdown(deadline);
+  if (health_ != nullptr) health_->Shutdown();
   if (client_service_ != nullptr) client_service_->Shutdown();
   // 2. The core thread finishes the Ready in hand (synced writes) and exits.
   inbox_.Close();

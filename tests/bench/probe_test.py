@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """machine-bench --probe: the line deploy/local/bench.sh takes next to each
-cell, and tools/bench/bound.py's use of it.
+cell, and tools/bench/bound.py's use of it; and the shape of the whole
+machine line at a small scale.
 
   probe_test.py PATH/TO/machine-bench PATH/TO/bound.py
 """
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import unittest
 
 MACHINE_BENCH = sys.argv.pop(1)
@@ -50,6 +53,30 @@ class Probe(unittest.TestCase):
         # Other transfer counts: other sizes, refused.
         with self.assertRaises(ValueError):
             bound.probed(m, [probe("1,10")])
+
+
+class MachineLine(unittest.TestCase):
+    def test_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = subprocess.run(
+                [MACHINE_BENCH, "--scale", "0.02", "--dir", d],
+                check=True, capture_output=True, text=True,
+                timeout=120).stdout
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 1, out)
+        m = json.loads(lines[0])
+        self.assertEqual(m["kind"], "machine")
+        for key in ("ed25519", "grpc_stream", "grpc_unary",
+                    "fdatasync_ms_mean", "fdatasync_cpu_us", "handoff_us"):
+            self.assertIn(key, m)
+        # A hand-off costs CPU on one CPU, and on two when there are two
+        # (null when the process may run on one only).
+        h = m["handoff_us"]
+        self.assertGreater(h["same_cpu"], 0)
+        if len(os.sched_getaffinity(0)) > 1:
+            self.assertGreater(h["other_cpu"], 0)
+        else:
+            self.assertIsNone(h["other_cpu"])
 
 
 if __name__ == "__main__":

@@ -17,13 +17,18 @@
 //     directory), with 4 writers at once (one per local replica; used for
 //     the floor) and alone; with 4 writers also the syncing thread's CPU
 //     per fdatasync, and both for records written over a file of zeros
-//     (no size change per sync: what a preallocated log would cost).
+//     (no size change per sync: what a preallocated log would cost);
+//   - a thread hand-off: CPU per turn of two threads passing a turn back
+//     and forth through absl::Mutex and CondVar (as the replica's queues
+//     hand work between threads), both on one CPU and on two.
 // Prints progress on stderr and one JSON line on stdout. With --probe only
 // the Ed25519 figures, as a "probe" line: deploy/local/bench.sh takes one
 // just before and one just after each cell, since on this host the same
 // code's cost moves by up to 60% within an hour (a vote's verification
 // 47 to 77 µs).
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +49,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/check.h"
 #include "common/crypto.h"
 #include "common/envelope.h"
@@ -464,6 +470,53 @@ UnaryCost MeasureUnary(ledger::v1::LedgerService::Stub* stub,
 
 // --- Output ------------------------------------------------------------------
 
+// CPU of the whole process per hand-off while two threads, pinned to
+// `cpu_a` and `cpu_b`, pass a turn back and forth `n` times each.
+double MeasureHandoffUs(int cpu_a, int cpu_b, int n) {
+  absl::Mutex mu;
+  absl::CondVar cv;
+  int turn = 0;
+  auto play = [&](int me, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    for (int i = 0; i < n; ++i) {
+      absl::MutexLock l(&mu);
+      while (turn != me) cv.Wait(&mu);
+      turn = 1 - me;
+      cv.Signal();
+    }
+  };
+  const double c0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+  std::thread a(play, 0, cpu_a);
+  std::thread b(play, 1, cpu_b);
+  a.join();
+  b.join();
+  return (CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e6 / (2.0 * n);
+}
+
+// On one CPU and on two of those this process may run on (-1 for two when
+// it may run on one only).
+struct HandoffCost {
+  double same_cpu_us = 0;
+  double other_cpu_us = -1;
+};
+
+HandoffCost MeasureHandoff() {
+  cpu_set_t allowed;
+  CHECK_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  const int n = Iterations(20000);
+  HandoffCost h;
+  h.same_cpu_us = MeasureHandoffUs(cpus[0], cpus[0], n);
+  if (cpus.size() > 1) h.other_cpu_us = MeasureHandoffUs(cpus[0], cpus[1], n);
+  return h;
+}
+
 std::string Fmt(double x) { return absl::StrFormat("%.3f", x); }
 
 std::string SignJson(const std::vector<SignCost>& v) {
@@ -579,10 +632,17 @@ GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
   return g;
 }
 
-void PrintJson(const Keys& k, const Payloads& p,
-               const std::vector<SignCost>& sign, double sha_us_per_kb,
-               const GrpcCosts& g, const SyncCost& sync, const SyncCost& alone,
-               const SyncCost& overwrite) {
+// What Run measured, for PrintJson.
+struct Measured {
+  std::vector<SignCost> sign;
+  double sha_us_per_kb = 0;
+  GrpcCosts g;
+  SyncCost sync, alone, overwrite;
+  HandoffCost handoff;
+};
+
+void PrintJson(const Keys& k, const Payloads& p, const Measured& m) {
+  const GrpcCosts& g = m.g;
   std::vector<std::string> sizes;
   for (size_t i = 0; i < p.transfers.size(); ++i) {
     sizes.push_back(
@@ -599,16 +659,20 @@ void PrintJson(const Keys& k, const Payloads& p,
       "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s,"
       "\"fdatasync_cpu_us\":%s,\"fdatasync_overwrite_ms_p50\":%s,"
       "\"fdatasync_overwrite_ms_mean\":%s,"
-      "\"fdatasync_overwrite_cpu_us\":%s}\n",
-      std::thread::hardware_concurrency(), SignJson(sign).c_str(),
-      Fmt(sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
+      "\"fdatasync_overwrite_cpu_us\":%s,"
+      "\"handoff_us\":{\"same_cpu\":%s,\"other_cpu\":%s}}\n",
+      std::thread::hardware_concurrency(), SignJson(m.sign).c_str(),
+      Fmt(m.sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
       absl::StrJoin(sizes, ",").c_str(), StreamJson(g.stream).c_str(),
       Fmt(g.hop_us).c_str(), Fmt(g.unary.client_us).c_str(),
       Fmt(g.unary.server_us).c_str(), Fmt(g.unary.rtt_us).c_str(),
-      Fmt(sync.p50_ms).c_str(), Fmt(sync.mean_ms).c_str(),
-      Fmt(alone.p50_ms).c_str(), Fmt(alone.mean_ms).c_str(),
-      Fmt(sync.cpu_us).c_str(), Fmt(overwrite.p50_ms).c_str(),
-      Fmt(overwrite.mean_ms).c_str(), Fmt(overwrite.cpu_us).c_str());
+      Fmt(m.sync.p50_ms).c_str(), Fmt(m.sync.mean_ms).c_str(),
+      Fmt(m.alone.p50_ms).c_str(), Fmt(m.alone.mean_ms).c_str(),
+      Fmt(m.sync.cpu_us).c_str(), Fmt(m.overwrite.p50_ms).c_str(),
+      Fmt(m.overwrite.mean_ms).c_str(), Fmt(m.overwrite.cpu_us).c_str(),
+      Fmt(m.handoff.same_cpu_us).c_str(),
+      m.handoff.other_cpu_us < 0 ? "null"
+                                 : Fmt(m.handoff.other_cpu_us).c_str());
 }
 
 int Run() {
@@ -623,19 +687,22 @@ int Run() {
   Child child = StartChild();
   const Keys k;
   const Payloads p = MakePayloads();
+  Measured m;
   std::fprintf(stderr, "machine-bench: Ed25519, SHA-256\n");
-  const std::vector<SignCost> sign = MeasureSignatures(k, p);
-  const double sha_us_per_kb = MeasureSha256UsPerKb();
+  m.sign = MeasureSignatures(k, p);
+  m.sha_us_per_kb = MeasureSha256UsPerKb();
   std::fprintf(stderr, "machine-bench: gRPC on loopback (port %d)\n",
                child.port);
-  const GrpcCosts g = MeasureGrpc(child, k, p);
+  m.g = MeasureGrpc(child, k, p);
   StopChild(&child);
+  std::fprintf(stderr, "machine-bench: thread hand-offs\n");
+  m.handoff = MeasureHandoff();
   const std::string dir = absl::GetFlag(FLAGS_dir);
   std::fprintf(stderr, "machine-bench: fdatasync in %s\n", dir.c_str());
-  const SyncCost alone = MeasureFdatasync(dir, 1);
-  const SyncCost sync = MeasureFdatasync(dir, 4);
-  const SyncCost overwrite = MeasureFdatasync(dir, 4, /*overwrite=*/true);
-  PrintJson(k, p, sign, sha_us_per_kb, g, sync, alone, overwrite);
+  m.alone = MeasureFdatasync(dir, 1);
+  m.sync = MeasureFdatasync(dir, 4);
+  m.overwrite = MeasureFdatasync(dir, 4, /*overwrite=*/true);
+  PrintJson(k, p, m);
   return 0;
 }
 
