@@ -468,7 +468,7 @@ UnaryCost MeasureUnary(ledger::v1::LedgerService::Stub* stub,
           (CpuSeconds(child.clock) - c0) / calls * 1e6, Median(std::move(rtt))};
 }
 
-// --- Output ------------------------------------------------------------------
+// --- Thread hand-offs -----------------------------------------------------
 
 // CPU of the whole process per hand-off while two threads, pinned to
 // `cpu_a` and `cpu_b`, pass a turn back and forth `n` times each.
@@ -516,6 +516,8 @@ HandoffCost MeasureHandoff() {
   if (cpus.size() > 1) h.other_cpu_us = MeasureHandoffUs(cpus[0], cpus[1], n);
   return h;
 }
+
+// --- Output ------------------------------------------------------------------
 
 std::string Fmt(double x) { return absl::StrFormat("%.3f", x); }
 
