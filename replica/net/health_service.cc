@@ -165,7 +165,6 @@ void HealthService::Start() {
 void HealthService::Set(const std::string& service, bool serving) {
   absl::MutexLock l(&mu_);
   statuses_[service] = serving;
-  ++version_;
 }
 
 void HealthService::Shutdown() {
@@ -226,13 +225,6 @@ bool HealthService::Drain() {
 }
 
 void HealthService::NotifyWatchers() {
-  uint64_t version;
-  {
-    absl::MutexLock l(&mu_);
-    version = version_;
-  }
-  if (version == notified_version_) return;
-  notified_version_ = version;
   for (WatchCall* w : watchers_) w->MaybeWrite();
 }
 

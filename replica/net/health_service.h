@@ -61,8 +61,9 @@ class HealthService {
   // Shutdown (which cancels the calls and stops new ones).
   void Shutdown();
 
-  // Counts, for tests and metrics: Check calls answered, those of them
-  // about an unknown service (NOT_FOUND), Watch calls refused for the bound.
+  // Counts: Check calls answered; those of them about an unknown service
+  // (NOT_FOUND) and Watch calls refused for the bound, which the replica's
+  // metrics mirror.
   uint64_t checks() const { return checks_.load(); }
   uint64_t unknown_services() const { return unknown_services_.load(); }
   uint64_t watchers_refused() const { return watchers_refused_.load(); }
@@ -80,7 +81,8 @@ class HealthService {
   void Close();
   // Handles what the queue has now; false once it is shut down and empty.
   bool Drain();
-  // Writes each watcher whose service's status changed since its last write.
+  // Writes each watcher whose service's status changed since its last write
+  // (at most watchers_max look-ups per drain).
   void NotifyWatchers();
   bool AdmitWatcher(WatchCall* w);
   void DropWatcher(WatchCall* w);
@@ -96,13 +98,11 @@ class HealthService {
 
   mutable absl::Mutex mu_;
   std::map<std::string, bool> statuses_ ABSL_GUARDED_BY(mu_);
-  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;  // Bumped by every Set.
 
-  // The thread's own: whether the queue is closing, the open Watch calls
-  // and the version they last saw.
+  // The thread's own: whether the queue is closing, and the open Watch
+  // calls (each remembers the status it last wrote).
   bool closing_ = false;
   std::set<WatchCall*> watchers_;
-  uint64_t notified_version_ = 0;
 };
 
 }  // namespace pbft::net

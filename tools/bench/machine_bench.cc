@@ -480,7 +480,7 @@ double MeasureHandoffUs(int cpu_a, int cpu_b, int n) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    CHECK_EQ(pthread_setaffinity_np(pthread_self(), sizeof(set), &set), 0);
     for (int i = 0; i < n; ++i) {
       absl::MutexLock l(&mu);
       while (turn != me) cv.Wait(&mu);
