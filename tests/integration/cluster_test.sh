@@ -71,6 +71,16 @@ grep -q "PASSED.*4 tests" "$DIR/wire.out" || fail "wire_test did not run its 4 t
 "$BIN/ledger-bench" --config "$DIR/cluster.json" --clients 2 --batch 20 --duration 3 \
   --warmup 0.5 >"$DIR/bench.out" 2>"$DIR/bench.err" || fail "bench: $(tail -5 "$DIR/bench.err")"
 tail -1 "$DIR/bench.out" | grep -q '"transfers_per_s"' || fail "bench JSON"
+# Its own CPU over the measured seconds, by thread: the two clients'
+# calling threads and their pollers.
+python3 - "$DIR/bench.out" <<'PY' || fail "bench CPU by thread: $(tail -1 "$DIR/bench.out")"
+import json, sys
+line = json.loads(open(sys.argv[1]).read().strip().split("\n")[-1])
+by = line["bench_cpu_us_per_request_by_thread"]
+assert line["bench_cpu_us_per_request"] > 0, line
+assert by["bench-loop"] > 0 and by["sdk-poll"] > 0, by
+assert abs(sum(by.values()) - line["bench_cpu_us_per_request"]) <= 0.1 * len(by), line
+PY
 echo "bench: $(tail -1 "$DIR/bench.out")"
 # Each replica has returned its allocator's free pages, timed.
 for i in 0 1 2 3; do

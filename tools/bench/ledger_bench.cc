@@ -22,13 +22,16 @@
 #include <atomic>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -37,8 +40,10 @@
 #include "common/crypto.h"
 #include "common/flags.h"
 #include "common/proto_names.h"
+#include "common/thread_name.h"
 #include "tools/bench/load_common.h"
 #include "tools/bench/open_loop.h"
+#include "tools/bench/thread_cpu.h"
 
 ABSL_FLAG(std::string, config, "", "Cluster config (cluster.json).");
 ABSL_FLAG(std::string, keys_dir, "",
@@ -94,6 +99,10 @@ struct Stats {
   // The SDK's counts over the clients, at the start of the measured
   // interval and at its end.
   client::ClientStats sdk_begin, sdk_end;
+  // ledger-bench's threads at the start of the measured interval, and the
+  // CPU each thread name used in it.
+  std::map<int64_t, ThreadCpu> cpu_begin;
+  std::vector<std::pair<std::string, double>> cpu_by_thread;
 };
 
 // The open loop's flags into `o`; false after printing what is wrong.
@@ -179,7 +188,10 @@ class Bench {
               << " replicas\n";
     std::vector<std::thread> loops;
     for (uint32_t i = 0; i < o_.clients; ++i) {
-      loops.emplace_back([this, i] { ClientLoop(i); });
+      loops.emplace_back([this, i] {
+        NameThisThread("bench-loop");
+        ClientLoop(i);
+      });
     }
     absl::SleepFor(o_.warmup);
     const double secs = Measure();
@@ -235,6 +247,7 @@ class Bench {
       std::lock_guard<std::mutex> l(stats_.mu);
       stats_.last_done = begin;
       stats_.sdk_begin = SumStats(clients_);
+      stats_.cpu_begin = ReadThreadCpu();
     }
     measuring_ = true;
     uint64_t last = 0;
@@ -251,6 +264,7 @@ class Bench {
     const absl::Time end = absl::Now();
     std::lock_guard<std::mutex> l(stats_.mu);
     stats_.sdk_end = SumStats(clients_);
+    stats_.cpu_by_thread = CpuByName(stats_.cpu_begin, ReadThreadCpu());
     stats_.max_gap_ms = std::max(
         stats_.max_gap_ms, absl::ToDoubleMilliseconds(end - stats_.last_done));
     return absl::ToDoubleSeconds(end - begin);
@@ -273,7 +287,8 @@ class Bench {
         "\"p99_ms\":%.2f,\"replicas\":%u,\"clients\":%u,\"batch\":%u,"
         "\"duration_s\":%.1f,\"requests\":%llu,\"errors\":%llu,"
         "\"not_ok\":%llu,\"max_gap_ms\":%.0f,\"sessions\":%s,"
-        "\"send_to_all\":%s,\"hedge_after_first\":%.2f,\"ids\":\"%s\",%s}",
+        "\"send_to_all\":%s,\"hedge_after_first\":%.2f,\"ids\":\"%s\",%s,"
+        "%s}",
         static_cast<double>(stats_.transfers) / secs,
         static_cast<double>(stats_.requests) / secs, pct(0.50), pct(0.99),
         clients_[0].sdk->replica_count(), o_.clients, o_.batch, secs,
@@ -282,8 +297,34 @@ class Bench {
         static_cast<unsigned long long>(stats_.not_ok), stats_.max_gap_ms,
         o_.sessions ? "true" : "false", o_.send_to_all ? "true" : "false",
         o_.hedge_after_first, o_.time_ids ? "time" : "client",
-        SdkStatsJson(stats_.sdk_end - stats_.sdk_begin).c_str());
+        SdkStatsJson(stats_.sdk_end - stats_.sdk_begin).c_str(),
+        CpuJson().c_str());
     std::cout << json << std::endl;
+  }
+
+  // ledger-bench's own CPU over the measured interval per request counted,
+  // in all and by thread name, as JSON fields without braces. Under
+  // stats_.mu.
+  std::string CpuJson() const {
+    const double n =
+        static_cast<double>(std::max<uint64_t>(1, stats_.requests));
+    double total = 0;
+    std::string by;
+    for (const auto& [name, seconds] : stats_.cpu_by_thread) {
+      total += seconds;
+      std::string key = name;  // A JSON key: only plain characters.
+      for (char& c : key) {
+        if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+          c = '_';
+        }
+      }
+      absl::StrAppendFormat(&by, "%s\"%s\":%.1f", by.empty() ? "" : ",", key,
+                            seconds * 1e6 / n);
+    }
+    return absl::StrFormat(
+        "\"bench_cpu_us_per_request\":%.1f,"
+        "\"bench_cpu_us_per_request_by_thread\":{%s}",
+        total * 1e6 / n, by);
   }
 
   const BenchOptions o_;
