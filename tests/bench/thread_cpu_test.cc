@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -46,8 +45,12 @@ TEST_F(ThreadCpuTest, ReadsSchedstatElseStatAndSkipsWhatIsNotAThread) {
         "1 0 5 0 0\n");
   Write(dir_ / "not-a-tid" / "comm", "x\n");
   Write(dir_ / "12" / "schedstat", "1 1 1\n");  // No comm: gone.
+  // Unreadable tick counts read as none, not as a failure.
+  Write(dir_ / "13" / "comm", "bad\n");
+  Write(dir_ / "13" / "stat", "13 (bad) S 1 2 3 4 5 6 7 8 9 10 x y\n");
   const std::map<int64_t, ThreadCpu> t = ReadThreadCpu(dir_.string());
-  ASSERT_EQ(t.size(), 2u);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.at(13).seconds, 0.0);
   EXPECT_EQ(t.at(10).name, "sdk-poll");
   EXPECT_DOUBLE_EQ(t.at(10).seconds, 2.5);
   EXPECT_EQ(t.at(11).name, "odd (name)");
@@ -69,11 +72,11 @@ TEST(CpuByNameTest, SumsDifferencesByNameLargestFirst) {
       {1, {"loop", 1.5}},     // +0.5
       {2, {"loop", 2.25}},    // +0.25
       {3, {"poll", 6.0}},     // +1.0
-      {5, {"renamed", 3.0}},  // a new name: all of it
+      {5, {"renamed", 3.0}},  // +2.0, under its new name
       {6, {"new", 0.125}}};   // started meanwhile: all of it
   const auto by = CpuByName(before, after);
   ASSERT_EQ(by.size(), 4u);
-  EXPECT_EQ(by[0], std::make_pair(std::string("renamed"), 3.0));
+  EXPECT_EQ(by[0], std::make_pair(std::string("renamed"), 2.0));
   EXPECT_EQ(by[1], std::make_pair(std::string("poll"), 1.0));
   EXPECT_EQ(by[2], std::make_pair(std::string("loop"), 0.75));
   EXPECT_EQ(by[3], std::make_pair(std::string("new"), 0.125));
@@ -85,21 +88,15 @@ TEST(CpuByNameTest, NeverNegative) {
   EXPECT_EQ(by[0].second, 0.0);
 }
 
-double ThreadCpuNow() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 TEST(CpuByNameTest, CountsABusyThreadOfThisProcessUnderItsName) {
   const std::map<int64_t, ThreadCpu> before = ReadThreadCpu();
   std::atomic<double> used{0};
   std::thread t([&] {
     pthread_setname_np(pthread_self(), "cpu-test-spin");
-    const double start = ThreadCpuNow();
-    while (ThreadCpuNow() - start < 0.05) {
+    const double start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+    while (CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - start < 0.05) {
     }
-    used = ThreadCpuNow() - start;
+    used = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - start;
     // Stay until read, so the thread is in the second reading.
     while (used.load() >= 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -22,6 +22,7 @@
 #include "common/flags.h"
 #include "replica/core/core.h"
 #include "tests/sim/sim_crypto.h"
+#include "tools/bench/thread_cpu.h"
 
 ABSL_FLAG(uint64_t, requests, 200000, "Requests per batch size.");
 ABSL_FLAG(uint32_t, clients, 1000, "Distinct client ids.");
@@ -29,13 +30,6 @@ ABSL_FLAG(uint32_t, op_bytes, 64, "Operation bytes per request.");
 
 namespace pbft::bench {
 namespace {
-
-double CpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) +
-         static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 struct Result {
   uint32_t batch = 0;
@@ -124,7 +118,7 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
     }
   };
 
-  const double start = CpuSeconds();
+  const double start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
   uint64_t fed = 0;
   uint64_t now_ms = 1'000'000;
   const uint64_t window = 256ull * batch;  // L batches in flight at most.
@@ -150,7 +144,7 @@ Result Run(uint32_t batch, uint64_t total, uint32_t clients,
       drain(m.to);
     }
   }
-  res.cpu_s = CpuSeconds() - start;
+  res.cpu_s = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - start;
   res.requests = total;
   for (uint32_t i = 0; i < kN; ++i) CHECK_EQ(states[i], states[0]);
   return res;

@@ -30,6 +30,7 @@
 #include "replica/ledger/ledger.h"
 #include "replica/ledger/verify.h"
 #include "tests/ledger/block_factory.h"
+#include "tools/bench/thread_cpu.h"
 
 ABSL_FLAG(uint32_t, blocks, 1000,
           "Timed blocks (enough for LevelDB to reach steady compaction).");
@@ -56,21 +57,10 @@ using test::Id;
 constexpr uint64_t kClients = 8;
 constexpr uint64_t kAccountIdBase = 1'000'000;
 
-// CPU time of this thread (the machine may be shared: wall time then also
-// counts other processes' time slices).
-double ThreadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-// CPU time of the whole process: the ledger's helper thread and LevelDB's
-// background compaction too.
-double ProcessCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+// CPU time of this thread, and of the whole process (the ledger's helper
+// thread and LevelDB's background compaction too).
+double ThreadCpuSeconds() { return CpuSeconds(CLOCK_THREAD_CPUTIME_ID); }
+double ProcessCpuSeconds() { return CpuSeconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();

@@ -59,6 +59,7 @@
 #include "ledger/v1/ledger.pb.h"
 #include "ledger/v1/service.grpc.pb.h"
 #include "pbft/v1/pbft.pb.h"
+#include "tools/bench/thread_cpu.h"
 
 ABSL_FLAG(std::string, dir, "/tmp", "Directory for the fdatasync probe.");
 ABSL_FLAG(std::string, transfers, "1,100",
@@ -74,12 +75,6 @@ constexpr char kClusterId[] = "machine-bench";
 constexpr size_t kMessageBytesMax = 64 << 20;
 // The stream sizes: a vote, then the request sizes, then a large batch.
 constexpr size_t kLargeBatchBytes = 64 << 10;
-
-double CpuSeconds(clockid_t clock) {
-  timespec ts;
-  CHECK_EQ(clock_gettime(clock, &ts), 0);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
 
 double WallSeconds() {
   return std::chrono::duration<double>(

@@ -1,13 +1,16 @@
-// The CPU time of a process's threads, read from /proc, and the difference
-// between two readings summed by thread name: ledger-bench reports where
-// its own CPU went over the measured interval (docs/benchmarks.md, "Each
-// cell line also carries").
+// CPU time for the benchmark tools: of the calling thread or the process
+// (CpuSeconds), and of each of a process's threads read from /proc, with
+// the difference between two readings summed by thread name (ledger-bench
+// reports where its own CPU went over the measured interval;
+// docs/benchmarks.md, "Each cell line also carries").
 #ifndef PBFT_LEDGER_TOOLS_BENCH_THREAD_CPU_H_
 #define PBFT_LEDGER_TOOLS_BENCH_THREAD_CPU_H_
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +20,19 @@
 #include <utility>
 #include <vector>
 
+#include "common/check.h"
+
 namespace pbft::bench {
+
+// CPU seconds of `clock`: CLOCK_THREAD_CPUTIME_ID (the calling thread) or
+// CLOCK_PROCESS_CPUTIME_ID (every thread of the process). CPU rather than
+// wall time: the machine may be shared, and wall time then counts other
+// processes' time slices too.
+inline double CpuSeconds(clockid_t clock) {
+  timespec ts;
+  CHECK_EQ(clock_gettime(clock, &ts), 0);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 struct ThreadCpu {
   std::string name;
@@ -55,12 +70,13 @@ inline std::map<int64_t, ThreadCpu> ReadThreadCpu(
       if (close == std::string::npos) continue;
       std::istringstream rest(stat.substr(close + 1));
       std::string field;
-      uint64_t utime = 0, stime = 0;
+      uint64_t ticks[2] = {0, 0};  // utime, stime; 0 where unreadable.
       for (int i = 3; i <= 15 && rest >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
+        if (i < 14) continue;
+        std::from_chars(field.data(), field.data() + field.size(),
+                        ticks[i - 14]);
       }
-      t.seconds = static_cast<double>(utime + stime) /
+      t.seconds = static_cast<double>(ticks[0] + ticks[1]) /
                   static_cast<double>(sysconf(_SC_CLK_TCK));
     }
     out.emplace(tid, std::move(t));
@@ -69,17 +85,17 @@ inline std::map<int64_t, ThreadCpu> ReadThreadCpu(
 }
 
 // The CPU each thread name used between `before` and `after`, largest
-// first: a thread in both counts its difference, one only in `after`
-// (started meanwhile) all of its time; one that ended meanwhile is lost.
+// first, under its name in `after`: a thread in both counts its
+// difference, one only in `after` (started meanwhile) all of its time; one
+// that ended meanwhile is lost.
 inline std::vector<std::pair<std::string, double>> CpuByName(
     const std::map<int64_t, ThreadCpu>& before,
     const std::map<int64_t, ThreadCpu>& after) {
   std::map<std::string, double> sum;
   for (const auto& [tid, t] : after) {
     auto it = before.find(tid);
-    const double used = it == before.end() || it->second.name != t.name
-                            ? t.seconds
-                            : t.seconds - it->second.seconds;
+    const double used =
+        it == before.end() ? t.seconds : t.seconds - it->second.seconds;
     sum[t.name] += std::max(0.0, used);
   }
   std::vector<std::pair<std::string, double>> out(sum.begin(), sum.end());
