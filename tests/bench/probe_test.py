@@ -77,6 +77,14 @@ class MachineLine(unittest.TestCase):
             self.assertGreater(h["other_cpu"], 0)
         else:
             self.assertIsNone(h["other_cpu"])
+        # A message alone on a stream costs both sides CPU, and more than
+        # the same message among thousands back to back.
+        idle = m["grpc_stream_idle_cpu_us"]
+        vote = min(m["grpc_stream"], key=lambda s: s["bytes"])
+        self.assertGreater(idle["client"], 0)
+        self.assertGreater(idle["server"], 0)
+        self.assertGreater(idle["client"] + idle["server"],
+                           vote["send_us"] + vote["recv_us"])
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@
 //   - SHA-256 per KB (common/crypto, OpenSSL);
 //   - gRPC on loopback against a server in a child process: CPU per message
 //     on each side of a long-lived ReplicaService stream at several message
-//     sizes, the one-way latency of a stream message (ping-pong / 2), and
-//     CPU per unary LedgerService.Submit call on each side;
+//     sizes, the one-way latency of a stream message (ping-pong / 2) and
+//     each side's CPU per round trip of that ping-pong (a message on an
+//     otherwise idle stream, as at one client), and CPU per unary
+//     LedgerService.Submit call on each side;
 //   - fdatasync latency of a 512-byte append in DIR (the replicas'
 //     directory), with 4 writers at once (one per local replica; used for
 //     the floor) and alone; with 4 writers also the syncing thread's CPU
@@ -403,10 +405,19 @@ StreamCost MeasureStream(ledger::v1::ReplicaService::Stub* stub,
   return {bytes, p / n * 1e6, c / n * 1e6, w / n * 1e6};
 }
 
-// One-way latency of a small stream message: half a ping-pong round trip,
-// median of many.
-double MeasureHopUs(ledger::v1::ReplicaService::Stub* stub,
-                    const pbft::v1::Envelope& vote) {
+struct HopCost {
+  double hop_us = 0;     // Half the median round trip.
+  double client_us = 0;  // CPU per round trip of the side that pings.
+  double server_us = 0;  // CPU per round trip of the side that answers.
+};
+
+// A small message on an idle stream: half a ping-pong round trip (median of
+// many) and each process's CPU per round trip, one message each way with
+// nothing else in flight. Against MeasureStream's figures, this is what a
+// message costs when it travels alone: each one its own system calls and
+// thread wake-ups.
+HopCost MeasureHop(ledger::v1::ReplicaService::Stub* stub, const Child& child,
+                   const pbft::v1::Envelope& vote) {
   grpc::ClientContext ctx;
   ctx.AddMetadata("x-ping", "1");
   auto stream = stub->Stream(&ctx);
@@ -415,15 +426,25 @@ double MeasureHopUs(ledger::v1::ReplicaService::Stub* stub,
   ledger::v1::StreamResponse pong;
   std::vector<double> rtt;
   const int n = Iterations(1000);
-  for (int i = 0; i < n + 20; ++i) {
+  constexpr int kWarm = 20;
+  double c0 = 0, p0 = 0;
+  for (int i = 0; i < n + kWarm; ++i) {
+    if (i == kWarm) {
+      c0 = CpuSeconds(child.clock);
+      p0 = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+    }
     const double t0 = WallSeconds();
     CHECK(stream->Write(msg));
     CHECK(stream->Read(&pong));
-    if (i >= 20) rtt.push_back((WallSeconds() - t0) * 1e6);
+    if (i >= kWarm) rtt.push_back((WallSeconds() - t0) * 1e6);
   }
+  HopCost h;
+  h.client_us = (CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - p0) / n * 1e6;
+  h.server_us = (CpuSeconds(child.clock) - c0) / n * 1e6;
   CHECK(stream->WritesDone());
   CheckGrpc(stream->Finish());
-  return Median(std::move(rtt)) / 2;
+  h.hop_us = Median(std::move(rtt)) / 2;
+  return h;
 }
 
 struct UnaryCost {
@@ -596,7 +617,7 @@ std::vector<SignCost> MeasureSignatures(const Keys& k, const Payloads& p) {
 
 struct GrpcCosts {
   std::vector<StreamCost> stream;
-  double hop_us = 0;
+  HopCost hop;
   UnaryCost unary{};
 };
 
@@ -622,7 +643,7 @@ GrpcCosts MeasureGrpc(const Child& child, const Keys& k, const Payloads& p) {
             [](const StreamCost& a, const StreamCost& b) {
               return a.bytes < b.bytes;
             });
-  g.hop_us = MeasureHopUs(stream_stub.get(), sign(p.vote));
+  g.hop = MeasureHop(stream_stub.get(), child, sign(p.vote));
   g.unary = MeasureUnary(
       unary_stub.get(), child,
       k.signer.Sign(pbft::v1::MESSAGE_TYPE_REQUEST, p.requests.front()));
@@ -651,6 +672,7 @@ void PrintJson(const Keys& k, const Payloads& p, const Measured& m) {
       "{\"kind\":\"machine\",\"nproc\":%u,\"ed25519\":%s,"
       "\"sha256_us_per_kb\":%s,\"vote_bytes\":%zu,\"sizes\":[%s],"
       "\"grpc_stream\":%s,\"grpc_stream_hop_us\":%s,"
+      "\"grpc_stream_idle_cpu_us\":{\"client\":%s,\"server\":%s},"
       "\"grpc_unary\":{\"client_us\":%s,\"server_us\":%s,\"rtt_us\":%s},"
       "\"fdatasync_ms_p50\":%s,\"fdatasync_ms_mean\":%s,"
       "\"fdatasync_alone_ms_p50\":%s,\"fdatasync_alone_ms_mean\":%s,"
@@ -661,7 +683,8 @@ void PrintJson(const Keys& k, const Payloads& p, const Measured& m) {
       std::thread::hardware_concurrency(), SignJson(m.sign).c_str(),
       Fmt(m.sha_us_per_kb).c_str(), EnvelopeBytes(k, p.vote),
       absl::StrJoin(sizes, ",").c_str(), StreamJson(g.stream).c_str(),
-      Fmt(g.hop_us).c_str(), Fmt(g.unary.client_us).c_str(),
+      Fmt(g.hop.hop_us).c_str(), Fmt(g.hop.client_us).c_str(),
+      Fmt(g.hop.server_us).c_str(), Fmt(g.unary.client_us).c_str(),
       Fmt(g.unary.server_us).c_str(), Fmt(g.unary.rtt_us).c_str(),
       Fmt(m.sync.p50_ms).c_str(), Fmt(m.sync.mean_ms).c_str(),
       Fmt(m.alone.p50_ms).c_str(), Fmt(m.alone.mean_ms).c_str(),
