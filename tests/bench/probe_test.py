@@ -77,8 +77,9 @@ class MachineLine(unittest.TestCase):
             self.assertGreater(h["other_cpu"], 0)
         else:
             self.assertIsNone(h["other_cpu"])
-        # A message alone on a stream costs both sides CPU, and more than
-        # the same message among thousands back to back.
+        # A round trip alone on a stream (a vote, an empty answer) costs
+        # both sides CPU, and more than the same vote among thousands back
+        # to back.
         idle = m["grpc_stream_idle_cpu_us"]
         vote = min(m["grpc_stream"], key=lambda s: s["bytes"])
         self.assertGreater(idle["client"], 0)

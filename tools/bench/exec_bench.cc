@@ -57,11 +57,6 @@ using test::Id;
 constexpr uint64_t kClients = 8;
 constexpr uint64_t kAccountIdBase = 1'000'000;
 
-// CPU time of this thread, and of the whole process (the ledger's helper
-// thread and LevelDB's background compaction too).
-double ThreadCpuSeconds() { return CpuSeconds(CLOCK_THREAD_CPUTIME_ID); }
-double ProcessCpuSeconds() { return CpuSeconds(CLOCK_PROCESS_CPUTIME_ID); }
-
 double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -164,8 +159,10 @@ ExecFigures MeasureExecution(BlockFactory* factory, std::mt19937_64* rng,
   std::vector<double> block_ms;
   uint64_t ok_transfers = 0;
   const Clock::time_point start = Clock::now();
-  const double cpu_start = ThreadCpuSeconds();
-  const double process_cpu_start = ProcessCpuSeconds();
+  // CPU of this thread, and of the whole process (the ledger's helper
+  // thread and LevelDB's background compaction too).
+  const double cpu_start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  const double process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
   const size_t helper_start = (*ledger)->TEST_helper_expansions();
   for (const ledger::BlockInput& b : timed) {
     const Clock::time_point t0 = Clock::now();
@@ -185,8 +182,9 @@ ExecFigures MeasureExecution(BlockFactory* factory, std::mt19937_64* rng,
   e.transfers = static_cast<uint64_t>(blocks) * requests *
                 std::max(1u, transfers / requests);
   e.tps = e.transfers / exec_s;
-  e.cpu_tps = e.transfers / (ThreadCpuSeconds() - cpu_start);
-  e.process_cpu_tps = e.transfers / (ProcessCpuSeconds() - process_cpu_start);
+  e.cpu_tps = e.transfers / (CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu_start);
+  e.process_cpu_tps =
+      e.transfers / (CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu_start);
   e.helper_expansions = (*ledger)->TEST_helper_expansions() - helper_start;
   e.block_p50_ms = Percentile(block_ms, 0.5);
   e.block_p99_ms = Percentile(block_ms, 0.99);

@@ -412,10 +412,10 @@ struct HopCost {
 };
 
 // A small message on an idle stream: half a ping-pong round trip (median of
-// many) and each process's CPU per round trip, one message each way with
-// nothing else in flight. Against MeasureStream's figures, this is what a
-// message costs when it travels alone: each one its own system calls and
-// thread wake-ups.
+// many) and each process's CPU per round trip (a vote one way, an empty
+// answer back) with nothing else in flight. Against MeasureStream's figures,
+// this is what a message costs when it travels alone: each one its own system
+// calls and thread wake-ups.
 HopCost MeasureHop(ledger::v1::ReplicaService::Stub* stub, const Child& child,
                    const pbft::v1::Envelope& vote) {
   grpc::ClientContext ctx;
