@@ -359,7 +359,8 @@ absl::Status ReplicaServerImpl::OpenStorage() {
   if (!ledger.ok()) return ledger.status();
   ledger_ = *std::move(ledger);
   absl::StatusOr<std::unique_ptr<storage::ProtocolStore>> store =
-      storage::ProtocolStore::Open(options_.data_dir + "/protocol", lo.env);
+      storage::ProtocolStore::Open(options_.data_dir + "/protocol",
+                                   storage::ProtocolStoreEnv());
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
   return absl::OkStatus();

@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <deque>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/thread_name.h"
 
 namespace pbft::storage {
@@ -49,7 +53,56 @@ class LowPriorityBackground final : public leveldb::EnvWrapper {
   const int nice_increment_;
 };
 
+// Runs the jobs LevelDB schedules one at a time, in order, on a thread
+// started at the first; as with Env::Default(), the thread lives as long
+// as the process.
+class OwnBackgroundThread final : public leveldb::EnvWrapper {
+ public:
+  explicit OwnBackgroundThread(leveldb::Env* target)
+      : leveldb::EnvWrapper(target) {}
+
+  void Schedule(void (*function)(void*), void* arg) override {
+    absl::MutexLock lock(&mu_);
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { Loop(); }).detach();
+    }
+    jobs_.push_back(Job{function, arg});
+  }
+
+ private:
+  struct Job {
+    void (*function)(void*);
+    void* arg;
+  };
+
+  void Loop() {
+    NameThisThread("protocol-bg");
+    for (;;) {
+      Job job{};
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](std::deque<Job>* jobs) { return !jobs->empty(); }, &jobs_));
+        job = jobs_.front();
+        jobs_.pop_front();
+      }
+      job.function(job.arg);
+    }
+  }
+
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
+
+leveldb::Env* ProtocolStoreEnv() {
+  static leveldb::Env* const env =
+      new OwnBackgroundThread(leveldb::Env::Default());
+  return env;
+}
 
 leveldb::Env* BackgroundEnv(int nice_increment) {
   static leveldb::Env* const env =

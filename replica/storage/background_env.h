@@ -24,6 +24,16 @@ namespace pbft::storage {
 // Env::Default() unchanged. The first call decides for the process.
 leveldb::Env* BackgroundEnv(int nice_increment);
 
+// The Env of a replica's protocol store: Env::Default() whose background
+// work runs on a thread of its own, named "protocol-bg", at the process's
+// priority; one for the process. The store's memtable writes are on the
+// ordering path: when a full memtable finds the one before it still
+// unwritten, LevelDB stops the writer, the core thread. On the thread the
+// ledger shares (above) they waited behind the ledger's compactions, which
+// take seconds on a busy machine (docs/benchmarks.md, "The protocol
+// store's own background thread").
+leveldb::Env* ProtocolStoreEnv();
+
 }  // namespace pbft::storage
 
 #endif  // PBFT_LEDGER_REPLICA_STORAGE_BACKGROUND_ENV_H_

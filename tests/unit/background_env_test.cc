@@ -1,5 +1,6 @@
 // storage::BackgroundEnv: LevelDB's background work runs lowered and named,
-// and a database written through it (memtable writes, compactions) reads
+// the protocol store's on a thread of its own, and a database written
+// through the first (memtable writes, compactions) reads
 // back whole after a reopen.
 #include "replica/storage/background_env.h"
 
@@ -44,6 +45,35 @@ TEST(BackgroundEnvTest, JobsRunOnALoweredNamedThread) {
   EXPECT_EQ(seen.name, "leveldb-bg");
   // The first call decided for the process.
   EXPECT_EQ(BackgroundEnv(0), env);
+}
+
+// The protocol store's jobs run apart from the ledger's, at the process's
+// priority: a job of it completes while the ledger's thread is held.
+TEST(BackgroundEnvTest, ProtocolStoreJobsRunOnTheirOwnNamedThread) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  leveldb::Env* env = ProtocolStoreEnv();
+  ASSERT_NE(env, leveldb::Env::Default());
+  ASSERT_NE(env, BackgroundEnv(5));
+  struct Held {
+    absl::Notification release;
+    absl::Notification finished;  // Only then may the test drop this.
+  } held;
+  BackgroundEnv(5)->Schedule(
+      +[](void* arg) {
+        auto* held = static_cast<Held*>(arg);
+        held->release.WaitForNotification();
+        held->finished.Notify();
+      },
+      &held);
+  Seen seen;
+  env->Schedule(&Record, &seen);
+  const bool ran = seen.done.WaitForNotificationWithTimeout(absl::Seconds(10));
+  held.release.Notify();
+  held.finished.WaitForNotification();
+  ASSERT_TRUE(ran);
+  EXPECT_EQ(seen.nice, base);
+  EXPECT_EQ(seen.name, "protocol-bg");
+  EXPECT_EQ(ProtocolStoreEnv(), env);
 }
 
 TEST(BackgroundEnvTest, DatabaseThroughItReadsBackAfterCompactions) {

@@ -1,7 +1,14 @@
 #include "replica/storage/protocol_store.h"
 
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "leveldb/helpers/memenv.h"
+#include "replica/storage/background_env.h"
+#include "tests/unit/test_util.h"
 
 namespace pbft::storage {
 namespace {
@@ -125,6 +132,52 @@ TEST(ProtocolStoreTest, RefusesWhatItCannotFile) {
   pbft::v1::Envelope reply;
   reply.set_type(pbft::v1::MESSAGE_TYPE_REPLY);
   EXPECT_FALSE((*store)->Append(std::nullopt, {reply}, std::nullopt).ok());
+}
+
+// A job that holds a background thread until released.
+struct Held {
+  absl::Notification running;
+  absl::Notification release;
+  absl::Notification finished;  // Only then may the test drop this.
+};
+
+void HoldTheThread(void* arg) {
+  auto* held = static_cast<Held*>(arg);
+  held->running.Notify();
+  held->release.WaitForNotification();
+  held->finished.Notify();
+}
+
+// A replica's ledger compacts on the process's LevelDB thread of lower
+// priority, and on a busy machine one compaction can hold it for seconds.
+// The protocol store's memtable writes must not wait behind it: when a full
+// memtable finds the one before it still unwritten, LevelDB stops the
+// writer, and the writer is the core thread that orders every request.
+TEST(ProtocolStoreTest, AppendsWhileTheLedgersBackgroundThreadIsHeld) {
+  Held held;
+  BackgroundEnv(5)->Schedule(&HoldTheThread, &held);
+  ASSERT_TRUE(held.running.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  test::TempDir dir;
+  auto store = ProtocolStore::Open(dir.file("protocol"), ProtocolStoreEnv());
+  ASSERT_TRUE(store.ok()) << store.status();
+  // Three of LevelDB's default 4 MB memtables: the second fills while the
+  // first waits for a background thread.
+  pbft::v1::Envelope big = Vote(pbft::v1::MESSAGE_TYPE_PREPARE, 1);
+  big.set_signature(std::string(256 << 10, 's'));
+  absl::Status status;
+  absl::Notification written;
+  std::thread writer([&] {
+    for (int i = 0; i < 48 && status.ok(); ++i) {
+      status = (*store)->Append(std::nullopt, {big}, std::nullopt);
+    }
+    written.Notify();
+  });
+  const bool done = written.WaitForNotificationWithTimeout(absl::Seconds(30));
+  held.release.Notify();
+  held.finished.WaitForNotification();
+  writer.join();
+  EXPECT_TRUE(done) << "the appends waited for the ledger's background thread";
+  EXPECT_TRUE(status.ok()) << status;
 }
 
 }  // namespace
