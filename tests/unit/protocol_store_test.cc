@@ -2,7 +2,9 @@
 
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -156,6 +158,12 @@ void HoldTheThread(void* arg) {
 TEST(ProtocolStoreTest, AppendsWhileTheLedgersBackgroundThreadIsHeld) {
   Held held;
   BackgroundEnv(5)->Schedule(&HoldTheThread, &held);
+  // On every way out: release the thread, and keep `held` until its job is
+  // done with it.
+  absl::Cleanup let_go = [&held] {
+    held.release.Notify();
+    held.finished.WaitForNotification();
+  };
   ASSERT_TRUE(held.running.WaitForNotificationWithTimeout(absl::Seconds(10)));
   test::TempDir dir;
   auto store = ProtocolStore::Open(dir.file("protocol"), ProtocolStoreEnv());
@@ -173,8 +181,7 @@ TEST(ProtocolStoreTest, AppendsWhileTheLedgersBackgroundThreadIsHeld) {
     written.Notify();
   });
   const bool done = written.WaitForNotificationWithTimeout(absl::Seconds(30));
-  held.release.Notify();
-  held.finished.WaitForNotification();
+  std::move(let_go).Invoke();  // A writer still waiting then finishes.
   writer.join();
   EXPECT_TRUE(done) << "the appends waited for the ledger's background thread";
   EXPECT_TRUE(status.ok()) << status;
