@@ -5,69 +5,39 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <deque>
+#include <string>
 #include <thread>
+#include <utility>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/bounded_queue.h"
+#include "common/check.h"
 #include "common/thread_name.h"
 
 namespace pbft::storage {
 namespace {
 
-class LowPriorityBackground final : public leveldb::EnvWrapper {
- public:
-  LowPriorityBackground(leveldb::Env* target, int nice_increment)
-      : leveldb::EnvWrapper(target), nice_increment_(nice_increment) {}
-
-  void Schedule(void (*function)(void*), void* arg) override {
-    target()->Schedule(&Run, new Job{function, arg, nice_increment_});
-  }
-
- private:
-  struct Job {
-    void (*function)(void*);
-    void* arg;
-    int nice_increment;
-  };
-
-  static void Run(void* p) {
-    const Job job = *static_cast<Job*>(p);
-    delete static_cast<Job*>(p);
-    thread_local bool lowered = false;
-    if (!lowered) {
-      lowered = true;
-      NameThisThread("leveldb-bg");
-      // Raising a thread's nice value needs no privilege; should it fail,
-      // the thread keeps its priority and nothing else changes.
-      const auto tid = static_cast<id_t>(syscall(SYS_gettid));
-      errno = 0;
-      const int now = getpriority(PRIO_PROCESS, tid);
-      if (now != -1 || errno == 0) {
-        (void)setpriority(PRIO_PROCESS, tid, now + job.nice_increment);
-      }
-    }
-    job.function(job.arg);
-  }
-
-  const int nice_increment_;
-};
-
-// Runs the jobs LevelDB schedules one at a time, in order, on a thread
-// started at the first; as with Env::Default(), the thread lives as long
-// as the process.
+// Env::Default() whose background work (memtable writes, compactions) runs
+// one job at a time, in order, on a thread of its own: named, and with
+// `nice_increment` (0-19) added to its nice value. As with Env::Default(),
+// the thread lives as long as the process.
 class OwnBackgroundThread final : public leveldb::EnvWrapper {
  public:
-  explicit OwnBackgroundThread(leveldb::Env* target)
-      : leveldb::EnvWrapper(target) {}
+  OwnBackgroundThread(std::string name, int nice_increment)
+      : leveldb::EnvWrapper(leveldb::Env::Default()) {
+    std::thread([this, name = std::move(name), nice_increment] {
+      NameThisThread(name);
+      Lower(nice_increment);
+      for (;;) {
+        const std::optional<Job> job = jobs_.Pop(absl::InfiniteDuration());
+        if (job.has_value()) job->function(job->arg);
+      }
+    }).detach();
+  }
 
   void Schedule(void (*function)(void*), void* arg) override {
-    absl::MutexLock lock(&mu_);
-    if (!started_) {
-      started_ = true;
-      std::thread([this] { Loop(); }).detach();
-    }
-    jobs_.push_back(Job{function, arg});
+    // LevelDB keeps at most one job scheduled per open database.
+    CHECK(jobs_.TryPush(Job{function, arg}));
   }
 
  private:
@@ -76,39 +46,32 @@ class OwnBackgroundThread final : public leveldb::EnvWrapper {
     void* arg;
   };
 
-  void Loop() {
-    NameThisThread("protocol-bg");
-    for (;;) {
-      Job job{};
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](std::deque<Job>* jobs) { return !jobs->empty(); }, &jobs_));
-        job = jobs_.front();
-        jobs_.pop_front();
-      }
-      job.function(job.arg);
+  // Raising a thread's nice value needs no privilege; should it fail, the
+  // thread keeps its priority and nothing else changes.
+  static void Lower(int nice_increment) {
+    if (nice_increment <= 0) return;
+    const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+    errno = 0;
+    const int now = getpriority(PRIO_PROCESS, tid);
+    if (now != -1 || errno == 0) {
+      (void)setpriority(PRIO_PROCESS, tid, now + nice_increment);
     }
   }
 
-  absl::Mutex mu_;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+  // Far above the databases a process opens on one Env.
+  BoundedQueue<Job> jobs_{1024};
 };
 
 }  // namespace
 
-leveldb::Env* ProtocolStoreEnv() {
+leveldb::Env* BackgroundEnv(int nice_increment) {
   static leveldb::Env* const env =
-      new OwnBackgroundThread(leveldb::Env::Default());
+      new OwnBackgroundThread("leveldb-bg", nice_increment);
   return env;
 }
 
-leveldb::Env* BackgroundEnv(int nice_increment) {
-  static leveldb::Env* const env =
-      nice_increment <= 0
-          ? leveldb::Env::Default()
-          : new LowPriorityBackground(leveldb::Env::Default(), nice_increment);
+leveldb::Env* ProtocolStoreEnv() {
+  static leveldb::Env* const env = new OwnBackgroundThread("protocol-bg", 0);
   return env;
 }
 

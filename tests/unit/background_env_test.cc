@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "leveldb/db.h"
+#include "tests/unit/held_thread.h"
 #include "tests/unit/test_util.h"
 
 namespace pbft::storage {
@@ -54,22 +55,11 @@ TEST(BackgroundEnvTest, ProtocolStoreJobsRunOnTheirOwnNamedThread) {
   leveldb::Env* env = ProtocolStoreEnv();
   ASSERT_NE(env, leveldb::Env::Default());
   ASSERT_NE(env, BackgroundEnv(5));
-  struct Held {
-    absl::Notification release;
-    absl::Notification finished;  // Only then may the test drop this.
-  } held;
-  BackgroundEnv(5)->Schedule(
-      +[](void* arg) {
-        auto* held = static_cast<Held*>(arg);
-        held->release.WaitForNotification();
-        held->finished.Notify();
-      },
-      &held);
+  test::HeldThread ledgers_thread(BackgroundEnv(5));
   Seen seen;
   env->Schedule(&Record, &seen);
   const bool ran = seen.done.WaitForNotificationWithTimeout(absl::Seconds(10));
-  held.release.Notify();
-  held.finished.WaitForNotification();
+  ledgers_thread.Release();
   ASSERT_TRUE(ran);
   EXPECT_EQ(seen.nice, base);
   EXPECT_EQ(seen.name, "protocol-bg");

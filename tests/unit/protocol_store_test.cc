@@ -2,14 +2,12 @@
 
 #include <string>
 #include <thread>
-#include <utility>
 
-#include "absl/cleanup/cleanup.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "leveldb/helpers/memenv.h"
 #include "replica/storage/background_env.h"
+#include "tests/unit/held_thread.h"
 #include "tests/unit/test_util.h"
 
 namespace pbft::storage {
@@ -136,35 +134,14 @@ TEST(ProtocolStoreTest, RefusesWhatItCannotFile) {
   EXPECT_FALSE((*store)->Append(std::nullopt, {reply}, std::nullopt).ok());
 }
 
-// A job that holds a background thread until released.
-struct Held {
-  absl::Notification running;
-  absl::Notification release;
-  absl::Notification finished;  // Only then may the test drop this.
-};
-
-void HoldTheThread(void* arg) {
-  auto* held = static_cast<Held*>(arg);
-  held->running.Notify();
-  held->release.WaitForNotification();
-  held->finished.Notify();
-}
-
 // A replica's ledger compacts on the process's LevelDB thread of lower
 // priority, and on a busy machine one compaction can hold it for seconds.
 // The protocol store's memtable writes must not wait behind it: when a full
 // memtable finds the one before it still unwritten, LevelDB stops the
 // writer, and the writer is the core thread that orders every request.
 TEST(ProtocolStoreTest, AppendsWhileTheLedgersBackgroundThreadIsHeld) {
-  Held held;
-  BackgroundEnv(5)->Schedule(&HoldTheThread, &held);
-  // On every way out: release the thread, and keep `held` until its job is
-  // done with it.
-  absl::Cleanup let_go = [&held] {
-    held.release.Notify();
-    held.finished.WaitForNotification();
-  };
-  ASSERT_TRUE(held.running.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  test::HeldThread ledgers_thread(BackgroundEnv(5));
+  ASSERT_TRUE(ledgers_thread.WaitRunning(absl::Seconds(10)));
   test::TempDir dir;
   auto store = ProtocolStore::Open(dir.file("protocol"), ProtocolStoreEnv());
   ASSERT_TRUE(store.ok()) << store.status();
@@ -181,7 +158,7 @@ TEST(ProtocolStoreTest, AppendsWhileTheLedgersBackgroundThreadIsHeld) {
     written.Notify();
   });
   const bool done = written.WaitForNotificationWithTimeout(absl::Seconds(30));
-  std::move(let_go).Invoke();  // A writer still waiting then finishes.
+  ledgers_thread.Release();  // A writer still waiting then finishes.
   writer.join();
   EXPECT_TRUE(done) << "the appends waited for the ledger's background thread";
   EXPECT_TRUE(status.ok()) << status;
