@@ -1,7 +1,9 @@
 // The leveldb::Envs of a replica's two databases: Env::Default() whose
 // background work (memtable writes to level-0 tables and compactions) runs
 // on a thread of the Env's own, one per Env and process, instead of the one
-// thread Env::Default() has for every database.
+// thread Env::Default() has for every database, and whose table files are
+// read with pread(2) instead of mapped into the process: mapped, the pages
+// read counted in the replica's resident memory and grew with the chain.
 //
 // The ledger's thread runs at a lower CPU priority than the replica's own
 // threads. A memtable write competes with the protocol's threads for the
