@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -142,6 +143,57 @@ TEST(BackgroundEnvTest, TableFilesAreReadNotMapped) {
     }
     EXPECT_EQ(MappedFilesUnder(dir.file("db")), 0);
   }
+}
+
+// Over the descriptor budget (a fifth of the soft open-file limit), a table
+// file is opened for each read: a database of more tables than the budget
+// reads back whole. In a child process of its own ("threadsafe" death
+// tests re-run the binary), whose budget is counted from a lowered limit.
+TEST(BackgroundEnvTest, TablesBeyondTheDescriptorBudgetReadBack) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  test::TempDir dir;
+  EXPECT_EXIT(
+      {
+        struct rlimit limit;
+        getrlimit(RLIMIT_NOFILE, &limit);
+        limit.rlim_cur = 30;  // A budget of 6 descriptors.
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) std::exit(2);
+        leveldb::Options o;
+        o.create_if_missing = true;
+        o.env = BackgroundEnv(0);
+        o.write_buffer_size = 64 << 10;
+        o.max_file_size = 1 << 20;  // LevelDB's least: 12 tables.
+        o.compression = leveldb::kNoCompression;
+        leveldb::DB* raw = nullptr;
+        if (!leveldb::DB::Open(o, dir.file("db"), &raw).ok()) std::exit(3);
+        std::unique_ptr<leveldb::DB> db(raw);
+        constexpr int kKeys = 12000;  // About 12 MB.
+        for (int i = 0; i < kKeys; ++i) {
+          const std::string k = "k" + std::to_string(i);
+          if (!db->Put(leveldb::WriteOptions(), k,
+                       std::string(1000, 'a' + i % 26) + k)
+                   .ok()) {
+            std::exit(4);
+          }
+        }
+        db->CompactRange(nullptr, nullptr);
+        int tables = 0;
+        for (const auto& f :
+             std::filesystem::directory_iterator(dir.file("db"))) {
+          tables += f.path().extension() == ".ldb";
+        }
+        if (tables <= 6) std::exit(5);
+        for (int i = 0; i < kKeys; ++i) {
+          const std::string k = "k" + std::to_string(i);
+          std::string got;
+          if (!db->Get(leveldb::ReadOptions(), k, &got).ok() ||
+              got != std::string(1000, 'a' + i % 26) + k) {
+            std::exit(6);
+          }
+        }
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
