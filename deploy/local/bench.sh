@@ -11,7 +11,9 @@
 # CPU the processes actually used per request, and the replicas' received
 # message counts per block beside the model's (docs/benchmarks.md, "The
 # bound"; tools/bench/bound.py), and the same bound and ratio with Ed25519
-# measured just before and just after the cell ("probed").
+# measured just before and just after the cell ("probed"). Last, a "targets"
+# line: which of the fast path's targets the cells met (ratio >= 0.7 at 1 x 64
+# and 100 x 64, peak RSS <= 300 MB, one client's p50 <= 1.5 x the floor).
 #
 #   deploy/local/bench.sh [--duration D] [--batches "1 100"] [--clients "1 16 64"]
 #                         [--cells "1x1 1x64 100x64"] [--no-bound]
@@ -450,7 +452,7 @@ for cell in $CELLS; do
   line="${line%\}},\"replica_peak_rss_mb\":$((rss / 1024))}"
   if (( BOUND )); then
     echo "$line" >"$DIR/result.json"
-    bound_line "$DIR" "$b" "$c"
+    bound_line "$DIR" "$b" "$c" | tee -a "$WORK/cells.jsonl"
   else
     echo "$line"
   fi
@@ -461,3 +463,8 @@ for cell in $CELLS; do
   fi
   rm -rf "$DIR"
 done
+
+# Which of the fast path's targets this matrix met (bound.py targets).
+if (( BOUND )) && [[ -s "$WORK/cells.jsonl" ]]; then
+  python3 "$BOUND_PY" targets "$WORK/cells.jsonl"
+fi

@@ -267,5 +267,40 @@ class CellLine(unittest.TestCase):
                          bound.cell_line(result=many, **args))
 
 
+class Targets(unittest.TestCase):
+    def cell(self, b, c, ratio, probed, rss, **more):
+        d = {"batch": b, "clients": c, "ratio": ratio, "ratio_probed": probed,
+             "replica_peak_rss_mb": rss, "p50_ms": 4.0,
+             "latency_floor_ms": 2.0, "p50_over_floor": 2.0}
+        d.update(more)
+        return d
+
+    def test_each_target_against_its_cell(self):
+        cells = [
+            self.cell(1, 1, 0.2, 0.2, 40, p50_over_floor_in_run=1.4,
+                      latency_floor_in_run_ms=2.9),
+            self.cell(1, 64, 0.71, 0.69, 50),
+            self.cell(100, 64, 0.5, 0.6, 301),
+            {"kind": "machine"},  # Lines without a ratio are not cells.
+        ]
+        t = bound.targets(cells)
+        self.assertEqual(t["kind"], "targets")
+        self.assertTrue(t["ratio_1x64"]["met"])
+        self.assertFalse(t["ratio_1x64"]["met_probed"])
+        self.assertFalse(t["ratio_100x64"]["met"])
+        self.assertEqual(t["replica_peak_rss_mb"]["largest"], 301)
+        self.assertFalse(t["replica_peak_rss_mb"]["met"])
+        self.assertFalse(t["one_client_p50"]["met"])
+        self.assertTrue(t["one_client_p50"]["met_in_run"])
+        self.assertEqual(t["one_client_p50"]["p50_over_floor_in_run"], 1.4)
+
+    def test_bounds_are_inclusive_and_absent_cells_left_out(self):
+        t = bound.targets([self.cell(100, 64, 0.7, 0.7, 300)])
+        self.assertTrue(t["ratio_100x64"]["met"])
+        self.assertTrue(t["replica_peak_rss_mb"]["met"])
+        self.assertNotIn("ratio_1x64", t)
+        self.assertNotIn("one_client_p50", t)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,6 +13,8 @@ latency floor of one request. deploy/local/bench.sh drives it:
   bound.py cell --machine M --exec E --result R --before S0 --after S1
                 --cpu-s X --wall-s W --nproc N --load L --floor-ms F
                 [--probes P0 P1] [--replicas 4] [--checkpoint-interval K]
+  bound.py targets CELLS                 the matrix's targets, met or not,
+                                         from a file of cell lines
 
 Every function below is pure except scrape and main; tests/bench/bound_test.py
 checks them on fixed inputs.
@@ -417,6 +419,47 @@ def cell_line(m, exec_json, result, before, after, cpu_s, wall_s, nproc, load,
     return out
 
 
+# The fast path's targets that a matrix can show, each against its cells:
+# the ratio at 64 clients with 1 and 100 transfers per request, the
+# replicas' peak RSS, one client's p50 over the latency floor. (The p99 at
+# 70% of peak and the overload's are `--load70` and `--overload` lines.)
+RATIO_MIN = 0.7
+RSS_MAX_MB = 300
+P50_OVER_FLOOR_MAX = 1.5
+
+
+def targets(cells):
+    by = {(c["batch"], c["clients"]): c for c in cells if "ratio" in c}
+    out = {"kind": "targets"}
+    for b, c in ((1, 64), (100, 64)):
+        cell = by.get((b, c))
+        if cell is None:
+            continue
+        t = {"ratio": cell["ratio"], "min": RATIO_MIN,
+             "met": cell["ratio"] >= RATIO_MIN}
+        if "ratio_probed" in cell:
+            t["ratio_probed"] = cell["ratio_probed"]
+            t["met_probed"] = cell["ratio_probed"] >= RATIO_MIN
+        out["ratio_%dx%d" % (b, c)] = t
+    rss = [c["replica_peak_rss_mb"] for c in by.values()
+           if "replica_peak_rss_mb" in c]
+    if rss:
+        out["replica_peak_rss_mb"] = {"largest": max(rss), "max": RSS_MAX_MB,
+                                      "met": max(rss) <= RSS_MAX_MB}
+    one = by.get((1, 1))
+    if one is not None and "p50_over_floor" in one:
+        t = {"p50_ms": one["p50_ms"], "floor_ms": one["latency_floor_ms"],
+             "p50_over_floor": one["p50_over_floor"],
+             "max": P50_OVER_FLOOR_MAX,
+             "met": one["p50_over_floor"] <= P50_OVER_FLOOR_MAX}
+        if "p50_over_floor_in_run" in one:
+            t["floor_in_run_ms"] = one["latency_floor_in_run_ms"]
+            t["p50_over_floor_in_run"] = one["p50_over_floor_in_run"]
+            t["met_in_run"] = one["p50_over_floor_in_run"] <= P50_OVER_FLOOR_MAX
+        out["one_client_p50"] = t
+    return out
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -443,6 +486,8 @@ def main(argv):
     c.add_argument("--probes", nargs=2, default=None)
     c.add_argument("--replicas", type=int, default=4)
     c.add_argument("--checkpoint-interval", type=int, default=128)
+    t = sub.add_parser("targets")  # a file of cell lines, one per line
+    t.add_argument("cells")
     a = ap.parse_args(argv)
     load = lambda p: json.load(open(p))  # noqa: E731
     if a.cmd == "scrape":
@@ -452,6 +497,8 @@ def main(argv):
         out = max(1, round(mc["requests_per_block"]))
     elif a.cmd == "floor":
         out = floor(load(a.machine), load(a.exec))
+    elif a.cmd == "targets":
+        out = targets([json.loads(l) for l in open(a.cells) if l.strip()])
     else:
         out = cell_line(load(a.machine), load(a.exec), load(a.result),
                         load(a.before), load(a.after), a.cpu_s, a.wall_s, a.nproc,
