@@ -440,7 +440,10 @@ void Core::Retransmit() {
   }
   for (const auto& [s, slot] : log_) {
     if (!view_active_) break;
-    if (s <= last_executed_) continue;
+    // Handed out: committed here, whether or not executed yet (an executor
+    // may run it later). Its votes did their work; a peer without the
+    // batch fetches it, and a fetched PRE-PREPARE is not this life's vote.
+    if (s <= last_handed_out_) continue;
     if (slot.view != view_) continue;
     if (tick_ < slot.created_tick + options_.retransmit_ticks) continue;
     if (slot.has_pre_prepare && is_primary()) {

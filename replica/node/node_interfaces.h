@@ -116,6 +116,20 @@ class FetchService {
   virtual void SetStableCheckpoint(const pbft::v1::CheckpointProof& p) = 0;
 };
 
+// Runs committed batches off the core thread (ReplicaNodeDeps::executor;
+// without one the node executes each batch in CarryOut, on the core
+// thread, before the core's next input). The node submits every batch the
+// core hands out, in sequence order, each once; the executor runs
+// StateMachine::Execute on them in that order and hands each result back
+// through ReplicaNode::Executed, on the core thread. Meanwhile the core
+// goes on with later inputs: batches handed out and not yet executed are
+// what it allows between last_executed and last_handed_out.
+class BatchExecutor {
+ public:
+  virtual ~BatchExecutor() = default;
+  virtual void Submit(const core::CommittedBatch& batch) = 0;
+};
+
 // Optional observation of every Ready, for checkers (the simulator) and
 // tracing. Not a way to change what the node does.
 class ReadyObserver {

@@ -43,6 +43,7 @@ absl::Status ReplicaNode::Restore() {
   absl::StatusOr<uint64_t> timestamp = deps_.state->last_timestamp_ms();
   if (!timestamp.ok()) return timestamp.status();
   restore->last_executed = Seq(deps_.state->last_executed());
+  submitted_ = reported_ = restore->last_executed.value();
   restore->last_timestamp_ms = *timestamp;
   absl::Status s = core_->Restore(*restore);
   if (!s.ok()) return absl::DataLossError(s.message());
@@ -108,6 +109,10 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   }
   // 3. Execute in seq order; the core hands out each seq once.
   for (const core::CommittedBatch& b : ready.execute) {
+    if (deps_.executor != nullptr) {
+      if (absl::Status s = Submit(b); !s.ok()) return s;
+      continue;
+    }
     trace::Event("execute", b.seq.value(), 0);
     if (absl::Status s = Execute(b); !s.ok()) return s;
     trace::Event("executed", b.seq.value(), 0);
@@ -140,6 +145,38 @@ absl::Status ReplicaNode::Execute(const core::CommittedBatch& b) {
   }
   core_->OnExecuted(b.seq, done->state_digest, std::move(done->replies));
   return absl::OkStatus();
+}
+
+absl::Status ReplicaNode::Submit(const core::CommittedBatch& b) {
+  if (b.seq.value() != submitted_ + 1) {
+    return absl::InternalError(absl::StrCat("execute: the core handed out seq ",
+                                            b.seq.value(), ", expected ",
+                                            submitted_ + 1));
+  }
+  submitted_ = b.seq.value();
+  trace::Event("execute", b.seq.value(), 0);
+  deps_.executor->Submit(b);
+  return absl::OkStatus();
+}
+
+void ReplicaNode::Executed(Seq seq,
+                           absl::StatusOr<StateMachine::Executed> done) {
+  if (!failed_.ok()) return;
+  if (seq.value() != reported_ + 1 || seq.value() > submitted_) {
+    failed_ = absl::InternalError(
+        absl::StrCat("executor reported seq ", seq.value(), ", expected ",
+                     reported_ + 1, " (submitted up to ", submitted_, ")"));
+    return;
+  }
+  reported_ = seq.value();
+  if (!done.ok()) {
+    failed_ = absl::Status(done.status().code(),
+                           absl::StrCat("executing block ", seq.value(), ": ",
+                                        done.status().message()));
+    return;
+  }
+  trace::Event("executed", seq.value(), 0);
+  core_->OnExecuted(seq, done->state_digest, std::move(done->replies));
 }
 
 void ReplicaNode::PublishStableCheckpoint() {

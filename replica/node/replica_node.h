@@ -46,6 +46,7 @@ struct ReplicaNodeDeps {
   FetchService* fetch = nullptr;
   const Clock* clock = nullptr;       // Wall time for Core::Tick only.
   ReadyObserver* observer = nullptr;  // Optional.
+  BatchExecutor* executor = nullptr;  // Optional: execution off this thread.
 };
 
 class ReplicaNode {
@@ -81,6 +82,11 @@ class ReplicaNode {
   // node (then and on every later call).
   absl::Status Drain();
 
+  // With an executor: the result of the batch at `seq`, the oldest
+  // submitted and not yet reported. Call Drain() afterwards. An error
+  // stops the node, as a failed execution on the core thread does.
+  void Executed(Seq seq, absl::StatusOr<StateMachine::Executed> done);
+
   const absl::Status& failed() const { return failed_; }
   const core::Core& core() const { return *core_; }
 
@@ -90,12 +96,16 @@ class ReplicaNode {
   // One Ready, in its documented order.
   absl::Status CarryOut(const core::Ready& ready);
   absl::Status Execute(const core::CommittedBatch& b);
+  absl::Status Submit(const core::CommittedBatch& b);
   void PublishStableCheckpoint();
 
   const ReplicaNodeDeps deps_;
   std::unique_ptr<core::Core> core_;
   absl::Status failed_;
   uint64_t published_stable_ = ~0ull;
+  // With an executor: the last batch submitted, the last result reported.
+  uint64_t submitted_ = 0;
+  uint64_t reported_ = 0;
 };
 
 }  // namespace pbft::node

@@ -179,6 +179,7 @@ struct Replica : Transport, ReplySink {
     d.replies = this;
     d.fetch = &fetch;
     d.clock = &clock;
+    d.executor = executor;
     absl::StatusOr<std::unique_ptr<ReplicaNode>> n = ReplicaNode::Open(o, d);
     ASSERT_TRUE(n.ok()) << n.status();
     node = *std::move(n);
@@ -221,7 +222,22 @@ struct Replica : Transport, ReplySink {
   std::unique_ptr<ReplicaNode> node;
   std::vector<Envelope> sent;
   std::vector<pbft::v1::Reply> replies;
-  bool wants_replies = true;  // Whether a client call waits here.
+  bool wants_replies = true;          // Whether a client call waits here.
+  BatchExecutor* executor = nullptr;  // Set before Open().
+};
+
+// Holds the batches a node submits until the test runs them.
+class HeldExecutor final : public BatchExecutor {
+ public:
+  explicit HeldExecutor(Log* log) : log_(log) {}
+  void Submit(const core::CommittedBatch& b) override {
+    log_->Add(absl::StrCat("submit ", b.seq.value()));
+    held.push_back(b);
+  }
+  std::deque<core::CommittedBatch> held;
+
+ private:
+  Log* log_;
 };
 
 class ReplicaNodeTest : public ::testing::Test {
@@ -360,6 +376,66 @@ TEST_F(ReplicaNodeTest, AFailedBlockStopsTheNodeWithoutReplies) {
   EXPECT_EQ(backup.machine.last_executed(), 0u);
   // The other three executed and replied.
   EXPECT_EQ(replicas_[1]->replies.size(), 1u);
+}
+
+// With an executor the node submits each batch the core hands out, in
+// order, and goes on; the replies wait for the results it gets back.
+TEST_F(ReplicaNodeTest, WithAnExecutorRepliesWaitForItsResults) {
+  Replica& backup = *replicas_[2];
+  HeldExecutor exec(&backup.log);
+  backup.executor = &exec;
+  backup.Open();
+  for (uint64_t t = 1; t <= 3; ++t) replicas_[0]->node->Receive(Request(7, t));
+  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
+  Run(60);
+  EXPECT_EQ(replicas_[1]->machine.last_executed(), 3u);
+  ASSERT_FALSE(exec.held.empty());
+  EXPECT_EQ(backup.machine.last_executed(), 0u);
+  EXPECT_TRUE(backup.replies.empty());
+  uint64_t seq = 0;
+  while (!exec.held.empty()) {
+    const core::CommittedBatch b = exec.held.front();
+    exec.held.pop_front();
+    EXPECT_EQ(b.seq.value(), ++seq);
+    backup.node->Executed(b.seq, backup.machine.Execute(b));
+    ASSERT_TRUE(backup.node->Drain().ok());
+  }
+  EXPECT_EQ(backup.machine.last_executed(), 3u);
+  ASSERT_EQ(backup.replies.size(), 3u);
+  for (const pbft::v1::Reply& reply : backup.replies) {
+    const std::string id = absl::StrCat("7/", reply.request_number());
+    EXPECT_LT(backup.log.Find("execute " + id), backup.log.Find("reply " + id));
+  }
+}
+
+TEST_F(ReplicaNodeTest, AResultOutOfOrderOrFailedStopsTheNode) {
+  Replica& backup = *replicas_[2];
+  HeldExecutor exec(&backup.log);
+  backup.executor = &exec;
+  backup.Open();
+  for (uint64_t t = 1; t <= 2; ++t) replicas_[0]->node->Receive(Request(7, t));
+  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
+  Run(60);
+  ASSERT_GE(exec.held.size(), 2u);
+  const core::CommittedBatch second = exec.held[1];
+  backup.node->Executed(second.seq, backup.machine.Execute(second));
+  EXPECT_EQ(backup.node->failed().code(), absl::StatusCode::kInternal);
+  EXPECT_FALSE(backup.node->Drain().ok());
+  EXPECT_TRUE(backup.replies.empty());
+
+  Replica& other = *replicas_[3];
+  HeldExecutor exec3(&other.log);
+  other.executor = &exec3;
+  other.Open();
+  const size_t replied = other.replies.size();  // Before the reopening.
+  for (uint64_t t = 3; t <= 4; ++t) replicas_[0]->node->Receive(Request(7, t));
+  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
+  Run(60);
+  ASSERT_FALSE(exec3.held.empty());
+  other.node->Executed(exec3.held.front().seq,
+                       absl::DataLossError("ledger write failed"));
+  EXPECT_EQ(other.node->failed().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(other.replies.size(), replied);
 }
 
 TEST_F(ReplicaNodeTest, FetchesAreAnsweredFromTheStoreAndTheChain) {

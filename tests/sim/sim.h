@@ -24,6 +24,11 @@ struct SimOptions {
   bool real_crypto = false;
   bool verbose = false;
   uint64_t max_ticks = 60000;
+  // Replicas execute committed batches through a node::BatchExecutor that
+  // runs each 0-3 ticks after the one before, or one in eight up to 39
+  // (a slow disk), as an executing thread of its own would, while their
+  // cores go on with later inputs.
+  bool deferred_execution = false;
 };
 
 struct SimResult {
@@ -63,6 +68,9 @@ struct SimResult {
   // view changes (crashes, partitions, stalls) injected.
   uint64_t max_view = 0;
   uint64_t faults = 0;
+  // deferred_execution: the most batches a replica had submitted and not
+  // yet executed.
+  uint64_t max_execution_backlog = 0;
 };
 
 // The scenario names --scenario accepts.

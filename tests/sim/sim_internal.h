@@ -164,6 +164,9 @@ struct SimReplica {
   // back-off), while clients already reach it.
   uint64_t deaf_until = 0;
   bool crash_mid_ready = false;  // Crash after the next persist.
+  // SimOptions::deferred_execution: batches submitted to its executor and
+  // the tick each runs at (in order). Lost with a crash.
+  std::deque<std::pair<uint64_t, core::CommittedBatch>> to_execute;
   // Stalled (SIGSTOP): no ticks; what arrives waits in `held` (at most
   // held_max, the rest lost as by a full stream) until it resumes.
   bool stalled = false;
@@ -287,6 +290,9 @@ class Simulation {
   void DeliverToReplica(SimReplica& r, const EnvPtr& e,
                         std::optional<uint64_t> primary_view = std::nullopt);
   void Drain(SimReplica& r);
+  void QueueExecution(SimReplica& r, const core::CommittedBatch& b);
+  // Runs the batches due by now and hands their results to the node.
+  void ExecuteDue(SimReplica& r);
   absl::Status Append(SimReplica& r, const core::Persist& p);
   void Route(SimReplica& r, core::Outbound o);
   void CheckSentPersisted(const SimReplica& r, const v1::Envelope& e);
@@ -445,6 +451,9 @@ class Simulation {
   uint64_t next_crash_ = 0, next_partition_ = 0;  // Ticks of the next.
   bool stale_numbers_ = false;                    // Scenario stale-numbers.
   bool lying_hint_ = false;                       // Scenario lying-hint.
+  // deferred_execution: the longest a batch waited between its submission
+  // and its execution (the executor's lag, not the protocol's).
+  uint64_t max_execution_lag_ = 0;
   // Scenario missing-bodies: replicas that get view 0's PRE-PREPAREs
   // without batches, and the tick primary 0 is cut off.
   std::set<uint32_t> starved_;
@@ -478,6 +487,7 @@ class SimIo final : public node::ProtocolStorage,
                     public node::Transport,
                     public node::ReplySink,
                     public node::ReadyObserver,
+                    public node::BatchExecutor,
                     public Clock {
  public:
   SimIo(Simulation* sim, SimReplica* r) : sim_(sim), r_(r) {}
@@ -536,6 +546,9 @@ class SimIo final : public node::ProtocolStorage,
       sim_->Fail(absl::StrCat("replica ", r_->id, ": ", s.message()));
   }
   uint64_t NowMs() const override { return sim_->NowMs(*r_); }
+  void Submit(const core::CommittedBatch& b) override {
+    sim_->QueueExecution(*r_, b);
+  }
 
  private:
   Simulation* sim_;

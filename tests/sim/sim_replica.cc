@@ -88,6 +88,7 @@ bool Simulation::StartNode(SimReplica& r) {
   deps.fetch = r.fetch.get();
   deps.clock = r.io.get();
   deps.observer = r.io.get();
+  if (opt_.deferred_execution) deps.executor = r.io.get();
   auto node = node::ReplicaNode::Open(o, deps);
   if (!node.ok()) {
     Fail(absl::StrCat("replica ", r.id,
@@ -170,6 +171,27 @@ absl::Status Simulation::Append(SimReplica& r, const struct core::Persist& p) {
   if (absl::Status s = r.storage->Append(p); !s.ok()) return s;
   if (r.crash_mid_ready) return absl::AbortedError("power lost");
   return absl::OkStatus();
+}
+
+void Simulation::QueueExecution(SimReplica& r, const core::CommittedBatch& b) {
+  uint64_t at = r.to_execute.empty() ? tick_ : r.to_execute.back().first;
+  at = std::max(at, tick_) +
+       (rng_.Below(8) == 0 ? rng_.Below(40) : rng_.Below(4));
+  r.to_execute.emplace_back(at, b);
+  max_execution_lag_ = std::max(max_execution_lag_, at - tick_);
+  result_.max_execution_backlog =
+      std::max<uint64_t>(result_.max_execution_backlog, r.to_execute.size());
+}
+
+void Simulation::ExecuteDue(SimReplica& r) {
+  while (!r.down && !r.to_execute.empty() &&
+         r.to_execute.front().first <= tick_ && result_.ok) {
+    core::CommittedBatch b = std::move(r.to_execute.front().second);
+    r.to_execute.pop_front();
+    from_ = r.id;
+    r.node->Executed(b.seq, r.io->Execute(b));
+    Drain(r);
+  }
 }
 
 void Simulation::Drain(SimReplica& r) {
@@ -359,7 +381,8 @@ void Simulation::Crash(SimReplica& r) {
   CHECK(!r.down);
   r.down = true;
   r.crash_mid_ready = false;
-  r.waiting.clear();  // The clients' calls fail with the connections.
+  r.waiting.clear();     // The clients' calls fail with the connections.
+  r.to_execute.clear();  // Not executed: the restart hands them out again.
   r.certs_at_crash = r.core().PreparedCertificates();
   r.height_at_crash = r.height();
   // Everything not durable is gone; what the ledger and the protocol store

@@ -26,6 +26,10 @@ ABSL_FLAG(
 ABSL_FLAG(bool, real_crypto, false,
           "Sign with Ed25519 instead of the simulator's keyed-hash fake.");
 ABSL_FLAG(bool, verbose, false, "Print every seed's set-up and outcome.");
+ABSL_FLAG(
+    bool, deferred_execution, false,
+    "Replicas execute committed batches a few ticks later, through an "
+    "executor, while their cores go on (SimOptions::deferred_execution).");
 ABSL_FLAG(uint64_t, max_ticks, 60000,
           "Give up on a seed after this many ticks.");
 ABSL_FLAG(bool, stop_at_failure, false,
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
   o.real_crypto = absl::GetFlag(FLAGS_real_crypto);
   o.verbose = absl::GetFlag(FLAGS_verbose);
   o.max_ticks = absl::GetFlag(FLAGS_max_ticks);
+  o.deferred_execution = absl::GetFlag(FLAGS_deferred_execution);
   if (!pbft::sim::IsScenario(o.scenario)) {
     std::fprintf(stderr, "--scenario: unknown '%s' (one of: %s)\n",
                  o.scenario.c_str(),
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
            dropped = 0, fetches = 0, forwarded = 0, primary_has_copy = 0,
            unsent = 0, max_latency = 0, max_rejoin = 0, ahead = 0, max_view = 0,
-           bodies = 0, full_window_missed = 0;
+           bodies = 0, full_window_missed = 0, backlog = 0;
   pbft::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -117,6 +122,7 @@ int main(int argc, char** argv) {
     max_rejoin = std::max(max_rejoin, r.max_rejoin_ticks);
     ahead += r.ahead_alone;
     max_view = std::max(max_view, r.max_view);
+    backlog = std::max(backlog, r.max_execution_backlog);
     all.Update(r.trace_digest);
     last_digest = r.trace_digest;
     if (o.verbose || seeds == 1 || !r.ok) {
@@ -140,9 +146,10 @@ int main(int argc, char** argv) {
       std::printf("  failure: %s\n", r.failure.c_str());
       std::printf(
           "  replay: build/bin/pbft-sim --seeds 1 --first-seed %llu "
-          "--replicas %u --scenario %s%s\n",
+          "--replicas %u --scenario %s%s%s\n",
           static_cast<unsigned long long>(seed), o.replicas, o.scenario.c_str(),
-          o.real_crypto ? " --real-crypto" : "");
+          o.real_crypto ? " --real-crypto" : "",
+          o.deferred_execution ? " --deferred-execution" : "");
     }
     std::fflush(stdout);
     if (!r.ok && absl::GetFlag(FLAGS_stop_at_failure)) break;
@@ -159,6 +166,7 @@ int main(int argc, char** argv) {
       "\"replies_unsent\":%llu,\"bodies_fetched\":%llu,"
       "\"max_latency_ticks\":%llu,\"max_rejoin_ticks\":%llu,"
       "\"ahead_alone\":%llu,\"max_view\":%llu,\"real_crypto\":%s,"
+      "\"deferred_execution\":%s,\"max_execution_backlog\":%llu,"
       "\"wall_s\":%.3f,"
       "\"trace_digest\":\"%s\"}\n",
       static_cast<unsigned long long>(seeds),
@@ -178,7 +186,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(max_rejoin),
       static_cast<unsigned long long>(ahead),
       static_cast<unsigned long long>(max_view),
-      o.real_crypto ? "true" : "false", wall, digest.c_str());
+      o.real_crypto ? "true" : "false", o.deferred_execution ? "true" : "false",
+      static_cast<unsigned long long>(backlog), wall, digest.c_str());
   return RangeExitCode(o.scenario, seeds, failed, full_window_missed, bodies,
                        primary_has_copy);
 }
