@@ -108,14 +108,21 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
     }
   }
   // 3. Execute in seq order; the core hands out each seq once.
+  //    Here, or by the executor, whose results come back through Executed.
   for (const core::CommittedBatch& b : ready.execute) {
+    if (b.seq.value() != submitted_ + 1) {
+      return absl::InternalError(
+          absl::StrCat("execute: the core handed out seq ", b.seq.value(),
+                       ", expected ", submitted_ + 1));
+    }
+    submitted_ = b.seq.value();
+    trace::Event("execute", b.seq.value(), 0);
     if (deps_.executor != nullptr) {
-      if (absl::Status s = Submit(b); !s.ok()) return s;
+      deps_.executor->Submit(b);
       continue;
     }
-    trace::Event("execute", b.seq.value(), 0);
-    if (absl::Status s = Execute(b); !s.ok()) return s;
-    trace::Event("executed", b.seq.value(), 0);
+    Executed(b.seq, deps_.state->Execute(b));
+    if (!failed_.ok()) return failed_;
   }
   // 4. Replies: their requests are durably executed (step 3 of this or an
   //    earlier Ready). Signed only for a call that waits here.
@@ -130,41 +137,12 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   return absl::OkStatus();
 }
 
-absl::Status ReplicaNode::Execute(const core::CommittedBatch& b) {
-  const uint64_t expected = deps_.state->last_executed() + 1;
-  if (b.seq.value() != expected) {
-    return absl::InternalError(absl::StrCat("execute: the core handed out seq ",
-                                            b.seq.value(), ", expected ",
-                                            expected));
-  }
-  absl::StatusOr<StateMachine::Executed> done = deps_.state->Execute(b);
-  if (!done.ok()) {
-    return absl::Status(done.status().code(),
-                        absl::StrCat("executing block ", b.seq.value(), ": ",
-                                     done.status().message()));
-  }
-  core_->OnExecuted(b.seq, done->state_digest, std::move(done->replies));
-  return absl::OkStatus();
-}
-
-absl::Status ReplicaNode::Submit(const core::CommittedBatch& b) {
-  if (b.seq.value() != submitted_ + 1) {
-    return absl::InternalError(absl::StrCat("execute: the core handed out seq ",
-                                            b.seq.value(), ", expected ",
-                                            submitted_ + 1));
-  }
-  submitted_ = b.seq.value();
-  trace::Event("execute", b.seq.value(), 0);
-  deps_.executor->Submit(b);
-  return absl::OkStatus();
-}
-
 void ReplicaNode::Executed(Seq seq,
                            absl::StatusOr<StateMachine::Executed> done) {
   if (!failed_.ok()) return;
   if (seq.value() != reported_ + 1 || seq.value() > submitted_) {
     failed_ = absl::InternalError(
-        absl::StrCat("executor reported seq ", seq.value(), ", expected ",
+        absl::StrCat("execution result for seq ", seq.value(), ", expected ",
                      reported_ + 1, " (submitted up to ", submitted_, ")"));
     return;
   }

@@ -82,9 +82,10 @@ class ReplicaNode {
   // node (then and on every later call).
   absl::Status Drain();
 
-  // With an executor: the result of the batch at `seq`, the oldest
-  // submitted and not yet reported. Call Drain() afterwards. An error
-  // stops the node, as a failed execution on the core thread does.
+  // The result of the batch at `seq`, the oldest submitted and not yet
+  // reported: from an executor (call Drain() afterwards), or from the
+  // node's own execution on this thread. An error or a result out of
+  // order stops the node.
   void Executed(Seq seq, absl::StatusOr<StateMachine::Executed> done);
 
   const absl::Status& failed() const { return failed_; }
@@ -95,15 +96,14 @@ class ReplicaNode {
   absl::Status Restore();
   // One Ready, in its documented order.
   absl::Status CarryOut(const core::Ready& ready);
-  absl::Status Execute(const core::CommittedBatch& b);
-  absl::Status Submit(const core::CommittedBatch& b);
   void PublishStableCheckpoint();
 
   const ReplicaNodeDeps deps_;
   std::unique_ptr<core::Core> core_;
   absl::Status failed_;
   uint64_t published_stable_ = ~0ull;
-  // With an executor: the last batch submitted, the last result reported.
+  // The last batch handed to execution, the last result taken back (equal
+  // at the end of every Ready without an executor).
   uint64_t submitted_ = 0;
   uint64_t reported_ = 0;
 };

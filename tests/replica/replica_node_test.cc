@@ -257,6 +257,19 @@ class ReplicaNodeTest : public ::testing::Test {
     return pbft::sim::NullSigner(client).Sign(pbft::v1::MESSAGE_TYPE_REQUEST,
                                               r.SerializeAsString());
   }
+  // Restarts the replica's node over its store and machine, with `exec`.
+  void ReopenWith(Replica& r, BatchExecutor* exec) {
+    r.executor = exec;
+    r.Open();
+  }
+  // Client `client`'s requests first..last, sent to the primary and run.
+  void Order(uint64_t client, uint64_t first, uint64_t last) {
+    for (uint64_t t = first; t <= last; ++t) {
+      replicas_[0]->node->Receive(Request(client, t));
+    }
+    ASSERT_TRUE(replicas_[0]->node->Drain().ok());
+    Run(60);
+  }
   // Delivers, ticks and drains until the network is quiet or `rounds` pass.
   void Run(int rounds, const std::set<uint32_t>& down = {}) {
     for (int i = 0; i < rounds; ++i) {
@@ -383,11 +396,8 @@ TEST_F(ReplicaNodeTest, AFailedBlockStopsTheNodeWithoutReplies) {
 TEST_F(ReplicaNodeTest, WithAnExecutorRepliesWaitForItsResults) {
   Replica& backup = *replicas_[2];
   HeldExecutor exec(&backup.log);
-  backup.executor = &exec;
-  backup.Open();
-  for (uint64_t t = 1; t <= 3; ++t) replicas_[0]->node->Receive(Request(7, t));
-  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
-  Run(60);
+  ReopenWith(backup, &exec);
+  Order(7, 1, 3);
   EXPECT_EQ(replicas_[1]->machine.last_executed(), 3u);
   ASSERT_FALSE(exec.held.empty());
   EXPECT_EQ(backup.machine.last_executed(), 0u);
@@ -411,11 +421,8 @@ TEST_F(ReplicaNodeTest, WithAnExecutorRepliesWaitForItsResults) {
 TEST_F(ReplicaNodeTest, AResultOutOfOrderOrFailedStopsTheNode) {
   Replica& backup = *replicas_[2];
   HeldExecutor exec(&backup.log);
-  backup.executor = &exec;
-  backup.Open();
-  for (uint64_t t = 1; t <= 2; ++t) replicas_[0]->node->Receive(Request(7, t));
-  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
-  Run(60);
+  ReopenWith(backup, &exec);
+  Order(7, 1, 2);
   ASSERT_GE(exec.held.size(), 2u);
   const core::CommittedBatch second = exec.held[1];
   backup.node->Executed(second.seq, backup.machine.Execute(second));
@@ -425,12 +432,9 @@ TEST_F(ReplicaNodeTest, AResultOutOfOrderOrFailedStopsTheNode) {
 
   Replica& other = *replicas_[3];
   HeldExecutor exec3(&other.log);
-  other.executor = &exec3;
-  other.Open();
+  ReopenWith(other, &exec3);
   const size_t replied = other.replies.size();  // Before the reopening.
-  for (uint64_t t = 3; t <= 4; ++t) replicas_[0]->node->Receive(Request(7, t));
-  ASSERT_TRUE(replicas_[0]->node->Drain().ok());
-  Run(60);
+  Order(7, 3, 4);
   ASSERT_FALSE(exec3.held.empty());
   other.node->Executed(exec3.held.front().seq,
                        absl::DataLossError("ledger write failed"));

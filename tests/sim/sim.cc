@@ -592,7 +592,8 @@ void Simulation::ClientReceive(SimClient& c, const v1::Envelope& e) {
     // executor's lag (deferred_execution) comes on top.
     Fail(absl::StrCat("lying-hint: client ", c.id, " request ", c.number,
                       " took ", latency, " ticks, over the view-change ",
-                      "timeout of ", params_.view_change_timeout_ticks));
+                      "timeout of ", params_.view_change_timeout_ticks,
+                      " plus the executor's lag of ", max_execution_lag_));
   }
   ++result_.requests_completed;
   ++c.completed;
