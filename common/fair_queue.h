@@ -11,7 +11,7 @@
 // accepted, so one message of the largest allowed size still goes through.
 //
 // Thread-safe. Close() wakes every waiter; after it, pushes fail and pops
-// drain what is left, then return nothing.
+// drain what is left, then return nothing. Wake() ends one wait early.
 #ifndef PBFT_LEDGER_COMMON_FAIR_QUEUE_H_
 #define PBFT_LEDGER_COMMON_FAIR_QUEUE_H_
 
@@ -74,6 +74,7 @@ class FairQueue {
     absl::MutexLock l(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(this, &FairQueue::ReadyToPop),
                          timeout);
+    woken_ = false;
     size_t n = 0;
     while (n < max && size_ > 0) {
       Source& s = sources_[next_];
@@ -86,6 +87,13 @@ class FairQueue {
       ++n;
     }
     return n;
+  }
+
+  // Ends the current or the next wait of PopMany, which may then return
+  // nothing (a consumer woken for work of its own, not for an item).
+  void Wake() {
+    absl::MutexLock l(&mu_);
+    woken_ = true;
   }
 
   void Close() {
@@ -118,7 +126,7 @@ class FairQueue {
            s.bytes + bytes <= share_.bytes_max;
   }
   bool ReadyToPop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || size_ > 0;
+    return closed_ || woken_ || size_ > 0;
   }
 
   const QueueShare share_;
@@ -128,6 +136,7 @@ class FairQueue {
   size_t size_ ABSL_GUARDED_BY(mu_) = 0;
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace pbft

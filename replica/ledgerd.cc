@@ -3,6 +3,7 @@
 //   ledgerd --config FILE --id I --data-dir DIR [--key FILE]
 //           [--listen-host H] [--log-level L] [--log-json]
 //           [--memory-trim-s S] [--storage-nice N]
+//           [--inline-execution-bytes B]
 //
 // Exit status: 0 after a graceful stop (SIGTERM or SIGINT), 1 if it cannot
 // start (the message names the file, field or address), 2 on usage errors.
@@ -44,6 +45,11 @@ ABSL_FLAG(double, memory_trim_s, 10,
 ABSL_FLAG(int32_t, storage_nice, 10,
           "Added to the nice value of LevelDB's background thread (memtable "
           "writes and compactions), 0-19 (0: unchanged).");
+ABSL_FLAG(int64_t, inline_execution_bytes, -1,
+          "Committed blocks whose requests total at most this many bytes "
+          "execute on the core thread, larger ones on an execution thread, "
+          "overlapped with agreement on the next blocks. -1 (no limit): "
+          "every block on the core thread, no execution thread.");
 ABSL_FLAG(double, fetch_rate, 20,
           "FETCH requests served per peer per second (burst: half as many).");
 
@@ -60,6 +66,11 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_memory_trim_s) < 0) {
     std::cerr << "ledgerd: --memory-trim-s must be 0 (never) or positive\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_inline_execution_bytes) < -1) {
+    std::cerr << "ledgerd: --inline-execution-bytes must be -1 (no limit, "
+                 "no execution thread) or a byte count\n";
     return 2;
   }
   if (absl::GetFlag(FLAGS_storage_nice) < 0 ||
@@ -94,6 +105,7 @@ int main(int argc, char** argv) {
   o.fetch_rate_per_s = std::max(1.0, absl::GetFlag(FLAGS_fetch_rate));
   o.fetch_burst = std::max(1.0, o.fetch_rate_per_s / 2);
   o.storage_nice = absl::GetFlag(FLAGS_storage_nice);
+  o.inline_execution_bytes = absl::GetFlag(FLAGS_inline_execution_bytes);
   absl::StatusOr<std::unique_ptr<pbft::replica::ReplicaServer>> server =
       pbft::replica::ReplicaServer::Start(o);
   if (!server.ok()) {

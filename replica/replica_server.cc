@@ -29,6 +29,7 @@
 #include "common/wire_limits.h"
 #include "replica/core/core.h"
 #include "replica/core/crypto.h"
+#include "replica/execution_stage.h"
 #include "replica/fetch_server.h"
 #include "replica/ledger/client_query.h"
 #include "replica/ledger/ledger.h"
@@ -175,6 +176,7 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   void Refused(uint64_t peer, ShellRefusal r);
   void MirrorRefusals();
   void Handle(Inbound in);
+  void TakeExecuted();
   void Drain();
   absl::Status OpenNode(const core::Options& o);
   void Publish();
@@ -202,6 +204,8 @@ class ReplicaServerImpl final : public ReplicaServer, public node::ReplySink {
   std::unique_ptr<storage::ProtocolStore> store_;
   std::unique_ptr<node::LedgerStateMachine> state_machine_;
   std::unique_ptr<node::StoreStorage> storage_;
+  std::unique_ptr<ExecutionStage> execution_;     // Null: no execution thread.
+  std::vector<ExecutionStage::Result> executed_;  // Core thread only.
   PeerTransport transport_{&peers_};
   std::unique_ptr<node::ReplicaNode> node_;  // Core thread only.
   const core::Core* core_ = nullptr;         // node_'s; core thread only.
@@ -323,6 +327,13 @@ absl::Status ReplicaServerImpl::OpenNode(const core::Options& o) {
         transport_.Send(ReplicaId(peer), e);
       });
   node::ReplicaNodeDeps deps;
+  if (options_.inline_execution_bytes >= 0) {
+    execution_ = std::make_unique<ExecutionStage>(
+        state_machine_.get(),
+        static_cast<size_t>(options_.inline_execution_bytes),
+        [this] { inbox_.Wake(); });
+    deps.executor = execution_.get();
+  }
   deps.signer = &core_signer_;
   deps.verifier = &core_verifier_;
   deps.store = storage_.get();
@@ -536,6 +547,7 @@ void ReplicaServerImpl::CoreLoop() {
     items.clear();
     inbox_.PopMany(&items, 1024,
                    std::max(absl::ZeroDuration(), next_tick - absl::Now()));
+    TakeExecuted();
     for (Inbound& in : items) Handle(std::move(in));
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
@@ -565,6 +577,17 @@ void ReplicaServerImpl::Handle(Inbound in) {
       return Refused(e.sender(), ShellRefusal::kFetchMalformed);
     case node::ReplicaNode::Intake::kAccepted:
       return;
+  }
+}
+
+// The execution thread's results, in seq order, back to the node (its
+// replies and checkpoints follow in the next Drain).
+void ReplicaServerImpl::TakeExecuted() {
+  if (execution_ == nullptr) return;
+  executed_.clear();
+  execution_->TakeResults(&executed_);
+  for (ExecutionStage::Result& r : executed_) {
+    node_->Executed(r.seq, std::move(r.done));
   }
 }
 
@@ -830,9 +853,11 @@ void ReplicaServerImpl::Stop() {
   if (health_server_ != nullptr) health_server_->Shutdown(deadline);
   if (health_ != nullptr) health_->Shutdown();
   if (client_service_ != nullptr) client_service_->Shutdown();
-  // 2. The core thread finishes the Ready in hand (synced writes) and exits.
+  // 2. The core thread finishes the Ready in hand (synced writes) and exits;
+  //    the execution thread the blocks submitted to it.
   inbox_.Close();
   if (core_thread_.joinable()) core_thread_.join();
+  execution_.reset();
   // 3. Then the rest, storage last.
   pool_.reset();
   fetch_.reset();

@@ -9,6 +9,11 @@
 //                                                    v
 //                          Ready: persist (synced) -> send -> execute
 //                                 (Ledger::ApplyBlock, synced) -> replies
+//                                          |               ^
+//                                          v  large blocks |
+//                                    execution thread (ExecutionStage;
+//                                    --inline-execution-bytes, off by
+//                                    default)
 //
 // FETCH_REQUESTs go from the node to the FetchServer (its own thread).
 // Only the core thread touches the node and its core; only verified
@@ -52,6 +57,12 @@ struct ReplicaServerOptions {
   // Added to the nice value of LevelDB's background thread (memtable
   // writes, compactions; storage::BackgroundEnv); 0: unchanged.
   int storage_nice = 10;
+  // Committed blocks (docs/architecture.md, "Execution"): one whose
+  // requests total at most this many bytes executes on the core thread
+  // (if no block waits for the execution thread), a larger one on the
+  // execution thread, overlapped with agreement on the next blocks.
+  // -1 (no limit): every block on the core thread, no execution thread.
+  int64_t inline_execution_bytes = -1;
 };
 
 class ReplicaServer {

@@ -127,7 +127,12 @@ class FetchService {
 class BatchExecutor {
  public:
   virtual ~BatchExecutor() = default;
-  virtual void Submit(const core::CommittedBatch& batch) = 0;
+  // Asked for each batch while nothing submitted is outstanding (every
+  // result taken back): true makes the node execute `batch` itself, at
+  // once, on its thread, as without an executor (a small batch, whose
+  // hand-off to another thread and back would cost more than it saves).
+  virtual bool Inline(const core::CommittedBatch& batch) = 0;
+  virtual void Submit(core::CommittedBatch batch) = 0;
 };
 
 // Optional observation of every Ready, for checkers (the simulator) and

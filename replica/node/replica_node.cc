@@ -75,7 +75,7 @@ void ReplicaNode::Tick() { core_->Tick(deps_.clock->NowMs()); }
 
 absl::Status ReplicaNode::Drain() {
   while (failed_.ok() && core_->HasReady()) {
-    const core::Ready ready = core_->TakeReady();
+    core::Ready ready = core_->TakeReady();
     if (deps_.observer != nullptr) deps_.observer->OnReady(*core_, ready);
     failed_ = CarryOut(ready);
     if (failed_.ok() && deps_.observer != nullptr) {
@@ -86,7 +86,7 @@ absl::Status ReplicaNode::Drain() {
   return failed_;
 }
 
-absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
+absl::Status ReplicaNode::CarryOut(core::Ready& ready) {
   // 1. Persist before send: a replica never sends a vote it could forget.
   if (!ready.persist.empty()) {
     trace::Event("persist", ready.persist.entries.size(), 0);
@@ -109,16 +109,17 @@ absl::Status ReplicaNode::CarryOut(const core::Ready& ready) {
   }
   // 3. Execute in seq order; the core hands out each seq once.
   //    Here, or by the executor, whose results come back through Executed.
-  for (const core::CommittedBatch& b : ready.execute) {
+  for (core::CommittedBatch& b : ready.execute) {
     if (b.seq.value() != submitted_ + 1) {
       return absl::InternalError(
           absl::StrCat("execute: the core handed out seq ", b.seq.value(),
                        ", expected ", submitted_ + 1));
     }
+    const bool idle = reported_ == submitted_;
     submitted_ = b.seq.value();
     trace::Event("execute", b.seq.value(), 0);
-    if (deps_.executor != nullptr) {
-      deps_.executor->Submit(b);
+    if (deps_.executor != nullptr && !(idle && deps_.executor->Inline(b))) {
+      deps_.executor->Submit(std::move(b));
       continue;
     }
     Executed(b.seq, deps_.state->Execute(b));

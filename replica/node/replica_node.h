@@ -94,8 +94,8 @@ class ReplicaNode {
  private:
   ReplicaNode(const core::Options& options, const ReplicaNodeDeps& deps);
   absl::Status Restore();
-  // One Ready, in its documented order.
-  absl::Status CarryOut(const core::Ready& ready);
+  // One Ready, in its documented order (its batches move to the executor).
+  absl::Status CarryOut(core::Ready& ready);
   void PublishStableCheckpoint();
 
   const ReplicaNodeDeps deps_;

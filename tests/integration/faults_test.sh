@@ -7,6 +7,8 @@
 #      ledger by state transfer, and `ledgerctl verify` passes on it;
 #   4. all replicas end with the same head hash and state digest.
 #   faults_test.sh BIN_DIR
+# LEDGERD_FLAGS (lib.sh) is passed to every replica, e.g. an execution
+# thread (integration_faults_execution_thread).
 set -euo pipefail
 BIN=$1
 source "$(dirname "$0")/lib.sh"
@@ -68,6 +70,17 @@ for t in $(seq 41 80); do
     || fail "transfer $t after wipe"
 done
 wait_caught_up 2 1 90
+
+# Run with LEDGERD_FLAGS="--inline-execution-bytes N" (ctest
+# integration_faults_execution_thread): the blocks went through the
+# execution thread, which every replica runs.
+if [[ "${LEDGERD_FLAGS:-}" == *--inline-execution-bytes* ]]; then
+  for i in 0 1 2 3; do
+    grep -qx execute /proc/"$(cat "$DIR/pids/$i")"/task/*/comm \
+      || fail "replica $i has no execution thread with $LEDGERD_FLAGS"
+  done
+  echo "every replica runs an execution thread"
+fi
 
 # 4. Same chain everywhere, and it verifies offline. The last transfers
 # needed only f+1 replies: every replica executes up to the same height

@@ -226,15 +226,21 @@ struct Replica : Transport, ReplySink {
   BatchExecutor* executor = nullptr;  // Set before Open().
 };
 
-// Holds the batches a node submits until the test runs them.
+// Holds the batches a node submits until the test runs them; answers
+// Inline with `inline_seqs` (and logs each time it is asked).
 class HeldExecutor final : public BatchExecutor {
  public:
   explicit HeldExecutor(Log* log) : log_(log) {}
-  void Submit(const core::CommittedBatch& b) override {
+  bool Inline(const core::CommittedBatch& b) override {
+    log_->Add(absl::StrCat("asked ", b.seq.value()));
+    return inline_seqs.count(b.seq.value()) > 0;
+  }
+  void Submit(core::CommittedBatch b) override {
     log_->Add(absl::StrCat("submit ", b.seq.value()));
-    held.push_back(b);
+    held.push_back(std::move(b));
   }
   std::deque<core::CommittedBatch> held;
+  std::set<uint64_t> inline_seqs;
 
  private:
   Log* log_;
@@ -440,6 +446,41 @@ TEST_F(ReplicaNodeTest, AResultOutOfOrderOrFailedStopsTheNode) {
                        absl::DataLossError("ledger write failed"));
   EXPECT_EQ(other.node->failed().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(other.replies.size(), replied);
+}
+
+// The executor may have a batch executed on the node's thread, but only
+// while nothing submitted is outstanding: seq 1 runs inline; seq 2 goes to
+// the executor; seq 3, though the executor would take it inline, waits
+// behind seq 2 (the executor is not even asked); once seq 2's result is
+// back, seq 4 runs inline again.
+TEST_F(ReplicaNodeTest, AnExecutorMayRunABatchInlineOnlyWhenNoneIsOutstanding) {
+  Replica& backup = *replicas_[2];
+  HeldExecutor exec(&backup.log);
+  exec.inline_seqs = {1, 3, 4};
+  ReopenWith(backup, &exec);
+  Order(7, 1, 1);
+  EXPECT_EQ(backup.machine.last_executed(), 1u);
+  EXPECT_TRUE(exec.held.empty());
+  ASSERT_EQ(backup.replies.size(), 1u);
+  Order(7, 2, 2);
+  Order(7, 3, 3);
+  EXPECT_EQ(backup.machine.last_executed(), 1u);
+  ASSERT_EQ(exec.held.size(), 2u);
+  EXPECT_EQ(exec.held[0].seq.value(), 2u);
+  EXPECT_EQ(exec.held[1].seq.value(), 3u);
+  EXPECT_EQ(backup.log.Find("asked 3"), -1);
+  EXPECT_EQ(backup.replies.size(), 1u);
+  for (; !exec.held.empty(); exec.held.pop_front()) {
+    const core::CommittedBatch& b = exec.held.front();
+    backup.node->Executed(b.seq, backup.machine.Execute(b));
+    ASSERT_TRUE(backup.node->Drain().ok());
+  }
+  EXPECT_EQ(backup.replies.size(), 3u);
+  Order(7, 4, 4);
+  EXPECT_EQ(backup.machine.last_executed(), 4u);
+  EXPECT_TRUE(exec.held.empty());
+  EXPECT_EQ(backup.replies.size(), 4u);
+  EXPECT_TRUE(backup.node->failed().ok());
 }
 
 TEST_F(ReplicaNodeTest, FetchesAreAnsweredFromTheStoreAndTheChain) {

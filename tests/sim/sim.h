@@ -27,7 +27,8 @@ struct SimOptions {
   // Replicas execute committed batches through a node::BatchExecutor that
   // runs each 0-3 ticks after the one before, or one in eight up to 39
   // (a slow disk), as an executing thread of its own would, while their
-  // cores go on with later inputs.
+  // cores go on with later inputs; when none is outstanding, one batch in
+  // four runs at once on the node's turn instead (ledgerd's small blocks).
   bool deferred_execution = false;
 };
 
@@ -71,6 +72,9 @@ struct SimResult {
   // deferred_execution: the most batches a replica had submitted and not
   // yet executed.
   uint64_t max_execution_backlog = 0;
+  // deferred_execution: batches a node executed itself, at once, because
+  // the executor said so (BatchExecutor::Inline) with none outstanding.
+  uint64_t executed_inline = 0;
 };
 
 // The scenario names --scenario accepts.

@@ -173,11 +173,11 @@ absl::Status Simulation::Append(SimReplica& r, const struct core::Persist& p) {
   return absl::OkStatus();
 }
 
-void Simulation::QueueExecution(SimReplica& r, const core::CommittedBatch& b) {
+void Simulation::QueueExecution(SimReplica& r, core::CommittedBatch b) {
   uint64_t at = r.to_execute.empty() ? tick_ : r.to_execute.back().first;
   at = std::max(at, tick_) +
        (rng_.Below(8) == 0 ? rng_.Below(40) : rng_.Below(4));
-  r.to_execute.emplace_back(at, b);
+  r.to_execute.emplace_back(at, std::move(b));
   max_execution_lag_ = std::max(max_execution_lag_, at - tick_);
   result_.max_execution_backlog =
       std::max<uint64_t>(result_.max_execution_backlog, r.to_execute.size());

@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace pbft {
 namespace {
@@ -60,6 +65,27 @@ TEST(FairQueueTest, CloseWakesAndRefuses) {
   std::vector<std::string> out;
   EXPECT_EQ(q.PopMany(&out, 10, absl::Seconds(10)), 1u);
   EXPECT_EQ(q.PopMany(&out, 10, absl::Seconds(10)), 0u);
+}
+
+// Wake ends a wait with nothing to pop (the next wait waits again), and a
+// wake before the wait is not lost.
+TEST(FairQueueTest, WakeEndsOneWaitWithoutAnItem) {
+  Queue q(1, {.count_max = 1, .bytes_max = 1}, Queue::Overflow::kRefuseNew);
+  std::vector<std::string> out;
+  q.Wake();
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(q.PopMany(&out, 10, absl::Seconds(30)), 0u);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_EQ(q.PopMany(&out, 10, absl::Milliseconds(1)), 0u);  // Timed out.
+  std::thread waker([&q] {
+    absl::SleepFor(absl::Milliseconds(5));
+    q.Wake();
+  });
+  EXPECT_EQ(q.PopMany(&out, 10, absl::Seconds(30)), 0u);
+  waker.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_TRUE(q.Push(0, "x", 1).accepted);
+  EXPECT_EQ(q.PopMany(&out, 10, absl::Seconds(30)), 1u);
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   uint64_t failed = 0, ticks = 0, requests = 0, batches = 0, messages = 0,
            dropped = 0, fetches = 0, forwarded = 0, primary_has_copy = 0,
            unsent = 0, max_latency = 0, max_rejoin = 0, ahead = 0, max_view = 0,
-           bodies = 0, full_window_missed = 0, backlog = 0;
+           bodies = 0, full_window_missed = 0, backlog = 0, executed_inline = 0;
   pbft::crypto::Sha256Hasher all;
   std::string last_digest;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
     ahead += r.ahead_alone;
     max_view = std::max(max_view, r.max_view);
     backlog = std::max(backlog, r.max_execution_backlog);
+    executed_inline += r.executed_inline;
     all.Update(r.trace_digest);
     last_digest = r.trace_digest;
     if (o.verbose || seeds == 1 || !r.ok) {
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
       "\"max_latency_ticks\":%llu,\"max_rejoin_ticks\":%llu,"
       "\"ahead_alone\":%llu,\"max_view\":%llu,\"real_crypto\":%s,"
       "\"deferred_execution\":%s,\"max_execution_backlog\":%llu,"
+      "\"executed_inline\":%llu,"
       "\"wall_s\":%.3f,"
       "\"trace_digest\":\"%s\"}\n",
       static_cast<unsigned long long>(seeds),
@@ -187,7 +189,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(ahead),
       static_cast<unsigned long long>(max_view),
       o.real_crypto ? "true" : "false", o.deferred_execution ? "true" : "false",
-      static_cast<unsigned long long>(backlog), wall, digest.c_str());
+      static_cast<unsigned long long>(backlog),
+      static_cast<unsigned long long>(executed_inline), wall, digest.c_str());
   return RangeExitCode(o.scenario, seeds, failed, full_window_missed, bodies,
                        primary_has_copy);
 }
