@@ -6,8 +6,8 @@
 // (TakeResults) and hands them to ReplicaNode::Executed. After each result
 // the stage calls `wake` (the core loop's intake: FairQueue::Wake).
 //
-// The hand-off costs two thread switches per block, more than executing a
-// small block costs: Inline() keeps a block whose requests total at most
+// The hand-off costs two thread switches per block, which a small block
+// need not pay: Inline() keeps a block whose requests total at most
 // `inline_bytes_max` bytes on the core thread (the node asks only while no
 // block is outstanding, so order is kept). ledgerd runs without a stage
 // unless --inline-execution-bytes is set: docs/architecture.md,

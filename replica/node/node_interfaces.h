@@ -129,8 +129,8 @@ class BatchExecutor {
   virtual ~BatchExecutor() = default;
   // Asked for each batch while nothing submitted is outstanding (every
   // result taken back): true makes the node execute `batch` itself, at
-  // once, on its thread, as without an executor (a small batch, whose
-  // hand-off to another thread and back would cost more than it saves).
+  // once, on its thread, as without an executor (a small batch, which
+  // need not pay for a hand-off to another thread and back).
   virtual bool Inline(const core::CommittedBatch& batch) = 0;
   virtual void Submit(core::CommittedBatch batch) = 0;
 };

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/crypto.h"
+#include "tests/net/net_test_util.h"
 
 namespace pbft::replica {
 namespace {
@@ -58,19 +59,22 @@ core::CommittedBatch Batch(uint64_t seq, std::vector<size_t> payloads = {}) {
 // Waits (bounded) until `n` results were taken; returns them all.
 std::vector<ExecutionStage::Result> TakeN(ExecutionStage& stage, size_t n) {
   std::vector<ExecutionStage::Result> out;
-  for (int i = 0; i < 5000 && out.size() < n; ++i) {
+  net::Eventually([&] {
     stage.TakeResults(&out);
-    if (out.size() < n) absl::SleepFor(absl::Milliseconds(1));
-  }
+    return out.size() >= n;
+  });
   return out;
 }
 
 TEST(ExecutionStageTest, ExecutesInOrderOnItsOwnThreadAndWakesPerResult) {
   RecordingMachine machine;
   std::atomic<int> wakes{0};
-  ExecutionStage stage(&machine, 0, [&wakes] { ++wakes; });
-  for (uint64_t s = 1; s <= 5; ++s) stage.Submit(Batch(s));
-  std::vector<ExecutionStage::Result> out = TakeN(stage, 5);
+  std::vector<ExecutionStage::Result> out;
+  {
+    ExecutionStage stage(&machine, 0, [&wakes] { ++wakes; });
+    for (uint64_t s = 1; s <= 5; ++s) stage.Submit(Batch(s));
+    out = TakeN(stage, 5);
+  }  // Joined: every wake has run.
   ASSERT_EQ(out.size(), 5u);
   for (uint64_t s = 1; s <= 5; ++s) {
     EXPECT_EQ(out[s - 1].seq.value(), s);
