@@ -111,6 +111,9 @@ class HostileClientTest : public ::testing::Test {
                 absl::Duration deadline = absl::Seconds(10)) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    // Every replica is up: a failed first connect is retried within the
+    // deadline, not taken for the replica's answer.
+    ctx.set_wait_for_ready(true);
     ledger::v1::SubmitRequest req;
     *req.mutable_request() = e;
     ledger::v1::SubmitResponse resp;
@@ -145,6 +148,7 @@ class HostileClientTest : public ::testing::Test {
   Answer QueryOne(uint32_t replica, const pbft::v1::Envelope& e) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx.set_wait_for_ready(true);
     ledger::v1::QueryRequest req;
     *req.mutable_query() = e;
     ledger::v1::QueryResponse resp;
